@@ -1,0 +1,103 @@
+# pgcoro — plain Makefile with pkg-config.
+#   make                build ./pgcoro
+#   make deps           install the Debian packages that are missing (apt-get; sudo when not root)
+#   make check          deps, then build with ASan+UBSan and run every test (unit + integration)
+#   make unit           unit tests only (current SANITIZE setting)
+#   make demo           deps, build, start a throwaway PostgreSQL and pgcoro in front of it
+#   make valgrind       unit tests under valgrind
+#   make SANITIZE=address,undefined ...   any target with sanitizers
+
+PKGS      := libevent libevent_pthreads libevent_openssl libpq inih openssl libsystemd
+SANITIZE  ?=
+BUILD     := build/$(if $(SANITIZE),san,plain)
+
+CC        ?= cc
+WARN      := -Wall -Wextra -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes -Wundef \
+             -Wpointer-arith -Wshadow -Wno-unused-parameter
+ifneq ($(CI),)
+WARN      += -Werror
+endif
+ifneq ($(WERROR),)
+WARN      += -Werror
+endif
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS    += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+ifneq ($(SANITIZE),)
+CFLAGS    += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS   += -fsanitize=$(SANITIZE)
+endif
+
+SRCS      := $(wildcard src/*.c)
+OBJS      := $(patsubst src/%.c,$(BUILD)/%.o,$(SRCS))
+MOD_OBJS  := $(filter-out $(BUILD)/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+TOOLS     := $(BUILD)/tools/libpq_client
+
+PGCORO_BIN := $(BUILD)/pgcoro
+
+.PHONY: all deps check unit integration demo clean valgrind format-check
+
+all: pgcoro
+
+pgcoro: $(PGCORO_BIN)
+	cp $(PGCORO_BIN) $@
+
+$(PGCORO_BIN): $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: src/%.c $(wildcard include/*.h) | $(BUILD)
+	$(CC) $(CFLAGS) -MMD -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(MOD_OBJS) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -DSRCDIR='"$(CURDIR)"' $(LDFLAGS) -o $@ $< $(MOD_OBJS) $(CHECK_LIBS) $(LDLIBS)
+
+$(BUILD)/tools/%: tests/integration/%.c | $(BUILD)/tools
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+$(BUILD) $(BUILD)/tests $(BUILD)/tools:
+	mkdir -p $@
+
+-include $(OBJS:.o=.d)
+
+# ---- dependencies -------------------------------------------------------------------
+DEB_PKGS := build-essential pkg-config libevent-dev libpq-dev libinih-dev check libssl-dev \
+            libsystemd-dev postgresql-15 postgresql-client-15 python3 python3-pytest \
+            python3-pytest-timeout python3-psycopg2 python3-psycopg python3-asyncpg
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "make deps: all Debian packages present"; fi
+
+# ---- tests ---------------------------------------------------------------------------
+unit: $(UNIT_BINS)
+	@rc=0; for t in $(UNIT_BINS); do echo "== $$t"; CK_DEFAULT_TIMEOUT=60 $$t || rc=1; done; exit $$rc
+
+integration: $(PGCORO_BIN) $(TOOLS)
+	PGCORO_BIN=$(CURDIR)/$(PGCORO_BIN) PGCORO_TOOLS=$(CURDIR)/$(BUILD)/tools \
+	  /usr/bin/python3 -m pytest -p no:cacheprovider --timeout=300 -q -rs tests/integration
+
+check: deps
+	$(MAKE) SANITIZE=address,undefined unit integration
+
+valgrind: $(UNIT_BINS)
+	@for t in $(UNIT_BINS); do CK_FORK=no valgrind --error-exitcode=1 --leak-check=full -q $$t || exit 1; done
+
+demo: deps pgcoro
+	./tests/demo.sh
+
+format-check:
+	clang-format --dry-run --Werror src/*.c include/*.h
+
+clean:
+	rm -rf build pgcoro

@@ -1,0 +1,98 @@
+/* A client session: a coroutine written as a state machine. It awaits its startup packet
+ * and authentication, then a server from its pool, then relays until it leaves. */
+#ifndef PGCORO_CLIENT_H
+#define PGCORO_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <libpq-fe.h>
+
+#include "list.h"
+#include "scram.h"
+#include "types.h"
+
+struct runtime;
+struct bufferevent;
+
+enum client_state {
+	CL_LOGIN,   /* global login list: startup packet, authentication */
+	CL_WAITING, /* pool->waiting: awaiting a server (FIFO) */
+	CL_ACTIVE,  /* pool->active: linked to a server, relaying */
+	CL_IDLE,    /* pool->idle: logged in, no server held (transaction mode) */
+	CL_CLOSING, /* global closing list: output draining, then freed */
+};
+
+enum client_login_phase {
+	LOGIN_STARTUP,      /* reading the startup packet (SSLRequest may come first) */
+	LOGIN_PASSWORD,     /* awaiting a PasswordMessage (plain, md5) */
+	LOGIN_SASL_INITIAL, /* awaiting SASLInitialResponse */
+	LOGIN_SASL_FINAL,   /* awaiting SASLResponse */
+};
+
+struct client {
+	struct list node;           /* in the list of its state */
+	enum client_state state;
+	uint64_t id;
+	struct bufferevent *bev;
+	char addr[64];              /* peer, for logs */
+	pool_t *pool;               /* set once logged in */
+	server_t *server;           /* linked server */
+
+	/* login */
+	enum client_login_phase phase;
+	uint8_t *startup;           /* the startup packet (strings below point into it) */
+	char *user;                 /* owned copies */
+	char *database;
+	int nparams;                /* startup parameters to apply on the server */
+	const char *param_names[64 + 16];
+	const char *param_values[64 + 16];
+	char *options_copy;         /* parsed "options" (-c name=value) storage */
+	uint8_t md5_salt[4];
+	struct scram_server *scram;
+	bool too_many;              /* over max_client_conn: answered 53300 after startup */
+	struct event timer;         /* login timeout, then closing drain timeout */
+
+	bool welcomed;              /* ParameterStatus/BackendKeyData/ReadyForQuery sent */
+	bool drained;               /* closing: output flushed or peer gone */
+	uint32_t cancel_pid, cancel_key;
+	uint32_t msg_pending;       /* relay: bytes of the current client message still to pass */
+};
+
+void client_init(struct runtime *rt);
+
+/* Takes ownership of the accepted socket FD. */
+void client_accept(int fd, const struct sockaddr *sa, int salen);
+
+/* The one state transition: moves C between lists and logs it. */
+void client_set_state(client_t *c, enum client_state state);
+const char *client_state_name(enum client_state state);
+
+/* The one funnel for ending a session: if SQLSTATE is non-NULL the client gets a FATAL
+ * ErrorResponse with the formatted message (when at a message boundary); the reason is
+ * logged; the server is released; the client drains its output and is freed later. */
+void client_disconnect(client_t *c, const char *sqlstate, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Sends the client an error it must see as coming from a server (a PGresult). */
+void client_disconnect_result(client_t *c, const PGresult *res);
+
+/* The linked server is prepared: send the welcome (first time) and start relaying. */
+void client_on_server_ready(client_t *c);
+
+/* Frees closing clients whose output has drained (all of them if FORCE). */
+void client_reap(bool force);
+
+/* Number of client connections (all states but closing). */
+int client_count(void);
+
+/* Closes every client (shutdown). */
+void client_close_all(void);
+
+/* Asks the reaper to run after the current callbacks. */
+void reaper_schedule(void);
+
+#endif

@@ -1,0 +1,107 @@
+/* The configuration: one table drives parsing (inih), defaults, validation, SHOW CONFIG
+ * and the documentation check of conf/pgcoro.ini. A loaded config is immutable;
+ * reload builds a new one and swaps the pointer. */
+#ifndef PGCORO_CONFIG_H
+#define PGCORO_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "types.h"
+
+enum pool_mode {
+	POOL_MODE_UNSET = -1, /* per-db / per-user: inherit */
+	POOL_SESSION = 0,
+	POOL_TRANSACTION,
+	POOL_STATEMENT,
+};
+
+enum auth_type {
+	AUTH_TRUST = 0,
+	AUTH_PLAIN,  /* "plain": cleartext password checked against the auth_file */
+	AUTH_MD5,    /* "md5" */
+	AUTH_SCRAM,  /* "scram-sha-256" */
+};
+
+/* One key of [databases]: "name = <libpq conninfo> [pgcoro keys]". */
+struct cfg_db {
+	char *name;      /* the database name clients ask for; "*" is the fallback entry */
+	char **kw;       /* NULL-terminated libpq keywords given in the conninfo (pgcoro keys removed) */
+	char **val;      /* values, parallel to kw */
+	int pool_size;   /* pool_size=N in the entry; -1 = default_pool_size */
+	int pool_mode;   /* pool_mode=... in the entry; POOL_MODE_UNSET = global */
+	int line;        /* line in the file, for messages */
+};
+
+/* One key of [users]: "name = key=value ...". */
+struct cfg_user {
+	char *name;
+	int pool_mode;   /* POOL_MODE_UNSET = inherit */
+	int line;
+};
+
+struct config {
+	char *path;                /* the file it was loaded from */
+
+	/* [pgcoro] — field names equal the ini keys */
+	char *listen_addr;         /* comma list of addresses, "*" = all; "" = no TCP */
+	int listen_port;
+	char *unix_socket_dir;     /* "" = no unix socket */
+	int unix_socket_mode;      /* octal in the file */
+	int auth_type;             /* enum auth_type */
+	char *auth_file;           /* "" = none */
+	int pool_mode;             /* enum pool_mode */
+	int default_pool_size;
+	int max_client_conn;
+	char *server_reset_query;  /* "" = none */
+	double server_connect_timeout; /* seconds; 0 = none */
+	double client_login_timeout;   /* seconds; 0 = none */
+	int max_packet_size;       /* bytes, largest client message accepted */
+	int executor_threads;
+	char *log_level;           /* error|warning|info|debug */
+	char *logfile;             /* "" = stderr */
+	char *pidfile;             /* "" = none */
+
+	struct cfg_db *dbs;
+	int ndbs;
+	struct cfg_user *users;
+	int nusers;
+};
+
+/* Loads and validates FILE. On success returns a new config (caller frees with cfg_free).
+ * On failure returns NULL and writes "file:line: reason" (or "file: reason") into err. */
+struct config *cfg_load(const char *path, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* A config with every default and no databases (for tests and the embedded demo). */
+struct config *cfg_default(void);
+
+void cfg_free(struct config *cfg);
+
+/* The [databases] entry for NAME: an exact match, else the "*" entry, else NULL. */
+const struct cfg_db *cfg_find_db(const struct config *cfg, const char *name);
+
+/* The [users] entry for NAME, or NULL. */
+const struct cfg_user *cfg_find_user(const struct config *cfg, const char *name);
+
+/* The value of libpq keyword KW in DB's conninfo, or NULL. */
+const char *cfg_db_param(const struct cfg_db *db, const char *kw);
+
+const char *cfg_pool_mode_name(int mode);
+const char *cfg_auth_type_name(int type);
+
+/* The settings table, for SHOW CONFIG and the documentation test. */
+struct cfg_key {
+	const char *section;   /* "pgcoro" */
+	const char *key;
+	int type;              /* internal */
+	size_t offset;         /* into struct config */
+	const char *def;       /* default, as written in the ini file */
+	const char *help;      /* one line */
+};
+const struct cfg_key *cfg_keys(size_t *n);
+
+/* Writes "key = value" for every [pgcoro] key of CFG (current values). */
+void cfg_dump(const struct config *cfg, FILE *out);
+
+#endif

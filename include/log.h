@@ -1,0 +1,33 @@
+/* Logging: one line per event to stderr (journald) or a log file; levels filter. */
+#ifndef PGCORO_LOG_H
+#define PGCORO_LOG_H
+
+#include <stdbool.h>
+
+enum log_level {
+	LOGL_ERROR,
+	LOGL_WARNING,
+	LOGL_INFO,
+	LOGL_DEBUG,
+};
+
+/* Sets the level and destination (NULL or "" = stderr). Returns false if the file
+ * cannot be opened (logging stays on the previous destination). */
+bool log_init(enum log_level level, const char *file) __attribute__((warn_unused_result));
+void log_set_level(enum log_level level);
+bool log_enabled(enum log_level level);
+/* Parses "error|warning|info|debug"; false if unknown. */
+bool log_level_parse(const char *s, enum log_level *out) __attribute__((warn_unused_result));
+const char *log_level_name(enum log_level level);
+void log_close(void);
+
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A broken invariant: logs and aborts. */
+void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+#define log_error(...) log_msg(LOGL_ERROR, __VA_ARGS__)
+#define log_warning(...) log_msg(LOGL_WARNING, __VA_ARGS__)
+#define log_info(...) log_msg(LOGL_INFO, __VA_ARGS__)
+#define log_debug(...) do { if (log_enabled(LOGL_DEBUG)) log_msg(LOGL_DEBUG, __VA_ARGS__); } while (0)
+
+#endif

@@ -1,0 +1,133 @@
+/* The PostgreSQL v3 wire protocol as pure functions over byte buffers: framing, parsing
+ * and building. No I/O, no allocation except when a builder must grow. */
+#ifndef PGCORO_PROTO_H
+#define PGCORO_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_V3            196608u   /* 3.0 */
+#define PROTO_SSL_CODE      80877103u
+#define PROTO_GSSENC_CODE   80877104u
+#define PROTO_CANCEL_CODE   80877102u
+#define PROTO_STARTUP_MAX   10000u    /* PostgreSQL's MAX_STARTUP_PACKET_LENGTH */
+#define PROTO_HDR           5u        /* type byte + int32 length */
+#define PROTO_MAX_PARAMS    64
+
+/* ---- building ------------------------------------------------------------------------ */
+
+/* A reusable output buffer. Messages are appended; reset keeps the allocation. */
+struct pbuf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+	size_t msg_start; /* offset of the message being built */
+	bool failed;      /* an allocation failed; contents are unusable */
+};
+
+void pbuf_init(struct pbuf *b);
+void pbuf_reset(struct pbuf *b);
+void pbuf_free(struct pbuf *b);
+
+/* Starts a message of TYPE (0: no type byte, as for startup packets); proto_end patches
+ * the length. Between them, put_* append big-endian fields. */
+void proto_begin(struct pbuf *b, uint8_t type);
+void proto_put_u8(struct pbuf *b, uint8_t v);
+void proto_put_u16(struct pbuf *b, uint16_t v);
+void proto_put_u32(struct pbuf *b, uint32_t v);
+void proto_put_bytes(struct pbuf *b, const void *p, size_t n);
+void proto_put_str(struct pbuf *b, const char *s); /* with its NUL */
+void proto_end(struct pbuf *b);
+
+/* Whole messages, appended to B. */
+/* ErrorResponse 'E' (or NoticeResponse 'N' with proto_build_notice): fields S, V, C, M and,
+ * when non-NULL, D (detail) and H (hint). SEVERITY is "FATAL", "ERROR", ... */
+void proto_build_error(struct pbuf *b, const char *severity, const char *sqlstate,
+		       const char *message, const char *detail, const char *hint);
+void proto_build_notice(struct pbuf *b, const char *severity, const char *sqlstate,
+			const char *message);
+/* Authentication 'R': int32 CODE followed by DATA (LEN bytes, may be 0). */
+void proto_build_auth(struct pbuf *b, uint32_t code, const void *data, size_t len);
+/* AuthenticationSASL offering exactly "SCRAM-SHA-256". */
+void proto_build_auth_sasl(struct pbuf *b);
+void proto_build_param_status(struct pbuf *b, const char *name, const char *value); /* 'S' */
+void proto_build_backend_key(struct pbuf *b, uint32_t pid, uint32_t key);           /* 'K' */
+void proto_build_ready(struct pbuf *b, uint8_t status);                             /* 'Z' */
+/* NegotiateProtocolVersion 'v': newest minor supported, then the unrecognized options. */
+void proto_build_negotiate(struct pbuf *b, uint32_t minor, const char *const *names, int n);
+
+/* Authentication codes */
+#define AUTH_REQ_OK        0
+#define AUTH_REQ_PASSWORD  3
+#define AUTH_REQ_MD5       5
+#define AUTH_REQ_SASL      10
+#define AUTH_REQ_SASL_CONT 11
+#define AUTH_REQ_SASL_FIN  12
+
+/* ---- framing ------------------------------------------------------------------------- */
+
+enum proto_frame {
+	PROTO_NEED_MORE, /* fewer bytes than the header */
+	PROTO_OK,
+	PROTO_BAD,       /* length field out of range */
+};
+
+/* A regular message: DATA holds AVAIL bytes. Sets *TYPE and *LEN (the length field, which
+ * counts itself but not the type byte: the whole message is LEN + 1 bytes). BAD when
+ * LEN < 4 or LEN > MAX_LEN. */
+enum proto_frame proto_frame(const uint8_t *data, size_t avail, uint32_t max_len, uint8_t *type,
+			     uint32_t *len);
+
+/* A startup-style packet (int32 length first, no type byte). BAD when the length is < 8
+ * or > PROTO_STARTUP_MAX. */
+enum proto_frame proto_startup_frame(const uint8_t *data, size_t avail, uint32_t *len);
+
+/* ---- parsing ------------------------------------------------------------------------- */
+
+enum proto_startup_kind {
+	STARTUP_MSG,    /* StartupMessage, protocol 3.x */
+	STARTUP_SSL,    /* SSLRequest */
+	STARTUP_GSSENC, /* GSSENCRequest */
+	STARTUP_CANCEL, /* CancelRequest */
+};
+
+/* A parsed startup packet. Strings point into the packet passed to proto_parse_startup,
+ * which must outlive this struct. */
+struct proto_startup {
+	enum proto_startup_kind kind;
+	uint32_t version;               /* major << 16 | minor */
+	const char *user;               /* NULL if absent */
+	const char *database;           /* NULL if absent */
+	int nparams;                    /* every pair except user, database and _pq_.* */
+	const char *names[PROTO_MAX_PARAMS];
+	const char *values[PROTO_MAX_PARAMS];
+	int nunrecognized;              /* _pq_.* protocol options (for NegotiateProtocolVersion) */
+	const char *unrecognized[PROTO_MAX_PARAMS];
+	uint32_t cancel_pid, cancel_key;
+};
+
+/* Parses PKT (LEN bytes, length field included). On a malformed packet returns false and
+ * sets *WHY to a static reason: wrong length for the code, a protocol major other than 3,
+ * missing terminators, an empty or missing "user", a name without value, too many params. */
+bool proto_parse_startup(const uint8_t *pkt, uint32_t len, struct proto_startup *out,
+			 const char **why) __attribute__((warn_unused_result));
+
+/* In the parse functions below BODY is the message after its 5-byte header, BLEN = LEN - 4. */
+
+/* PasswordMessage: one NUL-terminated string that ends exactly at BLEN. */
+bool proto_parse_password(const uint8_t *body, uint32_t blen, const char **password)
+	__attribute__((warn_unused_result));
+
+/* SASLInitialResponse: mechanism name, int32 data length (-1 = none), data. */
+bool proto_parse_sasl_initial(const uint8_t *body, uint32_t blen, const char **mech,
+			      const uint8_t **data, uint32_t *datalen) __attribute__((warn_unused_result));
+
+/* ParameterStatus: name, value. */
+bool proto_parse_param_status(const uint8_t *body, uint32_t blen, const char **name,
+			      const char **value) __attribute__((warn_unused_result));
+
+/* ErrorResponse / NoticeResponse: the value of field CODE ('C', 'M', 'S', ...), or NULL. */
+const char *proto_error_field(const uint8_t *body, uint32_t blen, uint8_t code);
+
+#endif

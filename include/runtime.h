@@ -1,0 +1,20 @@
+/* The daemon's shared context: the loop, the config in force, the auth file, the executor.
+ * main owns it; modules receive a pointer at init and only read it on the loop thread. */
+#ifndef PGCORO_RUNTIME_H
+#define PGCORO_RUNTIME_H
+
+#include <stdbool.h>
+
+#include "types.h"
+
+struct event_base;
+
+struct runtime {
+	struct event_base *base;
+	struct config *cfg;     /* swapped on reload */
+	struct auth_file *auth; /* NULL when auth_file is unset */
+	struct executor *exec;
+	bool shutting_down;
+};
+
+#endif

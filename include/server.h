@@ -1,0 +1,97 @@
+/* A server: one libpq connection to PostgreSQL. libpq connects (steps on the executor)
+ * and runs the pool's own queries; between them the relay owns the socket. */
+#ifndef PGCORO_SERVER_H
+#define PGCORO_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <libpq-fe.h>
+
+#include "executor.h"
+#include "list.h"
+#include "types.h"
+
+struct runtime;
+struct bufferevent;
+
+enum server_state {
+	SV_CONNECTING,   /* pool->sv_connecting: libpq connect steps */
+	SV_IDLE,         /* pool->sv_idle: clean, ready for a client */
+	SV_ACTIVE,       /* pool->sv_active: linked to one client, relaying */
+	SV_HOUSEKEEPING, /* pool->sv_housekeeping: reset / parameter sync through libpq */
+	SV_CLOSING,      /* global closing list: freed after the loop iteration */
+};
+
+/* Parameters PostgreSQL reports with ParameterStatus (GUC_REPORT), in a fixed order. */
+#define SERVER_NPARAMS 13
+extern const char *const server_param_names[SERVER_NPARAMS];
+
+/* Housekeeping steps, run in this order through libpq. */
+enum server_hk {
+	HK_ROLLBACK = 1 << 0, /* end an open transaction */
+	HK_RESET = 1 << 1,    /* server_reset_query */
+	HK_SYNC = 1 << 2,     /* apply the linked client's startup parameters */
+	HK_REFRESH = 1 << 3,  /* re-read the reported parameters */
+};
+
+struct server {
+	struct list node;            /* in the list of its state */
+	enum server_state state;
+	uint64_t id;
+	pool_t *pool;
+	client_t *client;            /* linked client (SV_ACTIVE, or SV_HOUSEKEEPING for a sync) */
+
+	PGconn *conn;
+	struct bufferevent *bev;     /* relay I/O on PQsocket(), set once connected */
+	struct event pq_ev;          /* libpq waits on the socket (connect steps, housekeeping) */
+	struct event timer;          /* connect timeout */
+	struct exec_job job;         /* a connect step running on the executor */
+	PostgresPollingStatusType poll;
+	bool job_running;
+
+	/* relay tracking (server side of the session) */
+	uint32_t msg_pending;        /* bytes of the current server message still to pass */
+	int out_syncs;               /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
+	bool mid_ext;                /* extended-protocol messages sent since the last Sync */
+	uint8_t tx_status;           /* from the last ReadyForQuery: 'I', 'T' or 'E' */
+
+	/* housekeeping */
+	unsigned hk_plan;            /* enum server_hk bits still to run */
+	unsigned hk_running;         /* the step in flight */
+	bool hk_pre_dirty;           /* reported parameters unknown to libpq before the step */
+
+	char *params[SERVER_NPARAMS]; /* current reported values (NULL = not reported) */
+	char *close_reason;
+};
+
+void server_init(struct runtime *rt);
+
+/* Starts a new connection for POOL (SV_CONNECTING). False on allocation failure. */
+bool server_connect(pool_t *pool) __attribute__((warn_unused_result));
+
+/* The one state transition: moves S between its pool's lists and logs it. */
+void server_set_state(server_t *s, enum server_state state);
+const char *server_state_name(enum server_state state);
+
+/* Links S (SV_IDLE) to C and prepares it (parameter sync). When the server is ready,
+ * client_on_server_ready(C) runs; on failure the client is disconnected. */
+void server_assign(server_t *s, client_t *c);
+
+/* The linked client is gone: the server is cleaned (rollback, reset) and returns to idle,
+ * or is closed if its state is not known clean. */
+void server_release(server_t *s);
+
+/* The one funnel for closing a server: logs REASON, fails its client, marks it closing.
+ * The memory is reclaimed later (never inside the caller's callback). */
+void server_disconnect(server_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Records a ParameterStatus the relay passed to the client. */
+void server_param_seen(server_t *s, const char *name, const char *value);
+
+/* Frees servers marked closing whose executor job has ended (all of them if FORCE). */
+void server_reap(bool force);
+
+#endif

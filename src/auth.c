@@ -1,0 +1,408 @@
+/* The auth_file: PgBouncer userlist.txt parsed into an open-addressing hash table of
+ * (user, secret, cached SCRAM keys), and the plain / md5 / SCRAM password checks.
+ * A user listed twice takes the secret of the later line. An empty secret never
+ * authenticates (no check passes and auth_scram_keys returns NULL). */
+#include "auth.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "scram.h"
+
+#define AUTH_SCRAM_ITERATIONS 4096
+#define AUTH_SCRAM_SALT_LEN 16
+#define MD5_PREFIX "md5"
+#define MD5_SECRET_LEN 35 /* "md5" + 32 hex */
+
+struct auth_entry {
+	char *user;
+	char *secret;
+	bool keys_ready; /* keys holds this secret's SCRAM keys */
+	struct scram_keys keys;
+};
+
+struct auth_file {
+	struct auth_entry *entries;
+	int count, cap;
+	uint32_t *slots; /* index + 1 into entries, 0 = empty; nslots is a power of two */
+	uint32_t nslots;
+};
+
+static uint32_t hash_user(const char *s)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+/* The slot holding USER, or the empty slot where it would go. */
+static uint32_t find_slot(const struct auth_file *af, const char *user)
+{
+	uint32_t mask = af->nslots - 1;
+	uint32_t i = hash_user(user) & mask;
+	while (af->slots[i] && strcmp(af->entries[af->slots[i] - 1].user, user) != 0)
+		i = (i + 1) & mask;
+	return i;
+}
+
+static struct auth_entry *find_entry(const struct auth_file *af, const char *user)
+{
+	if (!af || af->nslots == 0)
+		return NULL;
+	uint32_t slot = af->slots[find_slot(af, user)];
+	return slot ? &af->entries[slot - 1] : NULL;
+}
+
+static bool grow_slots(struct auth_file *af)
+{
+	uint32_t n = af->nslots ? af->nslots * 2 : 16;
+	uint32_t *slots = calloc(n, sizeof *slots);
+	if (!slots)
+		return false;
+	free(af->slots);
+	af->slots = slots;
+	af->nslots = n;
+	for (int i = 0; i < af->count; i++)
+		af->slots[find_slot(af, af->entries[i].user)] = (uint32_t)i + 1;
+	return true;
+}
+
+static void free_secret(char *secret)
+{
+	if (secret) {
+		OPENSSL_cleanse(secret, strlen(secret));
+		free(secret);
+	}
+}
+
+/* Adds USER -> SECRET, taking ownership of both (freed on failure too). A user already
+ * present gets the new secret. */
+static bool add_entry(struct auth_file *af, char *user, char *secret)
+{
+	struct auth_entry *e = find_entry(af, user);
+	if (e) {
+		free(user);
+		free_secret(e->secret);
+		e->secret = secret;
+		e->keys_ready = false;
+		OPENSSL_cleanse(&e->keys, sizeof e->keys);
+		return true;
+	}
+	if ((uint64_t)(af->count + 1) * 2 > af->nslots && !grow_slots(af))
+		goto fail;
+	if (af->count == af->cap) {
+		int cap = af->cap ? af->cap * 2 : 16;
+		struct auth_entry *entries = realloc(af->entries, (size_t)cap * sizeof *entries);
+		if (!entries)
+			goto fail;
+		af->entries = entries;
+		af->cap = cap;
+	}
+	af->entries[af->count] = (struct auth_entry){.user = user, .secret = secret};
+	af->slots[find_slot(af, user)] = (uint32_t)af->count + 1;
+	af->count++;
+	return true;
+fail:
+	free(user);
+	free_secret(secret);
+	return false;
+}
+
+/* Parses the quoted string starting at *PP (on its opening quote); "" stands for one quote.
+ * Returns a malloc'd copy and moves *PP past the closing quote, or NULL with *WHY. */
+static char *parse_quoted(const char **pp, const char **why)
+{
+	const char *start = *pp + 1, *p = start;
+	size_t n = 0;
+	for (;; p++, n++) {
+		if (*p == '\0') {
+			*why = "unterminated quoted string";
+			return NULL;
+		}
+		if (*p == '"') {
+			if (p[1] != '"')
+				break;
+			p++;
+		}
+	}
+	char *s = malloc(n + 1);
+	if (!s) {
+		*why = "out of memory";
+		return NULL;
+	}
+	char *o = s;
+	for (const char *q = start; q < p; q++) {
+		*o++ = *q;
+		if (*q == '"')
+			q++;
+	}
+	*o = '\0';
+	*pp = p + 1;
+	return s;
+}
+
+static const char *skip_space(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == '\f' || *p == '\v')
+		p++;
+	return p;
+}
+
+/* Parses one line into AF. Returns NULL, or the reason the line is refused. */
+static const char *parse_line(struct auth_file *af, const char *line)
+{
+	const char *p = skip_space(line), *why = NULL;
+	if (*p == '\0' || *p == ';' || *p == '#')
+		return NULL;
+	if (*p != '"')
+		return "expected a quoted user name";
+	char *user = parse_quoted(&p, &why);
+	if (!user)
+		return why;
+	if (*user == '\0') {
+		free(user);
+		return "empty user name";
+	}
+	p = skip_space(p);
+	if (*p != '"') {
+		free(user);
+		return *p ? "expected a quoted secret" : "missing secret";
+	}
+	char *secret = parse_quoted(&p, &why);
+	if (!secret) {
+		free(user);
+		return why;
+	}
+	return add_entry(af, user, secret) ? NULL : "out of memory";
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (!err || errlen == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+struct auth_file *auth_load(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return NULL;
+	}
+	struct auth_file *af = calloc(1, sizeof *af);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int lineno = 0;
+	if (!af) {
+		set_err(err, errlen, "%s: out of memory", path);
+		goto fail;
+	}
+	errno = 0;
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		lineno++;
+		const char *why =
+		    memchr(line, '\0', (size_t)len) ? "NUL byte in line" : parse_line(af, line);
+		if (why) {
+			set_err(err, errlen, "%s:%d: %s", path, lineno, why);
+			goto fail;
+		}
+		errno = 0;
+	}
+	if (ferror(f)) {
+		set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (line)
+		OPENSSL_cleanse(line, cap);
+	free(line);
+	fclose(f);
+	return af;
+fail:
+	if (line)
+		OPENSSL_cleanse(line, cap);
+	free(line);
+	fclose(f);
+	auth_free(af);
+	return NULL;
+}
+
+void auth_free(struct auth_file *af)
+{
+	if (!af)
+		return;
+	for (int i = 0; i < af->count; i++) {
+		free(af->entries[i].user);
+		free_secret(af->entries[i].secret);
+	}
+	if (af->entries)
+		OPENSSL_cleanse(af->entries, (size_t)af->cap * sizeof *af->entries);
+	free(af->entries);
+	free(af->slots);
+	free(af);
+}
+
+int auth_count(const struct auth_file *af)
+{
+	return af ? af->count : 0;
+}
+
+const char *auth_lookup(const struct auth_file *af, const char *user)
+{
+	const struct auth_entry *e = find_entry(af, user);
+	return e ? e->secret : NULL;
+}
+
+static bool is_md5_secret(const char *s)
+{
+	if (strlen(s) != MD5_SECRET_LEN || strncmp(s, MD5_PREFIX, 3) != 0)
+		return false;
+	for (const char *p = s + 3; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
+enum auth_secret_kind auth_secret_kind(const char *secret)
+{
+	struct scram_keys k;
+	if (is_md5_secret(secret))
+		return SECRET_MD5;
+	if (strncmp(secret, "SCRAM-SHA-256$", 14) == 0 && scram_parse_verifier(secret, &k))
+		return SECRET_SCRAM;
+	return SECRET_PLAIN;
+}
+
+/* OUT = hex(md5(A || B)), NUL-terminated; false if the digest is unavailable (FIPS). */
+static bool md5_hex(const void *a, size_t alen, const void *b, size_t blen, char out[33])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1 &&
+	          EVP_DigestUpdate(ctx, a, alen) == 1 && EVP_DigestUpdate(ctx, b, blen) == 1 &&
+	          EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 16;
+	EVP_MD_CTX_free(ctx);
+	if (!ok) {
+		out[0] = '\0';
+		return false;
+	}
+	for (int i = 0; i < 16; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[32] = '\0';
+	return true;
+}
+
+void auth_md5_secret(const char *password, const char *user, char out[36])
+{
+	memcpy(out, MD5_PREFIX, 3);
+	if (!md5_hex(password, strlen(password), user, strlen(user), out + 3))
+		out[0] = '\0'; /* matches no 35-character response or secret */
+}
+
+/* Equal strings, in time independent of their contents (both are hashed first). */
+static bool secret_equal(const char *a, const char *b)
+{
+	uint8_t ha[SHA256_DIGEST_LENGTH], hb[SHA256_DIGEST_LENGTH];
+	return EVP_Digest(a, strlen(a), ha, NULL, EVP_sha256(), NULL) == 1 &&
+	       EVP_Digest(b, strlen(b), hb, NULL, EVP_sha256(), NULL) == 1 &&
+	       CRYPTO_memcmp(ha, hb, sizeof ha) == 0;
+}
+
+bool auth_md5_check(const char *secret, const char *user, const uint8_t salt[4],
+                    const char *response)
+{
+	char stored[36], expected[36];
+	bool ok = false;
+	switch (auth_secret_kind(secret)) {
+	case SECRET_PLAIN:
+		if (!*secret)
+			return false;
+		auth_md5_secret(secret, user, stored);
+		break;
+	case SECRET_MD5:
+		memcpy(stored, secret, sizeof stored);
+		break;
+	case SECRET_SCRAM:
+		return false;
+	}
+	memcpy(expected, MD5_PREFIX, 3);
+	if (strlen(stored) == MD5_SECRET_LEN && md5_hex(stored + 3, 32, salt, 4, expected + 3))
+		ok = strlen(response) == MD5_SECRET_LEN &&
+		     CRYPTO_memcmp(expected, response, MD5_SECRET_LEN) == 0;
+	OPENSSL_cleanse(stored, sizeof stored);
+	OPENSSL_cleanse(expected, sizeof expected);
+	return ok;
+}
+
+bool auth_plain_check(const char *secret, const char *user, const char *password)
+{
+	char md5[36];
+	struct scram_keys want, got;
+	bool ok = false;
+	if (!*secret)
+		return false;
+	switch (auth_secret_kind(secret)) {
+	case SECRET_PLAIN:
+		return secret_equal(secret, password);
+	case SECRET_MD5:
+		auth_md5_secret(password, user, md5);
+		ok = strlen(md5) == MD5_SECRET_LEN &&
+		     CRYPTO_memcmp(md5, secret, MD5_SECRET_LEN) == 0;
+		OPENSSL_cleanse(md5, sizeof md5);
+		return ok;
+	case SECRET_SCRAM:
+		ok = scram_parse_verifier(secret, &want) &&
+		     scram_derive_keys(password, want.salt, want.salt_len, want.iterations, &got) &&
+		     CRYPTO_memcmp(want.stored_key, got.stored_key, SCRAM_KEY_LEN) == 0 &&
+		     CRYPTO_memcmp(want.server_key, got.server_key, SCRAM_KEY_LEN) == 0;
+		OPENSSL_cleanse(&got, sizeof got);
+		return ok;
+	}
+	return false;
+}
+
+const struct scram_keys *auth_scram_keys(struct auth_file *af, const char *user)
+{
+	struct auth_entry *e = find_entry(af, user);
+	if (!e || !*e->secret)
+		return NULL;
+	if (e->keys_ready)
+		return &e->keys;
+	uint8_t salt[AUTH_SCRAM_SALT_LEN];
+	switch (auth_secret_kind(e->secret)) {
+	case SECRET_PLAIN:
+		if (RAND_bytes(salt, sizeof salt) != 1 ||
+		    !scram_derive_keys(e->secret, salt, sizeof salt, AUTH_SCRAM_ITERATIONS,
+		                       &e->keys))
+			return NULL;
+		break;
+	case SECRET_SCRAM:
+		if (!scram_parse_verifier(e->secret, &e->keys))
+			return NULL;
+		break;
+	case SECRET_MD5:
+		return NULL;
+	}
+	e->keys_ready = true;
+	return &e->keys;
+}

@@ -1,0 +1,694 @@
+/* Owns client sessions: the login and closing lists, the state transitions, the login
+ * dialog (startup packet, SSL/GSS refusal, protocol negotiation, trust/plain/md5/SCRAM
+ * authentication), the welcome, and the one funnel that ends a session with a proper
+ * ErrorResponse. The reaper frees closed clients and servers after the loop iteration. */
+#include "client.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event_struct.h>
+
+#include "auth.h"
+#include "config.h"
+#include "log.h"
+#include "pool.h"
+#include "proto.h"
+#include "relay.h"
+#include "runtime.h"
+#include "server.h"
+
+#define AUTH_MSG_MAX 8192   /* a password or SASL message larger than this is malformed */
+#define CLOSE_DRAIN_SEC 5   /* how long a closing client may take to read its last words */
+
+static struct runtime *rt;
+static struct list_head login_list;   /* CL_LOGIN */
+static struct list_head closing_list; /* CL_CLOSING */
+static struct pbuf out;               /* reused for every message pgcoro builds */
+static struct event reap_ev;
+static uint64_t next_id;
+static int nclients;                  /* every client not yet closing */
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	client_reap(false);
+	server_reap(false);
+}
+
+void client_init(struct runtime *r)
+{
+	rt = r;
+	list_head_init(&login_list);
+	list_head_init(&closing_list);
+	pbuf_init(&out);
+	event_assign(&reap_ev, rt->base, -1, 0, reap_cb, NULL);
+}
+
+void reaper_schedule(void) { event_active(&reap_ev, EV_TIMEOUT, 0); }
+
+int client_count(void) { return nclients; }
+
+const char *client_state_name(enum client_state state)
+{
+	switch (state) {
+	case CL_LOGIN: return "login";
+	case CL_WAITING: return "waiting";
+	case CL_ACTIVE: return "active";
+	case CL_IDLE: return "idle";
+	case CL_CLOSING: return "closing";
+	}
+	return "?";
+}
+
+static struct list_head *state_list(client_t *c, enum client_state state)
+{
+	switch (state) {
+	case CL_LOGIN: return &login_list;
+	case CL_WAITING: return &c->pool->waiting;
+	case CL_ACTIVE: return &c->pool->active;
+	case CL_IDLE: return &c->pool->idle;
+	case CL_CLOSING: return &closing_list;
+	}
+	fatal("client %llu: impossible state %d", (unsigned long long)c->id, (int)state);
+}
+
+void client_set_state(client_t *c, enum client_state state)
+{
+	if (list_linked(&c->node)) {
+		list_del(state_list(c, c->state), &c->node);
+		log_debug("client %llu: %s -> %s", (unsigned long long)c->id,
+			  client_state_name(c->state), client_state_name(state));
+	}
+	c->state = state;
+	list_append(state_list(c, state), &c->node);
+}
+
+/* ---- output -------------------------------------------------------------------------- */
+
+static void send_out(client_t *c)
+{
+	if (out.failed) {
+		pbuf_reset(&out);
+		client_disconnect(c, NULL, "out of memory building a message");
+		return;
+	}
+	bufferevent_write(c->bev, out.data, out.len);
+	pbuf_reset(&out);
+}
+
+static void send_auth(client_t *c, uint32_t code, const void *data, size_t len)
+{
+	proto_build_auth(&out, code, data, len);
+	send_out(c);
+}
+
+/* ---- closing ------------------------------------------------------------------------- */
+
+static void free_login_state(client_t *c)
+{
+	free(c->startup);
+	c->startup = NULL;
+	free(c->options_copy);
+	c->options_copy = NULL;
+	free(c->scram);
+	c->scram = NULL;
+	c->nparams = 0;
+}
+
+static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, const char *hint,
+			const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, const char *hint,
+			const char *fmt, va_list ap)
+{
+	if (c->state == CL_CLOSING)
+		return;
+	char msg[1024];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	server_t *s = c->server;
+	bool can_send = sqlstate && !(s && s->msg_pending);
+
+	if (sqlstate)
+		log_info("client %llu %s (%s@%s): %s: %s", (unsigned long long)c->id, c->addr,
+			 c->user ? c->user : "-", c->database ? c->database : "-", sqlstate, msg);
+	else
+		log_info("client %llu %s (%s@%s): closing: %s", (unsigned long long)c->id, c->addr,
+			 c->user ? c->user : "-", c->database ? c->database : "-", msg);
+	if (s) {
+		if (c->msg_pending)
+			s->mid_ext = true; /* the server got part of a message: not reusable */
+		c->server = NULL;
+		server_release(s);
+	}
+	if (can_send) {
+		proto_build_error(&out, "FATAL", sqlstate, msg, detail, hint);
+		if (!out.failed)
+			bufferevent_write(c->bev, out.data, out.len);
+		pbuf_reset(&out);
+	}
+	client_set_state(c, CL_CLOSING);
+	nclients--;
+	free_login_state(c);
+	bufferevent_disable(c->bev, EV_READ);
+	evtimer_del(&c->timer);
+	struct timeval tv = {CLOSE_DRAIN_SEC, 0};
+	evtimer_add(&c->timer, &tv);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+		c->drained = true;
+		reaper_schedule();
+	}
+}
+
+void client_disconnect(client_t *c, const char *sqlstate, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vdisconnect(c, sqlstate, NULL, NULL, fmt, ap);
+	va_end(ap);
+}
+
+static void disconnect_extra(client_t *c, const char *sqlstate, const char *detail,
+			     const char *hint, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void disconnect_extra(client_t *c, const char *sqlstate, const char *detail,
+			     const char *hint, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vdisconnect(c, sqlstate, detail, hint, fmt, ap);
+	va_end(ap);
+}
+
+void client_disconnect_result(client_t *c, const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+	disconnect_extra(c, state ? state : "08006", detail, hint, "%s",
+			 msg ? msg : "server error");
+}
+
+static void client_free(client_t *c)
+{
+	event_del(&c->timer);
+	if (c->bev)
+		bufferevent_free(c->bev);
+	free_login_state(c);
+	free(c->user);
+	free(c->database);
+	free(c);
+}
+
+void client_reap(bool force)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &closing_list)
+	{
+		client_t *c = list_entry(pos, client_t, node);
+		if (!force && !c->drained)
+			continue;
+		list_del(&closing_list, &c->node);
+		client_free(c);
+	}
+}
+
+void client_close_all(void)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &login_list)
+	{
+		client_t *c = list_entry(pos, client_t, node);
+		client_disconnect(c, "57P01", "terminating connection: pgcoro is shutting down");
+	}
+}
+
+/* ---- the welcome --------------------------------------------------------------------- */
+
+void client_on_server_ready(client_t *c)
+{
+	server_t *s = c->server;
+	if (c->state != CL_ACTIVE || !s)
+		fatal("client %llu: server ready in state %s", (unsigned long long)c->id,
+		      client_state_name(c->state));
+	if (!c->welcomed) {
+		for (int i = 0; i < SERVER_NPARAMS; i++)
+			if (s->params[i])
+				proto_build_param_status(&out, server_param_names[i], s->params[i]);
+		proto_build_backend_key(&out, c->cancel_pid, c->cancel_key);
+		proto_build_ready(&out, 'I');
+		c->welcomed = true;
+		free_login_state(c);
+		log_info("client %llu %s (%s@%s): login done, server %llu",
+			 (unsigned long long)c->id, c->addr, c->pool->user, c->pool->dbname,
+			 (unsigned long long)s->id);
+		send_out(c);
+		if (c->state != CL_ACTIVE)
+			return;
+	}
+	relay_client_to_server(c);
+}
+
+/* ---- login --------------------------------------------------------------------------- */
+
+static void login_ok(client_t *c)
+{
+	send_auth(c, AUTH_REQ_OK, NULL, 0);
+	if (c->state == CL_CLOSING)
+		return;
+	const struct cfg_db *db = cfg_find_db(rt->cfg, c->database);
+	if (!db) {
+		client_disconnect(c, "3D000", "database \"%s\" does not exist", c->database);
+		return;
+	}
+	pool_t *pool = pool_get(c->database, c->user, db);
+	if (!pool) {
+		client_disconnect(c, "53200", "out of memory");
+		return;
+	}
+	evtimer_del(&c->timer);
+	c->pool = pool;
+	client_set_state(c, CL_WAITING);
+	pool_kick(pool);
+}
+
+static void auth_failed(client_t *c)
+{
+	client_disconnect(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+}
+
+static void start_scram(client_t *c, const char *secret)
+{
+	c->scram = calloc(1, sizeof(*c->scram));
+	if (!c->scram) {
+		client_disconnect(c, "53200", "out of memory");
+		return;
+	}
+	const struct scram_keys *keys = secret ? auth_scram_keys(rt->auth, c->user) : NULL;
+	if (keys) {
+		c->scram->keys = *keys;
+	} else {
+		scram_mock_keys(c->user, &c->scram->keys);
+		c->scram->mock = true;
+	}
+	proto_build_auth_sasl(&out);
+	send_out(c);
+	c->phase = LOGIN_SASL_INITIAL;
+}
+
+static void start_auth(client_t *c)
+{
+	const char *secret = rt->auth ? auth_lookup(rt->auth, c->user) : NULL;
+	switch (rt->cfg->auth_type) {
+	case AUTH_TRUST:
+		login_ok(c);
+		return;
+	case AUTH_PLAIN:
+		send_auth(c, AUTH_REQ_PASSWORD, NULL, 0);
+		c->phase = LOGIN_PASSWORD;
+		return;
+	case AUTH_MD5:
+		if (secret && auth_secret_kind(secret) == SECRET_SCRAM) {
+			start_scram(c, secret); /* md5 is impossible against a SCRAM verifier */
+			return;
+		}
+		if (getrandom(c->md5_salt, sizeof(c->md5_salt), 0) != sizeof(c->md5_salt)) {
+			client_disconnect(c, "58000", "could not generate a random salt");
+			return;
+		}
+		send_auth(c, AUTH_REQ_MD5, c->md5_salt, sizeof(c->md5_salt));
+		c->phase = LOGIN_PASSWORD;
+		return;
+	case AUTH_SCRAM:
+		start_scram(c, secret);
+		return;
+	}
+	fatal("impossible auth_type %d", rt->cfg->auth_type);
+}
+
+/* Splits the "options" startup parameter ("-c a=b --c=d", backslash escapes a space)
+ * into parameters. Returns false on anything but -c / -- settings. */
+static bool parse_options(client_t *c, const char *options, int max)
+{
+	c->options_copy = strdup(options);
+	if (!c->options_copy)
+		return false;
+	char *p = c->options_copy;
+	bool expect_value = false;
+	while (*p) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		char *tok = p, *w = p;
+		while (*p && *p != ' ' && *p != '\t') {
+			if (*p == '\\' && p[1])
+				p++;
+			*w++ = *p++;
+		}
+		if (*p)
+			p++;
+		*w = 0;
+		char *setting;
+		if (expect_value) {
+			setting = tok;
+			expect_value = false;
+		} else if (strcmp(tok, "-c") == 0) {
+			expect_value = true;
+			continue;
+		} else if (strncmp(tok, "-c", 2) == 0) {
+			setting = tok + 2;
+		} else if (strncmp(tok, "--", 2) == 0) {
+			setting = tok + 2;
+		} else {
+			return false;
+		}
+		char *eq = strchr(setting, '=');
+		if (!eq || eq == setting || c->nparams >= max)
+			return false;
+		*eq = 0;
+		for (char *q = setting; *q; q++)
+			if (*q == '-')
+				*q = '_';
+		c->param_names[c->nparams] = setting;
+		c->param_values[c->nparams] = eq + 1;
+		c->nparams++;
+	}
+	return !expect_value;
+}
+
+static void on_startup(client_t *c, const struct proto_startup *st)
+{
+	if (c->too_many) {
+		client_disconnect(c, "53300", "sorry, too many clients already (max_client_conn %d)",
+				  rt->cfg->max_client_conn);
+		return;
+	}
+	c->user = strdup(st->user);
+	c->database = strdup(st->database && st->database[0] ? st->database : st->user);
+	if (!c->user || !c->database) {
+		client_disconnect(c, "53200", "out of memory");
+		return;
+	}
+	const int max = (int)(sizeof(c->param_names) / sizeof(c->param_names[0]));
+	for (int i = 0; i < st->nparams; i++) {
+		if (strcmp(st->names[i], "replication") == 0) {
+			client_disconnect(c, "0A000", "replication connections are not supported");
+			return;
+		}
+		if (strcmp(st->names[i], "options") == 0) {
+			if (!parse_options(c, st->values[i], max)) {
+				client_disconnect(c, "0A000",
+						  "unsupported startup option \"%s\": only -c "
+						  "name=value settings are accepted",
+						  st->values[i]);
+				return;
+			}
+			continue;
+		}
+		if (c->nparams >= max) {
+			client_disconnect(c, "08P01", "too many startup parameters");
+			return;
+		}
+		c->param_names[c->nparams] = st->names[i];
+		c->param_values[c->nparams] = st->values[i];
+		c->nparams++;
+	}
+	if ((st->version & 0xffff) != 0 || st->nunrecognized > 0) {
+		proto_build_negotiate(&out, 0, st->unrecognized, st->nunrecognized);
+		send_out(c);
+	}
+	log_debug("client %llu %s: startup user=%s database=%s", (unsigned long long)c->id,
+		  c->addr, c->user, c->database);
+	start_auth(c);
+}
+
+/* Handles one whole startup-style packet at the head of IN. */
+static void on_startup_packet(client_t *c, struct evbuffer *in, uint32_t len)
+{
+	free(c->startup);
+	c->startup = malloc(len);
+	if (!c->startup) {
+		client_disconnect(c, "53200", "out of memory");
+		return;
+	}
+	evbuffer_remove(in, c->startup, len);
+	struct proto_startup st;
+	const char *why = NULL;
+	if (!proto_parse_startup(c->startup, len, &st, &why)) {
+		bool version = why && strstr(why, "version");
+		client_disconnect(c, version ? "0A000" : "08P01", "invalid startup packet: %s",
+				  why ? why : "malformed");
+		return;
+	}
+	switch (st.kind) {
+	case STARTUP_SSL:
+	case STARTUP_GSSENC:
+		bufferevent_write(c->bev, "N", 1);
+		return;
+	case STARTUP_CANCEL:
+		client_disconnect(c, NULL, "cancel request (not handled yet)");
+		return;
+	case STARTUP_MSG:
+		on_startup(c, &st);
+		return;
+	}
+}
+
+static void on_auth_message(client_t *c, const uint8_t *body, uint32_t blen)
+{
+	const char *secret = rt->auth ? auth_lookup(rt->auth, c->user) : NULL;
+	char reply[512];
+	switch (c->phase) {
+	case LOGIN_PASSWORD: {
+		const char *pw;
+		if (!proto_parse_password(body, blen, &pw)) {
+			client_disconnect(c, "08P01", "invalid password packet");
+			return;
+		}
+		bool ok = secret && (rt->cfg->auth_type == AUTH_PLAIN
+					     ? auth_plain_check(secret, c->user, pw)
+					     : auth_md5_check(secret, c->user, c->md5_salt, pw));
+		if (ok)
+			login_ok(c);
+		else
+			auth_failed(c);
+		return;
+	}
+	case LOGIN_SASL_INITIAL: {
+		const char *mech;
+		const uint8_t *data;
+		uint32_t dlen;
+		if (!proto_parse_sasl_initial(body, blen, &mech, &data, &dlen)) {
+			client_disconnect(c, "08P01", "invalid SASL initial response");
+			return;
+		}
+		if (strcmp(mech, "SCRAM-SHA-256") != 0) {
+			client_disconnect(c, "08P01",
+					  "client selected an invalid SASL authentication mechanism");
+			return;
+		}
+		if (!data || !scram_server_first(c->scram, (const char *)data, dlen, reply,
+						 sizeof(reply))) {
+			client_disconnect(c, "08P01", "malformed SCRAM message");
+			return;
+		}
+		send_auth(c, AUTH_REQ_SASL_CONT, reply, strlen(reply));
+		c->phase = LOGIN_SASL_FINAL;
+		return;
+	}
+	case LOGIN_SASL_FINAL:
+		if (!scram_server_final(c->scram, (const char *)body, blen, reply, sizeof(reply))) {
+			auth_failed(c);
+			return;
+		}
+		send_auth(c, AUTH_REQ_SASL_FIN, reply, strlen(reply));
+		if (c->state == CL_LOGIN)
+			login_ok(c);
+		return;
+	case LOGIN_STARTUP:
+		break;
+	}
+	fatal("client %llu: auth message in phase %d", (unsigned long long)c->id, (int)c->phase);
+}
+
+static void on_login_input(client_t *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	while (c->state == CL_LOGIN) {
+		uint8_t hdr[8];
+		ev_ssize_t n = evbuffer_copyout(in, hdr, sizeof(hdr));
+		if (n <= 0)
+			return;
+		uint32_t len = 0;
+		uint8_t type = 0;
+		if (c->phase == LOGIN_STARTUP) {
+			switch (proto_startup_frame(hdr, (size_t)n, &len)) {
+			case PROTO_NEED_MORE:
+				return;
+			case PROTO_BAD:
+				client_disconnect(c, "08P01", "invalid startup packet length %u", len);
+				return;
+			case PROTO_OK:
+				break;
+			}
+			if (evbuffer_get_length(in) < len)
+				return;
+			on_startup_packet(c, in, len);
+			continue;
+		}
+		switch (proto_frame(hdr, (size_t)n, AUTH_MSG_MAX, &type, &len)) {
+		case PROTO_NEED_MORE:
+			return;
+		case PROTO_BAD:
+			client_disconnect(c, "08P01", "invalid authentication message length %u", len);
+			return;
+		case PROTO_OK:
+			break;
+		}
+		if (type != 'p') {
+			client_disconnect(c, "08P01",
+					  "expected password response, got message type %d", type);
+			return;
+		}
+		if (evbuffer_get_length(in) < (size_t)len + 1)
+			return;
+		uint8_t *msg = evbuffer_pullup(in, (ev_ssize_t)len + 1);
+		on_auth_message(c, msg + PROTO_HDR, len - 4);
+		evbuffer_drain(in, (size_t)len + 1);
+	}
+}
+
+/* ---- events -------------------------------------------------------------------------- */
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+	client_t *c = arg;
+	switch (c->state) {
+	case CL_LOGIN:
+		on_login_input(c);
+		break;
+	case CL_ACTIVE:
+		relay_client_to_server(c);
+		break;
+	case CL_WAITING:
+	case CL_IDLE:
+		break; /* kept until a server is linked; the read watermark bounds it */
+	case CL_CLOSING:
+		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		break;
+	}
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+	client_t *c = arg;
+	if (c->state == CL_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+			c->drained = true;
+			reaper_schedule();
+		}
+	} else if (c->state == CL_ACTIVE && c->server) {
+		relay_server_to_client(c->server);
+	}
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	client_t *c = arg;
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	if (c->state == CL_CLOSING) {
+		c->drained = true;
+		reaper_schedule();
+		return;
+	}
+	if (what & BEV_EVENT_ERROR)
+		client_disconnect(c, NULL, "socket error: %s",
+				  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	else
+		client_disconnect(c, NULL, "client closed the connection");
+}
+
+static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	client_t *c = arg;
+	if (c->state == CL_CLOSING) {
+		c->drained = true; /* gave it CLOSE_DRAIN_SEC to read */
+		reaper_schedule();
+	} else if (c->state == CL_LOGIN) {
+		client_disconnect(c, "08006", "client_login_timeout (%.1fs) reached",
+				  rt->cfg->client_login_timeout);
+	}
+}
+
+static void format_addr(client_t *c, const struct sockaddr *sa)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
+		port = ntohs(in4->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+	} else {
+		snprintf(c->addr, sizeof(c->addr), "unix");
+		return;
+	}
+	snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
+}
+
+void client_accept(int fd, const struct sockaddr *sa, int salen)
+{
+	client_t *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->id = ++next_id;
+	list_init(&c->node);
+	format_addr(c, sa);
+	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	c->bev = bufferevent_socket_new(rt->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		close(fd);
+		free(c);
+		return;
+	}
+	uint32_t key[2];
+	if (getrandom(key, sizeof(key), 0) != sizeof(key)) {
+		key[0] = (uint32_t)c->id;
+		key[1] = (uint32_t)random();
+	}
+	c->cancel_pid = key[0] & 0x7fffffff;
+	c->cancel_key = key[1];
+	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+	relay_setup_bev(c->bev);
+	evtimer_assign(&c->timer, rt->base, client_timer_cb, c);
+	client_set_state(c, CL_LOGIN);
+	nclients++;
+	c->too_many = nclients > rt->cfg->max_client_conn;
+	if (rt->cfg->client_login_timeout > 0) {
+		double t = rt->cfg->client_login_timeout;
+		struct timeval tv = {(time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6)};
+		evtimer_add(&c->timer, &tv);
+	}
+	log_debug("client %llu %s: accepted", (unsigned long long)c->id, c->addr);
+	bufferevent_enable(c->bev, EV_READ);
+}

@@ -1,0 +1,166 @@
+/* Owns the listening sockets: one per TCP address of listen_addr ("*" = every IPv4 and
+ * IPv6 address) and the unix socket UNIX_SOCKET_DIR/.s.PGSQL.PORT. Accepted sockets go
+ * to client_accept. */
+#include "listener.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "runtime.h"
+
+#define MAX_LISTENERS 16
+#define BACKLOG 512
+
+static struct evconnlistener *listeners[MAX_LISTENERS];
+static int nlisteners;
+static char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	client_accept(fd, sa, salen);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	log_warning("accept failed: %s", evutil_socket_error_to_string(err));
+}
+
+static bool add_listener(struct runtime *rt, int fd, const char *what)
+{
+	if (nlisteners == MAX_LISTENERS) {
+		log_error("too many listen addresses (max %d)", MAX_LISTENERS);
+		close(fd);
+		return false;
+	}
+	evutil_make_socket_nonblocking(fd);
+	struct evconnlistener *l = evconnlistener_new(
+		rt->base, accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, BACKLOG, fd);
+	if (!l) {
+		log_error("cannot listen on %s: %s", what, strerror(errno));
+		close(fd);
+		return false;
+	}
+	evconnlistener_set_error_cb(l, accept_error_cb);
+	listeners[nlisteners++] = l;
+	log_info("listening on %s", what);
+	return true;
+}
+
+static bool listen_tcp(struct runtime *rt, const char *host, int port)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_ADDRCONFIG};
+	struct addrinfo *res;
+	char portstr[16];
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	int rc = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, portstr, &hints, &res);
+	if (rc != 0) {
+		log_error("listen_addr \"%s\": %s", host, gai_strerror(rc));
+		return false;
+	}
+	bool ok = true;
+	for (struct addrinfo *ai = res; ai && ok; ai = ai->ai_next) {
+		char name[NI_MAXHOST + 16], h[NI_MAXHOST];
+		getnameinfo(ai->ai_addr, ai->ai_addrlen, h, sizeof(h), NULL, 0, NI_NUMERICHOST);
+		snprintf(name, sizeof(name), ai->ai_family == AF_INET6 ? "[%s]:%d" : "%s:%d", h, port);
+		int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			log_error("socket for %s: %s", name, strerror(errno));
+			ok = false;
+			break;
+		}
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (ai->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+			log_error("cannot bind %s: %s", name, strerror(errno));
+			close(fd);
+			ok = false;
+			break;
+		}
+		ok = add_listener(rt, fd, name);
+	}
+	freeaddrinfo(res);
+	return ok;
+}
+
+static bool listen_unix(struct runtime *rt, const char *dir, int port, int mode)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", dir, port);
+	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
+		log_error("unix socket path too long: %s/.s.PGSQL.%d", dir, port);
+		return false;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_error("unix socket: %s", strerror(errno));
+		return false;
+	}
+	/* A socket file nobody answers on is stale: remove it. One that answers is in use. */
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		log_error("%s is in use by another process", sun.sun_path);
+		close(fd);
+		return false;
+	}
+	close(fd);
+	unlink(sun.sun_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		log_error("cannot bind %s: %s", sun.sun_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	chmod(sun.sun_path, (mode_t)mode);
+	snprintf(unix_path, sizeof(unix_path), "%s", sun.sun_path);
+	return add_listener(rt, fd, sun.sun_path);
+}
+
+bool listener_start(struct runtime *rt)
+{
+	const struct config *cfg = rt->cfg;
+	char *addrs = strdup(cfg->listen_addr);
+	if (!addrs)
+		return false;
+	bool ok = true;
+	char *save = NULL;
+	for (char *a = strtok_r(addrs, ", ", &save); a && ok; a = strtok_r(NULL, ", ", &save))
+		ok = listen_tcp(rt, a, cfg->listen_port);
+	free(addrs);
+	if (ok && cfg->unix_socket_dir[0])
+		ok = listen_unix(rt, cfg->unix_socket_dir, cfg->listen_port, cfg->unix_socket_mode);
+	if (ok && nlisteners == 0) {
+		log_error("no listener configured");
+		ok = false;
+	}
+	return ok;
+}
+
+void listener_stop(void)
+{
+	for (int i = 0; i < nlisteners; i++)
+		evconnlistener_free(listeners[i]);
+	nlisteners = 0;
+	if (unix_path[0]) {
+		unlink(unix_path);
+		unix_path[0] = 0;
+	}
+}

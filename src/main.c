@@ -1,0 +1,205 @@
+/* The daemon's entry: command line, config, the runtime context, signals, the loop,
+ * and an orderly shutdown. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "auth.h"
+#include "client.h"
+#include "config.h"
+#include "executor.h"
+#include "listener.h"
+#include "log.h"
+#include "pool.h"
+#include "relay.h"
+#include "runtime.h"
+#include "sdnotify.h"
+#include "server.h"
+
+#define PGCORO_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "pgcoro %s — PostgreSQL connection pooler\n\n"
+		   "usage: pgcoro [-c] CONFIG          run in the foreground\n"
+		   "       pgcoro --check-config CONFIG validate the config (and auth_file), exit\n"
+		   "       pgcoro --version | --help\n\n"
+		   "Exit status: 0 ok, 1 runtime failure, 2 bad usage or config.\n",
+		PGCORO_VERSION);
+}
+
+/* Loads CONFIG and its auth_file; on failure prints the reason and returns false. */
+static bool load_all(const char *path, struct config **cfg, struct auth_file **auth)
+{
+	char err[1024];
+	*auth = NULL;
+	*cfg = cfg_load(path, err, sizeof(err));
+	if (!*cfg) {
+		fprintf(stderr, "pgcoro: %s\n", err);
+		return false;
+	}
+	if ((*cfg)->auth_file[0]) {
+		*auth = auth_load((*cfg)->auth_file, err, sizeof(err));
+		if (!*auth) {
+			fprintf(stderr, "pgcoro: auth_file: %s\n", err);
+			cfg_free(*cfg);
+			*cfg = NULL;
+			return false;
+		}
+	} else if ((*cfg)->auth_type != AUTH_TRUST) {
+		fprintf(stderr, "pgcoro: %s: auth_type %s needs an auth_file\n", path,
+			cfg_auth_type_name((*cfg)->auth_type));
+		cfg_free(*cfg);
+		*cfg = NULL;
+		return false;
+	}
+	return true;
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct runtime *rt = arg;
+	log_info("received signal %d (%s): shutting down", (int)sig, strsignal((int)sig));
+	sdnotify_stopping();
+	rt->shutting_down = true;
+	event_base_loopbreak(rt->base);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	log_warning("SIGHUP: reload is not implemented yet; the running config stays in force");
+}
+
+static bool write_pidfile(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return false;
+	fprintf(f, "%d\n", (int)getpid());
+	return fclose(f) == 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"check-config", required_argument, NULL, 'C'},
+		{"config", required_argument, NULL, 'c'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = NULL;
+	bool check_only = false;
+	int opt;
+	while ((opt = getopt_long(argc, argv, "c:C:Vh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'C':
+			path = optarg;
+			check_only = true;
+			break;
+		case 'V':
+			printf("pgcoro %s\n", PGCORO_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!path && optind < argc)
+		path = argv[optind++];
+	if (!path || optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	struct runtime rt = {0};
+	if (!load_all(path, &rt.cfg, &rt.auth))
+		return 2;
+	if (check_only) {
+		printf("%s: configuration OK (%d databases, %d auth_file users)\n", path,
+		       rt.cfg->ndbs, rt.auth ? auth_count(rt.auth) : 0);
+		auth_free(rt.auth);
+		cfg_free(rt.cfg);
+		return 0;
+	}
+
+	enum log_level level = LOGL_INFO;
+	if (!log_level_parse(rt.cfg->log_level, &level) || !log_init(level, rt.cfg->logfile)) {
+		fprintf(stderr, "pgcoro: cannot open logfile %s: %s\n", rt.cfg->logfile,
+			strerror(errno));
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	int status = 1;
+	struct event *sigs[3] = {NULL, NULL, NULL};
+	rt.base = event_base_new();
+	if (!rt.base) {
+		log_error("cannot create the event loop");
+		goto fail;
+	}
+	rt.exec = exec_new(rt.base, rt.cfg->executor_threads);
+	if (!rt.exec)
+		goto fail;
+	client_init(&rt);
+	server_init(&rt);
+	pool_init(&rt);
+	relay_init(&rt);
+	if (!listener_start(&rt))
+		goto fail;
+	sigs[0] = evsignal_new(rt.base, SIGINT, on_stop_signal, &rt);
+	sigs[1] = evsignal_new(rt.base, SIGTERM, on_stop_signal, &rt);
+	sigs[2] = evsignal_new(rt.base, SIGHUP, on_hup, &rt);
+	for (int i = 0; i < 3; i++) {
+		if (!sigs[i] || event_add(sigs[i], NULL) != 0) {
+			log_error("cannot install signal handlers");
+			goto fail;
+		}
+	}
+	if (rt.cfg->pidfile[0] && !write_pidfile(rt.cfg->pidfile)) {
+		log_error("cannot write pidfile %s: %s", rt.cfg->pidfile, strerror(errno));
+		goto fail;
+	}
+	log_info("pgcoro %s started: %d databases, pool_mode=%s, auth_type=%s", PGCORO_VERSION,
+		 rt.cfg->ndbs, cfg_pool_mode_name(rt.cfg->pool_mode),
+		 cfg_auth_type_name(rt.cfg->auth_type));
+	sdnotify_ready();
+	event_base_dispatch(rt.base);
+	status = 0;
+
+fail:
+	rt.shutting_down = true;
+	listener_stop();
+	if (rt.base) {
+		client_close_all();
+		pool_shutdown_all();
+		exec_free(rt.exec);
+		client_reap(true);
+		server_reap(true);
+		pool_free_all();
+	}
+	for (int i = 0; i < 3; i++)
+		if (sigs[i])
+			event_free(sigs[i]);
+	if (rt.cfg->pidfile[0] && status == 0)
+		unlink(rt.cfg->pidfile);
+	if (rt.base)
+		event_base_free(rt.base);
+	auth_free(rt.auth);
+	cfg_free(rt.cfg);
+	log_info("pgcoro stopped");
+	log_close();
+	return status;
+}

@@ -1,0 +1,173 @@
+/* The relay: whole protocol messages between a client and its server, never re-encoded.
+ *
+ * Each direction keeps "bytes of the current message still to pass" (msg_pending) so that
+ * a large message (a 1 GB DataRow) streams through without being buffered whole: the
+ * header is read, the body moves chain by chain with evbuffer_remove_buffer. Only the
+ * messages the pooler must understand are pulled up whole: ReadyForQuery (transaction
+ * state, the release point), ParameterStatus (tracked parameters) and Terminate.
+ * The client side counts what it sent that awaits a ReadyForQuery (Query, Sync,
+ * FunctionCall) and whether an extended-protocol sequence is open, so the server's state
+ * is known clean exactly when nothing is outstanding.
+ * Back-pressure: when the destination has RELAY_HIGH_WATER queued, moving stops; the
+ * source's read watermark then stops reading its socket; the destination's write
+ * callback (at RELAY_LOW_WATER) resumes the relay. */
+#include "relay.h"
+
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "proto.h"
+#include "runtime.h"
+#include "server.h"
+
+static struct runtime *rt;
+
+#define MAX_INSPECT 8192 /* ParameterStatus larger than this is passed without tracking */
+
+void relay_init(struct runtime *r) { rt = r; }
+
+void relay_setup_bev(struct bufferevent *bev)
+{
+	bufferevent_setwatermark(bev, EV_READ, 0, RELAY_HIGH_WATER);
+	bufferevent_setwatermark(bev, EV_WRITE, RELAY_LOW_WATER, 0);
+	bufferevent_set_max_single_read(bev, RELAY_MAX_READ);
+	bufferevent_set_max_single_write(bev, RELAY_MAX_READ);
+}
+
+/* Moves up to *pending bytes from IN to OUT; returns false if nothing could move. */
+static bool move_body(struct evbuffer *in, struct evbuffer *out, uint32_t *pending)
+{
+	size_t avail = evbuffer_get_length(in);
+	size_t n = avail < *pending ? avail : *pending;
+	if (n == 0)
+		return false;
+	int moved = evbuffer_remove_buffer(in, out, n);
+	if (moved <= 0)
+		return false;
+	*pending -= (uint32_t)moved;
+	return true;
+}
+
+void relay_client_to_server(client_t *c)
+{
+	server_t *s = c->server;
+	if (!s || s->state != SV_ACTIVE || c->state != CL_ACTIVE)
+		return;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	for (;;) {
+		if (evbuffer_get_length(out) >= RELAY_HIGH_WATER)
+			return; /* resumed by the server's write callback */
+		if (c->msg_pending == 0) {
+			uint8_t hdr[PROTO_HDR];
+			uint8_t type;
+			uint32_t len;
+			if (evbuffer_copyout(in, hdr, sizeof(hdr)) < (ev_ssize_t)sizeof(hdr))
+				return;
+			switch (proto_frame(hdr, sizeof(hdr), (uint32_t)rt->cfg->max_packet_size, &type,
+					    &len)) {
+			case PROTO_NEED_MORE:
+				return;
+			case PROTO_BAD:
+				client_disconnect(c, "08P01",
+						  "invalid message length %u (type '%c') from client",
+						  len, type >= 32 && type < 127 ? type : '?');
+				return;
+			case PROTO_OK:
+				break;
+			}
+			switch (type) {
+			case 'X':
+				client_disconnect(c, NULL, "client sent Terminate");
+				return;
+			case 'Q':
+			case 'F':
+				s->out_syncs++;
+				break;
+			case 'S':
+				s->out_syncs++;
+				s->mid_ext = false;
+				break;
+			case 'P':
+			case 'B':
+			case 'D':
+			case 'E':
+			case 'C':
+			case 'H':
+				s->mid_ext = true;
+				break;
+			default:
+				break;
+			}
+			c->msg_pending = len + 1;
+		}
+		if (!move_body(in, out, &c->msg_pending))
+			return;
+	}
+}
+
+/* Handles a whole ReadyForQuery or ParameterStatus at the head of IN, then forwards it.
+ * Returns false if the server must be dropped. */
+static bool inspect_server_msg(server_t *s, struct evbuffer *in, struct evbuffer *out,
+			       uint8_t type, uint32_t len)
+{
+	uint8_t *msg = evbuffer_pullup(in, (ev_ssize_t)len + 1);
+	if (!msg)
+		return false;
+	if (type == 'Z') {
+		if (len != 5) {
+			server_disconnect(s, "invalid ReadyForQuery length %u", len);
+			return false;
+		}
+		s->tx_status = msg[5];
+		if (s->out_syncs > 0)
+			s->out_syncs--;
+	} else {
+		const char *name, *value;
+		if (proto_parse_param_status(msg + PROTO_HDR, len - 4, &name, &value))
+			server_param_seen(s, name, value);
+	}
+	evbuffer_remove_buffer(in, out, len + 1);
+	return true;
+}
+
+void relay_server_to_client(server_t *s)
+{
+	client_t *c = s->client;
+	if (!c || s->state != SV_ACTIVE || c->state != CL_ACTIVE)
+		return;
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	for (;;) {
+		if (evbuffer_get_length(out) >= RELAY_HIGH_WATER)
+			return; /* resumed by the client's write callback */
+		if (s->msg_pending == 0) {
+			uint8_t hdr[PROTO_HDR];
+			uint8_t type;
+			uint32_t len;
+			if (evbuffer_copyout(in, hdr, sizeof(hdr)) < (ev_ssize_t)sizeof(hdr))
+				return;
+			if (proto_frame(hdr, sizeof(hdr), 0x7fffffffu, &type, &len) != PROTO_OK) {
+				server_disconnect(s, "invalid message length from server");
+				return;
+			}
+			if (type == 'Z' || (type == 'S' && len <= MAX_INSPECT)) {
+				if (evbuffer_get_length(in) < (size_t)len + 1)
+					return;
+				if (!inspect_server_msg(s, in, out, type, len))
+					return;
+				continue;
+			}
+			s->msg_pending = len + 1;
+		}
+		if (!move_body(in, out, &s->msg_pending))
+			return;
+	}
+}

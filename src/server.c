@@ -1,0 +1,626 @@
+/* Owns server connections: a libpq connection per server, its states and its lists.
+ * Connecting: PQconnectStartParams and every PQconnectPoll step run on the executor
+ * (they may resolve host names, run SCRAM's PBKDF2, do a TLS handshake); the loop only
+ * waits on PQsocket() between steps, re-armed each time. Once connected, the relay owns
+ * the socket through a bufferevent; libpq takes it back only at a ReadyForQuery boundary
+ * for housekeeping (rollback, server_reset_query, parameter sync) with its async API.
+ * Reported parameters: libpq learns the ones it sees; the relay reports the ones it
+ * passes (server_param_seen). When the two disagree before a libpq query, the truth is
+ * re-read with one query afterwards (HK_REFRESH). */
+#include "server.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "pool.h"
+#include "relay.h"
+#include "runtime.h"
+
+const char *const server_param_names[SERVER_NPARAMS] = {
+	"application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
+	"in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser",
+	"server_encoding", "server_version", "session_authorization",
+	"standard_conforming_strings", "TimeZone",
+};
+
+static struct runtime *rt;
+static struct list_head closing; /* SV_CLOSING */
+static uint64_t next_id;
+static char refresh_sql[1024];
+
+static void pq_connect_cb(evutil_socket_t fd, short what, void *arg);
+static void hk_next(server_t *s);
+
+void server_init(struct runtime *r)
+{
+	rt = r;
+	list_head_init(&closing);
+	size_t off = (size_t)snprintf(refresh_sql, sizeof(refresh_sql), "SELECT");
+	for (int i = 0; i < SERVER_NPARAMS; i++)
+		off += (size_t)snprintf(refresh_sql + off, sizeof(refresh_sql) - off,
+					"%s pg_catalog.current_setting('%s', true)", i ? "," : "",
+					server_param_names[i]);
+}
+
+const char *server_state_name(enum server_state state)
+{
+	switch (state) {
+	case SV_CONNECTING: return "connecting";
+	case SV_IDLE: return "idle";
+	case SV_ACTIVE: return "active";
+	case SV_HOUSEKEEPING: return "housekeeping";
+	case SV_CLOSING: return "closing";
+	}
+	return "?";
+}
+
+static struct list_head *state_list(server_t *s, enum server_state state)
+{
+	switch (state) {
+	case SV_CONNECTING: return &s->pool->sv_connecting;
+	case SV_IDLE: return &s->pool->sv_idle;
+	case SV_ACTIVE: return &s->pool->sv_active;
+	case SV_HOUSEKEEPING: return &s->pool->sv_housekeeping;
+	case SV_CLOSING: return &closing;
+	}
+	fatal("server %llu: impossible state %d", (unsigned long long)s->id, (int)state);
+}
+
+void server_set_state(server_t *s, enum server_state state)
+{
+	if (list_linked(&s->node)) {
+		list_del(state_list(s, s->state), &s->node);
+		log_debug("server %llu: %s -> %s", (unsigned long long)s->id,
+			  server_state_name(s->state), server_state_name(state));
+	}
+	s->state = state;
+	list_append(state_list(s, state), &s->node);
+}
+
+static char *dup_or_null(const char *v) { return v ? strdup(v) : NULL; }
+
+static bool str_eq(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+static void set_param(server_t *s, int i, const char *value)
+{
+	if (str_eq(s->params[i], value))
+		return;
+	free(s->params[i]);
+	s->params[i] = dup_or_null(value);
+}
+
+void server_param_seen(server_t *s, const char *name, const char *value)
+{
+	for (int i = 0; i < SERVER_NPARAMS; i++) {
+		if (strcmp(server_param_names[i], name) == 0) {
+			set_param(s, i, value);
+			return;
+		}
+	}
+}
+
+/* True if libpq's idea of a reported parameter differs from ours. */
+static bool params_differ_from_libpq(server_t *s)
+{
+	for (int i = 0; i < SERVER_NPARAMS; i++)
+		if (!str_eq(PQparameterStatus(s->conn, server_param_names[i]), s->params[i]))
+			return true;
+	return false;
+}
+
+static void params_from_libpq(server_t *s)
+{
+	for (int i = 0; i < SERVER_NPARAMS; i++)
+		set_param(s, i, PQparameterStatus(s->conn, server_param_names[i]));
+}
+
+/* ---- closing ------------------------------------------------------------------------- */
+
+void server_disconnect(server_t *s, const char *fmt, ...)
+{
+	if (s->state == SV_CLOSING)
+		return;
+	char reason[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+
+	enum server_state was = s->state;
+	log_info("server %llu (%s/%s): closing: %s", (unsigned long long)s->id, s->pool->dbname,
+		 s->pool->user, reason);
+	client_t *c = s->client;
+	s->client = NULL;
+	server_set_state(s, SV_CLOSING);
+	event_del(&s->pq_ev);
+	evtimer_del(&s->timer);
+	if (s->bev)
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	if (c) {
+		c->server = NULL;
+		client_disconnect(c, "08006", "server connection lost: %s", reason);
+	}
+	if (was == SV_CONNECTING)
+		pool_connect_failed(s->pool, reason);
+	reaper_schedule();
+}
+
+static void server_free(server_t *s)
+{
+	if (s->bev)
+		bufferevent_free(s->bev);
+	if (s->conn)
+		PQfinish(s->conn);
+	for (int i = 0; i < SERVER_NPARAMS; i++)
+		free(s->params[i]);
+	free(s);
+}
+
+void server_reap(bool force)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &closing)
+	{
+		server_t *s = list_entry(pos, server_t, node);
+		if (s->job_running && !force)
+			continue;
+		list_del(&closing, &s->node);
+		server_free(s);
+	}
+}
+
+/* ---- connecting ---------------------------------------------------------------------- */
+
+static void job_start(struct exec_job *job)
+{
+	server_t *s = job->arg;
+	s->conn = PQconnectStartParams(s->pool->kw, s->pool->val, 0);
+	if (s->conn && PQstatus(s->conn) != CONNECTION_BAD)
+		s->poll = PGRES_POLLING_WRITING;
+	else
+		s->poll = PGRES_POLLING_FAILED;
+}
+
+static void job_poll(struct exec_job *job)
+{
+	server_t *s = job->arg;
+	s->poll = PQconnectPoll(s->conn);
+}
+
+static void connect_failed(server_t *s, const char *msg)
+{
+	/* libpq's message may span lines ("connection to server ... failed: ...\n\tIs the
+	 * server running ...?"): keep it on one line for logs and clients. */
+	char buf[512];
+	size_t n = 0;
+	for (const char *p = msg; *p && n < sizeof(buf) - 1; p++) {
+		char ch = (*p == '\n' || *p == '\t') ? ' ' : *p;
+		if (ch == ' ' && (n == 0 || buf[n - 1] == ' '))
+			continue;
+		buf[n++] = ch;
+	}
+	while (n > 0 && buf[n - 1] == ' ')
+		n--;
+	buf[n] = 0;
+	server_disconnect(s, "%s", n ? buf : "connection failed");
+}
+
+static void connect_wait(server_t *s, short what)
+{
+	int fd = PQsocket(s->conn);
+	if (fd < 0) {
+		connect_failed(s, PQerrorMessage(s->conn));
+		return;
+	}
+	event_del(&s->pq_ev);
+	event_assign(&s->pq_ev, rt->base, fd, what, pq_connect_cb, s);
+	event_add(&s->pq_ev, NULL);
+}
+
+static void server_read_cb(struct bufferevent *bev, void *arg);
+static void server_write_cb(struct bufferevent *bev, void *arg);
+static void server_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void on_connected(server_t *s)
+{
+	evtimer_del(&s->timer);
+	event_del(&s->pq_ev);
+	if (PQsetnonblocking(s->conn, 1) != 0) {
+		connect_failed(s, PQerrorMessage(s->conn));
+		return;
+	}
+	s->bev = bufferevent_socket_new(rt->base, PQsocket(s->conn), 0);
+	if (!s->bev) {
+		server_disconnect(s, "out of memory");
+		return;
+	}
+	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
+	relay_setup_bev(s->bev);
+	bufferevent_enable(s->bev, EV_READ);
+	params_from_libpq(s);
+	s->tx_status = 'I';
+	log_info("server %llu (%s/%s): connected, backend pid %d", (unsigned long long)s->id,
+		 s->pool->dbname, s->pool->user, PQbackendPID(s->conn));
+	server_set_state(s, SV_IDLE);
+	pool_kick(s->pool);
+}
+
+static void job_done(struct exec_job *job)
+{
+	server_t *s = job->arg;
+	s->job_running = false;
+	if (s->state == SV_CLOSING) {
+		reaper_schedule();
+		return;
+	}
+	switch (s->poll) {
+	case PGRES_POLLING_READING:
+		connect_wait(s, EV_READ);
+		break;
+	case PGRES_POLLING_WRITING:
+		connect_wait(s, EV_WRITE);
+		break;
+	case PGRES_POLLING_OK:
+		on_connected(s);
+		break;
+	default:
+		connect_failed(s, s->conn ? PQerrorMessage(s->conn) : "out of memory");
+		break;
+	}
+}
+
+static void submit(server_t *s, void (*fn)(struct exec_job *))
+{
+	s->job.fn = fn;
+	s->job.done = job_done;
+	s->job.arg = s;
+	s->job_running = true;
+	exec_submit(rt->exec, &s->job);
+}
+
+static void pq_connect_cb(evutil_socket_t fd, short what, void *arg)
+{
+	server_t *s = arg;
+	if (s->state != SV_CONNECTING)
+		fatal("server %llu: connect step in state %s", (unsigned long long)s->id,
+		      server_state_name(s->state));
+	submit(s, job_poll);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	server_t *s = arg;
+	if (s->state == SV_CONNECTING)
+		server_disconnect(s, "server_connect_timeout (%.1fs) reached",
+				  rt->cfg->server_connect_timeout);
+}
+
+static struct timeval seconds_tv(double sec)
+{
+	struct timeval tv;
+	tv.tv_sec = (time_t)sec;
+	tv.tv_usec = (suseconds_t)((sec - (double)tv.tv_sec) * 1e6);
+	return tv;
+}
+
+bool server_connect(pool_t *pool)
+{
+	server_t *s = calloc(1, sizeof(*s));
+	if (!s)
+		return false;
+	s->id = ++next_id;
+	s->pool = pool;
+	list_init(&s->node);
+	event_assign(&s->pq_ev, rt->base, -1, 0, pq_connect_cb, s);
+	evtimer_assign(&s->timer, rt->base, timer_cb, s);
+	server_set_state(s, SV_CONNECTING);
+	log_debug("server %llu (%s/%s): connecting", (unsigned long long)s->id, pool->dbname,
+		  pool->user);
+	if (rt->cfg->server_connect_timeout > 0) {
+		struct timeval tv = seconds_tv(rt->cfg->server_connect_timeout);
+		evtimer_add(&s->timer, &tv);
+	}
+	submit(s, job_start);
+	return true;
+}
+
+/* ---- relay-time callbacks ------------------------------------------------------------ */
+
+static void server_read_cb(struct bufferevent *bev, void *arg)
+{
+	server_t *s = arg;
+	switch (s->state) {
+	case SV_ACTIVE:
+		relay_server_to_client(s);
+		break;
+	case SV_IDLE:
+		server_disconnect(s, "unexpected data from idle server");
+		break;
+	default:
+		break;
+	}
+}
+
+static void server_write_cb(struct bufferevent *bev, void *arg)
+{
+	server_t *s = arg;
+	if (s->state == SV_ACTIVE && s->client)
+		relay_client_to_server(s->client);
+}
+
+static void server_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	server_t *s = arg;
+	if (what & BEV_EVENT_EOF)
+		server_disconnect(s, "server closed the connection");
+	else if (what & BEV_EVENT_ERROR)
+		server_disconnect(s, "socket error: %s",
+				  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+/* ---- housekeeping -------------------------------------------------------------------- */
+
+static void hk_cb(evutil_socket_t fd, short what, void *arg);
+
+static void hk_wait(server_t *s, short what)
+{
+	event_del(&s->pq_ev);
+	event_assign(&s->pq_ev, rt->base, PQsocket(s->conn), what, hk_cb, s);
+	event_add(&s->pq_ev, NULL);
+}
+
+static void hk_flush(server_t *s)
+{
+	int r = PQflush(s->conn);
+	if (r < 0)
+		server_disconnect(s, "housekeeping: %s", PQerrorMessage(s->conn));
+	else
+		hk_wait(s, r > 0 ? EV_WRITE : EV_READ);
+}
+
+static void hk_finish(server_t *s)
+{
+	event_del(&s->pq_ev);
+	s->tx_status = 'I';
+	s->out_syncs = 0;
+	s->mid_ext = false;
+	s->msg_pending = 0;
+	if (rt->shutting_down) {
+		server_disconnect(s, "shutting down");
+		return;
+	}
+	bufferevent_enable(s->bev, EV_READ);
+	if (s->client) {
+		server_set_state(s, SV_ACTIVE);
+		client_on_server_ready(s->client);
+	} else {
+		server_set_state(s, SV_IDLE);
+		pool_kick(s->pool);
+	}
+}
+
+static const char *const hk_names[] = {"ROLLBACK", "server_reset_query", "parameter sync",
+				       "parameter refresh"};
+
+static const char *hk_name(unsigned step)
+{
+	for (unsigned i = 0; i < 4; i++)
+		if (step == 1u << i)
+			return hk_names[i];
+	return "?";
+}
+
+/* The linked client's startup parameters that differ from the server's, as set_config
+ * arguments. Returns the number of pairs. */
+static int sync_params(server_t *s, const char **vals, int max)
+{
+	client_t *c = s->client;
+	int n = 0;
+	if (!c)
+		return 0;
+	for (int i = 0; i < c->nparams && n + 2 <= max; i++) {
+		bool same = false;
+		for (int k = 0; k < SERVER_NPARAMS; k++)
+			if (strcasecmp(server_param_names[k], c->param_names[i]) == 0)
+				same = str_eq(s->params[k], c->param_values[i]);
+		if (same)
+			continue;
+		vals[n++] = c->param_names[i];
+		vals[n++] = c->param_values[i];
+	}
+	return n / 2;
+}
+
+static bool hk_send_sync(server_t *s, bool *sent)
+{
+	const char *vals[2 * 80];
+	int n = sync_params(s, vals, 2 * 80);
+	*sent = n > 0;
+	if (!n)
+		return true;
+	char sql[80 * 48];
+	size_t off = (size_t)snprintf(sql, sizeof(sql), "SELECT");
+	for (int i = 0; i < n; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off,
+					"%s pg_catalog.set_config($%d, $%d, false)", i ? "," : "",
+					2 * i + 1, 2 * i + 2);
+	return PQsendQueryParams(s->conn, sql, 2 * n, NULL, vals, NULL, NULL, 0) == 1;
+}
+
+static void hk_next(server_t *s)
+{
+	unsigned step = 0;
+	for (unsigned bit = HK_ROLLBACK; bit <= HK_REFRESH; bit <<= 1) {
+		if (s->hk_plan & bit) {
+			step = bit;
+			break;
+		}
+	}
+	if (!step) {
+		hk_finish(s);
+		return;
+	}
+	s->hk_plan &= ~step;
+	s->hk_running = step;
+	s->hk_pre_dirty = step != HK_REFRESH && params_differ_from_libpq(s);
+	bool ok = true, sent = true;
+	switch (step) {
+	case HK_ROLLBACK:
+		ok = PQsendQuery(s->conn, "ROLLBACK") == 1;
+		break;
+	case HK_RESET:
+		ok = PQsendQuery(s->conn, rt->cfg->server_reset_query) == 1;
+		break;
+	case HK_SYNC:
+		ok = hk_send_sync(s, &sent);
+		break;
+	case HK_REFRESH:
+		ok = PQsendQuery(s->conn, refresh_sql) == 1;
+		break;
+	}
+	if (!ok) {
+		server_disconnect(s, "%s: %s", hk_name(step), PQerrorMessage(s->conn));
+		return;
+	}
+	if (!sent) {
+		hk_next(s);
+		return;
+	}
+	log_debug("server %llu: housekeeping: %s", (unsigned long long)s->id, hk_name(step));
+	hk_flush(s);
+}
+
+/* Handles one result of the step in flight. Returns false if the server was closed. */
+static bool hk_result(server_t *s, PGresult *res)
+{
+	ExecStatusType st = PQresultStatus(res);
+	if (st == PGRES_FATAL_ERROR) {
+		if (s->hk_running == HK_SYNC && s->client) {
+			/* The client asked for a bad parameter: it gets the error, the server
+			 * (back to idle after the failed statement) is kept. */
+			client_disconnect_result(s->client, res);
+			return true;
+		}
+		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		server_disconnect(s, "%s failed: %s", hk_name(s->hk_running), msg ? msg : "?");
+		return false;
+	}
+	if (s->hk_running == HK_REFRESH && st == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    PQnfields(res) == SERVER_NPARAMS) {
+		for (int i = 0; i < SERVER_NPARAMS; i++)
+			set_param(s, i, PQgetisnull(res, 0, i) ? NULL : PQgetvalue(res, 0, i));
+	}
+	return true;
+}
+
+static void hk_step_done(server_t *s)
+{
+	unsigned step = s->hk_running;
+	s->hk_running = 0;
+	if (PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+		server_disconnect(s, "not idle after %s", hk_name(step));
+		return;
+	}
+	if (step != HK_REFRESH) {
+		if (s->hk_pre_dirty)
+			s->hk_plan |= HK_REFRESH;
+		else
+			params_from_libpq(s);
+	}
+	hk_next(s);
+}
+
+static void hk_cb(evutil_socket_t fd, short what, void *arg)
+{
+	server_t *s = arg;
+	if (s->state != SV_HOUSEKEEPING)
+		fatal("server %llu: housekeeping event in state %s", (unsigned long long)s->id,
+		      server_state_name(s->state));
+	if (what & EV_WRITE) {
+		hk_flush(s);
+		return;
+	}
+	if (!PQconsumeInput(s->conn)) {
+		server_disconnect(s, "%s: %s", hk_name(s->hk_running), PQerrorMessage(s->conn));
+		return;
+	}
+	while (!PQisBusy(s->conn)) {
+		PGresult *res = PQgetResult(s->conn);
+		if (!res) {
+			hk_step_done(s);
+			return;
+		}
+		bool alive = hk_result(s, res);
+		PQclear(res);
+		if (!alive)
+			return;
+	}
+	hk_wait(s, EV_READ);
+}
+
+static void hk_start(server_t *s, unsigned plan)
+{
+	s->hk_plan = plan;
+	server_set_state(s, SV_HOUSEKEEPING);
+	bufferevent_disable(s->bev, EV_READ);
+	hk_next(s);
+}
+
+/* ---- linking ------------------------------------------------------------------------- */
+
+void server_assign(server_t *s, client_t *c)
+{
+	if (s->state != SV_IDLE)
+		fatal("server %llu: assigned in state %s", (unsigned long long)s->id,
+		      server_state_name(s->state));
+	s->client = c;
+	c->server = s;
+	const char *vals[2];
+	if (sync_params(s, vals, 2) > 0) {
+		hk_start(s, HK_SYNC);
+		return;
+	}
+	server_set_state(s, SV_ACTIVE);
+	client_on_server_ready(c);
+}
+
+void server_release(server_t *s)
+{
+	s->client = NULL;
+	if (s->state != SV_ACTIVE)
+		return; /* housekeeping goes on and ends in idle; closing servers stay closed */
+	if (rt->shutting_down) {
+		server_disconnect(s, "shutting down");
+		return;
+	}
+	if (s->msg_pending || s->out_syncs || s->mid_ext ||
+	    evbuffer_get_length(bufferevent_get_input(s->bev)) ||
+	    evbuffer_get_length(bufferevent_get_output(s->bev))) {
+		server_disconnect(s, "client left in the middle of a query");
+		return;
+	}
+	unsigned plan = 0;
+	if (s->tx_status != 'I')
+		plan |= HK_ROLLBACK;
+	if (rt->cfg->server_reset_query[0])
+		plan |= HK_RESET;
+	if (!plan) {
+		server_set_state(s, SV_IDLE);
+		pool_kick(s->pool);
+		return;
+	}
+	hk_start(s, plan);
+}

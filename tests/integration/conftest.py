@@ -1,0 +1,859 @@
+"""Integration harness: a throwaway PostgreSQL 15, pgcoro instances in front of it, and
+a raw wire-protocol client.
+
+Environment:
+  PGCORO_BIN          the daemon to test (default: <repo>/build/san/pgcoro)
+  PGCORO_TOOLS        directory holding libpq_client (built here if missing)
+  PGCORO_TEST_DIRECT  =1: every "pgcoro" fixture returns PostgreSQL itself, to validate the
+                      tests against the real server; pooler-only tests are skipped.
+"""
+
+import base64
+import hashlib
+import hmac
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+DIRECT = os.environ.get("PGCORO_TEST_DIRECT", "") not in ("", "0")
+IS_ROOT = os.geteuid() == 0
+
+APP_USER, APP_PASS = "app", "apppass"
+MD5_USER, MD5_PASS = "md5user", "md5pass"
+
+ASAN_OPTIONS = "detect_leaks=1:abort_on_error=1:quarantine_size_mb=16"
+UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1"
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+
+# ---------------------------------------------------------------------------------------
+# pytest plumbing
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "pooler_only: tests behaviour only pgcoro has (skipped "
+                            "with PGCORO_TEST_DIRECT=1)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not DIRECT:
+        return
+    skip = pytest.mark.skip(reason="pooler-only behaviour (PGCORO_TEST_DIRECT=1)")
+    for item in items:
+        if "pooler_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for inst in getattr(item, "_pgcoro_instances", []):
+            rep.sections.append((f"pgcoro {inst.name} log (tail)", inst.log_tail(60)))
+
+
+def clean_env(**extra):
+    """os.environ without libpq variables that could redirect a client, plus EXTRA."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.setdefault("LC_ALL", "C.UTF-8")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie still answers kill(0); look at its state
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_port(port, proc=None, timeout=30.0, what="server"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout}s")
+
+
+def vmrss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def find_bindir():
+    cand = "/usr/lib/postgresql/15/bin"
+    if os.path.exists(os.path.join(cand, "initdb")):
+        return cand
+    out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, timeout=30)
+    return out.stdout.strip()
+
+
+def client_bin(bindir, name):
+    for d in ("/usr/bin", bindir):
+        p = os.path.join(d, name)
+        if os.path.exists(p):
+            return p
+    return os.path.join(bindir, name)
+
+
+# ---------------------------------------------------------------------------------------
+# PostgreSQL
+
+
+class Postgres:
+    def __init__(self, root):
+        self.bindir = find_bindir()
+        self.root = root
+        self.datadir = os.path.join(root, "data")
+        self.sockdir = os.path.join(root, "sock")
+        self.logfile = os.path.join(root, "postgres.log")
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.pid = None
+        self.psql_bin = client_bin(self.bindir, "psql")
+        self.pgbench_bin = client_bin(self.bindir, "pgbench")
+
+    def _as_pg(self, argv):
+        return (["runuser", "-u", "postgres", "--"] + argv) if IS_ROOT else argv
+
+    def _run(self, argv, timeout=120, **kw):
+        r = subprocess.run(self._as_pg(argv), capture_output=True, text=True, timeout=timeout,
+                           env=clean_env(), **kw)
+        if r.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def start(self):
+        os.makedirs(self.sockdir)
+        if IS_ROOT:
+            pw = pwd.getpwnam("postgres")
+            for d in (self.root, self.sockdir):
+                os.chown(d, pw.pw_uid, pw.pw_gid)
+        self._run([os.path.join(self.bindir, "initdb"), "-D", self.datadir, "-U", "postgres",
+                   "--auth-local=trust", "--auth-host=scram-sha-256", "--no-locale", "-E", "UTF8",
+                   "--no-sync"])
+        # md5user's stored password is md5, which scram-sha-256 host auth refuses.
+        hba = os.path.join(self.datadir, "pg_hba.conf")
+        st = os.stat(hba)
+        with open(hba, "w") as f:
+            f.write("local all all trust\n"
+                    f"host all {MD5_USER} 127.0.0.1/32 md5\n"
+                    "host all all 127.0.0.1/32 scram-sha-256\n"
+                    "host all all ::1/128 scram-sha-256\n")
+        os.chown(hba, st.st_uid, st.st_gid)
+        opts = (f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 "
+                "-c max_connections=300 -c fsync=off -c synchronous_commit=off "
+                "-c full_page_writes=off")
+        self._run([os.path.join(self.bindir, "pg_ctl"), "start", "-w", "-t", "60", "-D",
+                   self.datadir, "-l", self.logfile, "-o", opts], timeout=90)
+        with open(os.path.join(self.datadir, "postmaster.pid")) as f:
+            self.pid = int(f.readline().strip())
+        self.psql_super("""
+            SET password_encryption = 'scram-sha-256';
+            CREATE ROLE app LOGIN PASSWORD 'apppass';
+            SET password_encryption = 'md5';
+            CREATE ROLE md5user LOGIN PASSWORD 'md5pass';
+            CREATE DATABASE bench OWNER app;
+            CREATE DATABASE pooldb OWNER app;
+        """)
+        r = subprocess.run([self.pgbench_bin, "-i", "-s", "1", "-q", "-h", self.host, "-p",
+                            str(self.port), "-U", APP_USER, "bench"], capture_output=True,
+                           text=True, timeout=180, env=clean_env(PGPASSWORD=APP_PASS))
+        if r.returncode != 0:
+            raise RuntimeError(f"pgbench -i failed:\n{r.stdout}\n{r.stderr}")
+
+    def psql_super(self, sql, db="postgres"):
+        """Runs SQL as the superuser over the unix socket; returns stdout (unaligned)."""
+        r = subprocess.run([self.psql_bin, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h",
+                            self.sockdir, "-p", str(self.port), "-U", "postgres", "-d", db, "-f",
+                            "-"], input=sql, capture_output=True, text=True, timeout=60,
+                           env=clean_env())
+        if r.returncode != 0:
+            raise RuntimeError(f"psql failed: {r.stderr}")
+        return r.stdout
+
+    def super_connect(self, db="postgres"):
+        import psycopg2
+        c = psycopg2.connect(host=self.sockdir, port=self.port, user="postgres", dbname=db,
+                             connect_timeout=10)
+        c.autocommit = True
+        return c
+
+    def stop(self):
+        if self.pid is None:
+            return
+        pid, self.pid = self.pid, None
+        try:
+            os.kill(pid, signal.SIGINT)  # fast shutdown
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.1)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def session_root():
+    root = tempfile.mkdtemp(prefix="pgcoro-it-")
+    os.chmod(root, 0o755)  # the postgres user must traverse it when we are root
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg(session_root):
+    if IS_ROOT:
+        # every parent must be traversable by the postgres user
+        d = session_root
+        while d != "/":
+            d = os.path.dirname(d)
+            if os.stat(d).st_mode & 0o001 == 0:
+                pytest.fail(f"{d} is not traversable by the postgres user")
+    server = Postgres(os.path.join(session_root, "pg"))
+    os.makedirs(server.root, mode=0o755)
+    try:
+        server.start()
+    except Exception:
+        server.stop()
+        if os.path.exists(server.logfile):
+            with open(server.logfile) as f:
+                print(f.read()[-4000:])
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# pgcoro instances
+
+
+def _conninfo_dbname(conninfo):
+    for tok in conninfo.split():
+        if tok.startswith("dbname="):
+            return tok[len("dbname="):]
+    return None
+
+
+class Pgcoro:
+    """One pgcoro process (or, in direct mode, PostgreSQL standing in for it)."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, name, workdir, pg, settings, databases, users, direct):
+        self.name = name
+        self.workdir = workdir
+        self.pg = pg
+        self.direct = direct
+        self.databases = databases
+        self.proc = None
+        self.stopped = False
+        self.returncode = None
+        self.logpath = os.path.join(workdir, "pgcoro.log")
+        if direct:
+            self.port, self.sockdir, self.pid = pg.port, pg.sockdir, pg.pid
+            self.config_path = None
+            return
+        self.port = free_port()
+        self.sockdir = workdir
+        self.settings = settings
+        self.config_path = os.path.join(workdir, "pgcoro.ini")
+        self.userlist_path = os.path.join(workdir, "userlist.txt")
+        with open(self.userlist_path, "w") as f:
+            for user, secret in users.items():
+                f.write('"%s" "%s"\n' % (user.replace('"', '""'), secret.replace('"', '""')))
+        full = {
+            "listen_addr": "127.0.0.1",
+            "listen_port": self.port,
+            "unix_socket_dir": self.sockdir,
+            "auth_type": "scram-sha-256",
+            "auth_file": self.userlist_path,
+            "pool_mode": "session",
+            "default_pool_size": 10,
+            "max_client_conn": 300,
+            "server_reset_query": "DISCARD ALL",
+            "log_level": "info",
+        }
+        full.update(settings)
+        with open(self.config_path, "w") as f:
+            f.write("[pgcoro]\n")
+            for k, v in full.items():
+                if v is not None:
+                    f.write(f"{k} = {v}\n")
+            f.write("\n[databases]\n")
+            for k, v in databases.items():
+                f.write(f"{k} = {v}\n")
+
+    # -- lifecycle
+    def start(self, bin_path):
+        self.logf = open(self.logpath, "wb")
+        env = clean_env(ASAN_OPTIONS=ASAN_OPTIONS, UBSAN_OPTIONS=UBSAN_OPTIONS)
+        self.proc = subprocess.Popen([bin_path, "-c", self.config_path], stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=self.logf, env=env, cwd=self.workdir)
+        self.pid = self.proc.pid
+        try:
+            wait_port(self.port, self.proc, timeout=30, what="pgcoro")
+        except RuntimeError as e:
+            self.kill()
+            raise RuntimeError(f"{e}\n--- pgcoro log:\n{self.log_tail(60)}")
+
+    def alive(self):
+        if self.direct:
+            return pid_alive(self.pid)
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.stopped = True
+
+    def stop(self, timeout=60):
+        """SIGTERM, bounded wait; returns the exit code (SIGKILL and None on a hang)."""
+        if self.direct or self.stopped:
+            return 0 if self.direct else self.returncode
+        self.stopped = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+                self.returncode = None
+                self.logf.close()
+                return None
+        self.returncode = self.proc.returncode
+        self.logf.close()
+        return self.returncode
+
+    def assert_clean_exit(self):
+        """Stops the instance and asserts exit code 0 and no sanitizer report."""
+        if self.direct:
+            return
+        rc = self.stop()
+        log = self.log_text()
+        bad = [m for m in SANITIZER_MARKERS if m in log]
+        assert rc == 0 and not bad, (
+            f"pgcoro {self.name} exit code {rc} (expected 0 after SIGTERM), sanitizer markers "
+            f"{bad}\n--- log tail:\n{self.log_tail(80)}")
+
+    # -- logs
+    def log_text(self):
+        if self.direct:
+            return ""
+        try:
+            with open(self.logpath, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, n=40):
+        if self.direct:
+            return "(direct mode: no pgcoro)"
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    # -- connection helpers
+    def db(self, alias):
+        """The database name a client asks for: the alias itself, or in direct mode the
+        dbname of that alias' conninfo."""
+        if self.direct:
+            return _conninfo_dbname(self.databases.get(alias, "")) or alias
+        return alias
+
+    def dsn(self, user=APP_USER, password=APP_PASS, db="postgres", unix=False, **extra):
+        parts = {"host": self.sockdir if unix else self.host, "port": self.port, "user": user,
+                 "dbname": self.db(db), "connect_timeout": 60}
+        if password is not None:
+            parts["password"] = password
+        parts.update(extra)
+        return " ".join(f"{k}='{v}'" for k, v in parts.items())
+
+    def connect(self, user=APP_USER, password=APP_PASS, db="postgres", **kw):
+        import psycopg2
+        return psycopg2.connect(host=self.host, port=self.port, user=user, password=password,
+                                dbname=self.db(db), connect_timeout=60, **kw)
+
+    def assert_serving(self):
+        """pgcoro's process is alive and a normal query through it works."""
+        assert self.alive(), f"pgcoro {self.name} died\n{self.log_tail(60)}"
+        c = self.connect()
+        try:
+            cur = c.cursor()
+            cur.execute("SELECT 40 + 2")
+            assert cur.fetchone() == (42,)
+        finally:
+            c.close()
+        assert self.alive(), f"pgcoro {self.name} died\n{self.log_tail(60)}"
+
+
+def default_databases(pg):
+    return {
+        "postgres": f"host=127.0.0.1 port={pg.port} dbname=postgres",
+        "bench": f"host=127.0.0.1 port={pg.port} dbname=bench",
+        "pooldb": f"host=127.0.0.1 port={pg.port} dbname=pooldb",
+        "nowhere": "host=127.0.0.1 port=1 dbname=postgres",
+    }
+
+
+def default_users():
+    return {APP_USER: APP_PASS, MD5_USER: MD5_PASS}
+
+
+@pytest.fixture(scope="session")
+def pgcoro_bin():
+    if DIRECT:
+        return None
+    path = os.environ.get("PGCORO_BIN") or os.path.join(REPO, "build", "san", "pgcoro")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"pgcoro binary {path} not found (build it, or set PGCORO_BIN, or "
+                    "PGCORO_TEST_DIRECT=1)")
+    return path
+
+
+@pytest.fixture
+def pgcoro_factory(request, pg, pgcoro_bin, session_root):
+    """start(settings=None, databases=None, users=None, replace_databases=False,
+    replace_users=False) -> Pgcoro. Every instance is stopped at teardown, which asserts
+    exit code 0 and a sanitizer-clean log."""
+    instances = []
+    request.node._pgcoro_instances = instances
+    counter = [0]
+
+    def start(settings=None, databases=None, users=None, replace_databases=False,
+              replace_users=False):
+        counter[0] += 1
+        name = f"{request.node.name}-{counter[0]}"
+        workdir = tempfile.mkdtemp(prefix="pgc-", dir=session_root)
+        os.chmod(workdir, 0o755)
+        dbs = {} if replace_databases else default_databases(pg)
+        dbs.update(databases or {})
+        users_ = {} if replace_users else default_users()
+        users_.update(users or {})
+        inst = Pgcoro(name, workdir, pg, settings or {}, dbs, users_, DIRECT)
+        instances.append(inst)
+        if not DIRECT:
+            inst.start(pgcoro_bin)
+        return inst
+
+    try:
+        yield start
+    finally:
+        errors = []
+        for inst in instances:
+            try:
+                inst.assert_clean_exit()
+            except AssertionError as e:
+                errors.append(str(e))
+            finally:
+                inst.kill()
+        if errors:
+            pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def pgcoro(pgcoro_factory):
+    """One pgcoro with the default configuration (scram-sha-256, session, pool 10)."""
+    return pgcoro_factory()
+
+
+@pytest.fixture(scope="session")
+def tools(session_root):
+    """Directory holding libpq_client; built here when PGCORO_TOOLS has none."""
+    d = os.environ.get("PGCORO_TOOLS")
+    if d and os.access(os.path.join(d, "libpq_client"), os.X_OK):
+        return d
+    if d:
+        pytest.fail(f"{d}/libpq_client not found")
+    d = os.path.join(session_root, "tools")
+    os.makedirs(d, exist_ok=True)
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libpq"], capture_output=True,
+                           text=True, timeout=30).stdout.split()
+    r = subprocess.run(["cc", "-std=c11", "-D_GNU_SOURCE", "-O2", "-Wall", "-Wextra", "-o",
+                        os.path.join(d, "libpq_client"), os.path.join(HERE, "libpq_client.c")]
+                       + flags, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        pytest.fail(f"building libpq_client failed:\n{r.stderr}")
+    return d
+
+
+# ---------------------------------------------------------------------------------------
+# psql
+
+
+@pytest.fixture
+def psql(pg):
+    """psql(inst, *args, user=, password=, db=, unix=False, input=None) -> CompletedProcess."""
+
+    def run(inst, *args, user=APP_USER, password=APP_PASS, db="postgres", unix=False,
+            input=None, timeout=120, check=True):
+        argv = [pg.psql_bin, "-X", "-v", "ON_ERROR_STOP=1", "-h",
+                inst.sockdir if unix else inst.host, "-p", str(inst.port), "-U", user, "-d",
+                inst.db(db)] + list(args)
+        env = clean_env(PGCONNECT_TIMEOUT=60)
+        if password is not None:
+            env["PGPASSWORD"] = password
+        r = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
+                           env=env)
+        if check:
+            assert r.returncode == 0, f"psql {args} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+        return r
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------
+# raw wire protocol
+
+
+class PgError(Exception):
+    """An ErrorResponse: .fields maps field codes (S, V, C, M, D, H, P, ...) to values."""
+
+    def __init__(self, fields):
+        self.fields = fields
+        self.sqlstate = fields.get("C")
+        super().__init__(f"{fields.get('S')} {fields.get('C')}: {fields.get('M')}")
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+def parse_fields(payload):
+    fields = {}
+    for part in payload.split(b"\0"):
+        if part:
+            fields[chr(part[0])] = part[1:].decode("utf-8", "replace")
+    return fields
+
+
+class Wire:
+    """A minimal PostgreSQL v3 client over a raw socket, for malformed input and for
+    reading ErrorResponse fields that drivers hide. Speaks cleartext, md5 and
+    SCRAM-SHA-256 (and verifies the server's SCRAM signature)."""
+
+    PROTO_V3 = 196608
+
+    def __init__(self, host, port, timeout=20.0, unix_dir=None):
+        if unix_dir:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(os.path.join(unix_dir, f".s.PGSQL.{port}"))
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        self.auth_codes = []
+        self.params = {}
+        self.notices = []
+        self.backend_key = None
+        self.negotiate = None
+
+    @classmethod
+    def to(cls, inst, **kw):
+        return cls(inst.host, inst.port, **kw)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- bytes
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def send_quietly(self, data):
+        """Sends, ignoring a peer that has already closed (it may answer and close first)."""
+        try:
+            self.sock.sendall(data)
+            return True
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+
+    def _fill(self, n):
+        while len(self.buf) < n:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                raise ConnectionClosed(f"closed after {len(self.buf)} of {n} bytes")
+            self.buf += chunk
+
+    def recv_exact(self, n):
+        self._fill(n)
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_byte(self):
+        return self.recv_exact(1)
+
+    def read_msg(self):
+        """(type char, payload). Raises ConnectionClosed on EOF."""
+        hdr = self.recv_exact(5)
+        t, length = chr(hdr[0]), struct.unpack("!I", hdr[1:])[0]
+        if length < 4:
+            raise AssertionError(f"server sent a message {t!r} with length {length}")
+        return t, self.recv_exact(length - 4)
+
+    def at_eof(self, timeout=20.0):
+        """True if the peer closes with nothing more to read (waits up to TIMEOUT)."""
+        if self.buf:
+            return False
+        old = self.sock.gettimeout()
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self.sock.recv(1)
+        except ConnectionResetError:
+            return True
+        finally:
+            self.sock.settimeout(old)
+        if chunk:
+            self.buf += chunk
+            return False
+        return True
+
+    # -- messages
+    @staticmethod
+    def startup_packet(params, proto=PROTO_V3):
+        body = struct.pack("!I", proto)
+        for k, v in params.items():
+            body += k.encode() + b"\0" + v.encode() + b"\0"
+        body += b"\0"
+        return struct.pack("!I", len(body) + 4) + body
+
+    @staticmethod
+    def msg(t, payload=b""):
+        return t.encode() + struct.pack("!I", len(payload) + 4) + payload
+
+    def send_startup(self, user=None, database=None, proto=PROTO_V3, **params):
+        p = {}
+        if user is not None:
+            p["user"] = user
+        if database is not None:
+            p["database"] = database
+        p.update(params)
+        self.send(self.startup_packet(p, proto))
+
+    def expect_error(self):
+        """Reads until an ErrorResponse (skipping notices etc.) and returns its fields."""
+        while True:
+            t, payload = self.read_msg()
+            if t == "E":
+                return parse_fields(payload)
+            if t == "N":
+                self.notices.append(parse_fields(payload))
+
+    # -- authentication
+    def authenticate(self, user, password):
+        """After the startup packet: answers authentication requests until AuthenticationOk
+        and ReadyForQuery. Raises PgError on an ErrorResponse."""
+        scram = None
+        while True:
+            t, p = self.read_msg()
+            if t == "E":
+                raise PgError(parse_fields(p))
+            if t == "N":
+                self.notices.append(parse_fields(p))
+            elif t == "v":
+                minor, n = struct.unpack("!II", p[:8])
+                self.negotiate = (minor, [x.decode() for x in p[8:].split(b"\0")[:n]])
+            elif t == "R":
+                code = struct.unpack("!I", p[:4])[0]
+                self.auth_codes.append(code)
+                if code == 0:
+                    pass
+                elif code == 3:
+                    self.send(self.msg("p", password.encode() + b"\0"))
+                elif code == 5:
+                    salt = p[4:8]
+                    inner = hashlib.md5((password + user).encode()).hexdigest()
+                    outer = hashlib.md5(inner.encode() + salt).hexdigest()
+                    self.send(self.msg("p", b"md5" + outer.encode() + b"\0"))
+                elif code == 10:
+                    mechs = [m.decode() for m in p[4:].split(b"\0") if m]
+                    assert "SCRAM-SHA-256" in mechs, mechs
+                    scram = _ScramClient(password)
+                    first = scram.client_first()
+                    self.send(self.msg("p", b"SCRAM-SHA-256\0" + struct.pack("!i", len(first))
+                                       + first))
+                elif code == 11:
+                    self.send(self.msg("p", scram.client_final(p[4:])))
+                elif code == 12:
+                    scram.verify_server_final(p[4:])
+                else:
+                    raise AssertionError(f"unsupported authentication request {code}")
+            elif t == "S":
+                k, v = p.split(b"\0")[:2]
+                self.params[k.decode()] = v.decode()
+            elif t == "K":
+                self.backend_key = struct.unpack("!II", p[:8])
+            elif t == "Z":
+                return p
+            else:
+                raise AssertionError(f"unexpected message {t!r} during login")
+
+    def login(self, user=APP_USER, password=APP_PASS, database="postgres", proto=PROTO_V3,
+              **params):
+        self.send_startup(user, database, proto, **params)
+        return self.authenticate(user, password)
+
+    def query(self, sql):
+        """Simple query; returns the rows (lists of str/None) of the last result set."""
+        self.send(self.msg("Q", sql.encode() + b"\0"))
+        rows, err = [], None
+        while True:
+            t, p = self.read_msg()
+            if t == "T":
+                rows = []
+            elif t == "D":
+                n = struct.unpack("!H", p[:2])[0]
+                off, row = 2, []
+                for _ in range(n):
+                    ln = struct.unpack("!i", p[off:off + 4])[0]
+                    off += 4
+                    if ln < 0:
+                        row.append(None)
+                    else:
+                        row.append(p[off:off + ln].decode())
+                        off += ln
+                rows.append(row)
+            elif t == "E":
+                err = PgError(parse_fields(p))
+            elif t == "N":
+                self.notices.append(parse_fields(p))
+            elif t == "Z":
+                if err:
+                    raise err
+                return rows
+
+    def terminate(self):
+        self.send_quietly(self.msg("X"))
+        self.close()
+
+
+class _ScramClient:
+    def __init__(self, password):
+        self.password = password.encode()
+        self.nonce = base64.b64encode(secrets.token_bytes(18)).decode()
+
+    def client_first(self):
+        self.first_bare = f"n=,r={self.nonce}"
+        return ("n,," + self.first_bare).encode()
+
+    def client_final(self, server_first):
+        server_first = server_first.decode()
+        attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
+        assert attrs["r"].startswith(self.nonce), "server nonce does not extend ours"
+        salt = base64.b64decode(attrs["s"])
+        iters = int(attrs["i"])
+        salted = hashlib.pbkdf2_hmac("sha256", self.password, salt, iters)
+        client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+        stored_key = hashlib.sha256(client_key).digest()
+        without_proof = f"c=biws,r={attrs['r']}"
+        self.auth_message = f"{self.first_bare},{server_first},{without_proof}".encode()
+        sig = hmac.new(stored_key, self.auth_message, hashlib.sha256).digest()
+        proof = bytes(a ^ b for a, b in zip(client_key, sig))
+        self.server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+        return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+
+    def verify_server_final(self, data):
+        data = data.decode()
+        assert data.startswith("v="), f"SCRAM server-final: {data}"
+        want = hmac.new(self.server_key, self.auth_message, hashlib.sha256).digest()
+        assert base64.b64decode(data[2:]) == want, "SCRAM server signature mismatch"
+
+
+@pytest.fixture
+def wire():
+    """The Wire class (raw protocol client); Wire.to(inst) connects to an instance."""
+    return Wire
+
+
+@pytest.fixture
+def pgerror():
+    return PgError, ConnectionClosed
+
+
+class RssSampler:
+    """Samples VmRSS (kB) of PID every INTERVAL seconds in a thread; .peak after stop()."""
+
+    def __init__(self, pid, interval=0.1):
+        self.pid, self.interval = pid, interval
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, vmrss_kb(self.pid))
+                self.samples += 1
+            except (OSError, RuntimeError):
+                pass
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join(timeout=10)
+
+
+@pytest.fixture
+def rss_sampler():
+    return RssSampler
+
+
+@pytest.fixture(scope="session")
+def direct():
+    """True when the suite runs against PostgreSQL itself (PGCORO_TEST_DIRECT=1)."""
+    return DIRECT

@@ -1,0 +1,355 @@
+/* Unit tests for auth.c: auth_file parsing and errors, secret kinds, md5 and plain checks
+ * against each kind of secret, and the cached SCRAM keys. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "scram.h"
+
+/* Known values computed independently with Python's hashlib:
+ * "md5" + md5("secret" "alice"), then "md5" + md5(hex || 01 02 03 04). */
+#define ALICE_MD5 "md54a0a68b43b6cd5cf266fa02f196e2371"
+#define ALICE_RESP "md598a0412b9c31436fc53776e863350083"
+/* "pencil" for "postgres", salt de ad be ef. */
+#define PG_MD5 "md54c21b325d75177d5e9b9789a50ab0c9c"
+#define PG_RESP "md5ced99751bea390968e795eaedb0a4935"
+/* "pencil" with the RFC 7677 salt and 4096 iterations (hashlib.pbkdf2_hmac + hmac). */
+#define PENCIL_VERIFIER                                                                            \
+	"SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"                                             \
+	"WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"                                            \
+	"wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
+
+static const uint8_t salt1234[4] = {1, 2, 3, 4};
+static const uint8_t salt_deadbeef[4] = {0xde, 0xad, 0xbe, 0xef};
+
+/* Writes CONTENT (LEN bytes) to a new temporary file; its path goes into PATH. */
+static void write_file(char path[64], const char *content, size_t len)
+{
+	strcpy(path, "/tmp/pgcoro_test_auth_XXXXXX");
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, content, len), (ssize_t)len);
+	close(fd);
+}
+
+static struct auth_file *load_string(const char *content, char *err, size_t errlen)
+{
+	char path[64];
+	write_file(path, content, strlen(content));
+	struct auth_file *af = auth_load(path, err, errlen);
+	unlink(path);
+	return af;
+}
+
+/* Loading CONTENT fails with "<path>:<LINE>: <REASON>". */
+static void expect_error(const char *content, int line, const char *reason)
+{
+	char path[64], err[256] = "", want[256];
+	write_file(path, content, strlen(content));
+	struct auth_file *af = auth_load(path, err, sizeof err);
+	snprintf(want, sizeof want, "%s:%d: %s", path, line, reason);
+	unlink(path);
+	ck_assert_ptr_null(af);
+	ck_assert_str_eq(err, want);
+}
+
+START_TEST(test_load_good)
+{
+	char err[256] = "";
+	struct auth_file *af = load_string("; PgBouncer userlist\n"
+	                                   "# another comment\n"
+	                                   "\n"
+	                                   "   \t\n"
+	                                   "\"alice\" \"" ALICE_MD5 "\"\n"
+	                                   "\"bob\"\t\"plain pass\" \"extra\" ignored fields\n"
+	                                   "  \"carol\"   \"" PENCIL_VERIFIER "\"\r\n"
+	                                   "\"da\"\"ve\" \"pa\"\"ss\"\"\"\n"
+	                                   "\"\"\"\" \"q\"\n"
+	                                   "  ; indented comment\n"
+	                                   "\"eve\" \"no newline at end\"",
+	                                   err, sizeof err);
+	ck_assert_msg(af != NULL, "%s", err);
+	ck_assert_int_eq(auth_count(af), 6);
+	ck_assert_str_eq(auth_lookup(af, "alice"), ALICE_MD5);
+	ck_assert_str_eq(auth_lookup(af, "bob"), "plain pass");
+	ck_assert_str_eq(auth_lookup(af, "carol"), PENCIL_VERIFIER);
+	ck_assert_str_eq(auth_lookup(af, "da\"ve"), "pa\"ss\"");
+	ck_assert_str_eq(auth_lookup(af, "\""), "q");
+	ck_assert_str_eq(auth_lookup(af, "eve"), "no newline at end");
+	ck_assert_ptr_null(auth_lookup(af, "mallory"));
+	ck_assert_ptr_null(auth_lookup(af, "Alice"));
+	ck_assert_ptr_null(auth_lookup(af, ""));
+	auth_free(af);
+}
+END_TEST
+
+START_TEST(test_load_empty_and_null)
+{
+	char err[64] = "";
+	struct auth_file *af = load_string("", err, sizeof err);
+	ck_assert_ptr_nonnull(af);
+	ck_assert_int_eq(auth_count(af), 0);
+	ck_assert_ptr_null(auth_lookup(af, "alice"));
+	ck_assert_ptr_null(auth_scram_keys(af, "alice"));
+	auth_free(af);
+	ck_assert_int_eq(auth_count(NULL), 0);
+	ck_assert_ptr_null(auth_lookup(NULL, "alice"));
+	auth_free(NULL);
+}
+END_TEST
+
+START_TEST(test_load_duplicate_later_wins)
+{
+	char err[64] = "";
+	struct auth_file *af = load_string(
+	    "\"alice\" \"first\"\n\"bob\" \"b\"\n\"alice\" \"second\"\n", err, sizeof err);
+	ck_assert_ptr_nonnull(af);
+	ck_assert_int_eq(auth_count(af), 2);
+	ck_assert_str_eq(auth_lookup(af, "alice"), "second");
+	auth_free(af);
+}
+END_TEST
+
+START_TEST(test_load_many)
+{
+	/* Enough users to grow the table several times; every one found. */
+	size_t cap = 5000 * 40, len = 0;
+	char *content = malloc(cap);
+	ck_assert_ptr_nonnull(content);
+	for (int i = 0; i < 5000; i++)
+		len += (size_t)snprintf(content + len, cap - len, "\"user%d\" \"pw%d\"\n", i, i);
+	char path[64], err[256] = "";
+	write_file(path, content, len);
+	free(content);
+	struct auth_file *af = auth_load(path, err, sizeof err);
+	unlink(path);
+	ck_assert_msg(af != NULL, "%s", err);
+	ck_assert_int_eq(auth_count(af), 5000);
+	for (int i = 0; i < 5000; i++) {
+		char user[32], pw[32];
+		snprintf(user, sizeof user, "user%d", i);
+		snprintf(pw, sizeof pw, "pw%d", i);
+		ck_assert_str_eq(auth_lookup(af, user), pw);
+	}
+	ck_assert_ptr_null(auth_lookup(af, "user5000"));
+	auth_free(af);
+}
+END_TEST
+
+START_TEST(test_load_errors)
+{
+	expect_error("\"alice\" \"pw\"\n\"bob\"\n", 2, "missing secret");
+	expect_error("\"alice\" \"pw\"\n\"bob\"   \r\n", 2, "missing secret");
+	expect_error("# c\n\n\"alice\" \"pw\n", 3, "unterminated quoted string");
+	expect_error("\"alice\" \"pw\"\n; c\n\n\"bob \"pw\"\n", 4, "expected a quoted secret");
+	expect_error("\"ali\"\"ce \"pw\"\n", 1, "expected a quoted secret");
+	expect_error("\"ali\"\"\n\"bob\" \"pw\"\n", 1, "unterminated quoted string");
+	expect_error("\"alice\n", 1, "unterminated quoted string");
+	expect_error("alice \"pw\"\n", 1, "expected a quoted user name");
+	expect_error("\"alice\" pw\n", 1, "expected a quoted secret");
+	expect_error("\n\n\n\n\"\" \"pw\"\n", 5, "empty user name");
+
+	char path[64], err[256], want[256];
+	write_file(path, "\"a\" \"b\"\n\"c\0\" \"d\"\n", 17);
+	ck_assert_ptr_null(auth_load(path, err, sizeof err));
+	snprintf(want, sizeof want, "%s:2: NUL byte in line", path);
+	ck_assert_str_eq(err, want);
+	/* A NULL or tiny err buffer is fine. */
+	ck_assert_ptr_null(auth_load(path, NULL, 0));
+	ck_assert_ptr_null(auth_load(path, err, 4));
+	ck_assert_str_eq(err, "/tm");
+	unlink(path);
+}
+END_TEST
+
+START_TEST(test_load_missing_file)
+{
+	char err[256];
+	ck_assert_ptr_null(auth_load("/nonexistent/pgcoro/userlist.txt", err, sizeof err));
+	ck_assert_str_eq(
+	    err, "/nonexistent/pgcoro/userlist.txt: cannot open: No such file or directory");
+	ck_assert_ptr_null(auth_load("/", err, sizeof err));
+	ck_assert_str_eq(err, "/: read error: Is a directory");
+}
+END_TEST
+
+START_TEST(test_secret_kind)
+{
+	ck_assert_int_eq(auth_secret_kind(ALICE_MD5), SECRET_MD5);
+	ck_assert_int_eq(auth_secret_kind(PENCIL_VERIFIER), SECRET_SCRAM);
+	ck_assert_int_eq(auth_secret_kind("secret"), SECRET_PLAIN);
+	ck_assert_int_eq(auth_secret_kind(""), SECRET_PLAIN);
+	ck_assert_int_eq(auth_secret_kind("md5"), SECRET_PLAIN);
+	ck_assert_int_eq(auth_secret_kind("md54A0A68B43B6CD5CF266FA02F196E2371"), SECRET_PLAIN);
+	ck_assert_int_eq(auth_secret_kind("md54a0a68b43b6cd5cf266fa02f196e237"), SECRET_PLAIN);
+	ck_assert_int_eq(auth_secret_kind("md54a0a68b43b6cd5cf266fa02f196e23711"), SECRET_PLAIN);
+	ck_assert_int_eq(auth_secret_kind("md54a0a68b43b6cd5cf266fa02f196e237g"), SECRET_PLAIN);
+	ck_assert_int_eq(auth_secret_kind("SCRAM-SHA-256$4096:bad"), SECRET_PLAIN);
+}
+END_TEST
+
+START_TEST(test_md5_secret)
+{
+	char out[36];
+	auth_md5_secret("secret", "alice", out);
+	ck_assert_str_eq(out, ALICE_MD5);
+	auth_md5_secret("pencil", "postgres", out);
+	ck_assert_str_eq(out, PG_MD5);
+}
+END_TEST
+
+START_TEST(test_md5_check)
+{
+	/* From an md5 secret and from the equivalent plain secret. */
+	ck_assert(auth_md5_check(ALICE_MD5, "alice", salt1234, ALICE_RESP));
+	ck_assert(auth_md5_check("secret", "alice", salt1234, ALICE_RESP));
+	ck_assert(auth_md5_check(PG_MD5, "postgres", salt_deadbeef, PG_RESP));
+	ck_assert(auth_md5_check("pencil", "postgres", salt_deadbeef, PG_RESP));
+
+	/* Wrong salt, user, password, or a mangled response. */
+	ck_assert(!auth_md5_check(ALICE_MD5, "alice", salt_deadbeef, ALICE_RESP));
+	ck_assert(!auth_md5_check("secret", "bob", salt1234, ALICE_RESP));
+	ck_assert(!auth_md5_check("secreT", "alice", salt1234, ALICE_RESP));
+	ck_assert(
+	    !auth_md5_check(ALICE_MD5, "alice", salt1234, "md598a0412b9c31436fc53776e86335008"));
+	ck_assert(!auth_md5_check(ALICE_MD5, "alice", salt1234, ALICE_RESP "0"));
+	ck_assert(
+	    !auth_md5_check(ALICE_MD5, "alice", salt1234, "md598A0412B9C31436FC53776E863350083"));
+	ck_assert(!auth_md5_check(ALICE_MD5, "alice", salt1234, ""));
+	/* The stored md5 secret itself is not a valid response. */
+	ck_assert(!auth_md5_check(ALICE_MD5, "alice", salt1234, ALICE_MD5));
+
+	/* A SCRAM verifier cannot check md5; an empty secret never passes. */
+	ck_assert(!auth_md5_check(PENCIL_VERIFIER, "postgres", salt_deadbeef, PG_RESP));
+	char empty_secret[36];
+	auth_md5_secret("", "alice", empty_secret);
+	ck_assert(!auth_md5_check("", "alice", salt1234, empty_secret));
+}
+END_TEST
+
+START_TEST(test_plain_check)
+{
+	/* plain */
+	ck_assert(auth_plain_check("secret", "alice", "secret"));
+	ck_assert(!auth_plain_check("secret", "alice", "secreT"));
+	ck_assert(!auth_plain_check("secret", "alice", "secret "));
+	ck_assert(!auth_plain_check("secret", "alice", ""));
+	/* md5 */
+	ck_assert(auth_plain_check(ALICE_MD5, "alice", "secret"));
+	ck_assert(!auth_plain_check(ALICE_MD5, "bob", "secret"));
+	ck_assert(!auth_plain_check(ALICE_MD5, "alice", "wrong"));
+	ck_assert(!auth_plain_check(ALICE_MD5, "alice", ALICE_MD5));
+	/* SCRAM */
+	ck_assert(auth_plain_check(PENCIL_VERIFIER, "anyone", "pencil"));
+	ck_assert(!auth_plain_check(PENCIL_VERIFIER, "anyone", "pencil "));
+	ck_assert(!auth_plain_check(PENCIL_VERIFIER, "anyone", PENCIL_VERIFIER));
+	/* empty secret */
+	ck_assert(!auth_plain_check("", "alice", ""));
+}
+END_TEST
+
+/* A whole SCRAM exchange against KEYS with PASSWORD. */
+static bool scram_ok(const struct scram_keys *keys, const char *password)
+{
+	struct scram_server st = {.keys = *keys};
+	char sfirst[512], cfinal[512], sfinal[128];
+	const char *first = "n,,n=,r=0123456789abcdef";
+	if (!scram_server_first(&st, first, strlen(first), sfirst, sizeof sfirst))
+		return false;
+	ck_assert(scram_client_final(password, first + 3, sfirst, "n,,", cfinal, sizeof cfinal));
+	return scram_server_final(&st, cfinal, strlen(cfinal), sfinal, sizeof sfinal);
+}
+
+START_TEST(test_scram_keys)
+{
+	char err[256] = "";
+	struct auth_file *af = load_string("\"alice\" \"" ALICE_MD5 "\"\n"
+	                                   "\"bob\" \"plain pass\"\n"
+	                                   "\"carol\" \"" PENCIL_VERIFIER "\"\n"
+	                                   "\"dave\" \"\"\n",
+	                                   err, sizeof err);
+	ck_assert_msg(af != NULL, "%s", err);
+
+	/* plain: derived once with a random 16-byte salt and 4096 iterations, then cached */
+	const struct scram_keys *b1 = auth_scram_keys(af, "bob");
+	ck_assert_ptr_nonnull(b1);
+	ck_assert_int_eq(b1->iterations, 4096);
+	ck_assert_int_eq(b1->salt_len, 16);
+	struct scram_keys copy = *b1;
+	const struct scram_keys *b2 = auth_scram_keys(af, "bob");
+	ck_assert_ptr_eq(b1, b2);
+	ck_assert_mem_eq(&copy, b2, sizeof copy);
+	struct scram_keys check;
+	ck_assert(scram_derive_keys("plain pass", b1->salt, b1->salt_len, 4096, &check));
+	ck_assert_mem_eq(check.stored_key, b1->stored_key, SCRAM_KEY_LEN);
+	ck_assert_mem_eq(check.server_key, b1->server_key, SCRAM_KEY_LEN);
+	ck_assert(scram_ok(b1, "plain pass"));
+	ck_assert(!scram_ok(b1, "plain pas"));
+
+	/* SCRAM: parsed from the verifier, cached */
+	const struct scram_keys *c1 = auth_scram_keys(af, "carol");
+	ck_assert_ptr_nonnull(c1);
+	ck_assert_int_eq(c1->iterations, 4096);
+	ck_assert_int_eq(c1->salt_len, 16);
+	ck_assert_ptr_eq(c1, auth_scram_keys(af, "carol"));
+	ck_assert(scram_ok(c1, "pencil"));
+	ck_assert(!scram_ok(c1, "crayon"));
+
+	/* md5, empty secret, unknown user: no SCRAM possible */
+	ck_assert_ptr_null(auth_scram_keys(af, "alice"));
+	ck_assert_ptr_null(auth_scram_keys(af, "dave"));
+	ck_assert_ptr_null(auth_scram_keys(af, "mallory"));
+	ck_assert_ptr_null(auth_scram_keys(NULL, "bob"));
+	auth_free(af);
+}
+END_TEST
+
+START_TEST(test_scram_keys_two_files)
+{
+	/* Each auth_file has its own cache: a reload derives fresh keys (a new salt). */
+	char err[64];
+	struct auth_file *a = load_string("\"bob\" \"pw\"\n", err, sizeof err);
+	struct auth_file *b = load_string("\"bob\" \"pw\"\n", err, sizeof err);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	const struct scram_keys *ka = auth_scram_keys(a, "bob"), *kb = auth_scram_keys(b, "bob");
+	ck_assert_ptr_nonnull(ka);
+	ck_assert_ptr_nonnull(kb);
+	ck_assert(memcmp(ka->salt, kb->salt, 16) != 0);
+	auth_free(a);
+	auth_free(b);
+}
+END_TEST
+
+static Suite *auth_suite(void)
+{
+	Suite *s = suite_create("auth");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_load_good);
+	tcase_add_test(tc, test_load_empty_and_null);
+	tcase_add_test(tc, test_load_duplicate_later_wins);
+	tcase_add_test(tc, test_load_many);
+	tcase_add_test(tc, test_load_errors);
+	tcase_add_test(tc, test_load_missing_file);
+	tcase_add_test(tc, test_secret_kind);
+	tcase_add_test(tc, test_md5_secret);
+	tcase_add_test(tc, test_md5_check);
+	tcase_add_test(tc, test_plain_check);
+	tcase_add_test(tc, test_scram_keys);
+	tcase_add_test(tc, test_scram_keys_two_files);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(auth_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
