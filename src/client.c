@@ -563,9 +563,11 @@ static void on_login_input(client_t *c)
 		}
 		if (evbuffer_get_length(in) < (size_t)len + 1)
 			return;
-		uint8_t *msg = evbuffer_pullup(in, (ev_ssize_t)len + 1);
+		/* Take the message out before handling it: a successful login may link a
+		 * server at once, and the relay must not see this message. */
+		uint8_t msg[AUTH_MSG_MAX + 1];
+		evbuffer_remove(in, msg, (size_t)len + 1);
 		on_auth_message(c, msg + PROTO_HDR, len - 4);
-		evbuffer_drain(in, (size_t)len + 1);
 	}
 }
 

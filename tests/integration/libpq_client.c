@@ -172,6 +172,8 @@ static void check_prepared(PGconn *conn)
 			}
 		}
 		PQclear(res);
+		if (PQstatus(conn) != CONNECTION_OK)
+			return;
 	}
 
 	/* Unnamed statement, described then executed. */
@@ -426,16 +428,33 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	check_binary_params(conn);
-	check_prepared(conn);
-	check_portals(conn);
-	check_empty_and_errors(conn);
-	check_notices(conn);
-	check_pipeline(conn);
-	check_large_bytea(conn, large_mb * 1024 * 1024);
+	{
+		static const struct {
+			const char *name;
+			void (*fn)(PGconn *);
+		} checks[] = {
+			{ "binary params", check_binary_params },
+			{ "prepared statements", check_prepared },
+			{ "portals", check_portals },
+			{ "empty queries and errors", check_empty_and_errors },
+			{ "notices", check_notices },
+			{ "pipeline", check_pipeline },
+		};
 
-	if (PQstatus(conn) != CONNECTION_OK)
-		fail("connection is no longer OK: %s", PQerrorMessage(conn));
+		for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
+			checks[i].fn(conn);
+			if (PQstatus(conn) != CONNECTION_OK) {
+				fail("connection lost during the %s checks: %s", checks[i].name,
+				     PQerrorMessage(conn));
+				break;
+			}
+		}
+	}
+	if (PQstatus(conn) == CONNECTION_OK) {
+		check_large_bytea(conn, large_mb * 1024 * 1024);
+		if (PQstatus(conn) != CONNECTION_OK)
+			fail("connection lost during the large bytea check: %s", PQerrorMessage(conn));
+	}
 	PQfinish(conn);
 	if (failures) {
 		printf("%d check(s) failed\n", failures);

@@ -114,7 +114,9 @@ def test_startup_without_user(inst, direct):
 
 
 @pytest.mark.parametrize("request_pkt", [SSL_REQUEST, GSSENC_REQUEST], ids=["ssl", "gssenc"])
-def test_encryption_request_refused_then_startup(inst, request_pkt):
+def test_encryption_request_refused_then_startup(inst, direct, request_pkt):
+    if direct and request_pkt == GSSENC_REQUEST:
+        pytest.skip("PostgreSQL built with GSSAPI answers 'G' (pooler-only behaviour)")
     with Wire.to(inst) as w:
         w.send(request_pkt)
         assert w.read_byte() == b"N"
@@ -130,8 +132,9 @@ def test_protocol_3_1_negotiation(inst):
                       **{"_pq_.bogus": "1"})
         w.authenticate(APP_USER, APP_PASS)
         assert w.negotiate is not None, "no NegotiateProtocolVersion"
-        minor, unrecognized = w.negotiate
-        assert minor == 0
+        newest, unrecognized = w.negotiate
+        # PostgreSQL (and what libpq reads) puts the full newest version here: 3.0
+        assert newest == 0x00030000, hex(newest)
         assert unrecognized == ["_pq_.bogus"], unrecognized
         assert w.query("select 31") == [["31"]]
         w.terminate()

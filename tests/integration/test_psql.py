@@ -24,7 +24,7 @@ def test_error_keeps_sqlstate_and_position(pgcoro, psql):
 
 def test_error_then_session_continues(pgcoro, psql):
     # without ON_ERROR_STOP the session carries on after the error on the same connection
-    r = psql(pgcoro, "-A", "-t", "-v", "ON_ERROR_STOP=0",
+    r = psql(pgcoro, "-q", "-A", "-t", "-v", "ON_ERROR_STOP=0",
              input="select 1/0;\nselect 'after';\nbegin;\nselect nosuch;\nselect 1;\n"
                    "rollback;\nselect 'end';\n", check=False)
     assert "division by zero" in r.stderr
@@ -51,7 +51,7 @@ def test_copy_in_out(pgcoro, psql, tmp_path):
     rows = []
     for i in range(20000):
         note = f'row {i}, "quoted" \u00e9\u4e2d' if i % 3 else ""
-        rows.append(f'{i},"{note.replace(chr(34), chr(34) * 2)}",{"" if i % 7 == 0 else i * 1.5}')
+        rows.append(f'{i},"{note.replace(chr(34), chr(34) * 2)}",{"" if i % 7 == 0 else f"{i * 1.5:g}"}')
     src.write_text("\n".join(rows) + "\n", encoding="utf-8")
     os.chmod(tmp_path, 0o755)
     r = psql(pgcoro, "-A", "-t",
@@ -65,7 +65,7 @@ def test_copy_in_out(pgcoro, psql, tmp_path):
 
 def test_copy_stdin_stdout(pgcoro, psql):
     data = "".join(f"{i}\tline {i}\n" for i in range(5000))
-    r = psql(pgcoro, "-A", "-t", "-c", "create temp table c (a int, b text)", "-c",
+    r = psql(pgcoro, "-q", "-A", "-t", "-c", "create temp table c (a int, b text)", "-c",
              r"\copy c from stdin", "-c", r"\copy c to stdout", input=data)
     assert r.stdout == data
 
