@@ -446,9 +446,15 @@ static void on_startup_packet(client_t *c, struct evbuffer *in, uint32_t len)
 	struct proto_startup st;
 	const char *why = NULL;
 	if (!proto_parse_startup(c->startup, len, &st, &why)) {
-		bool version = why && strstr(why, "version");
-		client_disconnect(c, version ? "0A000" : "08P01", "invalid startup packet: %s",
-				  why ? why : "malformed");
+		uint32_t v = (uint32_t)c->startup[4] << 24 | (uint32_t)c->startup[5] << 16 |
+			     (uint32_t)c->startup[6] << 8 | c->startup[7];
+		if (v >> 16 != 3)
+			client_disconnect(c, "0A000",
+					  "unsupported frontend protocol %u.%u: pgcoro supports 3.0",
+					  v >> 16, v & 0xffff);
+		else
+			client_disconnect(c, "08P01", "invalid startup packet: %s",
+					  why ? why : "malformed");
 		return;
 	}
 	switch (st.kind) {

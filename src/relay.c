@@ -53,6 +53,17 @@ static bool move_body(struct evbuffer *in, struct evbuffer *out, uint32_t *pendi
 	return true;
 }
 
+/* Reads the header of the message at the head of IN without consuming it. */
+static enum proto_frame peek_header(struct evbuffer *in, uint32_t max_len, uint8_t *type,
+				    uint32_t *len)
+{
+	uint8_t hdr[PROTO_HDR];
+	ev_ssize_t n = evbuffer_copyout(in, hdr, sizeof(hdr));
+	if (n < (ev_ssize_t)sizeof(hdr))
+		return PROTO_NEED_MORE;
+	return proto_frame(hdr, sizeof(hdr), max_len, type, len);
+}
+
 void relay_client_to_server(client_t *c)
 {
 	server_t *s = c->server;
@@ -65,13 +76,9 @@ void relay_client_to_server(client_t *c)
 		if (evbuffer_get_length(out) >= RELAY_HIGH_WATER)
 			return; /* resumed by the server's write callback */
 		if (c->msg_pending == 0) {
-			uint8_t hdr[PROTO_HDR];
-			uint8_t type;
-			uint32_t len;
-			if (evbuffer_copyout(in, hdr, sizeof(hdr)) < (ev_ssize_t)sizeof(hdr))
-				return;
-			switch (proto_frame(hdr, sizeof(hdr), (uint32_t)rt->cfg->max_packet_size, &type,
-					    &len)) {
+			uint8_t type = 0;
+			uint32_t len = 0;
+			switch (peek_header(in, (uint32_t)rt->cfg->max_packet_size, &type, &len)) {
 			case PROTO_NEED_MORE:
 				return;
 			case PROTO_BAD:
@@ -149,13 +156,13 @@ void relay_server_to_client(server_t *s)
 		if (evbuffer_get_length(out) >= RELAY_HIGH_WATER)
 			return; /* resumed by the client's write callback */
 		if (s->msg_pending == 0) {
-			uint8_t hdr[PROTO_HDR];
-			uint8_t type;
-			uint32_t len;
-			if (evbuffer_copyout(in, hdr, sizeof(hdr)) < (ev_ssize_t)sizeof(hdr))
+			uint8_t type = 0;
+			uint32_t len = 0;
+			enum proto_frame f = peek_header(in, 0x7fffffffu, &type, &len);
+			if (f == PROTO_NEED_MORE)
 				return;
-			if (proto_frame(hdr, sizeof(hdr), 0x7fffffffu, &type, &len) != PROTO_OK) {
-				server_disconnect(s, "invalid message length from server");
+			if (f == PROTO_BAD) {
+				server_disconnect(s, "invalid message length %u from server", len);
 				return;
 			}
 			if (type == 'Z' || (type == 'S' && len <= MAX_INSPECT)) {

@@ -1,6 +1,8 @@
 /* Unit tests for auth.c: auth_file parsing and errors, secret kinds, md5 and plain checks
  * against each kind of secret, and the cached SCRAM keys. */
 #include <check.h>
+
+#include "unit.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,11 +347,4 @@ static Suite *auth_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(auth_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return unit_run(auth_suite()); }

@@ -2,6 +2,8 @@
  * completes exactly once (also when submitted from done, and when exec_free finds jobs
  * still queued), completion order with one thread, and real concurrency with several. */
 #include <check.h>
+
+#include "unit.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -331,11 +333,4 @@ static Suite *executor_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(executor_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return unit_run(executor_suite()); }

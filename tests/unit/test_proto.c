@@ -2,6 +2,8 @@
  * parsing (good and malformed), the small parsers, and a fixed-seed fuzz loop. Inputs
  * are copied into exact-size heap blocks so ASan catches any overread. */
 #include <check.h>
+
+#include "unit.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -761,11 +763,4 @@ static Suite *proto_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(proto_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return unit_run(proto_suite()); }

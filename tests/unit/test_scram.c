@@ -1,6 +1,8 @@
 /* Unit tests for scram.c: the RFC 7677 vector, verifier parsing, full exchanges, and every
  * way a client message can be wrong. */
 #include <check.h>
+
+#include "unit.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -540,11 +542,4 @@ static Suite *scram_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(scram_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return unit_run(scram_suite()); }

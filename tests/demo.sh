@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# pgcoro demo: a throwaway PostgreSQL 15 in ./demo/ and ./pgcoro in front of it, in the
+# foreground. Ctrl-C stops both. Run by `make demo` (which builds ./pgcoro first).
+#
+#   tests/demo.sh            start and wait for Ctrl-C
+#   tests/demo.sh --smoke    start, run one query through pgcoro, stop (for CI)
+#
+# Environment: PGCORO_DEMO_PORT (pgcoro, default 6432), PGCORO_DEMO_PG_PORT (PostgreSQL,
+# default 55432; the next free port is taken when it is busy).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DEMO=$ROOT/demo
+PGCORO=$ROOT/pgcoro
+PORT=${PGCORO_DEMO_PORT:-6432}
+PG_PORT=${PGCORO_DEMO_PG_PORT:-55432}
+DEMO_USER=demo
+DEMO_PASS=demo
+SMOKE=0
+[ "${1:-}" = "--smoke" ] && SMOKE=1
+
+die() { echo "demo: $*" >&2; exit 1; }
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+
+if [ -x /usr/lib/postgresql/15/bin/initdb ]; then
+	PGBIN=/usr/lib/postgresql/15/bin
+elif command -v pg_config >/dev/null; then
+	PGBIN=$(pg_config --bindir)
+else
+	die "PostgreSQL 15 server binaries not found (run: make deps)"
+fi
+PSQL=$(command -v psql || echo "$PGBIN/psql")
+[ -x "$PGCORO" ] || die "$PGCORO not built (run: make demo)"
+
+IS_ROOT=0
+[ "$(id -u)" = 0 ] && IS_ROOT=1
+as_pg() {
+	if [ "$IS_ROOT" = 1 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# ---- a fresh ./demo --------------------------------------------------------------------
+if [ -f "$DEMO/pg-location" ] && [ -f "$(cat "$DEMO/pg-location")/data/postmaster.pid" ]; then
+	old_pid=$(head -1 "$(cat "$DEMO/pg-location")/data/postmaster.pid")
+	pid_alive "$old_pid" && die "a demo PostgreSQL (pid $old_pid) is still running; stop the other demo first"
+fi
+if [ -f "$DEMO/pg-location" ]; then
+	old_pgroot=$(cat "$DEMO/pg-location")
+	case "$old_pgroot" in "$DEMO"/*|/tmp/pgcoro-demo-pg.*) rm -rf "$old_pgroot" ;; esac
+fi
+rm -rf "$DEMO"
+mkdir -p "$DEMO"
+
+# PostgreSQL refuses to run as root: as root, its files belong to the postgres user, which
+# must be able to reach them. When the checkout is not traversable by postgres (e.g. under
+# /root), PostgreSQL's directory goes to /tmp instead.
+PGROOT=$DEMO/pg
+if [ "$IS_ROOT" = 1 ]; then
+	id postgres >/dev/null 2>&1 || die "running as root needs the 'postgres' OS user (make deps)"
+	if ! runuser -u postgres -- test -x "$DEMO"; then
+		PGROOT=$(mktemp -d /tmp/pgcoro-demo-pg.XXXXXX)
+		echo "demo: $DEMO is not reachable by the postgres user; PostgreSQL lives in $PGROOT"
+	fi
+	mkdir -p "$PGROOT"
+	chown postgres: "$PGROOT"
+else
+	mkdir -p "$PGROOT"
+fi
+chmod 755 "$PGROOT"
+echo "$PGROOT" > "$DEMO/pg-location"
+
+while port_busy "$PG_PORT"; do PG_PORT=$((PG_PORT + 1)); done
+if port_busy "$PORT"; then
+	die "port $PORT is in use (PgBouncer?); pick another: PGCORO_DEMO_PORT=6433 make demo"
+fi
+
+PG_PID=
+PGCORO_PID=
+cleanup() {
+	trap - INT TERM EXIT
+	if pid_alive "$PGCORO_PID"; then
+		echo "demo: stopping pgcoro (pid $PGCORO_PID)"
+		kill -TERM "$PGCORO_PID" 2>/dev/null || true
+		for _ in $(seq 100); do pid_alive "$PGCORO_PID" || break; sleep 0.1; done
+		pid_alive "$PGCORO_PID" && kill -KILL "$PGCORO_PID" 2>/dev/null
+		wait "$PGCORO_PID" 2>/dev/null || true
+	fi
+	if pid_alive "$PG_PID"; then
+		echo "demo: stopping PostgreSQL (pid $PG_PID)"
+		kill -INT "$PG_PID" 2>/dev/null || true
+		for _ in $(seq 300); do pid_alive "$PG_PID" || break; sleep 0.1; done
+		pid_alive "$PG_PID" && kill -KILL "$PG_PID" 2>/dev/null
+	fi
+	echo "demo: stopped (files kept in $DEMO)"
+}
+trap 'cleanup; exit 0' INT TERM
+trap cleanup EXIT
+
+# ---- PostgreSQL ------------------------------------------------------------------------
+echo "demo: initdb in $PGROOT/data"
+as_pg "$PGBIN/initdb" -D "$PGROOT/data" -U postgres --auth-local=trust \
+	--auth-host=scram-sha-256 --no-locale -E UTF8 --no-sync >"$PGROOT/initdb.log" 2>&1 ||
+	{ cat "$PGROOT/initdb.log" >&2; die "initdb failed"; }
+echo "demo: starting PostgreSQL on 127.0.0.1:$PG_PORT (socket in $PGROOT)"
+as_pg "$PGBIN/pg_ctl" start -w -t 60 -D "$PGROOT/data" -l "$PGROOT/postgres.log" \
+	-o "-p $PG_PORT -k $PGROOT -c listen_addresses=127.0.0.1" >/dev/null ||
+	{ tail -20 "$PGROOT/postgres.log" >&2; die "PostgreSQL did not start"; }
+PG_PID=$(head -1 "$PGROOT/data/postmaster.pid")
+
+run_sql() {
+	env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE -u PGPASSWORD \
+		"$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PGROOT" -p "$PG_PORT" -U postgres -d postgres "$@"
+}
+run_sql -c "SET password_encryption = 'scram-sha-256'" \
+	-c "CREATE ROLE $DEMO_USER LOGIN PASSWORD '$DEMO_PASS'" \
+	-c "CREATE DATABASE demo OWNER $DEMO_USER"
+
+# ---- pgcoro ----------------------------------------------------------------------------
+printf '"%s" "%s"\n' "$DEMO_USER" "$DEMO_PASS" > "$DEMO/userlist.txt"
+chmod 600 "$DEMO/userlist.txt"
+sed -e "s|@DEMO_DIR@|$DEMO|g" -e "s|@PORT@|$PORT|g" -e "s|@PG_PORT@|$PG_PORT|g" \
+	"$ROOT/conf/demo.ini" > "$DEMO/pgcoro.ini"
+"$PGCORO" --check-config "$DEMO/pgcoro.ini" || die "demo/pgcoro.ini was refused"
+
+"$PGCORO" -c "$DEMO/pgcoro.ini" &
+PGCORO_PID=$!
+for _ in $(seq 100); do
+	port_busy "$PORT" && break
+	pid_alive "$PGCORO_PID" || die "pgcoro exited at start (see its log above)"
+	sleep 0.1
+done
+port_busy "$PORT" || die "pgcoro does not listen on port $PORT"
+
+cat <<EOF
+
+  pgcoro (pid $PGCORO_PID) listens on 127.0.0.1:$PORT and $DEMO/.s.PGSQL.$PORT,
+  in front of PostgreSQL 15 (pid $PG_PID) on 127.0.0.1:$PG_PORT.
+  User "$DEMO_USER", password "$DEMO_PASS"; databases "demo" (pool 5) and "postgres" (pool 2).
+
+  Connect over TCP:
+      PGPASSWORD=$DEMO_PASS psql -h 127.0.0.1 -p $PORT -U $DEMO_USER demo
+  over the unix socket:
+      PGPASSWORD=$DEMO_PASS psql -h $DEMO -p $PORT -U $DEMO_USER demo
+  load it (session mode: -C, one thread per client):
+      PGPASSWORD=$DEMO_PASS pgbench -h 127.0.0.1 -p $PORT -U $DEMO_USER -i demo
+      PGPASSWORD=$DEMO_PASS pgbench -h 127.0.0.1 -p $PORT -U $DEMO_USER -C -c 20 -j 20 -T 10 demo
+
+  config: $DEMO/pgcoro.ini   PostgreSQL log: $PGROOT/postgres.log
+  pgcoro logs below. Press Ctrl-C to stop both.
+
+EOF
+
+if [ "$SMOKE" = 1 ]; then
+	out=$(env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE PGPASSWORD=$DEMO_PASS \
+		"$PSQL" -X -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U "$DEMO_USER" -d demo \
+		-c "select 'smoke ' || current_user")
+	out2=$(env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE PGPASSWORD=$DEMO_PASS \
+		"$PSQL" -X -A -t -v ON_ERROR_STOP=1 -h "$DEMO" -p "$PORT" -U "$DEMO_USER" -d demo \
+		-c "select 'unix ok'")
+	echo "demo: $out, $out2"
+	[ "$out" = "smoke $DEMO_USER" ] && [ "$out2" = "unix ok" ] || die "smoke query failed"
+	exit 0
+fi
+
+wait "$PGCORO_PID" || true
+echo "demo: pgcoro exited"
