@@ -54,8 +54,9 @@ void proto_build_auth_sasl(struct pbuf *b);
 void proto_build_param_status(struct pbuf *b, const char *name, const char *value); /* 'S' */
 void proto_build_backend_key(struct pbuf *b, uint32_t pid, uint32_t key);           /* 'K' */
 void proto_build_ready(struct pbuf *b, uint8_t status);                             /* 'Z' */
-/* NegotiateProtocolVersion 'v': newest minor supported, then the unrecognized options. */
-void proto_build_negotiate(struct pbuf *b, uint32_t minor, const char *const *names, int n);
+/* NegotiateProtocolVersion 'v': the newest version supported (major << 16 | minor, as
+ * PostgreSQL sends it), then the unrecognized options. */
+void proto_build_negotiate(struct pbuf *b, uint32_t version, const char *const *names, int n);
 
 /* Authentication codes */
 #define AUTH_REQ_OK        0

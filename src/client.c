@@ -425,7 +425,7 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 		c->nparams++;
 	}
 	if ((st->version & 0xffff) != 0 || st->nunrecognized > 0) {
-		proto_build_negotiate(&out, 0, st->unrecognized, st->nunrecognized);
+		proto_build_negotiate(&out, PROTO_V3, st->unrecognized, st->nunrecognized);
 		send_out(c);
 	}
 	log_debug("client %llu %s: startup user=%s database=%s", (unsigned long long)c->id,

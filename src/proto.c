@@ -198,10 +198,10 @@ void proto_build_ready(struct pbuf *b, uint8_t status)
 	proto_end(b);
 }
 
-void proto_build_negotiate(struct pbuf *b, uint32_t minor, const char *const *names, int n)
+void proto_build_negotiate(struct pbuf *b, uint32_t version, const char *const *names, int n)
 {
 	proto_begin(b, 'v');
-	proto_put_u32(b, minor);
+	proto_put_u32(b, version);
 	proto_put_u32(b, (uint32_t)(n > 0 ? n : 0));
 	for (int i = 0; i < n; i++)
 		proto_put_str(b, names[i]);

@@ -24,7 +24,13 @@ die() { echo "demo: $*" >&2; exit 1; }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# alive and not a zombie (an exited child stays one until it is waited for)
+pid_alive() {
+	[ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || return 1
+	local state
+	state=$(sed -e 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+	[ -n "$state" ] && [ "$state" != Z ]
+}
 
 if [ -x /usr/lib/postgresql/15/bin/initdb ]; then
 	PGBIN=/usr/lib/postgresql/15/bin
@@ -84,15 +90,18 @@ cleanup() {
 	if pid_alive "$PGCORO_PID"; then
 		echo "demo: stopping pgcoro (pid $PGCORO_PID)"
 		kill -TERM "$PGCORO_PID" 2>/dev/null || true
-		for _ in $(seq 100); do pid_alive "$PGCORO_PID" || break; sleep 0.1; done
-		pid_alive "$PGCORO_PID" && kill -KILL "$PGCORO_PID" 2>/dev/null
-		wait "$PGCORO_PID" 2>/dev/null || true
+		(sleep 15; kill -KILL "$PGCORO_PID" 2>/dev/null) &
+		local watchdog=$!
+		rc=0
+		wait "$PGCORO_PID" 2>/dev/null || rc=$?
+		kill "$watchdog" 2>/dev/null || true
+		echo "demo: pgcoro exited with status $rc"
 	fi
 	if pid_alive "$PG_PID"; then
 		echo "demo: stopping PostgreSQL (pid $PG_PID)"
 		kill -INT "$PG_PID" 2>/dev/null || true
 		for _ in $(seq 300); do pid_alive "$PG_PID" || break; sleep 0.1; done
-		pid_alive "$PG_PID" && kill -KILL "$PG_PID" 2>/dev/null
+		if pid_alive "$PG_PID"; then kill -KILL "$PG_PID" 2>/dev/null || true; fi
 	fi
 	echo "demo: stopped (files kept in $DEMO)"
 }

@@ -6,6 +6,11 @@ Environment:
   PGCORO_TOOLS        directory holding libpq_client (built here if missing)
   PGCORO_TEST_DIRECT  =1: every "pgcoro" fixture returns PostgreSQL itself, to validate the
                       tests against the real server; pooler-only tests are skipped.
+  PGCORO_TEST_WATCHDOG  seconds after which a test's pgcoro instances are killed so that a
+                      hung client call returns (default 240, below pytest-timeout's 300).
+
+Test modules import the helpers below (Wire, PgError, clean_env, ...) with
+`from conftest import ...`: pytest puts this directory on sys.path (rootdir-less layout).
 """
 
 import base64
@@ -35,6 +40,7 @@ MD5_USER, MD5_PASS = "md5user", "md5pass"
 
 ASAN_OPTIONS = "detect_leaks=1:abort_on_error=1:quarantine_size_mb=16"
 UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1"
+WATCHDOG_SECONDS = float(os.environ.get("PGCORO_TEST_WATCHDOG", "240"))  # < pytest-timeout 300
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
 # ---------------------------------------------------------------------------------------
@@ -287,6 +293,7 @@ class Pgcoro:
         self.databases = databases
         self.proc = None
         self.stopped = False
+        self.watchdog_fired = False
         self.returncode = None
         self.logpath = os.path.join(workdir, "pgcoro.log")
         if direct:
@@ -373,8 +380,11 @@ class Pgcoro:
         rc = self.stop()
         log = self.log_text()
         bad = [m for m in SANITIZER_MARKERS if m in log]
-        assert rc == 0 and not bad, (
-            f"pgcoro {self.name} exit code {rc} (expected 0 after SIGTERM), sanitizer markers "
+        hung = (f"the test hung: pgcoro killed by the watchdog after {WATCHDOG_SECONDS} s; "
+                if self.watchdog_fired else "")
+        assert rc == 0 and not bad and not self.watchdog_fired, (
+            f"{hung}pgcoro {self.name} exit code {rc} (expected 0 after SIGTERM), "
+            f"sanitizer markers "
             f"{bad}\n--- log tail:\n{self.log_tail(80)}")
 
     # -- logs
@@ -413,10 +423,10 @@ class Pgcoro:
         return psycopg2.connect(host=self.host, port=self.port, user=user, password=password,
                                 dbname=self.db(db), connect_timeout=60, **kw)
 
-    def assert_serving(self):
-        """pgcoro's process is alive and a normal query through it works."""
+    def assert_serving(self, db="postgres"):
+        """pgcoro's process is alive and a normal query through it (to DB) works."""
         assert self.alive(), f"pgcoro {self.name} died\n{self.log_tail(60)}"
-        c = self.connect()
+        c = self.connect(db=db)
         try:
             cur = c.cursor()
             cur.execute("SELECT 40 + 2")
@@ -459,6 +469,17 @@ def pgcoro_factory(request, pg, pgcoro_bin, session_root):
     request.node._pgcoro_instances = instances
     counter = [0]
 
+    # A client blocked in libpq (psycopg2) cannot be interrupted by pytest-timeout's
+    # signal; if a test hangs, kill its pgcoro instances so every client call returns.
+    def watchdog():
+        for inst in instances:
+            if inst.alive() and not inst.direct:
+                inst.watchdog_fired = True
+                inst.proc.kill()
+    timer = threading.Timer(WATCHDOG_SECONDS, watchdog)
+    timer.daemon = True
+    timer.start()
+
     def start(settings=None, databases=None, users=None, replace_databases=False,
               replace_users=False):
         counter[0] += 1
@@ -478,6 +499,7 @@ def pgcoro_factory(request, pg, pgcoro_bin, session_root):
     try:
         yield start
     finally:
+        timer.cancel()
         errors = []
         for inst in instances:
             try:
@@ -535,7 +557,8 @@ def psql(pg):
         r = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
                            env=env)
         if check:
-            assert r.returncode == 0, f"psql {args} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+            assert r.returncode == 0, (
+                f"psql {args} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
         return r
 
     return run
@@ -809,17 +832,6 @@ class _ScramClient:
         assert base64.b64decode(data[2:]) == want, "SCRAM server signature mismatch"
 
 
-@pytest.fixture
-def wire():
-    """The Wire class (raw protocol client); Wire.to(inst) connects to an instance."""
-    return Wire
-
-
-@pytest.fixture
-def pgerror():
-    return PgError, ConnectionClosed
-
-
 class RssSampler:
     """Samples VmRSS (kB) of PID every INTERVAL seconds in a thread; .peak after stop()."""
 
@@ -846,11 +858,6 @@ class RssSampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._t.join(timeout=10)
-
-
-@pytest.fixture
-def rss_sampler():
-    return RssSampler
 
 
 @pytest.fixture(scope="session")

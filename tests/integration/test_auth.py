@@ -89,7 +89,7 @@ def test_scram_verifier_in_auth_file(pgcoro_factory, pg, direct, auth_type):
     check_psycopg2(inst, APP_USER, APP_PASS, db="localdb")
     err = expect_login_error(inst, APP_USER, "wrong", db="localdb")
     assert err.sqlstate == "28P01", err.fields
-    inst.assert_serving()
+    inst.assert_serving(db="localdb")
 
 
 @pytest.mark.pooler_only

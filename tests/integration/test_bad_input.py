@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from conftest import APP_PASS, APP_USER, ConnectionClosed, PgError, Wire, parse_fields
+from conftest import APP_PASS, APP_USER, ConnectionClosed, Wire, parse_fields
 
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
 GSSENC_REQUEST = struct.pack("!II", 8, 80877104)
@@ -222,4 +222,34 @@ def test_bad_then_good_messages_same_pgcoro(inst):
         with logged_in(inst) as w:
             assert w.query(f"select {i}") == [[str(i)]]
             w.terminate()
+    inst.assert_serving()
+
+
+def test_bad_clients_do_not_disturb_open_session(inst):
+    # a session opened before a burst of bad clients keeps its server and its state
+    good = inst.connect()
+    try:
+        cur = good.cursor()
+        cur.execute("create temp table keep (a int); insert into keep values (7)")
+        good.commit()
+        for pkt in (struct.pack("!I", 4), struct.pack("!II", 0x40000000, 196608),
+                    b"\xde\xad\xbe\xef" * 8, SSL_REQUEST + b"garbage"):
+            with Wire.to(inst) as w:
+                w.send_quietly(pkt)
+                try:
+                    while w.read_msg()[0] != "E":
+                        pass
+                except ConnectionClosed:
+                    pass
+        with logged_in(inst) as w:
+            w.send(b"Q" + struct.pack("!I", 3))
+            try:
+                while w.read_msg()[0] != "E":
+                    pass
+            except ConnectionClosed:
+                pass
+        cur.execute("select a from keep")
+        assert cur.fetchall() == [(7,)]
+    finally:
+        good.close()
     inst.assert_serving()

@@ -1,6 +1,7 @@
 """Errors pgcoro itself reports: server unreachable (08006), too many clients (53300)."""
 
 import subprocess
+import time
 
 import pytest
 
@@ -50,7 +51,6 @@ def test_max_client_conn(pgcoro_factory):
             c.close()
     # with the clients gone, new ones are admitted again (pgcoro notices the closes
     # asynchronously: retry, bounded)
-    import time
     deadline = time.monotonic() + 30
     while True:
         try:

@@ -37,6 +37,7 @@ def test_1gb_copy_out_bounded_rss(pgcoro, pg, direct):
     if not direct:
         assert rss.samples > 0
         growth = rss.peak - baseline
+        print(f"pgcoro RSS: baseline {baseline} kB, peak {rss.peak} kB over {rss.samples} samples")
         assert growth < LIMIT_KB, (
             f"pgcoro RSS grew by {growth} kB (baseline {baseline} kB, peak {rss.peak} kB)")
     pgcoro.assert_serving()

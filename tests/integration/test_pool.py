@@ -17,14 +17,20 @@ def run_clients(inst, pg, nclients, dbname, direct):
     stop = threading.Event()
     peak = [0]
 
+    samples = [0]
+
     def monitor():
         conn = pg.super_connect()
         try:
             cur = conn.cursor()
-            while not stop.is_set():
+            while True:
+                done = stop.is_set()   # one last sample after the clients are gone
                 cur.execute("select count(*) from pg_stat_activity where datname = %s "
                             "and backend_type = 'client backend'", (dbname,))
                 peak[0] = max(peak[0], cur.fetchone()[0])
+                samples[0] += 1
+                if done:
+                    break
                 stop.wait(0.02)
         finally:
             conn.close()
@@ -57,6 +63,7 @@ def run_clients(inst, pg, nclients, dbname, direct):
     stop.set()
     mon.join(timeout=30)
     assert not any(t.is_alive() for t in threads), "clients still running after 240 s"
+    assert not mon.is_alive() and samples[0] >= 2, "pg_stat_activity monitor did not run"
     return results, errors, peak[0]
 
 

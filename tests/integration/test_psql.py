@@ -51,7 +51,8 @@ def test_copy_in_out(pgcoro, psql, tmp_path):
     rows = []
     for i in range(20000):
         note = f'row {i}, "quoted" \u00e9\u4e2d' if i % 3 else ""
-        rows.append(f'{i},"{note.replace(chr(34), chr(34) * 2)}",{"" if i % 7 == 0 else f"{i * 1.5:g}"}')
+        v = "" if i % 7 == 0 else f"{i * 1.5:g}"
+        rows.append(f'{i},"{note.replace(chr(34), chr(34) * 2)}",{v}')
     src.write_text("\n".join(rows) + "\n", encoding="utf-8")
     os.chmod(tmp_path, 0o755)
     r = psql(pgcoro, "-A", "-t",

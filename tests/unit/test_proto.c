@@ -238,17 +238,17 @@ START_TEST(test_build_negotiate)
 	struct pbuf b;
 	pbuf_init(&b);
 	const char *const names[] = {"_pq_.a", "_pq_.bc"};
-	proto_build_negotiate(&b, 0, names, 2);
+	proto_build_negotiate(&b, PROTO_V3, names, 2);
 	const uint8_t exp[] = {
-		'v', 0, 0, 0, 27, 0, 0, 0, 0, 0, 0, 0, 2,
+		'v', 0, 0, 0, 27, 0, 3, 0, 0, 0, 0, 0, 2,
 		'_', 'p', 'q', '_', '.', 'a', 0,
 		'_', 'p', 'q', '_', '.', 'b', 'c', 0,
 	};
 	expect_bytes(&b, exp, sizeof(exp));
 
 	pbuf_reset(&b);
-	proto_build_negotiate(&b, 2, NULL, 0);
-	const uint8_t exp2[] = {'v', 0, 0, 0, 12, 0, 0, 0, 2, 0, 0, 0, 0};
+	proto_build_negotiate(&b, PROTO_V3 | 2, NULL, 0);
+	const uint8_t exp2[] = {'v', 0, 0, 0, 12, 0, 3, 0, 2, 0, 0, 0, 0};
 	expect_bytes(&b, exp2, sizeof(exp2));
 	pbuf_free(&b);
 }
