@@ -59,6 +59,8 @@ struct client {
 	bool welcomed;              /* ParameterStatus/BackendKeyData/ReadyForQuery sent */
 	bool drained;               /* closing: output flushed or peer gone */
 	uint32_t cancel_pid, cancel_key;
+	client_t *cancel_next;      /* chain in the cancel-key table */
+	uint64_t param_sig;         /* digest of the startup parameters applied by parameter sync */
 	uint32_t msg_pending;       /* relay: bytes of the current client message still to pass */
 };
 
@@ -82,6 +84,10 @@ void client_disconnect_result(client_t *c, const PGresult *res);
 
 /* The linked server is prepared: send the welcome (first time) and start relaying. */
 void client_on_server_ready(client_t *c);
+
+/* In transaction and statement mode: if nothing is outstanding between C and its server,
+ * gives the server back to the pool (C goes idle). Called at each ReadyForQuery. */
+void client_maybe_release(client_t *c);
 
 /* Frees closing clients whose output has drained (all of them if FORCE). */
 void client_reap(bool force);

@@ -31,6 +31,9 @@ struct cfg_db {
 	char **val;      /* values, parallel to kw */
 	int pool_size;   /* pool_size=N in the entry; -1 = default_pool_size */
 	int pool_mode;   /* pool_mode=... in the entry; POOL_MODE_UNSET = global */
+	int min_pool_size;      /* -1 = global min_pool_size */
+	int reserve_pool_size;  /* -1 = global reserve_pool_size */
+	int max_db_connections; /* -1 = global max_db_connections (0 = unlimited) */
 	int line;        /* line in the file, for messages */
 };
 
@@ -38,6 +41,8 @@ struct cfg_db {
 struct cfg_user {
 	char *name;
 	int pool_mode;   /* POOL_MODE_UNSET = inherit */
+	int pool_size;   /* -1 = inherit (the database's, else default_pool_size) */
+	int max_user_connections; /* -1 = global max_user_connections (0 = unlimited) */
 	int line;
 };
 
@@ -59,6 +64,24 @@ struct config {
 	double client_login_timeout;   /* seconds; 0 = none */
 	int max_packet_size;       /* bytes, largest client message accepted */
 	int executor_threads;
+
+	/* limits */
+	int min_pool_size;           /* servers kept open per pool even when unused */
+	int reserve_pool_size;       /* extra servers a pool may open when clients wait too long */
+	double reserve_pool_timeout; /* seconds a client waits before the reserve is used */
+	int max_db_connections;      /* servers per database across users; 0 = unlimited */
+	int max_user_connections;    /* servers per user across databases; 0 = unlimited */
+
+	/* timeouts, seconds; 0 = none */
+	double query_wait_timeout;       /* a client waiting for a server */
+	double client_idle_timeout;      /* a logged-in client sending nothing */
+	double idle_transaction_timeout; /* a client idle inside a transaction */
+	double query_timeout;            /* a query running: cancelled, the server kept */
+	double server_login_retry;       /* cap of the back-off between failed connects */
+	double server_idle_timeout;      /* an idle server above min_pool_size is closed */
+	double server_lifetime;          /* a server this old is closed when next idle */
+	double server_check_delay;       /* an idle server unused this long is checked */
+	char *server_check_query;        /* the check; "" = none */
 	char *log_level;           /* error|warning|info|debug */
 	char *logfile;             /* "" = stderr */
 	char *pidfile;             /* "" = none */

@@ -4,7 +4,12 @@
 #ifndef PGCORO_RELAY_H
 #define PGCORO_RELAY_H
 
+#include <stdint.h>
+
+#include "proto.h"
 #include "types.h"
+
+struct evbuffer;
 
 #define RELAY_HIGH_WATER (256 * 1024) /* stop reading a side whose peer has this much queued */
 #define RELAY_LOW_WATER (64 * 1024)   /* resume once the peer's queue drains to this */
@@ -14,6 +19,10 @@ struct runtime;
 struct bufferevent;
 
 void relay_init(struct runtime *rt);
+
+/* Reads the header of the message at the head of IN without consuming it. */
+enum proto_frame relay_peek_header(struct evbuffer *in, uint32_t max_len, uint8_t *type,
+				   uint32_t *len);
 
 /* Sets buffer limits and watermarks on a bufferevent used by the relay. */
 void relay_setup_bev(struct bufferevent *bev);

@@ -52,6 +52,14 @@ struct server {
 	PostgresPollingStatusType poll;
 	bool job_running;
 
+	/* cancel (PQcancel on the executor); the server never changes hands meanwhile */
+	struct exec_job cancel_job;
+	PGcancel *cancel;
+	bool cancel_running;
+	bool cancel_ok;
+	bool release_pending;        /* released while a cancel ran: finish when it ends */
+	char cancel_err[256];
+
 	/* relay tracking (server side of the session) */
 	uint32_t msg_pending;        /* bytes of the current server message still to pass */
 	int out_syncs;               /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
@@ -64,6 +72,7 @@ struct server {
 	bool hk_pre_dirty;           /* reported parameters unknown to libpq before the step */
 
 	char *params[SERVER_NPARAMS]; /* current reported values (NULL = not reported) */
+	uint64_t applied_sig;        /* param_sig of the client whose other parameters it has */
 	char *close_reason;
 };
 
@@ -87,6 +96,10 @@ void server_release(server_t *s);
 /* The one funnel for closing a server: logs REASON, fails its client, marks it closing.
  * The memory is reclaimed later (never inside the caller's callback). */
 void server_disconnect(server_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Cancels the query running on S (for its linked client) with PQcancel on the executor.
+ * Until that ends, S is not handed to another client. */
+void server_cancel(server_t *s);
 
 /* Records a ParameterStatus the relay passed to the client. */
 void server_param_seen(server_t *s, const char *name, const char *value);

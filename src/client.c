@@ -114,6 +114,8 @@ static void send_auth(client_t *c, uint32_t code, const void *data, size_t len)
 
 /* ---- closing ------------------------------------------------------------------------- */
 
+/* The startup packet stays for the session: its parameters are applied to every server
+ * the client gets (transaction mode); the SCRAM state only lives through the login. */
 static void free_login_state(client_t *c)
 {
 	free(c->startup);
@@ -123,6 +125,64 @@ static void free_login_state(client_t *c)
 	free(c->scram);
 	c->scram = NULL;
 	c->nparams = 0;
+}
+
+/* ---- cancel keys --------------------------------------------------------------------- */
+
+#define CANCEL_BUCKETS 16384 /* chains stay short up to ~100k clients */
+static client_t *cancel_table[CANCEL_BUCKETS];
+
+static unsigned cancel_bucket(uint32_t pid, uint32_t key)
+{
+	uint64_t h = ((uint64_t)pid << 32 | key) * 0x9E3779B97F4A7C15ull;
+	return (unsigned)(h >> 50) & (CANCEL_BUCKETS - 1);
+}
+
+static client_t *cancel_lookup(uint32_t pid, uint32_t key)
+{
+	for (client_t *c = cancel_table[cancel_bucket(pid, key)]; c; c = c->cancel_next)
+		if (c->cancel_pid == pid && c->cancel_key == key)
+			return c;
+	return NULL;
+}
+
+/* Gives C a key no other client holds and enters it in the table. */
+static void cancel_register(client_t *c)
+{
+	do {
+		uint32_t key[2];
+		if (getrandom(key, sizeof(key), 0) != sizeof(key)) {
+			key[0] = (uint32_t)c->id;
+			key[1] = (uint32_t)random();
+		}
+		c->cancel_pid = key[0] & 0x7fffffff;
+		c->cancel_key = key[1];
+	} while (cancel_lookup(c->cancel_pid, c->cancel_key));
+	unsigned b = cancel_bucket(c->cancel_pid, c->cancel_key);
+	c->cancel_next = cancel_table[b];
+	cancel_table[b] = c;
+}
+
+static void cancel_unregister(client_t *c)
+{
+	client_t **pp = &cancel_table[cancel_bucket(c->cancel_pid, c->cancel_key)];
+	while (*pp && *pp != c)
+		pp = &(*pp)->cancel_next;
+	if (*pp)
+		*pp = c->cancel_next;
+}
+
+/* A CancelRequest: cancels the query of the client holding those keys, if it has one
+ * running on a server. The requester never gets an answer (as with PostgreSQL). */
+static void on_cancel_request(uint32_t pid, uint32_t key)
+{
+	client_t *target = cancel_lookup(pid, key);
+	if (!target || target->state != CL_ACTIVE || !target->server) {
+		log_info("cancel request for %s: ignored", target ? "a client without a running query"
+								  : "unknown keys");
+		return;
+	}
+	server_cancel(target->server);
 }
 
 static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, const char *hint,
@@ -201,6 +261,7 @@ void client_disconnect_result(client_t *c, const PGresult *res)
 
 static void client_free(client_t *c)
 {
+	cancel_unregister(c);
 	event_del(&c->timer);
 	if (c->bev)
 		bufferevent_free(c->bev);
@@ -248,7 +309,8 @@ void client_on_server_ready(client_t *c)
 		proto_build_backend_key(&out, c->cancel_pid, c->cancel_key);
 		proto_build_ready(&out, 'I');
 		c->welcomed = true;
-		free_login_state(c);
+		free(c->scram);
+		c->scram = NULL;
 		log_info("client %llu %s (%s@%s): login done, server %llu",
 			 (unsigned long long)c->id, c->addr, c->pool->user, c->pool->dbname,
 			 (unsigned long long)s->id);
@@ -257,6 +319,64 @@ void client_on_server_ready(client_t *c)
 			return;
 	}
 	relay_client_to_server(c);
+	if (c->state == CL_ACTIVE && c->server == s)
+		client_maybe_release(c);
+}
+
+/* Nothing outstanding between C and S: every request answered by its ReadyForQuery,
+ * no extended-protocol sequence open, no partial message either way, no cancel running. */
+static bool at_release_point(client_t *c, server_t *s)
+{
+	return s->state == SV_ACTIVE && s->out_syncs == 0 && !s->mid_ext && s->msg_pending == 0 &&
+	       c->msg_pending == 0 && !s->cancel_running &&
+	       evbuffer_get_length(bufferevent_get_input(s->bev)) == 0 &&
+	       evbuffer_get_length(bufferevent_get_output(s->bev)) == 0;
+}
+
+static void on_idle_input(client_t *c);
+
+void client_maybe_release(client_t *c)
+{
+	server_t *s = c->server;
+	if (!s || c->state != CL_ACTIVE || c->pool->pool_mode == POOL_SESSION)
+		return;
+	if (!at_release_point(c, s))
+		return;
+	if (s->tx_status != 'I') {
+		if (c->pool->pool_mode == POOL_STATEMENT)
+			client_disconnect(c, "0A000",
+					  "transaction blocks are not allowed in statement pooling mode");
+		return;
+	}
+	c->server = NULL;
+	client_set_state(c, CL_IDLE);
+	server_release(s);
+	if (c->state == CL_IDLE && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		on_idle_input(c);
+}
+
+/* A client without a server sent something: a Terminate ends it, anything else makes it
+ * wait for a server (FIFO). */
+static void on_idle_input(client_t *c)
+{
+	uint8_t type = 0;
+	uint32_t len = 0;
+	switch (relay_peek_header(bufferevent_get_input(c->bev), (uint32_t)rt->cfg->max_packet_size,
+				  &type, &len)) {
+	case PROTO_NEED_MORE:
+		return;
+	case PROTO_BAD:
+		client_disconnect(c, "08P01", "invalid message length %u from client", len);
+		return;
+	case PROTO_OK:
+		break;
+	}
+	if (type == 'X') {
+		client_disconnect(c, NULL, "client sent Terminate");
+		return;
+	}
+	client_set_state(c, CL_WAITING);
+	pool_kick(c->pool);
 }
 
 /* ---- login --------------------------------------------------------------------------- */
@@ -424,6 +544,16 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 		c->param_values[c->nparams] = st->values[i];
 		c->nparams++;
 	}
+	uint64_t sig = 0xcbf29ce484222325ull; /* FNV-1a over the parameters, in order */
+	for (int i = 0; i < c->nparams; i++) {
+		for (const char *q = c->param_names[i]; *q; q++)
+			sig = (sig ^ (uint8_t)*q) * 0x100000001b3ull;
+		sig = (sig ^ '=') * 0x100000001b3ull;
+		for (const char *q = c->param_values[i]; *q; q++)
+			sig = (sig ^ (uint8_t)*q) * 0x100000001b3ull;
+		sig = (sig ^ 0) * 0x100000001b3ull;
+	}
+	c->param_sig = sig | 1; /* never 0, the value of a server with nothing applied */
 	if ((st->version & 0xffff) != 0 || st->nunrecognized > 0) {
 		proto_build_negotiate(&out, PROTO_V3, st->unrecognized, st->nunrecognized);
 		send_out(c);
@@ -463,7 +593,8 @@ static void on_startup_packet(client_t *c, struct evbuffer *in, uint32_t len)
 		bufferevent_write(c->bev, "N", 1);
 		return;
 	case STARTUP_CANCEL:
-		client_disconnect(c, NULL, "cancel request (not handled yet)");
+		on_cancel_request(st.cancel_pid, st.cancel_key);
+		client_disconnect(c, NULL, "cancel request handled");
 		return;
 	case STARTUP_MSG:
 		on_startup(c, &st);
@@ -589,8 +720,10 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 	case CL_ACTIVE:
 		relay_client_to_server(c);
 		break;
-	case CL_WAITING:
 	case CL_IDLE:
+		on_idle_input(c);
+		break;
+	case CL_WAITING:
 		break; /* kept until a server is linked; the read watermark bounds it */
 	case CL_CLOSING:
 		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
@@ -679,13 +812,7 @@ void client_accept(int fd, const struct sockaddr *sa, int salen)
 		free(c);
 		return;
 	}
-	uint32_t key[2];
-	if (getrandom(key, sizeof(key), 0) != sizeof(key)) {
-		key[0] = (uint32_t)c->id;
-		key[1] = (uint32_t)random();
-	}
-	c->cancel_pid = key[0] & 0x7fffffff;
-	c->cancel_key = key[1];
+	cancel_register(c);
 	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
 	relay_setup_bev(c->bev);
 	evtimer_assign(&c->timer, rt->base, client_timer_cb, c);

@@ -1,7 +1,8 @@
 /* Owns the configuration: the settings table (keys, types, defaults, help), loading an
  * ini file through inih into a struct config, [databases] conninfo splitting and
- * validation through libpq, [users], lookups and the "key = value" dump. Every error
- * names "file:line". The table drives parsing, defaults, validation and the dump. */
+ * validation through libpq, the pgcoro settings of [databases] and [users] entries,
+ * lookups and the "key = value" dump. Every error names "file:line". The table drives
+ * parsing, defaults, validation and the dump. */
 #include "config.h"
 
 #include <ctype.h>
@@ -43,6 +44,8 @@ enum {
 	T_PORT,
 	T_MODE,
 	T_POOL_SIZE,
+	T_POOL_COUNT,
+	T_CONN_LIMIT,
 	T_MAX_CLIENT_CONN,
 	T_PACKET_SIZE,
 	T_THREADS,
@@ -67,6 +70,8 @@ static const struct cfg_type types[] = {
     [T_PORT] = {K_INT, 1, 65535, NULL},
     [T_MODE] = {K_OCTAL, 0, 07777, NULL},
     [T_POOL_SIZE] = {K_INT, 1, 100000, NULL},
+    [T_POOL_COUNT] = {K_INT, 0, 100000, NULL},  /* min_pool_size, reserve_pool_size */
+    [T_CONN_LIMIT] = {K_INT, 0, 1000000, NULL}, /* max_*_connections; 0 = unlimited */
     [T_MAX_CLIENT_CONN] = {K_INT, 1, 1000000, NULL},
     [T_PACKET_SIZE] = {K_BYTES, 1024, 1073741823, NULL},
     [T_THREADS] = {K_INT, 1, 64, NULL},
@@ -97,13 +102,41 @@ static const struct cfg_key keys[] = {
         "when a server goes back to the pool: session, transaction or statement"),
     KEY(default_pool_size, T_POOL_SIZE, "20",
         "server connections per (database, user) pool, unless the database sets pool_size"),
+    KEY(min_pool_size, T_POOL_COUNT, "0",
+        "server connections kept open per pool even when unused, unless the database sets it"),
+    KEY(reserve_pool_size, T_POOL_COUNT, "0",
+        "extra server connections a pool may open when a client waits reserve_pool_timeout"),
+    KEY(reserve_pool_timeout, T_SECONDS, "5",
+        "how long a client waits for a server before the reserve pool is used"),
     KEY(max_client_conn, T_MAX_CLIENT_CONN, "100", "most client connections at once"),
+    KEY(max_db_connections, T_CONN_LIMIT, "0",
+        "most server connections per database across its users; 0 = unlimited"),
+    KEY(max_user_connections, T_CONN_LIMIT, "0",
+        "most server connections per user across databases; 0 = unlimited"),
     KEY(server_reset_query, T_STRING, "DISCARD ALL",
         "query run on a server before another client gets it; empty = none"),
+    KEY(server_check_query, T_STRING, "select 1",
+        "query run on a server idle longer than server_check_delay before use; empty = none"),
+    KEY(server_check_delay, T_SECONDS, "30",
+        "idle time after which a server is checked with server_check_query before use"),
     KEY(server_connect_timeout, T_SECONDS, "15",
         "limit on connecting and logging in to a server; 0 = none"),
+    KEY(server_login_retry, T_SECONDS, "0.5",
+        "cap of the exponential back-off between failed server connection attempts"),
+    KEY(server_idle_timeout, T_SECONDS, "600",
+        "an idle server connection above min_pool_size is closed after this; 0 = never"),
+    KEY(server_lifetime, T_SECONDS, "3600",
+        "a server connection this old is closed when next idle; 0 = never"),
     KEY(client_login_timeout, T_SECONDS, "60",
         "limit on a client's startup and authentication; 0 = none"),
+    KEY(query_wait_timeout, T_SECONDS, "120",
+        "limit on a client waiting for a server (error 57014); 0 = none"),
+    KEY(client_idle_timeout, T_SECONDS, "0",
+        "a logged-in client idle this long is disconnected; 0 = none"),
+    KEY(idle_transaction_timeout, T_SECONDS, "0",
+        "a client idle inside a transaction this long is disconnected (25P03); 0 = none"),
+    KEY(query_timeout, T_SECONDS, "0",
+        "a query running this long is cancelled (57014), the server kept; 0 = none"),
     KEY(max_packet_size, T_PACKET_SIZE, "1073741823",
         "largest message accepted from a client, in bytes (kB, MB, GB allowed)"),
     KEY(executor_threads, T_THREADS, "2",
@@ -114,6 +147,32 @@ static const struct cfg_key keys[] = {
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+/* pgcoro settings of one [databases] entry (mixed into its conninfo) or one [users]
+ * entry: int fields of struct cfg_db / struct cfg_user, -1 when absent. */
+struct cfg_entry_key {
+	const char *key;
+	int type;
+	size_t offset;
+};
+
+_Static_assert(POOL_MODE_UNSET == -1, "absent entry settings are all -1");
+
+static const struct cfg_entry_key db_keys[] = {
+    {"pool_size", T_POOL_SIZE, offsetof(struct cfg_db, pool_size)},
+    {"pool_mode", T_POOL_MODE, offsetof(struct cfg_db, pool_mode)},
+    {"min_pool_size", T_POOL_COUNT, offsetof(struct cfg_db, min_pool_size)},
+    {"reserve_pool_size", T_POOL_COUNT, offsetof(struct cfg_db, reserve_pool_size)},
+    {"max_db_connections", T_CONN_LIMIT, offsetof(struct cfg_db, max_db_connections)},
+    {NULL, 0, 0},
+};
+
+static const struct cfg_entry_key user_keys[] = {
+    {"pool_mode", T_POOL_MODE, offsetof(struct cfg_user, pool_mode)},
+    {"pool_size", T_POOL_SIZE, offsetof(struct cfg_user, pool_size)},
+    {"max_user_connections", T_CONN_LIMIT, offsetof(struct cfg_user, max_user_connections)},
+    {NULL, 0, 0},
+};
 
 const struct cfg_key *cfg_keys(size_t *n)
 {
@@ -191,15 +250,15 @@ static bool cfg_parse_ll(const char *s, long long *out)
 
 /* ---- parsing one [pgcoro] value ----------------------------------------------------- */
 
-/* Parses VALUE as key K into CFG. On failure writes the reason (without "file:line: ",
- * without the key) into why and leaves CFG unchanged. */
-static bool cfg_set_value(struct config *cfg, const struct cfg_key *k, const char *value, char *why,
-                          size_t whylen) __attribute__((warn_unused_result));
-static bool cfg_set_value(struct config *cfg, const struct cfg_key *k, const char *value, char *why,
-                          size_t whylen)
+/* Parses VALUE as a value of TYPE (an index into types[]) into FIELD, which has the
+ * kind's C type (a [pgcoro] field, or an int of a [databases]/[users] entry). On failure
+ * writes the reason (without "file:line: ", without the key) into why and leaves FIELD
+ * unchanged. */
+static bool cfg_set_value(void *field, int type, const char *value, char *why, size_t whylen)
+    __attribute__((warn_unused_result));
+static bool cfg_set_value(void *field, int type, const char *value, char *why, size_t whylen)
 {
-	const struct cfg_type *t = &types[k->type];
-	void *field = (char *)cfg + k->offset;
+	const struct cfg_type *t = &types[type];
 	long long ll = 0;
 	char *end;
 
@@ -332,6 +391,51 @@ static bool cfg_set_value(struct config *cfg, const struct cfg_key *k, const cha
 	}
 	*(int *)field = (int)ll;
 	return true;
+}
+
+/* ---- settings of [databases] and [users] entries ---------------------------------- */
+
+static const struct cfg_entry_key *cfg_entry_find(const struct cfg_entry_key *ek, const char *name)
+{
+	for (; ek->key; ek++)
+		if (strcmp(ek->key, name) == 0)
+			return ek;
+	return NULL;
+}
+
+/* Marks every setting of ENTRY (described by EK) absent. */
+static void cfg_entry_unset(const struct cfg_entry_key *ek, void *entry)
+{
+	for (; ek->key; ek++)
+		*(int *)((char *)entry + ek->offset) = -1;
+}
+
+/* Parses VALUE into setting K of ENTRY; on failure "invalid K "VALUE": reason" in why. */
+static bool cfg_entry_set(const struct cfg_entry_key *k, void *entry, const char *value, char *why,
+                          size_t whylen) __attribute__((warn_unused_result));
+static bool cfg_entry_set(const struct cfg_entry_key *k, void *entry, const char *value, char *why,
+                          size_t whylen)
+{
+	char reason[CFG_ERRLEN / 2];
+
+	if (cfg_set_value((char *)entry + k->offset, k->type, value, reason, sizeof(reason)))
+		return true;
+	cfg_fmt(why, whylen, "invalid %s \"%s\": %s", k->key, value, reason);
+	return false;
+}
+
+/* "a, b, c": the names of EK, into buf. */
+static void cfg_entry_names(const struct cfg_entry_key *ek, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; ek[i].key && off < len; i++) {
+		int r = snprintf(buf + off, len - off, "%s%s", i ? ", " : "", ek[i].key);
+		if (r < 0)
+			break;
+		off += (size_t)r;
+	}
 }
 
 /* Writes the current value of K in CFG, as it would be written in the file. */
@@ -571,16 +675,6 @@ static int cfg_fail(struct parser *p, const char *fmt, ...)
 	return 0;
 }
 
-static bool cfg_parse_pool_mode(const char *v, int *out) __attribute__((warn_unused_result));
-static bool cfg_parse_pool_mode(const char *v, int *out)
-{
-	int i = cfg_name_index(pool_mode_names, v);
-	if (i < 0)
-		return false;
-	*out = i;
-	return true;
-}
-
 static int cfg_on_pgcoro(struct parser *p, const char *name, const char *value)
 {
 	char why[CFG_ERRLEN / 2];
@@ -594,7 +688,7 @@ static int cfg_on_pgcoro(struct parser *p, const char *name, const char *value)
 	if (p->key_line[i])
 		return cfg_fail(p, "duplicate key \"%s\" in [pgcoro] (first set on line %d)", name,
 		                p->key_line[i]);
-	if (!cfg_set_value(p->cfg, &keys[i], value, why, sizeof(why)))
+	if (!cfg_set_value((char *)p->cfg + keys[i].offset, keys[i].type, value, why, sizeof(why)))
 		return cfg_fail(p, "invalid value \"%s\" for %s: %s", value, name, why);
 	p->key_line[i] = p->rd.lineno;
 	return 1;
@@ -617,7 +711,7 @@ static bool cfg_is_uri(const char *s)
 	return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
 }
 
-/* Fills DB's kw/val, pool_size and pool_mode from VALUE. */
+/* Fills DB's kw/val and its pgcoro settings (db_keys) from VALUE. */
 static bool cfg_db_parse(struct cfg_db *db, const char *value, char *why, size_t whylen)
     __attribute__((warn_unused_result));
 static bool cfg_db_parse(struct cfg_db *db, const char *value, char *why, size_t whylen)
@@ -650,34 +744,11 @@ static bool cfg_db_parse(struct cfg_db *db, const char *value, char *why, size_t
 		if (!conninfo)
 			goto oom;
 		for (int i = 0; i < t.n; i++) {
-			long long ll;
+			const struct cfg_entry_key *k = cfg_entry_find(db_keys, t.kw[i]);
 
-			if (strcmp(t.kw[i], "pool_size") == 0) {
-				if (!cfg_parse_ll(t.val[i], &ll)) {
-					cfg_fmt(why, whylen,
-					        "invalid pool_size \"%s\": not an integer",
-					        t.val[i]);
+			if (k) {
+				if (!cfg_entry_set(k, db, t.val[i], why, whylen))
 					goto out;
-				}
-				if (ll < types[T_POOL_SIZE].min || ll > types[T_POOL_SIZE].max) {
-					cfg_fmt(
-					    why, whylen,
-					    "invalid pool_size \"%s\": out of range (%lld..%lld)",
-					    t.val[i], types[T_POOL_SIZE].min,
-					    types[T_POOL_SIZE].max);
-					goto out;
-				}
-				db->pool_size = (int)ll;
-				continue;
-			}
-			if (strcmp(t.kw[i], "pool_mode") == 0) {
-				if (!cfg_parse_pool_mode(t.val[i], &db->pool_mode)) {
-					cfg_fmt(why, whylen,
-					        "invalid pool_mode \"%s\": expected session, "
-					        "transaction or statement",
-					        t.val[i]);
-					goto out;
-				}
 				continue;
 			}
 			/* re-quote so libpq sees exactly the value we tokenized */
@@ -761,8 +832,7 @@ static int cfg_on_database(struct parser *p, const char *name, const char *value
 		cfg->dbs = dbs;
 		p->dbs_cap = cap;
 	}
-	db.pool_size = -1;
-	db.pool_mode = POOL_MODE_UNSET;
+	cfg_entry_unset(db_keys, &db);
 	db.line = p->rd.lineno;
 	db.name = strdup(name);
 	if (!db.name)
@@ -790,20 +860,21 @@ static int cfg_on_user(struct parser *p, const char *name, const char *value)
 			                cfg->users[i].line);
 	if (!cfg_tokenize(value, &t, why, sizeof(why)))
 		return cfg_fail(p, "user \"%s\": %s", name, why);
-	u.pool_mode = POOL_MODE_UNSET;
+	cfg_entry_unset(user_keys, &u);
 	u.line = p->rd.lineno;
 	for (int i = 0; i < t.n; i++) {
-		if (strcmp(t.kw[i], "pool_mode") != 0) {
-			cfg_fail(p, "user \"%s\": unknown setting \"%s\" (known: pool_mode)", name,
-			         t.kw[i]);
+		const struct cfg_entry_key *k = cfg_entry_find(user_keys, t.kw[i]);
+
+		if (!k) {
+			char known[128];
+			cfg_entry_names(user_keys, known, sizeof(known));
+			cfg_fail(p, "user \"%s\": unknown setting \"%s\" (known: %s)", name,
+			         t.kw[i], known);
 			cfg_tokens_free(&t);
 			return 0;
 		}
-		if (!cfg_parse_pool_mode(t.val[i], &u.pool_mode)) {
-			cfg_fail(p,
-			         "user \"%s\": invalid pool_mode \"%s\": expected session, "
-			         "transaction or statement",
-			         name, t.val[i]);
+		if (!cfg_entry_set(k, &u, t.val[i], why, sizeof(why))) {
+			cfg_fail(p, "user \"%s\": %s", name, why);
 			cfg_tokens_free(&t);
 			return 0;
 		}
@@ -844,12 +915,15 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 	return 0;
 }
 
-/* Checks that span keys; "reason" without a line. */
-static bool cfg_validate(const struct config *cfg, char *why, size_t whylen)
+/* Checks that span keys, once the whole file is read: "reason" in why, and in *line the
+ * line of the [databases] entry at fault (0 = a [pgcoro] matter, no line). */
+static bool cfg_validate(const struct config *cfg, int *line, char *why, size_t whylen)
     __attribute__((warn_unused_result));
-static bool cfg_validate(const struct config *cfg, char *why, size_t whylen)
+static bool cfg_validate(const struct config *cfg, int *line, char *why, size_t whylen)
 {
 	struct sockaddr_un sun;
+
+	*line = 0;
 
 	if (!*cfg->listen_addr && !*cfg->unix_socket_dir) {
 		cfg_fmt(why, whylen, "no listener: listen_addr and unix_socket_dir are both empty");
@@ -861,6 +935,25 @@ static bool cfg_validate(const struct config *cfg, char *why, size_t whylen)
 		    "unix_socket_dir \"%s\" is too long for a socket path (at most %zu characters)",
 		    cfg->unix_socket_dir, sizeof(sun.sun_path) - sizeof("/.s.PGSQL.65535"));
 		return false;
+	}
+	if (cfg->min_pool_size > cfg->default_pool_size) {
+		cfg_fmt(why, whylen, "min_pool_size (%d) exceeds default_pool_size (%d)",
+		        cfg->min_pool_size, cfg->default_pool_size);
+		return false;
+	}
+	/* a database's own min_pool_size against its pool size; the global min_pool_size
+	 * inherited by a smaller pool (or a user's pool_size) is capped by the pool */
+	for (int i = 0; i < cfg->ndbs; i++) {
+		const struct cfg_db *db = &cfg->dbs[i];
+		int size = db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size;
+
+		if (db->min_pool_size > size) {
+			*line = db->line;
+			cfg_fmt(why, whylen, "database \"%s\": min_pool_size (%d) exceeds %s (%d)",
+			        db->name, db->min_pool_size,
+			        db->pool_size >= 0 ? "pool_size" : "default_pool_size", size);
+			return false;
+		}
 	}
 	return true;
 }
@@ -892,7 +985,8 @@ struct config *cfg_default(void)
 	if (!cfg->path)
 		goto fail;
 	for (size_t i = 0; i < NKEYS; i++)
-		if (!cfg_set_value(cfg, &keys[i], keys[i].def, why, sizeof(why))) {
+		if (!cfg_set_value((char *)cfg + keys[i].offset, keys[i].type, keys[i].def, why,
+		                   sizeof(why))) {
 			if (strcmp(why, "out of memory") == 0)
 				goto fail;
 			fatal("config: default \"%s\" of %s does not parse: %s", keys[i].def,
@@ -910,7 +1004,7 @@ struct config *cfg_load(const char *path, char *err, size_t errlen)
 	struct config *cfg = NULL;
 	char why[CFG_ERRLEN];
 	FILE *f;
-	int rc;
+	int rc, line;
 
 	pthread_once(&ini_once, cfg_ini_setup);
 	f = fopen(path, "r");
@@ -955,8 +1049,11 @@ struct config *cfg_load(const char *path, char *err, size_t errlen)
 		        "%s:%d: syntax error: expected \"[section]\" or \"key = value\"", path, rc);
 		goto fail;
 	}
-	if (!cfg_validate(cfg, why, sizeof(why))) {
-		cfg_fmt(err, errlen, "%s: %s", path, why);
+	if (!cfg_validate(cfg, &line, why, sizeof(why))) {
+		if (line > 0)
+			cfg_fmt(err, errlen, "%s:%d: %s", path, line, why);
+		else
+			cfg_fmt(err, errlen, "%s: %s", path, why);
 		goto fail;
 	}
 	free(p->rd.line);

@@ -21,6 +21,7 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "pool.h"
 #include "proto.h"
 #include "runtime.h"
 #include "server.h"
@@ -53,8 +54,7 @@ static bool move_body(struct evbuffer *in, struct evbuffer *out, uint32_t *pendi
 	return true;
 }
 
-/* Reads the header of the message at the head of IN without consuming it. */
-static enum proto_frame peek_header(struct evbuffer *in, uint32_t max_len, uint8_t *type,
+enum proto_frame relay_peek_header(struct evbuffer *in, uint32_t max_len, uint8_t *type,
 				    uint32_t *len)
 {
 	uint8_t hdr[PROTO_HDR];
@@ -78,7 +78,7 @@ void relay_client_to_server(client_t *c)
 		if (c->msg_pending == 0) {
 			uint8_t type = 0;
 			uint32_t len = 0;
-			switch (peek_header(in, (uint32_t)rt->cfg->max_packet_size, &type, &len)) {
+			switch (relay_peek_header(in, (uint32_t)rt->cfg->max_packet_size, &type, &len)) {
 			case PROTO_NEED_MORE:
 				return;
 			case PROTO_BAD:
@@ -158,7 +158,7 @@ void relay_server_to_client(server_t *s)
 		if (s->msg_pending == 0) {
 			uint8_t type = 0;
 			uint32_t len = 0;
-			enum proto_frame f = peek_header(in, 0x7fffffffu, &type, &len);
+			enum proto_frame f = relay_peek_header(in, 0x7fffffffu, &type, &len);
 			if (f == PROTO_NEED_MORE)
 				return;
 			if (f == PROTO_BAD) {
@@ -170,6 +170,11 @@ void relay_server_to_client(server_t *s)
 					return;
 				if (!inspect_server_msg(s, in, out, type, len))
 					return;
+				if (type == 'Z' && c->pool->pool_mode != POOL_SESSION) {
+					client_maybe_release(c);
+					if (s->client != c)
+						return; /* the server changed hands */
+				}
 				continue;
 			}
 			s->msg_pending = len + 1;

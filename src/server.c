@@ -160,6 +160,8 @@ void server_disconnect(server_t *s, const char *fmt, ...)
 
 static void server_free(server_t *s)
 {
+	if (s->cancel)
+		PQfreeCancel(s->cancel);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	if (s->conn)
@@ -175,7 +177,7 @@ void server_reap(bool force)
 	list_for_each_safe(pos, tmp, &closing)
 	{
 		server_t *s = list_entry(pos, server_t, node);
-		if (s->job_running && !force)
+		if ((s->job_running || s->cancel_running) && !force)
 			continue;
 		list_del(&closing, &s->node);
 		server_free(s);
@@ -432,7 +434,9 @@ static int sync_params(server_t *s, const char **vals, int max)
 	if (!c)
 		return 0;
 	for (int i = 0; i < c->nparams && n + 2 <= max; i++) {
-		bool same = false;
+		/* reported parameters: compare with the server's value; others: known applied
+		 * when the server last synced this same set */
+		bool same = s->applied_sig == c->param_sig;
 		for (int k = 0; k < SERVER_NPARAMS; k++)
 			if (strcasecmp(server_param_names[k], c->param_names[i]) == 0)
 				same = str_eq(s->params[k], c->param_values[i]);
@@ -534,6 +538,10 @@ static void hk_step_done(server_t *s)
 		server_disconnect(s, "not idle after %s", hk_name(step));
 		return;
 	}
+	if (step == HK_RESET)
+		s->applied_sig = 0;
+	else if (step == HK_SYNC && s->client)
+		s->applied_sig = s->client->param_sig;
 	if (step != HK_REFRESH) {
 		if (s->hk_pre_dirty)
 			s->hk_plan |= HK_REFRESH;
@@ -600,6 +608,10 @@ void server_assign(server_t *s, client_t *c)
 void server_release(server_t *s)
 {
 	s->client = NULL;
+	if (s->cancel_running && s->state == SV_ACTIVE) {
+		s->release_pending = true; /* a cancel must not hit the next client's query */
+		return;
+	}
 	if (s->state != SV_ACTIVE)
 		return; /* housekeeping goes on and ends in idle; closing servers stay closed */
 	if (rt->shutting_down) {
@@ -615,7 +627,7 @@ void server_release(server_t *s)
 	unsigned plan = 0;
 	if (s->tx_status != 'I')
 		plan |= HK_ROLLBACK;
-	if (rt->cfg->server_reset_query[0])
+	if (s->pool->pool_mode == POOL_SESSION && rt->cfg->server_reset_query[0])
 		plan |= HK_RESET;
 	if (!plan) {
 		server_set_state(s, SV_IDLE);
@@ -623,4 +635,50 @@ void server_release(server_t *s)
 		return;
 	}
 	hk_start(s, plan);
+}
+
+/* ---- cancel -------------------------------------------------------------------------- */
+
+static void cancel_job_fn(struct exec_job *job)
+{
+	server_t *s = job->arg;
+	s->cancel_ok = PQcancel(s->cancel, s->cancel_err, sizeof(s->cancel_err)) == 1;
+}
+
+static void cancel_done(struct exec_job *job)
+{
+	server_t *s = job->arg;
+	PQfreeCancel(s->cancel);
+	s->cancel = NULL;
+	s->cancel_running = false;
+	if (s->cancel_ok)
+		log_info("server %llu (%s/%s): cancel request sent", (unsigned long long)s->id,
+			 s->pool->dbname, s->pool->user);
+	else
+		log_warning("server %llu (%s/%s): cancel failed: %s", (unsigned long long)s->id,
+			    s->pool->dbname, s->pool->user, s->cancel_err);
+	if (s->state == SV_CLOSING) {
+		reaper_schedule();
+	} else if (s->release_pending) {
+		s->release_pending = false;
+		server_release(s);
+	} else if (s->client) {
+		client_maybe_release(s->client);
+	}
+}
+
+void server_cancel(server_t *s)
+{
+	if (s->state != SV_ACTIVE || s->cancel_running)
+		return;
+	s->cancel = PQgetCancel(s->conn);
+	if (!s->cancel) {
+		log_warning("server %llu: cannot build a cancel request", (unsigned long long)s->id);
+		return;
+	}
+	s->cancel_running = true;
+	s->cancel_job.fn = cancel_job_fn;
+	s->cancel_job.done = cancel_done;
+	s->cancel_job.arg = s;
+	exec_submit(rt->exec, &s->cancel_job);
 }

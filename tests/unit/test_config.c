@@ -72,6 +72,22 @@ static void check_defaults(const struct config *cfg)
 	ck_assert_str_eq(cfg->log_level, "info");
 	ck_assert_str_eq(cfg->logfile, "");
 	ck_assert_str_eq(cfg->pidfile, "");
+	/* limits */
+	ck_assert_int_eq(cfg->min_pool_size, 0);
+	ck_assert_int_eq(cfg->reserve_pool_size, 0);
+	ck_assert_double_eq(cfg->reserve_pool_timeout, 5.0);
+	ck_assert_int_eq(cfg->max_db_connections, 0);
+	ck_assert_int_eq(cfg->max_user_connections, 0);
+	/* timeouts */
+	ck_assert_double_eq(cfg->query_wait_timeout, 120.0);
+	ck_assert_double_eq(cfg->client_idle_timeout, 0.0);
+	ck_assert_double_eq(cfg->idle_transaction_timeout, 0.0);
+	ck_assert_double_eq(cfg->query_timeout, 0.0);
+	ck_assert_double_eq(cfg->server_login_retry, 0.5);
+	ck_assert_double_eq(cfg->server_idle_timeout, 600.0);
+	ck_assert_double_eq(cfg->server_lifetime, 3600.0);
+	ck_assert_double_eq(cfg->server_check_delay, 30.0);
+	ck_assert_str_eq(cfg->server_check_query, "select 1");
 }
 
 START_TEST(test_defaults)
@@ -133,6 +149,50 @@ START_TEST(test_every_type)
 	ck_assert_str_eq(cfg->log_level, "debug");
 	ck_assert_str_eq(cfg->logfile, "/var/log/pg coro.log");
 	ck_assert_str_eq(cfg->pidfile, "/run/pgcoro.pid");
+	cfg_free(cfg);
+}
+END_TEST
+
+START_TEST(test_limits_and_timeouts)
+{
+	struct config *cfg = load_ok("[pgcoro]\n"
+	                             "default_pool_size = 50\n"
+	                             "min_pool_size = 50\n"
+	                             "reserve_pool_size = 100000\n"
+	                             "reserve_pool_timeout = 250ms\n"
+	                             "max_db_connections = 1000000\n"
+	                             "max_user_connections = 7\n"
+	                             "query_wait_timeout = 0\n"
+	                             "client_idle_timeout = 1h\n"
+	                             "idle_transaction_timeout = 30s\n"
+	                             "query_timeout = 1.5\n"
+	                             "server_login_retry = 10\n"
+	                             "server_idle_timeout = 2min\n"
+	                             "server_lifetime = 0\n"
+	                             "server_check_delay = 0\n"
+	                             "server_check_query = \"SELECT 'x'\"\n");
+	ck_assert_int_eq(cfg->min_pool_size, 50);
+	ck_assert_int_eq(cfg->reserve_pool_size, 100000);
+	ck_assert_double_eq_tol(cfg->reserve_pool_timeout, 0.25, 1e-9);
+	ck_assert_int_eq(cfg->max_db_connections, 1000000);
+	ck_assert_int_eq(cfg->max_user_connections, 7);
+	ck_assert_double_eq(cfg->query_wait_timeout, 0.0);
+	ck_assert_double_eq(cfg->client_idle_timeout, 3600.0);
+	ck_assert_double_eq(cfg->idle_transaction_timeout, 30.0);
+	ck_assert_double_eq_tol(cfg->query_timeout, 1.5, 1e-9);
+	ck_assert_double_eq(cfg->server_login_retry, 10.0);
+	ck_assert_double_eq(cfg->server_idle_timeout, 120.0);
+	ck_assert_double_eq(cfg->server_lifetime, 0.0);
+	ck_assert_double_eq(cfg->server_check_delay, 0.0);
+	ck_assert_str_eq(cfg->server_check_query, "SELECT 'x'");
+	cfg_free(cfg);
+
+	/* an empty server_check_query disables the check */
+	cfg = load_ok("[pgcoro]\nserver_check_query =\n");
+	ck_assert_str_eq(cfg->server_check_query, "");
+	cfg_free(cfg);
+	cfg = load_ok("[pgcoro]\nserver_check_query = \"\"\n");
+	ck_assert_str_eq(cfg->server_check_query, "");
 	cfg_free(cfg);
 }
 END_TEST
@@ -216,22 +276,68 @@ END_TEST
 
 START_TEST(test_pgcoro_keys_split)
 {
-	struct config *cfg = load_ok("[databases]\n"
-	                             "x = pool_size=7 host=h1 pool_mode=statement user=u\n");
+	struct config *cfg =
+	    load_ok("[databases]\n"
+	            "x = pool_size=7 host=h1 min_pool_size = 3 pool_mode=statement "
+	            "reserve_pool_size=0 user=u max_db_connections='25'\n"
+	            "y = host=h2\n");
 	const struct cfg_db *db = cfg_find_db(cfg, "x");
 	ck_assert_int_eq(db->pool_size, 7);
 	ck_assert_int_eq(db->pool_mode, POOL_STATEMENT);
+	ck_assert_int_eq(db->min_pool_size, 3);
+	ck_assert_int_eq(db->reserve_pool_size, 0);
+	ck_assert_int_eq(db->max_db_connections, 25);
 	int n = 0;
 	for (int i = 0; db->kw[i]; i++, n++) {
 		ck_assert_ptr_nonnull(db->val[i]);
 		ck_assert_str_ne(db->kw[i], "pool_size");
 		ck_assert_str_ne(db->kw[i], "pool_mode");
+		ck_assert_str_ne(db->kw[i], "min_pool_size");
+		ck_assert_str_ne(db->kw[i], "reserve_pool_size");
+		ck_assert_str_ne(db->kw[i], "max_db_connections");
 	}
 	ck_assert_int_eq(n, 2);
 	ck_assert_ptr_null(db->val[n]);
 	ck_assert_str_eq(cfg_db_param(db, "host"), "h1");
 	ck_assert_str_eq(cfg_db_param(db, "user"), "u");
 	ck_assert_ptr_null(cfg_db_param(db, "pool_size"));
+	ck_assert_ptr_null(cfg_db_param(db, "max_db_connections"));
+
+	/* absent: -1, inherit the global value */
+	db = cfg_find_db(cfg, "y");
+	ck_assert_int_eq(db->pool_size, -1);
+	ck_assert_int_eq(db->pool_mode, POOL_MODE_UNSET);
+	ck_assert_int_eq(db->min_pool_size, -1);
+	ck_assert_int_eq(db->reserve_pool_size, -1);
+	ck_assert_int_eq(db->max_db_connections, -1);
+	cfg_free(cfg);
+}
+END_TEST
+
+START_TEST(test_user_settings)
+{
+	struct config *cfg = load_ok("[users]\n"
+	                             "web = pool_mode=transaction pool_size=30 "
+	                             "max_user_connections=40\n"
+	                             "batch = pool_size = 1\n"
+	                             "admin = max_user_connections=0\n"
+	                             "plain =\n");
+	const struct cfg_user *u = cfg_find_user(cfg, "web");
+	ck_assert_int_eq(u->pool_mode, POOL_TRANSACTION);
+	ck_assert_int_eq(u->pool_size, 30);
+	ck_assert_int_eq(u->max_user_connections, 40);
+	u = cfg_find_user(cfg, "batch");
+	ck_assert_int_eq(u->pool_mode, POOL_MODE_UNSET);
+	ck_assert_int_eq(u->pool_size, 1);
+	ck_assert_int_eq(u->max_user_connections, -1);
+	u = cfg_find_user(cfg, "admin");
+	ck_assert_int_eq(u->pool_size, -1);
+	ck_assert_int_eq(u->max_user_connections, 0);
+	u = cfg_find_user(cfg, "plain");
+	ck_assert_int_eq(u->pool_mode, POOL_MODE_UNSET);
+	ck_assert_int_eq(u->pool_size, -1);
+	ck_assert_int_eq(u->max_user_connections, -1);
+	ck_assert_int_eq(u->line, 5);
 	cfg_free(cfg);
 }
 END_TEST
@@ -326,6 +432,19 @@ START_TEST(test_bad_files)
 	expect_error(
 	    "[pgcoro]\nlog_level = verbose\n", 2,
 	    "invalid value \"verbose\" for log_level: expected error, warning, info or debug");
+	expect_error("[pgcoro]\nmin_pool_size = -1\n", 2,
+	             "invalid value \"-1\" for min_pool_size: out of range (0..100000)");
+	expect_error("[pgcoro]\nreserve_pool_size = 100001\n", 2,
+	             "invalid value \"100001\" for reserve_pool_size: out of range (0..100000)");
+	expect_error("[pgcoro]\nreserve_pool_size = five\n", 2,
+	             "invalid value \"five\" for reserve_pool_size: not an integer");
+	expect_error("[pgcoro]\nmax_db_connections = -1\n", 2,
+	             "invalid value \"-1\" for max_db_connections: out of range (0..1000000)");
+	expect_error(
+	    "[pgcoro]\n\nmax_user_connections = 1000001\n", 3,
+	    "invalid value \"1000001\" for max_user_connections: out of range (0..1000000)");
+	expect_error("[pgcoro]\nmax_user_connections = 1.5\n", 2,
+	             "invalid value \"1.5\" for max_user_connections: not an integer");
 	expect_error("[pgcoro]\nlisten_port = 1\nlisten_port = 2\n", 3,
 	             "duplicate key \"listen_port\" in [pgcoro] (first set on line 2)");
 	expect_error("listen_port = 1\n", 1, "key \"listen_port\" outside any section");
@@ -350,6 +469,31 @@ START_TEST(test_bad_seconds)
 	expect_error(
 	    "[pgcoro]\nclient_login_timeout = 1000h\n", 2,
 	    "invalid value \"1000h\" for client_login_timeout: out of range (0..2147483 seconds)");
+
+	/* every new duration key is a duration */
+	static const char *const dkeys[] = {
+	    "reserve_pool_timeout",     "query_wait_timeout", "client_idle_timeout",
+	    "idle_transaction_timeout", "query_timeout",      "server_login_retry",
+	    "server_idle_timeout",      "server_lifetime",    "server_check_delay"};
+	for (size_t i = 0; i < sizeof(dkeys) / sizeof(dkeys[0]); i++) {
+		snprintf(text, sizeof(text), "[pgcoro]\n%s = 5 sec\n", dkeys[i]);
+		snprintf(reason, sizeof(reason),
+		         "invalid value \"5 sec\" for %s: not a duration (e.g. 15, 1.5, 500ms, "
+		         "15s, 2min, 1h)",
+		         dkeys[i]);
+		expect_error(text, 2, reason);
+		snprintf(text, sizeof(text), "[pgcoro]\n%s = -0.5\n", dkeys[i]);
+		snprintf(reason, sizeof(reason),
+		         "invalid value \"-0.5\" for %s: not a duration (e.g. 15, 1.5, 500ms, "
+		         "15s, 2min, 1h)",
+		         dkeys[i]);
+		expect_error(text, 2, reason);
+		snprintf(text, sizeof(text), "[pgcoro]\n\n%s = 600h\n", dkeys[i]);
+		snprintf(reason, sizeof(reason),
+		         "invalid value \"600h\" for %s: out of range (0..2147483 seconds)",
+		         dkeys[i]);
+		expect_error(text, 3, reason);
+	}
 }
 END_TEST
 
@@ -409,6 +553,18 @@ START_TEST(test_bad_databases)
 	             "database \"a\": invalid pool_size \"many\": not an integer");
 	expect_error("[databases]\na = host=h pool_size=0\n", 2,
 	             "database \"a\": invalid pool_size \"0\": out of range (1..100000)");
+	expect_error("[databases]\na = host=h min_pool_size=-1\n", 2,
+	             "database \"a\": invalid min_pool_size \"-1\": out of range (0..100000)");
+	expect_error("[databases]\na = host=h reserve_pool_size=2x\n", 2,
+	             "database \"a\": invalid reserve_pool_size \"2x\": not an integer");
+	expect_error(
+	    "[databases]\na = host=h max_db_connections=1000001\n", 2,
+	    "database \"a\": invalid max_db_connections \"1000001\": out of range (0..1000000)");
+	expect_error("[databases]\na = host=h max_db_connections=\n", 2,
+	             "database \"a\": invalid max_db_connections \"\": not an integer");
+	expect_error("[databases]\na = postgresql://h/d?min_pool_size=1\n", 2,
+	             "database \"a\": invalid conninfo: invalid URI query parameter: "
+	             "\"min_pool_size\"");
 	expect_error("[databases]\na = pool_mode=sometimes\n", 2,
 	             "database \"a\": invalid pool_mode \"sometimes\": expected session, "
 	             "transaction or statement");
@@ -424,8 +580,16 @@ START_TEST(test_bad_users)
 	expect_error("[users]\nbob = pool_mode=never\n", 2,
 	             "user \"bob\": invalid pool_mode \"never\": expected session, transaction or "
 	             "statement");
-	expect_error("[users]\nbob = pool_size=3\n", 2,
-	             "user \"bob\": unknown setting \"pool_size\" (known: pool_mode)");
+	expect_error("[users]\nbob = min_pool_size=3\n", 2,
+	             "user \"bob\": unknown setting \"min_pool_size\" (known: pool_mode, "
+	             "pool_size, max_user_connections)");
+	expect_error("[users]\n\nbob = pool_mode=session pool_size=0\n", 3,
+	             "user \"bob\": invalid pool_size \"0\": out of range (1..100000)");
+	expect_error("[users]\nbob = pool_size=lots\n", 2,
+	             "user \"bob\": invalid pool_size \"lots\": not an integer");
+	expect_error(
+	    "[users]\nbob = max_user_connections=-1\n", 2,
+	    "user \"bob\": invalid max_user_connections \"-1\": out of range (0..1000000)");
 	expect_error("[users]\nbob = pool_mode=session\nbob = pool_mode=session\n", 3,
 	             "duplicate user \"bob\" (first defined on line 2)");
 	expect_error("[users]\nbob = pool_mode\n", 2,
@@ -445,6 +609,43 @@ START_TEST(test_cross_key)
 	struct config *cfg = load_text(text);
 	ck_assert_ptr_null(cfg);
 	ck_assert_msg(strstr(err, "unix_socket_dir") && strstr(err, "too long"), "%s", err);
+}
+END_TEST
+
+START_TEST(test_min_pool_size)
+{
+	/* global: against default_pool_size, whatever the order of the keys */
+	expect_error("[pgcoro]\nmin_pool_size = 21\n", 0,
+	             "min_pool_size (21) exceeds default_pool_size (20)");
+	expect_error("[pgcoro]\nmin_pool_size = 10\ndefault_pool_size = 5\n", 0,
+	             "min_pool_size (10) exceeds default_pool_size (5)");
+	struct config *cfg = load_ok("[pgcoro]\nmin_pool_size = 20\n");
+	ck_assert_int_eq(cfg->min_pool_size, 20);
+	cfg_free(cfg);
+
+	/* a database's own: against its pool_size, else default_pool_size */
+	expect_error("[databases]\na = host=h\n\nb = host=h pool_size=4 min_pool_size=5\n", 4,
+	             "database \"b\": min_pool_size (5) exceeds pool_size (4)");
+	expect_error("[databases]\na = host=h min_pool_size=21\n", 2,
+	             "database \"a\": min_pool_size (21) exceeds default_pool_size (20)");
+	/* default_pool_size set after [databases] still counts */
+	expect_error("[databases]\na = host=h min_pool_size=8\n[pgcoro]\ndefault_pool_size = 7\n",
+	             2, "database \"a\": min_pool_size (8) exceeds default_pool_size (7)");
+	/* the global check comes first */
+	expect_error("[pgcoro]\nmin_pool_size = 30\n[databases]\na = host=h min_pool_size=99\n", 0,
+	             "min_pool_size (30) exceeds default_pool_size (20)");
+
+	cfg = load_ok("[pgcoro]\ndefault_pool_size = 8\nmin_pool_size = 6\n"
+	              "[databases]\n"
+	              "a = host=h min_pool_size=8\n"
+	              "b = host=h pool_size=30 min_pool_size=30\n"
+	              "c = host=h pool_size=2\n" /* inherits 6: capped by the pool */
+	              "d = host=h min_pool_size=0\n");
+	ck_assert_int_eq(cfg_find_db(cfg, "a")->min_pool_size, 8);
+	ck_assert_int_eq(cfg_find_db(cfg, "b")->min_pool_size, 30);
+	ck_assert_int_eq(cfg_find_db(cfg, "c")->min_pool_size, -1);
+	ck_assert_int_eq(cfg_find_db(cfg, "d")->min_pool_size, 0);
+	cfg_free(cfg);
 }
 END_TEST
 
@@ -468,7 +669,7 @@ START_TEST(test_dump)
 {
 	struct config *cfg =
 	    load_ok("[pgcoro]\nunix_socket_mode = 0750\nclient_login_timeout = 1500ms\n"
-	            "auth_type = trust\n");
+	            "auth_type = trust\nquery_timeout = 2.25\nmin_pool_size = 3\n");
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
@@ -486,6 +687,11 @@ START_TEST(test_dump)
 	ck_assert_ptr_nonnull(strstr(buf, "auth_type = trust\n"));
 	ck_assert_ptr_nonnull(strstr(buf, "server_reset_query = DISCARD ALL\n"));
 	ck_assert_ptr_nonnull(strstr(buf, "logfile = \"\"\n"));
+	ck_assert_ptr_nonnull(strstr(buf, "server_login_retry = 0.5\n"));
+	ck_assert_ptr_nonnull(strstr(buf, "server_check_query = select 1\n"));
+	ck_assert_ptr_nonnull(strstr(buf, "query_wait_timeout = 120\n"));
+	ck_assert_ptr_nonnull(strstr(buf, "reserve_pool_size = 0\n"));
+	ck_assert_ptr_nonnull(strstr(buf, "max_db_connections = 0\n"));
 	for (size_t i = 0; i < nkeys; i++) {
 		ck_assert_str_eq(keys[i].section, "pgcoro");
 		ck_assert_ptr_nonnull(keys[i].help);
@@ -500,6 +706,10 @@ START_TEST(test_dump)
 	ck_assert_int_eq(cfg->auth_type, AUTH_TRUST);
 	ck_assert_double_eq_tol(cfg->client_login_timeout, 1.5, 1e-9);
 	ck_assert_str_eq(cfg->logfile, "");
+	ck_assert_double_eq_tol(cfg->query_timeout, 2.25, 1e-9);
+	ck_assert_double_eq_tol(cfg->server_login_retry, 0.5, 1e-9);
+	ck_assert_int_eq(cfg->min_pool_size, 3);
+	ck_assert_str_eq(cfg->server_check_query, "select 1");
 	cfg_free(cfg);
 	free(text);
 	free(buf);
@@ -527,7 +737,7 @@ START_TEST(test_documented)
 
 	size_t n;
 	const struct cfg_key *keys = cfg_keys(&n);
-	ck_assert_int_ge(n, 17);
+	ck_assert_int_ge(n, 31);
 	for (size_t i = 0; i < n; i++) {
 		char a[128], b[128];
 		snprintf(a, sizeof(a), "\n%s =", keys[i].key);
@@ -593,6 +803,13 @@ START_TEST(test_examples_valid)
 	ck_assert_str_eq(cfg_db_param(cfg_find_db(cfg, "billing"), "application_name"),
 	                 "pgcoro billing");
 	ck_assert_int_eq(cfg_find_user(cfg, "web")->pool_mode, POOL_TRANSACTION);
+	const struct cfg_db *wh = cfg_find_db(cfg, "warehouse");
+	ck_assert_str_ne(wh->name, "*");
+	ck_assert_int_eq(wh->min_pool_size, 5);
+	ck_assert_int_eq(wh->reserve_pool_size, 5);
+	ck_assert_int_eq(wh->max_db_connections, 60);
+	ck_assert_int_eq(cfg_find_user(cfg, "web")->max_user_connections, 40);
+	ck_assert_int_eq(cfg_find_user(cfg, "batch")->pool_size, 2);
 	cfg_free(cfg);
 	free(text);
 }
@@ -605,9 +822,11 @@ static Suite *config_suite(void)
 
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_every_type);
+	tcase_add_test(tc, test_limits_and_timeouts);
 	tcase_add_test(tc, test_durations);
 	tcase_add_test(tc, test_full_file);
 	tcase_add_test(tc, test_pgcoro_keys_split);
+	tcase_add_test(tc, test_user_settings);
 	tcase_add_test(tc, test_quoted_values);
 	tcase_add_test(tc, test_uri);
 	tcase_add_test(tc, test_fallback);
@@ -618,6 +837,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_bad_databases);
 	tcase_add_test(tc, test_bad_users);
 	tcase_add_test(tc, test_cross_key);
+	tcase_add_test(tc, test_min_pool_size);
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_dump);
 	tcase_add_test(tc, test_documented);
