@@ -33,6 +33,17 @@ enum client_login_phase {
 	LOGIN_SASL_FINAL,   /* awaiting SASLResponse */
 };
 
+/* What the client's one timer is counting down. */
+enum client_timer {
+	CT_NONE,
+	CT_LOGIN,     /* client_login_timeout */
+	CT_WAIT,      /* query_wait_timeout: waiting for a server */
+	CT_IDLE,      /* client_idle_timeout: nothing outstanding */
+	CT_IDLE_XACT, /* idle_transaction_timeout: idle inside a transaction */
+	CT_QUERY,     /* query_timeout: a request outstanding */
+	CT_DRAIN,     /* closing: time to read the last words */
+};
+
 struct client {
 	struct list node;           /* in the list of its state */
 	enum client_state state;
@@ -54,7 +65,9 @@ struct client {
 	uint8_t md5_salt[4];
 	struct scram_server *scram;
 	bool too_many;              /* over max_client_conn: answered 53300 after startup */
-	struct event timer;         /* login timeout, then closing drain timeout */
+	struct event timer;         /* one timer; timer_kind says for what */
+	enum client_timer timer_kind;
+	double wait_since;          /* rt_now() when it started waiting for a server */
 
 	bool welcomed;              /* ParameterStatus/BackendKeyData/ReadyForQuery sent */
 	bool drained;               /* closing: output flushed or peer gone */
@@ -84,6 +97,12 @@ void client_disconnect_result(client_t *c, const PGresult *res);
 
 /* The linked server is prepared: send the welcome (first time) and start relaying. */
 void client_on_server_ready(client_t *c);
+
+/* The relay saw the client start a message (a request to the server). */
+void client_on_request(client_t *c);
+
+/* The relay passed a ReadyForQuery to the client. */
+void client_on_ready(client_t *c);
 
 /* In transaction and statement mode: if nothing is outstanding between C and its server,
  * gives the server back to the pool (C goes idle). Called at each ReadyForQuery. */

@@ -6,6 +6,9 @@
 
 #include <stdbool.h>
 
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
 #include "list.h"
 #include "types.h"
 
@@ -20,6 +23,12 @@ struct pool {
 	const char **kw, **val;     /* NULL-terminated libpq parameters for new servers */
 	int pool_size;
 	int pool_mode;
+	int min_pool_size;          /* kept open even when unused (capped at pool_size) */
+	int reserve_pool_size;      /* extra servers once a client waited reserve_pool_timeout */
+
+	double retry_delay;         /* back-off after failed connects; 0 = none */
+	double retry_at;            /* rt_now() before which no connect starts */
+	struct event retry_ev;      /* kicks the pool when the back-off ends */
 
 	struct list_head waiting;   /* CL_WAITING, FIFO */
 	struct list_head active;    /* CL_ACTIVE: linked to a server */
@@ -42,6 +51,9 @@ void pool_kick(pool_t *pool);
 
 /* Servers in any state but closing. */
 int pool_server_count(const pool_t *pool);
+
+/* A connection succeeded: the back-off ends. */
+void pool_connect_ok(pool_t *pool);
 
 /* A connection attempt failed with MSG: waiting clients that no connecting server can
  * serve get 08006 with MSG. */

@@ -4,6 +4,7 @@
 #define PGCORO_RUNTIME_H
 
 #include <stdbool.h>
+#include <time.h>
 
 #include "types.h"
 
@@ -16,5 +17,13 @@ struct runtime {
 	struct executor *exec;
 	bool shutting_down;
 };
+
+/* Monotonic seconds, for timeouts and ages. */
+static inline double rt_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 #endif

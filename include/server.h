@@ -35,6 +35,7 @@ enum server_hk {
 	HK_RESET = 1 << 1,    /* server_reset_query */
 	HK_SYNC = 1 << 2,     /* apply the linked client's startup parameters */
 	HK_REFRESH = 1 << 3,  /* re-read the reported parameters */
+	HK_CHECK = 1 << 4,    /* server_check_query before handing out a long-idle server */
 };
 
 struct server {
@@ -65,6 +66,8 @@ struct server {
 	int out_syncs;               /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
 	bool mid_ext;                /* extended-protocol messages sent since the last Sync */
 	uint8_t tx_status;           /* from the last ReadyForQuery: 'I', 'T' or 'E' */
+	double connected_at;         /* rt_now() when the connection was made */
+	double idle_since;           /* rt_now() when it last became idle */
 
 	/* housekeeping */
 	unsigned hk_plan;            /* enum server_hk bits still to run */
@@ -84,6 +87,13 @@ bool server_connect(pool_t *pool) __attribute__((warn_unused_result));
 /* The one state transition: moves S between its pool's lists and logs it. */
 void server_set_state(server_t *s, enum server_state state);
 const char *server_state_name(enum server_state state);
+
+/* True if S (SV_IDLE) has been idle longer than server_check_delay and must be checked
+ * before use; then the check is started (S leaves the idle list, comes back when done). */
+bool server_check_if_stale(server_t *s);
+
+/* Closes idle servers past server_lifetime or server_idle_timeout (above min_pool_size). */
+void server_expire_idle(pool_t *pool, double now);
 
 /* Links S (SV_IDLE) to C and prepares it (parameter sync). When the server is ready,
  * client_on_server_ready(C) runs; on failure the client is disconnected. */

@@ -112,6 +112,63 @@ static void send_auth(client_t *c, uint32_t code, const void *data, size_t len)
 	send_out(c);
 }
 
+/* ---- the timer ----------------------------------------------------------------------- */
+
+/* Arms the client's timer for KIND in SEC seconds; SEC <= 0 disarms it. */
+static void timer_set(client_t *c, enum client_timer kind, double sec)
+{
+	if (sec <= 0) {
+		if (c->timer_kind != CT_NONE) {
+			evtimer_del(&c->timer);
+			c->timer_kind = CT_NONE;
+		}
+		return;
+	}
+	struct timeval tv = {(time_t)sec, (suseconds_t)((sec - (double)(time_t)sec) * 1e6)};
+	c->timer_kind = kind;
+	evtimer_add(&c->timer, &tv);
+}
+
+/* The timer that fits what the session is doing now: a request outstanding, idle in a
+ * transaction, or idle. */
+static void timer_rearm(client_t *c)
+{
+	const struct config *cfg = rt->cfg;
+	server_t *s = c->server;
+	if (s && (s->out_syncs > 0 || s->mid_ext))
+		timer_set(c, CT_QUERY, cfg->query_timeout);
+	else if (s && s->tx_status != 'I')
+		timer_set(c, CT_IDLE_XACT, cfg->idle_transaction_timeout);
+	else
+		timer_set(c, CT_IDLE, cfg->client_idle_timeout);
+}
+
+void client_on_request(client_t *c)
+{
+	if (c->timer_kind == CT_QUERY)
+		return; /* counted from the first message of the request */
+	if (rt->cfg->query_timeout > 0)
+		timer_set(c, CT_QUERY, rt->cfg->query_timeout);
+	else if (c->timer_kind != CT_NONE)
+		timer_set(c, CT_NONE, 0);
+}
+
+void client_on_ready(client_t *c)
+{
+	if (c->timer_kind != CT_NONE || rt->cfg->client_idle_timeout > 0 ||
+	    rt->cfg->idle_transaction_timeout > 0)
+		timer_rearm(c);
+}
+
+/* Enters CL_WAITING (FIFO) with query_wait_timeout running, and asks the pool. */
+static void wait_for_server(client_t *c)
+{
+	client_set_state(c, CL_WAITING);
+	c->wait_since = rt_now();
+	timer_set(c, CT_WAIT, rt->cfg->query_wait_timeout);
+	pool_kick(c->pool);
+}
+
 /* ---- closing ------------------------------------------------------------------------- */
 
 /* The startup packet stays for the session: its parameters are applied to every server
@@ -220,9 +277,7 @@ static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, c
 	nclients--;
 	free_login_state(c);
 	bufferevent_disable(c->bev, EV_READ);
-	evtimer_del(&c->timer);
-	struct timeval tv = {CLOSE_DRAIN_SEC, 0};
-	evtimer_add(&c->timer, &tv);
+	timer_set(c, CT_DRAIN, CLOSE_DRAIN_SEC);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
 		c->drained = true;
 		reaper_schedule();
@@ -319,8 +374,10 @@ void client_on_server_ready(client_t *c)
 			return;
 	}
 	relay_client_to_server(c);
-	if (c->state == CL_ACTIVE && c->server == s)
+	if (c->state == CL_ACTIVE && c->server == s) {
+		timer_rearm(c);
 		client_maybe_release(c);
+	}
 }
 
 /* Nothing outstanding between C and S: every request answered by its ReadyForQuery,
@@ -375,8 +432,7 @@ static void on_idle_input(client_t *c)
 		client_disconnect(c, NULL, "client sent Terminate");
 		return;
 	}
-	client_set_state(c, CL_WAITING);
-	pool_kick(c->pool);
+	wait_for_server(c);
 }
 
 /* ---- login --------------------------------------------------------------------------- */
@@ -396,10 +452,8 @@ static void login_ok(client_t *c)
 		client_disconnect(c, "53200", "out of memory");
 		return;
 	}
-	evtimer_del(&c->timer);
 	c->pool = pool;
-	client_set_state(c, CL_WAITING);
-	pool_kick(pool);
+	wait_for_server(c);
 }
 
 static void auth_failed(client_t *c)
@@ -764,12 +818,51 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	client_t *c = arg;
-	if (c->state == CL_CLOSING) {
-		c->drained = true; /* gave it CLOSE_DRAIN_SEC to read */
+	const struct config *cfg = rt->cfg;
+	enum client_timer kind = c->timer_kind;
+	c->timer_kind = CT_NONE;
+	switch (kind) {
+	case CT_NONE:
+		break;
+	case CT_DRAIN:
+		c->drained = true; /* it had CLOSE_DRAIN_SEC to read its last words */
 		reaper_schedule();
-	} else if (c->state == CL_LOGIN) {
-		client_disconnect(c, "08006", "client_login_timeout (%.1fs) reached",
-				  rt->cfg->client_login_timeout);
+		break;
+	case CT_LOGIN:
+		if (c->state == CL_LOGIN)
+			client_disconnect(c, "08006", "client_login_timeout (%gs) reached",
+					  cfg->client_login_timeout);
+		break;
+	case CT_WAIT:
+		if (c->state == CL_WAITING)
+			disconnect_extra(c, "57014", NULL,
+					 "Raise the pool size or query_wait_timeout, or look for "
+					 "sessions holding their server.",
+					 "query_wait_timeout (%gs): no server connection became "
+					 "available",
+					 cfg->query_wait_timeout);
+		break;
+	case CT_IDLE:
+		if (c->state == CL_ACTIVE || c->state == CL_IDLE)
+			client_disconnect(c, "57P05",
+					  "terminating connection due to client_idle_timeout (%gs)",
+					  cfg->client_idle_timeout);
+		break;
+	case CT_IDLE_XACT:
+		if (c->state == CL_ACTIVE)
+			client_disconnect(c, "25P03",
+					  "terminating connection due to idle_transaction_timeout "
+					  "(%gs)",
+					  cfg->idle_transaction_timeout);
+		break;
+	case CT_QUERY:
+		if (c->state == CL_ACTIVE && c->server) {
+			log_info("client %llu %s (%s@%s): query_timeout (%gs): cancelling its query",
+				 (unsigned long long)c->id, c->addr, c->user, c->database,
+				 cfg->query_timeout);
+			server_cancel(c->server);
+		}
+		break;
 	}
 }
 
@@ -819,11 +912,7 @@ void client_accept(int fd, const struct sockaddr *sa, int salen)
 	client_set_state(c, CL_LOGIN);
 	nclients++;
 	c->too_many = nclients > rt->cfg->max_client_conn;
-	if (rt->cfg->client_login_timeout > 0) {
-		double t = rt->cfg->client_login_timeout;
-		struct timeval tv = {(time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6)};
-		evtimer_add(&c->timer, &tv);
-	}
+	timer_set(c, CT_LOGIN, rt->cfg->client_login_timeout);
 	log_debug("client %llu %s: accepted", (unsigned long long)c->id, c->addr);
 	bufferevent_enable(c->bev, EV_READ);
 }

@@ -16,17 +16,24 @@
 
 static struct runtime *rt;
 static struct list_head pools;
+static struct event tick_ev; /* once a second: idle/lifetime expiry, min_pool_size, reserve */
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg);
 
 void pool_init(struct runtime *r)
 {
 	rt = r;
 	list_head_init(&pools);
+	event_assign(&tick_ev, rt->base, -1, EV_PERSIST, tick_cb, NULL);
+	struct timeval tv = {1, 0};
+	event_add(&tick_ev, &tv);
 }
 
 static bool has_kw(const struct cfg_db *db, const char *kw) { return cfg_db_param(db, kw) != NULL; }
 
 static void pool_free(pool_t *p)
 {
+	event_del(&p->retry_ev);
 	if (p->kw) {
 		for (int i = 0; p->kw[i]; i++) {
 			free((char *)p->kw[i]);
@@ -86,6 +93,8 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 	return true;
 }
 
+static void retry_cb(evutil_socket_t fd, short what, void *arg) { pool_kick(arg); }
+
 pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db)
 {
 	struct list *pos, *tmp;
@@ -105,8 +114,18 @@ pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db)
 		return NULL;
 	}
 	p->db = db;
-	p->pool_size = db->pool_size > 0 ? db->pool_size : rt->cfg->default_pool_size;
-	const struct cfg_user *u = cfg_find_user(rt->cfg, user);
+	const struct config *cfg = rt->cfg;
+	const struct cfg_user *u = cfg_find_user(cfg, user);
+	if (u && u->pool_size > 0)
+		p->pool_size = u->pool_size;
+	else
+		p->pool_size = db->pool_size > 0 ? db->pool_size : cfg->default_pool_size;
+	p->min_pool_size = db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size;
+	if (p->min_pool_size > p->pool_size)
+		p->min_pool_size = p->pool_size;
+	p->reserve_pool_size =
+		db->reserve_pool_size >= 0 ? db->reserve_pool_size : cfg->reserve_pool_size;
+	evtimer_assign(&p->retry_ev, rt->base, retry_cb, p);
 	if (u && u->pool_mode != POOL_MODE_UNSET)
 		p->pool_mode = u->pool_mode;
 	else if (db->pool_mode != POOL_MODE_UNSET)
@@ -132,28 +151,69 @@ int pool_server_count(const pool_t *p)
 	       p->sv_housekeeping.count;
 }
 
+/* The most servers P may have now: its size, plus the reserve once the longest waiting
+ * client has waited reserve_pool_timeout. */
+static int pool_limit(const pool_t *p, double now)
+{
+	if (p->reserve_pool_size > 0 && !list_empty(&p->waiting)) {
+		const client_t *c = list_entry(list_first(&p->waiting), client_t, node);
+		if (now - c->wait_since >= rt->cfg->reserve_pool_timeout)
+			return p->pool_size + p->reserve_pool_size;
+	}
+	return p->pool_size;
+}
+
+/* Opens connections while WANT says more are needed, the limit allows and no back-off
+ * is running. */
+static void grow(pool_t *p, int want, double now)
+{
+	if (now < p->retry_at)
+		return; /* retry_ev kicks the pool when the back-off ends */
+	int limit = pool_limit(p, now);
+	while (want > 0 && pool_server_count(p) < limit) {
+		if (!server_connect(p)) {
+			log_error("pool %s/%s: out of memory starting a connection", p->dbname, p->user);
+			return;
+		}
+		want--;
+	}
+}
+
 void pool_kick(pool_t *p)
 {
 	if (rt->shutting_down)
 		return;
 	while (!list_empty(&p->waiting) && !list_empty(&p->sv_idle)) {
-		client_t *c = list_entry(list_first(&p->waiting), client_t, node);
 		server_t *s = list_entry(list_first(&p->sv_idle), server_t, node);
+		if (server_check_if_stale(s))
+			continue; /* checking; it comes back to idle (or is closed) */
+		client_t *c = list_entry(list_first(&p->waiting), client_t, node);
 		client_set_state(c, CL_ACTIVE);
 		server_assign(s, c);
 	}
-	int uncovered = p->waiting.count - p->sv_connecting.count;
-	while (uncovered > 0 && pool_server_count(p) < p->pool_size) {
-		if (!server_connect(p)) {
-			log_error("pool %s/%s: out of memory starting a connection", p->dbname, p->user);
-			break;
-		}
-		uncovered--;
-	}
+	grow(p, p->waiting.count - p->sv_connecting.count, rt_now());
+}
+
+void pool_connect_ok(pool_t *p)
+{
+	p->retry_delay = 0;
+	p->retry_at = 0;
 }
 
 void pool_connect_failed(pool_t *p, const char *msg)
 {
+	/* Back off exponentially from 50 ms up to server_login_retry, so a PostgreSQL that
+	 * comes back is used again within that cap. */
+	double cap = rt->cfg->server_login_retry;
+	p->retry_delay = p->retry_delay > 0 ? p->retry_delay * 2 : 0.05;
+	if (p->retry_delay > cap)
+		p->retry_delay = cap;
+	if (p->retry_delay > 0) {
+		p->retry_at = rt_now() + p->retry_delay;
+		struct timeval tv = {(time_t)p->retry_delay,
+				     (suseconds_t)((p->retry_delay - (double)(time_t)p->retry_delay) * 1e6)};
+		evtimer_add(&p->retry_ev, &tv);
+	}
 	/* Waiters keep waiting while a server may still come: one connecting, or one in use
 	 * that will be released. With none, nothing can serve them: they learn why now. */
 	if (p->sv_active.count + p->sv_idle.count + p->sv_housekeeping.count > 0)
@@ -161,6 +221,20 @@ void pool_connect_failed(pool_t *p, const char *msg)
 	while (p->waiting.count > p->sv_connecting.count) {
 		client_t *c = list_entry(list_first(&p->waiting), client_t, node);
 		client_disconnect(c, "08006", "server connection failed: %s", msg);
+	}
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	double now = rt_now();
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &pools)
+	{
+		pool_t *p = list_entry(pos, pool_t, node);
+		server_expire_idle(p, now);
+		grow(p, p->min_pool_size - pool_server_count(p), now);
+		if (!list_empty(&p->waiting))
+			pool_kick(p); /* the reserve may have opened */
 	}
 }
 
@@ -202,6 +276,7 @@ void pool_shutdown_all(void)
 
 void pool_free_all(void)
 {
+	event_del(&tick_ev);
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &pools)
 	{

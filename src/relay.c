@@ -113,6 +113,7 @@ void relay_client_to_server(client_t *c)
 				break;
 			}
 			c->msg_pending = len + 1;
+			client_on_request(c);
 		}
 		if (!move_body(in, out, &c->msg_pending))
 			return;
@@ -170,10 +171,13 @@ void relay_server_to_client(server_t *s)
 					return;
 				if (!inspect_server_msg(s, in, out, type, len))
 					return;
-				if (type == 'Z' && c->pool->pool_mode != POOL_SESSION) {
-					client_maybe_release(c);
-					if (s->client != c)
-						return; /* the server changed hands */
+				if (type == 'Z') {
+					client_on_ready(c);
+					if (c->pool->pool_mode != POOL_SESSION) {
+						client_maybe_release(c);
+						if (s->client != c)
+							return; /* the server changed hands */
+					}
 				}
 				continue;
 			}

@@ -155,6 +155,8 @@ void server_disconnect(server_t *s, const char *fmt, ...)
 	}
 	if (was == SV_CONNECTING)
 		pool_connect_failed(s->pool, reason);
+	else if (!rt->shutting_down)
+		pool_kick(s->pool); /* waiters may need a replacement */
 	reaper_schedule();
 }
 
@@ -254,6 +256,8 @@ static void on_connected(server_t *s)
 	bufferevent_enable(s->bev, EV_READ);
 	params_from_libpq(s);
 	s->tx_status = 'I';
+	s->connected_at = s->idle_since = rt_now();
+	pool_connect_ok(s->pool);
 	log_info("server %llu (%s/%s): connected, backend pid %d", (unsigned long long)s->id,
 		 s->pool->dbname, s->pool->user, PQbackendPID(s->conn));
 	server_set_state(s, SV_IDLE);
@@ -375,6 +379,19 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 
 /* ---- housekeeping -------------------------------------------------------------------- */
 
+/* S is clean and unlinked: back to the idle list (or closed if past server_lifetime). */
+static void server_to_idle(server_t *s)
+{
+	double now = rt_now();
+	if (rt->cfg->server_lifetime > 0 && now - s->connected_at >= rt->cfg->server_lifetime) {
+		server_disconnect(s, "server_lifetime (%gs) reached", rt->cfg->server_lifetime);
+		return;
+	}
+	s->idle_since = now;
+	server_set_state(s, SV_IDLE);
+	pool_kick(s->pool);
+}
+
 static void hk_cb(evutil_socket_t fd, short what, void *arg);
 
 static void hk_wait(server_t *s, short what)
@@ -409,17 +426,16 @@ static void hk_finish(server_t *s)
 		server_set_state(s, SV_ACTIVE);
 		client_on_server_ready(s->client);
 	} else {
-		server_set_state(s, SV_IDLE);
-		pool_kick(s->pool);
+		server_to_idle(s);
 	}
 }
 
 static const char *const hk_names[] = {"ROLLBACK", "server_reset_query", "parameter sync",
-				       "parameter refresh"};
+				       "parameter refresh", "server_check_query"};
 
 static const char *hk_name(unsigned step)
 {
-	for (unsigned i = 0; i < 4; i++)
+	for (unsigned i = 0; i < 5; i++)
 		if (step == 1u << i)
 			return hk_names[i];
 	return "?";
@@ -467,7 +483,7 @@ static bool hk_send_sync(server_t *s, bool *sent)
 static void hk_next(server_t *s)
 {
 	unsigned step = 0;
-	for (unsigned bit = HK_ROLLBACK; bit <= HK_REFRESH; bit <<= 1) {
+	for (unsigned bit = HK_ROLLBACK; bit <= HK_CHECK; bit <<= 1) {
 		if (s->hk_plan & bit) {
 			step = bit;
 			break;
@@ -493,6 +509,9 @@ static void hk_next(server_t *s)
 		break;
 	case HK_REFRESH:
 		ok = PQsendQuery(s->conn, refresh_sql) == 1;
+		break;
+	case HK_CHECK:
+		ok = PQsendQuery(s->conn, rt->cfg->server_check_query) == 1;
 		break;
 	}
 	if (!ok) {
@@ -630,11 +649,35 @@ void server_release(server_t *s)
 	if (s->pool->pool_mode == POOL_SESSION && rt->cfg->server_reset_query[0])
 		plan |= HK_RESET;
 	if (!plan) {
-		server_set_state(s, SV_IDLE);
-		pool_kick(s->pool);
+		server_to_idle(s);
 		return;
 	}
 	hk_start(s, plan);
+}
+
+bool server_check_if_stale(server_t *s)
+{
+	const struct config *cfg = rt->cfg;
+	if (!cfg->server_check_query[0] || rt_now() - s->idle_since < cfg->server_check_delay)
+		return false;
+	hk_start(s, HK_CHECK);
+	return true;
+}
+
+void server_expire_idle(pool_t *pool, double now)
+{
+	const struct config *cfg = rt->cfg;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &pool->sv_idle)
+	{
+		server_t *s = list_entry(pos, server_t, node);
+		if (cfg->server_lifetime > 0 && now - s->connected_at >= cfg->server_lifetime)
+			server_disconnect(s, "server_lifetime (%gs) reached", cfg->server_lifetime);
+		else if (cfg->server_idle_timeout > 0 && now - s->idle_since >= cfg->server_idle_timeout &&
+			 pool_server_count(pool) > pool->min_pool_size)
+			server_disconnect(s, "server_idle_timeout (%gs) reached",
+					  cfg->server_idle_timeout);
+	}
 }
 
 /* ---- cancel -------------------------------------------------------------------------- */
