@@ -25,6 +25,8 @@ struct pool {
 	int pool_mode;
 	int min_pool_size;          /* kept open even when unused (capped at pool_size) */
 	int reserve_pool_size;      /* extra servers once a client waited reserve_pool_timeout */
+	int max_db_connections;     /* servers of this database across users; 0 = unlimited */
+	int max_user_connections;   /* servers of this user across databases; 0 = unlimited */
 
 	double retry_delay;         /* back-off after failed connects; 0 = none */
 	double retry_at;            /* rt_now() before which no connect starts */
@@ -51,6 +53,10 @@ void pool_kick(pool_t *pool);
 
 /* Servers in any state but closing. */
 int pool_server_count(const pool_t *pool);
+
+/* A server of P closed or went idle: pools sharing its database or user that have
+ * waiting clients may now proceed (max_db_connections / max_user_connections). */
+void pool_kick_related(pool_t *p);
 
 /* A connection succeeded: the back-off ends. */
 void pool_connect_ok(pool_t *pool);

@@ -125,6 +125,10 @@ pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db)
 		p->min_pool_size = p->pool_size;
 	p->reserve_pool_size =
 		db->reserve_pool_size >= 0 ? db->reserve_pool_size : cfg->reserve_pool_size;
+	p->max_db_connections =
+		db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections;
+	p->max_user_connections = u && u->max_user_connections >= 0 ? u->max_user_connections
+								 : cfg->max_user_connections;
 	evtimer_assign(&p->retry_ev, rt->base, retry_cb, p);
 	if (u && u->pool_mode != POOL_MODE_UNSET)
 		p->pool_mode = u->pool_mode;
@@ -163,14 +167,63 @@ static int pool_limit(const pool_t *p, double now)
 	return p->pool_size;
 }
 
-/* Opens connections while WANT says more are needed, the limit allows and no back-off
+static bool same_db(const pool_t *a, const pool_t *b) { return strcmp(a->dbname, b->dbname) == 0; }
+static bool same_user(const pool_t *a, const pool_t *b) { return strcmp(a->user, b->user) == 0; }
+
+/* Room under max_db_connections and max_user_connections for one more server of P.
+ * When full, an idle server of a sibling pool (same database or user) is closed to make
+ * room, as its pool does not need it now. */
+static bool shared_room(pool_t *p)
+{
+	if (p->max_db_connections <= 0 && p->max_user_connections <= 0)
+		return true;
+	int db_total = 0, user_total = 0;
+	pool_t *victim = NULL;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &pools)
+	{
+		pool_t *q = list_entry(pos, pool_t, node);
+		bool d = same_db(p, q), u = same_user(p, q);
+		if (d)
+			db_total += pool_server_count(q);
+		if (u)
+			user_total += pool_server_count(q);
+		if (q != p && (d || u) && !list_empty(&q->sv_idle) && !victim)
+			victim = q;
+	}
+	bool db_full = p->max_db_connections > 0 && db_total >= p->max_db_connections;
+	bool user_full = p->max_user_connections > 0 && user_total >= p->max_user_connections;
+	if (!db_full && !user_full)
+		return true;
+	if (!victim)
+		return false; /* the clients wait; a release elsewhere kicks this pool */
+	server_t *s = list_entry(list_first(&victim->sv_idle), server_t, node);
+	server_disconnect(s, "making room for pool %s/%s (%s)", p->dbname, p->user,
+			  db_full ? "max_db_connections" : "max_user_connections");
+	return shared_room(p);
+}
+
+void pool_kick_related(pool_t *p)
+{
+	if (p->max_db_connections <= 0 && p->max_user_connections <= 0)
+		return;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &pools)
+	{
+		pool_t *q = list_entry(pos, pool_t, node);
+		if (q != p && !list_empty(&q->waiting) && (same_db(p, q) || same_user(p, q)))
+			pool_kick(q);
+	}
+}
+
+/* Opens connections while WANT says more are needed, the limits allow and no back-off
  * is running. */
 static void grow(pool_t *p, int want, double now)
 {
 	if (now < p->retry_at)
 		return; /* retry_ev kicks the pool when the back-off ends */
 	int limit = pool_limit(p, now);
-	while (want > 0 && pool_server_count(p) < limit) {
+	while (want > 0 && pool_server_count(p) < limit && shared_room(p)) {
 		if (!server_connect(p)) {
 			log_error("pool %s/%s: out of memory starting a connection", p->dbname, p->user);
 			return;

@@ -155,8 +155,10 @@ void server_disconnect(server_t *s, const char *fmt, ...)
 	}
 	if (was == SV_CONNECTING)
 		pool_connect_failed(s->pool, reason);
-	else if (!rt->shutting_down)
+	else if (!rt->shutting_down) {
 		pool_kick(s->pool); /* waiters may need a replacement */
+		pool_kick_related(s->pool);
+	}
 	reaper_schedule();
 }
 
@@ -390,6 +392,8 @@ static void server_to_idle(server_t *s)
 	s->idle_since = now;
 	server_set_state(s, SV_IDLE);
 	pool_kick(s->pool);
+	if (s->state == SV_IDLE)
+		pool_kick_related(s->pool); /* unused here: a sibling pool may take its place */
 }
 
 static void hk_cb(evutil_socket_t fd, short what, void *arg);
