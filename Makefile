@@ -44,7 +44,7 @@ PGCORO_BIN := $(BUILD)/pgcoro
 all: pgcoro
 
 pgcoro: $(PGCORO_BIN)
-	cp $(PGCORO_BIN) $@
+	cp $(PGCORO_BIN) $@.tmp && mv -f $@.tmp $@   # a running ./pgcoro is replaced, not written
 
 $(PGCORO_BIN): $(OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -101,3 +101,21 @@ format-check:
 
 clean:
 	rm -rf build pgcoro
+
+# ---- benchmark (bench/README.md) -------------------------------------------------------
+BENCH_DEB_PKGS := pgbouncer gnuplot-nox postgresql-15 postgresql-client-15 python3
+
+bench-deps:
+	@missing=""; for p in $(BENCH_DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make bench-deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "make bench-deps: all Debian packages present"; fi
+
+bench: bench-deps
+	$(MAKE) SANITIZE= pgcoro
+	./bench/run.sh

@@ -13,10 +13,10 @@
 
 #include "list.h"
 #include "scram.h"
+#include "stream.h"
 #include "types.h"
 
 struct runtime;
-struct bufferevent;
 
 enum client_state {
 	CL_LOGIN,   /* global login list: startup packet, authentication */
@@ -48,7 +48,7 @@ struct client {
 	struct list node;           /* in the list of its state */
 	enum client_state state;
 	uint64_t id;
-	struct bufferevent *bev;
+	struct stream st;           /* the client's socket */
 	char addr[64];              /* peer, for logs */
 	pool_t *pool;               /* set once logged in */
 	server_t *server;           /* linked server */
@@ -61,6 +61,7 @@ struct client {
 	int nparams;                /* startup parameters to apply on the server */
 	const char *param_names[64 + 16];
 	const char *param_values[64 + 16];
+	int8_t param_report[64 + 16];  /* index in server_param_names, or -1 */
 	char *options_copy;         /* parsed "options" (-c name=value) storage */
 	uint8_t md5_salt[4];
 	struct scram_server *scram;

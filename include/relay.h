@@ -11,12 +11,13 @@
 
 struct evbuffer;
 
-#define RELAY_HIGH_WATER (256 * 1024) /* stop reading a side whose peer has this much queued */
-#define RELAY_LOW_WATER (64 * 1024)   /* resume once the peer's queue drains to this */
-#define RELAY_MAX_READ (64 * 1024)
+#include "stream.h"
+
+/* Stop moving to a side that has this much queued; its stream's drain callback (at
+ * STREAM_DRAIN_LOW) resumes the relay. Sources stop being read at STREAM_READ_HIGH. */
+#define RELAY_HIGH_WATER STREAM_READ_HIGH
 
 struct runtime;
-struct bufferevent;
 
 void relay_init(struct runtime *rt);
 
@@ -24,8 +25,6 @@ void relay_init(struct runtime *rt);
 enum proto_frame relay_peek_header(struct evbuffer *in, uint32_t max_len, uint8_t *type,
 				   uint32_t *len);
 
-/* Sets buffer limits and watermarks on a bufferevent used by the relay. */
-void relay_setup_bev(struct bufferevent *bev);
 
 /* Forwards what the client has sent to its server. May disconnect C. */
 void relay_client_to_server(client_t *c);

@@ -12,10 +12,10 @@
 
 #include "executor.h"
 #include "list.h"
+#include "stream.h"
 #include "types.h"
 
 struct runtime;
-struct bufferevent;
 
 enum server_state {
 	SV_CONNECTING,   /* pool->sv_connecting: libpq connect steps */
@@ -46,7 +46,7 @@ struct server {
 	client_t *client;            /* linked client (SV_ACTIVE, or SV_HOUSEKEEPING for a sync) */
 
 	PGconn *conn;
-	struct bufferevent *bev;     /* relay I/O on PQsocket(), set once connected */
+	struct stream st;            /* relay I/O on PQsocket() (st.in set once connected) */
 	struct event pq_ev;          /* libpq waits on the socket (connect steps, housekeeping) */
 	struct event timer;          /* connect timeout */
 	struct exec_job job;         /* a connect step running on the executor */
@@ -68,6 +68,7 @@ struct server {
 	uint8_t tx_status;           /* from the last ReadyForQuery: 'I', 'T' or 'E' */
 	double connected_at;         /* rt_now() when the connection was made */
 	double idle_since;           /* rt_now() when it last became idle */
+	bool fresh;                  /* just connected or checked: no check before next use */
 
 	/* housekeeping */
 	unsigned hk_plan;            /* enum server_hk bits still to run */
@@ -110,6 +111,9 @@ void server_disconnect(server_t *s, const char *fmt, ...) __attribute__((format(
 /* Cancels the query running on S (for its linked client) with PQcancel on the executor.
  * Until that ends, S is not handed to another client. */
 void server_cancel(server_t *s);
+
+/* The index of NAME (any case) in server_param_names, or -1. */
+int server_param_index(const char *name);
 
 /* Records a ParameterStatus the relay passed to the client. */
 void server_param_seen(server_t *s, const char *name, const char *value);

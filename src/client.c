@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event_struct.h>
 
 #include "auth.h"
@@ -102,7 +101,7 @@ static void send_out(client_t *c)
 		client_disconnect(c, NULL, "out of memory building a message");
 		return;
 	}
-	bufferevent_write(c->bev, out.data, out.len);
+	stream_write(&c->st, out.data, out.len);
 	pbuf_reset(&out);
 }
 
@@ -270,15 +269,15 @@ static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, c
 	if (can_send) {
 		proto_build_error(&out, "FATAL", sqlstate, msg, detail, hint);
 		if (!out.failed)
-			bufferevent_write(c->bev, out.data, out.len);
+			stream_write(&c->st, out.data, out.len);
 		pbuf_reset(&out);
 	}
 	client_set_state(c, CL_CLOSING);
 	nclients--;
 	free_login_state(c);
-	bufferevent_disable(c->bev, EV_READ);
+	stream_set_read(&c->st, false);
 	timer_set(c, CT_DRAIN, CLOSE_DRAIN_SEC);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+	if (evbuffer_get_length(c->st.out) == 0) {
 		c->drained = true;
 		reaper_schedule();
 	}
@@ -318,8 +317,7 @@ static void client_free(client_t *c)
 {
 	cancel_unregister(c);
 	event_del(&c->timer);
-	if (c->bev)
-		bufferevent_free(c->bev);
+	stream_free(&c->st);
 	free_login_state(c);
 	free(c->user);
 	free(c->database);
@@ -386,8 +384,7 @@ static bool at_release_point(client_t *c, server_t *s)
 {
 	return s->state == SV_ACTIVE && s->out_syncs == 0 && !s->mid_ext && s->msg_pending == 0 &&
 	       c->msg_pending == 0 && !s->cancel_running &&
-	       evbuffer_get_length(bufferevent_get_input(s->bev)) == 0 &&
-	       evbuffer_get_length(bufferevent_get_output(s->bev)) == 0;
+	       evbuffer_get_length(s->st.in) == 0 && evbuffer_get_length(s->st.out) == 0;
 }
 
 static void on_idle_input(client_t *c);
@@ -408,7 +405,7 @@ void client_maybe_release(client_t *c)
 	c->server = NULL;
 	client_set_state(c, CL_IDLE);
 	server_release(s);
-	if (c->state == CL_IDLE && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+	if (c->state == CL_IDLE && evbuffer_get_length(c->st.in) > 0)
 		on_idle_input(c);
 }
 
@@ -418,7 +415,7 @@ static void on_idle_input(client_t *c)
 {
 	uint8_t type = 0;
 	uint32_t len = 0;
-	switch (relay_peek_header(bufferevent_get_input(c->bev), (uint32_t)rt->cfg->max_packet_size,
+	switch (relay_peek_header(c->st.in, (uint32_t)rt->cfg->max_packet_size,
 				  &type, &len)) {
 	case PROTO_NEED_MORE:
 		return;
@@ -600,6 +597,7 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 	}
 	uint64_t sig = 0xcbf29ce484222325ull; /* FNV-1a over the parameters, in order */
 	for (int i = 0; i < c->nparams; i++) {
+		c->param_report[i] = (int8_t)server_param_index(c->param_names[i]);
 		for (const char *q = c->param_names[i]; *q; q++)
 			sig = (sig ^ (uint8_t)*q) * 0x100000001b3ull;
 		sig = (sig ^ '=') * 0x100000001b3ull;
@@ -644,7 +642,7 @@ static void on_startup_packet(client_t *c, struct evbuffer *in, uint32_t len)
 	switch (st.kind) {
 	case STARTUP_SSL:
 	case STARTUP_GSSENC:
-		bufferevent_write(c->bev, "N", 1);
+		stream_write(&c->st, "N", 1);
 		return;
 	case STARTUP_CANCEL:
 		on_cancel_request(st.cancel_pid, st.cancel_key);
@@ -715,7 +713,7 @@ static void on_auth_message(client_t *c, const uint8_t *body, uint32_t blen)
 
 static void on_login_input(client_t *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->st.in;
 	while (c->state == CL_LOGIN) {
 		uint8_t hdr[8];
 		ev_ssize_t n = evbuffer_copyout(in, hdr, sizeof(hdr));
@@ -764,12 +762,13 @@ static void on_login_input(client_t *c)
 
 /* ---- events -------------------------------------------------------------------------- */
 
-static void client_read_cb(struct bufferevent *bev, void *arg)
+static void client_read_cb(struct stream *st, void *arg)
 {
 	client_t *c = arg;
 	switch (c->state) {
 	case CL_LOGIN:
 		on_login_input(c);
+		stream_input_consumed(st);
 		break;
 	case CL_ACTIVE:
 		relay_client_to_server(c);
@@ -778,18 +777,18 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 		on_idle_input(c);
 		break;
 	case CL_WAITING:
-		break; /* kept until a server is linked; the read watermark bounds it */
+		break; /* kept until a server is linked; read_high bounds it */
 	case CL_CLOSING:
-		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		evbuffer_drain(st->in, evbuffer_get_length(st->in));
 		break;
 	}
 }
 
-static void client_write_cb(struct bufferevent *bev, void *arg)
+static void client_drain_cb(struct stream *st, void *arg)
 {
 	client_t *c = arg;
 	if (c->state == CL_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		if (evbuffer_get_length(st->out) == 0) {
 			c->drained = true;
 			reaper_schedule();
 		}
@@ -798,22 +797,25 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+static void client_event_cb(struct stream *st, enum stream_event ev, void *arg)
 {
 	client_t *c = arg;
-	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
-		return;
 	if (c->state == CL_CLOSING) {
 		c->drained = true;
 		reaper_schedule();
 		return;
 	}
-	if (what & BEV_EVENT_ERROR)
-		client_disconnect(c, NULL, "socket error: %s",
-				  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	if (ev == STREAM_ERROR)
+		client_disconnect(c, NULL, "socket error: %s", evutil_socket_error_to_string(st->err));
 	else
 		client_disconnect(c, NULL, "client closed the connection");
 }
+
+static const struct stream_ops client_stream_ops = {
+	.on_read = client_read_cb,
+	.on_drain = client_drain_cb,
+	.on_event = client_event_cb,
+};
 
 static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -899,20 +901,17 @@ void client_accept(int fd, const struct sockaddr *sa, int salen)
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
-	c->bev = bufferevent_socket_new(rt->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->bev) {
+	if (!stream_init(&c->st, rt->base, fd, true, &client_stream_ops, c)) {
 		close(fd);
 		free(c);
 		return;
 	}
 	cancel_register(c);
-	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
-	relay_setup_bev(c->bev);
 	evtimer_assign(&c->timer, rt->base, client_timer_cb, c);
 	client_set_state(c, CL_LOGIN);
 	nclients++;
 	c->too_many = nclients > rt->cfg->max_client_conn;
 	timer_set(c, CT_LOGIN, rt->cfg->client_login_timeout);
 	log_debug("client %llu %s: accepted", (unsigned long long)c->id, c->addr);
-	bufferevent_enable(c->bev, EV_READ);
+	stream_set_read(&c->st, true);
 }

@@ -8,15 +8,16 @@
  * The client side counts what it sent that awaits a ReadyForQuery (Query, Sync,
  * FunctionCall) and whether an extended-protocol sequence is open, so the server's state
  * is known clean exactly when nothing is outstanding.
- * Back-pressure: when the destination has RELAY_HIGH_WATER queued, moving stops; the
- * source's read watermark then stops reading its socket; the destination's write
- * callback (at RELAY_LOW_WATER) resumes the relay. */
+ * Writes are gathered: the pumps move every message available, then one stream_flush
+ * per side writes them with one writev.
+ * Back-pressure: when the destination still has RELAY_HIGH_WATER queued after a write
+ * attempt, moving stops; the source stream then stops reading its socket at its
+ * read_high; the destination's drain callback resumes the relay. */
 #include "relay.h"
 
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 
 #include "client.h"
 #include "config.h"
@@ -25,20 +26,13 @@
 #include "proto.h"
 #include "runtime.h"
 #include "server.h"
+#include "stream.h"
 
 static struct runtime *rt;
 
 #define MAX_INSPECT 8192 /* ParameterStatus larger than this is passed without tracking */
 
 void relay_init(struct runtime *r) { rt = r; }
-
-void relay_setup_bev(struct bufferevent *bev)
-{
-	bufferevent_setwatermark(bev, EV_READ, 0, RELAY_HIGH_WATER);
-	bufferevent_setwatermark(bev, EV_WRITE, RELAY_LOW_WATER, 0);
-	bufferevent_set_max_single_read(bev, RELAY_MAX_READ);
-	bufferevent_set_max_single_write(bev, RELAY_MAX_READ);
-}
 
 /* Moves up to *pending bytes from IN to OUT; returns false if nothing could move. */
 static bool move_body(struct evbuffer *in, struct evbuffer *out, uint32_t *pending)
@@ -64,17 +58,23 @@ enum proto_frame relay_peek_header(struct evbuffer *in, uint32_t max_len, uint8_
 	return proto_frame(hdr, sizeof(hdr), max_len, type, len);
 }
 
-void relay_client_to_server(client_t *c)
+/* True if DST's output is over the high-water mark even after a write attempt. */
+static bool dst_full(struct stream *dst)
 {
-	server_t *s = c->server;
-	if (!s || s->state != SV_ACTIVE || c->state != CL_ACTIVE)
-		return;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	if (evbuffer_get_length(dst->out) < RELAY_HIGH_WATER)
+		return false;
+	stream_flush(dst);
+	return evbuffer_get_length(dst->out) >= RELAY_HIGH_WATER;
+}
+
+static void pump_client(client_t *c, server_t *s)
+{
+	struct evbuffer *in = c->st.in;
+	struct evbuffer *out = s->st.out;
 
 	for (;;) {
-		if (evbuffer_get_length(out) >= RELAY_HIGH_WATER)
-			return; /* resumed by the server's write callback */
+		if (dst_full(&s->st))
+			return; /* resumed by the server's drain callback */
 		if (c->msg_pending == 0) {
 			uint8_t type = 0;
 			uint32_t len = 0;
@@ -145,17 +145,14 @@ static bool inspect_server_msg(server_t *s, struct evbuffer *in, struct evbuffer
 	return true;
 }
 
-void relay_server_to_client(server_t *s)
+static void pump_server(server_t *s, client_t *c)
 {
-	client_t *c = s->client;
-	if (!c || s->state != SV_ACTIVE || c->state != CL_ACTIVE)
-		return;
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *in = s->st.in;
+	struct evbuffer *out = c->st.out;
 
 	for (;;) {
-		if (evbuffer_get_length(out) >= RELAY_HIGH_WATER)
-			return; /* resumed by the client's write callback */
+		if (dst_full(&c->st))
+			return; /* resumed by the client's drain callback */
 		if (s->msg_pending == 0) {
 			uint8_t type = 0;
 			uint32_t len = 0;
@@ -186,4 +183,28 @@ void relay_server_to_client(server_t *s)
 		if (!move_body(in, out, &s->msg_pending))
 			return;
 	}
+}
+
+/* The pumps move what is there; the one write per wake-up happens here, after them, so
+ * every message moved in this wake-up goes out in one writev. */
+void relay_client_to_server(client_t *c)
+{
+	server_t *s = c->server;
+	if (!s || s->state != SV_ACTIVE || c->state != CL_ACTIVE)
+		return;
+	pump_client(c, s);
+	if (s->state != SV_CLOSING)
+		stream_flush(&s->st);
+	stream_input_consumed(&c->st);
+}
+
+void relay_server_to_client(server_t *s)
+{
+	client_t *c = s->client;
+	if (!c || s->state != SV_ACTIVE || c->state != CL_ACTIVE)
+		return;
+	pump_server(s, c);
+	stream_flush(&c->st);
+	if (s->state != SV_CLOSING)
+		stream_input_consumed(&s->st);
 }

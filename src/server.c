@@ -2,7 +2,7 @@
  * Connecting: PQconnectStartParams and every PQconnectPoll step run on the executor
  * (they may resolve host names, run SCRAM's PBKDF2, do a TLS handshake); the loop only
  * waits on PQsocket() between steps, re-armed each time. Once connected, the relay owns
- * the socket through a bufferevent; libpq takes it back only at a ReadyForQuery boundary
+ * the socket through a stream; libpq takes it back only at a ReadyForQuery boundary
  * for housekeeping (rollback, server_reset_query, parameter sync) with its async API.
  * Reported parameters: libpq learns the ones it sees; the relay reports the ones it
  * passes (server_param_seen). When the two disagree before a libpq query, the truth is
@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 
 #include "client.h"
 #include "config.h"
@@ -102,6 +101,14 @@ static void set_param(server_t *s, int i, const char *value)
 	s->params[i] = dup_or_null(value);
 }
 
+int server_param_index(const char *name)
+{
+	for (int i = 0; i < SERVER_NPARAMS; i++)
+		if (strcasecmp(server_param_names[i], name) == 0)
+			return i;
+	return -1;
+}
+
 void server_param_seen(server_t *s, const char *name, const char *value)
 {
 	for (int i = 0; i < SERVER_NPARAMS; i++) {
@@ -147,8 +154,8 @@ void server_disconnect(server_t *s, const char *fmt, ...)
 	server_set_state(s, SV_CLOSING);
 	event_del(&s->pq_ev);
 	evtimer_del(&s->timer);
-	if (s->bev)
-		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	if (s->st.in)
+		stream_set_read(&s->st, false);
 	if (c) {
 		c->server = NULL;
 		client_disconnect(c, "08006", "server connection lost: %s", reason);
@@ -166,8 +173,7 @@ static void server_free(server_t *s)
 {
 	if (s->cancel)
 		PQfreeCancel(s->cancel);
-	if (s->bev)
-		bufferevent_free(s->bev);
+	stream_free(&s->st);
 	if (s->conn)
 		PQfinish(s->conn);
 	for (int i = 0; i < SERVER_NPARAMS; i++)
@@ -236,9 +242,7 @@ static void connect_wait(server_t *s, short what)
 	event_add(&s->pq_ev, NULL);
 }
 
-static void server_read_cb(struct bufferevent *bev, void *arg);
-static void server_write_cb(struct bufferevent *bev, void *arg);
-static void server_event_cb(struct bufferevent *bev, short what, void *arg);
+static const struct stream_ops server_stream_ops;
 
 static void on_connected(server_t *s)
 {
@@ -248,17 +252,15 @@ static void on_connected(server_t *s)
 		connect_failed(s, PQerrorMessage(s->conn));
 		return;
 	}
-	s->bev = bufferevent_socket_new(rt->base, PQsocket(s->conn), 0);
-	if (!s->bev) {
+	if (!stream_init(&s->st, rt->base, PQsocket(s->conn), false, &server_stream_ops, s)) {
 		server_disconnect(s, "out of memory");
 		return;
 	}
-	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
-	relay_setup_bev(s->bev);
-	bufferevent_enable(s->bev, EV_READ);
+	stream_set_read(&s->st, true);
 	params_from_libpq(s);
 	s->tx_status = 'I';
 	s->connected_at = s->idle_since = rt_now();
+	s->fresh = true;
 	pool_connect_ok(s->pool);
 	log_info("server %llu (%s/%s): connected, backend pid %d", (unsigned long long)s->id,
 		 s->pool->dbname, s->pool->user, PQbackendPID(s->conn));
@@ -347,7 +349,7 @@ bool server_connect(pool_t *pool)
 
 /* ---- relay-time callbacks ------------------------------------------------------------ */
 
-static void server_read_cb(struct bufferevent *bev, void *arg)
+static void server_read_cb(struct stream *st, void *arg)
 {
 	server_t *s = arg;
 	switch (s->state) {
@@ -362,22 +364,27 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void server_write_cb(struct bufferevent *bev, void *arg)
+static void server_drain_cb(struct stream *st, void *arg)
 {
 	server_t *s = arg;
 	if (s->state == SV_ACTIVE && s->client)
 		relay_client_to_server(s->client);
 }
 
-static void server_event_cb(struct bufferevent *bev, short what, void *arg)
+static void server_event_cb(struct stream *st, enum stream_event ev, void *arg)
 {
 	server_t *s = arg;
-	if (what & BEV_EVENT_EOF)
+	if (ev == STREAM_EOF)
 		server_disconnect(s, "server closed the connection");
-	else if (what & BEV_EVENT_ERROR)
-		server_disconnect(s, "socket error: %s",
-				  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	else
+		server_disconnect(s, "socket error: %s", evutil_socket_error_to_string(st->err));
 }
+
+static const struct stream_ops server_stream_ops = {
+	.on_read = server_read_cb,
+	.on_drain = server_drain_cb,
+	.on_event = server_event_cb,
+};
 
 /* ---- housekeeping -------------------------------------------------------------------- */
 
@@ -425,7 +432,7 @@ static void hk_finish(server_t *s)
 		server_disconnect(s, "shutting down");
 		return;
 	}
-	bufferevent_enable(s->bev, EV_READ);
+	stream_set_read(&s->st, true);
 	if (s->client) {
 		server_set_state(s, SV_ACTIVE);
 		client_on_server_ready(s->client);
@@ -456,10 +463,9 @@ static int sync_params(server_t *s, const char **vals, int max)
 	for (int i = 0; i < c->nparams && n + 2 <= max; i++) {
 		/* reported parameters: compare with the server's value; others: known applied
 		 * when the server last synced this same set */
-		bool same = s->applied_sig == c->param_sig;
-		for (int k = 0; k < SERVER_NPARAMS; k++)
-			if (strcasecmp(server_param_names[k], c->param_names[i]) == 0)
-				same = str_eq(s->params[k], c->param_values[i]);
+		int k = c->param_report[i];
+		bool same = k >= 0 ? str_eq(s->params[k], c->param_values[i])
+				   : s->applied_sig == c->param_sig;
 		if (same)
 			continue;
 		vals[n++] = c->param_names[i];
@@ -561,6 +567,8 @@ static void hk_step_done(server_t *s)
 		server_disconnect(s, "not idle after %s", hk_name(step));
 		return;
 	}
+	if (step == HK_CHECK)
+		s->fresh = true;
 	if (step == HK_RESET)
 		s->applied_sig = 0;
 	else if (step == HK_SYNC && s->client)
@@ -606,7 +614,7 @@ static void hk_start(server_t *s, unsigned plan)
 {
 	s->hk_plan = plan;
 	server_set_state(s, SV_HOUSEKEEPING);
-	bufferevent_disable(s->bev, EV_READ);
+	stream_set_read(&s->st, false);
 	hk_next(s);
 }
 
@@ -642,8 +650,7 @@ void server_release(server_t *s)
 		return;
 	}
 	if (s->msg_pending || s->out_syncs || s->mid_ext ||
-	    evbuffer_get_length(bufferevent_get_input(s->bev)) ||
-	    evbuffer_get_length(bufferevent_get_output(s->bev))) {
+	    evbuffer_get_length(s->st.in) || evbuffer_get_length(s->st.out)) {
 		server_disconnect(s, "client left in the middle of a query");
 		return;
 	}
@@ -662,7 +669,11 @@ void server_release(server_t *s)
 bool server_check_if_stale(server_t *s)
 {
 	const struct config *cfg = rt->cfg;
-	if (!cfg->server_check_query[0] || rt_now() - s->idle_since < cfg->server_check_delay)
+	/* Just connected or checked (within a second): good for this hand-out. */
+	bool fresh = s->fresh;
+	s->fresh = false;
+	double idle = rt_now() - s->idle_since;
+	if ((fresh && idle < 1.0) || !cfg->server_check_query[0] || idle < cfg->server_check_delay)
 		return false;
 	hk_start(s, HK_CHECK);
 	return true;
