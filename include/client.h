@@ -44,6 +44,15 @@ enum client_timer {
 	CT_DRAIN,     /* closing: time to read the last words */
 };
 
+#define CLIENT_MAX_PARAMS 80 /* startup parameters plus "options" settings */
+
+/* A startup parameter (or an "options" -c setting); strings point into the packet. */
+struct client_param {
+	const char *name;
+	const char *value;
+	int report; /* index in server_param_names, or -1 */
+};
+
 struct client {
 	struct list node;           /* in the list of its state */
 	enum client_state state;
@@ -59,9 +68,7 @@ struct client {
 	char *user;                 /* owned copies */
 	char *database;
 	int nparams;                /* startup parameters to apply on the server */
-	const char *param_names[64 + 16];
-	const char *param_values[64 + 16];
-	int8_t param_report[64 + 16];  /* index in server_param_names, or -1 */
+	struct client_param *params; /* nparams of them, allocated once at login */
 	char *options_copy;         /* parsed "options" (-c name=value) storage */
 	uint8_t md5_salt[4];
 	struct scram_server *scram;

@@ -180,6 +180,8 @@ static void free_login_state(client_t *c)
 	c->options_copy = NULL;
 	free(c->scram);
 	c->scram = NULL;
+	free(c->params);
+	c->params = NULL;
 	c->nparams = 0;
 }
 
@@ -551,9 +553,7 @@ static bool parse_options(client_t *c, const char *options, int max)
 		for (char *q = setting; *q; q++)
 			if (*q == '-')
 				*q = '_';
-		c->param_names[c->nparams] = setting;
-		c->param_values[c->nparams] = eq + 1;
-		c->nparams++;
+		c->params[c->nparams++] = (struct client_param){setting, eq + 1, -1};
 	}
 	return !expect_value;
 }
@@ -571,7 +571,18 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 		client_disconnect(c, "53200", "out of memory");
 		return;
 	}
-	const int max = (int)(sizeof(c->param_names) / sizeof(c->param_names[0]));
+	int max = st->nparams; /* plus one per '=' of "options", an upper bound of its settings */
+	for (int i = 0; i < st->nparams; i++)
+		if (strcmp(st->names[i], "options") == 0)
+			for (const char *q = st->values[i]; *q; q++)
+				max += *q == '=';
+	if (max > CLIENT_MAX_PARAMS)
+		max = CLIENT_MAX_PARAMS; /* parse_options refuses more */
+	c->params = calloc((size_t)max + 1, sizeof(*c->params));
+	if (!c->params) {
+		client_disconnect(c, "53200", "out of memory");
+		return;
+	}
 	for (int i = 0; i < st->nparams; i++) {
 		if (strcmp(st->names[i], "replication") == 0) {
 			client_disconnect(c, "0A000", "replication connections are not supported");
@@ -587,21 +598,15 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 			}
 			continue;
 		}
-		if (c->nparams >= max) {
-			client_disconnect(c, "08P01", "too many startup parameters");
-			return;
-		}
-		c->param_names[c->nparams] = st->names[i];
-		c->param_values[c->nparams] = st->values[i];
-		c->nparams++;
+		c->params[c->nparams++] = (struct client_param){st->names[i], st->values[i], -1};
 	}
 	uint64_t sig = 0xcbf29ce484222325ull; /* FNV-1a over the parameters, in order */
 	for (int i = 0; i < c->nparams; i++) {
-		c->param_report[i] = (int8_t)server_param_index(c->param_names[i]);
-		for (const char *q = c->param_names[i]; *q; q++)
+		c->params[i].report = server_param_index(c->params[i].name);
+		for (const char *q = c->params[i].name; *q; q++)
 			sig = (sig ^ (uint8_t)*q) * 0x100000001b3ull;
 		sig = (sig ^ '=') * 0x100000001b3ull;
-		for (const char *q = c->param_values[i]; *q; q++)
+		for (const char *q = c->params[i].value; *q; q++)
 			sig = (sig ^ (uint8_t)*q) * 0x100000001b3ull;
 		sig = (sig ^ 0) * 0x100000001b3ull;
 	}

@@ -463,25 +463,25 @@ static int sync_params(server_t *s, const char **vals, int max)
 	for (int i = 0; i < c->nparams && n + 2 <= max; i++) {
 		/* reported parameters: compare with the server's value; others: known applied
 		 * when the server last synced this same set */
-		int k = c->param_report[i];
-		bool same = k >= 0 ? str_eq(s->params[k], c->param_values[i])
-				   : s->applied_sig == c->param_sig;
+		const struct client_param *p = &c->params[i];
+		bool same = p->report >= 0 ? str_eq(s->params[p->report], p->value)
+					   : s->applied_sig == c->param_sig;
 		if (same)
 			continue;
-		vals[n++] = c->param_names[i];
-		vals[n++] = c->param_values[i];
+		vals[n++] = p->name;
+		vals[n++] = p->value;
 	}
 	return n / 2;
 }
 
 static bool hk_send_sync(server_t *s, bool *sent)
 {
-	const char *vals[2 * 80];
-	int n = sync_params(s, vals, 2 * 80);
+	const char *vals[2 * CLIENT_MAX_PARAMS];
+	int n = sync_params(s, vals, 2 * CLIENT_MAX_PARAMS);
 	*sent = n > 0;
 	if (!n)
 		return true;
-	char sql[80 * 48];
+	char sql[CLIENT_MAX_PARAMS * 48];
 	size_t off = (size_t)snprintf(sql, sizeof(sql), "SELECT");
 	for (int i = 0; i < n; i++)
 		off += (size_t)snprintf(sql + off, sizeof(sql) - off,
