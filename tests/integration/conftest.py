@@ -163,7 +163,9 @@ class Postgres:
             raise RuntimeError(f"{argv[0]} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
         return r
 
-    def start(self):
+    def start(self, bench=True):
+        """initdb, start, roles app and md5user; with BENCH (the session cluster) also the
+        databases bench (pgbench -i -s 1) and pooldb."""
         os.makedirs(self.sockdir)
         if IS_ROOT:
             pw = pwd.getpwnam("postgres")
@@ -181,6 +183,25 @@ class Postgres:
                     "host all all 127.0.0.1/32 scram-sha-256\n"
                     "host all all ::1/128 scram-sha-256\n")
         os.chown(hba, st.st_uid, st.st_gid)
+        self.pg_ctl_start()
+        self.psql_super("""
+            SET password_encryption = 'scram-sha-256';
+            CREATE ROLE app LOGIN PASSWORD 'apppass';
+            SET password_encryption = 'md5';
+            CREATE ROLE md5user LOGIN PASSWORD 'md5pass';
+        """)
+        if not bench:
+            return
+        self.psql_super("CREATE DATABASE bench OWNER app;")
+        self.psql_super("CREATE DATABASE pooldb OWNER app;")
+        r = subprocess.run([self.pgbench_bin, "-i", "-s", "1", "-q", "-h", self.host, "-p",
+                            str(self.port), "-U", APP_USER, "bench"], capture_output=True,
+                           text=True, timeout=180, env=clean_env(PGPASSWORD=APP_PASS))
+        if r.returncode != 0:
+            raise RuntimeError(f"pgbench -i failed:\n{r.stdout}\n{r.stderr}")
+
+    def pg_ctl_start(self):
+        """Starts the (initialised) cluster, again on the same port after pg_ctl_stop."""
         opts = (f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 "
                 "-c max_connections=300 -c fsync=off -c synchronous_commit=off "
                 "-c full_page_writes=off")
@@ -188,19 +209,12 @@ class Postgres:
                    self.datadir, "-l", self.logfile, "-o", opts], timeout=90)
         with open(os.path.join(self.datadir, "postmaster.pid")) as f:
             self.pid = int(f.readline().strip())
-        self.psql_super("""
-            SET password_encryption = 'scram-sha-256';
-            CREATE ROLE app LOGIN PASSWORD 'apppass';
-            SET password_encryption = 'md5';
-            CREATE ROLE md5user LOGIN PASSWORD 'md5pass';
-            CREATE DATABASE bench OWNER app;
-            CREATE DATABASE pooldb OWNER app;
-        """)
-        r = subprocess.run([self.pgbench_bin, "-i", "-s", "1", "-q", "-h", self.host, "-p",
-                            str(self.port), "-U", APP_USER, "bench"], capture_output=True,
-                           text=True, timeout=180, env=clean_env(PGPASSWORD=APP_PASS))
-        if r.returncode != 0:
-            raise RuntimeError(f"pgbench -i failed:\n{r.stdout}\n{r.stderr}")
+
+    def pg_ctl_stop(self, mode="fast"):
+        """pg_ctl -m MODE stop -w (this cluster's data directory, i.e. its postmaster PID)."""
+        self._run([os.path.join(self.bindir, "pg_ctl"), "stop", "-w", "-t", "60", "-m", mode,
+                   "-D", self.datadir], timeout=90)
+        self.pid = None
 
     def psql_super(self, sql, db="postgres"):
         """Runs SQL as the superuser over the unix socket; returns stdout (unaligned)."""
@@ -269,6 +283,36 @@ def pg(session_root):
         server.stop()
 
 
+@pytest.fixture
+def pg_cluster(session_root):
+    """make() -> a new throwaway PostgreSQL 15 (its own data directory and port; roles app
+    and md5user, no bench database) for tests that stop, restart or reconfigure it. Every
+    cluster made is stopped by its postmaster PID at teardown and its files removed."""
+    made = []
+
+    def make():
+        root = tempfile.mkdtemp(prefix="pgx-", dir=session_root)
+        os.chmod(root, 0o755)
+        server = Postgres(os.path.join(root, "pg"))
+        os.makedirs(server.root, mode=0o755)
+        made.append((root, server))
+        try:
+            server.start(bench=False)
+        except Exception:
+            if os.path.exists(server.logfile):
+                with open(server.logfile) as f:
+                    print(f.read()[-4000:])
+            raise
+        return server
+
+    try:
+        yield make
+    finally:
+        for root, server in made:
+            server.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------
 # pgcoro instances
 
@@ -285,7 +329,8 @@ class Pgcoro:
 
     host = "127.0.0.1"
 
-    def __init__(self, name, workdir, pg, settings, databases, users, direct):
+    def __init__(self, name, workdir, pg, settings, databases, users, direct,
+                 user_settings=None):
         self.name = name
         self.workdir = workdir
         self.pg = pg
@@ -329,6 +374,10 @@ class Pgcoro:
             f.write("\n[databases]\n")
             for k, v in databases.items():
                 f.write(f"{k} = {v}\n")
+            if user_settings:
+                f.write("\n[users]\n")
+                for k, v in user_settings.items():
+                    f.write(f"{k} = {v}\n")
 
     # -- lifecycle
     def start(self, bin_path):
@@ -463,8 +512,10 @@ def pgcoro_bin():
 @pytest.fixture
 def pgcoro_factory(request, pg, pgcoro_bin, session_root):
     """start(settings=None, databases=None, users=None, replace_databases=False,
-    replace_users=False) -> Pgcoro. Every instance is stopped at teardown, which asserts
-    exit code 0 and a sanitizer-clean log."""
+    replace_users=False, user_settings=None) -> Pgcoro. USERS are auth_file entries
+    (name -> password); USER_SETTINGS are [users] entries (name -> "pool_mode=... ...").
+    Every instance is stopped at teardown, which asserts exit code 0 and a sanitizer-clean
+    log."""
     instances = []
     request.node._pgcoro_instances = instances
     counter = [0]
@@ -481,7 +532,7 @@ def pgcoro_factory(request, pg, pgcoro_bin, session_root):
     timer.start()
 
     def start(settings=None, databases=None, users=None, replace_databases=False,
-              replace_users=False):
+              replace_users=False, user_settings=None):
         counter[0] += 1
         name = f"{request.node.name}-{counter[0]}"
         workdir = tempfile.mkdtemp(prefix="pgc-", dir=session_root)
@@ -490,7 +541,7 @@ def pgcoro_factory(request, pg, pgcoro_bin, session_root):
         dbs.update(databases or {})
         users_ = {} if replace_users else default_users()
         users_.update(users or {})
-        inst = Pgcoro(name, workdir, pg, settings or {}, dbs, users_, DIRECT)
+        inst = Pgcoro(name, workdir, pg, settings or {}, dbs, users_, DIRECT, user_settings)
         instances.append(inst)
         if not DIRECT:
             inst.start(pgcoro_bin)
@@ -864,3 +915,109 @@ class RssSampler:
 def direct():
     """True when the suite runs against PostgreSQL itself (PGCORO_TEST_DIRECT=1)."""
     return DIRECT
+
+
+# ---------------------------------------------------------------------------------------
+# helpers for the pooling-mode, cancel, timeout, limit and restart tests
+
+CANCEL_REQUEST_CODE = 80877102
+
+
+def wait_until(pred, what, timeout=20.0, interval=0.05):
+    """Polls PRED until it returns a true value (returned); AssertionError after TIMEOUT."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(interval)
+
+
+def pg_rows(pg, sql, args=None, db="postgres"):
+    """Runs SQL on PostgreSQL itself (PG: a Postgres) as the superuser; the rows or None."""
+    c = pg.super_connect(db)
+    try:
+        cur = c.cursor()
+        cur.execute(sql, args)
+        return cur.fetchall() if cur.description else None
+    finally:
+        c.close()
+
+
+def client_backends(pg, db, user=None):
+    """[(pid, usename, state, query)] of PostgreSQL's client backends on database DB (and
+    user USER), not counting the asking one."""
+    sql = ("select pid, usename, state, query from pg_stat_activity where datname = %s "
+           "and backend_type = 'client backend' and pid <> pg_backend_pid()")
+    args = [db]
+    if user is not None:
+        sql += " and usename = %s"
+        args.append(user)
+    return pg_rows(pg, sql + " order by pid", args)
+
+
+def recreate_database(pg, name, owner=APP_USER, setup_sql=None):
+    """Drops (forcing out its sessions) and creates database NAME owned by OWNER, then runs
+    SETUP_SQL in it as the superuser."""
+    pg.psql_super(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);\n"
+                  f"CREATE DATABASE {name} OWNER {owner};")
+    if setup_sql:
+        pg.psql_super(setup_sql, db=name)
+
+
+def send_cancel_request(pid, key, host="127.0.0.1", port=None, unix_dir=None, timeout=20.0):
+    """Sends a CancelRequest (PID, KEY) on a new connection (TCP, or the unix socket in
+    UNIX_DIR) and waits, up to TIMEOUT, for the peer to close it. Returns True if it
+    closed without sending anything (what PostgreSQL does)."""
+    if unix_dir:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(os.path.join(unix_dir, f".s.PGSQL.{port}"))
+    else:
+        s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        s.sendall(struct.pack("!IIII", 16, CANCEL_REQUEST_CODE, pid & 0xFFFFFFFF,
+                              key & 0xFFFFFFFF))
+        try:
+            data = s.recv(1)
+        except ConnectionResetError:
+            return True
+        return data == b""
+    finally:
+        s.close()
+
+
+def wire_exec(w, sql):
+    """Sends SQL as a simple query on Wire W and reads to its end. Returns (rows, errors,
+    ready): ERRORS the ErrorResponse field dicts, READY the transaction status byte of
+    the ReadyForQuery (str) or None if the connection closed first. Socket timeouts
+    propagate (a hang is never mistaken for an answer)."""
+    w.send(Wire.msg("Q", sql.encode() + b"\0"))
+    rows, errors = [], []
+    try:
+        while True:
+            t, p = w.read_msg()
+            if t == "T":
+                rows = []
+            elif t == "D":
+                n = struct.unpack("!H", p[:2])[0]
+                off, row = 2, []
+                for _ in range(n):
+                    ln = struct.unpack("!i", p[off:off + 4])[0]
+                    off += 4
+                    if ln < 0:
+                        row.append(None)
+                    else:
+                        row.append(p[off:off + ln].decode())
+                        off += ln
+                rows.append(row)
+            elif t == "E":
+                errors.append(parse_fields(p))
+            elif t == "N":
+                w.notices.append(parse_fields(p))
+            elif t == "Z":
+                return rows, errors, p.decode()
+    except ConnectionClosed:
+        return rows, errors, None

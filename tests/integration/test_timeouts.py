@@ -1,0 +1,358 @@
+"""Timeouts: client_login_timeout, query_wait_timeout, client_idle_timeout,
+idle_transaction_timeout, query_timeout (the server is kept), server_idle_timeout,
+server_lifetime, and server_check_query/server_check_delay (observable check, failing
+check closes the server and the client gets another)."""
+
+import re
+import socket
+import time
+
+import pytest
+
+from conftest import (APP_PASS, APP_USER, ConnectionClosed, Wire, client_backends,
+                      pg_rows, recreate_database, wait_until, wire_exec)
+
+pytestmark = pytest.mark.pooler_only
+
+DB = "tmodb"
+IDLE_IN_XACT = ("idle in transaction", "idle in transaction (aborted)")
+CHECK_QUERY = "select 1 /*pgcoro-check*/"
+# fails (division by zero) on a backend whose pid is listed in check_bad
+FAILING_CHECK = ("select 1 / (select count(*) = 0 from public.check_bad "
+                 "where pid = pg_backend_pid())::int /*pgcoro-check*/")
+
+
+@pytest.fixture(scope="module")
+def tmodb(pg):
+    recreate_database(pg, DB, setup_sql="""
+        CREATE TABLE t_lock (a int); ALTER TABLE t_lock OWNER TO app;
+        CREATE TABLE check_bad (pid int); ALTER TABLE check_bad OWNER TO app;
+    """)
+    pg.psql_super(f"ALTER DATABASE {DB} SET log_statement = 'all';")
+    yield DB
+    pg.psql_super(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE);")
+
+
+def start(pgcoro_factory, pg, pool_size=None, pool_mode="session", **settings):
+    conninfo = f"host=127.0.0.1 port={pg.port} dbname={DB} pool_mode={pool_mode}"
+    if pool_size:
+        conninfo += f" pool_size={pool_size}"
+    return pgcoro_factory(settings=settings, databases={DB: conninfo})
+
+
+def wire(inst, timeout=30.0):
+    w = Wire.to(inst, timeout=timeout)
+    w.login(APP_USER, APP_PASS, DB)
+    return w
+
+
+def one(w, sql):
+    rows, errs, ready = wire_exec(w, sql)
+    assert not errs and ready is not None, (sql, errs, ready)
+    return rows[0][0] if rows else None
+
+
+def expect_fatal(w, sqlstate, timeout=20.0):
+    """Reads (up to TIMEOUT, no query sent) an ErrorResponse with SQLSTATE, then the close."""
+    old = w.sock.gettimeout()
+    w.sock.settimeout(timeout)
+    try:
+        err = w.expect_error()
+    except socket.timeout:
+        raise AssertionError(f"no {sqlstate} error within {timeout} s")
+    except ConnectionClosed:
+        raise AssertionError(f"closed without the {sqlstate} error")
+    finally:
+        w.sock.settimeout(old)
+    assert err.get("C") == sqlstate, err
+    assert w.at_eof(timeout=20), f"connection still open after the {sqlstate} error"
+    return err
+
+
+def backend_pids(pg):
+    return {b[0] for b in client_backends(pg, DB)}
+
+
+def no_idle_in_xact(pg):
+    return not [b for b in client_backends(pg, DB) if b[2] in IDLE_IN_XACT]
+
+
+# ---------------------------------------------------------------------------------------
+# client_login_timeout
+
+
+def test_client_login_timeout(pgcoro_factory, pg, tmodb):
+    inst = start(pgcoro_factory, pg, client_login_timeout=1)
+    # stops answering after the startup packet (the SCRAM exchange never goes on)
+    stuck = Wire.to(inst, timeout=20)
+    stuck.send_startup(APP_USER, DB)
+    t, p = stuck.read_msg()
+    assert t == "R", t
+    silent = Wire.to(inst, timeout=20)      # never sends a byte
+    try:
+        for i in range(3):                  # others log in meanwhile
+            with wire(inst) as w:
+                assert one(w, f"select {i}") == str(i)
+                w.terminate()
+        err = expect_fatal(stuck, "08006")
+        assert "client_login_timeout" in err["M"], err
+        try:
+            t, p = silent.read_msg()
+            assert t == "E", f"silent client got {t!r}"
+            assert silent.at_eof(timeout=20)
+        except ConnectionClosed:
+            pass
+        except socket.timeout:
+            raise AssertionError("silent client still open 20 s after client_login_timeout=1")
+    finally:
+        stuck.close()
+        silent.close()
+    wait_until(lambda: inst.log_text().count("client_login_timeout") >= 2,
+               "two client_login_timeout log lines")
+    inst.assert_serving(db=DB)
+
+
+# ---------------------------------------------------------------------------------------
+# query_wait_timeout
+
+
+def test_query_wait_timeout(pgcoro_factory, pg, tmodb):
+    inst = start(pgcoro_factory, pg, pool_size=1, pool_mode="transaction",
+                 query_wait_timeout=1)
+    waiter = wire(inst)            # logged in while the server is free
+    holder = wire(inst)
+    try:
+        assert wire_exec(holder, "begin; select 1")[2] == "T"   # holds the only server
+        waiter.send(Wire.msg("Q", b"select 'never'\0"))
+        err = expect_fatal(waiter, "57014")
+        assert "query_wait_timeout" in err["M"], err
+        assert "no server connection became available" in err["M"], err
+        # the holder is unaffected; once it commits, others are served again
+        assert one(holder, "select 2") == "2"
+        assert wire_exec(holder, "commit")[2] == "I"
+        with wire(inst) as w:
+            assert one(w, "select 3") == "3"
+            w.terminate()
+        holder.terminate()
+    finally:
+        waiter.close()
+        holder.close()
+    assert "query_wait_timeout" in inst.log_text()
+    inst.assert_serving(db=DB)
+
+
+# ---------------------------------------------------------------------------------------
+# client_idle_timeout
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_client_idle_timeout(pgcoro_factory, pg, tmodb, mode):
+    inst = start(pgcoro_factory, pg, pool_size=2, pool_mode=mode, client_idle_timeout=2)
+    idle = wire(inst)
+    busy = wire(inst)
+    try:
+        assert one(idle, "select 1") == "1"
+        # a client that keeps sending is never idle long enough
+        deadline = time.monotonic() + 4
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            assert one(busy, f"select {n}") == str(n)
+            time.sleep(0.1)
+        err = expect_fatal(idle, "57P05")
+        assert "client_idle_timeout" in err["M"], err
+        assert one(busy, "select 'busy still here'") == "busy still here"
+        busy.terminate()
+    finally:
+        idle.close()
+        busy.close()
+    wait_until(lambda: no_idle_in_xact(pg), "no backend idle in transaction")
+    inst.assert_serving(db=DB)
+
+
+# ---------------------------------------------------------------------------------------
+# idle_transaction_timeout
+
+
+def t_lock_locks(pg):
+    return pg_rows(pg, "select l.pid, l.mode from pg_locks l join pg_class c on "
+                       "c.oid = l.relation where c.relname = 't_lock'", db=DB)
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_idle_transaction_timeout(pgcoro_factory, pg, tmodb, mode):
+    pg_rows(pg, "truncate t_lock", db=DB)
+    inst = start(pgcoro_factory, pg, pool_size=1, pool_mode=mode,
+                 idle_transaction_timeout=1)
+    w = wire(inst)
+    try:
+        # not in a transaction: idle longer than the timeout is fine
+        pid = one(w, "select pg_backend_pid()")
+        time.sleep(1.5)
+        assert one(w, "select pg_backend_pid()") == pid
+        rows, errs, ready = wire_exec(w, "begin; lock table t_lock in access exclusive mode; "
+                                         "insert into t_lock values (1)")
+        assert not errs and ready == "T", errs
+        assert t_lock_locks(pg), "the lock is not held"
+        err = expect_fatal(w, "25P03")
+        assert "idle_transaction_timeout" in err["M"], err
+    finally:
+        w.close()
+    # rolled back, the lock released, the server kept
+    wait_until(lambda: no_idle_in_xact(pg) and not t_lock_locks(pg),
+               f"transaction rolled back and lock released: {client_backends(pg, DB)} "
+               f"{t_lock_locks(pg)}")
+    assert pg_rows(pg, "select count(*) from t_lock", db=DB) == [(0,)]
+    with wire(inst) as w2:
+        assert one(w2, "select pg_backend_pid()") == pid, "the server was not reused"
+        rows, errs, ready = wire_exec(w2, "begin; lock table t_lock in access exclusive mode; "
+                                          "commit")
+        assert not errs and ready == "I", errs
+        w2.terminate()
+    assert "25P03" in inst.log_text()
+    inst.assert_serving(db=DB)
+
+
+# ---------------------------------------------------------------------------------------
+# query_timeout
+
+
+def test_query_timeout_session(pgcoro_factory, pg, tmodb):
+    inst = start(pgcoro_factory, pg, pool_size=1, query_timeout=1)
+    with wire(inst) as w:
+        pid = one(w, "select pg_backend_pid()")
+        assert one(w, "select pg_sleep(0.2), 'short'") == ""     # below the limit
+        rows, errs, ready = wire_exec(w, "select pg_sleep(10)")
+        assert [e.get("C") for e in errs] == ["57014"], errs
+        assert "canceling statement due to user request" in errs[0]["M"], errs
+        assert ready == "I"
+        assert one(w, "select pg_backend_pid()") == pid
+        # inside a transaction block: that transaction is aborted, the session goes on
+        rows, errs, ready = wire_exec(w, "begin; select pg_sleep(10)")
+        assert [e.get("C") for e in errs] == ["57014"] and ready == "E", (errs, ready)
+        assert wire_exec(w, "rollback")[2] == "I"
+        assert one(w, "select 'after'") == "after"
+        w.terminate()
+    wait_until(lambda: "query_timeout (1s): cancelling its query" in inst.log_text(),
+               "the query_timeout logged")
+    inst.assert_serving(db=DB)
+
+
+def test_query_timeout_keeps_server_transaction_mode(pgcoro_factory, pg, tmodb):
+    inst = start(pgcoro_factory, pg, pool_size=1, pool_mode="transaction", query_timeout=1)
+    a = wire(inst)
+    try:
+        pid = one(a, "select pg_backend_pid()")
+        rows, errs, ready = wire_exec(a, "select pg_sleep(10)")
+        assert [e.get("C") for e in errs] == ["57014"] and ready == "I", (errs, ready)
+        assert one(a, "select pg_backend_pid()") == pid
+        # another client, after: the same backend (the server was kept, not replaced)
+        with wire(inst) as b:
+            assert one(b, "select pg_backend_pid()") == pid
+            rows, errs, ready = wire_exec(b, "begin; select 1; commit")
+            assert not errs and ready == "I", errs
+            b.terminate()
+        assert one(a, "select 'a again'") == "a again"
+        a.terminate()
+    finally:
+        a.close()
+    # (earlier tests' backends may take a moment to go)
+    wait_until(lambda: backend_pids(pg) == {int(pid)},
+               f"only backend {pid} on the database: {client_backends(pg, DB)}")
+    inst.assert_serving(db=DB)
+
+
+# ---------------------------------------------------------------------------------------
+# server_idle_timeout, server_lifetime
+
+
+def test_server_idle_timeout(pgcoro_factory, pg, tmodb):
+    wait_until(lambda: not backend_pids(pg), "no backend left on the database")
+    inst = start(pgcoro_factory, pg, server_idle_timeout=1)
+    with wire(inst) as w:
+        pid = int(one(w, "select pg_backend_pid()"))
+        w.terminate()
+    wait_until(lambda: pid not in backend_pids(pg),
+               f"backend {pid} closed after server_idle_timeout=1")
+    assert "server_idle_timeout" in inst.log_text()
+    with wire(inst) as w:
+        assert int(one(w, "select pg_backend_pid()")) != pid
+        w.terminate()
+    inst.assert_serving(db=DB)
+
+
+def test_server_lifetime(pgcoro_factory, pg, tmodb):
+    inst = start(pgcoro_factory, pg, server_lifetime=1, server_idle_timeout=0)
+    with wire(inst) as w:
+        pid = int(one(w, "select pg_backend_pid()"))
+        time.sleep(1.5)               # older than server_lifetime, but in use: kept
+        assert int(one(w, "select pg_backend_pid()")) == pid
+        w.terminate()
+    wait_until(lambda: pid not in backend_pids(pg),
+               f"backend {pid} closed once idle after server_lifetime=1")
+    wait_until(lambda: "server_lifetime (1s) reached" in inst.log_text(),
+               "server_lifetime logged")
+    with wire(inst) as w:
+        assert int(one(w, "select pg_backend_pid()")) != pid
+        w.terminate()
+    inst.assert_serving(db=DB)
+
+
+# ---------------------------------------------------------------------------------------
+# server_check_query / server_check_delay
+
+
+def statements_logged(pg, pid):
+    """The statements PostgreSQL logged (log_statement=all on DB) for backend PID."""
+    with open(pg.logfile, errors="replace") as f:
+        text = f.read()
+    return re.findall(rf"\[{pid}\] LOG:  statement: (.*)", text)
+
+
+# delay 0 = "check before every use"
+@pytest.mark.parametrize("delay", [0, 0.3])
+def test_server_check_query_runs_before_handing_out(pgcoro_factory, pg, tmodb, delay):
+    inst = start(pgcoro_factory, pg, pool_size=1, pool_mode="transaction",
+                 server_check_delay=delay, server_check_query=f'"{CHECK_QUERY}"',
+                 query_wait_timeout=10)
+    with wire(inst) as w:
+        pid = int(one(w, "select pg_backend_pid() /*first*/"))
+        w.terminate()
+    time.sleep(delay + 0.5)            # idle longer than server_check_delay
+    with wire(inst) as w:
+        # logged in (the server was linked for the welcome and released): the check ran
+        # on the idle server before it was handed out, and nothing ran after it
+        rows = [b for b in client_backends(pg, DB) if b[0] == pid]
+        assert rows and rows[0][2] == "idle" and rows[0][3] == CHECK_QUERY, (
+            client_backends(pg, DB))
+        assert int(one(w, "select pg_backend_pid() /*second*/")) == pid
+        w.terminate()
+    logged = statements_logged(pg, pid)
+    first = logged.index("select pg_backend_pid() /*first*/")
+    second = logged.index("select pg_backend_pid() /*second*/")
+    assert CHECK_QUERY in logged[first + 1:second], logged
+    inst.assert_serving(db=DB)
+
+
+@pytest.mark.parametrize("delay", [0, 0.3])
+def test_server_check_query_failing_closes_server(pgcoro_factory, pg, tmodb, delay):
+    pg_rows(pg, "truncate check_bad", db=DB)
+    inst = start(pgcoro_factory, pg, pool_size=1, pool_mode="transaction",
+                 server_check_delay=delay, server_check_query=f'"{FAILING_CHECK}"',
+                 query_wait_timeout=10)
+    with wire(inst) as w:
+        pid = int(one(w, "select pg_backend_pid()"))
+        w.terminate()
+    # from now on the check fails on that backend (it is still open and idle)
+    pg_rows(pg, "insert into check_bad values (%s)", (pid,), db=DB)
+    time.sleep(delay + 0.5)
+    with wire(inst) as w:
+        new_pid = int(one(w, "select pg_backend_pid()"))
+        assert new_pid != pid, "the server that failed its check was handed out"
+        assert one(w, "select 'served'") == "served"
+        w.terminate()
+    wait_until(lambda: pid not in backend_pids(pg), f"backend {pid} closed after its "
+               "failed check")
+    wait_until(lambda: "server_check_query failed" in inst.log_text(),
+               "the failed check logged")
+    inst.assert_serving(db=DB)
