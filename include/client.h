@@ -37,7 +37,6 @@ enum client_login_phase {
 enum client_timer {
 	CT_NONE,
 	CT_LOGIN,     /* client_login_timeout */
-	CT_WAIT,      /* query_wait_timeout: waiting for a server */
 	CT_IDLE,      /* client_idle_timeout: nothing outstanding */
 	CT_IDLE_XACT, /* idle_transaction_timeout: idle inside a transaction */
 	CT_QUERY,     /* query_timeout: a request outstanding */
@@ -105,6 +104,10 @@ void client_disconnect_result(client_t *c, const PGresult *res);
 
 /* The linked server is prepared: send the welcome (first time) and start relaying. */
 void client_on_server_ready(client_t *c);
+
+/* C (CL_WAITING) has waited query_wait_timeout: it gets 57014 and is closed. Called by the
+ * pool's tick, which walks its FIFO waiting list from the oldest. */
+void client_wait_timeout(client_t *c);
 
 /* The relay saw the client start a message (a request to the server). */
 void client_on_request(client_t *c);

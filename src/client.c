@@ -159,13 +159,25 @@ void client_on_ready(client_t *c)
 		timer_rearm(c);
 }
 
-/* Enters CL_WAITING (FIFO) with query_wait_timeout running, and asks the pool. */
+static void disconnect_extra(client_t *c, const char *sqlstate, const char *detail,
+			     const char *hint, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Enters CL_WAITING (FIFO) and asks the pool. query_wait_timeout is enforced by the
+ * pool's tick from wait_since, so queueing costs no timer operation. */
 static void wait_for_server(client_t *c)
 {
 	client_set_state(c, CL_WAITING);
 	c->wait_since = rt_now();
-	timer_set(c, CT_WAIT, rt->cfg->query_wait_timeout);
 	pool_kick(c->pool);
+}
+
+void client_wait_timeout(client_t *c)
+{
+	disconnect_extra(c, "57014", NULL,
+			 "Raise the pool size or query_wait_timeout, or look for sessions holding "
+			 "their server.",
+			 "query_wait_timeout (%gs): no server connection became available",
+			 rt->cfg->query_wait_timeout);
 }
 
 /* ---- closing ------------------------------------------------------------------------- */
@@ -292,9 +304,6 @@ void client_disconnect(client_t *c, const char *sqlstate, const char *fmt, ...)
 	vdisconnect(c, sqlstate, NULL, NULL, fmt, ap);
 	va_end(ap);
 }
-
-static void disconnect_extra(client_t *c, const char *sqlstate, const char *detail,
-			     const char *hint, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 static void disconnect_extra(client_t *c, const char *sqlstate, const char *detail,
 			     const char *hint, const char *fmt, ...)
@@ -839,15 +848,6 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 		if (c->state == CL_LOGIN)
 			client_disconnect(c, "08006", "client_login_timeout (%gs) reached",
 					  cfg->client_login_timeout);
-		break;
-	case CT_WAIT:
-		if (c->state == CL_WAITING)
-			disconnect_extra(c, "57014", NULL,
-					 "Raise the pool size or query_wait_timeout, or look for "
-					 "sessions holding their server.",
-					 "query_wait_timeout (%gs): no server connection became "
-					 "available",
-					 cfg->query_wait_timeout);
 		break;
 	case CT_IDLE:
 		if (c->state == CL_ACTIVE || c->state == CL_IDLE)

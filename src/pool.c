@@ -284,6 +284,13 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	list_for_each_safe(pos, tmp, &pools)
 	{
 		pool_t *p = list_entry(pos, pool_t, node);
+		double qwt = rt->cfg->query_wait_timeout;
+		while (qwt > 0 && !list_empty(&p->waiting)) {
+			client_t *c = list_entry(list_first(&p->waiting), client_t, node);
+			if (now - c->wait_since < qwt)
+				break; /* FIFO: the rest waited less */
+			client_wait_timeout(c);
+		}
 		server_expire_idle(p, now);
 		grow(p, p->min_pool_size - pool_server_count(p), now);
 		if (!list_empty(&p->waiting))
