@@ -45,7 +45,8 @@ struct stream {
 	struct event rev, wev;
 };
 
-/* Sets ST up on FD (made non-blocking). Reading starts disabled. False on allocation
+/* Sets ST up on FD, which must already be non-blocking (libevent's listener accepts with
+ * SOCK_NONBLOCK; libpq's sockets are). Reading starts disabled. False on allocation
  * failure (ST is then clean; FD untouched). */
 bool stream_init(struct stream *st, struct event_base *base, int fd, bool close_fd,
 		 const struct stream_ops *ops, void *arg) __attribute__((warn_unused_result));

@@ -94,15 +94,36 @@ void client_set_state(client_t *c, enum client_state state)
 
 /* ---- output -------------------------------------------------------------------------- */
 
+/* Queues what OUT holds for C. The write happens at the end of the current handler
+ * (client_read_cb, client_on_server_ready), so AuthenticationOk and the welcome leave
+ * in one writev. */
 static void send_out(client_t *c)
 {
-	if (out.failed) {
+	if (out.failed || evbuffer_add(c->st.out, out.data, out.len) != 0) {
 		pbuf_reset(&out);
 		client_disconnect(c, NULL, "out of memory building a message");
 		return;
 	}
-	stream_write(&c->st, out.data, out.len);
 	pbuf_reset(&out);
+}
+
+/* Random bytes from a pool refilled 4 KiB at a time: one getrandom() serves hundreds of
+ * logins (cancel keys, md5 salts). */
+static bool random_fill(void *buf, size_t n)
+{
+	static uint8_t pool_bytes[4096];
+	static size_t left;
+	if (n > sizeof(pool_bytes))
+		return false;
+	if (left < n) {
+		if (getrandom(pool_bytes, sizeof(pool_bytes), 0) != (ssize_t)sizeof(pool_bytes))
+			return false;
+		left = sizeof(pool_bytes);
+	}
+	memcpy(buf, pool_bytes + sizeof(pool_bytes) - left, n);
+	memset(pool_bytes + sizeof(pool_bytes) - left, 0, n); /* not kept once handed out */
+	left -= n;
+	return true;
 }
 
 static void send_auth(client_t *c, uint32_t code, const void *data, size_t len)
@@ -221,7 +242,7 @@ static void cancel_register(client_t *c)
 {
 	do {
 		uint32_t key[2];
-		if (getrandom(key, sizeof(key), 0) != sizeof(key)) {
+		if (!random_fill(key, sizeof(key))) {
 			key[0] = (uint32_t)c->id;
 			key[1] = (uint32_t)random();
 		}
@@ -379,6 +400,7 @@ void client_on_server_ready(client_t *c)
 			 (unsigned long long)c->id, c->addr, c->pool->user, c->pool->dbname,
 			 (unsigned long long)s->id);
 		send_out(c);
+		stream_flush(&c->st);
 		if (c->state != CL_ACTIVE)
 			return;
 	}
@@ -504,7 +526,7 @@ static void start_auth(client_t *c)
 			start_scram(c, secret); /* md5 is impossible against a SCRAM verifier */
 			return;
 		}
-		if (getrandom(c->md5_salt, sizeof(c->md5_salt), 0) != sizeof(c->md5_salt)) {
+		if (!random_fill(c->md5_salt, sizeof(c->md5_salt))) {
 			client_disconnect(c, "58000", "could not generate a random salt");
 			return;
 		}
@@ -656,7 +678,7 @@ static void on_startup_packet(client_t *c, struct evbuffer *in, uint32_t len)
 	switch (st.kind) {
 	case STARTUP_SSL:
 	case STARTUP_GSSENC:
-		stream_write(&c->st, "N", 1);
+		evbuffer_add(c->st.out, "N", 1);
 		return;
 	case STARTUP_CANCEL:
 		on_cancel_request(st.cancel_pid, st.cancel_key);
@@ -796,6 +818,7 @@ static void client_read_cb(struct stream *st, void *arg)
 		evbuffer_drain(st->in, evbuffer_get_length(st->in));
 		break;
 	}
+	stream_flush(st); /* what the login queued */
 }
 
 static void client_drain_cb(struct stream *st, void *arg)

@@ -152,7 +152,6 @@ bool stream_init(struct stream *st, struct event_base *base, int fd, bool close_
 		st->in = st->out = NULL;
 		return false;
 	}
-	evutil_make_socket_nonblocking(fd);
 	event_assign(&st->rev, base, fd, EV_READ | EV_PERSIST, read_cb, st);
 	event_assign(&st->wev, base, fd, EV_WRITE, write_cb, st);
 	return true;
