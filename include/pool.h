@@ -10,6 +10,7 @@
 #include <event2/event_struct.h>
 
 #include "list.h"
+#include "server.h"
 #include "types.h"
 
 struct runtime;
@@ -27,6 +28,11 @@ struct pool {
 	int reserve_pool_size;      /* extra servers once a client waited reserve_pool_timeout */
 	int max_db_connections;     /* servers of this database across users; 0 = unlimited */
 	int max_user_connections;   /* servers of this user across databases; 0 = unlimited */
+
+	/* The reported parameters of a fresh server of this pool (its startup defaults), so
+	 * transaction-mode logins are answered without taking a server. */
+	char *params[SERVER_NPARAMS];
+	bool params_known;
 
 	double retry_delay;         /* back-off after failed connects; 0 = none */
 	double retry_at;            /* rt_now() before which no connect starts */
@@ -58,8 +64,9 @@ int pool_server_count(const pool_t *pool);
  * waiting clients may now proceed (max_db_connections / max_user_connections). */
 void pool_kick_related(pool_t *p);
 
-/* A connection succeeded: the back-off ends. */
-void pool_connect_ok(pool_t *pool);
+/* A connection succeeded: the back-off ends, and PARAMS (its reported parameters)
+ * become the pool's cached welcome values. */
+void pool_connect_ok(pool_t *pool, char *const *params);
 
 /* A connection attempt failed with MSG: waiting clients that no connecting server can
  * serve get 08006 with MSG. */

@@ -381,6 +381,26 @@ void client_close_all(void)
 
 /* ---- the welcome --------------------------------------------------------------------- */
 
+/* Sends ParameterStatus for every reported parameter (PARAMS, with the client's own
+ * startup values over them when OVERRIDE), BackendKeyData and ReadyForQuery. */
+static void send_welcome(client_t *c, char *const *params, bool override)
+{
+	for (int i = 0; i < SERVER_NPARAMS; i++) {
+		const char *v = params[i];
+		for (int k = 0; override && k < c->nparams; k++)
+			if (c->params[k].report == i)
+				v = c->params[k].value;
+		if (v)
+			proto_build_param_status(&out, server_param_names[i], v);
+	}
+	proto_build_backend_key(&out, c->cancel_pid, c->cancel_key);
+	proto_build_ready(&out, 'I');
+	c->welcomed = true;
+	free(c->scram);
+	c->scram = NULL;
+	send_out(c);
+}
+
 void client_on_server_ready(client_t *c)
 {
 	server_t *s = c->server;
@@ -388,18 +408,10 @@ void client_on_server_ready(client_t *c)
 		fatal("client %llu: server ready in state %s", (unsigned long long)c->id,
 		      client_state_name(c->state));
 	if (!c->welcomed) {
-		for (int i = 0; i < SERVER_NPARAMS; i++)
-			if (s->params[i])
-				proto_build_param_status(&out, server_param_names[i], s->params[i]);
-		proto_build_backend_key(&out, c->cancel_pid, c->cancel_key);
-		proto_build_ready(&out, 'I');
-		c->welcomed = true;
-		free(c->scram);
-		c->scram = NULL;
 		log_info("client %llu %s (%s@%s): login done, server %llu",
 			 (unsigned long long)c->id, c->addr, c->pool->user, c->pool->dbname,
 			 (unsigned long long)s->id);
-		send_out(c);
+		send_welcome(c, s->params, false);
 		stream_flush(&c->st);
 		if (c->state != CL_ACTIVE)
 			return;
@@ -483,6 +495,18 @@ static void login_ok(client_t *c)
 		return;
 	}
 	c->pool = pool;
+	if (pool->pool_mode != POOL_SESSION && pool->params_known) {
+		/* Transaction/statement mode: answer from the pool's parameters now; the client
+		 * waits for a server only with its first query (which applies its settings). */
+		log_info("client %llu %s (%s@%s): login done", (unsigned long long)c->id, c->addr,
+			 pool->user, pool->dbname);
+		send_welcome(c, pool->params, true);
+		client_set_state(c, CL_IDLE);
+		timer_rearm(c);
+		if (c->state == CL_IDLE && evbuffer_get_length(c->st.in) > 0)
+			on_idle_input(c);
+		return;
+	}
 	wait_for_server(c);
 }
 

@@ -34,6 +34,8 @@ static bool has_kw(const struct cfg_db *db, const char *kw) { return cfg_db_para
 static void pool_free(pool_t *p)
 {
 	event_del(&p->retry_ev);
+	for (int i = 0; i < SERVER_NPARAMS; i++)
+		free(p->params[i]);
 	if (p->kw) {
 		for (int i = 0; p->kw[i]; i++) {
 			free((char *)p->kw[i]);
@@ -247,10 +249,17 @@ void pool_kick(pool_t *p)
 	grow(p, p->waiting.count - p->sv_connecting.count, rt_now());
 }
 
-void pool_connect_ok(pool_t *p)
+void pool_connect_ok(pool_t *p, char *const *params)
 {
 	p->retry_delay = 0;
 	p->retry_at = 0;
+	for (int i = 0; i < SERVER_NPARAMS; i++) {
+		free(p->params[i]);
+		p->params[i] = params[i] ? strdup(params[i]) : NULL;
+		if (params[i] && !p->params[i])
+			return; /* out of memory: params_known stays as it was */
+	}
+	p->params_known = true;
 }
 
 void pool_connect_failed(pool_t *p, const char *msg)

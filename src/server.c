@@ -261,7 +261,7 @@ static void on_connected(server_t *s)
 	s->tx_status = 'I';
 	s->connected_at = s->idle_since = rt_now();
 	s->fresh = true;
-	pool_connect_ok(s->pool);
+	pool_connect_ok(s->pool, s->params);
 	log_info("server %llu (%s/%s): connected, backend pid %d", (unsigned long long)s->id,
 		 s->pool->dbname, s->pool->user, PQbackendPID(s->conn));
 	server_set_state(s, SV_IDLE);
