@@ -68,16 +68,22 @@ DEB_PKGS := build-essential pkg-config libevent-dev libpq-dev libinih-dev check 
             libsystemd-dev postgresql-15 postgresql-client-15 python3 python3-pytest \
             python3-pytest-timeout python3-psycopg2 python3-psycopg python3-asyncpg
 
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+# $(call apt_install,TARGET,PACKAGES): installs the Debian packages that are missing
+# (apt-get; sudo when not root).
+define apt_install
+	@missing=""; for p in $(2); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing$$missing"; \
+	  echo "make $(1): installing$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -q && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	else echo "make deps: all Debian packages present"; fi
+	else echo "make $(1): all Debian packages present"; fi
+endef
+
+deps:
+	$(call apt_install,deps,$(DEB_PKGS))
 
 # ---- tests ---------------------------------------------------------------------------
 unit: $(UNIT_BINS)
@@ -93,7 +99,10 @@ check: deps
 valgrind: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do CK_FORK=no valgrind --error-exitcode=1 --leak-check=full -q $$t || exit 1; done
 
-demo: deps pgcoro
+# Sub-makes: pkg-config flags are computed when make reads this file, so the build must
+# start after deps installed the libraries (a fresh machine has none).
+demo: deps
+	$(MAKE) SANITIZE= pgcoro
 	./tests/demo.sh
 
 format-check:
@@ -106,15 +115,7 @@ clean:
 BENCH_DEB_PKGS := pgbouncer gnuplot-nox postgresql-15 postgresql-client-15 python3
 
 bench-deps:
-	@missing=""; for p in $(BENCH_DEB_PKGS); do \
-	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "make bench-deps: installing$$missing"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  $$SUDO apt-get update -q && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	else echo "make bench-deps: all Debian packages present"; fi
+	$(call apt_install,bench-deps,$(BENCH_DEB_PKGS))
 
 bench: bench-deps
 	$(MAKE) SANITIZE= pgcoro
