@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -289,14 +290,22 @@ enum auth_secret_kind auth_secret_kind(const char *secret)
 	return SECRET_PLAIN;
 }
 
-/* OUT = hex(md5(A || B)), NUL-terminated; false if the digest is unavailable (FIPS). */
+static EVP_MD *md5_impl;
+static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
+
+static void md5_fetch(void) { md5_impl = EVP_MD_fetch(NULL, "MD5", NULL); }
+
+/* OUT = hex(md5(A || B)), NUL-terminated; false if the digest is unavailable (FIPS).
+ * MD5 is fetched once: OpenSSL 3 would otherwise look it up on every digest, which was
+ * most of the cost of an md5 login. */
 static bool md5_hex(const void *a, size_t alen, const void *b, size_t blen, char out[33])
 {
 	static const char hex[] = "0123456789abcdef";
 	uint8_t md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1 &&
+	pthread_once(&md5_once, md5_fetch);
+	EVP_MD_CTX *ctx = md5_impl ? EVP_MD_CTX_new() : NULL;
+	bool ok = ctx && EVP_DigestInit_ex(ctx, md5_impl, NULL) == 1 &&
 	          EVP_DigestUpdate(ctx, a, alen) == 1 && EVP_DigestUpdate(ctx, b, blen) == 1 &&
 	          EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 16;
 	EVP_MD_CTX_free(ctx);
