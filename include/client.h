@@ -72,7 +72,8 @@ struct client {
 	uint8_t md5_salt[4];
 	struct scram_server *scram;
 	bool too_many;              /* over max_client_conn: answered 53300 after startup */
-	struct event timer;         /* one timer; timer_kind says for what */
+	struct event *timer;        /* one timer, created when first armed; timer_kind says
+	                             * for what (NULL: none, as for an idle client by default) */
 	enum client_timer timer_kind;
 	double wait_since;          /* rt_now() when it started waiting for a server */
 

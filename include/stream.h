@@ -34,7 +34,7 @@ struct stream {
 	bool close_fd;        /* close the socket in stream_free */
 	bool want_read;       /* the owner wants input */
 	bool rev_added;       /* EV_READ registered */
-	bool wev_added;       /* EV_WRITE armed */
+	bool wev_added;       /* EV_WRITE armed (or activated) */
 	bool eof;
 	int err;
 	size_t read_high;     /* reading pauses while the input holds this much */
@@ -42,7 +42,10 @@ struct stream {
 	struct evbuffer *in, *out;
 	const struct stream_ops *ops;
 	void *arg;
-	struct event rev, wev;
+	struct event rev;
+	struct event *wev;    /* created the first time a write would block: most streams
+	                       * never need it, and an idle client is smaller without it */
+	struct event_base *base;
 };
 
 /* Sets ST up on FD, which must already be non-blocking (libevent's listener accepts with

@@ -134,19 +134,41 @@ static void send_auth(client_t *c, uint32_t code, const void *data, size_t len)
 
 /* ---- the timer ----------------------------------------------------------------------- */
 
+static void client_timer_cb(evutil_socket_t fd, short what, void *arg);
+
 /* Arms the client's timer for KIND in SEC seconds; SEC <= 0 disarms it. */
 static void timer_set(client_t *c, enum client_timer kind, double sec)
 {
 	if (sec <= 0) {
 		if (c->timer_kind != CT_NONE) {
-			evtimer_del(&c->timer);
+			evtimer_del(c->timer);
 			c->timer_kind = CT_NONE;
 		}
 		return;
 	}
+	if (!c->timer) {
+		c->timer = evtimer_new(rt->base, client_timer_cb, c);
+		if (!c->timer) {
+			log_warning("client %llu: out of memory for a timer: %s not enforced",
+				    (unsigned long long)c->id, "a timeout");
+			return;
+		}
+	}
 	struct timeval tv = {(time_t)sec, (suseconds_t)((sec - (double)(time_t)sec) * 1e6)};
 	c->timer_kind = kind;
-	evtimer_add(&c->timer, &tv);
+	evtimer_add(c->timer, &tv);
+}
+
+/* After login: with no timeout that applies to a logged-in client, the timer goes (an
+ * idle client is smaller without it). */
+static void timer_after_login(client_t *c)
+{
+	const struct config *cfg = rt->cfg;
+	if (c->timer && c->timer_kind == CT_NONE && cfg->client_idle_timeout <= 0 &&
+	    cfg->idle_transaction_timeout <= 0 && cfg->query_timeout <= 0) {
+		event_free(c->timer);
+		c->timer = NULL;
+	}
 }
 
 /* The timer that fits what the session is doing now: a request outstanding, idle in a
@@ -348,7 +370,9 @@ void client_disconnect_result(client_t *c, const PGresult *res)
 static void client_free(client_t *c)
 {
 	cancel_unregister(c);
-	event_del(&c->timer);
+	if (c->timer)
+		event_free(c->timer);
+	c->timer = NULL;
 	stream_free(&c->st);
 	free_login_state(c);
 	free(c->user);
@@ -419,6 +443,7 @@ void client_on_server_ready(client_t *c)
 	relay_client_to_server(c);
 	if (c->state == CL_ACTIVE && c->server == s) {
 		timer_rearm(c);
+		timer_after_login(c);
 		client_maybe_release(c);
 	}
 }
@@ -503,6 +528,7 @@ static void login_ok(client_t *c)
 		send_welcome(c, pool->params, true);
 		client_set_state(c, CL_IDLE);
 		timer_rearm(c);
+		timer_after_login(c);
 		if (c->state == CL_IDLE && evbuffer_get_length(c->st.in) > 0)
 			on_idle_input(c);
 		return;
@@ -959,7 +985,6 @@ void client_accept(int fd, const struct sockaddr *sa, int salen)
 		return;
 	}
 	cancel_register(c);
-	evtimer_assign(&c->timer, rt->base, client_timer_cb, c);
 	client_set_state(c, CL_LOGIN);
 	nclients++;
 	c->too_many = nclients > rt->cfg->max_client_conn;

@@ -25,9 +25,34 @@ static void update_read(struct stream *st)
 	}
 }
 
+static void write_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Arms EV_WRITE (ACTIVATE: run the callback from the loop now, to report an error).
+ * If the event cannot be created the stream is marked broken and the next read
+ * reports it. */
+static void wev_arm(struct stream *st, bool activate)
+{
+	if (!st->wev) {
+		st->wev = event_new(st->base, st->fd, EV_WRITE, write_cb, st);
+		if (!st->wev) {
+			st->err = ENOMEM;
+			return;
+		}
+	}
+	if (activate)
+		event_active(st->wev, EV_WRITE, 0);
+	else
+		event_add(st->wev, NULL);
+	st->wev_added = true;
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *st = arg;
+	if (st->err) {
+		st->ops->on_event(st, STREAM_ERROR, st->arg);
+		return;
+	}
 	struct evbuffer_iovec vec[2];
 	int nvec = evbuffer_reserve_space(st->in, READ_CHUNK, vec, 2);
 	if (nvec <= 0) {
@@ -91,10 +116,8 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 		st->ops->on_event(st, STREAM_ERROR, st->arg);
 		return;
 	}
-	if (evbuffer_get_length(st->out) > 0) {
-		event_add(&st->wev, NULL);
-		st->wev_added = true;
-	}
+	if (evbuffer_get_length(st->out) > 0)
+		wev_arm(st, false);
 	if (evbuffer_get_length(st->out) <= st->drain_low)
 		st->ops->on_drain(st, st->arg);
 }
@@ -104,22 +127,18 @@ void stream_flush(struct stream *st)
 	if (st->err || evbuffer_get_length(st->out) == 0 || st->wev_added)
 		return;
 	if (!write_now(st)) {
-		event_active(&st->wev, EV_WRITE, 0); /* reported from the loop */
-		st->wev_added = true;
+		wev_arm(st, true); /* reported from the loop */
 		return;
 	}
-	if (evbuffer_get_length(st->out) > 0) {
-		event_add(&st->wev, NULL);
-		st->wev_added = true;
-	}
+	if (evbuffer_get_length(st->out) > 0)
+		wev_arm(st, false);
 }
 
 void stream_write(struct stream *st, const void *data, size_t len)
 {
 	if (evbuffer_add(st->out, data, len) != 0) {
 		st->err = ENOMEM;
-		event_active(&st->wev, EV_WRITE, 0);
-		st->wev_added = true;
+		wev_arm(st, true);
 		return;
 	}
 	stream_flush(st);
@@ -140,7 +159,7 @@ void stream_input_consumed(struct stream *st)
 bool stream_init(struct stream *st, struct event_base *base, int fd, bool close_fd,
 		 const struct stream_ops *ops, void *arg)
 {
-	*st = (struct stream){.fd = fd, .close_fd = close_fd, .ops = ops, .arg = arg,
+	*st = (struct stream){.fd = fd, .close_fd = close_fd, .ops = ops, .arg = arg, .base = base,
 			      .read_high = STREAM_READ_HIGH, .drain_low = STREAM_DRAIN_LOW};
 	st->in = evbuffer_new();
 	st->out = evbuffer_new();
@@ -153,7 +172,6 @@ bool stream_init(struct stream *st, struct event_base *base, int fd, bool close_
 		return false;
 	}
 	event_assign(&st->rev, base, fd, EV_READ | EV_PERSIST, read_cb, st);
-	event_assign(&st->wev, base, fd, EV_WRITE, write_cb, st);
 	return true;
 }
 
@@ -162,7 +180,9 @@ void stream_free(struct stream *st)
 	if (!st->in)
 		return;
 	event_del(&st->rev);
-	event_del(&st->wev);
+	if (st->wev)
+		event_free(st->wev);
+	st->wev = NULL;
 	evbuffer_free(st->in);
 	evbuffer_free(st->out);
 	st->in = st->out = NULL;
