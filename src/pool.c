@@ -246,7 +246,9 @@ void pool_kick(pool_t *p)
 		client_set_state(c, CL_ACTIVE);
 		server_assign(s, c);
 	}
-	grow(p, p->waiting.count - p->sv_connecting.count, rt_now());
+	int want = p->waiting.count - p->sv_connecting.count;
+	if (want > 0) /* the common case, every waiter served, needs no clock */
+		grow(p, want, rt_now());
 }
 
 void pool_connect_ok(pool_t *p, char *const *params)

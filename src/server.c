@@ -672,8 +672,10 @@ bool server_check_if_stale(server_t *s)
 	/* Just connected or checked (within a second): good for this hand-out. */
 	bool fresh = s->fresh;
 	s->fresh = false;
+	if (!cfg->server_check_query[0])
+		return false;
 	double idle = rt_now() - s->idle_since;
-	if ((fresh && idle < 1.0) || !cfg->server_check_query[0] || idle < cfg->server_check_delay)
+	if ((fresh && idle < 1.0) || idle < cfg->server_check_delay)
 		return false;
 	hk_start(s, HK_CHECK);
 	return true;

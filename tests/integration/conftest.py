@@ -632,6 +632,21 @@ class ConnectionClosed(Exception):
     pass
 
 
+def parse_data_row(payload):
+    """A DataRow's columns as str (text format), None for NULL."""
+    n = struct.unpack("!H", payload[:2])[0]
+    off, row = 2, []
+    for _ in range(n):
+        ln = struct.unpack("!i", payload[off:off + 4])[0]
+        off += 4
+        if ln < 0:
+            row.append(None)
+        else:
+            row.append(payload[off:off + ln].decode())
+            off += ln
+    return row
+
+
 def parse_fields(payload):
     fields = {}
     for part in payload.split(b"\0"):
@@ -826,17 +841,7 @@ class Wire:
             if t == "T":
                 rows = []
             elif t == "D":
-                n = struct.unpack("!H", p[:2])[0]
-                off, row = 2, []
-                for _ in range(n):
-                    ln = struct.unpack("!i", p[off:off + 4])[0]
-                    off += 4
-                    if ln < 0:
-                        row.append(None)
-                    else:
-                        row.append(p[off:off + ln].decode())
-                        off += ln
-                rows.append(row)
+                rows.append(parse_data_row(p))
             elif t == "E":
                 err = PgError(parse_fields(p))
             elif t == "N":
@@ -1002,17 +1007,7 @@ def wire_exec(w, sql):
             if t == "T":
                 rows = []
             elif t == "D":
-                n = struct.unpack("!H", p[:2])[0]
-                off, row = 2, []
-                for _ in range(n):
-                    ln = struct.unpack("!i", p[off:off + 4])[0]
-                    off += 4
-                    if ln < 0:
-                        row.append(None)
-                    else:
-                        row.append(p[off:off + ln].decode())
-                        off += ln
-                rows.append(row)
+                rows.append(parse_data_row(p))
             elif t == "E":
                 errors.append(parse_fields(p))
             elif t == "N":

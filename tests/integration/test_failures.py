@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import (APP_PASS, APP_USER, ConnectionClosed, PgError, RssSampler, Wire,
-                      parse_fields, vmrss_kb)
+                      parse_fields, vmrss_kb, pg_rows, wait_until)
 
 IDLE_IN_XACT = ("idle in transaction", "idle in transaction (aborted)")
 
@@ -51,24 +51,7 @@ def wire_query(inst, sql, db="failsdb"):
 
 def pgq(pg, sql, args=None, db="failsdb"):
     """Runs SQL on PostgreSQL itself as the superuser; returns the rows (or None)."""
-    c = pg.super_connect(db)
-    try:
-        cur = c.cursor()
-        cur.execute(sql, args)
-        return cur.fetchall() if cur.description else None
-    finally:
-        c.close()
-
-
-def wait_for(pred, what, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
+    return pg_rows(pg, sql, args, db)
 
 
 def sessions(pg, db="failsdb"):
@@ -134,7 +117,7 @@ def test_server_killed_mid_query(pgcoro_factory, pg, failsdb, direct):
     t = threading.Thread(target=run, daemon=True)
     t.start()
     try:
-        rows = wait_for(lambda: [s for s in sessions(pg) if marker in (s[2] or "")
+        rows = wait_until(lambda: [s for s in sessions(pg) if marker in (s[2] or "")
                                  and s[1] == "active"], "the query active in pg_stat_activity")
         killed = rows[0][0]
         terminate_backend(pg, killed)
@@ -170,7 +153,7 @@ def test_server_killed_idle_in_pool(pgcoro_factory, pg, failsdb):
     pid = int(wire_query(inst, "select pg_backend_pid()")[0][0])
     for _ in range(2):
         # back in the pool once its reset query has run
-        wait_for(lambda: [s for s in sessions(pg) if s[0] == pid and s[1] == "idle"
+        wait_until(lambda: [s for s in sessions(pg) if s[0] == pid and s[1] == "idle"
                           and s[2] == "DISCARD ALL"], f"backend {pid} idle after DISCARD ALL")
         terminate_backend(pg, pid)
         try:
@@ -219,7 +202,7 @@ def test_client_vanishes_holding_lock(pgcoro_factory, pg, failsdb, how):
         c.close()
     # the lock is released: taken directly (a leftover shows as 55P03 after 10 s)
     pgq(pg, "set lock_timeout = '10s'; begin; lock table t in access exclusive mode; commit")
-    wait_for(lambda: no_idle_in_xact(pg), f"no backend idle in transaction: {sessions(pg)}")
+    wait_until(lambda: no_idle_in_xact(pg), f"no backend idle in transaction: {sessions(pg)}")
     # pool of 1: the next client gets that server slot, outside any transaction
     with wire(inst) as w2:
         assert w2.query("select now() = statement_timestamp()") == [["t"]], "leftover xact"
@@ -245,7 +228,7 @@ def test_client_vanishes_mid_protocol(pgcoro_factory, pg, failsdb, how):
         t, _ = w.read_msg()
         assert t == "G", f"expected CopyInResponse, got {t!r}"
         w.send(Wire.msg("d", b"1\n2\n3\n") + Wire.msg("d", b"4\n5\n"))
-        wait_for(lambda: [s for s in sessions(pg) if s[0] == pid and s[1] == "active"
+        wait_until(lambda: [s for s in sessions(pg) if s[0] == pid and s[1] == "active"
                           and s[2].startswith("COPY t_copy")], "the COPY active on the server")
     else:
         # Parse/Bind/Execute + Flush, no Sync: the row is inserted in an open implicit xact
@@ -257,7 +240,7 @@ def test_client_vanishes_mid_protocol(pgcoro_factory, pg, failsdb, how):
         assert pgq(pg, "select backend_xid is not null from pg_stat_activity where pid = %s",
                    (pid,)) == [(True,)], "the insert is not in an open transaction"
     w.close()
-    wait_for(lambda: not [s for s in sessions(pg) if s[1] in IDLE_IN_XACT
+    wait_until(lambda: not [s for s in sessions(pg) if s[1] in IDLE_IN_XACT
                           or (s[1] == "active" and "t_copy" in (s[2] or ""))],
              f"no backend left in the abandoned {how}: {sessions(pg)}")
     # pool of 1: the next client gets that server slot, clean
@@ -348,7 +331,7 @@ def test_slow_client_large_result(pgcoro, pg, direct):
         rt = threading.Thread(target=reader, daemon=True)
         rt.start()
         started = time.monotonic()
-        wait_for(lambda: counter.rows >= 100 or failure, "the slow client receiving rows", 30)
+        wait_until(lambda: counter.rows >= 100 or failure, "the slow client receiving rows", 30)
         qt = threading.Thread(target=quick_queries, daemon=True)
         qt.start()
         qt.join(timeout=60)
@@ -395,7 +378,7 @@ def test_half_message_then_stall(pgcoro_factory, pg, failsdb):
         assert w.query("select 1") == [["1"]]
         assert w.query("select 2") == [["2"]]
         w.terminate()
-    wait_for(lambda: no_idle_in_xact(pg), f"no backend idle in transaction: {sessions(pg)}")
+    wait_until(lambda: no_idle_in_xact(pg), f"no backend idle in transaction: {sessions(pg)}")
     inst.assert_serving()
     inst.assert_clean_exit()
 
@@ -423,7 +406,7 @@ def test_client_login_timeout(pgcoro_factory):
             except socket.timeout:
                 raise AssertionError(f"{name} client still open 15 s after connecting "
                                      "with client_login_timeout = 1")
-    wait_for(lambda: inst.log_text().count("client_login_timeout") >= 2,
+    wait_until(lambda: inst.log_text().count("client_login_timeout") >= 2,
              "two client_login_timeout lines in the log", 10)
     inst.assert_serving()
     inst.assert_clean_exit()
