@@ -5,6 +5,8 @@
 #   make unit           unit tests only (current SANITIZE setting)
 #   make demo           deps, build, start a throwaway PostgreSQL and pgcoro in front of it
 #   make valgrind       unit tests under valgrind
+#   make man            the manual pages, generated from the settings table (build/man)
+#   make install        PREFIX=/usr DESTDIR= : binary, config, systemd units, man pages
 #   make SANITIZE=address,undefined ...   any target with sanitizers
 
 PKGS      := libevent libevent_pthreads libevent_openssl libpq inih openssl libsystemd
@@ -39,7 +41,7 @@ TOOLS     := $(BUILD)/tools/libpq_client
 
 PGCORO_BIN := $(BUILD)/pgcoro
 
-.PHONY: all deps check unit integration demo clean valgrind format-check
+.PHONY: all deps check unit integration demo clean valgrind format-check man install
 
 all: pgcoro
 
@@ -110,6 +112,52 @@ format-check:
 
 clean:
 	rm -rf build pgcoro
+
+# ---- manual pages and installation ---------------------------------------------------
+MANPAGES := build/man/pgcoro.8 build/man/pgcoro.ini.5
+
+man: $(MANPAGES)
+
+build/man/%: $(PGCORO_BIN) | build/man
+	$(PGCORO_BIN) --man $* > $@.tmp && mv -f $@.tmp $@
+
+build/man:
+	mkdir -p $@
+
+# Debian paths by default; PREFIX=/usr/local for a local install. The config file is
+# not overwritten when present. On systemd >= 253 the service becomes Type=notify-reload.
+PREFIX      ?= /usr
+SBINDIR     ?= $(PREFIX)/sbin
+MANDIR      ?= $(PREFIX)/share/man
+DOCDIR      ?= $(PREFIX)/share/doc/pgcoro
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= $(shell pkg-config systemd --variable=systemdsystemunitdir 2>/dev/null || echo /lib/systemd/system)
+SYSUSERSDIR ?= $(shell pkg-config systemd --variable=sysusersdir 2>/dev/null || echo /usr/lib/sysusers.d)
+TMPFILESDIR ?= $(shell pkg-config systemd --variable=tmpfilesdir 2>/dev/null || echo /usr/lib/tmpfiles.d)
+SYSTEMD_VERSION := $(shell systemctl --version 2>/dev/null | sed -n '1s/^systemd \([0-9]*\).*/\1/p')
+
+install: $(PGCORO_BIN) man
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/pgcoro $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(DOCDIR)
+	install -m 755 $(PGCORO_BIN) $(DESTDIR)$(SBINDIR)/pgcoro
+	test -e $(DESTDIR)$(SYSCONFDIR)/pgcoro/pgcoro.ini || \
+	  sed -e 's|^;unix_socket_dir = .*|unix_socket_dir = /run/pgcoro|' \
+	      -e 's|^;auth_file = .*|auth_file = $(SYSCONFDIR)/pgcoro/userlist.txt|' conf/pgcoro.ini \
+	    > $(DESTDIR)$(SYSCONFDIR)/pgcoro/pgcoro.ini
+	test -e $(DESTDIR)$(SYSCONFDIR)/pgcoro/userlist.txt || \
+	  printf '; "user" "password" lines (PgBouncer format); see pgcoro.ini(5)\n' \
+	    > $(DESTDIR)$(SYSCONFDIR)/pgcoro/userlist.txt
+	chmod 640 $(DESTDIR)$(SYSCONFDIR)/pgcoro/pgcoro.ini $(DESTDIR)$(SYSCONFDIR)/pgcoro/userlist.txt
+	sed -e 's|/usr/sbin/pgcoro|$(SBINDIR)/pgcoro|' -e 's|/etc/pgcoro/|$(SYSCONFDIR)/pgcoro/|' \
+	  $(if $(shell test "0$(SYSTEMD_VERSION)" -ge 253 && echo y),-e 's|^Type=notify$$|Type=notify-reload|' -e '/^ExecReload=/d') \
+	  systemd/pgcoro.service > $(DESTDIR)$(UNITDIR)/pgcoro.service
+	install -m 644 systemd/pgcoro.socket $(DESTDIR)$(UNITDIR)/pgcoro.socket
+	install -m 644 systemd/pgcoro.sysusers $(DESTDIR)$(SYSUSERSDIR)/pgcoro.conf
+	install -m 644 systemd/pgcoro.tmpfiles $(DESTDIR)$(TMPFILESDIR)/pgcoro.conf
+	install -m 644 build/man/pgcoro.8 $(DESTDIR)$(MANDIR)/man8/pgcoro.8
+	install -m 644 build/man/pgcoro.ini.5 $(DESTDIR)$(MANDIR)/man5/pgcoro.ini.5
+	install -m 644 README.md conf/pgcoro.ini $(DESTDIR)$(DOCDIR)/
 
 # ---- benchmark (bench/README.md) -------------------------------------------------------
 BENCH_DEB_PKGS := pgbouncer gnuplot-nox postgresql-15 postgresql-client-15 python3

@@ -37,6 +37,11 @@ void auth_md5_secret(const char *password, const char *user, char out[36]);
 bool auth_md5_check(const char *secret, const char *user, const uint8_t salt[4],
 		    const char *response) __attribute__((warn_unused_result));
 
+/* As auth_md5_check with USER's secret in AF, md5(password || user) being computed once
+ * per entry and cached (as the SCRAM keys are). False if USER is unknown. */
+bool auth_md5_check_user(struct auth_file *af, const char *user, const uint8_t salt[4],
+			 const char *response) __attribute__((warn_unused_result));
+
 /* Checks a cleartext PASSWORD against SECRET of any kind (plain, md5, SCRAM verifier). */
 bool auth_plain_check(const char *secret, const char *user, const char *password)
 	__attribute__((warn_unused_result));

@@ -36,7 +36,6 @@ enum client_login_phase {
 /* What the client's one timer is counting down. */
 enum client_timer {
 	CT_NONE,
-	CT_LOGIN,     /* client_login_timeout */
 	CT_IDLE,      /* client_idle_timeout: nothing outstanding */
 	CT_IDLE_XACT, /* idle_transaction_timeout: idle inside a transaction */
 	CT_QUERY,     /* query_timeout: a request outstanding */
@@ -45,7 +44,7 @@ enum client_timer {
 
 #define CLIENT_MAX_PARAMS 80 /* startup parameters plus "options" settings */
 
-/* A startup parameter (or an "options" -c setting); strings point into the packet. */
+/* A startup parameter (or an "options" -c setting). */
 struct client_param {
 	const char *name;
 	const char *value;
@@ -57,25 +56,31 @@ struct client {
 	enum client_state state;
 	uint64_t id;
 	struct stream st;           /* the client's socket */
-	char addr[64];              /* peer, for logs */
+	uint8_t peer_ip[16];        /* the peer's address (formatted only for a log line) */
+	uint16_t peer_port;
+	uint8_t peer_family;        /* AF_INET, AF_INET6 or AF_UNIX */
 	pool_t *pool;               /* set once logged in */
 	server_t *server;           /* linked server */
 
 	/* login */
 	enum client_login_phase phase;
-	uint8_t *startup;           /* the startup packet (strings below point into it) */
-	char *user;                 /* owned copies */
-	char *database;
-	int nparams;                /* startup parameters to apply on the server */
-	struct client_param *params; /* nparams of them, allocated once at login */
-	char *options_copy;         /* parsed "options" (-c name=value) storage */
+	uint8_t *startup;           /* the startup packet, while it is parsed */
+	char *options_copy;         /* parsed "options" (-c name=value), while it is parsed */
+	struct client_param *params; /* nparams startup parameters to apply on the server; one
+	                             * block that also holds user, database and every string
+	                             * they point to (the packet is freed once parsed) */
+	const char *user;           /* into params' block; NULL before the startup packet */
+	const char *database;
+	int nparams;
 	uint8_t md5_salt[4];
 	struct scram_server *scram;
 	bool too_many;              /* over max_client_conn: answered 53300 after startup */
 	struct event *timer;        /* one timer, created when first armed; timer_kind says
 	                             * for what (NULL: none, as for an idle client by default) */
 	enum client_timer timer_kind;
-	double wait_since;          /* rt_now() when it started waiting for a server */
+	double since;               /* rt_now() when it was accepted (CL_LOGIN: the pool tick
+	                             * enforces client_login_timeout) or started waiting for a
+	                             * server (CL_WAITING: query_wait_timeout) */
 
 	bool welcomed;              /* ParameterStatus/BackendKeyData/ReadyForQuery sent */
 	bool drained;               /* closing: output flushed or peer gone */
@@ -89,6 +94,10 @@ void client_init(struct runtime *rt);
 
 /* Takes ownership of the accepted socket FD. */
 void client_accept(int fd, const struct sockaddr *sa, int salen);
+
+/* C's peer as "host:port" or "unix", for a log line: a static buffer, valid until the
+ * next call. */
+const char *client_peer(const client_t *c);
 
 /* The one state transition: moves C between lists and logs it. */
 void client_set_state(client_t *c, enum client_state state);
@@ -110,6 +119,11 @@ void client_on_server_ready(client_t *c);
  * pool's tick, which walks its FIFO waiting list from the oldest. */
 void client_wait_timeout(client_t *c);
 
+/* Once a second (the pool's tick): clients still logging in after client_login_timeout
+ * get 08006 and are closed. The login list is in accept order, so this looks only at
+ * those that are due, and a login costs no timer. */
+void client_tick(double now);
+
 /* The relay saw the client start a message (a request to the server). */
 void client_on_request(client_t *c);
 
@@ -119,6 +133,14 @@ void client_on_ready(client_t *c);
 /* In transaction and statement mode: if nothing is outstanding between C and its server,
  * gives the server back to the pool (C goes idle). Called at each ReadyForQuery. */
 void client_maybe_release(client_t *c);
+
+/* Shutting down: C (CL_ACTIVE) is closed with 57P01 if nothing is outstanding on its
+ * server and its transaction has ended (SIGTERM) or its query has (SIGINT). Called at
+ * each ReadyForQuery and once when the shutdown begins. */
+void client_shutdown_if_done(client_t *c);
+
+/* Shutting down: clients still logging in are closed with 57P01. */
+void client_shutdown_begin(void);
 
 /* Frees closing clients whose output has drained (all of them if FORCE). */
 void client_reap(bool force);

@@ -77,6 +77,7 @@ struct config {
 	double client_idle_timeout;      /* a logged-in client sending nothing */
 	double idle_transaction_timeout; /* a client idle inside a transaction */
 	double query_timeout;            /* a query running: cancelled, the server kept */
+	double shutdown_timeout;         /* SIGTERM/SIGINT drain limit; 0 = none */
 	double server_login_retry;       /* cap of the back-off between failed connects */
 	double server_idle_timeout;      /* an idle server above min_pool_size is closed */
 	double server_lifetime;          /* a server this old is closed when next idle */

@@ -10,6 +10,7 @@
 #include <event2/event_struct.h>
 
 #include "list.h"
+#include "proto.h"
 #include "server.h"
 #include "types.h"
 
@@ -20,8 +21,9 @@ struct pool {
 	struct list node;           /* in the global pool list */
 	char *dbname;               /* the name clients ask for */
 	char *user;
-	const struct cfg_db *db;
 	const char **kw, **val;     /* NULL-terminated libpq parameters for new servers */
+	unsigned conn_gen;          /* bumped when kw/val change (reload): servers made with an
+	                             * older one are closed instead of going idle */
 	int pool_size;
 	int pool_mode;
 	int min_pool_size;          /* kept open even when unused (capped at pool_size) */
@@ -33,6 +35,10 @@ struct pool {
 	 * transaction-mode logins are answered without taking a server. */
 	char *params[SERVER_NPARAMS];
 	bool params_known;
+	/* The ParameterStatus messages of params, built once: message i is
+	 * welcome.data[welcome_at[i], welcome_at[i + 1]) (empty when not reported). */
+	struct pbuf welcome;
+	uint32_t welcome_at[SERVER_NPARAMS + 1];
 
 	double retry_delay;         /* back-off after failed connects; 0 = none */
 	double retry_at;            /* rt_now() before which no connect starts */
@@ -57,6 +63,16 @@ pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db);
  * has waiters and room. Safe to call at any time on the loop thread. */
 void pool_kick(pool_t *pool);
 
+/* A logged-in client C (CL_IDLE) asks for a server. With nobody waiting before it and an
+ * idle server that needs no check, C gets it now (no waiting-list visit, no clock read);
+ * otherwise C joins the FIFO waiting list. */
+void pool_request(pool_t *pool, client_t *c);
+
+/* After a reload swapped rt->cfg and rt->auth: every pool takes its new sizes, mode and
+ * limits at once; when its connection settings changed, idle servers are closed now
+ * and busy ones when they are released. */
+void pool_reconfigure(void);
+
 /* Servers in any state but closing. */
 int pool_server_count(const pool_t *pool);
 
@@ -71,6 +87,11 @@ void pool_connect_ok(pool_t *pool, char *const *params);
 /* A connection attempt failed with MSG: waiting clients that no connecting server can
  * serve get 08006 with MSG. */
 void pool_connect_failed(pool_t *pool, const char *msg);
+
+/* The orderly stop begins: clients without a server are closed (57P01), and so are idle
+ * and connecting servers; clients holding a server are closed when done
+ * (client_shutdown_if_done). */
+void pool_shutdown_begin(void);
 
 /* Shutdown, first step: closes every client and server of every pool. */
 void pool_shutdown_all(void);

@@ -4,14 +4,8 @@
 #ifndef PGCORO_RELAY_H
 #define PGCORO_RELAY_H
 
-#include <stdint.h>
-
-#include "proto.h"
-#include "types.h"
-
-struct evbuffer;
-
 #include "stream.h"
+#include "types.h"
 
 /* Stop moving to a side that has this much queued; its stream's drain callback (at
  * STREAM_DRAIN_LOW) resumes the relay. Sources stop being read at STREAM_READ_HIGH. */
@@ -20,11 +14,6 @@ struct evbuffer;
 struct runtime;
 
 void relay_init(struct runtime *rt);
-
-/* Reads the header of the message at the head of IN without consuming it. */
-enum proto_frame relay_peek_header(struct evbuffer *in, uint32_t max_len, uint8_t *type,
-				   uint32_t *len);
-
 
 /* Forwards what the client has sent to its server. May disconnect C. */
 void relay_client_to_server(client_t *c);

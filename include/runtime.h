@@ -10,12 +10,21 @@
 
 struct event_base;
 
+/* How the daemon is stopping. */
+enum rt_shutdown {
+	SHUTDOWN_NONE,
+	SHUTDOWN_TXN,   /* SIGTERM: each client is closed once its transaction has ended */
+	SHUTDOWN_QUERY, /* SIGINT: each client is closed once its running query has ended */
+};
+
 struct runtime {
 	struct event_base *base;
 	struct config *cfg;     /* swapped on reload */
 	struct auth_file *auth; /* NULL when auth_file is unset */
 	struct executor *exec;
-	bool shutting_down;
+	bool shutting_down;     /* no new logins, servers or hand-outs (shutdown != NONE, or
+	                         * the final teardown) */
+	enum rt_shutdown shutdown;
 };
 
 /* Monotonic seconds, for timeouts and ages. */

@@ -46,7 +46,7 @@ struct server {
 	client_t *client;            /* linked client (SV_ACTIVE, or SV_HOUSEKEEPING for a sync) */
 
 	PGconn *conn;
-	struct stream st;            /* relay I/O on PQsocket() (st.in set once connected) */
+	struct stream st;            /* relay I/O on PQsocket() (opened once connected) */
 	struct event pq_ev;          /* libpq waits on the socket (connect steps, housekeeping) */
 	struct event timer;          /* connect timeout */
 	struct exec_job job;         /* a connect step running on the executor */
@@ -69,6 +69,7 @@ struct server {
 	double connected_at;         /* rt_now() when the connection was made */
 	double idle_since;           /* rt_now() when it last became idle */
 	bool fresh;                  /* just connected or checked: no check before next use */
+	unsigned conn_gen;           /* the pool's conn_gen when it was made */
 
 	/* housekeeping */
 	unsigned hk_plan;            /* enum server_hk bits still to run */
@@ -77,6 +78,9 @@ struct server {
 
 	char *params[SERVER_NPARAMS]; /* current reported values (NULL = not reported) */
 	uint64_t applied_sig;        /* param_sig of the client whose other parameters it has */
+	uint32_t params_gen;         /* bumped whenever a reported value changes */
+	uint64_t synced_sig;         /* param_sig of the last client found in sync with it, */
+	uint32_t synced_gen;         /* at this params_gen: the same client again needs no check */
 	char *close_reason;
 };
 

@@ -1,21 +1,30 @@
-/* A non-blocking socket with an input and an output evbuffer: the bytes layer under the
- * relay. It knows nothing of PostgreSQL. Reading keeps one persistent EV_READ
- * registration (removed only while paused); writing is tried at once and EV_WRITE is
- * armed only when the kernel would block, so a request/response costs one read and one
- * write per side and no epoll_ctl. */
+/* A non-blocking socket with contiguous input and an output queue: the bytes layer under
+ * the relay. It knows nothing of PostgreSQL.
+ *
+ * Input: a read goes into one scratch buffer shared by every stream (the loop is one
+ * thread and reads one socket at a time), and the owner's on_read sees it in place
+ * through stream_input(); only what the owner leaves unconsumed (a message's first
+ * bytes, input held while paused) is copied into the stream's own buffer. So a stream
+ * holds no input memory while it has nothing pending, and a request whose messages
+ * arrive whole is never copied on the way in.
+ * Output: stream_send() writes at once from the caller's bytes; only what the kernel
+ * does not take is queued, and EV_WRITE is armed then. Reading keeps one persistent
+ * EV_READ registration (removed only while paused), so a request/response costs one
+ * read and one write per side and no epoll_ctl. */
 #ifndef PGCORO_STREAM_H
 #define PGCORO_STREAM_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
-#define STREAM_READ_HIGH (256 * 1024) /* default read_high */
-#define STREAM_DRAIN_LOW (64 * 1024)  /* default drain_low */
+#define STREAM_READ_HIGH (256 * 1024) /* reading pauses while this much input is unconsumed */
+#define STREAM_DRAIN_LOW (64 * 1024)  /* on_drain once the output is down to this */
+#define STREAM_SCRATCH (64 * 1024)    /* the shared read buffer: most one read takes */
 
-struct evbuffer;
 struct stream;
 
 enum stream_event {
@@ -29,6 +38,13 @@ struct stream_ops {
 	void (*on_event)(struct stream *st, enum stream_event ev, void *arg);
 };
 
+/* Output bytes the stream owns: data[off, off + len). Allocated only while it holds
+ * bytes. */
+struct sbuf {
+	uint8_t *data;
+	uint32_t off, len, cap;
+};
+
 struct stream {
 	int fd;
 	bool close_fd;        /* close the socket in stream_free */
@@ -37,39 +53,69 @@ struct stream {
 	bool wev_added;       /* EV_WRITE armed (or activated) */
 	bool eof;
 	int err;
-	size_t read_high;     /* reading pauses while the input holds this much */
-	size_t drain_low;     /* on_drain once the output is down to this */
-	struct evbuffer *in, *out;
-	const struct stream_ops *ops;
+	uint32_t ilen;        /* the unconsumed input: ip[0, ilen), in the scratch buffer */
+	const uint8_t *ip;    /* during on_read, else in ibuf */
+	uint8_t *ibuf;        /* input kept between reads (allocated only while some is) */
+	uint32_t icap;        /* size of ibuf */
+	struct sbuf out;      /* output the kernel has not taken yet */
+	const struct stream_ops *ops; /* NULL until stream_init */
 	void *arg;
 	struct event rev;
 	struct event *wev;    /* created the first time a write would block: most streams
 	                       * never need it, and an idle client is smaller without it */
-	struct event_base *base;
 };
 
 /* Sets ST up on FD, which must already be non-blocking (libevent's listener accepts with
- * SOCK_NONBLOCK; libpq's sockets are). Reading starts disabled. False on allocation
- * failure (ST is then clean; FD untouched). */
-bool stream_init(struct stream *st, struct event_base *base, int fd, bool close_fd,
-		 const struct stream_ops *ops, void *arg) __attribute__((warn_unused_result));
+ * SOCK_NONBLOCK; libpq's sockets are). Reading starts disabled. Allocates nothing. */
+void stream_init(struct stream *st, struct event_base *base, int fd, bool close_fd,
+		 const struct stream_ops *ops, void *arg);
+
+/* True once stream_init ran and until stream_free. */
+static inline bool stream_is_open(const struct stream *st) { return st->ops != NULL; }
 
 /* Unregisters, frees the buffers and closes the socket if close_fd. Never called from
- * ST's own callbacks by the owners (they reap later). */
+ * ST's own callbacks by the owners (they reap later). Safe on a stream never opened. */
 void stream_free(struct stream *st);
 
 /* Enables or disables reading. */
 void stream_set_read(struct stream *st, bool on);
 
-/* Re-registers reading if it was paused by read_high and the input has room again. Call
- * after consuming input. */
+/* The unconsumed input, contiguous; *LEN gets its length. Valid until the next
+ * stream_consume / stream_input_consumed on ST or the end of the read callback. */
+static inline const uint8_t *stream_input(const struct stream *st, size_t *len)
+{
+	*len = st->ilen;
+	return st->ip;
+}
+
+/* Bytes of unconsumed input. */
+static inline size_t stream_input_len(const struct stream *st) { return st->ilen; }
+
+/* Marks the first N bytes of the input consumed (N <= its length). */
+static inline void stream_consume(struct stream *st, size_t n)
+{
+	st->ip += n;
+	st->ilen -= (uint32_t)n;
+}
+
+/* After consuming input: outside ST's own read callback, frees the input buffer once
+ * empty and re-registers reading if it was paused by STREAM_READ_HIGH (inside it, the
+ * callback's end does both). */
 void stream_input_consumed(struct stream *st);
 
-/* Writes what it can of the output now; arms EV_WRITE for the rest. A write error is
- * reported through on_event from the loop (never from inside this call). */
-void stream_flush(struct stream *st);
+/* Bytes queued for writing. */
+static inline size_t stream_output_len(const struct stream *st) { return st->out.len; }
 
-/* Appends DATA and flushes. */
-void stream_write(struct stream *st, const void *data, size_t len);
+/* Writes DATA now as far as the kernel takes it; queues the rest and arms EV_WRITE.
+ * Errors (a failed write, no memory) are reported through on_event from the loop, never
+ * from inside this call. */
+void stream_send(struct stream *st, const void *data, size_t len);
+
+/* Queues DATA without writing (a later stream_flush or stream_send sends it with what
+ * follows, in one write). False if out of memory (reported as for stream_send). */
+bool stream_queue(struct stream *st, const void *data, size_t len);
+
+/* Writes what it can of the queued output now; arms EV_WRITE for the rest. */
+void stream_flush(struct stream *st);
 
 #endif

@@ -28,6 +28,9 @@ struct auth_entry {
 	char *secret;
 	bool keys_ready; /* keys holds this secret's SCRAM keys */
 	struct scram_keys keys;
+	bool md5_ready;  /* md5 holds "md5" + hex(md5(password || user)) (or is "" for a
+	                  * SCRAM secret or an empty password: no md5 login) */
+	char md5[36];
 };
 
 struct auth_file {
@@ -96,6 +99,8 @@ static bool add_entry(struct auth_file *af, char *user, char *secret)
 		e->secret = secret;
 		e->keys_ready = false;
 		OPENSSL_cleanse(&e->keys, sizeof e->keys);
+		e->md5_ready = false;
+		OPENSSL_cleanse(e->md5, sizeof e->md5);
 		return true;
 	}
 	if ((uint64_t)(af->count + 1) * 2 > af->nslots && !grow_slots(af))
@@ -293,22 +298,47 @@ enum auth_secret_kind auth_secret_kind(const char *secret)
 static EVP_MD *md5_impl;
 static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
 
-static void md5_fetch(void) { md5_impl = EVP_MD_fetch(NULL, "MD5", NULL); }
+/* One digest context per thread, made once and reset by each EVP_DigestInit_ex. */
+static pthread_key_t md5_ctx_key;
+
+static void md5_ctx_free(void *ctx) { EVP_MD_CTX_free(ctx); }
+
+static void md5_fetch(void)
+{
+	md5_impl = EVP_MD_fetch(NULL, "MD5", NULL);
+	if (pthread_key_create(&md5_ctx_key, md5_ctx_free) != 0) {
+		EVP_MD_free(md5_impl);
+		md5_impl = NULL;
+	}
+}
+
+static EVP_MD_CTX *md5_ctx(void)
+{
+	EVP_MD_CTX *ctx = pthread_getspecific(md5_ctx_key);
+	if (!ctx) {
+		ctx = EVP_MD_CTX_new();
+		if (ctx && pthread_setspecific(md5_ctx_key, ctx) != 0) {
+			EVP_MD_CTX_free(ctx);
+			ctx = NULL;
+		}
+	}
+	return ctx;
+}
 
 /* OUT = hex(md5(A || B)), NUL-terminated; false if the digest is unavailable (FIPS).
- * MD5 is fetched once: OpenSSL 3 would otherwise look it up on every digest, which was
- * most of the cost of an md5 login. */
+ * MD5 is fetched once, and each thread reuses one context: OpenSSL 3 would otherwise
+ * look the digest up, and allocate and free a context, on every call — most of the cost
+ * of an md5 login. */
 static bool md5_hex(const void *a, size_t alen, const void *b, size_t blen, char out[33])
 {
 	static const char hex[] = "0123456789abcdef";
 	uint8_t md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	pthread_once(&md5_once, md5_fetch);
-	EVP_MD_CTX *ctx = md5_impl ? EVP_MD_CTX_new() : NULL;
+	EVP_MD_CTX *ctx = md5_impl ? md5_ctx() : NULL;
 	bool ok = ctx && EVP_DigestInit_ex(ctx, md5_impl, NULL) == 1 &&
 	          EVP_DigestUpdate(ctx, a, alen) == 1 && EVP_DigestUpdate(ctx, b, blen) == 1 &&
 	          EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 16;
-	EVP_MD_CTX_free(ctx);
 	if (!ok) {
 		out[0] = '\0';
 		return false;
@@ -337,30 +367,58 @@ static bool secret_equal(const char *a, const char *b)
 	       CRYPTO_memcmp(ha, hb, sizeof ha) == 0;
 }
 
-bool auth_md5_check(const char *secret, const char *user, const uint8_t salt[4],
-                    const char *response)
+/* STORED = "md5" + hex(md5(password || user)) for SECRET, or "" when no md5 login can
+ * pass (a SCRAM verifier, an empty password). */
+static void md5_stored(const char *secret, const char *user, char stored[36])
 {
-	char stored[36], expected[36];
-	bool ok = false;
+	stored[0] = '\0';
 	switch (auth_secret_kind(secret)) {
 	case SECRET_PLAIN:
-		if (!*secret)
-			return false;
-		auth_md5_secret(secret, user, stored);
+		if (*secret)
+			auth_md5_secret(secret, user, stored);
 		break;
 	case SECRET_MD5:
-		memcpy(stored, secret, sizeof stored);
+		memcpy(stored, secret, 36);
 		break;
 	case SECRET_SCRAM:
-		return false;
+		break;
 	}
+}
+
+/* The md5 RESPONSE to SALT matches STORED (constant-time compare). */
+static bool md5_response_ok(const char *stored, const uint8_t salt[4], const char *response)
+{
+	char expected[36];
+	bool ok = false;
 	memcpy(expected, MD5_PREFIX, 3);
 	if (strlen(stored) == MD5_SECRET_LEN && md5_hex(stored + 3, 32, salt, 4, expected + 3))
 		ok = strlen(response) == MD5_SECRET_LEN &&
 		     CRYPTO_memcmp(expected, response, MD5_SECRET_LEN) == 0;
-	OPENSSL_cleanse(stored, sizeof stored);
 	OPENSSL_cleanse(expected, sizeof expected);
 	return ok;
+}
+
+bool auth_md5_check(const char *secret, const char *user, const uint8_t salt[4],
+                    const char *response)
+{
+	char stored[36];
+	md5_stored(secret, user, stored);
+	bool ok = md5_response_ok(stored, salt, response);
+	OPENSSL_cleanse(stored, sizeof stored);
+	return ok;
+}
+
+bool auth_md5_check_user(struct auth_file *af, const char *user, const uint8_t salt[4],
+			 const char *response)
+{
+	struct auth_entry *e = find_entry(af, user);
+	if (!e)
+		return false;
+	if (!e->md5_ready) {
+		md5_stored(e->secret, e->user, e->md5);
+		e->md5_ready = true;
+	}
+	return md5_response_ok(e->md5, salt, response);
 }
 
 bool auth_plain_check(const char *secret, const char *user, const char *password)

@@ -15,7 +15,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 #include <event2/event_struct.h>
 
 #include "auth.h"
@@ -26,6 +25,7 @@
 #include "relay.h"
 #include "runtime.h"
 #include "server.h"
+#include "shutdown.h"
 
 #define AUTH_MSG_MAX 8192   /* a password or SASL message larger than this is malformed */
 #define CLOSE_DRAIN_SEC 5   /* how long a closing client may take to read its last words */
@@ -42,6 +42,7 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 {
 	client_reap(false);
 	server_reap(false);
+	shutdown_check();
 }
 
 void client_init(struct runtime *r)
@@ -99,7 +100,7 @@ void client_set_state(client_t *c, enum client_state state)
  * in one writev. */
 static void send_out(client_t *c)
 {
-	if (out.failed || evbuffer_add(c->st.out, out.data, out.len) != 0) {
+	if (out.failed || !stream_queue(&c->st, out.data, out.len)) {
 		pbuf_reset(&out);
 		client_disconnect(c, NULL, "out of memory building a message");
 		return;
@@ -195,8 +196,34 @@ void client_on_request(client_t *c)
 		timer_set(c, CT_NONE, 0);
 }
 
+static bool at_release_point(client_t *c, server_t *s);
+
+void client_shutdown_if_done(client_t *c)
+{
+	server_t *s = c->server;
+	if (c->state != CL_ACTIVE || !s || !at_release_point(c, s))
+		return;
+	if (s->tx_status == 'I' || rt->shutdown == SHUTDOWN_QUERY)
+		client_disconnect(c, "57P01", "terminating connection: pgcoro is shutting down");
+}
+
+void client_shutdown_begin(void)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &login_list)
+	{
+		client_t *c = list_entry(pos, client_t, node);
+		client_disconnect(c, "57P01", "terminating connection: pgcoro is shutting down");
+	}
+}
+
 void client_on_ready(client_t *c)
 {
+	if (rt->shutdown != SHUTDOWN_NONE) {
+		client_shutdown_if_done(c);
+		if (c->state != CL_ACTIVE)
+			return;
+	}
 	if (c->timer_kind != CT_NONE || rt->cfg->client_idle_timeout > 0 ||
 	    rt->cfg->idle_transaction_timeout > 0)
 		timer_rearm(c);
@@ -205,13 +232,24 @@ void client_on_ready(client_t *c)
 static void disconnect_extra(client_t *c, const char *sqlstate, const char *detail,
 			     const char *hint, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* Enters CL_WAITING (FIFO) and asks the pool. query_wait_timeout is enforced by the
- * pool's tick from wait_since, so queueing costs no timer operation. */
-static void wait_for_server(client_t *c)
+/* Asks the pool for a server: at once if one is free, else C waits in CL_WAITING (FIFO);
+ * query_wait_timeout is enforced by the pool's tick from c->since, so queueing costs
+ * no timer operation. */
+static void wait_for_server(client_t *c) { pool_request(c->pool, c); }
+
+void client_tick(double now)
 {
-	client_set_state(c, CL_WAITING);
-	c->wait_since = rt_now();
-	pool_kick(c->pool);
+	double limit = rt->cfg->client_login_timeout;
+	if (limit <= 0)
+		return;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &login_list)
+	{
+		client_t *c = list_entry(pos, client_t, node);
+		if (now - c->since < limit)
+			break; /* in accept order: the rest came later */
+		client_disconnect(c, "08006", "client_login_timeout (%gs) reached", limit);
+	}
 }
 
 void client_wait_timeout(client_t *c)
@@ -225,19 +263,22 @@ void client_wait_timeout(client_t *c)
 
 /* ---- closing ------------------------------------------------------------------------- */
 
-/* The startup packet stays for the session: its parameters are applied to every server
- * the client gets (transaction mode); the SCRAM state only lives through the login. */
-static void free_login_state(client_t *c)
+/* What only the login needs: the startup packet, the "options" copy and the SCRAM state.
+ * (The parameters' block stays for the session: its parameters are applied to every
+ * server the client gets.) */
+static void free_packet(client_t *c)
 {
 	free(c->startup);
 	c->startup = NULL;
 	free(c->options_copy);
 	c->options_copy = NULL;
+}
+
+static void free_login_state(client_t *c)
+{
+	free_packet(c);
 	free(c->scram);
 	c->scram = NULL;
-	free(c->params);
-	c->params = NULL;
-	c->nparams = 0;
 }
 
 /* ---- cancel keys --------------------------------------------------------------------- */
@@ -312,10 +353,10 @@ static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, c
 	bool can_send = sqlstate && !(s && s->msg_pending);
 
 	if (sqlstate)
-		log_info("client %llu %s (%s@%s): %s: %s", (unsigned long long)c->id, c->addr,
+		log_info("client %llu %s (%s@%s): %s: %s", (unsigned long long)c->id, client_peer(c),
 			 c->user ? c->user : "-", c->database ? c->database : "-", sqlstate, msg);
 	else
-		log_info("client %llu %s (%s@%s): closing: %s", (unsigned long long)c->id, c->addr,
+		log_info("client %llu %s (%s@%s): closing: %s", (unsigned long long)c->id, client_peer(c),
 			 c->user ? c->user : "-", c->database ? c->database : "-", msg);
 	if (s) {
 		if (c->msg_pending)
@@ -326,17 +367,19 @@ static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, c
 	if (can_send) {
 		proto_build_error(&out, "FATAL", sqlstate, msg, detail, hint);
 		if (!out.failed)
-			stream_write(&c->st, out.data, out.len);
+			stream_send(&c->st, out.data, out.len);
 		pbuf_reset(&out);
 	}
 	client_set_state(c, CL_CLOSING);
 	nclients--;
 	free_login_state(c);
 	stream_set_read(&c->st, false);
-	timer_set(c, CT_DRAIN, CLOSE_DRAIN_SEC);
-	if (evbuffer_get_length(c->st.out) == 0) {
+	if (stream_output_len(&c->st) == 0) {
+		timer_set(c, CT_NONE, 0);
 		c->drained = true;
 		reaper_schedule();
+	} else {
+		timer_set(c, CT_DRAIN, CLOSE_DRAIN_SEC); /* time to read its last words */
 	}
 }
 
@@ -375,8 +418,7 @@ static void client_free(client_t *c)
 	c->timer = NULL;
 	stream_free(&c->st);
 	free_login_state(c);
-	free(c->user);
-	free(c->database);
+	free(c->params);
 	free(c);
 }
 
@@ -405,17 +447,31 @@ void client_close_all(void)
 
 /* ---- the welcome --------------------------------------------------------------------- */
 
-/* Sends ParameterStatus for every reported parameter (PARAMS, with the client's own
- * startup values over them when OVERRIDE), BackendKeyData and ReadyForQuery. */
-static void send_welcome(client_t *c, char *const *params, bool override)
+/* Sends ParameterStatus for every reported parameter, BackendKeyData and ReadyForQuery.
+ * The values are the server's PARAMS (session mode: the server C got), or, when PARAMS
+ * is NULL, those of C's pool, whose messages are built once (transaction mode: the login
+ * is answered without a server) with C's own startup values over them. */
+static void send_welcome(client_t *c, char *const *params)
 {
-	for (int i = 0; i < SERVER_NPARAMS; i++) {
-		const char *v = params[i];
-		for (int k = 0; override && k < c->nparams; k++)
-			if (c->params[k].report == i)
-				v = c->params[k].value;
-		if (v)
-			proto_build_param_status(&out, server_param_names[i], v);
+	if (params) {
+		for (int i = 0; i < SERVER_NPARAMS; i++)
+			if (params[i])
+				proto_build_param_status(&out, server_param_names[i], params[i]);
+	} else {
+		const pool_t *p = c->pool;
+		const char *own[SERVER_NPARAMS] = {0};
+		for (int k = 0; k < c->nparams; k++)
+			if (c->params[k].report >= 0)
+				own[c->params[k].report] = c->params[k].value;
+		uint32_t from = 0;
+		for (int i = 0; i < SERVER_NPARAMS; i++) {
+			if (!own[i])
+				continue;
+			proto_put_bytes(&out, p->welcome.data + from, p->welcome_at[i] - from);
+			proto_build_param_status(&out, server_param_names[i], own[i]);
+			from = p->welcome_at[i + 1];
+		}
+		proto_put_bytes(&out, p->welcome.data + from, p->welcome_at[SERVER_NPARAMS] - from);
 	}
 	proto_build_backend_key(&out, c->cancel_pid, c->cancel_key);
 	proto_build_ready(&out, 'I');
@@ -433,9 +489,9 @@ void client_on_server_ready(client_t *c)
 		      client_state_name(c->state));
 	if (!c->welcomed) {
 		log_info("client %llu %s (%s@%s): login done, server %llu",
-			 (unsigned long long)c->id, c->addr, c->pool->user, c->pool->dbname,
+			 (unsigned long long)c->id, client_peer(c), c->pool->user, c->pool->dbname,
 			 (unsigned long long)s->id);
-		send_welcome(c, s->params, false);
+		send_welcome(c, s->params);
 		stream_flush(&c->st);
 		if (c->state != CL_ACTIVE)
 			return;
@@ -454,7 +510,7 @@ static bool at_release_point(client_t *c, server_t *s)
 {
 	return s->state == SV_ACTIVE && s->out_syncs == 0 && !s->mid_ext && s->msg_pending == 0 &&
 	       c->msg_pending == 0 && !s->cancel_running &&
-	       evbuffer_get_length(s->st.in) == 0 && evbuffer_get_length(s->st.out) == 0;
+	       stream_input_len(&s->st) == 0 && stream_output_len(&s->st) == 0;
 }
 
 static void on_idle_input(client_t *c);
@@ -475,7 +531,7 @@ void client_maybe_release(client_t *c)
 	c->server = NULL;
 	client_set_state(c, CL_IDLE);
 	server_release(s);
-	if (c->state == CL_IDLE && evbuffer_get_length(c->st.in) > 0)
+	if (c->state == CL_IDLE && stream_input_len(&c->st) > 0)
 		on_idle_input(c);
 }
 
@@ -485,8 +541,9 @@ static void on_idle_input(client_t *c)
 {
 	uint8_t type = 0;
 	uint32_t len = 0;
-	switch (relay_peek_header(c->st.in, (uint32_t)rt->cfg->max_packet_size,
-				  &type, &len)) {
+	size_t n;
+	const uint8_t *p = stream_input(&c->st, &n);
+	switch (proto_frame(p, n, (uint32_t)rt->cfg->max_packet_size, &type, &len)) {
 	case PROTO_NEED_MORE:
 		return;
 	case PROTO_BAD:
@@ -523,13 +580,13 @@ static void login_ok(client_t *c)
 	if (pool->pool_mode != POOL_SESSION && pool->params_known) {
 		/* Transaction/statement mode: answer from the pool's parameters now; the client
 		 * waits for a server only with its first query (which applies its settings). */
-		log_info("client %llu %s (%s@%s): login done", (unsigned long long)c->id, c->addr,
+		log_info("client %llu %s (%s@%s): login done", (unsigned long long)c->id, client_peer(c),
 			 pool->user, pool->dbname);
-		send_welcome(c, pool->params, true);
+		send_welcome(c, NULL);
 		client_set_state(c, CL_IDLE);
 		timer_rearm(c);
 		timer_after_login(c);
-		if (c->state == CL_IDLE && evbuffer_get_length(c->st.in) > 0)
+		if (c->state == CL_IDLE && stream_input_len(&c->st) > 0)
 			on_idle_input(c);
 		return;
 	}
@@ -639,17 +696,46 @@ static bool parse_options(client_t *c, const char *options, int max)
 	return !expect_value;
 }
 
+static char *put_str(char **w, const char *v)
+{
+	char *at = *w;
+	size_t n = strlen(v) + 1;
+	memcpy(at, v, n);
+	*w += n;
+	return at;
+}
+
+/* Moves the parameters, USER and DATABASE (which point into the startup packet and the
+ * "options" copy) into one block, and frees the packet and the copy: an idle client
+ * keeps only what it needs, in one allocation. False if out of memory. */
+static bool keep_params(client_t *c, const char *user, const char *database)
+{
+	size_t arr = (size_t)c->nparams * sizeof(struct client_param);
+	size_t need = arr + strlen(user) + strlen(database) + 2;
+	for (int i = 0; i < c->nparams; i++)
+		need += strlen(c->params[i].name) + strlen(c->params[i].value) + 2;
+	struct client_param *blk = malloc(need);
+	if (!blk)
+		return false;
+	char *w = (char *)blk + arr;
+	c->user = put_str(&w, user);
+	c->database = put_str(&w, database);
+	for (int i = 0; i < c->nparams; i++) {
+		blk[i].report = c->params[i].report;
+		blk[i].name = put_str(&w, c->params[i].name);
+		blk[i].value = put_str(&w, c->params[i].value);
+	}
+	free(c->params);
+	c->params = blk;
+	free_packet(c);
+	return true;
+}
+
 static void on_startup(client_t *c, const struct proto_startup *st)
 {
 	if (c->too_many) {
 		client_disconnect(c, "53300", "sorry, too many clients already (max_client_conn %d)",
 				  rt->cfg->max_client_conn);
-		return;
-	}
-	c->user = strdup(st->user);
-	c->database = strdup(st->database && st->database[0] ? st->database : st->user);
-	if (!c->user || !c->database) {
-		client_disconnect(c, "53200", "out of memory");
 		return;
 	}
 	int max = st->nparams; /* plus one per '=' of "options", an upper bound of its settings */
@@ -659,6 +745,7 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 				max += *q == '=';
 	if (max > CLIENT_MAX_PARAMS)
 		max = CLIENT_MAX_PARAMS; /* parse_options refuses more */
+	free(c->params);
 	c->params = calloc((size_t)max + 1, sizeof(*c->params));
 	if (!c->params) {
 		client_disconnect(c, "53200", "out of memory");
@@ -696,21 +783,29 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 		proto_build_negotiate(&out, PROTO_V3, st->unrecognized, st->nunrecognized);
 		send_out(c);
 	}
+	/* the packet goes here: nothing below reads ST */
+	if (!keep_params(c, st->user, st->database && st->database[0] ? st->database : st->user)) {
+		client_disconnect(c, "53200", "out of memory");
+		return;
+	}
 	log_debug("client %llu %s: startup user=%s database=%s", (unsigned long long)c->id,
-		  c->addr, c->user, c->database);
+		  client_peer(c), c->user, c->database);
 	start_auth(c);
 }
 
-/* Handles one whole startup-style packet at the head of IN. */
-static void on_startup_packet(client_t *c, struct evbuffer *in, uint32_t len)
+/* Handles the whole startup-style packet at the head of the input (LEN bytes). */
+static void on_startup_packet(client_t *c, uint32_t len)
 {
+	size_t n;
+	const uint8_t *p = stream_input(&c->st, &n);
 	free(c->startup);
 	c->startup = malloc(len);
 	if (!c->startup) {
 		client_disconnect(c, "53200", "out of memory");
 		return;
 	}
-	evbuffer_remove(in, c->startup, len);
+	memcpy(c->startup, p, len);
+	stream_consume(&c->st, len);
 	struct proto_startup st;
 	const char *why = NULL;
 	if (!proto_parse_startup(c->startup, len, &st, &why)) {
@@ -728,7 +823,7 @@ static void on_startup_packet(client_t *c, struct evbuffer *in, uint32_t len)
 	switch (st.kind) {
 	case STARTUP_SSL:
 	case STARTUP_GSSENC:
-		evbuffer_add(c->st.out, "N", 1);
+		(void)stream_queue(&c->st, "N", 1); /* a failure is reported by the stream */
 		return;
 	case STARTUP_CANCEL:
 		on_cancel_request(st.cancel_pid, st.cancel_key);
@@ -753,7 +848,7 @@ static void on_auth_message(client_t *c, const uint8_t *body, uint32_t blen)
 		}
 		bool ok = secret && (rt->cfg->auth_type == AUTH_PLAIN
 					     ? auth_plain_check(secret, c->user, pw)
-					     : auth_md5_check(secret, c->user, c->md5_salt, pw));
+					     : auth_md5_check_user(rt->auth, c->user, c->md5_salt, pw));
 		if (ok)
 			login_ok(c);
 		else
@@ -799,16 +894,15 @@ static void on_auth_message(client_t *c, const uint8_t *body, uint32_t blen)
 
 static void on_login_input(client_t *c)
 {
-	struct evbuffer *in = c->st.in;
 	while (c->state == CL_LOGIN) {
-		uint8_t hdr[8];
-		ev_ssize_t n = evbuffer_copyout(in, hdr, sizeof(hdr));
-		if (n <= 0)
+		size_t n;
+		const uint8_t *p = stream_input(&c->st, &n);
+		if (n == 0)
 			return;
 		uint32_t len = 0;
 		uint8_t type = 0;
 		if (c->phase == LOGIN_STARTUP) {
-			switch (proto_startup_frame(hdr, (size_t)n, &len)) {
+			switch (proto_startup_frame(p, n, &len)) {
 			case PROTO_NEED_MORE:
 				return;
 			case PROTO_BAD:
@@ -817,12 +911,12 @@ static void on_login_input(client_t *c)
 			case PROTO_OK:
 				break;
 			}
-			if (evbuffer_get_length(in) < len)
+			if (n < len)
 				return;
-			on_startup_packet(c, in, len);
+			on_startup_packet(c, len);
 			continue;
 		}
-		switch (proto_frame(hdr, (size_t)n, AUTH_MSG_MAX, &type, &len)) {
+		switch (proto_frame(p, n, AUTH_MSG_MAX, &type, &len)) {
 		case PROTO_NEED_MORE:
 			return;
 		case PROTO_BAD:
@@ -836,12 +930,13 @@ static void on_login_input(client_t *c)
 					  "expected password response, got message type %d", type);
 			return;
 		}
-		if (evbuffer_get_length(in) < (size_t)len + 1)
+		if (n < (size_t)len + 1)
 			return;
 		/* Take the message out before handling it: a successful login may link a
 		 * server at once, and the relay must not see this message. */
 		uint8_t msg[AUTH_MSG_MAX + 1];
-		evbuffer_remove(in, msg, (size_t)len + 1);
+		memcpy(msg, p, (size_t)len + 1);
+		stream_consume(&c->st, (size_t)len + 1);
 		on_auth_message(c, msg + PROTO_HDR, len - 4);
 	}
 }
@@ -865,7 +960,7 @@ static void client_read_cb(struct stream *st, void *arg)
 	case CL_WAITING:
 		break; /* kept until a server is linked; read_high bounds it */
 	case CL_CLOSING:
-		evbuffer_drain(st->in, evbuffer_get_length(st->in));
+		stream_consume(st, stream_input_len(st));
 		break;
 	}
 	stream_flush(st); /* what the login queued */
@@ -875,7 +970,7 @@ static void client_drain_cb(struct stream *st, void *arg)
 {
 	client_t *c = arg;
 	if (c->state == CL_CLOSING) {
-		if (evbuffer_get_length(st->out) == 0) {
+		if (stream_output_len(st) == 0) {
 			c->drained = true;
 			reaper_schedule();
 		}
@@ -917,11 +1012,6 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 		c->drained = true; /* it had CLOSE_DRAIN_SEC to read its last words */
 		reaper_schedule();
 		break;
-	case CT_LOGIN:
-		if (c->state == CL_LOGIN)
-			client_disconnect(c, "08006", "client_login_timeout (%gs) reached",
-					  cfg->client_login_timeout);
-		break;
 	case CT_IDLE:
 		if (c->state == CL_ACTIVE || c->state == CL_IDLE)
 			client_disconnect(c, "57P05",
@@ -938,7 +1028,7 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case CT_QUERY:
 		if (c->state == CL_ACTIVE && c->server) {
 			log_info("client %llu %s (%s@%s): query_timeout (%gs): cancelling its query",
-				 (unsigned long long)c->id, c->addr, c->user, c->database,
+				 (unsigned long long)c->id, client_peer(c), c->user, c->database,
 				 cfg->query_timeout);
 			server_cancel(c->server);
 		}
@@ -946,23 +1036,33 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void format_addr(client_t *c, const struct sockaddr *sa)
+static void keep_peer(client_t *c, const struct sockaddr *sa)
 {
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
+	c->peer_family = (uint8_t)sa->sa_family;
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in4 = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
-		port = ntohs(in4->sin_port);
+		memcpy(c->peer_ip, &in4->sin_addr, 4);
+		c->peer_port = ntohs(in4->sin_port);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		port = ntohs(in6->sin6_port);
-	} else {
-		snprintf(c->addr, sizeof(c->addr), "unix");
-		return;
+		memcpy(c->peer_ip, &in6->sin6_addr, 16);
+		c->peer_port = ntohs(in6->sin6_port);
 	}
-	snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
+}
+
+const char *client_peer(const client_t *c)
+{
+	static char buf[INET6_ADDRSTRLEN + 8];
+	char host[INET6_ADDRSTRLEN] = "?";
+	if (c->peer_family == AF_INET)
+		inet_ntop(AF_INET, c->peer_ip, host, sizeof(host));
+	else if (c->peer_family == AF_INET6)
+		inet_ntop(AF_INET6, c->peer_ip, host, sizeof(host));
+	else
+		return "unix";
+	snprintf(buf, sizeof(buf), c->peer_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
+		 (unsigned)c->peer_port);
+	return buf;
 }
 
 void client_accept(int fd, const struct sockaddr *sa, int salen)
@@ -974,21 +1074,17 @@ void client_accept(int fd, const struct sockaddr *sa, int salen)
 	}
 	c->id = ++next_id;
 	list_init(&c->node);
-	format_addr(c, sa);
+	keep_peer(c, sa);
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
-	if (!stream_init(&c->st, rt->base, fd, true, &client_stream_ops, c)) {
-		close(fd);
-		free(c);
-		return;
-	}
+	stream_init(&c->st, rt->base, fd, true, &client_stream_ops, c);
 	cancel_register(c);
 	client_set_state(c, CL_LOGIN);
 	nclients++;
 	c->too_many = nclients > rt->cfg->max_client_conn;
-	timer_set(c, CT_LOGIN, rt->cfg->client_login_timeout);
-	log_debug("client %llu %s: accepted", (unsigned long long)c->id, c->addr);
+	c->since = rt_now();
+	log_debug("client %llu %s: accepted", (unsigned long long)c->id, client_peer(c));
 	stream_set_read(&c->st, true);
 }

@@ -1,6 +1,7 @@
 /* Owns the listening sockets: one per TCP address of listen_addr ("*" = every IPv4 and
- * IPv6 address) and the unix socket UNIX_SOCKET_DIR/.s.PGSQL.PORT. Accepted sockets go
- * to client_accept. */
+ * IPv6 address) and the unix socket UNIX_SOCKET_DIR/.s.PGSQL.PORT — or, when systemd
+ * passes listening sockets (socket activation), those instead. Accepted sockets go to
+ * client_accept. */
 #include "listener.h"
 
 #include <errno.h>
@@ -16,6 +17,7 @@
 
 #include <event2/listener.h>
 #include <event2/util.h>
+#include <systemd/sd-daemon.h>
 
 #include "client.h"
 #include "config.h"
@@ -134,9 +136,40 @@ static bool listen_unix(struct runtime *rt, const char *dir, int port, int mode)
 	return add_listener(rt, fd, sun.sun_path);
 }
 
+/* Sockets passed by systemd (sd_listen_fds): used as they are; the unit decides the
+ * addresses, and systemd keeps them open across restarts, so connections queue in the
+ * kernel while pgcoro is down. Returns the number taken, or -1 on failure. */
+static int listen_passed(struct runtime *rt)
+{
+	int n = sd_listen_fds(1);
+	if (n < 0) {
+		log_error("sd_listen_fds: %s", strerror(-n));
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		char what[64];
+		snprintf(what, sizeof(what), "socket %d passed by systemd", fd);
+		if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+			log_error("%s is not a listening stream socket", what);
+			return -1;
+		}
+		if (!add_listener(rt, fd, what))
+			return -1;
+	}
+	return n;
+}
+
 bool listener_start(struct runtime *rt)
 {
 	const struct config *cfg = rt->cfg;
+	int passed = listen_passed(rt);
+	if (passed != 0) {
+		if (passed > 0)
+			log_info("socket activation: %d socket(s) from systemd; listen_addr, "
+				 "listen_port and unix_socket_dir are not used", passed);
+		return passed > 0;
+	}
 	char *addrs = strdup(cfg->listen_addr);
 	if (!addrs)
 		return false;

@@ -9,14 +9,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static enum log_level cur_level = LOGL_INFO;
+enum log_level log_cur_level = LOGL_INFO;
 static FILE *log_file; /* NULL = stderr */
 
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 
 bool log_init(enum log_level level, const char *file)
 {
-	cur_level = level;
+	log_cur_level = level;
 	if (!file || !*file) {
 		log_close();
 		return true;
@@ -37,9 +37,7 @@ void log_close(void)
 	log_file = NULL;
 }
 
-void log_set_level(enum log_level level) { cur_level = level; }
-
-bool log_enabled(enum log_level level) { return level <= cur_level; }
+void log_set_level(enum log_level level) { log_cur_level = level; }
 
 bool log_level_parse(const char *s, enum log_level *out)
 {

@@ -16,11 +16,14 @@
 #include "executor.h"
 #include "listener.h"
 #include "log.h"
+#include "manpage.h"
 #include "pool.h"
 #include "relay.h"
+#include "reload.h"
 #include "runtime.h"
 #include "sdnotify.h"
 #include "server.h"
+#include "shutdown.h"
 
 #define PGCORO_VERSION "0.1.0"
 
@@ -29,6 +32,7 @@ static void usage(FILE *f)
 	fprintf(f, "pgcoro %s — PostgreSQL connection pooler\n\n"
 		   "usage: pgcoro [-c] CONFIG          run in the foreground\n"
 		   "       pgcoro --check-config CONFIG validate the config (and auth_file), exit\n"
+		   "       pgcoro --man pgcoro.8|pgcoro.ini.5  write a manual page (roff)\n"
 		   "       pgcoro --version | --help\n\n"
 		   "Exit status: 0 ok, 1 runtime failure, 2 bad usage or config.\n",
 		PGCORO_VERSION);
@@ -37,44 +41,20 @@ static void usage(FILE *f)
 /* Loads CONFIG and its auth_file; on failure prints the reason and returns false. */
 static bool load_all(const char *path, struct config **cfg, struct auth_file **auth)
 {
-	char err[1024];
-	*auth = NULL;
-	*cfg = cfg_load(path, err, sizeof(err));
-	if (!*cfg) {
-		fprintf(stderr, "pgcoro: %s\n", err);
-		return false;
-	}
-	if ((*cfg)->auth_file[0]) {
-		*auth = auth_load((*cfg)->auth_file, err, sizeof(err));
-		if (!*auth) {
-			fprintf(stderr, "pgcoro: auth_file: %s\n", err);
-			cfg_free(*cfg);
-			*cfg = NULL;
-			return false;
-		}
-	} else if ((*cfg)->auth_type != AUTH_TRUST) {
-		fprintf(stderr, "pgcoro: %s: auth_type %s needs an auth_file\n", path,
-			cfg_auth_type_name((*cfg)->auth_type));
-		cfg_free(*cfg);
-		*cfg = NULL;
-		return false;
-	}
-	return true;
+	char err[1280];
+	if (reload_load(path, cfg, auth, err, sizeof(err)))
+		return true;
+	fprintf(stderr, "pgcoro: %s\n", err);
+	return false;
 }
 
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
-	struct runtime *rt = arg;
-	log_info("received signal %d (%s): shutting down", (int)sig, strsignal((int)sig));
-	sdnotify_stopping();
-	rt->shutting_down = true;
-	event_base_loopbreak(rt->base);
+	log_info("received signal %d (%s)", (int)sig, strsignal((int)sig));
+	shutdown_begin(sig == SIGINT ? SHUTDOWN_QUERY : SHUTDOWN_TXN);
 }
 
-static void on_hup(evutil_socket_t sig, short what, void *arg)
-{
-	log_warning("SIGHUP: reload is not implemented yet; the running config stays in force");
-}
+static void on_hup(evutil_socket_t sig, short what, void *arg) { reload_start(); }
 
 static bool write_pidfile(const char *path)
 {
@@ -91,6 +71,7 @@ int main(int argc, char **argv)
 		{"check-config", required_argument, NULL, 'C'},
 		{"config", required_argument, NULL, 'c'},
 		{"version", no_argument, NULL, 'V'},
+		{"man", required_argument, NULL, 'M'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -106,6 +87,12 @@ int main(int argc, char **argv)
 			path = optarg;
 			check_only = true;
 			break;
+		case 'M':
+			if (!manpage_write(stdout, optarg, PGCORO_VERSION)) {
+				fprintf(stderr, "pgcoro: no manual page %s\n", optarg);
+				return 2;
+			}
+			return fflush(stdout) == 0 ? 0 : 1;
 		case 'V':
 			printf("pgcoro %s\n", PGCORO_VERSION);
 			return 0;
@@ -157,6 +144,8 @@ int main(int argc, char **argv)
 	server_init(&rt);
 	pool_init(&rt);
 	relay_init(&rt);
+	reload_init(&rt, path);
+	shutdown_init(&rt);
 	if (!listener_start(&rt))
 		goto fail;
 	sigs[0] = evsignal_new(rt.base, SIGINT, on_stop_signal, &rt);
@@ -193,6 +182,7 @@ fail:
 	for (int i = 0; i < 3; i++)
 		if (sigs[i])
 			event_free(sigs[i]);
+	shutdown_free();
 	if (rt.cfg->pidfile[0] && status == 0)
 		unlink(rt.cfg->pidfile);
 	if (rt.base)

@@ -31,19 +31,23 @@ void pool_init(struct runtime *r)
 
 static bool has_kw(const struct cfg_db *db, const char *kw) { return cfg_db_param(db, kw) != NULL; }
 
+static void free_params(const char **kw, const char **val)
+{
+	for (int i = 0; kw && kw[i]; i++) {
+		free((char *)kw[i]);
+		free((char *)val[i]);
+	}
+	free(kw);
+	free(val);
+}
+
 static void pool_free(pool_t *p)
 {
 	event_del(&p->retry_ev);
 	for (int i = 0; i < SERVER_NPARAMS; i++)
 		free(p->params[i]);
-	if (p->kw) {
-		for (int i = 0; p->kw[i]; i++) {
-			free((char *)p->kw[i]);
-			free((char *)p->val[i]);
-		}
-	}
-	free(p->kw);
-	free(p->val);
+	pbuf_free(&p->welcome);
+	free_params(p->kw, p->val);
 	free(p->dbname);
 	free(p->user);
 	free(p);
@@ -52,6 +56,16 @@ static void pool_free(pool_t *p)
 /* Builds the libpq parameters: the entry's conninfo, then what it leaves out — dbname
  * (the name asked for), user (the client's), password (the user's plain secret in the
  * auth_file; otherwise libpq's own passfile rules apply), fallback_application_name. */
+static bool same_params(const char *const *kw1, const char *const *val1,
+			const char *const *kw2, const char *const *val2)
+{
+	int i = 0;
+	for (; kw1[i] && kw2[i]; i++)
+		if (strcmp(kw1[i], kw2[i]) != 0 || strcmp(val1[i], val2[i]) != 0)
+			return false;
+	return !kw1[i] && !kw2[i];
+}
+
 static bool build_params(pool_t *p, const struct cfg_db *db)
 {
 	int n = 0;
@@ -97,6 +111,8 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg) { pool_kick(arg); }
 
+static void pool_settings(pool_t *p, const struct cfg_db *db);
+
 pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db)
 {
 	struct list *pos, *tmp;
@@ -115,8 +131,26 @@ pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db)
 		pool_free(p);
 		return NULL;
 	}
-	p->db = db;
+	evtimer_assign(&p->retry_ev, rt->base, retry_cb, p);
+	pool_settings(p, db);
+	list_head_init(&p->waiting);
+	list_head_init(&p->active);
+	list_head_init(&p->idle);
+	list_head_init(&p->sv_connecting);
+	list_head_init(&p->sv_idle);
+	list_head_init(&p->sv_active);
+	list_head_init(&p->sv_housekeeping);
+	list_append(&pools, &p->node);
+	log_info("pool %s/%s created: pool_size=%d pool_mode=%s", p->dbname, p->user, p->pool_size,
+		 cfg_pool_mode_name(p->pool_mode));
+	return p;
+}
+
+/* Sizes, mode and limits of P from the running config (at creation and on reload). */
+static void pool_settings(pool_t *p, const struct cfg_db *db)
+{
 	const struct config *cfg = rt->cfg;
+	const char *user = p->user;
 	const struct cfg_user *u = cfg_find_user(cfg, user);
 	if (u && u->pool_size > 0)
 		p->pool_size = u->pool_size;
@@ -131,24 +165,51 @@ pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db)
 		db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections;
 	p->max_user_connections = u && u->max_user_connections >= 0 ? u->max_user_connections
 								 : cfg->max_user_connections;
-	evtimer_assign(&p->retry_ev, rt->base, retry_cb, p);
 	if (u && u->pool_mode != POOL_MODE_UNSET)
 		p->pool_mode = u->pool_mode;
 	else if (db->pool_mode != POOL_MODE_UNSET)
 		p->pool_mode = db->pool_mode;
 	else
-		p->pool_mode = rt->cfg->pool_mode;
-	list_head_init(&p->waiting);
-	list_head_init(&p->active);
-	list_head_init(&p->idle);
-	list_head_init(&p->sv_connecting);
-	list_head_init(&p->sv_idle);
-	list_head_init(&p->sv_active);
-	list_head_init(&p->sv_housekeeping);
-	list_append(&pools, &p->node);
-	log_info("pool %s/%s created: pool_size=%d pool_mode=%s", p->dbname, p->user, p->pool_size,
-		 cfg_pool_mode_name(p->pool_mode));
-	return p;
+		p->pool_mode = cfg->pool_mode;
+}
+
+void pool_reconfigure(void)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &pools)
+	{
+		pool_t *p = list_entry(pos, pool_t, node);
+		const struct cfg_db *db = cfg_find_db(rt->cfg, p->dbname);
+		if (!db) {
+			log_info("pool %s/%s: database no longer configured: no new logins; its "
+				 "sessions go on", p->dbname, p->user);
+			continue;
+		}
+		pool_settings(p, db);
+		const char **kw = p->kw, **val = p->val;
+		p->kw = p->val = NULL;
+		if (!build_params(p, db)) {
+			log_error("pool %s/%s: out of memory applying the new configuration: "
+				  "its connection settings stay", p->dbname, p->user);
+			free_params(p->kw, p->val);
+			p->kw = kw;
+			p->val = val;
+		} else if (!same_params(kw, val, p->kw, p->val)) {
+			free_params(kw, val);
+			p->conn_gen++;
+			log_info("pool %s/%s: connection settings changed: servers are replaced as "
+				 "they become idle", p->dbname, p->user);
+			struct list *spos, *stmp;
+			list_for_each_safe(spos, stmp, &p->sv_idle)
+			{
+				server_disconnect(list_entry(spos, server_t, node),
+						  "connection settings changed (reload)");
+			}
+		} else {
+			free_params(kw, val);
+		}
+		pool_kick(p); /* limits may have grown */
+	}
 }
 
 int pool_server_count(const pool_t *p)
@@ -163,7 +224,7 @@ static int pool_limit(const pool_t *p, double now)
 {
 	if (p->reserve_pool_size > 0 && !list_empty(&p->waiting)) {
 		const client_t *c = list_entry(list_first(&p->waiting), client_t, node);
-		if (now - c->wait_since >= rt->cfg->reserve_pool_timeout)
+		if (now - c->since >= rt->cfg->reserve_pool_timeout)
 			return p->pool_size + p->reserve_pool_size;
 	}
 	return p->pool_size;
@@ -251,6 +312,21 @@ void pool_kick(pool_t *p)
 		grow(p, want, rt_now());
 }
 
+void pool_request(pool_t *p, client_t *c)
+{
+	if (!rt->shutting_down && list_empty(&p->waiting) && !list_empty(&p->sv_idle)) {
+		server_t *s = list_entry(list_first(&p->sv_idle), server_t, node);
+		if (!server_check_if_stale(s)) {
+			client_set_state(c, CL_ACTIVE);
+			server_assign(s, c);
+			return;
+		}
+	}
+	client_set_state(c, CL_WAITING);
+	c->since = rt_now();
+	pool_kick(p);
+}
+
 void pool_connect_ok(pool_t *p, char *const *params)
 {
 	p->retry_delay = 0;
@@ -261,7 +337,14 @@ void pool_connect_ok(pool_t *p, char *const *params)
 		if (params[i] && !p->params[i])
 			return; /* out of memory: params_known stays as it was */
 	}
-	p->params_known = true;
+	pbuf_reset(&p->welcome);
+	for (int i = 0; i < SERVER_NPARAMS; i++) {
+		p->welcome_at[i] = (uint32_t)p->welcome.len;
+		if (p->params[i])
+			proto_build_param_status(&p->welcome, server_param_names[i], p->params[i]);
+	}
+	p->welcome_at[SERVER_NPARAMS] = (uint32_t)p->welcome.len;
+	p->params_known = !p->welcome.failed;
 }
 
 void pool_connect_failed(pool_t *p, const char *msg)
@@ -291,6 +374,7 @@ void pool_connect_failed(pool_t *p, const char *msg)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	double now = rt_now();
+	client_tick(now);
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &pools)
 	{
@@ -298,7 +382,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		double qwt = rt->cfg->query_wait_timeout;
 		while (qwt > 0 && !list_empty(&p->waiting)) {
 			client_t *c = list_entry(list_first(&p->waiting), client_t, node);
-			if (now - c->wait_since < qwt)
+			if (now - c->since < qwt)
 				break; /* FIFO: the rest waited less */
 			client_wait_timeout(c);
 		}
@@ -326,6 +410,24 @@ static void close_servers(struct list_head *h)
 	{
 		server_t *s = list_entry(pos, server_t, node);
 		server_disconnect(s, "shutting down");
+	}
+}
+
+void pool_shutdown_begin(void)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &pools)
+	{
+		pool_t *p = list_entry(pos, pool_t, node);
+		close_clients(&p->waiting);
+		close_clients(&p->idle);
+		close_servers(&p->sv_connecting);
+		close_servers(&p->sv_idle);
+		struct list *cpos, *ctmp;
+		list_for_each_safe(cpos, ctmp, &p->active)
+		{
+			client_shutdown_if_done(list_entry(cpos, client_t, node));
+		}
 	}
 }
 

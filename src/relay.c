@@ -1,26 +1,22 @@
 /* The relay: whole protocol messages between a client and its server, never re-encoded.
  *
- * Each direction keeps "bytes of the current message still to pass" (msg_pending) so that
- * a large message (a 1 GB DataRow) streams through without being buffered whole: the
- * header is read, the body moves chain by chain with evbuffer_remove_buffer. Only the
- * messages the pooler must understand are looked at whole: ReadyForQuery (transaction
- * state, the release point), ParameterStatus (tracked parameters) and Terminate.
- * Fast path: the whole messages lying in the input's first chain are framed by pointer
- * and moved with one evbuffer_remove_buffer (a select's T, D, C, Z in one call); a
- * message that crosses chains, or has not fully arrived, takes the per-message path.
+ * The source's input is contiguous (stream.h): during a read it is the bytes just read,
+ * in place. The pump frames the messages there by pointer and sends the run of them to
+ * the destination with one stream_send, which writes from those very bytes; so a
+ * request or a result that arrives whole is read once and written once, never copied.
+ * Each direction keeps "bytes of the current message still to pass" (msg_pending), so a
+ * large message (a 1 GB DataRow) streams through in read-sized pieces without being
+ * held whole. Only the messages the pooler must understand are looked at whole:
+ * ReadyForQuery (transaction state, the release point), ParameterStatus (tracked
+ * parameters) and Terminate; one of those not fully arrived stays in the source's input
+ * until the rest comes.
  * The client side counts what it sent that awaits a ReadyForQuery (Query, Sync,
  * FunctionCall) and whether an extended-protocol sequence is open, so the server's state
  * is known clean exactly when nothing is outstanding.
- * Writes are gathered: the pumps move every message available, then one stream_flush
- * per side writes them with one writev.
- * Back-pressure: when the destination still has RELAY_HIGH_WATER queued after a write
- * attempt, moving stops; the source stream then stops reading its socket at its
- * read_high; the destination's drain callback resumes the relay. */
+ * Back-pressure: when the destination has RELAY_HIGH_WATER queued, the pump stops; what
+ * the source sent stays in its input, which stops being read at read_high; the
+ * destination's drain callback resumes the relay. */
 #include "relay.h"
-
-#include <string.h>
-
-#include <event2/buffer.h>
 
 #include "client.h"
 #include "config.h"
@@ -33,55 +29,20 @@
 
 static struct runtime *rt;
 
-#define MAX_INSPECT 8192 /* ParameterStatus larger than this is passed without tracking */
+#define MAX_INSPECT 8192    /* ParameterStatus larger than this is passed without tracking */
+#define RELAY_BATCH (64 * 1024) /* most bytes framed per send */
 
 void relay_init(struct runtime *r) { rt = r; }
-
-/* Moves up to *pending bytes from IN to OUT; returns false if nothing could move. */
-static bool move_body(struct evbuffer *in, struct evbuffer *out, uint32_t *pending)
-{
-	size_t avail = evbuffer_get_length(in);
-	size_t n = avail < *pending ? avail : *pending;
-	if (n == 0)
-		return false;
-	int moved = evbuffer_remove_buffer(in, out, n);
-	if (moved <= 0)
-		return false;
-	*pending -= (uint32_t)moved;
-	return true;
-}
-
-enum proto_frame relay_peek_header(struct evbuffer *in, uint32_t max_len, uint8_t *type,
-				    uint32_t *len)
-{
-	uint8_t hdr[PROTO_HDR];
-	ev_ssize_t n = evbuffer_copyout(in, hdr, sizeof(hdr));
-	if (n < (ev_ssize_t)sizeof(hdr))
-		return PROTO_NEED_MORE;
-	return proto_frame(hdr, sizeof(hdr), max_len, type, len);
-}
-
-/* True if DST's output is over the high-water mark even after a write attempt. */
-static bool dst_full(struct stream *dst)
-{
-	if (evbuffer_get_length(dst->out) < RELAY_HIGH_WATER)
-		return false;
-	stream_flush(dst);
-	return evbuffer_get_length(dst->out) >= RELAY_HIGH_WATER;
-}
 
 static uint32_t be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Bookkeeping for a client message of TYPE about to go to S. False for a Terminate,
- * which is not forwarded. */
-static bool client_msg_seen(server_t *s, uint8_t type)
+/* Bookkeeping for a client message of TYPE about to go to S. */
+static void client_msg_seen(server_t *s, uint8_t type)
 {
 	switch (type) {
-	case 'X':
-		return false;
 	case 'Q':
 	case 'F':
 		s->out_syncs++;
@@ -101,11 +62,10 @@ static bool client_msg_seen(server_t *s, uint8_t type)
 	default:
 		break;
 	}
-	return true;
 }
 
 /* Bookkeeping for a whole ReadyForQuery or ParameterStatus from S (MSG points at the
- * type byte). False if the server must be dropped. */
+ * type byte). False if the server was dropped. */
 static bool server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
 {
 	if (msg[0] == 'Z') {
@@ -124,90 +84,75 @@ static bool server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
 	return true;
 }
 
-enum run {
-	RUN_NONE,  /* no whole message at the head of the first chain: take the slow path */
-	RUN_MOVED, /* a run of whole messages was moved */
-	RUN_STOP,  /* stop pumping (Terminate, a ReadyForQuery handed the server on, an error) */
+/* How a framing pass ended. */
+enum frame_end {
+	FE_MORE,      /* all input consumed, or a message's first bytes wait for the rest */
+	FE_BATCH,     /* RELAY_BATCH framed: send, then go on */
+	FE_READY,     /* server side: a ReadyForQuery ends the run */
+	FE_TERMINATE, /* client side: a Terminate (not forwarded) */
+	FE_BAD,       /* an invalid length: the source is dropped */
 };
-
-/* Fast path, client side: frames the whole messages lying in IN's first chain by pointer
- * and moves them with one evbuffer_remove_buffer. */
-static enum run run_client(client_t *c, server_t *s, struct evbuffer *in, struct evbuffer *out)
-{
-	struct evbuffer_iovec v;
-	if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-		return RUN_NONE;
-	const uint8_t *p = v.iov_base;
-	size_t avail = v.iov_len, run = 0;
-	uint32_t max = (uint32_t)rt->cfg->max_packet_size;
-	bool terminate = false;
-	while (avail - run >= PROTO_HDR && run < RELAY_HIGH_WATER) {
-		uint8_t type = p[run];
-		uint32_t len = be32(p + run + 1);
-		if (len < 4 || len > max)
-			break; /* the slow path reports it */
-		if ((size_t)len + 1 > avail - run)
-			break;
-		if (!client_msg_seen(s, type)) {
-			terminate = true;
-			break;
-		}
-		run += (size_t)len + 1;
-	}
-	if (run) {
-		evbuffer_remove_buffer(in, out, run);
-		client_on_request(c);
-	}
-	if (terminate) {
-		client_disconnect(c, NULL, "client sent Terminate");
-		return RUN_STOP;
-	}
-	return run ? RUN_MOVED : RUN_NONE;
-}
-
-/* Slow path, client side: one message, which may span chains or be larger than what
- * has arrived; its body streams with msg_pending. Returns false to stop pumping. */
-static bool step_client(client_t *c, server_t *s, struct evbuffer *in, struct evbuffer *out)
-{
-	if (c->msg_pending == 0) {
-		uint8_t type = 0;
-		uint32_t len = 0;
-		switch (relay_peek_header(in, (uint32_t)rt->cfg->max_packet_size, &type, &len)) {
-		case PROTO_NEED_MORE:
-			return false;
-		case PROTO_BAD:
-			client_disconnect(c, "08P01", "invalid message length %u (type '%c') from client",
-					  len, type >= 32 && type < 127 ? type : '?');
-			return false;
-		case PROTO_OK:
-			break;
-		}
-		if (!client_msg_seen(s, type)) {
-			client_disconnect(c, NULL, "client sent Terminate");
-			return false;
-		}
-		c->msg_pending = len + 1;
-		client_on_request(c);
-	}
-	return move_body(in, out, &c->msg_pending);
-}
 
 static void pump_client(client_t *c, server_t *s)
 {
-	struct evbuffer *in = c->st.in;
-	struct evbuffer *out = s->st.out;
-	for (;;) {
-		if (dst_full(&s->st))
-			return; /* resumed by the server's drain callback */
-		if (c->msg_pending == 0) {
-			enum run r = run_client(c, s, in, out);
-			if (r == RUN_STOP)
-				return;
-			if (r == RUN_MOVED)
+	uint32_t max = (uint32_t)rt->cfg->max_packet_size;
+	while (stream_output_len(&s->st) < RELAY_HIGH_WATER) {
+		size_t n;
+		const uint8_t *p = stream_input(&c->st, &n);
+		size_t i = 0, limit = n < RELAY_BATCH ? n : RELAY_BATCH;
+		enum frame_end end = FE_MORE;
+		uint8_t type = 0;
+		uint32_t len = 0;
+		bool request = false;
+		while (i < limit) {
+			if (c->msg_pending) {
+				size_t take = n - i < c->msg_pending ? n - i : c->msg_pending;
+				i += take;
+				c->msg_pending -= (uint32_t)take;
 				continue;
+			}
+			if (n - i < PROTO_HDR)
+				break;
+			type = p[i];
+			len = be32(p + i + 1);
+			if (len < 4 || len > max) {
+				end = FE_BAD;
+				break;
+			}
+			if (type == 'X') {
+				end = FE_TERMINATE;
+				break;
+			}
+			client_msg_seen(s, type);
+			request = true;
+			if ((size_t)len + 1 <= n - i) {
+				i += (size_t)len + 1; /* whole: passes as is */
+			} else {
+				c->msg_pending = (uint32_t)((size_t)len + 1 - (n - i)); /* the rest follows */
+				i = n;
+			}
 		}
-		if (!step_client(c, s, in, out))
+		if (end == FE_MORE && i >= limit && i < n)
+			end = FE_BATCH;
+		if (i) {
+			stream_send(&s->st, p, i);
+			stream_consume(&c->st, i);
+		}
+		if (request)
+			client_on_request(c);
+		switch (end) {
+		case FE_BAD:
+			client_disconnect(c, "08P01", "invalid message length %u (type '%c') from client",
+					  len, type >= 32 && type < 127 ? type : '?');
 			return;
+		case FE_TERMINATE:
+			client_disconnect(c, NULL, "client sent Terminate");
+			return;
+		case FE_BATCH:
+			continue;
+		default:
+			return;
+		}
 	}
 }
 
@@ -221,95 +166,76 @@ static bool after_ready(server_t *s, client_t *c)
 	return s->client == c && c->state == CL_ACTIVE;
 }
 
-/* Fast path, server side: as run_client; a run ends after a ReadyForQuery. */
-static enum run run_server(server_t *s, client_t *c, struct evbuffer *in, struct evbuffer *out)
-{
-	struct evbuffer_iovec v;
-	if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-		return RUN_NONE;
-	const uint8_t *p = v.iov_base;
-	size_t avail = v.iov_len, run = 0;
-	bool ready = false;
-	while (avail - run >= PROTO_HDR && run < RELAY_HIGH_WATER) {
-		uint8_t type = p[run];
-		uint32_t len = be32(p + run + 1);
-		if (len < 4 || (size_t)len + 1 > avail - run)
-			break; /* bad lengths are reported by the slow path */
-		if (type == 'Z' || (type == 'S' && len <= MAX_INSPECT)) {
-			if (!server_msg_seen(s, p + run, len))
-				return RUN_STOP;
-			if (type == 'Z') {
-				run += (size_t)len + 1;
-				ready = true;
-				break;
-			}
-		}
-		run += (size_t)len + 1;
-	}
-	if (!run)
-		return RUN_NONE;
-	evbuffer_remove_buffer(in, out, run);
-	if (ready && !after_ready(s, c))
-		return RUN_STOP;
-	return RUN_MOVED;
-}
-
-/* Slow path, server side: one message (see step_client). */
-static bool step_server(server_t *s, client_t *c, struct evbuffer *in, struct evbuffer *out)
-{
-	if (s->msg_pending == 0) {
-		uint8_t type = 0;
-		uint32_t len = 0;
-		enum proto_frame f = relay_peek_header(in, 0x7fffffffu, &type, &len);
-		if (f == PROTO_NEED_MORE)
-			return false;
-		if (f == PROTO_BAD) {
-			server_disconnect(s, "invalid message length %u from server", len);
-			return false;
-		}
-		if (type == 'Z' || (type == 'S' && len <= MAX_INSPECT)) {
-			if (evbuffer_get_length(in) < (size_t)len + 1)
-				return false;
-			uint8_t *msg = evbuffer_pullup(in, (ev_ssize_t)len + 1);
-			if (!msg || !server_msg_seen(s, msg, len))
-				return false;
-			evbuffer_remove_buffer(in, out, len + 1);
-			return type != 'Z' || after_ready(s, c);
-		}
-		s->msg_pending = len + 1;
-	}
-	return move_body(in, out, &s->msg_pending);
-}
-
 static void pump_server(server_t *s, client_t *c)
 {
-	struct evbuffer *in = s->st.in;
-	struct evbuffer *out = c->st.out;
-	for (;;) {
-		if (dst_full(&c->st))
-			return; /* resumed by the client's drain callback */
-		if (s->msg_pending == 0) {
-			enum run r = run_server(s, c, in, out);
-			if (r == RUN_STOP)
-				return;
-			if (r == RUN_MOVED)
+	while (stream_output_len(&c->st) < RELAY_HIGH_WATER) {
+		size_t n;
+		const uint8_t *p = stream_input(&s->st, &n);
+		size_t i = 0, limit = n < RELAY_BATCH ? n : RELAY_BATCH;
+		enum frame_end end = FE_MORE;
+		uint32_t len = 0;
+		while (i < limit) {
+			if (s->msg_pending) {
+				size_t take = n - i < s->msg_pending ? n - i : s->msg_pending;
+				i += take;
+				s->msg_pending -= (uint32_t)take;
 				continue;
+			}
+			if (n - i < PROTO_HDR)
+				break;
+			uint8_t type = p[i];
+			len = be32(p + i + 1);
+			if (len < 4) {
+				end = FE_BAD;
+				break;
+			}
+			if (type == 'Z' || (type == 'S' && len <= MAX_INSPECT)) {
+				if ((size_t)len + 1 > n - i)
+					break; /* looked at whole: wait for the rest */
+				if (!server_msg_seen(s, p + i, len))
+					return;
+				i += (size_t)len + 1;
+				if (type == 'Z') {
+					end = FE_READY;
+					break;
+				}
+				continue;
+			}
+			if ((size_t)len + 1 <= n - i) {
+				i += (size_t)len + 1;
+			} else {
+				s->msg_pending = (uint32_t)((size_t)len + 1 - (n - i));
+				i = n;
+			}
 		}
-		if (!step_server(s, c, in, out))
+		if (end == FE_MORE && i >= limit && i < n)
+			end = FE_BATCH;
+		if (i) {
+			stream_send(&c->st, p, i);
+			stream_consume(&s->st, i);
+		}
+		switch (end) {
+		case FE_BAD:
+			server_disconnect(s, "invalid message length %u from server", len);
 			return;
+		case FE_READY:
+			if (!after_ready(s, c))
+				return;
+			continue;
+		case FE_BATCH:
+			continue;
+		default:
+			return;
+		}
 	}
 }
 
-/* The pumps move what is there; the one write per wake-up happens here, after them, so
- * every message moved in this wake-up goes out in one writev. */
 void relay_client_to_server(client_t *c)
 {
 	server_t *s = c->server;
 	if (!s || s->state != SV_ACTIVE || c->state != CL_ACTIVE)
 		return;
 	pump_client(c, s);
-	if (s->state != SV_CLOSING)
-		stream_flush(&s->st);
 	stream_input_consumed(&c->st);
 }
 
@@ -319,7 +245,6 @@ void relay_server_to_client(server_t *s)
 	if (!c || s->state != SV_ACTIVE || c->state != CL_ACTIVE)
 		return;
 	pump_server(s, c);
-	stream_flush(&c->st);
 	if (s->state != SV_CLOSING)
 		stream_input_consumed(&s->st);
 }

@@ -1,14 +1,24 @@
-/* Owns the conversation with systemd (Type=notify): READY, STOPPING, STATUS. */
+/* Owns the conversation with systemd (Type=notify / notify-reload): READY, RELOADING,
+ * STOPPING, STATUS. */
 #include "sdnotify.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <systemd/sd-daemon.h>
 
 void sdnotify_ready(void) { sd_notify(0, "READY=1"); }
 
 void sdnotify_stopping(void) { sd_notify(0, "STOPPING=1"); }
+
+void sdnotify_reloading(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+		   (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000u);
+}
 
 void sdnotify_status(const char *fmt, ...)
 {

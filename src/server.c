@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
 
 #include "client.h"
 #include "config.h"
@@ -99,6 +98,7 @@ static void set_param(server_t *s, int i, const char *value)
 		return;
 	free(s->params[i]);
 	s->params[i] = dup_or_null(value);
+	s->params_gen++;
 }
 
 int server_param_index(const char *name)
@@ -154,7 +154,7 @@ void server_disconnect(server_t *s, const char *fmt, ...)
 	server_set_state(s, SV_CLOSING);
 	event_del(&s->pq_ev);
 	evtimer_del(&s->timer);
-	if (s->st.in)
+	if (stream_is_open(&s->st))
 		stream_set_read(&s->st, false);
 	if (c) {
 		c->server = NULL;
@@ -252,10 +252,7 @@ static void on_connected(server_t *s)
 		connect_failed(s, PQerrorMessage(s->conn));
 		return;
 	}
-	if (!stream_init(&s->st, rt->base, PQsocket(s->conn), false, &server_stream_ops, s)) {
-		server_disconnect(s, "out of memory");
-		return;
-	}
+	stream_init(&s->st, rt->base, PQsocket(s->conn), false, &server_stream_ops, s);
 	stream_set_read(&s->st, true);
 	params_from_libpq(s);
 	s->tx_status = 'I';
@@ -333,6 +330,7 @@ bool server_connect(pool_t *pool)
 		return false;
 	s->id = ++next_id;
 	s->pool = pool;
+	s->conn_gen = pool->conn_gen;
 	list_init(&s->node);
 	event_assign(&s->pq_ev, rt->base, -1, 0, pq_connect_cb, s);
 	evtimer_assign(&s->timer, rt->base, timer_cb, s);
@@ -391,6 +389,10 @@ static const struct stream_ops server_stream_ops = {
 /* S is clean and unlinked: back to the idle list (or closed if past server_lifetime). */
 static void server_to_idle(server_t *s)
 {
+	if (s->conn_gen != s->pool->conn_gen) {
+		server_disconnect(s, "connection settings changed (reload)");
+		return;
+	}
 	double now = rt_now();
 	if (rt->cfg->server_lifetime > 0 && now - s->connected_at >= rt->cfg->server_lifetime) {
 		server_disconnect(s, "server_lifetime (%gs) reached", rt->cfg->server_lifetime);
@@ -573,6 +575,8 @@ static void hk_step_done(server_t *s)
 		s->applied_sig = 0;
 	else if (step == HK_SYNC && s->client)
 		s->applied_sig = s->client->param_sig;
+	if (step == HK_RESET || step == HK_SYNC)
+		s->synced_sig = 0; /* what it holds changed: the next client is compared again */
 	if (step != HK_REFRESH) {
 		if (s->hk_pre_dirty)
 			s->hk_plan |= HK_REFRESH;
@@ -627,10 +631,14 @@ void server_assign(server_t *s, client_t *c)
 		      server_state_name(s->state));
 	s->client = c;
 	c->server = s;
-	const char *vals[2];
-	if (sync_params(s, vals, 2) > 0) {
-		hk_start(s, HK_SYNC);
-		return;
+	if (s->synced_sig != c->param_sig || s->synced_gen != s->params_gen) {
+		const char *vals[2];
+		if (sync_params(s, vals, 2) > 0) {
+			hk_start(s, HK_SYNC);
+			return;
+		}
+		s->synced_sig = c->param_sig;
+		s->synced_gen = s->params_gen;
 	}
 	server_set_state(s, SV_ACTIVE);
 	client_on_server_ready(c);
@@ -650,7 +658,7 @@ void server_release(server_t *s)
 		return;
 	}
 	if (s->msg_pending || s->out_syncs || s->mid_ext ||
-	    evbuffer_get_length(s->st.in) || evbuffer_get_length(s->st.out)) {
+	    stream_input_len(&s->st) || stream_output_len(&s->st)) {
 		server_disconnect(s, "client left in the middle of a query");
 		return;
 	}

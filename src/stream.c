@@ -1,21 +1,85 @@
-/* Owns the socket I/O of clients and servers: reads into an evbuffer with readv into
- * reserved space (no FIONREAD per read), writes with writev at once and waits for
- * EV_WRITE only when the kernel's buffer is full. The EV_READ registration stays for the
+/* Owns the socket I/O of clients and servers (see stream.h): reads into the shared
+ * scratch buffer (or, when input is pending, onto the end of the stream's own buffer),
+ * keeps what the owner leaves unconsumed, writes at once from the caller's bytes and
+ * queues only what the kernel refuses. The EV_READ registration stays for the
  * connection's life except while the owner pauses it or the input is over read_high. */
 #include "stream.h"
 
 #include <errno.h>
-#include <sys/uio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 #include <event2/util.h>
 
-#define READ_CHUNK 16384
+#include "log.h"
+
+#define READ_ROOM 16384 /* least room a read onto pending input gets */
+
+/* The loop thread is never cancelled, so its socket calls go to the kernel directly:
+ * glibc's read/send are cancellation points and, in a process with threads (the
+ * executor), wrap every call in cancellation bookkeeping that costs about as much as the
+ * rest of a relayed message's handling. */
+static ssize_t sys_read(int fd, void *buf, size_t n) { return syscall(SYS_read, fd, buf, n); }
+
+static ssize_t sys_send(int fd, const void *buf, size_t n)
+{
+	return syscall(SYS_sendto, fd, buf, n, MSG_NOSIGNAL, NULL, 0);
+}
+
+static uint8_t scratch[STREAM_SCRATCH];
+static const struct stream *scratch_user; /* the stream whose on_read has it, or NULL */
+
+#define KEEP_MIN 4096   /* least size of a stream's input buffer */
+
+static void sbuf_free(struct sbuf *b)
+{
+	free(b->data);
+	*b = (struct sbuf){0};
+}
+
+/* Makes room for ROOM more bytes after the data of B (moving the data to the front or
+ * growing). False if out of memory. */
+static bool sbuf_reserve(struct sbuf *b, size_t room)
+{
+	if ((size_t)b->cap - b->off - b->len >= room)
+		return true;
+	if (b->off && (size_t)b->cap - b->len >= room) {
+		memmove(b->data, b->data + b->off, b->len);
+		b->off = 0;
+		return true;
+	}
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap - b->len < room)
+		cap *= 2;
+	if (cap > UINT32_MAX)
+		return false;
+	uint8_t *p = malloc(cap);
+	if (!p)
+		return false;
+	if (b->len)
+		memcpy(p, b->data + b->off, b->len);
+	free(b->data);
+	b->data = p;
+	b->off = 0;
+	b->cap = (uint32_t)cap;
+	return true;
+}
+
+static bool sbuf_append(struct sbuf *b, const void *data, size_t len)
+{
+	if (!sbuf_reserve(b, len))
+		return false;
+	memcpy(b->data + b->off + b->len, data, len);
+	b->len += (uint32_t)len;
+	return true;
+}
 
 static void update_read(struct stream *st)
 {
-	bool want = st->want_read && !st->eof && evbuffer_get_length(st->in) < st->read_high;
+	bool want = st->want_read && !st->eof && st->ilen < STREAM_READ_HIGH;
 	if (want && !st->rev_added) {
 		event_add(&st->rev, NULL);
 		st->rev_added = true;
@@ -33,7 +97,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg);
 static void wev_arm(struct stream *st, bool activate)
 {
 	if (!st->wev) {
-		st->wev = event_new(st->base, st->fd, EV_WRITE, write_cb, st);
+		st->wev = event_new(event_get_base(&st->rev), st->fd, EV_WRITE, write_cb, st);
 		if (!st->wev) {
 			st->err = ENOMEM;
 			return;
@@ -46,6 +110,71 @@ static void wev_arm(struct stream *st, bool activate)
 	st->wev_added = true;
 }
 
+/* A broken stream: ERR is kept and on_event runs from the loop. */
+static void fail_later(struct stream *st, int err)
+{
+	if (!st->err)
+		st->err = err;
+	if (!st->wev_added)
+		wev_arm(st, true);
+}
+
+static void drop_input(struct stream *st)
+{
+	free(st->ibuf);
+	st->ibuf = NULL;
+	st->icap = 0;
+	st->ip = NULL;
+	st->ilen = 0;
+}
+
+/* After on_read: what the owner left in the scratch buffer moves into the stream's own
+ * buffer; an emptied buffer is freed. False if out of memory. */
+static bool keep_input(struct stream *st)
+{
+	if (st->ilen == 0) {
+		if (st->ibuf || st->ip)
+			drop_input(st);
+		return true;
+	}
+	if (st->ip < scratch || st->ip >= scratch + sizeof(scratch))
+		return true; /* already in ibuf (its consumed front is reclaimed by the next read) */
+	uint32_t cap = st->ilen < KEEP_MIN ? KEEP_MIN : st->ilen;
+	uint8_t *b = malloc(cap);
+	if (!b)
+		return false;
+	memcpy(b, st->ip, st->ilen);
+	free(st->ibuf); /* NULL: the scratch buffer is used only when nothing is pending */
+	st->ibuf = b;
+	st->icap = cap;
+	st->ip = b;
+	return true;
+}
+
+/* Input pending in ibuf: moves it to the front and makes room for a read after it.
+ * False if out of memory. */
+static bool make_room(struct stream *st)
+{
+	if (st->ip != st->ibuf) {
+		memmove(st->ibuf, st->ip, st->ilen);
+		st->ip = st->ibuf;
+	}
+	if (st->icap - st->ilen >= READ_ROOM)
+		return true;
+	size_t cap = (size_t)st->icap * 2;
+	while (cap - st->ilen < READ_ROOM)
+		cap *= 2;
+	if (cap > UINT32_MAX)
+		return false;
+	uint8_t *b = realloc(st->ibuf, cap);
+	if (!b)
+		return false;
+	st->ibuf = b;
+	st->ip = b;
+	st->icap = (uint32_t)cap;
+	return true;
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *st = arg;
@@ -53,32 +182,36 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		st->ops->on_event(st, STREAM_ERROR, st->arg);
 		return;
 	}
-	struct evbuffer_iovec vec[2];
-	int nvec = evbuffer_reserve_space(st->in, READ_CHUNK, vec, 2);
-	if (nvec <= 0) {
-		st->err = ENOMEM;
-		st->ops->on_event(st, STREAM_ERROR, st->arg);
-		return;
-	}
-	struct iovec iov[2];
-	for (int i = 0; i < nvec; i++) {
-		iov[i].iov_base = vec[i].iov_base;
-		iov[i].iov_len = vec[i].iov_len;
-	}
-	ssize_t n = readv(st->fd, iov, nvec);
-	if (n > 0) {
-		size_t left = (size_t)n;
-		for (int i = 0; i < nvec; i++) {
-			size_t take = left < vec[i].iov_len ? left : vec[i].iov_len;
-			vec[i].iov_len = take;
-			left -= take;
+	uint8_t *dst = scratch;
+	size_t room = sizeof(scratch);
+	if (st->ilen) {
+		/* input pending: read onto its end, so it stays contiguous */
+		if (!make_room(st)) {
+			st->err = ENOMEM;
+			st->ops->on_event(st, STREAM_ERROR, st->arg);
+			return;
 		}
-		evbuffer_commit_space(st->in, vec, nvec);
+		dst = st->ibuf + st->ilen;
+		room = st->icap - st->ilen;
+	}
+	ssize_t n = sys_read(st->fd, dst, room);
+	if (n > 0) {
+		if (dst == scratch) {
+			st->ip = scratch;
+			scratch_user = st;
+		}
+		st->ilen += (uint32_t)n;
 		st->ops->on_read(st, st->arg);
+		scratch_user = NULL;
+		if (!keep_input(st)) {
+			st->ilen = 0;
+			st->ip = NULL;
+			fail_later(st, ENOMEM);
+			return;
+		}
 		update_read(st);
 		return;
 	}
-	evbuffer_commit_space(st->in, vec, 0);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (n == 0) {
@@ -93,18 +226,23 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Writes as much as the kernel takes. Returns false on a hard error (st->err set). */
-static bool write_now(struct stream *st)
+/* Writes as much of the queue as the kernel takes. Returns false on a hard error
+ * (st->err set). */
+static bool write_queue(struct stream *st)
 {
-	while (evbuffer_get_length(st->out) > 0) {
-		int n = evbuffer_write(st->out, st->fd);
-		if (n > 0)
+	while (st->out.len > 0) {
+		ssize_t n = sys_send(st->fd, st->out.data + st->out.off, st->out.len);
+		if (n > 0) {
+			st->out.off += (uint32_t)n;
+			st->out.len -= (uint32_t)n;
 			continue;
+		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-			break;
+			return true;
 		st->err = n < 0 ? errno : EPIPE;
 		return false;
 	}
+	sbuf_free(&st->out);
 	return true;
 }
 
@@ -112,36 +250,60 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *st = arg;
 	st->wev_added = false;
-	if (st->err || !write_now(st)) {
+	if (st->err || !write_queue(st)) {
 		st->ops->on_event(st, STREAM_ERROR, st->arg);
 		return;
 	}
-	if (evbuffer_get_length(st->out) > 0)
+	if (st->out.len > 0)
 		wev_arm(st, false);
-	if (evbuffer_get_length(st->out) <= st->drain_low)
+	if (st->out.len <= STREAM_DRAIN_LOW)
 		st->ops->on_drain(st, st->arg);
 }
 
 void stream_flush(struct stream *st)
 {
-	if (st->err || evbuffer_get_length(st->out) == 0 || st->wev_added)
+	if (st->err || st->out.len == 0 || st->wev_added)
 		return;
-	if (!write_now(st)) {
+	if (!write_queue(st)) {
 		wev_arm(st, true); /* reported from the loop */
 		return;
 	}
-	if (evbuffer_get_length(st->out) > 0)
+	if (st->out.len > 0)
 		wev_arm(st, false);
 }
 
-void stream_write(struct stream *st, const void *data, size_t len)
+bool stream_queue(struct stream *st, const void *data, size_t len)
 {
-	if (evbuffer_add(st->out, data, len) != 0) {
-		st->err = ENOMEM;
-		wev_arm(st, true);
+	if (sbuf_append(&st->out, data, len))
+		return true;
+	fail_later(st, ENOMEM);
+	return false;
+}
+
+void stream_send(struct stream *st, const void *data, size_t len)
+{
+	if (st->err)
+		return;
+	if (st->out.len > 0 || st->wev_added) {
+		if (stream_queue(st, data, len))
+			stream_flush(st);
 		return;
 	}
-	stream_flush(st);
+	const uint8_t *p = data;
+	while (len > 0) {
+		ssize_t n = sys_send(st->fd, p, len);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			break;
+		fail_later(st, n < 0 ? errno : EPIPE);
+		return;
+	}
+	if (len > 0 && stream_queue(st, p, len))
+		wev_arm(st, false);
 }
 
 void stream_set_read(struct stream *st, bool on)
@@ -152,41 +314,35 @@ void stream_set_read(struct stream *st, bool on)
 
 void stream_input_consumed(struct stream *st)
 {
+	if (scratch_user == st)
+		return; /* the read callback's end keeps the rest */
+	if (!keep_input(st))
+		fatal("stream: keeping input cannot allocate outside a read"); /* never appends */
 	if (!st->rev_added && st->want_read)
 		update_read(st);
 }
 
-bool stream_init(struct stream *st, struct event_base *base, int fd, bool close_fd,
+void stream_init(struct stream *st, struct event_base *base, int fd, bool close_fd,
 		 const struct stream_ops *ops, void *arg)
 {
-	*st = (struct stream){.fd = fd, .close_fd = close_fd, .ops = ops, .arg = arg, .base = base,
-			      .read_high = STREAM_READ_HIGH, .drain_low = STREAM_DRAIN_LOW};
-	st->in = evbuffer_new();
-	st->out = evbuffer_new();
-	if (!st->in || !st->out) {
-		if (st->in)
-			evbuffer_free(st->in);
-		if (st->out)
-			evbuffer_free(st->out);
-		st->in = st->out = NULL;
-		return false;
-	}
+	*st = (struct stream){.fd = fd, .close_fd = close_fd, .ops = ops, .arg = arg};
 	event_assign(&st->rev, base, fd, EV_READ | EV_PERSIST, read_cb, st);
-	return true;
 }
 
 void stream_free(struct stream *st)
 {
-	if (!st->in)
+	if (!st->ops)
 		return;
 	event_del(&st->rev);
 	if (st->wev)
 		event_free(st->wev);
 	st->wev = NULL;
-	evbuffer_free(st->in);
-	evbuffer_free(st->out);
-	st->in = st->out = NULL;
+	if (scratch_user == st)
+		scratch_user = NULL;
+	drop_input(st);
+	sbuf_free(&st->out);
 	if (st->close_fd && st->fd >= 0)
 		close(st->fd);
 	st->fd = -1;
+	st->ops = NULL;
 }

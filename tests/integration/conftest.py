@@ -380,9 +380,9 @@ class Pgcoro:
                     f.write(f"{k} = {v}\n")
 
     # -- lifecycle
-    def start(self, bin_path):
+    def start(self, bin_path, extra_env=None):
         self.logf = open(self.logpath, "wb")
-        env = clean_env(ASAN_OPTIONS=ASAN_OPTIONS, UBSAN_OPTIONS=UBSAN_OPTIONS)
+        env = clean_env(ASAN_OPTIONS=ASAN_OPTIONS, UBSAN_OPTIONS=UBSAN_OPTIONS, **(extra_env or {}))
         self.proc = subprocess.Popen([bin_path, "-c", self.config_path], stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=self.logf, env=env, cwd=self.workdir)
         self.pid = self.proc.pid
@@ -512,8 +512,9 @@ def pgcoro_bin():
 @pytest.fixture
 def pgcoro_factory(request, pg, pgcoro_bin, session_root):
     """start(settings=None, databases=None, users=None, replace_databases=False,
-    replace_users=False, user_settings=None) -> Pgcoro. USERS are auth_file entries
-    (name -> password); USER_SETTINGS are [users] entries (name -> "pool_mode=... ...").
+    replace_users=False, user_settings=None, env=None) -> Pgcoro. USERS are auth_file
+    entries (name -> password); USER_SETTINGS are [users] entries (name -> "pool_mode=...
+    ..."); ENV is added to pgcoro's environment.
     Every instance is stopped at teardown, which asserts exit code 0 and a sanitizer-clean
     log."""
     instances = []
@@ -532,7 +533,7 @@ def pgcoro_factory(request, pg, pgcoro_bin, session_root):
     timer.start()
 
     def start(settings=None, databases=None, users=None, replace_databases=False,
-              replace_users=False, user_settings=None):
+              replace_users=False, user_settings=None, env=None):
         counter[0] += 1
         name = f"{request.node.name}-{counter[0]}"
         workdir = tempfile.mkdtemp(prefix="pgc-", dir=session_root)
@@ -544,7 +545,7 @@ def pgcoro_factory(request, pg, pgcoro_bin, session_root):
         inst = Pgcoro(name, workdir, pg, settings or {}, dbs, users_, DIRECT, user_settings)
         instances.append(inst)
         if not DIRECT:
-            inst.start(pgcoro_bin)
+            inst.start(pgcoro_bin, env)
         return inst
 
     try:

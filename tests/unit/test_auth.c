@@ -232,6 +232,32 @@ START_TEST(test_md5_check)
 }
 END_TEST
 
+/* The per-entry cached check agrees with auth_md5_check, for plain and md5 secrets, across
+ * repeated logins (the cache) and different salts. */
+START_TEST(test_md5_check_user)
+{
+	char err[256] = "";
+	struct auth_file *af = load_string("\"alice\" \"secret\"\n\"postgres\" \"" PG_MD5 "\"\n"
+					   "\"carol\" \"" PENCIL_VERIFIER "\"\n\"dave\" \"\"\n",
+					   err, sizeof err);
+	ck_assert_msg(af, "%s", err);
+	for (int round = 0; round < 3; round++) {
+		ck_assert(auth_md5_check_user(af, "alice", salt1234, ALICE_RESP));
+		ck_assert(!auth_md5_check_user(af, "alice", salt_deadbeef, ALICE_RESP));
+		ck_assert(auth_md5_check_user(af, "postgres", salt_deadbeef, PG_RESP));
+		ck_assert(!auth_md5_check_user(af, "postgres", salt1234, PG_RESP));
+		ck_assert(!auth_md5_check_user(af, "alice", salt1234, ""));
+	}
+	/* unknown user, a SCRAM verifier, an empty password */
+	ck_assert(!auth_md5_check_user(af, "bob", salt1234, ALICE_RESP));
+	ck_assert(!auth_md5_check_user(af, "carol", salt_deadbeef, PG_RESP));
+	char empty_secret[36];
+	auth_md5_secret("", "dave", empty_secret);
+	ck_assert(!auth_md5_check_user(af, "dave", salt1234, empty_secret));
+	auth_free(af);
+}
+END_TEST
+
 START_TEST(test_plain_check)
 {
 	/* plain */
@@ -340,6 +366,7 @@ static Suite *auth_suite(void)
 	tcase_add_test(tc, test_secret_kind);
 	tcase_add_test(tc, test_md5_secret);
 	tcase_add_test(tc, test_md5_check);
+	tcase_add_test(tc, test_md5_check_user);
 	tcase_add_test(tc, test_plain_check);
 	tcase_add_test(tc, test_scram_keys);
 	tcase_add_test(tc, test_scram_keys_two_files);

@@ -1,0 +1,29 @@
+/* Configuration loading and SIGHUP reloads. A reload reads and validates the config file
+ * and its auth_file on the executor, then swaps them in on the loop thread in one step
+ * (rt->cfg, rt->auth); a file that does not load leaves the running configuration in
+ * force and the reason is logged. systemd hears RELOADING=1 before and READY=1 after. */
+#ifndef PGCORO_RELOAD_H
+#define PGCORO_RELOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct runtime;
+struct config;
+struct auth_file;
+
+/* Reads PATH and the auth_file it names. On failure returns false with the reason in ERR
+ * (nothing allocated). Pure: safe on any thread. */
+bool reload_load(const char *path, struct config **cfg, struct auth_file **auth, char *err,
+		 size_t errlen) __attribute__((warn_unused_result));
+
+/* Remembers RT and the config file PATH (which must outlive the daemon's run). */
+void reload_init(struct runtime *rt, const char *path);
+
+/* Starts a reload (SIGHUP). One runs at a time; a request during one runs after it. */
+void reload_start(void);
+
+/* True while a reload's file reading is in flight. */
+bool reload_running(void);
+
+#endif

@@ -1,0 +1,126 @@
+/* Owns the manual pages pgcoro(8) and pgcoro.ini(5): `make man` runs
+ * `pgcoro --man NAME`, so every key of the settings table, with its default and its
+ * one-line description, is in pgcoro.ini(5) by construction. */
+#include "manpage.h"
+
+#include <string.h>
+
+#include "config.h"
+
+/* TEXT with roff's special characters escaped. */
+static void roff(FILE *f, const char *text)
+{
+	if (*text == '.' || *text == '\'')
+		fputs("\\&", f);
+	for (const char *p = text; *p; p++) {
+		if (*p == '\\')
+			fputs("\\e", f);
+		else if (*p == '-')
+			fputs("\\-", f);
+		else
+			fputc(*p, f);
+	}
+}
+
+static void header(FILE *f, const char *name, int section, const char *version,
+		   const char *what)
+{
+	fprintf(f, ".TH %s %d \"\" \"pgcoro %s\" \"pgcoro\"\n.SH NAME\n%s \\- %s\n", name, section,
+		version, name, what);
+}
+
+static void page_ini(FILE *f, const char *version)
+{
+	header(f, "PGCORO.INI", 5, version, "configuration file of pgcoro");
+	fputs(".SH DESCRIPTION\n"
+	      "pgcoro reads an ini file: a [pgcoro] section of settings, a [databases] section "
+	      "of pools and an optional [users] section. Lines starting with ; or # are "
+	      "comments. Durations are seconds unless suffixed (ms, s, min, h); sizes accept "
+	      "kB, MB, GB. An invalid file is refused with \"file:line: reason\": at start "
+	      "pgcoro exits with status 2, on reload (SIGHUP) the running configuration stays.\n"
+	      ".PP\nThe annotated example /etc/pgcoro/pgcoro.ini explains every key at length.\n"
+	      ".SH \"[pgcoro] SETTINGS\"\n", f);
+	size_t n;
+	const struct cfg_key *keys = cfg_keys(&n);
+	for (size_t i = 0; i < n; i++) {
+		fputs(".TP\n.B ", f);
+		roff(f, keys[i].key);
+		fputs("\n", f);
+		roff(f, keys[i].help);
+		fputs(". Default: ", f);
+		if (keys[i].def[0]) {
+			fputs("\\fB", f);
+			roff(f, keys[i].def);
+			fputs("\\fR", f);
+		} else {
+			fputs("empty", f);
+		}
+		fputs(".\n", f);
+	}
+	fputs(".SH \"[databases]\"\n"
+	      "Each line NAME = CONNINFO defines the database clients ask for as NAME: CONNINFO is "
+	      "a libpq connection string (host, port, dbname, user, password, sslmode, "
+	      "target_session_attrs, ...) used for the server connections, plus pgcoro's own "
+	      "pool_size, pool_mode, min_pool_size, reserve_pool_size and max_db_connections. "
+	      "NAME * matches any database. When the conninfo of a database changes on reload, "
+	      "its servers are replaced as they become idle.\n"
+	      ".SH \"[users]\"\n"
+	      "Each line USER = SETTINGS sets pool_mode, pool_size and max_user_connections for "
+	      "that user's pools (a user's setting wins over the database's).\n"
+	      ".SH \"SEE ALSO\"\npgcoro(8)\n",
+	      f);
+}
+
+static void page_daemon(FILE *f, const char *version)
+{
+	header(f, "PGCORO", 8, version, "PostgreSQL connection pooler");
+	fputs(".SH SYNOPSIS\n.B pgcoro\n[\\fB\\-c\\fR] \\fIconfig\\fR\n.br\n.B pgcoro\n"
+	      "\\fB\\-\\-check\\-config\\fR \\fIconfig\\fR\n.br\n.B pgcoro\n"
+	      "\\fB\\-\\-version\\fR | \\fB\\-\\-help\\fR\n"
+	      ".SH DESCRIPTION\n"
+	      "pgcoro sits between PostgreSQL clients and servers and shares a few server "
+	      "connections among many clients, in session, transaction or statement pooling "
+	      "mode. Clients connect to it as to PostgreSQL (TCP or unix socket); every "
+	      "protocol feature passes through unchanged. It runs in the foreground, logs to "
+	      "standard error (or logfile) and talks to systemd (Type=notify).\n"
+	      ".SH OPTIONS\n"
+	      ".TP\n\\fB\\-c\\fR \\fIconfig\\fR\nRun with the configuration file \\fIconfig\\fR "
+	      "(see pgcoro.ini(5)).\n"
+	      ".TP\n\\fB\\-\\-check\\-config\\fR \\fIconfig\\fR\nValidate the file and its "
+	      "auth_file, print the result, exit 0 (valid) or 2.\n"
+	      ".TP\n\\fB\\-\\-man\\fR \\fIpage\\fR\nWrite the roff source of pgcoro.8 or "
+	      "pgcoro.ini.5.\n"
+	      ".SH SIGNALS\n"
+	      ".TP\n.B SIGHUP\nReload: the configuration file and the auth_file are read and "
+	      "validated, then swapped in at once; an invalid file keeps the running "
+	      "configuration and the reason is logged. Changed limits and pool sizes apply at "
+	      "once; servers whose connection settings changed are replaced as they become "
+	      "idle. Listening addresses and executor_threads need a restart.\n"
+	      ".TP\n.B SIGTERM\nStop accepting; clients without a server are told (57P01) and "
+	      "closed; a client holding a server is closed once its transaction has ended; "
+	      "exit when none is left or after shutdown_timeout.\n"
+	      ".TP\n.B SIGINT\nAs SIGTERM, but a client is closed once its running query has "
+	      "ended (an open transaction is rolled back).\n"
+	      ".PP\nA second SIGTERM or SIGINT exits at once.\n"
+	      ".SH SYSTEMD\n"
+	      "pgcoro.service runs it as the pgcoro user (sysusers.d) with sd_notify: READY=1 "
+	      "once listening, RELOADING=1 and READY=1 around a reload, STOPPING=1. With "
+	      "pgcoro.socket enabled the listening sockets come from systemd (socket "
+	      "activation) and connections queue in the kernel while pgcoro restarts.\n"
+	      ".SH \"EXIT STATUS\"\n0 after an orderly stop, 1 on a runtime failure, 2 on bad "
+	      "usage or configuration.\n"
+	      ".SH FILES\n/etc/pgcoro/pgcoro.ini, /run/pgcoro/.s.PGSQL.6432\n"
+	      ".SH \"SEE ALSO\"\npgcoro.ini(5), systemd.socket(5)\n",
+	      f);
+}
+
+bool manpage_write(FILE *f, const char *name, const char *version)
+{
+	if (strcmp(name, "pgcoro.ini.5") == 0)
+		page_ini(f, version);
+	else if (strcmp(name, "pgcoro.8") == 0)
+		page_daemon(f, version);
+	else
+		return false;
+	return true;
+}

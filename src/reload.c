@@ -1,0 +1,134 @@
+/* Owns configuration loading and SIGHUP reloads (see reload.h): the files are read on an
+ * executor thread; what can change at run time is applied on the loop thread, the rest
+ * (listening addresses, executor threads, pidfile) is reported as needing a restart. */
+#include "reload.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "auth.h"
+#include "config.h"
+#include "executor.h"
+#include "log.h"
+#include "pool.h"
+#include "runtime.h"
+#include "sdnotify.h"
+
+struct reload_job {
+	struct exec_job job;
+	struct config *cfg;     /* the new files, or NULL with err set */
+	struct auth_file *auth;
+	char err[1024];
+};
+
+static struct runtime *rt;
+static const char *cfg_path;
+static struct reload_job rjob;
+static bool running, again;
+
+bool reload_load(const char *path, struct config **cfg, struct auth_file **auth, char *err,
+		 size_t errlen)
+{
+	char why[1024];
+	*auth = NULL;
+	*cfg = cfg_load(path, why, sizeof(why));
+	if (!*cfg) {
+		snprintf(err, errlen, "%s", why);
+		return false;
+	}
+	if ((*cfg)->auth_file[0]) {
+		*auth = auth_load((*cfg)->auth_file, why, sizeof(why));
+		if (!*auth) {
+			snprintf(err, errlen, "auth_file: %s", why);
+			goto fail;
+		}
+	} else if ((*cfg)->auth_type != AUTH_TRUST) {
+		snprintf(err, errlen, "%s: auth_type %s needs an auth_file", path,
+			 cfg_auth_type_name((*cfg)->auth_type));
+		goto fail;
+	}
+	return true;
+fail:
+	cfg_free(*cfg);
+	*cfg = NULL;
+	return false;
+}
+
+void reload_init(struct runtime *r, const char *path)
+{
+	rt = r;
+	cfg_path = path;
+}
+
+bool reload_running(void) { return running; }
+
+static void load_job(struct exec_job *job)
+{
+	struct reload_job *j = (struct reload_job *)job;
+	if (!reload_load(cfg_path, &j->cfg, &j->auth, j->err, sizeof(j->err))) {
+		j->cfg = NULL;
+		j->auth = NULL;
+	}
+}
+
+/* Settings read only at start: a change is logged, not applied. */
+static void note_restart_only(const struct config *old, const struct config *new)
+{
+	if (strcmp(old->listen_addr, new->listen_addr) != 0 || old->listen_port != new->listen_port ||
+	    strcmp(old->unix_socket_dir, new->unix_socket_dir) != 0 ||
+	    old->unix_socket_mode != new->unix_socket_mode)
+		log_warning("reload: listen_addr, listen_port and unix_socket_* take effect at the "
+			    "next restart");
+	if (old->executor_threads != new->executor_threads)
+		log_warning("reload: executor_threads takes effect at the next restart");
+	if (strcmp(old->pidfile, new->pidfile) != 0)
+		log_warning("reload: pidfile takes effect at the next restart");
+	if (strcmp(old->logfile, new->logfile) != 0)
+		log_warning("reload: logfile takes effect at the next restart");
+}
+
+static void load_done(struct exec_job *job)
+{
+	struct reload_job *j = (struct reload_job *)job;
+	running = false;
+	if (!j->cfg) {
+		log_error("reload failed, the running configuration stays in force: %s", j->err);
+	} else if (rt->shutting_down) {
+		cfg_free(j->cfg);
+		auth_free(j->auth);
+	} else {
+		struct config *old_cfg = rt->cfg;
+		struct auth_file *old_auth = rt->auth;
+		note_restart_only(old_cfg, j->cfg);
+		rt->cfg = j->cfg;
+		rt->auth = j->auth;
+		enum log_level level;
+		if (log_level_parse(rt->cfg->log_level, &level))
+			log_set_level(level);
+		pool_reconfigure();
+		cfg_free(old_cfg);
+		auth_free(old_auth);
+		log_info("configuration reloaded from %s: %d databases, %d auth_file users",
+			 cfg_path, rt->cfg->ndbs, rt->auth ? auth_count(rt->auth) : 0);
+	}
+	j->cfg = NULL;
+	j->auth = NULL;
+	sdnotify_ready();
+	if (again && !rt->shutting_down) {
+		again = false;
+		reload_start();
+	}
+}
+
+void reload_start(void)
+{
+	if (running) {
+		again = true;
+		return;
+	}
+	sdnotify_reloading();
+	log_info("reloading the configuration from %s", cfg_path);
+	running = true;
+	rjob = (struct reload_job){.job = {.fn = load_job, .done = load_done}};
+	exec_submit(rt->exec, &rjob.job);
+}
