@@ -164,6 +164,7 @@ int main(int argc, char **argv)
 	log_info("pgcoro %s started: %d databases, pool_mode=%s, auth_type=%s", PGCORO_VERSION,
 		 rt.cfg->ndbs, cfg_pool_mode_name(rt.cfg->pool_mode),
 		 cfg_auth_type_name(rt.cfg->auth_type));
+	sdnotify_init(rt.base);
 	sdnotify_ready();
 	event_base_dispatch(rt.base);
 	status = 0;
@@ -183,6 +184,7 @@ fail:
 		if (sigs[i])
 			event_free(sigs[i]);
 	shutdown_free();
+	sdnotify_free();
 	if (rt.cfg->pidfile[0] && status == 0)
 		unlink(rt.cfg->pidfile);
 	if (rt.base)

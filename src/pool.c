@@ -12,6 +12,7 @@
 #include "config.h"
 #include "log.h"
 #include "runtime.h"
+#include "sdnotify.h"
 #include "server.h"
 
 static struct runtime *rt;
@@ -375,6 +376,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	double now = rt_now();
 	client_tick(now);
+	sdnotify_status("%d client(s), %d server connection(s)%s", client_count(), server_count(),
+			rt->shutting_down ? ", shutting down" : "");
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &pools)
 	{

@@ -244,7 +244,8 @@ def test_shutdown_timeout(pgcoro_factory, pg, opsdb):
 
 
 def test_systemd_notifications(pgcoro_factory, pg, tmp_path):
-    """READY=1 once serving; RELOADING=1 (with MONOTONIC_USEC) then READY=1 around a
+    """READY=1 once serving; WATCHDOG=1 keep-alives when systemd sets WATCHDOG_USEC;
+    STATUS= with live counts; RELOADING=1 (with MONOTONIC_USEC) then READY=1 around a
     reload; STOPPING=1 on SIGTERM — on a NOTIFY_SOCKET the test listens on."""
     path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -252,7 +253,8 @@ def test_systemd_notifications(pgcoro_factory, pg, tmp_path):
     os.chmod(path, 0o777)
     sock.settimeout(30)
     try:
-        inst = ops_inst(pgcoro_factory, pg, env={"NOTIFY_SOCKET": path},
+        inst = ops_inst(pgcoro_factory, pg, env={"NOTIFY_SOCKET": path,
+                                                 "WATCHDOG_USEC": "400000"},
                         pool_mode="transaction")
         msgs = []
 
@@ -264,6 +266,9 @@ def test_systemd_notifications(pgcoro_factory, pg, tmp_path):
 
         until(lambda m: "READY=1" in m, "READY=1")
         inst.assert_serving()
+        until(lambda m: "WATCHDOG=1" in m, "WATCHDOG=1 (WatchdogSec set)")
+        until(lambda m: re.search(r"STATUS=\d+ client\(s\), \d+ server connection", m),
+              "STATUS= with the live counts")
         msgs.clear()
         inst.proc.send_signal(signal.SIGHUP)
         until(lambda m: "RELOADING=1" in m, "RELOADING=1")
