@@ -89,9 +89,6 @@ void server_init(struct runtime *rt);
 /* Starts a new connection for POOL (SV_CONNECTING). False on allocation failure. */
 bool server_connect(pool_t *pool) __attribute__((warn_unused_result));
 
-/* Server connections open or opening (all states but closing). */
-int server_count(void);
-
 /* The one state transition: moves S between its pool's lists and logs it. */
 void server_set_state(server_t *s, enum server_state state);
 const char *server_state_name(enum server_state state);

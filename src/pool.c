@@ -296,18 +296,28 @@ static void grow(pool_t *p, int want, double now)
 	}
 }
 
+/* Gives C P's first idle server that needs no check now (a stale one leaves the idle
+ * list to be checked and comes back). False if there is none. */
+static bool hand_idle(pool_t *p, client_t *c)
+{
+	while (!list_empty(&p->sv_idle)) {
+		server_t *s = list_entry(list_first(&p->sv_idle), server_t, node);
+		if (server_check_if_stale(s))
+			continue;
+		client_set_state(c, CL_ACTIVE);
+		server_assign(s, c);
+		return true;
+	}
+	return false;
+}
+
 void pool_kick(pool_t *p)
 {
 	if (rt->shutting_down)
 		return;
-	while (!list_empty(&p->waiting) && !list_empty(&p->sv_idle)) {
-		server_t *s = list_entry(list_first(&p->sv_idle), server_t, node);
-		if (server_check_if_stale(s))
-			continue; /* checking; it comes back to idle (or is closed) */
-		client_t *c = list_entry(list_first(&p->waiting), client_t, node);
-		client_set_state(c, CL_ACTIVE);
-		server_assign(s, c);
-	}
+	while (!list_empty(&p->waiting) &&
+	       hand_idle(p, list_entry(list_first(&p->waiting), client_t, node)))
+		;
 	int want = p->waiting.count - p->sv_connecting.count;
 	if (want > 0) /* the common case, every waiter served, needs no clock */
 		grow(p, want, rt_now());
@@ -315,14 +325,8 @@ void pool_kick(pool_t *p)
 
 void pool_request(pool_t *p, client_t *c)
 {
-	if (!rt->shutting_down && list_empty(&p->waiting) && !list_empty(&p->sv_idle)) {
-		server_t *s = list_entry(list_first(&p->sv_idle), server_t, node);
-		if (!server_check_if_stale(s)) {
-			client_set_state(c, CL_ACTIVE);
-			server_assign(s, c);
-			return;
-		}
-	}
+	if (!rt->shutting_down && list_empty(&p->waiting) && hand_idle(p, c))
+		return;
 	client_set_state(c, CL_WAITING);
 	c->since = rt_now();
 	pool_kick(p);
@@ -376,9 +380,14 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	double now = rt_now();
 	client_tick(now);
-	sdnotify_status("%d client(s), %d server connection(s)%s", client_count(), server_count(),
-			rt->shutting_down ? ", shutting down" : "");
+	int servers = 0;
 	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &pools)
+	{
+		servers += pool_server_count(list_entry(pos, pool_t, node));
+	}
+	sdnotify_status("%d client(s), %d server connection(s)%s", client_count(), servers,
+			rt->shutting_down ? ", shutting down" : "");
 	list_for_each_safe(pos, tmp, &pools)
 	{
 		pool_t *p = list_entry(pos, pool_t, node);

@@ -84,6 +84,18 @@ static bool server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
 	return true;
 }
 
+/* Passes LEN bytes of a message starting at offset I of the N bytes at hand: returns
+ * the offset after what is here of it, and sets *PENDING to what is still to come. */
+static size_t pass_bytes(size_t i, size_t n, size_t len, uint32_t *pending)
+{
+	if (len <= n - i) {
+		*pending = 0;
+		return i + len;
+	}
+	*pending = (uint32_t)(len - (n - i));
+	return n;
+}
+
 /* How a framing pass ended. */
 enum frame_end {
 	FE_MORE,      /* all input consumed, or a message's first bytes wait for the rest */
@@ -106,9 +118,7 @@ static void pump_client(client_t *c, server_t *s)
 		bool request = false;
 		while (i < limit) {
 			if (c->msg_pending) {
-				size_t take = n - i < c->msg_pending ? n - i : c->msg_pending;
-				i += take;
-				c->msg_pending -= (uint32_t)take;
+				i = pass_bytes(i, n, c->msg_pending, &c->msg_pending);
 				continue;
 			}
 			if (n - i < PROTO_HDR)
@@ -125,12 +135,7 @@ static void pump_client(client_t *c, server_t *s)
 			}
 			client_msg_seen(s, type);
 			request = true;
-			if ((size_t)len + 1 <= n - i) {
-				i += (size_t)len + 1; /* whole: passes as is */
-			} else {
-				c->msg_pending = (uint32_t)((size_t)len + 1 - (n - i)); /* the rest follows */
-				i = n;
-			}
+			i = pass_bytes(i, n, (size_t)len + 1, &c->msg_pending);
 		}
 		if (end == FE_MORE && i >= limit && i < n)
 			end = FE_BATCH;
@@ -176,9 +181,7 @@ static void pump_server(server_t *s, client_t *c)
 		uint32_t len = 0;
 		while (i < limit) {
 			if (s->msg_pending) {
-				size_t take = n - i < s->msg_pending ? n - i : s->msg_pending;
-				i += take;
-				s->msg_pending -= (uint32_t)take;
+				i = pass_bytes(i, n, s->msg_pending, &s->msg_pending);
 				continue;
 			}
 			if (n - i < PROTO_HDR)
@@ -201,12 +204,7 @@ static void pump_server(server_t *s, client_t *c)
 				}
 				continue;
 			}
-			if ((size_t)len + 1 <= n - i) {
-				i += (size_t)len + 1;
-			} else {
-				s->msg_pending = (uint32_t)((size_t)len + 1 - (n - i));
-				i = n;
-			}
+			i = pass_bytes(i, n, (size_t)len + 1, &s->msg_pending);
 		}
 		if (end == FE_MORE && i >= limit && i < n)
 			end = FE_BATCH;

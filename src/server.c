@@ -32,7 +32,6 @@ const char *const server_param_names[SERVER_NPARAMS] = {
 static struct runtime *rt;
 static struct list_head closing; /* SV_CLOSING */
 static uint64_t next_id;
-static int nopen; /* servers not closing */
 static char refresh_sql[1024];
 
 static void pq_connect_cb(evutil_socket_t fd, short what, void *arg);
@@ -72,8 +71,6 @@ static struct list_head *state_list(server_t *s, enum server_state state)
 	}
 	fatal("server %llu: impossible state %d", (unsigned long long)s->id, (int)state);
 }
-
-int server_count(void) { return nopen; }
 
 void server_set_state(server_t *s, enum server_state state)
 {
@@ -150,7 +147,6 @@ void server_disconnect(server_t *s, const char *fmt, ...)
 	va_end(ap);
 
 	enum server_state was = s->state;
-	nopen--;
 	log_info("server %llu (%s/%s): closing: %s", (unsigned long long)s->id, s->pool->dbname,
 		 s->pool->user, reason);
 	client_t *c = s->client;
@@ -335,7 +331,6 @@ bool server_connect(pool_t *pool)
 	s->id = ++next_id;
 	s->pool = pool;
 	s->conn_gen = pool->conn_gen;
-	nopen++;
 	list_init(&s->node);
 	event_assign(&s->pq_ev, rt->base, -1, 0, pq_connect_cb, s);
 	evtimer_assign(&s->timer, rt->base, timer_cb, s);

@@ -14,7 +14,6 @@
 
 #include <event2/util.h>
 
-#include "log.h"
 
 #define READ_ROOM 16384 /* least room a read onto pending input gets */
 
@@ -128,17 +127,21 @@ static void drop_input(struct stream *st)
 	st->ilen = 0;
 }
 
-/* After on_read: what the owner left in the scratch buffer moves into the stream's own
- * buffer; an emptied buffer is freed. False if out of memory. */
-static bool keep_input(struct stream *st)
+/* Consumed input: an emptied buffer is freed. */
+static void drop_consumed(struct stream *st)
 {
-	if (st->ilen == 0) {
-		if (st->ibuf || st->ip)
-			drop_input(st);
+	if (st->ilen == 0 && (st->ibuf || st->ip))
+		drop_input(st);
+}
+
+/* After on_read: what the owner left unconsumed moves out of the scratch buffer (when
+ * FROM_SCRATCH) into the stream's own buffer; in ibuf it stays where it is (its consumed
+ * front is reclaimed by the next read). False if out of memory. */
+static bool keep_input(struct stream *st, bool from_scratch)
+{
+	drop_consumed(st);
+	if (st->ilen == 0 || !from_scratch)
 		return true;
-	}
-	if (st->ip < scratch || st->ip >= scratch + sizeof(scratch))
-		return true; /* already in ibuf (its consumed front is reclaimed by the next read) */
 	uint32_t cap = st->ilen < KEEP_MIN ? KEEP_MIN : st->ilen;
 	uint8_t *b = malloc(cap);
 	if (!b)
@@ -185,7 +188,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	uint8_t *dst = scratch;
 	size_t room = sizeof(scratch);
 	if (st->ilen) {
-		/* input pending: read onto its end, so it stays contiguous */
+		/* input pending (in ibuf: a read callback's leftovers were kept): read onto its
+		 * end, so it stays contiguous */
 		if (!make_room(st)) {
 			st->err = ENOMEM;
 			st->ops->on_event(st, STREAM_ERROR, st->arg);
@@ -196,14 +200,15 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	ssize_t n = sys_read(st->fd, dst, room);
 	if (n > 0) {
-		if (dst == scratch) {
+		bool from_scratch = dst == scratch;
+		if (from_scratch) {
 			st->ip = scratch;
 			scratch_user = st;
 		}
 		st->ilen += (uint32_t)n;
 		st->ops->on_read(st, st->arg);
 		scratch_user = NULL;
-		if (!keep_input(st)) {
+		if (!keep_input(st, from_scratch)) {
 			st->ilen = 0;
 			st->ip = NULL;
 			fail_later(st, ENOMEM);
@@ -316,8 +321,7 @@ void stream_input_consumed(struct stream *st)
 {
 	if (scratch_user == st)
 		return; /* the read callback's end keeps the rest */
-	if (!keep_input(st))
-		fatal("stream: keeping input cannot allocate outside a read"); /* never appends */
+	drop_consumed(st);
 	if (!st->rev_added && st->want_read)
 		update_read(st);
 }

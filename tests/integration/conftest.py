@@ -889,24 +889,45 @@ class _ScramClient:
         assert base64.b64decode(data[2:]) == want, "SCRAM server signature mismatch"
 
 
-class RssSampler:
-    """Samples VmRSS (kB) of PID every INTERVAL seconds in a thread; .peak after stop()."""
+class Sampler:
+    """Calls sample() every INTERVAL seconds in a thread from __enter__ to __exit__, and
+    once more after the stop (so the end is seen). setup()/teardown() run on the thread
+    around the samples. __exit__ asserts that the thread stopped, that nothing raised,
+    and that at least MIN_SAMPLES were taken (.count)."""
 
-    def __init__(self, pid, interval=0.1):
-        self.pid, self.interval = pid, interval
-        self.peak = 0
-        self.samples = 0
+    interval = 0.1
+    min_samples = 0
+
+    def __init__(self):
+        self.count = 0
+        self.error = None
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
+    def setup(self):
+        pass
+
+    def teardown(self):
+        pass
+
+    def sample(self):
+        raise NotImplementedError
+
     def _run(self):
-        while not self._stop.is_set():
+        try:
+            self.setup()
             try:
-                self.peak = max(self.peak, vmrss_kb(self.pid))
-                self.samples += 1
-            except (OSError, RuntimeError):
-                pass
-            self._stop.wait(self.interval)
+                while True:
+                    done = self._stop.is_set()
+                    self.sample()
+                    self.count += 1
+                    if done:
+                        return
+                    self._stop.wait(self.interval)
+            finally:
+                self.teardown()
+        except Exception as e:  # reported by __exit__
+            self.error = repr(e)
 
     def __enter__(self):
         self._t.start()
@@ -914,7 +935,26 @@ class RssSampler:
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._t.join(timeout=10)
+        self._t.join(timeout=30)
+        name = type(self).__name__
+        assert not self._t.is_alive(), f"{name} is stuck"
+        assert self.error is None, f"{name} failed: {self.error}"
+        assert self.count >= self.min_samples, f"{name}: only {self.count} samples"
+
+
+class RssSampler(Sampler):
+    """The peak VmRSS (kB) of PID, sampled every INTERVAL seconds (.peak)."""
+
+    def __init__(self, pid, interval=0.1):
+        super().__init__()
+        self.pid, self.interval = pid, interval
+        self.peak = 0
+
+    def sample(self):
+        try:
+            self.peak = max(self.peak, vmrss_kb(self.pid))
+        except (OSError, RuntimeError):
+            pass  # the process is exiting: its peak is already known
 
 
 @pytest.fixture(scope="session")

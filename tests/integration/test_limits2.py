@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, Wire, recreate_database,
-                      wait_until, wire_exec)
+from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, Sampler, Wire,
+                      recreate_database, wait_until, wire_exec)
 
 pytestmark = pytest.mark.pooler_only
 
@@ -72,63 +72,43 @@ def wait_no_backends(pg):
                f"no backend of app/md5user left on {DB_A}/{DB_B}: {current_counts(pg)}")
 
 
-class Monitor:
+class Monitor(Sampler):
     """Samples PostgreSQL's backends (backend_counts) in a thread until stopped; keeps the
     peak of every per-database and per-user total and the samples themselves."""
 
+    min_samples = 5
+
     def __init__(self, pg, interval=0.01):
+        super().__init__()
         self.pg, self.interval = pg, interval
         self.samples = []
         self.db_peak = collections.Counter()
         self.user_peak = collections.Counter()
         self.sum_peak = 0
-        self.error = None
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
-        try:
-            c = self.pg.super_connect()
-        except Exception as e:  # reported by stop()
-            self.error = repr(e)
-            return
-        try:
-            cur = c.cursor()
-            while True:
-                done = self._stop.is_set()
-                s = backend_counts(cur)
-                self.samples.append(s)
-                dbs, users = collections.Counter(), collections.Counter()
-                for (d, u), n in s.items():
-                    dbs[d] += n
-                    users[u] += n
-                for d, n in dbs.items():
-                    self.db_peak[d] = max(self.db_peak[d], n)
-                for u, n in users.items():
-                    self.user_peak[u] = max(self.user_peak[u], n)
-                self.sum_peak = max(self.sum_peak, sum(s.values()))
-                if done:
-                    return
-                self._stop.wait(self.interval)
-        except Exception as e:
-            self.error = repr(e)
-        finally:
-            c.close()
+    def setup(self):
+        self.conn = self.pg.super_connect()
+        self.cur = self.conn.cursor()
+
+    def teardown(self):
+        self.conn.close()
+
+    def sample(self):
+        s = backend_counts(self.cur)
+        self.samples.append(s)
+        dbs, users = collections.Counter(), collections.Counter()
+        for (d, u), n in s.items():
+            dbs[d] += n
+            users[u] += n
+        for d, n in dbs.items():
+            self.db_peak[d] = max(self.db_peak[d], n)
+        for u, n in users.items():
+            self.user_peak[u] = max(self.user_peak[u], n)
+        self.sum_peak = max(self.sum_peak, sum(s.values()))
 
     def worst(self, key):
         """The first sample with the most backends for KEY(sample) (for messages)."""
         return max(self.samples, key=key, default={})
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join(timeout=30)
-        assert not self._t.is_alive(), "the backend monitor is stuck"
-        assert self.error is None, f"backend monitor failed: {self.error}"
-        assert len(self.samples) >= 5, f"only {len(self.samples)} samples of the backends"
 
 
 def db_total(sample, db):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import (APP_PASS, APP_USER, ConnectionClosed, Wire, clean_env, pg_rows,
+from conftest import (APP_PASS, APP_USER, ConnectionClosed, PgError, Wire, clean_env, pg_rows,
                       recreate_database, wait_until, wire_exec)
 
 pytestmark = pytest.mark.pooler_only
@@ -117,6 +117,31 @@ def test_reload_valid_and_invalid_under_pgbench(pgcoro_factory, pg, opsdb):
     assert re.search(r"reload failed, the running configuration stays in force: .*:\d+:", log), log
     with open(inst.config_path, "w") as f:
         f.write(good)
+    inst.assert_serving()
+
+
+def test_reload_removes_database(pgcoro_factory, pg, opsdb):
+    """A database taken out of the file on reload: new logins get 3D000, a session
+    already on it goes on."""
+    inst = ops_inst(pgcoro_factory, pg, pool_mode="transaction")
+    with Wire.to(inst) as w:
+        w.login(APP_USER, APP_PASS, opsdb)
+        assert wire_exec(w, "SELECT 1") == ([["1"]], [], "I")
+        text = open(inst.config_path).read()
+        text, n = re.subn(rf"(?m)^{opsdb} = .*\n", "", text)
+        assert n == 1
+        with open(inst.config_path, "w") as f:
+            f.write(text)
+        inst.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in inst.log_text(), "reload logged")
+        assert wire_exec(w, "SELECT 2") == ([["2"]], [], "I")
+        with Wire.to(inst) as late:
+            late.send_startup(APP_USER, opsdb)
+            with pytest.raises(PgError) as e:
+                late.authenticate(APP_USER, APP_PASS)
+            assert e.value.fields.get("C") == "3D000", e.value.fields
+        assert wire_exec(w, "SELECT 3") == ([["3"]], [], "I")
+        w.terminate()
     inst.assert_serving()
 
 

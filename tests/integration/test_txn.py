@@ -10,8 +10,9 @@ import threading
 
 import pytest
 
-from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, Wire, clean_env,
-                      client_backends, pg_rows, recreate_database, wait_until, wire_exec)
+from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, Sampler, Wire,
+                      clean_env, client_backends, pg_rows, recreate_database, wait_until,
+                      wire_exec)
 
 pytestmark = pytest.mark.pooler_only
 
@@ -58,44 +59,28 @@ def no_idle_in_xact(pg, db=DB):
 # 1. pgbench: 200 clients over a transaction pool of 10
 
 
-class BackendMonitor:
+class BackendMonitor(Sampler):
     """Samples, in a thread, how many client backends PostgreSQL shows on a database."""
 
+    interval = 0.02
+    min_samples = 2
+
     def __init__(self, pg, db):
+        super().__init__()
         self.pg, self.db = pg, db
-        self.peak = self.samples = 0
-        self.errors = []
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
+        self.peak = 0
 
-    def _run(self):
-        try:
-            conn = self.pg.super_connect()
-            try:
-                cur = conn.cursor()
-                while True:
-                    done = self._stop.is_set()   # one last sample at the end
-                    cur.execute("select count(*) from pg_stat_activity where datname = %s "
-                                "and backend_type = 'client backend'", (self.db,))
-                    self.peak = max(self.peak, cur.fetchone()[0])
-                    self.samples += 1
-                    if done:
-                        return
-                    self._stop.wait(0.02)
-            finally:
-                conn.close()
-        except Exception as e:  # reported by stop()
-            self.errors.append(repr(e))
+    def setup(self):
+        self.conn = self.pg.super_connect()
+        self.cur = self.conn.cursor()
 
-    def __enter__(self):
-        self._t.start()
-        return self
+    def teardown(self):
+        self.conn.close()
 
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join(timeout=30)
-        assert not self._t.is_alive() and not self.errors and self.samples >= 2, (
-            f"pg_stat_activity monitor failed: {self.errors}, {self.samples} samples")
+    def sample(self):
+        self.cur.execute("select count(*) from pg_stat_activity where datname = %s "
+                         "and backend_type = 'client backend'", (self.db,))
+        self.peak = max(self.peak, self.cur.fetchone()[0])
 
 
 @pytest.mark.parametrize("mode", ["simple", "extended"])
