@@ -942,6 +942,21 @@ class Sampler:
         assert self.count >= self.min_samples, f"{name}: only {self.count} samples"
 
 
+class PgSampler(Sampler):
+    """A Sampler whose sample() queries PostgreSQL (PG) as the superuser with self.cur."""
+
+    def __init__(self, pg):
+        super().__init__()
+        self.pg = pg
+
+    def setup(self):
+        self.conn = self.pg.super_connect()
+        self.cur = self.conn.cursor()
+
+    def teardown(self):
+        self.conn.close()
+
+
 class RssSampler(Sampler):
     """The peak VmRSS (kB) of PID, sampled every INTERVAL seconds (.peak)."""
 

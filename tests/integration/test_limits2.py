@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, Sampler, Wire,
+from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, PgSampler, Wire,
                       recreate_database, wait_until, wire_exec)
 
 pytestmark = pytest.mark.pooler_only
@@ -72,26 +72,19 @@ def wait_no_backends(pg):
                f"no backend of app/md5user left on {DB_A}/{DB_B}: {current_counts(pg)}")
 
 
-class Monitor(Sampler):
+class Monitor(PgSampler):
     """Samples PostgreSQL's backends (backend_counts) in a thread until stopped; keeps the
     peak of every per-database and per-user total and the samples themselves."""
 
     min_samples = 5
 
     def __init__(self, pg, interval=0.01):
-        super().__init__()
-        self.pg, self.interval = pg, interval
+        super().__init__(pg)
+        self.interval = interval
         self.samples = []
         self.db_peak = collections.Counter()
         self.user_peak = collections.Counter()
         self.sum_peak = 0
-
-    def setup(self):
-        self.conn = self.pg.super_connect()
-        self.cur = self.conn.cursor()
-
-    def teardown(self):
-        self.conn.close()
 
     def sample(self):
         s = backend_counts(self.cur)

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, Sampler, Wire,
+from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, PgSampler, Wire,
                       clean_env, client_backends, pg_rows, recreate_database, wait_until,
                       wire_exec)
 
@@ -59,23 +59,16 @@ def no_idle_in_xact(pg, db=DB):
 # 1. pgbench: 200 clients over a transaction pool of 10
 
 
-class BackendMonitor(Sampler):
+class BackendMonitor(PgSampler):
     """Samples, in a thread, how many client backends PostgreSQL shows on a database."""
 
     interval = 0.02
     min_samples = 2
 
     def __init__(self, pg, db):
-        super().__init__()
-        self.pg, self.db = pg, db
+        super().__init__(pg)
+        self.db = db
         self.peak = 0
-
-    def setup(self):
-        self.conn = self.pg.super_connect()
-        self.cur = self.conn.cursor()
-
-    def teardown(self):
-        self.conn.close()
 
     def sample(self):
         self.cur.execute("select count(*) from pg_stat_activity where datname = %s "
