@@ -78,6 +78,7 @@ struct client {
 	struct event *timer;        /* one timer, created when first armed; timer_kind says
 	                             * for what (NULL: none, as for an idle client by default) */
 	enum client_timer timer_kind;
+	double born;                /* rt_now() when it was accepted (the age in log lines) */
 	double since;               /* rt_now() when it was accepted (CL_LOGIN: the pool tick
 	                             * enforces client_login_timeout) or started waiting for a
 	                             * server (CL_WAITING: query_wait_timeout) */

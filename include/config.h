@@ -85,6 +85,13 @@ struct config {
 	char *server_check_query;        /* the check; "" = none */
 	char *log_level;           /* error|warning|info|debug */
 	char *logfile;             /* "" = stderr */
+	int syslog;                /* 1 = to syslog instead of stderr */
+	char *syslog_ident;
+	char *syslog_facility;     /* auth|authpriv|daemon|user|local0..7 */
+	int log_connections;       /* 1 = a line per login */
+	int log_disconnections;    /* 1 = a line per disconnection */
+	int log_pooler_errors;     /* 1 = a warning per error pgcoro sends a client */
+	double stats_period;       /* seconds between stats lines; 0 = none */
 	char *pidfile;             /* "" = none */
 
 	struct cfg_db *dbs;

@@ -1,4 +1,5 @@
-/* Logging: one line per event to stderr (journald) or a log file; levels filter. */
+/* Logging: one line per event to stderr (journald) or syslog, and to a log file; levels
+ * filter. Callable from any thread. */
 #ifndef PGCORO_LOG_H
 #define PGCORO_LOG_H
 
@@ -11,9 +12,14 @@ enum log_level {
 	LOGL_DEBUG,
 };
 
-/* Sets the level and destination (NULL or "" = stderr). Returns false if the file
- * cannot be opened (logging stays on the previous destination). */
-bool log_init(enum log_level level, const char *file) __attribute__((warn_unused_result));
+/* Sets the level and the destinations, once at start: FILE (NULL or "" = none) and
+ * either syslog (SYSLOG_IDENT non-NULL, with FACILITY, a name log_facility_parse knows)
+ * or stderr. Returns false if the file cannot be opened (errno set) or the facility is
+ * unknown; logging then stays on stderr. */
+bool log_init(enum log_level level, const char *file, const char *syslog_ident,
+	      const char *facility) __attribute__((warn_unused_result));
+/* The syslog(3) facility named NAME ("daemon", "local0", ...), or -1. */
+int log_facility_parse(const char *name);
 void log_set_level(enum log_level level);
 /* The current level. Read by the macros below so that a line that is filtered out costs
  * one comparison and no call (its arguments are not even evaluated); set only through

@@ -12,6 +12,7 @@
 #include "list.h"
 #include "proto.h"
 #include "server.h"
+#include "stats.h"
 #include "types.h"
 
 struct runtime;
@@ -44,6 +45,8 @@ struct pool {
 	double retry_at;            /* rt_now() before which no connect starts */
 	struct event retry_ev;      /* kicks the pool when the back-off ends */
 
+	struct stats stats;         /* traffic counters (relay, hand-outs) */
+
 	struct list_head waiting;   /* CL_WAITING, FIFO */
 	struct list_head active;    /* CL_ACTIVE: linked to a server */
 	struct list_head idle;      /* CL_IDLE: logged in, no server */
@@ -72,6 +75,9 @@ void pool_request(pool_t *pool, client_t *c);
  * limits at once; when its connection settings changed, idle servers are closed now
  * and busy ones when they are released. */
 void pool_reconfigure(void);
+
+/* Adds the counters of every pool to *OUT. */
+void pool_stats_total(struct stats *out);
 
 /* Servers in any state but closing. */
 int pool_server_count(const pool_t *pool);

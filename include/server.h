@@ -66,6 +66,8 @@ struct server {
 	int out_syncs;               /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
 	bool mid_ext;                /* extended-protocol messages sent since the last Sync */
 	uint8_t tx_status;           /* from the last ReadyForQuery: 'I', 'T' or 'E' */
+	uint64_t query_start_us;     /* stats_now_us() when the request in flight began */
+	uint64_t xact_start_us;      /* stats_now_us() when the transaction began */
 	double connected_at;         /* rt_now() when the connection was made */
 	double idle_since;           /* rt_now() when it last became idle */
 	bool fresh;                  /* just connected or checked: no check before next use */

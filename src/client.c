@@ -352,12 +352,16 @@ static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, c
 	server_t *s = c->server;
 	bool can_send = sqlstate && !(s && s->msg_pending);
 
-	if (sqlstate)
-		log_info("client %llu %s (%s@%s): %s: %s", (unsigned long long)c->id, client_peer(c),
-			 c->user ? c->user : "-", c->database ? c->database : "-", sqlstate, msg);
-	else
-		log_info("client %llu %s (%s@%s): closing: %s", (unsigned long long)c->id, client_peer(c),
-			 c->user ? c->user : "-", c->database ? c->database : "-", msg);
+	const struct config *cfg = rt->cfg;
+	if (sqlstate && cfg->log_pooler_errors)
+		log_warning("client %llu %s (%s@%s): closing: pooler error %s: %s (age %.3f s)",
+			    (unsigned long long)c->id, client_peer(c), c->user ? c->user : "-",
+			    c->database ? c->database : "-", sqlstate, msg, rt_now() - c->born);
+	else if (cfg->log_disconnections)
+		log_info("client %llu %s (%s@%s): closing: %s%s%s (age %.3f s)",
+			 (unsigned long long)c->id, client_peer(c), c->user ? c->user : "-",
+			 c->database ? c->database : "-", sqlstate ? sqlstate : "", sqlstate ? ": " : "",
+			 msg, rt_now() - c->born);
 	if (s) {
 		if (c->msg_pending)
 			s->mid_ext = true; /* the server got part of a message: not reusable */
@@ -488,9 +492,10 @@ void client_on_server_ready(client_t *c)
 		fatal("client %llu: server ready in state %s", (unsigned long long)c->id,
 		      client_state_name(c->state));
 	if (!c->welcomed) {
-		log_info("client %llu %s (%s@%s): login done, server %llu",
-			 (unsigned long long)c->id, client_peer(c), c->pool->user, c->pool->dbname,
-			 (unsigned long long)s->id);
+		if (rt->cfg->log_connections)
+			log_info("client %llu %s (%s@%s): login done, server %llu",
+				 (unsigned long long)c->id, client_peer(c), c->pool->user,
+				 c->pool->dbname, (unsigned long long)s->id);
 		send_welcome(c, s->params);
 		stream_flush(&c->st);
 		if (c->state != CL_ACTIVE)
@@ -580,8 +585,9 @@ static void login_ok(client_t *c)
 	if (pool->pool_mode != POOL_SESSION && pool->params_known) {
 		/* Transaction/statement mode: answer from the pool's parameters now; the client
 		 * waits for a server only with its first query (which applies its settings). */
-		log_info("client %llu %s (%s@%s): login done", (unsigned long long)c->id, client_peer(c),
-			 pool->user, pool->dbname);
+		if (rt->cfg->log_connections)
+			log_info("client %llu %s (%s@%s): login done", (unsigned long long)c->id,
+				 client_peer(c), pool->user, pool->dbname);
 		send_welcome(c, NULL);
 		client_set_state(c, CL_IDLE);
 		timer_rearm(c);
@@ -1084,7 +1090,7 @@ void client_accept(int fd, const struct sockaddr *sa, int salen)
 	client_set_state(c, CL_LOGIN);
 	nclients++;
 	c->too_many = nclients > rt->cfg->max_client_conn;
-	c->since = rt_now();
+	c->since = c->born = rt_now();
 	log_debug("client %llu %s: accepted", (unsigned long long)c->id, client_peer(c));
 	stream_set_read(&c->st, true);
 }

@@ -36,6 +36,7 @@ enum cfg_kind {
 	K_SECONDS,  /* double, number with optional ms/s/min/h, [min, max] seconds */
 	K_ENUM,     /* int, index into names */
 	K_ENUM_STR, /* char *, one of names (stored in canonical spelling) */
+	K_BOOL,     /* int 0 or 1: 0/1, off/on, false/true, no/yes */
 };
 
 /* The type of a key (cfg_key.type indexes types[]): a kind and its domain. */
@@ -53,11 +54,18 @@ enum {
 	T_POOL_MODE,
 	T_AUTH_TYPE,
 	T_LOG_LEVEL,
+	T_BOOL,
+	T_SYSLOG_FACILITY,
 };
 
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
 static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256", NULL};
 static const char *const log_level_names[] = {"error", "warning", "info", "debug", NULL};
+/* false spellings at even, true at odd indexes */
+static const char *const bool_names[] = {"0", "1", "off", "on", "false", "true", "no", "yes", NULL};
+static const char *const syslog_facility_names[] = {
+    "auth",   "authpriv", "daemon", "user",   "local0", "local1",
+    "local2", "local3",   "local4", "local5", "local6", "local7", NULL};
 
 struct cfg_type {
 	enum cfg_kind kind;
@@ -80,6 +88,8 @@ static const struct cfg_type types[] = {
     [T_POOL_MODE] = {K_ENUM, 0, 0, pool_mode_names},
     [T_AUTH_TYPE] = {K_ENUM, 0, 0, auth_type_names},
     [T_LOG_LEVEL] = {K_ENUM_STR, 0, 0, log_level_names},
+    [T_BOOL] = {K_BOOL, 0, 0, bool_names},
+    [T_SYSLOG_FACILITY] = {K_ENUM_STR, 0, 0, syslog_facility_names},
 };
 
 /* ---- the settings table ------------------------------------------------------------ */
@@ -145,6 +155,17 @@ static const struct cfg_key keys[] = {
         "threads for blocking work: connect steps, cancels, reloads"),
     KEY(log_level, T_LOG_LEVEL, "info", "error, warning, info or debug"),
     KEY(logfile, T_STRING, "", "log file; empty = stderr (journald)"),
+    KEY(syslog, T_BOOL, "0",
+        "1 = log to syslog instead of stderr (a logfile, if set, is written as well)"),
+    KEY(syslog_ident, T_STRING, "pgcoro", "the program name syslog lines carry"),
+    KEY(syslog_facility, T_SYSLOG_FACILITY, "daemon",
+        "syslog facility: auth, authpriv, daemon, user or local0 to local7"),
+    KEY(log_connections, T_BOOL, "1", "log each successful client login"),
+    KEY(log_disconnections, T_BOOL, "1", "log each client disconnection and its reason"),
+    KEY(log_pooler_errors, T_BOOL, "1",
+        "log (as a warning) each error pgcoro itself sends to a client"),
+    KEY(stats_period, T_SECONDS, "60",
+        "interval of the stats line (transactions, queries, bytes, times); 0 = none"),
     KEY(pidfile, T_STRING, "", "file to write the process id to; empty = none"),
 };
 
@@ -359,6 +380,15 @@ static bool cfg_set_value(void *field, int type, const char *value, char *why, s
 		*(double *)field = d;
 		return true;
 	}
+	case K_BOOL: {
+		int i = cfg_name_index(t->names, value);
+		if (i < 0) {
+			cfg_fmt(why, whylen, "expected 0 or 1 (also off/on, false/true, no/yes)");
+			return false;
+		}
+		*(int *)field = i % 2;
+		return true;
+	}
 	case K_ENUM:
 	case K_ENUM_STR: {
 		int i = cfg_name_index(t->names, value);
@@ -459,6 +489,7 @@ static void cfg_format_value(const struct config *cfg, const struct cfg_key *k, 
 	}
 	case K_INT:
 	case K_BYTES:
+	case K_BOOL:
 		snprintf(buf, len, "%d", *(const int *)field);
 		break;
 	case K_OCTAL:

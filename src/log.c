@@ -1,4 +1,5 @@
-/* Owns the log destination and level. Lines: "time [pid] LEVEL message". */
+/* Owns the log destinations and level. File and stderr lines: "time [pid] LEVEL message";
+ * syslog lines: "LEVEL message" at the matching priority (syslog adds time and pid). */
 #include "log.h"
 
 #include <stdarg.h>
@@ -6,27 +7,55 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 enum log_level log_cur_level = LOGL_INFO;
-static FILE *log_file; /* NULL = stderr */
+static FILE *log_file;     /* NULL = none */
+static bool log_to_syslog; /* else to stderr */
+static char syslog_ident_buf[64]; /* openlog keeps the pointer: storage that lives on */
 
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 
-bool log_init(enum log_level level, const char *file)
+static const struct {
+	const char *name;
+	int facility;
+} facilities[] = {
+    {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV}, {"daemon", LOG_DAEMON},
+    {"user", LOG_USER},     {"local0", LOG_LOCAL0},     {"local1", LOG_LOCAL1},
+    {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},     {"local4", LOG_LOCAL4},
+    {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6},     {"local7", LOG_LOCAL7},
+};
+
+int log_facility_parse(const char *name)
+{
+	for (size_t i = 0; i < sizeof(facilities) / sizeof(facilities[0]); i++)
+		if (strcasecmp(name, facilities[i].name) == 0)
+			return facilities[i].facility;
+	return -1;
+}
+
+bool log_init(enum log_level level, const char *file, const char *syslog_ident,
+	      const char *facility)
 {
 	log_cur_level = level;
-	if (!file || !*file) {
-		log_close();
-		return true;
-	}
-	FILE *f = fopen(file, "a");
-	if (!f)
-		return false;
-	setvbuf(f, NULL, _IOLBF, 0);
 	log_close();
-	log_file = f;
+	if (file && *file) {
+		FILE *f = fopen(file, "a");
+		if (!f)
+			return false;
+		setvbuf(f, NULL, _IOLBF, 0);
+		log_file = f;
+	}
+	if (syslog_ident) {
+		int fac = log_facility_parse(facility ? facility : "daemon");
+		if (fac < 0)
+			return false;
+		snprintf(syslog_ident_buf, sizeof(syslog_ident_buf), "%s", syslog_ident);
+		openlog(syslog_ident_buf, LOG_PID | LOG_NDELAY, fac);
+		log_to_syslog = true;
+	}
 	return true;
 }
 
@@ -35,6 +64,9 @@ void log_close(void)
 	if (log_file)
 		fclose(log_file);
 	log_file = NULL;
+	if (log_to_syslog)
+		closelog();
+	log_to_syslog = false;
 }
 
 void log_set_level(enum log_level level) { log_cur_level = level; }
@@ -59,19 +91,25 @@ __attribute__((format(printf, 2, 0))) static void log_write(enum log_level level
 								      va_list ap)
 {
 	static const char *const tags[] = {"ERROR", "WARNING", "LOG", "DEBUG"};
+	static const int priorities[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+	char msg[2048];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (log_to_syslog)
+		syslog(priorities[level], "%s %s", tags[level], msg);
+	FILE *outs[2] = {log_to_syslog ? NULL : stderr, log_file};
 	char tbuf[64];
 	struct timeval tv;
 	struct tm tm;
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	strftime(tbuf, sizeof(tbuf), "%Y-%m-%d %H:%M:%S", &tm);
-	FILE *out = log_file ? log_file : stderr;
-	flockfile(out);
-	fprintf(out, "%s.%03d UTC [%d] %s ", tbuf, (int)(tv.tv_usec / 1000), (int)getpid(), tags[level]);
-	vfprintf(out, fmt, ap);
-	fputc('\n', out);
-	funlockfile(out);
-	fflush(out);
+	for (int i = 0; i < 2; i++) {
+		if (!outs[i])
+			continue;
+		fprintf(outs[i], "%s.%03d UTC [%d] %s %s\n", tbuf, (int)(tv.tv_usec / 1000),
+			(int)getpid(), tags[level], msg);
+		fflush(outs[i]);
+	}
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

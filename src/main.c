@@ -22,6 +22,7 @@
 #include "reload.h"
 #include "runtime.h"
 #include "sdnotify.h"
+#include "stats.h"
 #include "server.h"
 #include "shutdown.h"
 
@@ -123,9 +124,13 @@ int main(int argc, char **argv)
 	}
 
 	enum log_level level = LOGL_INFO;
-	if (!log_level_parse(rt.cfg->log_level, &level) || !log_init(level, rt.cfg->logfile)) {
+	if (!log_level_parse(rt.cfg->log_level, &level) ||
+	    !log_init(level, rt.cfg->logfile, rt.cfg->syslog ? rt.cfg->syslog_ident : NULL,
+		      rt.cfg->syslog_facility)) {
 		fprintf(stderr, "pgcoro: cannot open logfile %s: %s\n", rt.cfg->logfile,
 			strerror(errno));
+		auth_free(rt.auth);
+		cfg_free(rt.cfg);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -144,6 +149,7 @@ int main(int argc, char **argv)
 	server_init(&rt);
 	pool_init(&rt);
 	relay_init(&rt);
+	stats_init(&rt);
 	reload_init(&rt, path);
 	shutdown_init(&rt);
 	if (!listener_start(&rt))
@@ -184,6 +190,7 @@ fail:
 		if (sigs[i])
 			event_free(sigs[i]);
 	shutdown_free();
+	stats_free();
 	sdnotify_free();
 	if (rt.cfg->pidfile[0] && status == 0)
 		unlink(rt.cfg->pidfile);

@@ -267,6 +267,15 @@ static bool shared_room(pool_t *p)
 	return shared_room(p);
 }
 
+void pool_stats_total(struct stats *out)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &pools)
+	{
+		stats_add(out, &list_entry(pos, pool_t, node)->stats);
+	}
+}
+
 void pool_kick_related(pool_t *p)
 {
 	if (p->max_db_connections <= 0 && p->max_user_connections <= 0)
@@ -304,6 +313,11 @@ static bool hand_idle(pool_t *p, client_t *c)
 		server_t *s = list_entry(list_first(&p->sv_idle), server_t, node);
 		if (server_check_if_stale(s))
 			continue;
+		if (c->state == CL_WAITING) { /* the fast path (pool_request) waited for nothing */
+			double waited = rt_now() - c->since;
+			p->stats.wait_time_us += waited > 0 ? (uint64_t)(waited * 1e6) : 0;
+		}
+		p->stats.assignments++;
 		client_set_state(c, CL_ACTIVE);
 		server_assign(s, c);
 		return true;

@@ -25,6 +25,7 @@
 #include "proto.h"
 #include "runtime.h"
 #include "server.h"
+#include "stats.h"
 #include "stream.h"
 
 static struct runtime *rt;
@@ -64,6 +65,32 @@ static void client_msg_seen(server_t *s, uint8_t type)
 	}
 }
 
+/* A request begins on S with nothing outstanding: its clock (and the transaction's,
+ * when none is open) starts. */
+static void request_begins(server_t *s)
+{
+	s->query_start_us = stats_now_us();
+	if (s->tx_status == 'I')
+		s->xact_start_us = s->query_start_us;
+}
+
+/* Counts a ReadyForQuery on S: one request answered, and a transaction ended when the
+ * status is 'I'. The time since the previous answer (or the request's start) goes to the
+ * request, so pipelined requests share the time the server was busy with them. */
+static void request_answered(server_t *s)
+{
+	struct stats *st = &s->pool->stats;
+	uint64_t now = stats_now_us();
+	st->query_count++;
+	st->query_time_us += now > s->query_start_us ? now - s->query_start_us : 0;
+	s->query_start_us = now;
+	if (s->tx_status == 'I') {
+		st->xact_count++;
+		st->xact_time_us += now > s->xact_start_us ? now - s->xact_start_us : 0;
+		s->xact_start_us = now;
+	}
+}
+
 /* Bookkeeping for a whole ReadyForQuery or ParameterStatus from S (MSG points at the
  * type byte). False if the server was dropped. */
 static bool server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
@@ -76,6 +103,7 @@ static bool server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
 		s->tx_status = msg[5];
 		if (s->out_syncs > 0)
 			s->out_syncs--;
+		request_answered(s);
 	} else {
 		const char *name, *value;
 		if (proto_parse_param_status(msg + PROTO_HDR, len - 4, &name, &value))
@@ -109,6 +137,7 @@ static void pump_client(client_t *c, server_t *s)
 {
 	uint32_t max = (uint32_t)rt->cfg->max_packet_size;
 	while (stream_output_len(&s->st) < RELAY_HIGH_WATER) {
+		bool quiet = s->out_syncs == 0 && !s->mid_ext; /* nothing outstanding yet */
 		size_t n;
 		const uint8_t *p = stream_input(&c->st, &n);
 		size_t i = 0, limit = n < RELAY_BATCH ? n : RELAY_BATCH;
@@ -140,11 +169,15 @@ static void pump_client(client_t *c, server_t *s)
 		if (end == FE_MORE && i >= limit && i < n)
 			end = FE_BATCH;
 		if (i) {
+			c->pool->stats.bytes_received += i;
 			stream_send(&s->st, p, i);
 			stream_consume(&c->st, i);
 		}
-		if (request)
+		if (request) {
+			if (quiet)
+				request_begins(s);
 			client_on_request(c);
+		}
 		switch (end) {
 		case FE_BAD:
 			client_disconnect(c, "08P01", "invalid message length %u (type '%c') from client",
@@ -209,6 +242,7 @@ static void pump_server(server_t *s, client_t *c)
 		if (end == FE_MORE && i >= limit && i < n)
 			end = FE_BATCH;
 		if (i) {
+			s->pool->stats.bytes_sent += i;
 			stream_send(&c->st, p, i);
 			stream_consume(&s->st, i);
 		}

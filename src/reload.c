@@ -13,6 +13,7 @@
 #include "pool.h"
 #include "runtime.h"
 #include "sdnotify.h"
+#include "stats.h"
 
 struct reload_job {
 	struct exec_job job;
@@ -83,8 +84,10 @@ static void note_restart_only(const struct config *old, const struct config *new
 		log_warning("reload: executor_threads takes effect at the next restart");
 	if (strcmp(old->pidfile, new->pidfile) != 0)
 		log_warning("reload: pidfile takes effect at the next restart");
-	if (strcmp(old->logfile, new->logfile) != 0)
-		log_warning("reload: logfile takes effect at the next restart");
+	if (strcmp(old->logfile, new->logfile) != 0 || old->syslog != new->syslog ||
+	    strcmp(old->syslog_ident, new->syslog_ident) != 0 ||
+	    strcmp(old->syslog_facility, new->syslog_facility) != 0)
+		log_warning("reload: logfile and syslog* take effect at the next restart");
 }
 
 static void load_done(struct exec_job *job)
@@ -106,6 +109,7 @@ static void load_done(struct exec_job *job)
 		if (log_level_parse(rt->cfg->log_level, &level))
 			log_set_level(level);
 		pool_reconfigure();
+		stats_reconfigure();
 		cfg_free(old_cfg);
 		auth_free(old_auth);
 		log_info("configuration reloaded from %s: %d databases, %d auth_file users",

@@ -147,8 +147,12 @@ void server_disconnect(server_t *s, const char *fmt, ...)
 	va_end(ap);
 
 	enum server_state was = s->state;
-	log_info("server %llu (%s/%s): closing: %s", (unsigned long long)s->id, s->pool->dbname,
-		 s->pool->user, reason);
+	if (was == SV_CONNECTING) /* a failed connect is worth a warning whatever is set */
+		log_warning("server %llu (%s/%s): connection failed: %s", (unsigned long long)s->id,
+			    s->pool->dbname, s->pool->user, reason);
+	else if (rt->cfg->log_disconnections)
+		log_info("server %llu (%s/%s): closing: %s (age %.3f s)", (unsigned long long)s->id,
+			 s->pool->dbname, s->pool->user, reason, rt_now() - s->connected_at);
 	client_t *c = s->client;
 	s->client = NULL;
 	server_set_state(s, SV_CLOSING);
@@ -259,8 +263,9 @@ static void on_connected(server_t *s)
 	s->connected_at = s->idle_since = rt_now();
 	s->fresh = true;
 	pool_connect_ok(s->pool, s->params);
-	log_info("server %llu (%s/%s): connected, backend pid %d", (unsigned long long)s->id,
-		 s->pool->dbname, s->pool->user, PQbackendPID(s->conn));
+	if (rt->cfg->log_connections)
+		log_info("server %llu (%s/%s): connected, backend pid %d", (unsigned long long)s->id,
+			 s->pool->dbname, s->pool->user, PQbackendPID(s->conn));
 	server_set_state(s, SV_IDLE);
 	pool_kick(s->pool);
 }

@@ -380,10 +380,12 @@ class Pgcoro:
                     f.write(f"{k} = {v}\n")
 
     # -- lifecycle
-    def start(self, bin_path, extra_env=None):
+    def start(self, bin_path, extra_env=None, wrapper=()):
+        """WRAPPER: argv run before pgcoro's that must exec it (so the pid stays pgcoro's)."""
         self.logf = open(self.logpath, "wb")
         env = clean_env(ASAN_OPTIONS=ASAN_OPTIONS, UBSAN_OPTIONS=UBSAN_OPTIONS, **(extra_env or {}))
-        self.proc = subprocess.Popen([bin_path, "-c", self.config_path], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([*wrapper, bin_path, "-c", self.config_path],
+                                     stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=self.logf, env=env, cwd=self.workdir)
         self.pid = self.proc.pid
         try:
@@ -512,9 +514,10 @@ def pgcoro_bin():
 @pytest.fixture
 def pgcoro_factory(request, pg, pgcoro_bin, session_root):
     """start(settings=None, databases=None, users=None, replace_databases=False,
-    replace_users=False, user_settings=None, env=None) -> Pgcoro. USERS are auth_file
-    entries (name -> password); USER_SETTINGS are [users] entries (name -> "pool_mode=...
-    ..."); ENV is added to pgcoro's environment.
+    replace_users=False, user_settings=None, env=None, wrapper=()) -> Pgcoro. USERS are
+    auth_file entries (name -> password); USER_SETTINGS are [users] entries (name ->
+    "pool_mode=... ..."); ENV is added to pgcoro's environment; WRAPPER is argv that execs
+    pgcoro's.
     Every instance is stopped at teardown, which asserts exit code 0 and a sanitizer-clean
     log."""
     instances = []
@@ -533,7 +536,7 @@ def pgcoro_factory(request, pg, pgcoro_bin, session_root):
     timer.start()
 
     def start(settings=None, databases=None, users=None, replace_databases=False,
-              replace_users=False, user_settings=None, env=None):
+              replace_users=False, user_settings=None, env=None, wrapper=()):
         counter[0] += 1
         name = f"{request.node.name}-{counter[0]}"
         workdir = tempfile.mkdtemp(prefix="pgc-", dir=session_root)
@@ -545,7 +548,7 @@ def pgcoro_factory(request, pg, pgcoro_bin, session_root):
         inst = Pgcoro(name, workdir, pg, settings or {}, dbs, users_, DIRECT, user_settings)
         instances.append(inst)
         if not DIRECT:
-            inst.start(pgcoro_bin, env)
+            inst.start(pgcoro_bin, env, wrapper)
         return inst
 
     try:
@@ -671,6 +674,8 @@ class Wire:
         else:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = b""
+        self.nsent = 0   # bytes sent and received on the socket, for byte-count checks
+        self.nrecv = 0
         self.auth_codes = []
         self.params = {}
         self.notices = []
@@ -696,6 +701,7 @@ class Wire:
     # -- bytes
     def send(self, data):
         self.sock.sendall(data)
+        self.nsent += len(data)
 
     def send_quietly(self, data):
         """Sends, ignoring a peer that has already closed (it may answer and close first)."""
@@ -713,6 +719,7 @@ class Wire:
                 chunk = b""
             if not chunk:
                 raise ConnectionClosed(f"closed after {len(self.buf)} of {n} bytes")
+            self.nrecv += len(chunk)
             self.buf += chunk
 
     def recv_exact(self, n):

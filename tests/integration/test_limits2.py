@@ -472,7 +472,7 @@ def test_server_connect_timeout(pgcoro_factory, pg):
             normal.terminate()
         finally:
             normal.close()
-        assert re.search(r"\(stall/app\): closing: server_connect_timeout", inst.log_text()), \
+        assert re.search(r"\(stall/app\): connection failed: server_connect_timeout", inst.log_text()), \
             inst.log_tail(30)
         inst.assert_serving()
 
@@ -502,7 +502,7 @@ def test_connect_refused_clients_answered(pgcoro_factory, pg):
         assert err is not None, f"client {i} served by a closed port?"
         assert err.sqlstate == "08006", err.fields
         assert "Connection refused" in err.fields["M"], err.fields
-    fails = re.findall(r"\(nowhere/app\): closing: .*Connection refused", inst.log_text())
+    fails = re.findall(r"\(nowhere/app\): connection failed: .*Connection refused", inst.log_text())
     assert len(fails) >= 3, inst.log_tail(30)
     inst.assert_serving()
 
@@ -535,6 +535,6 @@ def test_backoff_recovers_when_server_starts(pgcoro_factory, pg_cluster):
     rows = wait_until(served, "a client served after PostgreSQL started", 20, 0.1)
     assert rows == [[str(other.port)]], rows
     assert inst.alive() and inst.pid == pid
-    assert len(re.findall(r"\(later/app\): closing: ", inst.log_text())) >= 2
+    assert len(re.findall(r"\(later/app\): connection failed: ", inst.log_text())) >= 2
     inst.assert_serving(db="later")
     inst.assert_serving()

@@ -88,6 +88,14 @@ static void check_defaults(const struct config *cfg)
 	ck_assert_double_eq(cfg->server_lifetime, 3600.0);
 	ck_assert_double_eq(cfg->server_check_delay, 30.0);
 	ck_assert_str_eq(cfg->server_check_query, "select 1");
+	/* logging */
+	ck_assert_int_eq(cfg->syslog, 0);
+	ck_assert_str_eq(cfg->syslog_ident, "pgcoro");
+	ck_assert_str_eq(cfg->syslog_facility, "daemon");
+	ck_assert_int_eq(cfg->log_connections, 1);
+	ck_assert_int_eq(cfg->log_disconnections, 1);
+	ck_assert_int_eq(cfg->log_pooler_errors, 1);
+	ck_assert_double_eq(cfg->stats_period, 60.0);
 }
 
 START_TEST(test_defaults)
@@ -149,6 +157,43 @@ START_TEST(test_every_type)
 	ck_assert_str_eq(cfg->log_level, "debug");
 	ck_assert_str_eq(cfg->logfile, "/var/log/pg coro.log");
 	ck_assert_str_eq(cfg->pidfile, "/run/pgcoro.pid");
+	cfg_free(cfg);
+}
+END_TEST
+
+/* Booleans take 0/1 and the usual words in any case; the dump writes 0 or 1. */
+START_TEST(test_bools)
+{
+	static const struct {
+		const char *text;
+		int value;
+	} cases[] = {{"0", 0},   {"1", 1},     {"off", 0}, {"ON", 1}, {"false", 0},
+	             {"True", 1}, {"no", 0}, {"yes", 1}};
+	char text[128];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text),
+		         "[pgcoro]\nsyslog = %s\nlog_connections = %s\nlog_pooler_errors = %s\n",
+		         cases[i].text, cases[i].text, cases[i].text);
+		struct config *cfg = load_ok(text);
+		ck_assert_int_eq(cfg->syslog, cases[i].value);
+		ck_assert_int_eq(cfg->log_connections, cases[i].value);
+		ck_assert_int_eq(cfg->log_pooler_errors, cases[i].value);
+		ck_assert_int_eq(cfg->log_disconnections, 1);
+		cfg_free(cfg);
+	}
+	struct config *cfg = load_ok("[pgcoro]\nsyslog = on\nsyslog_facility = LOCAL3\n"
+	                             "syslog_ident = pgc-1\nstats_period = 500ms\n");
+	ck_assert_str_eq(cfg->syslog_facility, "local3");
+	ck_assert_str_eq(cfg->syslog_ident, "pgc-1");
+	ck_assert_double_eq_tol(cfg->stats_period, 0.5, 1e-9);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	cfg_dump(cfg, f);
+	fclose(f);
+	ck_assert_ptr_nonnull(strstr(buf, "\nsyslog = 1\n"));
+	ck_assert_ptr_nonnull(strstr(buf, "\nsyslog_facility = local3\n"));
+	free(buf);
 	cfg_free(cfg);
 }
 END_TEST
@@ -432,6 +477,15 @@ START_TEST(test_bad_files)
 	expect_error(
 	    "[pgcoro]\nlog_level = verbose\n", 2,
 	    "invalid value \"verbose\" for log_level: expected error, warning, info or debug");
+	expect_error("[pgcoro]\nsyslog = 2\n", 2,
+	             "invalid value \"2\" for syslog: expected 0 or 1 (also off/on, false/true, "
+	             "no/yes)");
+	expect_error("[pgcoro]\nlog_disconnections = maybe\n", 2,
+	             "invalid value \"maybe\" for log_disconnections: expected 0 or 1 (also off/on, "
+	             "false/true, no/yes)");
+	expect_error("[pgcoro]\nsyslog_facility = kern\n", 2,
+	             "invalid value \"kern\" for syslog_facility: expected auth, authpriv, daemon, "
+	             "user, local0, local1, local2, local3, local4, local5, local6 or local7");
 	expect_error("[pgcoro]\nmin_pool_size = -1\n", 2,
 	             "invalid value \"-1\" for min_pool_size: out of range (0..100000)");
 	expect_error("[pgcoro]\nreserve_pool_size = 100001\n", 2,
@@ -822,6 +876,7 @@ static Suite *config_suite(void)
 
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_every_type);
+	tcase_add_test(tc, test_bools);
 	tcase_add_test(tc, test_limits_and_timeouts);
 	tcase_add_test(tc, test_durations);
 	tcase_add_test(tc, test_full_file);

@@ -1,0 +1,41 @@
+/* Traffic counters of a pool and the periodic stats line. Counters are plain integers
+ * bumped on the loop thread by the relay and the pool (no locks, no clock read of their
+ * own: times come from the loop's cached clock); the line sums every pool each
+ * stats_period and logs rates and averages for the period, as PgBouncer's does. */
+#ifndef PGCORO_STATS_H
+#define PGCORO_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct runtime;
+
+struct stats {
+	uint64_t xact_count;     /* transactions ended (ReadyForQuery 'I', nothing outstanding) */
+	uint64_t query_count;    /* requests answered (one per ReadyForQuery) */
+	uint64_t bytes_received; /* relayed from clients to servers */
+	uint64_t bytes_sent;     /* relayed from servers to clients */
+	uint64_t xact_time_us;   /* summed transaction times */
+	uint64_t query_time_us;  /* summed times from a request to its last ReadyForQuery */
+	uint64_t wait_time_us;   /* summed times clients waited for a server */
+	uint64_t assignments;    /* servers handed to clients */
+};
+
+void stats_init(struct runtime *rt);
+
+/* stats_period may have changed (reload): the line's timer follows it. */
+void stats_reconfigure(void);
+
+/* Microseconds of the loop's cached clock (read once per loop iteration by libevent):
+ * free to call on the hot path. */
+uint64_t stats_now_us(void);
+
+/* TO += FROM, field by field. */
+void stats_add(struct stats *to, const struct stats *from);
+
+/* The stats line for DELTA, the counters' growth over SECONDS, into BUF. */
+void stats_format(const struct stats *delta, double seconds, char *buf, size_t len);
+
+void stats_free(void);
+
+#endif

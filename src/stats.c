@@ -1,0 +1,116 @@
+/* Owns the periodic stats line: every stats_period it sums the counters of every pool,
+ * takes the growth since the previous line and logs rates and average times. */
+#include "stats.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "log.h"
+#include "pool.h"
+#include "runtime.h"
+
+static struct runtime *rt;
+static struct event *period_ev;
+static struct stats last;  /* the totals at the previous line */
+static double last_at;     /* rt_now() of the previous line */
+static double armed_period; /* the period the timer runs with; 0 = stopped */
+
+uint64_t stats_now_us(void)
+{
+	struct timeval tv;
+	event_base_gettimeofday_cached(rt->base, &tv);
+	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+}
+
+void stats_add(struct stats *to, const struct stats *from)
+{
+	to->xact_count += from->xact_count;
+	to->query_count += from->query_count;
+	to->bytes_received += from->bytes_received;
+	to->bytes_sent += from->bytes_sent;
+	to->xact_time_us += from->xact_time_us;
+	to->query_time_us += from->query_time_us;
+	to->wait_time_us += from->wait_time_us;
+	to->assignments += from->assignments;
+}
+
+static uint64_t per(uint64_t n, uint64_t d) { return d ? n / d : 0; }
+
+void stats_format(const struct stats *d, double seconds, char *buf, size_t len)
+{
+	double s = seconds > 0 ? seconds : 1;
+	snprintf(buf, len,
+		 "stats: %.0f xacts/s, %.0f queries/s, in %.0f B/s, out %.0f B/s, xact %" PRIu64
+		 " us, query %" PRIu64 " us, wait %" PRIu64 " us (over %.1f s: %" PRIu64
+		 " xacts, %" PRIu64 " queries, %" PRIu64 " B in, %" PRIu64 " B out, %" PRIu64
+		 " server assignments)",
+		 (double)d->xact_count / s, (double)d->query_count / s,
+		 (double)d->bytes_received / s, (double)d->bytes_sent / s,
+		 per(d->xact_time_us, d->xact_count), per(d->query_time_us, d->query_count),
+		 per(d->wait_time_us, d->assignments), seconds, d->xact_count, d->query_count,
+		 d->bytes_received, d->bytes_sent, d->assignments);
+}
+
+static struct stats delta_of(const struct stats *now, const struct stats *before)
+{
+	return (struct stats){
+	    .xact_count = now->xact_count - before->xact_count,
+	    .query_count = now->query_count - before->query_count,
+	    .bytes_received = now->bytes_received - before->bytes_received,
+	    .bytes_sent = now->bytes_sent - before->bytes_sent,
+	    .xact_time_us = now->xact_time_us - before->xact_time_us,
+	    .query_time_us = now->query_time_us - before->query_time_us,
+	    .wait_time_us = now->wait_time_us - before->wait_time_us,
+	    .assignments = now->assignments - before->assignments,
+	};
+}
+
+static void period_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct stats total = {0};
+	pool_stats_total(&total);
+	double now = rt_now();
+	struct stats d = delta_of(&total, &last);
+	char line[512];
+	stats_format(&d, now - last_at, line, sizeof(line));
+	log_info("%s", line);
+	last = total;
+	last_at = now;
+}
+
+void stats_reconfigure(void)
+{
+	double period = rt->cfg->stats_period;
+	if (period == armed_period)
+		return;
+	if (period_ev)
+		event_del(period_ev);
+	armed_period = period;
+	if (period <= 0 || !period_ev)
+		return;
+	/* the next line covers the time since the previous one (or since the start) */
+	struct timeval tv = {(time_t)period, (suseconds_t)((period - (double)(time_t)period) * 1e6)};
+	if (event_add(period_ev, &tv) != 0)
+		log_warning("stats: cannot arm the stats_period timer");
+}
+
+void stats_init(struct runtime *r)
+{
+	rt = r;
+	last_at = rt_now();
+	period_ev = event_new(rt->base, -1, EV_PERSIST, period_cb, NULL);
+	if (!period_ev)
+		log_warning("stats: out of memory: no stats line");
+	stats_reconfigure();
+}
+
+void stats_free(void)
+{
+	if (period_ev)
+		event_free(period_ev);
+	period_ev = NULL;
+	armed_period = 0;
+}

@@ -1,0 +1,57 @@
+/* Unit tests of stats.c's pure part: summing counters and the stats line's rates,
+ * averages and totals (averages per transaction, per request, per server assignment;
+ * an empty period divides by nothing). */
+#include <check.h>
+
+#include "unit.h"
+#include <string.h>
+
+#include "stats.h"
+
+START_TEST(test_add)
+{
+	struct stats a = {1, 2, 3, 4, 5, 6, 7, 8};
+	struct stats b = {10, 20, 30, 40, 50, 60, 70, 80};
+	stats_add(&a, &b);
+	struct stats want = {11, 22, 33, 44, 55, 66, 77, 88};
+	ck_assert_mem_eq(&a, &want, sizeof(a));
+}
+END_TEST
+
+START_TEST(test_format)
+{
+	struct stats d = {
+	    .xact_count = 300,
+	    .query_count = 600,
+	    .bytes_received = 12000,
+	    .bytes_sent = 45000,
+	    .xact_time_us = 300 * 750,
+	    .query_time_us = 600 * 250,
+	    .wait_time_us = 90,
+	    .assignments = 30,
+	};
+	char line[512];
+	stats_format(&d, 60.0, line, sizeof(line));
+	ck_assert_str_eq(line, "stats: 5 xacts/s, 10 queries/s, in 200 B/s, out 750 B/s, xact 750 us, "
+	                       "query 250 us, wait 3 us (over 60.0 s: 300 xacts, 600 queries, "
+	                       "12000 B in, 45000 B out, 30 server assignments)");
+
+	struct stats zero = {0};
+	stats_format(&zero, 0.0, line, sizeof(line));
+	ck_assert_str_eq(line, "stats: 0 xacts/s, 0 queries/s, in 0 B/s, out 0 B/s, xact 0 us, "
+	                       "query 0 us, wait 0 us (over 0.0 s: 0 xacts, 0 queries, 0 B in, "
+	                       "0 B out, 0 server assignments)");
+}
+END_TEST
+
+static Suite *stats_suite(void)
+{
+	Suite *s = suite_create("stats");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, test_add);
+	tcase_add_test(tc, test_format);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void) { return unit_run(stats_suite()); }
