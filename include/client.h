@@ -17,6 +17,7 @@
 #include "types.h"
 
 struct runtime;
+struct console_session;
 
 enum client_state {
 	CL_LOGIN,   /* global login list: startup packet, authentication */
@@ -24,6 +25,7 @@ enum client_state {
 	CL_ACTIVE,  /* pool->active: linked to a server, relaying */
 	CL_IDLE,    /* pool->idle: logged in, no server held (transaction mode) */
 	CL_CLOSING, /* global closing list: output draining, then freed */
+	CL_CONSOLE, /* global console list: logged in to the admin console */
 };
 
 enum client_login_phase {
@@ -89,6 +91,7 @@ struct client {
 	client_t *cancel_next;      /* chain in the cancel-key table */
 	uint64_t param_sig;         /* digest of the startup parameters applied by parameter sync */
 	uint32_t msg_pending;       /* relay: bytes of the current client message still to pass */
+	struct console_session *console; /* admin console clients only */
 };
 
 void client_init(struct runtime *rt);
@@ -112,6 +115,14 @@ void client_disconnect(client_t *c, const char *sqlstate, const char *fmt, ...)
 
 /* Sends the client an error it must see as coming from a server (a PGresult). */
 void client_disconnect_result(client_t *c, const PGresult *res);
+
+/* Sends ParameterStatus for PARAMS (indexed like server_param_names; NULL: C's pool's
+ * cached values with C's own startup values over them), BackendKeyData and
+ * ReadyForQuery. */
+void client_send_welcome(client_t *c, char *const *params);
+
+/* The client with pgcoro id ID (SHOW CLIENTS' id), or NULL. */
+client_t *client_find(uint64_t id);
 
 /* The linked server is prepared: send the welcome (first time) and start relaying. */
 void client_on_server_ready(client_t *c);
@@ -140,7 +151,7 @@ void client_maybe_release(client_t *c);
  * each ReadyForQuery and once when the shutdown begins. */
 void client_shutdown_if_done(client_t *c);
 
-/* Shutting down: clients still logging in are closed with 57P01. */
+/* Shutting down: clients still logging in, and console clients, are closed with 57P01. */
 void client_shutdown_begin(void);
 
 /* Frees closing clients whose output has drained (all of them if FORCE). */

@@ -56,10 +56,13 @@ struct config {
 	int unix_socket_mode;      /* octal in the file */
 	int auth_type;             /* enum auth_type */
 	char *auth_file;           /* "" = none */
+	char *admin_users;         /* comma list: every console command */
+	char *stats_users;         /* comma list: console SHOW commands */
 	int pool_mode;             /* enum pool_mode */
 	int default_pool_size;
 	int max_client_conn;
 	char *server_reset_query;  /* "" = none */
+	int server_round_robin;    /* 1 = hand out the longest-idle server, 0 = the latest (LIFO) */
 	double server_connect_timeout; /* seconds; 0 = none */
 	double client_login_timeout;   /* seconds; 0 = none */
 	int max_packet_size;       /* bytes, largest client message accepted */
@@ -131,6 +134,11 @@ struct cfg_key {
 	const char *help;      /* one line */
 };
 const struct cfg_key *cfg_keys(size_t *n);
+
+/* The current value of K in CFG as written in the file, into BUF. */
+void cfg_key_value(const struct config *cfg, const struct cfg_key *k, char *buf, size_t len);
+/* False for keys read only at start (a reload or SET does not change them). */
+bool cfg_key_reloadable(const struct cfg_key *k);
 
 /* Writes "key = value" for every [pgcoro] key of CFG (current values). */
 void cfg_dump(const struct config *cfg, FILE *out);

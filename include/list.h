@@ -44,6 +44,11 @@ static inline struct list *list_first(const struct list_head *h)
 	return h->count ? h->node.next : NULL;
 }
 
+static inline struct list *list_last(const struct list_head *h)
+{
+	return h->count ? h->node.prev : NULL;
+}
+
 #define list_for_each_safe(pos, tmp, h) \
 	for (pos = (h)->node.next, tmp = pos->next; pos != &(h)->node; pos = tmp, tmp = pos->next)
 

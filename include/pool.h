@@ -31,6 +31,7 @@ struct pool {
 	int reserve_pool_size;      /* extra servers once a client waited reserve_pool_timeout */
 	int max_db_connections;     /* servers of this database across users; 0 = unlimited */
 	int max_user_connections;   /* servers of this user across databases; 0 = unlimited */
+	bool paused;                /* PAUSE (poolctl): no hand-outs, servers closed when free */
 
 	/* The reported parameters of a fresh server of this pool (its startup defaults), so
 	 * transaction-mode logins are answered without taking a server. */
@@ -46,6 +47,8 @@ struct pool {
 	struct event retry_ev;      /* kicks the pool when the back-off ends */
 
 	struct stats stats;         /* traffic counters (relay, hand-outs) */
+	struct stats period_start;  /* stats at the start of the last full stats_period */
+	struct stats period;        /* growth over the last full stats_period (SHOW STATS avg_*) */
 
 	struct list_head waiting;   /* CL_WAITING, FIFO */
 	struct list_head active;    /* CL_ACTIVE: linked to a server */
@@ -75,6 +78,16 @@ void pool_request(pool_t *pool, client_t *c);
  * limits at once; when its connection settings changed, idle servers are closed now
  * and busy ones when they are released. */
 void pool_reconfigure(void);
+
+/* The pool after PREV in creation order (the first if PREV is NULL), or NULL. */
+pool_t *pool_next(const pool_t *prev);
+
+/* Closes every client of P (they get SQLSTATE and MSG) and every server. */
+void pool_close_all(pool_t *p, const char *sqlstate, const char *msg);
+
+/* Servers of P made before its connection settings last changed (RECONNECT, reload),
+ * still open. */
+int pool_old_servers(const pool_t *p);
 
 /* Adds the counters of every pool to *OUT. */
 void pool_stats_total(struct stats *out);

@@ -56,6 +56,17 @@ void proto_build_backend_key(struct pbuf *b, uint32_t pid, uint32_t key);       
 void proto_build_ready(struct pbuf *b, uint8_t status);                             /* 'Z' */
 /* NegotiateProtocolVersion 'v': the newest version supported (major << 16 | minor, as
  * PostgreSQL sends it), then the unrecognized options. */
+/* A result column: its name, type OID and type length (-1 variable). */
+struct proto_column {
+	const char *name;
+	uint32_t type_oid;
+	int type_len;
+};
+void proto_build_row_description(struct pbuf *b, const struct proto_column *cols, int n); /* 'T' */
+/* 'D': N text values; a NULL pointer is SQL NULL. */
+void proto_build_data_row(struct pbuf *b, const char *const *values, int n);
+void proto_build_command_complete(struct pbuf *b, const char *tag); /* 'C' */
+void proto_build_empty_query(struct pbuf *b);                        /* 'I' */
 void proto_build_negotiate(struct pbuf *b, uint32_t version, const char *const *names, int n);
 
 /* Authentication codes */

@@ -10,6 +10,8 @@
 
 struct event_base;
 
+#define PGCORO_VERSION "0.1.0"
+
 /* How the daemon is stopping. */
 enum rt_shutdown {
 	SHUTDOWN_NONE,

@@ -36,6 +36,13 @@ void stats_add(struct stats *to, const struct stats *from);
 /* The stats line for DELTA, the counters' growth over SECONDS, into BUF. */
 void stats_format(const struct stats *delta, double seconds, char *buf, size_t len);
 
+/* TO = A - B, field by field. */
+void stats_sub(struct stats *to, const struct stats *a, const struct stats *b);
+
+/* Seconds the last full stats_period lasted (0 before the first), for per-second
+ * averages of pool->period. */
+double stats_period_seconds(void);
+
 void stats_free(void);
 
 #endif

@@ -19,8 +19,10 @@
 
 #include "auth.h"
 #include "config.h"
+#include "console.h"
 #include "log.h"
 #include "pool.h"
+#include "poolctl.h"
 #include "proto.h"
 #include "relay.h"
 #include "runtime.h"
@@ -33,6 +35,7 @@
 static struct runtime *rt;
 static struct list_head login_list;   /* CL_LOGIN */
 static struct list_head closing_list; /* CL_CLOSING */
+static struct list_head console_list; /* CL_CONSOLE */
 static struct pbuf out;               /* reused for every message pgcoro builds */
 static struct event reap_ev;
 static uint64_t next_id;
@@ -50,6 +53,7 @@ void client_init(struct runtime *r)
 	rt = r;
 	list_head_init(&login_list);
 	list_head_init(&closing_list);
+	list_head_init(&console_list);
 	pbuf_init(&out);
 	event_assign(&reap_ev, rt->base, -1, 0, reap_cb, NULL);
 }
@@ -66,6 +70,7 @@ const char *client_state_name(enum client_state state)
 	case CL_ACTIVE: return "active";
 	case CL_IDLE: return "idle";
 	case CL_CLOSING: return "closing";
+	case CL_CONSOLE: return "console";
 	}
 	return "?";
 }
@@ -78,6 +83,7 @@ static struct list_head *state_list(client_t *c, enum client_state state)
 	case CL_ACTIVE: return &c->pool->active;
 	case CL_IDLE: return &c->pool->idle;
 	case CL_CLOSING: return &closing_list;
+	case CL_CONSOLE: return &console_list;
 	}
 	fatal("client %llu: impossible state %d", (unsigned long long)c->id, (int)state);
 }
@@ -207,14 +213,12 @@ void client_shutdown_if_done(client_t *c)
 		client_disconnect(c, "57P01", "terminating connection: pgcoro is shutting down");
 }
 
+static void close_list_shutdown(struct list_head *h);
+
 void client_shutdown_begin(void)
 {
-	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, &login_list)
-	{
-		client_t *c = list_entry(pos, client_t, node);
-		client_disconnect(c, "57P01", "terminating connection: pgcoro is shutting down");
-	}
+	close_list_shutdown(&login_list);
+	close_list_shutdown(&console_list);
 }
 
 void client_on_ready(client_t *c)
@@ -422,6 +426,7 @@ static void client_free(client_t *c)
 	c->timer = NULL;
 	stream_free(&c->st);
 	free_login_state(c);
+	console_forget(c);
 	free(c->params);
 	free(c);
 }
@@ -439,14 +444,46 @@ void client_reap(bool force)
 	}
 }
 
-void client_close_all(void)
+/* Closes every client on H with 57P01 (shutting down). */
+static void close_list_shutdown(struct list_head *h)
 {
 	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, &login_list)
+	list_for_each_safe(pos, tmp, h)
 	{
 		client_t *c = list_entry(pos, client_t, node);
 		client_disconnect(c, "57P01", "terminating connection: pgcoro is shutting down");
 	}
+}
+
+void client_close_all(void)
+{
+	close_list_shutdown(&login_list);
+	close_list_shutdown(&console_list);
+}
+
+static client_t *find_in(const struct list_head *h, uint64_t id)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, h)
+	{
+		client_t *c = list_entry(pos, client_t, node);
+		if (c->id == id)
+			return c;
+	}
+	return NULL;
+}
+
+client_t *client_find(uint64_t id)
+{
+	client_t *c = find_in(&console_list, id);
+	for (pool_t *p = pool_next(NULL); p && !c; p = pool_next(p)) {
+		c = find_in(&p->active, id);
+		if (!c)
+			c = find_in(&p->idle, id);
+		if (!c)
+			c = find_in(&p->waiting, id);
+	}
+	return c;
 }
 
 /* ---- the welcome --------------------------------------------------------------------- */
@@ -455,7 +492,7 @@ void client_close_all(void)
  * The values are the server's PARAMS (session mode: the server C got), or, when PARAMS
  * is NULL, those of C's pool, whose messages are built once (transaction mode: the login
  * is answered without a server) with C's own startup values over them. */
-static void send_welcome(client_t *c, char *const *params)
+void client_send_welcome(client_t *c, char *const *params)
 {
 	if (params) {
 		for (int i = 0; i < SERVER_NPARAMS; i++)
@@ -496,7 +533,7 @@ void client_on_server_ready(client_t *c)
 			log_info("client %llu %s (%s@%s): login done, server %llu",
 				 (unsigned long long)c->id, client_peer(c), c->pool->user,
 				 c->pool->dbname, (unsigned long long)s->id);
-		send_welcome(c, s->params);
+		client_send_welcome(c, s->params);
 		stream_flush(&c->st);
 		if (c->state != CL_ACTIVE)
 			return;
@@ -571,6 +608,14 @@ static void login_ok(client_t *c)
 	send_auth(c, AUTH_REQ_OK, NULL, 0);
 	if (c->state == CL_CLOSING)
 		return;
+	if (console_is_console_db(c->database)) {
+		console_login(c);
+		return;
+	}
+	if (poolctl_disabled(c->database)) {
+		client_disconnect(c, "55000", "database \"%s\" is disabled (DISABLE)", c->database);
+		return;
+	}
 	const struct cfg_db *db = cfg_find_db(rt->cfg, c->database);
 	if (!db) {
 		client_disconnect(c, "3D000", "database \"%s\" does not exist", c->database);
@@ -588,7 +633,7 @@ static void login_ok(client_t *c)
 		if (rt->cfg->log_connections)
 			log_info("client %llu %s (%s@%s): login done", (unsigned long long)c->id,
 				 client_peer(c), pool->user, pool->dbname);
-		send_welcome(c, NULL);
+		client_send_welcome(c, NULL);
 		client_set_state(c, CL_IDLE);
 		timer_rearm(c);
 		timer_after_login(c);
@@ -967,6 +1012,11 @@ static void client_read_cb(struct stream *st, void *arg)
 		break; /* kept until a server is linked; read_high bounds it */
 	case CL_CLOSING:
 		stream_consume(st, stream_input_len(st));
+		break;
+	case CL_CONSOLE:
+		console_on_input(c);
+		if (c->state != CL_CLOSING)
+			stream_input_consumed(st);
 		break;
 	}
 	stream_flush(st); /* what the login queued */

@@ -108,6 +108,11 @@ static const struct cfg_key keys[] = {
     KEY(unix_socket_mode, T_MODE, "0777", "permissions of the unix socket, octal"),
     KEY(auth_type, T_AUTH_TYPE, "md5", "client authentication: trust, plain, md5 or scram-sha-256"),
     KEY(auth_file, T_STRING, "", "file of \"user\" \"password\" lines; empty = none"),
+    KEY(admin_users, T_STRING, "",
+        "users (comma-separated) allowed every command of the admin console (database pgcoro "
+        "or pgbouncer)"),
+    KEY(stats_users, T_STRING, "",
+        "users (comma-separated) allowed the admin console's SHOW commands"),
     KEY(pool_mode, T_POOL_MODE, "session",
         "when a server goes back to the pool: session, transaction or statement"),
     KEY(default_pool_size, T_POOL_SIZE, "20",
@@ -123,6 +128,8 @@ static const struct cfg_key keys[] = {
         "most server connections per database across its users; 0 = unlimited"),
     KEY(max_user_connections, T_CONN_LIMIT, "0",
         "most server connections per user across databases; 0 = unlimited"),
+    KEY(server_round_robin, T_BOOL, "0",
+        "0 = hand out the idle server used last (LIFO); 1 = the one idle longest (rotate)"),
     KEY(server_reset_query, T_STRING, "DISCARD ALL",
         "query run on a server before another client gets it; empty = none"),
     KEY(server_check_query, T_STRING, "select 1",
@@ -504,6 +511,22 @@ static void cfg_format_value(const struct config *cfg, const struct cfg_key *k, 
 		break;
 	}
 	}
+}
+
+void cfg_key_value(const struct config *cfg, const struct cfg_key *k, char *buf, size_t len)
+{
+	cfg_format_value(cfg, k, buf, len);
+}
+
+bool cfg_key_reloadable(const struct cfg_key *k)
+{
+	static const char *const restart_only[] = {
+	    "listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode", "executor_threads",
+	    "pidfile",     "logfile",     "syslog",          "syslog_ident",     "syslog_facility"};
+	for (size_t i = 0; i < sizeof(restart_only) / sizeof(restart_only[0]); i++)
+		if (strcmp(k->key, restart_only[i]) == 0)
+			return false;
+	return true;
 }
 
 void cfg_dump(const struct config *cfg, FILE *out)

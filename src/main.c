@@ -13,11 +13,13 @@
 #include "auth.h"
 #include "client.h"
 #include "config.h"
+#include "console.h"
 #include "executor.h"
 #include "listener.h"
 #include "log.h"
 #include "manpage.h"
 #include "pool.h"
+#include "poolctl.h"
 #include "relay.h"
 #include "reload.h"
 #include "runtime.h"
@@ -26,7 +28,6 @@
 #include "server.h"
 #include "shutdown.h"
 
-#define PGCORO_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {
@@ -150,6 +151,8 @@ int main(int argc, char **argv)
 	pool_init(&rt);
 	relay_init(&rt);
 	stats_init(&rt);
+	poolctl_init(&rt);
+	console_init(&rt);
 	reload_init(&rt, path);
 	shutdown_init(&rt);
 	if (!listener_start(&rt))
@@ -191,6 +194,7 @@ fail:
 			event_free(sigs[i]);
 	shutdown_free();
 	stats_free();
+	poolctl_free();
 	sdnotify_free();
 	if (rt.cfg->pidfile[0] && status == 0)
 		unlink(rt.cfg->pidfile);

@@ -10,7 +10,9 @@
 #include "auth.h"
 #include "client.h"
 #include "config.h"
+#include "console.h"
 #include "log.h"
+#include "poolctl.h"
 #include "runtime.h"
 #include "sdnotify.h"
 #include "server.h"
@@ -134,6 +136,7 @@ pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db)
 	}
 	evtimer_assign(&p->retry_ev, rt->base, retry_cb, p);
 	pool_settings(p, db);
+	p->paused = poolctl_paused(dbname);
 	list_head_init(&p->waiting);
 	list_head_init(&p->active);
 	list_head_init(&p->idle);
@@ -267,6 +270,58 @@ static bool shared_room(pool_t *p)
 	return shared_room(p);
 }
 
+pool_t *pool_next(const pool_t *prev)
+{
+	const struct list *n = prev ? prev->node.next : pools.node.next;
+	return n == &pools.node ? NULL : list_entry(n, pool_t, node);
+}
+
+static void close_clients_with(struct list_head *h, const char *sqlstate, const char *msg)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, h)
+	{
+		client_disconnect(list_entry(pos, client_t, node), sqlstate, "%s", msg);
+	}
+}
+
+static void close_servers_with(struct list_head *h, const char *reason)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, h)
+	{
+		server_disconnect(list_entry(pos, server_t, node), "%s", reason);
+	}
+}
+
+void pool_close_all(pool_t *p, const char *sqlstate, const char *msg)
+{
+	close_clients_with(&p->waiting, sqlstate, msg);
+	close_clients_with(&p->active, sqlstate, msg);
+	close_clients_with(&p->idle, sqlstate, msg);
+	close_servers_with(&p->sv_connecting, msg);
+	close_servers_with(&p->sv_idle, msg);
+	close_servers_with(&p->sv_active, msg);
+	close_servers_with(&p->sv_housekeeping, msg);
+}
+
+static int old_in(const struct list_head *h, unsigned gen)
+{
+	int n = 0;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, h)
+	{
+		n += list_entry(pos, server_t, node)->conn_gen != gen;
+	}
+	return n;
+}
+
+int pool_old_servers(const pool_t *p)
+{
+	return old_in(&p->sv_connecting, p->conn_gen) + old_in(&p->sv_idle, p->conn_gen) +
+	       old_in(&p->sv_active, p->conn_gen) + old_in(&p->sv_housekeeping, p->conn_gen);
+}
+
 void pool_stats_total(struct stats *out)
 {
 	struct list *pos, *tmp;
@@ -305,12 +360,16 @@ static void grow(pool_t *p, int want, double now)
 	}
 }
 
-/* Gives C P's first idle server that needs no check now (a stale one leaves the idle
- * list to be checked and comes back). False if there is none. */
+/* Gives C an idle server of P that needs no check now (a stale one leaves the idle list
+ * to be checked and comes back): the one idle the shortest time (LIFO, as PgBouncer: few
+ * servers carry the load, stay warm, and the rest reach server_idle_timeout), or with
+ * server_round_robin the one idle the longest. False if there is none. */
 static bool hand_idle(pool_t *p, client_t *c)
 {
+	bool fifo = rt->cfg->server_round_robin;
 	while (!list_empty(&p->sv_idle)) {
-		server_t *s = list_entry(list_first(&p->sv_idle), server_t, node);
+		server_t *s = list_entry(fifo ? list_first(&p->sv_idle) : list_last(&p->sv_idle),
+					 server_t, node);
 		if (server_check_if_stale(s))
 			continue;
 		if (c->state == CL_WAITING) { /* the fast path (pool_request) waited for nothing */
@@ -327,7 +386,7 @@ static bool hand_idle(pool_t *p, client_t *c)
 
 void pool_kick(pool_t *p)
 {
-	if (rt->shutting_down)
+	if (rt->shutting_down || p->paused)
 		return;
 	while (!list_empty(&p->waiting) &&
 	       hand_idle(p, list_entry(list_first(&p->waiting), client_t, node)))
@@ -339,7 +398,7 @@ void pool_kick(pool_t *p)
 
 void pool_request(pool_t *p, client_t *c)
 {
-	if (!rt->shutting_down && list_empty(&p->waiting) && hand_idle(p, c))
+	if (!rt->shutting_down && !p->paused && list_empty(&p->waiting) && hand_idle(p, c))
 		return;
 	client_set_state(c, CL_WAITING);
 	c->since = rt_now();
@@ -413,31 +472,15 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 			client_wait_timeout(c);
 		}
 		server_expire_idle(p, now);
-		grow(p, p->min_pool_size - pool_server_count(p), now);
+		if (!p->paused)
+			grow(p, p->min_pool_size - pool_server_count(p), now);
 		if (!list_empty(&p->waiting))
 			pool_kick(p); /* the reserve may have opened */
 	}
+	console_poll(); /* PAUSE / WAIT_CLOSE may be done */
 }
 
-static void close_clients(struct list_head *h)
-{
-	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, h)
-	{
-		client_t *c = list_entry(pos, client_t, node);
-		client_disconnect(c, "57P01", "terminating connection: pgcoro is shutting down");
-	}
-}
-
-static void close_servers(struct list_head *h)
-{
-	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, h)
-	{
-		server_t *s = list_entry(pos, server_t, node);
-		server_disconnect(s, "shutting down");
-	}
-}
+#define SHUTDOWN_MSG "terminating connection: pgcoro is shutting down"
 
 void pool_shutdown_begin(void)
 {
@@ -445,10 +488,10 @@ void pool_shutdown_begin(void)
 	list_for_each_safe(pos, tmp, &pools)
 	{
 		pool_t *p = list_entry(pos, pool_t, node);
-		close_clients(&p->waiting);
-		close_clients(&p->idle);
-		close_servers(&p->sv_connecting);
-		close_servers(&p->sv_idle);
+		close_clients_with(&p->waiting, "57P01", SHUTDOWN_MSG);
+		close_clients_with(&p->idle, "57P01", SHUTDOWN_MSG);
+		close_servers_with(&p->sv_connecting, "shutting down");
+		close_servers_with(&p->sv_idle, "shutting down");
 		struct list *cpos, *ctmp;
 		list_for_each_safe(cpos, ctmp, &p->active)
 		{
@@ -463,13 +506,13 @@ void pool_shutdown_all(void)
 	list_for_each_safe(pos, tmp, &pools)
 	{
 		pool_t *p = list_entry(pos, pool_t, node);
-		close_clients(&p->waiting);
-		close_clients(&p->active);
-		close_clients(&p->idle);
-		close_servers(&p->sv_connecting);
-		close_servers(&p->sv_idle);
-		close_servers(&p->sv_active);
-		close_servers(&p->sv_housekeeping);
+		close_clients_with(&p->waiting, "57P01", SHUTDOWN_MSG);
+		close_clients_with(&p->active, "57P01", SHUTDOWN_MSG);
+		close_clients_with(&p->idle, "57P01", SHUTDOWN_MSG);
+		close_servers_with(&p->sv_connecting, "shutting down");
+		close_servers_with(&p->sv_idle, "shutting down");
+		close_servers_with(&p->sv_active, "shutting down");
+		close_servers_with(&p->sv_housekeeping, "shutting down");
 	}
 }
 

@@ -198,6 +198,51 @@ void proto_build_ready(struct pbuf *b, uint8_t status)
 	proto_end(b);
 }
 
+void proto_build_row_description(struct pbuf *b, const struct proto_column *cols, int n)
+{
+	proto_begin(b, 'T');
+	proto_put_u16(b, (uint16_t)n);
+	for (int i = 0; i < n; i++) {
+		proto_put_str(b, cols[i].name);
+		proto_put_u32(b, 0); /* table oid */
+		proto_put_u16(b, 0); /* column number */
+		proto_put_u32(b, cols[i].type_oid);
+		proto_put_u16(b, (uint16_t)cols[i].type_len);
+		proto_put_u32(b, 0xFFFFFFFFu); /* typmod -1 */
+		proto_put_u16(b, 0);           /* text format */
+	}
+	proto_end(b);
+}
+
+void proto_build_data_row(struct pbuf *b, const char *const *values, int n)
+{
+	proto_begin(b, 'D');
+	proto_put_u16(b, (uint16_t)n);
+	for (int i = 0; i < n; i++) {
+		if (!values[i]) {
+			proto_put_u32(b, 0xFFFFFFFFu);
+			continue;
+		}
+		size_t len = strlen(values[i]);
+		proto_put_u32(b, (uint32_t)len);
+		proto_put_bytes(b, values[i], len);
+	}
+	proto_end(b);
+}
+
+void proto_build_empty_query(struct pbuf *b)
+{
+	proto_begin(b, 'I');
+	proto_end(b);
+}
+
+void proto_build_command_complete(struct pbuf *b, const char *tag)
+{
+	proto_begin(b, 'C');
+	proto_put_str(b, tag);
+	proto_end(b);
+}
+
 void proto_build_negotiate(struct pbuf *b, uint32_t version, const char *const *names, int n)
 {
 	proto_begin(b, 'v');

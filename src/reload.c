@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "console.h"
 #include "executor.h"
 #include "log.h"
 #include "pool.h"
@@ -115,9 +116,11 @@ static void load_done(struct exec_job *job)
 		log_info("configuration reloaded from %s: %d databases, %d auth_file users",
 			 cfg_path, rt->cfg->ndbs, rt->auth ? auth_count(rt->auth) : 0);
 	}
+	bool ok = j->cfg != NULL;
 	j->cfg = NULL;
 	j->auth = NULL;
 	sdnotify_ready();
+	console_reload_done(ok);
 	if (again && !rt->shutting_down) {
 		again = false;
 		reload_start();

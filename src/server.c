@@ -136,18 +136,20 @@ static void params_from_libpq(server_t *s)
 
 /* ---- closing ------------------------------------------------------------------------- */
 
-void server_disconnect(server_t *s, const char *fmt, ...)
+static void vclose(server_t *s, bool connect_failed, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+/* The one funnel for closing S; CONNECT_FAILED: the connection could not be made, worth a
+ * warning whatever log_disconnections says. */
+static void vclose(server_t *s, bool connect_failed, const char *fmt, va_list ap)
 {
 	if (s->state == SV_CLOSING)
 		return;
 	char reason[512];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
-	va_end(ap);
 
 	enum server_state was = s->state;
-	if (was == SV_CONNECTING) /* a failed connect is worth a warning whatever is set */
+	if (connect_failed)
 		log_warning("server %llu (%s/%s): connection failed: %s", (unsigned long long)s->id,
 			    s->pool->dbname, s->pool->user, reason);
 	else if (rt->cfg->log_disconnections)
@@ -171,6 +173,24 @@ void server_disconnect(server_t *s, const char *fmt, ...)
 		pool_kick_related(s->pool);
 	}
 	reaper_schedule();
+}
+
+void server_disconnect(server_t *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vclose(s, false, fmt, ap);
+	va_end(ap);
+}
+
+static void connect_failure(server_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void connect_failure(server_t *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vclose(s, true, fmt, ap);
+	va_end(ap);
 }
 
 static void server_free(server_t *s)
@@ -231,7 +251,7 @@ static void connect_failed(server_t *s, const char *msg)
 	while (n > 0 && buf[n - 1] == ' ')
 		n--;
 	buf[n] = 0;
-	server_disconnect(s, "%s", n ? buf : "connection failed");
+	connect_failure(s, "%s", n ? buf : "connection failed");
 }
 
 static void connect_wait(server_t *s, short what)
@@ -316,7 +336,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	server_t *s = arg;
 	if (s->state == SV_CONNECTING)
-		server_disconnect(s, "server_connect_timeout (%.1fs) reached",
+		connect_failure(s, "server_connect_timeout (%.1fs) reached",
 				  rt->cfg->server_connect_timeout);
 }
 
@@ -395,7 +415,11 @@ static const struct stream_ops server_stream_ops = {
 static void server_to_idle(server_t *s)
 {
 	if (s->conn_gen != s->pool->conn_gen) {
-		server_disconnect(s, "connection settings changed (reload)");
+		server_disconnect(s, "connection settings changed (reload or RECONNECT)");
+		return;
+	}
+	if (s->pool->paused) {
+		server_disconnect(s, "PAUSE");
 		return;
 	}
 	double now = rt_now();

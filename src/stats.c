@@ -17,6 +17,7 @@ static struct event *period_ev;
 static struct stats last;  /* the totals at the previous line */
 static double last_at;     /* rt_now() of the previous line */
 static double armed_period; /* the period the timer runs with; 0 = stopped */
+static double period_seconds; /* length of the last full period */
 
 uint64_t stats_now_us(void)
 {
@@ -54,26 +55,32 @@ void stats_format(const struct stats *d, double seconds, char *buf, size_t len)
 		 d->bytes_received, d->bytes_sent, d->assignments);
 }
 
-static struct stats delta_of(const struct stats *now, const struct stats *before)
+void stats_sub(struct stats *to, const struct stats *a, const struct stats *b)
 {
-	return (struct stats){
-	    .xact_count = now->xact_count - before->xact_count,
-	    .query_count = now->query_count - before->query_count,
-	    .bytes_received = now->bytes_received - before->bytes_received,
-	    .bytes_sent = now->bytes_sent - before->bytes_sent,
-	    .xact_time_us = now->xact_time_us - before->xact_time_us,
-	    .query_time_us = now->query_time_us - before->query_time_us,
-	    .wait_time_us = now->wait_time_us - before->wait_time_us,
-	    .assignments = now->assignments - before->assignments,
-	};
+	to->xact_count = a->xact_count - b->xact_count;
+	to->query_count = a->query_count - b->query_count;
+	to->bytes_received = a->bytes_received - b->bytes_received;
+	to->bytes_sent = a->bytes_sent - b->bytes_sent;
+	to->xact_time_us = a->xact_time_us - b->xact_time_us;
+	to->query_time_us = a->query_time_us - b->query_time_us;
+	to->wait_time_us = a->wait_time_us - b->wait_time_us;
+	to->assignments = a->assignments - b->assignments;
 }
+
+double stats_period_seconds(void) { return period_seconds; }
 
 static void period_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stats total = {0};
 	pool_stats_total(&total);
 	double now = rt_now();
-	struct stats d = delta_of(&total, &last);
+	struct stats d;
+	stats_sub(&d, &total, &last);
+	period_seconds = now - last_at;
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
+		stats_sub(&p->period, &p->stats, &p->period_start);
+		p->period_start = p->stats;
+	}
 	char line[512];
 	stats_format(&d, now - last_at, line, sizeof(line));
 	log_info("%s", line);

@@ -74,3 +74,24 @@ def test_waiting_clients_served_in_arrival_order(pgcoro_factory, pg, fifodb):
         w.close()
     holder.close()
     inst.assert_serving(db=DB)
+
+
+@pytest.mark.parametrize("round_robin", [0, 1])
+def test_idle_server_choice(pgcoro_factory, pg, round_robin):
+    """Which idle server a request gets, with three idle (min_pool_size = 3): by default
+    the one released last (LIFO, as PgBouncer), so one client's transactions stay on one
+    backend; with server_round_robin = 1 the one idle the longest, so they rotate over
+    all three in a fixed order."""
+    inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 3,
+                                    "min_pool_size": 3, "server_round_robin": round_robin})
+    with Wire.to(inst) as w:
+        w.login()                  # the pool exists from the first login; it opens three
+        wait_until(lambda: inst.log_text().count("connected, backend pid") == 3,
+                   "three servers open")
+        pids = [int(w.query("select pg_backend_pid()")[0][0]) for _ in range(9)]
+        w.terminate()
+    if round_robin:
+        assert len(set(pids[:3])) == 3, pids
+        assert pids[3:6] == pids[:3] and pids[6:9] == pids[:3], pids
+    else:
+        assert len(set(pids)) == 1, pids

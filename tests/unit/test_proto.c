@@ -233,6 +233,28 @@ START_TEST(test_build_misc_sequence)
 }
 END_TEST
 
+START_TEST(test_build_result)
+{
+	/* RowDescription, DataRow with a NULL, CommandComplete: a console result. */
+	struct pbuf b;
+	pbuf_init(&b);
+	const struct proto_column cols[] = {{"db", 25, -1}, {"n", 20, 8}};
+	proto_build_row_description(&b, cols, 2);
+	const char *vals[] = {"x", NULL};
+	proto_build_data_row(&b, vals, 2);
+	proto_build_command_complete(&b, "SHOW");
+	const uint8_t exp[] = {
+		'T', 0, 0, 0, 47, 0, 2,
+		'd', 'b', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 25, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0,
+		'n', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 20, 0, 8, 0xff, 0xff, 0xff, 0xff, 0, 0,
+		'D', 0, 0, 0, 15, 0, 2, 0, 0, 0, 1, 'x', 0xff, 0xff, 0xff, 0xff,
+		'C', 0, 0, 0, 9, 'S', 'H', 'O', 'W', 0,
+	};
+	expect_bytes(&b, exp, sizeof(exp));
+	pbuf_free(&b);
+}
+END_TEST
+
 START_TEST(test_build_negotiate)
 {
 	struct pbuf b;
@@ -744,6 +766,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, test_build_auth);
 	tcase_add_test(tc, test_build_misc_sequence);
 	tcase_add_test(tc, test_build_negotiate);
+	tcase_add_test(tc, test_build_result);
 	tcase_add_test(tc, test_build_startup_bytes);
 	tcase_add_test(tc, test_startup_round_trip);
 	tcase_add_test(tc, test_error_round_trip);

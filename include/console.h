@@ -1,0 +1,36 @@
+/* The admin console: the virtual databases "pgcoro" and "pgbouncer" (an alias, so
+ * PgBouncer's scripts and exporters work). Users in admin_users may run every command,
+ * those in stats_users the SHOW commands; simple query protocol only. Results use
+ * PgBouncer's column names and types. */
+#ifndef PGCORO_CONSOLE_H
+#define PGCORO_CONSOLE_H
+
+#include <stdbool.h>
+
+#include "types.h"
+
+struct runtime;
+
+void console_init(struct runtime *rt);
+
+/* True if DB names the console. */
+bool console_is_console_db(const char *db);
+
+/* C has authenticated to the console database: it is refused (28000) unless its user is
+ * in admin_users or stats_users; else it is welcomed and goes to CL_CONSOLE. */
+void console_login(client_t *c);
+
+/* Input from a console client: each whole Query is answered; Terminate closes it. */
+void console_on_input(client_t *c);
+
+/* Completes the commands that wait (PAUSE, WAIT_CLOSE) once their condition holds.
+ * Called by the pool tick and after servers close. Cheap when nothing waits. */
+void console_poll(void);
+
+/* A reload ended (OK false: the running config stayed): RELOAD commands complete. */
+void console_reload_done(bool ok);
+
+/* C is being freed: its console state goes. */
+void console_forget(client_t *c);
+
+#endif

@@ -1,0 +1,185 @@
+/* Owns the admin state of databases (paused, disabled) and the operations PAUSE, RESUME,
+ * DISABLE, ENABLE, KILL and RECONNECT on their pools. A pool reads its paused flag
+ * (pool->paused), set here for the pools that exist and at creation for new ones. */
+#include "poolctl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "list.h"
+#include "log.h"
+#include "pool.h"
+#include "runtime.h"
+#include "server.h"
+
+struct db_state {
+	char *name;
+	bool paused;
+	bool disabled;
+};
+
+static struct runtime *rt;
+static struct db_state *dbs;
+static int ndbs;
+static bool all_paused;
+
+void poolctl_init(struct runtime *r) { rt = r; }
+
+void poolctl_free(void)
+{
+	for (int i = 0; i < ndbs; i++)
+		free(dbs[i].name);
+	free(dbs);
+	dbs = NULL;
+	ndbs = 0;
+}
+
+static struct db_state *find(const char *db)
+{
+	for (int i = 0; i < ndbs; i++)
+		if (strcmp(dbs[i].name, db) == 0)
+			return &dbs[i];
+	return NULL;
+}
+
+static struct db_state *find_or_add(const char *db)
+{
+	struct db_state *d = find(db);
+	if (d)
+		return d;
+	struct db_state *n = realloc(dbs, sizeof(*dbs) * (size_t)(ndbs + 1));
+	if (!n)
+		return NULL;
+	dbs = n;
+	char *name = strdup(db);
+	if (!name)
+		return NULL;
+	dbs[ndbs] = (struct db_state){.name = name};
+	return &dbs[ndbs++];
+}
+
+bool poolctl_paused(const char *db)
+{
+	const struct db_state *d = find(db);
+	return all_paused || (d && d->paused);
+}
+
+bool poolctl_disabled(const char *db)
+{
+	const struct db_state *d = find(db);
+	return d && d->disabled;
+}
+
+static bool matches(const pool_t *p, const char *db) { return !db || strcmp(p->dbname, db) == 0; }
+
+/* Closes the servers on list H with REASON. */
+static void close_list(struct list_head *h, const char *reason)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, h)
+	{
+		server_disconnect(list_entry(pos, server_t, node), "%s", reason);
+	}
+}
+
+/* Brings every pool's paused flag in line with the state; newly paused pools lose their
+ * idle and connecting servers, resumed ones are kicked. */
+static void apply(void)
+{
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
+		bool want = poolctl_paused(p->dbname);
+		if (want == p->paused)
+			continue;
+		p->paused = want;
+		if (want) {
+			close_list(&p->sv_idle, "PAUSE");
+			close_list(&p->sv_connecting, "PAUSE");
+		} else {
+			pool_kick(p);
+		}
+	}
+}
+
+bool poolctl_pause(const char *db)
+{
+	if (!db) {
+		all_paused = true;
+	} else {
+		struct db_state *d = find_or_add(db);
+		if (!d)
+			return false;
+		d->paused = true;
+	}
+	log_info("PAUSE %s", db ? db : "(all databases)");
+	apply();
+	return true;
+}
+
+bool poolctl_pause_done(const char *db)
+{
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+		if (matches(p, db) && p->paused && pool_server_count(p) > 0)
+			return false;
+	return true;
+}
+
+void poolctl_resume(const char *db)
+{
+	if (!db)
+		all_paused = false;
+	for (int i = 0; i < ndbs; i++)
+		if (!db || strcmp(dbs[i].name, db) == 0)
+			dbs[i].paused = false;
+	log_info("RESUME %s", db ? db : "(all databases)");
+	apply();
+}
+
+bool poolctl_disable(const char *db)
+{
+	struct db_state *d = find_or_add(db);
+	if (!d)
+		return false;
+	d->disabled = true;
+	log_info("DISABLE %s: new logins refused", db);
+	return true;
+}
+
+void poolctl_enable(const char *db)
+{
+	struct db_state *d = find(db);
+	if (d)
+		d->disabled = false;
+	log_info("ENABLE %s", db);
+}
+
+bool poolctl_kill(const char *db)
+{
+	if (!poolctl_pause(db))
+		return false;
+	log_info("KILL %s: closing its clients and servers", db);
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+		if (matches(p, db))
+			pool_close_all(p, "57P01", "terminating connection: KILL by an administrator");
+	return true;
+}
+
+void poolctl_reconnect(const char *db)
+{
+	log_info("RECONNECT %s", db ? db : "(all databases)");
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
+		if (!matches(p, db))
+			continue;
+		p->conn_gen++;
+		close_list(&p->sv_idle, "RECONNECT");
+		pool_kick(p);
+	}
+}
+
+bool poolctl_close_done(const char *db)
+{
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+		if (matches(p, db) && pool_old_servers(p) > 0)
+			return false;
+	return true;
+}

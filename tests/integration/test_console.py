@@ -1,0 +1,280 @@
+"""The admin console (database pgcoro, alias pgbouncer): every SHOW that PgBouncer also
+has starts with PgBouncer's own columns, names and types, compared live against the
+Debian PgBouncer; PAUSE/RESUME and RECONNECT under pgbench without a failed
+transaction; KILL_CLIENT; DISABLE; stats users limited to SHOW; other users refused."""
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from conftest import (APP_PASS, APP_USER, PgError, Wire, clean_env, free_port, parse_fields,
+                      pg_rows, pid_alive, wait_port, wait_until)
+
+pytestmark = pytest.mark.pooler_only
+
+ADMIN, ADMIN_PASS = "admin", "adminpw"
+STATS, STATS_PASS = "statsu", "statspw"
+SHOWS = ["HELP", "VERSION", "CONFIG", "DATABASES", "POOLS", "CLIENTS", "SERVERS", "USERS",
+         "STATS", "STATS_TOTALS", "STATS_AVERAGES", "TOTALS", "LISTS", "STATE"]
+
+
+def console_inst(pgcoro_factory, **settings):
+    base = {"admin_users": ADMIN, "stats_users": STATS, "pool_mode": "transaction"}
+    base.update(settings)
+    return pgcoro_factory(settings=base, users={ADMIN: ADMIN_PASS, STATS: STATS_PASS})
+
+
+def console(inst, user=ADMIN, password=ADMIN_PASS, db="pgcoro"):
+    c = psycopg2.connect(host=inst.host, port=inst.port, user=user, password=password,
+                         dbname=db, connect_timeout=30)
+    c.autocommit = True
+    return c
+
+
+def describe(conn, what):
+    cur = conn.cursor()
+    cur.execute(f"SHOW {what}")
+    cols = [(d.name, d.type_code) for d in cur.description] if cur.description else []
+    return cols, (cur.fetchall() if cur.description else []), cur.statusmessage
+
+
+def rows_as_dicts(conn, what):
+    cur = conn.cursor()
+    cur.execute(f"SHOW {what}")
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+@pytest.fixture(scope="module")
+def pgbouncer_columns(session_root):
+    """{SHOW name: [(column, type oid)]} from the Debian PgBouncer (run as postgres when
+    root, since it refuses root), with the same console users."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.access(binary, os.X_OK):
+        pytest.fail("pgbouncer not installed (make deps installs it)")
+    d = tempfile.mkdtemp(prefix="pgb-", dir=session_root)
+    os.chmod(d, 0o777)
+    port = free_port()
+    with open(os.path.join(d, "users.txt"), "w") as f:
+        f.write(f'"{ADMIN}" "{ADMIN_PASS}"\n')
+    with open(os.path.join(d, "pgb.ini"), "w") as f:
+        f.write(f"[databases]\nx = host=127.0.0.1 port=1 dbname=x\n[pgbouncer]\n"
+                f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+                f"auth_type = plain\nauth_file = {d}/users.txt\nadmin_users = {ADMIN}\n"
+                f"logfile = {d}/pgb.log\npool_mode = transaction\n")
+    for name in os.listdir(d):
+        os.chmod(os.path.join(d, name), 0o644)
+    argv = [binary, os.path.join(d, "pgb.ini")]
+    if os.geteuid() == 0:
+        argv = ["runuser", "-u", "postgres", "--", *argv]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=clean_env())
+    try:
+        wait_port(port, proc, timeout=30, what="pgbouncer")
+        c = psycopg2.connect(host="127.0.0.1", port=port, user=ADMIN, password=ADMIN_PASS,
+                             dbname="pgbouncer", connect_timeout=30)
+        c.autocommit = True
+        out = {}
+        for w in SHOWS:
+            try:
+                out[w] = describe(c, w)[0]
+            except psycopg2.Error:       # a command this PgBouncer lacks (STATE: 1.19+)
+                out[w] = None
+        c.close()
+    finally:
+        pid = proc.pid
+        proc.terminate()          # runuser forwards the signal to pgbouncer
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+        wait_until(lambda: not pid_alive(pid), "pgbouncer gone")
+    return out
+
+
+def test_show_columns_match_pgbouncer(pgcoro_factory, pgbouncer_columns):
+    """Each SHOW's columns begin with PgBouncer 1.18's, same names, same type OIDs, in the
+    same order (pgcoro may add columns after them); the tag is SHOW; both console names
+    work. Most of the SHOWs must exist in that PgBouncer (the comparison is not empty)."""
+    assert sum(v is not None for v in pgbouncer_columns.values()) >= 12, pgbouncer_columns
+    inst = console_inst(pgcoro_factory)
+    wrong = []
+    for db in ("pgcoro", "pgbouncer"):
+        c = console(inst, db=db)
+        try:
+            for what in SHOWS:
+                cols, _, tag = describe(c, what)
+                theirs = pgbouncer_columns[what]
+                if theirs is not None and cols[:len(theirs)] != theirs:
+                    wrong.append((what, [x for x in zip(cols, theirs) if x[0] != x[1]],
+                                  len(cols), len(theirs)))
+                assert tag == "SHOW", (what, tag)
+        finally:
+            c.close()
+    assert not wrong, "\n".join(map(str, wrong))
+
+
+def test_show_values(pgcoro_factory, pg):
+    """The figures follow what happened: a pool with its clients and servers, the
+    client's own row, counters after known traffic."""
+    inst = console_inst(pgcoro_factory, default_pool_size=2)
+    with Wire.to(inst) as w:
+        w.login()
+        for _ in range(3):
+            w.query("select 1")
+        c = console(inst)
+        try:
+            pools = [r for r in rows_as_dicts(c, "POOLS") if r["database"] == "postgres"]
+            assert len(pools) == 1 and pools[0]["user"] == APP_USER, pools
+            assert pools[0]["cl_active"] == 1 and pools[0]["sv_idle"] == 1, pools
+            assert pools[0]["pool_mode"] == "transaction"
+            clients = [r for r in rows_as_dicts(c, "CLIENTS") if r["database"] == "postgres"]
+            assert len(clients) == 1 and clients[0]["addr"] == "127.0.0.1", clients
+            assert clients[0]["port"] == w.sock.getsockname()[1], clients
+            servers = [r for r in rows_as_dicts(c, "SERVERS") if r["database"] == "postgres"]
+            assert len(servers) == 1 and servers[0]["state"] == "idle", servers
+            backend = pg_rows(pg, "SELECT pid FROM pg_stat_activity WHERE usename = %s AND "
+                                  "datname = 'postgres' AND backend_type = 'client backend'",
+                              (APP_USER,))
+            assert servers[0]["remote_pid"] in [b[0] for b in backend], (servers, backend)
+            stats = [r for r in rows_as_dicts(c, "STATS") if r["database"] == "postgres"]
+            assert stats[0]["total_xact_count"] == 3 and stats[0]["total_query_count"] == 3
+            assert stats[0]["total_received"] == 3 * len(Wire.msg("Q", b"select 1\0"))
+            dbs = {r["name"]: r for r in rows_as_dicts(c, "DATABASES")}
+            assert dbs["postgres"]["port"] == pg.port and dbs["postgres"]["paused"] == 0
+            config = {r["key"]: r["value"] for r in rows_as_dicts(c, "CONFIG")}
+            assert config["default_pool_size"] == "2" and config["admin_users"] == ADMIN
+        finally:
+            c.close()
+        w.terminate()
+
+
+def pgbench(pg, inst, seconds, clients=8):
+    return subprocess.Popen(
+        [pg.pgbench_bin, "-n", "-S", "-j", "2", "-c", str(clients), "-T", str(seconds),
+         "-h", inst.host, "-p", str(inst.port), "-U", APP_USER, "bench"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=clean_env(PGPASSWORD=APP_PASS, PGCONNECT_TIMEOUT=60))
+
+
+def finish(bench):
+    out, _ = bench.communicate(timeout=120)
+    assert bench.returncode == 0, out
+    assert not re.search(r"error|abort", out, re.I), out
+    return int(re.search(r"actually processed: (\d+)", out).group(1))
+
+
+def test_pause_resume_under_pgbench(pgcoro_factory, pg):
+    """PAUSE returns once no server is left; meanwhile pgbench's clients wait (no error);
+    after RESUME they go on."""
+    inst = console_inst(pgcoro_factory, default_pool_size=4)
+    bench = pgbench(pg, inst, 8)
+    c = console(inst)
+    try:
+        wait_until(lambda: any(r["database"] == "bench" and r["sv_active"] + r["sv_idle"] > 0
+                               for r in rows_as_dicts(c, "POOLS")), "bench running")
+        c.cursor().execute("PAUSE bench")
+        pools = [r for r in rows_as_dicts(c, "POOLS") if r["database"] == "bench"]
+        assert pools[0]["sv_active"] == 0 and pools[0]["sv_idle"] == 0, pools
+        dbs = {r["name"]: r for r in rows_as_dicts(c, "DATABASES")}
+        assert dbs["bench"]["paused"] == 1
+        wait_until(lambda: [r for r in rows_as_dicts(c, "POOLS")
+                            if r["database"] == "bench"][0]["cl_waiting"] > 0,
+                   "clients waiting while paused")
+        before = [r for r in rows_as_dicts(c, "STATS") if r["database"] == "bench"][0]
+        time.sleep(1)
+        during = [r for r in rows_as_dicts(c, "STATS") if r["database"] == "bench"][0]
+        assert during["total_xact_count"] == before["total_xact_count"]
+        c.cursor().execute("RESUME")
+        wait_until(lambda: [r for r in rows_as_dicts(c, "STATS") if r["database"] == "bench"][0]
+                   ["total_xact_count"] > during["total_xact_count"], "traffic after RESUME")
+    finally:
+        c.close()
+    assert finish(bench) > 0
+
+
+def test_reconnect_and_wait_close_under_pgbench(pgcoro_factory, pg):
+    """RECONNECT replaces every server without failing a transaction; WAIT_CLOSE returns
+    once the old ones are gone."""
+    inst = console_inst(pgcoro_factory, default_pool_size=3)
+    bench = pgbench(pg, inst, 6)
+    c = console(inst)
+    try:
+        def backends():
+            return {r[0] for r in pg_rows(pg, "SELECT pid FROM pg_stat_activity WHERE "
+                                              "datname = 'bench' AND usename = %s",
+                                          (APP_USER,))}
+        wait_until(lambda: len(backends()) == 3, "three servers in use")
+        old = backends()
+        c.cursor().execute("RECONNECT bench")
+        c.cursor().execute("WAIT_CLOSE bench")
+        servers = [r for r in rows_as_dicts(c, "SERVERS") if r["database"] == "bench"]
+        assert all(r["close_needed"] == 0 for r in servers), servers
+        assert not {r["remote_pid"] for r in servers} & old, (servers, old)
+    finally:
+        c.close()
+    assert finish(bench) > 0
+
+
+def test_kill_client_disable_and_rights(pgcoro_factory):
+    """KILL_CLIENT closes exactly that client (57P01); DISABLE refuses new logins (55000)
+    and ENABLE lets them in; a stats user may SHOW but not PAUSE (08P01, as PgBouncer); a user in
+    neither list is refused at login (28000); an unknown command is an error and the
+    console goes on."""
+    inst = console_inst(pgcoro_factory)
+    keep = Wire.to(inst)
+    victim = Wire.to(inst)
+    keep.login()
+    victim.login()
+    c = console(inst)
+    try:
+        port = victim.sock.getsockname()[1]
+        row = [r for r in rows_as_dicts(c, "CLIENTS") if r["port"] == port]
+        assert len(row) == 1, row
+        c.cursor().execute(f"KILL_CLIENT {row[0]['id']}")
+        t, payload = victim.read_msg()             # told without asking
+        assert t == "E" and parse_fields(payload)["C"] == "57P01", (t, payload)
+        assert victim.at_eof()
+        assert keep.query("select 1") == [["1"]]
+        with pytest.raises(psycopg2.Error) as e2:
+            c.cursor().execute("KILL_CLIENT 999999")
+        assert e2.value.pgcode == "42704"
+
+        c.cursor().execute("DISABLE postgres")
+        with Wire.to(inst) as w:
+            with pytest.raises(PgError) as e:
+                w.login()
+            assert e.value.sqlstate == "55000"
+        assert keep.query("select 2") == [["2"]]     # a session goes on
+        c.cursor().execute("ENABLE postgres")
+        inst.assert_serving()
+
+        with pytest.raises(psycopg2.Error) as e2:
+            c.cursor().execute("FROB")
+        assert e2.value.pgcode == "08P01"
+        assert describe(c, "VERSION")[1][0][0].startswith("pgcoro ")
+    finally:
+        c.close()
+        keep.close()
+        victim.close()
+
+    s = console(inst, STATS, STATS_PASS, db="pgbouncer")
+    try:
+        assert rows_as_dicts(s, "POOLS") is not None
+        with pytest.raises(psycopg2.Error) as e2:
+            s.cursor().execute("PAUSE")
+        assert e2.value.pgcode == "08P01"
+    finally:
+        s.close()
+    with pytest.raises(psycopg2.OperationalError) as e3:
+        console(inst, APP_USER, APP_PASS)
+    assert "not allowed" in str(e3.value)
+    inst.assert_serving()
