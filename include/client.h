@@ -121,6 +121,11 @@ void client_disconnect_result(client_t *c, const PGresult *res);
  * ReadyForQuery. */
 void client_send_welcome(client_t *c, char *const *params);
 
+/* The first message of C's input if it has arrived whole (its type byte first; *TYPE and
+ * *LEN, the header's length, set), else NULL: not all there yet, or an invalid length
+ * (over MAX or under 4), in which case C is closed with 08P01. */
+const uint8_t *client_next_message(client_t *c, uint32_t max, uint8_t *type, uint32_t *len);
+
 /* The client with pgcoro id ID (SHOW CLIENTS' id), or NULL. */
 client_t *client_find(uint64_t id);
 

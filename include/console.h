@@ -23,8 +23,9 @@ void console_login(client_t *c);
 /* Input from a console client: each whole Query is answered; Terminate closes it. */
 void console_on_input(client_t *c);
 
-/* Completes the commands that wait (PAUSE, WAIT_CLOSE) once their condition holds.
- * Called by the pool tick and after servers close. Cheap when nothing waits. */
+/* Completes the commands that wait (PAUSE, WAIT_CLOSE) once their condition holds: no
+ * server left (of the paused pools / of an older generation). Called by the reaper,
+ * which runs after servers close. Cheap when nothing waits. */
 void console_poll(void);
 
 /* A reload ended (OK false: the running config stayed): RELOAD commands complete. */

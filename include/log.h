@@ -18,6 +18,10 @@ enum log_level {
  * unknown; logging then stays on stderr. */
 bool log_init(enum log_level level, const char *file, const char *syslog_ident,
 	      const char *facility) __attribute__((warn_unused_result));
+/* The level names (index = enum log_level) and the syslog facility names, NULL-terminated:
+ * the config table validates log_level and syslog_facility against them. */
+extern const char *const log_level_names[];
+extern const char *const log_facility_names[];
 /* The syslog(3) facility named NAME ("daemon", "local0", ...), or -1. */
 int log_facility_parse(const char *name);
 void log_set_level(enum log_level level);

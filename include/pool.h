@@ -31,7 +31,7 @@ struct pool {
 	int reserve_pool_size;      /* extra servers once a client waited reserve_pool_timeout */
 	int max_db_connections;     /* servers of this database across users; 0 = unlimited */
 	int max_user_connections;   /* servers of this user across databases; 0 = unlimited */
-	bool paused;                /* PAUSE (poolctl): no hand-outs, servers closed when free */
+	bool paused;                /* PAUSE (pool_set_paused): no hand-outs, servers closed */
 
 	/* The reported parameters of a fresh server of this pool (its startup defaults), so
 	 * transaction-mode logins are answered without taking a server. */
@@ -82,15 +82,20 @@ void pool_reconfigure(void);
 /* The pool after PREV in creation order (the first if PREV is NULL), or NULL. */
 pool_t *pool_next(const pool_t *prev);
 
+/* Every server of P is to be replaced (its connection settings changed, or RECONNECT):
+ * idle ones are closed now (WHY logged), busy ones when released. */
+void pool_renew_servers(pool_t *p, const char *why);
+
+/* PAUSE (PAUSED true): P hands out no server (clients wait), its idle and connecting
+ * servers are closed now and busy ones when released. RESUME: P serves again. */
+void pool_set_paused(pool_t *p, bool paused);
+
 /* Closes every client of P (they get SQLSTATE and MSG) and every server. */
 void pool_close_all(pool_t *p, const char *sqlstate, const char *msg);
 
 /* Servers of P made before its connection settings last changed (RECONNECT, reload),
  * still open. */
 int pool_old_servers(const pool_t *p);
-
-/* Adds the counters of every pool to *OUT. */
-void pool_stats_total(struct stats *out);
 
 /* Servers in any state but closing. */
 int pool_server_count(const pool_t *pool);

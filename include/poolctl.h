@@ -19,7 +19,8 @@ bool poolctl_pause(const char *db) __attribute__((warn_unused_result));
 bool poolctl_pause_done(const char *db);
 /* RESUME: DB (NULL: everything paused) hands out servers again. */
 void poolctl_resume(const char *db);
-/* True if a pool of DB must be paused (checked when a pool is created). */
+/* True if a pool of DB must be paused (checked when a pool is created); DB NULL: if
+ * everything is paused (PAUSE without a database). */
 bool poolctl_paused(const char *db);
 
 /* DISABLE / ENABLE: new logins to DB are refused; sessions go on. */

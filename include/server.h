@@ -68,7 +68,7 @@ struct server {
 	uint8_t tx_status;           /* from the last ReadyForQuery: 'I', 'T' or 'E' */
 	uint64_t query_start_us;     /* stats_now_us() when the request in flight began */
 	uint64_t xact_start_us;      /* stats_now_us() when the transaction began */
-	double connected_at;         /* rt_now() when the connection was made */
+	double connected_at;         /* rt_now() when the connection was made (its start, until) */
 	double idle_since;           /* rt_now() when it last became idle */
 	bool fresh;                  /* just connected or checked: no check before next use */
 	unsigned conn_gen;           /* the pool's conn_gen when it was made */

@@ -33,6 +33,20 @@ uint64_t stats_now_us(void);
 /* TO += FROM, field by field. */
 void stats_add(struct stats *to, const struct stats *from);
 
+/* PgBouncer's avg_* figures of D, the counters' growth over SECONDS: per-second rates of
+ * counts and bytes, mean times per transaction, per request and per server assignment
+ * (0 when there is nothing to divide by). */
+struct stats_avg {
+	uint64_t xact_count;     /* per second */
+	uint64_t query_count;    /* per second */
+	uint64_t bytes_received; /* per second */
+	uint64_t bytes_sent;     /* per second */
+	uint64_t xact_time_us;   /* per transaction */
+	uint64_t query_time_us;  /* per request */
+	uint64_t wait_time_us;   /* per server assignment */
+};
+struct stats_avg stats_averages(const struct stats *d, double seconds);
+
 /* The stats line for DELTA, the counters' growth over SECONDS, into BUF. */
 void stats_format(const struct stats *delta, double seconds, char *buf, size_t len);
 

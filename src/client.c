@@ -45,6 +45,7 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 {
 	client_reap(false);
 	server_reap(false);
+	console_poll(); /* servers closed: a PAUSE or WAIT_CLOSE may be done */
 	shutdown_check();
 }
 
@@ -579,21 +580,28 @@ void client_maybe_release(client_t *c)
 
 /* A client without a server sent something: a Terminate ends it, anything else makes it
  * wait for a server (FIFO). */
+const uint8_t *client_next_message(client_t *c, uint32_t max, uint8_t *type, uint32_t *len)
+{
+	size_t n;
+	const uint8_t *p = stream_input(&c->st, &n);
+	switch (proto_frame(p, n, max, type, len)) {
+	case PROTO_OK:
+		return p;
+	case PROTO_BAD:
+		client_disconnect(c, "08P01", "invalid message length %u from client", *len);
+		return NULL;
+	case PROTO_NEED_MORE:
+		break;
+	}
+	return NULL;
+}
+
 static void on_idle_input(client_t *c)
 {
 	uint8_t type = 0;
 	uint32_t len = 0;
-	size_t n;
-	const uint8_t *p = stream_input(&c->st, &n);
-	switch (proto_frame(p, n, (uint32_t)rt->cfg->max_packet_size, &type, &len)) {
-	case PROTO_NEED_MORE:
+	if (!client_next_message(c, (uint32_t)rt->cfg->max_packet_size, &type, &len))
 		return;
-	case PROTO_BAD:
-		client_disconnect(c, "08P01", "invalid message length %u from client", len);
-		return;
-	case PROTO_OK:
-		break;
-	}
 	if (type == 'X') {
 		client_disconnect(c, NULL, "client sent Terminate");
 		return;
@@ -1015,8 +1023,6 @@ static void client_read_cb(struct stream *st, void *arg)
 		break;
 	case CL_CONSOLE:
 		console_on_input(c);
-		if (c->state != CL_CLOSING)
-			stream_input_consumed(st);
 		break;
 	}
 	stream_flush(st); /* what the login queued */

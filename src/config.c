@@ -60,12 +60,8 @@ enum {
 
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
 static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256", NULL};
-static const char *const log_level_names[] = {"error", "warning", "info", "debug", NULL};
 /* false spellings at even, true at odd indexes */
 static const char *const bool_names[] = {"0", "1", "off", "on", "false", "true", "no", "yes", NULL};
-static const char *const syslog_facility_names[] = {
-    "auth",   "authpriv", "daemon", "user",   "local0", "local1",
-    "local2", "local3",   "local4", "local5", "local6", "local7", NULL};
 
 struct cfg_type {
 	enum cfg_kind kind;
@@ -89,7 +85,7 @@ static const struct cfg_type types[] = {
     [T_AUTH_TYPE] = {K_ENUM, 0, 0, auth_type_names},
     [T_LOG_LEVEL] = {K_ENUM_STR, 0, 0, log_level_names},
     [T_BOOL] = {K_BOOL, 0, 0, bool_names},
-    [T_SYSLOG_FACILITY] = {K_ENUM_STR, 0, 0, syslog_facility_names},
+    [T_SYSLOG_FACILITY] = {K_ENUM_STR, 0, 0, log_facility_names},
 };
 
 /* ---- the settings table ------------------------------------------------------------ */

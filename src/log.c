@@ -16,23 +16,23 @@ static FILE *log_file;     /* NULL = none */
 static bool log_to_syslog; /* else to stderr */
 static char syslog_ident_buf[64]; /* openlog keeps the pointer: storage that lives on */
 
-static const char *const level_names[] = {"error", "warning", "info", "debug"};
+const char *const log_level_names[] = {"error", "warning", "info", "debug", NULL};
 
-static const struct {
-	const char *name;
-	int facility;
-} facilities[] = {
-    {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV}, {"daemon", LOG_DAEMON},
-    {"user", LOG_USER},     {"local0", LOG_LOCAL0},     {"local1", LOG_LOCAL1},
-    {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},     {"local4", LOG_LOCAL4},
-    {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6},     {"local7", LOG_LOCAL7},
-};
+const char *const log_facility_names[] = {"auth",   "authpriv", "daemon", "user",
+					  "local0", "local1",   "local2", "local3",
+					  "local4", "local5",   "local6", "local7", NULL};
+static const int facility_codes[] = {LOG_AUTH,   LOG_AUTHPRIV, LOG_DAEMON, LOG_USER,
+				     LOG_LOCAL0, LOG_LOCAL1,   LOG_LOCAL2, LOG_LOCAL3,
+				     LOG_LOCAL4, LOG_LOCAL5,   LOG_LOCAL6, LOG_LOCAL7};
+_Static_assert(sizeof(facility_codes) / sizeof(facility_codes[0]) ==
+		   sizeof(log_facility_names) / sizeof(log_facility_names[0]) - 1,
+	       "one code per facility name");
 
 int log_facility_parse(const char *name)
 {
-	for (size_t i = 0; i < sizeof(facilities) / sizeof(facilities[0]); i++)
-		if (strcasecmp(name, facilities[i].name) == 0)
-			return facilities[i].facility;
+	for (size_t i = 0; log_facility_names[i]; i++)
+		if (strcasecmp(name, log_facility_names[i]) == 0)
+			return facility_codes[i];
 	return -1;
 }
 
@@ -73,8 +73,8 @@ void log_set_level(enum log_level level) { log_cur_level = level; }
 
 bool log_level_parse(const char *s, enum log_level *out)
 {
-	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
-		if (strcasecmp(s, level_names[i]) == 0) {
+	for (size_t i = 0; log_level_names[i]; i++) {
+		if (strcasecmp(s, log_level_names[i]) == 0) {
 			*out = (enum log_level)i;
 			return true;
 		}
@@ -84,7 +84,7 @@ bool log_level_parse(const char *s, enum log_level *out)
 
 const char *log_level_name(enum log_level level)
 {
-	return (unsigned)level < 4 ? level_names[level] : "?";
+	return (unsigned)level < 4 ? log_level_names[level] : "?";
 }
 
 __attribute__((format(printf, 2, 0))) static void log_write(enum log_level level, const char *fmt,

@@ -10,7 +10,6 @@
 #include "auth.h"
 #include "client.h"
 #include "config.h"
-#include "console.h"
 #include "log.h"
 #include "poolctl.h"
 #include "runtime.h"
@@ -177,6 +176,43 @@ static void pool_settings(pool_t *p, const struct cfg_db *db)
 		p->pool_mode = cfg->pool_mode;
 }
 
+static void close_clients_with(struct list_head *h, const char *sqlstate, const char *msg)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, h)
+	{
+		client_disconnect(list_entry(pos, client_t, node), sqlstate, "%s", msg);
+	}
+}
+
+static void close_servers_with(struct list_head *h, const char *reason)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, h)
+	{
+		server_disconnect(list_entry(pos, server_t, node), "%s", reason);
+	}
+}
+
+void pool_renew_servers(pool_t *p, const char *why)
+{
+	p->conn_gen++;
+	close_servers_with(&p->sv_idle, why);
+}
+
+void pool_set_paused(pool_t *p, bool paused)
+{
+	if (p->paused == paused)
+		return;
+	p->paused = paused;
+	if (paused) {
+		close_servers_with(&p->sv_idle, "PAUSE");
+		close_servers_with(&p->sv_connecting, "PAUSE");
+	} else {
+		pool_kick(p);
+	}
+}
+
 void pool_reconfigure(void)
 {
 	struct list *pos, *tmp;
@@ -200,15 +236,9 @@ void pool_reconfigure(void)
 			p->val = val;
 		} else if (!same_params(kw, val, p->kw, p->val)) {
 			free_params(kw, val);
-			p->conn_gen++;
 			log_info("pool %s/%s: connection settings changed: servers are replaced as "
 				 "they become idle", p->dbname, p->user);
-			struct list *spos, *stmp;
-			list_for_each_safe(spos, stmp, &p->sv_idle)
-			{
-				server_disconnect(list_entry(spos, server_t, node),
-						  "connection settings changed (reload)");
-			}
+			pool_renew_servers(p, "connection settings changed (reload)");
 		} else {
 			free_params(kw, val);
 		}
@@ -276,24 +306,6 @@ pool_t *pool_next(const pool_t *prev)
 	return n == &pools.node ? NULL : list_entry(n, pool_t, node);
 }
 
-static void close_clients_with(struct list_head *h, const char *sqlstate, const char *msg)
-{
-	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, h)
-	{
-		client_disconnect(list_entry(pos, client_t, node), sqlstate, "%s", msg);
-	}
-}
-
-static void close_servers_with(struct list_head *h, const char *reason)
-{
-	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, h)
-	{
-		server_disconnect(list_entry(pos, server_t, node), "%s", reason);
-	}
-}
-
 void pool_close_all(pool_t *p, const char *sqlstate, const char *msg)
 {
 	close_clients_with(&p->waiting, sqlstate, msg);
@@ -320,15 +332,6 @@ int pool_old_servers(const pool_t *p)
 {
 	return old_in(&p->sv_connecting, p->conn_gen) + old_in(&p->sv_idle, p->conn_gen) +
 	       old_in(&p->sv_active, p->conn_gen) + old_in(&p->sv_housekeeping, p->conn_gen);
-}
-
-void pool_stats_total(struct stats *out)
-{
-	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, &pools)
-	{
-		stats_add(out, &list_entry(pos, pool_t, node)->stats);
-	}
 }
 
 void pool_kick_related(pool_t *p)
@@ -477,7 +480,6 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		if (!list_empty(&p->waiting))
 			pool_kick(p); /* the reserve may have opened */
 	}
-	console_poll(); /* PAUSE / WAIT_CLOSE may be done */
 }
 
 #define SHUTDOWN_MSG "terminating connection: pgcoro is shutting down"
@@ -505,14 +507,7 @@ void pool_shutdown_all(void)
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &pools)
 	{
-		pool_t *p = list_entry(pos, pool_t, node);
-		close_clients_with(&p->waiting, "57P01", SHUTDOWN_MSG);
-		close_clients_with(&p->active, "57P01", SHUTDOWN_MSG);
-		close_clients_with(&p->idle, "57P01", SHUTDOWN_MSG);
-		close_servers_with(&p->sv_connecting, "shutting down");
-		close_servers_with(&p->sv_idle, "shutting down");
-		close_servers_with(&p->sv_active, "shutting down");
-		close_servers_with(&p->sv_housekeeping, "shutting down");
+		pool_close_all(list_entry(pos, pool_t, node), "57P01", SHUTDOWN_MSG);
 	}
 }
 

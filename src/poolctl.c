@@ -11,7 +11,6 @@
 #include "log.h"
 #include "pool.h"
 #include "runtime.h"
-#include "server.h"
 
 struct db_state {
 	char *name;
@@ -61,7 +60,7 @@ static struct db_state *find_or_add(const char *db)
 
 bool poolctl_paused(const char *db)
 {
-	const struct db_state *d = find(db);
+	const struct db_state *d = db ? find(db) : NULL;
 	return all_paused || (d && d->paused);
 }
 
@@ -73,32 +72,11 @@ bool poolctl_disabled(const char *db)
 
 static bool matches(const pool_t *p, const char *db) { return !db || strcmp(p->dbname, db) == 0; }
 
-/* Closes the servers on list H with REASON. */
-static void close_list(struct list_head *h, const char *reason)
-{
-	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, h)
-	{
-		server_disconnect(list_entry(pos, server_t, node), "%s", reason);
-	}
-}
-
-/* Brings every pool's paused flag in line with the state; newly paused pools lose their
- * idle and connecting servers, resumed ones are kicked. */
+/* Brings every pool's paused flag in line with the state. */
 static void apply(void)
 {
-	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
-		bool want = poolctl_paused(p->dbname);
-		if (want == p->paused)
-			continue;
-		p->paused = want;
-		if (want) {
-			close_list(&p->sv_idle, "PAUSE");
-			close_list(&p->sv_connecting, "PAUSE");
-		} else {
-			pool_kick(p);
-		}
-	}
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+		pool_set_paused(p, poolctl_paused(p->dbname));
 }
 
 bool poolctl_pause(const char *db)
@@ -170,8 +148,7 @@ void poolctl_reconnect(const char *db)
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
 		if (!matches(p, db))
 			continue;
-		p->conn_gen++;
-		close_list(&p->sv_idle, "RECONNECT");
+		pool_renew_servers(p, "RECONNECT");
 		pool_kick(p);
 	}
 }

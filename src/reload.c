@@ -73,22 +73,22 @@ static void load_job(struct exec_job *job)
 	}
 }
 
-/* Settings read only at start: a change is logged, not applied. */
+/* Settings read only at start (cfg_key_reloadable false): a change is logged, not
+ * applied. */
 static void note_restart_only(const struct config *old, const struct config *new)
 {
-	if (strcmp(old->listen_addr, new->listen_addr) != 0 || old->listen_port != new->listen_port ||
-	    strcmp(old->unix_socket_dir, new->unix_socket_dir) != 0 ||
-	    old->unix_socket_mode != new->unix_socket_mode)
-		log_warning("reload: listen_addr, listen_port and unix_socket_* take effect at the "
-			    "next restart");
-	if (old->executor_threads != new->executor_threads)
-		log_warning("reload: executor_threads takes effect at the next restart");
-	if (strcmp(old->pidfile, new->pidfile) != 0)
-		log_warning("reload: pidfile takes effect at the next restart");
-	if (strcmp(old->logfile, new->logfile) != 0 || old->syslog != new->syslog ||
-	    strcmp(old->syslog_ident, new->syslog_ident) != 0 ||
-	    strcmp(old->syslog_facility, new->syslog_facility) != 0)
-		log_warning("reload: logfile and syslog* take effect at the next restart");
+	size_t n;
+	const struct cfg_key *keys = cfg_keys(&n);
+	for (size_t i = 0; i < n; i++) {
+		if (cfg_key_reloadable(&keys[i]))
+			continue;
+		char was[1024], now[1024];
+		cfg_key_value(old, &keys[i], was, sizeof(was));
+		cfg_key_value(new, &keys[i], now, sizeof(now));
+		if (strcmp(was, now) != 0)
+			log_warning("reload: %s takes effect at the next restart (%s stays in force)",
+				    keys[i].key, was);
+	}
 }
 
 static void load_done(struct exec_job *job)

@@ -136,18 +136,12 @@ static void params_from_libpq(server_t *s)
 
 /* ---- closing ------------------------------------------------------------------------- */
 
-static void vclose(server_t *s, bool connect_failed, const char *fmt, va_list ap)
-	__attribute__((format(printf, 3, 0)));
-
-/* The one funnel for closing S; CONNECT_FAILED: the connection could not be made, worth a
- * warning whatever log_disconnections says. */
-static void vclose(server_t *s, bool connect_failed, const char *fmt, va_list ap)
+/* The one funnel for closing S with REASON; CONNECT_FAILED: the connection could not be
+ * made, worth a warning whatever log_disconnections says. */
+static void close_server(server_t *s, bool connect_failed, const char *reason)
 {
 	if (s->state == SV_CLOSING)
 		return;
-	char reason[512];
-	vsnprintf(reason, sizeof(reason), fmt, ap);
-
 	enum server_state was = s->state;
 	if (connect_failed)
 		log_warning("server %llu (%s/%s): connection failed: %s", (unsigned long long)s->id,
@@ -177,20 +171,14 @@ static void vclose(server_t *s, bool connect_failed, const char *fmt, va_list ap
 
 void server_disconnect(server_t *s, const char *fmt, ...)
 {
+	if (s->state == SV_CLOSING)
+		return;
+	char reason[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vclose(s, false, fmt, ap);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-}
-
-static void connect_failure(server_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void connect_failure(server_t *s, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vclose(s, true, fmt, ap);
-	va_end(ap);
+	close_server(s, false, reason);
 }
 
 static void server_free(server_t *s)
@@ -251,7 +239,7 @@ static void connect_failed(server_t *s, const char *msg)
 	while (n > 0 && buf[n - 1] == ' ')
 		n--;
 	buf[n] = 0;
-	connect_failure(s, "%s", n ? buf : "connection failed");
+	close_server(s, true, n ? buf : "connection failed");
 }
 
 static void connect_wait(server_t *s, short what)
@@ -335,9 +323,12 @@ static void pq_connect_cb(evutil_socket_t fd, short what, void *arg)
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	server_t *s = arg;
-	if (s->state == SV_CONNECTING)
-		connect_failure(s, "server_connect_timeout (%.1fs) reached",
-				  rt->cfg->server_connect_timeout);
+	if (s->state == SV_CONNECTING) {
+		char reason[64];
+		snprintf(reason, sizeof(reason), "server_connect_timeout (%.1fs) reached",
+			 rt->cfg->server_connect_timeout);
+		close_server(s, true, reason);
+	}
 }
 
 static struct timeval seconds_tv(double sec)
@@ -356,6 +347,7 @@ bool server_connect(pool_t *pool)
 	s->id = ++next_id;
 	s->pool = pool;
 	s->conn_gen = pool->conn_gen;
+	s->connected_at = rt_now(); /* the connect's start until it is made (ages in logs) */
 	list_init(&s->node);
 	event_assign(&s->pq_ev, rt->base, -1, 0, pq_connect_cb, s);
 	evtimer_assign(&s->timer, rt->base, timer_cb, s);

@@ -39,19 +39,31 @@ void stats_add(struct stats *to, const struct stats *from)
 }
 
 static uint64_t per(uint64_t n, uint64_t d) { return d ? n / d : 0; }
+static uint64_t rate(uint64_t n, double s) { return s > 0 ? (uint64_t)((double)n / s) : 0; }
+
+struct stats_avg stats_averages(const struct stats *d, double seconds)
+{
+	return (struct stats_avg){
+	    .xact_count = rate(d->xact_count, seconds),
+	    .query_count = rate(d->query_count, seconds),
+	    .bytes_received = rate(d->bytes_received, seconds),
+	    .bytes_sent = rate(d->bytes_sent, seconds),
+	    .xact_time_us = per(d->xact_time_us, d->xact_count),
+	    .query_time_us = per(d->query_time_us, d->query_count),
+	    .wait_time_us = per(d->wait_time_us, d->assignments),
+	};
+}
 
 void stats_format(const struct stats *d, double seconds, char *buf, size_t len)
 {
-	double s = seconds > 0 ? seconds : 1;
+	struct stats_avg a = stats_averages(d, seconds);
 	snprintf(buf, len,
-		 "stats: %.0f xacts/s, %.0f queries/s, in %.0f B/s, out %.0f B/s, xact %" PRIu64
-		 " us, query %" PRIu64 " us, wait %" PRIu64 " us (over %.1f s: %" PRIu64
+		 "stats: %" PRIu64 " xacts/s, %" PRIu64 " queries/s, in %" PRIu64 " B/s, out %" PRIu64
+		 " B/s, xact %" PRIu64 " us, query %" PRIu64 " us, wait %" PRIu64 " us (over %.1f s: %" PRIu64
 		 " xacts, %" PRIu64 " queries, %" PRIu64 " B in, %" PRIu64 " B out, %" PRIu64
 		 " server assignments)",
-		 (double)d->xact_count / s, (double)d->query_count / s,
-		 (double)d->bytes_received / s, (double)d->bytes_sent / s,
-		 per(d->xact_time_us, d->xact_count), per(d->query_time_us, d->query_count),
-		 per(d->wait_time_us, d->assignments), seconds, d->xact_count, d->query_count,
+		 a.xact_count, a.query_count, a.bytes_received, a.bytes_sent, a.xact_time_us,
+		 a.query_time_us, a.wait_time_us, seconds, d->xact_count, d->query_count,
 		 d->bytes_received, d->bytes_sent, d->assignments);
 }
 
@@ -72,15 +84,15 @@ double stats_period_seconds(void) { return period_seconds; }
 static void period_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stats total = {0};
-	pool_stats_total(&total);
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
+		stats_add(&total, &p->stats);
+		stats_sub(&p->period, &p->stats, &p->period_start);
+		p->period_start = p->stats;
+	}
 	double now = rt_now();
 	struct stats d;
 	stats_sub(&d, &total, &last);
 	period_seconds = now - last_at;
-	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
-		stats_sub(&p->period, &p->stats, &p->period_start);
-		p->period_start = p->stats;
-	}
 	char line[512];
 	stats_format(&d, now - last_at, line, sizeof(line));
 	log_info("%s", line);

@@ -14,13 +14,14 @@ import time
 import psycopg2
 import pytest
 
-from conftest import (APP_PASS, APP_USER, PgError, Wire, clean_env, free_port, parse_fields,
-                      pg_rows, pid_alive, wait_port, wait_until)
+from conftest import (APP_PASS, APP_USER, PgError, Wire, clean_env, free_port, parse_data_row,
+                      parse_fields, pg_rows, pid_alive, wait_port, wait_until)
 
 pytestmark = pytest.mark.pooler_only
 
 ADMIN, ADMIN_PASS = "admin", "adminpw"
 STATS, STATS_PASS = "statsu", "statspw"
+ROW_NAMED = ("TOTALS", "LISTS")   # one row per figure, named in the first column
 SHOWS = ["HELP", "VERSION", "CONFIG", "DATABASES", "POOLS", "CLIENTS", "SERVERS", "USERS",
          "STATS", "STATS_TOTALS", "STATS_AVERAGES", "TOTALS", "LISTS", "STATE"]
 
@@ -84,9 +85,13 @@ def pgbouncer_columns(session_root):
         out = {}
         for w in SHOWS:
             try:
-                out[w] = describe(c, w)[0]
+                cols, rows, _ = describe(c, w)
             except psycopg2.Error:       # a command this PgBouncer lacks (STATE: 1.19+)
                 out[w] = None
+                continue
+            out[w] = cols
+            if w in ROW_NAMED:
+                out[w + " rows"] = [r[0] for r in rows]
         c.close()
     finally:
         pid = proc.pid
@@ -102,8 +107,8 @@ def pgbouncer_columns(session_root):
 
 def test_show_columns_match_pgbouncer(pgcoro_factory, pgbouncer_columns):
     """Each SHOW's columns begin with PgBouncer 1.18's, same names, same type OIDs, in the
-    same order (pgcoro may add columns after them); the tag is SHOW; both console names
-    work. Most of the SHOWs must exist in that PgBouncer (the comparison is not empty)."""
+    same order (pgcoro may add columns after them); TOTALS and LISTS have its rows, by
+    name and in order; the tag is SHOW; both console names work. Most of the SHOWs must exist in that PgBouncer (the comparison is not empty)."""
     assert sum(v is not None for v in pgbouncer_columns.values()) >= 12, pgbouncer_columns
     inst = console_inst(pgcoro_factory)
     wrong = []
@@ -116,6 +121,10 @@ def test_show_columns_match_pgbouncer(pgcoro_factory, pgbouncer_columns):
                 if theirs is not None and cols[:len(theirs)] != theirs:
                     wrong.append((what, [x for x in zip(cols, theirs) if x[0] != x[1]],
                                   len(cols), len(theirs)))
+                if what in ROW_NAMED:
+                    names = [r[0] for r in describe(c, what)[1]]
+                    if names != pgbouncer_columns[what + " rows"]:
+                        wrong.append((what, "rows", names, pgbouncer_columns[what + " rows"]))
                 assert tag == "SHOW", (what, tag)
         finally:
             c.close()
@@ -278,3 +287,126 @@ def test_kill_client_disable_and_rights(pgcoro_factory):
         console(inst, APP_USER, APP_PASS)
     assert "not allowed" in str(e3.value)
     inst.assert_serving()
+
+
+def read_reply(w):
+    """The DataRows (parsed) of a reply on Wire W, read up to its ReadyForQuery; an
+    ErrorResponse fails."""
+    rows = []
+    while True:
+        t, p = w.read_msg()
+        assert t != "E", parse_fields(p)
+        if t == "D":
+            rows.append(parse_data_row(p))
+        elif t == "Z":
+            return rows
+
+
+def console_wire(inst):
+    w = Wire.to(inst)
+    w.login(user=ADMIN, password=ADMIN_PASS, database="pgcoro")
+    return w
+
+
+def test_console_bad_input(pgcoro_factory):
+    """Malformed console input: a command over 4096 bytes gets 54000 and the console goes
+    on; SHOW without or with an unknown argument, PAUSE of an unknown database: 08P01
+    with PgBouncer's wording; an extended-protocol message closes the connection with a
+    FATAL 08P01; nothing else is disturbed."""
+    inst = console_inst(pgcoro_factory)
+    w = console_wire(inst)
+    try:
+        with pytest.raises(PgError) as e:
+            w.query("SHOW " + "x" * 5000)
+        assert e.value.sqlstate == "54000", e.value.fields
+        for bad in ("SHOW", "SHOW NOPE", "SHOW POOLS EXTRA"):
+            with pytest.raises(PgError) as e:
+                w.query(bad)
+            assert e.value.sqlstate == "08P01", (bad, e.value.fields)
+            assert e.value.fields["M"] == f"invalid command '{bad}', use SHOW HELP;"
+        with pytest.raises(PgError) as e:
+            w.query("PAUSE nosuchdb")
+        assert e.value.sqlstate == "08P01" and "nosuchdb" in e.value.fields["M"]
+        assert w.query("SHOW VERSION")[0][0].startswith("pgcoro ")
+        w.send(Wire.msg("P", b"\0select 1\0\0\0") + Wire.msg("S"))
+        t, payload = w.read_msg()
+        fields = parse_fields(payload)
+        assert t == "E" and fields["S"] == "FATAL" and fields["C"] == "08P01", fields
+        assert w.at_eof()
+    finally:
+        w.close()
+    inst.assert_serving()
+
+
+def test_pipelined_commands_behind_pause(pgcoro_factory):
+    """Commands sent in one go behind a PAUSE that must wait for a busy server run, in
+    order, once it is done: the console reads nothing while a command waits."""
+    inst = console_inst(pgcoro_factory)
+    app = Wire.to(inst)
+    app.login()
+    app.query("begin")                       # holds its server: PAUSE must wait
+    w = console_wire(inst)
+    try:
+        w.send(Wire.msg("Q", b"PAUSE postgres\0") + Wire.msg("Q", b"SHOW DATABASES\0") +
+               Wire.msg("Q", b"RESUME\0"))
+        w.sock.settimeout(1.0)
+        with pytest.raises(OSError):         # nothing while the transaction is open
+            w.read_msg()
+        w.sock.settimeout(20.0)
+        app.query("commit")                  # the server comes back and is closed
+        t, p = w.read_msg()
+        assert (t, p) == ("C", b"PAUSE\0"), (t, p)
+        assert w.read_msg()[0] == "Z"
+        rows = read_reply(w)
+        paused = {r[0]: r[11] for r in rows}
+        assert paused["postgres"] == "1", rows
+        assert w.read_msg() == ("C", b"RESUME\0")
+        assert w.read_msg()[0] == "Z"
+        assert app.query("select 3") == [["3"]]
+    finally:
+        w.close()
+        app.close()
+
+
+def test_kill_reload_shutdown(pgcoro_factory):
+    """KILL db closes its clients (57P01) and holds new ones until RESUME; RELOAD answers
+    once the file is read (SHOW CONFIG has the new value); SHUTDOWN stops pgcoro (exit 0)
+    after answering."""
+    inst = console_inst(pgcoro_factory)
+    victim = Wire.to(inst)
+    victim.login()
+    victim.query("select 1")
+    c = console(inst)
+    try:
+        c.cursor().execute("KILL postgres")
+        t, payload = victim.read_msg()
+        assert t == "E" and parse_fields(payload)["C"] == "57P01", (t, payload)
+        late = Wire.to(inst)
+        late.login()                          # logs in (transaction mode), then waits
+        late.send(Wire.msg("Q", b"select 4\0"))
+        wait_until(lambda: [r for r in rows_as_dicts(c, "POOLS")
+                            if r["database"] == "postgres"][0]["cl_waiting"] == 1,
+                   "a client waiting on the killed database")
+        c.cursor().execute("RESUME postgres")
+        assert read_reply(late) == [["4"]]     # served once resumed
+        late.close()
+
+        text = open(inst.config_path).read()
+        text = re.sub(r"(?m)^default_pool_size = .*$", "default_pool_size = 7", text)
+        if "default_pool_size" not in text:
+            text = text.replace("[pgcoro]\n", "[pgcoro]\ndefault_pool_size = 7\n")
+        with open(inst.config_path, "w") as f:
+            f.write(text)
+        cur = c.cursor()
+        cur.execute("RELOAD")
+        assert cur.statusmessage == "RELOAD"
+        config = {r["key"]: r["value"] for r in rows_as_dicts(c, "CONFIG")}
+        assert config["default_pool_size"] == "7"
+
+        cur.execute("SHUTDOWN")
+        assert cur.statusmessage == "SHUTDOWN"
+    finally:
+        c.close()
+        victim.close()
+    inst.proc.wait(timeout=60)
+    assert inst.proc.returncode == 0

@@ -237,3 +237,23 @@ def test_syslog(pgcoro_factory, session_root):
     finally:
         rx.close()
         os.unlink(path)
+
+
+def test_reload_restart_only_keys(pgcoro_factory):
+    """A reload that changes keys read only at start (listen_port, syslog_ident) says so
+    for each, and the running values stay: the old port still serves; keys that did not
+    change are not mentioned."""
+    inst = pgcoro_factory(settings={"syslog_ident": "before"})
+    text = open(inst.config_path).read()
+    text = re.sub(r"(?m)^listen_port = .*$", "listen_port = 1", text)
+    text = re.sub(r"(?m)^syslog_ident = .*$", "syslog_ident = after", text)
+    with open(inst.config_path, "w") as f:
+        f.write(text)
+    inst.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in inst.log_text(), "reload logged")
+    log = inst.log_text()
+    assert re.search(rf"WARNING reload: listen_port takes effect at the next restart "
+                     rf"\({inst.port} stays in force\)", log), log
+    assert "WARNING reload: syslog_ident takes effect at the next restart (before stays" in log
+    assert len(re.findall(r"takes effect at the next restart", log)) == 2, log
+    inst.assert_serving()

@@ -1,6 +1,6 @@
-/* Unit tests of stats.c's pure part: summing counters and the stats line's rates,
- * averages and totals (averages per transaction, per request, per server assignment;
- * an empty period divides by nothing). */
+/* Unit tests of stats.c's pure part: summing counters, PgBouncer's averages and the
+ * stats line's rates, averages and totals (averages per transaction, per request, per
+ * server assignment; an empty period divides by nothing). */
 #include <check.h>
 
 #include "unit.h"
@@ -44,12 +44,36 @@ START_TEST(test_format)
 }
 END_TEST
 
+/* Rates divide by the period's real length, also under a second; times divide by their
+ * own events; nothing to divide by gives 0. */
+START_TEST(test_averages)
+{
+	struct stats d = {.xact_count = 10, .query_count = 30, .bytes_received = 1000,
+			  .bytes_sent = 4000, .xact_time_us = 500, .query_time_us = 900,
+			  .wait_time_us = 70, .assignments = 7};
+	struct stats_avg a = stats_averages(&d, 0.5);
+	ck_assert_uint_eq(a.xact_count, 20);
+	ck_assert_uint_eq(a.query_count, 60);
+	ck_assert_uint_eq(a.bytes_received, 2000);
+	ck_assert_uint_eq(a.bytes_sent, 8000);
+	ck_assert_uint_eq(a.xact_time_us, 50);
+	ck_assert_uint_eq(a.query_time_us, 30);
+	ck_assert_uint_eq(a.wait_time_us, 10);
+	struct stats none = {.xact_time_us = 5, .wait_time_us = 5};
+	a = stats_averages(&none, 0);
+	ck_assert_uint_eq(a.xact_count, 0);
+	ck_assert_uint_eq(a.xact_time_us, 0);
+	ck_assert_uint_eq(a.wait_time_us, 0);
+}
+END_TEST
+
 static Suite *stats_suite(void)
 {
 	Suite *s = suite_create("stats");
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, test_add);
 	tcase_add_test(tc, test_format);
+	tcase_add_test(tc, test_averages);
 	suite_add_tcase(s, tc);
 	return s;
 }
