@@ -41,7 +41,7 @@ TOOLS     := $(BUILD)/tools/libpq_client
 
 PGCORO_BIN := $(BUILD)/pgcoro
 
-.PHONY: all deps check unit integration demo clean valgrind format-check man install
+.PHONY: all deps check unit integration demo clean valgrind format-check man install bench bench-deps bench-metrics
 
 all: pgcoro
 
@@ -68,7 +68,8 @@ $(BUILD) $(BUILD)/tests $(BUILD)/tools:
 # ---- dependencies -------------------------------------------------------------------
 DEB_PKGS := build-essential pkg-config libevent-dev libpq-dev libinih-dev check libssl-dev \
             libsystemd-dev postgresql-15 postgresql-client-15 python3 python3-pytest \
-            python3-pytest-timeout python3-psycopg2 python3-psycopg python3-asyncpg pgbouncer
+            python3-pytest-timeout python3-psycopg2 python3-psycopg python3-asyncpg pgbouncer \
+            python3-prometheus-client prometheus-pgbouncer-exporter
 
 # $(call apt_install,TARGET,PACKAGES): installs the Debian packages that are missing
 # (apt-get; sudo when not root).
@@ -160,7 +161,7 @@ install: $(PGCORO_BIN) man
 	install -m 644 README.md conf/pgcoro.ini $(DESTDIR)$(DOCDIR)/
 
 # ---- benchmark (bench/README.md) -------------------------------------------------------
-BENCH_DEB_PKGS := pgbouncer gnuplot-nox postgresql-15 postgresql-client-15 python3
+BENCH_DEB_PKGS := pgbouncer gnuplot-nox postgresql-15 postgresql-client-15 python3 valgrind
 
 bench-deps:
 	$(call apt_install,bench-deps,$(BENCH_DEB_PKGS))
@@ -168,3 +169,8 @@ bench-deps:
 bench: bench-deps
 	$(MAKE) SANITIZE= pgcoro
 	./bench/run.sh
+
+# what /metrics costs: pgcoro with and without metrics_listen, side by side
+bench-metrics: bench-deps
+	$(MAKE) SANITIZE= pgcoro
+	/usr/bin/python3 bench/metrics_cost.py

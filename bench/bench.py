@@ -464,7 +464,7 @@ log_stats = 0
                 break
             time.sleep(0.1)
         logf = open(os.path.join(self.tmp, f"{name}.log"), "a")
-        cmd = [self.pgcoro_exe, "-c", self.ini[name]] if name == "pgcoro" \
+        cmd = [self.pgcoro_exe, "-c", self.ini[name]] if name.startswith("pgcoro") \
             else ["pgbouncer", self.ini[name]]
         p = self.popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=self.tmp, **self.runas)
         logf.close()
@@ -502,8 +502,8 @@ log_stats = 0
         os.makedirs(logdir, exist_ok=True)
         if sc.get("tpcb"):
             self.psql_pg(DB, "VACUUM pgbench_branches, pgbench_tellers", "TRUNCATE pgbench_history")
-        cmd = ["pgbench", "-h", "127.0.0.1", "-p", str(self.port[name]), "-U", USER, "-n",
-               "-T", str(seconds)] + sc["args"]
+        cmd = ["pgbench", "-h", "127.0.0.1", "-p", str(self.port[name]), "-U", USER, "-n"] + \
+            (["-T", str(seconds)] if seconds else []) + sc["args"]  # 0: sc has -t
         if not perf:
             cmd += ["--log", f"--log-prefix={logdir}/tx"]
         cmd.append(DB)
@@ -522,7 +522,7 @@ log_stats = 0
         p = self.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        env=client_env(), cwd=logdir)
         try:
-            out, _ = p.communicate(timeout=seconds + 240)
+            out, _ = p.communicate(timeout=(seconds or 600) + 240)
         except subprocess.TimeoutExpired:
             self.stop(p, "pgbench", signal.SIGINT, grace=10)
             out = "pgbench timed out"

@@ -165,6 +165,9 @@ void client_reap(bool force);
 /* Number of client connections (all states but closing). */
 int client_count(void);
 
+/* The admin console's clients (CL_CONSOLE), for SHOW CLIENTS. */
+const struct list_head *client_console_clients(void);
+
 /* Closes every client (shutdown). */
 void client_close_all(void);
 

@@ -95,6 +95,7 @@ struct config {
 	int log_disconnections;    /* 1 = a line per disconnection */
 	int log_pooler_errors;     /* 1 = a warning per error pgcoro sends a client */
 	double stats_period;       /* seconds between stats lines; 0 = none */
+	char *metrics_listen;      /* "host:port" of /metrics; "" = none */
 	char *pidfile;             /* "" = none */
 
 	struct cfg_db *dbs;
@@ -107,6 +108,12 @@ struct config {
  * On failure returns NULL and writes "file:line: reason" (or "file: reason") into err. */
 struct config *cfg_load(const char *path, char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/* A copy of CFG with KEY (a [pgcoro] key, any case) set to VALUE as the file would set it,
+ * validated like a loaded file (console SET). NULL with the reason in ERR: unknown key,
+ * bad value, a failed validation or out of memory. CFG is not changed. */
+struct config *cfg_with(const struct config *cfg, const char *key, const char *value, char *err,
+			size_t errlen) __attribute__((warn_unused_result));
+
 /* A config with every default and no databases (for tests and the embedded demo). */
 struct config *cfg_default(void);
 
@@ -117,6 +124,11 @@ const struct cfg_db *cfg_find_db(const struct config *cfg, const char *name);
 
 /* The [users] entry for NAME, or NULL. */
 const struct cfg_user *cfg_find_user(const struct config *cfg, const char *name);
+
+/* Splits "host:port" ("[v6addr]:port"; "*" = every address, given as "0.0.0.0") into
+ * HOST (NUL-terminated, at most HOSTLEN bytes) and *PORT. False if it does not parse. */
+bool cfg_parse_host_port(const char *s, char *host, size_t hostlen, int *port)
+	__attribute__((warn_unused_result));
 
 /* The value of libpq keyword KW in DB's conninfo, or NULL. */
 const char *cfg_db_param(const struct cfg_db *db, const char *kw);

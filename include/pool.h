@@ -10,6 +10,7 @@
 #include <event2/event_struct.h>
 
 #include "list.h"
+#include "metrics.h"
 #include "proto.h"
 #include "server.h"
 #include "stats.h"
@@ -49,6 +50,7 @@ struct pool {
 	struct stats stats;         /* traffic counters (relay, hand-outs) */
 	struct stats period_start;  /* stats at the start of the last full stats_period */
 	struct stats period;        /* growth over the last full stats_period (SHOW STATS avg_*) */
+	struct metrics_pool metrics; /* histograms and error/timeout counters (/metrics) */
 
 	struct list_head waiting;   /* CL_WAITING, FIFO */
 	struct list_head active;    /* CL_ACTIVE: linked to a server */

@@ -46,7 +46,7 @@ void proto_end(struct pbuf *b);
 void proto_build_error(struct pbuf *b, const char *severity, const char *sqlstate,
 		       const char *message, const char *detail, const char *hint);
 void proto_build_notice(struct pbuf *b, const char *severity, const char *sqlstate,
-			const char *message);
+			const char *message, const char *detail);
 /* Authentication 'R': int32 CODE followed by DATA (LEN bytes, may be 0). */
 void proto_build_auth(struct pbuf *b, uint32_t code, const void *data, size_t len);
 /* AuthenticationSASL offering exactly "SCRAM-SHA-256". */

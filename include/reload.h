@@ -23,6 +23,11 @@ void reload_init(struct runtime *rt, const char *path);
 /* Starts a reload (SIGHUP). One runs at a time; a request during one runs after it. */
 void reload_start(void);
 
+/* Puts CFG and AUTH in force at once (on the loop thread; they become rt's, the old ones
+ * are freed, AUTH may be the current rt->auth): log level, pools, stats and metrics
+ * follow. Keys that are not reloadable are the caller's to refuse or report. */
+void reload_apply(struct config *cfg, struct auth_file *auth);
+
 /* True while a reload's file reading is in flight. */
 bool reload_running(void);
 

@@ -27,6 +27,8 @@ struct runtime {
 	bool shutting_down;     /* no new logins, servers or hand-outs (shutdown != NONE, or
 	                         * the final teardown) */
 	enum rt_shutdown shutdown;
+	bool metrics_on;        /* metrics_listen is set: histograms and error classes are
+	                         * recorded (metrics.h) */
 };
 
 /* Monotonic seconds, for timeouts and ages. */

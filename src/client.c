@@ -21,6 +21,7 @@
 #include "config.h"
 #include "console.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "poolctl.h"
 #include "proto.h"
@@ -253,12 +254,14 @@ void client_tick(double now)
 		client_t *c = list_entry(pos, client_t, node);
 		if (now - c->since < limit)
 			break; /* in accept order: the rest came later */
+		metrics_timeout(NULL, MT_CLIENT_LOGIN);
 		client_disconnect(c, "08006", "client_login_timeout (%gs) reached", limit);
 	}
 }
 
 void client_wait_timeout(client_t *c)
 {
+	metrics_timeout(c->pool, MT_QUERY_WAIT);
 	disconnect_extra(c, "57014", NULL,
 			 "Raise the pool size or query_wait_timeout, or look for sessions holding "
 			 "their server.",
@@ -339,8 +342,10 @@ static void on_cancel_request(uint32_t pid, uint32_t key)
 	if (!target || target->state != CL_ACTIVE || !target->server) {
 		log_info("cancel request for %s: ignored", target ? "a client without a running query"
 								  : "unknown keys");
+		metrics_cancel_request(false);
 		return;
 	}
+	metrics_cancel_request(true);
 	server_cancel(target->server);
 }
 
@@ -374,6 +379,7 @@ static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, c
 		server_release(s);
 	}
 	if (can_send) {
+		metrics_error(c->state == CL_LOGIN ? NULL : c->pool, sqlstate);
 		proto_build_error(&out, "FATAL", sqlstate, msg, detail, hint);
 		if (!out.failed)
 			stream_send(&c->st, out.data, out.len);
@@ -455,6 +461,8 @@ static void close_list_shutdown(struct list_head *h)
 		client_disconnect(c, "57P01", "terminating connection: pgcoro is shutting down");
 	}
 }
+
+const struct list_head *client_console_clients(void) { return &console_list; }
 
 void client_close_all(void)
 {
@@ -1075,23 +1083,28 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 		reaper_schedule();
 		break;
 	case CT_IDLE:
-		if (c->state == CL_ACTIVE || c->state == CL_IDLE)
+		if (c->state == CL_ACTIVE || c->state == CL_IDLE) {
+			metrics_timeout(c->pool, MT_CLIENT_IDLE);
 			client_disconnect(c, "57P05",
 					  "terminating connection due to client_idle_timeout (%gs)",
 					  cfg->client_idle_timeout);
+		}
 		break;
 	case CT_IDLE_XACT:
-		if (c->state == CL_ACTIVE)
+		if (c->state == CL_ACTIVE) {
+			metrics_timeout(c->pool, MT_IDLE_TRANSACTION);
 			client_disconnect(c, "25P03",
 					  "terminating connection due to idle_transaction_timeout "
 					  "(%gs)",
 					  cfg->idle_transaction_timeout);
+		}
 		break;
 	case CT_QUERY:
 		if (c->state == CL_ACTIVE && c->server) {
 			log_info("client %llu %s (%s@%s): query_timeout (%gs): cancelling its query",
 				 (unsigned long long)c->id, client_peer(c), c->user, c->database,
 				 cfg->query_timeout);
+			metrics_timeout(c->pool, MT_QUERY);
 			server_cancel(c->server);
 		}
 		break;

@@ -169,6 +169,9 @@ static const struct cfg_key keys[] = {
         "log (as a warning) each error pgcoro itself sends to a client"),
     KEY(stats_period, T_SECONDS, "60",
         "interval of the stats line (transactions, queries, bytes, times); 0 = none"),
+    KEY(metrics_listen, T_STRING, "",
+        "host:port of the Prometheus endpoint http://host:port/metrics ([::1]:port for IPv6, "
+        "*:port for every address); empty = none, and no histograms are recorded"),
     KEY(pidfile, T_STRING, "", "file to write the process id to; empty = none"),
 };
 
@@ -988,6 +991,15 @@ static bool cfg_validate(const struct config *cfg, int *line, char *why, size_t 
 		    cfg->unix_socket_dir, sizeof(sun.sun_path) - sizeof("/.s.PGSQL.65535"));
 		return false;
 	}
+	if (cfg->metrics_listen[0]) {
+		char host[256];
+		int port;
+		if (!cfg_parse_host_port(cfg->metrics_listen, host, sizeof(host), &port)) {
+			cfg_fmt(why, whylen, "metrics_listen \"%s\": expected host:port (e.g. "
+			        "127.0.0.1:9127)", cfg->metrics_listen);
+			return false;
+		}
+	}
 	if (cfg->min_pool_size > cfg->default_pool_size) {
 		cfg_fmt(why, whylen, "min_pool_size (%d) exceeds default_pool_size (%d)",
 		        cfg->min_pool_size, cfg->default_pool_size);
@@ -1162,6 +1174,153 @@ const struct cfg_user *cfg_find_user(const struct config *cfg, const char *name)
 		if (strcmp(cfg->users[i].name, name) == 0)
 			return &cfg->users[i];
 	return NULL;
+}
+
+/* A NULL-terminated copy of the string array A, or NULL (out of memory). */
+static char **cfg_strv_dup(char *const *a)
+{
+	size_t n = 0;
+	while (a[n])
+		n++;
+	char **b = calloc(n + 1, sizeof(*b));
+	if (!b)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (!(b[i] = strdup(a[i]))) {
+			while (i > 0)
+				free(b[--i]);
+			free(b);
+			return NULL;
+		}
+	return b;
+}
+
+static void cfg_strv_free(char **a)
+{
+	for (size_t i = 0; a && a[i]; i++)
+		free(a[i]);
+	free(a);
+}
+
+/* A deep copy of CFG, or NULL (out of memory). */
+static struct config *cfg_copy(const struct config *cfg)
+{
+	struct config *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	*c = *cfg;
+	c->path = NULL;
+	c->dbs = NULL;
+	c->ndbs = 0;
+	c->users = NULL;
+	c->nusers = 0;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct cfg_type *t = &types[keys[i].type];
+		if (t->kind == K_STRING || t->kind == K_ENUM_STR)
+			*(char **)((char *)c + keys[i].offset) = NULL;
+	}
+	if (!(c->path = strdup(cfg->path)))
+		goto fail;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct cfg_type *t = &types[keys[i].type];
+		if (t->kind != K_STRING && t->kind != K_ENUM_STR)
+			continue;
+		const char *from = *(char *const *)((const char *)cfg + keys[i].offset);
+		if (!(*(char **)((char *)c + keys[i].offset) = strdup(from)))
+			goto fail;
+	}
+	if (cfg->ndbs) {
+		if (!(c->dbs = calloc((size_t)cfg->ndbs, sizeof(*c->dbs))))
+			goto fail;
+		for (int i = 0; i < cfg->ndbs; i++, c->ndbs++) {
+			struct cfg_db *d = &c->dbs[i];
+			*d = cfg->dbs[i];
+			d->name = strdup(cfg->dbs[i].name);
+			d->kw = cfg_strv_dup(cfg->dbs[i].kw);
+			d->val = cfg_strv_dup(cfg->dbs[i].val);
+			if (!d->name || !d->kw || !d->val) {
+				free(d->name);
+				cfg_strv_free(d->kw);
+				cfg_strv_free(d->val);
+				goto fail;
+			}
+		}
+	}
+	if (cfg->nusers) {
+		if (!(c->users = calloc((size_t)cfg->nusers, sizeof(*c->users))))
+			goto fail;
+		for (int i = 0; i < cfg->nusers; i++, c->nusers++) {
+			c->users[i] = cfg->users[i];
+			if (!(c->users[i].name = strdup(cfg->users[i].name)))
+				goto fail;
+		}
+	}
+	return c;
+fail:
+	cfg_free(c);
+	return NULL;
+}
+
+struct config *cfg_with(const struct config *cfg, const char *key, const char *value, char *err,
+			size_t errlen)
+{
+	const struct cfg_key *k = NULL;
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcasecmp(keys[i].key, key) == 0)
+			k = &keys[i];
+	if (!k) {
+		cfg_fmt(err, errlen, "unknown config parameter: %s", key);
+		return NULL;
+	}
+	struct config *c = cfg_copy(cfg);
+	if (!c) {
+		cfg_fmt(err, errlen, "out of memory");
+		return NULL;
+	}
+	char why[CFG_ERRLEN];
+	int line;
+	if (!cfg_set_value((char *)c + k->offset, k->type, value, why, sizeof(why))) {
+		cfg_fmt(err, errlen, "%s: %s", k->key, why);
+		goto fail;
+	}
+	if (!cfg_validate(c, &line, why, sizeof(why))) {
+		cfg_fmt(err, errlen, "%s", why);
+		goto fail;
+	}
+	return c;
+fail:
+	cfg_free(c);
+	return NULL;
+}
+
+bool cfg_parse_host_port(const char *s, char *host, size_t hostlen, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon || colon == s)
+		return false;
+	const char *h = s;
+	size_t hlen = (size_t)(colon - s);
+	if (h[0] == '[') {
+		if (hlen < 3 || h[hlen - 1] != ']')
+			return false;
+		h++;
+		hlen -= 2;
+	} else if (memchr(h, ':', hlen)) {
+		return false; /* an IPv6 address needs brackets */
+	}
+	if (hlen == 1 && h[0] == '*') {
+		h = "0.0.0.0";
+		hlen = 7;
+	}
+	if (hlen >= hostlen)
+		return false;
+	long long p;
+	if (!cfg_parse_ll(colon + 1, &p) || p < 1 || p > 65535)
+		return false;
+	memcpy(host, h, hlen);
+	host[hlen] = 0;
+	*port = (int)p;
+	return true;
 }
 
 const char *cfg_db_param(const struct cfg_db *db, const char *kw)

@@ -172,9 +172,105 @@ static bool db_known(client_t *c, const char *db)
 	return false;
 }
 
+/* SET key = value (or TO; the value bare or in single quotes, '' for a quote): Q points
+ * after "SET". Fills KEY and VALUE (at most their sizes); false if it does not parse. */
+static bool parse_set(const char *q, char *key, size_t keylen, char *value, size_t vallen)
+{
+	while (isspace((unsigned char)*q))
+		q++;
+	size_t n = 0;
+	while (isalnum((unsigned char)*q) || *q == '_') {
+		if (n + 1 >= keylen)
+			return false;
+		key[n++] = *q++;
+	}
+	key[n] = 0;
+	while (isspace((unsigned char)*q))
+		q++;
+	if (!n)
+		return false;
+	if (*q == '=')
+		q++;
+	else if (strncasecmp(q, "to", 2) == 0 && isspace((unsigned char)q[2]))
+		q += 2;
+	else
+		return false;
+	while (isspace((unsigned char)*q))
+		q++;
+	n = 0;
+	if (*q == '\'') {
+		for (q++;; q++) {
+			if (!*q)
+				return false; /* unterminated */
+			if (*q == '\'' && q[1] != '\'')
+				break;
+			if (*q == '\'')
+				q++;
+			if (n + 1 >= vallen)
+				return false;
+			value[n++] = *q;
+		}
+		q++;
+	} else {
+		while (*q && *q != ';') {
+			if (n + 1 >= vallen)
+				return false;
+			value[n++] = *q++;
+		}
+		while (n > 0 && isspace((unsigned char)value[n - 1]))
+			n--;
+	}
+	value[n] = 0;
+	while (isspace((unsigned char)*q) || *q == ';')
+		q++;
+	return *q == 0;
+}
+
+/* SET: the running configuration with KEY changed, in force at once as after a reload
+ * (a later RELOAD reads the file again, as PgBouncer's does). */
+static void run_set(client_t *c, const char *query)
+{
+	char key[64], value[CONSOLE_MAX_QUERY + 1];
+	if (!parse_set(query + 3, key, sizeof(key), value, sizeof(value))) {
+		send_error(c, "42601", "syntax: SET key = value (a value with blanks in single quotes)");
+		return;
+	}
+	size_t n;
+	const struct cfg_key *keys = cfg_keys(&n);
+	for (size_t i = 0; i < n; i++) {
+		if (strcasecmp(keys[i].key, key) != 0)
+			continue;
+		if (!cfg_key_reloadable(&keys[i]) || strcmp(keys[i].key, "auth_file") == 0) {
+			send_error(c, "55P02", "%s cannot be changed by SET: %s", keys[i].key,
+				   cfg_key_reloadable(&keys[i])
+				       ? "it is read by RELOAD (edit the file)"
+				       : "it takes effect only at a restart");
+			return;
+		}
+	}
+	char why[1024];
+	struct config *cfg = cfg_with(rt->cfg, key, value, why, sizeof(why));
+	if (!cfg) {
+		bool unknown = strncmp(why, "unknown config parameter", 24) == 0;
+		send_error(c, unknown ? "42704" : "22023", "%s", why);
+		return;
+	}
+	log_info("SET %s = '%s' by %s", key, value, c->user);
+	reload_apply(cfg, rt->auth);
+	complete(c, "SET");
+}
+
 static void run(client_t *c, char *query)
 {
 	struct console_session *cs = session(c);
+	const char *q = query + strspn(query, " \t\r\n");
+	if (strncasecmp(q, "set", 3) == 0 && isspace((unsigned char)q[3])) {
+		if (!cs->admin)
+			send_error(c, "08P01", "admin access needed");
+		else
+			run_set(c, q);
+		return;
+	}
 	char copy[CONSOLE_MAX_QUERY + 1];
 	snprintf(copy, sizeof(copy), "%s", query);
 	char *w[4];

@@ -18,6 +18,7 @@
 #include "listener.h"
 #include "log.h"
 #include "manpage.h"
+#include "metrics.h"
 #include "pool.h"
 #include "poolctl.h"
 #include "relay.h"
@@ -151,11 +152,12 @@ int main(int argc, char **argv)
 	pool_init(&rt);
 	relay_init(&rt);
 	stats_init(&rt);
+	metrics_init(&rt);
 	poolctl_init(&rt);
 	console_init(&rt);
 	reload_init(&rt, path);
 	shutdown_init(&rt);
-	if (!listener_start(&rt))
+	if (!listener_start(&rt) || !metrics_start())
 		goto fail;
 	sigs[0] = evsignal_new(rt.base, SIGINT, on_stop_signal, &rt);
 	sigs[1] = evsignal_new(rt.base, SIGTERM, on_stop_signal, &rt);
@@ -194,6 +196,7 @@ fail:
 			event_free(sigs[i]);
 	shutdown_free();
 	stats_free();
+	metrics_free();
 	poolctl_free();
 	sdnotify_free();
 	if (rt.cfg->pidfile[0] && status == 0)

@@ -375,10 +375,14 @@ static bool hand_idle(pool_t *p, client_t *c)
 					 server_t, node);
 		if (server_check_if_stale(s))
 			continue;
-		if (c->state == CL_WAITING) { /* the fast path (pool_request) waited for nothing */
+		uint64_t waited_us = 0; /* the fast path (pool_request) waited for nothing */
+		if (c->state == CL_WAITING) {
 			double waited = rt_now() - c->since;
-			p->stats.wait_time_us += waited > 0 ? (uint64_t)(waited * 1e6) : 0;
+			waited_us = waited > 0 ? (uint64_t)(waited * 1e6) : 0;
+			p->stats.wait_time_us += waited_us;
 		}
+		if (rt->metrics_on)
+			metrics_observe(&p->metrics.wait, waited_us);
 		p->stats.assignments++;
 		client_set_state(c, CL_ACTIVE);
 		server_assign(s, c);

@@ -153,9 +153,9 @@ void proto_build_error(struct pbuf *b, const char *severity, const char *sqlstat
 }
 
 void proto_build_notice(struct pbuf *b, const char *severity, const char *sqlstate,
-			const char *message)
+			const char *message, const char *detail)
 {
-	build_err_notice(b, 'N', severity, sqlstate, message, NULL, NULL);
+	build_err_notice(b, 'N', severity, sqlstate, message, detail, NULL);
 }
 
 void proto_build_auth(struct pbuf *b, uint32_t code, const void *data, size_t len)

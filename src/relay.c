@@ -8,7 +8,7 @@
  * large message (a 1 GB DataRow) streams through in read-sized pieces without being
  * held whole. Only the messages the pooler must understand are looked at whole:
  * ReadyForQuery (transaction state, the release point), ParameterStatus (tracked
- * parameters) and Terminate; one of those not fully arrived stays in the source's input
+ * parameters), ErrorResponse (its SQLSTATE class, when metrics are on) and Terminate; one of those not fully arrived stays in the source's input
  * until the rest comes.
  * The client side counts what it sent that awaits a ReadyForQuery (Query, Sync,
  * FunctionCall) and whether an extended-protocol sequence is open, so the server's state
@@ -21,6 +21,7 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "proto.h"
 #include "runtime.h"
@@ -81,21 +82,32 @@ static void request_answered(server_t *s)
 {
 	struct stats *st = &s->pool->stats;
 	uint64_t now = stats_now_us();
+	uint64_t query_us = now > s->query_start_us ? now - s->query_start_us : 0;
 	st->query_count++;
-	st->query_time_us += now > s->query_start_us ? now - s->query_start_us : 0;
+	st->query_time_us += query_us;
 	s->query_start_us = now;
-	if (s->tx_status == 'I') {
+	bool xact_end = s->tx_status == 'I';
+	uint64_t xact_us = 0;
+	if (xact_end) {
+		xact_us = now > s->xact_start_us ? now - s->xact_start_us : 0;
 		st->xact_count++;
-		st->xact_time_us += now > s->xact_start_us ? now - s->xact_start_us : 0;
+		st->xact_time_us += xact_us;
 		s->xact_start_us = now;
+	}
+	if (rt->metrics_on) {
+		metrics_observe(&s->pool->metrics.query, query_us);
+		if (xact_end)
+			metrics_observe(&s->pool->metrics.xact, xact_us);
 	}
 }
 
-/* Bookkeeping for a whole ReadyForQuery or ParameterStatus from S (MSG points at the
- * type byte). False if the server was dropped. */
+/* Bookkeeping for a whole ReadyForQuery, ParameterStatus or (metrics on) ErrorResponse
+ * from S (MSG points at the type byte). False if the server was dropped. */
 static bool server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
 {
-	if (msg[0] == 'Z') {
+	if (msg[0] == 'E') {
+		metrics_error(s->pool, proto_error_field(msg + PROTO_HDR, len - 4, 'C'));
+	} else if (msg[0] == 'Z') {
 		if (len != 5) {
 			server_disconnect(s, "invalid ReadyForQuery length %u", len);
 			return false;
@@ -225,7 +237,8 @@ static void pump_server(server_t *s, client_t *c)
 				end = FE_BAD;
 				break;
 			}
-			if (type == 'Z' || (type == 'S' && len <= MAX_INSPECT)) {
+			if (type == 'Z' || ((type == 'S' || (type == 'E' && rt->metrics_on)) &&
+					    len <= MAX_INSPECT)) {
 				if ((size_t)len + 1 > n - i)
 					break; /* looked at whole: wait for the rest */
 				if (!server_msg_seen(s, p + i, len))

@@ -11,6 +11,7 @@
 #include "console.h"
 #include "executor.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "runtime.h"
 #include "sdnotify.h"
@@ -91,6 +92,23 @@ static void note_restart_only(const struct config *old, const struct config *new
 	}
 }
 
+void reload_apply(struct config *cfg, struct auth_file *auth)
+{
+	struct config *old_cfg = rt->cfg;
+	struct auth_file *old_auth = rt->auth;
+	rt->cfg = cfg;
+	rt->auth = auth;
+	enum log_level level;
+	if (log_level_parse(rt->cfg->log_level, &level))
+		log_set_level(level);
+	pool_reconfigure();
+	stats_reconfigure();
+	metrics_reconfigure();
+	cfg_free(old_cfg);
+	if (old_auth != auth)
+		auth_free(old_auth);
+}
+
 static void load_done(struct exec_job *job)
 {
 	struct reload_job *j = (struct reload_job *)job;
@@ -101,18 +119,8 @@ static void load_done(struct exec_job *job)
 		cfg_free(j->cfg);
 		auth_free(j->auth);
 	} else {
-		struct config *old_cfg = rt->cfg;
-		struct auth_file *old_auth = rt->auth;
-		note_restart_only(old_cfg, j->cfg);
-		rt->cfg = j->cfg;
-		rt->auth = j->auth;
-		enum log_level level;
-		if (log_level_parse(rt->cfg->log_level, &level))
-			log_set_level(level);
-		pool_reconfigure();
-		stats_reconfigure();
-		cfg_free(old_cfg);
-		auth_free(old_auth);
+		note_restart_only(rt->cfg, j->cfg);
+		reload_apply(j->cfg, j->auth);
 		log_info("configuration reloaded from %s: %d databases, %d auth_file users",
 			 cfg_path, rt->cfg->ndbs, rt->auth ? auth_count(rt->auth) : 0);
 	}

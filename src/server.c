@@ -18,6 +18,7 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "relay.h"
 #include "runtime.h"
@@ -143,10 +144,11 @@ static void close_server(server_t *s, bool connect_failed, const char *reason)
 	if (s->state == SV_CLOSING)
 		return;
 	enum server_state was = s->state;
-	if (connect_failed)
+	if (connect_failed) {
+		s->pool->metrics.connect_failures++;
 		log_warning("server %llu (%s/%s): connection failed: %s", (unsigned long long)s->id,
 			    s->pool->dbname, s->pool->user, reason);
-	else if (rt->cfg->log_disconnections)
+	} else if (rt->cfg->log_disconnections)
 		log_info("server %llu (%s/%s): closing: %s (age %.3f s)", (unsigned long long)s->id,
 			 s->pool->dbname, s->pool->user, reason, rt_now() - s->connected_at);
 	client_t *c = s->client;
@@ -268,7 +270,11 @@ static void on_connected(server_t *s)
 	stream_set_read(&s->st, true);
 	params_from_libpq(s);
 	s->tx_status = 'I';
-	s->connected_at = s->idle_since = rt_now();
+	double now = rt_now();
+	if (rt->metrics_on)
+		metrics_observe(&s->pool->metrics.connect,
+				now > s->connected_at ? (uint64_t)((now - s->connected_at) * 1e6) : 0);
+	s->connected_at = s->idle_since = now;
 	s->fresh = true;
 	pool_connect_ok(s->pool, s->params);
 	if (rt->cfg->log_connections)
@@ -327,6 +333,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		char reason[64];
 		snprintf(reason, sizeof(reason), "server_connect_timeout (%.1fs) reached",
 			 rt->cfg->server_connect_timeout);
+		metrics_timeout(s->pool, MT_SERVER_CONNECT);
 		close_server(s, true, reason);
 	}
 }
@@ -766,6 +773,7 @@ void server_cancel(server_t *s)
 		return;
 	}
 	s->cancel_running = true;
+	s->pool->metrics.cancels++;
 	s->cancel_job.fn = cancel_job_fn;
 	s->cancel_job.done = cancel_done;
 	s->cancel_job.arg = s;

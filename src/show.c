@@ -54,25 +54,24 @@ static void cell_u64(int i, uint64_t v)
 /* ---- SHOW ------------------------------------------------------------------------------ */
 
 
+/* One NoticeResponse "Console usage" with the commands in its detail, as PgBouncer's. */
 static void show_help(void)
 {
-	static const char *const lines[] = {
-	    "Console usage",
-	    "\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION",
-	    "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|LISTS|STATE",
-	    "\tRELOAD",
-	    "\tPAUSE [<db>]",
-	    "\tRESUME [<db>]",
-	    "\tDISABLE <db>",
-	    "\tENABLE <db>",
-	    "\tRECONNECT [<db>]",
-	    "\tKILL <db>",
-	    "\tKILL_CLIENT <id>",
-	    "\tWAIT_CLOSE [<db>]",
-	    "\tSHUTDOWN",
-	};
-	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
-		proto_build_notice(out, "NOTICE", "00000", lines[i]);
+	proto_build_notice(out, "NOTICE", "00000", "Console usage",
+			   "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION"
+			   "\n\tSHOW LISTS|STATE"
+			   "\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS"
+			   "\n\tSET key = arg"
+			   "\n\tRELOAD"
+			   "\n\tPAUSE [<db>]"
+			   "\n\tRESUME [<db>]"
+			   "\n\tDISABLE <db>"
+			   "\n\tENABLE <db>"
+			   "\n\tRECONNECT [<db>]"
+			   "\n\tKILL <db>"
+			   "\n\tKILL_CLIENT <id>"
+			   "\n\tSHUTDOWN"
+			   "\n\tWAIT_CLOSE [<db>]");
 }
 
 static const struct proto_column version_cols[] = {{"version", OID_TEXT, -1}};
@@ -322,6 +321,7 @@ static void show_clients(void)
 		client_rows(&p->idle, "active", now);
 		client_rows(&p->waiting, "waiting", now);
 	}
+	client_rows(client_console_clients(), "active", now); /* PgBouncer's admin pool */
 }
 
 static void server_row(const server_t *s, const char *state, double now)

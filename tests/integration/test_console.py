@@ -148,6 +148,10 @@ def test_show_values(pgcoro_factory, pg):
             clients = [r for r in rows_as_dicts(c, "CLIENTS") if r["database"] == "postgres"]
             assert len(clients) == 1 and clients[0]["addr"] == "127.0.0.1", clients
             assert clients[0]["port"] == w.sock.getsockname()[1], clients
+            # the console's own client is listed too (PgBouncer's admin pool)
+            mine = [r for r in rows_as_dicts(c, "CLIENTS") if r["database"] == "pgcoro"]
+            assert len(mine) == 1 and mine[0]["user"] == ADMIN, mine
+            assert mine[0]["state"] == "active"
             servers = [r for r in rows_as_dicts(c, "SERVERS") if r["database"] == "postgres"]
             assert len(servers) == 1 and servers[0]["state"] == "idle", servers
             backend = pg_rows(pg, "SELECT pid FROM pg_stat_activity WHERE usename = %s AND "
@@ -410,3 +414,81 @@ def test_kill_reload_shutdown(pgcoro_factory):
         victim.close()
     inst.proc.wait(timeout=60)
     assert inst.proc.returncode == 0
+
+
+def config_value(conn, key):
+    return {r["key"]: r["value"] for r in rows_as_dicts(conn, "CONFIG")}[key]
+
+
+def test_set(pgcoro_factory):
+    """SET key = value changes the running configuration at once (as a reload would; the
+    pools take new sizes), quoted values with '' inside, TO as well as =; errors keep the
+    console usable: unknown key 42704, bad value or failed validation 22023, a key read
+    only at start 55P02, bad syntax 42601, a stats user 08P01; RELOAD restores the file."""
+    inst = console_inst(pgcoro_factory, default_pool_size=5)
+    admin = console(inst)
+    cur = admin.cursor()
+    cur.execute("SET default_pool_size = 3")
+    assert cur.statusmessage == "SET"
+    assert config_value(admin, "default_pool_size") == "3"
+    pg_db = [r for r in rows_as_dicts(admin, "DATABASES") if r["name"] == "postgres"][0]
+    assert pg_db["pool_size"] == 3
+    cur.execute("set server_check_query to 'select ''x'' ; '")
+    assert config_value(admin, "server_check_query") == "select 'x' ; "
+    cur.execute("SET query_wait_timeout = 1s;")
+    assert config_value(admin, "query_wait_timeout") == "1"
+    # the pool takes the new size (3, the file says 5): three clients hold a transaction
+    # each, a fourth waits for a server and gets query_wait_timeout
+    conns = [inst.connect() for _ in range(4)]
+    try:
+        for c in conns[:3]:
+            c.cursor().execute("begin; select 1")
+        with pytest.raises(psycopg2.OperationalError):
+            conns[3].cursor().execute("select 1")
+        wait_until(lambda: "pooler error 57014: query_wait_timeout (1s)" in inst.log_text(),
+                   "the fourth client's query_wait_timeout")
+        pools = {(r["database"], r["user"]): r for r in rows_as_dicts(admin, "POOLS")}
+        assert pools[("postgres", APP_USER)]["sv_active"] == 3
+    finally:
+        for c in conns:
+            c.close()
+    for stmt, state, text in (
+            ("SET nosuch = 1", "42704", "unknown config parameter: nosuch"),
+            ("SET default_pool_size = abc", "22023", "default_pool_size: not an integer"),
+            ("SET min_pool_size = 4", "22023", "min_pool_size (4) exceeds default_pool_size (3)"),
+            ("SET listen_port = 1", "55P02", "takes effect only at a restart"),
+            ("SET auth_file = '/x'", "55P02", "read by RELOAD"),
+            ("SET default_pool_size", "42601", "syntax"),
+            ("SET server_check_query = 'unterminated", "42601", "syntax")):
+        with pytest.raises(psycopg2.Error) as e:
+            cur.execute(stmt)
+        assert e.value.pgcode == state, (stmt, e.value.pgerror)
+        assert text in e.value.pgerror, (stmt, e.value.pgerror)
+    assert config_value(admin, "default_pool_size") == "3"
+    stats = console(inst, STATS, STATS_PASS)
+    with pytest.raises(psycopg2.Error) as e:
+        stats.cursor().execute("SET default_pool_size = 9")
+    assert e.value.pgcode == "08P01" and "admin access needed" in e.value.pgerror
+    stats.close()
+    assert "SET default_pool_size = '3' by admin" in inst.log_text()
+    cur.execute("RELOAD")
+    assert config_value(admin, "default_pool_size") == "5"
+    assert config_value(admin, "server_check_query") == "select 1"
+    admin.close()
+    inst.assert_serving()
+
+
+def test_show_help_one_notice(pgcoro_factory):
+    """SHOW HELP: one NOTICE 'Console usage' with the commands in its detail, as PgBouncer."""
+    inst = console_inst(pgcoro_factory)
+    w = console_wire(inst)
+    try:
+        assert w.query("SHOW HELP") == []
+        assert len(w.notices) == 1, w.notices
+        n = w.notices[0]
+        assert n["S"] == "NOTICE" and n["C"] == "00000" and n["M"] == "Console usage"
+        for cmd in ("SHOW HELP|CONFIG|DATABASES", "SET key = arg", "RELOAD", "PAUSE [<db>]",
+                    "KILL_CLIENT <id>", "WAIT_CLOSE [<db>]"):
+            assert f"\n\t{cmd}" in n["D"], (cmd, n["D"])
+    finally:
+        w.close()

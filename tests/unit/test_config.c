@@ -775,6 +775,66 @@ START_TEST(test_dump)
 END_TEST
 
 /* Every key of the table appears in conf/pgcoro.ini as "key =" or ";key =". */
+/* cfg_with: a deep copy with one key changed and validated; the original untouched and
+ * both freed independently (ASan would see a shared pointer). */
+START_TEST(test_cfg_with)
+{
+	struct config *cfg = load_ok("[pgcoro]\ndefault_pool_size = 5\nmin_pool_size = 2\n"
+				     "[databases]\nappdb = host=db1 dbname=app pool_size=7\n"
+				     "[users]\nbob = pool_mode=session\n");
+	struct config *c2 = cfg_with(cfg, "DEFAULT_POOL_SIZE", "9", err, sizeof(err));
+	ck_assert_msg(c2 != NULL, "%s", err);
+	ck_assert_int_eq(c2->default_pool_size, 9);
+	ck_assert_int_eq(cfg->default_pool_size, 5);
+	ck_assert_int_eq(c2->ndbs, 1);
+	ck_assert_str_eq(c2->dbs[0].name, "appdb");
+	ck_assert_ptr_ne(c2->dbs[0].name, cfg->dbs[0].name);
+	ck_assert_str_eq(cfg_db_param(&c2->dbs[0], "host"), "db1");
+	ck_assert_int_eq(c2->dbs[0].pool_size, 7);
+	ck_assert_int_eq(c2->nusers, 1);
+	ck_assert_str_eq(c2->users[0].name, "bob");
+	ck_assert_str_eq(c2->server_reset_query, cfg->server_reset_query);
+	ck_assert_ptr_ne(c2->server_reset_query, cfg->server_reset_query);
+	struct config *c3 = cfg_with(c2, "server_reset_query", "\"RESET ALL\"", err, sizeof(err));
+	ck_assert_msg(c3 != NULL, "%s", err);
+	ck_assert_str_eq(c3->server_reset_query, "RESET ALL");
+	ck_assert_str_eq(c2->server_reset_query, "DISCARD ALL");
+	cfg_free(c3);
+
+	ck_assert_ptr_null(cfg_with(cfg, "nosuch", "1", err, sizeof(err)));
+	ck_assert_str_eq(err, "unknown config parameter: nosuch");
+	ck_assert_ptr_null(cfg_with(cfg, "default_pool_size", "x", err, sizeof(err)));
+	ck_assert_str_eq(err, "default_pool_size: not an integer");
+	ck_assert_ptr_null(cfg_with(cfg, "default_pool_size", "1", err, sizeof(err)));
+	ck_assert_str_eq(err, "min_pool_size (2) exceeds default_pool_size (1)");
+	ck_assert_ptr_null(cfg_with(cfg, "metrics_listen", "9127", err, sizeof(err)));
+	ck_assert_str_eq(err, "metrics_listen \"9127\": expected host:port (e.g. 127.0.0.1:9127)");
+	cfg_free(c2);
+	cfg_free(cfg);
+}
+END_TEST
+
+START_TEST(test_host_port)
+{
+	char host[64];
+	int port = 0;
+	ck_assert(cfg_parse_host_port("127.0.0.1:9127", host, sizeof(host), &port));
+	ck_assert_str_eq(host, "127.0.0.1");
+	ck_assert_int_eq(port, 9127);
+	ck_assert(cfg_parse_host_port("[::1]:80", host, sizeof(host), &port));
+	ck_assert_str_eq(host, "::1");
+	ck_assert_int_eq(port, 80);
+	ck_assert(cfg_parse_host_port("*:1", host, sizeof(host), &port));
+	ck_assert_str_eq(host, "0.0.0.0");
+	ck_assert(cfg_parse_host_port("localhost:65535", host, sizeof(host), &port));
+	const char *bad[] = {"9127", ":9127", "h:", "h:0", "h:65536", "h:12x", "::1:80",
+			     "[::1:80", "[]:80", "h: 80"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(!cfg_parse_host_port(bad[i], host, sizeof(host), &port), "%s", bad[i]);
+	ck_assert(!cfg_parse_host_port("abcdefgh:1", host, 8, &port)); /* host too long */
+}
+END_TEST
+
 START_TEST(test_documented)
 {
 	const char *path = SRCDIR "/conf/pgcoro.ini";
@@ -895,6 +955,8 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_min_pool_size);
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_dump);
+	tcase_add_test(tc, test_cfg_with);
+	tcase_add_test(tc, test_host_port);
 	tcase_add_test(tc, test_documented);
 	tcase_add_test(tc, test_shipped_files_load);
 	tcase_add_test(tc, test_examples_valid);

@@ -178,7 +178,7 @@ START_TEST(test_build_error_minimal_and_notice)
 	expect_bytes(&b, exp, sizeof(exp));
 
 	pbuf_reset(&b);
-	proto_build_notice(&b, "NOTICE", "00000", "hi");
+	proto_build_notice(&b, "NOTICE", "00000", "hi", NULL);
 	const uint8_t exp2[] = {
 		'N', 0, 0, 0, 32,
 		'S', 'N', 'O', 'T', 'I', 'C', 'E', 0,
