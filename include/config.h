@@ -22,6 +22,8 @@ enum auth_type {
 	AUTH_PLAIN,  /* "plain": cleartext password checked against the auth_file */
 	AUTH_MD5,    /* "md5" */
 	AUTH_SCRAM,  /* "scram-sha-256" */
+	AUTH_CERT,   /* "cert": TLS client certificate, its CN must be the user */
+	AUTH_HBA,    /* "hba": the method of the first matching auth_hba_file rule */
 };
 
 /* One key of [databases]: "name = <libpq conninfo> [pgcoro keys]". */
@@ -56,6 +58,13 @@ struct config {
 	int unix_socket_mode;      /* octal in the file */
 	int auth_type;             /* enum auth_type */
 	char *auth_file;           /* "" = none */
+	char *auth_hba_file;       /* pg_hba.conf rules for auth_type hba; "" = none */
+	int client_tls_sslmode;    /* enum tls_mode */
+	char *client_tls_key_file;
+	char *client_tls_cert_file;
+	char *client_tls_ca_file;
+	char *client_tls_protocols; /* "secure" = tlsv1.2,tlsv1.3 */
+	char *client_tls_ciphers;   /* OpenSSL cipher list (TLS 1.2 and lower); "default" */
 	char *admin_users;         /* comma list: every console command */
 	char *stats_users;         /* comma list: console SHOW commands */
 	int pool_mode;             /* enum pool_mode */
