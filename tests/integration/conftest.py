@@ -365,6 +365,55 @@ class TlsCerts:
                    "-extfile", ext)
 
 
+def tls_settings(certs, mode="allow", **more):
+    """pgcoro settings for client TLS with CERTS' server certificate and CA."""
+    s = {"client_tls_sslmode": mode, "client_tls_key_file": certs.path("server.key"),
+         "client_tls_cert_file": certs.path("server.crt"),
+         "client_tls_ca_file": certs.path("ca.crt")}
+    s.update(more)
+    return s
+
+
+def run_psql(pg, inst, sql, user=APP_USER, password=APP_PASS, db="postgres", host=None,
+             check=True, timeout=120, **conn):
+    """psql with a conninfo string (CONN: sslmode, sslrootcert, sslcert, ...)."""
+    parts = {"host": host or inst.host, "port": inst.port, "user": user, "dbname": db,
+             "connect_timeout": 60}
+    parts.update(conn)
+    dsn = " ".join(f"{k}={v}" for k, v in parts.items())
+    env = clean_env()
+    if password is not None:
+        env["PGPASSWORD"] = password
+    r = subprocess.run([pg.psql_bin, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dsn,
+                        "-c", sql], capture_output=True, text=True, timeout=timeout, env=env)
+    if check:
+        assert r.returncode == 0, f"psql failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def verify_full(certs, **more):
+    d = {"sslmode": "verify-full", "sslrootcert": certs.path("ca.crt")}
+    d.update(more)
+    return d
+
+
+def client_cert(certs, name):
+    return {"sslcert": certs.path(name + ".crt"), "sslkey": client_key(certs, name)}
+
+
+def client_key(certs, name):
+    """libpq refuses a key readable by others: a private copy."""
+    src = certs.path(name + ".key")
+    dst = certs.path(name + ".private.key")
+    if not os.path.exists(dst):
+        with open(src, "rb") as f:
+            data = f.read()
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    return dst
+
+
 @pytest.fixture(scope="session")
 def tls_certs(session_root):
     d = os.path.join(session_root, "certs")

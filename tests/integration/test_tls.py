@@ -13,20 +13,13 @@ import subprocess
 
 import pytest
 
-from conftest import (APP_PASS, APP_USER, MD5_USER, RssSampler, Wire, clean_env, read_copy_out,
-                      run_pgbench, vmrss_kb, wait_until)
+from conftest import (APP_PASS, APP_USER, MD5_USER, RssSampler, Wire, clean_env, client_cert,
+                      read_copy_out, run_pgbench, run_psql, tls_settings, verify_full,
+                      vmrss_kb, wait_until)
 
 pytestmark = pytest.mark.pooler_only
 
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
-
-
-def tls_settings(certs, mode="allow", **more):
-    s = {"client_tls_sslmode": mode, "client_tls_key_file": certs.path("server.key"),
-         "client_tls_cert_file": certs.path("server.crt"),
-         "client_tls_ca_file": certs.path("ca.crt")}
-    s.update(more)
-    return s
 
 
 def tls_databases(pg_tls, certs, rootcert="ca.crt"):
@@ -40,46 +33,6 @@ def start_tls(pgcoro_factory, pg_tls, certs, mode="allow", rootcert="ca.crt", **
     return pgcoro_factory(settings=tls_settings(certs, mode, **more),
                           databases=tls_databases(pg_tls, certs, rootcert),
                           replace_databases=True)
-
-
-def run_psql(pg, inst, sql, user=APP_USER, password=APP_PASS, db="postgres", host=None,
-             check=True, timeout=120, **conn):
-    """psql with a conninfo string (CONN: sslmode, sslrootcert, sslcert, ...)."""
-    parts = {"host": host or inst.host, "port": inst.port, "user": user, "dbname": db,
-             "connect_timeout": 60}
-    parts.update(conn)
-    dsn = " ".join(f"{k}={v}" for k, v in parts.items())
-    env = clean_env()
-    if password is not None:
-        env["PGPASSWORD"] = password
-    r = subprocess.run([pg.psql_bin, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dsn,
-                        "-c", sql], capture_output=True, text=True, timeout=timeout, env=env)
-    if check:
-        assert r.returncode == 0, f"psql failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
-    return r
-
-
-def verify_full(certs, **more):
-    d = {"sslmode": "verify-full", "sslrootcert": certs.path("ca.crt")}
-    d.update(more)
-    return d
-
-
-def client_cert(certs, name):
-    return {"sslcert": certs.path(name + ".crt"), "sslkey": client_key(certs, name)}
-
-
-def client_key(certs, name):
-    """libpq refuses a key readable by others: a private copy."""
-    src = certs.path(name + ".key")
-    dst = certs.path(name + ".private.key")
-    if not os.path.exists(dst):
-        with open(src, "rb") as f:
-            data = f.read()
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-    return dst
 
 
 SERVER_SSL_SQL = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
