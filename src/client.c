@@ -1,11 +1,13 @@
 /* Owns client sessions: the login and closing lists, the state transitions, the login
  * dialog (startup packet, TLS by SSLRequest or direct, GSS refusal, protocol
  * negotiation, the method from auth_type or the first auth_hba_file rule, trust/plain/
- * md5/SCRAM/cert/peer authentication), the welcome, and the one funnel that ends a session with a proper
- * ErrorResponse. The reaper frees closed clients and servers after the loop iteration. */
+ * md5/SCRAM/cert/peer authentication), the welcome, and the one funnel that ends a
+ * session with a proper ErrorResponse. The reaper frees closed clients and servers after
+ * the loop iteration. */
 #include "client.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pwd.h>
@@ -359,7 +361,8 @@ static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, c
 	char msg[1024];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	server_t *s = c->server;
-	bool can_send = sqlstate && !(s && s->msg_pending);
+	/* not mid-message towards the client, nor in the middle of a TLS handshake */
+	bool can_send = sqlstate && !(s && s->msg_pending) && !(c->st.ssl && !c->tls);
 
 	const struct config *cfg = rt->cfg;
 	if (sqlstate && cfg->log_pooler_errors)

@@ -22,8 +22,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-
-
 #define READ_ROOM 16384 /* least room a read onto pending input gets */
 
 /* The loop thread is never cancelled, so its socket calls go to the kernel directly:
@@ -490,10 +488,11 @@ void stream_free(struct stream *st)
  * ends. */
 static void tls_handshake(struct stream *st)
 {
+	int r;
 	for (;;) {
 		ERR_clear_error();
 		errno = 0;
-		int r = SSL_do_handshake(st->ssl);
+		r = SSL_do_handshake(st->ssl);
 		if (r == 1) {
 			st->tls_hs = false;
 			st->ops->on_event(st, STREAM_TLS_READY, st->arg);
@@ -508,8 +507,10 @@ static void tls_handshake(struct stream *st)
 				/* the bytes read before the handshake began are used up: the rest
 				 * comes from the socket */
 				BIO *sb = BIO_new_socket(st->fd, BIO_NOCLOSE);
-				if (!sb)
-					break;
+				if (!sb) {
+					st->err = ENOMEM;
+					goto failed;
+				}
 				SSL_set0_rbio(st->ssl, sb);
 				continue;
 			}
@@ -522,10 +523,10 @@ static void tls_handshake(struct stream *st)
 		}
 		break;
 	}
-	ssize_t f = tls_fail(st, 0);
-	st->err = f == 0 ? ECONNRESET : errno;
-	if (!st->err)
+	st->err = tls_fail(st, r) == 0 ? ECONNRESET : errno;
+	if (!st->err || st->err == EAGAIN)
 		st->err = EPROTO;
+failed:
 	st->eof = true;
 	update_read(st);
 	st->ops->on_event(st, STREAM_ERROR, st->arg);

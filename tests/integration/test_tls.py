@@ -261,3 +261,45 @@ def test_1gb_copy_through_both_tls_hops(pgcoro_factory, pg_tls, tls_certs):
     assert rss.count > 0
     assert growth < LIMIT_KB, f"pgcoro RSS grew by {growth} kB (baseline {baseline} kB)"
     run_psql(pg_tls, inst, "SELECT 1", **verify_full(tls_certs))
+
+
+def test_copy_in_through_both_tls_hops(pgcoro_factory, pg_tls, tls_certs):
+    """The client -> server direction: 200 MB of COPY FROM STDIN, row count and bytes
+    checked on the server."""
+    inst = start_tls(pgcoro_factory, pg_tls, tls_certs, "require")
+    rows, width = 200_000, 1000
+    dsn = (f"host=127.0.0.1 port={inst.port} user={APP_USER} dbname=postgres "
+           f"sslmode=verify-full sslrootcert={tls_certs.path('ca.crt')}")
+    proc = subprocess.Popen([pg_tls.psql_bin, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d",
+                             dsn, "-c", "CREATE TEMP TABLE t (x text)", "-c",
+                             "COPY t FROM STDIN", "-c",
+                             "SELECT count(*), sum(length(x)) FROM t"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=clean_env(PGPASSWORD=APP_PASS))
+    try:
+        line = b"y" * width + b"\n"
+        chunk = line * 1000
+        for _ in range(rows // 1000):
+            proc.stdin.write(chunk)
+        proc.stdin.close()
+        out = proc.stdout.read().decode()
+        err = proc.stderr.read().decode(errors="replace")
+        rc = proc.wait(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert rc == 0, err
+    assert out.split()[-1] == f"{rows}|{rows * width}", out
+
+
+def test_stalled_handshake_ends_at_login_timeout(pgcoro_factory, pg_tls, tls_certs):
+    inst = start_tls(pgcoro_factory, pg_tls, tls_certs, "allow", client_login_timeout=1)
+    with Wire.to(inst) as w:
+        w.send(SSL_REQUEST)
+        assert w.recv_exact(1) == b"S"
+        # no ClientHello: pgcoro closes the connection, sending nothing in plain text
+        assert w.at_eof(timeout=20)
+        assert w.buf == b""
+    wait_until(lambda: "client_login_timeout" in inst.log_text(), "login timeout logged")
+    run_psql(pg_tls, inst, "SELECT 1", **verify_full(tls_certs))
