@@ -52,6 +52,16 @@ struct sbuf {
 	uint32_t off, len, cap;
 };
 
+/* A stream's TLS state. */
+struct stream_tls {
+	SSL *ssl;
+	unsigned long err;  /* the OpenSSL error that broke the stream, or 0 */
+	bool owned;         /* SSL is the stream's (freed with it), not libpq's */
+	bool handshake;     /* the handshake is in progress */
+	bool more;          /* SSL may hold more input than the last read took */
+	bool read_blocked;  /* SSL_read wants the socket writable (EV_WRITE re-reads) */
+};
+
 struct stream {
 	int fd;
 	bool close_fd;        /* close the socket in stream_free */
@@ -59,13 +69,9 @@ struct stream {
 	bool rev_added;       /* EV_READ registered */
 	bool wev_added;       /* EV_WRITE armed (or activated) */
 	bool eof;
-	bool ssl_owned;       /* SSL is the stream's (freed with it), not libpq's */
-	bool tls_hs;          /* the TLS handshake is in progress */
-	bool tls_more;        /* SSL may hold more input than the last read took */
-	bool tls_read_blocked; /* SSL_read wants the socket writable (EV_WRITE re-reads) */
 	int err;
-	SSL *ssl;             /* NULL: a plain socket */
-	unsigned long tls_err; /* the OpenSSL error that broke the stream, or 0 */
+	struct stream_tls *tls; /* NULL: a plain socket (allocated only for TLS, so a plain
+	                         * stream is one pointer larger) */
 	uint32_t ilen;        /* the unconsumed input: ip[0, ilen), in the scratch buffer */
 	const uint8_t *ip;    /* during on_read, else in ibuf */
 	uint8_t *ibuf;        /* input kept between reads (allocated only while some is) */
@@ -99,8 +105,19 @@ bool stream_tls_accept(struct stream *st, SSL_CTX *ctx, const void *prefix, size
 	__attribute__((warn_unused_result));
 
 /* From now on ST reads and writes through SSL, an established connection owned by
- * someone else (libpq's PQsslStruct): it is not freed with ST. */
-void stream_tls_attach(struct stream *st, SSL *ssl);
+ * someone else (libpq's PQsslStruct): it is not freed with ST. False if out of memory. */
+bool stream_tls_attach(struct stream *st, SSL *ssl) __attribute__((warn_unused_result));
+
+/* ST's SSL handle, or NULL for a plain stream (or one whose TLS handshake has not
+ * begun). */
+static inline SSL *stream_ssl(const struct stream *st) { return st->tls ? st->tls->ssl : NULL; }
+
+/* True once ST's own TLS handshake is done (stream_tls_accept), or for an attached
+ * handle. */
+static inline bool stream_tls_ready(const struct stream *st)
+{
+	return st->tls && !st->tls->handshake;
+}
 
 /* What broke ST (the TLS error and certificate verification result, else the errno),
  * for a log line: a static buffer. */

@@ -362,7 +362,8 @@ static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, c
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	server_t *s = c->server;
 	/* not mid-message towards the client, nor in the middle of a TLS handshake */
-	bool can_send = sqlstate && !(s && s->msg_pending) && !(c->st.ssl && !c->tls);
+	bool handshaking = c->st.tls && !stream_tls_ready(&c->st);
+	bool can_send = sqlstate && !(s && s->msg_pending) && !handshaking;
 
 	const struct config *cfg = rt->cfg;
 	if (sqlstate && cfg->log_pooler_errors)
@@ -696,7 +697,7 @@ static const char *peer_host(const client_t *c, char *buf, size_t len)
 static void check_cert(client_t *c)
 {
 	char cn[256];
-	if (!c->tls || !tls_peer_cn(c->st.ssl, cn, sizeof(cn))) {
+	if (!stream_tls_ready(&c->st) || !tls_peer_cn(stream_ssl(&c->st), cn, sizeof(cn))) {
 		client_disconnect(c, "28000", "connection requires a valid client certificate");
 		return;
 	}
@@ -751,7 +752,7 @@ static enum hba_method choose_method(client_t *c)
 		return of_type[type];
 	struct hba_conn conn = {
 	    .unix_socket = c->peer_family != AF_INET && c->peer_family != AF_INET6,
-	    .tls = c->tls,
+	    .tls = stream_tls_ready(&c->st),
 	    .family = c->peer_family,
 	    .addr = c->peer_ip,
 	    .database = c->database,
@@ -760,7 +761,7 @@ static enum hba_method choose_method(client_t *c)
 	int line;
 	enum hba_method m = hba_match(rt->hba, &conn, &line);
 	char host[INET6_ADDRSTRLEN];
-	const char *enc = conn.unix_socket ? "" : c->tls ? ", SSL encryption" : ", no encryption";
+	const char *enc = conn.unix_socket ? "" : conn.tls ? ", SSL encryption" : ", no encryption";
 	if (m == HBA_NO_MATCH) {
 		client_disconnect(c, "28000",
 				  "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\"%s",
@@ -911,7 +912,7 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 				  rt->cfg->max_client_conn);
 		return;
 	}
-	if (rt->cfg->client_tls_sslmode >= TLS_REQUIRE && !c->tls &&
+	if (rt->cfg->client_tls_sslmode >= TLS_REQUIRE && !stream_tls_ready(&c->st) &&
 	    (c->peer_family == AF_INET || c->peer_family == AF_INET6)) {
 		disconnect_extra(c, "28000", NULL,
 				 "Connect with TLS (libpq: sslmode=require or stronger).",
@@ -979,7 +980,7 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 static void on_ssl_request(client_t *c)
 {
 	bool tcp = c->peer_family == AF_INET || c->peer_family == AF_INET6;
-	if (c->tls) {
+	if (c->st.tls) {
 		client_disconnect(c, "08P01", "SSLRequest received on a TLS connection");
 		return;
 	}
@@ -1025,15 +1026,14 @@ static void on_direct_tls(client_t *c)
 /* The TLS handshake is done. */
 static void on_tls_ready(client_t *c)
 {
-	c->tls = true;
-	if (c->direct_tls && !tls_alpn_ok(c->st.ssl)) {
+	if (c->direct_tls && !tls_alpn_ok(stream_ssl(&c->st))) {
 		client_disconnect(c, "08P01",
 				  "received direct SSL connection request without ALPN protocol "
 				  "negotiation extension");
 		return;
 	}
 	log_debug("client %llu %s: TLS %s %s", (unsigned long long)c->id, client_peer(c),
-		  SSL_get_version(c->st.ssl), SSL_get_cipher_name(c->st.ssl));
+		  SSL_get_version(stream_ssl(&c->st)), SSL_get_cipher_name(stream_ssl(&c->st)));
 }
 
 /* Handles the whole startup-style packet at the head of the input (LEN bytes). */
@@ -1147,7 +1147,7 @@ static void on_login_input(client_t *c)
 		uint32_t len = 0;
 		uint8_t type = 0;
 		if (c->phase == LOGIN_STARTUP) {
-			if (p[0] == 0x16 && !c->st.ssl) {
+			if (p[0] == 0x16 && !c->st.tls) {
 				on_direct_tls(c);
 				return;
 			}
@@ -1244,10 +1244,10 @@ static void client_event_cb(struct stream *st, enum stream_event ev, void *arg)
 		reaper_schedule();
 		return;
 	}
-	if (ev == STREAM_ERROR && c->st.ssl && !c->tls)
+	if (ev == STREAM_ERROR && c->st.tls && !stream_tls_ready(st))
 		client_disconnect(c, NULL, "TLS handshake failed: %s", stream_error_string(st));
 	else if (ev == STREAM_ERROR)
-		client_disconnect(c, NULL, "%s error: %s", c->tls ? "TLS" : "socket",
+		client_disconnect(c, NULL, "%s error: %s", c->st.tls ? "TLS" : "socket",
 				  stream_error_string(st));
 	else
 		client_disconnect(c, NULL, "client closed the connection");

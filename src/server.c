@@ -272,7 +272,10 @@ static void on_connected(server_t *s)
 			connect_failed(s, "TLS in use but libpq gives no OpenSSL handle");
 			return;
 		}
-		stream_tls_attach(&s->st, ssl);
+		if (!stream_tls_attach(&s->st, ssl)) {
+			connect_failed(s, "out of memory");
+			return;
+		}
 	}
 	stream_set_read(&s->st, true);
 	params_from_libpq(s);
@@ -401,7 +404,7 @@ static void server_event_cb(struct stream *st, enum stream_event ev, void *arg)
 	if (ev == STREAM_EOF)
 		server_disconnect(s, "server closed the connection");
 	else
-		server_disconnect(s, "%s error: %s", st->ssl ? "TLS" : "socket",
+		server_disconnect(s, "%s error: %s", st->tls ? "TLS" : "socket",
 				  stream_error_string(st));
 }
 

@@ -41,10 +41,10 @@ static void wev_arm(struct stream *st, bool activate);
 
 /* An OpenSSL failure of SSL_* call result R on ST: EAGAIN for want-read/write, 0 for
  * the end of the stream (close_notify, or the peer closing without one), else -1 with
- * errno (EPROTO for a TLS error, kept in tls_err). */
+ * errno (EPROTO for a TLS error, kept in tls->err). */
 static ssize_t tls_fail(struct stream *st, int r)
 {
-	int e = SSL_get_error(st->ssl, r);
+	int e = SSL_get_error(st->tls->ssl, r);
 	switch (e) {
 	case SSL_ERROR_WANT_READ:
 	case SSL_ERROR_WANT_WRITE:
@@ -67,42 +67,43 @@ static ssize_t tls_fail(struct stream *st, int r)
 		ERR_clear_error();
 		return 0;
 	}
-	st->tls_err = le ? le : (unsigned long)-1;
+	st->tls->err = le ? le : (unsigned long)-1;
 	ERR_clear_error();
 	errno = EPROTO;
 	return -1;
 }
 
-/* SSL_read until ROOM is full or SSL wants the socket; tls_more says whether SSL may
+/* SSL_read until ROOM is full or SSL wants the socket; tls->more says whether SSL may
  * still hold input (so the read event is re-activated). */
 static ssize_t tls_read(struct stream *st, uint8_t *dst, size_t room)
 {
+	struct stream_tls *t = st->tls;
 	size_t got = 0;
-	st->tls_more = false;
+	t->more = false;
 	ERR_clear_error();
 	errno = 0;
 	while (got < room) {
 		size_t want = room - got;
-		int r = SSL_read(st->ssl, dst + got, want > INT_MAX ? INT_MAX : (int)want);
+		int r = SSL_read(t->ssl, dst + got, want > INT_MAX ? INT_MAX : (int)want);
 		if (r > 0) {
 			got += (size_t)r;
 			continue;
 		}
 		if (got > 0) {
 			/* what ended this read (the peer's end, an error) is met again next time */
-			if (SSL_get_error(st->ssl, r) != SSL_ERROR_WANT_READ)
-				st->tls_more = true;
+			if (SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ)
+				t->more = true;
 			ERR_clear_error();
 			return (ssize_t)got;
 		}
-		if (SSL_get_error(st->ssl, r) == SSL_ERROR_WANT_WRITE) {
-			st->tls_read_blocked = true;
+		if (SSL_get_error(t->ssl, r) == SSL_ERROR_WANT_WRITE) {
+			t->read_blocked = true;
 			if (!st->wev_added)
 				wev_arm(st, false);
 		}
 		return tls_fail(st, r);
 	}
-	st->tls_more = true;
+	t->more = true;
 	return (ssize_t)got;
 }
 
@@ -112,7 +113,7 @@ static ssize_t tls_send(struct stream *st, const void *p, size_t n)
 {
 	ERR_clear_error();
 	errno = 0;
-	int r = SSL_write(st->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+	int r = SSL_write(st->tls->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
 	if (r > 0)
 		return r;
 	ssize_t f = tls_fail(st, r);
@@ -177,7 +178,7 @@ static void update_read(struct stream *st)
 	if (want && !st->rev_added) {
 		event_add(&st->rev, NULL);
 		st->rev_added = true;
-		if (st->tls_more)
+		if (st->tls && st->tls->more)
 			event_active(&st->rev, EV_READ, 0); /* SSL kept input while paused */
 	} else if (!want && st->rev_added) {
 		event_del(&st->rev);
@@ -189,7 +190,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg);
 
 static inline ssize_t io_send(struct stream *st, const void *p, size_t n)
 {
-	if (__builtin_expect(st->ssl != NULL, 0))
+	if (__builtin_expect(st->tls != NULL, 0))
 		return tls_send(st, p, n);
 	return sys_send(st->fd, p, n);
 }
@@ -291,8 +292,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		st->ops->on_event(st, STREAM_ERROR, st->arg);
 		return;
 	}
-	bool tls = __builtin_expect(st->ssl != NULL, 0);
-	if (tls && st->tls_hs) {
+	bool tls = __builtin_expect(st->tls != NULL, 0);
+	if (tls && st->tls->handshake) {
 		tls_handshake(st);
 		return;
 	}
@@ -326,7 +327,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		update_read(st);
-		if (tls && st->tls_more && st->rev_added)
+		if (tls && st->tls->more && st->rev_added)
 			event_active(&st->rev, EV_READ, 0); /* SSL holds more: read it next */
 		return;
 	}
@@ -368,13 +369,13 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *st = arg;
 	st->wev_added = false;
-	if (__builtin_expect(st->ssl != NULL, 0) && !st->err) {
-		if (st->tls_hs) {
+	if (__builtin_expect(st->tls != NULL, 0) && !st->err) {
+		if (st->tls->handshake) {
 			tls_handshake(st);
 			return;
 		}
-		if (st->tls_read_blocked) {
-			st->tls_read_blocked = false;
+		if (st->tls->read_blocked) {
+			st->tls->read_blocked = false;
 			if (st->rev_added)
 				event_active(&st->rev, EV_READ, 0);
 		}
@@ -467,13 +468,14 @@ void stream_free(struct stream *st)
 	st->wev = NULL;
 	if (scratch_user == st)
 		scratch_user = NULL;
-	if (st->ssl && st->ssl_owned) {
-		if (!st->tls_hs && !st->err)
-			(void)SSL_shutdown(st->ssl); /* close_notify, if the socket takes it */
-		SSL_free(st->ssl);
+	if (st->tls && st->tls->owned) {
+		if (!st->tls->handshake && !st->err)
+			(void)SSL_shutdown(st->tls->ssl); /* close_notify, if the socket takes it */
+		SSL_free(st->tls->ssl);
 		ERR_clear_error();
 	}
-	st->ssl = NULL;
+	free(st->tls);
+	st->tls = NULL;
 	drop_input(st);
 	sbuf_free(&st->out);
 	if (st->close_fd && st->fd >= 0)
@@ -488,21 +490,22 @@ void stream_free(struct stream *st)
  * ends. */
 static void tls_handshake(struct stream *st)
 {
+	SSL *ssl = st->tls->ssl;
 	int r;
 	for (;;) {
 		ERR_clear_error();
 		errno = 0;
-		r = SSL_do_handshake(st->ssl);
+		r = SSL_do_handshake(ssl);
 		if (r == 1) {
-			st->tls_hs = false;
+			st->tls->handshake = false;
 			st->ops->on_event(st, STREAM_TLS_READY, st->arg);
 			if (st->rev_added && !st->err)
 				event_active(&st->rev, EV_READ, 0); /* input SSL already holds */
 			return;
 		}
-		int e = SSL_get_error(st->ssl, r);
+		int e = SSL_get_error(ssl, r);
 		if (e == SSL_ERROR_WANT_READ) {
-			BIO *rb = SSL_get_rbio(st->ssl);
+			BIO *rb = SSL_get_rbio(ssl);
 			if (BIO_method_type(rb) == BIO_TYPE_MEM && BIO_ctrl_pending(rb) == 0) {
 				/* the bytes read before the handshake began are used up: the rest
 				 * comes from the socket */
@@ -511,7 +514,7 @@ static void tls_handshake(struct stream *st)
 					st->err = ENOMEM;
 					goto failed;
 				}
-				SSL_set0_rbio(st->ssl, sb);
+				SSL_set0_rbio(ssl, sb);
 				continue;
 			}
 			return; /* the persistent read event calls again */
@@ -534,7 +537,8 @@ failed:
 
 bool stream_tls_accept(struct stream *st, SSL_CTX *ctx, const void *prefix, size_t len)
 {
-	SSL *ssl = SSL_new(ctx);
+	struct stream_tls *t = calloc(1, sizeof(*t));
+	SSL *ssl = t ? SSL_new(ctx) : NULL;
 	if (!ssl)
 		goto fail;
 	if (len > 0) {
@@ -553,36 +557,39 @@ bool stream_tls_accept(struct stream *st, SSL_CTX *ctx, const void *prefix, size
 		goto fail;
 	}
 	SSL_set_accept_state(ssl);
-	st->ssl = ssl;
-	st->ssl_owned = true;
-	st->tls_hs = true;
+	*t = (struct stream_tls){.ssl = ssl, .owned = true, .handshake = true};
+	st->tls = t;
 	if (st->rev_added)
 		event_active(&st->rev, EV_READ, 0); /* start now: the client waits for us */
 	return true;
 fail:
+	free(t);
 	ERR_clear_error();
 	return false;
 }
 
-void stream_tls_attach(struct stream *st, SSL *ssl)
+bool stream_tls_attach(struct stream *st, SSL *ssl)
 {
+	struct stream_tls *t = calloc(1, sizeof(*t));
+	if (!t)
+		return false;
 	SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	st->ssl = ssl;
-	st->ssl_owned = false;
-	st->tls_more = SSL_pending(ssl) > 0;
+	*t = (struct stream_tls){.ssl = ssl, .more = SSL_pending(ssl) > 0};
+	st->tls = t;
+	return true;
 }
 
 const char *stream_error_string(const struct stream *st)
 {
 	static char buf[400];
-	if (!st->tls_err) {
+	if (!st->tls || !st->tls->err) {
 		snprintf(buf, sizeof(buf), "%s", evutil_socket_error_to_string(st->err));
 		return buf;
 	}
 	char e[256] = "TLS error";
-	if (st->tls_err != (unsigned long)-1)
-		ERR_error_string_n(st->tls_err, e, sizeof(e));
-	long v = st->ssl ? SSL_get_verify_result(st->ssl) : X509_V_OK;
+	if (st->tls->err != (unsigned long)-1)
+		ERR_error_string_n(st->tls->err, e, sizeof(e));
+	long v = SSL_get_verify_result(st->tls->ssl);
 	if (v != X509_V_OK)
 		snprintf(buf, sizeof(buf), "%s (%s)", e, X509_verify_cert_error_string(v));
 	else
