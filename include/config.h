@@ -65,6 +65,12 @@ struct config {
 	char *client_tls_ca_file;
 	char *client_tls_protocols; /* "secure" = tlsv1.2,tlsv1.3 */
 	char *client_tls_ciphers;   /* OpenSSL cipher list (TLS 1.2 and lower); "default" */
+	/* PgBouncer's server_tls_* keys: defaults for every [databases] conninfo that does not
+	 * set the libpq keyword itself (sslmode, sslrootcert, sslcert, sslkey); "" = libpq's */
+	char *server_tls_sslmode;
+	char *server_tls_ca_file;
+	char *server_tls_cert_file;
+	char *server_tls_key_file;
 	char *admin_users;         /* comma list: every console command */
 	char *stats_users;         /* comma list: console SHOW commands */
 	int pool_mode;             /* enum pool_mode */

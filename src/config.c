@@ -124,6 +124,14 @@ static const struct cfg_key keys[] = {
         "TLS versions for clients: tlsv1.0 .. tlsv1.3, all, secure (tlsv1.2,tlsv1.3)"),
     KEY(client_tls_ciphers, T_STRING, "default",
         "OpenSSL cipher list for clients (TLS 1.2 and lower); default = OpenSSL's"),
+    KEY(server_tls_sslmode, T_STRING, "",
+        "libpq sslmode for servers unless the conninfo sets one; empty = libpq's (prefer)"),
+    KEY(server_tls_ca_file, T_STRING, "",
+        "libpq sslrootcert for servers unless the conninfo sets one"),
+    KEY(server_tls_cert_file, T_STRING, "",
+        "libpq sslcert (client certificate towards servers) unless the conninfo sets one"),
+    KEY(server_tls_key_file, T_STRING, "",
+        "libpq sslkey (its key) unless the conninfo sets one"),
     KEY(admin_users, T_STRING, "",
         "users (comma-separated) allowed every command of the admin console (database pgcoro "
         "or pgbouncer)"),
@@ -1018,6 +1026,19 @@ static bool cfg_validate(const struct config *cfg, int *line, char *why, size_t 
 		cfg_fmt(why, whylen, "client_tls_sslmode %s needs client_tls_ca_file",
 		        sslmode_names[cfg->client_tls_sslmode]);
 		return false;
+	}
+	if (*cfg->server_tls_sslmode) {
+		static const char *const modes[] = {"disable", "allow", "prefer", "require",
+		                                    "verify-ca", "verify-full"};
+		size_t i = 0;
+		while (i < 6 && strcmp(cfg->server_tls_sslmode, modes[i]) != 0)
+			i++;
+		if (i == 6) {
+			cfg_fmt(why, whylen, "invalid value \"%s\" for server_tls_sslmode: expected "
+			        "disable, allow, prefer, require, verify-ca or verify-full",
+			        cfg->server_tls_sslmode);
+			return false;
+		}
 	}
 	if (cfg->auth_type == AUTH_HBA && !*cfg->auth_hba_file) {
 		cfg_fmt(why, whylen, "auth_type hba needs auth_hba_file");

@@ -303,3 +303,25 @@ def test_stalled_handshake_ends_at_login_timeout(pgcoro_factory, pg_tls, tls_cer
         assert w.buf == b""
     wait_until(lambda: "client_login_timeout" in inst.log_text(), "login timeout logged")
     run_psql(pg_tls, inst, "SELECT 1", **verify_full(tls_certs))
+
+
+def test_server_tls_keys_as_conninfo_defaults(pgcoro_factory, pg_tls, tls_certs):
+    """PgBouncer's server_tls_* keys: libpq's sslmode/sslrootcert for every conninfo that
+    does not set them; a conninfo's own value wins; channel_binding passes to libpq."""
+    plain = f"host=127.0.0.1 port={pg_tls.port}"
+    inst = pgcoro_factory(
+        settings={"server_tls_sslmode": "verify-full",
+                  "server_tls_ca_file": tls_certs.path("ca.crt")},
+        databases={"postgres": plain + " dbname=postgres",
+                   "nossl": plain + " dbname=postgres sslmode=disable",
+                   "bound": plain + " dbname=postgres channel_binding=require"},
+        replace_databases=True)
+    assert run_psql(pg_tls, inst, SERVER_SSL_SQL).stdout.strip() == "t"
+    assert run_psql(pg_tls, inst, SERVER_SSL_SQL, db="nossl").stdout.strip() == "f"
+    assert run_psql(pg_tls, inst, SERVER_SSL_SQL, db="bound").stdout.strip() == "t"
+    inst2 = pgcoro_factory(
+        settings={"server_tls_sslmode": "verify-ca",
+                  "server_tls_ca_file": tls_certs.path("wrong_ca.crt")},
+        databases={"postgres": plain + " dbname=postgres"}, replace_databases=True)
+    r = run_psql(pg_tls, inst2, "SELECT 1", check=False)
+    assert r.returncode != 0 and "certificate verify failed" in r.stderr, r.stderr

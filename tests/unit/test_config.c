@@ -483,6 +483,9 @@ START_TEST(test_bad_files)
 	             "client_tls_cert_file = c\n", 0,
 	             "client_tls_sslmode verify-ca needs client_tls_ca_file");
 	expect_error("[pgcoro]\nauth_type = hba\n", 0, "auth_type hba needs auth_hba_file");
+	expect_error("[pgcoro]\nserver_tls_sslmode = on\n", 0,
+	             "invalid value \"on\" for server_tls_sslmode: expected disable, allow, prefer, "
+	             "require, verify-ca or verify-full");
 	expect_error("[pgcoro]\nauth_type = cert\n", 0,
 	             "auth_type cert needs client_tls_ca_file (and TLS)");
 	expect_error(
