@@ -10,7 +10,9 @@ import socket
 import ssl
 import struct
 import subprocess
+import threading
 
+import psycopg2
 import pytest
 
 from conftest import (APP_PASS, APP_USER, MD5_USER, RssSampler, Wire, clean_env, client_cert,
@@ -325,3 +327,34 @@ def test_server_tls_keys_as_conninfo_defaults(pgcoro_factory, pg_tls, tls_certs)
         databases={"postgres": plain + " dbname=postgres"}, replace_databases=True)
     r = run_psql(pg_tls, inst2, "SELECT 1", check=False)
     assert r.returncode != 0 and "certificate verify failed" in r.stderr, r.stderr
+
+
+def test_cancel_with_tls_required(pgcoro_factory, pg_tls, tls_certs):
+    """libpq's cancel comes as a plain CancelRequest on a new connection: accepted even
+    with client_tls_sslmode=require, and PostgreSQL (ssl=on) gets pgcoro's PQcancel."""
+    inst = start_tls(pgcoro_factory, pg_tls, tls_certs, "require")
+    c = inst.connect(sslmode="verify-full", sslrootcert=tls_certs.path("ca.crt"))
+    c.autocommit = True
+    sup = pg_tls.super_connect()
+    try:
+        def active():
+            cur = sup.cursor()
+            cur.execute("SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND "
+                        "query LIKE '%tls_cancel_marker%' AND pid <> pg_backend_pid()")
+            return cur.fetchall()
+
+        def canceller():
+            wait_until(active, "the query running")
+            c.cancel()
+        t = threading.Thread(target=canceller, daemon=True)
+        t.start()
+        cur = c.cursor()
+        with pytest.raises(psycopg2.errors.QueryCanceled):
+            cur.execute("SELECT pg_sleep(30) /* tls_cancel_marker */")
+        t.join(30)
+        assert not t.is_alive()
+        cur.execute("SELECT 6 * 7")
+        assert cur.fetchone() == (42,)
+    finally:
+        c.close()
+        sup.close()
