@@ -137,6 +137,10 @@ bool tls_ctx_build(const struct config *cfg, SSL_CTX **out, char *err, size_t er
 	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 				     SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* RELEASE_BUFFERS: an idle TLS client holds no 16 KiB record buffers (most clients of
+	 * a pooler are idle); it costs a malloc/free per record, ~4% of a TLS transaction's
+	 * instructions (callgrind, pgbench -S: ~37,200 against ~35,700 per transaction, both
+	 * hops TLS) */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 				      SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_read_ahead(ctx, 1);
