@@ -1044,8 +1044,10 @@ static bool cfg_validate(const struct config *cfg, int *line, char *why, size_t 
 		cfg_fmt(why, whylen, "auth_type hba needs auth_hba_file");
 		return false;
 	}
-	if (cfg->auth_type == AUTH_CERT && !*cfg->client_tls_ca_file) {
-		cfg_fmt(why, whylen, "auth_type cert needs client_tls_ca_file (and TLS)");
+	if (cfg->auth_type == AUTH_CERT &&
+	    (!*cfg->client_tls_ca_file || cfg->client_tls_sslmode == TLS_DISABLE)) {
+		cfg_fmt(why, whylen, "auth_type cert needs client TLS (client_tls_sslmode other "
+		        "than disable) and client_tls_ca_file");
 		return false;
 	}
 	if (cfg->min_pool_size > cfg->default_pool_size) {

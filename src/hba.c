@@ -495,11 +495,21 @@ static bool addr_match(const struct rule *r, const struct hba_conn *c)
 {
 	if (r->any_addr)
 		return true;
-	if (c->family != r->family || !c->addr)
+	if (!c->addr)
+		return false;
+	int family = c->family;
+	const uint8_t *addr = c->addr;
+	static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	if (family == AF_INET6 && r->family == AF_INET && memcmp(addr, v4_mapped, 12) == 0) {
+		/* an IPv4 client of a dual-stack listener: matched as the IPv4 address it is */
+		family = AF_INET;
+		addr += 12;
+	}
+	if (family != r->family)
 		return false;
 	int n = r->family == AF_INET ? 4 : 16;
 	for (int i = 0; i < n; i++)
-		if ((c->addr[i] & r->mask[i]) != (r->addr[i] & r->mask[i]))
+		if ((addr[i] & r->mask[i]) != (r->addr[i] & r->mask[i]))
 			return false;
 	return true;
 }

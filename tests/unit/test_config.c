@@ -487,7 +487,11 @@ START_TEST(test_bad_files)
 	             "invalid value \"on\" for server_tls_sslmode: expected disable, allow, prefer, "
 	             "require, verify-ca or verify-full");
 	expect_error("[pgcoro]\nauth_type = cert\n", 0,
-	             "auth_type cert needs client_tls_ca_file (and TLS)");
+	             "auth_type cert needs client TLS (client_tls_sslmode other than disable) and "
+	             "client_tls_ca_file");
+	expect_error("[pgcoro]\nauth_type = cert\nclient_tls_ca_file = ca\n", 0,
+	             "auth_type cert needs client TLS (client_tls_sslmode other than disable) and "
+	             "client_tls_ca_file");
 	expect_error(
 	    "[pgcoro]\nlog_level = verbose\n", 2,
 	    "invalid value \"verbose\" for log_level: expected error, warning, info or debug");

@@ -121,6 +121,12 @@ START_TEST(test_addresses)
 	ck_assert_int_eq(tcp(h, "10.127.0.1", false, "d", "u", &line), HBA_TRUST);
 	ck_assert_int_eq(tcp(h, "10.128.0.1", false, "d", "u", &line), HBA_NO_MATCH);
 	hba_free(h);
+	/* an IPv4 client seen through a dual-stack (IPv6) listener matches IPv4 rules */
+	h = parse_ok("host all all 10.0.0.0/8 trust\n");
+	ck_assert_int_eq(tcp(h, "::ffff:10.1.2.3", false, "d", "u", &line), HBA_TRUST);
+	ck_assert_int_eq(tcp(h, "::ffff:11.1.2.3", false, "d", "u", &line), HBA_NO_MATCH);
+	ck_assert_int_eq(tcp(h, "::1", false, "d", "u", &line), HBA_NO_MATCH);
+	hba_free(h);
 	/* 0/0 of one family does not match the other */
 	h = parse_ok("host all all ::/0 trust\n");
 	ck_assert_int_eq(tcp(h, "10.0.0.1", false, "d", "u", &line), HBA_NO_MATCH);
