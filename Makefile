@@ -67,7 +67,7 @@ $(BUILD) $(BUILD)/tests $(BUILD)/tools:
 
 # ---- dependencies -------------------------------------------------------------------
 DEB_PKGS := build-essential pkg-config libevent-dev libpq-dev libinih-dev check libssl-dev \
-            libsystemd-dev postgresql-15 postgresql-client-15 python3 python3-pytest \
+            openssl libsystemd-dev postgresql-15 postgresql-client-15 python3 python3-pytest \
             python3-pytest-timeout python3-psycopg2 python3-psycopg python3-asyncpg pgbouncer \
             python3-prometheus-client prometheus-pgbouncer-exporter
 
@@ -161,7 +161,7 @@ install: $(PGCORO_BIN) man
 	install -m 644 README.md conf/pgcoro.ini $(DESTDIR)$(DOCDIR)/
 
 # ---- benchmark (bench/README.md) -------------------------------------------------------
-BENCH_DEB_PKGS := pgbouncer gnuplot-nox postgresql-15 postgresql-client-15 python3 valgrind
+BENCH_DEB_PKGS := pgbouncer gnuplot-nox postgresql-15 postgresql-client-15 python3 openssl valgrind
 
 bench-deps:
 	$(call apt_install,bench-deps,$(BENCH_DEB_PKGS))

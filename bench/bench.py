@@ -115,10 +115,12 @@ def proc_rss_kib(pid):
     return 0
 
 
-def client_env():
+def client_env(tls=False):
+    """libpq's environment for the bench's clients: TLS (sslmode=require) for the tls-*
+    scenarios, else none."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update(PGPASSWORD=PASSWORD, PGSSLMODE="disable", PGGSSENCMODE="disable",
-               PGCONNECT_TIMEOUT="30")
+    env.update(PGPASSWORD=PASSWORD, PGSSLMODE="require" if tls else "disable",
+               PGGSSENCMODE="disable", PGCONNECT_TIMEOUT="30")
     return env
 
 
@@ -177,6 +179,14 @@ def scenarios(idle_n):
                     args=["-S", "-M", "simple", "-C", "-c", "50", "-j", "2"]))
     out.append(dict(name=f"idle-{idle_n}", kind="idle", n=idle_n,
                     desc=f"{idle_n} idle logged-in clients (bench/idle_clients.py)"))
+    # TLS on both hops: clients to the pooler and the pooler to PostgreSQL
+    out.append(dict(name="tls-select-simple-100", kind="pgbench", mode="simple", tls=True,
+                    desc="TLS both hops: pgbench -S -M simple, 100 clients",
+                    args=["-S", "-M", "simple", "-c", "100", "-j", "2"]))
+    out.append(dict(name="tls-connect-50", kind="pgbench", mode="simple", tls=True,
+                    desc="TLS both hops: pgbench -S -M simple -C (a TLS handshake and md5 "
+                         "login per transaction), 50 clients",
+                    args=["-S", "-M", "simple", "-C", "-c", "50", "-j", "2"]))
     return out
 
 
@@ -207,6 +217,7 @@ class Bench:
         self.pg_bin = None
         self.notes = []
         self.probe = {}          # pooler -> result of the -M prepared probe
+        self.tls = False         # the poolers run their TLS configs (tls-* scenarios)
 
     # ---- process helpers ----
     def as_pg(self, cmd):
@@ -346,8 +357,30 @@ class Bench:
             pw = pwd.getpwnam("postgres")
             os.chown(path, pw.pw_uid, pw.pw_gid)
 
+    def make_certs(self):
+        """A CA and a server certificate for 127.0.0.1 (EC P-256, openssl CLI), used by
+        PostgreSQL and by both poolers towards their clients."""
+        self.certs = os.path.join(self.tmp, "certs")
+        os.makedirs(self.certs)
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        c = self.certs
+        self.run(["openssl", "req", "-x509"] + ec + ["-keyout", f"{c}/ca.key", "-out",
+                 f"{c}/ca.crt", "-days", "2", "-subj", "/CN=pgcoro bench CA"], timeout=60)
+        self.run(["openssl", "req", "-new"] + ec + ["-keyout", f"{c}/server.key", "-out",
+                 f"{c}/server.csr", "-subj", "/CN=127.0.0.1"], timeout=60)
+        with open(f"{c}/server.ext", "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        self.run(["openssl", "x509", "-req", "-in", f"{c}/server.csr", "-CA", f"{c}/ca.crt",
+                  "-CAkey", f"{c}/ca.key", "-CAcreateserial", "-out", f"{c}/server.crt",
+                  "-days", "2", "-extfile", f"{c}/server.ext"], timeout=60)
+        for fn in os.listdir(c):
+            os.chmod(os.path.join(c, fn), 0o600 if fn.endswith(".key") else 0o644)
+            self.own(os.path.join(c, fn))
+        self.own(c)
+
     def start_postgres(self):
         data = os.path.join(self.tmp, "pgdata")
+        self.make_certs()
         self.pg_port = free_port()
         log(f"initdb in {data}")
         self.run(self.as_pg([f"{self.pg_bin}/initdb", "-D", data, "-U", "postgres",
@@ -367,6 +400,10 @@ autovacuum = off
 log_min_messages = warning
 log_connections = off
 log_disconnections = off
+# the tls-* scenarios (plain ones connect with sslmode=disable)
+ssl = on
+ssl_cert_file = '{self.certs}/server.crt'
+ssl_key_file = '{self.certs}/server.key'
 """
         with open(os.path.join(data, "postgresql.conf"), "a") as f:
             f.write(conf)
@@ -440,16 +477,29 @@ log_disconnections = 0
 log_pooler_errors = 1
 log_stats = 0
 """
+        # the tls-* scenarios: the same, with TLS on both hops and the same files
+        self.cfg["pgcoro-tls"] = self.cfg["pgcoro"].replace(
+            "log_level = warning\n",
+            f"log_level = warning\nclient_tls_sslmode = require\n"
+            f"client_tls_key_file = {self.certs}/server.key\n"
+            f"client_tls_cert_file = {self.certs}/server.crt\n").replace(
+            "sslmode=disable", "sslmode=require")
+        self.cfg["pgbouncer-tls"] = self.cfg["pgbouncer"].replace(
+            "server_tls_sslmode = disable\n",
+            f"server_tls_sslmode = require\nclient_tls_sslmode = require\n"
+            f"client_tls_key_file = {self.certs}/server.key\n"
+            f"client_tls_cert_file = {self.certs}/server.crt\n")
         self.ini = {}
-        for name in POOLERS:
+        for name in self.cfg:
             self.ini[name] = os.path.join(self.tmp, f"{name}.ini")
             with open(self.ini[name], "w") as f:
                 f.write(self.cfg[name])
             self.own(self.ini[name])
-        rc, out = self.run([self.pgcoro_exe, "--check-config", self.ini["pgcoro"]], timeout=30,
-                           check=False)
-        if rc != 0:
-            die(f"pgcoro refused the bench config:\n{out}")
+        for ini in (self.ini["pgcoro"], self.ini["pgcoro-tls"]):
+            rc, out = self.run(self.as_pg([self.pgcoro_exe, "--check-config", ini]), timeout=30,
+                               check=False)
+            if rc != 0:
+                die(f"pgcoro refused the bench config {ini}:\n{out}")
         _, v = self.run(["pgbouncer", "--version"], timeout=10)
         self.pgbouncer_version = v.splitlines()[0].strip()
         _, v = self.run([self.pgcoro_exe, "--version"], timeout=10)
@@ -464,9 +514,12 @@ log_stats = 0
                 break
             time.sleep(0.1)
         logf = open(os.path.join(self.tmp, f"{name}.log"), "a")
-        cmd = [self.pgcoro_exe, "-c", self.ini[name]] if name.startswith("pgcoro") \
-            else ["pgbouncer", self.ini[name]]
-        p = self.popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=self.tmp, **self.runas)
+        ini = self.ini[name + ("-tls" if self.tls else "")]
+        cmd = [self.pgcoro_exe, "-c", ini] if name.startswith("pgcoro") else ["pgbouncer", ini]
+        # HOME: libpq looks for ~/.postgresql/postgresql.crt with sslmode=require, and
+        # root's home is unreadable to the postgres user
+        p = self.popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=self.tmp,
+                       env=dict(os.environ, HOME=self.tmp), **self.runas)
         logf.close()
         self.pooler[name] = p
         for _ in range(100):
@@ -479,8 +532,20 @@ log_stats = 0
             die(f"{LABEL[name]} does not listen on {port}")
         self.run(["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
                   str(port), "-U", USER, "-d", DB, "-c", "select 1"], timeout=30,
-                 env=client_env())
+                 env=client_env(self.tls))
         return p
+
+    def set_tls(self, tls):
+        """Restarts both poolers with their TLS configs (TLS true) or plain ones, and opens
+        their pools again, when that is not what runs."""
+        if tls == self.tls:
+            return
+        self.tls = tls
+        log(f"restarting the poolers with TLS {'on' if tls else 'off'}")
+        for name in POOLERS:
+            self.start_pooler(name)
+            self.pgbench(name, dict(args=["-S", "-c", str(POOL), "-j", "2"], tls=tls), 2,
+                         f"warm-{name}-tls{int(tls)}")
 
     def tail(self, name, n=20):
         try:
@@ -520,7 +585,7 @@ log_stats = 0
         t0 = time.monotonic()
         rss.start()
         p = self.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       env=client_env(), cwd=logdir)
+                       env=client_env(sc.get("tls", False)), cwd=logdir)
         try:
             out, _ = p.communicate(timeout=(seconds or 600) + 240)
         except subprocess.TimeoutExpired:
@@ -674,6 +739,7 @@ log_stats = 0
         for sc in sel:
             results[sc["name"]] = {n: [] for n in POOLERS}
             status[sc["name"]] = {}
+            self.set_tls(sc.get("tls", False))
             runnable = list(POOLERS)
             if sc.get("mode") == "prepared":
                 runnable = []
@@ -843,6 +909,11 @@ log_stats = 0
             "per-connection logging off (pgcoro log_level=warning; PgBouncer "
             "log_connections=0 log_disconnections=0), both run as the same OS user. "
             "Clients: sslmode=disable.",
+            "tls-* scenarios: both poolers restarted with client_tls_sslmode=require and the "
+            "same EC P-256 certificate and key (client_tls_protocols and client_tls_ciphers "
+            "left at their defaults: TLS 1.2-1.3, OpenSSL's suites), TLS to PostgreSQL "
+            "(ssl=on; pgcoro: sslmode=require in the conninfo, libpq; PgBouncer: "
+            "server_tls_sslmode=require); pgbench with sslmode=require.",
             f"{ROUNDS} round(s) of {SECONDS} s per scenario, pgcoro then PgBouncer in each "
             "round (A B A B …); values are **medians over the rounds**; ratio = pgcoro / "
             "PgBouncer (TPS: higher is better for pgcoro; everything else: lower is better). "
@@ -882,7 +953,7 @@ log_stats = 0
         shutil.copyfile(md_path, os.path.join(RESULTS, "latest.md"))
         with open(os.path.join(RESULTS, f"{stamp}.json"), "w") as f:
             json.dump({"started": started.isoformat(), "wall_s": wall, "notes": notes,
-                       "config": {"pgcoro": self.cfg["pgcoro"], "pgbouncer": self.cfg["pgbouncer"]},
+                       "config": self.cfg,
                        "scenarios": summary_json}, f, indent=1, default=str)
         png = self.plot(stamp, plot_rows)
         print()

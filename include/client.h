@@ -77,6 +77,8 @@ struct client {
 	uint8_t md5_salt[4];
 	struct scram_server *scram;
 	bool too_many;              /* over max_client_conn: answered 53300 after startup */
+	bool direct_tls;            /* TLS began without SSLRequest (PostgreSQL 17's direct TLS) */
+	int8_t method;              /* enum hba_method chosen for the login */
 	struct event *timer;        /* one timer, created when first armed; timer_kind says
 	                             * for what (NULL: none, as for an idle client by default) */
 	enum client_timer timer_kind;

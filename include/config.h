@@ -22,6 +22,8 @@ enum auth_type {
 	AUTH_PLAIN,  /* "plain": cleartext password checked against the auth_file */
 	AUTH_MD5,    /* "md5" */
 	AUTH_SCRAM,  /* "scram-sha-256" */
+	AUTH_CERT,   /* "cert": TLS client certificate, its CN must be the user */
+	AUTH_HBA,    /* "hba": the method of the first matching auth_hba_file rule */
 };
 
 /* One key of [databases]: "name = <libpq conninfo> [pgcoro keys]". */
@@ -56,6 +58,19 @@ struct config {
 	int unix_socket_mode;      /* octal in the file */
 	int auth_type;             /* enum auth_type */
 	char *auth_file;           /* "" = none */
+	char *auth_hba_file;       /* pg_hba.conf rules for auth_type hba; "" = none */
+	int client_tls_sslmode;    /* enum tls_mode */
+	char *client_tls_key_file;
+	char *client_tls_cert_file;
+	char *client_tls_ca_file;
+	char *client_tls_protocols; /* "secure" = tlsv1.2,tlsv1.3 */
+	char *client_tls_ciphers;   /* OpenSSL cipher list (TLS 1.2 and lower); "default" */
+	/* PgBouncer's server_tls_* keys: defaults for every [databases] conninfo that does not
+	 * set the libpq keyword itself (sslmode, sslrootcert, sslcert, sslkey); "" = libpq's */
+	char *server_tls_sslmode;
+	char *server_tls_ca_file;
+	char *server_tls_cert_file;
+	char *server_tls_key_file;
 	char *admin_users;         /* comma list: every console command */
 	char *stats_users;         /* comma list: console SHOW commands */
 	int pool_mode;             /* enum pool_mode */
@@ -151,6 +166,10 @@ const struct cfg_key *cfg_keys(size_t *n);
 void cfg_key_value(const struct config *cfg, const struct cfg_key *k, char *buf, size_t len);
 /* False for keys read only at start (a reload or SET does not change them). */
 bool cfg_key_reloadable(const struct cfg_key *k);
+
+/* False for keys the console's SET cannot change: those read only at start and those
+ * that take effect with files RELOAD reads (auth_file, hba rules, TLS context). */
+bool cfg_key_settable(const struct cfg_key *k);
 
 /* Writes "key = value" for every [pgcoro] key of CFG (current values). */
 void cfg_dump(const struct config *cfg, FILE *out);

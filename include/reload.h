@@ -17,6 +17,15 @@ struct auth_file;
 bool reload_load(const char *path, struct config **cfg, struct auth_file **auth, char *err,
 		 size_t errlen) __attribute__((warn_unused_result));
 
+struct ssl_ctx_st;
+struct hba;
+
+/* Builds what CFG's other files give: the client TLS context (NULL when
+ * client_tls_sslmode is disable) and the auth_hba_file rules (NULL when unset). On
+ * failure returns false with the reason in ERR (nothing allocated). Safe on any thread. */
+bool reload_load_tls_hba(const struct config *cfg, struct ssl_ctx_st **tls, struct hba **hba,
+			 char *err, size_t errlen) __attribute__((warn_unused_result));
+
 /* Remembers RT and the config file PATH (which must outlive the daemon's run). */
 void reload_init(struct runtime *rt, const char *path);
 

@@ -9,6 +9,8 @@
 #include "types.h"
 
 struct event_base;
+struct ssl_ctx_st;
+struct hba;
 
 #define PGCORO_VERSION "0.1.0"
 
@@ -23,6 +25,9 @@ struct runtime {
 	struct event_base *base;
 	struct config *cfg;     /* swapped on reload */
 	struct auth_file *auth; /* NULL when auth_file is unset */
+	struct ssl_ctx_st *tls; /* the client-side SSL_CTX; NULL when client_tls_sslmode is
+	                         * disable; swapped on reload (connections hold a reference) */
+	struct hba *hba;        /* auth_hba_file's rules; NULL when unset */
 	struct executor *exec;
 	bool shutting_down;     /* no new logins, servers or hand-outs (shutdown != NONE, or
 	                         * the final teardown) */

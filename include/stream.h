@@ -10,7 +10,11 @@
  * Output: stream_send() writes at once from the caller's bytes; only what the kernel
  * does not take is queued, and EV_WRITE is armed then. Reading keeps one persistent
  * EV_READ registration (removed only while paused), so a request/response costs one
- * read and one write per side and no epoll_ctl. */
+ * read and one write per side and no epoll_ctl.
+ * TLS: a stream may carry an SSL handle (its own after stream_tls_accept, or libpq's
+ * after stream_tls_attach); then reads are SSL_read into the same buffers and writes
+ * SSL_write from the caller's bytes, with the same queueing. A plain stream pays one
+ * predictable branch per read and per write for this. */
 #ifndef PGCORO_STREAM_H
 #define PGCORO_STREAM_H
 
@@ -20,6 +24,7 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <openssl/ssl.h>
 
 #define STREAM_READ_HIGH (256 * 1024) /* reading pauses while this much input is unconsumed */
 #define STREAM_DRAIN_LOW (64 * 1024)  /* on_drain once the output is down to this */
@@ -29,7 +34,9 @@ struct stream;
 
 enum stream_event {
 	STREAM_EOF = 1,   /* the peer closed */
-	STREAM_ERROR = 2, /* a socket error (errno kept in st->err) */
+	STREAM_ERROR = 2, /* a socket or TLS error (errno kept in st->err, EPROTO for TLS;
+	                   * stream_error_string says more) */
+	STREAM_TLS_READY = 3, /* stream_tls_accept's handshake is done */
 };
 
 struct stream_ops {
@@ -45,6 +52,16 @@ struct sbuf {
 	uint32_t off, len, cap;
 };
 
+/* A stream's TLS state. */
+struct stream_tls {
+	SSL *ssl;
+	unsigned long err;  /* the OpenSSL error that broke the stream, or 0 */
+	bool owned;         /* SSL is the stream's (freed with it), not libpq's */
+	bool handshake;     /* the handshake is in progress */
+	bool more;          /* SSL may hold more input than the last read took */
+	bool read_blocked;  /* SSL_read wants the socket writable (EV_WRITE re-reads) */
+};
+
 struct stream {
 	int fd;
 	bool close_fd;        /* close the socket in stream_free */
@@ -53,6 +70,8 @@ struct stream {
 	bool wev_added;       /* EV_WRITE armed (or activated) */
 	bool eof;
 	int err;
+	struct stream_tls *tls; /* NULL: a plain socket (allocated only for TLS, so a plain
+	                         * stream is one pointer larger) */
 	uint32_t ilen;        /* the unconsumed input: ip[0, ilen), in the scratch buffer */
 	const uint8_t *ip;    /* during on_read, else in ibuf */
 	uint8_t *ibuf;        /* input kept between reads (allocated only while some is) */
@@ -76,6 +95,33 @@ static inline bool stream_is_open(const struct stream *st) { return st->ops != N
 /* Unregisters, frees the buffers and closes the socket if close_fd. Never called from
  * ST's own callbacks by the owners (they reap later). Safe on a stream never opened. */
 void stream_free(struct stream *st);
+
+/* Starts the server side of a TLS handshake on ST with CTX (a reference is taken);
+ * PREFIX holds bytes of the handshake already read from the socket (direct TLS: the
+ * ClientHello's start), LEN may be 0. The handshake runs on the loop; on_event gets
+ * STREAM_TLS_READY when it is done (then every byte goes through TLS) or STREAM_ERROR.
+ * Output must be empty. False if out of memory (nothing changed). */
+bool stream_tls_accept(struct stream *st, SSL_CTX *ctx, const void *prefix, size_t len)
+	__attribute__((warn_unused_result));
+
+/* From now on ST reads and writes through SSL, an established connection owned by
+ * someone else (libpq's PQsslStruct): it is not freed with ST. False if out of memory. */
+bool stream_tls_attach(struct stream *st, SSL *ssl) __attribute__((warn_unused_result));
+
+/* ST's SSL handle, or NULL for a plain stream (or one whose TLS handshake has not
+ * begun). */
+static inline SSL *stream_ssl(const struct stream *st) { return st->tls ? st->tls->ssl : NULL; }
+
+/* True once ST's own TLS handshake is done (stream_tls_accept), or for an attached
+ * handle. */
+static inline bool stream_tls_ready(const struct stream *st)
+{
+	return st->tls && !st->tls->handshake;
+}
+
+/* What broke ST (the TLS error and certificate verification result, else the errno),
+ * for a log line: a static buffer. */
+const char *stream_error_string(const struct stream *st);
 
 /* Enables or disables reading. */
 void stream_set_read(struct stream *st, bool on);

@@ -1,12 +1,16 @@
 /* Owns client sessions: the login and closing lists, the state transitions, the login
- * dialog (startup packet, SSL/GSS refusal, protocol negotiation, trust/plain/md5/SCRAM
- * authentication), the welcome, and the one funnel that ends a session with a proper
- * ErrorResponse. The reaper frees closed clients and servers after the loop iteration. */
+ * dialog (startup packet, TLS by SSLRequest or direct, GSS refusal, protocol
+ * negotiation, the method from auth_type or the first auth_hba_file rule, trust/plain/
+ * md5/SCRAM/cert/peer authentication), the welcome, and the one funnel that ends a
+ * session with a proper ErrorResponse. The reaper frees closed clients and servers after
+ * the loop iteration. */
 #include "client.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,7 @@
 #include "auth.h"
 #include "config.h"
 #include "console.h"
+#include "hba.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
@@ -29,6 +34,7 @@
 #include "runtime.h"
 #include "server.h"
 #include "shutdown.h"
+#include "tls.h"
 
 #define AUTH_MSG_MAX 8192   /* a password or SASL message larger than this is malformed */
 #define CLOSE_DRAIN_SEC 5   /* how long a closing client may take to read its last words */
@@ -360,7 +366,9 @@ static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, c
 	char msg[1024];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	server_t *s = c->server;
-	bool can_send = sqlstate && !(s && s->msg_pending);
+	/* not mid-message towards the client, nor in the middle of a TLS handshake */
+	bool handshaking = c->st.tls && !stream_tls_ready(&c->st);
+	bool can_send = sqlstate && !(s && s->msg_pending) && !handshaking;
 
 	const struct config *cfg = rt->cfg;
 	if (sqlstate && cfg->log_pooler_errors)
@@ -684,18 +692,116 @@ static void start_scram(client_t *c, const char *secret)
 	c->phase = LOGIN_SASL_INITIAL;
 }
 
+/* The host as PostgreSQL's messages name it: the address, or "[local]". */
+static const char *peer_host(const client_t *c, char *buf, size_t len)
+{
+	if (c->peer_family != AF_INET && c->peer_family != AF_INET6)
+		return "[local]";
+	inet_ntop(c->peer_family, c->peer_ip, buf, (socklen_t)len);
+	return buf;
+}
+
+/* auth cert: the verified client certificate's CN must be the user. */
+static void check_cert(client_t *c)
+{
+	char cn[256];
+	if (!stream_tls_ready(&c->st) || !tls_peer_cn(stream_ssl(&c->st), cn, sizeof(cn))) {
+		client_disconnect(c, "28000", "connection requires a valid client certificate");
+		return;
+	}
+	if (strcmp(cn, c->user) != 0) {
+		log_info("client %llu %s: certificate CN \"%s\" is not user \"%s\"",
+			 (unsigned long long)c->id, client_peer(c), cn, c->user);
+		client_disconnect(c, "28000", "certificate authentication failed for user \"%s\"",
+				  c->user);
+		return;
+	}
+	login_ok(c);
+}
+
+/* auth peer (unix sockets): the peer process's OS user must be the user. */
+static void check_peer(client_t *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	char buf[4096];
+	struct passwd pw, *res = NULL;
+	if (c->peer_family != AF_UNIX ||
+	    getsockopt(c->st.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+		client_disconnect(c, "28000", "could not get peer credentials: %s",
+				  c->peer_family != AF_UNIX ? "not a unix socket" : strerror(errno));
+		return;
+	}
+	int rc = getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &res);
+	if (rc != 0 || !res) {
+		client_disconnect(c, "28000", "could not look up local user ID %ld: %s",
+				  (long)cred.uid, rc ? strerror(rc) : "user does not exist");
+		return;
+	}
+	if (strcmp(pw.pw_name, c->user) != 0) {
+		log_info("client %llu: peer OS user \"%s\" is not user \"%s\"",
+			 (unsigned long long)c->id, pw.pw_name, c->user);
+		client_disconnect(c, "28000", "Peer authentication failed for user \"%s\"", c->user);
+		return;
+	}
+	login_ok(c);
+}
+
+/* The method for C: auth_type, or with auth_type hba the first matching rule (none, or
+ * reject: refused with 28000 in PostgreSQL's words). */
+static enum hba_method choose_method(client_t *c)
+{
+	static const enum hba_method of_type[] = {
+	    [AUTH_TRUST] = HBA_TRUST, [AUTH_PLAIN] = HBA_PASSWORD, [AUTH_MD5] = HBA_MD5,
+	    [AUTH_SCRAM] = HBA_SCRAM, [AUTH_CERT] = HBA_CERT,
+	};
+	int type = rt->cfg->auth_type;
+	if (type != AUTH_HBA)
+		return of_type[type];
+	struct hba_conn conn = {
+	    .unix_socket = c->peer_family != AF_INET && c->peer_family != AF_INET6,
+	    .tls = stream_tls_ready(&c->st),
+	    .family = c->peer_family,
+	    .addr = c->peer_ip,
+	    .database = c->database,
+	    .user = c->user,
+	};
+	int line;
+	enum hba_method m = hba_match(rt->hba, &conn, &line);
+	char host[INET6_ADDRSTRLEN];
+	const char *enc = conn.unix_socket ? "" : conn.tls ? ", SSL encryption" : ", no encryption";
+	if (m == HBA_NO_MATCH) {
+		client_disconnect(c, "28000",
+				  "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\"%s",
+				  peer_host(c, host, sizeof(host)), c->user, c->database, enc);
+	} else if (m == HBA_REJECT) {
+		client_disconnect(c, "28000",
+				  "pg_hba.conf rejects connection for host \"%s\", user \"%s\", "
+				  "database \"%s\"%s",
+				  peer_host(c, host, sizeof(host)), c->user, c->database, enc);
+	} else {
+		log_debug("client %llu: auth_hba_file line %d: %s", (unsigned long long)c->id, line,
+			  hba_method_name(m));
+	}
+	return m;
+}
+
 static void start_auth(client_t *c)
 {
+	enum hba_method m = choose_method(c);
+	if (c->state != CL_LOGIN)
+		return;
+	c->method = (int8_t)m;
 	const char *secret = rt->auth ? auth_lookup(rt->auth, c->user) : NULL;
-	switch (rt->cfg->auth_type) {
-	case AUTH_TRUST:
+	switch (m) {
+	case HBA_TRUST:
 		login_ok(c);
 		return;
-	case AUTH_PLAIN:
+	case HBA_PASSWORD:
 		send_auth(c, AUTH_REQ_PASSWORD, NULL, 0);
 		c->phase = LOGIN_PASSWORD;
 		return;
-	case AUTH_MD5:
+	case HBA_MD5:
 		if (secret && auth_secret_kind(secret) == SECRET_SCRAM) {
 			start_scram(c, secret); /* md5 is impossible against a SCRAM verifier */
 			return;
@@ -707,11 +813,20 @@ static void start_auth(client_t *c)
 		send_auth(c, AUTH_REQ_MD5, c->md5_salt, sizeof(c->md5_salt));
 		c->phase = LOGIN_PASSWORD;
 		return;
-	case AUTH_SCRAM:
+	case HBA_SCRAM:
 		start_scram(c, secret);
 		return;
+	case HBA_CERT:
+		check_cert(c);
+		return;
+	case HBA_PEER:
+		check_peer(c);
+		return;
+	case HBA_REJECT:
+	case HBA_NO_MATCH:
+		break;
 	}
-	fatal("impossible auth_type %d", rt->cfg->auth_type);
+	fatal("impossible authentication method %d", (int)m);
 }
 
 /* Splits the "options" startup parameter ("-c a=b --c=d", backslash escapes a space)
@@ -805,6 +920,14 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 				  rt->cfg->max_client_conn);
 		return;
 	}
+	if (rt->cfg->client_tls_sslmode >= TLS_REQUIRE && !stream_tls_ready(&c->st) &&
+	    (c->peer_family == AF_INET || c->peer_family == AF_INET6)) {
+		disconnect_extra(c, "28000", NULL,
+				 "Connect with TLS (libpq: sslmode=require or stronger).",
+				 "TLS required: pgcoro's client_tls_sslmode is %s",
+				 rt->cfg->client_tls_sslmode == TLS_REQUIRE ? "require" : "verify-ca/verify-full");
+		return;
+	}
 	int max = st->nparams; /* plus one per '=' of "options", an upper bound of its settings */
 	for (int i = 0; i < st->nparams; i++)
 		if (strcmp(st->names[i], "options") == 0)
@@ -860,6 +983,67 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 	start_auth(c);
 }
 
+/* An SSLRequest: 'S' and the TLS handshake when pgcoro has TLS for this client (TCP,
+ * client_tls_sslmode not disable), else 'N'. */
+static void on_ssl_request(client_t *c)
+{
+	bool tcp = c->peer_family == AF_INET || c->peer_family == AF_INET6;
+	if (c->st.tls) {
+		client_disconnect(c, "08P01", "SSLRequest received on a TLS connection");
+		return;
+	}
+	if (!rt->tls || !tcp) {
+		(void)stream_queue(&c->st, "N", 1); /* a failure is reported by the stream */
+		return;
+	}
+	if (stream_input_len(&c->st) > 0) {
+		/* bytes sent before our answer would be taken as if they came over TLS */
+		client_disconnect(c, "08P01", "received unencrypted data after SSL request");
+		return;
+	}
+	(void)stream_queue(&c->st, "S", 1);
+	stream_flush(&c->st);
+	if (stream_output_len(&c->st) > 0 || c->st.err) {
+		client_disconnect(c, NULL, "could not answer the SSLRequest");
+		return;
+	}
+	if (!stream_tls_accept(&c->st, rt->tls, NULL, 0))
+		client_disconnect(c, NULL, "out of memory starting TLS");
+}
+
+/* A first byte 0x16 (a TLS handshake record): PostgreSQL 17's direct TLS. The bytes
+ * read so far are the ClientHello's start; the handshake takes them over. ALPN
+ * "postgresql" is checked when it is done. */
+static void on_direct_tls(client_t *c)
+{
+	size_t n;
+	const uint8_t *p = stream_input(&c->st, &n);
+	if (!rt->tls || (c->peer_family != AF_INET && c->peer_family != AF_INET6)) {
+		stream_consume(&c->st, n);
+		client_disconnect(c, NULL, "direct TLS connection refused: %s",
+				  rt->tls ? "not over TCP" : "client_tls_sslmode is disable");
+		return;
+	}
+	c->direct_tls = true;
+	bool ok = stream_tls_accept(&c->st, rt->tls, p, n);
+	stream_consume(&c->st, n);
+	if (!ok)
+		client_disconnect(c, NULL, "out of memory starting TLS");
+}
+
+/* The TLS handshake is done. */
+static void on_tls_ready(client_t *c)
+{
+	if (c->direct_tls && !tls_alpn_ok(stream_ssl(&c->st))) {
+		client_disconnect(c, "08P01",
+				  "received direct SSL connection request without ALPN protocol "
+				  "negotiation extension");
+		return;
+	}
+	log_debug("client %llu %s: TLS %s %s", (unsigned long long)c->id, client_peer(c),
+		  SSL_get_version(stream_ssl(&c->st)), SSL_get_cipher_name(stream_ssl(&c->st)));
+}
+
 /* Handles the whole startup-style packet at the head of the input (LEN bytes). */
 static void on_startup_packet(client_t *c, uint32_t len)
 {
@@ -889,6 +1073,8 @@ static void on_startup_packet(client_t *c, uint32_t len)
 	}
 	switch (st.kind) {
 	case STARTUP_SSL:
+		on_ssl_request(c);
+		return;
 	case STARTUP_GSSENC:
 		(void)stream_queue(&c->st, "N", 1); /* a failure is reported by the stream */
 		return;
@@ -913,7 +1099,7 @@ static void on_auth_message(client_t *c, const uint8_t *body, uint32_t blen)
 			client_disconnect(c, "08P01", "invalid password packet");
 			return;
 		}
-		bool ok = secret && (rt->cfg->auth_type == AUTH_PLAIN
+		bool ok = secret && (c->method == HBA_PASSWORD
 					     ? auth_plain_check(secret, c->user, pw)
 					     : auth_md5_check_user(rt->auth, c->user, c->md5_salt, pw));
 		if (ok)
@@ -969,6 +1155,10 @@ static void on_login_input(client_t *c)
 		uint32_t len = 0;
 		uint8_t type = 0;
 		if (c->phase == LOGIN_STARTUP) {
+			if (p[0] == 0x16 && !c->st.tls) {
+				on_direct_tls(c);
+				return;
+			}
 			switch (proto_startup_frame(p, n, &len)) {
 			case PROTO_NEED_MORE:
 				return;
@@ -1052,13 +1242,21 @@ static void client_drain_cb(struct stream *st, void *arg)
 static void client_event_cb(struct stream *st, enum stream_event ev, void *arg)
 {
 	client_t *c = arg;
+	if (ev == STREAM_TLS_READY) {
+		if (c->state == CL_LOGIN)
+			on_tls_ready(c);
+		return;
+	}
 	if (c->state == CL_CLOSING) {
 		c->drained = true;
 		reaper_schedule();
 		return;
 	}
-	if (ev == STREAM_ERROR)
-		client_disconnect(c, NULL, "socket error: %s", evutil_socket_error_to_string(st->err));
+	if (ev == STREAM_ERROR && c->st.tls && !stream_tls_ready(st))
+		client_disconnect(c, NULL, "TLS handshake failed: %s", stream_error_string(st));
+	else if (ev == STREAM_ERROR)
+		client_disconnect(c, NULL, "%s error: %s", c->st.tls ? "TLS" : "socket",
+				  stream_error_string(st));
 	else
 		client_disconnect(c, NULL, "client closed the connection");
 }

@@ -20,6 +20,7 @@
 #include <sys/un.h>
 
 #include "log.h"
+#include "tls.h"
 
 #define CFG_ERRLEN 512
 /* Longest accepted line, '\n' included; inih's buffer is sized to hold it (see below). */
@@ -56,10 +57,15 @@ enum {
 	T_LOG_LEVEL,
 	T_BOOL,
 	T_SYSLOG_FACILITY,
+	T_SSLMODE,
 };
 
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
-static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256", NULL};
+static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256",
+					      "cert",  "hba",   NULL};
+/* indexed by enum tls_mode */
+static const char *const sslmode_names[] = {"disable", "allow",     "prefer",     "require",
+					    "verify-ca", "verify-full", NULL};
 /* false spellings at even, true at odd indexes */
 static const char *const bool_names[] = {"0", "1", "off", "on", "false", "true", "no", "yes", NULL};
 
@@ -86,6 +92,7 @@ static const struct cfg_type types[] = {
     [T_LOG_LEVEL] = {K_ENUM_STR, 0, 0, log_level_names},
     [T_BOOL] = {K_BOOL, 0, 0, bool_names},
     [T_SYSLOG_FACILITY] = {K_ENUM_STR, 0, 0, log_facility_names},
+    [T_SSLMODE] = {K_ENUM, 0, 0, sslmode_names},
 };
 
 /* ---- the settings table ------------------------------------------------------------ */
@@ -102,8 +109,29 @@ static const struct cfg_key keys[] = {
     KEY(unix_socket_dir, T_STRING, "/tmp",
         "directory of the unix socket .s.PGSQL.<listen_port>; empty = no unix socket"),
     KEY(unix_socket_mode, T_MODE, "0777", "permissions of the unix socket, octal"),
-    KEY(auth_type, T_AUTH_TYPE, "md5", "client authentication: trust, plain, md5 or scram-sha-256"),
+    KEY(auth_type, T_AUTH_TYPE, "md5",
+        "client authentication: trust, plain, md5, scram-sha-256, cert or hba"),
     KEY(auth_file, T_STRING, "", "file of \"user\" \"password\" lines; empty = none"),
+    KEY(auth_hba_file, T_STRING, "",
+        "pg_hba.conf-style rules choosing the method per connection (auth_type hba)"),
+    KEY(client_tls_sslmode, T_SSLMODE, "disable",
+        "TLS for clients: disable, allow, prefer, require, verify-ca or verify-full"),
+    KEY(client_tls_key_file, T_STRING, "", "private key of the certificate shown to clients"),
+    KEY(client_tls_cert_file, T_STRING, "", "certificate (chain) shown to clients"),
+    KEY(client_tls_ca_file, T_STRING, "",
+        "CA that client certificates must be signed by; empty = none asked for"),
+    KEY(client_tls_protocols, T_STRING, "secure",
+        "TLS versions for clients: tlsv1.0 .. tlsv1.3, all, secure (tlsv1.2,tlsv1.3)"),
+    KEY(client_tls_ciphers, T_STRING, "default",
+        "OpenSSL cipher list for clients (TLS 1.2 and lower); default = OpenSSL's"),
+    KEY(server_tls_sslmode, T_STRING, "",
+        "libpq sslmode for servers unless the conninfo sets one; empty = libpq's (prefer)"),
+    KEY(server_tls_ca_file, T_STRING, "",
+        "libpq sslrootcert for servers unless the conninfo sets one"),
+    KEY(server_tls_cert_file, T_STRING, "",
+        "libpq sslcert (client certificate towards servers) unless the conninfo sets one"),
+    KEY(server_tls_key_file, T_STRING, "",
+        "libpq sslkey (its key) unless the conninfo sets one"),
     KEY(admin_users, T_STRING, "",
         "users (comma-separated) allowed every command of the admin console (database pgcoro "
         "or pgbouncer)"),
@@ -526,6 +554,20 @@ bool cfg_key_reloadable(const struct cfg_key *k)
 		if (strcmp(k->key, restart_only[i]) == 0)
 			return false;
 	return true;
+}
+
+bool cfg_key_settable(const struct cfg_key *k)
+{
+	/* in force only with the files RELOAD reads alongside: the auth_file, the hba rules,
+	 * the TLS context (and auth_type, which chooses among them) */
+	static const char *const with_files[] = {
+	    "auth_file",           "auth_hba_file",        "auth_type",
+	    "client_tls_sslmode",  "client_tls_key_file",  "client_tls_cert_file",
+	    "client_tls_ca_file",  "client_tls_protocols", "client_tls_ciphers"};
+	for (size_t i = 0; i < sizeof(with_files) / sizeof(with_files[0]); i++)
+		if (strcmp(k->key, with_files[i]) == 0)
+			return false;
+	return cfg_key_reloadable(k);
 }
 
 void cfg_dump(const struct config *cfg, FILE *out)
@@ -999,6 +1041,40 @@ static bool cfg_validate(const struct config *cfg, int *line, char *why, size_t 
 			        "127.0.0.1:9127)", cfg->metrics_listen);
 			return false;
 		}
+	}
+	if (cfg->client_tls_sslmode != TLS_DISABLE &&
+	    (!*cfg->client_tls_key_file || !*cfg->client_tls_cert_file)) {
+		cfg_fmt(why, whylen, "client_tls_sslmode %s needs client_tls_key_file and "
+		        "client_tls_cert_file", sslmode_names[cfg->client_tls_sslmode]);
+		return false;
+	}
+	if (cfg->client_tls_sslmode >= TLS_VERIFY_CA && !*cfg->client_tls_ca_file) {
+		cfg_fmt(why, whylen, "client_tls_sslmode %s needs client_tls_ca_file",
+		        sslmode_names[cfg->client_tls_sslmode]);
+		return false;
+	}
+	if (*cfg->server_tls_sslmode) {
+		static const char *const modes[] = {"disable", "allow", "prefer", "require",
+		                                    "verify-ca", "verify-full"};
+		size_t i = 0;
+		while (i < 6 && strcmp(cfg->server_tls_sslmode, modes[i]) != 0)
+			i++;
+		if (i == 6) {
+			cfg_fmt(why, whylen, "invalid value \"%s\" for server_tls_sslmode: expected "
+			        "disable, allow, prefer, require, verify-ca or verify-full",
+			        cfg->server_tls_sslmode);
+			return false;
+		}
+	}
+	if (cfg->auth_type == AUTH_HBA && !*cfg->auth_hba_file) {
+		cfg_fmt(why, whylen, "auth_type hba needs auth_hba_file");
+		return false;
+	}
+	if (cfg->auth_type == AUTH_CERT &&
+	    (!*cfg->client_tls_ca_file || cfg->client_tls_sslmode == TLS_DISABLE)) {
+		cfg_fmt(why, whylen, "auth_type cert needs client TLS (client_tls_sslmode other "
+		        "than disable) and client_tls_ca_file");
+		return false;
 	}
 	if (cfg->min_pool_size > cfg->default_pool_size) {
 		cfg_fmt(why, whylen, "min_pool_size (%d) exceeds default_pool_size (%d)",

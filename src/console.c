@@ -240,7 +240,7 @@ static void run_set(client_t *c, const char *query)
 	for (size_t i = 0; i < n; i++) {
 		if (strcasecmp(keys[i].key, key) != 0)
 			continue;
-		if (!cfg_key_reloadable(&keys[i]) || strcmp(keys[i].key, "auth_file") == 0) {
+		if (!cfg_key_settable(&keys[i])) {
 			send_error(c, "55P02", "%s cannot be changed by SET: %s", keys[i].key,
 				   cfg_key_reloadable(&keys[i])
 				       ? "it is read by RELOAD (edit the file)"

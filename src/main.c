@@ -15,6 +15,7 @@
 #include "config.h"
 #include "console.h"
 #include "executor.h"
+#include "hba.h"
 #include "listener.h"
 #include "log.h"
 #include "manpage.h"
@@ -28,6 +29,7 @@
 #include "stats.h"
 #include "server.h"
 #include "shutdown.h"
+#include "tls.h"
 
 
 static void usage(FILE *f)
@@ -41,14 +43,27 @@ static void usage(FILE *f)
 		PGCORO_VERSION);
 }
 
-/* Loads CONFIG and its auth_file; on failure prints the reason and returns false. */
-static bool load_all(const char *path, struct config **cfg, struct auth_file **auth)
+/* Loads CONFIG, its auth_file, client TLS files and auth_hba_file into RT; on failure
+ * prints the reason and returns false. */
+static bool load_all(const char *path, struct runtime *rt)
 {
 	char err[1280];
-	if (reload_load(path, cfg, auth, err, sizeof(err)))
-		return true;
+	if (reload_load(path, &rt->cfg, &rt->auth, err, sizeof(err))) {
+		if (reload_load_tls_hba(rt->cfg, &rt->tls, &rt->hba, err, sizeof(err)))
+			return true;
+		auth_free(rt->auth);
+		cfg_free(rt->cfg);
+	}
 	fprintf(stderr, "pgcoro: %s\n", err);
 	return false;
+}
+
+static void free_all(struct runtime *rt)
+{
+	SSL_CTX_free(rt->tls);
+	hba_free(rt->hba);
+	auth_free(rt->auth);
+	cfg_free(rt->cfg);
 }
 
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
@@ -115,13 +130,12 @@ int main(int argc, char **argv)
 	}
 
 	struct runtime rt = {0};
-	if (!load_all(path, &rt.cfg, &rt.auth))
+	if (!load_all(path, &rt))
 		return 2;
 	if (check_only) {
 		printf("%s: configuration OK (%d databases, %d auth_file users)\n", path,
 		       rt.cfg->ndbs, rt.auth ? auth_count(rt.auth) : 0);
-		auth_free(rt.auth);
-		cfg_free(rt.cfg);
+		free_all(&rt);
 		return 0;
 	}
 
@@ -131,8 +145,7 @@ int main(int argc, char **argv)
 		      rt.cfg->syslog_facility)) {
 		fprintf(stderr, "pgcoro: cannot open logfile %s: %s\n", rt.cfg->logfile,
 			strerror(errno));
-		auth_free(rt.auth);
-		cfg_free(rt.cfg);
+		free_all(&rt);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -203,8 +216,7 @@ fail:
 		unlink(rt.cfg->pidfile);
 	if (rt.base)
 		event_base_free(rt.base);
-	auth_free(rt.auth);
-	cfg_free(rt.cfg);
+	free_all(&rt);
 	log_info("pgcoro stopped");
 	log_close();
 	return status;

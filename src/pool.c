@@ -57,7 +57,8 @@ static void pool_free(pool_t *p)
 
 /* Builds the libpq parameters: the entry's conninfo, then what it leaves out — dbname
  * (the name asked for), user (the client's), password (the user's plain secret in the
- * auth_file; otherwise libpq's own passfile rules apply), fallback_application_name. */
+ * auth_file; otherwise libpq's own passfile rules apply), the server_tls_* settings as
+ * sslmode/sslrootcert/sslcert/sslkey, fallback_application_name. */
 static bool same_params(const char *const *kw1, const char *const *val1,
 			const char *const *kw2, const char *const *val2)
 {
@@ -68,13 +69,20 @@ static bool same_params(const char *const *kw1, const char *const *val1,
 	return !kw1[i] && !kw2[i];
 }
 
+/* A server_tls_* VALUE for libpq keyword KW, unless DB's conninfo sets KW or VALUE is
+ * empty (NULL then). */
+static const char *server_tls(const struct cfg_db *db, const char *kw, const char *value)
+{
+	return value[0] && !has_kw(db, kw) ? value : NULL;
+}
+
 static bool build_params(pool_t *p, const struct cfg_db *db)
 {
 	int n = 0;
 	while (db->kw[n])
 		n++;
-	p->kw = calloc((size_t)n + 5, sizeof(char *));
-	p->val = calloc((size_t)n + 5, sizeof(char *));
+	p->kw = calloc((size_t)n + 9, sizeof(char *));
+	p->val = calloc((size_t)n + 9, sizeof(char *));
 	if (!p->kw || !p->val)
 		return false;
 	int k = 0;
@@ -97,6 +105,10 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 		{"dbname", has_kw(db, "dbname") ? NULL : p->dbname},
 		{"user", has_kw(db, "user") ? NULL : p->user},
 		{"password", password},
+		{"sslmode", server_tls(db, "sslmode", rt->cfg->server_tls_sslmode)},
+		{"sslrootcert", server_tls(db, "sslrootcert", rt->cfg->server_tls_ca_file)},
+		{"sslcert", server_tls(db, "sslcert", rt->cfg->server_tls_cert_file)},
+		{"sslkey", server_tls(db, "sslkey", rt->cfg->server_tls_key_file)},
 		{"fallback_application_name", "pgcoro"},
 	};
 	for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {

@@ -10,17 +10,21 @@
 #include "config.h"
 #include "console.h"
 #include "executor.h"
+#include "hba.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
 #include "runtime.h"
 #include "sdnotify.h"
 #include "stats.h"
+#include "tls.h"
 
 struct reload_job {
 	struct exec_job job;
 	struct config *cfg;     /* the new files, or NULL with err set */
 	struct auth_file *auth;
+	SSL_CTX *tls;
+	struct hba *hba;
 	char err[1024];
 };
 
@@ -45,7 +49,8 @@ bool reload_load(const char *path, struct config **cfg, struct auth_file **auth,
 			snprintf(err, errlen, "auth_file: %s", why);
 			goto fail;
 		}
-	} else if ((*cfg)->auth_type != AUTH_TRUST) {
+	} else if ((*cfg)->auth_type == AUTH_PLAIN || (*cfg)->auth_type == AUTH_MD5 ||
+		   (*cfg)->auth_type == AUTH_SCRAM) {
 		snprintf(err, errlen, "%s: auth_type %s needs an auth_file", path,
 			 cfg_auth_type_name((*cfg)->auth_type));
 		goto fail;
@@ -55,6 +60,28 @@ fail:
 	cfg_free(*cfg);
 	*cfg = NULL;
 	return false;
+}
+
+bool reload_load_tls_hba(const struct config *cfg, SSL_CTX **tls, struct hba **hba, char *err,
+			 size_t errlen)
+{
+	char why[1024];
+	*tls = NULL;
+	*hba = NULL;
+	if (!tls_ctx_build(cfg, tls, why, sizeof(why))) {
+		snprintf(err, errlen, "%s: %s", cfg->path, why);
+		return false;
+	}
+	if (cfg->auth_hba_file[0]) {
+		*hba = hba_load(cfg->auth_hba_file, why, sizeof(why));
+		if (!*hba) {
+			snprintf(err, errlen, "auth_hba_file: %s", why);
+			SSL_CTX_free(*tls);
+			*tls = NULL;
+			return false;
+		}
+	}
+	return true;
 }
 
 void reload_init(struct runtime *r, const char *path)
@@ -69,6 +96,11 @@ static void load_job(struct exec_job *job)
 {
 	struct reload_job *j = (struct reload_job *)job;
 	if (!reload_load(cfg_path, &j->cfg, &j->auth, j->err, sizeof(j->err))) {
+		j->cfg = NULL;
+		j->auth = NULL;
+	} else if (!reload_load_tls_hba(j->cfg, &j->tls, &j->hba, j->err, sizeof(j->err))) {
+		cfg_free(j->cfg);
+		auth_free(j->auth);
 		j->cfg = NULL;
 		j->auth = NULL;
 	}
@@ -118,8 +150,14 @@ static void load_done(struct exec_job *job)
 	} else if (rt->shutting_down) {
 		cfg_free(j->cfg);
 		auth_free(j->auth);
+		SSL_CTX_free(j->tls);
+		hba_free(j->hba);
 	} else {
 		note_restart_only(rt->cfg, j->cfg);
+		SSL_CTX_free(rt->tls); /* connections in progress hold their own reference */
+		rt->tls = j->tls;
+		hba_free(rt->hba);
+		rt->hba = j->hba;
 		reload_apply(j->cfg, j->auth);
 		log_info("configuration reloaded from %s: %d databases, %d auth_file users",
 			 cfg_path, rt->cfg->ndbs, rt->auth ? auth_count(rt->auth) : 0);
@@ -127,6 +165,8 @@ static void load_done(struct exec_job *job)
 	bool ok = j->cfg != NULL;
 	j->cfg = NULL;
 	j->auth = NULL;
+	j->tls = NULL;
+	j->hba = NULL;
 	sdnotify_ready();
 	console_reload_done(ok);
 	if (again && !rt->shutting_down) {

@@ -267,6 +267,18 @@ static void on_connected(server_t *s)
 		return;
 	}
 	stream_init(&s->st, rt->base, PQsocket(s->conn), false, &server_stream_ops, s);
+	if (PQsslInUse(s->conn)) {
+		/* libpq did the handshake; the relay reads and writes through its handle */
+		SSL *ssl = PQsslStruct(s->conn, "OpenSSL");
+		if (!ssl) {
+			connect_failed(s, "TLS in use but libpq gives no OpenSSL handle");
+			return;
+		}
+		if (!stream_tls_attach(&s->st, ssl)) {
+			connect_failed(s, "out of memory");
+			return;
+		}
+	}
 	stream_set_read(&s->st, true);
 	params_from_libpq(s);
 	s->tx_status = 'I';
@@ -399,7 +411,8 @@ static void server_event_cb(struct stream *st, enum stream_event ev, void *arg)
 	if (ev == STREAM_EOF)
 		server_disconnect(s, "server closed the connection");
 	else
-		server_disconnect(s, "socket error: %s", evutil_socket_error_to_string(st->err));
+		server_disconnect(s, "%s error: %s", st->tls ? "TLS" : "socket",
+				  stream_error_string(st));
 }
 
 static const struct stream_ops server_stream_ops = {

@@ -2,10 +2,15 @@
  * scratch buffer (or, when input is pending, onto the end of the stream's own buffer),
  * keeps what the owner leaves unconsumed, writes at once from the caller's bytes and
  * queues only what the kernel refuses. The EV_READ registration stays for the
- * connection's life except while the owner pauses it or the input is over read_high. */
+ * connection's life except while the owner pauses it or the input is over read_high.
+ * TLS is a mode of the same stream (an SSL handle): the handshake (server side, on the
+ * loop), SSL_read into the same buffers, SSL_write from the caller's bytes, and input
+ * SSL holds beyond one read is drained by re-activating the read event. */
 #include "stream.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -13,7 +18,9 @@
 #include <unistd.h>
 
 #include <event2/util.h>
-
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #define READ_ROOM 16384 /* least room a read onto pending input gets */
 
@@ -26,6 +33,95 @@ static ssize_t sys_read(int fd, void *buf, size_t n) { return syscall(SYS_read, 
 static ssize_t sys_send(int fd, const void *buf, size_t n)
 {
 	return syscall(SYS_sendto, fd, buf, n, MSG_NOSIGNAL, NULL, 0);
+}
+
+static void wev_arm(struct stream *st, bool activate);
+
+/* ---- TLS ----------------------------------------------------------------------------- */
+
+/* An OpenSSL failure of SSL_* call result R on ST: EAGAIN for want-read/write, 0 for
+ * the end of the stream (close_notify, or the peer closing without one), else -1 with
+ * errno (EPROTO for a TLS error, kept in tls->err). */
+static ssize_t tls_fail(struct stream *st, int r)
+{
+	int e = SSL_get_error(st->tls->ssl, r);
+	switch (e) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		if (ERR_peek_error() == 0) {
+			if (errno == 0 || r == 0)
+				return 0;
+			return -1;
+		}
+		break;
+	default:
+		break;
+	}
+	unsigned long le = ERR_peek_last_error();
+	if (ERR_GET_REASON(le) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+		ERR_clear_error();
+		return 0;
+	}
+	st->tls->err = le ? le : (unsigned long)-1;
+	ERR_clear_error();
+	errno = EPROTO;
+	return -1;
+}
+
+/* SSL_read until ROOM is full or SSL wants the socket; tls->more says whether SSL may
+ * still hold input (so the read event is re-activated). */
+static ssize_t tls_read(struct stream *st, uint8_t *dst, size_t room)
+{
+	struct stream_tls *t = st->tls;
+	size_t got = 0;
+	t->more = false;
+	ERR_clear_error();
+	errno = 0;
+	while (got < room) {
+		size_t want = room - got;
+		int r = SSL_read(t->ssl, dst + got, want > INT_MAX ? INT_MAX : (int)want);
+		if (r > 0) {
+			got += (size_t)r;
+			continue;
+		}
+		if (got > 0) {
+			/* what ended this read (the peer's end, an error) is met again next time */
+			if (SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ)
+				t->more = true;
+			ERR_clear_error();
+			return (ssize_t)got;
+		}
+		if (SSL_get_error(t->ssl, r) == SSL_ERROR_WANT_WRITE) {
+			t->read_blocked = true;
+			if (!st->wev_added)
+				wev_arm(st, false);
+		}
+		return tls_fail(st, r);
+	}
+	t->more = true;
+	return (ssize_t)got;
+}
+
+/* SSL_write of what the kernel takes (partial writes are enabled on every SSL a stream
+ * uses, and a retry may come from a moved buffer: the queue). */
+static ssize_t tls_send(struct stream *st, const void *p, size_t n)
+{
+	ERR_clear_error();
+	errno = 0;
+	int r = SSL_write(st->tls->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+	if (r > 0)
+		return r;
+	ssize_t f = tls_fail(st, r);
+	if (f == 0) {
+		errno = EPIPE;
+		return -1;
+	}
+	return f;
 }
 
 static uint8_t scratch[STREAM_SCRATCH];
@@ -82,6 +178,8 @@ static void update_read(struct stream *st)
 	if (want && !st->rev_added) {
 		event_add(&st->rev, NULL);
 		st->rev_added = true;
+		if (st->tls && st->tls->more)
+			event_active(&st->rev, EV_READ, 0); /* SSL kept input while paused */
 	} else if (!want && st->rev_added) {
 		event_del(&st->rev);
 		st->rev_added = false;
@@ -89,6 +187,13 @@ static void update_read(struct stream *st)
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg);
+
+static inline ssize_t io_send(struct stream *st, const void *p, size_t n)
+{
+	if (__builtin_expect(st->tls != NULL, 0))
+		return tls_send(st, p, n);
+	return sys_send(st->fd, p, n);
+}
 
 /* Arms EV_WRITE (ACTIVATE: run the callback from the loop now, to report an error).
  * If the event cannot be created the stream is marked broken and the next read
@@ -178,11 +283,18 @@ static bool make_room(struct stream *st)
 	return true;
 }
 
+static void tls_handshake(struct stream *st);
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *st = arg;
 	if (st->err) {
 		st->ops->on_event(st, STREAM_ERROR, st->arg);
+		return;
+	}
+	bool tls = __builtin_expect(st->tls != NULL, 0);
+	if (tls && st->tls->handshake) {
+		tls_handshake(st);
 		return;
 	}
 	uint8_t *dst = scratch;
@@ -198,7 +310,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		dst = st->ibuf + st->ilen;
 		room = st->icap - st->ilen;
 	}
-	ssize_t n = sys_read(st->fd, dst, room);
+	ssize_t n = tls ? tls_read(st, dst, room) : sys_read(st->fd, dst, room);
 	if (n > 0) {
 		bool from_scratch = dst == scratch;
 		if (from_scratch) {
@@ -215,6 +327,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		update_read(st);
+		if (tls && st->tls->more && st->rev_added)
+			event_active(&st->rev, EV_READ, 0); /* SSL holds more: read it next */
 		return;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -236,7 +350,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 static bool write_queue(struct stream *st)
 {
 	while (st->out.len > 0) {
-		ssize_t n = sys_send(st->fd, st->out.data + st->out.off, st->out.len);
+		ssize_t n = io_send(st, st->out.data + st->out.off, st->out.len);
 		if (n > 0) {
 			st->out.off += (uint32_t)n;
 			st->out.len -= (uint32_t)n;
@@ -255,6 +369,17 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *st = arg;
 	st->wev_added = false;
+	if (__builtin_expect(st->tls != NULL, 0) && !st->err) {
+		if (st->tls->handshake) {
+			tls_handshake(st);
+			return;
+		}
+		if (st->tls->read_blocked) {
+			st->tls->read_blocked = false;
+			if (st->rev_added)
+				event_active(&st->rev, EV_READ, 0);
+		}
+	}
 	if (st->err || !write_queue(st)) {
 		st->ops->on_event(st, STREAM_ERROR, st->arg);
 		return;
@@ -296,7 +421,7 @@ void stream_send(struct stream *st, const void *data, size_t len)
 	}
 	const uint8_t *p = data;
 	while (len > 0) {
-		ssize_t n = sys_send(st->fd, p, len);
+		ssize_t n = io_send(st, p, len);
 		if (n > 0) {
 			p += n;
 			len -= (size_t)n;
@@ -343,10 +468,131 @@ void stream_free(struct stream *st)
 	st->wev = NULL;
 	if (scratch_user == st)
 		scratch_user = NULL;
+	if (st->tls && st->tls->owned) {
+		if (!st->tls->handshake && !st->err)
+			(void)SSL_shutdown(st->tls->ssl); /* close_notify, if the socket takes it */
+		SSL_free(st->tls->ssl);
+		ERR_clear_error();
+	}
+	free(st->tls);
+	st->tls = NULL;
 	drop_input(st);
 	sbuf_free(&st->out);
 	if (st->close_fd && st->fd >= 0)
 		close(st->fd);
 	st->fd = -1;
 	st->ops = NULL;
+}
+
+/* ---- TLS set-up ---------------------------------------------------------------------- */
+
+/* One step of the server-side handshake; the read and write events call it until it
+ * ends. */
+static void tls_handshake(struct stream *st)
+{
+	SSL *ssl = st->tls->ssl;
+	int r;
+	for (;;) {
+		ERR_clear_error();
+		errno = 0;
+		r = SSL_do_handshake(ssl);
+		if (r == 1) {
+			st->tls->handshake = false;
+			st->ops->on_event(st, STREAM_TLS_READY, st->arg);
+			if (st->rev_added && !st->err)
+				event_active(&st->rev, EV_READ, 0); /* input SSL already holds */
+			return;
+		}
+		int e = SSL_get_error(ssl, r);
+		if (e == SSL_ERROR_WANT_READ) {
+			BIO *rb = SSL_get_rbio(ssl);
+			if (BIO_method_type(rb) == BIO_TYPE_MEM && BIO_ctrl_pending(rb) == 0) {
+				/* the bytes read before the handshake began are used up: the rest
+				 * comes from the socket */
+				BIO *sb = BIO_new_socket(st->fd, BIO_NOCLOSE);
+				if (!sb) {
+					st->err = ENOMEM;
+					goto failed;
+				}
+				SSL_set0_rbio(ssl, sb);
+				continue;
+			}
+			return; /* the persistent read event calls again */
+		}
+		if (e == SSL_ERROR_WANT_WRITE) {
+			if (!st->wev_added)
+				wev_arm(st, false);
+			return;
+		}
+		break;
+	}
+	st->err = tls_fail(st, r) == 0 ? ECONNRESET : errno;
+	if (!st->err || st->err == EAGAIN)
+		st->err = EPROTO;
+failed:
+	st->eof = true;
+	update_read(st);
+	st->ops->on_event(st, STREAM_ERROR, st->arg);
+}
+
+bool stream_tls_accept(struct stream *st, SSL_CTX *ctx, const void *prefix, size_t len)
+{
+	struct stream_tls *t = calloc(1, sizeof(*t));
+	SSL *ssl = t ? SSL_new(ctx) : NULL;
+	if (!ssl)
+		goto fail;
+	if (len > 0) {
+		BIO *sock = BIO_new_socket(st->fd, BIO_NOCLOSE);
+		BIO *rb = BIO_new(BIO_s_mem());
+		if (!rb || !sock || BIO_write(rb, prefix, (int)len) != (int)len) {
+			BIO_free(rb);
+			BIO_free(sock);
+			SSL_free(ssl);
+			goto fail;
+		}
+		BIO_set_mem_eof_return(rb, -1);
+		SSL_set_bio(ssl, rb, sock);
+	} else if (SSL_set_fd(ssl, st->fd) != 1) {
+		SSL_free(ssl);
+		goto fail;
+	}
+	SSL_set_accept_state(ssl);
+	*t = (struct stream_tls){.ssl = ssl, .owned = true, .handshake = true};
+	st->tls = t;
+	if (st->rev_added)
+		event_active(&st->rev, EV_READ, 0); /* start now: the client waits for us */
+	return true;
+fail:
+	free(t);
+	ERR_clear_error();
+	return false;
+}
+
+bool stream_tls_attach(struct stream *st, SSL *ssl)
+{
+	struct stream_tls *t = calloc(1, sizeof(*t));
+	if (!t)
+		return false;
+	SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	*t = (struct stream_tls){.ssl = ssl, .more = SSL_pending(ssl) > 0};
+	st->tls = t;
+	return true;
+}
+
+const char *stream_error_string(const struct stream *st)
+{
+	static char buf[400];
+	if (!st->tls || !st->tls->err) {
+		snprintf(buf, sizeof(buf), "%s", evutil_socket_error_to_string(st->err));
+		return buf;
+	}
+	char e[256] = "TLS error";
+	if (st->tls->err != (unsigned long)-1)
+		ERR_error_string_n(st->tls->err, e, sizeof(e));
+	long v = SSL_get_verify_result(st->tls->ssl);
+	if (v != X509_V_OK)
+		snprintf(buf, sizeof(buf), "%s (%s)", e, X509_verify_cert_error_string(v));
+	else
+		snprintf(buf, sizeof(buf), "%s", e);
+	return buf;
 }

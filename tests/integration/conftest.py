@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -152,6 +153,7 @@ class Postgres:
         self.pid = None
         self.psql_bin = client_bin(self.bindir, "psql")
         self.pgbench_bin = client_bin(self.bindir, "pgbench")
+        self.extra_opts = ""  # more postgres -c options (pg_tls: ssl=on and its files)
 
     def _as_pg(self, argv):
         return (["runuser", "-u", "postgres", "--"] + argv) if IS_ROOT else argv
@@ -204,7 +206,7 @@ class Postgres:
         """Starts the (initialised) cluster, again on the same port after pg_ctl_stop."""
         opts = (f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 "
                 "-c max_connections=300 -c fsync=off -c synchronous_commit=off "
-                "-c full_page_writes=off")
+                "-c full_page_writes=off" + self.extra_opts)
         self._run([os.path.join(self.bindir, "pg_ctl"), "start", "-w", "-t", "60", "-D",
                    self.datadir, "-l", self.logfile, "-o", opts], timeout=90)
         with open(os.path.join(self.datadir, "postmaster.pid")) as f:
@@ -248,6 +250,18 @@ class Postgres:
             os.kill(pid, signal.SIGKILL)
 
 
+def start_cluster(server, bench=True):
+    """SERVER.start(bench); on failure it is stopped and its log's tail printed."""
+    try:
+        server.start(bench=bench)
+    except Exception:
+        server.stop()
+        if os.path.exists(server.logfile):
+            with open(server.logfile) as f:
+                print(f.read()[-4000:])
+        raise
+
+
 @pytest.fixture(scope="session")
 def session_root():
     root = tempfile.mkdtemp(prefix="pgcoro-it-")
@@ -269,14 +283,7 @@ def pg(session_root):
                 pytest.fail(f"{d} is not traversable by the postgres user")
     server = Postgres(os.path.join(session_root, "pg"))
     os.makedirs(server.root, mode=0o755)
-    try:
-        server.start()
-    except Exception:
-        server.stop()
-        if os.path.exists(server.logfile):
-            with open(server.logfile) as f:
-                print(f.read()[-4000:])
-        raise
+    start_cluster(server)
     try:
         yield server
     finally:
@@ -311,6 +318,128 @@ def pg_cluster(session_root):
         for root, server in made:
             server.stop()
             shutil.rmtree(root, ignore_errors=True)
+
+
+class TlsCerts:
+    """Certificates made with the openssl CLI in DIR: a CA (ca.crt/ca.key), a server
+    certificate for localhost / 127.0.0.1 (server.crt/.key), client certificates
+    client-<CN>.crt/.key signed by that CA, and a second, unrelated CA (wrong_ca.crt) with
+    a client certificate of its own (wrong-client-app.crt/.key). Keys are readable by the
+    postgres user (PostgreSQL's own copy is made private to it)."""
+
+    def __init__(self, d):
+        self.dir = d
+        self._ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                   "-nodes", "-keyout", self.path("ca.key"), "-out", self.path("ca.crt"),
+                   "-days", "2", "-subj", "/CN=pgcoro test CA")
+        self._ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                   "-nodes", "-keyout", self.path("wrong_ca.key"), "-out",
+                   self.path("wrong_ca.crt"), "-days", "2", "-subj", "/CN=unrelated CA")
+        self.issue("server", "localhost", "ca", san="DNS:localhost,IP:127.0.0.1")
+        for cn in (APP_USER, MD5_USER, "postgres"):
+            self.issue(f"client-{cn}", cn, "ca")
+        self.issue(f"wrong-client-{APP_USER}", APP_USER, "wrong_ca")
+        for f in os.listdir(d):
+            os.chmod(self.path(f), 0o644)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _ossl(self, *args):
+        r = subprocess.run(["openssl"] + list(args), capture_output=True, text=True,
+                           timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"openssl {args[0]} failed:\n{r.stderr}")
+
+    def issue(self, name, cn, ca, san=None):
+        key, csr, crt = (self.path(name + ext) for ext in (".key", ".csr", ".crt"))
+        self._ossl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                   "-nodes", "-keyout", key, "-out", csr, "-subj", f"/CN={cn}")
+        ext = self.path(name + ".ext")
+        with open(ext, "w") as f:
+            f.write("basicConstraints=CA:FALSE\n")
+            if san:
+                f.write(f"subjectAltName={san}\n")
+        self._ossl("x509", "-req", "-in", csr, "-CA", self.path(ca + ".crt"), "-CAkey",
+                   self.path(ca + ".key"), "-CAcreateserial", "-out", crt, "-days", "2",
+                   "-extfile", ext)
+
+
+def tls_settings(certs, mode="allow", **more):
+    """pgcoro settings for client TLS with CERTS' server certificate and CA."""
+    s = {"client_tls_sslmode": mode, "client_tls_key_file": certs.path("server.key"),
+         "client_tls_cert_file": certs.path("server.crt"),
+         "client_tls_ca_file": certs.path("ca.crt")}
+    s.update(more)
+    return s
+
+
+def run_psql(pg, inst, sql, user=APP_USER, password=APP_PASS, db="postgres", host=None,
+             check=True, timeout=120, **conn):
+    """psql with a conninfo string (CONN: sslmode, sslrootcert, sslcert, ...)."""
+    parts = {"host": host or inst.host, "port": inst.port, "user": user, "dbname": db,
+             "connect_timeout": 60}
+    parts.update(conn)
+    dsn = " ".join(f"{k}={v}" for k, v in parts.items())
+    env = clean_env()
+    if password is not None:
+        env["PGPASSWORD"] = password
+    r = subprocess.run([pg.psql_bin, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dsn,
+                        "-c", sql], capture_output=True, text=True, timeout=timeout, env=env)
+    if check:
+        assert r.returncode == 0, f"psql failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def verify_full(certs, **more):
+    d = {"sslmode": "verify-full", "sslrootcert": certs.path("ca.crt")}
+    d.update(more)
+    return d
+
+
+def client_cert(certs, name):
+    return {"sslcert": certs.path(name + ".crt"), "sslkey": client_key(certs, name)}
+
+
+def client_key(certs, name):
+    """libpq refuses a key readable by others: a private copy."""
+    src = certs.path(name + ".key")
+    dst = certs.path(name + ".private.key")
+    if not os.path.exists(dst):
+        with open(src, "rb") as f:
+            data = f.read()
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tls_certs(session_root):
+    d = os.path.join(session_root, "certs")
+    os.makedirs(d, mode=0o755)
+    return TlsCerts(d)
+
+
+@pytest.fixture(scope="session")
+def pg_tls(session_root, tls_certs):
+    """A second PostgreSQL 15 with ssl=on (server certificate for 127.0.0.1/localhost
+    signed by tls_certs' CA); roles app and md5user, database bench (pgbench -i -s 1)."""
+    server = Postgres(os.path.join(session_root, "pgtls"))
+    os.makedirs(server.root, mode=0o755)
+    key = os.path.join(server.root, "server.key")
+    shutil.copy(tls_certs.path("server.key"), key)
+    os.chmod(key, 0o600)
+    if IS_ROOT:
+        pw = pwd.getpwnam("postgres")
+        os.chown(key, pw.pw_uid, pw.pw_gid)
+    server.extra_opts = (f" -c ssl=on -c ssl_cert_file={tls_certs.path('server.crt')}"
+                         f" -c ssl_key_file={key}")
+    start_cluster(server)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 # ---------------------------------------------------------------------------------------
@@ -977,6 +1106,42 @@ class RssSampler(Sampler):
             self.peak = max(self.peak, vmrss_kb(self.pid))
         except (OSError, RuntimeError):
             pass  # the process is exiting: its peak is already known
+
+
+def read_copy_out(argv, env, timeout=240):
+    """Runs ARGV (a psql COPY ... TO STDOUT), counting its output as it streams;
+    returns (exit code, bytes received, stderr)."""
+    total = 0
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        while True:
+            chunk = proc.stdout.read(1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+        err = proc.stderr.read().decode(errors="replace")
+        rc = proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    return rc, total, err
+
+
+def run_pgbench(argv, env, timeout=180):
+    """Runs pgbench ARGV; asserts it succeeded, processed transactions, none failed and
+    printed no error. Returns its output."""
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    m = re.search(r"number of transactions actually processed: (\d+)", out)
+    assert m and int(m.group(1)) > 0, out
+    m = re.search(r"number of failed transactions: (\d+)", out)
+    if m:
+        assert int(m.group(1)) == 0, out
+    bad = [ln for ln in out.splitlines() if re.search(r"error|fatal|abort", ln, re.I)]
+    assert not bad, out
+    return out
 
 
 @pytest.fixture(scope="session")

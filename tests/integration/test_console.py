@@ -458,6 +458,8 @@ def test_set(pgcoro_factory):
             ("SET min_pool_size = 4", "22023", "min_pool_size (4) exceeds default_pool_size (3)"),
             ("SET listen_port = 1", "55P02", "takes effect only at a restart"),
             ("SET auth_file = '/x'", "55P02", "read by RELOAD"),
+            ("SET client_tls_sslmode = require", "55P02", "read by RELOAD"),
+            ("SET auth_type = trust", "55P02", "read by RELOAD"),
             ("SET default_pool_size", "42601", "syntax"),
             ("SET server_check_query = 'unterminated", "42601", "syntax")):
         with pytest.raises(psycopg2.Error) as e:

@@ -1,8 +1,6 @@
 """A 1 GB COPY result through pgcoro in bounded memory (back-pressure, not buffering)."""
 
-import subprocess
-
-from conftest import APP_PASS, APP_USER, RssSampler, clean_env, vmrss_kb
+from conftest import APP_PASS, APP_USER, RssSampler, clean_env, read_copy_out, vmrss_kb
 
 ROWS = 1_000_000
 WIDTH = 1000
@@ -13,25 +11,11 @@ def test_1gb_copy_out_bounded_rss(pgcoro, pg, direct):
     pgcoro.assert_serving()  # warm up: one login, one server connection
     baseline = None if direct else vmrss_kb(pgcoro.pid)
     sql = f"COPY (SELECT repeat('x', {WIDTH}) FROM generate_series(1, {ROWS})) TO STDOUT"
-    total = 0
     with RssSampler(pgcoro.pid) as rss:
-        proc = subprocess.Popen([pg.psql_bin, "-X", "-v", "ON_ERROR_STOP=1", "-h", pgcoro.host,
-                                 "-p", str(pgcoro.port), "-U", APP_USER, "-d",
-                                 pgcoro.db("postgres"), "-c", sql],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=clean_env(PGPASSWORD=APP_PASS))
-        try:
-            while True:
-                chunk = proc.stdout.read(1 << 20)
-                if not chunk:
-                    break
-                total += len(chunk)
-            err = proc.stderr.read().decode(errors="replace")
-            rc = proc.wait(timeout=240)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=30)
+        rc, total, err = read_copy_out(
+            [pg.psql_bin, "-X", "-v", "ON_ERROR_STOP=1", "-h", pgcoro.host, "-p",
+             str(pgcoro.port), "-U", APP_USER, "-d", pgcoro.db("postgres"), "-c", sql],
+            clean_env(PGPASSWORD=APP_PASS))
     assert rc == 0, err
     assert total == ROWS * (WIDTH + 1), f"received {total} bytes"
     if not direct:

@@ -472,8 +472,26 @@ START_TEST(test_bad_files)
 	    "[pgcoro]\npool_mode = sesion\n", 2,
 	    "invalid value \"sesion\" for pool_mode: expected session, transaction or statement");
 	expect_error("[pgcoro]\nauth_type = password\n", 2,
-	             "invalid value \"password\" for auth_type: expected trust, plain, md5 or "
-	             "scram-sha-256");
+	             "invalid value \"password\" for auth_type: expected trust, plain, md5, "
+	             "scram-sha-256, cert or hba");
+	expect_error("[pgcoro]\nclient_tls_sslmode = on\n", 2,
+	             "invalid value \"on\" for client_tls_sslmode: expected disable, allow, prefer, "
+	             "require, verify-ca or verify-full");
+	expect_error("[pgcoro]\nclient_tls_sslmode = require\nclient_tls_key_file = k\n", 0,
+	             "client_tls_sslmode require needs client_tls_key_file and client_tls_cert_file");
+	expect_error("[pgcoro]\nclient_tls_sslmode = verify-ca\nclient_tls_key_file = k\n"
+	             "client_tls_cert_file = c\n", 0,
+	             "client_tls_sslmode verify-ca needs client_tls_ca_file");
+	expect_error("[pgcoro]\nauth_type = hba\n", 0, "auth_type hba needs auth_hba_file");
+	expect_error("[pgcoro]\nserver_tls_sslmode = on\n", 0,
+	             "invalid value \"on\" for server_tls_sslmode: expected disable, allow, prefer, "
+	             "require, verify-ca or verify-full");
+	expect_error("[pgcoro]\nauth_type = cert\n", 0,
+	             "auth_type cert needs client TLS (client_tls_sslmode other than disable) and "
+	             "client_tls_ca_file");
+	expect_error("[pgcoro]\nauth_type = cert\nclient_tls_ca_file = ca\n", 0,
+	             "auth_type cert needs client TLS (client_tls_sslmode other than disable) and "
+	             "client_tls_ca_file");
 	expect_error(
 	    "[pgcoro]\nlog_level = verbose\n", 2,
 	    "invalid value \"verbose\" for log_level: expected error, warning, info or debug");
