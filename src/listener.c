@@ -1,7 +1,9 @@
 /* Owns the listening sockets: one per TCP address of listen_addr ("*" = every IPv4 and
  * IPv6 address) and the unix socket UNIX_SOCKET_DIR/.s.PGSQL.PORT — or, when systemd
  * passes listening sockets (socket activation), those instead. Accepted sockets go to
- * client_accept. */
+ * client_accept. When accept fails for want of file descriptors or memory, every
+ * listener pauses for ACCEPT_PAUSE_SEC (the pending connections wait in the kernel's
+ * backlog) and one warning is logged per episode, not one per attempt. */
 #include "listener.h"
 
 #include <errno.h>
@@ -15,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
 #include <systemd/sd-daemon.h>
@@ -26,21 +29,57 @@
 
 #define MAX_LISTENERS 16
 #define BACKLOG 512
+#define ACCEPT_PAUSE_SEC 1
 
 static struct evconnlistener *listeners[MAX_LISTENERS];
 static int nlisteners;
 static char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static struct event *resume_ev;   /* ends a pause of accepting */
+static double paused_since;       /* rt_now() when the current episode began; 0 = none */
+static unsigned pauses;           /* pauses in the current episode */
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		      int salen, void *arg)
 {
+	if (paused_since > 0) {
+		log_info("accepting connections again after %.1f s (%u pauses)",
+			 rt_now() - paused_since, pauses);
+		paused_since = 0;
+		pauses = 0;
+	}
 	client_accept(fd, sa, salen);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	for (int i = 0; i < nlisteners; i++)
+		evconnlistener_enable(listeners[i]);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
 	int err = EVUTIL_SOCKET_ERROR();
-	log_warning("accept failed: %s", evutil_socket_error_to_string(err));
+	bool lack = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+	if (!lack) {
+		log_warning("accept failed: %s", evutil_socket_error_to_string(err));
+		return;
+	}
+	if (paused_since == 0) {
+		paused_since = rt_now();
+		log_warning("accept failed: %s (%d clients): not accepting for %d s at a time "
+			    "until it succeeds; new connections wait in the backlog",
+			    evutil_socket_error_to_string(err), client_count(), ACCEPT_PAUSE_SEC);
+	}
+	pauses++;
+	if (!resume_ev) {
+		log_error("accept failed: %s, and no timer to pause with",
+			  evutil_socket_error_to_string(err));
+		return;
+	}
+	for (int i = 0; i < nlisteners; i++)
+		evconnlistener_disable(listeners[i]);
+	struct timeval tv = {ACCEPT_PAUSE_SEC, 0};
+	evtimer_add(resume_ev, &tv);
 }
 
 static bool add_listener(struct runtime *rt, int fd, const char *what)
@@ -163,6 +202,7 @@ static int listen_passed(struct runtime *rt)
 bool listener_start(struct runtime *rt)
 {
 	const struct config *cfg = rt->cfg;
+	resume_ev = evtimer_new(rt->base, resume_cb, NULL);
 	int passed = listen_passed(rt);
 	if (passed != 0) {
 		if (passed > 0)
@@ -189,6 +229,9 @@ bool listener_start(struct runtime *rt)
 
 void listener_stop(void)
 {
+	if (resume_ev)
+		event_free(resume_ev);
+	resume_ev = NULL;
 	for (int i = 0; i < nlisteners; i++)
 		evconnlistener_free(listeners[i]);
 	nlisteners = 0;

@@ -538,3 +538,40 @@ def test_backoff_recovers_when_server_starts(pgcoro_factory, pg_cluster):
     assert len(re.findall(r"\(later/app\): connection failed: ", inst.log_text())) >= 2
     inst.assert_serving(db="later")
     inst.assert_serving()
+
+
+def test_out_of_file_descriptors_pauses_accept(pgcoro_factory, pg):
+    """With too few file descriptors, accept fails with EMFILE: pgcoro pauses accepting
+    (connections wait in the backlog) and logs one warning for the episode instead of one
+    per attempt, keeps serving the clients it has, and accepts again once descriptors
+    are free."""
+    inst = pgcoro_factory(settings={"max_client_conn": 1000},
+                          wrapper=("prlimit", "--nofile=48:48", "--"))
+    with Wire.to(inst) as first:
+        first.login()
+        socks = []
+        try:
+            for _ in range(80):
+                socks.append(socket.create_connection((inst.host, inst.port), timeout=20))
+            wait_until(lambda: "accept failed: Too many open files" in inst.log_text(),
+                       "the EMFILE warning")
+            # several pauses pass while the descriptors stay short: still one warning
+            time.sleep(3)
+            assert first.query("select 'still served'") == [["still served"]]
+            assert inst.log_text().count("accept failed") == 1, inst.log_tail(20)
+        finally:
+            for s in socks:
+                s.close()
+        wait_until(lambda: "accepting connections again" in inst.log_text(),
+                   "accepting again")
+        with Wire.to(inst) as w:
+            w.login()
+            assert w.query("select 1") == [["1"]]
+        # freed descriptors may be taken by the backlog at once, starting another episode:
+        # every warning is answered by an "again" line, never two warnings in a row
+        events = re.findall(r"accept failed|accepting connections again after [\d.]+ s "
+                            r"\((\d+) pauses\)", inst.log_text())
+        kinds = ["again" if e else "failed" for e in events]
+        assert kinds[0] == "failed" and all(a != b for a, b in zip(kinds, kinds[1:])), kinds
+        assert int(events[1]) >= 2, events  # the first episode paused more than once
+        first.terminate()
