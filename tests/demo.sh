@@ -6,15 +6,18 @@
 #   tests/demo.sh --smoke    start, run one query through pgcoro, stop (for CI)
 #
 # Environment: PGCORO_DEMO_PORT (pgcoro, default 6432), PGCORO_DEMO_PG_PORT (PostgreSQL,
-# default 55432; the next free port is taken when it is busy).
+# default 55432) and PGCORO_DEMO_METRICS_PORT (/metrics, default 9127); for the last two
+# the next free port is taken when one is busy. PGCORO_DEMO_DIR (default ./demo) and
+# PGCORO_DEMO_BIN (default ./pgcoro) let the tests run the smoke elsewhere.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-DEMO=$ROOT/demo
-PGCORO=$ROOT/pgcoro
+DEMO=${PGCORO_DEMO_DIR:-$ROOT/demo}
+PGCORO=${PGCORO_DEMO_BIN:-$ROOT/pgcoro}
 PORT=${PGCORO_DEMO_PORT:-6432}
 PG_PORT=${PGCORO_DEMO_PG_PORT:-55432}
+METRICS_PORT=${PGCORO_DEMO_METRICS_PORT:-9127}
 DEMO_USER=demo
 DEMO_PASS=demo
 SMOKE=0
@@ -79,6 +82,7 @@ chmod 755 "$PGROOT"
 echo "$PGROOT" > "$DEMO/pg-location"
 
 while port_busy "$PG_PORT"; do PG_PORT=$((PG_PORT + 1)); done
+while port_busy "$METRICS_PORT"; do METRICS_PORT=$((METRICS_PORT + 1)); done
 if port_busy "$PORT"; then
 	die "port $PORT is in use (PgBouncer?); pick another: PGCORO_DEMO_PORT=6433 make demo"
 fi
@@ -131,6 +135,7 @@ run_sql -c "SET password_encryption = 'scram-sha-256'" \
 printf '"%s" "%s"\n' "$DEMO_USER" "$DEMO_PASS" > "$DEMO/userlist.txt"
 chmod 600 "$DEMO/userlist.txt"
 sed -e "s|@DEMO_DIR@|$DEMO|g" -e "s|@PORT@|$PORT|g" -e "s|@PG_PORT@|$PG_PORT|g" \
+	-e "s|@METRICS_PORT@|$METRICS_PORT|g" \
 	"$ROOT/conf/demo.ini" > "$DEMO/pgcoro.ini"
 "$PGCORO" --check-config "$DEMO/pgcoro.ini" || die "demo/pgcoro.ini was refused"
 
@@ -157,6 +162,11 @@ cat <<EOF
       PGPASSWORD=$DEMO_PASS pgbench -h 127.0.0.1 -p $PORT -U $DEMO_USER -i demo
       PGPASSWORD=$DEMO_PASS pgbench -h 127.0.0.1 -p $PORT -U $DEMO_USER -C -c 20 -j 20 -T 10 demo
 
+  the admin console (PgBouncer's SHOW and commands; "$DEMO_USER" is an admin here):
+      PGPASSWORD=$DEMO_PASS psql -h 127.0.0.1 -p $PORT -U $DEMO_USER pgcoro -c 'SHOW POOLS'
+  Prometheus metrics, with histograms of transaction, query and wait times:
+      curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep -v '^#'
+
   config: $DEMO/pgcoro.ini   PostgreSQL log: $PGROOT/postgres.log
   pgcoro logs below. Press Ctrl-C to stop both.
 
@@ -169,8 +179,17 @@ if [ "$SMOKE" = 1 ]; then
 	out2=$(env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE PGPASSWORD=$DEMO_PASS \
 		"$PSQL" -X -A -t -v ON_ERROR_STOP=1 -h "$DEMO" -p "$PORT" -U "$DEMO_USER" -d demo \
 		-c "select 'unix ok'")
-	echo "demo: $out, $out2"
+	pools=$(env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE PGPASSWORD=$DEMO_PASS \
+		"$PSQL" -X -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U "$DEMO_USER" -d pgcoro \
+		-c "SHOW POOLS" | cut -d'|' -f1 | sort -u | tr '\n' ' ')
+	exec 3<>"/dev/tcp/127.0.0.1/$METRICS_PORT"
+	printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
+	xacts=$(grep '^pgcoro_transactions_total{database="demo"' <&3 || true)
+	exec 3<&-
+	echo "demo: $out, $out2; SHOW POOLS: $pools; metrics: $xacts"
 	[ "$out" = "smoke $DEMO_USER" ] && [ "$out2" = "unix ok" ] || die "smoke query failed"
+	[ "$pools" = "demo " ] || die "SHOW POOLS on the console failed"
+	[ -n "$xacts" ] || die "no pgcoro_transactions_total for demo in /metrics"
 	exit 0
 fi
 
