@@ -242,7 +242,7 @@ static void drop_consumed(struct stream *st)
 /* After on_read: what the owner left unconsumed moves out of the scratch buffer (when
  * FROM_SCRATCH) into the stream's own buffer; in ibuf it stays where it is (its consumed
  * front is reclaimed by the next read). False if out of memory. */
-static bool keep_input(struct stream *st, bool from_scratch)
+static inline __attribute__((always_inline)) bool keep_input(struct stream *st, bool from_scratch)
 {
 	drop_consumed(st);
 	if (st->ilen == 0 || !from_scratch)
@@ -285,18 +285,10 @@ static bool make_room(struct stream *st)
 
 static void tls_handshake(struct stream *st);
 
-static void read_cb(evutil_socket_t fd, short what, void *arg)
+/* One read and its hand-over to the owner; TLS is a constant in each of the two copies
+ * read_cb makes, so the plain path carries no TLS test. */
+static inline __attribute__((always_inline)) void read_input(struct stream *st, bool tls)
 {
-	struct stream *st = arg;
-	if (st->err) {
-		st->ops->on_event(st, STREAM_ERROR, st->arg);
-		return;
-	}
-	bool tls = __builtin_expect(st->tls != NULL, 0);
-	if (tls && st->tls->handshake) {
-		tls_handshake(st);
-		return;
-	}
 	uint8_t *dst = scratch;
 	size_t room = sizeof(scratch);
 	if (st->ilen) {
@@ -327,7 +319,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		update_read(st);
-		if (tls && st->tls->more && st->rev_added)
+		if (tls && st->tls && st->tls->more && st->rev_added)
 			event_active(&st->rev, EV_READ, 0); /* SSL holds more: read it next */
 		return;
 	}
@@ -342,6 +334,22 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		st->eof = true;
 		update_read(st);
 		st->ops->on_event(st, STREAM_ERROR, st->arg);
+	}
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *st = arg;
+	if (st->err) {
+		st->ops->on_event(st, STREAM_ERROR, st->arg);
+		return;
+	}
+	if (__builtin_expect(st->tls == NULL, 1)) {
+		read_input(st, false);
+	} else if (st->tls->handshake) {
+		tls_handshake(st);
+	} else {
+		read_input(st, true);
 	}
 }
 
