@@ -83,7 +83,7 @@ const char *client_state_name(enum client_state state)
 	return "?";
 }
 
-static struct list_head *state_list(client_t *c, enum client_state state)
+static inline struct list_head *state_list(client_t *c, enum client_state state)
 {
 	switch (state) {
 	case CL_LOGIN: return &login_list;
@@ -557,8 +557,12 @@ void client_on_server_ready(client_t *c)
 	}
 	relay_client_to_server(c);
 	if (c->state == CL_ACTIVE && c->server == s) {
-		timer_rearm(c);
-		timer_after_login(c);
+		const struct config *cfg = rt->cfg;
+		if (c->timer || cfg->query_timeout > 0 || cfg->client_idle_timeout > 0 ||
+		    cfg->idle_transaction_timeout > 0) { /* else no timer to arm or free */
+			timer_rearm(c);
+			timer_after_login(c);
+		}
 		client_maybe_release(c);
 	}
 }

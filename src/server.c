@@ -61,7 +61,7 @@ const char *server_state_name(enum server_state state)
 	return "?";
 }
 
-static struct list_head *state_list(server_t *s, enum server_state state)
+static inline struct list_head *state_list(server_t *s, enum server_state state)
 {
 	switch (state) {
 	case SV_CONNECTING: return &s->pool->sv_connecting;
