@@ -164,4 +164,7 @@ bool stream_queue(struct stream *st, const void *data, size_t len);
 /* Writes what it can of the queued output now; arms EV_WRITE for the rest. */
 void stream_flush(struct stream *st);
 
+/* Frees the input buffers kept for reuse (at exit). */
+void stream_cache_free(void);
+
 #endif

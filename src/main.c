@@ -27,6 +27,7 @@
 #include "runtime.h"
 #include "sdnotify.h"
 #include "stats.h"
+#include "stream.h"
 #include "server.h"
 #include "shutdown.h"
 #include "tls.h"
@@ -203,6 +204,7 @@ fail:
 		client_reap(true);
 		server_reap(true);
 		pool_free_all();
+		stream_cache_free();
 	}
 	for (int i = 0; i < 3; i++)
 		if (sigs[i])

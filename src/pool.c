@@ -411,7 +411,8 @@ void pool_kick(pool_t *p)
 	       hand_idle(p, list_entry(list_first(&p->waiting), client_t, node)))
 		;
 	int want = p->waiting.count - p->sv_connecting.count;
-	if (want > 0) /* the common case, every waiter served, needs no clock */
+	/* the common cases, every waiter served or the pool at its largest, need no clock */
+	if (want > 0 && pool_server_count(p) < p->pool_size + p->reserve_pool_size)
 		grow(p, want, rt_now());
 }
 

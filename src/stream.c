@@ -223,9 +223,37 @@ static void fail_later(struct stream *st, int err)
 		wev_arm(st, true);
 }
 
+/* Input buffers of KEEP_MIN bytes are kept for reuse (at most IBUF_CACHE of them), so a
+ * client that waits for a server with its request unread costs no malloc/free pair. */
+#define IBUF_CACHE 256
+static uint8_t *ibuf_cache[IBUF_CACHE];
+static int ibuf_cached;
+
+static uint8_t *ibuf_get(uint32_t cap)
+{
+	if (cap == KEEP_MIN && ibuf_cached > 0)
+		return ibuf_cache[--ibuf_cached];
+	return malloc(cap);
+}
+
+static void ibuf_put(uint8_t *b, uint32_t cap)
+{
+	if (b && cap == KEEP_MIN && ibuf_cached < IBUF_CACHE)
+		ibuf_cache[ibuf_cached++] = b;
+	else
+		free(b);
+}
+
+void stream_cache_free(void)
+{
+	while (ibuf_cached > 0)
+		free(ibuf_cache[--ibuf_cached]);
+}
+
 static void drop_input(struct stream *st)
 {
-	free(st->ibuf);
+	if (st->ibuf) /* usually none: input read into the scratch buffer was all consumed */
+		ibuf_put(st->ibuf, st->icap);
 	st->ibuf = NULL;
 	st->icap = 0;
 	st->ip = NULL;
@@ -248,11 +276,11 @@ static inline __attribute__((always_inline)) bool keep_input(struct stream *st, 
 	if (st->ilen == 0 || !from_scratch)
 		return true;
 	uint32_t cap = st->ilen < KEEP_MIN ? KEEP_MIN : st->ilen;
-	uint8_t *b = malloc(cap);
+	uint8_t *b = ibuf_get(cap);
 	if (!b)
 		return false;
 	memcpy(b, st->ip, st->ilen);
-	free(st->ibuf); /* NULL: the scratch buffer is used only when nothing is pending */
+	ibuf_put(st->ibuf, st->icap); /* NULL: the scratch buffer is used only when nothing is pending */
 	st->ibuf = b;
 	st->icap = cap;
 	st->ip = b;
