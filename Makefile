@@ -41,10 +41,12 @@ TOOLS     := $(BUILD)/tools/libpq_client
 
 PGCORO_BIN := $(BUILD)/pgcoro
 
-.PHONY: all deps check unit integration demo clean valgrind format-check man install bench bench-deps bench-metrics
+.PHONY: all pgcoro deps check unit integration demo clean valgrind format-check man install bench bench-deps bench-metrics
 
 all: pgcoro
 
+# ./pgcoro is the binary of the last build asked for (plain or sanitizer): copied each
+# time, since a plain build may be older than a sanitizer copy made since.
 pgcoro: $(PGCORO_BIN)
 	cp $(PGCORO_BIN) $@.tmp && mv -f $@.tmp $@   # a running ./pgcoro is replaced, not written
 
