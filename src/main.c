@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -74,6 +75,33 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg) { reload_start(); }
+
+/* Raises the soft open-files limit towards what max_client_conn and the pools may need
+ * (up to the hard limit), as PgBouncer does, and warns when it stays below. */
+static void raise_nofile(const struct config *cfg)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	rlim_t want = (rlim_t)cfg->max_client_conn + 1024; /* servers, listeners, files */
+	for (int i = 0; i < cfg->ndbs; i++)
+		want += (rlim_t)(cfg->dbs[i].pool_size > 0 ? cfg->dbs[i].pool_size
+							   : cfg->default_pool_size);
+	if (rl.rlim_cur < want && rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			log_info("open files limit raised from %llu to %llu", (unsigned long long)was,
+				 (unsigned long long)rl.rlim_cur);
+		else
+			rl.rlim_cur = was;
+	}
+	if (rl.rlim_cur < want)
+		log_warning("open files limit %llu (hard %llu) is below what max_client_conn %d and "
+			    "the pools may need (%llu): raise LimitNOFILE / ulimit -n",
+			    (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+			    cfg->max_client_conn, (unsigned long long)want);
+}
 
 static bool write_pidfile(const char *path)
 {
@@ -150,6 +178,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile(rt.cfg);
 
 	int status = 1;
 	struct event *sigs[3] = {NULL, NULL, NULL};

@@ -575,3 +575,27 @@ def test_out_of_file_descriptors_pauses_accept(pgcoro_factory, pg):
         assert kinds[0] == "failed" and all(a != b for a, b in zip(kinds, kinds[1:])), kinds
         assert int(events[1]) >= 2, events  # the first episode paused more than once
         first.terminate()
+
+
+def nofile_soft(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise AssertionError("no Max open files line")
+
+
+def test_open_files_limit_raised(pgcoro_factory, pg):
+    """As PgBouncer: the soft open-files limit is raised towards max_client_conn plus the
+    pools' servers (up to the hard limit); below what is needed, a warning says so."""
+    inst = pgcoro_factory(settings={"max_client_conn": 1000},
+                          wrapper=("prlimit", "--nofile=256:8192", "--"))
+    assert "open files limit raised from 256 to" in inst.log_text(), inst.log_tail(20)
+    assert nofile_soft(inst.pid) > 2024
+    low = pgcoro_factory(settings={"max_client_conn": 1000},
+                         wrapper=("prlimit", "--nofile=256:512", "--"))
+    log = low.log_text()
+    assert "open files limit raised from 256 to 512" in log, log
+    assert "open files limit 512 (hard 512) is below what max_client_conn 1000" in log, log
+    assert nofile_soft(low.pid) == 512
+    low.assert_serving()
