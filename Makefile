@@ -41,7 +41,7 @@ TOOLS     := $(BUILD)/tools/libpq_client
 
 PGCORO_BIN := $(BUILD)/pgcoro
 
-.PHONY: all pgcoro deps check unit integration demo clean valgrind format-check man install bench bench-deps bench-metrics
+.PHONY: all pgcoro deps check unit integration demo clean valgrind format-check man install bench bench-deps bench-metrics bench-callgrind
 
 all: pgcoro
 
@@ -176,3 +176,8 @@ bench: bench-deps
 bench-metrics: bench-deps
 	$(MAKE) SANITIZE= pgcoro
 	/usr/bin/python3 bench/metrics_cost.py
+
+# user-space instructions per transaction under callgrind, pgcoro vs PgBouncer
+bench-callgrind: bench-deps
+	$(MAKE) SANITIZE= pgcoro
+	./bench/run.sh --callgrind

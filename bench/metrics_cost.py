@@ -21,11 +21,8 @@ transaction of the whole process, off and on (scraped once).
 """
 
 import datetime
-import glob
 import os
-import re
 import shutil
-import subprocess
 import statistics
 import sys
 import threading
@@ -94,74 +91,17 @@ class MetricsBench(bench.Bench):
         u1, s1 = bench.proc_cpu_us(pid)
         return (u1 - u0 + s1 - s0) / SCRAPES, s.bytes
 
-    def callgrind_total(self, name, txns):
-        """Instructions of a whole run of variant NAME under callgrind: start, a warm-up,
-        TXNS transactions of one client (on: one scrape first), stop. One client: every
-        transaction takes the same two wake-ups, so the count does not depend on how the
-        machine's load batches events."""
-        cgdir = os.path.join(self.tmp, f"cg-{name}-{txns}")
-        os.makedirs(cgdir, exist_ok=True)
-        self.own(cgdir)
-        out = os.path.join(cgdir, "cg.out")
-        p = self.start_pooler_cmd(name, ["valgrind", "--tool=callgrind", "--vgdb=no",
-                                         f"--callgrind-out-file={out}", self.pgcoro_exe,
-                                         "-c", self.ini[name]])
-        try:
-            self.pgbench(name, dict(args=["-S", "-c", "10", "-j", "1", "-t", "100"]), 0,
-                         f"cg-warm-{name}")
-            if name == ON:
-                Scraper(self.metrics_port, 0).scrape()
-            if txns:
-                r = self.pgbench(name, dict(args=["-S", "-c", "1", "-j", "1", "-t",
-                                                  str(txns)]), 0, f"cg-{name}")
-                if r.get("txns") != txns:
-                    bench.die(f"callgrind run of {name}: {r}")
-        finally:
-            self.stop(self.pooler.pop(name), bench.LABEL[name], grace=120)
-        total = None
-        with open(out) as f:
-            for line in f:
-                m = re.match(r"(?:summary|totals): (\d+)", line)
-                if m:
-                    total = int(m.group(1))
-        if total is None:
-            bench.die(f"no totals in {out}")
-        # instructions of the metrics code itself: src/metrics.c and what metrics.h
-        # inlines into its callers (callgrind names inlined code by its file)
-        _, listing = self.run(["callgrind_annotate", "--inclusive=no", "--threshold=100",
-                               "--auto=no", out], timeout=120)
-        own = 0
-        for line in listing.splitlines():
-            m = re.match(r"\s*([\d,]+) .*?(?:include/metrics\.h|src/metrics\.c):", line)
-            if m:
-                own += int(m.group(1).replace(",", ""))
-        return total, own
-
     def callgrind(self, name):
-        """Instructions per transaction of variant NAME under callgrind: the difference of
-        two runs, with and without the measured transactions (None if valgrind is not
-        installed)."""
+        """(instructions per transaction of variant NAME under callgrind, of them in the
+        metrics code) — one client, so the count does not depend on how the machine's load
+        batches events; None if valgrind is not installed."""
         if CG_TXNS <= 0 or not shutil.which("valgrind"):
             return None
         if name in self.pooler:
             self.stop(self.pooler.pop(name), bench.LABEL[name])
-        base, base_own = self.callgrind_total(name, 0)
-        full, full_own = self.callgrind_total(name, CG_TXNS)
-        return (full - base) / CG_TXNS, (full_own - base_own) / CG_TXNS
-
-    def start_pooler_cmd(self, name, cmd):
-        port = self.port[name]
-        logf = open(os.path.join(self.tmp, f"{name}.log"), "a")
-        p = self.popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=self.tmp, **self.runas)
-        logf.close()
-        self.pooler[name] = p
-        for _ in range(600):
-            if p.poll() is not None:
-                bench.die(f"{bench.LABEL[name]} under callgrind exited: {self.tail(name)}")
-            if bench.port_open(port):
-                return p
-            time.sleep(0.1)
-        bench.die(f"{bench.LABEL[name]} under callgrind does not listen")
+        before = (lambda: Scraper(self.metrics_port, 0).scrape()) if name == ON else None
+        return self.callgrind_per_txn(name, 1, CG_TXNS, before=before,
+                                      files=r"include/metrics\.h|src/metrics\.c")
 
     def main(self):
         started = datetime.datetime.now()

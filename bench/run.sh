@@ -9,4 +9,7 @@ cd "$(dirname "$0")/.."
 hard=$(ulimit -Hn)
 [ "$hard" = unlimited ] && hard=1048576
 ulimit -n "$hard" 2>/dev/null || echo "bench: cannot raise the open-files limit to $hard" >&2
+if [ "${1:-}" = --callgrind ]; then
+	exec /usr/bin/python3 bench/user_cpu.py
+fi
 exec /usr/bin/python3 bench/bench.py "$@"
