@@ -18,6 +18,7 @@
 
 struct runtime;
 struct console_session;
+struct prep_client;
 
 enum client_state {
 	CL_LOGIN,   /* global login list: startup packet, authentication */
@@ -92,6 +93,8 @@ struct client {
 	uint64_t param_sig;         /* digest of the startup parameters applied by parameter sync */
 	uint32_t msg_pending;       /* relay: bytes of the current client message still to pass */
 	struct console_session *console; /* admin console clients only */
+	struct prep_client *prep;   /* its named prepared statements (transaction mode), once
+	                             * it has one */
 };
 
 void client_init(struct runtime *rt);

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "pool.h"
 #include "poolctl.h"
+#include "prepared.h"
 #include "proto.h"
 #include "relay.h"
 #include "runtime.h"
@@ -428,6 +429,7 @@ static void client_free(client_t *c)
 	stream_free(&c->st);
 	free_login_state(c);
 	console_forget(c);
+	prep_client_free(c);
 	free(c->params);
 	free(c);
 }
@@ -548,12 +550,15 @@ void client_on_server_ready(client_t *c)
 }
 
 /* Nothing outstanding between C and S: every request answered by its ReadyForQuery,
- * no extended-protocol sequence open, no partial message either way, no cancel running. */
+ * no extended-protocol sequence open, no partial message either way, no cancel running;
+ * with prepared statements tracked, no answer of pgcoro's due and no client message
+ * waiting to be whole. */
 static bool at_release_point(client_t *c, server_t *s)
 {
 	return s->state == SV_ACTIVE && s->out_syncs == 0 && !s->mid_ext && s->msg_pending == 0 &&
 	       c->msg_pending == 0 && !s->cancel_running &&
-	       stream_input_len(&s->st) == 0 && stream_output_len(&s->st) == 0;
+	       stream_input_len(&s->st) == 0 && stream_output_len(&s->st) == 0 &&
+	       (!s->prep_on || (prep_server_quiet(s) && stream_input_len(&c->st) == 0));
 }
 
 static void on_idle_input(client_t *c);
@@ -600,12 +605,14 @@ static void on_idle_input(client_t *c)
 {
 	uint8_t type = 0;
 	uint32_t len = 0;
-	if (!client_next_message(c, (uint32_t)rt->cfg->max_packet_size, &type, &len))
-		return;
-	if (type == 'X') {
-		client_disconnect(c, NULL, "client sent Terminate");
-		return;
-	}
+	do {
+		if (!client_next_message(c, (uint32_t)rt->cfg->max_packet_size, &type, &len))
+			return;
+		if (type == 'X') {
+			client_disconnect(c, NULL, "client sent Terminate");
+			return;
+		}
+	} while (type == 'P' && prep_answer_idle(c)); /* a Parse answered without a server */
 	wait_for_server(c);
 }
 

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "manpage.h"
 #include "pool.h"
+#include "prepared.h"
 #include "poolctl.h"
 #include "relay.h"
 #include "reload.h"
@@ -150,6 +151,7 @@ int main(int argc, char **argv)
 	server_init(&rt);
 	pool_init(&rt);
 	relay_init(&rt);
+	prep_init(&rt);
 	stats_init(&rt);
 	poolctl_init(&rt);
 	console_init(&rt);

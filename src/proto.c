@@ -442,3 +442,78 @@ const char *proto_error_field(const uint8_t *body, uint32_t blen, uint8_t code)
 	}
 	return NULL;
 }
+
+/* ---- extended protocol: renaming statements (prepared.c) ---------------------------- */
+
+bool proto_parse_parse(const uint8_t *body, uint32_t blen, const char **name,
+		       const uint8_t **rest, uint32_t *rlen)
+{
+	uint32_t pos = 0;
+	const char *n = take_str(body, blen, &pos);
+	if (!n)
+		return false;
+	*name = n;
+	*rest = body + pos;
+	*rlen = blen - pos;
+	return true;
+}
+
+bool proto_parse_bind(const uint8_t *body, uint32_t blen, const char **portal, const char **stmt,
+		      const uint8_t **rest, uint32_t *rlen)
+{
+	uint32_t pos = 0;
+	const char *p = take_str(body, blen, &pos);
+	const char *s = p ? take_str(body, blen, &pos) : NULL;
+	if (!s)
+		return false;
+	*portal = p;
+	*stmt = s;
+	*rest = body + pos;
+	*rlen = blen - pos;
+	return true;
+}
+
+bool proto_parse_target(const uint8_t *body, uint32_t blen, uint8_t *kind, const char **name)
+{
+	uint32_t pos = 1;
+	if (blen < 2)
+		return false;
+	const char *n = take_str(body, blen, &pos);
+	if (!n || pos != blen)
+		return false;
+	*kind = body[0];
+	*name = n;
+	return true;
+}
+
+void proto_build_parse(struct pbuf *b, const char *name, const uint8_t *rest, uint32_t rlen)
+{
+	proto_begin(b, 'P');
+	proto_put_str(b, name);
+	proto_put_bytes(b, rest, rlen);
+	proto_end(b);
+}
+
+void proto_build_bind(struct pbuf *b, const char *portal, const char *stmt, const uint8_t *rest,
+		      uint32_t rlen)
+{
+	proto_begin(b, 'B');
+	proto_put_str(b, portal);
+	proto_put_str(b, stmt);
+	proto_put_bytes(b, rest, rlen);
+	proto_end(b);
+}
+
+void proto_build_target(struct pbuf *b, uint8_t type, uint8_t kind, const char *name)
+{
+	proto_begin(b, type);
+	proto_put_u8(b, kind);
+	proto_put_str(b, name);
+	proto_end(b);
+}
+
+void proto_build_empty(struct pbuf *b, uint8_t type)
+{
+	proto_begin(b, type);
+	proto_end(b);
+}

@@ -10,6 +10,11 @@
  * ReadyForQuery (transaction state, the release point), ParameterStatus (tracked
  * parameters) and Terminate; one of those not fully arrived stays in the source's input
  * until the rest comes.
+ * When the server tracks prepared statements (transaction mode, prepared.h), every
+ * message header on either side goes through prep_client_msg / prep_server_msg: most
+ * pass in the run; a named Parse/Bind/Describe/Close is replaced by what prepared.c
+ * built, a completion of pgcoro's own request is swallowed, and answers pgcoro owes
+ * go to the client at a message boundary.
  * The client side counts what it sent that awaits a ReadyForQuery (Query, Sync,
  * FunctionCall) and whether an extended-protocol sequence is open, so the server's state
  * is known clean exactly when nothing is outstanding.
@@ -22,6 +27,7 @@
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "prepared.h"
 #include "proto.h"
 #include "runtime.h"
 #include "server.h"
@@ -131,17 +137,47 @@ enum frame_end {
 	FE_READY,     /* server side: a ReadyForQuery ends the run */
 	FE_TERMINATE, /* client side: a Terminate (not forwarded) */
 	FE_BAD,       /* an invalid length: the source is dropped */
+	FE_PREP,      /* prepared statements: prep took, dropped or awaits this message */
+	FE_ANSWERS,   /* prepared statements: answers pgcoro owes go after this message */
 };
+
+/* A client message prep replaced or dropped (ACT) at the head of C's input: its
+ * replacement goes to S. False when the pump must stop (wait for more input, or C or S
+ * was closed). */
+static bool prep_took(client_t *c, server_t *s, enum prep_act act, uint8_t type, uint32_t len,
+		      bool *request)
+{
+	switch (act) {
+	case PREP_TAKEN: {
+		size_t olen;
+		const uint8_t *o = prep_output(s, &olen);
+		if (olen)
+			stream_send(&s->st, o, olen);
+		prep_output_done(s);
+		client_msg_seen(s, type);
+		*request = true;
+	}
+		/* fall through */
+	case PREP_DROP:
+		c->pool->stats.bytes_received += (size_t)len + 1;
+		stream_consume(&c->st, (size_t)len + 1);
+		return true;
+	default:
+		return false;
+	}
+}
 
 static void pump_client(client_t *c, server_t *s)
 {
 	uint32_t max = (uint32_t)rt->cfg->max_packet_size;
+	bool track = s->prep_on;
 	while (stream_output_len(&s->st) < RELAY_HIGH_WATER) {
 		bool quiet = s->out_syncs == 0 && !s->mid_ext; /* nothing outstanding yet */
 		size_t n;
 		const uint8_t *p = stream_input(&c->st, &n);
 		size_t i = 0, limit = n < RELAY_BATCH ? n : RELAY_BATCH;
 		enum frame_end end = FE_MORE;
+		enum prep_act act = PREP_PASS;
 		uint8_t type = 0;
 		uint32_t len = 0;
 		bool request = false;
@@ -162,17 +198,25 @@ static void pump_client(client_t *c, server_t *s)
 				end = FE_TERMINATE;
 				break;
 			}
+			if (track && (act = prep_client_msg(s, c, p + i, n - i, len)) != PREP_PASS) {
+				end = FE_PREP;
+				break;
+			}
 			client_msg_seen(s, type);
 			request = true;
 			i = pass_bytes(i, n, (size_t)len + 1, &c->msg_pending);
 		}
 		if (end == FE_MORE && i >= limit && i < n)
 			end = FE_BATCH;
+		if (act == PREP_FAIL)
+			return;
 		if (i) {
 			c->pool->stats.bytes_received += i;
 			stream_send(&s->st, p, i);
 			stream_consume(&c->st, i);
 		}
+		if (end == FE_PREP && prep_took(c, s, act, type, len, &request))
+			end = FE_BATCH;
 		if (request) {
 			if (quiet)
 				request_begins(s);
@@ -187,6 +231,8 @@ static void pump_client(client_t *c, server_t *s)
 			client_disconnect(c, NULL, "client sent Terminate");
 			return;
 		case FE_BATCH:
+			if (c->state != CL_ACTIVE || c->server != s)
+				return;
 			continue;
 		default:
 			return;
@@ -206,6 +252,7 @@ static bool after_ready(server_t *s, client_t *c)
 
 static void pump_server(server_t *s, client_t *c)
 {
+	bool track = s->prep_on;
 	while (stream_output_len(&c->st) < RELAY_HIGH_WATER) {
 		size_t n;
 		const uint8_t *p = stream_input(&s->st, &n);
@@ -215,6 +262,10 @@ static void pump_server(server_t *s, client_t *c)
 		while (i < limit) {
 			if (s->msg_pending) {
 				i = pass_bytes(i, n, s->msg_pending, &s->msg_pending);
+				if (track && !s->msg_pending && prep_has_answers(s)) {
+					end = FE_ANSWERS;
+					break;
+				}
 				continue;
 			}
 			if (n - i < PROTO_HDR)
@@ -225,9 +276,19 @@ static void pump_server(server_t *s, client_t *c)
 				end = FE_BAD;
 				break;
 			}
-			if (type == 'Z' || (type == 'S' && len <= MAX_INSPECT)) {
-				if ((size_t)len + 1 > n - i)
-					break; /* looked at whole: wait for the rest */
+			bool inspect = type == 'Z' || (type == 'S' && len <= MAX_INSPECT);
+			if (inspect && (size_t)len + 1 > n - i)
+				break; /* looked at whole: wait for the rest */
+			if (track) {
+				enum prep_act act = prep_server_msg(s, p + i, n - i, len);
+				if (act == PREP_WAIT)
+					break;
+				if (act == PREP_DROP) {
+					end = FE_PREP;
+					break;
+				}
+			}
+			if (inspect) {
 				if (!server_msg_seen(s, p + i, len))
 					return;
 				i += (size_t)len + 1;
@@ -238,6 +299,10 @@ static void pump_server(server_t *s, client_t *c)
 				continue;
 			}
 			i = pass_bytes(i, n, (size_t)len + 1, &s->msg_pending);
+			if (track && !s->msg_pending && prep_has_answers(s)) {
+				end = FE_ANSWERS;
+				break;
+			}
 		}
 		if (end == FE_MORE && i >= limit && i < n)
 			end = FE_BATCH;
@@ -246,6 +311,8 @@ static void pump_server(server_t *s, client_t *c)
 			stream_send(&c->st, p, i);
 			stream_consume(&s->st, i);
 		}
+		if (track)
+			prep_flush_answers(s); /* due after the bytes just sent */
 		switch (end) {
 		case FE_BAD:
 			server_disconnect(s, "invalid message length %u from server", len);
@@ -254,6 +321,11 @@ static void pump_server(server_t *s, client_t *c)
 			if (!after_ready(s, c))
 				return;
 			continue;
+		case FE_PREP: /* a whole message of ours to swallow */
+			stream_consume(&s->st, (size_t)len + 1);
+			prep_flush_answers(s);
+			continue;
+		case FE_ANSWERS:
 		case FE_BATCH:
 			continue;
 		default:

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "prepared.h"
 #include "relay.h"
 #include "runtime.h"
 
@@ -151,6 +152,7 @@ static void close_server(server_t *s, bool connect_failed, const char *reason)
 			 s->pool->dbname, s->pool->user, reason, rt_now() - s->connected_at);
 	client_t *c = s->client;
 	s->client = NULL;
+	prep_server_free(s); /* while its client, whose names its queue holds, is alive */
 	server_set_state(s, SV_CLOSING);
 	event_del(&s->pq_ev);
 	evtimer_del(&s->timer);
@@ -185,6 +187,7 @@ static void server_free(server_t *s)
 {
 	if (s->cancel)
 		PQfreeCancel(s->cancel);
+	prep_server_free(s);
 	stream_free(&s->st);
 	if (s->conn)
 		PQfinish(s->conn);
@@ -592,8 +595,10 @@ static void hk_step_done(server_t *s)
 	}
 	if (step == HK_CHECK)
 		s->fresh = true;
-	if (step == HK_RESET)
+	if (step == HK_RESET) {
 		s->applied_sig = 0;
+		prep_server_forget(s); /* DISCARD ALL, or whatever it is: not known to remain */
+	}
 	else if (step == HK_SYNC && s->client)
 		s->applied_sig = s->client->param_sig;
 	if (step == HK_RESET || step == HK_SYNC)
@@ -652,6 +657,7 @@ void server_assign(server_t *s, client_t *c)
 		      server_state_name(s->state));
 	s->client = c;
 	c->server = s;
+	prep_server_start(s);
 	if (s->synced_sig != c->param_sig || s->synced_gen != s->params_gen) {
 		const char *vals[2];
 		if (sync_params(s, vals, 2) > 0) {
@@ -668,6 +674,8 @@ void server_assign(server_t *s, client_t *c)
 void server_release(server_t *s)
 {
 	s->client = NULL;
+	if (!prep_server_quiet(s))
+		prep_server_free(s); /* answers still due: it is closed below or after a cancel */
 	if (s->cancel_running && s->state == SV_ACTIVE) {
 		s->release_pending = true; /* a cancel must not hit the next client's query */
 		return;
@@ -678,7 +686,7 @@ void server_release(server_t *s)
 		server_disconnect(s, "shutting down");
 		return;
 	}
-	if (s->msg_pending || s->out_syncs || s->mid_ext ||
+	if (s->msg_pending || s->out_syncs || s->mid_ext || !prep_server_quiet(s) ||
 	    stream_input_len(&s->st) || stream_output_len(&s->st)) {
 		server_disconnect(s, "client left in the middle of a query");
 		return;

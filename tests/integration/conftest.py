@@ -593,6 +593,26 @@ def tools(session_root):
     return d
 
 
+def run_pgbench(pg, inst, *args, db="bench"):
+    """pgbench ARGS through INST to DB: asserts it ran transactions, none failed and it
+    printed no error; returns its output."""
+    import re
+    argv = [pg.pgbench_bin, "-n", *args, "-h", inst.host, "-p", str(inst.port), "-U", APP_USER,
+            inst.db(db)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=180,
+                       env=clean_env(PGPASSWORD=APP_PASS, PGCONNECT_TIMEOUT=60))
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    m = re.search(r"number of transactions actually processed: (\d+)", out)
+    assert m and int(m.group(1)) > 0, out
+    m = re.search(r"number of failed transactions: (\d+)", out)
+    if m:
+        assert int(m.group(1)) == 0, out
+    bad = [ln for ln in out.splitlines() if re.search(r"error|fatal|abort", ln, re.I)]
+    assert not bad, out
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # psql
 
