@@ -68,6 +68,8 @@ struct config {
 	int max_packet_size;       /* bytes, largest client message accepted */
 	int max_prepared_statements; /* per server, transaction mode; 0 = named statements
 	                              * pass unchanged */
+	char *track_extra_parameters; /* reported parameters restored per client (transaction
+	                               * mode) besides the six always tracked */
 	int executor_threads;
 
 	/* limits */

@@ -84,7 +84,7 @@ struct server {
 	char *params[SERVER_NPARAMS]; /* current reported values (NULL = not reported) */
 	uint64_t applied_sig;        /* param_sig of the client whose other parameters it has */
 	uint32_t params_gen;         /* bumped whenever a reported value changes */
-	uint64_t synced_sig;         /* param_sig of the last client found in sync with it, */
+	uint64_t synced_sig;         /* client_sync_key of the last client found in sync, */
 	uint32_t synced_gen;         /* at this params_gen: the same client again needs no check */
 	char *close_reason;
 };

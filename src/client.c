@@ -430,6 +430,10 @@ static void client_free(client_t *c)
 	free_login_state(c);
 	console_forget(c);
 	prep_client_free(c);
+	if (c->session_params)
+		for (int i = 0; i < SERVER_NPARAMS; i++)
+			free(c->session_params[i]);
+	free(c->session_params);
 	free(c->params);
 	free(c);
 }
@@ -614,6 +618,31 @@ static void on_idle_input(client_t *c)
 		}
 	} while (type == 'P' && prep_answer_idle(c)); /* a Parse answered without a server */
 	wait_for_server(c);
+}
+
+void client_param_changed(client_t *c, int i, const char *value)
+{
+	if (!c->session_params)
+		c->session_params = calloc(SERVER_NPARAMS, sizeof(char *));
+	char *v = value ? strdup(value) : NULL;
+	if (!c->session_params || (value && !v)) {
+		free(v);
+		log_warning("client %llu: out of memory: %s = %s not kept for its next transactions",
+			    (unsigned long long)c->id, server_param_names[i], value ? value : "");
+		return;
+	}
+	free(c->session_params[i]);
+	c->session_params[i] = v;
+	uint64_t sig = 0xcbf29ce484222325ull; /* FNV-1a over index and value of each */
+	for (int k = 0; k < SERVER_NPARAMS; k++) {
+		const char *q = c->session_params[k];
+		if (!q)
+			continue;
+		sig = (sig ^ (uint64_t)(k + 1)) * 0x100000001b3ull;
+		for (; *q; q++)
+			sig = (sig ^ (uint8_t)*q) * 0x100000001b3ull;
+	}
+	c->session_sig = sig;
 }
 
 /* ---- login --------------------------------------------------------------------------- */
