@@ -42,6 +42,14 @@ class Holder:
     def close(self):
         self.w.terminate()
 
+    def on_both_servers(self, check):
+        """Runs CHECK while this holder keeps a server (so it runs on the other one), then
+        after it gave that server back (LIFO: CHECK runs on it)."""
+        self.hold()
+        check()
+        self.free()
+        check()
+
 
 def test_set_holds_across_servers_and_does_not_leak(pgcoro_factory):
     inst = txn_inst(pgcoro_factory)
@@ -53,31 +61,26 @@ def test_set_holds_across_servers_and_does_not_leak(pgcoro_factory):
         for name, (value, _) in TRACKED.items():
             assert value != defaults[name]
             a.query(f"SET {name} = '{value}'")
-        # a's next transactions, on the other server and back on the first
-        for _ in range(2):
-            held = holder.hold()
-            pid = a.query("select pg_backend_pid()")[0][0]
-            assert pid != held
-            for name, (value, q) in TRACKED.items():
-                assert a.query(q)[0][0] == value, (name, pid)
-            holder.free()
-        # another client on either server sees the defaults
+        def expect(client, values):
+            pids = set()
+            for name, (_, q) in TRACKED.items():
+                pid, got = client.query(f"select pg_backend_pid(), current_setting('{name}')")[0]
+                pids.add(pid)
+                assert got == values[name], (name, pid)
+            assert len(pids) == 1
+
+        # a's next transactions, on either server
+        holder.on_both_servers(lambda: expect(a, {k: v for k, (v, _) in TRACKED.items()}))
+        # another client, on either server, sees the defaults
         b = Wire.to(inst)
         b.login()
         try:
-            for _ in range(2):
-                held = holder.hold()
-                for name, (_, q) in TRACKED.items():
-                    assert b.query(q)[0][0] == defaults[name], name
-                holder.free()
+            holder.on_both_servers(lambda: expect(b, defaults))
         finally:
             b.terminate()
         # RESET ALL goes back to the defaults, and that holds too
         a.query("RESET ALL")
-        holder.hold()
-        for name, (_, q) in TRACKED.items():
-            assert a.query(q)[0][0] == defaults[name], name
-        holder.free()
+        holder.on_both_servers(lambda: expect(a, defaults))
     finally:
         a.terminate()
         holder.close()
@@ -98,13 +101,11 @@ def test_set_local_and_rollback_are_not_kept(pgcoro_factory):
         c.rollback()
         c.autocommit = True
         cur.execute("SET TimeZone = 'Australia/Perth'")
-        for _ in range(2):
-            holder.hold()
-            cur.execute("show timezone")
-            assert cur.fetchone() == ("Australia/Perth",)
-            cur.execute("select now()::text like '%+08'")
-            assert cur.fetchone() == (True,)
-            holder.free()
+
+        def perth():
+            cur.execute("select current_setting('TimeZone'), now()::text like '%+08'")
+            assert cur.fetchone() == ("Australia/Perth", True)
+        holder.on_both_servers(perth)
     finally:
         c.close()
         holder.close()
@@ -120,11 +121,10 @@ def test_startup_value_then_set(pgcoro_factory):
     try:
         cur = c.cursor()
         for tz in ("Europe/Berlin", "Pacific/Auckland"):
-            for _ in range(2):
-                holder.hold()
+            def check():
                 cur.execute("show timezone")
                 assert cur.fetchone() == (tz,)
-                holder.free()
+            holder.on_both_servers(check)
             cur.execute("SET TimeZone = 'Pacific/Auckland'")
     finally:
         c.close()
