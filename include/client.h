@@ -19,6 +19,7 @@
 struct runtime;
 struct console_session;
 struct prep_client;
+struct notify_client;
 
 enum client_state {
 	CL_LOGIN,   /* global login list: startup packet, authentication */
@@ -99,6 +100,7 @@ struct client {
 	struct console_session *console; /* admin console clients only */
 	struct prep_client *prep;   /* its named prepared statements (transaction mode), once
 	                             * it has one */
+	struct notify_client *notify; /* its LISTEN channels (transaction mode), once it has one */
 };
 
 void client_init(struct runtime *rt);
@@ -154,6 +156,9 @@ void client_param_changed(client_t *c, int i, const char *value);
 
 /* What identifies the parameters C wants on a server: equal keys, equal wants. */
 static inline uint64_t client_sync_key(const client_t *c) { return c->param_sig ^ c->session_sig; }
+
+/* C (CL_IDLE) may read and handle its input again (notify.c answered its LISTEN). */
+void client_resume_idle(client_t *c);
 
 /* The relay saw the client start a message (a request to the server). */
 void client_on_request(client_t *c);

@@ -161,6 +161,25 @@ bool proto_parse_bind(const uint8_t *body, uint32_t blen, const char **portal, c
 bool proto_parse_target(const uint8_t *body, uint32_t blen, uint8_t *kind, const char **name)
 	__attribute__((warn_unused_result));
 
+/* What a simple Query's text is, for LISTEN/UNLISTEN served by pgcoro. */
+enum proto_listen {
+	LISTEN_OTHER,        /* anything else (several statements, comments, ...) */
+	LISTEN_ONE,          /* LISTEN channel */
+	UNLISTEN_ONE,        /* UNLISTEN channel */
+	UNLISTEN_ALL,        /* UNLISTEN * */
+};
+
+/* Classifies SQL (LEN bytes, no NUL needed): one LISTEN or UNLISTEN statement, keyword in
+ * any case, an optional ';' and white space around. The channel is written to CHANNEL
+ * (CAP bytes) as PostgreSQL names it: an unquoted identifier lower-cased (ASCII), a
+ * quoted one as written ("" for a quote). Identifiers over 63 bytes, non-ASCII unquoted
+ * ones and an empty quoted one give LISTEN_OTHER. */
+enum proto_listen proto_parse_listen(const char *sql, size_t len, char *channel, size_t cap);
+
+/* NotificationResponse 'A'. */
+void proto_build_notification(struct pbuf *b, uint32_t pid, const char *channel,
+			      const char *payload);
+
 /* ErrorResponse / NoticeResponse: the value of field CODE ('C', 'M', 'S', ...), or NULL. */
 const char *proto_error_field(const uint8_t *body, uint32_t blen, uint8_t code);
 

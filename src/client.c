@@ -21,6 +21,7 @@
 #include "config.h"
 #include "console.h"
 #include "log.h"
+#include "notify.h"
 #include "pool.h"
 #include "poolctl.h"
 #include "prepared.h"
@@ -430,6 +431,7 @@ static void client_free(client_t *c)
 	free_login_state(c);
 	console_forget(c);
 	prep_client_free(c);
+	notify_client_free(c);
 	if (c->session_params)
 		for (int i = 0; i < SERVER_NPARAMS; i++)
 			free(c->session_params[i]);
@@ -583,6 +585,7 @@ void client_maybe_release(client_t *c)
 	c->server = NULL;
 	client_set_state(c, CL_IDLE);
 	server_release(s);
+	notify_client_idle(c);
 	if (c->state == CL_IDLE && stream_input_len(&c->st) > 0)
 		on_idle_input(c);
 }
@@ -609,15 +612,30 @@ static void on_idle_input(client_t *c)
 {
 	uint8_t type = 0;
 	uint32_t len = 0;
-	do {
+	for (;;) {
 		if (!client_next_message(c, (uint32_t)rt->cfg->max_packet_size, &type, &len))
 			return;
 		if (type == 'X') {
 			client_disconnect(c, NULL, "client sent Terminate");
 			return;
 		}
-	} while (type == 'P' && prep_answer_idle(c)); /* a Parse answered without a server */
+		if ((type == 'P' && prep_answer_idle(c)) || (type == 'Q' && notify_answer_idle(c))) {
+			/* answered without a server: a Parse of a known statement, LISTEN */
+			stream_input_consumed(&c->st);
+			if (c->state != CL_IDLE || notify_awaiting(c))
+				return; /* closed, or awaiting its LISTEN's answer */
+			continue;
+		}
+		break;
+	}
 	wait_for_server(c);
+}
+
+void client_resume_idle(client_t *c)
+{
+	stream_set_read(&c->st, true);
+	if (stream_input_len(&c->st) > 0)
+		on_idle_input(c);
 }
 
 void client_param_changed(client_t *c, int i, const char *value)

@@ -18,6 +18,7 @@
 #include "listener.h"
 #include "log.h"
 #include "manpage.h"
+#include "notify.h"
 #include "pool.h"
 #include "prepared.h"
 #include "poolctl.h"
@@ -152,6 +153,7 @@ int main(int argc, char **argv)
 	pool_init(&rt);
 	relay_init(&rt);
 	prep_init(&rt);
+	notify_init(&rt);
 	stats_init(&rt);
 	poolctl_init(&rt);
 	console_init(&rt);

@@ -686,6 +686,55 @@ START_TEST(test_rename_statements)
 }
 END_TEST
 
+static enum proto_listen listen_of(const char *sql, char *ch)
+{
+	return proto_parse_listen(sql, strlen(sql), ch, 64);
+}
+
+START_TEST(test_parse_listen)
+{
+	char ch[64];
+	ck_assert_int_eq(listen_of("LISTEN foo", ch), LISTEN_ONE);
+	ck_assert_str_eq(ch, "foo");
+	ck_assert_int_eq(listen_of("  listen FooBar_1$ ; \n", ch), LISTEN_ONE);
+	ck_assert_str_eq(ch, "foobar_1$");
+	ck_assert_int_eq(listen_of("LISTEN \"Mixed \"\"Case\"\"\";", ch), LISTEN_ONE);
+	ck_assert_str_eq(ch, "Mixed \"Case\"");
+	ck_assert_int_eq(listen_of("listen\"q\"", ch), LISTEN_ONE);
+	ck_assert_str_eq(ch, "q");
+	ck_assert_int_eq(listen_of("UNLISTEN x", ch), UNLISTEN_ONE);
+	ck_assert_str_eq(ch, "x");
+	ck_assert_int_eq(listen_of("unlisten *;", ch), UNLISTEN_ALL);
+	ck_assert_int_eq(listen_of("LISTEN * ", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTENfoo", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTEN foo; select 1", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTEN foo bar", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTEN \"\"", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTEN \"open", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTEN 1abc", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTEN", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("NOTIFY foo", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTEN a -- comment", ch), LISTEN_OTHER);
+	char longname[80];
+	memset(longname, 'a', sizeof(longname));
+	memcpy(longname, "LISTEN ", 7);
+	longname[7 + 63] = 0;
+	ck_assert_int_eq(listen_of(longname, ch), LISTEN_ONE);
+	ck_assert_uint_eq(strlen(ch), 63);
+	longname[7 + 63] = 'a';
+	longname[7 + 64] = 0;
+	ck_assert_int_eq(listen_of(longname, ch), LISTEN_OTHER);
+	ck_assert_int_eq(proto_parse_listen("LISTEN foo", 10, ch, 10), LISTEN_OTHER); /* cap */
+
+	struct pbuf b;
+	pbuf_init(&b);
+	proto_build_notification(&b, 42, "ch", "hi");
+	ck_assert_uint_eq(b.len, 1 + 4 + 4 + 3 + 3);
+	ck_assert(memcmp(b.data, "A\0\0\0\x0e\0\0\0\x2a" "ch\0hi\0", b.len) == 0);
+	pbuf_free(&b);
+}
+END_TEST
+
 START_TEST(test_parse_param_status)
 {
 	const char *n, *v;
@@ -833,6 +882,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, test_parse_sasl_initial);
 	tcase_add_test(tc, test_parse_param_status);
 	tcase_add_test(tc, test_rename_statements);
+	tcase_add_test(tc, test_parse_listen);
 	tcase_add_test(tc, test_error_field_garbage);
 	tcase_add_test(tc, test_fuzz);
 	suite_add_tcase(s, tc);
