@@ -17,6 +17,129 @@ struct prep_server; /* a server's statements, its expected answers, its build bu
 
 void prep_init(struct runtime *rt);
 
+/* What a tracking server owes, in wire order: one kind byte per request that gets an
+ * answer (PREP_SPECIAL: more is known of it, only prepared.c handles it). prepared.c
+ * owns it; the relay's fast paths below read and pop plain entries inline, so passing
+ * a message costs a few instructions. */
+struct prep_ring {
+	uint8_t *kind;   /* kind[(head + i) & mask], i < len */
+	uint32_t mask, head, len;
+	bool answers;    /* answers of pgcoro's own are due (prep_flush_answers) */
+	bool skip;       /* after an error: client messages dropped until Sync */
+};
+
+enum prep_kind {
+	PK_SIMPLE = 1, /* Query, FunctionCall: done at ReadyForQuery */
+	PK_SYNC,       /* Sync: done at ReadyForQuery */
+	PK_PARSE,      /* ParseComplete */
+	PK_BIND,       /* BindComplete */
+	PK_DESCRIBE,   /* RowDescription or NoData */
+	PK_EXECUTE,    /* CommandComplete, EmptyQueryResponse or PortalSuspended */
+	PK_CLOSE,      /* CloseComplete */
+};
+#define PREP_SPECIAL 0x80
+
+/* Client side, inline: a message (its first AVAIL bytes at MSG) that names no
+ * statement has its answer recorded: true. False: prep_client_msg must see it. */
+static inline bool prep_client_fast(struct prep_ring *r, const uint8_t *msg, size_t avail)
+{
+	uint8_t k;
+	if (r->skip)
+		return false;
+	switch (msg[0]) {
+	case 'Q':
+	case 'F':
+		k = PK_SIMPLE;
+		break;
+	case 'S':
+		k = PK_SYNC;
+		break;
+	case 'E':
+		k = PK_EXECUTE;
+		break;
+	case 'P': /* unnamed statement */
+		if (avail < 6 || msg[5] != 0)
+			return false;
+		k = PK_PARSE;
+		break;
+	case 'B': /* unnamed portal and statement */
+		if (avail < 7 || msg[5] != 0 || msg[6] != 0)
+			return false;
+		k = PK_BIND;
+		break;
+	case 'D':
+	case 'C': /* a portal, or the unnamed statement */
+		if (avail < 7 || (msg[5] == 'S' && msg[6] != 0))
+			return false;
+		k = msg[0] == 'D' ? PK_DESCRIBE : PK_CLOSE;
+		break;
+	default:
+		return true; /* Flush, COPY data: no answer of their own */
+	}
+	if (r->len > r->mask)
+		return false; /* full: prep_client_msg grows it */
+	r->kind[(r->head + r->len) & r->mask] = k;
+	r->len++;
+	return true;
+}
+
+/* Server side, inline: a message of TYPE and length field LEN that completes a plain
+ * entry (popped here) or completes none: true, pass it. False: prep_server_msg must
+ * see it (pgcoro's own request, an answer of pgcoro's next, an error in a pipeline, a
+ * CommandComplete that may be DISCARD ALL). */
+static inline bool prep_server_fast(struct prep_ring *r, uint8_t type, uint32_t len)
+{
+	uint8_t want;
+	switch (type) { /* the type first: DataRow and most others touch nothing */
+	case 'Z':
+		want = PK_SYNC;
+		break;
+	case '1':
+		want = PK_PARSE;
+		break;
+	case '2':
+		want = PK_BIND;
+		break;
+	case '3':
+		want = PK_CLOSE;
+		break;
+	case 'T':
+	case 'n':
+		want = PK_DESCRIBE;
+		break;
+	case 'C':
+		if (len == 4 + 12 || len == 4 + 15)
+			return !r->len;
+		/* fall through */
+	case 'I':
+	case 's':
+		want = PK_EXECUTE;
+		break;
+	case 'E':
+		want = 0;
+		break;
+	default:
+		return true;
+	}
+	if (!r->len)
+		return true;
+	uint8_t k = r->kind[r->head & r->mask];
+	if (type == 'Z' && k == PK_SIMPLE)
+		want = PK_SIMPLE;
+	if (k != want) {
+		if (type == 'E') /* an error ends a Query or a Sync's; others skip to the Sync */
+			return k == PK_SIMPLE || k == PK_SYNC;
+		/* a RowDescription of a Query...: passes; unexpected or special: prepared.c */
+		return !(k & PREP_SPECIAL) && want != PK_PARSE && want != PK_BIND &&
+		       want != PK_CLOSE && type != 'Z';
+	}
+	if (r->len > 1 && (r->kind[(r->head + 1) & r->mask] & PREP_SPECIAL))
+		return false; /* what comes next is for prep_server_msg to settle */
+	r->head++;
+	r->len--;
+	return true;
+}
+
 /* What the relay does with a message prep looked at. */
 enum prep_act {
 	PREP_PASS, /* forward it unchanged (its answer is expected) */
@@ -26,10 +149,35 @@ enum prep_act {
 	PREP_FAIL, /* the client or server was disconnected */
 };
 
-/* At a hand-out (S quiet): S tracks (s->prep_on) when its pool is in transaction or
- * statement mode and max_prepared_statements > 0. Allocates S's state the first time;
- * without memory S is not tracked and named statements pass unchanged (logged). */
+/* At a hand-out (S quiet) in transaction or statement mode with max_prepared_statements
+ * > 0, to a client that has named statements (the caller checks): S tracks
+ * (s->prep_on). Allocates S's state the first time; without memory S is not tracked
+ * and named statements pass unchanged (logged). */
 void prep_server_start(server_t *s);
+
+/* Relay, client side, S not tracking: true when the message at MSG (AVAIL bytes here)
+ * may name a statement (or it cannot tell yet), so tracking must begin before it. */
+static inline bool prep_may_name(const uint8_t *msg, size_t avail)
+{
+	switch (msg[0]) {
+	case 'P':
+		return avail < 6 || msg[5] != 0;
+	case 'B':
+		return avail < 7 || msg[5] != 0 || msg[6] != 0;
+	case 'D':
+	case 'C':
+		return avail < 7 || (msg[5] == 'S' && msg[6] != 0);
+	default:
+		return false;
+	}
+}
+
+/* S (not tracking, in transaction or statement mode) starts tracking in the middle of
+ * a hand-out, before the client message the relay is about to pass. When requests are
+ * outstanding, their answers (which nothing recorded) are let through up to a marker:
+ * a Close of a portal that does not exist, sent now, whose CloseComplete is swallowed.
+ * False when S cannot track (no memory; logged): the message passes unchanged. */
+bool prep_track_now(server_t *s);
 
 /* A client message of TYPE at MSG (AVAIL bytes of it here, LEN its length field) about to
  * go to S, which tracks. May disconnect C (PREP_FAIL). */
@@ -45,14 +193,17 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 const uint8_t *prep_output(server_t *s, size_t *len);
 void prep_output_done(server_t *s);
 
-/* True when answers pgcoro makes itself (CloseComplete, ParseComplete, errors) are due
- * for S's client; prep_flush_answers sends them. The relay calls it at a server message
+/* Answers pgcoro makes itself (CloseComplete, ParseComplete, errors) that are due
+ * (s->pring.answers): sent to S's client. The relay calls it at a server message
  * boundary, after the bytes before that boundary. */
-bool prep_has_answers(const server_t *s);
 void prep_flush_answers(server_t *s);
 
-/* True when nothing is expected from S or owed to its client (the hand-over point). */
-bool prep_server_quiet(const server_t *s);
+/* True when nothing is expected from the server of ring R or owed to its client (the
+ * hand-over point). */
+static inline bool prep_quiet(const struct prep_ring *r)
+{
+	return !r->len && !r->answers && !r->skip;
+}
 
 /* S's server-side statements are gone (DISCARD ALL in housekeeping). */
 void prep_server_forget(server_t *s);

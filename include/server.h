@@ -12,11 +12,11 @@
 
 #include "executor.h"
 #include "list.h"
+#include "prepared.h"
 #include "stream.h"
 #include "types.h"
 
 struct runtime;
-struct prep_server;
 
 enum server_state {
 	SV_CONNECTING,   /* pool->sv_connecting: libpq connect steps */
@@ -68,7 +68,9 @@ struct server {
 	bool mid_ext;                /* extended-protocol messages sent since the last Sync */
 	uint8_t tx_status;           /* from the last ReadyForQuery: 'I', 'T' or 'E' */
 	bool prep_on;                /* this hand-out tracks prepared statements (prepared.h) */
-	struct prep_server *prep;    /* its statements and expected answers, once tracked */
+	uint32_t closes_pending;     /* untracked: Close messages sent, CloseComplete not seen */
+	struct prep_ring pring;      /* the answers it owes, while tracked (prepared.c) */
+	struct prep_server *prep;    /* its statements and build buffers, once tracked */
 	uint64_t query_start_us;     /* stats_now_us() when the request in flight began */
 	uint64_t xact_start_us;      /* stats_now_us() when the transaction began */
 	double connected_at;         /* rt_now() when the connection was made (its start, until) */

@@ -564,7 +564,7 @@ static bool at_release_point(client_t *c, server_t *s)
 	return s->state == SV_ACTIVE && s->out_syncs == 0 && !s->mid_ext && s->msg_pending == 0 &&
 	       c->msg_pending == 0 && !s->cancel_running &&
 	       stream_input_len(&s->st) == 0 && stream_output_len(&s->st) == 0 &&
-	       (!s->prep_on || (prep_server_quiet(s) && stream_input_len(&c->st) == 0));
+	       (!s->prep_on || (prep_quiet(&s->pring) && stream_input_len(&c->st) == 0));
 }
 
 static void on_idle_input(client_t *c);
@@ -585,7 +585,8 @@ void client_maybe_release(client_t *c)
 	c->server = NULL;
 	client_set_state(c, CL_IDLE);
 	server_release(s);
-	notify_client_idle(c);
+	if (c->notify)
+		notify_client_idle(c);
 	if (c->state == CL_IDLE && stream_input_len(&c->st) > 0)
 		on_idle_input(c);
 }
@@ -612,23 +613,26 @@ static void on_idle_input(client_t *c)
 {
 	uint8_t type = 0;
 	uint32_t len = 0;
-	for (;;) {
-		if (!client_next_message(c, (uint32_t)rt->cfg->max_packet_size, &type, &len))
-			return;
+	const uint8_t *m;
+	while ((m = client_next_message(c, (uint32_t)rt->cfg->max_packet_size, &type, &len))) {
 		if (type == 'X') {
 			client_disconnect(c, NULL, "client sent Terminate");
 			return;
 		}
-		if ((type == 'P' && prep_answer_idle(c)) || (type == 'Q' && notify_answer_idle(c))) {
-			/* answered without a server: a Parse of a known statement, LISTEN */
-			stream_input_consumed(&c->st);
-			if (c->state != CL_IDLE || notify_awaiting(c))
-				return; /* closed, or awaiting its LISTEN's answer */
-			continue;
+		/* answered without a server: a named Parse of a statement a server knows
+		 * (prepared.c), a LISTEN/UNLISTEN (notify.c); cheap looks at its first byte */
+		uint8_t first = stream_input_len(&c->st) > PROTO_HDR ? m[PROTO_HDR] : 0;
+		uint8_t lower = first | 0x20;
+		if (!(type == 'P' ? first && prep_answer_idle(c)
+				  : type == 'Q' && (lower == 'l' || lower == 'u' || first <= ' ') &&
+					    notify_answer_idle(c))) {
+			wait_for_server(c);
+			return;
 		}
-		break;
+		stream_input_consumed(&c->st);
+		if (c->state != CL_IDLE || notify_awaiting(c))
+			return; /* closed, or awaiting its LISTEN's answer */
 	}
-	wait_for_server(c);
 }
 
 void client_resume_idle(client_t *c)

@@ -11,8 +11,14 @@
  * client holds has not prepared it, a Parse is injected just before. Close of a named
  * statement only drops the client's name (others may use the server statement) and is
  * answered by pgcoro. Unnamed statements and portals pass unchanged.
+ * A server tracks from the hand-out when its client has named statements, else from
+ * the client's first message that may name one; requests outstanding then were not
+ * recorded, so their answers pass up to a marker (a Close of a portal that does not
+ * exist) whose CloseComplete is swallowed (RQ_BARRIER). Clients that never name a
+ * statement cost nothing.
  * Each tracking server keeps a queue with one entry per request that gets an answer, in
- * wire order: the server's completion messages (ParseComplete, BindComplete, the end of
+ * wire order (kind bytes in the server's prep_ring, read and popped inline by the relay
+ * for plain entries; the rest in ps->extra): the server's completion messages (ParseComplete, BindComplete, the end of
  * a Describe or Execute, CloseComplete, ReadyForQuery) pop it. An entry for pgcoro's own
  * request swallows its completion; an entry that pgcoro answers itself (the client's
  * Close, a Parse of a statement the server already has, an error pgcoro detects) is
@@ -302,21 +308,23 @@ struct sentry {
 	bool pending;           /* its Parse is not answered yet */
 };
 
-enum rq_kind {
-	RQ_SIMPLE,   /* Query, FunctionCall: done at ReadyForQuery */
-	RQ_SYNC,     /* Sync: done at ReadyForQuery */
-	RQ_PARSE,    /* ParseComplete */
-	RQ_BIND,     /* BindComplete */
-	RQ_DESCRIBE, /* RowDescription or NoData */
-	RQ_EXECUTE,  /* CommandComplete, EmptyQueryResponse or PortalSuspended */
-	RQ_CLOSE,    /* CloseComplete */
-};
+/* Kinds of answers (enum prep_kind, prepared.h). */
+#define RQ_SIMPLE PK_SIMPLE
+#define RQ_SYNC PK_SYNC
+#define RQ_PARSE PK_PARSE
+#define RQ_BIND PK_BIND
+#define RQ_DESCRIBE PK_DESCRIBE
+#define RQ_EXECUTE PK_EXECUTE
+#define RQ_CLOSE PK_CLOSE
 
 #define RQ_SWALLOW 1 /* pgcoro's own request: its completion is not passed on */
 #define RQ_ANSWER 2  /* pgcoro answers it when it reaches the head; nothing was sent */
 #define RQ_DEPENDS 4 /* a Bind or Describe of a name whose Parse was not answered yet */
+#define RQ_BARRIER 8 /* tracking began mid-way: unrecorded answers pass up to this marker's
+                      * CloseComplete (sid: how many other CloseCompletes come first) */
 
-/* An answer the server owes (or pgcoro does). */
+/* An answer the server owes (or pgcoro does) with more than its kind: kept in
+ * ps->extra at its ring index, its kind byte flagged PREP_SPECIAL. */
 struct rq {
 	uint8_t kind, flags;
 	const char *sqlstate;   /* RQ_ANSWER with an error: its SQLSTATE and message */
@@ -324,15 +332,15 @@ struct rq {
 	struct centry *ce;      /* the client's Parse: committed on success (a reference) */
 	uint64_t sid;           /* a Parse sent to the server: that statement's id */
 	struct prep_stmt *evicted; /* an eviction's Close: put back if skipped (a reference) */
+	uint32_t zs;            /* RQ_BARRIER: ReadyForQuery messages due before the marker */
 };
 
 struct prep_server {
-	struct rq *q;           /* ring: q[(head + i) % cap], i < len */
-	uint32_t qcap, qhead, qlen;
+	struct prep_ring *r;    /* the server's ring of expected answers (s->pring) */
+	struct rq *extra;       /* special entries, at their ring index */
 	struct sentry **buckets;
 	size_t nbuckets;
 	struct list_head lru;
-	bool skip;              /* after an error: client messages dropped until Sync */
 	struct pbuf out;        /* requests built for the server */
 	struct pbuf answers;    /* answers due to the client */
 };
@@ -388,34 +396,60 @@ static bool set_put(struct prep_server *ps, struct prep_stmt *st, bool pending, 
 	return true;
 }
 
-static bool q_push(struct prep_server *ps, struct rq rq)
+static bool q_grow(struct prep_server *ps)
 {
-	if (ps->qlen == ps->qcap) {
-		uint32_t cap = ps->qcap ? ps->qcap * 2 : 32;
-		struct rq *q = malloc(cap * sizeof(*q));
-		if (!q)
-			return false;
-		for (uint32_t i = 0; i < ps->qlen; i++)
-			q[i] = ps->q[(ps->qhead + i) % ps->qcap];
-		free(ps->q);
-		ps->q = q;
-		ps->qcap = cap;
-		ps->qhead = 0;
+	struct prep_ring *r = ps->r;
+	uint32_t cap = (r->mask + 1) * 2;
+	uint8_t *kind = malloc(cap);
+	struct rq *extra = malloc(cap * sizeof(*extra));
+	if (!kind || !extra) {
+		free(kind);
+		free(extra);
+		return false;
 	}
-	ps->q[(ps->qhead + ps->qlen) % ps->qcap] = rq;
-	ps->qlen++;
+	for (uint32_t i = 0; i < r->len; i++) {
+		kind[i] = r->kind[(r->head + i) & r->mask];
+		extra[i] = ps->extra[(r->head + i) & r->mask];
+	}
+	free(r->kind);
+	free(ps->extra);
+	r->kind = kind;
+	ps->extra = extra;
+	r->mask = cap - 1;
+	r->head = 0;
 	return true;
 }
 
-static inline struct rq *q_head(struct prep_server *ps)
+static bool q_push(struct prep_server *ps, struct rq rq)
 {
-	return ps->qlen ? &ps->q[ps->qhead] : NULL;
+	struct prep_ring *r = ps->r;
+	if (r->len > r->mask && !q_grow(ps))
+		return false;
+	uint32_t i = (r->head + r->len) & r->mask;
+	bool special = rq.flags || rq.ce || rq.sid || rq.evicted || rq.message;
+	r->kind[i] = (uint8_t)(rq.kind | (special ? PREP_SPECIAL : 0));
+	if (special)
+		ps->extra[i] = rq;
+	r->len++;
+	return true;
+}
+
+/* The head entry (a plain one filled in from its kind), or NULL. */
+static struct rq *q_head(struct prep_server *ps)
+{
+	struct prep_ring *r = ps->r;
+	if (!r->len)
+		return NULL;
+	uint32_t i = r->head & r->mask;
+	if (!(r->kind[i] & PREP_SPECIAL))
+		ps->extra[i] = (struct rq){.kind = r->kind[i]};
+	return &ps->extra[i];
 }
 
 /* Ends the head entry: its effects are committed (OK) or undone. */
 static void q_pop(struct prep_server *ps, bool ok)
 {
-	struct rq *rq = &ps->q[ps->qhead];
+	struct rq *rq = q_head(ps);
 	if (rq->sid) {
 		struct sentry *se = set_find(ps, rq->sid);
 		if (se && se->pending) {
@@ -449,16 +483,13 @@ static void q_pop(struct prep_server *ps, bool ok)
 		centry_unref(rq->ce);
 	}
 	free(rq->message);
-	ps->qhead = (ps->qhead + 1) % ps->qcap;
-	ps->qlen--;
+	ps->r->head++;
+	ps->r->len--;
 }
 
 void prep_server_start(server_t *s)
 {
-	const pool_t *p = s->pool;
 	s->prep_on = false;
-	if (p->pool_mode == POOL_SESSION || rt->cfg->max_prepared_statements <= 0)
-		return;
 	if (!s->prep) {
 		struct prep_server *ps = calloc(1, sizeof(*ps));
 		size_t nb = 16;
@@ -476,14 +507,23 @@ void prep_server_start(server_t *s)
 		list_head_init(&ps->lru);
 		pbuf_init(&ps->out);
 		pbuf_init(&ps->answers);
+		ps->r = &s->pring;
 		s->prep = ps;
+		s->pring = (struct prep_ring){.kind = malloc(32), .mask = 31};
+		ps->extra = malloc(32 * sizeof(*ps->extra));
+		if (!s->pring.kind || !ps->extra) {
+			prep_server_free(s);
+			log_warning("server %llu: out of memory: prepared statements not tracked",
+				    (unsigned long long)s->id);
+			return;
+		}
 	}
 	s->prep_on = true;
 }
 
 static void release_all(struct prep_server *ps)
 {
-	while (ps->qlen)
+	while (ps->r->len)
 		q_pop(ps, false);
 }
 
@@ -512,7 +552,9 @@ void prep_server_free(server_t *s)
 		return;
 	release_all(ps);
 	set_clear(ps, true);
-	free(ps->q);
+	free(ps->r->kind);
+	*ps->r = (struct prep_ring){0};
+	free(ps->extra);
 	free(ps->buckets);
 	pbuf_free(&ps->out);
 	pbuf_free(&ps->answers);
@@ -520,14 +562,6 @@ void prep_server_free(server_t *s)
 	s->prep = NULL;
 	s->prep_on = false;
 }
-
-bool prep_server_quiet(const server_t *s)
-{
-	const struct prep_server *ps = s->prep;
-	return !ps || (ps->qlen == 0 && ps->answers.len == 0 && !ps->skip);
-}
-
-bool prep_has_answers(const server_t *s) { return s->prep && s->prep->answers.len > 0; }
 
 const uint8_t *prep_output(server_t *s, size_t *len)
 {
@@ -547,6 +581,7 @@ void prep_flush_answers(server_t *s)
 	else if (s->client)
 		client_disconnect(s->client, "53200", "out of memory building an answer");
 	pbuf_reset(&ps->answers);
+	ps->r->answers = false;
 }
 
 /* Emits the answers pgcoro owes that have reached the head of the queue. */
@@ -559,6 +594,7 @@ static void settle(struct prep_server *ps)
 		else
 			proto_build_empty(&ps->answers, rq->kind == RQ_CLOSE ? '3' : '1');
 		q_pop(ps, true);
+		ps->r->answers = true;
 	}
 }
 
@@ -567,7 +603,7 @@ static void settle(struct prep_server *ps)
 static bool push(struct prep_server *ps, uint8_t kind, uint8_t flags, struct centry *ce,
 		 uint64_t sid)
 {
-	if (!q_push(ps, (struct rq){kind, flags, NULL, NULL, ce, sid, NULL}))
+	if (!q_push(ps, (struct rq){kind, flags, NULL, NULL, ce, sid, NULL, 0}))
 		return false;
 	if (ce)
 		ce->refs++;
@@ -582,11 +618,11 @@ static bool answer_error(struct prep_server *ps, const char *sqlstate, const cha
 	char buf[256];
 	snprintf(buf, sizeof(buf), "prepared statement \"%s\" %s", name, what);
 	char *m = strdup(buf);
-	if (!m || !q_push(ps, (struct rq){RQ_PARSE, RQ_ANSWER, sqlstate, m, NULL, 0, NULL})) {
+	if (!m || !q_push(ps, (struct rq){RQ_PARSE, RQ_ANSWER, sqlstate, m, NULL, 0, NULL, 0})) {
 		free(m);
 		return false;
 	}
-	ps->skip = true;
+	ps->r->skip = true;
 	return true;
 }
 
@@ -600,7 +636,7 @@ static bool evict(struct prep_server *ps)
 		char name[NAME_MAX_LEN];
 		struct prep_stmt *st = se->stmt;
 		server_name(name, st->id);
-		if (!q_push(ps, (struct rq){RQ_CLOSE, RQ_SWALLOW, NULL, NULL, NULL, 0, st}))
+		if (!q_push(ps, (struct rq){RQ_CLOSE, RQ_SWALLOW, NULL, NULL, NULL, 0, st, 0}))
 			return false;
 		st->refs++; /* the queue entry's */
 		proto_build_target(&ps->out, 'C', 'S', name);
@@ -759,9 +795,9 @@ enum prep_act prep_client_msg(server_t *s, client_t *c, const uint8_t *msg, size
 	struct prep_server *ps = s->prep;
 	uint8_t type = msg[0];
 	bool whole = avail >= (size_t)len + 1;
-	if (ps->skip) {
+	if (ps->r->skip) {
 		if (type == 'S') {
-			ps->skip = false;
+			ps->r->skip = false;
 			goto simple;
 		}
 		if (whole)
@@ -850,6 +886,71 @@ static bool drops_all(const uint8_t *msg, uint32_t len)
 	       (len == 4 + 15 && memcmp(msg + PROTO_HDR, "DEALLOCATE ALL", 15) == 0);
 }
 
+/* The head is a barrier: answers to what was sent before tracking began pass (the
+ * ReadyForQuery and CloseComplete messages still due are counted), up to the marker's
+ * CloseComplete, swallowed. An error of the extended-protocol sequence open then makes
+ * PostgreSQL skip to the Sync, the marker with it: the barrier goes as what follows
+ * it does. PREP_WAIT: not a barrier's business (a ReadyForQuery after a skipped
+ * marker), handled as usual. */
+static enum prep_act barrier_msg(server_t *s, struct rq *rq, uint8_t type)
+{
+	struct prep_server *ps = s->prep;
+	switch (type) {
+	case '3':
+		if (rq->sid) {
+			rq->sid--;
+			return PREP_PASS;
+		}
+		q_pop(ps, true);
+		settle(ps);
+		return PREP_DROP;
+	case 'Z':
+		if (!rq->zs)
+			return PREP_WAIT;
+		rq->zs--;
+		return PREP_PASS;
+	case 'E':
+		if (rq->zs)
+			return PREP_PASS; /* a request ending at a ReadyForQuery still due */
+		while ((rq = q_head(ps)) && rq->kind != RQ_SYNC)
+			q_pop(ps, false);
+		if (!rq)
+			ps->r->skip = true;
+		settle(ps);
+		return PREP_PASS;
+	default:
+		return PREP_PASS;
+	}
+}
+
+bool prep_track_now(server_t *s)
+{
+	prep_server_start(s);
+	if (!s->prep_on)
+		return false;
+	struct prep_server *ps = s->prep;
+	if (s->out_syncs == 0 && !s->mid_ext)
+		return true; /* nothing outstanding: tracked from an empty queue */
+	char marker[NAME_MAX_LEN];
+	snprintf(marker, sizeof(marker), "PGCORO_MARKER");
+	if (!q_push(ps, (struct rq){RQ_CLOSE, RQ_SWALLOW | RQ_BARRIER, NULL, NULL, NULL,
+				    s->closes_pending, NULL, (uint32_t)s->out_syncs})) {
+		prep_server_free(s);
+		log_warning("server %llu: out of memory: prepared statements not tracked",
+			    (unsigned long long)s->id);
+		return false;
+	}
+	proto_build_target(&ps->out, 'C', 'P', marker);
+	if (ps->out.failed) {
+		prep_server_free(s);
+		return false;
+	}
+	stream_send(&s->st, ps->out.data, ps->out.len);
+	pbuf_reset(&ps->out);
+	s->mid_ext = true; /* the marker opens a sequence if none was */
+	return true;
+}
+
 enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uint32_t len)
 {
 	struct prep_server *ps = s->prep;
@@ -857,6 +958,11 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 	uint8_t type = msg[0];
 	if (!rq)
 		return PREP_PASS; /* nothing asked: a notice, a notification */
+	if (rq->flags & RQ_BARRIER) {
+		enum prep_act act = barrier_msg(s, rq, type);
+		if (act != PREP_WAIT)
+			return act;
+	}
 	bool done = false;
 	if ((type == '1' || type == '3') && avail < (size_t)len + 1)
 		return PREP_WAIT; /* perhaps to be swallowed: whole */
@@ -873,11 +979,12 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 			char m[256];
 			snprintf(m, sizeof(m), "prepared statement \"%s\" does not exist", rq->ce->name);
 			proto_build_error(&ps->answers, "ERROR", "26000", m, NULL, NULL);
+			ps->r->answers = true;
 		}
 		while ((rq = q_head(ps)) && rq->kind != RQ_SYNC)
 			q_pop(ps, false); /* PostgreSQL skips to the Sync */
 		if (!rq)
-			ps->skip = true;
+			ps->r->skip = true;
 		settle(ps);
 		return replace ? PREP_DROP : PREP_PASS;
 	}

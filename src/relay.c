@@ -47,7 +47,7 @@ static uint32_t be32(const uint8_t *p)
 }
 
 /* Bookkeeping for a client message of TYPE about to go to S. */
-static void client_msg_seen(server_t *s, uint8_t type)
+static inline void client_msg_seen(server_t *s, uint8_t type)
 {
 	switch (type) {
 	case 'Q':
@@ -58,11 +58,13 @@ static void client_msg_seen(server_t *s, uint8_t type)
 		s->out_syncs++;
 		s->mid_ext = false;
 		break;
+	case 'C':
+		s->closes_pending++;
+		/* fall through */
 	case 'P':
 	case 'B':
 	case 'D':
 	case 'E':
-	case 'C':
 	case 'H':
 		s->mid_ext = true;
 		break;
@@ -99,7 +101,7 @@ static void request_answered(server_t *s)
 
 /* Bookkeeping for a whole ReadyForQuery or ParameterStatus from S (MSG points at the
  * type byte). False if the server was dropped. */
-static bool server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
+static inline bool server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
 {
 	if (msg[0] == 'Z') {
 		if (len != 5) {
@@ -109,6 +111,8 @@ static bool server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
 		s->tx_status = msg[5];
 		if (s->out_syncs > 0)
 			s->out_syncs--;
+		if (!s->out_syncs && !s->mid_ext)
+			s->closes_pending = 0; /* nothing outstanding (Closes skipped after an error) */
 		request_answered(s);
 	} else {
 		const char *name, *value;
@@ -138,6 +142,7 @@ enum frame_end {
 	FE_TERMINATE, /* client side: a Terminate (not forwarded) */
 	FE_BAD,       /* an invalid length: the source is dropped */
 	FE_PREP,      /* prepared statements: prep took, dropped or awaits this message */
+	FE_TRACK,     /* prepared statements: tracking must begin before this message */
 	FE_ANSWERS,   /* prepared statements: answers pgcoro owes go after this message */
 };
 
@@ -167,10 +172,16 @@ static bool prep_took(client_t *c, server_t *s, enum prep_act act, uint8_t type,
 	}
 }
 
-static void pump_client(client_t *c, server_t *s)
+/* The pumps, specialised by the compiler for TRACK (S->prep_on when they start) true
+ * and false, so the untracked relay pays nothing for tracking. True: S's tracking
+ * changed (it began before a client message, or the server went to a client that
+ * tracks): run the pump again. */
+static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, server_t *s,
+								  bool track)
 {
 	uint32_t max = (uint32_t)rt->cfg->max_packet_size;
-	bool track = s->prep_on;
+	bool may_track = !track && c->pool->pool_mode != POOL_SESSION &&
+			 rt->cfg->max_prepared_statements > 0;
 	while (stream_output_len(&s->st) < RELAY_HIGH_WATER) {
 		bool quiet = s->out_syncs == 0 && !s->mid_ext; /* nothing outstanding yet */
 		size_t n;
@@ -198,8 +209,13 @@ static void pump_client(client_t *c, server_t *s)
 				end = FE_TERMINATE;
 				break;
 			}
-			if (track && (act = prep_client_msg(s, c, p + i, n - i, len)) != PREP_PASS) {
+			if (track && !prep_client_fast(&s->pring, p + i, n - i) &&
+			    (act = prep_client_msg(s, c, p + i, n - i, len)) != PREP_PASS) {
 				end = FE_PREP;
+				break;
+			}
+			if (!track && may_track && prep_may_name(p + i, n - i)) {
+				end = FE_TRACK; /* a named statement, perhaps: tracking begins here */
 				break;
 			}
 			client_msg_seen(s, type);
@@ -209,7 +225,7 @@ static void pump_client(client_t *c, server_t *s)
 		if (end == FE_MORE && i >= limit && i < n)
 			end = FE_BATCH;
 		if (act == PREP_FAIL)
-			return;
+			return false;
 		if (i) {
 			c->pool->stats.bytes_received += i;
 			stream_send(&s->st, p, i);
@@ -226,18 +242,24 @@ static void pump_client(client_t *c, server_t *s)
 		case FE_BAD:
 			client_disconnect(c, "08P01", "invalid message length %u (type '%c') from client",
 					  len, type >= 32 && type < 127 ? type : '?');
-			return;
+			return false;
 		case FE_TERMINATE:
 			client_disconnect(c, NULL, "client sent Terminate");
-			return;
+			return false;
+		case FE_TRACK:
+			if (prep_track_now(s))
+				return true;
+			may_track = false; /* no memory: passed unchanged */
+			continue;
 		case FE_BATCH:
 			if (c->state != CL_ACTIVE || c->server != s)
-				return;
+				return false;
 			continue;
 		default:
-			return;
+			return false;
 		}
 	}
+	return false;
 }
 
 /* After a ReadyForQuery reached the client: timers, and in transaction/statement mode
@@ -250,9 +272,10 @@ static bool after_ready(server_t *s, client_t *c)
 	return s->client == c && c->state == CL_ACTIVE;
 }
 
-static void pump_server(server_t *s, client_t *c)
+static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, client_t *c,
+								  bool track)
 {
-	bool track = s->prep_on;
+	bool count_closes = !track && s->closes_pending;
 	while (stream_output_len(&c->st) < RELAY_HIGH_WATER) {
 		size_t n;
 		const uint8_t *p = stream_input(&s->st, &n);
@@ -262,7 +285,7 @@ static void pump_server(server_t *s, client_t *c)
 		while (i < limit) {
 			if (s->msg_pending) {
 				i = pass_bytes(i, n, s->msg_pending, &s->msg_pending);
-				if (track && !s->msg_pending && prep_has_answers(s)) {
+				if (track && !s->msg_pending && s->pring.answers) {
 					end = FE_ANSWERS;
 					break;
 				}
@@ -279,7 +302,9 @@ static void pump_server(server_t *s, client_t *c)
 			bool inspect = type == 'Z' || (type == 'S' && len <= MAX_INSPECT);
 			if (inspect && (size_t)len + 1 > n - i)
 				break; /* looked at whole: wait for the rest */
-			if (track) {
+			if (count_closes && type == '3' && s->closes_pending)
+				s->closes_pending--;
+			if (track && !prep_server_fast(&s->pring, type, len)) {
 				enum prep_act act = prep_server_msg(s, p + i, n - i, len);
 				if (act == PREP_WAIT)
 					break;
@@ -290,7 +315,7 @@ static void pump_server(server_t *s, client_t *c)
 			}
 			if (inspect) {
 				if (!server_msg_seen(s, p + i, len))
-					return;
+					return false;
 				i += (size_t)len + 1;
 				if (type == 'Z') {
 					end = FE_READY;
@@ -299,7 +324,7 @@ static void pump_server(server_t *s, client_t *c)
 				continue;
 			}
 			i = pass_bytes(i, n, (size_t)len + 1, &s->msg_pending);
-			if (track && !s->msg_pending && prep_has_answers(s)) {
+			if (track && !s->msg_pending && s->pring.answers) {
 				end = FE_ANSWERS;
 				break;
 			}
@@ -311,15 +336,17 @@ static void pump_server(server_t *s, client_t *c)
 			stream_send(&c->st, p, i);
 			stream_consume(&s->st, i);
 		}
-		if (track)
+		if (track && s->pring.answers)
 			prep_flush_answers(s); /* due after the bytes just sent */
 		switch (end) {
 		case FE_BAD:
 			server_disconnect(s, "invalid message length %u from server", len);
-			return;
+			return false;
 		case FE_READY:
 			if (!after_ready(s, c))
-				return;
+				return false;
+			if (s->prep_on != track)
+				return true; /* handed out again meanwhile, to a client that tracks */
 			continue;
 		case FE_PREP: /* a whole message of ours to swallow */
 			stream_consume(&s->st, (size_t)len + 1);
@@ -329,9 +356,10 @@ static void pump_server(server_t *s, client_t *c)
 		case FE_BATCH:
 			continue;
 		default:
-			return;
+			return false;
 		}
 	}
+	return false;
 }
 
 void relay_client_to_server(client_t *c)
@@ -339,7 +367,9 @@ void relay_client_to_server(client_t *c)
 	server_t *s = c->server;
 	if (!s || s->state != SV_ACTIVE || c->state != CL_ACTIVE)
 		return;
-	pump_client(c, s);
+	bool again = s->prep_on ? pump_client_as(c, s, true) : pump_client_as(c, s, false);
+	if (again && c->server == s && c->state == CL_ACTIVE && s->state == SV_ACTIVE)
+		pump_client_as(c, s, true);
 	stream_input_consumed(&c->st);
 }
 
@@ -348,7 +378,10 @@ void relay_server_to_client(server_t *s)
 	client_t *c = s->client;
 	if (!c || s->state != SV_ACTIVE || c->state != CL_ACTIVE)
 		return;
-	pump_server(s, c);
+	while (s->prep_on ? pump_server_as(s, c, true) : pump_server_as(s, c, false)) {
+		if (s->client != c || s->state != SV_ACTIVE || c->state != CL_ACTIVE)
+			break;
+	}
 	if (s->state != SV_CLOSING)
 		stream_input_consumed(&s->st);
 }

@@ -711,7 +711,10 @@ void server_assign(server_t *s, client_t *c)
 		      server_state_name(s->state));
 	s->client = c;
 	c->server = s;
-	prep_server_start(s);
+	s->prep_on = false;
+	s->closes_pending = 0;
+	if (c->prep && s->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0)
+		prep_server_start(s); /* a client that has named statements: tracked from here */
 	if (s->synced_sig != client_sync_key(c) || s->synced_gen != s->params_gen) {
 		const char *vals[2];
 		if (sync_params(s, vals, 2) > 0) {
@@ -728,7 +731,7 @@ void server_assign(server_t *s, client_t *c)
 void server_release(server_t *s)
 {
 	s->client = NULL;
-	if (!prep_server_quiet(s))
+	if (s->prep_on && !prep_quiet(&s->pring))
 		prep_server_free(s); /* answers still due: it is closed below or after a cancel */
 	if (s->cancel_running && s->state == SV_ACTIVE) {
 		s->release_pending = true; /* a cancel must not hit the next client's query */
@@ -740,7 +743,7 @@ void server_release(server_t *s)
 		server_disconnect(s, "shutting down");
 		return;
 	}
-	if (s->msg_pending || s->out_syncs || s->mid_ext || !prep_server_quiet(s) ||
+	if (s->msg_pending || s->out_syncs || s->mid_ext ||
 	    stream_input_len(&s->st) || stream_output_len(&s->st)) {
 		server_disconnect(s, "client left in the middle of a query");
 		return;

@@ -354,3 +354,48 @@ def test_pgjdbc_prepare_threshold_and_fetch_size(pgcoro_factory, pg):
     assert r.returncode == 0 and out.startswith("ok "), out
     assert "does not exist" not in out and "already exists" not in out, out
     inst.assert_serving()
+
+
+# A client's first named statement comes after unnamed requests still unanswered:
+# tracking begins there, the answers to what came before pass up to a marker.
+FIRST_NAMED = {
+    "after-open-sequence": [
+        parse("", "select 1") + bind("") + execute() + close("P", "") + parse("n1", "select 2")
+        + bind("n1") + execute() + SYNC,
+        bind("n1") + execute() + SYNC],
+    "after-query": [
+        Wire.msg("Q", b"select 1; select 2\0") + parse("", "select 3") + bind("") + execute()
+        + parse("n1", "select 4") + bind("n1") + execute() + SYNC,
+        bind("n1") + execute() + SYNC],
+    "error-before": [
+        parse("", "select 1/0") + bind("") + execute() + close("P", "")
+        + parse("n1", "select 2") + bind("n1") + execute() + SYNC,
+        bind("n1") + execute() + SYNC],
+    "query-error-before": [
+        Wire.msg("Q", b"select 1/0\0") + parse("", "select 1") + bind("") + execute()
+        + parse("n1", "select 2") + describe("S", "n1") + bind("n1") + execute() + SYNC,
+        bind("n1") + execute() + close("S", "n1") + SYNC],
+}
+
+
+@pytest.mark.parametrize("case", sorted(FIRST_NAMED))
+def test_first_named_statement_mid_pipeline(pgcoro_factory, pg, case):
+    inst = txn_pgcoro(pgcoro_factory)
+
+    def run(w):
+        out = []
+        for batch in FIRST_NAMED[case]:
+            w.send(batch)
+            out.append(read_until_ready(w, batch.count(SYNC) + batch.count(b"Q\0\0\0")))
+        return out
+
+    d = Wire(pg.host, pg.port)
+    d.login()
+    want = run(d)
+    d.terminate()
+    w = Wire.to(inst)
+    w.login()
+    got = run(w)
+    w.terminate()
+    assert got == want
+    inst.assert_serving()
