@@ -25,6 +25,7 @@ struct prep_ring {
 	uint8_t *kind;   /* kind[(head + i) & mask], i < len */
 	uint32_t mask, head, len;
 	bool answers;    /* answers of pgcoro's own are due (prep_flush_answers) */
+	bool output;     /* prep_output holds bytes for the server */
 	bool skip;       /* after an error: client messages dropped until Sync */
 };
 
@@ -188,10 +189,16 @@ enum prep_act prep_client_msg(server_t *s, client_t *c, const uint8_t *msg, size
  * S's client. PREP_PASS, PREP_DROP (a whole message to swallow) or PREP_WAIT. */
 enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uint32_t len);
 
-/* Bytes prep built for S's server (after PREP_TAKEN); *LEN set. prep_output_done after
- * sending them. */
+/* Bytes prep built for S's server (after PREP_TAKEN), not sent yet: the relay appends
+ * what passes after them (prep_output_append), so one write carries a rewritten Bind
+ * and the Execute and Sync behind it, and sends them all before its pump stops.
+ * prep_output: the bytes (*LEN; NULL if building them ran out of memory);
+ * prep_output_done after sending them. */
 const uint8_t *prep_output(server_t *s, size_t *len);
+void prep_output_append(server_t *s, const uint8_t *p, size_t n);
 void prep_output_done(server_t *s);
+
+
 
 /* Answers pgcoro makes itself (CloseComplete, ParseComplete, errors) that are due
  * (s->pring.answers): sent to S's client. The relay calls it at a server message

@@ -566,10 +566,19 @@ void prep_server_free(server_t *s)
 const uint8_t *prep_output(server_t *s, size_t *len)
 {
 	*len = s->prep->out.len;
-	return s->prep->out.data;
+	return s->prep->out.failed ? NULL : s->prep->out.data;
 }
 
-void prep_output_done(server_t *s) { pbuf_reset(&s->prep->out); }
+void prep_output_append(server_t *s, const uint8_t *p, size_t n)
+{
+	proto_put_bytes(&s->prep->out, p, n);
+}
+
+void prep_output_done(server_t *s)
+{
+	pbuf_reset(&s->prep->out);
+	s->pring.output = false;
+}
 
 void prep_flush_answers(server_t *s)
 {
@@ -867,6 +876,7 @@ enum prep_act prep_client_msg(server_t *s, client_t *c, const uint8_t *msg, size
 		goto oom;
 	if (pass)
 		return PREP_PASS;
+	ps->r->output = ps->out.len > 0;
 	settle(ps);
 	if (!s->msg_pending)
 		prep_flush_answers(s);

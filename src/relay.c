@@ -153,15 +153,9 @@ static bool prep_took(client_t *c, server_t *s, enum prep_act act, uint8_t type,
 		      bool *request)
 {
 	switch (act) {
-	case PREP_TAKEN: {
-		size_t olen;
-		const uint8_t *o = prep_output(s, &olen);
-		if (olen)
-			stream_send(&s->st, o, olen);
-		prep_output_done(s);
+	case PREP_TAKEN: /* its replacement waits in prep_output for what passes after it */
 		client_msg_seen(s, type);
 		*request = true;
-	}
 		/* fall through */
 	case PREP_DROP:
 		c->pool->stats.bytes_received += (size_t)len + 1;
@@ -176,6 +170,21 @@ static bool prep_took(client_t *c, server_t *s, enum prep_act act, uint8_t type,
  * and false, so the untracked relay pays nothing for tracking. True: S's tracking
  * changed (it began before a client message, or the server went to a client that
  * tracks): run the pump again. */
+/* Sends what prep_output holds to S. False if it could not be built (C is closed). */
+static bool send_prep_output(client_t *c, server_t *s)
+{
+	size_t n;
+	const uint8_t *o = prep_output(s, &n);
+	if (!o) {
+		prep_output_done(s);
+		client_disconnect(c, "53200", "out of memory rewriting prepared statements");
+		return false;
+	}
+	stream_send(&s->st, o, n);
+	prep_output_done(s);
+	return true;
+}
+
 static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, server_t *s,
 								  bool track)
 {
@@ -184,6 +193,7 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 			 rt->cfg->max_prepared_statements > 0;
 	while (stream_output_len(&s->st) < RELAY_HIGH_WATER) {
 		bool quiet = s->out_syncs == 0 && !s->mid_ext; /* nothing outstanding yet */
+		bool gathering = track && s->pring.output; /* rewritten messages not sent yet */
 		size_t n;
 		const uint8_t *p = stream_input(&c->st, &n);
 		size_t i = 0, limit = n < RELAY_BATCH ? n : RELAY_BATCH;
@@ -209,10 +219,15 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				end = FE_TERMINATE;
 				break;
 			}
-			if (track && !prep_client_fast(&s->pring, p + i, n - i) &&
-			    (act = prep_client_msg(s, c, p + i, n - i, len)) != PREP_PASS) {
-				end = FE_PREP;
-				break;
+			if (track && !prep_client_fast(&s->pring, p + i, n - i)) {
+				if (i && gathering) {
+					end = FE_BATCH; /* what passed first goes after the pending output */
+					break;
+				}
+				if ((act = prep_client_msg(s, c, p + i, n - i, len)) != PREP_PASS) {
+					end = FE_PREP;
+					break;
+				}
 			}
 			if (!track && may_track && prep_may_name(p + i, n - i)) {
 				end = FE_TRACK; /* a named statement, perhaps: tracking begins here */
@@ -228,11 +243,22 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 			return false;
 		if (i) {
 			c->pool->stats.bytes_received += i;
-			stream_send(&s->st, p, i);
+			if (gathering)
+				prep_output_append(s, p, i); /* one write with the rewritten messages */
+			else
+				stream_send(&s->st, p, i);
 			stream_consume(&c->st, i);
 		}
 		if (end == FE_PREP && prep_took(c, s, act, type, len, &request))
 			end = FE_BATCH;
+		if (track && s->pring.output) {
+			/* rewritten messages gather what follows them into one write, up to a batch,
+			 * until the pump stops */
+			size_t pending;
+			bool gather = end == FE_BATCH && prep_output(s, &pending) && pending < RELAY_BATCH;
+			if (!gather && !send_prep_output(c, s))
+				return false;
+		}
 		if (request) {
 			if (quiet)
 				request_begins(s);
@@ -259,6 +285,8 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 			return false;
 		}
 	}
+	if (track && s->pring.output) /* stopped by back-pressure while gathering */
+		(void)send_prep_output(c, s);
 	return false;
 }
 
