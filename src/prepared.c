@@ -29,8 +29,11 @@
  * committed when the answer arrives, never when the request is sent.
  * The server's statements are the truth only while nothing else touches them: a
  * DISCARD ALL or DEALLOCATE ALL seen in a CommandComplete forgets them (and the client's
- * names), housekeeping's DISCARD ALL too. SQL-level PREPARE/EXECUTE/DEALLOCATE name are
- * not translated (as with PgBouncer). */
+ * names), housekeeping's DISCARD ALL too; a "does not exist" naming our statement is
+ * told with the client's name. (A Bind pipelined behind such a command in the same
+ * batch, of a statement named before it, may still run — prepared again — where
+ * PostgreSQL says it does not exist.) SQL-level PREPARE/EXECUTE/DEALLOCATE name are not
+ * translated (as with PgBouncer). */
 #include "prepared.h"
 
 #include <inttypes.h>
@@ -319,7 +322,10 @@ struct sentry {
 
 #define RQ_SWALLOW 1 /* pgcoro's own request: its completion is not passed on */
 #define RQ_ANSWER 2  /* pgcoro answers it when it reaches the head; nothing was sent */
-#define RQ_DEPENDS 4 /* a Bind or Describe of a name whose Parse was not answered yet */
+#define RQ_DEPENDS 4 /* a Bind or Describe sent when its statement may be gone by the time
+                      * it runs (its Parse not answered yet, or other requests before it,
+                      * a DISCARD ALL perhaps): an error naming our statement names the
+                      * client's (ce) */
 #define RQ_BARRIER 8 /* tracking began mid-way: unrecorded answers pass up to this marker's
                       * CloseComplete (sid: how many other CloseCompletes come first) */
 
@@ -685,11 +691,14 @@ static bool use_statement(struct prep_server *ps, struct centry *ce, char *name)
 	return ensure_prepared(ps, ce->stmt);
 }
 
-/* The queue entry of a Bind or Describe (KIND) of CE: dependent on CE's Parse while that
- * is not answered (its failure changes the error the client must see). */
+/* The queue entry of a Bind or Describe (KIND) of CE. When anything is outstanding
+ * before it (CE's Parse, a Query that may be DISCARD ALL...), the statement may not
+ * exist when it runs: PostgreSQL's "does not exist" must then name the client's
+ * statement, so the entry keeps CE. */
 static bool push_use(struct prep_server *ps, uint8_t kind, struct centry *ce)
 {
-	return ce->pending ? push(ps, kind, RQ_DEPENDS, ce, 0) : push(ps, kind, 0, NULL, 0);
+	return ce->pending || ps->r->len ? push(ps, kind, RQ_DEPENDS, ce, 0)
+					 : push(ps, kind, 0, NULL, 0);
 }
 
 static bool on_parse(server_t *s, client_t *c, const uint8_t *body, uint32_t blen, bool *bad)
@@ -980,12 +989,16 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 	case 'E': {
 		if (rq->kind == RQ_SIMPLE || rq->kind == RQ_SYNC)
 			return PREP_PASS; /* ends at its ReadyForQuery */
-		bool replace = (rq->flags & RQ_DEPENDS) && rq->ce->failed;
-		if (replace && avail < (size_t)len + 1)
-			return PREP_WAIT;
+		bool replace = false;
+		if (rq->flags & RQ_DEPENDS) {
+			if (avail < (size_t)len + 1)
+				return PREP_WAIT;
+			const char *code = proto_error_field(msg + PROTO_HDR, len - 4, 'C');
+			replace = rq->ce->failed || (code && strcmp(code, "26000") == 0);
+		}
 		if (replace) {
-			/* the statement's Parse failed earlier in the pipeline: PostgreSQL would
-			 * name the client's statement, not ours */
+			/* the statement's Parse failed earlier in the pipeline, or a DISCARD ALL
+			 * ran before it: PostgreSQL would name the client's statement, not ours */
 			char m[256];
 			snprintf(m, sizeof(m), "prepared statement \"%s\" does not exist", rq->ce->name);
 			proto_build_error(&ps->answers, "ERROR", "26000", m, NULL, NULL);

@@ -113,6 +113,15 @@ SCRIPT = [
     # many statements in one pipeline, then all of them used again
     b"".join(parse(f"m{i}", f"select {i}") for i in range(12)) + SYNC
     + b"".join(bind(f"m{i}") + execute() for i in range(12)) + SYNC,
+    # DEALLOCATE ALL and DISCARD ALL forget the client's statements (and the server's):
+    # they do not exist afterwards, and can be prepared again
+    Wire.msg("Q", b"DEALLOCATE ALL\0"),
+    bind("s2", [1]) + execute() + SYNC,
+    bind("m3") + execute() + SYNC + parse("s2", "select 10 / $1::int") + bind("s2", [5])
+    + execute() + SYNC,
+    Wire.msg("Q", b"DISCARD ALL\0"),
+    bind("s2", [5]) + execute() + SYNC,
+    parse("m3", "select 'm3 again'") + bind("m3") + execute() + SYNC,
 ]
 
 
