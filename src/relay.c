@@ -170,6 +170,12 @@ static bool prep_took(client_t *c, server_t *s, enum prep_act act, uint8_t type,
  * and false, so the untracked relay pays nothing for tracking. True: S's tracking
  * changed (it began before a client message, or the server went to a client that
  * tracks): run the pump again. */
+/* Prepared statements are tracked in C's pool mode with the current settings. */
+static bool can_track(const client_t *c)
+{
+	return c->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0;
+}
+
 /* Sends what prep_output holds to S. False if it could not be built (C is closed). */
 static bool send_prep_output(client_t *c, server_t *s)
 {
@@ -189,8 +195,7 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 								  bool track)
 {
 	uint32_t max = (uint32_t)rt->cfg->max_packet_size;
-	bool may_track = !track && c->pool->pool_mode != POOL_SESSION &&
-			 rt->cfg->max_prepared_statements > 0;
+	bool may_track = !track; /* and, when a message may name a statement: can_track */
 	while (stream_output_len(&s->st) < RELAY_HIGH_WATER) {
 		bool quiet = s->out_syncs == 0 && !s->mid_ext; /* nothing outstanding yet */
 		bool gathering = track && s->pring.output; /* rewritten messages not sent yet */
@@ -229,7 +234,7 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 					break;
 				}
 			}
-			if (!track && may_track && prep_may_name(p + i, n - i)) {
+			if (!track && may_track && prep_may_name(p + i, n - i) && can_track(c)) {
 				end = FE_TRACK; /* a named statement, perhaps: tracking begins here */
 				break;
 			}
