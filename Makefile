@@ -71,7 +71,8 @@ $(BUILD) $(BUILD)/tests $(BUILD)/tools:
 DEB_PKGS := build-essential pkg-config libevent-dev libpq-dev libinih-dev check libssl-dev \
             openssl libsystemd-dev postgresql-15 postgresql-client-15 python3 python3-pytest \
             python3-pytest-timeout python3-psycopg2 python3-psycopg python3-asyncpg pgbouncer \
-            python3-prometheus-client prometheus-pgbouncer-exporter
+            python3-prometheus-client prometheus-pgbouncer-exporter libpostgresql-jdbc-java \
+            default-jdk-headless
 
 # $(call apt_install,TARGET,PACKAGES): installs the Debian packages that are missing
 # (apt-get; sudo when not root).

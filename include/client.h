@@ -18,6 +18,8 @@
 
 struct runtime;
 struct console_session;
+struct prep_client;
+struct notify_client;
 
 enum client_state {
 	CL_LOGIN,   /* global login list: startup packet, authentication */
@@ -92,8 +94,15 @@ struct client {
 	uint32_t cancel_pid, cancel_key;
 	client_t *cancel_next;      /* chain in the cancel-key table */
 	uint64_t param_sig;         /* digest of the startup parameters applied by parameter sync */
+	char **session_params;      /* transaction mode: the values its session set of the tracked
+	                             * reported parameters (indexed like server_param_names, NULL:
+	                             * not set), restored on every server it gets; NULL until one */
+	uint64_t session_sig;       /* digest of session_params (0: none) */
 	uint32_t msg_pending;       /* relay: bytes of the current client message still to pass */
 	struct console_session *console; /* admin console clients only */
+	struct prep_client *prep;   /* its named prepared statements (transaction mode), once
+	                             * it has one */
+	struct notify_client *notify; /* its LISTEN channels (transaction mode), once it has one */
 };
 
 void client_init(struct runtime *rt);
@@ -142,6 +151,16 @@ void client_wait_timeout(client_t *c);
  * get 08006 and are closed. The login list is in accept order, so this looks only at
  * those that are due, and a login costs no timer. */
 void client_tick(double now);
+
+/* Transaction mode: C's session changed reported parameter I (an index in
+ * server_param_names) to VALUE; it is restored on the next servers C gets. */
+void client_param_changed(client_t *c, int i, const char *value);
+
+/* What identifies the parameters C wants on a server: equal keys, equal wants. */
+static inline uint64_t client_sync_key(const client_t *c) { return c->param_sig ^ c->session_sig; }
+
+/* C (CL_IDLE) may read and handle its input again (notify.c answered its LISTEN). */
+void client_resume_idle(client_t *c);
 
 /* The relay saw the client start a message (a request to the server). */
 void client_on_request(client_t *c);

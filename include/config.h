@@ -81,6 +81,10 @@ struct config {
 	double server_connect_timeout; /* seconds; 0 = none */
 	double client_login_timeout;   /* seconds; 0 = none */
 	int max_packet_size;       /* bytes, largest client message accepted */
+	int max_prepared_statements; /* per server, transaction mode; 0 = named statements
+	                              * pass unchanged */
+	char *track_extra_parameters; /* reported parameters restored per client (transaction
+	                               * mode) besides the six always tracked */
 	int executor_threads;
 
 	/* limits */

@@ -18,6 +18,7 @@
 
 struct runtime;
 struct cfg_db;
+struct notify_conn;
 
 struct pool {
 	struct list node;           /* in the global pool list */
@@ -46,6 +47,8 @@ struct pool {
 	double retry_delay;         /* back-off after failed connects; 0 = none */
 	double retry_at;            /* rt_now() before which no connect starts */
 	struct event retry_ev;      /* kicks the pool when the back-off ends */
+
+	struct notify_conn *notify; /* LISTEN connection and channels (notify.c), once used */
 
 	struct stats stats;         /* traffic counters (relay, hand-outs) */
 	struct stats period_start;  /* stats at the start of the last full stats_period */

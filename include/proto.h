@@ -69,6 +69,16 @@ void proto_build_command_complete(struct pbuf *b, const char *tag); /* 'C' */
 void proto_build_empty_query(struct pbuf *b);                        /* 'I' */
 void proto_build_negotiate(struct pbuf *b, uint32_t version, const char *const *names, int n);
 
+/* Extended-protocol messages under a new statement name, the rest of the original
+ * message (REST, RLEN bytes, as returned by the parsers below) copied unchanged. */
+void proto_build_parse(struct pbuf *b, const char *name, const uint8_t *rest, uint32_t rlen); /* 'P' */
+void proto_build_bind(struct pbuf *b, const char *portal, const char *stmt, const uint8_t *rest,
+		      uint32_t rlen);                                                  /* 'B' */
+/* Describe 'D' or Close 'C' (TYPE) of a statement ('S') or portal ('P') (KIND). */
+void proto_build_target(struct pbuf *b, uint8_t type, uint8_t kind, const char *name);
+/* A message with no body: ParseComplete '1', BindComplete '2', CloseComplete '3', ... */
+void proto_build_empty(struct pbuf *b, uint8_t type);
+
 /* Authentication codes */
 #define AUTH_REQ_OK        0
 #define AUTH_REQ_PASSWORD  3
@@ -138,6 +148,37 @@ bool proto_parse_sasl_initial(const uint8_t *body, uint32_t blen, const char **m
 /* ParameterStatus: name, value. */
 bool proto_parse_param_status(const uint8_t *body, uint32_t blen, const char **name,
 			      const char **value) __attribute__((warn_unused_result));
+
+/* Parse: the statement name; *REST, *RLEN: what follows it (query, parameter types). */
+bool proto_parse_parse(const uint8_t *body, uint32_t blen, const char **name,
+		       const uint8_t **rest, uint32_t *rlen) __attribute__((warn_unused_result));
+
+/* Bind: the portal and statement names; *REST, *RLEN: what follows them. */
+bool proto_parse_bind(const uint8_t *body, uint32_t blen, const char **portal, const char **stmt,
+		      const uint8_t **rest, uint32_t *rlen) __attribute__((warn_unused_result));
+
+/* Describe / Close: *KIND ('S' or 'P', not checked) and the name, which must end at BLEN. */
+bool proto_parse_target(const uint8_t *body, uint32_t blen, uint8_t *kind, const char **name)
+	__attribute__((warn_unused_result));
+
+/* What a simple Query's text is, for LISTEN/UNLISTEN served by pgcoro. */
+enum proto_listen {
+	LISTEN_OTHER,        /* anything else (several statements, comments, ...) */
+	LISTEN_ONE,          /* LISTEN channel */
+	UNLISTEN_ONE,        /* UNLISTEN channel */
+	UNLISTEN_ALL,        /* UNLISTEN * */
+};
+
+/* Classifies SQL (LEN bytes, no NUL needed): one LISTEN or UNLISTEN statement, keyword in
+ * any case, an optional ';' and white space around. The channel is written to CHANNEL
+ * (CAP bytes) as PostgreSQL names it: an unquoted identifier lower-cased (ASCII), a
+ * quoted one as written ("" for a quote). Identifiers over 63 bytes, non-ASCII unquoted
+ * ones and an empty quoted one give LISTEN_OTHER. */
+enum proto_listen proto_parse_listen(const char *sql, size_t len, char *channel, size_t cap);
+
+/* NotificationResponse 'A'. */
+void proto_build_notification(struct pbuf *b, uint32_t pid, const char *channel,
+			      const char *payload);
 
 /* ErrorResponse / NoticeResponse: the value of field CODE ('C', 'M', 'S', ...), or NULL. */
 const char *proto_error_field(const uint8_t *body, uint32_t blen, uint8_t code);

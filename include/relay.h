@@ -1,6 +1,6 @@
 /* The relay: framed passthrough of whole protocol messages between a client and its
  * server, with back-pressure. It looks inside only ReadyForQuery, ParameterStatus and
- * Terminate. */
+ * Terminate, and lets prepared.c rewrite named statements in transaction mode. */
 #ifndef PGCORO_RELAY_H
 #define PGCORO_RELAY_H
 

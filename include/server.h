@@ -12,6 +12,7 @@
 
 #include "executor.h"
 #include "list.h"
+#include "prepared.h"
 #include "stream.h"
 #include "types.h"
 
@@ -66,6 +67,10 @@ struct server {
 	int out_syncs;               /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
 	bool mid_ext;                /* extended-protocol messages sent since the last Sync */
 	uint8_t tx_status;           /* from the last ReadyForQuery: 'I', 'T' or 'E' */
+	bool prep_on;                /* this hand-out tracks prepared statements (prepared.h) */
+	uint32_t closes_pending;     /* untracked: Close messages sent, CloseComplete not seen */
+	struct prep_ring pring;      /* the answers it owes, while tracked (prepared.c) */
+	struct prep_server *prep;    /* its statements and build buffers, once tracked */
 	uint64_t query_start_us;     /* stats_now_us() when the request in flight began */
 	uint64_t xact_start_us;      /* stats_now_us() when the transaction began */
 	double connected_at;         /* rt_now() when the connection was made (its start, until) */
@@ -81,7 +86,7 @@ struct server {
 	char *params[SERVER_NPARAMS]; /* current reported values (NULL = not reported) */
 	uint64_t applied_sig;        /* param_sig of the client whose other parameters it has */
 	uint32_t params_gen;         /* bumped whenever a reported value changes */
-	uint64_t synced_sig;         /* param_sig of the last client found in sync with it, */
+	uint64_t synced_sig;         /* client_sync_key of the last client found in sync, */
 	uint32_t synced_gen;         /* at this params_gen: the same client again needs no check */
 	char *close_reason;
 };

@@ -27,8 +27,10 @@
 #include "hba.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "pool.h"
 #include "poolctl.h"
+#include "prepared.h"
 #include "proto.h"
 #include "relay.h"
 #include "runtime.h"
@@ -442,6 +444,12 @@ static void client_free(client_t *c)
 	stream_free(&c->st);
 	free_login_state(c);
 	console_forget(c);
+	prep_client_free(c);
+	notify_client_free(c);
+	if (c->session_params)
+		for (int i = 0; i < SERVER_NPARAMS; i++)
+			free(c->session_params[i]);
+	free(c->session_params);
 	free(c->params);
 	free(c);
 }
@@ -568,12 +576,15 @@ void client_on_server_ready(client_t *c)
 }
 
 /* Nothing outstanding between C and S: every request answered by its ReadyForQuery,
- * no extended-protocol sequence open, no partial message either way, no cancel running. */
+ * no extended-protocol sequence open, no partial message either way, no cancel running;
+ * with prepared statements tracked, no answer of pgcoro's due and no client message
+ * waiting to be whole. */
 static bool at_release_point(client_t *c, server_t *s)
 {
 	return s->state == SV_ACTIVE && s->out_syncs == 0 && !s->mid_ext && s->msg_pending == 0 &&
 	       c->msg_pending == 0 && !s->cancel_running &&
-	       stream_input_len(&s->st) == 0 && stream_output_len(&s->st) == 0;
+	       stream_input_len(&s->st) == 0 && stream_output_len(&s->st) == 0 &&
+	       (!s->prep_on || (prep_quiet(&s->pring) && stream_input_len(&c->st) == 0));
 }
 
 static void on_idle_input(client_t *c);
@@ -594,6 +605,8 @@ void client_maybe_release(client_t *c)
 	c->server = NULL;
 	client_set_state(c, CL_IDLE);
 	server_release(s);
+	if (c->notify)
+		notify_client_idle(c);
 	if (c->state == CL_IDLE && stream_input_len(&c->st) > 0)
 		on_idle_input(c);
 }
@@ -620,13 +633,58 @@ static void on_idle_input(client_t *c)
 {
 	uint8_t type = 0;
 	uint32_t len = 0;
-	if (!client_next_message(c, (uint32_t)rt->cfg->max_packet_size, &type, &len))
-		return;
-	if (type == 'X') {
-		client_disconnect(c, NULL, "client sent Terminate");
+	const uint8_t *m;
+	while ((m = client_next_message(c, (uint32_t)rt->cfg->max_packet_size, &type, &len))) {
+		if (type == 'X') {
+			client_disconnect(c, NULL, "client sent Terminate");
+			return;
+		}
+		/* answered without a server: a named Parse of a statement a server knows
+		 * (prepared.c), a LISTEN/UNLISTEN (notify.c); cheap looks at its first byte */
+		uint8_t first = stream_input_len(&c->st) > PROTO_HDR ? m[PROTO_HDR] : 0;
+		uint8_t lower = first | 0x20;
+		if (!(type == 'P' ? first && prep_answer_idle(c)
+				  : type == 'Q' && (lower == 'l' || lower == 'u' || first <= ' ') &&
+					    notify_answer_idle(c))) {
+			wait_for_server(c);
+			return;
+		}
+		stream_input_consumed(&c->st);
+		if (c->state != CL_IDLE || notify_awaiting(c))
+			return; /* closed, or awaiting its LISTEN's answer */
+	}
+}
+
+void client_resume_idle(client_t *c)
+{
+	stream_set_read(&c->st, true);
+	if (stream_input_len(&c->st) > 0)
+		on_idle_input(c);
+}
+
+void client_param_changed(client_t *c, int i, const char *value)
+{
+	if (!c->session_params)
+		c->session_params = calloc(SERVER_NPARAMS, sizeof(char *));
+	char *v = value ? strdup(value) : NULL;
+	if (!c->session_params || (value && !v)) {
+		free(v);
+		log_warning("client %llu: out of memory: %s = %s not kept for its next transactions",
+			    (unsigned long long)c->id, server_param_names[i], value ? value : "");
 		return;
 	}
-	wait_for_server(c);
+	free(c->session_params[i]);
+	c->session_params[i] = v;
+	uint64_t sig = 0xcbf29ce484222325ull; /* FNV-1a over index and value of each */
+	for (int k = 0; k < SERVER_NPARAMS; k++) {
+		const char *q = c->session_params[k];
+		if (!q)
+			continue;
+		sig = (sig ^ (uint64_t)(k + 1)) * 0x100000001b3ull;
+		for (; *q; q++)
+			sig = (sig ^ (uint8_t)*q) * 0x100000001b3ull;
+	}
+	c->session_sig = sig;
 }
 
 /* ---- login --------------------------------------------------------------------------- */

@@ -154,6 +154,13 @@ static const struct cfg_key keys[] = {
         "most server connections per user across databases; 0 = unlimited"),
     KEY(server_round_robin, T_BOOL, "0",
         "0 = hand out the idle server used last (LIFO); 1 = the one idle longest (rotate)"),
+    KEY(max_prepared_statements, T_POOL_COUNT, "200",
+        "transaction/statement mode: protocol-level prepared statements kept per server "
+        "(LRU); 0 = not tracked"),
+    KEY(track_extra_parameters, T_STRING, "IntervalStyle",
+        "transaction/statement mode: reported parameters restored per client besides "
+        "client_encoding, DateStyle, TimeZone, IntervalStyle, standard_conforming_strings, "
+        "application_name"),
     KEY(server_reset_query, T_STRING, "DISCARD ALL",
         "query run on a server before another client gets it; empty = none"),
     KEY(server_check_query, T_STRING, "select 1",

@@ -21,7 +21,9 @@
 #include "log.h"
 #include "manpage.h"
 #include "metrics.h"
+#include "notify.h"
 #include "pool.h"
+#include "prepared.h"
 #include "poolctl.h"
 #include "relay.h"
 #include "reload.h"
@@ -194,6 +196,8 @@ int main(int argc, char **argv)
 	server_init(&rt);
 	pool_init(&rt);
 	relay_init(&rt);
+	prep_init(&rt);
+	notify_init(&rt);
 	stats_init(&rt);
 	metrics_init(&rt);
 	poolctl_init(&rt);

@@ -11,6 +11,7 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "notify.h"
 #include "poolctl.h"
 #include "runtime.h"
 #include "sdnotify.h"
@@ -46,6 +47,7 @@ static void free_params(const char **kw, const char **val)
 static void pool_free(pool_t *p)
 {
 	event_del(&p->retry_ev);
+	notify_pool_free(p);
 	for (int i = 0; i < SERVER_NPARAMS; i++)
 		free(p->params[i]);
 	pbuf_free(&p->welcome);

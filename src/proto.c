@@ -442,3 +442,177 @@ const char *proto_error_field(const uint8_t *body, uint32_t blen, uint8_t code)
 	}
 	return NULL;
 }
+
+/* ---- extended protocol: renaming statements (prepared.c) ---------------------------- */
+
+bool proto_parse_parse(const uint8_t *body, uint32_t blen, const char **name,
+		       const uint8_t **rest, uint32_t *rlen)
+{
+	uint32_t pos = 0;
+	const char *n = take_str(body, blen, &pos);
+	if (!n)
+		return false;
+	*name = n;
+	*rest = body + pos;
+	*rlen = blen - pos;
+	return true;
+}
+
+bool proto_parse_bind(const uint8_t *body, uint32_t blen, const char **portal, const char **stmt,
+		      const uint8_t **rest, uint32_t *rlen)
+{
+	uint32_t pos = 0;
+	const char *p = take_str(body, blen, &pos);
+	const char *s = p ? take_str(body, blen, &pos) : NULL;
+	if (!s)
+		return false;
+	*portal = p;
+	*stmt = s;
+	*rest = body + pos;
+	*rlen = blen - pos;
+	return true;
+}
+
+bool proto_parse_target(const uint8_t *body, uint32_t blen, uint8_t *kind, const char **name)
+{
+	uint32_t pos = 1;
+	if (blen < 2)
+		return false;
+	const char *n = take_str(body, blen, &pos);
+	if (!n || pos != blen)
+		return false;
+	*kind = body[0];
+	*name = n;
+	return true;
+}
+
+void proto_build_parse(struct pbuf *b, const char *name, const uint8_t *rest, uint32_t rlen)
+{
+	proto_begin(b, 'P');
+	proto_put_str(b, name);
+	proto_put_bytes(b, rest, rlen);
+	proto_end(b);
+}
+
+void proto_build_bind(struct pbuf *b, const char *portal, const char *stmt, const uint8_t *rest,
+		      uint32_t rlen)
+{
+	proto_begin(b, 'B');
+	proto_put_str(b, portal);
+	proto_put_str(b, stmt);
+	proto_put_bytes(b, rest, rlen);
+	proto_end(b);
+}
+
+void proto_build_target(struct pbuf *b, uint8_t type, uint8_t kind, const char *name)
+{
+	proto_begin(b, type);
+	proto_put_u8(b, kind);
+	proto_put_str(b, name);
+	proto_end(b);
+}
+
+void proto_build_empty(struct pbuf *b, uint8_t type)
+{
+	proto_begin(b, type);
+	proto_end(b);
+}
+
+/* ---- LISTEN / UNLISTEN (notify.c) --------------------------------------------------- */
+
+#define IDENT_MAX 63 /* NAMEDATALEN - 1 */
+
+static size_t skip_space(const char *s, size_t i, size_t len)
+{
+	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' ||
+			   s[i] == '\f' || s[i] == '\v'))
+		i++;
+	return i;
+}
+
+static bool keyword_at(const char *s, size_t i, size_t len, const char *kw)
+{
+	size_t n = strlen(kw);
+	if (len - i < n)
+		return false;
+	for (size_t k = 0; k < n; k++) {
+		char ch = s[i + k];
+		if (ch >= 'A' && ch <= 'Z')
+			ch = (char)(ch - 'A' + 'a');
+		if (ch != kw[k])
+			return false;
+	}
+	return true;
+}
+
+static bool ident_char(char ch, bool first)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+	       (!first && ((ch >= '0' && ch <= '9') || ch == '$'));
+}
+
+enum proto_listen proto_parse_listen(const char *sql, size_t len, char *channel, size_t cap)
+{
+	size_t i = skip_space(sql, 0, len), o = 0;
+	enum proto_listen kind;
+	if (keyword_at(sql, i, len, "listen")) {
+		kind = LISTEN_ONE;
+		i += 6;
+	} else if (keyword_at(sql, i, len, "unlisten")) {
+		kind = UNLISTEN_ONE;
+		i += 8;
+	} else {
+		return LISTEN_OTHER;
+	}
+	size_t j = skip_space(sql, i, len);
+	if (j == i && !(j < len && sql[j] == '"'))
+		return LISTEN_OTHER; /* "LISTENx" */
+	i = j;
+	if (cap < IDENT_MAX + 1 || i >= len)
+		return LISTEN_OTHER;
+	if (kind == UNLISTEN_ONE && sql[i] == '*') {
+		kind = UNLISTEN_ALL;
+		i++;
+	} else if (sql[i] == '"') {
+		for (i++;; i++) {
+			if (i >= len)
+				return LISTEN_OTHER;
+			if (sql[i] == '"') {
+				if (i + 1 < len && sql[i + 1] == '"')
+					i++;
+				else
+					break;
+			}
+			if (sql[i] == 0 || o >= IDENT_MAX)
+				return LISTEN_OTHER;
+			channel[o++] = sql[i];
+		}
+		i++;
+		if (o == 0)
+			return LISTEN_OTHER;
+	} else {
+		if (!ident_char(sql[i], true))
+			return LISTEN_OTHER;
+		while (i < len && ident_char(sql[i], false)) {
+			if (o >= IDENT_MAX)
+				return LISTEN_OTHER;
+			char ch = sql[i++];
+			channel[o++] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+		}
+	}
+	channel[o] = 0;
+	i = skip_space(sql, i, len);
+	if (i < len && sql[i] == ';')
+		i = skip_space(sql, i + 1, len);
+	return i == len ? kind : LISTEN_OTHER;
+}
+
+void proto_build_notification(struct pbuf *b, uint32_t pid, const char *channel,
+			      const char *payload)
+{
+	proto_begin(b, 'A');
+	proto_put_u32(b, pid);
+	proto_put_str(b, channel);
+	proto_put_str(b, payload);
+	proto_end(b);
+}

@@ -10,6 +10,11 @@
  * ReadyForQuery (transaction state, the release point), ParameterStatus (tracked
  * parameters), ErrorResponse (its SQLSTATE class, when metrics are on) and Terminate; one of those not fully arrived stays in the source's input
  * until the rest comes.
+ * When the server tracks prepared statements (transaction mode, prepared.h), every
+ * message header on either side goes through prep_client_msg / prep_server_msg: most
+ * pass in the run; a named Parse/Bind/Describe/Close is replaced by what prepared.c
+ * built, a completion of pgcoro's own request is swallowed, and answers pgcoro owes
+ * go to the client at a message boundary.
  * The client side counts what it sent that awaits a ReadyForQuery (Query, Sync,
  * FunctionCall) and whether an extended-protocol sequence is open, so the server's state
  * is known clean exactly when nothing is outstanding.
@@ -23,6 +28,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
+#include "prepared.h"
 #include "proto.h"
 #include "runtime.h"
 #include "server.h"
@@ -42,7 +48,7 @@ static uint32_t be32(const uint8_t *p)
 }
 
 /* Bookkeeping for a client message of TYPE about to go to S. */
-static void client_msg_seen(server_t *s, uint8_t type)
+static inline void client_msg_seen(server_t *s, uint8_t type)
 {
 	switch (type) {
 	case 'Q':
@@ -53,11 +59,13 @@ static void client_msg_seen(server_t *s, uint8_t type)
 		s->out_syncs++;
 		s->mid_ext = false;
 		break;
+	case 'C':
+		s->closes_pending++;
+		/* fall through */
 	case 'P':
 	case 'B':
 	case 'D':
 	case 'E':
-	case 'C':
 	case 'H':
 		s->mid_ext = true;
 		break;
@@ -103,7 +111,7 @@ static void request_answered(server_t *s)
 
 /* Bookkeeping for a whole ReadyForQuery, ParameterStatus or (metrics on) ErrorResponse
  * from S (MSG points at the type byte). False if the server was dropped. */
-static bool server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
+static inline bool server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
 {
 	if (msg[0] == 'E') {
 		metrics_error(s->pool, proto_error_field(msg + PROTO_HDR, len - 4, 'C'));
@@ -115,6 +123,8 @@ static bool server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
 		s->tx_status = msg[5];
 		if (s->out_syncs > 0)
 			s->out_syncs--;
+		if (!s->out_syncs && !s->mid_ext)
+			s->closes_pending = 0; /* nothing outstanding (Closes skipped after an error) */
 		request_answered(s);
 	} else {
 		const char *name, *value;
@@ -143,17 +153,69 @@ enum frame_end {
 	FE_READY,     /* server side: a ReadyForQuery ends the run */
 	FE_TERMINATE, /* client side: a Terminate (not forwarded) */
 	FE_BAD,       /* an invalid length: the source is dropped */
+	FE_PREP,      /* prepared statements: prep took, dropped or awaits this message */
+	FE_TRACK,     /* prepared statements: tracking must begin before this message */
+	FE_ANSWERS,   /* prepared statements: answers pgcoro owes go after this message */
 };
 
-static void pump_client(client_t *c, server_t *s)
+/* A client message prep replaced or dropped (ACT) at the head of C's input: its
+ * replacement goes to S. False when the pump must stop (wait for more input, or C or S
+ * was closed). */
+static bool prep_took(client_t *c, server_t *s, enum prep_act act, uint8_t type, uint32_t len,
+		      bool *request)
+{
+	switch (act) {
+	case PREP_TAKEN: /* its replacement waits in prep_output for what passes after it */
+		client_msg_seen(s, type);
+		*request = true;
+		/* fall through */
+	case PREP_DROP:
+		c->pool->stats.bytes_received += (size_t)len + 1;
+		stream_consume(&c->st, (size_t)len + 1);
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The pumps, specialised by the compiler for TRACK (S->prep_on when they start) true
+ * and false, so the untracked relay pays nothing for tracking. True: S's tracking
+ * changed (it began before a client message, or the server went to a client that
+ * tracks): run the pump again. */
+/* Prepared statements are tracked in C's pool mode with the current settings. */
+static bool can_track(const client_t *c)
+{
+	return c->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0;
+}
+
+/* Sends what prep_output holds to S. False if it could not be built (C is closed). */
+static bool send_prep_output(client_t *c, server_t *s)
+{
+	size_t n;
+	const uint8_t *o = prep_output(s, &n);
+	if (!o) {
+		prep_output_done(s);
+		client_disconnect(c, "53200", "out of memory rewriting prepared statements");
+		return false;
+	}
+	stream_send(&s->st, o, n);
+	prep_output_done(s);
+	return true;
+}
+
+static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, server_t *s,
+								  bool track)
 {
 	uint32_t max = (uint32_t)rt->cfg->max_packet_size;
+	bool may_track = !track; /* and, when a message may name a statement: can_track */
 	while (stream_output_len(&s->st) < RELAY_HIGH_WATER) {
 		bool quiet = s->out_syncs == 0 && !s->mid_ext; /* nothing outstanding yet */
+		bool gathering = track && s->pring.output; /* rewritten messages not sent yet */
 		size_t n;
 		const uint8_t *p = stream_input(&c->st, &n);
 		size_t i = 0, limit = n < RELAY_BATCH ? n : RELAY_BATCH;
 		enum frame_end end = FE_MORE;
+		enum prep_act act = PREP_PASS;
 		uint8_t type = 0;
 		uint32_t len = 0;
 		bool request = false;
@@ -174,16 +236,45 @@ static void pump_client(client_t *c, server_t *s)
 				end = FE_TERMINATE;
 				break;
 			}
+			if (track && !prep_client_fast(&s->pring, p + i, n - i)) {
+				if (i && gathering) {
+					end = FE_BATCH; /* what passed first goes after the pending output */
+					break;
+				}
+				if ((act = prep_client_msg(s, c, p + i, n - i, len)) != PREP_PASS) {
+					end = FE_PREP;
+					break;
+				}
+			}
+			if (!track && may_track && prep_may_name(p + i, n - i) && can_track(c)) {
+				end = FE_TRACK; /* a named statement, perhaps: tracking begins here */
+				break;
+			}
 			client_msg_seen(s, type);
 			request = true;
 			i = pass_bytes(i, n, (size_t)len + 1, &c->msg_pending);
 		}
 		if (end == FE_MORE && i >= limit && i < n)
 			end = FE_BATCH;
+		if (act == PREP_FAIL)
+			return false;
 		if (i) {
 			c->pool->stats.bytes_received += i;
-			stream_send(&s->st, p, i);
+			if (gathering)
+				prep_output_append(s, p, i); /* one write with the rewritten messages */
+			else
+				stream_send(&s->st, p, i);
 			stream_consume(&c->st, i);
+		}
+		if (end == FE_PREP && prep_took(c, s, act, type, len, &request))
+			end = FE_BATCH;
+		if (track && s->pring.output) {
+			/* rewritten messages gather what follows them into one write, up to a batch,
+			 * until the pump stops */
+			size_t pending;
+			bool gather = end == FE_BATCH && prep_output(s, &pending) && pending < RELAY_BATCH;
+			if (!gather && !send_prep_output(c, s))
+				return false;
 		}
 		if (request) {
 			if (quiet)
@@ -194,16 +285,26 @@ static void pump_client(client_t *c, server_t *s)
 		case FE_BAD:
 			client_disconnect(c, "08P01", "invalid message length %u (type '%c') from client",
 					  len, type >= 32 && type < 127 ? type : '?');
-			return;
+			return false;
 		case FE_TERMINATE:
 			client_disconnect(c, NULL, "client sent Terminate");
-			return;
+			return false;
+		case FE_TRACK:
+			if (prep_track_now(s))
+				return true;
+			may_track = false; /* no memory: passed unchanged */
+			continue;
 		case FE_BATCH:
+			if (c->state != CL_ACTIVE || c->server != s)
+				return false;
 			continue;
 		default:
-			return;
+			return false;
 		}
 	}
+	if (track && s->pring.output) /* stopped by back-pressure while gathering */
+		(void)send_prep_output(c, s);
+	return false;
 }
 
 /* After a ReadyForQuery reached the client: timers, and in transaction/statement mode
@@ -216,8 +317,10 @@ static bool after_ready(server_t *s, client_t *c)
 	return s->client == c && c->state == CL_ACTIVE;
 }
 
-static void pump_server(server_t *s, client_t *c)
+static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, client_t *c,
+								  bool track)
 {
+	bool count_closes = !track && s->closes_pending;
 	while (stream_output_len(&c->st) < RELAY_HIGH_WATER) {
 		size_t n;
 		const uint8_t *p = stream_input(&s->st, &n);
@@ -227,6 +330,10 @@ static void pump_server(server_t *s, client_t *c)
 		while (i < limit) {
 			if (s->msg_pending) {
 				i = pass_bytes(i, n, s->msg_pending, &s->msg_pending);
+				if (track && !s->msg_pending && s->pring.answers) {
+					end = FE_ANSWERS;
+					break;
+				}
 				continue;
 			}
 			if (n - i < PROTO_HDR)
@@ -237,12 +344,24 @@ static void pump_server(server_t *s, client_t *c)
 				end = FE_BAD;
 				break;
 			}
-			if (type == 'Z' || ((type == 'S' || (type == 'E' && rt->metrics_on)) &&
-					    len <= MAX_INSPECT)) {
-				if ((size_t)len + 1 > n - i)
-					break; /* looked at whole: wait for the rest */
+			bool inspect = type == 'Z' || ((type == 'S' || (type == 'E' && rt->metrics_on)) &&
+						       len <= MAX_INSPECT);
+			if (inspect && (size_t)len + 1 > n - i)
+				break; /* looked at whole: wait for the rest */
+			if (count_closes && type == '3' && s->closes_pending)
+				s->closes_pending--;
+			if (track && !prep_server_fast(&s->pring, type, len)) {
+				enum prep_act act = prep_server_msg(s, p + i, n - i, len);
+				if (act == PREP_WAIT)
+					break;
+				if (act == PREP_DROP) {
+					end = FE_PREP;
+					break;
+				}
+			}
+			if (inspect) {
 				if (!server_msg_seen(s, p + i, len))
-					return;
+					return false;
 				i += (size_t)len + 1;
 				if (type == 'Z') {
 					end = FE_READY;
@@ -251,6 +370,10 @@ static void pump_server(server_t *s, client_t *c)
 				continue;
 			}
 			i = pass_bytes(i, n, (size_t)len + 1, &s->msg_pending);
+			if (track && !s->msg_pending && s->pring.answers) {
+				end = FE_ANSWERS;
+				break;
+			}
 		}
 		if (end == FE_MORE && i >= limit && i < n)
 			end = FE_BATCH;
@@ -259,20 +382,30 @@ static void pump_server(server_t *s, client_t *c)
 			stream_send(&c->st, p, i);
 			stream_consume(&s->st, i);
 		}
+		if (track && s->pring.answers)
+			prep_flush_answers(s); /* due after the bytes just sent */
 		switch (end) {
 		case FE_BAD:
 			server_disconnect(s, "invalid message length %u from server", len);
-			return;
+			return false;
 		case FE_READY:
 			if (!after_ready(s, c))
-				return;
+				return false;
+			if (s->prep_on != track)
+				return true; /* handed out again meanwhile, to a client that tracks */
 			continue;
+		case FE_PREP: /* a whole message of ours to swallow */
+			stream_consume(&s->st, (size_t)len + 1);
+			prep_flush_answers(s);
+			continue;
+		case FE_ANSWERS:
 		case FE_BATCH:
 			continue;
 		default:
-			return;
+			return false;
 		}
 	}
+	return false;
 }
 
 void relay_client_to_server(client_t *c)
@@ -280,7 +413,9 @@ void relay_client_to_server(client_t *c)
 	server_t *s = c->server;
 	if (!s || s->state != SV_ACTIVE || c->state != CL_ACTIVE)
 		return;
-	pump_client(c, s);
+	bool again = s->prep_on ? pump_client_as(c, s, true) : pump_client_as(c, s, false);
+	if (again && c->server == s && c->state == CL_ACTIVE && s->state == SV_ACTIVE)
+		pump_client_as(c, s, true);
 	stream_input_consumed(&c->st);
 }
 
@@ -289,7 +424,10 @@ void relay_server_to_client(server_t *s)
 	client_t *c = s->client;
 	if (!c || s->state != SV_ACTIVE || c->state != CL_ACTIVE)
 		return;
-	pump_server(s, c);
+	while (s->prep_on ? pump_server_as(s, c, true) : pump_server_as(s, c, false)) {
+		if (s->client != c || s->state != SV_ACTIVE || c->state != CL_ACTIVE)
+			break;
+	}
 	if (s->state != SV_CLOSING)
 		stream_input_consumed(&s->st);
 }

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
+#include "prepared.h"
 #include "relay.h"
 #include "runtime.h"
 
@@ -110,11 +111,44 @@ int server_param_index(const char *name)
 	return -1;
 }
 
+/* The reported parameters restored per client in transaction/statement mode: these,
+ * and those of server_param_names listed in track_extra_parameters. */
+static const char *const tracked_always[] = {"client_encoding", "DateStyle", "TimeZone",
+					     "IntervalStyle", "standard_conforming_strings",
+					     "application_name"};
+
+/* Bit i set: server_param_names[i] is tracked per client (0 in session mode). */
+static uint32_t tracked_mask(const pool_t *p)
+{
+	if (p->pool_mode == POOL_SESSION)
+		return 0;
+	uint32_t m = 0;
+	for (size_t k = 0; k < sizeof(tracked_always) / sizeof(tracked_always[0]); k++)
+		m |= 1u << server_param_index(tracked_always[k]);
+	const char *list = rt->cfg->track_extra_parameters;
+	while (list && *list) {
+		size_t n = strcspn(list, ", \t");
+		char name[64];
+		if (n > 0 && n < sizeof(name)) {
+			memcpy(name, list, n);
+			name[n] = 0;
+			int i = server_param_index(name);
+			if (i >= 0)
+				m |= 1u << i;
+		}
+		list += n;
+		list += strspn(list, ", \t");
+	}
+	return m;
+}
+
 void server_param_seen(server_t *s, const char *name, const char *value)
 {
 	for (int i = 0; i < SERVER_NPARAMS; i++) {
 		if (strcmp(server_param_names[i], name) == 0) {
 			set_param(s, i, value);
+			if (s->client && (tracked_mask(s->pool) & 1u << i))
+				client_param_changed(s->client, i, value);
 			return;
 		}
 	}
@@ -153,6 +187,7 @@ static void close_server(server_t *s, bool connect_failed, const char *reason)
 			 s->pool->dbname, s->pool->user, reason, rt_now() - s->connected_at);
 	client_t *c = s->client;
 	s->client = NULL;
+	prep_server_free(s); /* while its client, whose names its queue holds, is alive */
 	server_set_state(s, SV_CLOSING);
 	event_del(&s->pq_ev);
 	evtimer_del(&s->timer);
@@ -187,6 +222,7 @@ static void server_free(server_t *s)
 {
 	if (s->cancel)
 		PQfreeCancel(s->cancel);
+	prep_server_free(s);
 	stream_free(&s->st);
 	if (s->conn)
 		PQfinish(s->conn);
@@ -495,24 +531,45 @@ static const char *hk_name(unsigned step)
 	return "?";
 }
 
-/* The linked client's startup parameters that differ from the server's, as set_config
- * arguments. Returns the number of pairs. */
+/* The parameters the linked client wants that differ from the server's, as set_config
+ * arguments (name, value pairs; at most MAX / 2). In transaction/statement mode each
+ * tracked reported parameter is wanted at the value the client's session last set, else
+ * its startup value, else the pool's default, so one client's SET neither leaks into
+ * another's transactions nor is lost on its own next server. Returns the number of
+ * pairs. */
 static int sync_params(server_t *s, const char **vals, int max)
 {
 	client_t *c = s->client;
 	int n = 0;
 	if (!c)
 		return 0;
-	for (int i = 0; i < c->nparams && n + 2 <= max; i++) {
+	uint32_t tracked = tracked_mask(s->pool);
+	const char *want[SERVER_NPARAMS] = {0};
+	for (int i = 0; i < SERVER_NPARAMS; i++)
+		if (tracked & 1u << i)
+			want[i] = c->session_params && c->session_params[i] ? c->session_params[i]
+									    : s->pool->params[i];
+	for (int i = 0; i < c->nparams; i++) {
 		/* reported parameters: compare with the server's value; others: known applied
 		 * when the server last synced this same set */
 		const struct client_param *p = &c->params[i];
+		if (p->report >= 0 && (tracked & 1u << p->report)) {
+			if (!c->session_params || !c->session_params[p->report])
+				want[p->report] = p->value;
+			continue;
+		}
 		bool same = p->report >= 0 ? str_eq(s->params[p->report], p->value)
 					   : s->applied_sig == c->param_sig;
-		if (same)
+		if (same || n + 2 > max)
 			continue;
 		vals[n++] = p->name;
 		vals[n++] = p->value;
+	}
+	for (int i = 0; i < SERVER_NPARAMS && n + 2 <= max; i++) {
+		if (!want[i] || str_eq(s->params[i], want[i]))
+			continue;
+		vals[n++] = server_param_names[i];
+		vals[n++] = want[i];
 	}
 	return n / 2;
 }
@@ -612,8 +669,10 @@ static void hk_step_done(server_t *s)
 	}
 	if (step == HK_CHECK)
 		s->fresh = true;
-	if (step == HK_RESET)
+	if (step == HK_RESET) {
 		s->applied_sig = 0;
+		prep_server_forget(s); /* DISCARD ALL, or whatever it is: not known to remain */
+	}
 	else if (step == HK_SYNC && s->client)
 		s->applied_sig = s->client->param_sig;
 	if (step == HK_RESET || step == HK_SYNC)
@@ -672,13 +731,17 @@ void server_assign(server_t *s, client_t *c)
 		      server_state_name(s->state));
 	s->client = c;
 	c->server = s;
-	if (s->synced_sig != c->param_sig || s->synced_gen != s->params_gen) {
+	s->prep_on = false;
+	s->closes_pending = 0;
+	if (c->prep && s->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0)
+		prep_server_start(s); /* a client that has named statements: tracked from here */
+	if (s->synced_sig != client_sync_key(c) || s->synced_gen != s->params_gen) {
 		const char *vals[2];
 		if (sync_params(s, vals, 2) > 0) {
 			hk_start(s, HK_SYNC);
 			return;
 		}
-		s->synced_sig = c->param_sig;
+		s->synced_sig = client_sync_key(c);
 		s->synced_gen = s->params_gen;
 	}
 	server_set_state(s, SV_ACTIVE);
@@ -688,6 +751,8 @@ void server_assign(server_t *s, client_t *c)
 void server_release(server_t *s)
 {
 	s->client = NULL;
+	if (s->prep_on && !prep_quiet(&s->pring))
+		prep_server_free(s); /* answers still due: it is closed below or after a cancel */
 	if (s->cancel_running && s->state == SV_ACTIVE) {
 		s->release_pending = true; /* a cancel must not hit the next client's query */
 		return;

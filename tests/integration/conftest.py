@@ -722,6 +722,14 @@ def tools(session_root):
     return d
 
 
+def pgbench_through(pg, inst, *args, db="bench"):
+    """pgbench ARGS through INST to DB as the app user (run_pgbench's checks); returns its
+    output."""
+    argv = [pg.pgbench_bin, "-n", *args, "-h", inst.host, "-p", str(inst.port), "-U", APP_USER,
+            inst.db(db)]
+    return run_pgbench(argv, clean_env(PGPASSWORD=APP_PASS, PGCONNECT_TIMEOUT=60))
+
+
 # ---------------------------------------------------------------------------------------
 # psql
 

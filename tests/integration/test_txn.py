@@ -76,7 +76,7 @@ class BackendMonitor(PgSampler):
         self.peak = max(self.peak, self.cur.fetchone()[0])
 
 
-@pytest.mark.parametrize("mode", ["simple", "extended"])
+@pytest.mark.parametrize("mode", ["simple", "extended", "prepared"])
 def test_pgbench_transaction_mode(pgcoro_factory, pg, mode):
     inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 10,
                                     "max_client_conn": 400})

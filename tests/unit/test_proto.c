@@ -634,6 +634,107 @@ START_TEST(test_parse_sasl_initial)
 }
 END_TEST
 
+/* Parse, Bind, Describe and Close under a new statement name: parsed back to the same
+ * fields, the rest of the message unchanged; truncated bodies refused. */
+START_TEST(test_rename_statements)
+{
+	struct pbuf b;
+	pbuf_init(&b);
+	const uint8_t rest[] = "select $1\0\0\1\0\0\0\x17";
+	proto_build_parse(&b, "PGCORO_7", rest, sizeof(rest) - 1);
+	ck_assert(!b.failed);
+	ck_assert_int_eq(b.data[0], 'P');
+	ck_assert_uint_eq(b.len, 1 + 4 + 9 + sizeof(rest) - 1);
+	const char *name, *portal;
+	const uint8_t *r;
+	uint32_t rlen;
+	ck_assert(proto_parse_parse(b.data + 5, (uint32_t)b.len - 5, &name, &r, &rlen));
+	ck_assert_str_eq(name, "PGCORO_7");
+	ck_assert_uint_eq(rlen, sizeof(rest) - 1);
+	ck_assert(memcmp(r, rest, rlen) == 0);
+	ck_assert(!proto_parse_parse((const uint8_t *)"abc", 3, &name, &r, &rlen));
+
+	pbuf_reset(&b);
+	const uint8_t brest[] = "\0\0\0\1\0\0\0\2" "42\0\0";
+	proto_build_bind(&b, "c1", "PGCORO_7", brest, sizeof(brest) - 1);
+	ck_assert(proto_parse_bind(b.data + 5, (uint32_t)b.len - 5, &portal, &name, &r, &rlen));
+	ck_assert_str_eq(portal, "c1");
+	ck_assert_str_eq(name, "PGCORO_7");
+	ck_assert_uint_eq(rlen, sizeof(brest) - 1);
+	ck_assert(memcmp(r, brest, rlen) == 0);
+	ck_assert(!proto_parse_bind((const uint8_t *)"c1\0S_1", 6, &portal, &name, &r, &rlen));
+	ck_assert(proto_parse_bind((const uint8_t *)"\0\0", 2, &portal, &name, &r, &rlen));
+	ck_assert_str_eq(name, "");
+	ck_assert_uint_eq(rlen, 0);
+
+	pbuf_reset(&b);
+	uint8_t kind;
+	proto_build_target(&b, 'D', 'S', "PGCORO_9");
+	ck_assert_int_eq(b.data[0], 'D');
+	ck_assert(proto_parse_target(b.data + 5, (uint32_t)b.len - 5, &kind, &name));
+	ck_assert_int_eq(kind, 'S');
+	ck_assert_str_eq(name, "PGCORO_9");
+	ck_assert(!proto_parse_target((const uint8_t *)"S", 1, &kind, &name));
+	ck_assert(!proto_parse_target((const uint8_t *)"Sab", 3, &kind, &name));
+	ck_assert(!proto_parse_target((const uint8_t *)"Sa\0b", 4, &kind, &name));
+
+	pbuf_reset(&b);
+	proto_build_empty(&b, '3');
+	ck_assert_uint_eq(b.len, 5);
+	ck_assert(memcmp(b.data, "3\0\0\0\4", 5) == 0);
+	pbuf_free(&b);
+}
+END_TEST
+
+static enum proto_listen listen_of(const char *sql, char *ch)
+{
+	return proto_parse_listen(sql, strlen(sql), ch, 64);
+}
+
+START_TEST(test_parse_listen)
+{
+	char ch[64];
+	ck_assert_int_eq(listen_of("LISTEN foo", ch), LISTEN_ONE);
+	ck_assert_str_eq(ch, "foo");
+	ck_assert_int_eq(listen_of("  listen FooBar_1$ ; \n", ch), LISTEN_ONE);
+	ck_assert_str_eq(ch, "foobar_1$");
+	ck_assert_int_eq(listen_of("LISTEN \"Mixed \"\"Case\"\"\";", ch), LISTEN_ONE);
+	ck_assert_str_eq(ch, "Mixed \"Case\"");
+	ck_assert_int_eq(listen_of("listen\"q\"", ch), LISTEN_ONE);
+	ck_assert_str_eq(ch, "q");
+	ck_assert_int_eq(listen_of("UNLISTEN x", ch), UNLISTEN_ONE);
+	ck_assert_str_eq(ch, "x");
+	ck_assert_int_eq(listen_of("unlisten *;", ch), UNLISTEN_ALL);
+	ck_assert_int_eq(listen_of("LISTEN * ", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTENfoo", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTEN foo; select 1", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTEN foo bar", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTEN \"\"", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTEN \"open", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTEN 1abc", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTEN", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("NOTIFY foo", ch), LISTEN_OTHER);
+	ck_assert_int_eq(listen_of("LISTEN a -- comment", ch), LISTEN_OTHER);
+	char longname[80];
+	memset(longname, 'a', sizeof(longname));
+	memcpy(longname, "LISTEN ", 7);
+	longname[7 + 63] = 0;
+	ck_assert_int_eq(listen_of(longname, ch), LISTEN_ONE);
+	ck_assert_uint_eq(strlen(ch), 63);
+	longname[7 + 63] = 'a';
+	longname[7 + 64] = 0;
+	ck_assert_int_eq(listen_of(longname, ch), LISTEN_OTHER);
+	ck_assert_int_eq(proto_parse_listen("LISTEN foo", 10, ch, 10), LISTEN_OTHER); /* cap */
+
+	struct pbuf b;
+	pbuf_init(&b);
+	proto_build_notification(&b, 42, "ch", "hi");
+	ck_assert_uint_eq(b.len, 1 + 4 + 4 + 3 + 3);
+	ck_assert(memcmp(b.data, "A\0\0\0\x0e\0\0\0\x2a" "ch\0hi\0", b.len) == 0);
+	pbuf_free(&b);
+}
+END_TEST
+
 START_TEST(test_parse_param_status)
 {
 	const char *n, *v;
@@ -780,6 +881,8 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, test_parse_password);
 	tcase_add_test(tc, test_parse_sasl_initial);
 	tcase_add_test(tc, test_parse_param_status);
+	tcase_add_test(tc, test_rename_statements);
+	tcase_add_test(tc, test_parse_listen);
 	tcase_add_test(tc, test_error_field_garbage);
 	tcase_add_test(tc, test_fuzz);
 	suite_add_tcase(s, tc);

@@ -1,0 +1,1101 @@
+/* Owns protocol-level prepared statements in transaction and statement mode: the
+ * pgcoro-wide statement registry, each client's statement names, each server's prepared
+ * statements (an LRU bounded by max_prepared_statements) and the queue of answers each
+ * server owes.
+ *
+ * DESIGN. A client's named Parse is never sent under its own name: the statement (its
+ * query text and parameter types) is looked up in a registry shared by every client, and
+ * prepared on servers as "PGCORO_<id>", so identical statements from many clients are
+ * prepared once per server. The client's name maps to the registry entry. Bind and
+ * Describe of a named statement are rewritten to the server name; when the server the
+ * client holds has not prepared it, a Parse is injected just before. Close of a named
+ * statement only drops the client's name (others may use the server statement) and is
+ * answered by pgcoro. Unnamed statements and portals pass unchanged.
+ * A server tracks from the hand-out when its client has named statements, else from
+ * the client's first message that may name one; requests outstanding then were not
+ * recorded, so their answers pass up to a marker (a Close of a portal that does not
+ * exist) whose CloseComplete is swallowed (RQ_BARRIER). Clients that never name a
+ * statement cost nothing.
+ * Each tracking server keeps a queue with one entry per request that gets an answer, in
+ * wire order (kind bytes in the server's prep_ring, read and popped inline by the relay
+ * for plain entries; the rest in ps->extra): the server's completion messages (ParseComplete, BindComplete, the end of
+ * a Describe or Execute, CloseComplete, ReadyForQuery) pop it. An entry for pgcoro's own
+ * request swallows its completion; an entry that pgcoro answers itself (the client's
+ * Close, a Parse of a statement the server already has, an error pgcoro detects) is
+ * emitted when it reaches the head, so the client sees answers in its own order.
+ * An ErrorResponse pops every entry up to the next Sync, as PostgreSQL skips those
+ * messages; their effects are undone (a client name or server statement whose Parse never
+ * ran is forgotten), and client messages until that Sync are dropped. Effects are
+ * committed when the answer arrives, never when the request is sent.
+ * The server's statements are the truth only while nothing else touches them: a
+ * DISCARD ALL or DEALLOCATE ALL seen in a CommandComplete forgets them (and the client's
+ * names), housekeeping's DISCARD ALL too; a "does not exist" naming our statement is
+ * told with the client's name. (A Bind pipelined behind such a command in the same
+ * batch, of a statement named before it, may still run — prepared again — where
+ * PostgreSQL says it does not exist.) SQL-level PREPARE/EXECUTE/DEALLOCATE name are not
+ * translated (as with PgBouncer). */
+#include "prepared.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "config.h"
+#include "list.h"
+#include "log.h"
+#include "pool.h"
+#include "proto.h"
+#include "runtime.h"
+#include "server.h"
+#include "stream.h"
+
+static struct runtime *rt;
+
+/* A message that must be read whole to be rewritten may be at most this long: the
+ * client's input stops being read beyond it. */
+#define WHOLE_MAX STREAM_READ_HIGH
+#define NAME_MAX_LEN 32 /* "PGCORO_" and a 64-bit number */
+
+/* ---- the registry: one entry per distinct statement --------------------------------- */
+
+struct prep_stmt {
+	struct prep_stmt *next; /* hash chain */
+	uint64_t hash;
+	uint64_t id;            /* prepared on servers as PGCORO_<id> */
+	uint32_t refs;          /* client names and server statements using it */
+	bool parsed;            /* a server parsed it without error at least once */
+	uint32_t rlen;
+	uint8_t rest[];         /* the Parse after its name: query, parameter types */
+};
+
+static struct {
+	struct prep_stmt **buckets;
+	size_t nbuckets, count;
+	uint64_t next_id;
+	struct pbuf idle_out; /* answers to clients without a server */
+} reg;
+
+static uint64_t fnv(const void *p, size_t n, uint64_t h)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
+#define FNV_INIT 0xcbf29ce484222325ull
+
+void prep_init(struct runtime *r) { rt = r; }
+
+size_t prep_statement_count(void) { return reg.count; }
+
+static bool reg_grow(void)
+{
+	size_t nb = reg.nbuckets ? reg.nbuckets * 2 : 256;
+	struct prep_stmt **b = calloc(nb, sizeof(*b));
+	if (!b)
+		return false;
+	for (size_t i = 0; i < reg.nbuckets; i++) {
+		struct prep_stmt *st = reg.buckets[i];
+		while (st) {
+			struct prep_stmt *next = st->next;
+			st->next = b[st->hash & (nb - 1)];
+			b[st->hash & (nb - 1)] = st;
+			st = next;
+		}
+	}
+	free(reg.buckets);
+	reg.buckets = b;
+	reg.nbuckets = nb;
+	return true;
+}
+
+static struct prep_stmt *stmt_find(const uint8_t *rest, uint32_t rlen, uint64_t h)
+{
+	if (reg.nbuckets)
+		for (struct prep_stmt *st = reg.buckets[h & (reg.nbuckets - 1)]; st; st = st->next)
+			if (st->hash == h && st->rlen == rlen && memcmp(st->rest, rest, rlen) == 0)
+				return st;
+	return NULL;
+}
+
+/* The registry entry for REST (a reference taken), created if new. NULL without memory. */
+static struct prep_stmt *stmt_get(const uint8_t *rest, uint32_t rlen)
+{
+	uint64_t h = fnv(rest, rlen, FNV_INIT);
+	struct prep_stmt *found = stmt_find(rest, rlen, h);
+	if (found) {
+		found->refs++;
+		return found;
+	}
+	if (reg.count >= reg.nbuckets && !reg_grow() && !reg.nbuckets)
+		return NULL;
+	struct prep_stmt *st = malloc(sizeof(*st) + rlen);
+	if (!st)
+		return NULL;
+	st->hash = h;
+	st->id = ++reg.next_id;
+	st->refs = 1;
+	st->parsed = false;
+	st->rlen = rlen;
+	memcpy(st->rest, rest, rlen);
+	struct prep_stmt **head = &reg.buckets[h & (reg.nbuckets - 1)];
+	st->next = *head;
+	*head = st;
+	reg.count++;
+	return st;
+}
+
+static void stmt_unref(struct prep_stmt *st)
+{
+	if (--st->refs)
+		return;
+	struct prep_stmt **pp = &reg.buckets[st->hash & (reg.nbuckets - 1)];
+	while (*pp != st)
+		pp = &(*pp)->next;
+	*pp = st->next;
+	reg.count--;
+	free(st);
+}
+
+static void server_name(char *buf, uint64_t id)
+{
+	snprintf(buf, NAME_MAX_LEN, "PGCORO_%" PRIu64, id);
+}
+
+/* ---- a client's statement names ------------------------------------------------------ */
+
+struct centry {
+	struct centry *next;    /* hash chain */
+	struct prep_client *map; /* its client's map (alive while a queue entry holds it) */
+	struct prep_stmt *stmt; /* a reference */
+	uint64_t hash;
+	uint32_t refs;          /* the map, and queue entries of its pending Parse */
+	bool in_map;
+	bool pending;           /* its Parse is not answered yet */
+	bool failed;            /* its Parse failed or was skipped */
+	char name[];
+};
+
+struct prep_client {
+	struct centry **buckets;
+	size_t nbuckets, count;
+};
+
+static void centry_unref(struct centry *ce)
+{
+	if (--ce->refs)
+		return;
+	stmt_unref(ce->stmt);
+	free(ce);
+}
+
+static struct centry *map_find(struct prep_client *pc, const char *name)
+{
+	if (!pc)
+		return NULL;
+	uint64_t h = fnv(name, strlen(name), FNV_INIT);
+	for (struct centry *ce = pc->buckets[h & (pc->nbuckets - 1)]; ce; ce = ce->next)
+		if (ce->hash == h && strcmp(ce->name, name) == 0)
+			return ce;
+	return NULL;
+}
+
+static bool map_grow(struct prep_client *pc)
+{
+	size_t nb = pc->nbuckets ? pc->nbuckets * 2 : 16;
+	struct centry **b = calloc(nb, sizeof(*b));
+	if (!b)
+		return false;
+	for (size_t i = 0; i < pc->nbuckets; i++) {
+		struct centry *ce = pc->buckets[i];
+		while (ce) {
+			struct centry *next = ce->next;
+			ce->next = b[ce->hash & (nb - 1)];
+			b[ce->hash & (nb - 1)] = ce;
+			ce = next;
+		}
+	}
+	free(pc->buckets);
+	pc->buckets = b;
+	pc->nbuckets = nb;
+	return true;
+}
+
+static void map_remove(struct prep_client *pc, struct centry *ce)
+{
+	struct centry **pp = &pc->buckets[ce->hash & (pc->nbuckets - 1)];
+	while (*pp != ce)
+		pp = &(*pp)->next;
+	*pp = ce->next;
+	ce->in_map = false;
+	pc->count--;
+	centry_unref(ce);
+}
+
+/* Puts CE (out of the map, a reference held by the caller) back into PC. */
+static void map_insert(struct prep_client *pc, struct centry *ce)
+{
+	struct centry **head = &pc->buckets[ce->hash & (pc->nbuckets - 1)];
+	ce->next = *head;
+	*head = ce;
+	ce->in_map = true;
+	ce->refs++;
+	pc->count++;
+}
+
+/* Enters NAME -> ST (a reference taken) in C's map, pending. NULL without memory. */
+static struct centry *map_add(client_t *c, const char *name, struct prep_stmt *st)
+{
+	if (!c->prep) {
+		c->prep = calloc(1, sizeof(*c->prep));
+		if (!c->prep || !map_grow(c->prep)) {
+			free(c->prep);
+			c->prep = NULL;
+			return NULL;
+		}
+	}
+	struct prep_client *pc = c->prep;
+	if (pc->count >= pc->nbuckets * 2 && !map_grow(pc))
+		return NULL;
+	size_t n = strlen(name) + 1;
+	struct centry *ce = malloc(sizeof(*ce) + n);
+	if (!ce)
+		return NULL;
+	memcpy(ce->name, name, n);
+	ce->hash = fnv(name, n - 1, FNV_INIT);
+	ce->stmt = st;
+	st->refs++;
+	ce->refs = 0;
+	ce->map = pc;
+	ce->pending = true;
+	ce->failed = false;
+	map_insert(pc, ce);
+	return ce;
+}
+
+/* Drops C's names whose Parse has been answered (ALL: every name). */
+static void map_clear(struct prep_client *pc, bool all)
+{
+	if (!pc)
+		return;
+	for (size_t i = 0; i < pc->nbuckets; i++) {
+		struct centry *ce = pc->buckets[i];
+		while (ce) {
+			struct centry *next = ce->next;
+			if (all || !ce->pending)
+				map_remove(pc, ce);
+			ce = next;
+		}
+	}
+}
+
+void prep_client_free(client_t *c)
+{
+	if (!c->prep)
+		return;
+	map_clear(c->prep, true);
+	free(c->prep->buckets);
+	free(c->prep);
+	c->prep = NULL;
+}
+
+/* ---- a server's statements and expected answers -------------------------------------- */
+
+struct sentry {
+	struct sentry *next;    /* hash chain */
+	struct list lru;        /* in ps->lru, most recently used last */
+	struct prep_stmt *stmt; /* a reference */
+	bool pending;           /* its Parse is not answered yet */
+};
+
+/* Kinds of answers (enum prep_kind, prepared.h). */
+#define RQ_SIMPLE PK_SIMPLE
+#define RQ_SYNC PK_SYNC
+#define RQ_PARSE PK_PARSE
+#define RQ_BIND PK_BIND
+#define RQ_DESCRIBE PK_DESCRIBE
+#define RQ_EXECUTE PK_EXECUTE
+#define RQ_CLOSE PK_CLOSE
+
+#define RQ_SWALLOW 1 /* pgcoro's own request: its completion is not passed on */
+#define RQ_ANSWER 2  /* pgcoro answers it when it reaches the head; nothing was sent */
+#define RQ_DEPENDS 4 /* a Bind or Describe sent when its statement may be gone by the time
+                      * it runs (its Parse not answered yet, or other requests before it,
+                      * a DISCARD ALL perhaps): an error naming our statement names the
+                      * client's (ce) */
+#define RQ_BARRIER 8 /* tracking began mid-way: unrecorded answers pass up to this marker's
+                      * CloseComplete (sid: how many other CloseCompletes come first) */
+
+/* An answer the server owes (or pgcoro does) with more than its kind: kept in
+ * ps->extra at its ring index, its kind byte flagged PREP_SPECIAL. */
+struct rq {
+	uint8_t kind, flags;
+	const char *sqlstate;   /* RQ_ANSWER with an error: its SQLSTATE and message */
+	char *message;
+	struct centry *ce;      /* the client's Parse: committed on success (a reference) */
+	uint64_t sid;           /* a Parse sent to the server: that statement's id */
+	struct prep_stmt *evicted; /* an eviction's Close: put back if skipped (a reference) */
+	uint32_t zs;            /* RQ_BARRIER: ReadyForQuery messages due before the marker */
+};
+
+struct prep_server {
+	struct prep_ring *r;    /* the server's ring of expected answers (s->pring) */
+	struct rq *extra;       /* special entries, at their ring index */
+	struct sentry **buckets;
+	size_t nbuckets;
+	struct list_head lru;
+	struct pbuf out;        /* requests built for the server */
+	struct pbuf answers;    /* answers due to the client */
+};
+
+static struct sentry *set_find(struct prep_server *ps, uint64_t id)
+{
+	for (struct sentry *se = ps->buckets[id & (ps->nbuckets - 1)]; se; se = se->next)
+		if (se->stmt->id == id)
+			return se;
+	return NULL;
+}
+
+static void set_remove(struct prep_server *ps, struct sentry *se)
+{
+	struct sentry **pp = &ps->buckets[se->stmt->id & (ps->nbuckets - 1)];
+	while (*pp != se)
+		pp = &(*pp)->next;
+	*pp = se->next;
+	list_del(&ps->lru, &se->lru);
+	stmt_unref(se->stmt);
+	free(se);
+}
+
+static void set_touch(struct prep_server *ps, struct sentry *se)
+{
+	list_del(&ps->lru, &se->lru);
+	list_append(&ps->lru, &se->lru);
+}
+
+/* Enters ST (a reference taken) in the server's set, the most recently used or, with
+ * OLDEST, the least. False without memory. */
+static bool set_put(struct prep_server *ps, struct prep_stmt *st, bool pending, bool oldest)
+{
+	struct sentry *se = malloc(sizeof(*se));
+	if (!se)
+		return false;
+	se->stmt = st;
+	st->refs++;
+	se->pending = pending;
+	struct sentry **head = &ps->buckets[st->id & (ps->nbuckets - 1)];
+	se->next = *head;
+	*head = se;
+	list_init(&se->lru);
+	if (oldest) {
+		se->lru.next = ps->lru.node.next;
+		se->lru.prev = &ps->lru.node;
+		ps->lru.node.next->prev = &se->lru;
+		ps->lru.node.next = &se->lru;
+		ps->lru.count++;
+	} else {
+		list_append(&ps->lru, &se->lru);
+	}
+	return true;
+}
+
+static bool q_grow(struct prep_server *ps)
+{
+	struct prep_ring *r = ps->r;
+	uint32_t cap = (r->mask + 1) * 2;
+	uint8_t *kind = malloc(cap);
+	struct rq *extra = malloc(cap * sizeof(*extra));
+	if (!kind || !extra) {
+		free(kind);
+		free(extra);
+		return false;
+	}
+	for (uint32_t i = 0; i < r->len; i++) {
+		kind[i] = r->kind[(r->head + i) & r->mask];
+		extra[i] = ps->extra[(r->head + i) & r->mask];
+	}
+	free(r->kind);
+	free(ps->extra);
+	r->kind = kind;
+	ps->extra = extra;
+	r->mask = cap - 1;
+	r->head = 0;
+	return true;
+}
+
+static bool q_push(struct prep_server *ps, struct rq rq)
+{
+	struct prep_ring *r = ps->r;
+	if (r->len > r->mask && !q_grow(ps))
+		return false;
+	uint32_t i = (r->head + r->len) & r->mask;
+	bool special = rq.flags || rq.ce || rq.sid || rq.evicted || rq.message;
+	r->kind[i] = (uint8_t)(rq.kind | (special ? PREP_SPECIAL : 0));
+	if (special)
+		ps->extra[i] = rq;
+	r->len++;
+	return true;
+}
+
+/* The head entry (a plain one filled in from its kind), or NULL. */
+static struct rq *q_head(struct prep_server *ps)
+{
+	struct prep_ring *r = ps->r;
+	if (!r->len)
+		return NULL;
+	uint32_t i = r->head & r->mask;
+	if (!(r->kind[i] & PREP_SPECIAL))
+		ps->extra[i] = (struct rq){.kind = r->kind[i]};
+	return &ps->extra[i];
+}
+
+/* Ends the head entry: its effects are committed (OK) or undone. */
+static void q_pop(struct prep_server *ps, bool ok)
+{
+	struct rq *rq = q_head(ps);
+	if (rq->sid) {
+		struct sentry *se = set_find(ps, rq->sid);
+		if (se && se->pending) {
+			if (ok) {
+				se->pending = false;
+				se->stmt->parsed = true;
+			}
+			else
+				set_remove(ps, se);
+		}
+	}
+	if (rq->evicted) {
+		if (!ok && !set_find(ps, rq->evicted->id))
+			set_put(ps, rq->evicted, false, true); /* the Close was skipped */
+		stmt_unref(rq->evicted);
+	}
+	if (rq->ce && (rq->flags & RQ_DEPENDS)) {
+		centry_unref(rq->ce);
+	} else if (rq->ce && rq->kind == RQ_CLOSE) {
+		if (!ok && !rq->ce->in_map)
+			map_insert(rq->ce->map, rq->ce); /* the Close was skipped: the name stays */
+		centry_unref(rq->ce);
+	} else if (rq->ce) {
+		if (ok)
+			rq->ce->pending = false;
+		else if (rq->ce->pending && (rq->flags & RQ_DEPENDS) == 0) {
+			rq->ce->failed = true; /* the Parse was skipped or failed */
+			if (rq->ce->in_map)
+				map_remove(rq->ce->map, rq->ce);
+		}
+		centry_unref(rq->ce);
+	}
+	free(rq->message);
+	ps->r->head++;
+	ps->r->len--;
+}
+
+void prep_server_start(server_t *s)
+{
+	s->prep_on = false;
+	if (!s->prep) {
+		struct prep_server *ps = calloc(1, sizeof(*ps));
+		size_t nb = 16;
+		while (nb < (size_t)rt->cfg->max_prepared_statements && nb < 4096)
+			nb *= 2;
+		if (ps)
+			ps->buckets = calloc(nb, sizeof(*ps->buckets));
+		if (!ps || !ps->buckets) {
+			free(ps);
+			log_warning("server %llu: out of memory: prepared statements not tracked",
+				    (unsigned long long)s->id);
+			return;
+		}
+		ps->nbuckets = nb;
+		list_head_init(&ps->lru);
+		pbuf_init(&ps->out);
+		pbuf_init(&ps->answers);
+		ps->r = &s->pring;
+		s->prep = ps;
+		s->pring = (struct prep_ring){.kind = malloc(32), .mask = 31};
+		ps->extra = malloc(32 * sizeof(*ps->extra));
+		if (!s->pring.kind || !ps->extra) {
+			prep_server_free(s);
+			log_warning("server %llu: out of memory: prepared statements not tracked",
+				    (unsigned long long)s->id);
+			return;
+		}
+	}
+	s->prep_on = true;
+}
+
+static void release_all(struct prep_server *ps)
+{
+	while (ps->r->len)
+		q_pop(ps, false);
+}
+
+/* Forgets the server's statements whose Parse was answered (ALL: every one). */
+static void set_clear(struct prep_server *ps, bool all)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &ps->lru)
+	{
+		struct sentry *se = list_entry(pos, struct sentry, lru);
+		if (all || !se->pending)
+			set_remove(ps, se);
+	}
+}
+
+void prep_server_forget(server_t *s)
+{
+	if (s->prep)
+		set_clear(s->prep, true);
+}
+
+void prep_server_free(server_t *s)
+{
+	struct prep_server *ps = s->prep;
+	if (!ps)
+		return;
+	release_all(ps);
+	set_clear(ps, true);
+	free(ps->r->kind);
+	*ps->r = (struct prep_ring){0};
+	free(ps->extra);
+	free(ps->buckets);
+	pbuf_free(&ps->out);
+	pbuf_free(&ps->answers);
+	free(ps);
+	s->prep = NULL;
+	s->prep_on = false;
+}
+
+const uint8_t *prep_output(server_t *s, size_t *len)
+{
+	*len = s->prep->out.len;
+	return s->prep->out.failed ? NULL : s->prep->out.data;
+}
+
+void prep_output_append(server_t *s, const uint8_t *p, size_t n)
+{
+	proto_put_bytes(&s->prep->out, p, n);
+}
+
+void prep_output_done(server_t *s)
+{
+	pbuf_reset(&s->prep->out);
+	s->pring.output = false;
+}
+
+void prep_flush_answers(server_t *s)
+{
+	struct prep_server *ps = s->prep;
+	if (!ps || !ps->answers.len)
+		return;
+	if (s->client && !ps->answers.failed)
+		stream_send(&s->client->st, ps->answers.data, ps->answers.len);
+	else if (s->client)
+		client_disconnect(s->client, "53200", "out of memory building an answer");
+	pbuf_reset(&ps->answers);
+	ps->r->answers = false;
+}
+
+/* Emits the answers pgcoro owes that have reached the head of the queue. */
+static void settle(struct prep_server *ps)
+{
+	struct rq *rq;
+	while ((rq = q_head(ps)) && (rq->flags & RQ_ANSWER)) {
+		if (rq->message)
+			proto_build_error(&ps->answers, "ERROR", rq->sqlstate, rq->message, NULL, NULL);
+		else
+			proto_build_empty(&ps->answers, rq->kind == RQ_CLOSE ? '3' : '1');
+		q_pop(ps, true);
+		ps->r->answers = true;
+	}
+}
+
+/* ---- client messages ----------------------------------------------------------------- */
+
+static bool push(struct prep_server *ps, uint8_t kind, uint8_t flags, struct centry *ce,
+		 uint64_t sid)
+{
+	if (!q_push(ps, (struct rq){kind, flags, NULL, NULL, ce, sid, NULL, 0}))
+		return false;
+	if (ce)
+		ce->refs++;
+	return true;
+}
+
+/* An error pgcoro detects, answered in the client's order; messages until Sync are then
+ * dropped, as PostgreSQL skips them. */
+static bool answer_error(struct prep_server *ps, const char *sqlstate, const char *name,
+			 const char *what)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "prepared statement \"%s\" %s", name, what);
+	char *m = strdup(buf);
+	if (!m || !q_push(ps, (struct rq){RQ_PARSE, RQ_ANSWER, sqlstate, m, NULL, 0, NULL, 0})) {
+		free(m);
+		return false;
+	}
+	ps->r->skip = true;
+	return true;
+}
+
+/* Makes room for one more statement on the server: the least recently used ones are
+ * closed there (their CloseComplete swallowed). */
+static bool evict(struct prep_server *ps)
+{
+	size_t max = (size_t)rt->cfg->max_prepared_statements;
+	while ((size_t)ps->lru.count >= max && ps->lru.count > 0) {
+		struct sentry *se = list_entry(list_first(&ps->lru), struct sentry, lru);
+		char name[NAME_MAX_LEN];
+		struct prep_stmt *st = se->stmt;
+		server_name(name, st->id);
+		if (!q_push(ps, (struct rq){RQ_CLOSE, RQ_SWALLOW, NULL, NULL, NULL, 0, st, 0}))
+			return false;
+		st->refs++; /* the queue entry's */
+		proto_build_target(&ps->out, 'C', 'S', name);
+		set_remove(ps, se);
+	}
+	return true;
+}
+
+/* Enters ST on the server as pending, with its Parse built into ps->out (after any
+ * eviction). The caller pushes the Parse's queue entry. */
+static bool set_add(struct prep_server *ps, struct prep_stmt *st)
+{
+	if (!evict(ps) || !set_put(ps, st, true, false))
+		return false;
+	char name[NAME_MAX_LEN];
+	server_name(name, st->id);
+	proto_build_parse(&ps->out, name, st->rest, st->rlen);
+	return true;
+}
+
+/* The statement is prepared on the server (or will be by what ps->out now holds). */
+static bool ensure_prepared(struct prep_server *ps, struct prep_stmt *st)
+{
+	struct sentry *se = set_find(ps, st->id);
+	if (se) {
+		set_touch(ps, se);
+		return true;
+	}
+	return set_add(ps, st) && push(ps, RQ_PARSE, RQ_SWALLOW, NULL, st->id);
+}
+
+/* The client's statement CE is about to be used on the server: prepared there first if
+ * it is not (a Parse into ps->out); NAME gets its server name. */
+static bool use_statement(struct prep_server *ps, struct centry *ce, char *name)
+{
+	server_name(name, ce->stmt->id);
+	return ensure_prepared(ps, ce->stmt);
+}
+
+/* The queue entry of a Bind or Describe (KIND) of CE. When anything is outstanding
+ * before it (CE's Parse, a Query that may be DISCARD ALL...), the statement may not
+ * exist when it runs: PostgreSQL's "does not exist" must then name the client's
+ * statement, so the entry keeps CE. */
+static bool push_use(struct prep_server *ps, uint8_t kind, struct centry *ce)
+{
+	return ce->pending || ps->r->len ? push(ps, kind, RQ_DEPENDS, ce, 0)
+					 : push(ps, kind, 0, NULL, 0);
+}
+
+static bool on_parse(server_t *s, client_t *c, const uint8_t *body, uint32_t blen, bool *bad)
+{
+	struct prep_server *ps = s->prep;
+	const char *name;
+	const uint8_t *rest;
+	uint32_t rlen;
+	if (!proto_parse_parse(body, blen, &name, &rest, &rlen)) {
+		*bad = true;
+		return false;
+	}
+	if (map_find(c->prep, name))
+		return answer_error(ps, "42P05", name, "already exists");
+	struct prep_stmt *st = stmt_get(rest, rlen);
+	if (!st)
+		return false;
+	struct centry *ce = map_add(c, name, st);
+	stmt_unref(st); /* the name holds it now */
+	if (!ce)
+		return false;
+	struct sentry *se = set_find(ps, st->id);
+	if (se) {
+		set_touch(ps, se);
+		return push(ps, RQ_PARSE, RQ_ANSWER, ce, 0);
+	}
+	return set_add(ps, st) && push(ps, RQ_PARSE, 0, ce, st->id);
+}
+
+static bool on_bind(server_t *s, client_t *c, const uint8_t *body, uint32_t blen, bool *bad,
+		    bool *pass)
+{
+	struct prep_server *ps = s->prep;
+	const char *portal, *stmt;
+	const uint8_t *rest;
+	uint32_t rlen;
+	if (!proto_parse_bind(body, blen, &portal, &stmt, &rest, &rlen)) {
+		*bad = true;
+		return false;
+	}
+	if (!stmt[0]) {
+		*pass = true;
+		return push(ps, RQ_BIND, 0, NULL, 0);
+	}
+	struct centry *ce = map_find(c->prep, stmt);
+	char name[NAME_MAX_LEN];
+	if (!ce)
+		return answer_error(ps, "26000", stmt, "does not exist");
+	if (!use_statement(ps, ce, name))
+		return false;
+	proto_build_bind(&ps->out, portal, name, rest, rlen);
+	return push_use(ps, RQ_BIND, ce);
+}
+
+/* Describe or Close (TYPE) of a named statement. */
+static bool on_target(server_t *s, client_t *c, uint8_t type, const uint8_t *body, uint32_t blen,
+		      bool *bad)
+{
+	struct prep_server *ps = s->prep;
+	uint8_t kind;
+	const char *stmt;
+	if (!proto_parse_target(body, blen, &kind, &stmt)) {
+		*bad = true;
+		return false;
+	}
+	struct centry *ce = map_find(c->prep, stmt);
+	if (type == 'C') {
+		/* the client's name goes (back if the Close is skipped after an error); the
+		 * server statement stays for others */
+		if (!push(ps, RQ_CLOSE, RQ_ANSWER, ce, 0))
+			return false;
+		if (ce)
+			map_remove(c->prep, ce);
+		return true;
+	}
+	char name[NAME_MAX_LEN];
+	if (!ce)
+		return answer_error(ps, "26000", stmt, "does not exist");
+	if (!use_statement(ps, ce, name))
+		return false;
+	proto_build_target(&ps->out, 'D', 'S', name);
+	return push_use(ps, RQ_DESCRIBE, ce);
+}
+
+/* True when the first bytes of a P/B/D/C message (AVAIL of them, of a LEN-long body)
+ * already show it names no statement. */
+static bool unnamed_at_a_glance(uint8_t type, const uint8_t *body, size_t avail)
+{
+	switch (type) {
+	case 'P':
+		return avail >= 1 && body[0] == 0;
+	case 'B':
+		return avail >= 2 && body[0] == 0 && body[1] == 0;
+	default: /* 'D', 'C' */
+		return avail >= 2 && (body[0] != 'S' || body[1] == 0);
+	}
+}
+
+static uint8_t kind_of(uint8_t type)
+{
+	switch (type) {
+	case 'P': return RQ_PARSE;
+	case 'B': return RQ_BIND;
+	case 'D': return RQ_DESCRIBE;
+	default: return RQ_CLOSE;
+	}
+}
+
+enum prep_act prep_client_msg(server_t *s, client_t *c, const uint8_t *msg, size_t avail,
+			      uint32_t len)
+{
+	struct prep_server *ps = s->prep;
+	uint8_t type = msg[0];
+	bool whole = avail >= (size_t)len + 1;
+	if (ps->r->skip) {
+		if (type == 'S') {
+			ps->r->skip = false;
+			goto simple;
+		}
+		if (whole)
+			return PREP_DROP;
+		if ((size_t)len + 1 <= WHOLE_MAX)
+			return PREP_WAIT;
+		client_disconnect(c, "54000", "message of %u bytes after an error: too large to skip",
+				  len);
+		return PREP_FAIL;
+	}
+	switch (type) {
+	case 'Q':
+	case 'F':
+	case 'S':
+	simple:
+		if (!push(ps, type == 'S' ? RQ_SYNC : RQ_SIMPLE, 0, NULL, 0))
+			goto oom;
+		return PREP_PASS;
+	case 'E':
+		if (!push(ps, RQ_EXECUTE, 0, NULL, 0))
+			goto oom;
+		return PREP_PASS;
+	case 'P':
+	case 'B':
+	case 'D':
+	case 'C':
+		break;
+	default:
+		return PREP_PASS; /* Flush, COPY data: no answer of their own */
+	}
+	if (unnamed_at_a_glance(type, msg + PROTO_HDR, avail - PROTO_HDR)) {
+		if (!push(ps, kind_of(type), 0, NULL, 0))
+			goto oom;
+		return PREP_PASS;
+	}
+	if (!whole) {
+		if ((size_t)len + 1 <= WHOLE_MAX)
+			return PREP_WAIT;
+		client_disconnect(c, "54000",
+				  "a named prepared statement message of %u bytes is too large for "
+				  "pgcoro (at most %u)",
+				  len, (unsigned)WHOLE_MAX - 1);
+		return PREP_FAIL;
+	}
+	const uint8_t *body = msg + PROTO_HDR;
+	uint32_t blen = len - 4;
+	bool ok, bad = false, pass = false;
+	switch (type) {
+	case 'P':
+		ok = on_parse(s, c, body, blen, &bad);
+		break;
+	case 'B':
+		ok = on_bind(s, c, body, blen, &bad, &pass);
+		break;
+	default:
+		ok = on_target(s, c, type, body, blen, &bad);
+		break;
+	}
+	if (bad) {
+		client_disconnect(c, "08P01", "invalid %s message", type == 'P'   ? "Parse"
+								   : type == 'B' ? "Bind"
+								   : type == 'D' ? "Describe"
+										 : "Close");
+		return PREP_FAIL;
+	}
+	if (!ok || ps->out.failed)
+		goto oom;
+	if (pass)
+		return PREP_PASS;
+	ps->r->output = ps->out.len > 0;
+	settle(ps);
+	if (!s->msg_pending)
+		prep_flush_answers(s);
+	return PREP_TAKEN;
+oom:
+	pbuf_reset(&ps->out);
+	client_disconnect(c, "53200", "out of memory tracking prepared statements");
+	return PREP_FAIL;
+}
+
+/* ---- server messages ----------------------------------------------------------------- */
+
+/* A CommandComplete whose tag says every prepared statement of the session is gone. */
+static bool drops_all(const uint8_t *msg, uint32_t len)
+{
+	return (len == 4 + 12 && memcmp(msg + PROTO_HDR, "DISCARD ALL", 12) == 0) ||
+	       (len == 4 + 15 && memcmp(msg + PROTO_HDR, "DEALLOCATE ALL", 15) == 0);
+}
+
+/* The head is a barrier: answers to what was sent before tracking began pass (the
+ * ReadyForQuery and CloseComplete messages still due are counted), up to the marker's
+ * CloseComplete, swallowed. An error of the extended-protocol sequence open then makes
+ * PostgreSQL skip to the Sync, the marker with it: the barrier goes as what follows
+ * it does. PREP_WAIT: not a barrier's business (a ReadyForQuery after a skipped
+ * marker), handled as usual. */
+static enum prep_act barrier_msg(server_t *s, struct rq *rq, uint8_t type)
+{
+	struct prep_server *ps = s->prep;
+	switch (type) {
+	case '3':
+		if (rq->sid) {
+			rq->sid--;
+			return PREP_PASS;
+		}
+		q_pop(ps, true);
+		settle(ps);
+		return PREP_DROP;
+	case 'Z':
+		if (!rq->zs)
+			return PREP_WAIT;
+		rq->zs--;
+		return PREP_PASS;
+	case 'E':
+		if (rq->zs)
+			return PREP_PASS; /* a request ending at a ReadyForQuery still due */
+		while ((rq = q_head(ps)) && rq->kind != RQ_SYNC)
+			q_pop(ps, false);
+		if (!rq)
+			ps->r->skip = true;
+		settle(ps);
+		return PREP_PASS;
+	default:
+		return PREP_PASS;
+	}
+}
+
+bool prep_track_now(server_t *s)
+{
+	prep_server_start(s);
+	if (!s->prep_on)
+		return false;
+	struct prep_server *ps = s->prep;
+	if (s->out_syncs == 0 && !s->mid_ext)
+		return true; /* nothing outstanding: tracked from an empty queue */
+	char marker[NAME_MAX_LEN];
+	snprintf(marker, sizeof(marker), "PGCORO_MARKER");
+	if (!q_push(ps, (struct rq){RQ_CLOSE, RQ_SWALLOW | RQ_BARRIER, NULL, NULL, NULL,
+				    s->closes_pending, NULL, (uint32_t)s->out_syncs})) {
+		prep_server_free(s);
+		log_warning("server %llu: out of memory: prepared statements not tracked",
+			    (unsigned long long)s->id);
+		return false;
+	}
+	proto_build_target(&ps->out, 'C', 'P', marker);
+	if (ps->out.failed) {
+		prep_server_free(s);
+		return false;
+	}
+	stream_send(&s->st, ps->out.data, ps->out.len);
+	pbuf_reset(&ps->out);
+	s->mid_ext = true; /* the marker opens a sequence if none was */
+	return true;
+}
+
+enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uint32_t len)
+{
+	struct prep_server *ps = s->prep;
+	struct rq *rq = q_head(ps);
+	uint8_t type = msg[0];
+	if (!rq)
+		return PREP_PASS; /* nothing asked: a notice, a notification */
+	if (rq->flags & RQ_BARRIER) {
+		enum prep_act act = barrier_msg(s, rq, type);
+		if (act != PREP_WAIT)
+			return act;
+	}
+	bool done = false;
+	if ((type == '1' || type == '3') && avail < (size_t)len + 1)
+		return PREP_WAIT; /* perhaps to be swallowed: whole */
+	switch (type) {
+	case 'E': {
+		if (rq->kind == RQ_SIMPLE || rq->kind == RQ_SYNC)
+			return PREP_PASS; /* ends at its ReadyForQuery */
+		bool replace = false;
+		if (rq->flags & RQ_DEPENDS) {
+			if (avail < (size_t)len + 1)
+				return PREP_WAIT;
+			const char *code = proto_error_field(msg + PROTO_HDR, len - 4, 'C');
+			replace = rq->ce->failed || (code && strcmp(code, "26000") == 0);
+		}
+		if (replace) {
+			/* the statement's Parse failed earlier in the pipeline, or a DISCARD ALL
+			 * ran before it: PostgreSQL would name the client's statement, not ours */
+			char m[256];
+			snprintf(m, sizeof(m), "prepared statement \"%s\" does not exist", rq->ce->name);
+			proto_build_error(&ps->answers, "ERROR", "26000", m, NULL, NULL);
+			ps->r->answers = true;
+		}
+		while ((rq = q_head(ps)) && rq->kind != RQ_SYNC)
+			q_pop(ps, false); /* PostgreSQL skips to the Sync */
+		if (!rq)
+			ps->r->skip = true;
+		settle(ps);
+		return replace ? PREP_DROP : PREP_PASS;
+	}
+	case 'Z':
+		while ((rq = q_head(ps)) && rq->kind != RQ_SIMPLE && rq->kind != RQ_SYNC)
+			q_pop(ps, false); /* not expected: nothing before a ReadyForQuery survives */
+		if (rq)
+			q_pop(ps, true);
+		settle(ps);
+		return PREP_PASS;
+	case '1':
+		done = rq->kind == RQ_PARSE;
+		break;
+	case '2':
+		done = rq->kind == RQ_BIND;
+		break;
+	case '3':
+		done = rq->kind == RQ_CLOSE;
+		break;
+	case 'T':
+	case 'n':
+		done = rq->kind == RQ_DESCRIBE;
+		break;
+	case 'C':
+		if (len == 4 + 12 || len == 4 + 15) {
+			if (avail < (size_t)len + 1)
+				return PREP_WAIT;
+			if (drops_all(msg, len)) {
+				set_clear(ps, false);
+				if (s->client)
+					map_clear(s->client->prep, false);
+			}
+		}
+		/* fall through */
+	case 'I':
+	case 's':
+		done = rq->kind == RQ_EXECUTE;
+		break;
+	default:
+		return PREP_PASS;
+	}
+	if (!done)
+		return PREP_PASS;
+	bool swallow = rq->flags & RQ_SWALLOW;
+	q_pop(ps, true);
+	settle(ps);
+	return swallow ? PREP_DROP : PREP_PASS;
+}
+
+/* ---- a client without a server ------------------------------------------------------- */
+
+bool prep_answer_idle(client_t *c)
+{
+	if (c->pool->pool_mode == POOL_SESSION || rt->cfg->max_prepared_statements <= 0)
+		return false;
+	size_t n;
+	const uint8_t *p = stream_input(&c->st, &n);
+	if (n < PROTO_HDR || p[0] != 'P')
+		return false;
+	uint32_t len = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+	size_t plen = (size_t)len + 1;
+	if (len < 5 || n < plen + PROTO_HDR || memcmp(p + plen, "S\0\0\0\4", PROTO_HDR) != 0 ||
+	    p[PROTO_HDR] == 0)
+		return false; /* not a named Parse and a Sync, both here */
+	const char *name;
+	const uint8_t *rest;
+	uint32_t rlen;
+	if (!proto_parse_parse(p + PROTO_HDR, len - 4, &name, &rest, &rlen))
+		return false; /* a server will say what is wrong */
+	struct pbuf *b = &reg.idle_out;
+	if (map_find(c->prep, name)) {
+		char m[256];
+		snprintf(m, sizeof(m), "prepared statement \"%s\" already exists", name);
+		proto_build_error(b, "ERROR", "42P05", m, NULL, NULL);
+	} else {
+		struct prep_stmt *st = stmt_find(rest, rlen, fnv(rest, rlen, FNV_INIT));
+		if (!st || !st->parsed)
+			return false; /* a server must parse it first */
+		struct centry *ce = map_add(c, name, st);
+		if (!ce)
+			return false;
+		ce->pending = false;
+		proto_build_empty(b, '1');
+	}
+	proto_build_ready(b, 'I');
+	stream_consume(&c->st, plen + PROTO_HDR);
+	if (!b->failed)
+		stream_send(&c->st, b->data, b->len);
+	pbuf_reset(b);
+	return true;
+}
