@@ -548,72 +548,85 @@ log_stats = 0
                          f"warm-{name}-tls{int(tls)}")
 
     # ---- callgrind: instructions per transaction, independent of the machine's load ----
-    def start_pooler_cmd(self, name, cmd):
-        """Starts pooler NAME as CMD (e.g. under valgrind) and waits for its port."""
-        port = self.port[name]
-        logf = open(os.path.join(self.tmp, f"{name}.log"), "a")
-        p = self.popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=self.tmp,
-                       env=dict(os.environ, HOME=self.tmp), **self.runas)
-        logf.close()
-        self.pooler[name] = p
-        for _ in range(600):
-            if p.poll() is not None:
-                die(f"{LABEL[name]} ({cmd[0]}) exited at start; log: {self.tail(name)}")
-            if port_open(port):
-                return p
-            time.sleep(0.1)
-        die(f"{LABEL[name]} ({cmd[0]}) does not listen on {port}")
-
-    def callgrind_run(self, name, clients, txns, before=None, files=None):
-        """Instructions of a whole run of pooler NAME under callgrind: start, a warm-up
-        opening the pool, BEFORE(), TXNS select-only transactions per client of CLIENTS
-        clients (none if TXNS is 0), stop. Returns (total, the part in source files
-        matching the regex FILES — callgrind names inlined code by its file — or 0)."""
+    def callgrind_per_txn(self, name, clients, txns, before=None, files=None):
+        """Pooler NAME under callgrind: a warm-up opens the pool, BEFORE() runs, the
+        counters are zeroed (callgrind_control -z), TXNS select-only transactions per
+        client of CLIENTS clients run, the counters are dumped (-d). Returns (instructions
+        per transaction, of them in source files matching the regex FILES — callgrind
+        names inlined code by its file — or 0). The clients' logins are in the count."""
         cgdir = os.path.join(self.tmp, f"cg-{name}-{clients}-{txns}")
         os.makedirs(cgdir, exist_ok=True)
         self.own(cgdir)
         out = os.path.join(cgdir, "cg.out")
         target = [self.pgcoro_exe, "-c", self.ini[name]] if name.startswith("pgcoro") \
             else ["pgbouncer", self.ini[name]]
-        self.start_pooler_cmd(name, ["valgrind", "--tool=callgrind", "--vgdb=no",
-                                     f"--callgrind-out-file={out}", *target])
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *target]
+        # callgrind_control reaches the process through vgdb, which must be able to
+        # ptrace it: started by runuser (a fresh login), not by a setuid from here
+        wrap = ["runuser", "-u", "postgres", "--"] if self.runas else []
+        runner = self.popen(wrap + cmd, stdout=open(os.path.join(self.tmp, f"{name}.log"), "a"),
+                            stderr=subprocess.STDOUT, cwd=self.tmp,
+                            env=dict(os.environ, HOME=self.tmp))
+        self.pooler[name] = runner
+        pid = runner.pid
+        for _ in range(600):
+            if runner.poll() is not None:
+                die(f"{LABEL[name]} under callgrind exited: {self.tail(name)}")
+            if wrap:
+                try:
+                    with open(f"/proc/{runner.pid}/task/{runner.pid}/children") as f:
+                        kids = f.read().split()
+                    pid = int(kids[0]) if kids else None
+                except OSError:
+                    pid = None
+            if pid and port_open(self.port[name]):
+                break
+            time.sleep(0.1)
+        else:
+            die(f"{LABEL[name]} under callgrind does not listen")
+
+        def ctl(flag):
+            _, said = self.run(wrap + ["callgrind_control", flag, str(pid)], timeout=120)
+            if "OK" not in said:
+                die(f"callgrind_control {flag} {pid}: {said.strip()}")
+
         try:
-            self.pgbench(name, dict(args=["-S", "-c", str(POOL), "-j", "1", "-t", "20"]), 0,
+            self.pgbench(name, dict(args=["-S", "-c", str(POOL), "-j", "2", "-t", "20"]), 0,
                          f"cg-warm-{name}")
             if before:
                 before()
-            if txns:
-                r = self.pgbench(name, dict(args=["-S", "-c", str(clients), "-j", "1", "-t",
-                                                  str(txns)]), 0, f"cg-{name}-{clients}")
-                if r.get("txns") != clients * txns:
-                    die(f"callgrind run of {LABEL[name]}: {r}")
+            ctl("-z")
+            r = self.pgbench(name, dict(args=["-S", "-c", str(clients), "-j", "1", "-t",
+                                              str(txns)]), 0, f"cg-{name}-{clients}")
+            if r.get("txns") != clients * txns:
+                die(f"callgrind run of {LABEL[name]}: {r}")
+            ctl("-d")
         finally:
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
             self.stop(self.pooler.pop(name), LABEL[name], grace=120)
+        dump = out + ".1"
         total = None
-        with open(out) as f:
+        with open(dump) as f:
             for line in f:
                 m = re.match(r"(?:summary|totals): (\d+)", line)
                 if m:
                     total = int(m.group(1))
         if total is None:
-            die(f"no totals in {out}")
+            die(f"no totals in {dump}")
         own = 0
         if files:
             _, listing = self.run(["callgrind_annotate", "--inclusive=no", "--threshold=100",
-                                   "--auto=no", out], timeout=120)
+                                   "--auto=no", dump], timeout=120)
             for line in listing.splitlines():
                 m = re.match(r"\s*([\d,]+) .*?(?:" + files + r"):", line)
                 if m:
                     own += int(m.group(1).replace(",", ""))
-        return total, own
-
-    def callgrind_per_txn(self, name, clients, txns, before=None, files=None):
-        """(instructions per transaction, of them in FILES): two runs of callgrind_run,
-        with and without the transactions, subtracted — start-up and warm-up cancel."""
-        base, base_own = self.callgrind_run(name, clients, 0, before, files)
-        full, full_own = self.callgrind_run(name, clients, txns, before, files)
         n = clients * txns
-        return (full - base) / n, (full_own - base_own) / n
+        return total / n, own / n
 
     def tail(self, name, n=20):
         try:

@@ -13,8 +13,8 @@ cleanup by PID) with bench/bench.py.
 
 Then, deterministically (valgrind's callgrind, when installed): each variant runs under
 callgrind, a warm-up, pgbench -S -c 1 -t
-BENCH_CG_TXNS; the same without those transactions is subtracted: instructions per
-transaction of the whole process, off and on (scraped once).
+BENCH_CG_TXNS, counted between callgrind_control -z and -d: instructions per transaction
+of the whole process, off and on (scraped once, before the count).
 
   BENCH_ROUNDS=5, BENCH_SECONDS=5, BENCH_SCRAPE_INTERVAL=1, BENCH_SCRAPES=500,
   BENCH_MODES=simple,extended, BENCH_CG_TXNS=10000 (one client; 0 = skip)
@@ -191,14 +191,11 @@ class MetricsBench(bench.Bench):
         if cg[OFF] and cg[ON]:
             (off, _), (on, own) = cg[OFF], cg[ON]
             out += [f"Deterministic (callgrind, pgbench -S -M simple -c 1 -t {CG_TXNS}, whole "
-                    f"pgcoro process, a run without those transactions subtracted): "
+                    f"pgcoro process, counted between callgrind_control -z and -d): "
                     f"{off:.0f} instructions per transaction off, {on:.0f} on "
-                    f"({(on / off - 1) * 100:+.1f}%; whole-process counts move by several "
-                    f"percent from run to run here, with how many wake-ups of the event loop "
-                    f"a run takes on a loaded machine, so this difference is not the metrics' "
-                    f"cost). The metrics code itself, counted by "
+                    f"({(on / off - 1) * 100:+.1f}%). The metrics code itself, counted by "
                     f"callgrind per source file (src/metrics.c and the observations metrics.h "
-                    f"inlines into the relay and the pool, one scrape included; not counted: the "
+                    f"inlines into the relay and the pool; not counted: the "
                     f"few tests of rt->metrics_on in the relay): "
                     f"**{own:.1f} instructions per transaction = {own / on * 100:.2f}%** of "
                     f"pgcoro's user-space instructions (the figure to judge the cost by: it "
