@@ -209,19 +209,5 @@ class MetricsBench(bench.Bench):
         bench.log(f"report: {path}")
 
 
-def main():
-    import signal
-    signal.signal(signal.SIGTERM, bench.on_signal)
-    b = MetricsBench()
-    try:
-        return b.main()
-    except bench.BenchError as e:
-        bench.log(f"error: {e}")
-        return 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        b.cleanup()
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench.run(MetricsBench))
