@@ -1121,6 +1121,15 @@ def on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def save_report(filename, lines):
+    """Writes LINES as bench/results/FILENAME and says so."""
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, filename)
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    log(f"report: {path}")
+
+
 def run(bench_cls):
     """Runs BENCH_CLS().main() and stops everything it started, also on Ctrl-C, SIGTERM or
     SIGHUP. Returns the exit status."""

@@ -149,7 +149,6 @@ class MetricsBench(bench.Bench):
         return 0
 
     def write_report(self, started, rows, per_scrape, size, cg):
-        os.makedirs(bench.RESULTS, exist_ok=True)
         cpu_model = "?"
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -203,10 +202,7 @@ class MetricsBench(bench.Bench):
                     f"CPU per "
                     f"transaction (the rest is the kernel's TCP work, which metrics do not "
                     f"change), so ≈{own / on * 100 * 0.15:.2f}% of its CPU.", ""]
-        path = os.path.join(bench.RESULTS, "metrics-cost.md")
-        with open(path, "w") as f:
-            f.write("\n".join(out))
-        bench.log(f"report: {path}")
+        bench.save_report("metrics-cost.md", out)
 
 
 if __name__ == "__main__":

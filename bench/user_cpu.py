@@ -51,7 +51,6 @@ class CallgrindBench(bench.Bench):
         return 0
 
     def write_report(self, started, rows):
-        os.makedirs(bench.RESULTS, exist_ok=True)
         out = [f"# User-space instructions per transaction — {started:%Y-%m-%d %H:%M}", "",
                f"pgcoro {self.commit} (binary {self.bin_sha}), {self.pgbouncer_version}, "
                f"PostgreSQL {self.pg_version}. `make bench-callgrind`: each pooler under "
@@ -68,10 +67,7 @@ class CallgrindBench(bench.Bench):
                 "With more clients how many events each wake-up handles varies a little with "
                 "the machine's load. 100 clients are not measured by default (see "
                 "bench/user_cpu.py).", ""]
-        path = os.path.join(bench.RESULTS, "callgrind.md")
-        with open(path, "w") as f:
-            f.write("\n".join(out))
-        bench.log(f"report: {path}")
+        bench.save_report("callgrind.md", out)
 
 
 if __name__ == "__main__":

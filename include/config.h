@@ -156,6 +156,14 @@ const char *cfg_pool_mode_name(int mode);
 const char *cfg_auth_type_name(int type);
 
 /* The settings table, for SHOW CONFIG and the documentation test. */
+/* When a changed value takes effect. */
+enum cfg_when {
+	CFG_LIVE,       /* at once, on reload or console SET */
+	CFG_WITH_FILES, /* on reload, with the files it reads (auth_file, hba rules, TLS
+	                 * context): SET cannot change it */
+	CFG_AT_START,   /* at the next start only */
+};
+
 struct cfg_key {
 	const char *section;   /* "pgcoro" */
 	const char *key;
@@ -163,6 +171,7 @@ struct cfg_key {
 	size_t offset;         /* into struct config */
 	const char *def;       /* default, as written in the ini file */
 	const char *help;      /* one line */
+	enum cfg_when when;
 };
 const struct cfg_key *cfg_keys(size_t *n);
 

@@ -97,32 +97,34 @@ static const struct cfg_type types[] = {
 
 /* ---- the settings table ------------------------------------------------------------ */
 
-#define KEY(name, type, def, help)                                                                 \
+/* KEY: a key a reload or SET changes at once; KEY_AT: one taking effect only WHEN. */
+#define KEY_AT(when, name, type, def, help)                                                      \
 	{                                                                                          \
-		"pgcoro", #name, type, offsetof(struct config, name), def, help                    \
+		"pgcoro", #name, type, offsetof(struct config, name), def, help, when              \
 	}
+#define KEY(name, type, def, help) KEY_AT(CFG_LIVE, name, type, def, help)
 
 static const struct cfg_key keys[] = {
-    KEY(listen_addr, T_STRING, "127.0.0.1",
+    KEY_AT(CFG_AT_START, listen_addr, T_STRING, "127.0.0.1",
         "TCP addresses to listen on, comma-separated; * = all; empty = no TCP"),
-    KEY(listen_port, T_PORT, "6432", "TCP port, also the number in the unix socket name"),
-    KEY(unix_socket_dir, T_STRING, "/tmp",
+    KEY_AT(CFG_AT_START, listen_port, T_PORT, "6432", "TCP port, also the number in the unix socket name"),
+    KEY_AT(CFG_AT_START, unix_socket_dir, T_STRING, "/tmp",
         "directory of the unix socket .s.PGSQL.<listen_port>; empty = no unix socket"),
-    KEY(unix_socket_mode, T_MODE, "0777", "permissions of the unix socket, octal"),
-    KEY(auth_type, T_AUTH_TYPE, "md5",
+    KEY_AT(CFG_AT_START, unix_socket_mode, T_MODE, "0777", "permissions of the unix socket, octal"),
+    KEY_AT(CFG_WITH_FILES, auth_type, T_AUTH_TYPE, "md5",
         "client authentication: trust, plain, md5, scram-sha-256, cert or hba"),
-    KEY(auth_file, T_STRING, "", "file of \"user\" \"password\" lines; empty = none"),
-    KEY(auth_hba_file, T_STRING, "",
+    KEY_AT(CFG_WITH_FILES, auth_file, T_STRING, "", "file of \"user\" \"password\" lines; empty = none"),
+    KEY_AT(CFG_WITH_FILES, auth_hba_file, T_STRING, "",
         "pg_hba.conf-style rules choosing the method per connection (auth_type hba)"),
-    KEY(client_tls_sslmode, T_SSLMODE, "disable",
+    KEY_AT(CFG_WITH_FILES, client_tls_sslmode, T_SSLMODE, "disable",
         "TLS for clients: disable, allow, prefer, require, verify-ca or verify-full"),
-    KEY(client_tls_key_file, T_STRING, "", "private key of the certificate shown to clients"),
-    KEY(client_tls_cert_file, T_STRING, "", "certificate (chain) shown to clients"),
-    KEY(client_tls_ca_file, T_STRING, "",
+    KEY_AT(CFG_WITH_FILES, client_tls_key_file, T_STRING, "", "private key of the certificate shown to clients"),
+    KEY_AT(CFG_WITH_FILES, client_tls_cert_file, T_STRING, "", "certificate (chain) shown to clients"),
+    KEY_AT(CFG_WITH_FILES, client_tls_ca_file, T_STRING, "",
         "CA that client certificates must be signed by; empty = none asked for"),
-    KEY(client_tls_protocols, T_STRING, "secure",
+    KEY_AT(CFG_WITH_FILES, client_tls_protocols, T_STRING, "secure",
         "TLS versions for clients: tlsv1.0 .. tlsv1.3, all, secure (tlsv1.2,tlsv1.3)"),
-    KEY(client_tls_ciphers, T_STRING, "default",
+    KEY_AT(CFG_WITH_FILES, client_tls_ciphers, T_STRING, "default",
         "OpenSSL cipher list for clients (TLS 1.2 and lower); default = OpenSSL's"),
     KEY(server_tls_sslmode, T_STRING, "",
         "libpq sslmode for servers unless the conninfo sets one; empty = libpq's (prefer)"),
@@ -189,14 +191,14 @@ static const struct cfg_key keys[] = {
         "on SIGTERM/SIGINT, clients still busy after this are closed and pgcoro exits; 0 = wait"),
     KEY(max_packet_size, T_PACKET_SIZE, "1073741823",
         "largest message accepted from a client, in bytes (kB, MB, GB allowed)"),
-    KEY(executor_threads, T_THREADS, "2",
+    KEY_AT(CFG_AT_START, executor_threads, T_THREADS, "2",
         "threads for blocking work: connect steps, cancels, reloads"),
     KEY(log_level, T_LOG_LEVEL, "info", "error, warning, info or debug"),
-    KEY(logfile, T_STRING, "", "log file; empty = stderr (journald)"),
-    KEY(syslog, T_BOOL, "0",
+    KEY_AT(CFG_AT_START, logfile, T_STRING, "", "log file; empty = stderr (journald)"),
+    KEY_AT(CFG_AT_START, syslog, T_BOOL, "0",
         "1 = log to syslog instead of stderr (a logfile, if set, is written as well)"),
-    KEY(syslog_ident, T_STRING, "pgcoro", "the program name syslog lines carry"),
-    KEY(syslog_facility, T_SYSLOG_FACILITY, "daemon",
+    KEY_AT(CFG_AT_START, syslog_ident, T_STRING, "pgcoro", "the program name syslog lines carry"),
+    KEY_AT(CFG_AT_START, syslog_facility, T_SYSLOG_FACILITY, "daemon",
         "syslog facility: auth, authpriv, daemon, user or local0 to local7"),
     KEY(log_connections, T_BOOL, "1", "log each successful client login"),
     KEY(log_disconnections, T_BOOL, "1", "log each client disconnection and its reason"),
@@ -207,7 +209,7 @@ static const struct cfg_key keys[] = {
     KEY(metrics_listen, T_STRING, "",
         "host:port of the Prometheus endpoint http://host:port/metrics ([::1]:port for IPv6, "
         "*:port for every address); empty = none, and no histograms are recorded"),
-    KEY(pidfile, T_STRING, "", "file to write the process id to; empty = none"),
+    KEY_AT(CFG_AT_START, pidfile, T_STRING, "", "file to write the process id to; empty = none"),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -552,30 +554,9 @@ void cfg_key_value(const struct config *cfg, const struct cfg_key *k, char *buf,
 	cfg_format_value(cfg, k, buf, len);
 }
 
-bool cfg_key_reloadable(const struct cfg_key *k)
-{
-	static const char *const restart_only[] = {
-	    "listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode", "executor_threads",
-	    "pidfile",     "logfile",     "syslog",          "syslog_ident",     "syslog_facility"};
-	for (size_t i = 0; i < sizeof(restart_only) / sizeof(restart_only[0]); i++)
-		if (strcmp(k->key, restart_only[i]) == 0)
-			return false;
-	return true;
-}
+bool cfg_key_reloadable(const struct cfg_key *k) { return k->when != CFG_AT_START; }
 
-bool cfg_key_settable(const struct cfg_key *k)
-{
-	/* in force only with the files RELOAD reads alongside: the auth_file, the hba rules,
-	 * the TLS context (and auth_type, which chooses among them) */
-	static const char *const with_files[] = {
-	    "auth_file",           "auth_hba_file",        "auth_type",
-	    "client_tls_sslmode",  "client_tls_key_file",  "client_tls_cert_file",
-	    "client_tls_ca_file",  "client_tls_protocols", "client_tls_ciphers"};
-	for (size_t i = 0; i < sizeof(with_files) / sizeof(with_files[0]); i++)
-		if (strcmp(k->key, with_files[i]) == 0)
-			return false;
-	return cfg_key_reloadable(k);
-}
+bool cfg_key_settable(const struct cfg_key *k) { return k->when == CFG_LIVE; }
 
 void cfg_dump(const struct config *cfg, FILE *out)
 {

@@ -251,3 +251,25 @@ def test_prometheus_pgbouncer_exporter(pgcoro_factory, pg):
                                         frozenset({"database": "postgres"}.items()))] == 4
     # the exporter itself is a client of pgcoro's console: a login client at least
     assert fams["pgbouncer_pools"][("pgbouncer_pools", frozenset())] >= 1
+
+
+def test_metrics_port_in_use(tmp_path):
+    """metrics_listen on a port another process holds: pgcoro says why and exits 1 (as for
+    its own listen port), rather than run without the endpoint it was asked for."""
+    import socket
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    try:
+        busy = holder.getsockname()[1]
+        cfg = tmp_path / "busy.ini"
+        cfg.write_text(f"[pgcoro]\nlisten_addr = 127.0.0.1\nlisten_port = {free_port()}\n"
+                       f"unix_socket_dir =\nauth_type = trust\n"
+                       f"metrics_listen = 127.0.0.1:{busy}\n[databases]\n")
+        r = subprocess.run([os.environ["PGCORO_BIN"], "-c", str(cfg)], capture_output=True,
+                           text=True, timeout=60, env=clean_env())
+    finally:
+        holder.close()
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert f"metrics: cannot listen on 127.0.0.1:{busy}" in r.stderr, r.stderr
+    assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr

@@ -832,6 +832,32 @@ START_TEST(test_cfg_with)
 }
 END_TEST
 
+/* When each kind of key takes effect: at once (reload and SET), with the files a reload
+ * reads (not by SET), or at the next start. */
+START_TEST(test_key_when)
+{
+	size_t n;
+	const struct cfg_key *keys = cfg_keys(&n);
+	int live = 0, files = 0, start = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct cfg_key *k = &keys[i];
+		if (strcmp(k->key, "default_pool_size") == 0 || strcmp(k->key, "metrics_listen") == 0) {
+			ck_assert(cfg_key_reloadable(k) && cfg_key_settable(k));
+			live++;
+		} else if (strcmp(k->key, "auth_file") == 0 || strcmp(k->key, "client_tls_sslmode") == 0) {
+			ck_assert(cfg_key_reloadable(k) && !cfg_key_settable(k));
+			files++;
+		} else if (strcmp(k->key, "listen_port") == 0 || strcmp(k->key, "syslog") == 0) {
+			ck_assert(!cfg_key_reloadable(k) && !cfg_key_settable(k));
+			start++;
+		}
+	}
+	ck_assert_int_eq(live, 2);
+	ck_assert_int_eq(files, 2);
+	ck_assert_int_eq(start, 2);
+}
+END_TEST
+
 START_TEST(test_host_port)
 {
 	char host[64];
@@ -974,6 +1000,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_dump);
 	tcase_add_test(tc, test_cfg_with);
+	tcase_add_test(tc, test_key_when);
 	tcase_add_test(tc, test_host_port);
 	tcase_add_test(tc, test_documented);
 	tcase_add_test(tc, test_shipped_files_load);
