@@ -1,7 +1,8 @@
 /* Prometheus metrics: per-pool histograms and counters, bumped on the loop thread (no
- * locks, times from the loop's cached clock), and the HTTP endpoint /metrics (libevent's
- * evhttp on metrics_listen) that renders them, with the pools' gauges and the traffic
- * counters of struct stats, in the Prometheus text format (version 0.0.4).
+ * locks; times from clock.h, read once per socket callback), and the HTTP endpoint
+ * /metrics (libevent's evhttp on metrics_listen) that renders them, with the pools'
+ * gauges and the traffic counters of struct stats, in the Prometheus text format
+ * (version 0.0.4).
  * Histograms and error classes are recorded only while metrics_listen is set
  * (rt->metrics_on): with it empty the hot path pays one predictable branch. Counters of
  * rare events (timeouts, cancels, failed connects) are always kept. */

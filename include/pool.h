@@ -71,8 +71,14 @@ void pool_init(struct runtime *rt);
 pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db);
 
 /* Hands idle servers to waiting clients (FIFO) and starts connections while the pool
- * has waiters and room. Safe to call at any time on the loop thread. */
-void pool_kick(pool_t *pool);
+ * has waiters and room. Safe to call at any time on the loop thread; free when nobody
+ * waits (pool_serve_waiting does the work). */
+void pool_serve_waiting(pool_t *pool);
+static inline void pool_kick(pool_t *pool)
+{
+	if (!list_empty(&pool->waiting))
+		pool_serve_waiting(pool);
+}
 
 /* A logged-in client C (CL_IDLE) asks for a server. With nobody waiting before it and an
  * idle server that needs no check, C gets it now (no waiting-list visit, no clock read);
@@ -106,8 +112,14 @@ int pool_old_servers(const pool_t *p);
 int pool_server_count(const pool_t *pool);
 
 /* A server of P closed or went idle: pools sharing its database or user that have
- * waiting clients may now proceed (max_db_connections / max_user_connections). */
-void pool_kick_related(pool_t *p);
+ * waiting clients may now proceed (max_db_connections / max_user_connections; free
+ * without those limits, pool_kick_siblings does the work). */
+void pool_kick_siblings(pool_t *p);
+static inline void pool_kick_related(pool_t *p)
+{
+	if (p->max_db_connections > 0 || p->max_user_connections > 0)
+		pool_kick_siblings(p);
+}
 
 /* A connection succeeded: the back-off ends, and PARAMS (its reported parameters)
  * become the pool's cached welcome values. */

@@ -4,8 +4,8 @@
 #define PGCORO_RUNTIME_H
 
 #include <stdbool.h>
-#include <time.h>
 
+#include "clock.h"
 #include "types.h"
 
 struct event_base;
@@ -36,12 +36,7 @@ struct runtime {
 	                         * recorded (metrics.h) */
 };
 
-/* Monotonic seconds, for timeouts and ages. */
-static inline double rt_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+/* Monotonic seconds, for timeouts and ages (clock.h: shared within a socket callback). */
+static inline double rt_now(void) { return clock_now(); }
 
 #endif

@@ -41,6 +41,7 @@ enum server_hk {
 
 struct server {
 	struct list node;            /* in the list of its state */
+	struct list_head *on;        /* that list; NULL before the first state */
 	enum server_state state;
 	uint64_t id;
 	pool_t *pool;
@@ -71,8 +72,8 @@ struct server {
 	uint32_t closes_pending;     /* untracked: Close messages sent, CloseComplete not seen */
 	struct prep_ring pring;      /* the answers it owes, while tracked (prepared.c) */
 	struct prep_server *prep;    /* its statements and build buffers, once tracked */
-	uint64_t query_start_us;     /* stats_now_us() when the request in flight began */
-	uint64_t xact_start_us;      /* stats_now_us() when the transaction began */
+	uint64_t query_start_us;     /* clock_now_us() when the request in flight began */
+	uint64_t xact_start_us;      /* clock_now_us() when the transaction began */
 	double connected_at;         /* rt_now() when the connection was made (its start, until) */
 	double idle_since;           /* rt_now() when it last became idle */
 	bool fresh;                  /* just connected or checked: no check before next use */

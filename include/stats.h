@@ -1,6 +1,6 @@
 /* Traffic counters of a pool and the periodic stats line. Counters are plain integers
  * bumped on the loop thread by the relay and the pool (no locks, no clock read of their
- * own: times come from the loop's cached clock); the line sums every pool each
+ * own: times come from clock.h, read once per socket callback); the line sums every pool each
  * stats_period and logs rates and averages for the period, as PgBouncer's does. */
 #ifndef PGCORO_STATS_H
 #define PGCORO_STATS_H
@@ -25,10 +25,6 @@ void stats_init(struct runtime *rt);
 
 /* stats_period may have changed (reload): the line's timer follows it. */
 void stats_reconfigure(void);
-
-/* Microseconds of the loop's cached clock (read once per loop iteration by libevent):
- * free to call on the hot path. */
-uint64_t stats_now_us(void);
 
 /* TO += FROM, field by field. */
 void stats_add(struct stats *to, const struct stats *from);

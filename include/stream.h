@@ -126,6 +126,11 @@ const char *stream_error_string(const struct stream *st);
 /* Enables or disables reading. */
 void stream_set_read(struct stream *st, bool on);
 
+/* Reads now what is already there, as the read callback would on its next wake-up
+ * (nothing happens if nothing is there or reading is off). For a just-accepted socket,
+ * whose first packet usually came with the connection. May call the owner's callbacks. */
+void stream_read_now(struct stream *st);
+
 /* The unconsumed input, contiguous; *LEN gets its length. Valid until the next
  * stream_consume / stream_input_consumed on ST or the end of the read callback. */
 static inline const uint8_t *stream_input(const struct stream *st, size_t *len)

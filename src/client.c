@@ -98,15 +98,24 @@ static inline struct list_head *state_list(client_t *c, enum client_state state)
 	fatal("client %llu: impossible state %d", (unsigned long long)c->id, (int)state);
 }
 
+static __attribute__((noinline, cold)) void log_transition(const client_t *c,
+								enum client_state to)
+{
+	log_msg(LOGL_DEBUG, "client %llu: %s -> %s", (unsigned long long)c->id,
+		client_state_name(c->state), client_state_name(to));
+}
+
 void client_set_state(client_t *c, enum client_state state)
 {
-	if (list_linked(&c->node)) {
-		list_del(state_list(c, c->state), &c->node);
-		log_debug("client %llu: %s -> %s", (unsigned long long)c->id,
-			  client_state_name(c->state), client_state_name(state));
+	struct list_head *to = state_list(c, state);
+	if (c->on) {
+		list_del(c->on, &c->node);
+		if (log_enabled(LOGL_DEBUG))
+			log_transition(c, state);
 	}
 	c->state = state;
-	list_append(state_list(c, state), &c->node);
+	c->on = to;
+	list_append(to, &c->node);
 }
 
 /* ---- output -------------------------------------------------------------------------- */
@@ -463,6 +472,7 @@ void client_reap(bool force)
 		if (!force && !c->drained)
 			continue;
 		list_del(&closing_list, &c->node);
+		c->on = NULL;
 		client_free(c);
 	}
 }
@@ -592,7 +602,8 @@ static void on_idle_input(client_t *c);
 void client_maybe_release(client_t *c)
 {
 	server_t *s = c->server;
-	if (!s || c->state != CL_ACTIVE || c->pool->pool_mode == POOL_SESSION)
+	/* most calls come with a request outstanding: that test first */
+	if (!s || s->out_syncs || c->state != CL_ACTIVE || c->pool->pool_mode == POOL_SESSION)
 		return;
 	if (!at_release_point(c, s))
 		return;
@@ -1422,4 +1433,7 @@ void client_accept(int fd, const struct sockaddr *sa, int salen)
 	c->since = c->born = rt_now();
 	log_debug("client %llu %s: accepted", (unsigned long long)c->id, client_peer(c));
 	stream_set_read(&c->st, true);
+	/* the first packet (SSLRequest, StartupMessage) usually came with the connection:
+	 * read it now instead of after one more wake-up, as PgBouncer does */
+	stream_read_now(&c->st);
 }

@@ -289,23 +289,30 @@ static bool shared_room(pool_t *p)
 	if (p->max_db_connections <= 0 && p->max_user_connections <= 0)
 		return true;
 	int db_total = 0, user_total = 0;
-	pool_t *victim = NULL;
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &pools)
 	{
 		pool_t *q = list_entry(pos, pool_t, node);
-		bool d = same_db(p, q), u = same_user(p, q);
-		if (d)
+		if (same_db(p, q))
 			db_total += pool_server_count(q);
-		if (u)
+		if (same_user(p, q))
 			user_total += pool_server_count(q);
-		if (q != p && (d || u) && !list_empty(&q->sv_idle) && !victim)
-			victim = q;
 	}
 	bool db_full = p->max_db_connections > 0 && db_total >= p->max_db_connections;
 	bool user_full = p->max_user_connections > 0 && user_total >= p->max_user_connections;
 	if (!db_full && !user_full)
 		return true;
+	/* the victim shares the limit that is full (the database's first when both are; the
+	 * call below then makes room for the user): closing one that does not frees nothing */
+	pool_t *victim = NULL;
+	list_for_each_safe(pos, tmp, &pools)
+	{
+		pool_t *q = list_entry(pos, pool_t, node);
+		if (q != p && !list_empty(&q->sv_idle) && (db_full ? same_db(p, q) : same_user(p, q))) {
+			victim = q;
+			break;
+		}
+	}
 	if (!victim)
 		return false; /* the clients wait; a release elsewhere kicks this pool */
 	server_t *s = list_entry(list_first(&victim->sv_idle), server_t, node);
@@ -348,10 +355,8 @@ int pool_old_servers(const pool_t *p)
 	       old_in(&p->sv_active, p->conn_gen) + old_in(&p->sv_housekeeping, p->conn_gen);
 }
 
-void pool_kick_related(pool_t *p)
+void pool_kick_siblings(pool_t *p)
 {
-	if (p->max_db_connections <= 0 && p->max_user_connections <= 0)
-		return;
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &pools)
 	{
@@ -405,7 +410,7 @@ static bool hand_idle(pool_t *p, client_t *c)
 	return false;
 }
 
-void pool_kick(pool_t *p)
+void pool_serve_waiting(pool_t *p)
 {
 	if (rt->shutting_down || p->paused)
 		return;

@@ -24,6 +24,7 @@
 #include "relay.h"
 
 #include "client.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
@@ -78,7 +79,7 @@ static inline void client_msg_seen(server_t *s, uint8_t type)
  * when none is open) starts. */
 static void request_begins(server_t *s)
 {
-	s->query_start_us = stats_now_us();
+	s->query_start_us = clock_now_us();
 	if (s->tx_status == 'I')
 		s->xact_start_us = s->query_start_us;
 }
@@ -89,7 +90,7 @@ static void request_begins(server_t *s)
 static void request_answered(server_t *s)
 {
 	struct stats *st = &s->pool->stats;
-	uint64_t now = stats_now_us();
+	uint64_t now = clock_now_us();
 	uint64_t query_us = now > s->query_start_us ? now - s->query_start_us : 0;
 	st->query_count++;
 	st->query_time_us += query_us;

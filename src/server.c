@@ -74,15 +74,24 @@ static inline struct list_head *state_list(server_t *s, enum server_state state)
 	fatal("server %llu: impossible state %d", (unsigned long long)s->id, (int)state);
 }
 
+static __attribute__((noinline, cold)) void log_transition(const server_t *s,
+								enum server_state to)
+{
+	log_msg(LOGL_DEBUG, "server %llu: %s -> %s", (unsigned long long)s->id,
+		server_state_name(s->state), server_state_name(to));
+}
+
 void server_set_state(server_t *s, enum server_state state)
 {
-	if (list_linked(&s->node)) {
-		list_del(state_list(s, s->state), &s->node);
-		log_debug("server %llu: %s -> %s", (unsigned long long)s->id,
-			  server_state_name(s->state), server_state_name(state));
+	struct list_head *to = state_list(s, state);
+	if (s->on) {
+		list_del(s->on, &s->node);
+		if (log_enabled(LOGL_DEBUG))
+			log_transition(s, state);
 	}
 	s->state = state;
-	list_append(state_list(s, state), &s->node);
+	s->on = to;
+	list_append(to, &s->node);
 }
 
 static char *dup_or_null(const char *v) { return v ? strdup(v) : NULL; }
@@ -240,6 +249,7 @@ void server_reap(bool force)
 		if ((s->job_running || s->cancel_running) && !force)
 			continue;
 		list_del(&closing, &s->node);
+		s->on = NULL;
 		server_free(s);
 	}
 }

@@ -19,13 +19,6 @@ static double last_at;     /* rt_now() of the previous line */
 static double armed_period; /* the period the timer runs with; 0 = stopped */
 static double period_seconds; /* length of the last full period */
 
-uint64_t stats_now_us(void)
-{
-	struct timeval tv;
-	event_base_gettimeofday_cached(rt->base, &tv);
-	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
-}
-
 void stats_add(struct stats *to, const struct stats *from)
 {
 	to->xact_count += from->xact_count;

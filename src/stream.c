@@ -22,6 +22,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "clock.h"
+
 #define READ_ROOM 16384 /* least room a read onto pending input gets */
 
 /* The loop thread is never cancelled, so its socket calls go to the kernel directly:
@@ -365,20 +367,20 @@ static inline __attribute__((always_inline)) void read_input(struct stream *st, 
 	}
 }
 
+/* Each socket callback is a clock turn (clock.h): its handlers share one reading. */
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *st = arg;
-	if (st->err) {
+	clock_turn_begin();
+	if (st->err)
 		st->ops->on_event(st, STREAM_ERROR, st->arg);
-		return;
-	}
-	if (__builtin_expect(st->tls == NULL, 1)) {
+	else if (__builtin_expect(st->tls == NULL, 1))
 		read_input(st, false);
-	} else if (st->tls->handshake) {
+	else if (st->tls->handshake)
 		tls_handshake(st);
-	} else {
+	else
 		read_input(st, true);
-	}
+	clock_turn_end();
 }
 
 /* Writes as much of the queue as the kernel takes. Returns false on a hard error
@@ -401,9 +403,17 @@ static bool write_queue(struct stream *st)
 	return true;
 }
 
+static void on_writable(struct stream *st);
+
 static void write_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct stream *st = arg;
+	clock_turn_begin();
+	on_writable(arg);
+	clock_turn_end();
+}
+
+static void on_writable(struct stream *st)
+{
 	st->wev_added = false;
 	if (__builtin_expect(st->tls != NULL, 0) && !st->err) {
 		if (st->tls->handshake) {
@@ -470,6 +480,12 @@ void stream_send(struct stream *st, const void *data, size_t len)
 	}
 	if (len > 0 && stream_queue(st, p, len))
 		wev_arm(st, false);
+}
+
+void stream_read_now(struct stream *st)
+{
+	if (st->rev_added)
+		read_cb(st->fd, EV_READ, st);
 }
 
 void stream_set_read(struct stream *st, bool on)

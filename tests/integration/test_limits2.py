@@ -5,6 +5,7 @@ server_connect_timeout against a listener that never answers, and the connect ba
 (a closed port fails promptly; a PostgreSQL that comes up later is used without restart)."""
 
 import collections
+import datetime
 import re
 import socket
 import threading
@@ -73,35 +74,74 @@ def wait_no_backends(pg):
 
 
 class Monitor(PgSampler):
-    """Samples PostgreSQL's backends (backend_counts) in a thread until stopped; keeps the
-    peak of every per-database and per-user total and the samples themselves."""
+    """Samples PostgreSQL's client backends of the test users in a thread until stopped;
+    at the end keeps the peak of every per-database and per-user total (and the samples).
+
+    A server pgcoro closes (to make room for a sibling pool) leaves PostgreSQL's view only
+    once its backend has run its exit, which on a busy machine can come after pgcoro's
+    next connect: so a backend pgcoro had already closed when a sample began (its
+    "closing" log line, ms-truncated, + 1 ms before the sample's start) is not counted.
+    Every backend pgcoro still held is."""
 
     min_samples = 5
 
-    def __init__(self, pg, interval=0.01):
+    def __init__(self, pg, inst, interval=0.01):
         super().__init__(pg)
+        self.inst = inst
         self.interval = interval
+        self.raw = []  # (wall time the sample began, [(pid, datname, usename)])
         self.samples = []
         self.db_peak = collections.Counter()
         self.user_peak = collections.Counter()
         self.sum_peak = 0
 
     def sample(self):
-        s = backend_counts(self.cur)
-        self.samples.append(s)
-        dbs, users = collections.Counter(), collections.Counter()
-        for (d, u), n in s.items():
-            dbs[d] += n
-            users[u] += n
-        for d, n in dbs.items():
-            self.db_peak[d] = max(self.db_peak[d], n)
-        for u, n in users.items():
-            self.user_peak[u] = max(self.user_peak[u], n)
-        self.sum_peak = max(self.sum_peak, sum(s.values()))
+        t0 = time.time()
+        self.cur.execute("select pid, datname, usename from pg_stat_activity where "
+                         "backend_type = 'client backend' and pid <> pg_backend_pid() and "
+                         "datname in (%s, %s) and usename in (%s, %s)",
+                         (DB_A, DB_B, APP_USER, MD5_USER))
+        self.raw.append((t0, self.cur.fetchall()))
+
+    def __exit__(self, *exc):
+        r = super().__exit__(*exc)
+        closed = closed_backends(self.inst.log_text())
+        for t0, rows in self.raw:
+            s = collections.Counter((d, u) for pid, d, u in rows
+                                    if not (pid in closed and closed[pid] + 0.001 <= t0))
+            self.samples.append(dict(s))
+            dbs, users = collections.Counter(), collections.Counter()
+            for (d, u), n in s.items():
+                dbs[d] += n
+                users[u] += n
+            for d, n in dbs.items():
+                self.db_peak[d] = max(self.db_peak[d], n)
+            for u, n in users.items():
+                self.user_peak[u] = max(self.user_peak[u], n)
+            self.sum_peak = max(self.sum_peak, sum(s.values()))
+        return r
 
     def worst(self, key):
         """The first sample with the most backends for KEY(sample) (for messages)."""
         return max(self.samples, key=key, default={})
+
+
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) UTC ")
+
+
+def closed_backends(log):
+    """{backend pid: wall time of pgcoro's "closing" line} from pgcoro's log."""
+    pid_of, closed = {}, {}
+    for line in log.splitlines():
+        m = LOG_TIME.match(line)
+        c = re.search(r"server (\d+) \([^)]*\): connected, backend pid (\d+)", line)
+        if c:
+            pid_of[c.group(1)] = int(c.group(2))
+        c = re.search(r"server (\d+) \([^)]*\): closing", line)
+        if m and c and c.group(1) in pid_of:
+            t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f")
+            closed[pid_of[c.group(1)]] = t.replace(tzinfo=datetime.timezone.utc).timestamp()
+    return closed
 
 
 def db_total(sample, db):
@@ -166,7 +206,7 @@ def test_max_db_connections_global(pgcoro_factory, pg, limdbs):
     inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 10,
                                     "max_db_connections": 3, "query_wait_timeout": 60},
                           databases=two_databases(pg))
-    with Monitor(pg) as mon:
+    with Monitor(pg, inst) as mon:
         errors = run_load(inst, COMBOS_2DB)
     assert not errors, errors[:5]
     for db in (DB_A, DB_B):
@@ -187,7 +227,7 @@ def test_max_db_connections_per_database(pgcoro_factory, pg, limdbs):
     inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 10,
                                     "query_wait_timeout": 60},
                           databases=two_databases(pg, extra_a="max_db_connections=2"))
-    with Monitor(pg) as mon:
+    with Monitor(pg, inst) as mon:
         errors = run_load(inst, COMBOS_2DB)
     assert not errors, errors[:5]
     assert mon.db_peak[DB_A] <= 2, (
@@ -209,7 +249,7 @@ def test_max_user_connections_global(pgcoro_factory, pg, limdbs):
     inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 10,
                                     "max_user_connections": 3, "query_wait_timeout": 60},
                           databases=two_databases(pg))
-    with Monitor(pg) as mon:
+    with Monitor(pg, inst) as mon:
         errors = run_load(inst, COMBOS_2DB)
     assert not errors, errors[:5]
     for user in (APP_USER, MD5_USER):
@@ -229,7 +269,7 @@ def test_max_user_connections_per_user(pgcoro_factory, pg, limdbs):
                                     "query_wait_timeout": 60},
                           databases=two_databases(pg),
                           user_settings={MD5_USER: "max_user_connections=2"})
-    with Monitor(pg) as mon:
+    with Monitor(pg, inst) as mon:
         errors = run_load(inst, COMBOS_2DB)
     assert not errors, errors[:5]
     assert mon.user_peak[MD5_USER] <= 2, (
@@ -297,7 +337,7 @@ def test_making_room(pgcoro_factory, pg, limdbs, kind):
     want_waiter = (DB_A if waiter[0] in ("mdb", "ua") else DB_B, waiter[1])
     clients = []
     waiters = []
-    with Monitor(pg) as mon:
+    with Monitor(pg, inst) as mon:
         try:
             # the holder's pool takes both servers, in open transactions
             h1, h2 = wire(inst, *holder), wire(inst, *holder)

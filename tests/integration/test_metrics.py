@@ -165,6 +165,26 @@ def test_metrics_after_known_workload(pgcoro_factory, pg):
     a.terminate()
 
 
+def test_times_have_microsecond_resolution(pgcoro_factory, pg):
+    """Query and transaction times come from a precise clock: libevent's cached time
+    moves in 4 ms steps here (CLOCK_MONOTONIC_COARSE), which would measure a 2 ms query
+    as 0 about half the time. Each pg_sleep(0.002) lasts at least 2 ms between the
+    request reaching pgcoro and its answer leaving the server, so every observation is
+    above 1 ms and the sums at least 5 x 2 ms (a lower bound, not a speed assertion)."""
+    inst = start(pgcoro_factory)
+    with Wire.to(inst) as a:
+        a.login()
+        for _ in range(5):
+            a.query("select pg_sleep(0.002)")
+        fams = families(scrape(inst.metrics_port))
+    p = pool_labels()
+    for family in ("pgcoro_query_duration_seconds", "pgcoro_transaction_duration_seconds"):
+        count, total = check_histogram(fams, family, **p)
+        assert count == 5, family
+        assert total >= 5 * 0.002, (family, total)
+        assert sample(fams, family, family + "_bucket", le="0.001", **p) == 0, family
+
+
 def test_metrics_paths_methods_and_reload(pgcoro_factory, pg):
     """Only GET/HEAD /metrics is served; without metrics_listen nothing listens, and a
     reload that sets it opens the endpoint."""
