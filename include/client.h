@@ -57,7 +57,6 @@ struct client_param {
 
 struct client {
 	struct list node;           /* in the list of its state */
-	struct list_head *on;       /* that list; NULL before the first state */
 	enum client_state state;
 	uint64_t id;
 	struct stream st;           /* the client's socket */

@@ -41,7 +41,6 @@ enum server_hk {
 
 struct server {
 	struct list node;            /* in the list of its state */
-	struct list_head *on;        /* that list; NULL before the first state */
 	enum server_state state;
 	uint64_t id;
 	pool_t *pool;

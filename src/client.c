@@ -107,15 +107,13 @@ static __attribute__((noinline, cold)) void log_transition(const client_t *c,
 
 void client_set_state(client_t *c, enum client_state state)
 {
-	struct list_head *to = state_list(c, state);
-	if (c->on) {
-		list_del(c->on, &c->node);
+	if (list_linked(&c->node)) {
+		list_del(state_list(c, c->state), &c->node);
 		if (log_enabled(LOGL_DEBUG))
 			log_transition(c, state);
 	}
 	c->state = state;
-	c->on = to;
-	list_append(to, &c->node);
+	list_append(state_list(c, state), &c->node);
 }
 
 /* ---- output -------------------------------------------------------------------------- */
@@ -472,7 +470,6 @@ void client_reap(bool force)
 		if (!force && !c->drained)
 			continue;
 		list_del(&closing_list, &c->node);
-		c->on = NULL;
 		client_free(c);
 	}
 }

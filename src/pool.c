@@ -289,14 +289,20 @@ static bool shared_room(pool_t *p)
 	if (p->max_db_connections <= 0 && p->max_user_connections <= 0)
 		return true;
 	int db_total = 0, user_total = 0;
+	pool_t *db_victim = NULL, *user_victim = NULL; /* first siblings with an idle server */
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &pools)
 	{
 		pool_t *q = list_entry(pos, pool_t, node);
-		if (same_db(p, q))
+		bool d = same_db(p, q), u = same_user(p, q), idle = q != p && !list_empty(&q->sv_idle);
+		if (d)
 			db_total += pool_server_count(q);
-		if (same_user(p, q))
+		if (u)
 			user_total += pool_server_count(q);
+		if (d && idle && !db_victim)
+			db_victim = q;
+		if (u && idle && !user_victim)
+			user_victim = q;
 	}
 	bool db_full = p->max_db_connections > 0 && db_total >= p->max_db_connections;
 	bool user_full = p->max_user_connections > 0 && user_total >= p->max_user_connections;
@@ -304,15 +310,7 @@ static bool shared_room(pool_t *p)
 		return true;
 	/* the victim shares the limit that is full (the database's first when both are; the
 	 * call below then makes room for the user): closing one that does not frees nothing */
-	pool_t *victim = NULL;
-	list_for_each_safe(pos, tmp, &pools)
-	{
-		pool_t *q = list_entry(pos, pool_t, node);
-		if (q != p && !list_empty(&q->sv_idle) && (db_full ? same_db(p, q) : same_user(p, q))) {
-			victim = q;
-			break;
-		}
-	}
+	pool_t *victim = db_full ? db_victim : user_victim;
 	if (!victim)
 		return false; /* the clients wait; a release elsewhere kicks this pool */
 	server_t *s = list_entry(list_first(&victim->sv_idle), server_t, node);

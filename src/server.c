@@ -83,15 +83,13 @@ static __attribute__((noinline, cold)) void log_transition(const server_t *s,
 
 void server_set_state(server_t *s, enum server_state state)
 {
-	struct list_head *to = state_list(s, state);
-	if (s->on) {
-		list_del(s->on, &s->node);
+	if (list_linked(&s->node)) {
+		list_del(state_list(s, s->state), &s->node);
 		if (log_enabled(LOGL_DEBUG))
 			log_transition(s, state);
 	}
 	s->state = state;
-	s->on = to;
-	list_append(to, &s->node);
+	list_append(state_list(s, state), &s->node);
 }
 
 static char *dup_or_null(const char *v) { return v ? strdup(v) : NULL; }
@@ -249,7 +247,6 @@ void server_reap(bool force)
 		if ((s->job_running || s->cancel_running) && !force)
 			continue;
 		list_del(&closing, &s->node);
-		s->on = NULL;
 		server_free(s);
 	}
 }

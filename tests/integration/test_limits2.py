@@ -304,6 +304,34 @@ class Waiter:
             self.done.set()
 
 
+def test_making_room_closes_only_a_server_under_the_full_limit(pgcoro_factory, pg, limdbs):
+    """max_db_connections = 1: a client of ub/md5user makes room in database ub by closing
+    the idle server of ub/app, not the idle server of ua/md5user (same user, created
+    first), whose database is not full: closing it would free nothing."""
+    wait_no_backends(pg)
+    inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 10,
+                                    "max_db_connections": 1, "query_wait_timeout": 60},
+                          databases=two_databases(pg))
+    x = y = z = None
+    try:
+        x = wire(inst, "ua", MD5_USER)
+        x_pid = one(x, "select pg_backend_pid()")[0]
+        y = wire(inst, "ub", APP_USER)
+        y_pid = one(y, "select pg_backend_pid()")[0]
+        z = wire(inst, "ub", MD5_USER)
+        assert tuple(one(z, "select current_database(), current_user")) == (DB_B, MD5_USER)
+        log = inst.log_text()
+        assert log.count("making room for pool") == 1, inst.log_tail(30)
+        assert "making room for pool ub/md5user (max_db_connections)" in log
+        assert one(x, "select pg_backend_pid()")[0] == x_pid, "ua's idle server was closed"
+        wait_until(lambda: y_pid not in {r[0] for r in pg_pids(pg)},
+                   f"ub/app's idle server (backend {y_pid}) was closed")
+    finally:
+        for w in (x, y, z):
+            if w:
+                w.close()
+
+
 @pytest.mark.parametrize("kind", ["db", "user"])
 def test_making_room(pgcoro_factory, pg, limdbs, kind):
     """At the limit (2), a pool whose clients wait gets a server by closing an idle one of
