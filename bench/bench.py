@@ -806,9 +806,9 @@ log_stats = 0
             return False
         return r.returncode == 0 and re.search(r"^\d+,", r.stderr, re.M) is not None
 
-    def main(self):
-        started = datetime.datetime.now()
-        stamp = started.strftime("%Y%m%d-%H%M%S")
+    def prepare(self):
+        """Checks the tools and limits, notes the versions, starts the throwaway
+        PostgreSQL and writes both poolers' configs (the start of every bench script)."""
         self.preflight()
         self.limits()
         self.identify()
@@ -816,6 +816,11 @@ log_stats = 0
         self.load_start = open("/proc/loadavg").read().split()[:3]
         self.start_postgres()
         self.write_configs()
+
+    def main(self):
+        started = datetime.datetime.now()
+        stamp = started.strftime("%Y%m%d-%H%M%S")
+        self.prepare()
         for name in POOLERS:
             self.start_pooler(name)
         log(f"pgcoro on :{self.port['pgcoro']} (pid {self.pid('pgcoro')}), PgBouncer on "

@@ -105,12 +105,7 @@ class MetricsBench(bench.Bench):
 
     def main(self):
         started = datetime.datetime.now()
-        self.preflight()
-        self.limits()
-        self.identify()
-        self.setup_tmp()
-        self.start_postgres()
-        self.write_configs()
+        self.prepare()
         for name in (OFF, ON):
             self.start_pooler(name)
         for name in (OFF, ON):

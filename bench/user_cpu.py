@@ -32,12 +32,7 @@ class CallgrindBench(bench.Bench):
         if not shutil.which("valgrind"):
             bench.die("valgrind not installed (make bench-deps)")
         started = datetime.datetime.now()
-        self.preflight()
-        self.limits()
-        self.identify()
-        self.setup_tmp()
-        self.start_postgres()
-        self.write_configs()
+        self.prepare()
         rows = []
         for clients in CLIENTS:
             per = max(1, TOTAL // clients)
