@@ -41,7 +41,7 @@ TOOLS     := $(BUILD)/tools/libpq_client
 
 PGCORO_BIN := $(BUILD)/pgcoro
 
-.PHONY: all pgcoro deps check unit integration demo clean valgrind format-check man install bench bench-deps bench-metrics bench-callgrind
+.PHONY: all pgcoro deps check unit integration demo clean valgrind format-check man install bench bench-deps bench-metrics bench-callgrind bench-floor
 
 all: pgcoro
 
@@ -182,3 +182,12 @@ bench-metrics: bench-deps
 bench-callgrind: bench-deps
 	$(MAKE) SANITIZE= pgcoro
 	./bench/run.sh --callgrind
+
+# pooler CPU per transaction beside a bare 1:1 relay's (the floor), long runs at 10 clients
+bench-floor: bench-deps build/bench/floor_relay
+	$(MAKE) SANITIZE= pgcoro
+	./bench/run.sh --floor
+
+build/bench/floor_relay: bench/floor_relay.c
+	mkdir -p $(@D)
+	$(CC) -O2 $(WARN) -o $@ $<

@@ -12,4 +12,7 @@ ulimit -n "$hard" 2>/dev/null || echo "bench: cannot raise the open-files limit 
 if [ "${1:-}" = --callgrind ]; then
 	exec /usr/bin/python3 bench/user_cpu.py
 fi
+if [ "${1:-}" = --floor ]; then
+	exec /usr/bin/python3 bench/user_floor.py
+fi
 exec /usr/bin/python3 bench/bench.py "$@"

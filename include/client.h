@@ -24,8 +24,8 @@ struct notify_client;
 enum client_state {
 	CL_LOGIN,   /* global login list: startup packet, authentication */
 	CL_WAITING, /* pool->waiting: awaiting a server (FIFO) */
-	CL_ACTIVE,  /* pool->active: linked to a server, relaying */
-	CL_IDLE,    /* pool->idle: logged in, no server held (transaction mode) */
+	CL_ACTIVE,  /* pool->clients: linked to a server, relaying */
+	CL_IDLE,    /* pool->clients: logged in, no server held (transaction mode) */
 	CL_CLOSING, /* global closing list: output draining, then freed */
 	CL_CONSOLE, /* global console list: logged in to the admin console */
 };
@@ -56,15 +56,27 @@ struct client_param {
 };
 
 struct client {
+	/* What the relay and a hand-out touch on every transaction comes first, in the first
+	 * cache line (see struct server). */
 	struct list node;           /* in the list of its state */
 	enum client_state state;
-	uint64_t id;
+	enum client_timer timer_kind;
+	pool_t *pool;               /* set once logged in */
+	server_t *server;           /* linked server */
+	struct event *timer;        /* one timer, created when first armed; timer_kind says
+	                             * for what (NULL: none, as for an idle client by default) */
+	uint32_t msg_pending;       /* relay: bytes of the current client message still to pass */
+	bool welcomed;              /* ParameterStatus/BackendKeyData/ReadyForQuery sent */
+	struct prep_client *prep;   /* its named prepared statements (transaction mode), once
+	                             * it has one */
+	struct notify_client *notify; /* its LISTEN channels (transaction mode), once it has one */
+	uint64_t param_sig;         /* digest of the startup parameters applied by parameter sync */
+	uint64_t session_sig;       /* digest of session_params (0: none) */
 	struct stream st;           /* the client's socket */
+	uint64_t id;
 	uint8_t peer_ip[16];        /* the peer's address (formatted only for a log line) */
 	uint16_t peer_port;
 	uint8_t peer_family;        /* AF_INET, AF_INET6 or AF_UNIX */
-	pool_t *pool;               /* set once logged in */
-	server_t *server;           /* linked server */
 
 	/* login */
 	enum client_login_phase phase;
@@ -81,28 +93,18 @@ struct client {
 	bool too_many;              /* over max_client_conn: answered 53300 after startup */
 	bool direct_tls;            /* TLS began without SSLRequest (PostgreSQL 17's direct TLS) */
 	int8_t method;              /* enum hba_method chosen for the login */
-	struct event *timer;        /* one timer, created when first armed; timer_kind says
-	                             * for what (NULL: none, as for an idle client by default) */
-	enum client_timer timer_kind;
 	double born;                /* rt_now() when it was accepted (the age in log lines) */
 	double since;               /* rt_now() when it was accepted (CL_LOGIN: the pool tick
 	                             * enforces client_login_timeout) or started waiting for a
 	                             * server (CL_WAITING: query_wait_timeout) */
 
-	bool welcomed;              /* ParameterStatus/BackendKeyData/ReadyForQuery sent */
 	bool drained;               /* closing: output flushed or peer gone */
 	uint32_t cancel_pid, cancel_key;
 	client_t *cancel_next;      /* chain in the cancel-key table */
-	uint64_t param_sig;         /* digest of the startup parameters applied by parameter sync */
 	char **session_params;      /* transaction mode: the values its session set of the tracked
 	                             * reported parameters (indexed like server_param_names, NULL:
 	                             * not set), restored on every server it gets; NULL until one */
-	uint64_t session_sig;       /* digest of session_params (0: none) */
-	uint32_t msg_pending;       /* relay: bytes of the current client message still to pass */
 	struct console_session *console; /* admin console clients only */
-	struct prep_client *prep;   /* its named prepared statements (transaction mode), once
-	                             * it has one */
-	struct notify_client *notify; /* its LISTEN channels (transaction mode), once it has one */
 };
 
 void client_init(struct runtime *rt);
@@ -114,7 +116,8 @@ void client_accept(int fd, const struct sockaddr *sa, int salen);
  * next call. */
 const char *client_peer(const client_t *c);
 
-/* The one state transition: moves C between lists and logs it. */
+/* The one state transition: moves C between lists (active and idle share one) and logs
+ * it. */
 void client_set_state(client_t *c, enum client_state state);
 const char *client_state_name(enum client_state state);
 

@@ -34,6 +34,17 @@ struct pool {
 	int max_db_connections;     /* servers of this database across users; 0 = unlimited */
 	int max_user_connections;   /* servers of this user across databases; 0 = unlimited */
 	bool paused;                /* PAUSE (pool_set_paused): no hand-outs, servers closed */
+	/* the part every transaction touches, together after the settings above: */
+	struct stats stats;         /* traffic counters (relay, hand-outs) */
+	struct list_head waiting;   /* CL_WAITING, FIFO */
+	struct list_head clients;   /* CL_ACTIVE and CL_IDLE, one list: a hand-out and a
+	                             * release change a client's state, not its list */
+	int cl_active;              /* how many of clients are CL_ACTIVE */
+
+	struct list_head sv_connecting; /* SV_CONNECTING */
+	struct list_head sv_idle;       /* SV_IDLE */
+	struct list_head sv_active;     /* SV_ACTIVE */
+	struct list_head sv_housekeeping; /* SV_HOUSEKEEPING */
 
 	/* The reported parameters of a fresh server of this pool (its startup defaults), so
 	 * transaction-mode logins are answered without taking a server. */
@@ -50,22 +61,16 @@ struct pool {
 
 	struct notify_conn *notify; /* LISTEN connection and channels (notify.c), once used */
 
-	struct stats stats;         /* traffic counters (relay, hand-outs) */
 	struct stats period_start;  /* stats at the start of the last full stats_period */
 	struct stats period;        /* growth over the last full stats_period (SHOW STATS avg_*) */
 	struct metrics_pool metrics; /* histograms and error/timeout counters (/metrics) */
-
-	struct list_head waiting;   /* CL_WAITING, FIFO */
-	struct list_head active;    /* CL_ACTIVE: linked to a server */
-	struct list_head idle;      /* CL_IDLE: logged in, no server */
-
-	struct list_head sv_connecting; /* SV_CONNECTING */
-	struct list_head sv_idle;       /* SV_IDLE */
-	struct list_head sv_active;     /* SV_ACTIVE */
-	struct list_head sv_housekeeping; /* SV_HOUSEKEEPING */
 };
 
 void pool_init(struct runtime *rt);
+
+/* Clients of P linked to a server (CL_ACTIVE), and logged in without one (CL_IDLE). */
+static inline int pool_active_clients(const pool_t *p) { return p->cl_active; }
+static inline int pool_idle_clients(const pool_t *p) { return p->clients.count - p->cl_active; }
 
 /* The pool for (DBNAME, USER), created on first use from DB. NULL only on allocation failure. */
 pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db);

@@ -40,11 +40,31 @@ enum server_hk {
 };
 
 struct server {
+	/* What the relay and a hand-out touch on every transaction comes first, in the first
+	 * two cache lines: after the kernel's TCP work the caches are cold, and each line
+	 * touched costs more than the instructions that use it. */
 	struct list node;            /* in the list of its state */
 	enum server_state state;
-	uint64_t id;
+	uint8_t tx_status;           /* from the last ReadyForQuery: 'I', 'T' or 'E' */
+	bool mid_ext;                /* extended-protocol messages sent since the last Sync */
+	bool prep_on;                /* this hand-out tracks prepared statements (prepared.h) */
+	bool fresh;                  /* just connected or checked: no check before next use */
+	bool cancel_running;         /* a cancel runs (the cancel fields below) */
+	bool release_pending;        /* released while a cancel ran: finish when it ends */
 	pool_t *pool;
 	client_t *client;            /* linked client (SV_ACTIVE, or SV_HOUSEKEEPING for a sync) */
+	uint32_t msg_pending;        /* bytes of the current server message still to pass */
+	int out_syncs;               /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
+	uint32_t closes_pending;     /* untracked: Close messages sent, CloseComplete not seen */
+	unsigned conn_gen;           /* the pool's conn_gen when it was made */
+	uint64_t query_start_us;     /* clock_now_us() when the request in flight began */
+	uint64_t xact_start_us;      /* clock_now_us() when the transaction began */
+	double idle_since;           /* rt_now() when it last became idle */
+	double connected_at;         /* rt_now() when the connection was made (its start, until) */
+	uint64_t synced_sig;         /* client_sync_key of the last client found in sync, */
+	uint32_t synced_gen;         /* at this params_gen: the same client again needs no check */
+	uint32_t params_gen;         /* bumped whenever a reported value changes */
+	uint64_t id;
 
 	PGconn *conn;
 	struct stream st;            /* relay I/O on PQsocket() (opened once connected) */
@@ -57,26 +77,12 @@ struct server {
 	/* cancel (PQcancel on the executor); the server never changes hands meanwhile */
 	struct exec_job cancel_job;
 	PGcancel *cancel;
-	bool cancel_running;
 	bool cancel_ok;
-	bool release_pending;        /* released while a cancel ran: finish when it ends */
 	char cancel_err[256];
 
 	/* relay tracking (server side of the session) */
-	uint32_t msg_pending;        /* bytes of the current server message still to pass */
-	int out_syncs;               /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
-	bool mid_ext;                /* extended-protocol messages sent since the last Sync */
-	uint8_t tx_status;           /* from the last ReadyForQuery: 'I', 'T' or 'E' */
-	bool prep_on;                /* this hand-out tracks prepared statements (prepared.h) */
-	uint32_t closes_pending;     /* untracked: Close messages sent, CloseComplete not seen */
 	struct prep_ring pring;      /* the answers it owes, while tracked (prepared.c) */
 	struct prep_server *prep;    /* its statements and build buffers, once tracked */
-	uint64_t query_start_us;     /* clock_now_us() when the request in flight began */
-	uint64_t xact_start_us;      /* clock_now_us() when the transaction began */
-	double connected_at;         /* rt_now() when the connection was made (its start, until) */
-	double idle_since;           /* rt_now() when it last became idle */
-	bool fresh;                  /* just connected or checked: no check before next use */
-	unsigned conn_gen;           /* the pool's conn_gen when it was made */
 
 	/* housekeeping */
 	unsigned hk_plan;            /* enum server_hk bits still to run */
@@ -85,9 +91,6 @@ struct server {
 
 	char *params[SERVER_NPARAMS]; /* current reported values (NULL = not reported) */
 	uint64_t applied_sig;        /* param_sig of the client whose other parameters it has */
-	uint32_t params_gen;         /* bumped whenever a reported value changes */
-	uint64_t synced_sig;         /* client_sync_key of the last client found in sync, */
-	uint32_t synced_gen;         /* at this params_gen: the same client again needs no check */
 	char *close_reason;
 };
 

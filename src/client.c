@@ -90,8 +90,8 @@ static inline struct list_head *state_list(client_t *c, enum client_state state)
 	switch (state) {
 	case CL_LOGIN: return &login_list;
 	case CL_WAITING: return &c->pool->waiting;
-	case CL_ACTIVE: return &c->pool->active;
-	case CL_IDLE: return &c->pool->idle;
+	case CL_ACTIVE:
+	case CL_IDLE: return &c->pool->clients;
 	case CL_CLOSING: return &closing_list;
 	case CL_CONSOLE: return &console_list;
 	}
@@ -107,13 +107,20 @@ static __attribute__((noinline, cold)) void log_transition(const client_t *c,
 
 void client_set_state(client_t *c, enum client_state state)
 {
-	if (list_linked(&c->node)) {
-		list_del(state_list(c, c->state), &c->node);
-		if (log_enabled(LOGL_DEBUG))
-			log_transition(c, state);
-	}
+	struct list_head *from = list_linked(&c->node) ? state_list(c, c->state) : NULL;
+	struct list_head *to = state_list(c, state);
+	if (from && log_enabled(LOGL_DEBUG))
+		log_transition(c, state);
+	if (from && c->state == CL_ACTIVE)
+		c->pool->cl_active--;
+	if (state == CL_ACTIVE)
+		c->pool->cl_active++;
 	c->state = state;
-	list_append(state_list(c, state), &c->node);
+	if (from == to)
+		return; /* active <-> idle: one list */
+	if (from)
+		list_del(from, &c->node);
+	list_append(to, &c->node);
 }
 
 /* ---- output -------------------------------------------------------------------------- */
@@ -509,9 +516,7 @@ client_t *client_find(uint64_t id)
 {
 	client_t *c = find_in(&console_list, id);
 	for (pool_t *p = pool_next(NULL); p && !c; p = pool_next(p)) {
-		c = find_in(&p->active, id);
-		if (!c)
-			c = find_in(&p->idle, id);
+		c = find_in(&p->clients, id);
 		if (!c)
 			c = find_in(&p->waiting, id);
 	}

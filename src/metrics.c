@@ -181,9 +181,9 @@ static void render_pool_gauges(double now)
 {
 	family("pgcoro_pool_clients", "gauge", "Client connections of the pool by state.");
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
-		pool_u64("pgcoro_pool_clients", p, "state=\"active\"", (uint64_t)p->active.count);
+		pool_u64("pgcoro_pool_clients", p, "state=\"active\"", (uint64_t)pool_active_clients(p));
 		pool_u64("pgcoro_pool_clients", p, "state=\"waiting\"", (uint64_t)p->waiting.count);
-		pool_u64("pgcoro_pool_clients", p, "state=\"idle\"", (uint64_t)p->idle.count);
+		pool_u64("pgcoro_pool_clients", p, "state=\"idle\"", (uint64_t)pool_idle_clients(p));
 	}
 	family("pgcoro_pool_servers", "gauge", "Server connections of the pool by state.");
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {

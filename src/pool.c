@@ -151,8 +151,7 @@ pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db)
 	pool_settings(p, db);
 	p->paused = poolctl_paused(dbname);
 	list_head_init(&p->waiting);
-	list_head_init(&p->active);
-	list_head_init(&p->idle);
+	list_head_init(&p->clients);
 	list_head_init(&p->sv_connecting);
 	list_head_init(&p->sv_idle);
 	list_head_init(&p->sv_active);
@@ -328,8 +327,7 @@ pool_t *pool_next(const pool_t *prev)
 void pool_close_all(pool_t *p, const char *sqlstate, const char *msg)
 {
 	close_clients_with(&p->waiting, sqlstate, msg);
-	close_clients_with(&p->active, sqlstate, msg);
-	close_clients_with(&p->idle, sqlstate, msg);
+	close_clients_with(&p->clients, sqlstate, msg);
 	close_servers_with(&p->sv_connecting, msg);
 	close_servers_with(&p->sv_idle, msg);
 	close_servers_with(&p->sv_active, msg);
@@ -513,11 +511,16 @@ void pool_shutdown_begin(void)
 	{
 		pool_t *p = list_entry(pos, pool_t, node);
 		close_clients_with(&p->waiting, "57P01", SHUTDOWN_MSG);
-		close_clients_with(&p->idle, "57P01", SHUTDOWN_MSG);
+		struct list *cpos, *ctmp;
+		list_for_each_safe(cpos, ctmp, &p->clients)
+		{
+			client_t *c = list_entry(cpos, client_t, node);
+			if (c->state == CL_IDLE)
+				client_disconnect(c, "57P01", "%s", SHUTDOWN_MSG);
+		}
 		close_servers_with(&p->sv_connecting, "shutting down");
 		close_servers_with(&p->sv_idle, "shutting down");
-		struct list *cpos, *ctmp;
-		list_for_each_safe(cpos, ctmp, &p->active)
+		list_for_each_safe(cpos, ctmp, &p->clients)
 		{
 			client_shutdown_if_done(list_entry(cpos, client_t, node));
 		}

@@ -189,7 +189,7 @@ static void show_pools(void)
 		double w = waited(&p->waiting, now);
 		cell_str(0, p->dbname);
 		cell_str(1, p->user);
-		cell_i64(2, p->active.count + p->idle.count);
+		cell_i64(2, p->clients.count);
 		cell_i64(3, p->waiting.count);
 		cell_i64(4, 0);
 		cell_i64(5, 0);
@@ -317,8 +317,7 @@ static void show_clients(void)
 	double now = rt_now();
 	proto_build_row_description(out, conn_cols, NCOLS(conn_cols));
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
-		client_rows(&p->active, "active", now);
-		client_rows(&p->idle, "active", now);
+		client_rows(&p->clients, "active", now);
 		client_rows(&p->waiting, "waiting", now);
 	}
 	client_rows(client_console_clients(), "active", now); /* PgBouncer's admin pool */
@@ -515,7 +514,7 @@ static void show_lists(void)
 	int pools = 0, used_clients = 0, used_servers = 0;
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
 		pools++;
-		used_clients += p->active.count + p->idle.count + p->waiting.count;
+		used_clients += p->clients.count + p->waiting.count;
 		used_servers += pool_server_count(p);
 	}
 	const struct {
