@@ -522,18 +522,22 @@ log_stats = 0
                        env=dict(os.environ, HOME=self.tmp), **self.runas)
         logf.close()
         self.pooler[name] = p
-        for _ in range(100):
-            if p.poll() is not None:
-                die(f"{LABEL[name]} exited at start; log: {self.tail(name)}")
-            if port_open(port):
-                break
-            time.sleep(0.1)
-        else:
-            die(f"{LABEL[name]} does not listen on {port}")
+        self.wait_listening(name)
         self.run(["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
                   str(port), "-U", USER, "-d", DB, "-c", "select 1"], timeout=30,
                  env=client_env(self.tls))
         return p
+
+    def wait_listening(self, name):
+        """Waits (10 s at most) until the process started as NAME listens on its port."""
+        p, port = self.pooler[name], self.port[name]
+        for _ in range(100):
+            if p.poll() is not None:
+                die(f"{LABEL[name]} exited at start; log: {self.tail(name)}")
+            if port_open(port):
+                return
+            time.sleep(0.1)
+        die(f"{LABEL[name]} does not listen on {port}")
 
     def set_tls(self, tls):
         """Restarts both poolers with their TLS configs (TLS true) or plain ones, and opens

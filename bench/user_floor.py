@@ -27,7 +27,6 @@ import os
 import shutil
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
@@ -40,6 +39,10 @@ RELAY_BIN = os.path.abspath(os.environ.get("BENCH_FLOOR_RELAY") or
                             os.path.join(bench.ROOT, "build", "bench", "floor_relay"))
 NAMES = ("pgcoro", "pgbouncer", "floor")
 bench.LABEL["floor"] = "bare relay"
+
+
+def med(runs, key):
+    return statistics.median(r[key] for r in runs)
 
 
 class FloorBench(bench.Bench):
@@ -55,13 +58,7 @@ class FloorBench(bench.Bench):
                        stderr=logf, cwd=self.tmp, **self.runas)
         logf.close()
         self.pooler["floor"] = p
-        for _ in range(100):
-            if p.poll() is not None:
-                bench.die(f"the bare relay exited at start: {self.tail('floor')}")
-            if bench.port_open(self.port["floor"]):
-                return
-            time.sleep(0.1)
-        bench.die("the bare relay does not listen")
+        self.wait_listening("floor")
 
     def main(self):
         if CLIENTS > bench.POOL:
@@ -95,7 +92,6 @@ class FloorBench(bench.Bench):
 
     def write_report(self, started, results):
         load_end = open("/proc/loadavg").read().split()[:3]
-        med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
         out = [f"# Pooler CPU per transaction against the floor — {started:%Y-%m-%d %H:%M}", "",
                f"pgcoro {self.commit} (binary {self.bin_sha}), {self.pgbouncer_version}, "
                f"PostgreSQL {self.pg_version}; load average {' '.join(self.load_start)} at "
