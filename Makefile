@@ -183,11 +183,11 @@ bench-callgrind: bench-deps
 	$(MAKE) SANITIZE= pgcoro
 	./bench/run.sh --callgrind
 
-# pooler CPU per transaction beside a bare 1:1 relay's (the floor), long runs at 10 clients
+# pooler CPU per transaction beside bare 1:1 relays' (epoll and libevent: the floors), long runs at 10 clients
 bench-floor: bench-deps build/bench/floor_relay
 	$(MAKE) SANITIZE= pgcoro
 	./bench/run.sh --floor
 
 build/bench/floor_relay: bench/floor_relay.c
 	mkdir -p $(@D)
-	$(CC) -O2 $(WARN) -o $@ $<
+	$(CC) -O2 $(WARN) -o $@ $< -levent

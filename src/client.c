@@ -105,22 +105,28 @@ static __attribute__((noinline, cold)) void log_transition(const client_t *c,
 		client_state_name(c->state), client_state_name(to));
 }
 
+/* A state whose list is the pool's one list of clients with a session there. */
+static inline bool in_pool_clients(enum client_state state)
+{
+	return state == CL_ACTIVE || state == CL_IDLE;
+}
+
 void client_set_state(client_t *c, enum client_state state)
 {
-	struct list_head *from = list_linked(&c->node) ? state_list(c, c->state) : NULL;
-	struct list_head *to = state_list(c, state);
-	if (from && log_enabled(LOGL_DEBUG))
+	bool linked = list_linked(&c->node);
+	enum client_state was = c->state;
+	if (linked && log_enabled(LOGL_DEBUG))
 		log_transition(c, state);
-	if (from && c->state == CL_ACTIVE)
+	if (linked && was == CL_ACTIVE)
 		c->pool->cl_active--;
 	if (state == CL_ACTIVE)
 		c->pool->cl_active++;
 	c->state = state;
-	if (from == to)
-		return; /* active <-> idle: one list */
-	if (from)
-		list_del(from, &c->node);
-	list_append(to, &c->node);
+	if (linked && in_pool_clients(was) && in_pool_clients(state))
+		return; /* active <-> idle, every hand-out and release: one list, no jump table */
+	if (linked)
+		list_del(state_list(c, was), &c->node);
+	list_append(state_list(c, state), &c->node);
 }
 
 /* ---- output -------------------------------------------------------------------------- */

@@ -174,9 +174,19 @@ static bool sbuf_append(struct sbuf *b, const void *data, size_t len)
 	return true;
 }
 
-static void update_read(struct stream *st)
+static void update_read_change(struct stream *st, bool want);
+
+/* Registers or removes EV_READ as the owner's wish, the end of input and read_high
+ * decide; most calls find it as it should be. */
+static inline void update_read(struct stream *st)
 {
 	bool want = st->want_read && !st->eof && st->ilen < STREAM_READ_HIGH;
+	if (want != st->rev_added)
+		update_read_change(st, want);
+}
+
+static void update_read_change(struct stream *st, bool want)
+{
 	if (want && !st->rev_added) {
 		event_add(&st->rev, NULL);
 		st->rev_added = true;
@@ -274,6 +284,10 @@ static void drop_consumed(struct stream *st)
  * front is reclaimed by the next read). False if out of memory. */
 static inline __attribute__((always_inline)) bool keep_input(struct stream *st, bool from_scratch)
 {
+	if (st->ilen == 0 && from_scratch && !st->ibuf) {
+		st->ip = NULL; /* the usual end: all of a read consumed in place */
+		return true;
+	}
 	drop_consumed(st);
 	if (st->ilen == 0 || !from_scratch)
 		return true;
