@@ -864,7 +864,9 @@ log_stats = 0
                     else:
                         runnable.append(name)
             for rnd in range(1, ROUNDS + 1):
-                for name in runnable:
+                # alternating, the first of each pair switching every round (A B, B A,
+                # A B …): a drift in the machine's load favours neither pooler
+                for name in (runnable if rnd % 2 else runnable[::-1]):
                     if time.monotonic() - T0 > DEADLINE:
                         self.notes.append(f"BENCH_DEADLINE ({DEADLINE}s) reached: runs from "
                                           f"{sc['name']} round {rnd} on were skipped")
@@ -1019,8 +1021,10 @@ log_stats = 0
             "left at their defaults: TLS 1.2-1.3, OpenSSL's suites), TLS to PostgreSQL "
             "(ssl=on; pgcoro: sslmode=require in the conninfo, libpq; PgBouncer: "
             "server_tls_sslmode=require); pgbench with sslmode=require.",
-            f"{ROUNDS} round(s) of {SECONDS} s per scenario, pgcoro then PgBouncer in each "
-            "round (A B A B …); values are **medians over the rounds**; ratio = pgcoro / "
+            f"{ROUNDS} round(s) of {SECONDS} s per scenario, alternating, the first of each "
+            "pair switching every round (pgcoro then PgBouncer, PgBouncer then pgcoro, …: A B "
+            "B A A B, so a drift in the machine's load favours neither); values are **medians "
+            "over the rounds**; ratio = pgcoro / "
             "PgBouncer (TPS: higher is better for pgcoro; everything else: lower is better). "
             "pgbench runs with -n (no vacuum; TPC-B runs vacuum the branches/tellers directly "
             "on PostgreSQL before each run) and -j 2.",
@@ -1035,10 +1039,10 @@ log_stats = 0
             "after the rounds (so the tracepoints do not slow the timed runs), all threads, "
             "divided by that run's transactions." if self.use_perf else
             "† Syscalls: not measured.",
-            f"Idle scenario: each round starts the pooler afresh, measures VmRSS, opens the "
-            f"clients with bench/idle_clients.py (asyncio, raw protocol, md5 login, 200 "
-            f"logins in flight), waits 1 s, measures again: KiB per idle client = RSS delta / "
-            f"clients; µs per login = pooler CPU delta / clients.",
+            "Idle scenario: each round starts the pooler afresh, measures VmRSS, opens the "
+            "clients with bench/idle_clients.py (asyncio, raw protocol, md5 login, 200 "
+            "logins in flight), waits 1 s, measures again: KiB per idle client = RSS delta / "
+            "clients; µs per login = pooler CPU delta / clients.",
         ] + self.notes
 
         md = [f"# pgcoro vs PgBouncer — {started.strftime('%Y-%m-%d %H:%M')}", ""]

@@ -26,7 +26,6 @@ import shutil
 import statistics
 import sys
 import threading
-import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
