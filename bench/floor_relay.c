@@ -12,16 +12,16 @@
  * usage: floor_relay [--libevent] LISTEN_PORT UPSTREAM_PORT   (both on 127.0.0.1) */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <string.h>
 #include <unistd.h>
 
 #include <event2/event.h>
