@@ -154,5 +154,6 @@ class FloorBench(bench.Bench):
                 "bench/results/callgrind.md.", ""]
         bench.save_report("floor.md", out)
 
+
 if __name__ == "__main__":
     sys.exit(bench.run(FloorBench))

@@ -155,7 +155,6 @@ const char *cfg_db_param(const struct cfg_db *db, const char *kw);
 const char *cfg_pool_mode_name(int mode);
 const char *cfg_auth_type_name(int type);
 
-/* The settings table, for SHOW CONFIG and the documentation test. */
 /* When a changed value takes effect. */
 enum cfg_when {
 	CFG_LIVE,       /* at once, on reload or console SET */
@@ -164,6 +163,7 @@ enum cfg_when {
 	CFG_AT_START,   /* at the next start only */
 };
 
+/* The settings table, for SHOW CONFIG and the documentation test. */
 struct cfg_key {
 	const char *section;   /* "pgcoro" */
 	const char *key;

@@ -185,17 +185,17 @@ static inline void update_read(struct stream *st)
 		update_read_change(st, want);
 }
 
+/* WANT differs from st->rev_added: registers or removes EV_READ. */
 static void update_read_change(struct stream *st, bool want)
 {
-	if (want && !st->rev_added) {
+	if (want) {
 		event_add(&st->rev, NULL);
-		st->rev_added = true;
 		if (st->tls && st->tls->more)
 			event_active(&st->rev, EV_READ, 0); /* SSL kept input while paused */
-	} else if (!want && st->rev_added) {
+	} else {
 		event_del(&st->rev);
-		st->rev_added = false;
 	}
+	st->rev_added = want;
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg);
