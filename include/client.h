@@ -12,12 +12,13 @@
 #include <libpq-fe.h>
 
 #include "list.h"
-#include "scram.h"
+#include "proto.h"
 #include "stream.h"
 #include "types.h"
 
 struct runtime;
 struct console_session;
+struct login;
 struct prep_client;
 struct notify_client;
 
@@ -30,13 +31,6 @@ enum client_state {
 	CL_CONSOLE, /* global console list: logged in to the admin console */
 };
 
-enum client_login_phase {
-	LOGIN_STARTUP,      /* reading the startup packet (SSLRequest may come first) */
-	LOGIN_PASSWORD,     /* awaiting a PasswordMessage (plain, md5) */
-	LOGIN_SASL_INITIAL, /* awaiting SASLInitialResponse */
-	LOGIN_SASL_FINAL,   /* awaiting SASLResponse */
-};
-
 /* What the client's one timer is counting down. */
 enum client_timer {
 	CT_NONE,
@@ -46,7 +40,7 @@ enum client_timer {
 	CT_DRAIN,     /* closing: time to read the last words */
 };
 
-#define CLIENT_MAX_PARAMS 80 /* startup parameters plus "options" settings */
+#define CLIENT_MAX_PARAMS 80 /* startup parameters plus "options" settings: more get 08P01 */
 
 /* A startup parameter (or an "options" -c setting). */
 struct client_param {
@@ -79,20 +73,14 @@ struct client {
 	uint8_t peer_family;        /* AF_INET, AF_INET6 or AF_UNIX */
 
 	/* login */
-	enum client_login_phase phase;
-	uint8_t *startup;           /* the startup packet, while it is parsed */
-	char *options_copy;         /* parsed "options" (-c name=value), while it is parsed */
+	struct login *login;        /* the login dialog's state (login.c), until its exit */
 	struct client_param *params; /* nparams startup parameters to apply on the server; one
 	                             * block that also holds user, database and every string
 	                             * they point to (the packet is freed once parsed) */
 	const char *user;           /* into params' block; NULL before the startup packet */
 	const char *database;
 	int nparams;
-	uint8_t md5_salt[4];
-	struct scram_server *scram;
 	bool too_many;              /* over max_client_conn: answered 53300 after startup */
-	bool direct_tls;            /* TLS began without SSLRequest (PostgreSQL 17's direct TLS) */
-	int8_t method;              /* enum hba_method chosen for the login */
 	double born;                /* rt_now() when it was accepted (the age in log lines) */
 	double since;               /* rt_now() when it was accepted (CL_LOGIN: the pool tick
 	                             * enforces client_login_timeout) or started waiting for a
@@ -127,6 +115,10 @@ const char *client_state_name(enum client_state state);
 void client_disconnect(client_t *c, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* client_disconnect with a hint (the ErrorResponse's H field). */
+void client_disconnect_hint(client_t *c, const char *sqlstate, const char *hint,
+			    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* Sends the client an error it must see as coming from a server (a PGresult). */
 void client_disconnect_result(client_t *c, const PGresult *res);
 
@@ -135,10 +127,26 @@ void client_disconnect_result(client_t *c, const PGresult *res);
  * ReadyForQuery. */
 void client_send_welcome(client_t *c, char *const *params);
 
-/* The first message of C's input if it has arrived whole (its type byte first; *TYPE and
- * *LEN, the header's length, set), else NULL: not all there yet, or an invalid length
- * (over MAX or under 4), in which case C is closed with 08P01. */
-const uint8_t *client_next_message(client_t *c, uint32_t max, uint8_t *type, uint32_t *len);
+/* Frames the message at the head of C's input (proto_next): PROTO_OK when it is all
+ * there, NEED_MORE until then (M->len is 0 while not even its header is), BAD for an
+ * invalid length (over MAX or under 4), in which case C is closed with 08P01. A caller
+ * that waits for a whole message bounds it below STREAM_READ_HIGH (reading pauses there). */
+enum proto_frame client_next(client_t *c, uint32_t max, struct proto_msg *m)
+	__attribute__((warn_unused_result));
+
+/* Takes the whole message M, framed by client_next at the head of C's input, off it. */
+static inline void client_take(client_t *c, const struct proto_msg *m)
+{
+	stream_take(&c->st, m->data, m->size);
+}
+
+/* The exit of a successful login (login.c, after AuthenticationOk): the console, or C's
+ * pool, the welcome and a server. May disconnect C. */
+void client_logged_in(client_t *c);
+
+/* A CancelRequest: cancels the query of the client holding those keys, if it has one
+ * running on a server. The requester never gets an answer (as with PostgreSQL). */
+void client_cancel_request(uint32_t pid, uint32_t key);
 
 /* The client with pgcoro id ID (SHOW CLIENTS' id), or NULL. */
 client_t *client_find(uint64_t id);

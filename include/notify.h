@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 
+#include "proto.h"
 #include "types.h"
 
 struct runtime;
@@ -14,12 +15,12 @@ struct notify_client; /* a client's channels and the notifications it has not re
 
 void notify_init(struct runtime *rt);
 
-/* C has no server (transaction mode) and its input starts with a whole simple Query: if
- * that is one LISTEN or UNLISTEN statement, pgcoro serves it (the answer, CommandComplete
- * and ReadyForQuery, comes once the listener connection listens to the channel) and the
- * Query is consumed: true. While C awaits that answer its input is not read. May close C
- * (out of memory). */
-bool notify_answer_idle(client_t *c);
+/* C has no server (transaction mode) and M, the whole simple Query at the head of its
+ * input (client_next): if that is one LISTEN or UNLISTEN statement, pgcoro serves it (the
+ * answer, CommandComplete and ReadyForQuery, comes once the listener connection listens
+ * to the channel) and M is taken off the input: true. While C awaits that answer its
+ * input is not read. May close C (out of memory). */
+bool notify_answer_idle(client_t *c, const struct proto_msg *m);
 
 /* True while C's LISTEN awaits the listener connection (C's input is not read). */
 bool notify_awaiting(const client_t *c);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto.h"
 #include "types.h"
 
 struct runtime;
@@ -218,12 +219,13 @@ void prep_server_forget(server_t *s);
 /* Frees S's tracking state (S is being freed). */
 void prep_server_free(server_t *s);
 
-/* C has no server (transaction mode) and its input starts with a named Parse and a
- * Sync: when a server already parsed that statement once, the name is entered and C
- * answered (ParseComplete, or the duplicate name's error, and ReadyForQuery) without
- * taking a server, so a client preparing while others hold every server in a
- * transaction does not wait for them. True if those two messages were consumed. */
-bool prep_answer_idle(client_t *c);
+/* C has no server (transaction mode) and M, the whole message at the head of its input
+ * (client_next), is a named Parse followed by a whole Sync: when a server already parsed
+ * that statement once, the name is entered and C answered (ParseComplete, or the
+ * duplicate name's error, and ReadyForQuery) without taking a server, so a client
+ * preparing while others hold every server in a transaction does not wait for them. True
+ * if those two messages were taken off the input. */
+bool prep_answer_idle(client_t *c, const struct proto_msg *m);
 
 /* Frees C's statement names (C is being freed). */
 void prep_client_free(client_t *c);

@@ -90,20 +90,39 @@ void proto_build_empty(struct pbuf *b, uint8_t type);
 /* ---- framing ------------------------------------------------------------------------- */
 
 enum proto_frame {
-	PROTO_NEED_MORE, /* fewer bytes than the header */
-	PROTO_OK,
+	PROTO_NEED_MORE, /* the message is not all there yet */
+	PROTO_OK,        /* the whole message is there */
 	PROTO_BAD,       /* length field out of range */
 };
 
-/* A regular message: DATA holds AVAIL bytes. Sets *TYPE and *LEN (the length field, which
- * counts itself but not the type byte: the whole message is LEN + 1 bytes). BAD when
- * LEN < 4 or LEN > MAX_LEN. */
-enum proto_frame proto_frame(const uint8_t *data, size_t avail, uint32_t max_len, uint8_t *type,
-			     uint32_t *len);
+/* A message at the head of a buffer, as proto_next / proto_next_startup frame it. */
+struct proto_msg {
+	const uint8_t *data; /* its first byte: the type byte (a startup packet: its length) */
+	uint8_t type;        /* 0 for a startup-style packet */
+	uint32_t len;        /* the length field, which counts itself but not the type byte */
+	size_t size;         /* bytes of the whole message: LEN + 1 (a startup packet: LEN) */
+	const uint8_t *body; /* what follows the header (a startup packet: its protocol code) */
+	uint32_t blen;       /* bytes of BODY */
+};
 
-/* A startup-style packet (int32 length first, no type byte). BAD when the length is < 8
- * or > PROTO_STARTUP_MAX. */
-enum proto_frame proto_startup_frame(const uint8_t *data, size_t avail, uint32_t *len);
+/* The regular message at the head of DATA (AVAIL bytes). PROTO_OK only when all of it is
+ * there: then *M describes it and every byte of it may be read. NEED_MORE until then
+ * (M->len is set once the header is there). BAD when the length field is < 4 or > MAX_LEN
+ * (M->len holds it). The one framing of input pgcoro handles itself; the relay, which
+ * streams what it passes, frames headers in place and looks only at whole messages. */
+enum proto_frame proto_next(const uint8_t *data, size_t avail, uint32_t max_len,
+			    struct proto_msg *m) __attribute__((warn_unused_result));
+
+/* The length field a server message of TYPE must have, or 0 when it varies: the
+ * fixed-size messages the relay and prepared.c look at or swallow (ParseComplete,
+ * BindComplete, CloseComplete, NoData, PortalSuspended, EmptyQueryResponse: 4;
+ * ReadyForQuery: 5). A hostile server's other length is refused, never waited for. */
+extern const uint8_t proto_server_fixed_len[256];
+
+/* The same for a startup-style packet (int32 length first, no type byte). BAD when the
+ * length is < 8 or > PROTO_STARTUP_MAX. */
+enum proto_frame proto_next_startup(const uint8_t *data, size_t avail, struct proto_msg *m)
+	__attribute__((warn_unused_result));
 
 /* ---- parsing ------------------------------------------------------------------------- */
 

@@ -34,9 +34,10 @@ extern const char *const server_param_names[SERVER_NPARAMS];
 enum server_hk {
 	HK_ROLLBACK = 1 << 0, /* end an open transaction */
 	HK_RESET = 1 << 1,    /* server_reset_query */
-	HK_SYNC = 1 << 2,     /* apply the linked client's startup parameters */
-	HK_REFRESH = 1 << 3,  /* re-read the reported parameters */
-	HK_CHECK = 1 << 4,    /* server_check_query before handing out a long-idle server */
+	HK_UNSET = 1 << 2,    /* RESET ALL: another client's startup settings go */
+	HK_SYNC = 1 << 3,     /* apply the linked client's startup parameters */
+	HK_REFRESH = 1 << 4,  /* re-read the reported parameters */
+	HK_CHECK = 1 << 5,    /* server_check_query before handing out a long-idle server */
 };
 
 struct server {
@@ -91,6 +92,8 @@ struct server {
 
 	char *params[SERVER_NPARAMS]; /* current reported values (NULL = not reported) */
 	uint64_t applied_sig;        /* param_sig of the client whose other parameters it has */
+	bool applied_other;          /* it has startup settings of that client that only a
+	                             * RESET ALL undoes (not tracked reported parameters) */
 	char *close_reason;
 };
 

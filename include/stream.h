@@ -142,11 +142,28 @@ static inline const uint8_t *stream_input(const struct stream *st, size_t *len)
 /* Bytes of unconsumed input. */
 static inline size_t stream_input_len(const struct stream *st) { return st->ilen; }
 
-/* Marks the first N bytes of the input consumed (N <= its length). */
+/* Consuming more than the input holds is a bug of the caller: it ends the process with
+ * a message (never a wrapped length and a copy past the buffer). */
+__attribute__((noreturn, cold)) void stream_overrun(const struct stream *st, size_t n);
+
+/* Marks the first N bytes of the input consumed (N <= its length). For the relay, which
+ * passes runs of bytes that may end inside a message; whatever pgcoro handles itself is
+ * taken whole with stream_take. */
 static inline void stream_consume(struct stream *st, size_t n)
 {
+	if (__builtin_expect(n > st->ilen, 0))
+		stream_overrun(st, n);
 	st->ip += n;
 	st->ilen -= (uint32_t)n;
+}
+
+/* Takes the N bytes at AT off the input: AT must be the head of the input and N at most
+ * its length (a whole message framed there by proto_next), else stream_overrun. */
+static inline void stream_take(struct stream *st, const uint8_t *at, size_t n)
+{
+	if (__builtin_expect(at != st->ip, 0))
+		stream_overrun(st, n);
+	stream_consume(st, n);
 }
 
 /* After consuming input: outside ST's own read callback, frees the input buffer once

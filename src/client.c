@@ -1,21 +1,19 @@
-/* Owns client sessions: the login and closing lists, the state transitions, the login
- * dialog (startup packet, TLS by SSLRequest or direct, GSS refusal, protocol
- * negotiation, the method from auth_type or the first auth_hba_file rule, trust/plain/
- * md5/SCRAM/cert/peer authentication), the welcome, and the one funnel that ends a
- * session with a proper ErrorResponse. The reaper frees closed clients and servers after
- * the loop iteration. */
+/* Owns client sessions: the login and closing lists, the state transitions, the cancel
+ * keys, what follows the login (client_logged_in: the console, a pool, the welcome), the
+ * input of a client without a server (whole messages only: client_next / client_take),
+ * and the one funnel that ends a session with a proper ErrorResponse. The login dialog
+ * itself is login.c. The reaper frees closed clients and servers after the loop
+ * iteration. */
 #include "client.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -24,21 +22,20 @@
 #include "auth.h"
 #include "config.h"
 #include "console.h"
-#include "hba.h"
 #include "log.h"
+#include "login.h"
 #include "metrics.h"
 #include "notify.h"
 #include "pool.h"
 #include "poolctl.h"
 #include "prepared.h"
 #include "proto.h"
+#include "rand.h"
 #include "relay.h"
 #include "runtime.h"
 #include "server.h"
 #include "shutdown.h"
-#include "tls.h"
 
-#define AUTH_MSG_MAX 8192   /* a password or SASL message larger than this is malformed */
 #define CLOSE_DRAIN_SEC 5   /* how long a closing client may take to read its last words */
 
 static struct runtime *rt;
@@ -142,31 +139,6 @@ static void send_out(client_t *c)
 		return;
 	}
 	pbuf_reset(&out);
-}
-
-/* Random bytes from a pool refilled 4 KiB at a time: one getrandom() serves hundreds of
- * logins (cancel keys, md5 salts). */
-static bool random_fill(void *buf, size_t n)
-{
-	static uint8_t pool_bytes[4096];
-	static size_t left;
-	if (n > sizeof(pool_bytes))
-		return false;
-	if (left < n) {
-		if (getrandom(pool_bytes, sizeof(pool_bytes), 0) != (ssize_t)sizeof(pool_bytes))
-			return false;
-		left = sizeof(pool_bytes);
-	}
-	memcpy(buf, pool_bytes + sizeof(pool_bytes) - left, n);
-	memset(pool_bytes + sizeof(pool_bytes) - left, 0, n); /* not kept once handed out */
-	left -= n;
-	return true;
-}
-
-static void send_auth(client_t *c, uint32_t code, const void *data, size_t len)
-{
-	proto_build_auth(&out, code, data, len);
-	send_out(c);
 }
 
 /* ---- the timer ----------------------------------------------------------------------- */
@@ -297,26 +269,6 @@ void client_wait_timeout(client_t *c)
 			 rt->cfg->query_wait_timeout);
 }
 
-/* ---- closing ------------------------------------------------------------------------- */
-
-/* What only the login needs: the startup packet, the "options" copy and the SCRAM state.
- * (The parameters' block stays for the session: its parameters are applied to every
- * server the client gets.) */
-static void free_packet(client_t *c)
-{
-	free(c->startup);
-	c->startup = NULL;
-	free(c->options_copy);
-	c->options_copy = NULL;
-}
-
-static void free_login_state(client_t *c)
-{
-	free_packet(c);
-	free(c->scram);
-	c->scram = NULL;
-}
-
 /* ---- cancel keys --------------------------------------------------------------------- */
 
 #define CANCEL_BUCKETS 16384 /* chains stay short up to ~100k clients */
@@ -341,7 +293,7 @@ static void cancel_register(client_t *c)
 {
 	do {
 		uint32_t key[2];
-		if (!random_fill(key, sizeof(key))) {
+		if (!rand_bytes(key, sizeof(key))) {
 			key[0] = (uint32_t)c->id;
 			key[1] = (uint32_t)random();
 		}
@@ -362,9 +314,7 @@ static void cancel_unregister(client_t *c)
 		*pp = c->cancel_next;
 }
 
-/* A CancelRequest: cancels the query of the client holding those keys, if it has one
- * running on a server. The requester never gets an answer (as with PostgreSQL). */
-static void on_cancel_request(uint32_t pid, uint32_t key)
+void client_cancel_request(uint32_t pid, uint32_t key)
 {
 	client_t *target = cancel_lookup(pid, key);
 	if (!target || target->state != CL_ACTIVE || !target->server) {
@@ -417,7 +367,7 @@ static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, c
 	}
 	client_set_state(c, CL_CLOSING);
 	nclients--;
-	free_login_state(c);
+	login_free(c);
 	stream_set_read(&c->st, false);
 	if (stream_output_len(&c->st) == 0) {
 		timer_set(c, CT_NONE, 0);
@@ -445,6 +395,15 @@ static void disconnect_extra(client_t *c, const char *sqlstate, const char *deta
 	va_end(ap);
 }
 
+void client_disconnect_hint(client_t *c, const char *sqlstate, const char *hint,
+			    const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vdisconnect(c, sqlstate, NULL, hint, fmt, ap);
+	va_end(ap);
+}
+
 void client_disconnect_result(client_t *c, const PGresult *res)
 {
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -462,7 +421,7 @@ static void client_free(client_t *c)
 		event_free(c->timer);
 	c->timer = NULL;
 	stream_free(&c->st);
-	free_login_state(c);
+	login_free(c);
 	console_forget(c);
 	prep_client_free(c);
 	notify_client_free(c);
@@ -560,8 +519,6 @@ void client_send_welcome(client_t *c, char *const *params)
 	proto_build_backend_key(&out, c->cancel_pid, c->cancel_key);
 	proto_build_ready(&out, 'I');
 	c->welcomed = true;
-	free(c->scram);
-	c->scram = NULL;
 	send_out(c);
 }
 
@@ -630,41 +587,45 @@ void client_maybe_release(client_t *c)
 		on_idle_input(c);
 }
 
-/* A client without a server sent something: a Terminate ends it, anything else makes it
- * wait for a server (FIFO). */
-const uint8_t *client_next_message(client_t *c, uint32_t max, uint8_t *type, uint32_t *len)
+enum proto_frame client_next(client_t *c, uint32_t max, struct proto_msg *m)
 {
 	size_t n;
 	const uint8_t *p = stream_input(&c->st, &n);
-	switch (proto_frame(p, n, max, type, len)) {
-	case PROTO_OK:
-		return p;
-	case PROTO_BAD:
-		client_disconnect(c, "08P01", "invalid message length %u from client", *len);
-		return NULL;
-	case PROTO_NEED_MORE:
-		break;
-	}
-	return NULL;
+	enum proto_frame f = proto_next(p, n, max, m);
+	if (f == PROTO_BAD)
+		client_disconnect(c, "08P01", "invalid message length %u (type '%c') from client",
+				  m->len, m->type >= 32 && m->type < 127 ? m->type : '?');
+	return f;
 }
 
+/* A LISTEN or named Parse pgcoro may answer itself is waited for whole up to this size;
+ * anything larger goes to a server as it comes. */
+#define IDLE_WHOLE_MAX (64 * 1024)
+
+/* A client without a server sent something: a Terminate ends it; a LISTEN/UNLISTEN
+ * (notify.c) or a named Parse of a statement a server knows (prepared.c) may be answered
+ * here, once whole; anything else makes it wait for a server (FIFO), and the relay
+ * passes it as it comes. */
 static void on_idle_input(client_t *c)
 {
-	uint8_t type = 0;
-	uint32_t len = 0;
-	const uint8_t *m;
-	while ((m = client_next_message(c, (uint32_t)rt->cfg->max_packet_size, &type, &len))) {
-		if (type == 'X') {
+	struct proto_msg m;
+	for (;;) {
+		enum proto_frame f = client_next(c, (uint32_t)rt->cfg->max_packet_size, &m);
+		if (f == PROTO_BAD || m.len == 0)
+			return; /* closed, or not even a header yet */
+		if (m.type == 'X') {
 			client_disconnect(c, NULL, "client sent Terminate");
 			return;
 		}
-		/* answered without a server: a named Parse of a statement a server knows
-		 * (prepared.c), a LISTEN/UNLISTEN (notify.c); cheap looks at its first byte */
-		uint8_t first = stream_input_len(&c->st) > PROTO_HDR ? m[PROTO_HDR] : 0;
+		/* cheap looks at the type and the first byte before anything is waited for */
+		uint8_t first = stream_input_len(&c->st) > PROTO_HDR ? m.data[PROTO_HDR] : 0;
 		uint8_t lower = first | 0x20;
-		if (!(type == 'P' ? first && prep_answer_idle(c)
-				  : type == 'Q' && (lower == 'l' || lower == 'u' || first <= ' ') &&
-					    notify_answer_idle(c))) {
+		bool maybe_ours = m.type == 'P' ? first != 0
+						: m.type == 'Q' && (lower == 'l' || lower == 'u' || first <= ' ');
+		if (maybe_ours && f == PROTO_NEED_MORE && m.size <= IDLE_WHOLE_MAX)
+			return; /* the rest comes with the next read */
+		if (!maybe_ours || f != PROTO_OK ||
+		    !(m.type == 'P' ? prep_answer_idle(c, &m) : notify_answer_idle(c, &m))) {
 			wait_for_server(c);
 			return;
 		}
@@ -706,13 +667,10 @@ void client_param_changed(client_t *c, int i, const char *value)
 	c->session_sig = sig;
 }
 
-/* ---- login --------------------------------------------------------------------------- */
+/* ---- after the login ----------------------------------------------------------------- */
 
-static void login_ok(client_t *c)
+void client_logged_in(client_t *c)
 {
-	send_auth(c, AUTH_REQ_OK, NULL, 0);
-	if (c->state == CL_CLOSING)
-		return;
 	if (console_is_console_db(c->database)) {
 		console_login(c);
 		return;
@@ -749,536 +707,6 @@ static void login_ok(client_t *c)
 	wait_for_server(c);
 }
 
-static void auth_failed(client_t *c)
-{
-	client_disconnect(c, "28P01", "password authentication failed for user \"%s\"", c->user);
-}
-
-static void start_scram(client_t *c, const char *secret)
-{
-	c->scram = calloc(1, sizeof(*c->scram));
-	if (!c->scram) {
-		client_disconnect(c, "53200", "out of memory");
-		return;
-	}
-	const struct scram_keys *keys = secret ? auth_scram_keys(rt->auth, c->user) : NULL;
-	if (keys) {
-		c->scram->keys = *keys;
-	} else {
-		scram_mock_keys(c->user, &c->scram->keys);
-		c->scram->mock = true;
-	}
-	proto_build_auth_sasl(&out);
-	send_out(c);
-	c->phase = LOGIN_SASL_INITIAL;
-}
-
-/* The host as PostgreSQL's messages name it: the address, or "[local]". */
-static const char *peer_host(const client_t *c, char *buf, size_t len)
-{
-	if (c->peer_family != AF_INET && c->peer_family != AF_INET6)
-		return "[local]";
-	inet_ntop(c->peer_family, c->peer_ip, buf, (socklen_t)len);
-	return buf;
-}
-
-/* auth cert: the verified client certificate's CN must be the user. */
-static void check_cert(client_t *c)
-{
-	char cn[256];
-	if (!stream_tls_ready(&c->st) || !tls_peer_cn(stream_ssl(&c->st), cn, sizeof(cn))) {
-		client_disconnect(c, "28000", "connection requires a valid client certificate");
-		return;
-	}
-	if (strcmp(cn, c->user) != 0) {
-		log_info("client %llu %s: certificate CN \"%s\" is not user \"%s\"",
-			 (unsigned long long)c->id, client_peer(c), cn, c->user);
-		client_disconnect(c, "28000", "certificate authentication failed for user \"%s\"",
-				  c->user);
-		return;
-	}
-	login_ok(c);
-}
-
-/* auth peer (unix sockets): the peer process's OS user must be the user. */
-static void check_peer(client_t *c)
-{
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
-	char buf[4096];
-	struct passwd pw, *res = NULL;
-	if (c->peer_family != AF_UNIX ||
-	    getsockopt(c->st.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-		client_disconnect(c, "28000", "could not get peer credentials: %s",
-				  c->peer_family != AF_UNIX ? "not a unix socket" : strerror(errno));
-		return;
-	}
-	int rc = getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &res);
-	if (rc != 0 || !res) {
-		client_disconnect(c, "28000", "could not look up local user ID %ld: %s",
-				  (long)cred.uid, rc ? strerror(rc) : "user does not exist");
-		return;
-	}
-	if (strcmp(pw.pw_name, c->user) != 0) {
-		log_info("client %llu: peer OS user \"%s\" is not user \"%s\"",
-			 (unsigned long long)c->id, pw.pw_name, c->user);
-		client_disconnect(c, "28000", "Peer authentication failed for user \"%s\"", c->user);
-		return;
-	}
-	login_ok(c);
-}
-
-/* The method for C: auth_type, or with auth_type hba the first matching rule (none, or
- * reject: refused with 28000 in PostgreSQL's words). */
-static enum hba_method choose_method(client_t *c)
-{
-	static const enum hba_method of_type[] = {
-	    [AUTH_TRUST] = HBA_TRUST, [AUTH_PLAIN] = HBA_PASSWORD, [AUTH_MD5] = HBA_MD5,
-	    [AUTH_SCRAM] = HBA_SCRAM, [AUTH_CERT] = HBA_CERT,
-	};
-	int type = rt->cfg->auth_type;
-	if (type != AUTH_HBA)
-		return of_type[type];
-	struct hba_conn conn = {
-	    .unix_socket = c->peer_family != AF_INET && c->peer_family != AF_INET6,
-	    .tls = stream_tls_ready(&c->st),
-	    .family = c->peer_family,
-	    .addr = c->peer_ip,
-	    .database = c->database,
-	    .user = c->user,
-	};
-	int line;
-	enum hba_method m = hba_match(rt->hba, &conn, &line);
-	char host[INET6_ADDRSTRLEN];
-	const char *enc = conn.unix_socket ? "" : conn.tls ? ", SSL encryption" : ", no encryption";
-	if (m == HBA_NO_MATCH) {
-		client_disconnect(c, "28000",
-				  "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\"%s",
-				  peer_host(c, host, sizeof(host)), c->user, c->database, enc);
-	} else if (m == HBA_REJECT) {
-		client_disconnect(c, "28000",
-				  "pg_hba.conf rejects connection for host \"%s\", user \"%s\", "
-				  "database \"%s\"%s",
-				  peer_host(c, host, sizeof(host)), c->user, c->database, enc);
-	} else {
-		log_debug("client %llu: auth_hba_file line %d: %s", (unsigned long long)c->id, line,
-			  hba_method_name(m));
-	}
-	return m;
-}
-
-static void start_auth(client_t *c)
-{
-	enum hba_method m = choose_method(c);
-	if (c->state != CL_LOGIN)
-		return;
-	c->method = (int8_t)m;
-	const char *secret = rt->auth ? auth_lookup(rt->auth, c->user) : NULL;
-	switch (m) {
-	case HBA_TRUST:
-		login_ok(c);
-		return;
-	case HBA_PASSWORD:
-		send_auth(c, AUTH_REQ_PASSWORD, NULL, 0);
-		c->phase = LOGIN_PASSWORD;
-		return;
-	case HBA_MD5:
-		if (secret && auth_secret_kind(secret) == SECRET_SCRAM) {
-			start_scram(c, secret); /* md5 is impossible against a SCRAM verifier */
-			return;
-		}
-		if (!random_fill(c->md5_salt, sizeof(c->md5_salt))) {
-			client_disconnect(c, "58000", "could not generate a random salt");
-			return;
-		}
-		send_auth(c, AUTH_REQ_MD5, c->md5_salt, sizeof(c->md5_salt));
-		c->phase = LOGIN_PASSWORD;
-		return;
-	case HBA_SCRAM:
-		start_scram(c, secret);
-		return;
-	case HBA_CERT:
-		check_cert(c);
-		return;
-	case HBA_PEER:
-		check_peer(c);
-		return;
-	case HBA_REJECT:
-	case HBA_NO_MATCH:
-		break;
-	}
-	fatal("impossible authentication method %d", (int)m);
-}
-
-/* Splits the "options" startup parameter ("-c a=b --c=d", backslash escapes a space)
- * into parameters. Returns false on anything but -c / -- settings. */
-static bool parse_options(client_t *c, const char *options, int max)
-{
-	c->options_copy = strdup(options);
-	if (!c->options_copy)
-		return false;
-	char *p = c->options_copy;
-	bool expect_value = false;
-	while (*p) {
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (!*p)
-			break;
-		char *tok = p, *w = p;
-		while (*p && *p != ' ' && *p != '\t') {
-			if (*p == '\\' && p[1])
-				p++;
-			*w++ = *p++;
-		}
-		if (*p)
-			p++;
-		*w = 0;
-		char *setting;
-		if (expect_value) {
-			setting = tok;
-			expect_value = false;
-		} else if (strcmp(tok, "-c") == 0) {
-			expect_value = true;
-			continue;
-		} else if (strncmp(tok, "-c", 2) == 0) {
-			setting = tok + 2;
-		} else if (strncmp(tok, "--", 2) == 0) {
-			setting = tok + 2;
-		} else {
-			return false;
-		}
-		char *eq = strchr(setting, '=');
-		if (!eq || eq == setting || c->nparams >= max)
-			return false;
-		*eq = 0;
-		for (char *q = setting; *q; q++)
-			if (*q == '-')
-				*q = '_';
-		c->params[c->nparams++] = (struct client_param){setting, eq + 1, -1};
-	}
-	return !expect_value;
-}
-
-static char *put_str(char **w, const char *v)
-{
-	char *at = *w;
-	size_t n = strlen(v) + 1;
-	memcpy(at, v, n);
-	*w += n;
-	return at;
-}
-
-/* Moves the parameters, USER and DATABASE (which point into the startup packet and the
- * "options" copy) into one block, and frees the packet and the copy: an idle client
- * keeps only what it needs, in one allocation. False if out of memory. */
-static bool keep_params(client_t *c, const char *user, const char *database)
-{
-	size_t arr = (size_t)c->nparams * sizeof(struct client_param);
-	size_t need = arr + strlen(user) + strlen(database) + 2;
-	for (int i = 0; i < c->nparams; i++)
-		need += strlen(c->params[i].name) + strlen(c->params[i].value) + 2;
-	struct client_param *blk = malloc(need);
-	if (!blk)
-		return false;
-	char *w = (char *)blk + arr;
-	c->user = put_str(&w, user);
-	c->database = put_str(&w, database);
-	for (int i = 0; i < c->nparams; i++) {
-		blk[i].report = c->params[i].report;
-		blk[i].name = put_str(&w, c->params[i].name);
-		blk[i].value = put_str(&w, c->params[i].value);
-	}
-	free(c->params);
-	c->params = blk;
-	free_packet(c);
-	return true;
-}
-
-static void on_startup(client_t *c, const struct proto_startup *st)
-{
-	if (c->too_many) {
-		client_disconnect(c, "53300", "sorry, too many clients already (max_client_conn %d)",
-				  rt->cfg->max_client_conn);
-		return;
-	}
-	if (rt->cfg->client_tls_sslmode >= TLS_REQUIRE && !stream_tls_ready(&c->st) &&
-	    (c->peer_family == AF_INET || c->peer_family == AF_INET6)) {
-		disconnect_extra(c, "28000", NULL,
-				 "Connect with TLS (libpq: sslmode=require or stronger).",
-				 "TLS required: pgcoro's client_tls_sslmode is %s",
-				 rt->cfg->client_tls_sslmode == TLS_REQUIRE ? "require" : "verify-ca/verify-full");
-		return;
-	}
-	int max = st->nparams; /* plus one per '=' of "options", an upper bound of its settings */
-	for (int i = 0; i < st->nparams; i++)
-		if (strcmp(st->names[i], "options") == 0)
-			for (const char *q = st->values[i]; *q; q++)
-				max += *q == '=';
-	if (max > CLIENT_MAX_PARAMS)
-		max = CLIENT_MAX_PARAMS; /* parse_options refuses more */
-	free(c->params);
-	c->params = calloc((size_t)max + 1, sizeof(*c->params));
-	if (!c->params) {
-		client_disconnect(c, "53200", "out of memory");
-		return;
-	}
-	for (int i = 0; i < st->nparams; i++) {
-		if (strcmp(st->names[i], "replication") == 0) {
-			client_disconnect(c, "0A000", "replication connections are not supported");
-			return;
-		}
-		if (strcmp(st->names[i], "options") == 0) {
-			if (!parse_options(c, st->values[i], max)) {
-				client_disconnect(c, "0A000",
-						  "unsupported startup option \"%s\": only -c "
-						  "name=value settings are accepted",
-						  st->values[i]);
-				return;
-			}
-			continue;
-		}
-		c->params[c->nparams++] = (struct client_param){st->names[i], st->values[i], -1};
-	}
-	uint64_t sig = 0xcbf29ce484222325ull; /* FNV-1a over the parameters, in order */
-	for (int i = 0; i < c->nparams; i++) {
-		c->params[i].report = server_param_index(c->params[i].name);
-		for (const char *q = c->params[i].name; *q; q++)
-			sig = (sig ^ (uint8_t)*q) * 0x100000001b3ull;
-		sig = (sig ^ '=') * 0x100000001b3ull;
-		for (const char *q = c->params[i].value; *q; q++)
-			sig = (sig ^ (uint8_t)*q) * 0x100000001b3ull;
-		sig = (sig ^ 0) * 0x100000001b3ull;
-	}
-	c->param_sig = sig | 1; /* never 0, the value of a server with nothing applied */
-	if ((st->version & 0xffff) != 0 || st->nunrecognized > 0) {
-		proto_build_negotiate(&out, PROTO_V3, st->unrecognized, st->nunrecognized);
-		send_out(c);
-	}
-	/* the packet goes here: nothing below reads ST */
-	if (!keep_params(c, st->user, st->database && st->database[0] ? st->database : st->user)) {
-		client_disconnect(c, "53200", "out of memory");
-		return;
-	}
-	log_debug("client %llu %s: startup user=%s database=%s", (unsigned long long)c->id,
-		  client_peer(c), c->user, c->database);
-	start_auth(c);
-}
-
-/* An SSLRequest: 'S' and the TLS handshake when pgcoro has TLS for this client (TCP,
- * client_tls_sslmode not disable), else 'N'. */
-static void on_ssl_request(client_t *c)
-{
-	bool tcp = c->peer_family == AF_INET || c->peer_family == AF_INET6;
-	if (c->st.tls) {
-		client_disconnect(c, "08P01", "SSLRequest received on a TLS connection");
-		return;
-	}
-	if (!rt->tls || !tcp) {
-		(void)stream_queue(&c->st, "N", 1); /* a failure is reported by the stream */
-		return;
-	}
-	if (stream_input_len(&c->st) > 0) {
-		/* bytes sent before our answer would be taken as if they came over TLS */
-		client_disconnect(c, "08P01", "received unencrypted data after SSL request");
-		return;
-	}
-	(void)stream_queue(&c->st, "S", 1);
-	stream_flush(&c->st);
-	if (stream_output_len(&c->st) > 0 || c->st.err) {
-		client_disconnect(c, NULL, "could not answer the SSLRequest");
-		return;
-	}
-	if (!stream_tls_accept(&c->st, rt->tls, NULL, 0))
-		client_disconnect(c, NULL, "out of memory starting TLS");
-}
-
-/* A first byte 0x16 (a TLS handshake record): PostgreSQL 17's direct TLS. The bytes
- * read so far are the ClientHello's start; the handshake takes them over. ALPN
- * "postgresql" is checked when it is done. */
-static void on_direct_tls(client_t *c)
-{
-	size_t n;
-	const uint8_t *p = stream_input(&c->st, &n);
-	if (!rt->tls || (c->peer_family != AF_INET && c->peer_family != AF_INET6)) {
-		stream_consume(&c->st, n);
-		client_disconnect(c, NULL, "direct TLS connection refused: %s",
-				  rt->tls ? "not over TCP" : "client_tls_sslmode is disable");
-		return;
-	}
-	c->direct_tls = true;
-	bool ok = stream_tls_accept(&c->st, rt->tls, p, n);
-	stream_consume(&c->st, n);
-	if (!ok)
-		client_disconnect(c, NULL, "out of memory starting TLS");
-}
-
-/* The TLS handshake is done. */
-static void on_tls_ready(client_t *c)
-{
-	if (c->direct_tls && !tls_alpn_ok(stream_ssl(&c->st))) {
-		client_disconnect(c, "08P01",
-				  "received direct SSL connection request without ALPN protocol "
-				  "negotiation extension");
-		return;
-	}
-	log_debug("client %llu %s: TLS %s %s", (unsigned long long)c->id, client_peer(c),
-		  SSL_get_version(stream_ssl(&c->st)), SSL_get_cipher_name(stream_ssl(&c->st)));
-}
-
-/* Handles the whole startup-style packet at the head of the input (LEN bytes). */
-static void on_startup_packet(client_t *c, uint32_t len)
-{
-	size_t n;
-	const uint8_t *p = stream_input(&c->st, &n);
-	free(c->startup);
-	c->startup = malloc(len);
-	if (!c->startup) {
-		client_disconnect(c, "53200", "out of memory");
-		return;
-	}
-	memcpy(c->startup, p, len);
-	stream_consume(&c->st, len);
-	struct proto_startup st;
-	const char *why = NULL;
-	if (!proto_parse_startup(c->startup, len, &st, &why)) {
-		uint32_t v = (uint32_t)c->startup[4] << 24 | (uint32_t)c->startup[5] << 16 |
-			     (uint32_t)c->startup[6] << 8 | c->startup[7];
-		if (v >> 16 != 3)
-			client_disconnect(c, "0A000",
-					  "unsupported frontend protocol %u.%u: pgcoro supports 3.0",
-					  v >> 16, v & 0xffff);
-		else
-			client_disconnect(c, "08P01", "invalid startup packet: %s",
-					  why ? why : "malformed");
-		return;
-	}
-	switch (st.kind) {
-	case STARTUP_SSL:
-		on_ssl_request(c);
-		return;
-	case STARTUP_GSSENC:
-		(void)stream_queue(&c->st, "N", 1); /* a failure is reported by the stream */
-		return;
-	case STARTUP_CANCEL:
-		on_cancel_request(st.cancel_pid, st.cancel_key);
-		client_disconnect(c, NULL, "cancel request handled");
-		return;
-	case STARTUP_MSG:
-		on_startup(c, &st);
-		return;
-	}
-}
-
-static void on_auth_message(client_t *c, const uint8_t *body, uint32_t blen)
-{
-	const char *secret = rt->auth ? auth_lookup(rt->auth, c->user) : NULL;
-	char reply[512];
-	switch (c->phase) {
-	case LOGIN_PASSWORD: {
-		const char *pw;
-		if (!proto_parse_password(body, blen, &pw)) {
-			client_disconnect(c, "08P01", "invalid password packet");
-			return;
-		}
-		bool ok = secret && (c->method == HBA_PASSWORD
-					     ? auth_plain_check(secret, c->user, pw)
-					     : auth_md5_check_user(rt->auth, c->user, c->md5_salt, pw));
-		if (ok)
-			login_ok(c);
-		else
-			auth_failed(c);
-		return;
-	}
-	case LOGIN_SASL_INITIAL: {
-		const char *mech;
-		const uint8_t *data;
-		uint32_t dlen;
-		if (!proto_parse_sasl_initial(body, blen, &mech, &data, &dlen)) {
-			client_disconnect(c, "08P01", "invalid SASL initial response");
-			return;
-		}
-		if (strcmp(mech, "SCRAM-SHA-256") != 0) {
-			client_disconnect(c, "08P01",
-					  "client selected an invalid SASL authentication mechanism");
-			return;
-		}
-		if (!data || !scram_server_first(c->scram, (const char *)data, dlen, reply,
-						 sizeof(reply))) {
-			client_disconnect(c, "08P01", "malformed SCRAM message");
-			return;
-		}
-		send_auth(c, AUTH_REQ_SASL_CONT, reply, strlen(reply));
-		c->phase = LOGIN_SASL_FINAL;
-		return;
-	}
-	case LOGIN_SASL_FINAL:
-		if (!scram_server_final(c->scram, (const char *)body, blen, reply, sizeof(reply))) {
-			auth_failed(c);
-			return;
-		}
-		send_auth(c, AUTH_REQ_SASL_FIN, reply, strlen(reply));
-		if (c->state == CL_LOGIN)
-			login_ok(c);
-		return;
-	case LOGIN_STARTUP:
-		break;
-	}
-	fatal("client %llu: auth message in phase %d", (unsigned long long)c->id, (int)c->phase);
-}
-
-static void on_login_input(client_t *c)
-{
-	while (c->state == CL_LOGIN) {
-		size_t n;
-		const uint8_t *p = stream_input(&c->st, &n);
-		if (n == 0)
-			return;
-		uint32_t len = 0;
-		uint8_t type = 0;
-		if (c->phase == LOGIN_STARTUP) {
-			if (p[0] == 0x16 && !c->st.tls) {
-				on_direct_tls(c);
-				return;
-			}
-			switch (proto_startup_frame(p, n, &len)) {
-			case PROTO_NEED_MORE:
-				return;
-			case PROTO_BAD:
-				client_disconnect(c, "08P01", "invalid startup packet length %u", len);
-				return;
-			case PROTO_OK:
-				break;
-			}
-			if (n < len)
-				return;
-			on_startup_packet(c, len);
-			continue;
-		}
-		switch (proto_frame(p, n, AUTH_MSG_MAX, &type, &len)) {
-		case PROTO_NEED_MORE:
-			return;
-		case PROTO_BAD:
-			client_disconnect(c, "08P01", "invalid authentication message length %u", len);
-			return;
-		case PROTO_OK:
-			break;
-		}
-		if (type != 'p') {
-			client_disconnect(c, "08P01",
-					  "expected password response, got message type %d", type);
-			return;
-		}
-		if (n < (size_t)len + 1)
-			return;
-		/* Take the message out before handling it: a successful login may link a
-		 * server at once, and the relay must not see this message. */
-		uint8_t msg[AUTH_MSG_MAX + 1];
-		memcpy(msg, p, (size_t)len + 1);
-		stream_consume(&c->st, (size_t)len + 1);
-		on_auth_message(c, msg + PROTO_HDR, len - 4);
-	}
-}
-
 /* ---- events -------------------------------------------------------------------------- */
 
 static void client_read_cb(struct stream *st, void *arg)
@@ -1286,8 +714,7 @@ static void client_read_cb(struct stream *st, void *arg)
 	client_t *c = arg;
 	switch (c->state) {
 	case CL_LOGIN:
-		on_login_input(c);
-		stream_input_consumed(st);
+		login_on_input(c);
 		break;
 	case CL_ACTIVE:
 		relay_client_to_server(c);
@@ -1325,7 +752,7 @@ static void client_event_cb(struct stream *st, enum stream_event ev, void *arg)
 	client_t *c = arg;
 	if (ev == STREAM_TLS_READY) {
 		if (c->state == CL_LOGIN)
-			on_tls_ready(c);
+			login_on_tls_ready(c);
 		return;
 	}
 	if (c->state == CL_CLOSING) {
@@ -1422,7 +849,9 @@ const char *client_peer(const client_t *c)
 void client_accept(int fd, const struct sockaddr *sa, int salen)
 {
 	client_t *c = calloc(1, sizeof(*c));
-	if (!c) {
+	if (!c || !login_begin(c)) {
+		free(c);
+		log_warning("out of memory accepting a connection: closed");
 		close(fd);
 		return;
 	}

@@ -43,7 +43,8 @@ struct console_session {
 	bool reading;         /* console_on_input runs for it: its loop reads what follows */
 };
 
-#define CONSOLE_MAX_MESSAGE (1024 * 1024) /* a longer console message is malformed */
+#define CONSOLE_MAX_MESSAGE (64 * 1024) /* a longer console message is malformed (08P01);
+                                          * below STREAM_READ_HIGH: it is waited for whole */
 #define CONSOLE_MAX_QUERY 4096            /* a longer console command gets 54000 */
 
 static struct runtime *rt;
@@ -410,28 +411,25 @@ void console_on_input(client_t *c)
 	bool outer = !cs->reading;
 	cs->reading = true;
 	while (c->state == CL_CONSOLE && session(c)->wait == CW_NONE) {
-		uint8_t type = 0;
-		uint32_t len = 0;
-		const uint8_t *p = client_next_message(c, CONSOLE_MAX_MESSAGE, &type, &len);
-		if (!p)
-			break;
-		if (type == 'X') {
+		struct proto_msg m;
+		if (client_next(c, CONSOLE_MAX_MESSAGE, &m) != PROTO_OK)
+			break; /* not all here yet, or closed */
+		if (m.type == 'X') {
 			client_disconnect(c, NULL, "client sent Terminate");
 			break;
 		}
-		if (type != 'Q') {
+		if (m.type != 'Q') {
 			client_disconnect(c, "08P01",
 					  "the admin console supports only the simple query protocol");
 			break;
 		}
-		size_t qlen = len - 4; /* the text and its NUL */
 		char q[CONSOLE_MAX_QUERY + 1];
-		bool fits = qlen <= CONSOLE_MAX_QUERY;
+		bool fits = m.blen <= CONSOLE_MAX_QUERY; /* the text and its NUL */
 		if (fits) {
-			memcpy(q, p + PROTO_HDR, qlen);
-			q[qlen] = '\0';
+			memcpy(q, m.body, m.blen);
+			q[m.blen] = '\0';
 		}
-		stream_consume(&c->st, (size_t)len + 1);
+		client_take(c, &m);
 		if (fits)
 			run(c, q);
 		else

@@ -19,6 +19,7 @@
 #include "hba.h"
 #include "listener.h"
 #include "log.h"
+#include "login.h"
 #include "manpage.h"
 #include "metrics.h"
 #include "notify.h"
@@ -193,6 +194,7 @@ int main(int argc, char **argv)
 	if (!rt.exec)
 		goto fail;
 	client_init(&rt);
+	login_init(&rt);
 	server_init(&rt);
 	pool_init(&rt);
 	relay_init(&rt);

@@ -525,18 +525,13 @@ static void unsubscribe(client_t *c, struct notify_conn *nc, const char *name)
 	reconcile(nc);
 }
 
-bool notify_answer_idle(client_t *c)
+bool notify_answer_idle(client_t *c, const struct proto_msg *m)
 {
-	if (c->pool->pool_mode == POOL_SESSION)
-		return false;
-	size_t n;
-	const uint8_t *p = stream_input(&c->st, &n);
-	uint32_t len = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
-	if (n < (size_t)len + 1 || len < 5 || p[len] != 0)
-		return false; /* not here whole (the server path waits for it) */
+	if (c->pool->pool_mode == POOL_SESSION || m->blen < 1 || m->body[m->blen - 1] != 0)
+		return false; /* a server says what is wrong with a Query without its NUL */
 	char name[CHANNEL_CAP];
 	enum proto_listen kind =
-		proto_parse_listen((const char *)p + PROTO_HDR, len - 5, name, sizeof(name));
+		proto_parse_listen((const char *)m->body, m->blen - 1, name, sizeof(name));
 	if (kind == LISTEN_OTHER)
 		return false;
 	struct notify_conn *nc = conn_of(c->pool);
@@ -546,7 +541,7 @@ bool notify_answer_idle(client_t *c)
 		client_disconnect(c, "53200", "out of memory serving LISTEN");
 		return true;
 	}
-	stream_consume(&c->st, (size_t)len + 1);
+	client_take(c, m);
 	bool await = false;
 	switch (kind) {
 	case LISTEN_ONE:

@@ -977,22 +977,23 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 	uint8_t type = msg[0];
 	if (!rq)
 		return PREP_PASS; /* nothing asked: a notice, a notification */
+	if ((type == '1' || type == '3') && avail < (size_t)len + 1)
+		return PREP_WAIT; /* perhaps to be swallowed: whole (4-byte bodies, the relay's
+		                   * framing checks) */
 	if (rq->flags & RQ_BARRIER) {
 		enum prep_act act = barrier_msg(s, rq, type);
 		if (act != PREP_WAIT)
 			return act;
 	}
 	bool done = false;
-	if ((type == '1' || type == '3') && avail < (size_t)len + 1)
-		return PREP_WAIT; /* perhaps to be swallowed: whole */
 	switch (type) {
 	case 'E': {
 		if (rq->kind == RQ_SIMPLE || rq->kind == RQ_SYNC)
 			return PREP_PASS; /* ends at its ReadyForQuery */
 		bool replace = false;
-		if (rq->flags & RQ_DEPENDS) {
+		if (rq->flags & RQ_DEPENDS && (size_t)len + 1 <= WHOLE_MAX) {
 			if (avail < (size_t)len + 1)
-				return PREP_WAIT;
+				return PREP_WAIT; /* looked at whole; a larger one passes as it is */
 			const char *code = proto_error_field(msg + PROTO_HDR, len - 4, 'C');
 			replace = rq->ce->failed || (code && strcmp(code, "26000") == 0);
 		}
@@ -1052,6 +1053,8 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 	if (!done)
 		return PREP_PASS;
 	bool swallow = rq->flags & RQ_SWALLOW;
+	if (swallow && avail < (size_t)len + 1)
+		return PREP_WAIT; /* swallowed whole, or not at all */
 	q_pop(ps, true);
 	settle(ps);
 	return swallow ? PREP_DROP : PREP_PASS;
@@ -1059,29 +1062,27 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 
 /* ---- a client without a server ------------------------------------------------------- */
 
-bool prep_answer_idle(client_t *c)
+bool prep_answer_idle(client_t *c, const struct proto_msg *m)
 {
-	if (c->pool->pool_mode == POOL_SESSION || rt->cfg->max_prepared_statements <= 0)
+	if (c->pool->pool_mode == POOL_SESSION || rt->cfg->max_prepared_statements <= 0 ||
+	    m->type != 'P' || m->blen < 1 || m->body[0] == 0)
 		return false;
 	size_t n;
 	const uint8_t *p = stream_input(&c->st, &n);
-	if (n < PROTO_HDR || p[0] != 'P')
-		return false;
-	uint32_t len = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
-	size_t plen = (size_t)len + 1;
-	if (len < 5 || n < plen + PROTO_HDR || memcmp(p + plen, "S\0\0\0\4", PROTO_HDR) != 0 ||
-	    p[PROTO_HDR] == 0)
+	struct proto_msg sync;
+	if (m->data != p || proto_next(p + m->size, n - m->size, 4, &sync) != PROTO_OK ||
+	    sync.type != 'S')
 		return false; /* not a named Parse and a Sync, both here */
 	const char *name;
 	const uint8_t *rest;
 	uint32_t rlen;
-	if (!proto_parse_parse(p + PROTO_HDR, len - 4, &name, &rest, &rlen))
+	if (!proto_parse_parse(m->body, m->blen, &name, &rest, &rlen))
 		return false; /* a server will say what is wrong */
 	struct pbuf *b = &reg.idle_out;
 	if (map_find(c->prep, name)) {
-		char m[256];
-		snprintf(m, sizeof(m), "prepared statement \"%s\" already exists", name);
-		proto_build_error(b, "ERROR", "42P05", m, NULL, NULL);
+		char text[256];
+		snprintf(text, sizeof(text), "prepared statement \"%s\" already exists", name);
+		proto_build_error(b, "ERROR", "42P05", text, NULL, NULL);
 	} else {
 		struct prep_stmt *st = stmt_find(rest, rlen, fnv(rest, rlen, FNV_INIT));
 		if (!st || !st->parsed)
@@ -1093,7 +1094,8 @@ bool prep_answer_idle(client_t *c)
 		proto_build_empty(b, '1');
 	}
 	proto_build_ready(b, 'I');
-	stream_consume(&c->st, plen + PROTO_HDR);
+	client_take(c, m);
+	client_take(c, &sync);
 	if (!b->failed)
 		stream_send(&c->st, b->data, b->len);
 	pbuf_reset(b);

@@ -255,25 +255,41 @@ void proto_build_negotiate(struct pbuf *b, uint32_t version, const char *const *
 
 /* ---- framing ------------------------------------------------------------------------- */
 
-enum proto_frame proto_frame(const uint8_t *data, size_t avail, uint32_t max_len, uint8_t *type,
-			     uint32_t *len)
+const uint8_t proto_server_fixed_len[256] = {
+    ['1'] = 4, ['2'] = 4, ['3'] = 4, ['n'] = 4, ['s'] = 4, ['I'] = 4, ['Z'] = 5,
+};
+
+enum proto_frame proto_next(const uint8_t *data, size_t avail, uint32_t max_len,
+			    struct proto_msg *m)
 {
+	*m = (struct proto_msg){.data = data};
 	if (avail < PROTO_HDR)
 		return PROTO_NEED_MORE;
-	*type = data[0];
-	*len = get_be32(data + 1);
-	if (*len < 4 || *len > max_len)
+	m->type = data[0];
+	m->len = get_be32(data + 1);
+	if (m->len < 4 || m->len > max_len)
 		return PROTO_BAD;
+	m->size = (size_t)m->len + 1;
+	if (avail < m->size)
+		return PROTO_NEED_MORE;
+	m->body = data + PROTO_HDR;
+	m->blen = m->len - 4;
 	return PROTO_OK;
 }
 
-enum proto_frame proto_startup_frame(const uint8_t *data, size_t avail, uint32_t *len)
+enum proto_frame proto_next_startup(const uint8_t *data, size_t avail, struct proto_msg *m)
 {
+	*m = (struct proto_msg){.data = data};
 	if (avail < 4)
 		return PROTO_NEED_MORE;
-	*len = get_be32(data);
-	if (*len < 8 || *len > PROTO_STARTUP_MAX)
+	m->len = get_be32(data);
+	if (m->len < 8 || m->len > PROTO_STARTUP_MAX)
 		return PROTO_BAD;
+	m->size = m->len;
+	if (avail < m->size)
+		return PROTO_NEED_MORE;
+	m->body = data + 4;
+	m->blen = m->len - 4;
 	return PROTO_OK;
 }
 

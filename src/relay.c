@@ -111,16 +111,12 @@ static void request_answered(server_t *s)
 }
 
 /* Bookkeeping for a whole ReadyForQuery, ParameterStatus or (metrics on) ErrorResponse
- * from S (MSG points at the type byte). False if the server was dropped. */
-static inline bool server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
+ * from S (MSG points at the type byte). */
+static inline void server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
 {
 	if (msg[0] == 'E') {
 		metrics_error(s->pool, proto_error_field(msg + PROTO_HDR, len - 4, 'C'));
-	} else if (msg[0] == 'Z') {
-		if (len != 5) {
-			server_disconnect(s, "invalid ReadyForQuery length %u", len);
-			return false;
-		}
+	} else if (msg[0] == 'Z') { /* its length is checked by the framing */
 		s->tx_status = msg[5];
 		if (s->out_syncs > 0)
 			s->out_syncs--;
@@ -132,7 +128,6 @@ static inline bool server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len
 		if (proto_parse_param_status(msg + PROTO_HDR, len - 4, &name, &value))
 			server_param_seen(s, name, value);
 	}
-	return true;
 }
 
 /* Passes LEN bytes of a message starting at offset I of the N bytes at hand: returns
@@ -159,20 +154,20 @@ enum frame_end {
 	FE_ANSWERS,   /* prepared statements: answers pgcoro owes go after this message */
 };
 
-/* A client message prep replaced or dropped (ACT) at the head of C's input: its
- * replacement goes to S. False when the pump must stop (wait for more input, or C or S
+/* The whole client message MSG prep replaced or dropped (ACT), at the head of C's input:
+ * it is taken off, its replacement goes to S. False when the pump must stop (wait for more input, or C or S
  * was closed). */
-static bool prep_took(client_t *c, server_t *s, enum prep_act act, uint8_t type, uint32_t len,
-		      bool *request)
+static bool prep_took(client_t *c, server_t *s, enum prep_act act, const uint8_t *msg,
+		      uint32_t len, bool *request)
 {
 	switch (act) {
 	case PREP_TAKEN: /* its replacement waits in prep_output for what passes after it */
-		client_msg_seen(s, type);
+		client_msg_seen(s, msg[0]);
 		*request = true;
 		/* fall through */
 	case PREP_DROP:
 		c->pool->stats.bytes_received += (size_t)len + 1;
-		stream_consume(&c->st, (size_t)len + 1);
+		stream_take(&c->st, msg, (size_t)len + 1);
 		return true;
 	default:
 		return false;
@@ -267,7 +262,7 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				stream_send(&s->st, p, i);
 			stream_consume(&c->st, i);
 		}
-		if (end == FE_PREP && prep_took(c, s, act, type, len, &request))
+		if (end == FE_PREP && prep_took(c, s, act, p + i, len, &request))
 			end = FE_BATCH;
 		if (track && s->pring.output) {
 			/* rewritten messages gather what follows them into one write, up to a batch,
@@ -341,7 +336,8 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 				break;
 			uint8_t type = p[i];
 			len = be32(p + i + 1);
-			if (len < 4) {
+			uint8_t fixed = proto_server_fixed_len[type];
+			if (len < 4 || (fixed && len != fixed)) {
 				end = FE_BAD;
 				break;
 			}
@@ -361,8 +357,7 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 				}
 			}
 			if (inspect) {
-				if (!server_msg_seen(s, p + i, len))
-					return false;
+				server_msg_seen(s, p + i, len);
 				i += (size_t)len + 1;
 				if (type == 'Z') {
 					end = FE_READY;
@@ -387,7 +382,8 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 			prep_flush_answers(s); /* due after the bytes just sent */
 		switch (end) {
 		case FE_BAD:
-			server_disconnect(s, "invalid message length %u from server", len);
+			server_disconnect(s, "invalid message length %u (type '%c') from server", len,
+					  p[i] >= 32 && p[i] < 127 ? p[i] : '?');
 			return false;
 		case FE_READY:
 			if (!after_ready(s, c))
@@ -396,7 +392,7 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 				return true; /* handed out again meanwhile, to a client that tracks */
 			continue;
 		case FE_PREP: /* a whole message of ours to swallow */
-			stream_consume(&s->st, (size_t)len + 1);
+			stream_take(&s->st, p + i, (size_t)len + 1);
 			prep_flush_answers(s);
 			continue;
 		case FE_ANSWERS:

@@ -533,12 +533,13 @@ static void hk_finish(server_t *s)
 	}
 }
 
-static const char *const hk_names[] = {"ROLLBACK", "server_reset_query", "parameter sync",
+static const char *const hk_names[] = {"ROLLBACK",	    "server_reset_query",
+				       "RESET ALL",	    "parameter sync",
 				       "parameter refresh", "server_check_query"};
 
 static const char *hk_name(unsigned step)
 {
-	for (unsigned i = 0; i < 5; i++)
+	for (unsigned i = 0; i < sizeof(hk_names) / sizeof(hk_names[0]); i++)
 		if (step == 1u << i)
 			return hk_names[i];
 	return "?";
@@ -587,14 +588,28 @@ static int sync_params(server_t *s, const char **vals, int max)
 	return n / 2;
 }
 
+/* True when C has startup settings a sync applies to S that only a RESET ALL undoes:
+ * any but the tracked reported parameters, which every hand-out sets as each client
+ * wants them. */
+static bool has_other_params(server_t *s, const client_t *c)
+{
+	uint32_t tracked = tracked_mask(s->pool);
+	for (int i = 0; i < c->nparams; i++)
+		if (c->params[i].report < 0 || !(tracked & 1u << c->params[i].report))
+			return true;
+	return false;
+}
+
+#define SYNC_MAX (CLIENT_MAX_PARAMS + SERVER_NPARAMS) /* set_config calls in one sync */
+
 static bool hk_send_sync(server_t *s, bool *sent)
 {
-	const char *vals[2 * CLIENT_MAX_PARAMS];
-	int n = sync_params(s, vals, 2 * CLIENT_MAX_PARAMS);
+	const char *vals[2 * SYNC_MAX];
+	int n = sync_params(s, vals, 2 * SYNC_MAX);
 	*sent = n > 0;
 	if (!n)
 		return true;
-	char sql[CLIENT_MAX_PARAMS * 48];
+	char sql[SYNC_MAX * 48];
 	size_t off = (size_t)snprintf(sql, sizeof(sql), "SELECT");
 	for (int i = 0; i < n; i++)
 		off += (size_t)snprintf(sql + off, sizeof(sql) - off,
@@ -626,6 +641,9 @@ static void hk_next(server_t *s)
 		break;
 	case HK_RESET:
 		ok = PQsendQuery(s->conn, rt->cfg->server_reset_query) == 1;
+		break;
+	case HK_UNSET:
+		ok = PQsendQuery(s->conn, "RESET ALL") == 1;
 		break;
 	case HK_SYNC:
 		ok = hk_send_sync(s, &sent);
@@ -682,13 +700,17 @@ static void hk_step_done(server_t *s)
 	}
 	if (step == HK_CHECK)
 		s->fresh = true;
-	if (step == HK_RESET) {
+	if (step == HK_RESET || step == HK_UNSET) {
 		s->applied_sig = 0;
-		prep_server_forget(s); /* DISCARD ALL, or whatever it is: not known to remain */
+		s->applied_other = false;
 	}
-	else if (step == HK_SYNC && s->client)
+	if (step == HK_RESET)
+		prep_server_forget(s); /* DISCARD ALL, or whatever it is: not known to remain */
+	if (step == HK_SYNC && s->client) {
 		s->applied_sig = s->client->param_sig;
-	if (step == HK_RESET || step == HK_SYNC)
+		s->applied_other = has_other_params(s, s->client);
+	}
+	if (step == HK_RESET || step == HK_UNSET || step == HK_SYNC)
 		s->synced_sig = 0; /* what it holds changed: the next client is compared again */
 	if (step != HK_REFRESH) {
 		if (s->hk_pre_dirty)
@@ -748,10 +770,12 @@ void server_assign(server_t *s, client_t *c)
 	s->closes_pending = 0;
 	if (c->prep && s->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0)
 		prep_server_start(s); /* a client that has named statements: tracked from here */
-	if (s->synced_sig != client_sync_key(c) || s->synced_gen != s->params_gen) {
+	/* another client's startup settings on S: undone first (its own stay its own) */
+	bool unset = s->applied_other && s->applied_sig != c->param_sig;
+	if (unset || s->synced_sig != client_sync_key(c) || s->synced_gen != s->params_gen) {
 		const char *vals[2];
-		if (sync_params(s, vals, 2) > 0) {
-			hk_start(s, HK_SYNC);
+		if (unset || sync_params(s, vals, 2) > 0) {
+			hk_start(s, unset ? HK_UNSET | HK_SYNC : HK_SYNC);
 			return;
 		}
 		s->synced_sig = client_sync_key(c);

@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "clock.h"
+#include "log.h"
 
 #define READ_ROOM 16384 /* least room a read onto pending input gets */
 
@@ -494,6 +495,13 @@ void stream_send(struct stream *st, const void *data, size_t len)
 	}
 	if (len > 0 && stream_queue(st, p, len))
 		wev_arm(st, false);
+}
+
+void stream_overrun(const struct stream *st, size_t n)
+{
+	fatal("stream fd %d: %zu bytes taken off %u of input (not at its head, or more than "
+	      "there is)",
+	      st->fd, n, st->ilen);
 }
 
 void stream_read_now(struct stream *st)

@@ -315,10 +315,13 @@ START_TEST(test_startup_round_trip)
 	proto_end(&b);
 	ck_assert(!b.failed);
 
-	uint32_t len = 0;
-	ck_assert_int_eq(proto_startup_frame(b.data, 3, &len), PROTO_NEED_MORE);
-	ck_assert_int_eq(proto_startup_frame(b.data, b.len, &len), PROTO_OK);
-	ck_assert_uint_eq(len, b.len);
+	struct proto_msg fm;
+	ck_assert_int_eq(proto_next_startup(b.data, 3, &fm), PROTO_NEED_MORE);
+	ck_assert_int_eq(proto_next_startup(b.data, b.len - 1, &fm), PROTO_NEED_MORE);
+	ck_assert_int_eq(proto_next_startup(b.data, b.len, &fm), PROTO_OK);
+	ck_assert_uint_eq(fm.len, b.len);
+	ck_assert_uint_eq(fm.size, b.len);
+	uint32_t len = fm.len;
 
 	uint8_t *pkt = dup_exact(b.data, b.len);
 	struct proto_startup st;
@@ -347,11 +350,11 @@ START_TEST(test_error_round_trip)
 	struct pbuf b;
 	pbuf_init(&b);
 	proto_build_error(&b, "FATAL", "3D000", "no such database", NULL, "try another");
-	uint8_t type;
-	uint32_t len;
-	ck_assert_int_eq(proto_frame(b.data, b.len, 1 << 20, &type, &len), PROTO_OK);
-	ck_assert_uint_eq(type, 'E');
-	ck_assert_uint_eq(len + 1, b.len);
+	struct proto_msg fm;
+	ck_assert_int_eq(proto_next(b.data, b.len, 1 << 20, &fm), PROTO_OK);
+	ck_assert_uint_eq(fm.type, 'E');
+	ck_assert_uint_eq(fm.size, b.len);
+	uint32_t len = fm.len;
 	uint8_t *body = dup_exact(b.data + PROTO_HDR, len - 4);
 	ck_assert_str_eq(proto_error_field(body, len - 4, 'S'), "FATAL");
 	ck_assert_str_eq(proto_error_field(body, len - 4, 'V'), "FATAL");
@@ -364,8 +367,9 @@ START_TEST(test_error_round_trip)
 
 	pbuf_reset(&b);
 	proto_build_param_status(&b, "server_version", "16.1");
-	ck_assert_int_eq(proto_frame(b.data, b.len, 1 << 20, &type, &len), PROTO_OK);
-	ck_assert_uint_eq(type, 'S');
+	ck_assert_int_eq(proto_next(b.data, b.len, 1 << 20, &fm), PROTO_OK);
+	ck_assert_uint_eq(fm.type, 'S');
+	len = fm.len;
 	body = dup_exact(b.data + PROTO_HDR, len - 4);
 	const char *n, *v;
 	ck_assert(proto_parse_param_status(body, len - 4, &n, &v));
@@ -380,58 +384,69 @@ END_TEST
 
 START_TEST(test_frame)
 {
-	uint8_t type = 0;
-	uint32_t len = 0;
+	struct proto_msg fm;
 	uint8_t *m = dup_exact((const uint8_t[]){'Q', 0, 0, 0, 4}, 5);
 	for (size_t a = 0; a < 5; a++)
-		ck_assert_int_eq(proto_frame(m, a, 100, &type, &len), PROTO_NEED_MORE);
-	ck_assert_int_eq(proto_frame(m, 5, 100, &type, &len), PROTO_OK);
-	ck_assert_uint_eq(type, 'Q');
-	ck_assert_uint_eq(len, 4);
+		ck_assert_int_eq(proto_next(m, a, 100, &fm), PROTO_NEED_MORE);
+	ck_assert_int_eq(proto_next(m, 5, 100, &fm), PROTO_OK);
+	ck_assert_uint_eq(fm.type, 'Q');
+	ck_assert_uint_eq(fm.len, 4);
+	ck_assert_uint_eq(fm.size, 5);
+	ck_assert_uint_eq(fm.blen, 0);
+	ck_assert_ptr_eq(fm.body, m + 5);
 	free(m);
 
 	m = dup_exact((const uint8_t[]){'Q', 0, 0, 0, 3}, 5);
-	ck_assert_int_eq(proto_frame(m, 5, 100, &type, &len), PROTO_BAD);
+	ck_assert_int_eq(proto_next(m, 5, 100, &fm), PROTO_BAD);
 	free(m);
 	m = dup_exact((const uint8_t[]){'Q', 0, 0, 0, 0}, 5);
-	ck_assert_int_eq(proto_frame(m, 5, 100, &type, &len), PROTO_BAD);
+	ck_assert_int_eq(proto_next(m, 5, 100, &fm), PROTO_BAD);
 	free(m);
 
-	m = dup_exact((const uint8_t[]){'D', 0, 0, 0, 100}, 5);
-	ck_assert_int_eq(proto_frame(m, 5, 100, &type, &len), PROTO_OK);
-	ck_assert_uint_eq(len, 100);
-	ck_assert_int_eq(proto_frame(m, 5, 99, &type, &len), PROTO_BAD);
-	free(m);
+	/* a header alone is not a message: OK only once every byte of it is there */
+	uint8_t buf[101] = {'D', 0, 0, 0, 100};
+	for (size_t a = 5; a < sizeof(buf); a++) {
+		ck_assert_int_eq(proto_next(buf, a, 100, &fm), PROTO_NEED_MORE);
+		ck_assert_uint_eq(fm.len, 100);
+	}
+	ck_assert_int_eq(proto_next(buf, sizeof(buf), 100, &fm), PROTO_OK);
+	ck_assert_uint_eq(fm.len, 100);
+	ck_assert_uint_eq(fm.blen, 96);
+	ck_assert_int_eq(proto_next(buf, sizeof(buf), 99, &fm), PROTO_BAD);
+	ck_assert_uint_eq(fm.len, 100);
 
 	m = dup_exact((const uint8_t[]){'D', 0xff, 0xff, 0xff, 0xff}, 5);
-	ck_assert_int_eq(proto_frame(m, 5, UINT32_MAX, &type, &len), PROTO_OK);
-	ck_assert_int_eq(proto_frame(m, 5, 0x7fffffff, &type, &len), PROTO_BAD);
+	ck_assert_int_eq(proto_next(m, 5, UINT32_MAX, &fm), PROTO_NEED_MORE);
+	ck_assert_uint_eq(fm.size, (size_t)UINT32_MAX + 1);
+	ck_assert_int_eq(proto_next(m, 5, 0x7fffffff, &fm), PROTO_BAD);
 	free(m);
 }
 END_TEST
 
 START_TEST(test_startup_frame)
 {
-	uint32_t len = 0;
-	uint8_t *m = dup_exact((const uint8_t[]){0, 0, 0, 8}, 4);
-	for (size_t a = 0; a < 4; a++)
-		ck_assert_int_eq(proto_startup_frame(m, a, &len), PROTO_NEED_MORE);
-	ck_assert_int_eq(proto_startup_frame(m, 4, &len), PROTO_OK);
-	ck_assert_uint_eq(len, 8);
+	struct proto_msg fm;
+	uint8_t *m = dup_exact((const uint8_t[]){0, 0, 0, 8, 0, 3, 0, 0}, 8);
+	for (size_t a = 0; a < 8; a++)
+		ck_assert_int_eq(proto_next_startup(m, a, &fm), PROTO_NEED_MORE);
+	ck_assert_int_eq(proto_next_startup(m, 8, &fm), PROTO_OK);
+	ck_assert_uint_eq(fm.len, 8);
+	ck_assert_uint_eq(fm.size, 8);
+	ck_assert_uint_eq(fm.type, 0);
 	free(m);
 
 	m = dup_exact((const uint8_t[]){0, 0, 0, 7}, 4);
-	ck_assert_int_eq(proto_startup_frame(m, 4, &len), PROTO_BAD);
+	ck_assert_int_eq(proto_next_startup(m, 4, &fm), PROTO_BAD);
 	free(m);
 	m = dup_exact((const uint8_t[]){0, 0, 0x27, 0x10}, 4); /* 10000 */
-	ck_assert_int_eq(proto_startup_frame(m, 4, &len), PROTO_OK);
-	ck_assert_uint_eq(len, 10000);
+	ck_assert_int_eq(proto_next_startup(m, 4, &fm), PROTO_NEED_MORE);
+	ck_assert_uint_eq(fm.len, 10000);
 	free(m);
 	m = dup_exact((const uint8_t[]){0, 0, 0x27, 0x11}, 4); /* 10001 */
-	ck_assert_int_eq(proto_startup_frame(m, 4, &len), PROTO_BAD);
+	ck_assert_int_eq(proto_next_startup(m, 4, &fm), PROTO_BAD);
 	free(m);
 	m = dup_exact((const uint8_t[]){0x80, 0, 0, 8}, 4);
-	ck_assert_int_eq(proto_startup_frame(m, 4, &len), PROTO_BAD);
+	ck_assert_int_eq(proto_next_startup(m, 4, &fm), PROTO_BAD);
 	free(m);
 }
 END_TEST
@@ -831,10 +846,11 @@ START_TEST(test_fuzz)
 			ck_assert_ptr_nonnull(why);
 		}
 
-		uint32_t len;
-		(void)proto_startup_frame(buf, n, &len);
-		uint8_t type;
-		(void)proto_frame(buf, n, fuzz_rand(), &type, &len);
+		struct proto_msg fm;
+		if (proto_next_startup(buf, n, &fm) == PROTO_OK)
+			ck_assert(fm.size <= n && fm.body + fm.blen == buf + fm.size);
+		if (proto_next(buf, n, fuzz_rand(), &fm) == PROTO_OK)
+			ck_assert(fm.size <= n && fm.body + fm.blen == buf + fm.size);
 
 		const char *s1, *s2;
 		const uint8_t *data;

@@ -1,0 +1,29 @@
+/* The login dialog (login.c): everything a client sends before it has authenticated.
+ * One entry (login_on_input, login_on_tls_ready) and one exit (client_logged_in after
+ * AuthenticationOk, or client_disconnect). */
+#ifndef PGCORO_LOGIN_H
+#define PGCORO_LOGIN_H
+
+#include <stdbool.h>
+
+#include "types.h"
+
+struct runtime;
+
+void login_init(struct runtime *rt);
+
+/* C was accepted: its login state is allocated (c->login). False if out of memory. */
+bool login_begin(client_t *c) __attribute__((warn_unused_result));
+
+/* C (CL_LOGIN) has input: handles each whole message while C is logging in. May end the
+ * login either way (client_logged_in, client_disconnect). */
+void login_on_input(client_t *c);
+
+/* C's TLS handshake (SSLRequest or direct TLS) is done. May disconnect C. */
+void login_on_tls_ready(client_t *c);
+
+/* Frees what the login holds (at its exit, or when C is closed during it); safe to call
+ * again. */
+void login_free(client_t *c);
+
+#endif

@@ -1,0 +1,666 @@
+/* Owns the login dialog: the only code that reads bytes from a peer that has not
+ * authenticated. The startup packet (or an SSLRequest, direct TLS, a GSSENCRequest, a
+ * CancelRequest), the startup parameters' one bounded store, the method (auth_type or the
+ * first auth_hba_file rule) and the trust/password/md5/SCRAM/cert/peer exchanges.
+ *
+ * One entry, login_on_input (login_on_tls_ready when a handshake ends); one exit,
+ * client_logged_in after AuthenticationOk, or client_disconnect. Every message is taken
+ * whole (proto_next: nothing is read before all of it is there) and bounded
+ * (PROTO_STARTUP_MAX, LOGIN_MSG_MAX); the packet is copied once and parsed in place, so
+ * nothing allocated here outlives the login but the parameters' block the session
+ * keeps (client.h). */
+#include "login.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "auth.h"
+#include "client.h"
+#include "config.h"
+#include "hba.h"
+#include "log.h"
+#include "proto.h"
+#include "rand.h"
+#include "runtime.h"
+#include "scram.h"
+#include "server.h"
+#include "tls.h"
+
+#define LOGIN_MSG_MAX 8192 /* a password or SASL message larger than this is malformed */
+
+enum login_phase {
+	LOGIN_STARTUP,      /* reading the startup packet (SSLRequest may come first) */
+	LOGIN_PASSWORD,     /* awaiting a PasswordMessage (plain, md5) */
+	LOGIN_SASL_INITIAL, /* awaiting SASLInitialResponse */
+	LOGIN_SASL_FINAL,   /* awaiting SASLResponse */
+};
+
+/* What only the login needs; freed at its exit. */
+struct login {
+	enum login_phase phase;
+	enum hba_method method;
+	bool direct_tls;            /* TLS began without SSLRequest (PostgreSQL 17) */
+	uint8_t md5_salt[4];
+	uint8_t *packet;            /* the startup packet while it is parsed ("options" is
+	                             * split in place) */
+	struct scram_server *scram; /* during a SCRAM exchange */
+	int nparams;                /* the store: startup parameters and "options" settings */
+	struct client_param params[CLIENT_MAX_PARAMS];
+};
+
+static struct runtime *rt;
+static struct pbuf out; /* reused for every message the login builds */
+
+void login_init(struct runtime *r)
+{
+	rt = r;
+	pbuf_init(&out);
+}
+
+bool login_begin(client_t *c)
+{
+	c->login = calloc(1, sizeof(*c->login));
+	return c->login != NULL;
+}
+
+void login_free(client_t *c)
+{
+	struct login *l = c->login;
+	if (!l)
+		return;
+	free(l->packet);
+	free(l->scram);
+	free(l);
+	c->login = NULL;
+}
+
+/* Queues what OUT holds for C; it leaves at the end of the read callback, so
+ * AuthenticationOk and the welcome go in one write. */
+static void send_out(client_t *c)
+{
+	if (out.failed || !stream_queue(&c->st, out.data, out.len)) {
+		pbuf_reset(&out);
+		client_disconnect(c, "53200", "out of memory building a message");
+		return;
+	}
+	pbuf_reset(&out);
+}
+
+static void send_auth(client_t *c, uint32_t code, const void *data, size_t len)
+{
+	proto_build_auth(&out, code, data, len);
+	send_out(c);
+}
+
+/* ---- the exit ------------------------------------------------------------------------ */
+
+/* The one way out of a successful login: AuthenticationOk, the login state freed, and
+ * the session takes over. */
+static void login_done(client_t *c)
+{
+	send_auth(c, AUTH_REQ_OK, NULL, 0);
+	login_free(c);
+	if (c->state == CL_LOGIN)
+		client_logged_in(c);
+}
+
+static void auth_failed(client_t *c)
+{
+	client_disconnect(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+}
+
+/* ---- the startup parameters ---------------------------------------------------------- */
+
+/* The one place the store is filled. False (C closed with 08P01) when it is full. */
+static bool param_add(client_t *c, const char *name, const char *value)
+{
+	struct login *l = c->login;
+	if (l->nparams >= CLIENT_MAX_PARAMS) {
+		client_disconnect(c, "08P01",
+				  "too many startup parameters: at most %d, counting each setting "
+				  "in \"options\"",
+				  CLIENT_MAX_PARAMS);
+		return false;
+	}
+	l->params[l->nparams++] = (struct client_param){name, value, server_param_index(name)};
+	return true;
+}
+
+/* Splits the "options" startup parameter ("-c a=b --c=d", a backslash escapes the next
+ * character) in place into settings for the store. False (C closed) on anything but -c
+ * / -- settings, or when the store is full. */
+static bool parse_options(client_t *c, char *p)
+{
+	bool expect_value = false;
+	while (*p) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		char *tok = p, *w = p;
+		while (*p && *p != ' ' && *p != '\t') {
+			if (*p == '\\' && p[1])
+				p++;
+			*w++ = *p++;
+		}
+		if (*p)
+			p++;
+		*w = 0;
+		char *setting;
+		if (expect_value) {
+			setting = tok;
+			expect_value = false;
+		} else if (strcmp(tok, "-c") == 0) {
+			expect_value = true;
+			continue;
+		} else if (strncmp(tok, "-c", 2) == 0 || strncmp(tok, "--", 2) == 0) {
+			setting = tok + 2;
+		} else {
+			goto unsupported;
+		}
+		char *eq = strchr(setting, '=');
+		if (!eq || eq == setting)
+			goto unsupported;
+		*eq = 0;
+		for (char *q = setting; *q; q++)
+			if (*q == '-')
+				*q = '_';
+		if (!param_add(c, setting, eq + 1))
+			return false;
+	}
+	if (!expect_value)
+		return true;
+unsupported:
+	client_disconnect(c, "0A000",
+			  "unsupported startup option: only -c name=value settings are accepted");
+	return false;
+}
+
+static char *put_str(char **w, const char *v)
+{
+	char *at = *w;
+	size_t n = strlen(v) + 1;
+	memcpy(at, v, n);
+	*w += n;
+	return at;
+}
+
+/* Moves the store, USER and DATABASE into one block the session keeps (client.h), with
+ * the digest parameter sync compares, and frees the packet. False if out of memory. */
+static bool keep_params(client_t *c, const char *user, const char *database)
+{
+	struct login *l = c->login;
+	size_t arr = (size_t)l->nparams * sizeof(struct client_param);
+	size_t need = arr + strlen(user) + strlen(database) + 2;
+	for (int i = 0; i < l->nparams; i++)
+		need += strlen(l->params[i].name) + strlen(l->params[i].value) + 2;
+	struct client_param *blk = malloc(need);
+	if (!blk)
+		return false;
+	char *w = (char *)blk + arr;
+	c->user = put_str(&w, user);
+	c->database = put_str(&w, database);
+	uint64_t sig = 0xcbf29ce484222325ull; /* FNV-1a over the parameters, in order */
+	for (int i = 0; i < l->nparams; i++) {
+		blk[i].report = l->params[i].report;
+		blk[i].name = put_str(&w, l->params[i].name);
+		blk[i].value = put_str(&w, l->params[i].value);
+		for (const char *q = blk[i].name; *q; q++)
+			sig = (sig ^ (uint8_t)*q) * 0x100000001b3ull;
+		sig = (sig ^ '=') * 0x100000001b3ull;
+		for (const char *q = blk[i].value; *q; q++)
+			sig = (sig ^ (uint8_t)*q) * 0x100000001b3ull;
+		sig = (sig ^ 0) * 0x100000001b3ull;
+	}
+	free(c->params);
+	c->params = blk;
+	c->nparams = l->nparams;
+	c->param_sig = sig | 1; /* never 0, the value of a server with nothing applied */
+	free(l->packet);
+	l->packet = NULL;
+	return true;
+}
+
+/* ---- authentication ------------------------------------------------------------------ */
+
+static void start_scram(client_t *c, const char *secret)
+{
+	struct login *l = c->login;
+	l->scram = calloc(1, sizeof(*l->scram));
+	if (!l->scram) {
+		client_disconnect(c, "53200", "out of memory");
+		return;
+	}
+	const struct scram_keys *keys = secret ? auth_scram_keys(rt->auth, c->user) : NULL;
+	if (keys) {
+		l->scram->keys = *keys;
+	} else {
+		scram_mock_keys(c->user, &l->scram->keys);
+		l->scram->mock = true;
+	}
+	proto_build_auth_sasl(&out);
+	send_out(c);
+	l->phase = LOGIN_SASL_INITIAL;
+}
+
+/* The host as PostgreSQL's messages name it: the address, or "[local]". */
+static const char *peer_host(const client_t *c, char *buf, size_t len)
+{
+	if (c->peer_family != AF_INET && c->peer_family != AF_INET6)
+		return "[local]";
+	inet_ntop(c->peer_family, c->peer_ip, buf, (socklen_t)len);
+	return buf;
+}
+
+/* auth trust: when an auth_file is set it is the list of who may log in (as PgBouncer). */
+static void check_trust(client_t *c)
+{
+	if (rt->auth && !auth_lookup(rt->auth, c->user)) {
+		log_info("client %llu %s: trust: user \"%s\" is not in auth_file",
+			 (unsigned long long)c->id, client_peer(c), c->user);
+		client_disconnect(c, "28000", "\"trust\" authentication failed");
+		return;
+	}
+	login_done(c);
+}
+
+/* auth cert: the verified client certificate's CN must be the user. */
+static void check_cert(client_t *c)
+{
+	char cn[256];
+	if (!stream_tls_ready(&c->st) || !tls_peer_cn(stream_ssl(&c->st), cn, sizeof(cn))) {
+		client_disconnect(c, "28000", "connection requires a valid client certificate");
+		return;
+	}
+	if (strcmp(cn, c->user) != 0) {
+		log_info("client %llu %s: certificate CN \"%s\" is not user \"%s\"",
+			 (unsigned long long)c->id, client_peer(c), cn, c->user);
+		client_disconnect(c, "28000", "certificate authentication failed for user \"%s\"",
+				  c->user);
+		return;
+	}
+	login_done(c);
+}
+
+/* auth peer (unix sockets): the peer process's OS user must be the user. */
+static void check_peer(client_t *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	char buf[4096];
+	struct passwd pw, *res = NULL;
+	if (c->peer_family != AF_UNIX ||
+	    getsockopt(c->st.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+		client_disconnect(c, "28000", "could not get peer credentials: %s",
+				  c->peer_family != AF_UNIX ? "not a unix socket" : strerror(errno));
+		return;
+	}
+	int rc = getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &res);
+	if (rc != 0 || !res) {
+		client_disconnect(c, "28000", "could not look up local user ID %ld: %s",
+				  (long)cred.uid, rc ? strerror(rc) : "user does not exist");
+		return;
+	}
+	if (strcmp(pw.pw_name, c->user) != 0) {
+		log_info("client %llu: peer OS user \"%s\" is not user \"%s\"",
+			 (unsigned long long)c->id, pw.pw_name, c->user);
+		client_disconnect(c, "28000", "Peer authentication failed for user \"%s\"", c->user);
+		return;
+	}
+	login_done(c);
+}
+
+/* The method for C: auth_type, or with auth_type hba the first matching rule (none, or
+ * reject: refused with 28000 in PostgreSQL's words). */
+static enum hba_method choose_method(client_t *c)
+{
+	static const enum hba_method of_type[] = {
+	    [AUTH_TRUST] = HBA_TRUST, [AUTH_PLAIN] = HBA_PASSWORD, [AUTH_MD5] = HBA_MD5,
+	    [AUTH_SCRAM] = HBA_SCRAM, [AUTH_CERT] = HBA_CERT,
+	};
+	int type = rt->cfg->auth_type;
+	if (type != AUTH_HBA)
+		return of_type[type];
+	struct hba_conn conn = {
+	    .unix_socket = c->peer_family != AF_INET && c->peer_family != AF_INET6,
+	    .tls = stream_tls_ready(&c->st),
+	    .family = c->peer_family,
+	    .addr = c->peer_ip,
+	    .database = c->database,
+	    .user = c->user,
+	};
+	int line;
+	enum hba_method m = hba_match(rt->hba, &conn, &line);
+	char host[INET6_ADDRSTRLEN];
+	const char *enc = conn.unix_socket ? "" : conn.tls ? ", SSL encryption" : ", no encryption";
+	if (m == HBA_NO_MATCH) {
+		client_disconnect(c, "28000",
+				  "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\"%s",
+				  peer_host(c, host, sizeof(host)), c->user, c->database, enc);
+	} else if (m == HBA_REJECT) {
+		client_disconnect(c, "28000",
+				  "pg_hba.conf rejects connection for host \"%s\", user \"%s\", "
+				  "database \"%s\"%s",
+				  peer_host(c, host, sizeof(host)), c->user, c->database, enc);
+	} else {
+		log_debug("client %llu: auth_hba_file line %d: %s", (unsigned long long)c->id, line,
+			  hba_method_name(m));
+	}
+	return m;
+}
+
+static void start_auth(client_t *c)
+{
+	struct login *l = c->login;
+	enum hba_method m = choose_method(c);
+	if (c->state != CL_LOGIN)
+		return;
+	l->method = m;
+	const char *secret = rt->auth ? auth_lookup(rt->auth, c->user) : NULL;
+	switch (m) {
+	case HBA_TRUST:
+		check_trust(c);
+		return;
+	case HBA_PASSWORD:
+		send_auth(c, AUTH_REQ_PASSWORD, NULL, 0);
+		l->phase = LOGIN_PASSWORD;
+		return;
+	case HBA_MD5:
+		if (secret && auth_secret_kind(secret) == SECRET_SCRAM) {
+			start_scram(c, secret); /* md5 is impossible against a SCRAM verifier */
+			return;
+		}
+		if (!rand_bytes(l->md5_salt, sizeof(l->md5_salt))) {
+			client_disconnect(c, "58000", "could not generate a random salt");
+			return;
+		}
+		send_auth(c, AUTH_REQ_MD5, l->md5_salt, sizeof(l->md5_salt));
+		l->phase = LOGIN_PASSWORD;
+		return;
+	case HBA_SCRAM:
+		start_scram(c, secret);
+		return;
+	case HBA_CERT:
+		check_cert(c);
+		return;
+	case HBA_PEER:
+		check_peer(c);
+		return;
+	case HBA_REJECT:
+	case HBA_NO_MATCH:
+		break;
+	}
+	fatal("impossible authentication method %d", (int)m);
+}
+
+/* ---- the startup packet -------------------------------------------------------------- */
+
+static void on_startup(client_t *c, const struct proto_startup *st)
+{
+	if (c->too_many) {
+		client_disconnect(c, "53300", "sorry, too many clients already (max_client_conn %d)",
+				  rt->cfg->max_client_conn);
+		return;
+	}
+	if (rt->cfg->client_tls_sslmode >= TLS_REQUIRE && !stream_tls_ready(&c->st) &&
+	    (c->peer_family == AF_INET || c->peer_family == AF_INET6)) {
+		client_disconnect_hint(c, "28000", "Connect with TLS (libpq: sslmode=require or stronger).",
+				       "TLS required: pgcoro's client_tls_sslmode is %s",
+				       rt->cfg->client_tls_sslmode == TLS_REQUIRE ? "require"
+										   : "verify-ca/verify-full");
+		return;
+	}
+	for (int i = 0; i < st->nparams; i++) {
+		if (strcmp(st->names[i], "replication") == 0) {
+			client_disconnect(c, "0A000", "replication connections are not supported");
+			return;
+		}
+		bool ok = strcmp(st->names[i], "options") == 0
+				  ? parse_options(c, (char *)st->values[i]) /* in the packet copy */
+				  : param_add(c, st->names[i], st->values[i]);
+		if (!ok)
+			return;
+	}
+	if ((st->version & 0xffff) != 0 || st->nunrecognized > 0) {
+		proto_build_negotiate(&out, PROTO_V3, st->unrecognized, st->nunrecognized);
+		send_out(c);
+	}
+	/* the packet goes here: nothing below reads ST */
+	if (!keep_params(c, st->user, st->database && st->database[0] ? st->database : st->user)) {
+		client_disconnect(c, "53200", "out of memory");
+		return;
+	}
+	log_debug("client %llu %s: startup user=%s database=%s", (unsigned long long)c->id,
+		  client_peer(c), c->user, c->database);
+	start_auth(c);
+}
+
+/* An SSLRequest: 'S' and the TLS handshake when pgcoro has TLS for this client (TCP,
+ * client_tls_sslmode not disable), else 'N'. */
+static void on_ssl_request(client_t *c)
+{
+	bool tcp = c->peer_family == AF_INET || c->peer_family == AF_INET6;
+	if (c->st.tls) {
+		client_disconnect(c, "08P01", "SSLRequest received on a TLS connection");
+		return;
+	}
+	if (!rt->tls || !tcp) {
+		(void)stream_queue(&c->st, "N", 1); /* a failure is reported by the stream */
+		return;
+	}
+	if (stream_input_len(&c->st) > 0) {
+		/* bytes sent before our answer would be taken as if they came over TLS */
+		client_disconnect(c, "08P01", "received unencrypted data after SSL request");
+		return;
+	}
+	(void)stream_queue(&c->st, "S", 1);
+	stream_flush(&c->st);
+	if (stream_output_len(&c->st) > 0 || c->st.err) {
+		client_disconnect(c, NULL, "could not answer the SSLRequest");
+		return;
+	}
+	if (!stream_tls_accept(&c->st, rt->tls, NULL, 0))
+		client_disconnect(c, NULL, "out of memory starting TLS");
+}
+
+/* A first byte 0x16 (a TLS handshake record): PostgreSQL 17's direct TLS. The bytes
+ * read so far are the ClientHello's start; the handshake takes them over. ALPN
+ * "postgresql" is checked when it is done. */
+static void on_direct_tls(client_t *c)
+{
+	size_t n;
+	const uint8_t *p = stream_input(&c->st, &n);
+	if (!rt->tls || (c->peer_family != AF_INET && c->peer_family != AF_INET6)) {
+		stream_take(&c->st, p, n);
+		client_disconnect(c, NULL, "direct TLS connection refused: %s",
+				  rt->tls ? "not over TCP" : "client_tls_sslmode is disable");
+		return;
+	}
+	c->login->direct_tls = true;
+	bool ok = stream_tls_accept(&c->st, rt->tls, p, n);
+	stream_take(&c->st, p, n);
+	if (!ok)
+		client_disconnect(c, NULL, "out of memory starting TLS");
+}
+
+void login_on_tls_ready(client_t *c)
+{
+	if (c->login->direct_tls && !tls_alpn_ok(stream_ssl(&c->st))) {
+		client_disconnect(c, "08P01",
+				  "received direct SSL connection request without ALPN protocol "
+				  "negotiation extension");
+		return;
+	}
+	log_debug("client %llu %s: TLS %s %s", (unsigned long long)c->id, client_peer(c),
+		  SSL_get_version(stream_ssl(&c->st)), SSL_get_cipher_name(stream_ssl(&c->st)));
+}
+
+/* The whole startup-style packet M at the head of the input: copied (the parameters point
+ * into the copy), taken off the input, and handled. */
+static void on_startup_packet(client_t *c, const struct proto_msg *m)
+{
+	struct login *l = c->login;
+	free(l->packet);
+	l->packet = malloc(m->size);
+	if (!l->packet) {
+		client_disconnect(c, "53200", "out of memory");
+		return;
+	}
+	memcpy(l->packet, m->data, m->size);
+	stream_take(&c->st, m->data, m->size);
+	struct proto_startup st;
+	const char *why = NULL;
+	if (!proto_parse_startup(l->packet, m->len, &st, &why)) {
+		uint32_t v = (uint32_t)l->packet[4] << 24 | (uint32_t)l->packet[5] << 16 |
+			     (uint32_t)l->packet[6] << 8 | l->packet[7];
+		if (v >> 16 != 3)
+			client_disconnect(c, "0A000",
+					  "unsupported frontend protocol %u.%u: pgcoro supports 3.0",
+					  v >> 16, v & 0xffff);
+		else
+			client_disconnect(c, "08P01", "invalid startup packet: %s",
+					  why ? why : "malformed");
+		return;
+	}
+	switch (st.kind) {
+	case STARTUP_SSL:
+		on_ssl_request(c);
+		return;
+	case STARTUP_GSSENC:
+		(void)stream_queue(&c->st, "N", 1); /* a failure is reported by the stream */
+		return;
+	case STARTUP_CANCEL:
+		client_cancel_request(st.cancel_pid, st.cancel_key);
+		client_disconnect(c, NULL, "cancel request handled");
+		return;
+	case STARTUP_MSG:
+		on_startup(c, &st);
+		return;
+	}
+}
+
+/* ---- the exchanges ------------------------------------------------------------------- */
+
+static void on_password(client_t *c, const uint8_t *body, uint32_t blen)
+{
+	struct login *l = c->login;
+	const char *secret = rt->auth ? auth_lookup(rt->auth, c->user) : NULL;
+	const char *pw;
+	if (!proto_parse_password(body, blen, &pw)) {
+		client_disconnect(c, "08P01", "invalid password packet");
+		return;
+	}
+	bool ok = secret && (l->method == HBA_PASSWORD
+				     ? auth_plain_check(secret, c->user, pw)
+				     : auth_md5_check_user(rt->auth, c->user, l->md5_salt, pw));
+	if (ok)
+		login_done(c);
+	else
+		auth_failed(c);
+}
+
+static void on_sasl_initial(client_t *c, const uint8_t *body, uint32_t blen)
+{
+	struct login *l = c->login;
+	const char *mech;
+	const uint8_t *data;
+	uint32_t dlen;
+	char reply[512];
+	if (!proto_parse_sasl_initial(body, blen, &mech, &data, &dlen)) {
+		client_disconnect(c, "08P01", "invalid SASL initial response");
+		return;
+	}
+	if (strcmp(mech, "SCRAM-SHA-256") != 0) {
+		client_disconnect(c, "08P01", "client selected an invalid SASL authentication mechanism");
+		return;
+	}
+	if (!data ||
+	    !scram_server_first(l->scram, (const char *)data, dlen, reply, sizeof(reply))) {
+		client_disconnect(c, "08P01", "malformed SCRAM message");
+		return;
+	}
+	send_auth(c, AUTH_REQ_SASL_CONT, reply, strlen(reply));
+	l->phase = LOGIN_SASL_FINAL;
+}
+
+static void on_sasl_final(client_t *c, const uint8_t *body, uint32_t blen)
+{
+	char reply[512];
+	if (!scram_server_final(c->login->scram, (const char *)body, blen, reply, sizeof(reply))) {
+		auth_failed(c);
+		return;
+	}
+	send_auth(c, AUTH_REQ_SASL_FIN, reply, strlen(reply));
+	if (c->state == CL_LOGIN)
+		login_done(c);
+}
+
+void login_on_input(client_t *c)
+{
+	while (c->state == CL_LOGIN && c->login) {
+		struct login *l = c->login;
+		size_t n;
+		const uint8_t *p = stream_input(&c->st, &n);
+		struct proto_msg m;
+		if (n == 0)
+			return;
+		if (l->phase == LOGIN_STARTUP) {
+			if (p[0] == 0x16 && !c->st.tls) {
+				on_direct_tls(c);
+				return;
+			}
+			switch (proto_next_startup(p, n, &m)) {
+			case PROTO_NEED_MORE:
+				return;
+			case PROTO_BAD:
+				client_disconnect(c, "08P01", "invalid startup packet length %u", m.len);
+				return;
+			case PROTO_OK:
+				break;
+			}
+			on_startup_packet(c, &m);
+			continue;
+		}
+		switch (proto_next(p, n, LOGIN_MSG_MAX, &m)) {
+		case PROTO_NEED_MORE:
+			if (m.len == 0 || m.type == 'p')
+				return;
+			break; /* the type is wrong already */
+		case PROTO_BAD:
+			client_disconnect(c, "08P01", "invalid authentication message length %u", m.len);
+			return;
+		case PROTO_OK:
+			break;
+		}
+		if (m.type != 'p') {
+			client_disconnect(c, "08P01",
+					  "expected password response, got message type %d", m.type);
+			return;
+		}
+		/* Taken off the input before it is handled: a successful login may link a server
+		 * at once, and the relay must not see this message. */
+		uint8_t msg[LOGIN_MSG_MAX + 1];
+		memcpy(msg, m.data, m.size);
+		stream_take(&c->st, m.data, m.size);
+		const uint8_t *body = msg + PROTO_HDR;
+		switch (l->phase) {
+		case LOGIN_PASSWORD:
+			on_password(c, body, m.blen);
+			break;
+		case LOGIN_SASL_INITIAL:
+			on_sasl_initial(c, body, m.blen);
+			break;
+		case LOGIN_SASL_FINAL:
+			on_sasl_final(c, body, m.blen);
+			break;
+		case LOGIN_STARTUP:
+			fatal("client %llu: auth message in the startup phase", (unsigned long long)c->id);
+		}
+	}
+}
