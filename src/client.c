@@ -36,6 +36,7 @@
 #include "runtime.h"
 #include "server.h"
 #include "shutdown.h"
+#include "signals.h"
 #include "tls.h"
 
 #define AUTH_MSG_MAX 8192   /* a password or SASL message larger than this is malformed */
@@ -55,6 +56,7 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 	client_reap(false);
 	server_reap(false);
 	console_poll(); /* servers closed: a PAUSE or WAIT_CLOSE may be done */
+	signals_poll(); /* and a SIGUSR1 pause */
 	shutdown_check();
 }
 
