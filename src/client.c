@@ -35,6 +35,7 @@
 #include "runtime.h"
 #include "server.h"
 #include "shutdown.h"
+#include "signals.h"
 
 #define CLOSE_DRAIN_SEC 5   /* how long a closing client may take to read its last words */
 
@@ -52,6 +53,7 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 	client_reap(false);
 	server_reap(false);
 	console_poll(); /* servers closed: a PAUSE or WAIT_CLOSE may be done */
+	signals_poll(); /* and a SIGUSR1 pause */
 	shutdown_check();
 }
 

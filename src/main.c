@@ -2,7 +2,6 @@
  * and an orderly shutdown. */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +33,7 @@
 #include "stream.h"
 #include "server.h"
 #include "shutdown.h"
+#include "signals.h"
 #include "tls.h"
 
 
@@ -70,14 +70,6 @@ static void free_all(struct runtime *rt)
 	auth_free(rt->auth);
 	cfg_free(rt->cfg);
 }
-
-static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
-{
-	log_info("received signal %d (%s)", (int)sig, strsignal((int)sig));
-	shutdown_begin(sig == SIGINT ? SHUTDOWN_QUERY : SHUTDOWN_TXN);
-}
-
-static void on_hup(evutil_socket_t sig, short what, void *arg) { reload_start(); }
 
 /* Raises the soft open-files limit towards what max_client_conn and the pools may need
  * (up to the hard limit), as PgBouncer does, and warns when it stays below. */
@@ -180,11 +172,10 @@ int main(int argc, char **argv)
 		free_all(&rt);
 		return 2;
 	}
-	signal(SIGPIPE, SIG_IGN);
+	signals_init(&rt);
 	raise_nofile(rt.cfg);
 
 	int status = 1;
-	struct event *sigs[3] = {NULL, NULL, NULL};
 	rt.base = event_base_new();
 	if (!rt.base) {
 		log_error("cannot create the event loop");
@@ -206,17 +197,8 @@ int main(int argc, char **argv)
 	console_init(&rt);
 	reload_init(&rt, path);
 	shutdown_init(&rt);
-	if (!listener_start(&rt) || !metrics_start())
+	if (!signals_start() || !listener_start(&rt) || !metrics_start())
 		goto fail;
-	sigs[0] = evsignal_new(rt.base, SIGINT, on_stop_signal, &rt);
-	sigs[1] = evsignal_new(rt.base, SIGTERM, on_stop_signal, &rt);
-	sigs[2] = evsignal_new(rt.base, SIGHUP, on_hup, &rt);
-	for (int i = 0; i < 3; i++) {
-		if (!sigs[i] || event_add(sigs[i], NULL) != 0) {
-			log_error("cannot install signal handlers");
-			goto fail;
-		}
-	}
 	if (rt.cfg->pidfile[0] && !write_pidfile(rt.cfg->pidfile)) {
 		log_error("cannot write pidfile %s: %s", rt.cfg->pidfile, strerror(errno));
 		goto fail;
@@ -241,9 +223,7 @@ fail:
 		pool_free_all();
 		stream_cache_free();
 	}
-	for (int i = 0; i < 3; i++)
-		if (sigs[i])
-			event_free(sigs[i]);
+	signals_free();
 	shutdown_free();
 	stats_free();
 	metrics_free();

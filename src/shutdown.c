@@ -1,5 +1,6 @@
 /* Owns the orderly stop (see shutdown.h): the first signal drains, the shutdown_timeout
- * timer or a second signal cuts it short; main's teardown then closes what is left. */
+ * timer, a second signal or SIGQUIT cuts it short; main's teardown then closes what is
+ * left. */
 #include "shutdown.h"
 
 #include <event2/event.h>
@@ -25,6 +26,13 @@ static void stop_now(const char *why)
 static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	stop_now("shutdown_timeout reached");
+}
+
+void shutdown_now(const char *why)
+{
+	if (rt->shutdown == SHUTDOWN_NONE)
+		sdnotify_stopping();
+	stop_now(why);
 }
 
 void shutdown_begin(enum rt_shutdown mode)
