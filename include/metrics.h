@@ -1,6 +1,6 @@
 /* Prometheus metrics: per-pool histograms and counters, bumped on the loop thread (no
  * locks; times from clock.h, read once per socket callback), and the HTTP endpoint
- * /metrics (libevent's evhttp on metrics_listen) that renders them, with the pools'
+ * /metrics (httpd.h, on metrics_listen) that renders them, with the pools'
  * gauges and the traffic counters of struct stats, in the Prometheus text format
  * (version 0.0.4).
  * Histograms and error classes are recorded only while metrics_listen is set

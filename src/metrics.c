@@ -1,7 +1,8 @@
-/* Owns the /metrics endpoint (see metrics.h): the evhttp server on metrics_listen, the
- * counters that have no pool (login errors and timeouts, cancel requests), and the
- * rendering of every pool's gauges, counters and histograms in the Prometheus text
- * format. A scrape reads the pools on the loop thread; nothing is locked. */
+/* Owns the /metrics endpoint (see metrics.h): what it serves on metrics_listen (httpd.c
+ * serves it, within its limits), the counters that have no pool (login errors and
+ * timeouts, cancel requests), and the rendering of every pool's gauges, counters and
+ * histograms in the Prometheus text format. A scrape reads the pools on the loop thread;
+ * nothing is locked. */
 #include "metrics.h"
 
 #include <errno.h>
@@ -15,11 +16,11 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
 
 #include "auth.h"
 #include "client.h"
 #include "config.h"
+#include "httpd.h"
 #include "log.h"
 #include "pool.h"
 #include "poolctl.h"
@@ -27,7 +28,7 @@
 #include "stats.h"
 
 static struct runtime *rt;
-static struct evhttp *http;
+static struct httpd *http;
 static char *bound_to;            /* the metrics_listen value the endpoint listens on */
 static double started_at;         /* wall-clock start, for process_start_time_seconds */
 
@@ -327,30 +328,12 @@ static void render(struct evbuffer *into)
 
 /* ---- the endpoint ------------------------------------------------------------------ */
 
-static void on_request(struct evhttp_request *req, void *arg)
-{
-	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	if (!path || strcmp(path, "/metrics") != 0) {
-		evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is served here");
-		return;
-	}
-	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
-		evhttp_send_error(req, HTTP_BADMETHOD, NULL);
-		return;
-	}
-	struct evbuffer *body = evbuffer_new();
-	if (!body) {
-		evhttp_send_error(req, HTTP_SERVUNAVAIL, "out of memory");
-		return;
-	}
-	render(body);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "text/plain; version=0.0.4; charset=utf-8");
-	evhttp_send_reply(req, HTTP_OK, "OK", body);
-	evbuffer_free(body);
-}
+static const struct httpd_site site = {
+    .name = "metrics",
+    .path = "/metrics",
+    .content_type = "text/plain; version=0.0.4; charset=utf-8",
+    .render = render,
+};
 
 /* Listens on ADDR ("host:port"). False if it cannot (logged). */
 static bool listen_on(const char *addr)
@@ -361,17 +344,9 @@ static bool listen_on(const char *addr)
 		log_error("metrics_listen \"%s\": expected host:port", addr);
 		return false;
 	}
-	http = evhttp_new(rt->base);
+	http = httpd_new(rt->base, host, port, &site);
 	if (!http) {
-		log_error("metrics: out of memory");
-		return false;
-	}
-	evhttp_set_gencb(http, on_request, NULL);
-	evhttp_set_timeout(http, 30);
-	if (!evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port)) {
 		log_error("metrics: cannot listen on %s: %s", addr, strerror(errno));
-		evhttp_free(http);
-		http = NULL;
 		return false;
 	}
 	bound_to = strdup(addr);
@@ -381,8 +356,7 @@ static bool listen_on(const char *addr)
 
 static void stop(void)
 {
-	if (http)
-		evhttp_free(http);
+	httpd_free(http);
 	http = NULL;
 	free(bound_to);
 	bound_to = NULL;

@@ -197,6 +197,13 @@ def test_metrics_paths_methods_and_reload(pgcoro_factory, pg):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=20)
     assert e.value.code == 405
+    for method in ("PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"):
+        req = urllib.request.Request(f"http://127.0.0.1:{inst.metrics_port}/metrics",
+                                     method=method)
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=20)
+        assert e.value.code == 405, method
+        assert e.value.headers["Allow"] == "GET, HEAD", method
 
     off = pgcoro_factory(settings={"pool_mode": "transaction"})
     port = free_port()
