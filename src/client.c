@@ -1180,9 +1180,9 @@ static void on_auth_message(client_t *c, const uint8_t *body, uint32_t blen)
 			client_disconnect(c, "08P01", "invalid password packet");
 			return;
 		}
-		bool ok = secret && (c->method == HBA_PASSWORD
-					     ? auth_plain_check(secret, c->user, pw)
-					     : auth_md5_check_user(rt->auth, c->user, c->md5_salt, pw));
+		bool ok = c->method == HBA_PASSWORD
+				  ? secret && auth_plain_check(secret, c->user, pw)
+				  : auth_md5_check_user(rt->auth, c->user, c->md5_salt, pw);
 		if (ok)
 			login_ok(c);
 		else
