@@ -262,11 +262,22 @@ void server_reap(bool force)
 
 /* ---- connecting ---------------------------------------------------------------------- */
 
+/* A notice libpq receives (a WARNING on a housekeeping query, ...): logged, through the
+ * log's escaping, instead of written raw to stderr by libpq's default. May run on an
+ * executor thread (connect steps): reads only what never changes. */
+static void on_notice(void *arg, const char *message)
+{
+	const server_t *s = arg;
+	log_info("server %llu (%s/%s): %s", (unsigned long long)s->id, s->pool->dbname,
+		 s->pool->user, message);
+}
+
 static void job_start(struct exec_job *job)
 {
 	server_t *s = job->arg;
 	s->conn = PQconnectStartParams(s->pool->kw, s->pool->val, 0);
 	if (s->conn && PQstatus(s->conn) != CONNECTION_BAD) {
+		PQsetNoticeProcessor(s->conn, on_notice, s);
 		/* a server's refusal then carries its SQLSTATE (server_connect_error) */
 		PQsetErrorVerbosity(s->conn, PQERRORS_VERBOSE);
 		s->poll = PGRES_POLLING_WRITING;

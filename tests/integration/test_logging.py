@@ -102,6 +102,24 @@ def test_client_names_cannot_forge_lines(pgcoro_factory):
     inst.assert_serving()
 
 
+def test_server_notices_cannot_forge_lines(pgcoro_factory):
+    """A notice on one of pgcoro's own server queries (here a WARNING with a newline raised
+    by server_reset_query) is logged through the same escaping, not written raw to stderr
+    by libpq."""
+    inst = pgcoro_factory(settings={
+        "server_reset_query": "DO $$BEGIN RAISE WARNING 'reset%FAKE NOTICE', chr(10); END$$"})
+    with Wire.to(inst) as w:
+        w.login()
+        w.query("select 1")
+        w.terminate()
+    wait_until(lambda: "FAKE NOTICE" in inst.log_text(), "the reset query's warning logged")
+    log = inst.log_text()
+    assert not [ln for ln in log.splitlines() if "FAKE" in ln and not ln[:4].isdigit()], log
+    assert re.search(r"LOG server \d+ \(postgres/app\): WARNING:  reset\\nFAKE NOTICE$", log,
+                     re.M), log
+    inst.assert_serving()
+
+
 def msg(t, payload=b""):
     return t.encode() + struct.pack("!I", len(payload) + 4) + payload
 
