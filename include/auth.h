@@ -38,7 +38,8 @@ bool auth_md5_check(const char *secret, const char *user, const uint8_t salt[4],
 		    const char *response) __attribute__((warn_unused_result));
 
 /* As auth_md5_check with USER's secret in AF, md5(password || user) being computed once
- * per entry and cached (as the SCRAM keys are). False if USER is unknown. */
+ * per entry and cached (as the SCRAM keys are). False if USER is unknown (AF may be NULL),
+ * after the same digest as for a listed user: a failure costs the same either way. */
 bool auth_md5_check_user(struct auth_file *af, const char *user, const uint8_t salt[4],
 			 const char *response) __attribute__((warn_unused_result));
 
@@ -46,8 +47,9 @@ bool auth_md5_check_user(struct auth_file *af, const char *user, const uint8_t s
 bool auth_plain_check(const char *secret, const char *user, const char *password)
 	__attribute__((warn_unused_result));
 
-/* The SCRAM keys for USER, derived once from a plain secret (random salt, 4096 iterations)
- * or parsed from a SCRAM verifier, then cached in AF. NULL if USER is unknown or has an
+/* The SCRAM keys for USER, derived once from a plain secret (scram_user_salt, the salt an
+ * unknown user of that name gets too, and SCRAM_DEFAULT_ITERATIONS) or parsed from a SCRAM
+ * verifier, then cached in AF. NULL if USER is unknown or has an
  * md5 secret (SCRAM impossible). Owned by AF. */
 const struct scram_keys *auth_scram_keys(struct auth_file *af, const char *user);
 

@@ -1,5 +1,6 @@
 /* Logging: one line per event to stderr (journald) or syslog, and to a log file; levels
- * filter. Callable from any thread. */
+ * filter. A message's control characters are escaped (newline as \n, others as \xNN), so
+ * one message is one line whatever it quotes. Callable from any thread. */
 #ifndef PGCORO_LOG_H
 #define PGCORO_LOG_H
 

@@ -130,9 +130,10 @@ static inline void pool_kick_related(pool_t *p)
  * become the pool's cached welcome values. */
 void pool_connect_ok(pool_t *pool, char *const *params);
 
-/* A connection attempt failed with MSG: waiting clients that no connecting server can
- * serve get 08006 with MSG. */
-void pool_connect_failed(pool_t *pool, const char *msg);
+/* A connection attempt failed: waiting clients that no connecting server can serve get
+ * SQLSTATE (08006, or the server's own) and MSG (what a client may be told: no host or
+ * port; "" for none). */
+void pool_connect_failed(pool_t *pool, const char *sqlstate, const char *msg);
 
 /* The orderly stop begins: clients without a server are closed (57P01), and so are idle
  * and connecting servers; clients holding a server are closed when done

@@ -10,6 +10,10 @@
 #define SCRAM_KEY_LEN 32
 #define SCRAM_MAX_SALT 64
 #define SCRAM_NONCE_LEN 18 /* raw bytes of the server's nonce part, before base64 */
+/* The keys pgcoro derives itself (plain auth_file secrets, unknown users) use PostgreSQL's
+ * defaults: its scram_iterations and SCRAM_DEFAULT_SALT_LEN. */
+#define SCRAM_DEFAULT_ITERATIONS 4096
+#define SCRAM_DEFAULT_SALT_LEN 16
 
 struct scram_keys {
 	int iterations;
@@ -27,8 +31,18 @@ bool scram_parse_verifier(const char *verifier, struct scram_keys *out) __attrib
 bool scram_derive_keys(const char *password, const uint8_t *salt, int salt_len, int iterations,
 		       struct scram_keys *out) __attribute__((warn_unused_result));
 
-/* Fills OUT with keys for a user that does not exist: random salt and keys, so the exchange
- * runs to the end and then fails like a wrong password. */
+/* The salt pgcoro gives USER when it derives keys itself: HMAC-SHA-256 of USER under a
+ * secret drawn once per process, cut to SCRAM_DEFAULT_SALT_LEN bytes (PostgreSQL's
+ * scram_mock_salt() hashes the name with a per-cluster nonce alike). The same name gets the
+ * same salt for the life of the process, two names unrelated ones, and nobody outside can
+ * compute it. False only if no random secret could be drawn. Thread-safe. */
+bool scram_user_salt(const char *user, uint8_t salt[SCRAM_DEFAULT_SALT_LEN])
+	__attribute__((warn_unused_result));
+
+/* Fills OUT with keys for a user that does not exist (or cannot use SCRAM): USER's
+ * scram_user_salt, SCRAM_DEFAULT_ITERATIONS and random keys, so that the server-first
+ * message looks like a real user's (the same salt on every attempt, as a real user's) and
+ * the exchange runs to the end, then fails like a wrong password (with st->mock set). */
 void scram_mock_keys(const char *user, struct scram_keys *out);
 
 /* One server-side exchange. Zero-initialise, then call the steps in order. */

@@ -125,6 +125,16 @@ void server_release(server_t *s);
  * The memory is reclaimed later (never inside the caller's callback). */
 void server_disconnect(server_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* What a client waiting for a server may be told of a failed connect, from MSG, libpq's
+ * error message made with PQERRORS_VERBOSE: never where the connection went (host name,
+ * address, port, socket path), which goes to the log only. Reads the last attempt's
+ * "connection to server ... failed: WHY" line: when WHY is the server's ErrorResponse
+ * ("FATAL:  28P01: password authentication failed ..."), SQLSTATE gets its code and TOLD its
+ * message; otherwise SQLSTATE is 08006 and TOLD libpq's reason ("Connection refused",
+ * "timeout expired") unless it quotes a name (a host, a file), and then "". TOLD is
+ * NUL-terminated, cut to LEN. */
+void server_connect_error(const char *msg, char sqlstate[6], char *told, size_t len);
+
 /* Cancels the query running on S (for its linked client) with PQcancel on the executor.
  * Until that ends, S is not handed to another client. */
 void server_cancel(server_t *s);

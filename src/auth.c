@@ -13,13 +13,10 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include "scram.h"
 
-#define AUTH_SCRAM_ITERATIONS 4096
-#define AUTH_SCRAM_SALT_LEN 16
 #define MD5_PREFIX "md5"
 #define MD5_SECRET_LEN 35 /* "md5" + 32 hex */
 
@@ -385,15 +382,18 @@ static void md5_stored(const char *secret, const char *user, char stored[36])
 	}
 }
 
-/* The md5 RESPONSE to SALT matches STORED (constant-time compare). */
+/* The md5 RESPONSE to SALT matches STORED (constant-time compare). A STORED that no login
+ * passes ("": an unknown user, a SCRAM secret, an empty password) is refused after the
+ * digest of a dummy, so that every failure costs the same digest and compare. */
 static bool md5_response_ok(const char *stored, const uint8_t salt[4], const char *response)
 {
+	static const char dummy[] = MD5_PREFIX "00000000000000000000000000000000";
+	bool usable = strlen(stored) == MD5_SECRET_LEN;
 	char expected[36];
-	bool ok = false;
 	memcpy(expected, MD5_PREFIX, 3);
-	if (strlen(stored) == MD5_SECRET_LEN && md5_hex(stored + 3, 32, salt, 4, expected + 3))
-		ok = strlen(response) == MD5_SECRET_LEN &&
-		     CRYPTO_memcmp(expected, response, MD5_SECRET_LEN) == 0;
+	bool ok = md5_hex((usable ? stored : dummy) + 3, 32, salt, 4, expected + 3) &&
+	          strlen(response) == MD5_SECRET_LEN &&
+	          CRYPTO_memcmp(expected, response, MD5_SECRET_LEN) == 0 && usable;
 	OPENSSL_cleanse(expected, sizeof expected);
 	return ok;
 }
@@ -413,7 +413,7 @@ bool auth_md5_check_user(struct auth_file *af, const char *user, const uint8_t s
 {
 	struct auth_entry *e = find_entry(af, user);
 	if (!e)
-		return false;
+		return md5_response_ok("", salt, response);
 	if (!e->md5_ready) {
 		md5_stored(e->secret, e->user, e->md5);
 		e->md5_ready = true;
@@ -455,11 +455,13 @@ const struct scram_keys *auth_scram_keys(struct auth_file *af, const char *user)
 		return NULL;
 	if (e->keys_ready)
 		return &e->keys;
-	uint8_t salt[AUTH_SCRAM_SALT_LEN];
+	uint8_t salt[SCRAM_DEFAULT_SALT_LEN];
 	switch (auth_secret_kind(e->secret)) {
 	case SECRET_PLAIN:
-		if (RAND_bytes(salt, sizeof salt) != 1 ||
-		    !scram_derive_keys(e->secret, salt, sizeof salt, AUTH_SCRAM_ITERATIONS,
+		/* the salt an unknown user of that name would get: a reload, or the user's
+		 * removal, changes nothing a client can see */
+		if (!scram_user_salt(e->user, salt) ||
+		    !scram_derive_keys(e->secret, salt, sizeof salt, SCRAM_DEFAULT_ITERATIONS,
 		                       &e->keys))
 			return NULL;
 		break;

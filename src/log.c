@@ -1,5 +1,8 @@
 /* Owns the log destinations and level. File and stderr lines: "time [pid] LEVEL message";
- * syslog lines: "LEVEL message" at the matching priority (syslog adds time and pid). */
+ * syslog lines: "LEVEL message" at the matching priority (syslog adds time and pid).
+ * Every line goes through log_write, which escapes the control characters of the message:
+ * whatever a line quotes (a client's user name, SQL, a server's message), it stays one
+ * line, so nobody can forge another. */
 #include "log.h"
 
 #include <stdarg.h>
@@ -87,13 +90,44 @@ const char *log_level_name(enum log_level level)
 	return (unsigned)level < 4 ? log_level_names[level] : "?";
 }
 
+#define LOG_ESCAPED(n) (4 * (n) + 1) /* room for N bytes escaped, and the NUL */
+
+/* Copies IN to OUT (at least LOG_ESCAPED(strlen(IN)) bytes) with its control characters
+ * escaped: a newline as the two characters \n, other bytes below 0x20 and 0x7f as \xNN.
+ * Bytes from 0x80 up (UTF-8) are copied as they are. */
+static void escape_controls(const char *in, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+		if (*p >= 0x20 && *p != 0x7f) {
+			*out++ = (char)*p;
+			continue;
+		}
+		*out++ = '\\';
+		if (*p == '\n') {
+			*out++ = 'n';
+			continue;
+		}
+		*out++ = 'x';
+		*out++ = hex[*p >> 4];
+		*out++ = hex[*p & 15];
+	}
+	*out = '\0';
+}
+
 __attribute__((format(printf, 2, 0))) static void log_write(enum log_level level, const char *fmt,
 								      va_list ap)
 {
 	static const char *const tags[] = {"ERROR", "WARNING", "LOG", "DEBUG"};
 	static const int priorities[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
-	char msg[2048];
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	char raw[2048], msg[LOG_ESCAPED(sizeof(raw))];
+	if (vsnprintf(raw, sizeof(raw), fmt, ap) < 0)
+		raw[0] = '\0';
+	/* A trailing newline (libpq's messages end with one) ends the line anyway. */
+	size_t len = strlen(raw);
+	while (len > 0 && raw[len - 1] == '\n')
+		raw[--len] = '\0';
+	escape_controls(raw, msg);
 	if (log_to_syslog)
 		syslog(priorities[level], "%s %s", tags[level], msg);
 	FILE *outs[2] = {log_to_syslog ? NULL : stderr, log_file};

@@ -448,7 +448,7 @@ void pool_connect_ok(pool_t *p, char *const *params)
 	p->params_known = !p->welcome.failed;
 }
 
-void pool_connect_failed(pool_t *p, const char *msg)
+void pool_connect_failed(pool_t *p, const char *sqlstate, const char *msg)
 {
 	/* Back off exponentially from 50 ms up to server_login_retry, so a PostgreSQL that
 	 * comes back is used again within that cap. */
@@ -468,7 +468,8 @@ void pool_connect_failed(pool_t *p, const char *msg)
 		return;
 	while (p->waiting.count > p->sv_connecting.count) {
 		client_t *c = list_entry(list_first(&p->waiting), client_t, node);
-		client_disconnect(c, "08006", "server connection failed: %s", msg);
+		client_disconnect(c, sqlstate, "server connection failed%s%s", *msg ? ": " : "",
+				  msg);
 	}
 }
 

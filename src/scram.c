@@ -1,11 +1,13 @@
-/* SCRAM-SHA-256 (RFC 5802 / RFC 7677): verifier parsing, key derivation, the server side of
- * one exchange and a client side for tests. Pure code over bounded strings, with OpenSSL.
+/* SCRAM-SHA-256 (RFC 5802 / RFC 7677): verifier parsing, key derivation, the salts pgcoro
+ * makes (and the per-process secret behind them), the server side of one exchange and a
+ * client side for tests. Pure code over bounded strings, with OpenSSL.
  * Every message is parsed from (msg, len) against the sizes of struct scram_server; anything
  * that would not fit is rejected. We offer no SCRAM-SHA-256-PLUS, so channel binding
  * ("p=" in the gs2 header) is refused and "y" is accepted. */
 #include "scram.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,8 +17,6 @@
 #include <openssl/rand.h>
 
 #define SCRAM_PREFIX "SCRAM-SHA-256$"
-#define SCRAM_MOCK_ITERATIONS 4096
-#define SCRAM_MOCK_SALT_LEN 16
 #define SCRAM_MAX_FINAL 1024 /* longest client-final-message accepted */
 #define B64_LEN(n) (((n) + 2) / 3 * 4)
 
@@ -191,15 +191,45 @@ bool scram_derive_keys(const char *password, const uint8_t *salt, int salt_len, 
 	return derive(password, salt, salt_len, iterations, out, NULL);
 }
 
+/* The secret behind the salts pgcoro makes (scram_user_salt), as PostgreSQL's
+ * mock_auth_nonce is behind scram_mock_salt(). PostgreSQL keeps its nonce in pg_control, so
+ * its salts survive restarts; ours is drawn once, at the first login that needs it, and
+ * lives as long as the process. That is enough: what must hold is that within the process
+ * the same name always gets the same salt (as a listed user's stays the same) and that
+ * nobody outside can compute it. A restart changes the salts of unknown users and of
+ * plain auth_file secrets together, and pgcoro has nowhere to keep a secret across one. */
+static uint8_t salt_secret[32];
+static bool salt_secret_ok;
+static pthread_once_t salt_secret_once = PTHREAD_ONCE_INIT;
+
+static void salt_secret_draw(void)
+{
+	salt_secret_ok = RAND_bytes(salt_secret, sizeof salt_secret) == 1;
+}
+
+bool scram_user_salt(const char *user, uint8_t salt[SCRAM_DEFAULT_SALT_LEN])
+{
+	uint8_t mac[SCRAM_KEY_LEN];
+	_Static_assert(SCRAM_DEFAULT_SALT_LEN <= SCRAM_KEY_LEN, "the salt is cut from one MAC");
+	pthread_once(&salt_secret_once, salt_secret_draw);
+	if (!salt_secret_ok ||
+	    !hmac_sha256(salt_secret, sizeof salt_secret, user, strlen(user), mac))
+		return false;
+	memcpy(salt, mac, SCRAM_DEFAULT_SALT_LEN);
+	OPENSSL_cleanse(mac, sizeof mac);
+	return true;
+}
+
 void scram_mock_keys(const char *user, struct scram_keys *out)
 {
 	memset(out, 0, sizeof *out);
-	out->iterations = SCRAM_MOCK_ITERATIONS;
-	out->salt_len = SCRAM_MOCK_SALT_LEN;
-	/* If RAND_bytes fails the keys stay zero: no ClientKey hashes to zero, so it still fails.
-	 */
-	if (RAND_bytes(out->salt, SCRAM_MOCK_SALT_LEN) != 1 ||
-	    RAND_bytes(out->stored_key, SCRAM_KEY_LEN) != 1 ||
+	out->iterations = SCRAM_DEFAULT_ITERATIONS;
+	out->salt_len = SCRAM_DEFAULT_SALT_LEN;
+	/* Without a secret the salt is random (and the server nonce will fail too). If RAND_bytes
+	 * fails the keys stay zero: no ClientKey hashes to zero, so it still fails. */
+	if (!scram_user_salt(user, out->salt))
+		(void)RAND_bytes(out->salt, SCRAM_DEFAULT_SALT_LEN);
+	if (RAND_bytes(out->stored_key, SCRAM_KEY_LEN) != 1 ||
 	    RAND_bytes(out->server_key, SCRAM_KEY_LEN) != 1)
 		memset(out->stored_key, 0, SCRAM_KEY_LEN);
 }

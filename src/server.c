@@ -185,8 +185,11 @@ static void params_from_libpq(server_t *s)
 /* ---- closing ------------------------------------------------------------------------- */
 
 /* The one funnel for closing S with REASON; CONNECT_FAILED: the connection could not be
- * made, worth a warning whatever log_disconnections says. */
-static void close_server(server_t *s, bool connect_failed, const char *reason)
+ * made, worth a warning whatever log_disconnections says. A server still connecting passes
+ * SQLSTATE and TOLD (REASON without where the connection went) to its pool's waiting
+ * clients; the log has REASON. */
+static void close_server(server_t *s, bool connect_failed, const char *reason,
+			 const char *sqlstate, const char *told)
 {
 	if (s->state == SV_CLOSING)
 		return;
@@ -211,7 +214,7 @@ static void close_server(server_t *s, bool connect_failed, const char *reason)
 		client_disconnect(c, "08006", "server connection lost: %s", reason);
 	}
 	if (was == SV_CONNECTING)
-		pool_connect_failed(s->pool, reason);
+		pool_connect_failed(s->pool, sqlstate, told);
 	else if (!rt->shutting_down) {
 		pool_kick(s->pool); /* waiters may need a replacement */
 		pool_kick_related(s->pool);
@@ -228,7 +231,7 @@ void server_disconnect(server_t *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	close_server(s, false, reason);
+	close_server(s, false, reason, "08006", reason);
 }
 
 static void server_free(server_t *s)
@@ -259,14 +262,28 @@ void server_reap(bool force)
 
 /* ---- connecting ---------------------------------------------------------------------- */
 
+/* A notice libpq receives (a WARNING on a housekeeping query, ...): logged, through the
+ * log's escaping, instead of written raw to stderr by libpq's default. May run on an
+ * executor thread (connect steps): reads only what never changes. */
+static void on_notice(void *arg, const char *message)
+{
+	const server_t *s = arg;
+	log_info("server %llu (%s/%s): %s", (unsigned long long)s->id, s->pool->dbname,
+		 s->pool->user, message);
+}
+
 static void job_start(struct exec_job *job)
 {
 	server_t *s = job->arg;
 	s->conn = PQconnectStartParams(s->pool->kw, s->pool->val, 0);
-	if (s->conn && PQstatus(s->conn) != CONNECTION_BAD)
+	if (s->conn && PQstatus(s->conn) != CONNECTION_BAD) {
+		PQsetNoticeProcessor(s->conn, on_notice, s);
+		/* a server's refusal then carries its SQLSTATE (server_connect_error) */
+		PQsetErrorVerbosity(s->conn, PQERRORS_VERBOSE);
 		s->poll = PGRES_POLLING_WRITING;
-	else
+	} else {
 		s->poll = PGRES_POLLING_FAILED;
+	}
 }
 
 static void job_poll(struct exec_job *job)
@@ -275,10 +292,53 @@ static void job_poll(struct exec_job *job)
 	s->poll = PQconnectPoll(s->conn);
 }
 
+/* True if S[0..5) is a SQLSTATE: five digits or upper-case letters. */
+static bool is_sqlstate(const char *s)
+{
+	for (int i = 0; i < 5; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'Z')))
+			return false;
+	return true;
+}
+
+void server_connect_error(const char *msg, char sqlstate[6], char *told, size_t len)
+{
+	static const char attempt[] = "connection to server ", failed[] = " failed: ";
+	memcpy(sqlstate, "08006", 6);
+	told[0] = '\0';
+	/* libpq writes one "connection to server at "host" (addr), port N failed: why" line
+	 * per host or address it tried (more lines may follow each): the last one counts */
+	const char *line = NULL;
+	for (const char *p = msg; p;) {
+		if (strncmp(p, attempt, sizeof(attempt) - 1) == 0)
+			line = p;
+		p = strchr(p, '\n');
+		p = p ? p + 1 : NULL;
+	}
+	size_t line_len = line ? strcspn(line, "\n") : 0;
+	const char *why = line ? memmem(line, line_len, failed, sizeof(failed) - 1) : NULL;
+	if (!why)
+		return; /* e.g. "could not translate host name "db1" to address" */
+	why += sizeof(failed) - 1;
+	const char *end = line + line_len;
+	/* the server's ErrorResponse, verbose: "SEVERITY:  SQLSTATE: message" */
+	const char *colon = memchr(why, ':', (size_t)(end - why));
+	if (colon && end - colon > 10 && colon[1] == ' ' && colon[2] == ' ' &&
+	    is_sqlstate(colon + 3) && colon[8] == ':' && colon[9] == ' ') {
+		memcpy(sqlstate, colon + 3, 5);
+		why = colon + 10;
+	} else if (memchr(why, '"', (size_t)(end - why))) {
+		return; /* libpq quotes a host or a file name ("server certificate for "x" ...") */
+	}
+	snprintf(told, len, "%.*s", (int)(end - why), why);
+}
+
 static void connect_failed(server_t *s, const char *msg)
 {
+	char sqlstate[6], told[256];
+	server_connect_error(msg, sqlstate, told, sizeof(told));
 	/* libpq's message may span lines ("connection to server ... failed: ...\n\tIs the
-	 * server running ...?"): keep it on one line for logs and clients. */
+	 * server running ...?"): keep it on one line for the log. */
 	char buf[512];
 	size_t n = 0;
 	for (const char *p = msg; *p && n < sizeof(buf) - 1; p++) {
@@ -290,7 +350,7 @@ static void connect_failed(server_t *s, const char *msg)
 	while (n > 0 && buf[n - 1] == ' ')
 		n--;
 	buf[n] = 0;
-	close_server(s, true, n ? buf : "connection failed");
+	close_server(s, true, n ? buf : "connection failed", sqlstate, told);
 }
 
 static void connect_wait(server_t *s, short what)
@@ -311,6 +371,7 @@ static void on_connected(server_t *s)
 {
 	evtimer_del(&s->timer);
 	event_del(&s->pq_ev);
+	PQsetErrorVerbosity(s->conn, PQERRORS_DEFAULT); /* housekeeping errors: log lines */
 	if (PQsetnonblocking(s->conn, 1) != 0) {
 		connect_failed(s, PQerrorMessage(s->conn));
 		return;
@@ -395,7 +456,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		snprintf(reason, sizeof(reason), "server_connect_timeout (%.1fs) reached",
 			 rt->cfg->server_connect_timeout);
 		metrics_timeout(s->pool, MT_SERVER_CONNECT);
-		close_server(s, true, reason);
+		close_server(s, true, reason, "08006", reason);
 	}
 }
 

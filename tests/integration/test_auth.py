@@ -2,12 +2,16 @@
 plain text, md5 hashes or SCRAM verifiers; wrong passwords, unknown users and databases."""
 
 import asyncio
+import base64
 import hashlib
+import secrets
+import signal
+import struct
 
 import psycopg2
 import pytest
 
-from conftest import APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, Wire
+from conftest import APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, Wire, wait_until
 
 MD5_SECRET = "md5" + hashlib.md5((MD5_PASS + MD5_USER).encode()).hexdigest()
 
@@ -126,3 +130,67 @@ def test_asyncpg_sqlstates(pgcoro):
 
     asyncio.run(asyncio.wait_for(main(), 120))
     pgcoro.assert_serving()
+
+
+def scram_server_first(inst, user, db="postgres"):
+    """Starts a SCRAM exchange as USER and returns the server-first message's attributes
+    (r, s, i) from AuthenticationSASLContinue; the connection is then dropped."""
+    with Wire.to(inst) as w:
+        w.send_startup(user, inst.db(db))
+        t, p = w.read_msg()
+        assert (t, struct.unpack("!I", p[:4])[0]) == ("R", 10), (t, p)
+        first = f"n,,n=,r={base64.b64encode(secrets.token_bytes(18)).decode()}".encode()
+        w.send(Wire.msg("p", b"SCRAM-SHA-256\0" + struct.pack("!i", len(first)) + first))
+        t, p = w.read_msg()
+        assert (t, struct.unpack("!I", p[:4])[0]) == ("R", 11), (t, p)
+        return dict(kv.split("=", 1) for kv in p[4:].decode().split(","))
+
+
+def test_unknown_user_scram_salt_stable(pgcoro_factory, direct):
+    """An unknown user's SCRAM challenge looks like a listed user's: the same salt on every
+    attempt (PostgreSQL derives it from the name), another name's unrelated, the iteration
+    count real users get; the failure reads the same. A reload changes no salt a client
+    sees, listed (plain secret) or not."""
+    inst = pgcoro_factory(users={"listed": "pw"})
+    ghost = [scram_server_first(inst, "ghost") for _ in range(2)]
+    other = scram_server_first(inst, "ghost2")
+    app = [scram_server_first(inst, APP_USER) for _ in range(2)]
+    assert ghost[0]["s"] == ghost[1]["s"], ghost
+    assert other["s"] != ghost[0]["s"] and app[0]["s"] not in (ghost[0]["s"], other["s"])
+    assert app[0]["s"] == app[1]["s"], app
+    assert len(base64.b64decode(ghost[0]["s"])) == len(base64.b64decode(app[0]["s"])) == 16
+    assert ghost[0]["i"] == other["i"] == app[0]["i"] == "4096", (ghost, other, app)
+    known = expect_login_error(inst, APP_USER, "wrong")
+    unknown = expect_login_error(inst, "ghost", "wrong")
+    assert {**known.fields, "M": known.fields["M"].replace(APP_USER, "ghost")} == unknown.fields
+    assert unknown.fields["C"] == "28P01", unknown.fields
+    if direct:
+        return
+    # a reload: "listed" is removed and "ghost" added; no salt changes
+    listed = scram_server_first(inst, "listed")
+    with open(inst.userlist_path, "w") as f:
+        f.write(f'"{APP_USER}" "{APP_PASS}"\n"ghost" "pw"\n')
+    inst.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in inst.log_text(), "reload logged")
+    assert scram_server_first(inst, "ghost")["s"] == ghost[0]["s"]
+    assert scram_server_first(inst, "listed")["s"] == listed["s"]
+    assert scram_server_first(inst, APP_USER)["s"] == app[0]["s"]
+    inst.assert_serving()
+
+
+@pytest.mark.pooler_only
+def test_unknown_user_md5(pgcoro_factory):
+    """auth_type md5: an unknown user gets the md5 challenge a listed user gets, and the
+    same failure (28P01, the same words)."""
+    inst = pgcoro_factory(settings={"auth_type": "md5"})
+    errs = {}
+    for user in (APP_USER, MD5_USER, "ghost"):
+        with Wire.to(inst) as w:
+            with pytest.raises(PgError) as ei:
+                w.login(user, "wrong", inst.db("postgres"))
+            assert w.auth_codes == [5], (user, w.auth_codes)
+        errs[user] = {**ei.value.fields, "M": ei.value.fields["M"].replace(user, "USER")}
+    assert errs[APP_USER] == errs[MD5_USER] == errs["ghost"], errs
+    assert errs["ghost"]["C"] == "28P01"
+    assert errs["ghost"]["M"] == 'password authentication failed for user "USER"'
+    inst.assert_serving()

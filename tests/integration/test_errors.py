@@ -1,11 +1,12 @@
-"""Errors pgcoro itself reports: server unreachable (08006), too many clients (53300)."""
+"""Errors pgcoro itself reports: server unreachable (08006) or refusing (its own SQLSTATE),
+without the server's address; too many clients (53300)."""
 
 import subprocess
 import time
 
 import pytest
 
-from conftest import APP_PASS, APP_USER, PgError, Wire, clean_env
+from conftest import APP_PASS, APP_USER, PgError, Wire, clean_env, free_port, wait_until
 
 
 @pytest.mark.pooler_only
@@ -25,6 +26,39 @@ def test_server_unreachable(pgcoro, pg):
     assert r.returncode != 0
     assert "Connection refused" in r.stderr, r.stderr
     pgcoro.assert_serving()
+
+
+@pytest.mark.pooler_only
+def test_server_failure_without_address(pgcoro_factory, pg):
+    """A server connection that fails: the waiting client gets the reason with the right
+    SQLSTATE (08006, or the server's own when it refused) but not the server's host or
+    port; the log line has them."""
+    closed = free_port()
+    inst = pgcoro_factory(databases={
+        "closed": f"host=127.0.0.1 port={closed} dbname=postgres",
+        "badpass": f"host=localhost port={pg.port} dbname=postgres password=wrong",
+        "nodb": f"host=localhost port={pg.port} dbname=nosuchdb",
+    })
+    cases = [("closed", closed, "08006", "server connection failed: Connection refused"),
+             ("badpass", pg.port, "28P01", 'server connection failed: password authentication '
+                                           'failed for user "app"'),
+             ("nodb", pg.port, "3D000", 'server connection failed: database "nosuchdb" does '
+                                        'not exist')]
+    for db, port, sqlstate, message in cases:
+        with Wire.to(inst) as w:
+            with pytest.raises(PgError) as ei:
+                w.login(APP_USER, APP_PASS, db)
+                w.query("select 1")
+        err = ei.value
+        assert (err.sqlstate, err.fields["M"]) == (sqlstate, message), err.fields
+        shown = " ".join(err.fields.values())
+        assert str(port) not in shown and "127.0.0.1" not in shown and "localhost" not in shown, \
+            err.fields
+        wait_until(lambda: f'({db}/app): connection failed: connection to server at ' in
+                   inst.log_text(), f"{db}: the failure logged")
+        line = [ln for ln in inst.log_text().splitlines() if f"({db}/app): connection failed" in ln]
+        assert f"port {port} failed" in line[0] and "127.0.0.1" in line[0], line
+    inst.assert_serving()
 
 
 @pytest.mark.pooler_only

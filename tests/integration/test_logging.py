@@ -83,6 +83,43 @@ def test_log_switches_and_reload(pgcoro_factory, pg):
     inst.assert_serving()
 
 
+def test_client_names_cannot_forge_lines(pgcoro_factory):
+    """A newline (or another control character) in a startup packet's user, database or
+    application_name is escaped in every line that quotes it: no line starts with the
+    text that follows it."""
+    inst = pgcoro_factory(settings={"log_level": "debug"})
+    for user, db in (("x\nFAKE LINE", "postgres"), (APP_USER, "nosuch\r\nFAKE DB\t")):
+        with Wire.to(inst) as w:
+            w.send_startup(user, db, application_name="a\nFAKE APP")
+            with pytest.raises(PgError):
+                w.authenticate(user, APP_PASS)
+    wait_until(lambda: "FAKE DB" in inst.log_text() and "FAKE LINE" in inst.log_text(),
+               "both logins logged")
+    log = inst.log_text()
+    assert not [ln for ln in log.splitlines() if "FAKE" in ln and not ln[:4].isdigit()], log
+    assert "startup user=x\\nFAKE LINE database=postgres" in log, log
+    assert "nosuch\\x0d\\nFAKE DB\\x09" in log, log
+    inst.assert_serving()
+
+
+def test_server_notices_cannot_forge_lines(pgcoro_factory):
+    """A notice on one of pgcoro's own server queries (here a WARNING with a newline raised
+    by server_reset_query) is logged through the same escaping, not written raw to stderr
+    by libpq."""
+    inst = pgcoro_factory(settings={
+        "server_reset_query": "DO $$BEGIN RAISE WARNING 'reset%FAKE NOTICE', chr(10); END$$"})
+    with Wire.to(inst) as w:
+        w.login()
+        w.query("select 1")
+        w.terminate()
+    wait_until(lambda: "FAKE NOTICE" in inst.log_text(), "the reset query's warning logged")
+    log = inst.log_text()
+    assert not [ln for ln in log.splitlines() if "FAKE" in ln and not ln[:4].isdigit()], log
+    assert re.search(r"LOG server \d+ \(postgres/app\): WARNING:  reset\\nFAKE NOTICE$", log,
+                     re.M), log
+    inst.assert_serving()
+
+
 def msg(t, payload=b""):
     return t.encode() + struct.pack("!I", len(payload) + 4) + payload
 
@@ -233,6 +270,15 @@ def test_syslog(pgcoro_factory, session_root):
         # stderr has none of those lines (sanitizer output would still go there)
         log = inst.log_text()
         assert "login done" not in log and "pooler error" not in log, log
+        # a newline in a user name reaches syslog escaped: one datagram, no line break
+        with Wire.to(inst) as w:
+            w.send_startup("x\nFAKE LINE", "postgres")
+            with pytest.raises(PgError):
+                w.authenticate("x\nFAKE LINE", "any")
+        wait_until(lambda: drain() or any("FAKE LINE" in g for g in got),
+                   "the forged user's failed login on syslog", timeout=30)
+        forged = [g for g in got if "FAKE LINE" in g]
+        assert all("x\\nFAKE LINE" in g and "\n" not in g for g in forged), forged
         inst.assert_serving()
     finally:
         rx.close()

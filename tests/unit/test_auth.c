@@ -250,6 +250,13 @@ START_TEST(test_md5_check_user)
 	}
 	/* unknown user, a SCRAM verifier, an empty password */
 	ck_assert(!auth_md5_check_user(af, "bob", salt1234, ALICE_RESP));
+	ck_assert(!auth_md5_check_user(NULL, "bob", salt1234, ALICE_RESP));
+	/* the dummy an unlisted user is checked against (md5 of 32 zeros and the salt) fails */
+	char dummy_resp[36];
+	auth_md5_secret("00000000000000000000000000000000", "\x01\x02\x03\x04", dummy_resp);
+	ck_assert(!auth_md5_check_user(af, "bob", salt1234, dummy_resp));
+	ck_assert(!auth_md5_check_user(af, "carol", salt1234, dummy_resp));
+	ck_assert(!auth_md5_check_user(af, "dave", salt1234, dummy_resp));
 	ck_assert(!auth_md5_check_user(af, "carol", salt_deadbeef, PG_RESP));
 	char empty_secret[36];
 	auth_md5_secret("", "dave", empty_secret);
@@ -301,7 +308,7 @@ START_TEST(test_scram_keys)
 	                                   err, sizeof err);
 	ck_assert_msg(af != NULL, "%s", err);
 
-	/* plain: derived once with a random 16-byte salt and 4096 iterations, then cached */
+	/* plain: derived once with a 16-byte salt and 4096 iterations, then cached */
 	const struct scram_keys *b1 = auth_scram_keys(af, "bob");
 	ck_assert_ptr_nonnull(b1);
 	ck_assert_int_eq(b1->iterations, 4096);
@@ -337,16 +344,28 @@ END_TEST
 
 START_TEST(test_scram_keys_two_files)
 {
-	/* Each auth_file has its own cache: a reload derives fresh keys (a new salt). */
+	/* Each auth_file has its own cache: a reload derives the keys again (a changed password
+	 * counts), with the same salt: the name's scram_user_salt, the salt an unknown user of
+	 * that name would get. A client sees no change when a reload adds or removes a user. */
 	char err[64];
 	struct auth_file *a = load_string("\"bob\" \"pw\"\n", err, sizeof err);
-	struct auth_file *b = load_string("\"bob\" \"pw\"\n", err, sizeof err);
+	struct auth_file *b = load_string("\"bob\" \"pw2\"\n\"eve\" \"pw\"\n", err, sizeof err);
 	ck_assert_ptr_nonnull(a);
 	ck_assert_ptr_nonnull(b);
 	const struct scram_keys *ka = auth_scram_keys(a, "bob"), *kb = auth_scram_keys(b, "bob");
 	ck_assert_ptr_nonnull(ka);
 	ck_assert_ptr_nonnull(kb);
-	ck_assert(memcmp(ka->salt, kb->salt, 16) != 0);
+	ck_assert_ptr_ne(ka, kb);
+	ck_assert_mem_eq(ka->salt, kb->salt, 16);
+	ck_assert(memcmp(ka->stored_key, kb->stored_key, SCRAM_KEY_LEN) != 0);
+	ck_assert(scram_ok(kb, "pw2"));
+	uint8_t salt[SCRAM_DEFAULT_SALT_LEN];
+	ck_assert(scram_user_salt("bob", salt));
+	ck_assert_mem_eq(ka->salt, salt, 16);
+	struct scram_keys mock;
+	scram_mock_keys("eve", &mock);
+	ck_assert_mem_eq(auth_scram_keys(b, "eve")->salt, mock.salt, 16);
+	ck_assert(memcmp(ka->salt, mock.salt, 16) != 0);
 	auth_free(a);
 	auth_free(b);
 }

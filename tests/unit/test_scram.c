@@ -216,12 +216,25 @@ END_TEST
 
 START_TEST(test_mock_keys)
 {
-	struct scram_keys a, b;
+	struct scram_keys a, b, c;
 	scram_mock_keys("ghost", &a);
 	scram_mock_keys("ghost", &b);
+	scram_mock_keys("ghosts", &c);
 	ck_assert_int_eq(a.iterations, 4096);
 	ck_assert_int_eq(a.salt_len, 16);
-	ck_assert(memcmp(a.salt, b.salt, 16) != 0);
+	/* An unknown name's salt is the same on every attempt, as a real user's is; another
+	 * name's is unrelated; both are the names' scram_user_salt. */
+	ck_assert_mem_eq(a.salt, b.salt, 16);
+	ck_assert(memcmp(a.salt, c.salt, 16) != 0);
+	uint8_t salt[SCRAM_DEFAULT_SALT_LEN];
+	ck_assert(scram_user_salt("ghost", salt));
+	ck_assert_mem_eq(a.salt, salt, 16);
+	ck_assert(scram_user_salt("ghosts", salt));
+	ck_assert_mem_eq(c.salt, salt, 16);
+	ck_assert(scram_user_salt("", salt));
+	ck_assert(memcmp(a.salt, salt, 16) != 0);
+	/* the keys themselves are random: nothing to verify a proof against */
+	ck_assert(memcmp(a.stored_key, b.stored_key, SCRAM_KEY_LEN) != 0);
 
 	/* The server-first looks like any other; the final step fails whatever the password. */
 	struct scram_server st = {.mock = true};
@@ -234,8 +247,8 @@ START_TEST(test_mock_keys)
 	ck_assert(!exchange(&a, true, "n,,", "anything"));
 
 	/* mock=true fails even with the right password. */
-	uint8_t salt[4] = {1, 2, 3, 4};
-	ck_assert(scram_derive_keys("pw", salt, 4, 2, &a));
+	uint8_t pw_salt[4] = {1, 2, 3, 4};
+	ck_assert(scram_derive_keys("pw", pw_salt, 4, 2, &a));
 	ck_assert(exchange(&a, false, "n,,", "pw"));
 	ck_assert(!exchange(&a, true, "n,,", "pw"));
 }
