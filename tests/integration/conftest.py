@@ -1033,6 +1033,48 @@ class _ScramClient:
         assert base64.b64decode(data[2:]) == want, "SCRAM server signature mismatch"
 
 
+# ---------------------------------------------------------------------------------------
+# extended-protocol messages (text parameters; None is NULL)
+
+
+def parse(name, sql, types=()):
+    return Wire.msg("P", name.encode() + b"\0" + sql.encode() + b"\0"
+                    + struct.pack("!H", len(types)) + b"".join(struct.pack("!I", t) for t in types))
+
+
+def bind(stmt, params=(), portal=""):
+    body = portal.encode() + b"\0" + stmt.encode() + b"\0" + struct.pack("!H", 0)
+    body += struct.pack("!H", len(params))
+    for p in params:
+        if p is None:
+            body += struct.pack("!i", -1)
+        else:
+            v = str(p).encode()
+            body += struct.pack("!i", len(v)) + v
+    return Wire.msg("B", body + struct.pack("!H", 0))
+
+
+def execute(portal="", rows=0):
+    return Wire.msg("E", portal.encode() + b"\0" + struct.pack("!I", rows))
+
+
+def describe(kind, name):
+    return Wire.msg("D", kind.encode() + name.encode() + b"\0")
+
+
+def close(kind, name):
+    return Wire.msg("C", kind.encode() + name.encode() + b"\0")
+
+
+SYNC = Wire.msg("S")
+FLUSH = Wire.msg("H")
+
+
+def extended(sql, params=()):
+    """Parse/Bind/Describe/Execute/Sync of SQL with PARAMS (unnamed statement and portal)."""
+    return parse("", sql) + bind("", params) + describe("P", "") + execute() + SYNC
+
+
 class Sampler:
     """Calls sample() every INTERVAL seconds in a thread from __enter__ to __exit__, and
     once more after the stop (so the end is seen). setup()/teardown() run on the thread

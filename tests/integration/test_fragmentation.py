@@ -3,12 +3,11 @@ frames by pointer in whatever a read returned and keeps only unconsumed bytes, s
 check that every cut point and every batch boundary gives the same answer as PostgreSQL."""
 
 import socket
-import struct
 import time
 
 import pytest
 
-from conftest import APP_PASS, APP_USER, Wire, parse_data_row, wire_exec
+from conftest import APP_PASS, APP_USER, Wire, extended, parse_data_row, wire_exec
 
 
 class DripWire(Wire):
@@ -32,17 +31,6 @@ class DripWire(Wire):
 def inst(request, pgcoro_factory):
     return pgcoro_factory(settings={"auth_type": "plain", "pool_mode": request.param,
                                     "default_pool_size": "2"})
-
-
-def extended(sql, params=()):
-    """Parse/Bind/Describe/Execute/Sync for SQL with text PARAMS (unnamed statement)."""
-    p = Wire.msg("P", b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0))
-    bind = b"\0\0" + struct.pack("!H", 0) + struct.pack("!H", len(params))
-    for v in params:
-        bind += struct.pack("!i", len(v)) + v.encode()
-    bind += struct.pack("!H", 0)
-    return (p + Wire.msg("B", bind) + Wire.msg("D", b"P\0") + Wire.msg("E", b"\0" + struct.pack("!i", 0))
-            + Wire.msg("S"))
 
 
 def read_until_ready(w):

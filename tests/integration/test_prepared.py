@@ -12,8 +12,8 @@ import threading
 
 import pytest
 
-from conftest import (APP_PASS, APP_USER, Wire, clean_env, parse_data_row, parse_fields,
-                      pgbench_through)
+from conftest import (APP_PASS, APP_USER, FLUSH, SYNC, Wire, bind, clean_env, close, describe,
+                      execute, parse, parse_data_row, parse_fields, pgbench_through)
 
 TXN = {"pool_mode": "transaction", "default_pool_size": 2}
 
@@ -25,39 +25,6 @@ def txn_pgcoro(factory, **settings):
 
 
 # ---- raw protocol ------------------------------------------------------------------------
-
-def parse(name, sql, types=()):
-    return Wire.msg("P", name.encode() + b"\0" + sql.encode() + b"\0"
-                    + struct.pack("!H", len(types)) + b"".join(struct.pack("!I", t) for t in types))
-
-
-def bind(stmt, params=(), portal=""):
-    body = portal.encode() + b"\0" + stmt.encode() + b"\0" + struct.pack("!H", 0)
-    body += struct.pack("!H", len(params))
-    for p in params:
-        if p is None:
-            body += struct.pack("!i", -1)
-        else:
-            v = str(p).encode()
-            body += struct.pack("!i", len(v)) + v
-    return Wire.msg("B", body + struct.pack("!H", 0))
-
-
-def execute(portal="", rows=0):
-    return Wire.msg("E", portal.encode() + b"\0" + struct.pack("!I", rows))
-
-
-def describe(kind, name):
-    return Wire.msg("D", kind.encode() + name.encode() + b"\0")
-
-
-def close(kind, name):
-    return Wire.msg("C", kind.encode() + name.encode() + b"\0")
-
-
-SYNC = Wire.msg("S")
-FLUSH = Wire.msg("H")
-
 
 def read_until_ready(w, n_ready=1):
     """The answers up to the N_READY-th ReadyForQuery, as comparable tuples."""
