@@ -119,6 +119,13 @@ enum proto_frame proto_next(const uint8_t *data, size_t avail, uint32_t max_len,
  * ReadyForQuery: 5). A hostile server's other length is refused, never waited for. */
 extern const uint8_t proto_server_fixed_len[256];
 
+/* Non-zero for the message types a client may send once logged in (PostgreSQL's
+ * PostgresMain: Bind, Close, Describe, Execute, FunctionCall, Flush, Parse, Query, Sync,
+ * Terminate, CopyData/Done/Fail). Any other type gets FATAL 08P01 "invalid frontend
+ * message type", from pgcoro, without reaching a server (which would answer it with a
+ * FATAL nobody waits for). */
+extern const uint8_t proto_frontend_type[256];
+
 /* The same for a startup-style packet (int32 length first, no type byte). BAD when the
  * length is < 8 or > PROTO_STARTUP_MAX. */
 enum proto_frame proto_next_startup(const uint8_t *data, size_t avail, struct proto_msg *m)

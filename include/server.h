@@ -52,6 +52,8 @@ struct server {
 	bool fresh;                  /* just connected or checked: no check before next use */
 	bool cancel_running;         /* a cancel runs (the cancel fields below) */
 	bool release_pending;        /* released while a cancel ran: finish when it ends */
+	bool fatal_passed;           /* the relay passed the server's FATAL to its client: when
+	                             * the server closes, the client needs no second error */
 	pool_t *pool;
 	client_t *client;            /* linked client (SV_ACTIVE, or SV_HOUSEKEEPING for a sync) */
 	uint32_t msg_pending;        /* bytes of the current server message still to pass */

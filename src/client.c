@@ -619,6 +619,10 @@ static void on_idle_input(client_t *c)
 			client_disconnect(c, NULL, "client sent Terminate");
 			return;
 		}
+		if (!proto_frontend_type[m.type]) {
+			client_disconnect(c, "08P01", "invalid frontend message type %d", m.type);
+			return;
+		}
 		/* cheap looks at the type and the first byte before anything is waited for */
 		uint8_t first = stream_input_len(&c->st) > PROTO_HDR ? m.data[PROTO_HDR] : 0;
 		uint8_t lower = first | 0x20;

@@ -259,6 +259,11 @@ const uint8_t proto_server_fixed_len[256] = {
     ['1'] = 4, ['2'] = 4, ['3'] = 4, ['n'] = 4, ['s'] = 4, ['I'] = 4, ['Z'] = 5,
 };
 
+const uint8_t proto_frontend_type[256] = {
+    ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['H'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['S'] = 1, ['X'] = 1, ['c'] = 1, ['d'] = 1, ['f'] = 1,
+};
+
 enum proto_frame proto_next(const uint8_t *data, size_t avail, uint32_t max_len,
 			    struct proto_msg *m)
 {

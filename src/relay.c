@@ -23,6 +23,8 @@
  * destination's drain callback resumes the relay. */
 #include "relay.h"
 
+#include <string.h>
+
 #include "client.h"
 #include "clock.h"
 #include "config.h"
@@ -110,12 +112,18 @@ static void request_answered(server_t *s)
 	}
 }
 
-/* Bookkeeping for a whole ReadyForQuery, ParameterStatus or (metrics on) ErrorResponse
- * from S (MSG points at the type byte). */
+/* Bookkeeping for a whole ReadyForQuery, ParameterStatus or ErrorResponse from S (MSG
+ * points at the type byte). */
 static inline void server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
 {
 	if (msg[0] == 'E') {
-		metrics_error(s->pool, proto_error_field(msg + PROTO_HDR, len - 4, 'C'));
+		const char *sev = proto_error_field(msg + PROTO_HDR, len - 4, 'V');
+		if (!sev)
+			sev = proto_error_field(msg + PROTO_HDR, len - 4, 'S');
+		if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
+			s->fatal_passed = true; /* its close needs no second error */
+		if (rt->metrics_on)
+			metrics_error(s->pool, proto_error_field(msg + PROTO_HDR, len - 4, 'C'));
 	} else if (msg[0] == 'Z') { /* its length is checked by the framing */
 		s->tx_status = msg[5];
 		if (s->out_syncs > 0)
@@ -149,6 +157,7 @@ enum frame_end {
 	FE_READY,     /* server side: a ReadyForQuery ends the run */
 	FE_TERMINATE, /* client side: a Terminate (not forwarded) */
 	FE_BAD,       /* an invalid length: the source is dropped */
+	FE_BAD_TYPE,  /* client side: a type no client may send (not forwarded) */
 	FE_PREP,      /* prepared statements: prep took, dropped or awaits this message */
 	FE_TRACK,     /* prepared statements: tracking must begin before this message */
 	FE_ANSWERS,   /* prepared statements: answers pgcoro owes go after this message */
@@ -228,6 +237,10 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				end = FE_BAD;
 				break;
 			}
+			if (!proto_frontend_type[type]) {
+				end = FE_BAD_TYPE;
+				break;
+			}
 			if (type == 'X') {
 				end = FE_TERMINATE;
 				break;
@@ -281,6 +294,9 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 		case FE_BAD:
 			client_disconnect(c, "08P01", "invalid message length %u (type '%c') from client",
 					  len, type >= 32 && type < 127 ? type : '?');
+			return false;
+		case FE_BAD_TYPE:
+			client_disconnect(c, "08P01", "invalid frontend message type %d", type);
 			return false;
 		case FE_TERMINATE:
 			client_disconnect(c, NULL, "client sent Terminate");
@@ -341,8 +357,7 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 				end = FE_BAD;
 				break;
 			}
-			bool inspect = type == 'Z' || ((type == 'S' || (type == 'E' && rt->metrics_on)) &&
-						       len <= MAX_INSPECT);
+			bool inspect = type == 'Z' || ((type == 'S' || type == 'E') && len <= MAX_INSPECT);
 			if (inspect && (size_t)len + 1 > n - i)
 				break; /* looked at whole: wait for the rest */
 			if (count_closes && type == '3' && s->closes_pending)

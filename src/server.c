@@ -211,7 +211,10 @@ static void close_server(server_t *s, bool connect_failed, const char *reason,
 		stream_set_read(&s->st, false);
 	if (c) {
 		c->server = NULL;
-		client_disconnect(c, "08006", "server connection lost: %s", reason);
+		if (s->fatal_passed) /* the client has the server's last words, as from PostgreSQL */
+			client_disconnect(c, NULL, "server sent FATAL and closed: %s", reason);
+		else
+			client_disconnect(c, "08006", "server connection lost: %s", reason);
 	}
 	if (was == SV_CONNECTING)
 		pool_connect_failed(s->pool, sqlstate, told);
@@ -829,6 +832,7 @@ void server_assign(server_t *s, client_t *c)
 	c->server = s;
 	s->prep_on = false;
 	s->closes_pending = 0;
+	s->fatal_passed = false;
 	if (c->prep && s->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0)
 		prep_server_start(s); /* a client that has named statements: tracked from here */
 	/* another client's startup settings on S: undone first (its own stay its own) */
