@@ -58,6 +58,14 @@ struct server {
 	client_t *client;            /* linked client (SV_ACTIVE, or SV_HOUSEKEEPING for a sync) */
 	uint32_t msg_pending;        /* bytes of the current server message still to pass */
 	int out_syncs;               /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
+	bool copy_in;                /* in COPY FROM STDIN (CopyInResponse passed; the client's
+	                             * CopyDone/CopyFail ends it): PostgreSQL ignores Sync and
+	                             * Flush then, so they are not counted */
+	bool sync_chain;             /* Syncs right after the last Query/Execute are counted in
+	                             * syncs_after: ignored if that request starts a COPY */
+	bool copy_end_early;         /* a CopyDone/CopyFail went after the last Query/Execute,
+	                             * before any CopyInResponse: the COPY it answers has ended */
+	uint16_t syncs_after;
 	uint32_t closes_pending;     /* untracked: Close messages sent, CloseComplete not seen */
 	unsigned conn_gen;           /* the pool's conn_gen when it was made */
 	uint64_t query_start_us;     /* clock_now_us() when the request in flight began */

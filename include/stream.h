@@ -27,6 +27,8 @@
 #include <openssl/ssl.h>
 
 #define STREAM_READ_HIGH (256 * 1024) /* reading pauses while this much input is unconsumed */
+#define STREAM_OUT_HIGH (256 * 1024)  /* a bounded stream's reading pauses while this much
+                                       * output is queued (stream_bound_output) */
 #define STREAM_DRAIN_LOW (64 * 1024)  /* on_drain once the output is down to this */
 #define STREAM_SCRATCH (64 * 1024)    /* the shared read buffer: most one read takes */
 
@@ -69,6 +71,7 @@ struct stream {
 	bool rev_added;       /* EV_READ registered */
 	bool wev_added;       /* EV_WRITE armed (or activated) */
 	bool eof;
+	bool out_bound;       /* reading pauses while STREAM_OUT_HIGH of output is queued */
 	int err;
 	struct stream_tls *tls; /* NULL: a plain socket (allocated only for TLS, so a plain
 	                         * stream is one pointer larger) */
@@ -122,6 +125,20 @@ static inline bool stream_tls_ready(const struct stream *st)
 /* What broke ST (the TLS error and certificate verification result, else the errno),
  * for a log line: a static buffer. */
 const char *stream_error_string(const struct stream *st);
+
+/* From now on ST stops reading while STREAM_OUT_HIGH bytes of output wait for the peer,
+ * and reads again once they have gone below it: a peer that does not read its answers
+ * cannot make more of them (a client's stream; PostgreSQL stops reading a client that
+ * does not read, too). Output made without input (the relay from a server, notifications)
+ * is bounded by its producers, which look at stream_output_len. */
+static inline void stream_bound_output(struct stream *st) { st->out_bound = true; }
+
+/* True when ST's output has reached its bound (STREAM_OUT_HIGH): producers of output
+ * for it wait for its on_drain. */
+static inline bool stream_output_full(const struct stream *st)
+{
+	return st->out.len >= STREAM_OUT_HIGH;
+}
 
 /* Enables or disables reading. */
 void stream_set_read(struct stream *st, bool on);

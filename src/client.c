@@ -612,6 +612,8 @@ static void on_idle_input(client_t *c)
 {
 	struct proto_msg m;
 	for (;;) {
+		if (stream_output_full(&c->st))
+			return; /* answers pgcoro makes wait for room (client_drain_cb) */
 		enum proto_frame f = client_next(c, (uint32_t)rt->cfg->max_packet_size, &m);
 		if (f == PROTO_BAD || m.len == 0)
 			return; /* closed, or not even a header yet */
@@ -740,16 +742,40 @@ static void client_read_cb(struct stream *st, void *arg)
 	stream_flush(st); /* what the login queued */
 }
 
+/* C's output went down to STREAM_DRAIN_LOW: what waited for room goes on (the server's
+ * answers, then C's own input, which stopped at the output bound). */
 static void client_drain_cb(struct stream *st, void *arg)
 {
 	client_t *c = arg;
-	if (c->state == CL_CLOSING) {
+	switch (c->state) {
+	case CL_CLOSING:
 		if (stream_output_len(st) == 0) {
 			c->drained = true;
 			reaper_schedule();
 		}
-	} else if (c->state == CL_ACTIVE && c->server) {
-		relay_server_to_client(c->server);
+		break;
+	case CL_ACTIVE:
+		if (c->server)
+			relay_server_to_client(c->server);
+		if (c->state == CL_ACTIVE && c->server && stream_input_len(st) > 0)
+			relay_client_to_server(c);
+		break;
+	case CL_IDLE:
+		if (c->notify)
+			notify_client_idle(c); /* notifications held while its output was full */
+		if (c->state == CL_IDLE && stream_input_len(st) > 0)
+			on_idle_input(c);
+		break;
+	case CL_CONSOLE:
+		if (stream_input_len(st) > 0) {
+			console_on_input(c);
+			if (c->state == CL_CONSOLE)
+				stream_input_consumed(st);
+		}
+		break;
+	case CL_LOGIN:
+	case CL_WAITING:
+		break;
 	}
 }
 
@@ -869,6 +895,7 @@ void client_accept(int fd, const struct sockaddr *sa, int salen)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	stream_init(&c->st, rt->base, fd, true, &client_stream_ops, c);
+	stream_bound_output(&c->st); /* a client that does not read its answers gets no more */
 	cancel_register(c);
 	client_set_state(c, CL_LOGIN);
 	nclients++;

@@ -410,7 +410,8 @@ void console_on_input(client_t *c)
 	struct console_session *cs = session(c);
 	bool outer = !cs->reading;
 	cs->reading = true;
-	while (c->state == CL_CONSOLE && session(c)->wait == CW_NONE) {
+	while (c->state == CL_CONSOLE && session(c)->wait == CW_NONE &&
+	       !stream_output_full(&c->st)) { /* a full output resumes at its drain */
 		struct proto_msg m;
 		if (client_next(c, CONSOLE_MAX_MESSAGE, &m) != PROTO_OK)
 			break; /* not all here yet, or closed */

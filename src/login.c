@@ -46,6 +46,8 @@ struct login {
 	enum login_phase phase;
 	enum hba_method method;
 	bool direct_tls;            /* TLS began without SSLRequest (PostgreSQL 17) */
+	bool ssl_done;              /* an SSLRequest was answered: no other, nor a GSSENCRequest */
+	bool gss_done;              /* a GSSENCRequest was answered: no other */
 	uint8_t md5_salt[4];
 	uint8_t *packet;            /* the startup packet while it is parsed ("options" is
 	                             * split in place) */
@@ -528,11 +530,21 @@ static void on_startup_packet(client_t *c, const struct proto_msg *m)
 					  why ? why : "malformed");
 		return;
 	}
+	/* one encryption request of each kind, GSS before SSL, as PostgreSQL: anything else
+	 * is an unknown protocol (and no client makes pgcoro answer it forever) */
+	if ((st.kind == STARTUP_SSL && l->ssl_done) || (st.kind == STARTUP_GSSENC && l->gss_done)) {
+		uint32_t v = st.kind == STARTUP_SSL ? PROTO_SSL_CODE : PROTO_GSSENC_CODE;
+		client_disconnect(c, "0A000", "unsupported frontend protocol %u.%u: pgcoro supports 3.0",
+				  v >> 16, v & 0xffff);
+		return;
+	}
 	switch (st.kind) {
 	case STARTUP_SSL:
+		l->ssl_done = l->gss_done = true;
 		on_ssl_request(c);
 		return;
 	case STARTUP_GSSENC:
+		l->gss_done = true;
 		(void)stream_queue(&c->st, "N", 1); /* a failure is reported by the stream */
 		return;
 	case STARTUP_CANCEL:

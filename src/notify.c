@@ -238,7 +238,8 @@ static void deliver(struct notify_conn *nc, const PGnotify *n)
 			continue;
 		proto_build_notification(&out, (uint32_t)n->be_pid, n->relname,
 					 n->extra ? n->extra : "");
-		send_out(c, c->state == CL_IDLE && !c->notify->held.len);
+		send_out(c, c->state == CL_IDLE && !c->notify->held.len &&
+				 !stream_output_full(&c->st)); /* else held, up to NOTIFY_HELD_MAX */
 	}
 }
 

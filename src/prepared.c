@@ -1101,3 +1101,10 @@ bool prep_answer_idle(client_t *c, const struct proto_msg *m)
 	pbuf_reset(b);
 	return true;
 }
+
+void prep_forget_syncs(server_t *s, unsigned k)
+{
+	struct prep_ring *r = &s->pring;
+	while (k-- > 0 && r->len > 0 && r->kind[(r->head + r->len - 1) & r->mask] == PK_SYNC)
+		r->len--;
+}

@@ -55,26 +55,80 @@ static inline void client_msg_seen(server_t *s, uint8_t type)
 {
 	switch (type) {
 	case 'Q':
-	case 'F':
 		s->out_syncs++;
-		break;
+		goto request; /* may start a COPY */
 	case 'S':
 		s->out_syncs++;
 		s->mid_ext = false;
+		if (s->sync_chain && s->syncs_after < UINT16_MAX)
+			s->syncs_after++;
+		return;
+	case 'H':
+		s->mid_ext = true;
+		return;
+	case 'd':
+		return;
+	case 'c':
+	case 'f':
+		s->copy_end_early = true; /* nothing is in COPY: ignored, or it answers below */
 		break;
+	case 'F':
+		s->out_syncs++;
+		break;
+	case 'E':
+		s->mid_ext = true;
+		goto request;
 	case 'C':
 		s->closes_pending++;
 		/* fall through */
-	case 'P':
-	case 'B':
-	case 'D':
-	case 'E':
-	case 'H':
+	default: /* Parse, Bind, Describe */
 		s->mid_ext = true;
 		break;
-	default:
-		break;
 	}
+	s->sync_chain = false;
+	return;
+request:
+	s->sync_chain = true;
+	s->syncs_after = 0;
+	s->copy_end_early = false;
+}
+
+/* Inside COPY FROM STDIN a client message of TYPE about to go to S: true when it passes
+ * as COPY traffic (data; its end; a Sync or Flush, which PostgreSQL ignores there),
+ * counted nowhere and not tracked. False: anything else, which ends the COPY with an
+ * error (PostgreSQL's): it is counted as usual. */
+static bool copy_msg_seen(server_t *s, uint8_t type)
+{
+	switch (type) {
+	case 'c':
+	case 'f':
+		s->copy_in = false;
+		/* fall through */
+	case 'd':
+	case 'S':
+	case 'H':
+		return true;
+	default:
+		s->copy_in = false;
+		return false;
+	}
+}
+
+/* S's CopyInResponse is passing: COPY FROM STDIN began, at the request the client sent
+ * last (it waits for this before sending data). The Syncs it sent right after that
+ * request reached PostgreSQL inside the COPY and get no ReadyForQuery: uncounted. */
+static void copy_begins(server_t *s)
+{
+	unsigned k = s->sync_chain ? s->syncs_after : 0;
+	if (k > (unsigned)s->out_syncs)
+		k = (unsigned)s->out_syncs;
+	s->out_syncs -= (int)k;
+	if (k && s->prep_on)
+		prep_forget_syncs(s, k);
+	s->syncs_after = 0;
+	s->sync_chain = false;
+	s->copy_in = !s->copy_end_early; /* its end went already (sent before this arrived) */
+	s->copy_end_early = false;
 }
 
 /* A request begins on S with nothing outstanding: its clock (and the transaction's,
@@ -213,7 +267,9 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 {
 	uint32_t max = (uint32_t)rt->cfg->max_packet_size;
 	bool may_track = !track; /* and, when a message may name a statement: can_track */
-	while (stream_output_len(&s->st) < RELAY_HIGH_WATER) {
+	/* the client's own output bounds it too: answers pgcoro makes (prepared statements)
+	 * and the server's wait while it does not read them */
+	while (stream_output_len(&s->st) < RELAY_HIGH_WATER && !stream_output_full(&c->st)) {
 		bool quiet = s->out_syncs == 0 && !s->mid_ext; /* nothing outstanding yet */
 		bool gathering = track && s->pring.output; /* rewritten messages not sent yet */
 		size_t n;
@@ -244,6 +300,11 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 			if (type == 'X') {
 				end = FE_TERMINATE;
 				break;
+			}
+			if (__builtin_expect(s->copy_in, 0) && copy_msg_seen(s, type)) {
+				request = true;
+				i = pass_bytes(i, n, (size_t)len + 1, &c->msg_pending);
+				continue;
 			}
 			if (track && !prep_client_fast(&s->pring, p + i, n - i)) {
 				if (i && gathering) {
@@ -362,6 +423,8 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 				break; /* looked at whole: wait for the rest */
 			if (count_closes && type == '3' && s->closes_pending)
 				s->closes_pending--;
+			if (type == 'G')
+				copy_begins(s);
 			if (track && !prep_server_fast(&s->pring, type, len)) {
 				enum prep_act act = prep_server_msg(s, p + i, n - i, len);
 				if (act == PREP_WAIT)

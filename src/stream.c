@@ -181,7 +181,8 @@ static void update_read_change(struct stream *st, bool want);
  * decide; most calls find it as it should be. */
 static inline void update_read(struct stream *st)
 {
-	bool want = st->want_read && !st->eof && st->ilen < STREAM_READ_HIGH;
+	bool want = st->want_read && !st->eof && st->ilen < STREAM_READ_HIGH &&
+		    !(st->out_bound && st->out.len >= STREAM_OUT_HIGH);
 	if (want != st->rev_added)
 		update_read_change(st, want);
 }
@@ -445,6 +446,8 @@ static void on_writable(struct stream *st)
 		st->ops->on_event(st, STREAM_ERROR, st->arg);
 		return;
 	}
+	if (st->out_bound)
+		update_read(st); /* below the output bound again: reading resumes */
 	if (st->out.len > 0)
 		wev_arm(st, false);
 	if (st->out.len <= STREAM_DRAIN_LOW)
@@ -465,8 +468,11 @@ void stream_flush(struct stream *st)
 
 bool stream_queue(struct stream *st, const void *data, size_t len)
 {
-	if (sbuf_append(&st->out, data, len))
+	if (sbuf_append(&st->out, data, len)) {
+		if (st->out_bound)
+			update_read(st); /* at the output bound: reading pauses */
 		return true;
+	}
 	fail_later(st, ENOMEM);
 	return false;
 }

@@ -255,3 +255,90 @@ def test_trust_refuses_user_absent_from_auth_file(pgcoro_factory):
         assert w.query("SELECT 1") == [["1"]]
     assert 'user "postgres" is not in auth_file' in inst.log_text()
     inst.assert_serving()
+
+
+# ---- 5. one output bound per client --------------------------------------------------
+
+
+def flood_without_reading(inst, sock, chunk, limit=64 << 20):
+    """Sends CHUNK again and again on SOCK without reading, until LIMIT bytes are sent or
+    a send blocks for 3 s (pgcoro stopped reading: its output bound). Returns the bytes
+    sent."""
+    sock.settimeout(3)
+    sent = 0
+    try:
+        while sent < limit:
+            sock.sendall(chunk)
+            sent += len(chunk)
+    except (socket.timeout, TimeoutError):
+        pass
+    return sent
+
+
+@pytest.mark.parametrize("path", ["idle", "in_transaction"])
+def test_client_that_never_reads_is_bounded(pgcoro_factory, path):
+    """A client that pipelines requests pgcoro answers itself (re-Parse of a known
+    statement name: 42P05 from pgcoro; Close of a named statement in a transaction:
+    CloseComplete from pgcoro) and never reads its
+    socket: pgcoro stops reading it at its output bound, so RSS stays put. Before: the
+    answers were queued without bound (251 MB in 20 s)."""
+    from conftest import SYNC, close, parse
+    inst = pgcoro_factory(settings={"pool_mode": "transaction", "max_prepared_statements": 10})
+    w = Wire.to(inst)
+    try:
+        w.login()
+        w.send(parse("s1", "SELECT 1") + SYNC)
+        assert [w.read_msg()[0] for _ in range(2)] == ["1", "Z"]
+        if path == "idle":
+            chunk = (parse("s1", "SELECT 1") + SYNC) * 2000
+        else:
+            w.query("BEGIN")
+            chunk = close("S", "s1") * 4000  # each answered CloseComplete by pgcoro
+        before = vmrss_kb(inst.pid)
+        sent = flood_without_reading(inst, w.sock, chunk)
+        grew = vmrss_kb(inst.pid) - before
+        assert sent < 32 << 20, f"pgcoro read {sent} bytes of requests while never read from"
+        assert grew < 16 * 1024, f"RSS grew {grew} kB"
+    finally:
+        w.close()
+    inst.assert_serving()
+
+
+# ---- 9. a Sync inside COPY FROM STDIN ------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["simple", "extended_pipelined", "extended_tracked"])
+def test_sync_inside_copy_in_releases_server(pgcoro_factory, pg, protocol):
+    """PostgreSQL ignores Sync (and Flush) inside COPY FROM STDIN. Transaction mode, one
+    server: after such a COPY the client must give its server back, so the next client
+    is served. Before: the Sync was counted, the idle client kept the server forever."""
+    from conftest import SYNC, FLUSH, bind, execute, parse
+    pg.psql_super("DROP TABLE IF EXISTS audit_copy; CREATE TABLE audit_copy (n int);\n"
+                  f"GRANT ALL ON audit_copy TO {APP_USER};")
+    inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 1,
+                                    "query_wait_timeout": 20})
+    copy_sql = "COPY audit_copy FROM STDIN"
+    with Wire.to(inst) as w, Wire.to(inst) as other:
+        w.login()
+        other.login()
+        if protocol == "extended_tracked":  # a named statement: prepared statements tracked
+            w.send(parse("s1", "SELECT 1") + SYNC)
+            assert [w.read_msg()[0] for _ in range(2)] == ["1", "Z"]
+        if protocol == "simple":
+            w.send(Wire.msg("Q", copy_sql.encode() + b"\0"))
+            assert w.read_msg()[0] == "G"
+            w.send(SYNC + FLUSH + Wire.msg("d", b"1\n") + SYNC + Wire.msg("c"))
+            got = [w.read_msg()[0] for _ in range(2)]
+        else:
+            w.send(parse("", copy_sql) + bind("") + execute() + SYNC)
+            assert [w.read_msg()[0] for _ in range(3)] == ["1", "2", "G"]
+            w.send(Wire.msg("d", b"2\n") + SYNC + Wire.msg("c") + SYNC)
+            got = [w.read_msg()[0] for _ in range(2)]
+        assert got == ["C", "Z"], got
+        assert other.query("SELECT count(*) FROM audit_copy") == [["1"]]
+        if protocol == "extended_tracked":
+            w.send(bind("s1") + execute() + SYNC)
+            assert [w.read_msg()[0] for _ in range(4)] == ["2", "D", "C", "Z"]
+        assert w.query("SELECT 'w again'") == [["w again"]]
+        assert other.query("SELECT 'other again'") == [["other again"]]
+    inst.assert_serving()

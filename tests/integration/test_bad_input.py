@@ -126,6 +126,26 @@ def test_encryption_request_refused_then_startup(inst, direct, request_pkt):
     inst.assert_serving()
 
 
+@pytest.mark.parametrize("first,second", [(SSL_REQUEST, SSL_REQUEST),
+                                          (GSSENC_REQUEST, GSSENC_REQUEST),
+                                          (SSL_REQUEST, GSSENC_REQUEST)])
+def test_encryption_request_repeated(inst, direct, first, second):
+    """One SSLRequest and one GSSENCRequest (GSS first) per connection, as PostgreSQL:
+    another is an unknown protocol (0A000), so no client makes the pooler answer 'N'
+    forever without reading."""
+    if direct and GSSENC_REQUEST in (first, second):
+        pytest.skip("PostgreSQL built with GSSAPI answers 'G' (pooler-only behaviour)")
+    with Wire.to(inst) as w:
+        w.send(first)
+        assert w.read_byte() == b"N"
+        w.send(second)
+        fields = w.expect_error()
+        assert fields.get("C") == "0A000" and "unsupported frontend protocol" in fields["M"], \
+            fields
+        assert w.at_eof()
+    inst.assert_serving()
+
+
 def test_protocol_3_1_negotiation(inst):
     with Wire.to(inst) as w:
         w.send_startup(APP_USER, inst.db("postgres"), proto=0x00030001,

@@ -113,7 +113,9 @@ def test_verify_ca_needs_a_client_certificate_from_the_ca(pgcoro_factory, pg_tls
                  **client_cert(tls_certs, f"wrong-client-{APP_USER}"))
     assert r.returncode != 0, r.stdout
     assert re.search(r"unknown ca|certificate verify failed|alert", r.stderr, re.I), r.stderr
-    assert "unable to get local issuer certificate" in inst.log_text()
+    # psql may exit on the alert before pgcoro has written its line
+    wait_until(lambda: "unable to get local issuer certificate" in inst.log_text(),
+               "the verification failure logged")
     assert inst.alive()
 
 
