@@ -52,6 +52,7 @@ struct server {
 	bool fresh;                  /* just connected or checked: no check before next use */
 	bool cancel_running;         /* a cancel runs (the cancel fields below) */
 	bool release_pending;        /* released while a cancel ran: finish when it ends */
+	bool cancel_again;           /* a cancel asked for while one ran: sent after it */
 	bool fatal_passed;           /* the relay passed the server's FATAL to its client: when
 	                             * the server closes, the client needs no second error */
 	pool_t *pool;

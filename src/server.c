@@ -933,8 +933,14 @@ static void cancel_done(struct exec_job *job)
 	else
 		log_warning("server %llu (%s/%s): cancel failed: %s", (unsigned long long)s->id,
 			    s->pool->dbname, s->pool->user, s->cancel_err);
+	bool again = s->cancel_again;
+	s->cancel_again = false;
 	if (s->state == SV_CLOSING) {
 		reaper_schedule();
+	} else if (again && s->client && !s->release_pending && (s->out_syncs || s->mid_ext)) {
+		/* a second cancel came while the first was in flight: the query running now
+		 * is the one it meant */
+		server_cancel(s);
 	} else if (s->release_pending) {
 		s->release_pending = false;
 		server_release(s);
@@ -945,8 +951,12 @@ static void cancel_done(struct exec_job *job)
 
 void server_cancel(server_t *s)
 {
-	if (s->state != SV_ACTIVE || s->cancel_running)
+	if (s->state != SV_ACTIVE)
 		return;
+	if (s->cancel_running) {
+		s->cancel_again = true; /* sent when the one in flight is done, if still due */
+		return;
+	}
 	s->cancel = PQgetCancel(s->conn);
 	if (!s->cancel) {
 		log_warning("server %llu: cannot build a cancel request", (unsigned long long)s->id);

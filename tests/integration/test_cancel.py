@@ -3,6 +3,8 @@ with the keys pgcoro issued, wrong keys ignored, and 100 cancels racing a shared
 never hitting the other client's queries."""
 
 import random
+import socket
+import struct
 import threading
 import time
 
@@ -276,3 +278,113 @@ def test_racing_cancels_never_hit_other_client(pgcoro_factory, pg, canceldb):
     wait_until(lambda: "cancel request sent" in inst.log_text(), "a cancel logged as sent")
     assert res["a_cancelled"] >= 1, res
     inst.assert_serving(db=DB)
+
+
+# ---------------------------------------------------------------------------------------
+# A second cancel while the first is in flight
+
+
+class CancelHoldingProxy:
+    """A TCP relay in front of the real PostgreSQL: connections pass both ways; a
+    CancelRequest is passed on at once, but the relay keeps its connection open towards
+    pgcoro (whose PQcancel waits for that close) until release() — so pgcoro's first
+    cancel is 'in flight' for as long as the test wants."""
+
+    CANCEL = struct.pack("!II", 16, 80877102)
+
+    def __init__(self, pg_port):
+        self.pg_port = pg_port
+        self.release_ev = threading.Event()
+        self.cancels = 0
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            self.socks.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            first = c.recv(8, socket.MSG_WAITALL)
+            up = socket.create_connection(("127.0.0.1", self.pg_port))
+            self.socks.append(up)
+            up.sendall(first)
+            if first == self.CANCEL:
+                up.sendall(c.recv(8, socket.MSG_WAITALL))
+                self.cancels += 1
+                up.recv(1)                  # PostgreSQL closes once it has it
+                up.close()
+                self.release_ev.wait(60)    # pgcoro's PQcancel waits for this close
+                c.close()
+                return
+            threading.Thread(target=self._pipe, args=(up, c), daemon=True).start()
+            self._pipe(c, up)
+        except OSError:
+            pass
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def release(self):
+        self.release_ev.set()
+
+    def close(self):
+        self.release_ev.set()
+        for s in [self.lsock] + self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def test_second_cancel_while_first_in_flight(pgcoro_factory, pg, canceldb):
+    """Transaction mode: a cancel ends query A, but pgcoro's PQcancel for it has not
+    returned yet (the server stays the client's meanwhile, so the cancel cannot hit
+    another client). The client runs query B on that server and cancels it too: the
+    second cancel must be sent once the first is done. Before: it was dropped and B ran
+    to its end (a lost Ctrl-C)."""
+    proxy = CancelHoldingProxy(pg.port)
+    try:
+        inst = pgcoro_factory(databases={
+            DB: f"host=127.0.0.1 port={proxy.port} dbname={DB} pool_size=1 "
+                "pool_mode=transaction"})
+        w = wire(inst)
+        pid, key = w.backend_key
+        a = Background(lambda: wire_exec(w, "SELECT pg_sleep(60) /* A */"))
+        wait_active(pg, "/* A */")
+        send_cancel_request(pid, key, port=inst.port)
+        _, errors, _ = a.join(30).result
+        assert errors and errors[0]["C"] == "57014", errors
+        assert proxy.cancels == 1
+        b = Background(lambda: wire_exec(w, "SELECT pg_sleep(60) /* B */"))
+        wait_active(pg, "/* B */")
+        send_cancel_request(pid, key, port=inst.port)
+        proxy.release()                   # the first PQcancel returns now
+        _, errors, _ = b.join(45).result
+        assert errors and errors[0]["C"] == "57014", errors
+        assert proxy.cancels == 2
+        w.close()
+    finally:
+        proxy.close()
