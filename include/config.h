@@ -83,6 +83,8 @@ struct config {
 	int max_packet_size;       /* bytes, largest client message accepted */
 	int max_prepared_statements; /* per server, transaction mode; 0 = named statements
 	                              * pass unchanged */
+	int max_client_prepared_statements; /* named statements per client; 0 = unlimited */
+	int max_client_prepared_bytes;      /* their statements' bytes per client; 0 = unlimited */
 	char *track_extra_parameters; /* reported parameters restored per client (transaction
 	                               * mode) besides the six always tracked */
 	int executor_threads;

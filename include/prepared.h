@@ -228,8 +228,9 @@ void prep_server_free(server_t *s);
  * (client_next), is a named Parse followed by a whole Sync: when a server already parsed
  * that statement once, the name is entered and C answered (ParseComplete, or the
  * duplicate name's error, and ReadyForQuery) without taking a server, so a client
- * preparing while others hold every server in a transaction does not wait for them. True
- * if those two messages were taken off the input. */
+ * preparing while others hold every server in a transaction does not wait for them. A
+ * Parse past C's limits (max_client_prepared_statements / _bytes) is answered so too,
+ * with error 53400, parsed or not. True if those two messages were taken off the input. */
 bool prep_answer_idle(client_t *c, const struct proto_msg *m);
 
 /* Frees C's statement names (C is being freed). */

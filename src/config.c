@@ -50,6 +50,7 @@ enum {
 	T_CONN_LIMIT,
 	T_MAX_CLIENT_CONN,
 	T_PACKET_SIZE,
+	T_BYTES_LIMIT,
 	T_THREADS,
 	T_SECONDS,
 	T_POOL_MODE,
@@ -81,9 +82,11 @@ static const struct cfg_type types[] = {
     [T_MODE] = {K_OCTAL, 0, 07777, NULL},
     [T_POOL_SIZE] = {K_INT, 1, 100000, NULL},
     [T_POOL_COUNT] = {K_INT, 0, 100000, NULL},  /* min_pool_size, reserve_pool_size */
-    [T_CONN_LIMIT] = {K_INT, 0, 1000000, NULL}, /* max_*_connections; 0 = unlimited */
+    /* max_*_connections, max_client_prepared_statements; 0 = unlimited */
+    [T_CONN_LIMIT] = {K_INT, 0, 1000000, NULL},
     [T_MAX_CLIENT_CONN] = {K_INT, 1, 1000000, NULL},
     [T_PACKET_SIZE] = {K_BYTES, 1024, 1073741823, NULL},
+    [T_BYTES_LIMIT] = {K_BYTES, 0, INT_MAX, NULL}, /* 0 = unlimited */
     [T_THREADS] = {K_INT, 1, 64, NULL},
     /* up to INT_MAX milliseconds, so any timeout fits an int of ms */
     [T_SECONDS] = {K_SECONDS, 0, INT_MAX / 1000, NULL},
@@ -164,6 +167,13 @@ static const struct cfg_key keys[] = {
     KEY(max_prepared_statements, T_POOL_COUNT, "200",
         "transaction/statement mode: protocol-level prepared statements kept per server "
         "(LRU); 0 = not tracked"),
+    KEY(max_client_prepared_statements, T_CONN_LIMIT, "10000",
+        "transaction/statement mode: most named prepared statements one client may hold in "
+        "pgcoro; a Parse past it gets error 53400; 0 = unlimited"),
+    KEY(max_client_prepared_bytes, T_BYTES_LIMIT, "16MB",
+        "transaction/statement mode: most bytes of statements (query text, parameter types, "
+        "name) one client's named prepared statements may hold in pgcoro; past it 53400; "
+        "0 = unlimited"),
     KEY(track_extra_parameters, T_STRING, "IntervalStyle",
         "transaction/statement mode: reported parameters restored per client besides "
         "client_encoding, DateStyle, TimeZone, IntervalStyle, standard_conforming_strings, "

@@ -11,6 +11,10 @@
  * client holds has not prepared it, a Parse is injected just before. Close of a named
  * statement only drops the client's name (others may use the server statement) and is
  * answered by pgcoro. Unnamed statements and portals pass unchanged.
+ * What one client's names hold is bounded (max_client_prepared_statements names,
+ * max_client_prepared_bytes of their statements, each name charged its statement in
+ * full): a Parse past either is answered with pgcoro's 53400 like any error it detects;
+ * a Close (or DISCARD ALL) gives the room back when it drops the name.
  * A server tracks from the hand-out when its client has named statements, else from
  * the client's first message that may name one; requests outstanding then were not
  * recorded, so their answers pass up to a marker (a Close of a portal that does not
@@ -45,6 +49,7 @@
 #include "config.h"
 #include "list.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "proto.h"
 #include "runtime.h"
@@ -182,7 +187,15 @@ struct centry {
 struct prep_client {
 	struct centry **buckets;
 	size_t nbuckets, count;
+	size_t bytes;      /* charged to max_client_prepared_bytes (charge()) */
+	double logged_at;  /* the last refusal logged (0: none yet) */
+	uint64_t unlogged; /* refusals since */
 };
+
+/* What a name costs against max_client_prepared_bytes: its statement (the Parse after
+ * the name) and the name. A statement several names or clients share counts for each, so
+ * a client's room never depends on what others do. */
+static size_t charge(const char *name, uint32_t rlen) { return strlen(name) + rlen; }
 
 static void centry_unref(struct centry *ce)
 {
@@ -232,6 +245,7 @@ static void map_remove(struct prep_client *pc, struct centry *ce)
 	*pp = ce->next;
 	ce->in_map = false;
 	pc->count--;
+	pc->bytes -= charge(ce->name, ce->stmt->rlen);
 	centry_unref(ce);
 }
 
@@ -244,21 +258,27 @@ static void map_insert(struct prep_client *pc, struct centry *ce)
 	ce->in_map = true;
 	ce->refs++;
 	pc->count++;
+	pc->bytes += charge(ce->name, ce->stmt->rlen);
 }
 
-/* Enters NAME -> ST (a reference taken) in C's map, pending. NULL without memory. */
-static struct centry *map_add(client_t *c, const char *name, struct prep_stmt *st)
+/* C's map, created empty if it has none. NULL without memory. */
+static struct prep_client *map_of(client_t *c)
 {
 	if (!c->prep) {
 		c->prep = calloc(1, sizeof(*c->prep));
 		if (!c->prep || !map_grow(c->prep)) {
 			free(c->prep);
 			c->prep = NULL;
-			return NULL;
 		}
 	}
-	struct prep_client *pc = c->prep;
-	if (pc->count >= pc->nbuckets * 2 && !map_grow(pc))
+	return c->prep;
+}
+
+/* Enters NAME -> ST (a reference taken) in C's map, pending. NULL without memory. */
+static struct centry *map_add(client_t *c, const char *name, struct prep_stmt *st)
+{
+	struct prep_client *pc = map_of(c);
+	if (!pc || (pc->count >= pc->nbuckets * 2 && !map_grow(pc)))
 		return NULL;
 	size_t n = strlen(name) + 1;
 	struct centry *ce = malloc(sizeof(*ce) + n);
@@ -291,6 +311,56 @@ static void map_clear(struct prep_client *pc, bool all)
 		}
 	}
 }
+
+#define REFUSAL_LOG_SEC 10.0 /* at most one refusal line per client this often */
+
+/* False when one more name NAME, for a statement of RLEN bytes, would pass C's limits:
+ * MSG (N bytes) then says which, and the refusal is logged (rate-limited per client). */
+static bool within_limits(client_t *c, const char *name, uint32_t rlen, char *msg, size_t n)
+{
+	const struct config *cfg = rt->cfg;
+	struct prep_client *pc = c->prep;
+	size_t count = pc ? pc->count : 0, bytes = pc ? pc->bytes : 0;
+	size_t add = charge(name, rlen);
+	if (cfg->max_client_prepared_statements > 0 &&
+	    count >= (size_t)cfg->max_client_prepared_statements)
+		snprintf(msg, n,
+			 "prepared statement \"%.64s\" not created: this client already has %zu named "
+			 "prepared statements, max_client_prepared_statements is %d",
+			 name, count, cfg->max_client_prepared_statements);
+	else if (cfg->max_client_prepared_bytes > 0 &&
+		 bytes + add > (size_t)cfg->max_client_prepared_bytes)
+		snprintf(msg, n,
+			 "prepared statement \"%.64s\" not created: its %zu bytes and the %zu of this "
+			 "client's named prepared statements would pass max_client_prepared_bytes (%d)",
+			 name, add, bytes, cfg->max_client_prepared_bytes);
+	else
+		return true;
+	metrics_error(c->pool, "53400");
+	pc = map_of(c);
+	double now = rt_now();
+	if (pc && pc->logged_at > 0 && now - pc->logged_at < REFUSAL_LOG_SEC) {
+		pc->unlogged++;
+		return false;
+	}
+	char more[64] = "";
+	if (pc && pc->unlogged)
+		snprintf(more, sizeof(more), " (and %llu more since the last such line)",
+			 (unsigned long long)pc->unlogged);
+	if (cfg->log_pooler_errors)
+		log_warning("client %llu %s (%s@%s): pooler error 53400: %s%s",
+			    (unsigned long long)c->id, client_peer(c), c->user ? c->user : "-",
+			    c->database ? c->database : "-", msg, more);
+	if (pc) {
+		pc->logged_at = now;
+		pc->unlogged = 0;
+	}
+	return false;
+}
+
+#define LIMIT_HINT                                                                       \
+	"Close the prepared statements no longer used (protocol-level Close, or DEALLOCATE " \
+	"ALL), or raise the limit in pgcoro's configuration."
 
 void prep_client_free(client_t *c)
 {
@@ -339,6 +409,7 @@ struct rq {
 	uint64_t sid;           /* a Parse sent to the server: that statement's id */
 	struct prep_stmt *evicted; /* an eviction's Close: put back if skipped (a reference) */
 	uint32_t zs;            /* RQ_BARRIER: ReadyForQuery messages due before the marker */
+	const char *hint;       /* RQ_ANSWER with an error: its hint, or NULL (static) */
 };
 
 struct prep_server {
@@ -605,7 +676,8 @@ static void settle(struct prep_server *ps)
 	struct rq *rq;
 	while ((rq = q_head(ps)) && (rq->flags & RQ_ANSWER)) {
 		if (rq->message)
-			proto_build_error(&ps->answers, "ERROR", rq->sqlstate, rq->message, NULL, NULL);
+			proto_build_error(&ps->answers, "ERROR", rq->sqlstate, rq->message, NULL,
+					  rq->hint);
 		else
 			proto_build_empty(&ps->answers, rq->kind == RQ_CLOSE ? '3' : '1');
 		q_pop(ps, true);
@@ -618,27 +690,34 @@ static void settle(struct prep_server *ps)
 static bool push(struct prep_server *ps, uint8_t kind, uint8_t flags, struct centry *ce,
 		 uint64_t sid)
 {
-	if (!q_push(ps, (struct rq){kind, flags, NULL, NULL, ce, sid, NULL, 0}))
+	if (!q_push(ps, (struct rq){kind, flags, NULL, NULL, ce, sid, NULL, 0, NULL}))
 		return false;
 	if (ce)
 		ce->refs++;
 	return true;
 }
 
-/* An error pgcoro detects, answered in the client's order; messages until Sync are then
- * dropped, as PostgreSQL skips them. */
-static bool answer_error(struct prep_server *ps, const char *sqlstate, const char *name,
-			 const char *what)
+/* An error pgcoro detects (MESSAGE, HINT static or NULL), answered in the client's order;
+ * messages until Sync are then dropped, as PostgreSQL skips them. */
+static bool answer(struct prep_server *ps, const char *sqlstate, const char *message,
+		   const char *hint)
 {
-	char buf[256];
-	snprintf(buf, sizeof(buf), "prepared statement \"%s\" %s", name, what);
-	char *m = strdup(buf);
-	if (!m || !q_push(ps, (struct rq){RQ_PARSE, RQ_ANSWER, sqlstate, m, NULL, 0, NULL, 0})) {
+	char *m = strdup(message);
+	if (!m ||
+	    !q_push(ps, (struct rq){RQ_PARSE, RQ_ANSWER, sqlstate, m, NULL, 0, NULL, 0, hint})) {
 		free(m);
 		return false;
 	}
 	ps->r->skip = true;
 	return true;
+}
+
+static bool answer_error(struct prep_server *ps, const char *sqlstate, const char *name,
+			 const char *what)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "prepared statement \"%s\" %s", name, what);
+	return answer(ps, sqlstate, buf, NULL);
 }
 
 /* Makes room for one more statement on the server: the least recently used ones are
@@ -651,7 +730,7 @@ static bool evict(struct prep_server *ps)
 		char name[NAME_MAX_LEN];
 		struct prep_stmt *st = se->stmt;
 		server_name(name, st->id);
-		if (!q_push(ps, (struct rq){RQ_CLOSE, RQ_SWALLOW, NULL, NULL, NULL, 0, st, 0}))
+		if (!q_push(ps, (struct rq){RQ_CLOSE, RQ_SWALLOW, NULL, NULL, NULL, 0, st, 0, NULL}))
 			return false;
 		st->refs++; /* the queue entry's */
 		proto_build_target(&ps->out, 'C', 'S', name);
@@ -713,6 +792,9 @@ static bool on_parse(server_t *s, client_t *c, const uint8_t *body, uint32_t ble
 	}
 	if (map_find(c->prep, name))
 		return answer_error(ps, "42P05", name, "already exists");
+	char msg[256];
+	if (!within_limits(c, name, rlen, msg, sizeof(msg)))
+		return answer(ps, "53400", msg, LIMIT_HINT);
 	struct prep_stmt *st = stmt_get(rest, rlen);
 	if (!st)
 		return false;
@@ -953,7 +1035,7 @@ bool prep_track_now(server_t *s)
 	char marker[NAME_MAX_LEN];
 	snprintf(marker, sizeof(marker), "PGCORO_MARKER");
 	if (!q_push(ps, (struct rq){RQ_CLOSE, RQ_SWALLOW | RQ_BARRIER, NULL, NULL, NULL,
-				    s->closes_pending, NULL, (uint32_t)s->out_syncs})) {
+				    s->closes_pending, NULL, (uint32_t)s->out_syncs, NULL})) {
 		prep_server_free(s);
 		log_warning("server %llu: out of memory: prepared statements not tracked",
 			    (unsigned long long)s->id);
@@ -1079,10 +1161,12 @@ bool prep_answer_idle(client_t *c, const struct proto_msg *m)
 	if (!proto_parse_parse(m->body, m->blen, &name, &rest, &rlen))
 		return false; /* a server will say what is wrong */
 	struct pbuf *b = &reg.idle_out;
+	char text[256];
 	if (map_find(c->prep, name)) {
-		char text[256];
 		snprintf(text, sizeof(text), "prepared statement \"%s\" already exists", name);
 		proto_build_error(b, "ERROR", "42P05", text, NULL, NULL);
+	} else if (!within_limits(c, name, rlen, text, sizeof(text))) {
+		proto_build_error(b, "ERROR", "53400", text, NULL, LIMIT_HINT);
 	} else {
 		struct prep_stmt *st = stmt_find(rest, rlen, fnv(rest, rlen, FNV_INIT));
 		if (!st || !st->parsed)

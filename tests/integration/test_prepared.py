@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from conftest import (APP_PASS, APP_USER, FLUSH, SYNC, Wire, bind, clean_env, close, describe,
-                      execute, parse, parse_data_row, parse_fields, pgbench_through)
+                      execute, parse, parse_data_row, parse_fields, pgbench_through, vmrss_kb)
 
 TXN = {"pool_mode": "transaction", "default_pool_size": 2}
 
@@ -374,4 +374,151 @@ def test_first_named_statement_mid_pipeline(pgcoro_factory, pg, case):
     got = run(w)
     w.terminate()
     assert got == want
+    inst.assert_serving()
+
+
+# ---- what one client may make pgcoro hold ------------------------------------------------
+# max_client_prepared_statements (names) and max_client_prepared_bytes (their statements):
+# a Parse past either is refused with ERROR 53400 in its place in the pipeline (the rest
+# up to Sync skipped, as PostgreSQL does after an error), with a server and without one;
+# the session goes on, and a Close (or DISCARD ALL) frees the room.
+
+ONE_SERVER = {"pool_mode": "transaction", "default_pool_size": 1}
+
+OK_IDLE = [("1",), ("Z", "I")]
+
+
+def run_batch(w, batch):
+    w.send(batch)
+    return read_until_ready(w, batch.count(SYNC) + batch.count(b"Q\0\0\0"))
+
+
+def refused(answers, setting):
+    """The answers start with pgcoro's 53400 naming SETTING."""
+    assert answers[0][:2] == ("E", "53400"), answers
+    assert setting in answers[0][2], answers
+    return answers[1:]
+
+
+def test_client_limit_count_both_paths(pgcoro_factory):
+    """max_client_prepared_statements = 5: the 6th name is refused without a server
+    (Parse+Sync while idle) and with one (inside a transaction, Bind and Execute behind it
+    skipped); earlier statements and queries keep working; a Close makes room, DISCARD ALL
+    too. Before: every name was taken, without limit."""
+    inst = pgcoro_factory(settings=dict(ONE_SERVER, max_client_prepared_statements=5))
+    w = Wire.to(inst)
+    holder = Wire.to(inst)
+    try:
+        w.login()
+        holder.login()
+        for i in range(5):
+            assert run_batch(w, parse(f"s{i}", f"select {i}") + SYNC) == OK_IDLE
+        # no server free (the holder's transaction has the only one): answered at once,
+        # without a server; the text is known (s0's), so before the limit this was
+        # answered at once as well, with ParseComplete
+        holder.query("BEGIN")
+        assert refused(run_batch(w, parse("s5", "select 0") + SYNC),
+                       "max_client_prepared_statements") == [("Z", "I")]
+        holder.query("COMMIT")
+        # with a server (inside a transaction): refused in its place, the rest skipped
+        assert run_batch(w, Wire.msg("Q", b"BEGIN\0")) == [("C", "BEGIN"), ("Z", "T")]
+        got = run_batch(w, parse("s5", "select 5") + bind("s5") + execute() + SYNC)
+        assert refused(got, "max_client_prepared_statements") == [("Z", "T")]
+        assert run_batch(w, bind("s0") + execute() + bind("s4") + execute() + SYNC) == [
+            ("2",), ("D", ("0",)), ("C", "SELECT 1"),
+            ("2",), ("D", ("4",)), ("C", "SELECT 1"), ("Z", "T")]
+        assert run_batch(w, Wire.msg("Q", b"COMMIT\0")) == [("C", "COMMIT"), ("Z", "I")]
+        assert w.query("select 42") == [["42"]]
+        # s5 does not exist; a pipeline whose first Parse fits and second does not
+        got = run_batch(w, bind("s5") + execute() + SYNC)
+        assert got[0][:2] == ("E", "26000") and got[1:] == [("Z", "I")], got
+        got = run_batch(w, close("S", "s1") + parse("s5", "select 5") + parse("s6", "select 6")
+                  + bind("s5") + execute() + SYNC)
+        assert refused(got[2:], "max_client_prepared_statements") == [("Z", "I")]
+        assert got[:2] == [("3",), ("1",)], got
+        assert run_batch(w, bind("s5") + execute() + SYNC) == [
+            ("2",), ("D", ("5",)), ("C", "SELECT 1"), ("Z", "I")]
+        # DISCARD ALL forgets every name: room for 5 again
+        assert run_batch(w, Wire.msg("Q", b"DISCARD ALL\0")) == [("C", "DISCARD ALL"), ("Z", "I")]
+        for i in range(5):
+            assert run_batch(w, parse(f"t{i}", f"select {i}") + SYNC) == OK_IDLE
+        # a burst of 20 refusals in one pipeline
+        got = run_batch(w, (parse("t5", "select 1") + SYNC) * 20)
+        assert len(got) == 40 and all(a[:2] == ("E", "53400") for a in got[::2]), got
+    finally:
+        w.terminate()
+        holder.terminate()
+    # 24 refusals: logged, but at most one line per client per 10 s
+    lines = [ln for ln in inst.log_text().splitlines() if "max_client_prepared_statements" in ln]
+    assert 1 <= len(lines) <= 5, lines
+    inst.assert_serving()
+
+
+def big(i, size):
+    """A distinct statement of about SIZE bytes."""
+    return f"select {i} as n, '" + "x" * size + "'::text as pad"
+
+
+def test_client_limit_bytes(pgcoro_factory):
+    """max_client_prepared_bytes = 64kB, statements of 20 kB: the 4th is refused (idle and
+    with a server), a Close makes room. Before: all were taken."""
+    inst = pgcoro_factory(settings=dict(ONE_SERVER, max_client_prepared_bytes="64kB"))
+    w = Wire.to(inst)
+    try:
+        w.login()
+        for i in range(3):
+            assert run_batch(w, parse(f"b{i}", big(i, 20000)) + SYNC) == OK_IDLE
+        assert refused(run_batch(w, parse("b3", big(3, 20000)) + SYNC),
+                       "max_client_prepared_bytes") == [("Z", "I")]
+        got = run_batch(w, parse("b3", big(3, 20000)) + bind("b3") + execute() + SYNC)
+        assert refused(got, "max_client_prepared_bytes") == [("Z", "I")]
+        # a small one still fits
+        assert run_batch(w, parse("small", "select 1") + SYNC) == OK_IDLE
+        got = run_batch(w, bind("b1") + execute() + SYNC)
+        assert got[0] == ("2",) and got[1][1][0] == "1" and got[-1] == ("Z", "I"), got[:2]
+        assert run_batch(w, close("S", "b0") + SYNC) == [("3",), ("Z", "I")]
+        got = run_batch(w, parse("b3", big(3, 20000)) + bind("b3") + execute() + SYNC)
+        assert got[:2] == [("1",), ("2",)] and got[2][1][0] == "3", got[:3]
+    finally:
+        w.terminate()
+    inst.assert_serving()
+
+
+def test_client_limit_memory_bounded(pgcoro_factory):
+    """A client preparing distinct 20 kB statements past max_client_prepared_bytes = 2MB
+    (alternately Parse+Sync, answered without a server, and Parse+Bind+Execute+Sync, with
+    one): pgcoro's RSS stays within 2 MB of statements, ASan's quarantine (16 MB, filled
+    at ~2.5 kB per refused statement) and buffers: under 40 MB over its start all along,
+    and once the quarantine is full (8,000 refused), 4,000 more refused grow it by less
+    than 2 MB. Before: every statement was kept, ~30 kB each (60 MB per 2,000)."""
+    inst = pgcoro_factory(settings=dict(ONE_SERVER, max_client_prepared_bytes="2MB"))
+    w = Wire.to(inst)
+    n = [0]
+
+    def burst(count, chunk=25):
+        for _ in range(count // chunk):
+            batch = b""
+            for _ in range(chunk):
+                i = n[0]
+                n[0] += 1
+                text = big(i, 20000)
+                if i % 2:
+                    batch += parse(f"m{i}", text) + SYNC
+                else:
+                    batch += parse(f"m{i}", text) + bind(f"m{i}") + execute() + SYNC
+            w.send(batch)
+            read_until_ready(w, chunk)
+
+    try:
+        w.login()
+        base = vmrss_kb(inst.pid)
+        rss = []
+        for _ in range(6):
+            burst(2000)
+            rss.append(vmrss_kb(inst.pid))
+            assert rss[-1] - base < 40000, f"RSS grew {rss[-1] - base} kB after {n[0]}: {rss}"
+        assert rss[-1] - rss[-3] < 2000, f"RSS kB from {base}: {rss}"
+        assert w.query("select 1") == [["1"]]
+    finally:
+        w.terminate()
     inst.assert_serving()
