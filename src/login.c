@@ -628,6 +628,22 @@ void login_on_input(client_t *c)
 				on_direct_tls(c);
 				return;
 			}
+			if (p[0] == 'X') {
+				/* a Terminate before any startup packet (node-postgres' connect();
+				 * end()): PostgreSQL closes without a word; its length is no startup
+				 * packet's anyway */
+				static const uint8_t terminate[PROTO_HDR] = {'X', 0, 0, 0, 4};
+				size_t k = n < PROTO_HDR ? n : PROTO_HDR;
+				if (memcmp(p, terminate, k) == 0) {
+					if (n < PROTO_HDR)
+						return;
+					log_debug("client %llu %s: Terminate before the startup packet",
+						  (unsigned long long)c->id, client_peer(c));
+					stream_take(&c->st, p, n);
+					client_disconnect(c, NULL, "client sent Terminate before logging in");
+					return;
+				}
+			}
 			switch (proto_next_startup(p, n, &m)) {
 			case PROTO_NEED_MORE:
 				return;

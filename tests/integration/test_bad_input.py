@@ -49,6 +49,18 @@ def test_startup_length_just_over_limit(inst):
     inst.assert_serving()
 
 
+def test_terminate_before_startup_closes_silently(inst):
+    """node-postgres' connect(); end() sends a Terminate before any startup packet:
+    PostgreSQL closes without a word (an error there crashed the application: an
+    unhandled 'error' event). Whole, or in two pieces."""
+    for pieces in ([b"X\0\0\0\x04"], [b"X\0", b"\0\0\x04"]):
+        with Wire.to(inst) as w:
+            for piece in pieces:
+                w.send(piece)
+            assert w.at_eof(), w.buf
+    inst.assert_serving()
+
+
 def test_truncated_startup_then_close(inst):
     pkt = Wire.startup_packet({"user": APP_USER, "database": "postgres"})
     for cut in (1, 3, 4, 7, len(pkt) // 2, len(pkt) - 1):
