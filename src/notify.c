@@ -367,7 +367,21 @@ static void reconcile(struct notify_conn *nc)
 static void job_start(struct exec_job *job)
 {
 	struct notify_conn *nc = job->arg;
-	nc->conn = PQconnectStartParams(nc->pool->kw, nc->pool->val, 0);
+	/* the pool's parameters, and a name in pg_stat_activity unless the entry sets one */
+	int n = 0;
+	while (nc->pool->kw[n])
+		n++;
+	const char **kw = calloc((size_t)n + 2, sizeof(*kw));
+	const char **val = calloc((size_t)n + 2, sizeof(*val));
+	if (kw && val) {
+		memcpy(kw, nc->pool->kw, (size_t)n * sizeof(*kw));
+		memcpy(val, nc->pool->val, (size_t)n * sizeof(*val));
+		kw[n] = "fallback_application_name";
+		val[n] = "pgcoro listener";
+		nc->conn = PQconnectStartParams(kw, val, 0);
+	}
+	free(kw);
+	free(val);
 	nc->poll = nc->conn && PQstatus(nc->conn) != CONNECTION_BAD ? PGRES_POLLING_WRITING
 								    : PGRES_POLLING_FAILED;
 }

@@ -60,7 +60,7 @@ static void pool_free(pool_t *p)
 /* Builds the libpq parameters: the entry's conninfo, then what it leaves out — dbname
  * (the name asked for), user (the client's), password (the user's plain secret in the
  * auth_file; otherwise libpq's own passfile rules apply), the server_tls_* settings as
- * sslmode/sslrootcert/sslcert/sslkey, fallback_application_name. */
+ * sslmode/sslrootcert/sslcert/sslkey. */
 static bool same_params(const char *const *kw1, const char *const *val1,
 			const char *const *kw2, const char *const *val2)
 {
@@ -111,7 +111,8 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 		{"sslrootcert", server_tls(db, "sslrootcert", rt->cfg->server_tls_ca_file)},
 		{"sslcert", server_tls(db, "sslcert", rt->cfg->server_tls_cert_file)},
 		{"sslkey", server_tls(db, "sslkey", rt->cfg->server_tls_key_file)},
-		{"fallback_application_name", "pgcoro"},
+		/* no fallback_application_name: a client that sets none sees '' (PostgreSQL,
+		 * PgBouncer); pgcoro's own listener connection labels itself (notify.c) */
 	};
 	for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
 		if (!extra[i][1])

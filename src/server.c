@@ -870,10 +870,20 @@ void server_release(server_t *s)
 		server_disconnect(s, "client left in the middle of a query");
 		return;
 	}
+	/* In transaction/statement mode a release inside a transaction means its client
+	 * left there: what the session made (session advisory locks, SQL PREPAREs, SETs
+	 * outside the block...) is not passed on, and a ROLLBACK does not undo it; so
+	 * server_reset_query runs after it, or without one the server is closed (PgBouncer
+	 * closes it). */
+	bool left_mid_xact = s->tx_status != 'I' && s->pool->pool_mode != POOL_SESSION;
+	if (left_mid_xact && !rt->cfg->server_reset_query[0]) {
+		server_disconnect(s, "client left inside a transaction (no server_reset_query)");
+		return;
+	}
 	unsigned plan = 0;
 	if (s->tx_status != 'I')
 		plan |= HK_ROLLBACK;
-	if (s->pool->pool_mode == POOL_SESSION && rt->cfg->server_reset_query[0])
+	if ((s->pool->pool_mode == POOL_SESSION || left_mid_xact) && rt->cfg->server_reset_query[0])
 		plan |= HK_RESET;
 	if (!plan) {
 		server_to_idle(s);

@@ -430,3 +430,49 @@ def test_pool_mode_per_database_and_user(pgcoro_factory, pg, txndb):
         assert line in log, f"missing log line {line!r}\n{inst.log_tail(40)}"
     inst.assert_serving()
     inst.assert_clean_exit()
+
+
+def test_client_leaving_inside_a_transaction_passes_nothing_on(pgcoro_factory, pg, txndb):
+    """A client that disconnects inside a transaction: what its session made then and a
+    ROLLBACK does not undo (a session advisory lock here) never reaches the next client:
+    server_reset_query (DISCARD ALL) runs after the ROLLBACK, or, with none, the server
+    is closed (as PgBouncer). Before: the next client got that backend, lock held."""
+    for reset in ("DISCARD ALL", ""):
+        inst = start(pgcoro_factory, pg, 1, server_reset_query=reset)
+        left_mid_transaction(inst, closed=not reset)
+
+
+def left_mid_transaction(inst, closed):
+    with wire(inst) as a:
+        assert wire_exec(a, "BEGIN")[1] == []
+        rows, errors, _ = wire_exec(a, "SELECT pg_backend_pid(), pg_advisory_lock(4242)")
+        assert not errors, errors
+        a_pid = rows[0][0]
+    with wire(inst) as b:
+        rows, errors, _ = wire_exec(
+            b, "SELECT pg_backend_pid(), count(*) FROM pg_locks "
+               "WHERE locktype = 'advisory' AND objid = 4242 AND granted")
+        assert not errors, errors
+        assert rows[0][1] == "0", f"the departed client's lock came along: {rows}"
+        assert (rows[0][0] != a_pid) == closed, (rows, a_pid)
+    if closed:
+        wait_until(lambda: "client left inside a transaction" in inst.log_text(),
+                   "the server's close logged")
+
+
+def test_default_application_name_is_empty(pgcoro_factory, pg, txndb):
+    """A client that sets no application_name sees '' (as with PostgreSQL and PgBouncer),
+    in its login ParameterStatus and in SHOW, in transaction and session mode; one that
+    sets it sees its own."""
+    for mode in ("transaction", "session"):
+        inst = start(pgcoro_factory, pg, 2, pool_mode=mode)
+        with wire(inst) as w:
+            assert w.params.get("application_name") == "", w.params
+            assert wire_exec(w, "SHOW application_name")[0] == [[""]]
+        w = Wire.to(inst)
+        try:
+            w.login(APP_USER, APP_PASS, DB, application_name="mine")
+            assert w.params.get("application_name") == "mine", w.params
+            assert wire_exec(w, "SHOW application_name")[0] == [["mine"]]
+        finally:
+            w.close()
