@@ -371,6 +371,7 @@ static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, c
 	nclients--;
 	login_free(c);
 	stream_set_read(&c->st, false);
+	stream_flush(&c->st); /* what was queued (the login's answers): written now */
 	if (stream_output_len(&c->st) == 0) {
 		timer_set(c, CT_NONE, 0);
 		c->drained = true;

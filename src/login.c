@@ -624,8 +624,8 @@ void login_on_input(client_t *c)
 		if (n == 0)
 			return;
 		if (l->phase == LOGIN_STARTUP) {
-			if (p[0] == 0x16 && !c->st.tls) {
-				on_direct_tls(c);
+			if (p[0] == 0x16 && !c->st.tls && !l->ssl_done && !l->gss_done) {
+				on_direct_tls(c); /* only as the first bytes (PostgreSQL 17) */
 				return;
 			}
 			if (p[0] == 'X') {
