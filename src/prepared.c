@@ -22,11 +22,16 @@
  * statement cost nothing.
  * Each tracking server keeps a queue with one entry per request that gets an answer, in
  * wire order (kind bytes in the server's prep_ring, read and popped inline by the relay
- * for plain entries; the rest in ps->extra): the server's completion messages (ParseComplete, BindComplete, the end of
- * a Describe or Execute, CloseComplete, ReadyForQuery) pop it. An entry for pgcoro's own
- * request swallows its completion; an entry that pgcoro answers itself (the client's
- * Close, a Parse of a statement the server already has, an error pgcoro detects) is
- * emitted when it reaches the head, so the client sees answers in its own order.
+ * for plain entries; the rest in ps->extra): the server's completion messages
+ * (ParseComplete, BindComplete, the end of a Describe or Execute, CloseComplete,
+ * ReadyForQuery) pop it. An entry for pgcoro's own request swallows its completion; an
+ * entry that pgcoro answers itself (the client's Close, a Parse of a statement the server
+ * already has) is emitted when it reaches the head, so the client sees answers in its own
+ * order. An error pgcoro detects (a duplicate or unknown name, a limit) is answered in
+ * its place too, but the server is made to fail there as well (an Execute of a portal
+ * that does not exist, its error replaced with pgcoro's): PostgreSQL would abort the
+ * transaction at that error, so the server's does too (an explicit block fails, a
+ * pipeline's implicit transaction is rolled back at Sync).
  * An ErrorResponse pops every entry up to the next Sync, as PostgreSQL skips those
  * messages; their effects are undone (a client name or server statement whose Parse never
  * ran is forgotten), and client messages until that Sync are dropped. Effects are
@@ -36,8 +41,8 @@
  * names), housekeeping's DISCARD ALL too; a "does not exist" naming our statement is
  * told with the client's name. (A Bind pipelined behind such a command in the same
  * batch, of a statement named before it, may still run — prepared again — where
- * PostgreSQL says it does not exist.) SQL-level PREPARE/EXECUTE/DEALLOCATE name are not
- * translated (as with PgBouncer). */
+ * PostgreSQL says it does not exist.)
+ * SQL-level PREPARE/EXECUTE/DEALLOCATE name are not translated (as with PgBouncer). */
 #include "prepared.h"
 
 #include <inttypes.h>
@@ -79,7 +84,7 @@ static struct {
 	struct prep_stmt **buckets;
 	size_t nbuckets, count;
 	uint64_t next_id;
-	struct pbuf idle_out; /* answers to clients without a server */
+	struct pbuf scratch;  /* answers built before they are sent or copied */
 } reg;
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h)
@@ -151,6 +156,15 @@ static struct prep_stmt *stmt_get(const uint8_t *rest, uint32_t rlen)
 	*head = st;
 	reg.count++;
 	return st;
+}
+
+/* The N bytes at P, copied (NULL without memory). */
+static uint8_t *copy_of(const uint8_t *p, size_t n)
+{
+	uint8_t *c = malloc(n);
+	if (c)
+		memcpy(c, p, n);
+	return c;
 }
 
 static void stmt_unref(struct prep_stmt *st)
@@ -398,18 +412,22 @@ struct sentry {
                       * client's (ce) */
 #define RQ_BARRIER 8 /* tracking began mid-way: unrecorded answers pass up to this marker's
                       * CloseComplete (sid: how many other CloseCompletes come first) */
+#define RQ_FAIL 16   /* an error pgcoro detects (err): the server was sent a failing request
+                      * in the refused one's place, its error is replaced with err */
+
+#define FAIL_PORTAL "PGCORO_FAIL" /* a portal that does not exist: Executing it fails */
 
 /* An answer the server owes (or pgcoro does) with more than its kind: kept in
  * ps->extra at its ring index, its kind byte flagged PREP_SPECIAL. */
 struct rq {
 	uint8_t kind, flags;
-	const char *sqlstate;   /* RQ_ANSWER with an error: its SQLSTATE and message */
-	char *message;
+	uint32_t errlen;
+	uint8_t *err;           /* RQ_FAIL: the ErrorResponse for the client (owned), ERRLEN
+	                         * bytes */
 	struct centry *ce;      /* the client's Parse: committed on success (a reference) */
 	uint64_t sid;           /* a Parse sent to the server: that statement's id */
 	struct prep_stmt *evicted; /* an eviction's Close: put back if skipped (a reference) */
 	uint32_t zs;            /* RQ_BARRIER: ReadyForQuery messages due before the marker */
-	const char *hint;       /* RQ_ANSWER with an error: its hint, or NULL (static) */
 };
 
 struct prep_server {
@@ -503,7 +521,7 @@ static bool q_push(struct prep_server *ps, struct rq rq)
 	if (r->len > r->mask && !q_grow(ps))
 		return false;
 	uint32_t i = (r->head + r->len) & r->mask;
-	bool special = rq.flags || rq.ce || rq.sid || rq.evicted || rq.message;
+	bool special = rq.flags || rq.ce || rq.sid || rq.evicted || rq.err;
 	r->kind[i] = (uint8_t)(rq.kind | (special ? PREP_SPECIAL : 0));
 	if (special)
 		ps->extra[i] = rq;
@@ -559,7 +577,7 @@ static void q_pop(struct prep_server *ps, bool ok)
 		}
 		centry_unref(rq->ce);
 	}
-	free(rq->message);
+	free(rq->err);
 	ps->r->head++;
 	ps->r->len--;
 }
@@ -675,11 +693,7 @@ static void settle(struct prep_server *ps)
 {
 	struct rq *rq;
 	while ((rq = q_head(ps)) && (rq->flags & RQ_ANSWER)) {
-		if (rq->message)
-			proto_build_error(&ps->answers, "ERROR", rq->sqlstate, rq->message, NULL,
-					  rq->hint);
-		else
-			proto_build_empty(&ps->answers, rq->kind == RQ_CLOSE ? '3' : '1');
+		proto_build_empty(&ps->answers, rq->kind == RQ_CLOSE ? '3' : '1');
 		q_pop(ps, true);
 		ps->r->answers = true;
 	}
@@ -690,26 +704,42 @@ static void settle(struct prep_server *ps)
 static bool push(struct prep_server *ps, uint8_t kind, uint8_t flags, struct centry *ce,
 		 uint64_t sid)
 {
-	if (!q_push(ps, (struct rq){kind, flags, NULL, NULL, ce, sid, NULL, 0, NULL}))
+	if (!q_push(ps, (struct rq){.kind = kind, .flags = flags, .ce = ce, .sid = sid}))
 		return false;
 	if (ce)
 		ce->refs++;
 	return true;
 }
 
-/* An error pgcoro detects (MESSAGE, HINT static or NULL), answered in the client's order;
- * messages until Sync are then dropped, as PostgreSQL skips them. */
+/* An error pgcoro detects (ERR, a whole ErrorResponse of LEN bytes, malloc'd: the
+ * queue's now), in the client's order. PostgreSQL would abort the transaction there, so
+ * the server is made to fail at that point too: it gets an Execute of a portal that does
+ * not exist, and its error is replaced with ERR. An explicit block is then failed ('E')
+ * and a pipeline's implicit transaction rolled back at Sync, as by PostgreSQL; an error
+ * earlier in the pipeline skips both. Client messages until Sync are dropped, as
+ * PostgreSQL skips them. */
+static bool answer_with(struct prep_server *ps, uint8_t *err, size_t len)
+{
+	if (!err || !q_push(ps, (struct rq){.kind = RQ_EXECUTE, .flags = RQ_FAIL,
+					    .errlen = (uint32_t)len, .err = err})) {
+		free(err);
+		return false;
+	}
+	proto_build_execute(&ps->out, FAIL_PORTAL, 0);
+	ps->r->skip = true;
+	return true;
+}
+
+/* answer_with an ERROR of SQLSTATE, MESSAGE and HINT (static or NULL). */
 static bool answer(struct prep_server *ps, const char *sqlstate, const char *message,
 		   const char *hint)
 {
-	char *m = strdup(message);
-	if (!m ||
-	    !q_push(ps, (struct rq){RQ_PARSE, RQ_ANSWER, sqlstate, m, NULL, 0, NULL, 0, hint})) {
-		free(m);
-		return false;
-	}
-	ps->r->skip = true;
-	return true;
+	struct pbuf *b = &reg.scratch;
+	proto_build_error(b, "ERROR", sqlstate, message, NULL, hint);
+	size_t len = b->len;
+	uint8_t *err = b->failed ? NULL : copy_of(b->data, len);
+	pbuf_reset(b);
+	return answer_with(ps, err, len);
 }
 
 static bool answer_error(struct prep_server *ps, const char *sqlstate, const char *name,
@@ -730,7 +760,7 @@ static bool evict(struct prep_server *ps)
 		char name[NAME_MAX_LEN];
 		struct prep_stmt *st = se->stmt;
 		server_name(name, st->id);
-		if (!q_push(ps, (struct rq){RQ_CLOSE, RQ_SWALLOW, NULL, NULL, NULL, 0, st, 0, NULL}))
+		if (!q_push(ps, (struct rq){.kind = RQ_CLOSE, .flags = RQ_SWALLOW, .evicted = st}))
 			return false;
 		st->refs++; /* the queue entry's */
 		proto_build_target(&ps->out, 'C', 'S', name);
@@ -1034,8 +1064,8 @@ bool prep_track_now(server_t *s)
 		return true; /* nothing outstanding: tracked from an empty queue */
 	char marker[NAME_MAX_LEN];
 	snprintf(marker, sizeof(marker), "PGCORO_MARKER");
-	if (!q_push(ps, (struct rq){RQ_CLOSE, RQ_SWALLOW | RQ_BARRIER, NULL, NULL, NULL,
-				    s->closes_pending, NULL, (uint32_t)s->out_syncs, NULL})) {
+	if (!q_push(ps, (struct rq){.kind = RQ_CLOSE, .flags = RQ_SWALLOW | RQ_BARRIER,
+				    .sid = s->closes_pending, .zs = (uint32_t)s->out_syncs})) {
 		prep_server_free(s);
 		log_warning("server %llu: out of memory: prepared statements not tracked",
 			    (unsigned long long)s->id);
@@ -1073,20 +1103,26 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 		if (rq->kind == RQ_SIMPLE || rq->kind == RQ_SYNC)
 			return PREP_PASS; /* ends at its ReadyForQuery */
 		bool replace = false;
-		if (rq->flags & RQ_DEPENDS && (size_t)len + 1 <= WHOLE_MAX) {
-			if (avail < (size_t)len + 1)
-				return PREP_WAIT; /* looked at whole; a larger one passes as it is */
-			const char *code = proto_error_field(msg + PROTO_HDR, len - 4, 'C');
-			replace = rq->ce->failed || (code && strcmp(code, "26000") == 0);
+		bool look = rq->flags & (RQ_DEPENDS | RQ_FAIL) && (size_t)len + 1 <= WHOLE_MAX;
+		if (look && avail < (size_t)len + 1)
+			return PREP_WAIT; /* looked at whole; a larger one passes as it is */
+		const char *code = look ? proto_error_field(msg + PROTO_HDR, len - 4, 'C') : NULL;
+		if (look && rq->flags & RQ_FAIL) {
+			/* the server failed where pgcoro refused a message: pgcoro's error */
+			proto_put_bytes(&ps->answers, rq->err, rq->errlen);
+			replace = true;
 		}
-		if (replace) {
+		if (code && rq->flags & RQ_DEPENDS &&
+		    (rq->ce->failed || strcmp(code, "26000") == 0)) {
 			/* the statement's Parse failed earlier in the pipeline, or a DISCARD ALL
 			 * ran before it: PostgreSQL would name the client's statement, not ours */
 			char m[256];
 			snprintf(m, sizeof(m), "prepared statement \"%s\" does not exist", rq->ce->name);
 			proto_build_error(&ps->answers, "ERROR", "26000", m, NULL, NULL);
-			ps->r->answers = true;
+			replace = true;
 		}
+		if (replace)
+			ps->r->answers = true;
 		while ((rq = q_head(ps)) && rq->kind != RQ_SYNC)
 			q_pop(ps, false); /* PostgreSQL skips to the Sync */
 		if (!rq)
@@ -1160,7 +1196,7 @@ bool prep_answer_idle(client_t *c, const struct proto_msg *m)
 	uint32_t rlen;
 	if (!proto_parse_parse(m->body, m->blen, &name, &rest, &rlen))
 		return false; /* a server will say what is wrong */
-	struct pbuf *b = &reg.idle_out;
+	struct pbuf *b = &reg.scratch;
 	char text[256];
 	if (map_find(c->prep, name)) {
 		snprintf(text, sizeof(text), "prepared statement \"%s\" already exists", name);

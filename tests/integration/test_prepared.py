@@ -420,14 +420,15 @@ def test_client_limit_count_both_paths(pgcoro_factory):
         assert refused(run_batch(w, parse("s5", "select 0") + SYNC),
                        "max_client_prepared_statements") == [("Z", "I")]
         holder.query("COMMIT")
-        # with a server (inside a transaction): refused in its place, the rest skipped
+        # with a server (inside a transaction): refused in its place, the rest skipped,
+        # and the block fails there, as after any error in PostgreSQL
         assert run_batch(w, Wire.msg("Q", b"BEGIN\0")) == [("C", "BEGIN"), ("Z", "T")]
         got = run_batch(w, parse("s5", "select 5") + bind("s5") + execute() + SYNC)
-        assert refused(got, "max_client_prepared_statements") == [("Z", "T")]
+        assert refused(got, "max_client_prepared_statements") == [("Z", "E")]
+        assert run_batch(w, Wire.msg("Q", b"COMMIT\0")) == [("C", "ROLLBACK"), ("Z", "I")]
         assert run_batch(w, bind("s0") + execute() + bind("s4") + execute() + SYNC) == [
             ("2",), ("D", ("0",)), ("C", "SELECT 1"),
-            ("2",), ("D", ("4",)), ("C", "SELECT 1"), ("Z", "T")]
-        assert run_batch(w, Wire.msg("Q", b"COMMIT\0")) == [("C", "COMMIT"), ("Z", "I")]
+            ("2",), ("D", ("4",)), ("C", "SELECT 1"), ("Z", "I")]
         assert w.query("select 42") == [["42"]]
         # s5 does not exist; a pipeline whose first Parse fits and second does not
         got = run_batch(w, bind("s5") + execute() + SYNC)
@@ -519,6 +520,126 @@ def test_client_limit_memory_bounded(pgcoro_factory):
             assert rss[-1] - base < 40000, f"RSS grew {rss[-1] - base} kB after {n[0]}: {rss}"
         assert rss[-1] - rss[-3] < 2000, f"RSS kB from {base}: {rss}"
         assert w.query("select 1") == [["1"]]
+    finally:
+        w.terminate()
+    inst.assert_serving()
+
+
+# ---- errors pgcoro makes end the transaction as PostgreSQL's do --------------------------
+# A duplicate name (42P05), an unknown name (26000) and a Parse past a client limit (53400)
+# are answered by pgcoro; PostgreSQL would abort the transaction there: an explicit block
+# goes to the failed state ('E'), the implicit transaction of a pipeline is rolled back at
+# Sync. The server is made to fail at that point too, so what came before in the pipeline
+# is not committed.
+
+def Q(sql):
+    return Wire.msg("Q", sql.encode() + b"\0")
+
+
+def insert(table, v):
+    return parse("", f"insert into {table} values ({v})") + bind("") + execute()
+
+
+def make_table(pg, table, columns="a int", rows=()):
+    sql = f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} ({columns});"
+    sql += "".join(f"INSERT INTO {table} VALUES ({r});" for r in rows)
+    pg.psql_super(sql + f"ALTER TABLE {table} OWNER TO app;", db="pooldb")
+
+
+def compare_with_postgres(pg, inst, script, setup=None, n_clients=1):
+    """SCRIPT: (client index, batch) pairs, each batch sent whole and answered up to its
+    last ReadyForQuery. Run against PostgreSQL and through INST (SETUP before each run):
+    the answers must be the same. Numbers in error messages (type OIDs) are not compared."""
+    def run(connect):
+        if setup:
+            setup()
+        ws = []
+        try:
+            for _ in range(n_clients):
+                w = connect()
+                w.login(database="pooldb")
+                ws.append(w)
+            out = []
+            for k, batch in script:
+                if callable(batch):
+                    batch()  # a step outside the clients (DDL)
+                    continue
+                got = run_batch(ws[k], batch)
+                out.append([(a[0], a[1], re.sub(r"\d+", "N", a[2])) if a[0] == "E" else a
+                            for a in got])
+            return out
+        finally:
+            for w in ws:
+                w.terminate()
+
+    want = run(lambda: Wire(pg.host, pg.port))
+    got = run(lambda: Wire.to(inst))
+    for k, (g, e) in enumerate(zip(got, want)):
+        assert g == e, f"step {k}: through pgcoro {g}\n directly {e}"
+    assert len(got) == len(want)
+
+
+def aborts_script(t):
+    count = Q(f"select count(*) from {t}")
+    return [
+        parse("d1", "select 1") + SYNC,
+        # a pipeline: an INSERT, then a duplicate name: the INSERT is rolled back
+        insert(t, 1) + parse("d1", "select 2") + bind("d1") + execute() + SYNC,
+        count,
+        # an unknown name (Bind, Describe) after an INSERT
+        insert(t, 2) + bind("nosuch") + execute() + SYNC,
+        insert(t, 3) + describe("S", "nosuch") + SYNC,
+        count,
+        # inside a transaction block: the block fails, later statements are refused
+        Q("BEGIN"),
+        insert(t, 4) + SYNC,
+        parse("d1", "select 3") + SYNC,
+        Q("select 1"),
+        bind("d1") + execute() + SYNC,
+        Q("ROLLBACK"),
+        Q("BEGIN") + bind("nosuch") + execute() + SYNC + Q("ROLLBACK"),
+        count,
+        # the statement pgcoro refused nothing of survived: d1 still works
+        bind("d1") + execute() + SYNC,
+        # an error before pgcoro's own: PostgreSQL skips both; pgcoro's is not sent
+        parse("", "select 1/0") + bind("") + execute() + parse("d1", "select 4") + SYNC,
+        insert(t, 5) + SYNC + count,
+    ]
+
+
+def test_pooler_errors_abort_like_postgres(pgcoro_factory, pg):
+    """Before: the server committed the INSERT before pgcoro's error (count 1, then 2...)
+    and a transaction block stayed 'T' after it."""
+    inst = txn_pgcoro(pgcoro_factory)
+    script = [(0, b) for b in aborts_script("pe_t")]
+    compare_with_postgres(pg, inst, script, setup=lambda: make_table(pg, "pe_t"))
+    inst.assert_serving()
+
+
+@pytest.mark.pooler_only
+def test_client_limit_refusal_aborts(pgcoro_factory, pg):
+    """A Parse past max_client_prepared_statements inside a pipeline or a block ends the
+    transaction as an error there does in PostgreSQL. Before: the INSERT before it was
+    committed and the block stayed 'T'."""
+    make_table(pg, "pl_t")
+    inst = pgcoro_factory(settings=dict(ONE_SERVER, max_client_prepared_statements=1))
+    w = Wire.to(inst)
+    try:
+        w.login(database="pooldb")
+        assert run_batch(w, parse("p1", "select 1") + SYNC) == OK_IDLE
+        got = run_batch(w, insert("pl_t", 1) + parse("p2", "select 2") + SYNC)
+        assert got[:2] == [("1",), ("2",)] and got[2] == ("C", "INSERT 0 1"), got
+        assert refused(got[3:], "max_client_prepared_statements") == [("Z", "I")]
+        assert w.query("select count(*) from pl_t") == [["0"]]
+        assert run_batch(w, Q("BEGIN") + insert("pl_t", 2) + SYNC)[-1] == ("Z", "T")
+        got = run_batch(w, parse("p2", "select 2") + bind("p1") + execute() + SYNC)
+        assert refused(got, "max_client_prepared_statements") == [("Z", "E")]
+        got = run_batch(w, Q("select 1"))
+        assert got[0][:2] == ("E", "25P02") and got[1:] == [("Z", "E")], got
+        assert run_batch(w, Q("ROLLBACK")) == [("C", "ROLLBACK"), ("Z", "I")]
+        assert w.query("select count(*) from pl_t") == [["0"]]
+        assert run_batch(w, bind("p1") + execute() + SYNC) == [
+            ("2",), ("D", ("1",)), ("C", "SELECT 1"), ("Z", "I")]
     finally:
         w.terminate()
     inst.assert_serving()
