@@ -40,6 +40,8 @@ enum prep_kind {
 	PK_CLOSE,      /* CloseComplete */
 };
 #define PREP_SPECIAL 0x80
+#define PREP_USES 0x40 /* a plain entry of a Bind or Describe of a named statement: only an
+                        * error answering it is prepared.c's business */
 
 /* Client side, inline: a message (its first AVAIL bytes at MSG) that names no
  * statement has its answer recorded: true. False: prep_client_msg must see it. */
@@ -125,7 +127,7 @@ static inline bool prep_server_fast(struct prep_ring *r, uint8_t type, uint32_t 
 	}
 	if (!r->len)
 		return true;
-	uint8_t k = r->kind[r->head & r->mask];
+	uint8_t k = r->kind[r->head & r->mask] & (uint8_t)~PREP_USES;
 	if (type == 'Z' && k == PK_SIMPLE)
 		want = PK_SIMPLE;
 	if (k != want) {

@@ -38,10 +38,21 @@
  * committed when the answer arrives, never when the request is sent.
  * The server's statements are the truth only while nothing else touches them: a
  * DISCARD ALL or DEALLOCATE ALL seen in a CommandComplete forgets them (and the client's
- * names), housekeeping's DISCARD ALL too; a "does not exist" naming our statement is
- * told with the client's name. (A Bind pipelined behind such a command in the same
- * batch, of a statement named before it, may still run — prepared again — where
+ * names), housekeeping's DISCARD ALL too; a "does not exist" for one of ours forgets it
+ * on that server (prepared again at its next use), told with the client's name when
+ * something ran before it in the batch. (A Bind pipelined behind such a command in the
+ * same batch, of a statement named before it, may still run — prepared again — where
  * PostgreSQL says it does not exist.)
+ * Validity: a server statement keeps the result type of its Parse; after a schema change
+ * PostgreSQL answers its use with 0A000 (RevalidateCachedQuery: "cached plan must not
+ * change result type") or XX000 "cache lookup failed for type N", until the client
+ * prepares the statement again. Such an error answering a Bind or Describe retires the
+ * registry entry (stmt_retire): the next Parse of that text, under any name, makes a new
+ * entry prepared afresh; the client names that map to the old one get that error from
+ * pgcoro at each use, as from PostgreSQL, until the client prepares again — which asyncpg
+ * and pgjdbc do at once. So one error per statement and connection, as with PostgreSQL,
+ * not one per server for ever. (A client that prepared the text after the change but
+ * before any client met the error was mapped to the stale entry: it gets the error once.)
  * SQL-level PREPARE/EXECUTE/DEALLOCATE name are not translated (as with PgBouncer). */
 #include "prepared.h"
 
@@ -76,6 +87,9 @@ struct prep_stmt {
 	uint64_t id;            /* prepared on servers as PGCORO_<id> */
 	uint32_t refs;          /* client names and server statements using it */
 	bool parsed;            /* a server parsed it without error at least once */
+	bool retired;           /* stale on servers: out of the registry (stmt_retire) */
+	uint8_t *stale;         /* retired: the server's ErrorResponse that said so, or NULL */
+	uint32_t stale_len;
 	uint32_t rlen;
 	uint8_t rest[];         /* the Parse after its name: query, parameter types */
 };
@@ -149,6 +163,8 @@ static struct prep_stmt *stmt_get(const uint8_t *rest, uint32_t rlen)
 	st->id = ++reg.next_id;
 	st->refs = 1;
 	st->parsed = false;
+	st->retired = false;
+	st->stale = NULL;
 	st->rlen = rlen;
 	memcpy(st->rest, rest, rlen);
 	struct prep_stmt **head = &reg.buckets[h & (reg.nbuckets - 1)];
@@ -167,16 +183,45 @@ static uint8_t *copy_of(const uint8_t *p, size_t n)
 	return c;
 }
 
-static void stmt_unref(struct prep_stmt *st)
+/* Takes ST out of the registry's hash table. */
+static void stmt_unlink(struct prep_stmt *st)
 {
-	if (--st->refs)
-		return;
 	struct prep_stmt **pp = &reg.buckets[st->hash & (reg.nbuckets - 1)];
 	while (*pp != st)
 		pp = &(*pp)->next;
 	*pp = st->next;
 	reg.count--;
+}
+
+static void stmt_unref(struct prep_stmt *st)
+{
+	if (--st->refs)
+		return;
+	if (!st->retired)
+		stmt_unlink(st);
+	free(st->stale);
 	free(st);
+}
+
+/* The server-side statements of ST are stale: a server answered a use of one with ERR
+ * (a whole ErrorResponse of LEN bytes). ST leaves the registry, so the next Parse of its
+ * text makes a new statement, prepared afresh on each server; the client names that map
+ * to ST keep it and get ERR from pgcoro at each use, as PostgreSQL answers a statement
+ * prepared before a schema change until the client prepares it again. Its server-side
+ * statements are not used again and go with the LRU. */
+static void stmt_retire(struct prep_stmt *st, const uint8_t *err, size_t len)
+{
+	if (st->retired)
+		return;
+	stmt_unlink(st);
+	st->retired = true;
+	st->stale = copy_of(err, len);
+	st->stale_len = (uint32_t)len;
+	const char *code = proto_error_field(err + PROTO_HDR, (uint32_t)len - PROTO_HDR, 'C');
+	const char *m = proto_error_field(err + PROTO_HDR, (uint32_t)len - PROTO_HDR, 'M');
+	log_info("prepared statement PGCORO_%" PRIu64 " retired (%s %.200s): its text is "
+		 "prepared anew from now on",
+		 st->id, code ? code : "", m ? m : "");
 }
 
 static void server_name(char *buf, uint64_t id)
@@ -426,6 +471,8 @@ struct rq {
 	                         * bytes */
 	struct centry *ce;      /* the client's Parse: committed on success (a reference) */
 	uint64_t sid;           /* a Parse sent to the server: that statement's id */
+	uint64_t uses;          /* a Bind or Describe of a named statement: its id (kept in a
+	                         * plain entry too, kind byte flagged PREP_USES) */
 	struct prep_stmt *evicted; /* an eviction's Close: put back if skipped (a reference) */
 	uint32_t zs;            /* RQ_BARRIER: ReadyForQuery messages due before the marker */
 };
@@ -522,9 +569,11 @@ static bool q_push(struct prep_server *ps, struct rq rq)
 		return false;
 	uint32_t i = (r->head + r->len) & r->mask;
 	bool special = rq.flags || rq.ce || rq.sid || rq.evicted || rq.err;
-	r->kind[i] = (uint8_t)(rq.kind | (special ? PREP_SPECIAL : 0));
+	r->kind[i] = (uint8_t)(rq.kind | (special ? PREP_SPECIAL : rq.uses ? PREP_USES : 0));
 	if (special)
 		ps->extra[i] = rq;
+	else if (rq.uses)
+		ps->extra[i].uses = rq.uses; /* all q_head reads of a plain entry */
 	r->len++;
 	return true;
 }
@@ -536,8 +585,11 @@ static struct rq *q_head(struct prep_server *ps)
 	if (!r->len)
 		return NULL;
 	uint32_t i = r->head & r->mask;
-	if (!(r->kind[i] & PREP_SPECIAL))
-		ps->extra[i] = (struct rq){.kind = r->kind[i]};
+	uint8_t k = r->kind[i];
+	if (!(k & PREP_SPECIAL)) {
+		uint64_t uses = k & PREP_USES ? ps->extra[i].uses : 0;
+		ps->extra[i] = (struct rq){.kind = k & (uint8_t)~PREP_USES, .uses = uses};
+	}
 	return &ps->extra[i];
 }
 
@@ -742,6 +794,14 @@ static bool answer(struct prep_server *ps, const char *sqlstate, const char *mes
 	return answer_with(ps, err, len);
 }
 
+/* A use of a retired statement ST: PostgreSQL's error that retired it. */
+static bool answer_stale(struct prep_server *ps, const struct prep_stmt *st)
+{
+	if (!st->stale)
+		return answer(ps, "0A000", "cached plan must not change result type", NULL);
+	return answer_with(ps, copy_of(st->stale, st->stale_len), st->stale_len);
+}
+
 static bool answer_error(struct prep_server *ps, const char *sqlstate, const char *name,
 			 const char *what)
 {
@@ -806,8 +866,13 @@ static bool use_statement(struct prep_server *ps, struct centry *ce, char *name)
  * statement, so the entry keeps CE. */
 static bool push_use(struct prep_server *ps, uint8_t kind, struct centry *ce)
 {
-	return ce->pending || ps->r->len ? push(ps, kind, RQ_DEPENDS, ce, 0)
-					 : push(ps, kind, 0, NULL, 0);
+	bool depends = ce->pending || ps->r->len;
+	if (!q_push(ps, (struct rq){.kind = kind, .flags = depends ? RQ_DEPENDS : 0,
+				    .ce = depends ? ce : NULL, .uses = ce->stmt->id}))
+		return false;
+	if (depends)
+		ce->refs++;
+	return true;
 }
 
 static bool on_parse(server_t *s, client_t *c, const uint8_t *body, uint32_t blen, bool *bad)
@@ -859,6 +924,8 @@ static bool on_bind(server_t *s, client_t *c, const uint8_t *body, uint32_t blen
 	char name[NAME_MAX_LEN];
 	if (!ce)
 		return answer_error(ps, "26000", stmt, "does not exist");
+	if (ce->stmt->retired)
+		return answer_stale(ps, ce->stmt);
 	if (!use_statement(ps, ce, name))
 		return false;
 	proto_build_bind(&ps->out, portal, name, rest, rlen);
@@ -889,6 +956,8 @@ static bool on_target(server_t *s, client_t *c, uint8_t type, const uint8_t *bod
 	char name[NAME_MAX_LEN];
 	if (!ce)
 		return answer_error(ps, "26000", stmt, "does not exist");
+	if (ce->stmt->retired)
+		return answer_stale(ps, ce->stmt);
 	if (!use_statement(ps, ce, name))
 		return false;
 	proto_build_target(&ps->out, 'D', 'S', name);
@@ -1017,6 +1086,29 @@ static bool drops_all(const uint8_t *msg, uint32_t len)
 	       (len == 4 + 15 && memcmp(msg + PROTO_HDR, "DEALLOCATE ALL", 15) == 0);
 }
 
+/* An error (MSG, LEN its length field, CODE its SQLSTATE) answering RQ, a Bind or Describe
+ * of a named statement on this server. A statement PostgreSQL says is stale (its result
+ * type changed: 0A000 from RevalidateCachedQuery; a type or other object it named is
+ * gone: XX000 "cache lookup failed for ...", a message never translated) is retired; one
+ * it says does not exist (26000: deallocated behind pgcoro's back) is forgotten on this
+ * server, so its next use prepares it there again. */
+static void statement_error(struct prep_server *ps, struct rq *rq, const uint8_t *msg,
+			    uint32_t len, const char *code)
+{
+	struct sentry *se = set_find(ps, rq->uses);
+	if (strcmp(code, "26000") == 0) {
+		if (se && !se->pending)
+			set_remove(ps, se);
+		return;
+	}
+	const char *m = proto_error_field(msg + PROTO_HDR, len - 4, 'M');
+	bool stale = strcmp(code, "0A000") == 0 ||
+		     (strcmp(code, "XX000") == 0 && m && strncmp(m, "cache lookup failed for ", 24) == 0);
+	struct prep_stmt *st = se ? se->stmt : rq->flags & RQ_DEPENDS ? rq->ce->stmt : NULL;
+	if (stale && st && st->id == rq->uses)
+		stmt_retire(st, msg, (size_t)len + 1);
+}
+
 /* The head is a barrier: answers to what was sent before tracking began pass (the
  * ReadyForQuery and CloseComplete messages still due are counted), up to the marker's
  * CloseComplete, swallowed. An error of the extended-protocol sequence open then makes
@@ -1103,7 +1195,8 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 		if (rq->kind == RQ_SIMPLE || rq->kind == RQ_SYNC)
 			return PREP_PASS; /* ends at its ReadyForQuery */
 		bool replace = false;
-		bool look = rq->flags & (RQ_DEPENDS | RQ_FAIL) && (size_t)len + 1 <= WHOLE_MAX;
+		bool look = (rq->flags & (RQ_DEPENDS | RQ_FAIL) || rq->uses) &&
+			    (size_t)len + 1 <= WHOLE_MAX;
 		if (look && avail < (size_t)len + 1)
 			return PREP_WAIT; /* looked at whole; a larger one passes as it is */
 		const char *code = look ? proto_error_field(msg + PROTO_HDR, len - 4, 'C') : NULL;
@@ -1111,6 +1204,8 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 			/* the server failed where pgcoro refused a message: pgcoro's error */
 			proto_put_bytes(&ps->answers, rq->err, rq->errlen);
 			replace = true;
+		} else if (code && rq->uses) {
+			statement_error(ps, rq, msg, len, code);
 		}
 		if (code && rq->flags & RQ_DEPENDS &&
 		    (rq->ce->failed || strcmp(code, "26000") == 0)) {

@@ -643,3 +643,89 @@ def test_client_limit_refusal_aborts(pgcoro_factory, pg):
     finally:
         w.terminate()
     inst.assert_serving()
+
+
+# ---- a statement prepared before a schema change ------------------------------------------
+# PostgreSQL answers a statement whose result type changed with 0A000 "cached plan must not
+# change result type", one that names a dropped type with XX000 "cache lookup failed for
+# type", until the client prepares it again. Through pgcoro the server statement is shared
+# by every client preparing that text: it is retired on the first such error, and the
+# next Parse of the text prepares a fresh one.
+
+SEL = "select * from st_t order by a"
+MOOD = "select $1::st_mood"
+
+
+def stale_setup(pg):
+    pg.psql_super("DROP TYPE IF EXISTS st_mood; CREATE TYPE st_mood AS ENUM ('a', 'b');",
+                  db="pooldb")
+    make_table(pg, "st_t", rows=(1,))
+
+
+def stale_ddl(pg):
+    pg.psql_super("ALTER TABLE st_t ADD COLUMN b int DEFAULT 7; DROP TYPE st_mood; "
+                  "CREATE TYPE st_mood AS ENUM ('a', 'b');", db="pooldb")
+
+
+def stale_script(pg):
+    use = lambda n, sql, params=(): (parse(n, sql) + describe("S", n) + bind(n, params)
+                                     + execute())
+    return [
+        # clients 0 and 1 prepare the same texts, each inside a transaction (so through
+        # pgcoro on two servers, both preparing them)
+        (0, Q("BEGIN") + use("a1", SEL) + use("m1", MOOD, ["a"]) + SYNC),
+        (1, Q("BEGIN") + use("b1", SEL) + use("n1", MOOD, ["a"]) + SYNC),
+        (0, Q("COMMIT")),
+        (1, Q("COMMIT")),
+        (0, lambda: stale_ddl(pg)),
+        # the statement prepared before: an error (once per statement, as in PostgreSQL)
+        (0, bind("a1") + execute() + SYNC),
+        # prepared again under a new name (asyncpg, pgjdbc): the new row shape
+        (0, use("a2", SEL) + SYNC),
+        (0, bind("m1", ["a"]) + execute() + SYNC),
+        (0, use("m2", MOOD, ["b"]) + SYNC),
+        (0, bind("a1") + execute() + SYNC),
+        # the other client's statements: the same errors, in a block too (aborted)
+        (1, Q("BEGIN") + bind("b1") + execute() + SYNC),
+        (1, Q("select 1") + Q("ROLLBACK")),
+        (1, bind("n1", ["b"]) + execute() + SYNC),
+        # closed and prepared again under the same name
+        (1, close("S", "b1") + use("b1", SEL) + SYNC),
+        (1, close("S", "n1") + use("n1", MOOD, ["b"]) + SYNC),
+        # a client that prepares after the change: no error at all
+        (2, use("c1", SEL) + use("c2", MOOD, ["a"]) + SYNC),
+    ]
+
+
+def test_stale_statement_like_postgres(pgcoro_factory, pg):
+    """Before: the new Parse of the same text (a2, m2, b1 again, c1) mapped to the stale
+    server statement: the same error again, for every client, until servers were
+    recycled."""
+    inst = txn_pgcoro(pgcoro_factory)
+    compare_with_postgres(pg, inst, stale_script(pg), setup=lambda: stale_setup(pg),
+                          n_clients=3)
+    inst.assert_serving()
+
+
+@pytest.mark.pooler_only
+def test_statement_dropped_behind_pgcoro_is_prepared_again(pgcoro_factory):
+    """A server statement deallocated by SQL behind pgcoro's back: its next use gets
+    PostgreSQL's 26000 once, then it is prepared there again. Before: 26000 for ever on
+    that server."""
+    inst = pgcoro_factory(settings=ONE_SERVER)
+    w = Wire.to(inst)
+    try:
+        w.login()
+        ok = [("2",), ("D", ("1",)), ("C", "SELECT 1"), ("Z", "I")]
+        assert run_batch(w, parse("s1", "select 1") + bind("s1") + execute() + SYNC) == \
+            [("1",)] + ok
+        [[name]] = w.query("select name from pg_prepared_statements")
+        assert name.startswith("PGCORO_"), name
+        w.query(f'DEALLOCATE "{name}"')
+        got = run_batch(w, bind("s1") + execute() + SYNC)
+        assert got[0][:2] == ("E", "26000") and got[1:] == [("Z", "I")], got
+        assert run_batch(w, bind("s1") + execute() + SYNC) == ok
+        assert run_batch(w, bind("s1") + execute() + SYNC) == ok
+    finally:
+        w.terminate()
+    inst.assert_serving()
