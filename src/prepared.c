@@ -53,7 +53,11 @@
  * and pgjdbc do at once. So one error per statement and connection, as with PostgreSQL,
  * not one per server for ever. (A client that prepared the text after the change but
  * before any client met the error was mapped to the stale entry: it gets the error once.)
- * SQL-level PREPARE/EXECUTE/DEALLOCATE name are not translated (as with PgBouncer). */
+ * SQL `DEALLOCATE [PREPARE] name` of a client's statement (a Query, or a Parse of the
+ * unnamed statement: psycopg 3 with libpq < 17) drops the name as a Close does; the
+ * server runs a DEALLOCATE of a statement made for the purpose, so the answers and the
+ * transaction are PostgreSQL's (on_deallocate). SQL-level PREPARE/EXECUTE are not
+ * translated (as with PgBouncer). */
 #include "prepared.h"
 
 #include <inttypes.h>
@@ -98,6 +102,7 @@ static struct {
 	struct prep_stmt **buckets;
 	size_t nbuckets, count;
 	uint64_t next_id;
+	uint64_t dealloc_seq; /* numbers the statements a Query's DEALLOCATE makes and drops */
 	struct pbuf scratch;  /* answers built before they are sent or copied */
 } reg;
 
@@ -459,8 +464,12 @@ struct sentry {
                       * CloseComplete (sid: how many other CloseCompletes come first) */
 #define RQ_FAIL 16   /* an error pgcoro detects (err): the server was sent a failing request
                       * in the refused one's place, its error is replaced with err */
+#define RQ_DEALLOC 32 /* the client's DEALLOCATE of name ce, dropped when sent: back unless
+                       * it runs (a Parse: answered; a Query: its CommandComplete seen) */
 
 #define FAIL_PORTAL "PGCORO_FAIL" /* a portal that does not exist: Executing it fails */
+#define DEALLOC_STMT "PGCORO_DEALLOCATE" /* what a translated DEALLOCATE drops */
+#define DEALLOC_MAX 256 /* longer texts are not looked at for a DEALLOCATE */
 
 /* An answer the server owes (or pgcoro does) with more than its kind: kept in
  * ps->extra at its ring index, its kind byte flagged PREP_SPECIAL. */
@@ -615,9 +624,11 @@ static void q_pop(struct prep_server *ps, bool ok)
 	}
 	if (rq->ce && (rq->flags & RQ_DEPENDS)) {
 		centry_unref(rq->ce);
-	} else if (rq->ce && rq->kind == RQ_CLOSE) {
-		if (!ok && !rq->ce->in_map)
-			map_insert(rq->ce->map, rq->ce); /* the Close was skipped: the name stays */
+	} else if (rq->ce && (rq->kind == RQ_CLOSE || (rq->flags & RQ_DEALLOC))) {
+		/* the Close or DEALLOCATE did not run: the name stays (unless made again since) */
+		if ((!ok || rq->kind == RQ_SIMPLE) && !rq->ce->in_map &&
+		    !map_find(rq->ce->map, rq->ce->name))
+			map_insert(rq->ce->map, rq->ce);
 		centry_unref(rq->ce);
 	} else if (rq->ce) {
 		if (ok)
@@ -964,6 +975,67 @@ static bool on_target(server_t *s, client_t *c, uint8_t type, const uint8_t *bod
 	return push_use(ps, RQ_DESCRIBE, ce);
 }
 
+/* Whether MSG, a client's Query or Parse of the unnamed statement (AVAIL bytes of it here,
+ * LEN its length field), is `DEALLOCATE name` of a statement C named: PREP_TAKEN (*CE:
+ * that name), PREP_WAIT (it may be: the rest is needed), PREP_PASS (it is not). */
+static enum prep_act deallocating(client_t *c, const uint8_t *msg, size_t avail, uint32_t len,
+				  struct centry **ce)
+{
+	bool parse = msg[0] == 'P';
+	if (!c->prep || !c->prep->count || len - 4 > DEALLOC_MAX || len - 4 < (parse ? 4u : 1u))
+		return PREP_PASS;
+	if (avail < (size_t)len + 1)
+		return PREP_WAIT;
+	const char *text = (const char *)msg + PROTO_HDR + parse; /* after a Parse's "" name */
+	size_t n = len - 4 - parse;
+	size_t tlen = strnlen(text, n);
+	/* the text ends a Query; in a Parse, no parameter types follow it */
+	if (tlen + (parse ? 3 : 1) != n || (parse && (text[tlen + 1] || text[tlen + 2])))
+		return PREP_PASS;
+	char name[64];
+	if (!proto_parse_deallocate(text, tlen, name, sizeof(name)))
+		return PREP_PASS;
+	*ce = map_find(c->prep, name);
+	return *ce ? PREP_TAKEN : PREP_PASS;
+}
+
+/* Translates C's DEALLOCATE of its statement CE (a Query, or a Parse of the unnamed
+ * statement: TYPE): the name goes now, its room given back, and comes back if the
+ * DEALLOCATE does not run. The server runs a DEALLOCATE of a statement made for it, so
+ * the answers, the errors (25P02 in a failed block) and the transaction are PostgreSQL's
+ * own: a Query becomes "PREPARE x AS SELECT; DEALLOCATE x", x new each time (PREPARE's
+ * CommandComplete swallowed); a Parse is preceded by a Close and a Parse of DEALLOC_STMT
+ * (answers swallowed) and becomes "DEALLOCATE DEALLOC_STMT". (Over the extended protocol
+ * the name's drop is final when that Parse is answered, not at its Execute: a client
+ * that parses a DEALLOCATE and never executes it loses the name all the same.) */
+static bool on_deallocate(server_t *s, client_t *c, struct centry *ce, uint8_t type)
+{
+	struct prep_server *ps = s->prep;
+	if (type == 'Q') {
+		char q[128];
+		uint64_t k = ++reg.dealloc_seq;
+		snprintf(q, sizeof(q),
+			 "PREPARE \"" DEALLOC_STMT "_%" PRIu64 "\" AS SELECT; DEALLOCATE \"" DEALLOC_STMT
+			 "_%" PRIu64 "\"",
+			 k, k);
+		proto_build_query(&ps->out, q);
+		if (!push(ps, RQ_SIMPLE, RQ_DEALLOC, ce, 0))
+			return false;
+	} else {
+		/* texts, then no parameter types (int16 0) */
+		static const char sel[] = "SELECT\0\0";
+		static const char drop[] = "DEALLOCATE \"" DEALLOC_STMT "\"\0\0";
+		proto_build_target(&ps->out, 'C', 'S', DEALLOC_STMT);
+		proto_build_parse(&ps->out, DEALLOC_STMT, (const uint8_t *)sel, sizeof(sel));
+		proto_build_parse(&ps->out, "", (const uint8_t *)drop, sizeof(drop));
+		if (!push(ps, RQ_CLOSE, RQ_SWALLOW, NULL, 0) ||
+		    !push(ps, RQ_PARSE, RQ_SWALLOW, NULL, 0) || !push(ps, RQ_PARSE, RQ_DEALLOC, ce, 0))
+			return false;
+	}
+	map_remove(c->prep, ce);
+	return true;
+}
+
 /* True when the first bytes of a P/B/D/C message (AVAIL of them, of a LEN-long body)
  * already show it names no statement. */
 static bool unnamed_at_a_glance(uint8_t type, const uint8_t *body, size_t avail)
@@ -994,6 +1066,9 @@ enum prep_act prep_client_msg(server_t *s, client_t *c, const uint8_t *msg, size
 	struct prep_server *ps = s->prep;
 	uint8_t type = msg[0];
 	bool whole = avail >= (size_t)len + 1;
+	bool ok, bad = false, pass = false;
+	struct centry *ce;
+	enum prep_act act;
 	if (ps->r->skip) {
 		if (type == 'S') {
 			ps->r->skip = false;
@@ -1009,6 +1084,13 @@ enum prep_act prep_client_msg(server_t *s, client_t *c, const uint8_t *msg, size
 	}
 	switch (type) {
 	case 'Q':
+		if ((act = deallocating(c, msg, avail, len, &ce)) == PREP_WAIT)
+			return act;
+		if (act == PREP_TAKEN) {
+			ok = on_deallocate(s, c, ce, type);
+			goto built;
+		}
+		/* fall through */
 	case 'F':
 	case 'S':
 	simple:
@@ -1027,6 +1109,14 @@ enum prep_act prep_client_msg(server_t *s, client_t *c, const uint8_t *msg, size
 	default:
 		return PREP_PASS; /* Flush, COPY data: no answer of their own */
 	}
+	if (type == 'P' && avail > PROTO_HDR && msg[PROTO_HDR] == 0) {
+		if ((act = deallocating(c, msg, avail, len, &ce)) == PREP_WAIT)
+			return act;
+		if (act == PREP_TAKEN) {
+			ok = on_deallocate(s, c, ce, type);
+			goto built;
+		}
+	}
 	if (unnamed_at_a_glance(type, msg + PROTO_HDR, avail - PROTO_HDR)) {
 		if (!push(ps, kind_of(type), 0, NULL, 0))
 			goto oom;
@@ -1043,7 +1133,6 @@ enum prep_act prep_client_msg(server_t *s, client_t *c, const uint8_t *msg, size
 	}
 	const uint8_t *body = msg + PROTO_HDR;
 	uint32_t blen = len - 4;
-	bool ok, bad = false, pass = false;
 	switch (type) {
 	case 'P':
 		ok = on_parse(s, c, body, blen, &bad);
@@ -1062,6 +1151,7 @@ enum prep_act prep_client_msg(server_t *s, client_t *c, const uint8_t *msg, size
 										 : "Close");
 		return PREP_FAIL;
 	}
+built:
 	if (!ok || ps->out.failed)
 		goto oom;
 	if (pass)
@@ -1107,6 +1197,26 @@ static void statement_error(struct prep_server *ps, struct rq *rq, const uint8_t
 	struct prep_stmt *st = se ? se->stmt : rq->flags & RQ_DEPENDS ? rq->ce->stmt : NULL;
 	if (stale && st && st->id == rq->uses)
 		stmt_retire(st, msg, (size_t)len + 1);
+}
+
+/* A CommandComplete (MSG) of RQ, the Query a client's DEALLOCATE became ("PREPARE x AS
+ * SELECT; DEALLOCATE x"): PREPARE's is swallowed; DEALLOCATE's makes the name's drop
+ * final. */
+static enum prep_act deallocate_done(struct rq *rq, const uint8_t *msg, size_t avail,
+				     uint32_t len)
+{
+	if ((size_t)len + 1 > WHOLE_MAX)
+		return PREP_PASS;
+	if (avail < (size_t)len + 1)
+		return PREP_WAIT;
+	const char *tag = (const char *)msg + PROTO_HDR;
+	if (len == 4 + 8 && memcmp(tag, "PREPARE", 8) == 0)
+		return PREP_DROP;
+	if (len == 4 + 11 && memcmp(tag, "DEALLOCATE", 11) == 0 && rq->ce) {
+		centry_unref(rq->ce);
+		rq->ce = NULL;
+	}
+	return PREP_PASS;
 }
 
 /* The head is a barrier: answers to what was sent before tracking began pass (the
@@ -1246,6 +1356,8 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 		done = rq->kind == RQ_DESCRIBE;
 		break;
 	case 'C':
+		if (rq->kind == RQ_SIMPLE && rq->flags & RQ_DEALLOC)
+			return deallocate_done(rq, msg, avail, len);
 		if (len == 4 + 12 || len == 4 + 15) {
 			if (avail < (size_t)len + 1)
 				return PREP_WAIT;

@@ -645,6 +645,82 @@ def test_client_limit_refusal_aborts(pgcoro_factory, pg):
     inst.assert_serving()
 
 
+# ---- SQL DEALLOCATE of a protocol-level statement ------------------------------------------
+# psycopg 3 (libpq < 17) drops its statements with DEALLOCATE name; pgcoro renamed them on
+# the server, so it translates: the client's name goes, as in PostgreSQL, with PostgreSQL's
+# answers (in a failed block: 25P02 and the statement stays; DEALLOCATE is not undone by a
+# ROLLBACK).
+
+def dealloc_script():
+    ext = lambda sql: parse("", sql) + bind("") + describe("P", "") + execute() + SYNC
+    return [
+        parse("Mixed", "select 1") + parse("lower", "select 2") + parse("_pg3_0", "select 3")
+        + SYNC,
+        Q('DEALLOCATE "Mixed"'),
+        bind("Mixed") + execute() + SYNC,
+        Q("deallocate prepare LOWER ;"),
+        Q("DEALLOCATE lower"),  # gone already: the server's 26000
+        parse("lower", "select 'again'") + bind("lower") + execute() + SYNC,
+        # the extended protocol, as psycopg 3 sends it
+        ext("DEALLOCATE _pg3_0"),
+        bind("_pg3_0") + execute() + SYNC,
+        parse("_pg3_0", "select 4") + bind("_pg3_0") + execute() + SYNC,
+        ext("DEALLOCATE PREPARE _pg3_0"),
+        # in a transaction block: done at once, not undone by ROLLBACK
+        Q("BEGIN"),
+        Q("DEALLOCATE lower"),
+        Q("ROLLBACK"),
+        bind("lower") + execute() + SYNC,
+        # in a failed block: 25P02, and the statement stays
+        parse("keep", "select 5") + SYNC,
+        Q("BEGIN"),
+        Q("select 1/0"),
+        Q("DEALLOCATE keep"),
+        ext("DEALLOCATE keep"),
+        Q("ROLLBACK"),
+        bind("keep") + execute() + SYNC,
+        # an error earlier in the pipeline: the DEALLOCATE is skipped, the name stays
+        parse("", "select 1/0") + bind("") + execute() + parse("", "DEALLOCATE keep")
+        + bind("") + execute() + SYNC,
+        bind("keep") + execute() + SYNC,
+        # DEALLOCATE and a new Parse of the name in one batch
+        Q("DEALLOCATE keep") + parse("keep", "select 6") + bind("keep") + execute() + SYNC,
+        ext("DEALLOCATE keep") + parse("keep", "select 7") + bind("keep") + execute() + SYNC,
+        # names that are not the client's pass to the server as they are
+        Q("DEALLOCATE nosuch"),
+        ext("DEALLOCATE nosuch"),
+    ]
+
+
+def test_deallocate_like_postgres(pgcoro_factory, pg):
+    """Before: "prepared statement does not exist" for each DEALLOCATE of a protocol-level
+    name, which stayed (a new Parse of it: 42P05)."""
+    inst = txn_pgcoro(pgcoro_factory)
+    compare_with_postgres(pg, inst, [(0, b) for b in dealloc_script()])
+    inst.assert_serving()
+
+
+def test_deallocate_frees_the_name(pgcoro_factory):
+    """A DEALLOCATE gives the name's room back (max_client_prepared_statements = 2)."""
+    inst = pgcoro_factory(settings=dict(ONE_SERVER, max_client_prepared_statements=2))
+    w = Wire.to(inst)
+    try:
+        w.login()
+        for i in range(10):
+            got = run_batch(w, parse(f"_pg3_{i}", f"select {i}") + bind(f"_pg3_{i}")
+                            + execute() + SYNC)
+            assert got == [("1",), ("2",), ("D", (str(i),)), ("C", "SELECT 1"), ("Z", "I")], got
+            if i % 2:
+                assert run_batch(w, Q(f"DEALLOCATE _pg3_{i}")) == [
+                    ("C", "DEALLOCATE"), ("Z", "I")]
+            else:
+                assert run_batch(w, parse("", f"DEALLOCATE _pg3_{i}") + bind("") + execute()
+                                 + SYNC) == [("1",), ("2",), ("C", "DEALLOCATE"), ("Z", "I")]
+    finally:
+        w.terminate()
+    inst.assert_serving()
+
+
 # ---- a statement prepared before a schema change ------------------------------------------
 # PostgreSQL answers a statement whose result type changed with 0A000 "cached plan must not
 # change result type", one that names a dropped type with XX000 "cache lookup failed for
@@ -689,9 +765,9 @@ def stale_script(pg):
         (1, Q("BEGIN") + bind("b1") + execute() + SYNC),
         (1, Q("select 1") + Q("ROLLBACK")),
         (1, bind("n1", ["b"]) + execute() + SYNC),
-        # closed and prepared again under the same name
+        # closed and prepared again under the same name; DEALLOCATE and again
         (1, close("S", "b1") + use("b1", SEL) + SYNC),
-        (1, close("S", "n1") + use("n1", MOOD, ["b"]) + SYNC),
+        (1, Q("DEALLOCATE n1") + use("n1", MOOD, ["b"]) + SYNC),
         # a client that prepares after the change: no error at all
         (2, use("c1", SEL) + use("c2", MOOD, ["a"]) + SYNC),
     ]

@@ -1,7 +1,8 @@
 """Drivers' prepared statements in transaction mode where the server-side statement
 pgcoro shares would differ from PostgreSQL's own: across a schema change (asyncpg's
-statement cache, pgjdbc past prepareThreshold). Each runs against PostgreSQL directly
-and through pgcoro (5 servers): the outcomes must be the same."""
+statement cache, pgjdbc past prepareThreshold) and when psycopg 3 drops a statement
+with SQL DEALLOCATE. Each runs against PostgreSQL directly and through pgcoro (5
+servers): the outcomes must be the same."""
 
 import asyncio
 import os
@@ -111,3 +112,39 @@ def test_pgjdbc_past_prepare_threshold_across_alter_table(pgcoro_factory, pg):
     assert got == want
     inst.assert_serving()
 
+
+def psycopg_rotating(dsn):
+    """psycopg 3 with every query prepared (prepare_threshold=0) and prepared_max=3:
+    past 3 statements it drops the oldest with DEALLOCATE _pg3_N (libpq < 17), in
+    autocommit and inside transactions. The results."""
+    import psycopg
+    out = []
+    with psycopg.connect(dsn, prepare_threshold=0, autocommit=True) as conn:
+        conn.prepared_max = 3
+        for r in range(3):
+            for i in range(8):
+                out.append(conn.execute(f"select {i} + %s::int", (r,)).fetchone()[0])
+            with conn.transaction():
+                for i in range(8):
+                    out.append(conn.execute(f"select {i} * %s::int", (r,)).fetchone()[0])
+        out.append(conn.execute("select count(*) from pg_prepared_statements "
+                                "where name like '\\_pg3\\_%'").fetchone()[0])
+    return out
+
+
+def test_psycopg3_deallocates_with_sql(pgcoro_factory, pg):
+    """Before: psycopg.errors.InvalidSqlStatementName: prepared statement "_pg3_0" does
+    not exist, at the 4th distinct query. max_client_prepared_statements = 4 shows the
+    names really go."""
+    import psycopg
+    assert psycopg.pq.version() < 170000, "libpq 17 closes statements with the protocol"
+    direct = (f"host={pg.host} port={pg.port} user={APP_USER} password={APP_PASS} "
+              "dbname=postgres")
+    want = psycopg_rotating(direct)
+    assert want[-1] == 4, want  # directly: psycopg's 3 and the count's own
+    inst = pgcoro_factory(settings=dict(FIVE, max_client_prepared_statements=4))
+    got = psycopg_rotating(inst.dsn())
+    assert got[:-1] == want[:-1]
+    if not inst.direct:
+        assert got[-1] == 0  # through pgcoro the server's statements are named PGCORO_n
+    inst.assert_serving()
