@@ -40,16 +40,31 @@ enum prep_kind {
 	PK_CLOSE,      /* CloseComplete */
 };
 #define PREP_SPECIAL 0x80
+#define PREP_USES 0x40 /* a plain entry of a Bind or Describe of a named statement: only an
+                        * error answering it is prepared.c's business */
+
+/* Client side: the text at P (AVAIL bytes of it here) of a Query or of a Parse of the
+ * unnamed statement may be a DEALLOCATE (prepared.c looks closer). */
+static inline bool prep_may_deallocate(const uint8_t *p, size_t avail)
+{
+	return avail == 0 || (p[0] | 0x20) == 'd' || p[0] == ' ' || (p[0] >= '\t' && p[0] <= '\r');
+}
 
 /* Client side, inline: a message (its first AVAIL bytes at MSG) that names no
- * statement has its answer recorded: true. False: prep_client_msg must see it. */
-static inline bool prep_client_fast(struct prep_ring *r, const uint8_t *msg, size_t avail)
+ * statement and cannot be a DEALLOCATE has its answer recorded: true. False:
+ * prep_client_msg must see it. */
+static inline __attribute__((always_inline)) bool prep_client_fast(struct prep_ring *r,
+								    const uint8_t *msg,
+								    size_t avail)
 {
 	uint8_t k;
 	if (r->skip)
 		return false;
 	switch (msg[0]) {
 	case 'Q':
+		if (prep_may_deallocate(msg + 5, avail - 5))
+			return false;
+		/* fall through */
 	case 'F':
 		k = PK_SIMPLE;
 		break;
@@ -59,8 +74,8 @@ static inline bool prep_client_fast(struct prep_ring *r, const uint8_t *msg, siz
 	case 'E':
 		k = PK_EXECUTE;
 		break;
-	case 'P': /* unnamed statement */
-		if (avail < 6 || msg[5] != 0)
+	case 'P': /* unnamed statement, not a DEALLOCATE */
+		if (avail < 6 || msg[5] != 0 || prep_may_deallocate(msg + 6, avail - 6))
 			return false;
 		k = PK_PARSE;
 		break;
@@ -125,7 +140,7 @@ static inline bool prep_server_fast(struct prep_ring *r, uint8_t type, uint32_t 
 	}
 	if (!r->len)
 		return true;
-	uint8_t k = r->kind[r->head & r->mask];
+	uint8_t k = r->kind[r->head & r->mask] & (uint8_t)~PREP_USES;
 	if (type == 'Z' && k == PK_SIMPLE)
 		want = PK_SIMPLE;
 	if (k != want) {

@@ -78,6 +78,8 @@ void proto_build_bind(struct pbuf *b, const char *portal, const char *stmt, cons
 void proto_build_target(struct pbuf *b, uint8_t type, uint8_t kind, const char *name);
 /* A message with no body: ParseComplete '1', BindComplete '2', CloseComplete '3', ... */
 void proto_build_empty(struct pbuf *b, uint8_t type);
+void proto_build_execute(struct pbuf *b, const char *portal, uint32_t max_rows); /* 'E' */
+void proto_build_query(struct pbuf *b, const char *sql);                         /* 'Q' */
 
 /* Authentication codes */
 #define AUTH_REQ_OK        0
@@ -201,6 +203,14 @@ enum proto_listen {
  * quoted one as written ("" for a quote). Identifiers over 63 bytes, non-ASCII unquoted
  * ones and an empty quoted one give LISTEN_OTHER. */
 enum proto_listen proto_parse_listen(const char *sql, size_t len, char *channel, size_t cap);
+
+/* True when SQL (LEN bytes, no NUL needed) is one `DEALLOCATE [PREPARE] name` statement,
+ * keywords in any case, an optional ';' and white space around: NAME (CAP bytes, at least
+ * 64) gets the statement's name as PostgreSQL reads it (unquoted lower-cased, quoted as
+ * written). False for anything else: DEALLOCATE ALL, several statements, comments, a name
+ * over 63 bytes or unquoted non-ASCII. */
+bool proto_parse_deallocate(const char *sql, size_t len, char *name, size_t cap)
+	__attribute__((warn_unused_result));
 
 /* NotificationResponse 'A'. */
 void proto_build_notification(struct pbuf *b, uint32_t pid, const char *channel,

@@ -22,21 +22,41 @@
  * statement cost nothing.
  * Each tracking server keeps a queue with one entry per request that gets an answer, in
  * wire order (kind bytes in the server's prep_ring, read and popped inline by the relay
- * for plain entries; the rest in ps->extra): the server's completion messages (ParseComplete, BindComplete, the end of
- * a Describe or Execute, CloseComplete, ReadyForQuery) pop it. An entry for pgcoro's own
- * request swallows its completion; an entry that pgcoro answers itself (the client's
- * Close, a Parse of a statement the server already has, an error pgcoro detects) is
- * emitted when it reaches the head, so the client sees answers in its own order.
+ * for plain entries; the rest in ps->extra): the server's completion messages
+ * (ParseComplete, BindComplete, the end of a Describe or Execute, CloseComplete,
+ * ReadyForQuery) pop it. An entry for pgcoro's own request swallows its completion; an
+ * entry that pgcoro answers itself (the client's Close, a Parse of a statement the server
+ * already has) is emitted when it reaches the head, so the client sees answers in its own
+ * order. An error pgcoro detects (a duplicate or unknown name, a limit) is answered in
+ * its place too, but the server is made to fail there as well (an Execute of a portal
+ * that does not exist, its error replaced with pgcoro's): PostgreSQL would abort the
+ * transaction at that error, so the server's does too (an explicit block fails, a
+ * pipeline's implicit transaction is rolled back at Sync).
  * An ErrorResponse pops every entry up to the next Sync, as PostgreSQL skips those
  * messages; their effects are undone (a client name or server statement whose Parse never
  * ran is forgotten), and client messages until that Sync are dropped. Effects are
  * committed when the answer arrives, never when the request is sent.
  * The server's statements are the truth only while nothing else touches them: a
  * DISCARD ALL or DEALLOCATE ALL seen in a CommandComplete forgets them (and the client's
- * names), housekeeping's DISCARD ALL too; a "does not exist" naming our statement is
- * told with the client's name. (A Bind pipelined behind such a command in the same
- * batch, of a statement named before it, may still run — prepared again — where
- * PostgreSQL says it does not exist.) SQL-level PREPARE/EXECUTE/DEALLOCATE name are not
+ * names), housekeeping's DISCARD ALL too; a "does not exist" for one of ours forgets it
+ * on that server (prepared again at its next use), told with the client's name when
+ * something ran before it in the batch. (A Bind pipelined behind such a command in the
+ * same batch, of a statement named before it, may still run — prepared again — where
+ * PostgreSQL says it does not exist.)
+ * Validity: a server statement keeps the result type of its Parse; after a schema change
+ * PostgreSQL answers its use with 0A000 (RevalidateCachedQuery: "cached plan must not
+ * change result type") or XX000 "cache lookup failed for type N", until the client
+ * prepares the statement again. Such an error answering a Bind or Describe retires the
+ * registry entry (stmt_retire): the next Parse of that text, under any name, makes a new
+ * entry prepared afresh; the client names that map to the old one get that error from
+ * pgcoro at each use, as from PostgreSQL, until the client prepares again — which asyncpg
+ * and pgjdbc do at once. So one error per statement and connection, as with PostgreSQL,
+ * not one per server for ever. (A client that prepared the text after the change but
+ * before any client met the error was mapped to the stale entry: it gets the error once.)
+ * SQL `DEALLOCATE [PREPARE] name` of a client's statement (a Query, or a Parse of the
+ * unnamed statement: psycopg 3 with libpq < 17) drops the name as a Close does; the
+ * server runs a DEALLOCATE of a statement made for the purpose, so the answers and the
+ * transaction are PostgreSQL's (on_deallocate). SQL-level PREPARE/EXECUTE are not
  * translated (as with PgBouncer). */
 #include "prepared.h"
 
@@ -71,6 +91,9 @@ struct prep_stmt {
 	uint64_t id;            /* prepared on servers as PGCORO_<id> */
 	uint32_t refs;          /* client names and server statements using it */
 	bool parsed;            /* a server parsed it without error at least once */
+	bool retired;           /* stale on servers: out of the registry (stmt_retire) */
+	uint8_t *stale;         /* retired: the server's ErrorResponse that said so, or NULL */
+	uint32_t stale_len;
 	uint32_t rlen;
 	uint8_t rest[];         /* the Parse after its name: query, parameter types */
 };
@@ -79,7 +102,8 @@ static struct {
 	struct prep_stmt **buckets;
 	size_t nbuckets, count;
 	uint64_t next_id;
-	struct pbuf idle_out; /* answers to clients without a server */
+	uint64_t dealloc_seq; /* numbers the statements a Query's DEALLOCATE makes and drops */
+	struct pbuf scratch;  /* answers built before they are sent or copied */
 } reg;
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h)
@@ -144,6 +168,8 @@ static struct prep_stmt *stmt_get(const uint8_t *rest, uint32_t rlen)
 	st->id = ++reg.next_id;
 	st->refs = 1;
 	st->parsed = false;
+	st->retired = false;
+	st->stale = NULL;
 	st->rlen = rlen;
 	memcpy(st->rest, rest, rlen);
 	struct prep_stmt **head = &reg.buckets[h & (reg.nbuckets - 1)];
@@ -153,16 +179,54 @@ static struct prep_stmt *stmt_get(const uint8_t *rest, uint32_t rlen)
 	return st;
 }
 
-static void stmt_unref(struct prep_stmt *st)
+/* The N bytes at P, copied (NULL without memory). */
+static uint8_t *copy_of(const uint8_t *p, size_t n)
 {
-	if (--st->refs)
-		return;
+	uint8_t *c = malloc(n);
+	if (c)
+		memcpy(c, p, n);
+	return c;
+}
+
+/* Takes ST out of the registry's hash table. */
+static void stmt_unlink(struct prep_stmt *st)
+{
 	struct prep_stmt **pp = &reg.buckets[st->hash & (reg.nbuckets - 1)];
 	while (*pp != st)
 		pp = &(*pp)->next;
 	*pp = st->next;
 	reg.count--;
+}
+
+static void stmt_unref(struct prep_stmt *st)
+{
+	if (--st->refs)
+		return;
+	if (!st->retired)
+		stmt_unlink(st);
+	free(st->stale);
 	free(st);
+}
+
+/* The server-side statements of ST are stale: a server answered a use of one with ERR
+ * (a whole ErrorResponse of LEN bytes). ST leaves the registry, so the next Parse of its
+ * text makes a new statement, prepared afresh on each server; the client names that map
+ * to ST keep it and get ERR from pgcoro at each use, as PostgreSQL answers a statement
+ * prepared before a schema change until the client prepares it again. Its server-side
+ * statements are not used again and go with the LRU. */
+static void stmt_retire(struct prep_stmt *st, const uint8_t *err, size_t len)
+{
+	if (st->retired)
+		return;
+	stmt_unlink(st);
+	st->retired = true;
+	st->stale = copy_of(err, len);
+	st->stale_len = (uint32_t)len;
+	const char *code = proto_error_field(err + PROTO_HDR, (uint32_t)len - PROTO_HDR, 'C');
+	const char *m = proto_error_field(err + PROTO_HDR, (uint32_t)len - PROTO_HDR, 'M');
+	log_info("prepared statement PGCORO_%" PRIu64 " retired (%s %.200s): its text is "
+		 "prepared anew from now on",
+		 st->id, code ? code : "", m ? m : "");
 }
 
 static void server_name(char *buf, uint64_t id)
@@ -398,18 +462,28 @@ struct sentry {
                       * client's (ce) */
 #define RQ_BARRIER 8 /* tracking began mid-way: unrecorded answers pass up to this marker's
                       * CloseComplete (sid: how many other CloseCompletes come first) */
+#define RQ_FAIL 16   /* an error pgcoro detects (err): the server was sent a failing request
+                      * in the refused one's place, its error is replaced with err */
+#define RQ_DEALLOC 32 /* the client's DEALLOCATE of name ce, dropped when sent: back unless
+                       * it runs (a Parse: answered; a Query: its CommandComplete seen) */
+
+#define FAIL_PORTAL "PGCORO_FAIL" /* a portal that does not exist: Executing it fails */
+#define DEALLOC_STMT "PGCORO_DEALLOCATE" /* what a translated DEALLOCATE drops */
+#define DEALLOC_MAX 256 /* longer texts are not looked at for a DEALLOCATE */
 
 /* An answer the server owes (or pgcoro does) with more than its kind: kept in
  * ps->extra at its ring index, its kind byte flagged PREP_SPECIAL. */
 struct rq {
 	uint8_t kind, flags;
-	const char *sqlstate;   /* RQ_ANSWER with an error: its SQLSTATE and message */
-	char *message;
+	uint32_t errlen;
+	uint8_t *err;           /* RQ_FAIL: the ErrorResponse for the client (owned), ERRLEN
+	                         * bytes */
 	struct centry *ce;      /* the client's Parse: committed on success (a reference) */
 	uint64_t sid;           /* a Parse sent to the server: that statement's id */
+	uint64_t uses;          /* a Bind or Describe of a named statement: its id (kept in a
+	                         * plain entry too, kind byte flagged PREP_USES) */
 	struct prep_stmt *evicted; /* an eviction's Close: put back if skipped (a reference) */
 	uint32_t zs;            /* RQ_BARRIER: ReadyForQuery messages due before the marker */
-	const char *hint;       /* RQ_ANSWER with an error: its hint, or NULL (static) */
 };
 
 struct prep_server {
@@ -503,10 +577,12 @@ static bool q_push(struct prep_server *ps, struct rq rq)
 	if (r->len > r->mask && !q_grow(ps))
 		return false;
 	uint32_t i = (r->head + r->len) & r->mask;
-	bool special = rq.flags || rq.ce || rq.sid || rq.evicted || rq.message;
-	r->kind[i] = (uint8_t)(rq.kind | (special ? PREP_SPECIAL : 0));
+	bool special = rq.flags || rq.ce || rq.sid || rq.evicted || rq.err;
+	r->kind[i] = (uint8_t)(rq.kind | (special ? PREP_SPECIAL : rq.uses ? PREP_USES : 0));
 	if (special)
 		ps->extra[i] = rq;
+	else if (rq.uses)
+		ps->extra[i].uses = rq.uses; /* all q_head reads of a plain entry */
 	r->len++;
 	return true;
 }
@@ -518,8 +594,11 @@ static struct rq *q_head(struct prep_server *ps)
 	if (!r->len)
 		return NULL;
 	uint32_t i = r->head & r->mask;
-	if (!(r->kind[i] & PREP_SPECIAL))
-		ps->extra[i] = (struct rq){.kind = r->kind[i]};
+	uint8_t k = r->kind[i];
+	if (!(k & PREP_SPECIAL)) {
+		uint64_t uses = k & PREP_USES ? ps->extra[i].uses : 0;
+		ps->extra[i] = (struct rq){.kind = k & (uint8_t)~PREP_USES, .uses = uses};
+	}
 	return &ps->extra[i];
 }
 
@@ -545,9 +624,11 @@ static void q_pop(struct prep_server *ps, bool ok)
 	}
 	if (rq->ce && (rq->flags & RQ_DEPENDS)) {
 		centry_unref(rq->ce);
-	} else if (rq->ce && rq->kind == RQ_CLOSE) {
-		if (!ok && !rq->ce->in_map)
-			map_insert(rq->ce->map, rq->ce); /* the Close was skipped: the name stays */
+	} else if (rq->ce && (rq->kind == RQ_CLOSE || (rq->flags & RQ_DEALLOC))) {
+		/* the Close or DEALLOCATE did not run: the name stays (unless made again since) */
+		if ((!ok || rq->kind == RQ_SIMPLE) && !rq->ce->in_map &&
+		    !map_find(rq->ce->map, rq->ce->name))
+			map_insert(rq->ce->map, rq->ce);
 		centry_unref(rq->ce);
 	} else if (rq->ce) {
 		if (ok)
@@ -559,7 +640,7 @@ static void q_pop(struct prep_server *ps, bool ok)
 		}
 		centry_unref(rq->ce);
 	}
-	free(rq->message);
+	free(rq->err);
 	ps->r->head++;
 	ps->r->len--;
 }
@@ -675,11 +756,7 @@ static void settle(struct prep_server *ps)
 {
 	struct rq *rq;
 	while ((rq = q_head(ps)) && (rq->flags & RQ_ANSWER)) {
-		if (rq->message)
-			proto_build_error(&ps->answers, "ERROR", rq->sqlstate, rq->message, NULL,
-					  rq->hint);
-		else
-			proto_build_empty(&ps->answers, rq->kind == RQ_CLOSE ? '3' : '1');
+		proto_build_empty(&ps->answers, rq->kind == RQ_CLOSE ? '3' : '1');
 		q_pop(ps, true);
 		ps->r->answers = true;
 	}
@@ -690,26 +767,50 @@ static void settle(struct prep_server *ps)
 static bool push(struct prep_server *ps, uint8_t kind, uint8_t flags, struct centry *ce,
 		 uint64_t sid)
 {
-	if (!q_push(ps, (struct rq){kind, flags, NULL, NULL, ce, sid, NULL, 0, NULL}))
+	if (!q_push(ps, (struct rq){.kind = kind, .flags = flags, .ce = ce, .sid = sid}))
 		return false;
 	if (ce)
 		ce->refs++;
 	return true;
 }
 
-/* An error pgcoro detects (MESSAGE, HINT static or NULL), answered in the client's order;
- * messages until Sync are then dropped, as PostgreSQL skips them. */
+/* An error pgcoro detects (ERR, a whole ErrorResponse of LEN bytes, malloc'd: the
+ * queue's now), in the client's order. PostgreSQL would abort the transaction there, so
+ * the server is made to fail at that point too: it gets an Execute of a portal that does
+ * not exist, and its error is replaced with ERR. An explicit block is then failed ('E')
+ * and a pipeline's implicit transaction rolled back at Sync, as by PostgreSQL; an error
+ * earlier in the pipeline skips both. Client messages until Sync are dropped, as
+ * PostgreSQL skips them. */
+static bool answer_with(struct prep_server *ps, uint8_t *err, size_t len)
+{
+	if (!err || !q_push(ps, (struct rq){.kind = RQ_EXECUTE, .flags = RQ_FAIL,
+					    .errlen = (uint32_t)len, .err = err})) {
+		free(err);
+		return false;
+	}
+	proto_build_execute(&ps->out, FAIL_PORTAL, 0);
+	ps->r->skip = true;
+	return true;
+}
+
+/* answer_with an ERROR of SQLSTATE, MESSAGE and HINT (static or NULL). */
 static bool answer(struct prep_server *ps, const char *sqlstate, const char *message,
 		   const char *hint)
 {
-	char *m = strdup(message);
-	if (!m ||
-	    !q_push(ps, (struct rq){RQ_PARSE, RQ_ANSWER, sqlstate, m, NULL, 0, NULL, 0, hint})) {
-		free(m);
-		return false;
-	}
-	ps->r->skip = true;
-	return true;
+	struct pbuf *b = &reg.scratch;
+	proto_build_error(b, "ERROR", sqlstate, message, NULL, hint);
+	size_t len = b->len;
+	uint8_t *err = b->failed ? NULL : copy_of(b->data, len);
+	pbuf_reset(b);
+	return answer_with(ps, err, len);
+}
+
+/* A use of a retired statement ST: PostgreSQL's error that retired it. */
+static bool answer_stale(struct prep_server *ps, const struct prep_stmt *st)
+{
+	if (!st->stale)
+		return answer(ps, "0A000", "cached plan must not change result type", NULL);
+	return answer_with(ps, copy_of(st->stale, st->stale_len), st->stale_len);
 }
 
 static bool answer_error(struct prep_server *ps, const char *sqlstate, const char *name,
@@ -730,7 +831,7 @@ static bool evict(struct prep_server *ps)
 		char name[NAME_MAX_LEN];
 		struct prep_stmt *st = se->stmt;
 		server_name(name, st->id);
-		if (!q_push(ps, (struct rq){RQ_CLOSE, RQ_SWALLOW, NULL, NULL, NULL, 0, st, 0, NULL}))
+		if (!q_push(ps, (struct rq){.kind = RQ_CLOSE, .flags = RQ_SWALLOW, .evicted = st}))
 			return false;
 		st->refs++; /* the queue entry's */
 		proto_build_target(&ps->out, 'C', 'S', name);
@@ -776,8 +877,13 @@ static bool use_statement(struct prep_server *ps, struct centry *ce, char *name)
  * statement, so the entry keeps CE. */
 static bool push_use(struct prep_server *ps, uint8_t kind, struct centry *ce)
 {
-	return ce->pending || ps->r->len ? push(ps, kind, RQ_DEPENDS, ce, 0)
-					 : push(ps, kind, 0, NULL, 0);
+	bool depends = ce->pending || ps->r->len;
+	if (!q_push(ps, (struct rq){.kind = kind, .flags = depends ? RQ_DEPENDS : 0,
+				    .ce = depends ? ce : NULL, .uses = ce->stmt->id}))
+		return false;
+	if (depends)
+		ce->refs++;
+	return true;
 }
 
 static bool on_parse(server_t *s, client_t *c, const uint8_t *body, uint32_t blen, bool *bad)
@@ -829,6 +935,8 @@ static bool on_bind(server_t *s, client_t *c, const uint8_t *body, uint32_t blen
 	char name[NAME_MAX_LEN];
 	if (!ce)
 		return answer_error(ps, "26000", stmt, "does not exist");
+	if (ce->stmt->retired)
+		return answer_stale(ps, ce->stmt);
 	if (!use_statement(ps, ce, name))
 		return false;
 	proto_build_bind(&ps->out, portal, name, rest, rlen);
@@ -859,10 +967,73 @@ static bool on_target(server_t *s, client_t *c, uint8_t type, const uint8_t *bod
 	char name[NAME_MAX_LEN];
 	if (!ce)
 		return answer_error(ps, "26000", stmt, "does not exist");
+	if (ce->stmt->retired)
+		return answer_stale(ps, ce->stmt);
 	if (!use_statement(ps, ce, name))
 		return false;
 	proto_build_target(&ps->out, 'D', 'S', name);
 	return push_use(ps, RQ_DESCRIBE, ce);
+}
+
+/* Whether MSG, a client's Query or Parse of the unnamed statement (AVAIL bytes of it here,
+ * LEN its length field), is `DEALLOCATE name` of a statement C named: PREP_TAKEN (*CE:
+ * that name), PREP_WAIT (it may be: the rest is needed), PREP_PASS (it is not). */
+static enum prep_act deallocating(client_t *c, const uint8_t *msg, size_t avail, uint32_t len,
+				  struct centry **ce)
+{
+	bool parse = msg[0] == 'P';
+	if (!c->prep || !c->prep->count || len - 4 > DEALLOC_MAX || len - 4 < (parse ? 4u : 1u))
+		return PREP_PASS;
+	if (avail < (size_t)len + 1)
+		return PREP_WAIT;
+	const char *text = (const char *)msg + PROTO_HDR + parse; /* after a Parse's "" name */
+	size_t n = len - 4 - parse;
+	size_t tlen = strnlen(text, n);
+	/* the text ends a Query; in a Parse, no parameter types follow it */
+	if (tlen + (parse ? 3 : 1) != n || (parse && (text[tlen + 1] || text[tlen + 2])))
+		return PREP_PASS;
+	char name[64];
+	if (!proto_parse_deallocate(text, tlen, name, sizeof(name)))
+		return PREP_PASS;
+	*ce = map_find(c->prep, name);
+	return *ce ? PREP_TAKEN : PREP_PASS;
+}
+
+/* Translates C's DEALLOCATE of its statement CE (a Query, or a Parse of the unnamed
+ * statement: TYPE): the name goes now, its room given back, and comes back if the
+ * DEALLOCATE does not run. The server runs a DEALLOCATE of a statement made for it, so
+ * the answers, the errors (25P02 in a failed block) and the transaction are PostgreSQL's
+ * own: a Query becomes "PREPARE x AS SELECT; DEALLOCATE x", x new each time (PREPARE's
+ * CommandComplete swallowed); a Parse is preceded by a Close and a Parse of DEALLOC_STMT
+ * (answers swallowed) and becomes "DEALLOCATE DEALLOC_STMT". (Over the extended protocol
+ * the name's drop is final when that Parse is answered, not at its Execute: a client
+ * that parses a DEALLOCATE and never executes it loses the name all the same.) */
+static bool on_deallocate(server_t *s, client_t *c, struct centry *ce, uint8_t type)
+{
+	struct prep_server *ps = s->prep;
+	if (type == 'Q') {
+		char q[128];
+		uint64_t k = ++reg.dealloc_seq;
+		snprintf(q, sizeof(q),
+			 "PREPARE \"" DEALLOC_STMT "_%" PRIu64 "\" AS SELECT; DEALLOCATE \"" DEALLOC_STMT
+			 "_%" PRIu64 "\"",
+			 k, k);
+		proto_build_query(&ps->out, q);
+		if (!push(ps, RQ_SIMPLE, RQ_DEALLOC, ce, 0))
+			return false;
+	} else {
+		/* texts, then no parameter types (int16 0) */
+		static const char sel[] = "SELECT\0\0";
+		static const char drop[] = "DEALLOCATE \"" DEALLOC_STMT "\"\0\0";
+		proto_build_target(&ps->out, 'C', 'S', DEALLOC_STMT);
+		proto_build_parse(&ps->out, DEALLOC_STMT, (const uint8_t *)sel, sizeof(sel));
+		proto_build_parse(&ps->out, "", (const uint8_t *)drop, sizeof(drop));
+		if (!push(ps, RQ_CLOSE, RQ_SWALLOW, NULL, 0) ||
+		    !push(ps, RQ_PARSE, RQ_SWALLOW, NULL, 0) || !push(ps, RQ_PARSE, RQ_DEALLOC, ce, 0))
+			return false;
+	}
+	map_remove(c->prep, ce);
+	return true;
 }
 
 /* True when the first bytes of a P/B/D/C message (AVAIL of them, of a LEN-long body)
@@ -895,6 +1066,9 @@ enum prep_act prep_client_msg(server_t *s, client_t *c, const uint8_t *msg, size
 	struct prep_server *ps = s->prep;
 	uint8_t type = msg[0];
 	bool whole = avail >= (size_t)len + 1;
+	bool ok, bad = false, pass = false;
+	struct centry *ce;
+	enum prep_act act;
 	if (ps->r->skip) {
 		if (type == 'S') {
 			ps->r->skip = false;
@@ -910,6 +1084,13 @@ enum prep_act prep_client_msg(server_t *s, client_t *c, const uint8_t *msg, size
 	}
 	switch (type) {
 	case 'Q':
+		if ((act = deallocating(c, msg, avail, len, &ce)) == PREP_WAIT)
+			return act;
+		if (act == PREP_TAKEN) {
+			ok = on_deallocate(s, c, ce, type);
+			goto built;
+		}
+		/* fall through */
 	case 'F':
 	case 'S':
 	simple:
@@ -928,6 +1109,14 @@ enum prep_act prep_client_msg(server_t *s, client_t *c, const uint8_t *msg, size
 	default:
 		return PREP_PASS; /* Flush, COPY data: no answer of their own */
 	}
+	if (type == 'P' && avail > PROTO_HDR && msg[PROTO_HDR] == 0) {
+		if ((act = deallocating(c, msg, avail, len, &ce)) == PREP_WAIT)
+			return act;
+		if (act == PREP_TAKEN) {
+			ok = on_deallocate(s, c, ce, type);
+			goto built;
+		}
+	}
 	if (unnamed_at_a_glance(type, msg + PROTO_HDR, avail - PROTO_HDR)) {
 		if (!push(ps, kind_of(type), 0, NULL, 0))
 			goto oom;
@@ -944,7 +1133,6 @@ enum prep_act prep_client_msg(server_t *s, client_t *c, const uint8_t *msg, size
 	}
 	const uint8_t *body = msg + PROTO_HDR;
 	uint32_t blen = len - 4;
-	bool ok, bad = false, pass = false;
 	switch (type) {
 	case 'P':
 		ok = on_parse(s, c, body, blen, &bad);
@@ -963,6 +1151,7 @@ enum prep_act prep_client_msg(server_t *s, client_t *c, const uint8_t *msg, size
 										 : "Close");
 		return PREP_FAIL;
 	}
+built:
 	if (!ok || ps->out.failed)
 		goto oom;
 	if (pass)
@@ -985,6 +1174,49 @@ static bool drops_all(const uint8_t *msg, uint32_t len)
 {
 	return (len == 4 + 12 && memcmp(msg + PROTO_HDR, "DISCARD ALL", 12) == 0) ||
 	       (len == 4 + 15 && memcmp(msg + PROTO_HDR, "DEALLOCATE ALL", 15) == 0);
+}
+
+/* An error (MSG, LEN its length field, CODE its SQLSTATE) answering RQ, a Bind or Describe
+ * of a named statement on this server. A statement PostgreSQL says is stale (its result
+ * type changed: 0A000 from RevalidateCachedQuery; a type or other object it named is
+ * gone: XX000 "cache lookup failed for ...", a message never translated) is retired; one
+ * it says does not exist (26000: deallocated behind pgcoro's back) is forgotten on this
+ * server, so its next use prepares it there again. */
+static void statement_error(struct prep_server *ps, struct rq *rq, const uint8_t *msg,
+			    uint32_t len, const char *code)
+{
+	struct sentry *se = set_find(ps, rq->uses);
+	if (strcmp(code, "26000") == 0) {
+		if (se && !se->pending)
+			set_remove(ps, se);
+		return;
+	}
+	const char *m = proto_error_field(msg + PROTO_HDR, len - 4, 'M');
+	bool stale = strcmp(code, "0A000") == 0 ||
+		     (strcmp(code, "XX000") == 0 && m && strncmp(m, "cache lookup failed for ", 24) == 0);
+	struct prep_stmt *st = se ? se->stmt : rq->flags & RQ_DEPENDS ? rq->ce->stmt : NULL;
+	if (stale && st && st->id == rq->uses)
+		stmt_retire(st, msg, (size_t)len + 1);
+}
+
+/* A CommandComplete (MSG) of RQ, the Query a client's DEALLOCATE became ("PREPARE x AS
+ * SELECT; DEALLOCATE x"): PREPARE's is swallowed; DEALLOCATE's makes the name's drop
+ * final. */
+static enum prep_act deallocate_done(struct rq *rq, const uint8_t *msg, size_t avail,
+				     uint32_t len)
+{
+	if ((size_t)len + 1 > WHOLE_MAX)
+		return PREP_PASS;
+	if (avail < (size_t)len + 1)
+		return PREP_WAIT;
+	const char *tag = (const char *)msg + PROTO_HDR;
+	if (len == 4 + 8 && memcmp(tag, "PREPARE", 8) == 0)
+		return PREP_DROP;
+	if (len == 4 + 11 && memcmp(tag, "DEALLOCATE", 11) == 0 && rq->ce) {
+		centry_unref(rq->ce);
+		rq->ce = NULL;
+	}
+	return PREP_PASS;
 }
 
 /* The head is a barrier: answers to what was sent before tracking began pass (the
@@ -1034,8 +1266,8 @@ bool prep_track_now(server_t *s)
 		return true; /* nothing outstanding: tracked from an empty queue */
 	char marker[NAME_MAX_LEN];
 	snprintf(marker, sizeof(marker), "PGCORO_MARKER");
-	if (!q_push(ps, (struct rq){RQ_CLOSE, RQ_SWALLOW | RQ_BARRIER, NULL, NULL, NULL,
-				    s->closes_pending, NULL, (uint32_t)s->out_syncs, NULL})) {
+	if (!q_push(ps, (struct rq){.kind = RQ_CLOSE, .flags = RQ_SWALLOW | RQ_BARRIER,
+				    .sid = s->closes_pending, .zs = (uint32_t)s->out_syncs})) {
 		prep_server_free(s);
 		log_warning("server %llu: out of memory: prepared statements not tracked",
 			    (unsigned long long)s->id);
@@ -1073,20 +1305,29 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 		if (rq->kind == RQ_SIMPLE || rq->kind == RQ_SYNC)
 			return PREP_PASS; /* ends at its ReadyForQuery */
 		bool replace = false;
-		if (rq->flags & RQ_DEPENDS && (size_t)len + 1 <= WHOLE_MAX) {
-			if (avail < (size_t)len + 1)
-				return PREP_WAIT; /* looked at whole; a larger one passes as it is */
-			const char *code = proto_error_field(msg + PROTO_HDR, len - 4, 'C');
-			replace = rq->ce->failed || (code && strcmp(code, "26000") == 0);
+		bool look = (rq->flags & (RQ_DEPENDS | RQ_FAIL) || rq->uses) &&
+			    (size_t)len + 1 <= WHOLE_MAX;
+		if (look && avail < (size_t)len + 1)
+			return PREP_WAIT; /* looked at whole; a larger one passes as it is */
+		const char *code = look ? proto_error_field(msg + PROTO_HDR, len - 4, 'C') : NULL;
+		if (look && rq->flags & RQ_FAIL) {
+			/* the server failed where pgcoro refused a message: pgcoro's error */
+			proto_put_bytes(&ps->answers, rq->err, rq->errlen);
+			replace = true;
+		} else if (code && rq->uses) {
+			statement_error(ps, rq, msg, len, code);
 		}
-		if (replace) {
+		if (code && rq->flags & RQ_DEPENDS &&
+		    (rq->ce->failed || strcmp(code, "26000") == 0)) {
 			/* the statement's Parse failed earlier in the pipeline, or a DISCARD ALL
 			 * ran before it: PostgreSQL would name the client's statement, not ours */
 			char m[256];
 			snprintf(m, sizeof(m), "prepared statement \"%s\" does not exist", rq->ce->name);
 			proto_build_error(&ps->answers, "ERROR", "26000", m, NULL, NULL);
-			ps->r->answers = true;
+			replace = true;
 		}
+		if (replace)
+			ps->r->answers = true;
 		while ((rq = q_head(ps)) && rq->kind != RQ_SYNC)
 			q_pop(ps, false); /* PostgreSQL skips to the Sync */
 		if (!rq)
@@ -1115,6 +1356,8 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 		done = rq->kind == RQ_DESCRIBE;
 		break;
 	case 'C':
+		if (rq->kind == RQ_SIMPLE && rq->flags & RQ_DEALLOC)
+			return deallocate_done(rq, msg, avail, len);
 		if (len == 4 + 12 || len == 4 + 15) {
 			if (avail < (size_t)len + 1)
 				return PREP_WAIT;
@@ -1160,7 +1403,7 @@ bool prep_answer_idle(client_t *c, const struct proto_msg *m)
 	uint32_t rlen;
 	if (!proto_parse_parse(m->body, m->blen, &name, &rest, &rlen))
 		return false; /* a server will say what is wrong */
-	struct pbuf *b = &reg.idle_out;
+	struct pbuf *b = &reg.scratch;
 	char text[256];
 	if (map_find(c->prep, name)) {
 		snprintf(text, sizeof(text), "prepared statement \"%s\" already exists", name);

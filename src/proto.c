@@ -539,7 +539,22 @@ void proto_build_empty(struct pbuf *b, uint8_t type)
 	proto_end(b);
 }
 
-/* ---- LISTEN / UNLISTEN (notify.c) --------------------------------------------------- */
+void proto_build_execute(struct pbuf *b, const char *portal, uint32_t max_rows)
+{
+	proto_begin(b, 'E');
+	proto_put_str(b, portal);
+	proto_put_u32(b, max_rows);
+	proto_end(b);
+}
+
+void proto_build_query(struct pbuf *b, const char *sql)
+{
+	proto_begin(b, 'Q');
+	proto_put_str(b, sql);
+	proto_end(b);
+}
+
+/* ---- LISTEN / UNLISTEN (notify.c), DEALLOCATE (prepared.c) ------------------------- */
 
 #define IDENT_MAX 63 /* NAMEDATALEN - 1 */
 
@@ -572,60 +587,101 @@ static bool ident_char(char ch, bool first)
 	       (!first && ((ch >= '0' && ch <= '9') || ch == '$'));
 }
 
+/* The identifier at SQL[*I] (LEN bytes) as PostgreSQL names it, into OUT (at least
+ * IDENT_MAX + 1 bytes): quoted as written ("" for a quote), else lower-cased (ASCII). *I
+ * moves past it. False for none, one over IDENT_MAX bytes, a non-ASCII unquoted one and
+ * an empty quoted one. */
+static bool ident_at(const char *sql, size_t *i, size_t len, char *out)
+{
+	size_t k = *i, o = 0;
+	if (k >= len)
+		return false;
+	if (sql[k] == '"') {
+		for (k++;; k++) {
+			if (k >= len)
+				return false;
+			if (sql[k] == '"') {
+				if (k + 1 < len && sql[k + 1] == '"')
+					k++;
+				else
+					break;
+			}
+			if (sql[k] == 0 || o >= IDENT_MAX)
+				return false;
+			out[o++] = sql[k];
+		}
+		k++;
+		if (o == 0)
+			return false;
+	} else {
+		if (!ident_char(sql[k], true))
+			return false;
+		while (k < len && ident_char(sql[k], false)) {
+			if (o >= IDENT_MAX)
+				return false;
+			char ch = sql[k++];
+			out[o++] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+		}
+	}
+	out[o] = 0;
+	*i = k;
+	return true;
+}
+
+/* Keyword KW at SQL[*I], followed by white space (skipped: *I moves past it) or, when
+ * QUOTE, a quoted identifier. */
+static bool keyword_then(const char *sql, size_t *i, size_t len, const char *kw, bool quote)
+{
+	if (!keyword_at(sql, *i, len, kw))
+		return false;
+	size_t k = *i + strlen(kw), j = skip_space(sql, k, len);
+	if (j == k && !(quote && j < len && sql[j] == '"'))
+		return false; /* "LISTENx" */
+	*i = j;
+	return true;
+}
+
+/* Only white space and one optional ';' from SQL[I] to LEN. */
+static bool statement_ends(const char *sql, size_t i, size_t len)
+{
+	i = skip_space(sql, i, len);
+	if (i < len && sql[i] == ';')
+		i = skip_space(sql, i + 1, len);
+	return i == len;
+}
+
 enum proto_listen proto_parse_listen(const char *sql, size_t len, char *channel, size_t cap)
 {
-	size_t i = skip_space(sql, 0, len), o = 0;
+	size_t i = skip_space(sql, 0, len);
 	enum proto_listen kind;
-	if (keyword_at(sql, i, len, "listen")) {
+	if (keyword_then(sql, &i, len, "listen", true))
 		kind = LISTEN_ONE;
-		i += 6;
-	} else if (keyword_at(sql, i, len, "unlisten")) {
+	else if (keyword_then(sql, &i, len, "unlisten", true))
 		kind = UNLISTEN_ONE;
-		i += 8;
-	} else {
+	else
 		return LISTEN_OTHER;
-	}
-	size_t j = skip_space(sql, i, len);
-	if (j == i && !(j < len && sql[j] == '"'))
-		return LISTEN_OTHER; /* "LISTENx" */
-	i = j;
 	if (cap < IDENT_MAX + 1 || i >= len)
 		return LISTEN_OTHER;
 	if (kind == UNLISTEN_ONE && sql[i] == '*') {
 		kind = UNLISTEN_ALL;
 		i++;
-	} else if (sql[i] == '"') {
-		for (i++;; i++) {
-			if (i >= len)
-				return LISTEN_OTHER;
-			if (sql[i] == '"') {
-				if (i + 1 < len && sql[i + 1] == '"')
-					i++;
-				else
-					break;
-			}
-			if (sql[i] == 0 || o >= IDENT_MAX)
-				return LISTEN_OTHER;
-			channel[o++] = sql[i];
-		}
-		i++;
-		if (o == 0)
-			return LISTEN_OTHER;
-	} else {
-		if (!ident_char(sql[i], true))
-			return LISTEN_OTHER;
-		while (i < len && ident_char(sql[i], false)) {
-			if (o >= IDENT_MAX)
-				return LISTEN_OTHER;
-			char ch = sql[i++];
-			channel[o++] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
-		}
+	} else if (!ident_at(sql, &i, len, channel)) {
+		return LISTEN_OTHER;
 	}
-	channel[o] = 0;
-	i = skip_space(sql, i, len);
-	if (i < len && sql[i] == ';')
-		i = skip_space(sql, i + 1, len);
-	return i == len ? kind : LISTEN_OTHER;
+	return statement_ends(sql, i, len) ? kind : LISTEN_OTHER;
+}
+
+bool proto_parse_deallocate(const char *sql, size_t len, char *name, size_t cap)
+{
+	size_t i = skip_space(sql, 0, len);
+	if (cap < IDENT_MAX + 1 || !keyword_then(sql, &i, len, "deallocate", true))
+		return false;
+	size_t k = i;
+	if (keyword_then(sql, &k, len, "prepare", true))
+		i = k; /* else a name that begins "prepare..." */
+	if (keyword_at(sql, i, len, "all") && (i + 3 == len || !ident_char(sql[i + 3], false)))
+		return false; /* DEALLOCATE ALL: every statement (prepared.c sees its tag) */
+	return ident_at(sql, &i, len, name) && statement_ends(sql, i, len);
 }
 
 void proto_build_notification(struct pbuf *b, uint32_t pid, const char *channel,

@@ -420,14 +420,15 @@ def test_client_limit_count_both_paths(pgcoro_factory):
         assert refused(run_batch(w, parse("s5", "select 0") + SYNC),
                        "max_client_prepared_statements") == [("Z", "I")]
         holder.query("COMMIT")
-        # with a server (inside a transaction): refused in its place, the rest skipped
+        # with a server (inside a transaction): refused in its place, the rest skipped,
+        # and the block fails there, as after any error in PostgreSQL
         assert run_batch(w, Wire.msg("Q", b"BEGIN\0")) == [("C", "BEGIN"), ("Z", "T")]
         got = run_batch(w, parse("s5", "select 5") + bind("s5") + execute() + SYNC)
-        assert refused(got, "max_client_prepared_statements") == [("Z", "T")]
+        assert refused(got, "max_client_prepared_statements") == [("Z", "E")]
+        assert run_batch(w, Wire.msg("Q", b"COMMIT\0")) == [("C", "ROLLBACK"), ("Z", "I")]
         assert run_batch(w, bind("s0") + execute() + bind("s4") + execute() + SYNC) == [
             ("2",), ("D", ("0",)), ("C", "SELECT 1"),
-            ("2",), ("D", ("4",)), ("C", "SELECT 1"), ("Z", "T")]
-        assert run_batch(w, Wire.msg("Q", b"COMMIT\0")) == [("C", "COMMIT"), ("Z", "I")]
+            ("2",), ("D", ("4",)), ("C", "SELECT 1"), ("Z", "I")]
         assert w.query("select 42") == [["42"]]
         # s5 does not exist; a pipeline whose first Parse fits and second does not
         got = run_batch(w, bind("s5") + execute() + SYNC)
@@ -519,6 +520,288 @@ def test_client_limit_memory_bounded(pgcoro_factory):
             assert rss[-1] - base < 40000, f"RSS grew {rss[-1] - base} kB after {n[0]}: {rss}"
         assert rss[-1] - rss[-3] < 2000, f"RSS kB from {base}: {rss}"
         assert w.query("select 1") == [["1"]]
+    finally:
+        w.terminate()
+    inst.assert_serving()
+
+
+# ---- errors pgcoro makes end the transaction as PostgreSQL's do --------------------------
+# A duplicate name (42P05), an unknown name (26000) and a Parse past a client limit (53400)
+# are answered by pgcoro; PostgreSQL would abort the transaction there: an explicit block
+# goes to the failed state ('E'), the implicit transaction of a pipeline is rolled back at
+# Sync. The server is made to fail at that point too, so what came before in the pipeline
+# is not committed.
+
+def Q(sql):
+    return Wire.msg("Q", sql.encode() + b"\0")
+
+
+def insert(table, v):
+    return parse("", f"insert into {table} values ({v})") + bind("") + execute()
+
+
+def make_table(pg, table, columns="a int", rows=()):
+    sql = f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} ({columns});"
+    sql += "".join(f"INSERT INTO {table} VALUES ({r});" for r in rows)
+    pg.psql_super(sql + f"ALTER TABLE {table} OWNER TO app;", db="pooldb")
+
+
+def compare_with_postgres(pg, inst, script, setup=None, n_clients=1):
+    """SCRIPT: (client index, batch) pairs, each batch sent whole and answered up to its
+    last ReadyForQuery. Run against PostgreSQL and through INST (SETUP before each run):
+    the answers must be the same. Numbers in error messages (type OIDs) are not compared."""
+    def run(connect):
+        if setup:
+            setup()
+        ws = []
+        try:
+            for _ in range(n_clients):
+                w = connect()
+                w.login(database="pooldb")
+                ws.append(w)
+            out = []
+            for k, batch in script:
+                if callable(batch):
+                    batch()  # a step outside the clients (DDL)
+                    continue
+                got = run_batch(ws[k], batch)
+                out.append([(a[0], a[1], re.sub(r"\d+", "N", a[2])) if a[0] == "E" else a
+                            for a in got])
+            return out
+        finally:
+            for w in ws:
+                w.terminate()
+
+    want = run(lambda: Wire(pg.host, pg.port))
+    got = run(lambda: Wire.to(inst))
+    for k, (g, e) in enumerate(zip(got, want)):
+        assert g == e, f"step {k}: through pgcoro {g}\n directly {e}"
+    assert len(got) == len(want)
+
+
+def aborts_script(t):
+    count = Q(f"select count(*) from {t}")
+    return [
+        parse("d1", "select 1") + SYNC,
+        # a pipeline: an INSERT, then a duplicate name: the INSERT is rolled back
+        insert(t, 1) + parse("d1", "select 2") + bind("d1") + execute() + SYNC,
+        count,
+        # an unknown name (Bind, Describe) after an INSERT
+        insert(t, 2) + bind("nosuch") + execute() + SYNC,
+        insert(t, 3) + describe("S", "nosuch") + SYNC,
+        count,
+        # inside a transaction block: the block fails, later statements are refused
+        Q("BEGIN"),
+        insert(t, 4) + SYNC,
+        parse("d1", "select 3") + SYNC,
+        Q("select 1"),
+        bind("d1") + execute() + SYNC,
+        Q("ROLLBACK"),
+        Q("BEGIN") + bind("nosuch") + execute() + SYNC + Q("ROLLBACK"),
+        count,
+        # the statement pgcoro refused nothing of survived: d1 still works
+        bind("d1") + execute() + SYNC,
+        # an error before pgcoro's own: PostgreSQL skips both; pgcoro's is not sent
+        parse("", "select 1/0") + bind("") + execute() + parse("d1", "select 4") + SYNC,
+        insert(t, 5) + SYNC + count,
+    ]
+
+
+def test_pooler_errors_abort_like_postgres(pgcoro_factory, pg):
+    """Before: the server committed the INSERT before pgcoro's error (count 1, then 2...)
+    and a transaction block stayed 'T' after it."""
+    inst = txn_pgcoro(pgcoro_factory)
+    script = [(0, b) for b in aborts_script("pe_t")]
+    compare_with_postgres(pg, inst, script, setup=lambda: make_table(pg, "pe_t"))
+    inst.assert_serving()
+
+
+@pytest.mark.pooler_only
+def test_client_limit_refusal_aborts(pgcoro_factory, pg):
+    """A Parse past max_client_prepared_statements inside a pipeline or a block ends the
+    transaction as an error there does in PostgreSQL. Before: the INSERT before it was
+    committed and the block stayed 'T'."""
+    make_table(pg, "pl_t")
+    inst = pgcoro_factory(settings=dict(ONE_SERVER, max_client_prepared_statements=1))
+    w = Wire.to(inst)
+    try:
+        w.login(database="pooldb")
+        assert run_batch(w, parse("p1", "select 1") + SYNC) == OK_IDLE
+        got = run_batch(w, insert("pl_t", 1) + parse("p2", "select 2") + SYNC)
+        assert got[:2] == [("1",), ("2",)] and got[2] == ("C", "INSERT 0 1"), got
+        assert refused(got[3:], "max_client_prepared_statements") == [("Z", "I")]
+        assert w.query("select count(*) from pl_t") == [["0"]]
+        assert run_batch(w, Q("BEGIN") + insert("pl_t", 2) + SYNC)[-1] == ("Z", "T")
+        got = run_batch(w, parse("p2", "select 2") + bind("p1") + execute() + SYNC)
+        assert refused(got, "max_client_prepared_statements") == [("Z", "E")]
+        got = run_batch(w, Q("select 1"))
+        assert got[0][:2] == ("E", "25P02") and got[1:] == [("Z", "E")], got
+        assert run_batch(w, Q("ROLLBACK")) == [("C", "ROLLBACK"), ("Z", "I")]
+        assert w.query("select count(*) from pl_t") == [["0"]]
+        assert run_batch(w, bind("p1") + execute() + SYNC) == [
+            ("2",), ("D", ("1",)), ("C", "SELECT 1"), ("Z", "I")]
+    finally:
+        w.terminate()
+    inst.assert_serving()
+
+
+# ---- SQL DEALLOCATE of a protocol-level statement ------------------------------------------
+# psycopg 3 (libpq < 17) drops its statements with DEALLOCATE name; pgcoro renamed them on
+# the server, so it translates: the client's name goes, as in PostgreSQL, with PostgreSQL's
+# answers (in a failed block: 25P02 and the statement stays; DEALLOCATE is not undone by a
+# ROLLBACK).
+
+def dealloc_script():
+    ext = lambda sql: parse("", sql) + bind("") + describe("P", "") + execute() + SYNC
+    return [
+        parse("Mixed", "select 1") + parse("lower", "select 2") + parse("_pg3_0", "select 3")
+        + SYNC,
+        Q('DEALLOCATE "Mixed"'),
+        bind("Mixed") + execute() + SYNC,
+        Q("deallocate prepare LOWER ;"),
+        Q("DEALLOCATE lower"),  # gone already: the server's 26000
+        parse("lower", "select 'again'") + bind("lower") + execute() + SYNC,
+        # the extended protocol, as psycopg 3 sends it
+        ext("DEALLOCATE _pg3_0"),
+        bind("_pg3_0") + execute() + SYNC,
+        parse("_pg3_0", "select 4") + bind("_pg3_0") + execute() + SYNC,
+        ext("DEALLOCATE PREPARE _pg3_0"),
+        # in a transaction block: done at once, not undone by ROLLBACK
+        Q("BEGIN"),
+        Q("DEALLOCATE lower"),
+        Q("ROLLBACK"),
+        bind("lower") + execute() + SYNC,
+        # in a failed block: 25P02, and the statement stays
+        parse("keep", "select 5") + SYNC,
+        Q("BEGIN"),
+        Q("select 1/0"),
+        Q("DEALLOCATE keep"),
+        ext("DEALLOCATE keep"),
+        Q("ROLLBACK"),
+        bind("keep") + execute() + SYNC,
+        # an error earlier in the pipeline: the DEALLOCATE is skipped, the name stays
+        parse("", "select 1/0") + bind("") + execute() + parse("", "DEALLOCATE keep")
+        + bind("") + execute() + SYNC,
+        bind("keep") + execute() + SYNC,
+        # DEALLOCATE and a new Parse of the name in one batch
+        Q("DEALLOCATE keep") + parse("keep", "select 6") + bind("keep") + execute() + SYNC,
+        ext("DEALLOCATE keep") + parse("keep", "select 7") + bind("keep") + execute() + SYNC,
+        # names that are not the client's pass to the server as they are
+        Q("DEALLOCATE nosuch"),
+        ext("DEALLOCATE nosuch"),
+    ]
+
+
+def test_deallocate_like_postgres(pgcoro_factory, pg):
+    """Before: "prepared statement does not exist" for each DEALLOCATE of a protocol-level
+    name, which stayed (a new Parse of it: 42P05)."""
+    inst = txn_pgcoro(pgcoro_factory)
+    compare_with_postgres(pg, inst, [(0, b) for b in dealloc_script()])
+    inst.assert_serving()
+
+
+def test_deallocate_frees_the_name(pgcoro_factory):
+    """A DEALLOCATE gives the name's room back (max_client_prepared_statements = 2)."""
+    inst = pgcoro_factory(settings=dict(ONE_SERVER, max_client_prepared_statements=2))
+    w = Wire.to(inst)
+    try:
+        w.login()
+        for i in range(10):
+            got = run_batch(w, parse(f"_pg3_{i}", f"select {i}") + bind(f"_pg3_{i}")
+                            + execute() + SYNC)
+            assert got == [("1",), ("2",), ("D", (str(i),)), ("C", "SELECT 1"), ("Z", "I")], got
+            if i % 2:
+                assert run_batch(w, Q(f"DEALLOCATE _pg3_{i}")) == [
+                    ("C", "DEALLOCATE"), ("Z", "I")]
+            else:
+                assert run_batch(w, parse("", f"DEALLOCATE _pg3_{i}") + bind("") + execute()
+                                 + SYNC) == [("1",), ("2",), ("C", "DEALLOCATE"), ("Z", "I")]
+    finally:
+        w.terminate()
+    inst.assert_serving()
+
+
+# ---- a statement prepared before a schema change ------------------------------------------
+# PostgreSQL answers a statement whose result type changed with 0A000 "cached plan must not
+# change result type", one that names a dropped type with XX000 "cache lookup failed for
+# type", until the client prepares it again. Through pgcoro the server statement is shared
+# by every client preparing that text: it is retired on the first such error, and the
+# next Parse of the text prepares a fresh one.
+
+SEL = "select * from st_t order by a"
+MOOD = "select $1::st_mood"
+
+
+def stale_setup(pg):
+    pg.psql_super("DROP TYPE IF EXISTS st_mood; CREATE TYPE st_mood AS ENUM ('a', 'b');",
+                  db="pooldb")
+    make_table(pg, "st_t", rows=(1,))
+
+
+def stale_ddl(pg):
+    pg.psql_super("ALTER TABLE st_t ADD COLUMN b int DEFAULT 7; DROP TYPE st_mood; "
+                  "CREATE TYPE st_mood AS ENUM ('a', 'b');", db="pooldb")
+
+
+def stale_script(pg):
+    use = lambda n, sql, params=(): (parse(n, sql) + describe("S", n) + bind(n, params)
+                                     + execute())
+    return [
+        # clients 0 and 1 prepare the same texts, each inside a transaction (so through
+        # pgcoro on two servers, both preparing them)
+        (0, Q("BEGIN") + use("a1", SEL) + use("m1", MOOD, ["a"]) + SYNC),
+        (1, Q("BEGIN") + use("b1", SEL) + use("n1", MOOD, ["a"]) + SYNC),
+        (0, Q("COMMIT")),
+        (1, Q("COMMIT")),
+        (0, lambda: stale_ddl(pg)),
+        # the statement prepared before: an error (once per statement, as in PostgreSQL)
+        (0, bind("a1") + execute() + SYNC),
+        # prepared again under a new name (asyncpg, pgjdbc): the new row shape
+        (0, use("a2", SEL) + SYNC),
+        (0, bind("m1", ["a"]) + execute() + SYNC),
+        (0, use("m2", MOOD, ["b"]) + SYNC),
+        (0, bind("a1") + execute() + SYNC),
+        # the other client's statements: the same errors, in a block too (aborted)
+        (1, Q("BEGIN") + bind("b1") + execute() + SYNC),
+        (1, Q("select 1") + Q("ROLLBACK")),
+        (1, bind("n1", ["b"]) + execute() + SYNC),
+        # closed and prepared again under the same name; DEALLOCATE and again
+        (1, close("S", "b1") + use("b1", SEL) + SYNC),
+        (1, Q("DEALLOCATE n1") + use("n1", MOOD, ["b"]) + SYNC),
+        # a client that prepares after the change: no error at all
+        (2, use("c1", SEL) + use("c2", MOOD, ["a"]) + SYNC),
+    ]
+
+
+def test_stale_statement_like_postgres(pgcoro_factory, pg):
+    """Before: the new Parse of the same text (a2, m2, b1 again, c1) mapped to the stale
+    server statement: the same error again, for every client, until servers were
+    recycled."""
+    inst = txn_pgcoro(pgcoro_factory)
+    compare_with_postgres(pg, inst, stale_script(pg), setup=lambda: stale_setup(pg),
+                          n_clients=3)
+    inst.assert_serving()
+
+
+@pytest.mark.pooler_only
+def test_statement_dropped_behind_pgcoro_is_prepared_again(pgcoro_factory):
+    """A server statement deallocated by SQL behind pgcoro's back: its next use gets
+    PostgreSQL's 26000 once, then it is prepared there again. Before: 26000 for ever on
+    that server."""
+    inst = pgcoro_factory(settings=ONE_SERVER)
+    w = Wire.to(inst)
+    try:
+        w.login()
+        ok = [("2",), ("D", ("1",)), ("C", "SELECT 1"), ("Z", "I")]
+        assert run_batch(w, parse("s1", "select 1") + bind("s1") + execute() + SYNC) == \
+            [("1",)] + ok
+        [[name]] = w.query("select name from pg_prepared_statements")
+        assert name.startswith("PGCORO_"), name
+        w.query(f'DEALLOCATE "{name}"')
+        got = run_batch(w, bind("s1") + execute() + SYNC)
+        assert got[0][:2] == ("E", "26000") and got[1:] == [("Z", "I")], got
+        assert run_batch(w, bind("s1") + execute() + SYNC) == ok
+        assert run_batch(w, bind("s1") + execute() + SYNC) == ok
     finally:
         w.terminate()
     inst.assert_serving()

@@ -750,6 +750,65 @@ START_TEST(test_parse_listen)
 }
 END_TEST
 
+static bool dealloc_of(const char *sql, char *name)
+{
+	return proto_parse_deallocate(sql, strlen(sql), name, 64);
+}
+
+START_TEST(test_parse_deallocate)
+{
+	char n[64];
+	ck_assert(dealloc_of("DEALLOCATE _pg3_0", n));
+	ck_assert_str_eq(n, "_pg3_0");
+	ck_assert(dealloc_of("  deallocate prepare S_1 ;\n", n));
+	ck_assert_str_eq(n, "s_1");
+	ck_assert(dealloc_of("Deallocate \"Mixed \"\"Name\"\"\";", n));
+	ck_assert_str_eq(n, "Mixed \"Name\"");
+	ck_assert(dealloc_of("DEALLOCATE\"q\"", n));
+	ck_assert_str_eq(n, "q");
+	ck_assert(dealloc_of("DEALLOCATE PREPARE\"Q\"", n));
+	ck_assert_str_eq(n, "Q");
+	ck_assert(dealloc_of("DEALLOCATE prepared", n)); /* a name that begins "prepare" */
+	ck_assert_str_eq(n, "prepared");
+	ck_assert(dealloc_of("DEALLOCATE allx", n));
+	ck_assert_str_eq(n, "allx");
+	ck_assert(dealloc_of("DEALLOCATE \"ALL\"", n)); /* quoted: a name */
+	ck_assert_str_eq(n, "ALL");
+	ck_assert(dealloc_of("DEALLOCATE a$1", n));
+	ck_assert_str_eq(n, "a$1");
+	static const char *const others[] = {
+		"DEALLOCATE ALL", "deallocate prepare all;", "DEALLOCATE", "DEALLOCATE ;",
+		"DEALLOCATEx", "DEALLOCATE a b", "DEALLOCATE a; select 1", "DEALLOCATE a -- comment",
+		"DEALLOCATE /* c */ a", "DEALLOCATE \"\"", "DEALLOCATE \"open", "DEALLOCATE 1a",
+		"DEALLOCATE caf\xc3\xa9" /* non-ASCII unquoted */, "PREPARE a AS SELECT 1",
+		"DISCARD ALL",
+	};
+	for (size_t i = 0; i < sizeof(others) / sizeof(*others); i++)
+		ck_assert_msg(!dealloc_of(others[i], n), "%s", others[i]);
+	char longname[90];
+	memset(longname, 'a', sizeof(longname));
+	memcpy(longname, "DEALLOCATE ", 11);
+	longname[11 + 63] = 0;
+	ck_assert(dealloc_of(longname, n));
+	ck_assert_uint_eq(strlen(n), 63);
+	longname[11 + 63] = 'a';
+	longname[11 + 64] = 0;
+	ck_assert(!dealloc_of(longname, n));
+	ck_assert(!proto_parse_deallocate("DEALLOCATE a", 12, n, 10)); /* cap */
+	ck_assert(!proto_parse_deallocate("DEALLOCATE a", 10, n, 64));  /* LEN ends the text */
+
+	struct pbuf b;
+	pbuf_init(&b);
+	proto_build_execute(&b, "p", 7);
+	ck_assert_uint_eq(b.len, 1 + 4 + 2 + 4);
+	ck_assert(memcmp(b.data, "E\0\0\0\x0ap\0\0\0\0\x07", b.len) == 0);
+	pbuf_reset(&b);
+	proto_build_query(&b, "x");
+	ck_assert(b.len == 7 && memcmp(b.data, "Q\0\0\0\x06x\0", 7) == 0);
+	pbuf_free(&b);
+}
+END_TEST
+
 START_TEST(test_parse_param_status)
 {
 	const char *n, *v;
@@ -899,6 +958,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, test_parse_param_status);
 	tcase_add_test(tc, test_rename_statements);
 	tcase_add_test(tc, test_parse_listen);
+	tcase_add_test(tc, test_parse_deallocate);
 	tcase_add_test(tc, test_error_field_garbage);
 	tcase_add_test(tc, test_fuzz);
 	suite_add_tcase(s, tc);
