@@ -14,18 +14,14 @@
 #include "auth.h"
 #include "client.h"
 #include "config.h"
-#include "console.h"
 #include "executor.h"
 #include "hba.h"
 #include "listener.h"
 #include "log.h"
 #include "manpage.h"
 #include "metrics.h"
-#include "notify.h"
 #include "pool.h"
-#include "prepared.h"
 #include "poolctl.h"
-#include "relay.h"
 #include "reload.h"
 #include "runtime.h"
 #include "sdnotify.h"
@@ -184,27 +180,7 @@ int main(int argc, char **argv)
 
 	int status = 1;
 	struct event *sigs[3] = {NULL, NULL, NULL};
-	rt.base = event_base_new();
-	if (!rt.base) {
-		log_error("cannot create the event loop");
-		goto fail;
-	}
-	rt.exec = exec_new(rt.base, rt.cfg->executor_threads);
-	if (!rt.exec)
-		goto fail;
-	client_init(&rt);
-	server_init(&rt);
-	pool_init(&rt);
-	relay_init(&rt);
-	prep_init(&rt);
-	notify_init(&rt);
-	stats_init(&rt);
-	metrics_init(&rt);
-	poolctl_init(&rt);
-	console_init(&rt);
-	reload_init(&rt, path);
-	shutdown_init(&rt);
-	if (!listener_start(&rt) || !metrics_start())
+	if (!runtime_start(&rt, path) || !listener_start(&rt) || !metrics_start())
 		goto fail;
 	sigs[0] = evsignal_new(rt.base, SIGINT, on_stop_signal, &rt);
 	sigs[1] = evsignal_new(rt.base, SIGTERM, on_stop_signal, &rt);

@@ -19,18 +19,11 @@
 #include "pool.h"
 #include "server.h"
 
-static const char ini[] = "[pgcoro]\n"
-			  "listen_addr =\n"
-			  "unix_socket_dir = @DIR@\n" /* never listened on */
+static const char ini[] = FZ_INI_PGCORO
 			  "auth_type = trust\n"
 			  "pool_mode = transaction\n"
 			  "admin_users = admin\n"
 			  "stats_users = stats\n"
-			  "log_level = error\n"
-			  "stats_period = 0\n"
-			  "executor_threads = 1\n"
-			  "shutdown_timeout = 0\n"
-			  "server_check_query =\n"
 			  "[databases]\n"
 			  "db = host=@DIR@/no-server port=5432\n"
 			  "other = host=@DIR@/no-server port=5432 pool_size=2 pool_mode=session\n"
@@ -43,13 +36,10 @@ static pool_t *pool;
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	rt = fz_start(fz_write_file("pgcoro.ini", ini));
-	char *params[SERVER_NPARAMS] = {0};
-	params[server_param_index("server_version")] = "15.0";
-	params[server_param_index("client_encoding")] = "UTF8";
 	pool = pool_get("db", "alice", cfg_find_db(rt->cfg, "db"));
 	if (!pool)
 		abort();
-	pool_connect_ok(pool, params);
+	fz_pool_ready(pool);
 	return 0;
 }
 

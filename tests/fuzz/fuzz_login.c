@@ -28,7 +28,6 @@
 #include "poolctl.h"
 #include "proto.h"
 #include "scram.h"
-#include "server.h"
 
 /* user, password */
 static const char *const users[][2] = {
@@ -48,20 +47,13 @@ static const char *const users[][2] = {
 	"WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"                                            \
 	"wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
 
-static const char ini[] = "[pgcoro]\n"
-			  "listen_addr =\n"
-			  "unix_socket_dir = @DIR@\n" /* never listened on */
+static const char ini[] = FZ_INI_PGCORO
 			  "auth_type = %s\n"
 			  "auth_file = @DIR@/userlist.txt\n"
 			  "auth_hba_file = @DIR@/hba.conf\n"
 			  "pool_mode = transaction\n"
 			  "admin_users = admin\n"
 			  "stats_users = stats\n"
-			  "log_level = error\n"
-			  "stats_period = 0\n"
-			  "executor_threads = 1\n"
-			  "shutdown_timeout = 0\n"
-			  "server_check_query =\n"
 			  "[databases]\n"
 			  "db = host=@DIR@/no-server port=5432\n";
 
@@ -236,20 +228,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		cfgs[m] = cfg;
 	}
 	/* the pools of "db", answering logins at once, never connecting */
-	char *params[SERVER_NPARAMS] = {0};
-	params[server_param_index("server_version")] = "15.0";
-	params[server_param_index("client_encoding")] = "UTF8";
-	params[server_param_index("DateStyle")] = "ISO, MDY";
-	params[server_param_index("TimeZone")] = "UTC";
-	params[server_param_index("integer_datetimes")] = "on";
-	params[server_param_index("standard_conforming_strings")] = "on";
 	if (!poolctl_pause(NULL))
 		abort();
 	for (size_t u = 0; u < NUSERS; u++) {
 		pool_t *pool = pool_get("db", users[u][0], cfg_find_db(rt->cfg, "db"));
 		if (!pool)
 			abort();
-		pool_connect_ok(pool, params);
+		fz_pool_ready(pool);
 	}
 	return 0;
 }

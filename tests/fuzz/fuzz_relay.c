@@ -25,17 +25,10 @@
 #include "pool.h"
 #include "server.h"
 
-static const char ini[] = "[pgcoro]\n"
-			  "listen_addr =\n"
-			  "unix_socket_dir = @DIR@\n" /* never listened on */
+static const char ini[] = FZ_INI_PGCORO
 			  "auth_type = trust\n"
 			  "pool_mode = transaction\n"
 			  "max_prepared_statements = 4\n" /* small: the LRU evicts */
-			  "log_level = error\n"
-			  "stats_period = 0\n"
-			  "executor_threads = 1\n"
-			  "shutdown_timeout = 0\n"
-			  "server_check_query =\n"
 			  "server_login_retry = 0\n"
 			  "default_pool_size = 1\n"
 			  "[databases]\n"
@@ -53,18 +46,11 @@ static pool_t *pools[NUSERS];
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	rt = fz_start(fz_write_file("pgcoro.ini", ini));
-	char *params[SERVER_NPARAMS] = {0};
-	params[server_param_index("server_version")] = "15.0";
-	params[server_param_index("client_encoding")] = "UTF8";
-	params[server_param_index("DateStyle")] = "ISO, MDY";
-	params[server_param_index("TimeZone")] = "UTC";
-	params[server_param_index("application_name")] = "";
-	params[server_param_index("standard_conforming_strings")] = "on";
 	for (size_t u = 0; u < NUSERS; u++) {
 		pools[u] = pool_get("db", users[u], cfg_find_db(rt->cfg, "db"));
 		if (!pools[u])
 			abort();
-		pool_connect_ok(pools[u], params);
+		fz_pool_ready(pools[u]);
 	}
 	return 0;
 }

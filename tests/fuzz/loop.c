@@ -16,24 +16,17 @@
 
 #include <event2/event.h>
 
-#include "auth.h"
 #include "client.h"
 #include "config.h"
-#include "console.h"
 #include "executor.h"
-#include "hba.h"
 #include "log.h"
 #include "metrics.h"
-#include "notify.h"
 #include "pool.h"
 #include "poolctl.h"
-#include "prepared.h"
 #include "proto.h"
-#include "relay.h"
 #include "reload.h"
 #include "server.h"
 #include "shutdown.h"
-#include "stats.h"
 
 static void die(const char *what)
 {
@@ -131,26 +124,8 @@ struct runtime *fz_start(const char *config_path)
 		die("PGCORO_FUZZ_LOG: not a log level");
 	log_set_level(log_level);
 	signal(SIGPIPE, SIG_IGN);
-	rt.base = event_base_new();
-	if (!rt.base)
-		die("event_base_new");
-	rt.exec = exec_new(rt.base, rt.cfg->executor_threads);
-	if (!rt.exec)
-		die("exec_new");
-	client_init(&rt);
-	server_init(&rt);
-	pool_init(&rt);
-	relay_init(&rt);
-	prep_init(&rt);
-	notify_init(&rt);
-	stats_init(&rt);
-	metrics_init(&rt);
-	poolctl_init(&rt);
-	console_init(&rt);
-	reload_init(&rt, path);
-	shutdown_init(&rt);
-	if (!metrics_start())
-		die("metrics_start");
+	if (!runtime_start(&rt, path) || !metrics_start())
+		die("starting the runtime");
 	base_cfg = rt.cfg;
 	rt.cfg = NULL;
 	fz_set_config(base_cfg);
@@ -192,6 +167,22 @@ void fz_undo_commands(const struct config *cfg, bool paused)
 		reload_apply(installed, rt.auth);
 	}
 	fz_log_restore();
+}
+
+void fz_pool_ready(pool_t *pool)
+{
+	static const char *const reported[][2] = {
+		{"application_name", ""},         {"client_encoding", "UTF8"},
+		{"DateStyle", "ISO, MDY"},         {"default_transaction_read_only", "off"},
+		{"in_hot_standby", "off"},         {"integer_datetimes", "on"},
+		{"IntervalStyle", "postgres"},     {"is_superuser", "off"},
+		{"server_encoding", "UTF8"},       {"server_version", "15.0"},
+		{"standard_conforming_strings", "on"}, {"TimeZone", "UTC"},
+	};
+	char *params[SERVER_NPARAMS] = {0};
+	for (size_t i = 0; i < sizeof(reported) / sizeof(reported[0]); i++)
+		params[server_param_index(reported[i][0])] = (char *)reported[i][1];
+	pool_connect_ok(pool, params);
 }
 
 /* ---- peers --------------------------------------------------------------------------- */

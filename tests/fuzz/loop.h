@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "runtime.h"
+#include "types.h"
 
 /* libFuzzer's entry points. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -60,6 +61,19 @@ const char *fz_memfile(const void *data, size_t len);
 
 /* ---- the loop ------------------------------------------------------------------------ */
 
+/* The [pgcoro] section every loop harness's config starts with: nothing to listen on (the
+ * harnesses never listen), errors only, no stats line, one executor thread, no shutdown
+ * timer, no server check before a hand-out. */
+#define FZ_INI_PGCORO                                                                      \
+	"[pgcoro]\n"                                                                        \
+	"listen_addr =\n"                                                                   \
+	"unix_socket_dir = @DIR@\n"                                                         \
+	"log_level = error\n"                                                               \
+	"stats_period = 0\n"                                                                \
+	"executor_threads = 1\n"                                                            \
+	"shutdown_timeout = 0\n"                                                            \
+	"server_check_query =\n"
+
 /* Loads CONFIG_PATH (with its auth_file and auth_hba_file) and starts every module main
  * starts, except listeners, metrics and signals, on a new event loop; the log (stderr)
  * shows errors only, or the level named by $PGCORO_FUZZ_LOG. Aborts on failure. */
@@ -82,6 +96,10 @@ void fz_set_config(const struct config *cfg);
  * and a config SET or RELOAD installed: a copy of CFG is applied instead, pools
  * reconfigured. */
 void fz_undo_commands(const struct config *cfg, bool paused);
+
+/* POOL answers logins at once, as after its first server connected (pool_connect_ok with
+ * the parameters a PostgreSQL 15 reports). */
+void fz_pool_ready(pool_t *pool);
 
 /* The harness's end of a socketpair whose other end pgcoro holds. */
 struct fz_peer {

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the fuzz harnesses (tests/fuzz/corpus/<harness>/seed-*).
+"""Writes the seed corpora of the fuzz harnesses (tests/fuzz/corpus/<harness>/seed-*)
+and their dictionaries (tests/fuzz/<harness>.dict, words libFuzzer splices in).
 
 Each seed is a small valid input in the harness's format (see the top of each
 tests/fuzz/fuzz_*.c): protocol messages, whole login dialogs, console sessions, relay
@@ -350,6 +351,11 @@ def seeds_login():
             'user', 'trustee', 'database', 'db',
             'options', ' '.join('-c p%d=v' % i for i in range(40)),
             *sum((('k%d' % i, 'v') for i in range(20)), ()))),
+        # at CLIENT_MAX_PARAMS (80): 40 "options" settings and 41 other parameters
+        'options-at-the-limit': bytes([HBA]) + chunks(startup(
+            'user', 'trustee', 'database', 'db',
+            'options', ' '.join('-c p%d=v' % i for i in range(40)),
+            *sum((('k%d' % i, 'v') for i in range(41)), ()))),
         'options-bad': bytes([HBA]) + chunks(startup('user', 'trustee', 'options', '-x')),
         'replication': bytes([HBA]) + chunks(startup('user', 'trustee', 'replication', 'true')),
         'protocol-3.2': bytes([HBA]) + chunks(startup('user', 'trustee', 'database', 'db',
@@ -509,8 +515,74 @@ def seeds_relay():
         write('relay', k, v)
 
 
+# ---- dictionaries --------------------------------------------------------------------
+
+def dict_escape(w):
+    if isinstance(w, str):
+        w = w.encode()
+    return ''.join(chr(b) if 32 <= b < 127 and b not in (34, 92) else '\\x%02x' % b
+                   for b in w)
+
+
+def write_dict(harness, words):
+    with open(os.path.join(HERE, harness + '.dict'), 'w') as f:
+        f.write('# libFuzzer dictionary of fuzz_%s (written by make_seeds.py)\n' % harness)
+        for w in sorted(set(words), key=lambda x: x if isinstance(x, bytes) else x.encode()):
+            f.write('"%s"\n' % dict_escape(w))
+
+
+def config_keys():
+    keys = []
+    for line in open(os.path.join(HERE, '..', '..', 'conf', 'pgcoro.ini')):
+        line = line.strip().lstrip(';').strip()
+        if '=' in line and not line.startswith('['):
+            k = line.split('=', 1)[0].strip()
+            if k.isidentifier():
+                keys.append(k)
+    return keys
+
+
+def dicts():
+    keys = config_keys()
+    write_dict('config', keys + [
+        '[pgcoro]', '[databases]', '[users]', ' = ', '\n', '*', 'host=', 'port=', 'dbname=',
+        'user=', 'password=', 'sslmode=', 'pool_size=', 'pool_mode=', 'min_pool_size=',
+        'reserve_pool_size=', 'max_db_connections=', 'max_user_connections=',
+        'target_session_attrs=', 'service=', 'postgresql://', "'", '\\', 'transaction',
+        'session', 'statement', 'md5', 'scram-sha-256', 'trust', 'hba', 'cert', 'plain',
+        'verify-full', 'require', 'disable', '\0'])
+    write_dict('hba', ['local', 'host', 'hostssl', 'hostnossl', 'all', 'sameuser',
+                       'samerole', 'replication', 'trust', 'reject', 'md5', 'password',
+                       'scram-sha-256', 'cert', 'peer', '@users.txt', '@dbs.txt', '/32',
+                       '/128', '::1', '0.0.0.0/0', '255.255.255.0', '::ffff:', 'samenet',
+                       '"', ',', '\\\n', '#', 'clientcert=verify-full', 'map='])
+    write_dict('console', [
+        'SHOW', 'HELP', 'CONFIG', 'DATABASES', 'POOLS', 'CLIENTS', 'SERVERS', 'USERS',
+        'VERSION', 'LISTS', 'STATE', 'STATS', 'STATS_TOTALS', 'STATS_AVERAGES', 'TOTALS',
+        'SET', 'RELOAD', 'PAUSE', 'RESUME', 'DISABLE', 'ENABLE', 'RECONNECT', 'KILL',
+        'KILL_CLIENT', 'WAIT_CLOSE', 'SHUTDOWN', ' db', ' = ', ' TO ', "'", "''", ';',
+        'Q\0\0\0', '\0X\0\0\0\x04'] + keys)
+    write_dict('login', ['user\0', 'database\0', 'options\0', 'replication\0', '_pq_.',
+                         'application_name\0', 'client_encoding\0', '-c ', '--', '=',
+                         '\\ ', 'SCRAM-SHA-256\0', 'n,,n=,r=', 'y,,', 'p=tls-server-end-point',
+                         ',r=', 'c=biws', ',p=', 'md5', 'pgcoro\0', 'pgbouncer\0', 'db\0',
+                         'alice\0', 'bob\0', 'carol\0', 'admin\0', 'stats\0', 'trustee\0',
+                         SSL_REQUEST, GSS_REQUEST, struct.pack('>I', 196608),
+                         struct.pack('>I', 80877102), b'\xf0', b'\xf2', b'\x16\x03\x01'])
+    write_dict('relay', ['PGCORO_', 'PGCORO_MARKER', 'DISCARD ALL', 'DEALLOCATE ALL',
+                         'DEALLOCATE', '26000', 'does not exist', 'BEGIN', 'COMMIT',
+                         'ROLLBACK', 'LISTEN ', 'UNLISTEN *', 'application_name\0',
+                         'TimeZone\0', b'\0\0\0\x04', b'\0\0\0\x05I', b'\0\0\0\x05T',
+                         b'\0\0\0\x05E', SYNC, FLUSH, PARSE_COMPLETE, BIND_COMPLETE,
+                         CLOSE_COMPLETE, NO_DATA, ready(), ready(b'T'), ready(b'E'),
+                         close(b'S', 's1'), close(b'P', ''), describe(b'S', 's1'),
+                         describe(b'P', ''), execute(), parse('s1', 'select 1'),
+                         bind('', 's1'), error('26000', 'prepared statement does not exist')])
+
+
 def main():
     clear_seeds()
+    dicts()
     seeds_proto()
     seeds_scram()
     seeds_config()

@@ -18,6 +18,8 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 # packets with many parameters)
 flags=(-timeout=10 -max_len=8192 -rss_limit_mb=2048)
 failed=()
+scratch=""
+trap 'rm -rf "$scratch"' EXIT
 for name in "$@"; do
 	bin=$out/fuzz_$name
 	corpus=tests/fuzz/corpus/$name
