@@ -3,6 +3,7 @@
  * pgcoro's event loop until it has nothing left to do. */
 #include "loop.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,28 +37,55 @@ static void die(const char *what)
 
 /* ---- files --------------------------------------------------------------------------- */
 
-#define MAX_FILES 16
+#define DIR_PREFIX "pgcoro-fuzz-" /* then the process id */
 static char dir[64];
-static char *files[MAX_FILES];
-static int nfiles;
 
-static void remove_dir(void)
+/* Removes PATH, a scratch directory (files only, no subdirectories). */
+static void remove_tree(const char *path)
 {
-	for (int i = 0; i < nfiles; i++) {
-		unlink(files[i]);
-		free(files[i]);
+	DIR *d = opendir(path);
+	struct dirent *e;
+	char f[512];
+	while (d && (e = readdir(d))) {
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+			snprintf(f, sizeof(f), "%s/%s", path, e->d_name);
+			unlink(f);
+		}
 	}
-	nfiles = 0;
-	if (dir[0])
-		rmdir(dir);
+	if (d)
+		closedir(d);
+	rmdir(path);
+}
+
+static void remove_dir(void) { remove_tree(dir); }
+
+/* A harness that crashed (abort, a sanitizer report, a timeout) left its directory: the
+ * next one removes those whose process is gone. */
+static void remove_stale(void)
+{
+	DIR *d = opendir("/tmp");
+	struct dirent *e;
+	char path[512];
+	int pid;
+	while (d && (e = readdir(d))) {
+		if (sscanf(e->d_name, DIR_PREFIX "%d", &pid) == 1 && pid > 0 &&
+		    kill(pid, 0) != 0 && errno == ESRCH) {
+			snprintf(path, sizeof(path), "/tmp/%s", e->d_name);
+			remove_tree(path);
+		}
+	}
+	if (d)
+		closedir(d);
 }
 
 const char *fz_dir(void)
 {
 	if (!dir[0]) {
-		snprintf(dir, sizeof(dir), "/tmp/pgcoro-fuzz.XXXXXX");
-		if (!mkdtemp(dir))
-			die("mkdtemp");
+		remove_stale();
+		snprintf(dir, sizeof(dir), "/tmp/" DIR_PREFIX "%d", (int)getpid());
+		remove_tree(dir); /* a process of this id that crashed */
+		if (mkdir(dir, 0700) != 0)
+			die(dir);
 		atexit(remove_dir);
 	}
 	return dir;
@@ -68,7 +96,7 @@ const char *fz_write_file(const char *name, const char *text)
 	static char path[256];
 	snprintf(path, sizeof(path), "%s/%s", fz_dir(), name);
 	FILE *f = fopen(path, "w");
-	if (!f || nfiles == MAX_FILES)
+	if (!f)
 		die(path);
 	for (const char *p = text; *p;) {
 		const char *at = strstr(p, "@DIR@");
@@ -81,7 +109,6 @@ const char *fz_write_file(const char *name, const char *text)
 	}
 	if (fclose(f) != 0)
 		die(path);
-	files[nfiles++] = strdup(path);
 	return path;
 }
 

@@ -46,8 +46,9 @@ static inline const uint8_t *fz_bytes(struct fz_in *in, size_t len, size_t *got)
 
 /* ---- files --------------------------------------------------------------------------- */
 
-/* A scratch directory made on first use and removed at exit, with the files written
- * into it. */
+/* A scratch directory (/tmp/pgcoro-fuzz-PID) made on first use and removed at exit
+ * with the files written into it; those of harness processes that died are removed
+ * then. */
 const char *fz_dir(void);
 
 /* Writes TEXT into the scratch directory as NAME, "@DIR@" in TEXT replaced by the
