@@ -1,8 +1,11 @@
 # pgcoro — plain Makefile with pkg-config.
 #   make                build ./pgcoro
 #   make deps           install the Debian packages that are missing (apt-get; sudo when not root)
-#   make check          deps, then build with ASan+UBSan and run every test (unit + integration)
+#   make check          deps, then build with ASan+UBSan and run every test (unit, fuzz-check,
+#                       integration)
 #   make unit           unit tests only (current SANITIZE setting)
+#   make fuzz           each libFuzzer harness (tests/fuzz/) for FUZZ_SECONDS (default 60)
+#   make fuzz-check     each harness over its committed corpus, then FUZZ_CHECK_SECONDS each
 #   make demo           deps, build, start a throwaway PostgreSQL and pgcoro in front of it
 #   make valgrind       unit tests under valgrind
 #   make man            the manual pages, generated from the settings table (build/man)
@@ -41,7 +44,7 @@ TOOLS     := $(BUILD)/tools/libpq_client
 
 PGCORO_BIN := $(BUILD)/pgcoro
 
-.PHONY: all pgcoro deps check unit integration demo clean valgrind format-check man install bench bench-deps bench-metrics bench-callgrind bench-floor
+.PHONY: all pgcoro deps check unit integration demo clean valgrind format-check man install bench bench-deps bench-metrics bench-callgrind bench-floor fuzz fuzz-check fuzz-build
 
 all: pgcoro
 
@@ -72,7 +75,9 @@ DEB_PKGS := build-essential pkg-config libevent-dev libpq-dev libinih-dev check 
             openssl libsystemd-dev postgresql-15 postgresql-client-15 python3 python3-pytest \
             python3-pytest-timeout python3-psycopg2 python3-psycopg python3-asyncpg pgbouncer \
             python3-prometheus-client prometheus-pgbouncer-exporter libpostgresql-jdbc-java \
-            default-jdk-headless
+            default-jdk-headless clang libclang-rt-14-dev llvm
+# clang 14 finds libFuzzer (-fsanitize=fuzzer) in libclang-rt-14-dev, which it only
+# recommends; llvm gives llvm-symbolizer, for sanitizer reports with file:line.
 
 # $(call apt_install,TARGET,PACKAGES): installs the Debian packages that are missing
 # (apt-get; sudo when not root).
@@ -100,7 +105,9 @@ integration: $(PGCORO_BIN) $(TOOLS)
 	  /usr/bin/python3 -m pytest -p no:cacheprovider --timeout=300 -q -rs tests/integration
 
 check: deps
-	$(MAKE) SANITIZE=address,undefined unit integration
+	$(MAKE) SANITIZE=address,undefined unit
+	$(MAKE) fuzz-check
+	$(MAKE) SANITIZE=address,undefined integration
 
 valgrind: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do CK_FORK=no valgrind --error-exitcode=1 --leak-check=full -q $$t || exit 1; done
@@ -116,6 +123,50 @@ format-check:
 
 clean:
 	rm -rf build pgcoro
+
+# ---- fuzzing (README "Fuzzing") -----------------------------------------------------------
+# The modules (src/*.c but main.c) are built again with clang, ASan+UBSan and coverage
+# instrumentation in build/fuzz; each tests/fuzz/fuzz_NAME.c links them with libFuzzer into
+# build/fuzz/fuzz_NAME. tests/fuzz/run.sh runs each once over tests/fuzz/corpus/NAME/
+# (seeds, and the inputs of crashes found: every file must pass), then fuzzes a scratch
+# copy of it for the given seconds; a crash, leak or timeout fails it.
+FUZZ_CC            ?= clang
+FUZZ_SECONDS       ?= 60
+FUZZ_CHECK_SECONDS ?= 10
+FUZZ_BUILD         := build/fuzz
+FUZZ_SAN           := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                      -fno-omit-frame-pointer
+FUZZ_CFLAGS        := -O1 -g -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iinclude -Itests/fuzz \
+                      $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(FUZZ_SAN)
+FUZZ_MOD_OBJS      := $(patsubst src/%.c,$(FUZZ_BUILD)/%.o,$(filter-out src/main.c,$(SRCS)))
+FUZZ_NAMES         ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS          := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
+FUZZ_LOOP_OBJ      := $(FUZZ_BUILD)/harness/loop.o
+
+$(FUZZ_BUILD)/%.o: src/%.c $(wildcard include/*.h) | $(FUZZ_BUILD)/harness
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -c -o $@ $<
+
+$(FUZZ_LOOP_OBJ): tests/fuzz/loop.c tests/fuzz/loop.h $(wildcard include/*.h) | $(FUZZ_BUILD)/harness
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/loop.h $(FUZZ_LOOP_OBJ) $(FUZZ_MOD_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LOOP_OBJ) $(FUZZ_MOD_OBJS) $(LDLIBS)
+
+$(FUZZ_BUILD)/harness:
+	mkdir -p $@
+
+.SECONDARY: $(FUZZ_MOD_OBJS) $(FUZZ_LOOP_OBJ) # kept: each harness links them
+
+-include $(FUZZ_MOD_OBJS:.o=.d)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: deps
+	$(MAKE) fuzz-build
+	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+fuzz-check: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_CHECK_SECONDS) $(FUZZ_NAMES)
 
 # ---- manual pages and installation ---------------------------------------------------
 MANPAGES := build/man/pgcoro.8 build/man/pgcoro.ini.5

@@ -36,6 +36,12 @@ struct runtime {
 	                         * recorded (metrics.h) */
 };
 
+/* With RT's config, auth file, TLS context and hba rules loaded: makes its loop and
+ * executor and hands RT to every module (PATH: the config file a reload reads). Nothing
+ * listens yet. False if the loop or the executor cannot be made (logged); RT->base may
+ * then be set. */
+bool runtime_start(struct runtime *rt, const char *path) __attribute__((warn_unused_result));
+
 /* Monotonic seconds, for timeouts and ages (clock.h: shared within a socket callback). */
 static inline double rt_now(void) { return clock_now(); }
 

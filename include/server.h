@@ -113,6 +113,13 @@ void server_init(struct runtime *rt);
 /* Starts a new connection for POOL (SV_CONNECTING). False on allocation failure. */
 bool server_connect(pool_t *pool) __attribute__((warn_unused_result));
 
+/* For tests (the relay's fuzzer): a server of POOL over FD, a connected non-blocking
+ * socket (closed with the server) whose peer plays a PostgreSQL backend after its login,
+ * without a libpq connection. It starts SV_IDLE with POOL's reported parameters; what
+ * would go through libpq (housekeeping, a cancel) fails, and it is then closed. NULL if
+ * out of memory. */
+server_t *server_adopt(pool_t *pool, int fd) __attribute__((warn_unused_result));
+
 /* The one state transition: moves S between its pool's lists and logs it. */
 void server_set_state(server_t *s, enum server_state state);
 const char *server_state_name(enum server_state state);

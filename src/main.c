@@ -13,7 +13,6 @@
 #include "auth.h"
 #include "client.h"
 #include "config.h"
-#include "console.h"
 #include "executor.h"
 #include "hba.h"
 #include "listener.h"
@@ -21,11 +20,8 @@
 #include "login.h"
 #include "manpage.h"
 #include "metrics.h"
-#include "notify.h"
 #include "pool.h"
-#include "prepared.h"
 #include "poolctl.h"
-#include "relay.h"
 #include "reload.h"
 #include "runtime.h"
 #include "sdnotify.h"
@@ -176,28 +172,8 @@ int main(int argc, char **argv)
 	raise_nofile(rt.cfg);
 
 	int status = 1;
-	rt.base = event_base_new();
-	if (!rt.base) {
-		log_error("cannot create the event loop");
-		goto fail;
-	}
-	rt.exec = exec_new(rt.base, rt.cfg->executor_threads);
-	if (!rt.exec)
-		goto fail;
-	client_init(&rt);
-	login_init(&rt);
-	server_init(&rt);
-	pool_init(&rt);
-	relay_init(&rt);
-	prep_init(&rt);
-	notify_init(&rt);
-	stats_init(&rt);
-	metrics_init(&rt);
-	poolctl_init(&rt);
-	console_init(&rt);
-	reload_init(&rt, path);
-	shutdown_init(&rt);
-	if (!signals_start() || !listener_start(&rt) || !metrics_start())
+	if (!runtime_start(&rt, path) || !signals_start() || !listener_start(&rt) ||
+	    !metrics_start())
 		goto fail;
 	if (rt.cfg->pidfile[0] && !write_pidfile(rt.cfg->pidfile)) {
 		log_error("cannot write pidfile %s: %s", rt.cfg->pidfile, strerror(errno));

@@ -471,11 +471,12 @@ static struct timeval seconds_tv(double sec)
 	return tv;
 }
 
-bool server_connect(pool_t *pool)
+/* A new server of POOL, in no list yet; NULL if out of memory. */
+static server_t *server_new(pool_t *pool)
 {
 	server_t *s = calloc(1, sizeof(*s));
 	if (!s)
-		return false;
+		return NULL;
 	s->id = ++next_id;
 	s->pool = pool;
 	s->conn_gen = pool->conn_gen;
@@ -483,6 +484,14 @@ bool server_connect(pool_t *pool)
 	list_init(&s->node);
 	event_assign(&s->pq_ev, rt->base, -1, 0, pq_connect_cb, s);
 	evtimer_assign(&s->timer, rt->base, timer_cb, s);
+	return s;
+}
+
+bool server_connect(pool_t *pool)
+{
+	server_t *s = server_new(pool);
+	if (!s)
+		return false;
 	server_set_state(s, SV_CONNECTING);
 	log_debug("server %llu (%s/%s): connecting", (unsigned long long)s->id, pool->dbname,
 		  pool->user);
@@ -492,6 +501,22 @@ bool server_connect(pool_t *pool)
 	}
 	submit(s, job_start);
 	return true;
+}
+
+server_t *server_adopt(pool_t *pool, int fd)
+{
+	server_t *s = server_new(pool);
+	if (!s)
+		return NULL;
+	stream_init(&s->st, rt->base, fd, true, &server_stream_ops, s);
+	stream_set_read(&s->st, true);
+	for (int i = 0; i < SERVER_NPARAMS; i++)
+		set_param(s, i, pool->params[i]);
+	s->tx_status = 'I';
+	s->idle_since = s->connected_at;
+	s->fresh = true;
+	server_set_state(s, SV_IDLE);
+	return s;
 }
 
 /* ---- relay-time callbacks ------------------------------------------------------------ */
