@@ -33,19 +33,21 @@ static uint32_t be32(const uint8_t *p)
 
 static void fuzz_frame(const uint8_t *d, size_t n, uint32_t max)
 {
-	uint8_t type = 0;
-	uint32_t len = 0;
-	switch (proto_frame(d, n, max, &type, &len)) {
+	struct proto_msg m;
+	switch (proto_next(d, n, max, &m)) {
 	case PROTO_OK:
-		check(n >= PROTO_HDR && type == d[0] && len == be32(d + 1) && len >= 4 && len <= max,
-		      "proto_frame: OK for a bad header");
+		check(n >= PROTO_HDR && m.type == d[0] && m.len == be32(d + 1) && m.len >= 4 &&
+			      m.len <= max && m.size == (size_t)m.len + 1 && m.size <= n &&
+			      m.body == d + PROTO_HDR && m.blen == m.len - 4,
+		      "proto_next: OK for a bad or partial message");
 		break;
 	case PROTO_BAD:
 		check(n >= PROTO_HDR && (be32(d + 1) < 4 || be32(d + 1) > max),
-		      "proto_frame: BAD for a good header");
+		      "proto_next: BAD for a good header");
 		break;
 	case PROTO_NEED_MORE:
-		check(n < PROTO_HDR, "proto_frame: NEED_MORE with a header");
+		check(n < PROTO_HDR || (size_t)be32(d + 1) + 1 > n, "proto_next: NEED_MORE when whole");
+		check(n < PROTO_HDR || m.len == be32(d + 1), "proto_next: NEED_MORE without the length");
 		break;
 	}
 }
@@ -53,10 +55,12 @@ static void fuzz_frame(const uint8_t *d, size_t n, uint32_t max)
 /* As on_login_input calls it: framed first, parsed once whole. */
 static void fuzz_startup(const uint8_t *d, size_t n)
 {
-	uint32_t len = 0;
-	if (proto_startup_frame(d, n, &len) != PROTO_OK || n < len)
+	struct proto_msg m;
+	if (proto_next_startup(d, n, &m) != PROTO_OK)
 		return;
-	check(len >= 8 && len <= PROTO_STARTUP_MAX && len == be32(d), "proto_startup_frame");
+	uint32_t len = m.len;
+	check(len >= 8 && len <= PROTO_STARTUP_MAX && len == be32(d) && m.size == len && len <= n,
+	      "proto_next_startup");
 	struct proto_startup st;
 	memset(&st, 0, sizeof(st));
 	const char *why = NULL;
@@ -160,6 +164,29 @@ static void fuzz_listen(const uint8_t *b, uint32_t n, size_t cap)
 	free(channel);
 }
 
+/* One DEALLOCATE [PREPARE] name: the name, quoted again, must parse to the same. */
+static void fuzz_deallocate(const uint8_t *b, uint32_t n, size_t cap)
+{
+	char *name = malloc(cap ? cap : 1);
+	if (name && proto_parse_deallocate((const char *)b, n, name, cap)) {
+		size_t len = strlen(name);
+		check(len > 0 && len < cap, "DEALLOCATE: bad name");
+		char sql[300], again[256];
+		size_t o = (size_t)snprintf(sql, sizeof(sql), "deallocate prepare \"");
+		for (size_t i = 0; i < len && o < sizeof(sql) - 4; i++) {
+			if (name[i] == '"')
+				sql[o++] = '"';
+			sql[o++] = name[i];
+		}
+		sql[o++] = '"';
+		if (o < sizeof(sql) - 2 && len < 120)
+			check(proto_parse_deallocate(sql, o, again, sizeof(again)) &&
+				      strcmp(again, name) == 0,
+			      "DEALLOCATE: the name quoted again parses differently");
+	}
+	free(name);
+}
+
 static void fuzz_error_field(const uint8_t *b, uint32_t n, uint8_t code)
 {
 	const char *v = proto_error_field(b, n, code);
@@ -177,7 +204,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint32_t n = (uint32_t)(size - 2);
 	struct pbuf out;
 	pbuf_init(&out);
-	switch (which % 12) {
+	switch (which % 13) {
 	case 0:
 		/* a small max (0..255) or a large one */
 		fuzz_frame(d, n, arg < 128 ? arg : (uint32_t)arg << 16);
@@ -212,13 +239,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 10:
 		fuzz_listen(d, n, 64);
 		break;
+	case 11:
+		fuzz_deallocate(d, n, 64 + (size_t)arg); /* CAP: at least 64 */
+		break;
 	default: /* a whole regular message: framed, then its body to the parser of its type */
 	{
-		uint8_t type = 0;
-		uint32_t len = 0;
-		if (proto_frame(d, n, 1u << 20, &type, &len) != PROTO_OK || n < len + 1)
+		struct proto_msg m;
+		if (proto_next(d, n, 1u << 20, &m) != PROTO_OK)
 			break;
-		uint32_t blen = len - 4;
+		uint8_t type = m.type;
+		uint32_t blen = m.blen;
 		uint8_t *body = malloc(blen ? blen : 1); /* exactly the body: a read past it is caught */
 		if (!body)
 			break;
@@ -232,7 +262,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 'p': fuzz_password(body, blen); fuzz_sasl(body, blen); break;
 		case 'E':
 		case 'N': fuzz_error_field(body, blen, arg); break;
-		case 'Q': fuzz_listen(body, blen, 64); break;
+		case 'Q': fuzz_listen(body, blen, 64); fuzz_deallocate(body, blen, 64); break;
 		default: break;
 		}
 		free(body);
