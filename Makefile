@@ -44,7 +44,7 @@ TOOLS     := $(BUILD)/tools/libpq_client
 
 PGCORO_BIN := $(BUILD)/pgcoro
 
-.PHONY: all pgcoro deps check unit integration demo clean valgrind format-check man install bench bench-deps bench-metrics bench-callgrind bench-floor fuzz fuzz-check fuzz-build
+.PHONY: all pgcoro deps deps-npm check unit integration demo clean valgrind format-check man install bench bench-deps bench-metrics bench-callgrind bench-floor fuzz fuzz-check fuzz-build
 
 all: pgcoro
 
@@ -75,7 +75,7 @@ DEB_PKGS := build-essential pkg-config libevent-dev libpq-dev libinih-dev check 
             openssl libsystemd-dev postgresql-15 postgresql-client-15 python3 python3-pytest \
             python3-pytest-timeout python3-psycopg2 python3-psycopg python3-asyncpg pgbouncer \
             python3-prometheus-client prometheus-pgbouncer-exporter libpostgresql-jdbc-java \
-            default-jdk-headless clang libclang-rt-14-dev llvm
+            default-jdk-headless clang libclang-rt-14-dev llvm nodejs
 # clang 14 finds libFuzzer (-fsanitize=fuzzer) in libclang-rt-14-dev, which it only
 # recommends; llvm gives llvm-symbolizer, for sanitizer reports with file:line.
 
@@ -95,6 +95,14 @@ endef
 
 deps:
 	$(call apt_install,deps,$(DEB_PKGS))
+	@# npm comes with NodeSource's nodejs; Debian's nodejs needs its npm package
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory deps-npm
+	@# node-postgres for the integration tests, at the versions package-lock.json pins
+	@test -d tests/integration/node/node_modules/pg || \
+	  npm ci --prefix tests/integration/node --no-audit --no-fund --loglevel=error
+
+deps-npm:
+	$(call apt_install,deps,npm)
 
 # ---- tests ---------------------------------------------------------------------------
 unit: $(UNIT_BINS)
