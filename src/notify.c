@@ -1,6 +1,7 @@
 /* Owns LISTEN/NOTIFY in transaction and statement mode: each pool's listener connection
  * (one libpq connection, made like a server's: connect steps on the executor, then
- * libpq's async API on the loop), its channels and their subscribed clients.
+ * libpq's async API on the loop), its channels and their subscribed clients, and the
+ * LISTEN/UNLISTEN statements clients run on pooled servers.
  *
  * DESIGN. A client without a server whose simple Query is one LISTEN or UNLISTEN
  * statement is served here instead of by a pooled server (which would keep listening
@@ -12,7 +13,23 @@
  * once when it is idle, else held until it gives its server back (PostgreSQL too
  * delivers them between transactions). NOTIFY itself passes through the relay. If the
  * listener connection fails, waiting LISTENs get an error, and it is made again (once
- * a second) while clients subscribe; notifications meanwhile are lost. */
+ * a second) while clients subscribe; notifications meanwhile are lost.
+ * Any other LISTEN/UNLISTEN goes to the client's server and gets PostgreSQL's own
+ * answers, byte for byte: one sent with the extended protocol (asyncpg, pgjdbc), inside
+ * a transaction block, or behind other requests. The relay shows this file the
+ * messages that may name one (notify.h): the statements and portals whose text is one
+ * are noted per client, each Execute (or Query) of one is queued with the request it
+ * belongs to, and the server's CommandComplete "LISTEN"/"UNLISTEN" confirms the oldest
+ * (an error drops those its request skipped). Confirmed ones wait for the transaction:
+ * at COMMIT, or at the ReadyForQuery 'I' of an implicit transaction that had no error,
+ * they subscribe (unsubscribe) the client here, in order, and that ReadyForQuery is
+ * held until the listener listens; a ROLLBACK forgets them, a ROLLBACK TO SAVEPOINT
+ * those after the last SAVEPOINT (nested savepoints rolled back past their last one
+ * are not told apart). The server that ran a LISTEN drops its notifications (the
+ * listener delivers them) and is UNLISTENed before it is idle again (server.c). A
+ * LISTEN read nowhere (several statements in one Query, comments, a function's
+ * EXECUTE) is not served; its server is cleaned all the same. After an UNLISTEN the
+ * notifications held for its channels go, as PostgreSQL drops them. */
 #include "notify.h"
 
 #include <stdlib.h>
@@ -28,7 +45,9 @@
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
+#include "relay.h"
 #include "runtime.h"
+#include "server.h"
 #include "stream.h"
 
 #define NOTIFY_HELD_MAX (16u * 1024 * 1024) /* notifications held for a busy client */
@@ -66,13 +85,56 @@ struct notify_conn {
 	int nchans, cap;
 };
 
-/* A client's channels, and the notifications held while it is busy. */
+/* One LISTEN/UNLISTEN statement; in a transaction's list, ACT_MARK is a SAVEPOINT. */
+enum { ACT_NONE = LISTEN_OTHER, ACT_MARK = 0x7f };
+struct listen_act {
+	uint8_t kind; /* enum proto_listen (LISTEN_OTHER: none), or ACT_MARK */
+	char chan[CHANNEL_CAP];
+};
+
+/* A named statement or portal whose text is one. */
+struct named_act {
+	char *name;
+	bool portal;
+	struct listen_act act;
+};
+
+/* One sent to a server, awaiting its CommandComplete: REQ is the number its request's
+ * ReadyForQuery will have (notify_client.zdone counts those passed). */
+struct sent_act {
+	struct listen_act act;
+	uint64_t req;
+};
+
+enum await_kind {
+	AWAIT_NONE,
+	AWAIT_IDLE,  /* its simple Query LISTEN of idle_ch: answered here (input not read) */
+	AWAIT_RELAY, /* its server's ReadyForQuery is held until all its channels listen */
+};
+
+/* A client's channels, the notifications held while it is busy, and its LISTEN/UNLISTEN
+ * statements on servers. */
 struct notify_client {
 	struct chan **chans;
 	int n, cap;
-	struct chan *awaiting; /* its LISTEN waits for the listener (input not read) */
+	enum await_kind await;
+	struct chan *idle_ch;
 	struct pbuf held;
-	struct event resume_ev; /* after the answer: the client's input is handled again */
+	struct event resume_ev; /* after the answer: the client's input, or its relay, goes on */
+
+	struct listen_act unnamed_stmt, unnamed_portal;
+	struct named_act *named;
+	int nnamed, named_cap;
+	struct sent_act *sent; /* in the order sent */
+	int nsent, sent_cap;
+	struct listen_act *xact; /* confirmed in the open transaction, in order */
+	int nxact, xact_cap;
+	struct chan **fresh;     /* subscribed by the commit being answered, not listened to
+	                          * then: the server's own notifications on them pass */
+	int nfresh, fresh_cap;
+	uint64_t zdone;          /* ReadyForQuery passed on while tracked */
+	bool req_error;          /* the request being answered had an error */
+	bool req_rollback;       /* ... or a ROLLBACK */
 };
 
 void notify_init(struct runtime *r)
@@ -120,10 +182,11 @@ static void send_out(client_t *c, bool now)
 	pbuf_reset(&out);
 }
 
-/* Ends C's wait for its LISTEN: answered with TAG, or with the error MSG. */
+/* Ends C's wait for its simple Query LISTEN: answered, or with the error MSG. */
 static void answer_listen(client_t *c, const char *msg)
 {
-	c->notify->awaiting = NULL;
+	c->notify->await = AWAIT_NONE;
+	c->notify->idle_ch = NULL;
 	if (msg)
 		proto_build_error(&out, "ERROR", "08006", msg, NULL, NULL);
 	else
@@ -134,14 +197,25 @@ static void answer_listen(client_t *c, const char *msg)
 	event_active(&c->notify->resume_ev, EV_TIMEOUT, 0);
 }
 
+/* Ends C's wait for the listener before its ReadyForQuery goes on (AWAIT_RELAY). */
+static void release_hold(client_t *c)
+{
+	c->notify->await = AWAIT_NONE;
+	event_active(&c->notify->resume_ev, EV_TIMEOUT, 0); /* not from here, as above */
+}
+
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	client_t *c = arg;
-	if (c->state == CL_IDLE && !c->notify->awaiting)
+	if (c->notify->await != AWAIT_NONE)
+		return;
+	if (c->state == CL_IDLE)
 		client_resume_idle(c);
+	else if (c->state == CL_ACTIVE && c->server)
+		relay_server_to_client(c->server); /* the ReadyForQuery held goes on */
 }
 
-bool notify_awaiting(const client_t *c) { return c->notify && c->notify->awaiting; }
+bool notify_awaiting(const client_t *c) { return c->notify && c->notify->await == AWAIT_IDLE; }
 
 void notify_client_idle(client_t *c)
 {
@@ -190,8 +264,29 @@ static void chans_prune(struct notify_conn *nc)
 static void connect_start(struct notify_conn *nc);
 static void reconcile(struct notify_conn *nc);
 
-/* The listener connection failed (REASON): waiting LISTENs get an error, every channel
- * is marked not listened, and a reconnect is armed while clients subscribe. */
+/* True when every channel of C is listened to by the listener (its LISTENs answered). */
+static bool all_live(const struct notify_client *ncl)
+{
+	for (int i = 0; i < ncl->n; i++)
+		if (!ncl->chans[i]->listening || ncl->chans[i]->sent < 0)
+			return false;
+	return true;
+}
+
+/* C no longer has channel CH (already off CH's subscribers). */
+static void client_drop_chan(struct notify_client *ncl, const struct chan *ch)
+{
+	for (int j = 0; j < ncl->n; j++)
+		if (ncl->chans[j] == ch) {
+			ncl->chans[j] = ncl->chans[--ncl->n];
+			return;
+		}
+}
+
+/* The listener connection failed (REASON): waiting LISTENs get an error, ReadyForQuery
+ * held for it goes on (the client stays subscribed: its LISTEN committed on its server),
+ * every channel is marked not listened, and a reconnect is armed while clients
+ * subscribe. */
 static void conn_failed(struct notify_conn *nc, const char *reason)
 {
 	log_warning("pool %s/%s: LISTEN connection: %s", nc->pool->dbname, nc->pool->user, reason);
@@ -208,14 +303,14 @@ static void conn_failed(struct notify_conn *nc, const char *reason)
 		ch->sent = 0;
 		for (int k = 0; k < ch->nsubs;) {
 			client_t *c = ch->subs[k];
-			if (c->notify->awaiting == ch) {
+			if (c->notify->await == AWAIT_IDLE && c->notify->idle_ch == ch) {
 				chan_drop_sub(ch, c); /* not subscribed: PostgreSQL's LISTEN failed */
-				for (int j = 0; j < c->notify->n; j++)
-					if (c->notify->chans[j] == ch)
-						c->notify->chans[j] = c->notify->chans[--c->notify->n];
+				client_drop_chan(c->notify, ch);
 				answer_listen(c, "LISTEN failed: pgcoro's listener connection is down");
 				continue;
 			}
+			if (c->notify->await == AWAIT_RELAY)
+				release_hold(c);
 			k++;
 		}
 		wanted |= ch->nsubs > 0;
@@ -230,11 +325,11 @@ static void conn_failed(struct notify_conn *nc, const char *reason)
 static void deliver(struct notify_conn *nc, const PGnotify *n)
 {
 	struct chan *ch = chan_find(nc, n->relname);
-	if (!ch)
-		return;
+	if (!ch || ch->sent < 0)
+		return; /* UNLISTEN in flight: its subscribers came after it, their LISTEN waits */
 	for (int i = 0; i < ch->nsubs; i++) {
 		client_t *c = ch->subs[i];
-		if (c->state == CL_CLOSING || c->notify->awaiting == ch)
+		if (c->state == CL_CLOSING)
 			continue;
 		proto_build_notification(&out, (uint32_t)n->be_pid, n->relname,
 					 n->extra ? n->extra : "");
@@ -254,9 +349,13 @@ static void query_done(struct notify_conn *nc, bool ok)
 		ch->sent = 0;
 		if (!ch->listening)
 			continue;
-		for (int k = 0; k < ch->nsubs; k++) /* answer_listen may close nobody here */
-			if (ch->subs[k]->notify->awaiting == ch)
+		for (int k = 0; k < ch->nsubs; k++) { /* answer_listen may close nobody here */
+			struct notify_client *ncl = ch->subs[k]->notify;
+			if (ncl->await == AWAIT_IDLE && ncl->idle_ch == ch)
 				answer_listen(ch->subs[k], NULL);
+			else if (ncl->await == AWAIT_RELAY && all_live(ncl))
+				release_hold(ch->subs[k]);
+		}
 	}
 	chans_prune(nc);
 	reconcile(nc);
@@ -490,14 +589,23 @@ void notify_pool_free(pool_t *p)
 
 /* ---- clients ------------------------------------------------------------------------- */
 
-/* C subscribes to NAME: true when C must wait for the listener's LISTEN (then AWAIT). */
-static bool subscribe(client_t *c, struct notify_conn *nc, const char *name, bool *await)
+/* The client's notification state, made the first time it is needed (NULL: no memory). */
+static struct notify_client *ncl_of(client_t *c)
+{
+	if (!c->notify && (c->notify = calloc(1, sizeof(*c->notify))))
+		event_assign(&c->notify->resume_ev, rt->base, -1, 0, resume_cb, c);
+	return c->notify;
+}
+
+/* C subscribes to NAME; *DARK: the listener does not listen to it yet (its LISTEN is
+ * issued now). False: no memory. */
+static bool subscribe(client_t *c, struct notify_conn *nc, const char *name, bool *dark)
 {
 	struct notify_client *ncl = c->notify;
 	struct chan *ch = chan_find(nc, name);
 	for (int i = 0; ch && i < ncl->n; i++)
 		if (ncl->chans[i] == ch) {
-			*await = false; /* already listening: a no-op, as in PostgreSQL */
+			*dark = false; /* already listening: a no-op, as in PostgreSQL */
 			return true;
 		}
 	if (!ch) {
@@ -516,11 +624,33 @@ static bool subscribe(client_t *c, struct notify_conn *nc, const char *name, boo
 	}
 	ch->subs[ch->nsubs++] = c;
 	ncl->chans[ncl->n++] = ch;
-	*await = !ch->listening || ch->sent < 0;
-	if (*await)
-		ncl->awaiting = ch;
+	*dark = !ch->listening || ch->sent < 0;
 	reconcile(nc);
 	return true;
+}
+
+/* Drops the notifications held for C on channels it no longer listens to (PostgreSQL
+ * does not deliver what it received before an UNLISTEN committed). */
+static void held_filter(struct notify_client *ncl)
+{
+	struct pbuf *h = &ncl->held;
+	size_t kept = 0, at = 0;
+	if (h->failed)
+		return;
+	while (at + PROTO_HDR + 4 < h->len) { /* NotificationResponse: pid, channel, payload */
+		size_t size = 1 + ((size_t)h->data[at + 1] << 24 | (size_t)h->data[at + 2] << 16 |
+				   (size_t)h->data[at + 3] << 8 | h->data[at + 4]);
+		const char *chan = (const char *)h->data + at + PROTO_HDR + 4;
+		bool keep = false;
+		for (int i = 0; i < ncl->n && !keep; i++)
+			keep = strcmp(ncl->chans[i]->name, chan) == 0;
+		if (keep) {
+			memmove(h->data + kept, h->data + at, size);
+			kept += size;
+		}
+		at += size;
+	}
+	h->len = kept;
 }
 
 /* C unsubscribes from NAME, or from every channel when NAME is NULL. */
@@ -536,6 +666,8 @@ static void unsubscribe(client_t *c, struct notify_conn *nc, const char *name)
 		chan_drop_sub(ch, c);
 		ncl->chans[i] = ncl->chans[--ncl->n];
 	}
+	if (ncl->held.len)
+		held_filter(ncl);
 	chans_prune(nc);
 	reconcile(nc);
 }
@@ -550,17 +682,16 @@ bool notify_answer_idle(client_t *c, const struct proto_msg *m)
 	if (kind == LISTEN_OTHER)
 		return false;
 	struct notify_conn *nc = conn_of(c->pool);
-	if (!c->notify && (c->notify = calloc(1, sizeof(*c->notify))))
-		event_assign(&c->notify->resume_ev, rt->base, -1, 0, resume_cb, c);
-	if (!nc || !c->notify) {
+	if (!nc || !ncl_of(c)) {
 		client_disconnect(c, "53200", "out of memory serving LISTEN");
 		return true;
 	}
 	client_take(c, m);
-	bool await = false;
+	c->notify->unnamed_stmt.kind = ACT_NONE; /* a Query drops the unnamed statement */
+	bool dark = false;
 	switch (kind) {
 	case LISTEN_ONE:
-		if (!subscribe(c, nc, name, &await)) {
+		if (!subscribe(c, nc, name, &dark)) {
 			client_disconnect(c, "53200", "out of memory serving LISTEN");
 			return true;
 		}
@@ -572,7 +703,9 @@ bool notify_answer_idle(client_t *c, const struct proto_msg *m)
 		unsubscribe(c, nc, NULL);
 		break;
 	}
-	if (await && c->notify->awaiting) {
+	if (dark) {
+		c->notify->await = AWAIT_IDLE;
+		c->notify->idle_ch = chan_find(nc, name);
 		stream_set_read(&c->st, false); /* the answer comes when the listener listens */
 		return true;
 	}
@@ -592,6 +725,384 @@ void notify_client_free(client_t *c)
 		unsubscribe(c, c->pool->notify, NULL);
 	free(ncl->chans);
 	pbuf_free(&ncl->held);
+	for (int i = 0; i < ncl->nnamed; i++)
+		free(ncl->named[i].name);
+	free(ncl->named);
+	free(ncl->sent);
+	free(ncl->xact);
+	free(ncl->fresh);
 	free(ncl);
 	c->notify = NULL;
+}
+
+/* ---- LISTEN and UNLISTEN on servers: the client's statements ------------------------- */
+
+/* The end of the NUL-terminated string at P within END, or NULL. */
+static const uint8_t *str_end(const uint8_t *p, const uint8_t *end)
+{
+	return p < end ? memchr(p, 0, (size_t)(end - p)) : NULL;
+}
+
+/* Whether the statement text at TEXT (AVAIL bytes here, the rest of a message not all
+ * here when PARTIAL) may be one LISTEN/UNLISTEN: false when its first word says not. */
+static bool maybe_listen(const uint8_t *text, size_t avail, bool partial)
+{
+	size_t i = 0;
+	while (i < avail && (text[i] == ' ' || (text[i] >= '\t' && text[i] <= '\r')))
+		i++;
+	if (i == avail)
+		return partial;
+	static const char *const words[] = {"listen", "unlisten"};
+	for (int w = 0; w < 2; w++) {
+		size_t k = 0;
+		for (; words[w][k] && i + k < avail; k++)
+			if ((text[i + k] | 0x20) != words[w][k])
+				break;
+		if (!words[w][k] || i + k == avail)
+			return true; /* the keyword, or a prefix of it so far */
+	}
+	return false;
+}
+
+/* A named statement (PORTAL false) or portal NAME of C noted as one, or NULL. */
+static struct named_act *named_find(struct notify_client *ncl, const char *name, bool portal)
+{
+	for (int i = 0; i < ncl->nnamed; i++)
+		if (ncl->named[i].portal == portal && strcmp(ncl->named[i].name, name) == 0)
+			return &ncl->named[i];
+	return NULL;
+}
+
+/* What the statement (PORTAL false) or portal NAME of C runs, or NULL when not one. */
+static const struct listen_act *act_of(struct notify_client *ncl, const char *name, bool portal)
+{
+	if (!name[0]) {
+		const struct listen_act *a = portal ? &ncl->unnamed_portal : &ncl->unnamed_stmt;
+		return a->kind != ACT_NONE ? a : NULL;
+	}
+	struct named_act *na = named_find(ncl, name, portal);
+	return na ? &na->act : NULL;
+}
+
+enum notify_look notify_look_slow(const client_t *c, const uint8_t *msg, size_t avail,
+				  uint32_t len)
+{
+	if (c->pool->pool_mode == POOL_SESSION)
+		return NOTIFY_NO;
+	size_t size = (size_t)len + 1;
+	bool partial = avail < size;
+	const uint8_t *end = msg + (partial ? avail : size), *body = msg + PROTO_HDR;
+	/* waiting for all of it: only when it is small */
+	enum notify_look more = partial && size <= NOTIFY_TEXT_MAX ? NOTIFY_WAIT : NOTIFY_NO;
+	struct notify_client *ncl = c->notify;
+	const uint8_t *z;
+	switch (msg[0]) {
+	case 'Q':
+		if (!maybe_listen(body, (size_t)(end - body), partial))
+			return NOTIFY_NO;
+		return partial ? more : NOTIFY_SEE;
+	case 'P':
+		if (!(z = str_end(body, end)))
+			return more;
+		if (maybe_listen(z + 1, (size_t)(end - z - 1), partial))
+			return partial ? more : NOTIFY_SEE;
+		if (z == body && ncl && ncl->unnamed_stmt.kind != ACT_NONE)
+			return NOTIFY_SEE; /* it replaces the unnamed statement noted */
+		return NOTIFY_NO;
+	case 'B': /* portal, statement */
+		if (!(z = str_end(body, end)) || !str_end(z + 1, end))
+			return more;
+		return act_of(ncl, (const char *)z + 1, false) || act_of(ncl, (const char *)body, true)
+			       ? NOTIFY_SEE
+			       : NOTIFY_NO;
+	case 'E':
+		if (!str_end(body, end))
+			return more;
+		return act_of(ncl, (const char *)body, true) ? NOTIFY_SEE : NOTIFY_NO;
+	default: /* Close */
+		if (end - body < 2 || !str_end(body + 1, end))
+			return more;
+		return act_of(ncl, (const char *)body + 1, body[0] == 'P') ? NOTIFY_SEE : NOTIFY_NO;
+	}
+}
+
+/* Notes that statement (PORTAL false) or portal NAME of C runs ACT (kind ACT_NONE:
+ * nothing of ours). False: no memory. */
+static bool note(struct notify_client *ncl, const char *name, bool portal,
+		 const struct listen_act *act)
+{
+	if (!name[0]) {
+		*(portal ? &ncl->unnamed_portal : &ncl->unnamed_stmt) = *act;
+		return true;
+	}
+	struct named_act *na = named_find(ncl, name, portal);
+	if (act->kind == ACT_NONE) {
+		if (na) {
+			free(na->name);
+			*na = ncl->named[--ncl->nnamed];
+		}
+		return true;
+	}
+	if (!na) {
+		char *dup = strdup(name);
+		if (!dup || !grow((void **)&ncl->named, &ncl->named_cap, ncl->nnamed + 1,
+				  sizeof(*ncl->named))) {
+			free(dup);
+			return false;
+		}
+		na = &ncl->named[ncl->nnamed++];
+		na->name = dup;
+		na->portal = portal;
+	}
+	na->act = *act;
+	return true;
+}
+
+/* ACT runs on S in the request that ends with S's next out_syncs + 1st ReadyForQuery. */
+static bool sent_push(struct notify_client *ncl, server_t *s, const struct listen_act *act)
+{
+	if (!grow((void **)&ncl->sent, &ncl->sent_cap, ncl->nsent + 1, sizeof(*ncl->sent)))
+		return false;
+	ncl->sent[ncl->nsent++] = (struct sent_act){*act, ncl->zdone + (uint64_t)s->out_syncs + 1};
+	s->notify_track = true;
+	return true;
+}
+
+/* The statement text at TEXT (LEN bytes, no NUL) as an action. */
+static void act_parse(struct listen_act *act, const uint8_t *text, size_t len)
+{
+	act->kind = (uint8_t)proto_parse_listen((const char *)text, len, act->chan, sizeof(act->chan));
+}
+
+void notify_client_sent(client_t *c, server_t *s, const uint8_t *msg, size_t avail,
+			uint32_t len)
+{
+	size_t size = (size_t)len + 1;
+	const uint8_t *body = msg + PROTO_HDR, *end = msg + (avail < size ? avail : size), *z;
+	bool whole = avail >= size;
+	struct listen_act act = {ACT_NONE, ""};
+	const struct listen_act *a;
+	struct notify_client *ncl = c->notify;
+	bool ok = true;
+	switch (msg[0]) {
+	case 'Q':
+		if (whole && len > 4 && msg[len] == 0)
+			act_parse(&act, body, len - 5);
+		if (act.kind == ACT_NONE && !ncl)
+			return;
+		if (!(ncl = ncl_of(c)))
+			break;
+		ncl->unnamed_stmt.kind = ACT_NONE; /* a Query drops the unnamed statement */
+		if (act.kind != ACT_NONE && s)
+			ok = sent_push(ncl, s, &act);
+		break;
+	case 'P':
+		if (!(z = str_end(body, end)))
+			return;
+		const uint8_t *tz = whole ? str_end(z + 1, end) : NULL;
+		if (tz)
+			act_parse(&act, z + 1, (size_t)(tz - z - 1));
+		if (act.kind == ACT_NONE && !ncl)
+			return;
+		ok = (ncl = ncl_of(c)) && note(ncl, (const char *)body, false, &act);
+		break;
+	case 'B':
+		if (!ncl || !(z = str_end(body, end)) || !str_end(z + 1, end))
+			return;
+		if ((a = act_of(ncl, (const char *)z + 1, false)))
+			act = *a;
+		ok = note(ncl, (const char *)body, true, &act);
+		break;
+	case 'E':
+		if (ncl && s && str_end(body, end) && (a = act_of(ncl, (const char *)body, true)))
+			ok = sent_push(ncl, s, a);
+		break;
+	case 'C':
+		if (ncl && end - body >= 2 && str_end(body + 1, end))
+			note(ncl, (const char *)body + 1, body[0] == 'P', &act);
+		break;
+	default:
+		break;
+	}
+	if (!ok)
+		log_warning("client %llu: out of memory noting a LISTEN/UNLISTEN: it is not served",
+			    (unsigned long long)c->id);
+}
+
+/* ---- LISTEN and UNLISTEN on servers: the server's answers ----------------------------- */
+
+/* The client's LISTEN/UNLISTEN confirmed in its transaction take effect (it committed):
+ * in order, on the listener connection. False: C was closed (no memory). */
+static bool xact_commit(client_t *c)
+{
+	struct notify_client *ncl = c->notify;
+	struct notify_conn *nc = conn_of(c->pool);
+	if (!nc) {
+		client_disconnect(c, "53200", "out of memory serving LISTEN");
+		return false;
+	}
+	for (int i = 0; i < ncl->nxact; i++) {
+		const struct listen_act *a = &ncl->xact[i];
+		bool dark;
+		if (a->kind == LISTEN_ONE && !subscribe(c, nc, a->chan, &dark)) {
+			client_disconnect(c, "53200", "out of memory serving LISTEN");
+			return false;
+		}
+		/* what the transaction itself notified on it reaches only its server */
+		if (a->kind == LISTEN_ONE && dark &&
+		    grow((void **)&ncl->fresh, &ncl->fresh_cap, ncl->nfresh + 1, sizeof(*ncl->fresh)))
+			ncl->fresh[ncl->nfresh++] = chan_find(nc, a->chan);
+		if (a->kind == UNLISTEN_ONE || a->kind == UNLISTEN_ALL)
+			unsubscribe(c, nc, a->kind == UNLISTEN_ONE ? a->chan : NULL);
+	}
+	ncl->nxact = 0;
+	if (!all_live(ncl))
+		ncl->await = AWAIT_RELAY; /* its ReadyForQuery waits for the listener */
+	return true;
+}
+
+/* Forgets the sent ones whose request's ReadyForQuery is number REQ or earlier. */
+static void sent_drop_to(struct notify_client *ncl, uint64_t req)
+{
+	int k = 0;
+	while (k < ncl->nsent && ncl->sent[k].req <= req)
+		k++;
+	if (k) {
+		ncl->nsent -= k;
+		memmove(ncl->sent, ncl->sent + k, (size_t)ncl->nsent * sizeof(*ncl->sent));
+	}
+}
+
+static bool tag_is(const uint8_t *msg, uint32_t len, const char *tag)
+{
+	return len - 4 == strlen(tag) + 1 && memcmp(msg + PROTO_HDR, tag, len - 4) == 0;
+}
+
+/* S's whole NotificationResponse MSG, while S may listen: the listener connection
+ * delivers it, unless S's own transaction that just committed sent it on a channel its
+ * client subscribed to by that commit (the listener listened only after it). A
+ * notification comes only once S is out of its transaction: an implicit one that had a
+ * LISTEN committed. */
+static enum notify_act server_notification(server_t *s, const uint8_t *msg)
+{
+	client_t *c = s->client;
+	struct notify_client *ncl = c ? c->notify : NULL;
+	if (!s->notify_track || !ncl)
+		return NOTIFY_DROP;
+	if (ncl->nxact && !ncl->req_error && !ncl->req_rollback && !xact_commit(c))
+		return NOTIFY_HOLD; /* closed */
+	uint32_t pid = (uint32_t)msg[5] << 24 | (uint32_t)msg[6] << 16 | (uint32_t)msg[7] << 8 | msg[8];
+	if (pid != (uint32_t)PQbackendPID(s->conn))
+		return NOTIFY_DROP;
+	for (int i = 0; i < ncl->nfresh; i++)
+		if (strcmp(ncl->fresh[i]->name, (const char *)msg + PROTO_HDR + 4) == 0)
+			return NOTIFY_PASS;
+	return NOTIFY_DROP;
+}
+
+enum notify_act notify_server_msg(server_t *s, const uint8_t *msg, uint32_t len)
+{
+	client_t *c = s->client;
+	if (msg[0] == 'A')
+		return s->listen_seen ? server_notification(s, msg) : NOTIFY_PASS;
+	if (!s->notify_track || !c || !c->notify)
+		return NOTIFY_PASS;
+	struct notify_client *ncl = c->notify;
+	if (msg[0] == 'E') { /* the rest of its request is skipped; its transaction fails */
+		ncl->req_error = true;
+		sent_drop_to(ncl, ncl->zdone + 1);
+		return NOTIFY_PASS;
+	}
+	if (msg[0] != 'Z')
+		return NOTIFY_PASS;
+	if (msg[PROTO_HDR] == 'I' && ncl->nxact) { /* an implicit transaction ended */
+		if (ncl->req_error || ncl->req_rollback)
+			ncl->nxact = 0;
+		else if (!xact_commit(c))
+			return NOTIFY_HOLD; /* closed */
+	}
+	return ncl->await == AWAIT_RELAY ? NOTIFY_HOLD : NOTIFY_PASS;
+}
+
+/* C's server ran a LISTEN read nowhere (not served): logged. */
+static void unread_listen(client_t *c)
+{
+	log_warning("client %llu %s: a LISTEN pgcoro does not read (one LISTEN statement per Query "
+		    "or Parse, no comments) ran on a pooled server: its notifications are not "
+		    "delivered; use session mode for it",
+		    (unsigned long long)c->id, client_peer(c));
+}
+
+void notify_server_passed(server_t *s, const uint8_t *msg, uint32_t len)
+{
+	client_t *c = s->client;
+	if (!c || c->pool->pool_mode == POOL_SESSION)
+		return;
+	struct notify_client *ncl = c->notify;
+	if (msg[0] == 'Z') {
+		if (!ncl)
+			return;
+		sent_drop_to(ncl, ncl->zdone + 1);
+		ncl->zdone++;
+		ncl->req_error = ncl->req_rollback = false;
+		ncl->nfresh = 0;
+		if (!ncl->nsent && !ncl->nxact && ncl->await != AWAIT_RELAY)
+			s->notify_track = false;
+		return;
+	}
+	bool listen = tag_is(msg, len, "LISTEN");
+	if (listen)
+		s->listen_seen = true; /* it may listen now: cleaned before anyone else gets it */
+	if (tag_is(msg, len, "DISCARD ALL")) { /* its UNLISTEN *, outside any transaction */
+		if (ncl && ncl->n && c->pool->notify)
+			unsubscribe(c, c->pool->notify, NULL);
+		return;
+	}
+	if (!s->notify_track || !ncl) {
+		if (listen)
+			unread_listen(c);
+		return;
+	}
+	if (listen || tag_is(msg, len, "UNLISTEN")) {
+		sent_drop_to(ncl, ncl->zdone);
+		bool match = ncl->nsent && ncl->sent[0].req == ncl->zdone + 1 &&
+			     (ncl->sent[0].act.kind == LISTEN_ONE) == listen;
+		if (!match) {
+			if (listen)
+				unread_listen(c);
+			return;
+		}
+		if (!grow((void **)&ncl->xact, &ncl->xact_cap, ncl->nxact + 1, sizeof(*ncl->xact))) {
+			log_warning("client %llu: out of memory noting a LISTEN/UNLISTEN: it is not "
+				    "served", (unsigned long long)c->id);
+		} else {
+			ncl->xact[ncl->nxact++] = ncl->sent[0].act;
+		}
+		ncl->nsent--;
+		memmove(ncl->sent, ncl->sent + 1, (size_t)ncl->nsent * sizeof(*ncl->sent));
+	} else if (tag_is(msg, len, "COMMIT")) {
+		ncl->req_rollback = false;
+		if (ncl->nxact)
+			(void)xact_commit(c);
+	} else if (tag_is(msg, len, "ROLLBACK")) {
+		/* a ROLLBACK TO SAVEPOINT keeps what came before the last SAVEPOINT; with one
+		 * noted, a whole ROLLBACK (the same tag) forgets the rest at its ReadyForQuery
+		 * ('I'); without, all goes now */
+		int k = ncl->nxact;
+		while (k > 0 && ncl->xact[k - 1].kind != ACT_MARK)
+			k--;
+		ncl->req_rollback = k > 0;
+		ncl->nxact = k;
+	} else if (tag_is(msg, len, "SAVEPOINT")) {
+		if (grow((void **)&ncl->xact, &ncl->xact_cap, ncl->nxact + 1, sizeof(*ncl->xact)))
+			ncl->xact[ncl->nxact++] = (struct listen_act){ACT_MARK, ""};
+	} else if (tag_is(msg, len, "RELEASE")) {
+		for (int k = ncl->nxact - 1; k >= 0; k--)
+			if (ncl->xact[k].kind == ACT_MARK) {
+				memmove(ncl->xact + k, ncl->xact + k + 1,
+					(size_t)(ncl->nxact - k - 1) * sizeof(*ncl->xact));
+				ncl->nxact--;
+				break;
+			}
+	}
 }

@@ -3,7 +3,8 @@
  * (they may resolve host names, run SCRAM's PBKDF2, do a TLS handshake); the loop only
  * waits on PQsocket() between steps, re-armed each time. Once connected, the relay owns
  * the socket through a stream; libpq takes it back only at a ReadyForQuery boundary
- * for housekeeping (rollback, server_reset_query, parameter sync) with its async API.
+ * for housekeeping (rollback, server_reset_query, parameter sync, UNLISTEN * after a
+ * client's LISTEN ran there) with its async API.
  * Reported parameters: libpq learns the ones it sees; the relay reports the ones it
  * passes (server_param_seen). When the two disagree before a libpq query, the truth is
  * re-read with one query afterwards (HK_REFRESH). */
@@ -599,7 +600,8 @@ static void hk_finish(server_t *s)
 
 static const char *const hk_names[] = {"ROLLBACK",	    "server_reset_query",
 				       "RESET ALL",	    "parameter sync",
-				       "parameter refresh", "server_check_query"};
+				       "parameter refresh", "server_check_query",
+				       "UNLISTEN *"};
 
 static const char *hk_name(unsigned step)
 {
@@ -685,7 +687,7 @@ static bool hk_send_sync(server_t *s, bool *sent)
 static void hk_next(server_t *s)
 {
 	unsigned step = 0;
-	for (unsigned bit = HK_ROLLBACK; bit <= HK_CHECK; bit <<= 1) {
+	for (unsigned bit = HK_ROLLBACK; bit <= HK_UNLISTEN; bit <<= 1) {
 		if (s->hk_plan & bit) {
 			step = bit;
 			break;
@@ -717,6 +719,9 @@ static void hk_next(server_t *s)
 		break;
 	case HK_CHECK:
 		ok = PQsendQuery(s->conn, rt->cfg->server_check_query) == 1;
+		break;
+	case HK_UNLISTEN:
+		ok = PQsendQuery(s->conn, "UNLISTEN *") == 1;
 		break;
 	}
 	if (!ok) {
@@ -764,6 +769,8 @@ static void hk_step_done(server_t *s)
 	}
 	if (step == HK_CHECK)
 		s->fresh = true;
+	if (step == HK_UNLISTEN)
+		s->listen_seen = false;
 	if (step == HK_RESET || step == HK_UNSET) {
 		s->applied_sig = 0;
 		s->applied_other = false;
@@ -799,6 +806,9 @@ static void hk_cb(evutil_socket_t fd, short what, void *arg)
 		server_disconnect(s, "%s: %s", hk_name(s->hk_running), PQerrorMessage(s->conn));
 		return;
 	}
+	PGnotify *n; /* of a server that listened, before its UNLISTEN *: nobody's */
+	while ((n = PQnotifies(s->conn)))
+		PQfreemem(n);
 	while (!PQisBusy(s->conn)) {
 		PGresult *res = PQgetResult(s->conn);
 		if (!res) {
@@ -833,6 +843,7 @@ void server_assign(server_t *s, client_t *c)
 	s->prep_on = false;
 	s->closes_pending = 0;
 	s->fatal_passed = false;
+	s->notify_track = false;
 	if (c->prep && s->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0)
 		prep_server_start(s); /* a client that has named statements: tracked from here */
 	/* another client's startup settings on S: undone first (its own stay its own) */
@@ -885,6 +896,8 @@ void server_release(server_t *s)
 		plan |= HK_ROLLBACK;
 	if ((s->pool->pool_mode == POOL_SESSION || left_mid_xact) && rt->cfg->server_reset_query[0])
 		plan |= HK_RESET;
+	if (s->listen_seen)
+		plan |= HK_UNLISTEN; /* its client's LISTEN: served by the listener connection */
 	if (!plan) {
 		server_to_idle(s);
 		return;
