@@ -1,7 +1,6 @@
 /* Owns LISTEN/NOTIFY in transaction and statement mode: each pool's listener connection
  * (one libpq connection, made like a server's: connect steps on the executor, then
- * libpq's async API on the loop), its channels and their subscribed clients, and the
- * LISTEN/UNLISTEN statements clients run on pooled servers.
+ * libpq's async API on the loop), its channels and their subscribed clients.
  *
  * DESIGN. A client without a server whose simple Query is one LISTEN or UNLISTEN
  * statement is served here instead of by a pooled server (which would keep listening
@@ -14,21 +13,9 @@
  * delivers them between transactions). NOTIFY itself passes through the relay. If the
  * listener connection fails, waiting LISTENs get an error, and it is made again (once
  * a second) while clients subscribe; notifications meanwhile are lost.
- * Any other LISTEN/UNLISTEN goes to the client's server and gets PostgreSQL's own
- * answers, byte for byte: one sent with the extended protocol (asyncpg, pgjdbc), inside
- * a transaction block, or behind other requests. The relay shows this file the
- * messages that may name one (notify.h): the statements and portals whose text is one
- * are noted per client, each Execute (or Query) of one is queued with the request it
- * belongs to, and the server's CommandComplete "LISTEN"/"UNLISTEN" confirms the oldest
- * (an error drops those its request skipped). Confirmed ones wait for the transaction:
- * at COMMIT, or at the ReadyForQuery 'I' of an implicit transaction that had no error,
- * they subscribe (unsubscribe) the client here, in order, and that ReadyForQuery is
- * held until the listener listens; a ROLLBACK forgets them, a ROLLBACK TO SAVEPOINT
- * those after the last SAVEPOINT (nested savepoints rolled back past their last one
- * are not told apart). The server that ran a LISTEN drops its notifications (the
- * listener delivers them) and is UNLISTENed before it is idle again (server.c). A
- * LISTEN read nowhere (several statements in one Query, comments, a function's
- * EXECUTE) is not served; its server is cleaned all the same. After an UNLISTEN the
+ * Any other LISTEN/UNLISTEN runs on the client's server (listenstmt.c reads it there);
+ * when it commits, the client is subscribed here (notify_subscribe), and the relay holds
+ * that ReadyForQuery until the listener listens (notify_hold). After an UNLISTEN the
  * notifications held for its channels go, as PostgreSQL drops them. */
 #include "notify.h"
 
@@ -39,6 +26,7 @@
 #include <event2/event_struct.h>
 #include <libpq-fe.h>
 
+#include "array.h"
 #include "client.h"
 #include "config.h"
 #include "executor.h"
@@ -47,7 +35,6 @@
 #include "proto.h"
 #include "relay.h"
 #include "runtime.h"
-#include "server.h"
 #include "stream.h"
 
 #define NOTIFY_HELD_MAX (16u * 1024 * 1024) /* notifications held for a busy client */
@@ -85,35 +72,13 @@ struct notify_conn {
 	int nchans, cap;
 };
 
-/* One LISTEN/UNLISTEN statement; in a transaction's list, ACT_MARK is a SAVEPOINT. */
-enum { ACT_NONE = LISTEN_OTHER, ACT_MARK = 0x7f };
-struct listen_act {
-	uint8_t kind; /* enum proto_listen (LISTEN_OTHER: none), or ACT_MARK */
-	char chan[CHANNEL_CAP];
-};
-
-/* A named statement or portal whose text is one. */
-struct named_act {
-	char *name;
-	bool portal;
-	struct listen_act act;
-};
-
-/* One sent to a server, awaiting its CommandComplete: REQ is the number its request's
- * ReadyForQuery will have (notify_client.zdone counts those passed). */
-struct sent_act {
-	struct listen_act act;
-	uint64_t req;
-};
-
 enum await_kind {
 	AWAIT_NONE,
 	AWAIT_IDLE,  /* its simple Query LISTEN of idle_ch: answered here (input not read) */
 	AWAIT_RELAY, /* its server's ReadyForQuery is held until all its channels listen */
 };
 
-/* A client's channels, the notifications held while it is busy, and its LISTEN/UNLISTEN
- * statements on servers. */
+/* A client's channels and the notifications held while it is busy. */
 struct notify_client {
 	struct chan **chans;
 	int n, cap;
@@ -121,41 +86,12 @@ struct notify_client {
 	struct chan *idle_ch;
 	struct pbuf held;
 	struct event resume_ev; /* after the answer: the client's input, or its relay, goes on */
-
-	struct listen_act unnamed_stmt, unnamed_portal;
-	struct named_act *named;
-	int nnamed, named_cap;
-	struct sent_act *sent; /* in the order sent */
-	int nsent, sent_cap;
-	struct listen_act *xact; /* confirmed in the open transaction, in order */
-	int nxact, xact_cap;
-	struct chan **fresh;     /* subscribed by the commit being answered, not listened to
-	                          * then: the server's own notifications on them pass */
-	int nfresh, fresh_cap;
-	uint64_t zdone;          /* ReadyForQuery passed on while tracked */
-	bool req_error;          /* the request being answered had an error */
-	bool req_rollback;       /* ... or a ROLLBACK */
 };
 
 void notify_init(struct runtime *r)
 {
 	rt = r;
 	pbuf_init(&out);
-}
-
-static bool grow(void **arr, int *cap, int need, size_t elem)
-{
-	if (need <= *cap)
-		return true;
-	int n = *cap ? *cap * 2 : 4;
-	while (n < need)
-		n *= 2;
-	void *p = realloc(*arr, (size_t)n * elem);
-	if (!p)
-		return false;
-	*arr = p;
-	*cap = n;
-	return true;
 }
 
 /* ---- answers to clients -------------------------------------------------------------- */
@@ -609,7 +545,7 @@ static bool subscribe(client_t *c, struct notify_conn *nc, const char *name, boo
 			return true;
 		}
 	if (!ch) {
-		if (!grow((void **)&nc->chans, &nc->cap, nc->nchans + 1, sizeof(*nc->chans)))
+		if (!array_grow((void **)&nc->chans, &nc->cap, nc->nchans + 1, sizeof(*nc->chans)))
 			return false;
 		ch = calloc(1, sizeof(*ch));
 		if (!ch)
@@ -617,8 +553,8 @@ static bool subscribe(client_t *c, struct notify_conn *nc, const char *name, boo
 		strcpy(ch->name, name);
 		nc->chans[nc->nchans++] = ch;
 	}
-	if (!grow((void **)&ch->subs, &ch->cap, ch->nsubs + 1, sizeof(*ch->subs)) ||
-	    !grow((void **)&ncl->chans, &ncl->cap, ncl->n + 1, sizeof(*ncl->chans))) {
+	if (!array_grow((void **)&ch->subs, &ch->cap, ch->nsubs + 1, sizeof(*ch->subs)) ||
+	    !array_grow((void **)&ncl->chans, &ncl->cap, ncl->n + 1, sizeof(*ncl->chans))) {
 		chans_prune(nc);
 		return false;
 	}
@@ -687,7 +623,6 @@ bool notify_answer_idle(client_t *c, const struct proto_msg *m)
 		return true;
 	}
 	client_take(c, m);
-	c->notify->unnamed_stmt.kind = ACT_NONE; /* a Query drops the unnamed statement */
 	bool dark = false;
 	switch (kind) {
 	case LISTEN_ONE:
@@ -725,384 +660,28 @@ void notify_client_free(client_t *c)
 		unsubscribe(c, c->pool->notify, NULL);
 	free(ncl->chans);
 	pbuf_free(&ncl->held);
-	for (int i = 0; i < ncl->nnamed; i++)
-		free(ncl->named[i].name);
-	free(ncl->named);
-	free(ncl->sent);
-	free(ncl->xact);
-	free(ncl->fresh);
 	free(ncl);
 	c->notify = NULL;
 }
 
-/* ---- LISTEN and UNLISTEN on servers: the client's statements ------------------------- */
-
-/* The end of the NUL-terminated string at P within END, or NULL. */
-static const uint8_t *str_end(const uint8_t *p, const uint8_t *end)
+bool notify_subscribe(client_t *c, const char *channel, bool *dark)
 {
-	return p < end ? memchr(p, 0, (size_t)(end - p)) : NULL;
-}
-
-/* Whether the statement text at TEXT (AVAIL bytes here, the rest of a message not all
- * here when PARTIAL) may be one LISTEN/UNLISTEN: false when its first word says not. */
-static bool maybe_listen(const uint8_t *text, size_t avail, bool partial)
-{
-	size_t i = 0;
-	while (i < avail && (text[i] == ' ' || (text[i] >= '\t' && text[i] <= '\r')))
-		i++;
-	if (i == avail)
-		return partial;
-	static const char *const words[] = {"listen", "unlisten"};
-	for (int w = 0; w < 2; w++) {
-		size_t k = 0;
-		for (; words[w][k] && i + k < avail; k++)
-			if ((text[i + k] | 0x20) != words[w][k])
-				break;
-		if (!words[w][k] || i + k == avail)
-			return true; /* the keyword, or a prefix of it so far */
-	}
-	return false;
-}
-
-/* A named statement (PORTAL false) or portal NAME of C noted as one, or NULL. */
-static struct named_act *named_find(struct notify_client *ncl, const char *name, bool portal)
-{
-	for (int i = 0; i < ncl->nnamed; i++)
-		if (ncl->named[i].portal == portal && strcmp(ncl->named[i].name, name) == 0)
-			return &ncl->named[i];
-	return NULL;
-}
-
-/* What the statement (PORTAL false) or portal NAME of C runs, or NULL when not one. */
-static const struct listen_act *act_of(struct notify_client *ncl, const char *name, bool portal)
-{
-	if (!name[0]) {
-		const struct listen_act *a = portal ? &ncl->unnamed_portal : &ncl->unnamed_stmt;
-		return a->kind != ACT_NONE ? a : NULL;
-	}
-	struct named_act *na = named_find(ncl, name, portal);
-	return na ? &na->act : NULL;
-}
-
-enum notify_look notify_look_slow(const client_t *c, const uint8_t *msg, size_t avail,
-				  uint32_t len)
-{
-	if (c->pool->pool_mode == POOL_SESSION)
-		return NOTIFY_NO;
-	size_t size = (size_t)len + 1;
-	bool partial = avail < size;
-	const uint8_t *end = msg + (partial ? avail : size), *body = msg + PROTO_HDR;
-	/* waiting for all of it: only when it is small */
-	enum notify_look more = partial && size <= NOTIFY_TEXT_MAX ? NOTIFY_WAIT : NOTIFY_NO;
-	struct notify_client *ncl = c->notify;
-	const uint8_t *z;
-	switch (msg[0]) {
-	case 'Q':
-		if (!maybe_listen(body, (size_t)(end - body), partial))
-			return NOTIFY_NO;
-		return partial ? more : NOTIFY_SEE;
-	case 'P':
-		if (!(z = str_end(body, end)))
-			return more;
-		if (maybe_listen(z + 1, (size_t)(end - z - 1), partial))
-			return partial ? more : NOTIFY_SEE;
-		if (z == body && ncl && ncl->unnamed_stmt.kind != ACT_NONE)
-			return NOTIFY_SEE; /* it replaces the unnamed statement noted */
-		return NOTIFY_NO;
-	case 'B': /* portal, statement */
-		if (!(z = str_end(body, end)) || !str_end(z + 1, end))
-			return more;
-		return act_of(ncl, (const char *)z + 1, false) || act_of(ncl, (const char *)body, true)
-			       ? NOTIFY_SEE
-			       : NOTIFY_NO;
-	case 'E':
-		if (!str_end(body, end))
-			return more;
-		return act_of(ncl, (const char *)body, true) ? NOTIFY_SEE : NOTIFY_NO;
-	default: /* Close */
-		if (end - body < 2 || !str_end(body + 1, end))
-			return more;
-		return act_of(ncl, (const char *)body + 1, body[0] == 'P') ? NOTIFY_SEE : NOTIFY_NO;
-	}
-}
-
-/* Notes that statement (PORTAL false) or portal NAME of C runs ACT (kind ACT_NONE:
- * nothing of ours). False: no memory. */
-static bool note(struct notify_client *ncl, const char *name, bool portal,
-		 const struct listen_act *act)
-{
-	if (!name[0]) {
-		*(portal ? &ncl->unnamed_portal : &ncl->unnamed_stmt) = *act;
-		return true;
-	}
-	struct named_act *na = named_find(ncl, name, portal);
-	if (act->kind == ACT_NONE) {
-		if (na) {
-			free(na->name);
-			*na = ncl->named[--ncl->nnamed];
-		}
-		return true;
-	}
-	if (!na) {
-		char *dup = strdup(name);
-		if (!dup || !grow((void **)&ncl->named, &ncl->named_cap, ncl->nnamed + 1,
-				  sizeof(*ncl->named))) {
-			free(dup);
-			return false;
-		}
-		na = &ncl->named[ncl->nnamed++];
-		na->name = dup;
-		na->portal = portal;
-	}
-	na->act = *act;
-	return true;
-}
-
-/* ACT runs on S in the request that ends with S's next out_syncs + 1st ReadyForQuery. */
-static bool sent_push(struct notify_client *ncl, server_t *s, const struct listen_act *act)
-{
-	if (!grow((void **)&ncl->sent, &ncl->sent_cap, ncl->nsent + 1, sizeof(*ncl->sent)))
-		return false;
-	ncl->sent[ncl->nsent++] = (struct sent_act){*act, ncl->zdone + (uint64_t)s->out_syncs + 1};
-	s->notify_track = true;
-	return true;
-}
-
-/* The statement text at TEXT (LEN bytes, no NUL) as an action. */
-static void act_parse(struct listen_act *act, const uint8_t *text, size_t len)
-{
-	act->kind = (uint8_t)proto_parse_listen((const char *)text, len, act->chan, sizeof(act->chan));
-}
-
-void notify_client_sent(client_t *c, server_t *s, const uint8_t *msg, size_t avail,
-			uint32_t len)
-{
-	size_t size = (size_t)len + 1;
-	const uint8_t *body = msg + PROTO_HDR, *end = msg + (avail < size ? avail : size), *z;
-	bool whole = avail >= size;
-	struct listen_act act = {ACT_NONE, ""};
-	const struct listen_act *a;
-	struct notify_client *ncl = c->notify;
-	bool ok = true;
-	switch (msg[0]) {
-	case 'Q':
-		if (whole && len > 4 && msg[len] == 0)
-			act_parse(&act, body, len - 5);
-		if (act.kind == ACT_NONE && !ncl)
-			return;
-		if (!(ncl = ncl_of(c)))
-			break;
-		ncl->unnamed_stmt.kind = ACT_NONE; /* a Query drops the unnamed statement */
-		if (act.kind != ACT_NONE && s)
-			ok = sent_push(ncl, s, &act);
-		break;
-	case 'P':
-		if (!(z = str_end(body, end)))
-			return;
-		const uint8_t *tz = whole ? str_end(z + 1, end) : NULL;
-		if (tz)
-			act_parse(&act, z + 1, (size_t)(tz - z - 1));
-		if (act.kind == ACT_NONE && !ncl)
-			return;
-		ok = (ncl = ncl_of(c)) && note(ncl, (const char *)body, false, &act);
-		break;
-	case 'B':
-		if (!ncl || !(z = str_end(body, end)) || !str_end(z + 1, end))
-			return;
-		if ((a = act_of(ncl, (const char *)z + 1, false)))
-			act = *a;
-		ok = note(ncl, (const char *)body, true, &act);
-		break;
-	case 'E':
-		if (ncl && s && str_end(body, end) && (a = act_of(ncl, (const char *)body, true)))
-			ok = sent_push(ncl, s, a);
-		break;
-	case 'C':
-		if (ncl && end - body >= 2 && str_end(body + 1, end))
-			note(ncl, (const char *)body + 1, body[0] == 'P', &act);
-		break;
-	default:
-		break;
-	}
-	if (!ok)
-		log_warning("client %llu: out of memory noting a LISTEN/UNLISTEN: it is not served",
-			    (unsigned long long)c->id);
-}
-
-/* ---- LISTEN and UNLISTEN on servers: the server's answers ----------------------------- */
-
-/* The client's LISTEN/UNLISTEN confirmed in its transaction take effect (it committed):
- * in order, on the listener connection. False: C was closed (no memory). */
-static bool xact_commit(client_t *c)
-{
-	struct notify_client *ncl = c->notify;
 	struct notify_conn *nc = conn_of(c->pool);
-	if (!nc) {
-		client_disconnect(c, "53200", "out of memory serving LISTEN");
+	return nc && ncl_of(c) && subscribe(c, nc, channel, dark);
+}
+
+void notify_unsubscribe(client_t *c, const char *channel)
+{
+	if (c->notify && c->pool->notify)
+		unsubscribe(c, c->pool->notify, channel);
+}
+
+bool notify_hold(client_t *c)
+{
+	if (!c->notify || all_live(c->notify))
 		return false;
-	}
-	for (int i = 0; i < ncl->nxact; i++) {
-		const struct listen_act *a = &ncl->xact[i];
-		bool dark;
-		if (a->kind == LISTEN_ONE && !subscribe(c, nc, a->chan, &dark)) {
-			client_disconnect(c, "53200", "out of memory serving LISTEN");
-			return false;
-		}
-		/* what the transaction itself notified on it reaches only its server */
-		if (a->kind == LISTEN_ONE && dark &&
-		    grow((void **)&ncl->fresh, &ncl->fresh_cap, ncl->nfresh + 1, sizeof(*ncl->fresh)))
-			ncl->fresh[ncl->nfresh++] = chan_find(nc, a->chan);
-		if (a->kind == UNLISTEN_ONE || a->kind == UNLISTEN_ALL)
-			unsubscribe(c, nc, a->kind == UNLISTEN_ONE ? a->chan : NULL);
-	}
-	ncl->nxact = 0;
-	if (!all_live(ncl))
-		ncl->await = AWAIT_RELAY; /* its ReadyForQuery waits for the listener */
+	c->notify->await = AWAIT_RELAY;
 	return true;
 }
 
-/* Forgets the sent ones whose request's ReadyForQuery is number REQ or earlier. */
-static void sent_drop_to(struct notify_client *ncl, uint64_t req)
-{
-	int k = 0;
-	while (k < ncl->nsent && ncl->sent[k].req <= req)
-		k++;
-	if (k) {
-		ncl->nsent -= k;
-		memmove(ncl->sent, ncl->sent + k, (size_t)ncl->nsent * sizeof(*ncl->sent));
-	}
-}
-
-static bool tag_is(const uint8_t *msg, uint32_t len, const char *tag)
-{
-	return len - 4 == strlen(tag) + 1 && memcmp(msg + PROTO_HDR, tag, len - 4) == 0;
-}
-
-/* S's whole NotificationResponse MSG, while S may listen: the listener connection
- * delivers it, unless S's own transaction that just committed sent it on a channel its
- * client subscribed to by that commit (the listener listened only after it). A
- * notification comes only once S is out of its transaction: an implicit one that had a
- * LISTEN committed. */
-static enum notify_act server_notification(server_t *s, const uint8_t *msg)
-{
-	client_t *c = s->client;
-	struct notify_client *ncl = c ? c->notify : NULL;
-	if (!s->notify_track || !ncl)
-		return NOTIFY_DROP;
-	if (ncl->nxact && !ncl->req_error && !ncl->req_rollback && !xact_commit(c))
-		return NOTIFY_HOLD; /* closed */
-	uint32_t pid = (uint32_t)msg[5] << 24 | (uint32_t)msg[6] << 16 | (uint32_t)msg[7] << 8 | msg[8];
-	if (pid != (uint32_t)PQbackendPID(s->conn))
-		return NOTIFY_DROP;
-	for (int i = 0; i < ncl->nfresh; i++)
-		if (strcmp(ncl->fresh[i]->name, (const char *)msg + PROTO_HDR + 4) == 0)
-			return NOTIFY_PASS;
-	return NOTIFY_DROP;
-}
-
-enum notify_act notify_server_msg(server_t *s, const uint8_t *msg, uint32_t len)
-{
-	client_t *c = s->client;
-	if (msg[0] == 'A')
-		return s->listen_seen ? server_notification(s, msg) : NOTIFY_PASS;
-	if (!s->notify_track || !c || !c->notify)
-		return NOTIFY_PASS;
-	struct notify_client *ncl = c->notify;
-	if (msg[0] == 'E') { /* the rest of its request is skipped; its transaction fails */
-		ncl->req_error = true;
-		sent_drop_to(ncl, ncl->zdone + 1);
-		return NOTIFY_PASS;
-	}
-	if (msg[0] != 'Z')
-		return NOTIFY_PASS;
-	if (msg[PROTO_HDR] == 'I' && ncl->nxact) { /* an implicit transaction ended */
-		if (ncl->req_error || ncl->req_rollback)
-			ncl->nxact = 0;
-		else if (!xact_commit(c))
-			return NOTIFY_HOLD; /* closed */
-	}
-	return ncl->await == AWAIT_RELAY ? NOTIFY_HOLD : NOTIFY_PASS;
-}
-
-/* C's server ran a LISTEN read nowhere (not served): logged. */
-static void unread_listen(client_t *c)
-{
-	log_warning("client %llu %s: a LISTEN pgcoro does not read (one LISTEN statement per Query "
-		    "or Parse, no comments) ran on a pooled server: its notifications are not "
-		    "delivered; use session mode for it",
-		    (unsigned long long)c->id, client_peer(c));
-}
-
-void notify_server_passed(server_t *s, const uint8_t *msg, uint32_t len)
-{
-	client_t *c = s->client;
-	if (!c || c->pool->pool_mode == POOL_SESSION)
-		return;
-	struct notify_client *ncl = c->notify;
-	if (msg[0] == 'Z') {
-		if (!ncl)
-			return;
-		sent_drop_to(ncl, ncl->zdone + 1);
-		ncl->zdone++;
-		ncl->req_error = ncl->req_rollback = false;
-		ncl->nfresh = 0;
-		if (!ncl->nsent && !ncl->nxact && ncl->await != AWAIT_RELAY)
-			s->notify_track = false;
-		return;
-	}
-	bool listen = tag_is(msg, len, "LISTEN");
-	if (listen)
-		s->listen_seen = true; /* it may listen now: cleaned before anyone else gets it */
-	if (tag_is(msg, len, "DISCARD ALL")) { /* its UNLISTEN *, outside any transaction */
-		if (ncl && ncl->n && c->pool->notify)
-			unsubscribe(c, c->pool->notify, NULL);
-		return;
-	}
-	if (!s->notify_track || !ncl) {
-		if (listen)
-			unread_listen(c);
-		return;
-	}
-	if (listen || tag_is(msg, len, "UNLISTEN")) {
-		sent_drop_to(ncl, ncl->zdone);
-		bool match = ncl->nsent && ncl->sent[0].req == ncl->zdone + 1 &&
-			     (ncl->sent[0].act.kind == LISTEN_ONE) == listen;
-		if (!match) {
-			if (listen)
-				unread_listen(c);
-			return;
-		}
-		if (!grow((void **)&ncl->xact, &ncl->xact_cap, ncl->nxact + 1, sizeof(*ncl->xact))) {
-			log_warning("client %llu: out of memory noting a LISTEN/UNLISTEN: it is not "
-				    "served", (unsigned long long)c->id);
-		} else {
-			ncl->xact[ncl->nxact++] = ncl->sent[0].act;
-		}
-		ncl->nsent--;
-		memmove(ncl->sent, ncl->sent + 1, (size_t)ncl->nsent * sizeof(*ncl->sent));
-	} else if (tag_is(msg, len, "COMMIT")) {
-		ncl->req_rollback = false;
-		if (ncl->nxact)
-			(void)xact_commit(c);
-	} else if (tag_is(msg, len, "ROLLBACK")) {
-		/* a ROLLBACK TO SAVEPOINT keeps what came before the last SAVEPOINT; with one
-		 * noted, a whole ROLLBACK (the same tag) forgets the rest at its ReadyForQuery
-		 * ('I'); without, all goes now */
-		int k = ncl->nxact;
-		while (k > 0 && ncl->xact[k - 1].kind != ACT_MARK)
-			k--;
-		ncl->req_rollback = k > 0;
-		ncl->nxact = k;
-	} else if (tag_is(msg, len, "SAVEPOINT")) {
-		if (grow((void **)&ncl->xact, &ncl->xact_cap, ncl->nxact + 1, sizeof(*ncl->xact)))
-			ncl->xact[ncl->nxact++] = (struct listen_act){ACT_MARK, ""};
-	} else if (tag_is(msg, len, "RELEASE")) {
-		for (int k = ncl->nxact - 1; k >= 0; k--)
-			if (ncl->xact[k].kind == ACT_MARK) {
-				memmove(ncl->xact + k, ncl->xact + k + 1,
-					(size_t)(ncl->nxact - k - 1) * sizeof(*ncl->xact));
-				ncl->nxact--;
-				break;
-			}
-	}
-}
+bool notify_holding(const client_t *c) { return c->notify && c->notify->await == AWAIT_RELAY; }

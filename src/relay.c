@@ -9,11 +9,11 @@
  * held whole. Only the messages the pooler must understand are looked at whole:
  * ReadyForQuery (transaction state, the release point), ParameterStatus (tracked
  * parameters), ErrorResponse (its SQLSTATE class, when metrics are on) and Terminate; one of those not fully arrived stays in the source's input
- * until the rest comes. In transaction mode LISTEN/UNLISTEN are shown to notify.c
- * (notify.h): the client messages that may run one (waited for whole), and while one
+ * until the rest comes. In transaction mode LISTEN/UNLISTEN are shown to listenstmt.c
+ * (listenstmt.h): the client messages that may run one (waited for whole), and while one
  * is outstanding the server's CommandComplete, ErrorResponse and ReadyForQuery, which
- * it may hold until the listener connection listens; a server that ran a LISTEN has its
- * notifications swallowed.
+ * it may hold until the listener connection listens; a pooled server's notifications are
+ * swallowed (the listener connection delivers them).
  * When the server tracks prepared statements (transaction mode, prepared.h), every
  * message header on either side goes through prep_client_msg / prep_server_msg: most
  * pass in the run; a named Parse/Bind/Describe/Close is replaced by what prepared.c
@@ -32,9 +32,9 @@
 #include "client.h"
 #include "clock.h"
 #include "config.h"
+#include "listenstmt.h"
 #include "log.h"
 #include "metrics.h"
-#include "notify.h"
 #include "pool.h"
 #include "prepared.h"
 #include "proto.h"
@@ -171,8 +171,8 @@ static void request_answered(server_t *s)
 	}
 }
 
-/* Bookkeeping for a whole ReadyForQuery, ParameterStatus, ErrorResponse, CommandComplete
- * (notify_tag_len) or NotificationResponse passed from S (MSG points at the type byte). */
+/* Bookkeeping for a whole ReadyForQuery, ParameterStatus or ErrorResponse from S (MSG
+ * points at the type byte); nothing for another type the relay looked at. */
 static inline void server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
 {
 	if (msg[0] == 'E') {
@@ -190,11 +190,7 @@ static inline void server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len
 		if (!s->out_syncs && !s->mid_ext)
 			s->closes_pending = 0; /* nothing outstanding (Closes skipped after an error) */
 		request_answered(s);
-		if (__builtin_expect(s->notify_track, 0))
-			notify_server_passed(s, msg, len);
-	} else if (msg[0] == 'C') {
-		notify_server_passed(s, msg, len);
-	} else if (msg[0] == 'S') {
+	} else if (msg[0] == 'S') { /* not a NotificationResponse passed (listenstmt.h) */
 		const char *name, *value;
 		if (proto_parse_param_status(msg + PROTO_HDR, len - 4, &name, &value))
 			server_param_seen(s, name, value);
@@ -225,7 +221,7 @@ enum frame_end {
 	FE_TRACK,     /* prepared statements: tracking must begin before this message */
 	FE_ANSWERS,   /* prepared statements: answers pgcoro owes go after this message */
 	FE_DROP,      /* server side: a notification of a pooled server, swallowed */
-	FE_HOLD,      /* server side: a ReadyForQuery waits for the listener (notify.h) */
+	FE_HOLD,      /* server side: a ReadyForQuery waits for the listener (listenstmt.h) */
 };
 
 /* The whole client message MSG prep replaced or dropped (ACT), at the head of C's input:
@@ -288,7 +284,7 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 		size_t i = 0, limit = n < RELAY_BATCH ? n : RELAY_BATCH;
 		enum frame_end end = FE_MORE;
 		enum prep_act act = PREP_PASS;
-		enum notify_look nl = NOTIFY_NO;
+		enum listenstmt_look nl = LISTENSTMT_NO;
 		uint8_t type = 0;
 		uint32_t len = 0;
 		bool request = false;
@@ -318,8 +314,8 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				i = pass_bytes(i, n, (size_t)len + 1, &c->msg_pending);
 				continue;
 			}
-			nl = notify_look_client(c, p + i, n - i, len);
-			if (nl == NOTIFY_WAIT)
+			nl = listenstmt_look_client(c, p + i, n - i, len);
+			if (nl == LISTENSTMT_WAIT)
 				break; /* a LISTEN perhaps: looked at whole, with the next read */
 			if (track && !prep_client_fast(&s->pring, p + i, n - i)) {
 				if (i && gathering) {
@@ -335,8 +331,8 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				end = FE_TRACK; /* a named statement, perhaps: tracking begins here */
 				break;
 			}
-			if (nl == NOTIFY_SEE)
-				notify_client_sent(c, s, p + i, n - i, len);
+			if (nl == LISTENSTMT_SEE && !listenstmt_client_sent(c, s, p + i, n - i, len))
+				return false; /* closed */
 			client_msg_seen(s, type);
 			request = true;
 			i = pass_bytes(i, n, (size_t)len + 1, &c->msg_pending);
@@ -353,8 +349,9 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				stream_send(&s->st, p, i);
 			stream_consume(&c->st, i);
 		}
-		if (end == FE_PREP && nl == NOTIFY_SEE && (act == PREP_TAKEN || act == PREP_DROP))
-			notify_client_sent(c, s, p + i, (size_t)len + 1, len);
+		if (end == FE_PREP && nl == LISTENSTMT_SEE && (act == PREP_TAKEN || act == PREP_DROP) &&
+		    !listenstmt_client_sent(c, s, p + i, (size_t)len + 1, len))
+			return false; /* closed */
 		if (end == FE_PREP && prep_took(c, s, act, p + i, len, &request))
 			end = FE_BATCH;
 		if (track && s->pring.output) {
@@ -414,6 +411,8 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 {
 	bool count_closes = !track && s->closes_pending;
 	while (stream_output_len(&c->st) < RELAY_HIGH_WATER) {
+		/* only the client side turns it on (listenstmt.h): read once per batch */
+		bool watch = s->listen_track;
 		size_t n;
 		const uint8_t *p = stream_input(&s->st, &n);
 		size_t i = 0, limit = n < RELAY_BATCH ? n : RELAY_BATCH;
@@ -437,18 +436,23 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 				end = FE_BAD;
 				break;
 			}
-			bool inspect = type == 'Z' || ((type == 'S' || type == 'E') && len <= MAX_INSPECT) ||
-				       (type == 'C' && notify_tag_len(len, s->notify_track)) ||
-				       (type == 'A' && s->listen_seen);
-			if (inspect && (size_t)len + 1 > n - i)
-				break; /* looked at whole: wait for the rest */
-			if (__builtin_expect(s->listen_seen | s->notify_track, 0) &&
-			    (type == 'A' || type == 'E' || type == 'Z')) {
-				enum notify_act na = notify_server_msg(s, p + i, len);
-				if (na != NOTIFY_PASS) {
-					end = na == NOTIFY_DROP ? FE_DROP : FE_HOLD;
-					break;
+			bool inspect = type == 'Z' || ((type == 'S' || type == 'E') && len <= MAX_INSPECT);
+			if (__builtin_expect(watch || type == 'A', 0)) {
+				/* a notification of a pooled server (the listener delivers them); while
+				 * LISTEN is tracked, CommandComplete tags, errors, ReadyForQuery */
+				bool pooled_a = type == 'A' && c->pool->pool_mode != POOL_SESSION;
+				inspect |= pooled_a || (type == 'C' && watch && listenstmt_tag_len(len));
+				if (inspect && (size_t)len + 1 > n - i)
+					break; /* looked at whole: wait for the rest */
+				if (pooled_a || (watch && (type == 'E' || type == 'Z'))) {
+					enum listenstmt_act na = listenstmt_server_msg(s, p + i, len);
+					if (na != LISTENSTMT_PASS) {
+						end = na == LISTENSTMT_DROP ? FE_DROP : FE_HOLD;
+						break;
+					}
 				}
+			} else if (inspect && (size_t)len + 1 > n - i) {
+				break; /* looked at whole: wait for the rest */
 			}
 			if (count_closes && type == '3' && s->closes_pending)
 				s->closes_pending--;
@@ -465,6 +469,8 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 			}
 			if (inspect) {
 				server_msg_seen(s, p + i, len);
+				if (__builtin_expect(watch, 0) && (type == 'C' || type == 'Z'))
+					listenstmt_server_passed(s, p + i, len);
 				i += (size_t)len + 1;
 				if (type == 'Z') {
 					end = FE_READY;

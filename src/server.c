@@ -843,7 +843,7 @@ void server_assign(server_t *s, client_t *c)
 	s->prep_on = false;
 	s->closes_pending = 0;
 	s->fatal_passed = false;
-	s->notify_track = false;
+	s->listen_track = false;
 	if (c->prep && s->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0)
 		prep_server_start(s); /* a client that has named statements: tracked from here */
 	/* another client's startup settings on S: undone first (its own stay its own) */

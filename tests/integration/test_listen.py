@@ -3,10 +3,7 @@ connection, notifications sent through pgcoro and directly to PostgreSQL reach e
 subscribed client exactly once and in order, held while a client is in a transaction."""
 
 import asyncio
-import os
 import select
-import shutil
-import subprocess
 import threading
 import time
 
@@ -15,8 +12,8 @@ import psycopg2.errors
 import psycopg2.extensions
 import pytest
 
-from conftest import (APP_PASS, APP_USER, FLUSH, SYNC, Wire, bind, clean_env, close, describe,
-                      execute, extended, parse, wait_until)
+from conftest import (APP_PASS, APP_USER, FLUSH, SYNC, Wire, bind, close, describe, execute,
+                      extended, parse, run_jdbc, wait_until)
 
 N_CLIENTS = 50
 N_EACH = 10  # notifications sent through pgcoro, and as many directly
@@ -294,20 +291,11 @@ def test_asyncpg_add_listener(pgcoro_factory, pg):
     inst.assert_serving()
 
 
-JAR = "/usr/share/java/postgresql.jar"
-
-
 def test_pgjdbc_listen_get_notifications(pgcoro_factory, pg):
-    assert shutil.which("java") and os.path.exists(JAR), \
-        "needs default-jdk-headless and libpostgresql-jdbc-java (make deps)"
     inst = txn5_inst(pgcoro_factory)
-    src = os.path.join(os.path.dirname(__file__), "java", "ListenJdbc.java")
-    url = f"jdbc:postgresql://{inst.host}:{inst.port}/{inst.db('postgres')}?sslmode=disable"
     with Churn(inst) as churn:
-        r = subprocess.run(["java", "-cp", JAR, src, url, APP_USER, APP_PASS],
-                           capture_output=True, text=True, timeout=240, env=clean_env())
-    out = r.stdout + r.stderr
-    assert r.returncode == 0 and out.startswith("ok"), out
+        rc, out = run_jdbc(inst, "ListenJdbc")
+    assert rc == 0 and out.startswith("ok"), out
     assert not churn.errors, churn.errors
     assert not churn.leaks, churn.leaks
     assert UNREAD not in inst.log_text()
@@ -445,12 +433,15 @@ EXTENDED_LISTEN = {
                            (extended("COMMIT"), "Z")], {"ext_k"}),
     "discard-all": ([(extended("LISTEN ext_l"), "Z"), (Wire.msg("Q", b"DISCARD ALL\0"), "Z"),
                      (extended("LISTEN ext_m"), "Z")], {"ext_m"}),
+    "discard-all-simple": ([(Wire.msg("Q", b"LISTEN ext_n\0"), "Z"),
+                            (Wire.msg("Q", b"discard  all ;\0"), "Z"),
+                            (extended("LISTEN ext_o"), "Z")], {"ext_o"}),
     "unlisten-all": ([(extended("LISTEN ext_h"), "Z"), (extended("UNLISTEN *"), "Z"),
                       (extended("LISTEN ext_i"), "Z")], {"ext_i"}),
 }
 EXT_CHANNELS = ["ext_a", "ext_B", "ext_c", "ext_c2", "ext_d", "ext_e", "ext_e2", "ext_f",
                 "ext_f2", "ext_g", "ext_g2", "ext_h", "ext_i", "ext_j", "ext_k", "ext_l",
-                "ext_m"]
+                "ext_m", "ext_n", "ext_o"]
 
 
 def run_extended_listen(host, port, db, steps, direct):
@@ -497,5 +488,54 @@ def test_extended_listen_matches_postgres(pgcoro_factory, pg, case):
         assert not churn.errors and not churn.leaks, (churn.errors, churn.leaks)
         assert UNREAD not in inst.log_text()
     finally:
+        direct.close()
+    inst.assert_serving()
+
+
+@pytest.mark.pooler_only  # a bound of pgcoro's (PostgreSQL has none)
+def test_noted_listen_statements_bounded(pgcoro_factory):
+    """What pgcoro keeps of one client's LISTEN statements is bounded: the 4097th named
+    statement that is one closes the client (53400); others are served on."""
+    inst = txn5_inst(pgcoro_factory)
+    w = Wire.to(inst)
+    try:
+        w.login()
+        w.send(b"".join(parse(f"l{k}", "LISTEN bounded") for k in range(4097)) + SYNC)
+        fields = w.expect_error()
+        assert fields["S"] == "FATAL" and fields["C"] == "53400", fields
+        assert "LISTEN/UNLISTEN" in fields["M"], fields
+        assert w.at_eof()
+    finally:
+        w.close()
+    inst.assert_serving()
+
+
+@pytest.mark.pooler_only  # what pgcoro does with a LISTEN it cannot serve
+def test_unread_listen_reaches_nobody(pgcoro_factory, pg):
+    """A LISTEN pgcoro does not read (after a comment, among several statements) runs on
+    a pooled server and is not served; its notifications never reach another client of
+    that server: dropped, and logged."""
+    inst = txn5_inst(pgcoro_factory)
+    direct = pg.super_connect()
+    dcur = direct.cursor()
+    w = Wire.to(inst)
+    try:
+        w.login()
+        with Churn(inst) as churn:
+            for k in range(5):
+                assert w.query(f"/* a comment */ LISTEN unread_{k}") == []
+                assert w.query(f"LISTEN unread_b{k}; SELECT 1") == [["1"]]
+            for _ in range(20):
+                for k in range(5):
+                    dcur.execute(f"NOTIFY unread_{k}, 'x'; NOTIFY unread_b{k}, 'y'")
+                time.sleep(0.02)
+            wait_until(lambda: churn.rounds > 200, "the churning clients run on")
+        assert not churn.errors, churn.errors
+        assert not churn.leaks, churn.leaks
+        assert w.query("SELECT 'nothing came'") == [["nothing came"]]
+        assert not w.buf
+        assert "a LISTEN pgcoro does not read" in inst.log_text()
+    finally:
+        w.terminate()
         direct.close()
     inst.assert_serving()
