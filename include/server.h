@@ -38,6 +38,7 @@ enum server_hk {
 	HK_SYNC = 1 << 3,     /* apply the linked client's startup parameters */
 	HK_REFRESH = 1 << 4,  /* re-read the reported parameters */
 	HK_CHECK = 1 << 5,    /* server_check_query before handing out a long-idle server */
+	HK_UNLISTEN = 1 << 6, /* UNLISTEN *: a released server that listened (listen_seen) */
 };
 
 struct server {
@@ -55,6 +56,11 @@ struct server {
 	bool cancel_again;           /* a cancel asked for while one ran: sent after it */
 	bool fatal_passed;           /* the relay passed the server's FATAL to its client: when
 	                             * the server closes, the client needs no second error */
+	bool listen_seen;            /* it ran a LISTEN or sent a notification (transaction/
+	                             * statement mode): UNLISTEN * before idle */
+	bool listen_track;           /* its client's LISTEN/UNLISTEN are outstanding or not yet
+	                             * committed: the relay shows listenstmt.c tags, errors and
+	                             * ReadyForQuery (listenstmt.h) */
 	pool_t *pool;
 	client_t *client;            /* linked client (SV_ACTIVE, or SV_HOUSEKEEPING for a sync) */
 	uint32_t msg_pending;        /* bytes of the current server message still to pass */

@@ -9,7 +9,11 @@
  * held whole. Only the messages the pooler must understand are looked at whole:
  * ReadyForQuery (transaction state, the release point), ParameterStatus (tracked
  * parameters), ErrorResponse (its SQLSTATE class, when metrics are on) and Terminate; one of those not fully arrived stays in the source's input
- * until the rest comes.
+ * until the rest comes. In transaction mode LISTEN/UNLISTEN are shown to listenstmt.c
+ * (listenstmt.h): the client messages that may run one (waited for whole), and while one
+ * is outstanding the server's CommandComplete, ErrorResponse and ReadyForQuery, which
+ * it may hold until the listener connection listens; a pooled server's notifications are
+ * swallowed (the listener connection delivers them).
  * When the server tracks prepared statements (transaction mode, prepared.h), every
  * message header on either side goes through prep_client_msg / prep_server_msg: most
  * pass in the run; a named Parse/Bind/Describe/Close is replaced by what prepared.c
@@ -28,6 +32,7 @@
 #include "client.h"
 #include "clock.h"
 #include "config.h"
+#include "listenstmt.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
@@ -167,7 +172,7 @@ static void request_answered(server_t *s)
 }
 
 /* Bookkeeping for a whole ReadyForQuery, ParameterStatus or ErrorResponse from S (MSG
- * points at the type byte). */
+ * points at the type byte); nothing for another type the relay looked at. */
 static inline void server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
 {
 	if (msg[0] == 'E') {
@@ -185,7 +190,7 @@ static inline void server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len
 		if (!s->out_syncs && !s->mid_ext)
 			s->closes_pending = 0; /* nothing outstanding (Closes skipped after an error) */
 		request_answered(s);
-	} else {
+	} else if (msg[0] == 'S') { /* not a NotificationResponse passed (listenstmt.h) */
 		const char *name, *value;
 		if (proto_parse_param_status(msg + PROTO_HDR, len - 4, &name, &value))
 			server_param_seen(s, name, value);
@@ -215,6 +220,8 @@ enum frame_end {
 	FE_PREP,      /* prepared statements: prep took, dropped or awaits this message */
 	FE_TRACK,     /* prepared statements: tracking must begin before this message */
 	FE_ANSWERS,   /* prepared statements: answers pgcoro owes go after this message */
+	FE_DROP,      /* server side: a notification of a pooled server, swallowed */
+	FE_HOLD,      /* server side: a ReadyForQuery waits for the listener (listenstmt.h) */
 };
 
 /* The whole client message MSG prep replaced or dropped (ACT), at the head of C's input:
@@ -277,6 +284,7 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 		size_t i = 0, limit = n < RELAY_BATCH ? n : RELAY_BATCH;
 		enum frame_end end = FE_MORE;
 		enum prep_act act = PREP_PASS;
+		enum listenstmt_look nl = LISTENSTMT_NO;
 		uint8_t type = 0;
 		uint32_t len = 0;
 		bool request = false;
@@ -306,6 +314,9 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				i = pass_bytes(i, n, (size_t)len + 1, &c->msg_pending);
 				continue;
 			}
+			nl = listenstmt_look_client(c, p + i, n - i, len);
+			if (nl == LISTENSTMT_WAIT)
+				break; /* a LISTEN perhaps: looked at whole, with the next read */
 			if (track && !prep_client_fast(&s->pring, p + i, n - i)) {
 				if (i && gathering) {
 					end = FE_BATCH; /* what passed first goes after the pending output */
@@ -320,6 +331,8 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				end = FE_TRACK; /* a named statement, perhaps: tracking begins here */
 				break;
 			}
+			if (nl == LISTENSTMT_SEE && !listenstmt_client_sent(c, s, p + i, n - i, len))
+				return false; /* closed */
 			client_msg_seen(s, type);
 			request = true;
 			i = pass_bytes(i, n, (size_t)len + 1, &c->msg_pending);
@@ -336,6 +349,9 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				stream_send(&s->st, p, i);
 			stream_consume(&c->st, i);
 		}
+		if (end == FE_PREP && nl == LISTENSTMT_SEE && (act == PREP_TAKEN || act == PREP_DROP) &&
+		    !listenstmt_client_sent(c, s, p + i, (size_t)len + 1, len))
+			return false; /* closed */
 		if (end == FE_PREP && prep_took(c, s, act, p + i, len, &request))
 			end = FE_BATCH;
 		if (track && s->pring.output) {
@@ -395,6 +411,8 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 {
 	bool count_closes = !track && s->closes_pending;
 	while (stream_output_len(&c->st) < RELAY_HIGH_WATER) {
+		/* only the client side turns it on (listenstmt.h): read once per batch */
+		bool watch = s->listen_track;
 		size_t n;
 		const uint8_t *p = stream_input(&s->st, &n);
 		size_t i = 0, limit = n < RELAY_BATCH ? n : RELAY_BATCH;
@@ -419,8 +437,23 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 				break;
 			}
 			bool inspect = type == 'Z' || ((type == 'S' || type == 'E') && len <= MAX_INSPECT);
-			if (inspect && (size_t)len + 1 > n - i)
+			if (__builtin_expect(watch || type == 'A', 0)) {
+				/* a notification of a pooled server (the listener delivers them); while
+				 * LISTEN is tracked, CommandComplete tags, errors, ReadyForQuery */
+				bool pooled_a = type == 'A' && c->pool->pool_mode != POOL_SESSION;
+				inspect |= pooled_a || (type == 'C' && watch && listenstmt_tag_len(len));
+				if (inspect && (size_t)len + 1 > n - i)
+					break; /* looked at whole: wait for the rest */
+				if (pooled_a || (watch && (type == 'E' || type == 'Z'))) {
+					enum listenstmt_act na = listenstmt_server_msg(s, p + i, len);
+					if (na != LISTENSTMT_PASS) {
+						end = na == LISTENSTMT_DROP ? FE_DROP : FE_HOLD;
+						break;
+					}
+				}
+			} else if (inspect && (size_t)len + 1 > n - i) {
 				break; /* looked at whole: wait for the rest */
+			}
 			if (count_closes && type == '3' && s->closes_pending)
 				s->closes_pending--;
 			if (type == 'G')
@@ -436,9 +469,15 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 			}
 			if (inspect) {
 				server_msg_seen(s, p + i, len);
+				if (__builtin_expect(watch, 0) && (type == 'C' || type == 'Z'))
+					listenstmt_server_passed(s, p + i, len);
 				i += (size_t)len + 1;
 				if (type == 'Z') {
 					end = FE_READY;
+					break;
+				}
+				if (track && s->pring.answers) {
+					end = FE_ANSWERS; /* due after this message (a CommandComplete) */
 					break;
 				}
 				continue;
@@ -472,6 +511,14 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 		case FE_PREP: /* a whole message of ours to swallow */
 			stream_take(&s->st, p + i, (size_t)len + 1);
 			prep_flush_answers(s);
+			continue;
+		case FE_DROP:
+			stream_take(&s->st, p + i, (size_t)len + 1);
+			if (stream_input_len(&s->st) == 0) {
+				client_maybe_release(c); /* it may have been the last thing in the way */
+				if (s->client != c || c->state != CL_ACTIVE)
+					return false;
+			}
 			continue;
 		case FE_ANSWERS:
 		case FE_BATCH:

@@ -3,7 +3,8 @@
  * (they may resolve host names, run SCRAM's PBKDF2, do a TLS handshake); the loop only
  * waits on PQsocket() between steps, re-armed each time. Once connected, the relay owns
  * the socket through a stream; libpq takes it back only at a ReadyForQuery boundary
- * for housekeeping (rollback, server_reset_query, parameter sync) with its async API.
+ * for housekeeping (rollback, server_reset_query, parameter sync, UNLISTEN * after a
+ * client's LISTEN ran there) with its async API.
  * Reported parameters: libpq learns the ones it sees; the relay reports the ones it
  * passes (server_param_seen). When the two disagree before a libpq query, the truth is
  * re-read with one query afterwards (HK_REFRESH). */
@@ -624,7 +625,8 @@ static void hk_finish(server_t *s)
 
 static const char *const hk_names[] = {"ROLLBACK",	    "server_reset_query",
 				       "RESET ALL",	    "parameter sync",
-				       "parameter refresh", "server_check_query"};
+				       "parameter refresh", "server_check_query",
+				       "UNLISTEN *"};
 
 static const char *hk_name(unsigned step)
 {
@@ -710,7 +712,7 @@ static bool hk_send_sync(server_t *s, bool *sent)
 static void hk_next(server_t *s)
 {
 	unsigned step = 0;
-	for (unsigned bit = HK_ROLLBACK; bit <= HK_CHECK; bit <<= 1) {
+	for (unsigned bit = HK_ROLLBACK; bit <= HK_UNLISTEN; bit <<= 1) {
 		if (s->hk_plan & bit) {
 			step = bit;
 			break;
@@ -742,6 +744,9 @@ static void hk_next(server_t *s)
 		break;
 	case HK_CHECK:
 		ok = PQsendQuery(s->conn, rt->cfg->server_check_query) == 1;
+		break;
+	case HK_UNLISTEN:
+		ok = PQsendQuery(s->conn, "UNLISTEN *") == 1;
 		break;
 	}
 	if (!ok) {
@@ -789,6 +794,8 @@ static void hk_step_done(server_t *s)
 	}
 	if (step == HK_CHECK)
 		s->fresh = true;
+	if (step == HK_UNLISTEN)
+		s->listen_seen = false;
 	if (step == HK_RESET || step == HK_UNSET) {
 		s->applied_sig = 0;
 		s->applied_other = false;
@@ -824,6 +831,9 @@ static void hk_cb(evutil_socket_t fd, short what, void *arg)
 		server_disconnect(s, "%s: %s", hk_name(s->hk_running), PQerrorMessage(s->conn));
 		return;
 	}
+	PGnotify *n; /* of a server that listened, before its UNLISTEN *: nobody's */
+	while ((n = PQnotifies(s->conn)))
+		PQfreemem(n);
 	while (!PQisBusy(s->conn)) {
 		PGresult *res = PQgetResult(s->conn);
 		if (!res) {
@@ -858,6 +868,7 @@ void server_assign(server_t *s, client_t *c)
 	s->prep_on = false;
 	s->closes_pending = 0;
 	s->fatal_passed = false;
+	s->listen_track = false;
 	if (c->prep && s->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0)
 		prep_server_start(s); /* a client that has named statements: tracked from here */
 	/* another client's startup settings on S: undone first (its own stay its own) */
@@ -910,6 +921,8 @@ void server_release(server_t *s)
 		plan |= HK_ROLLBACK;
 	if ((s->pool->pool_mode == POOL_SESSION || left_mid_xact) && rt->cfg->server_reset_query[0])
 		plan |= HK_RESET;
+	if (s->listen_seen)
+		plan |= HK_UNLISTEN; /* its client's LISTEN: served by the listener connection */
 	if (!plan) {
 		server_to_idle(s);
 		return;
