@@ -562,6 +562,7 @@ void client_on_server_ready(client_t *c)
 static bool at_release_point(client_t *c, server_t *s)
 {
 	return s->state == SV_ACTIVE && s->out_syncs == 0 && !s->mid_ext && s->msg_pending == 0 &&
+	       !(s->copy_open | s->copy_in | s->copy_unsure) && s->copy_syncs == 0 &&
 	       c->msg_pending == 0 && !s->cancel_running &&
 	       stream_input_len(&s->st) == 0 && stream_output_len(&s->st) == 0 &&
 	       (!s->prep_on || (prep_quiet(&s->pring) && stream_input_len(&c->st) == 0));

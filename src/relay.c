@@ -74,8 +74,9 @@ static inline void client_msg_seen(server_t *s, uint8_t type)
 	case 'd':
 		return;
 	case 'c':
-	case 'f':
-		s->copy_end_early = true; /* nothing is in COPY: ignored, or it answers below */
+	case 'f': /* no COPY known: a stray end, or one sent before its CopyInResponse */
+		if (s->copy_ends_unmatched < UINT16_MAX)
+			s->copy_ends_unmatched++;
 		break;
 	case 'F':
 		s->out_syncs++;
@@ -95,22 +96,25 @@ static inline void client_msg_seen(server_t *s, uint8_t type)
 request:
 	s->sync_chain = true;
 	s->syncs_after = 0;
-	s->copy_end_early = false;
 }
 
 /* Inside COPY FROM STDIN a client message of TYPE about to go to S: true when it passes
- * as COPY traffic (data; its end; a Sync or Flush, which PostgreSQL ignores there),
- * counted nowhere and not tracked. False: anything else, which ends the COPY with an
- * error (PostgreSQL's): it is counted as usual. */
+ * as COPY traffic (data; its end; a Sync, tentative, or a Flush), tracked nowhere. False:
+ * anything else, which ends the COPY with PostgreSQL's error: counted as usual. */
 static bool copy_msg_seen(server_t *s, uint8_t type)
 {
 	switch (type) {
+	case 'S':
+		if (s->copy_syncs < (1u << 30))
+			s->copy_syncs++;
+		else
+			s->copy_unsure = true; /* past any honest count: never released */
+		return true;
 	case 'c':
 	case 'f':
 		s->copy_in = false;
 		/* fall through */
 	case 'd':
-	case 'S':
 	case 'H':
 		return true;
 	default:
@@ -119,21 +123,45 @@ static bool copy_msg_seen(server_t *s, uint8_t type)
 	}
 }
 
-/* S's CopyInResponse is passing: COPY FROM STDIN began, at the request the client sent
- * last (it waits for this before sending data). The Syncs it sent right after that
- * request reached PostgreSQL inside the COPY and get no ReadyForQuery: uncounted. */
+/* S's CopyInResponse is passing: a COPY FROM STDIN began at a request the client sent.
+ * If a CopyDone/CopyFail went that the COPY has not met yet, PostgreSQL reads it (in
+ * order) and the COPY may be over already: nothing is tentative. Else the Syncs sent
+ * right after the last Query/Execute (nothing but Syncs, Flushes and CopyData since)
+ * reached PostgreSQL after the COPY began: they become tentative, and so do those the
+ * client sends inside it. */
 static void copy_begins(server_t *s)
 {
+	s->copy_open = true;
+	if (s->copy_ends_unmatched) {
+		s->copy_ends_unmatched--;
+		s->sync_chain = false;
+		return;
+	}
 	unsigned k = s->sync_chain ? s->syncs_after : 0;
 	if (k > (unsigned)s->out_syncs)
 		k = (unsigned)s->out_syncs;
-	s->out_syncs -= (int)k;
 	if (k && s->prep_on)
-		prep_forget_syncs(s, k);
-	s->syncs_after = 0;
+		k = prep_forget_syncs(s, k); /* the last entries of its ring, if they are those */
+	s->out_syncs -= (int)k;
+	s->copy_syncs += k;
 	s->sync_chain = false;
-	s->copy_in = !s->copy_end_early; /* its end went already (sent before this arrived) */
-	s->copy_end_early = false;
+	s->syncs_after = 0;
+	s->copy_in = true;
+}
+
+/* S's COPY ended (OK: CommandComplete, after the client's CopyDone with no error before
+ * it, so every tentative Sync was read inside it and ignored; else an ErrorResponse, after
+ * which some may have been read outside it: all are expected, more than may come). */
+static void copy_ends(server_t *s, bool ok)
+{
+	s->copy_open = false;
+	s->copy_in = false;
+	if (!ok && s->copy_syncs) {
+		s->out_syncs += (int)s->copy_syncs;
+		if (s->prep_on)
+			s->copy_unsure = true; /* their answers are in no ring: not reusable */
+	}
+	s->copy_syncs = 0;
 }
 
 /* A request begins on S with nothing outstanding: its clock (and the transaction's,
@@ -456,8 +484,12 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 			}
 			if (count_closes && type == '3' && s->closes_pending)
 				s->closes_pending--;
-			if (type == 'G')
-				copy_begins(s);
+			if (__builtin_expect(type == 'G' || s->copy_open, 0)) {
+				if (type == 'G')
+					copy_begins(s);
+				else if (type == 'C' || type == 'E')
+					copy_ends(s, type == 'C');
+			}
 			if (track && !prep_server_fast(&s->pring, type, len)) {
 				enum prep_act act = prep_server_msg(s, p + i, n - i, len);
 				if (act == PREP_WAIT)

@@ -610,6 +610,8 @@ static void hk_finish(server_t *s)
 	s->out_syncs = 0;
 	s->mid_ext = false;
 	s->msg_pending = 0;
+	s->copy_open = s->copy_in = s->copy_unsure = false;
+	s->copy_syncs = 0;
 	if (rt->shutting_down) {
 		server_disconnect(s, "shutting down");
 		return;
@@ -868,6 +870,9 @@ void server_assign(server_t *s, client_t *c)
 	s->prep_on = false;
 	s->closes_pending = 0;
 	s->fatal_passed = false;
+	s->sync_chain = false; /* what the last client sent tells nothing of this one */
+	s->syncs_after = 0;
+	s->copy_ends_unmatched = 0;
 	s->listen_track = false;
 	if (c->prep && s->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0)
 		prep_server_start(s); /* a client that has named statements: tracked from here */
@@ -901,8 +906,9 @@ void server_release(server_t *s)
 		server_disconnect(s, "shutting down");
 		return;
 	}
-	if (s->msg_pending || s->out_syncs || s->mid_ext ||
-	    stream_input_len(&s->st) || stream_output_len(&s->st)) {
+	if (s->msg_pending || s->out_syncs || s->mid_ext || s->copy_open || s->copy_in ||
+	    s->copy_unsure || s->copy_syncs || stream_input_len(&s->st) ||
+	    stream_output_len(&s->st)) {
 		server_disconnect(s, "client left in the middle of a query");
 		return;
 	}
