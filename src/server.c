@@ -736,7 +736,10 @@ static void hk_next(server_t *s)
 		ok = PQsendQuery(s->conn, rt->cfg->server_reset_query) == 1;
 		break;
 	case HK_UNSET:
-		ok = PQsendQuery(s->conn, "RESET ALL") == 1;
+		/* RESET ALL leaves what PostgreSQL marks GUC_NO_RESET_ALL: the role and the
+		 * session authorization a startup -c may have set go first */
+		ok = PQsendQuery(s->conn, "SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL") ==
+		     1;
 		break;
 	case HK_SYNC:
 		ok = hk_send_sync(s, &sent);
