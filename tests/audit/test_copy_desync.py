@@ -21,10 +21,13 @@ from conftest import APP_PASS, APP_USER, Wire, execute, parse, bind, describe, S
 pytestmark = pytest.mark.pooler_only
 
 
-def attack_bytes(marker, sleep=1.0):
+def attack_bytes(marker, sleep=1.0, how="copydone"):
+    """How the COPY ends before PostgreSQL reads the request after it: an early CopyDone
+    ("copydone"), or a CopyData row PostgreSQL refuses ("baddata": the COPY fails at once
+    and the rest is read outside it)."""
     q = Wire.msg("Q", b"CREATE TEMP TABLE IF NOT EXISTS audit_t(a int); "
                  b"COPY audit_t FROM STDIN\0")
-    copy_done = Wire.msg("c")
+    copy_done = Wire.msg("c") if how == "copydone" else Wire.msg("d", b"not a number\n")
     ext = (parse("", f"SELECT pg_sleep({sleep}), '{marker}'::text AS who")
            + bind("") + describe("P", "") + execute() + SYNC)
     return q + copy_done + ext
@@ -45,7 +48,8 @@ def rows_of(msgs):
     return [parse_data_row(p) for t, p in msgs if t == "D"]
 
 
-def test_early_copydone_does_not_hand_server_over_mid_request(pgcoro_factory):
+@pytest.mark.parametrize("how", ["copydone", "baddata"])
+def test_early_copydone_does_not_hand_server_over_mid_request(pgcoro_factory, how):
     """Victim B waits for the pool's only server while attacker A holds it; A's pipeline
     releases the server at its COPY's ReadyForQuery although its SELECT still runs. B's
     simple query must get B's own answer."""
@@ -62,7 +66,7 @@ def test_early_copydone_does_not_hand_server_over_mid_request(pgcoro_factory):
         b.send(Wire.msg("Q", b"SELECT 'victim-row'::text AS who\0"))
         time.sleep(0.3)  # B is waiting for the server now
         # A ends its transaction and sends the pipeline in the same write
-        a.send(Wire.msg("Q", b"COMMIT\0") + attack_bytes("attacker-row"))
+        a.send(Wire.msg("Q", b"COMMIT\0") + attack_bytes("attacker-row", how=how))
         got = read_until_ready(b, timeout=15)
         rows = rows_of(got)
         assert rows == [["victim-row"]], (
