@@ -577,6 +577,37 @@ def seeds_isolation():
     # with the fix.
 
 
+# ---- TLS (a TLS client in the harness) -------------------------------------------------
+
+def seeds_tls():
+    RAW, SSLREQ, START, WRITE, STARTUP, CLOSE, KEYUPDATE, PARTIAL = range(8)
+    ALPN_PG, ALPN_H2, CERT, TLS12 = 1, 2, 4, 8
+    ALICE, BOB, NOSSL = 0, 1, 2
+    q = query('select 1')
+    s = {
+        'sslrequest-trust': bytes([0, SSLREQ, START, ALPN_PG, STARTUP, BOB]),
+        'sslrequest-cert': bytes([0, SSLREQ, START, CERT, STARTUP, ALICE]),
+        'sslrequest-no-cert': bytes([0, SSLREQ, START, 0, STARTUP, ALICE]),
+        'direct-alpn': bytes([0, START, ALPN_PG | CERT, STARTUP, ALICE]),
+        'direct-no-alpn': bytes([0, START, 0, STARTUP, BOB]),
+        'direct-h2': bytes([0, START, ALPN_H2, STARTUP, BOB]),
+        'plain-nossl': bytes([0, STARTUP, NOSSL]),
+        'require-plain': bytes([1, STARTUP, BOB]),
+        'require-tls12': bytes([1, SSLREQ, START, TLS12 | ALPN_PG, STARTUP, BOB]),
+        'verify-ca-cert': bytes([2, SSLREQ, START, CERT, STARTUP, ALICE]),
+        'split-records': bytes([0, SSLREQ, START, ALPN_PG, PARTIAL, 3, PARTIAL, 40,
+                                PARTIAL, 0, STARTUP, BOB, PARTIAL, 7, WRITE, len(q) - 1]) + q,
+        'key-update': bytes([0, SSLREQ, START, ALPN_PG, STARTUP, BOB, KEYUPDATE,
+                             WRITE, len(q) - 1]) + q,
+        'close-notify': bytes([0, SSLREQ, START, ALPN_PG, STARTUP, BOB, CLOSE]),
+        'garbage-in-tls': bytes([0, SSLREQ, START, ALPN_PG, STARTUP, BOB, RAW, 9]) +
+                          b'\x17\x03\x03\x00\x05hello',
+        'plaintext-after-sslrequest': bytes([0, SSLREQ, RAW, 7]) + b'\0\0\0\x08\x04\xd2\x16\x2f',
+    }
+    for k, v in s.items():
+        write('tls', k, v)
+
+
 # ---- dictionaries --------------------------------------------------------------------
 
 def dict_escape(w):
@@ -654,6 +685,7 @@ def main():
     seeds_console()
     seeds_relay()
     seeds_isolation()
+    seeds_tls()
 
 
 if __name__ == '__main__':
