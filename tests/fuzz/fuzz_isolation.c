@@ -72,6 +72,8 @@ static void buf_add(struct buf *b, const void *d, size_t n)
 
 static void buf_drop(struct buf *b, size_t n)
 {
+	if (!n)
+		return;
 	memmove(b->p, b->p + n, b->len - n);
 	b->len -= n;
 }
@@ -584,6 +586,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			size_t n = (size_t)fz_u8(&in) + 1;
 			if (n > c->pending.len)
 				n = c->pending.len;
+			if (!n)
+				break;
 			(void)fz_send(&c->peer, c->pending.p, n); /* a closed client drops it */
 			buf_drop(&c->pending, n);
 			break;
