@@ -7,7 +7,9 @@
  * returns with the client it came from: every SQL text a client sends begins with its
  * letter, and the model's DataRow and ErrorResponse carry the text of the request they
  * answer. The oracle: a client never receives a row or a model error tagged with the
- * other client's letter.
+ * other client's letter. (The model drops the unnamed statement with the transaction, as
+ * it does portals: what a client Binds without parsing it in the same transaction is no
+ * pooler's to isolate.)
  *
  * The input is a sequence of operations, each followed by the loop until it has nothing
  * left to do:
@@ -261,7 +263,19 @@ static bool put(struct named *set, const char *name, const char *text)
 
 static void reply(uint8_t type, const void *body, size_t n) { msg(&mdl.out, type, body, n); }
 
-static void ready(void) { reply('Z', "I", 1); }
+/* ReadyForQuery: the (implicit) transaction ended, and its portals with it. The unnamed
+ * statement goes too, unlike in PostgreSQL, where it lasts until the next unnamed Parse:
+ * a client that Binds it in a later transaction without parsing it again runs whatever a
+ * previous client of that server left there, which transaction pooling cannot help. */
+static void ready(void)
+{
+	reply('Z', "I", 1);
+	for (int i = 0; i < MODEL_NAMES; i++) {
+		mdl.portals[i].used = false;
+		if (!mdl.stmts[i].name[0])
+			mdl.stmts[i].used = false;
+	}
+}
 
 static void complete(const char *tag) { reply('C', tag, strlen(tag) + 1); }
 
