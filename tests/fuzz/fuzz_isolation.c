@@ -19,7 +19,8 @@
  *   5    the model reads and answers all it has
  * so the hand-over of the server between A and B happens at every point the input makes
  * possible. Texts: "<letter><kind>..." with kind S (a row), E (an error at Execute or
- * Query), X (an error at Parse), C (COPY FROM STDIN). Byte 0 picks the user ("tx" or "st":
+ * Query), X (an error at Parse), C (COPY FROM STDIN), B (BEGIN), K (COMMIT; ROLLBACK in a
+ * failed block, where everything else is refused). Byte 0 picks the user ("tx" or "st":
  * transaction or statement mode); max_prepared_statements is 2 (tracking, the LRU). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,14 +147,14 @@ static void msg(struct buf *b, uint8_t type, const void *body, size_t n)
 
 static const char *const stmt_names[] = {"", "s1", "s2"};
 static const char *const portal_names[] = {"", "p1"};
-static const char kinds[] = {'S', 'E', 'X', 'C'};
+static const char kinds[] = {'S', 'E', 'X', 'C', 'B', 'K'};
 
 /* Client C appends one message built from the input. */
 static void build(struct fclient *c, struct fz_in *in)
 {
 	uint8_t t = fz_u8(in), a = fz_u8(in);
 	struct buf body = {0};
-	char text[8] = {c->tag, kinds[a % 4], (char)('0' + (a >> 2) % 4), 0};
+	char text[8] = {c->tag, kinds[a % 6], (char)('0' + (a >> 2) % 4), 0};
 	const char *sname = stmt_names[(a >> 4) % 3];
 	const char *pname = portal_names[(a >> 6) % 2];
 	uint8_t type;
@@ -232,6 +233,7 @@ static struct model {
 	struct buf in;        /* what pgcoro sent, not answered yet */
 	struct buf out;       /* answers being built */
 	bool in_copy, copy_ext, skip, closed;
+	char tx;              /* 'I' idle, 'T' in a block, 'E' in a failed block */
 	struct named stmts[MODEL_NAMES], portals[MODEL_NAMES];
 } mdl;
 
@@ -269,7 +271,9 @@ static void reply(uint8_t type, const void *body, size_t n) { msg(&mdl.out, type
  * previous client of that server left there, which transaction pooling cannot help. */
 static void ready(void)
 {
-	reply('Z', "I", 1);
+	reply('Z', &mdl.tx, 1);
+	if (mdl.tx != 'I')
+		return;
 	for (int i = 0; i < MODEL_NAMES; i++) {
 		mdl.portals[i].used = false;
 		if (!mdl.stmts[i].name[0])
@@ -293,6 +297,30 @@ static void error(const char *severity, const char *code, const char *text)
 	buf_add(&b, "", 1);
 	reply('E', b.p, b.len);
 	free(b.p);
+	if (mdl.tx == 'T')
+		mdl.tx = 'E'; /* the block is failed until its end */
+}
+
+/* BEGIN (K false) or COMMIT (K true) of TEXT, a transaction-control statement. */
+static void control(bool k)
+{
+	if (!k) {
+		if (mdl.tx == 'I')
+			mdl.tx = 'T';
+		complete("BEGIN");
+		return;
+	}
+	complete(mdl.tx == 'E' ? "ROLLBACK" : "COMMIT");
+	mdl.tx = 'I';
+}
+
+/* In a failed block everything but the end of the block is refused. */
+static bool refused(const char *text)
+{
+	if (mdl.tx != 'E' || (text[0] && text[1] == 'K'))
+		return false;
+	error("ERROR", "25P02", text);
+	return true;
 }
 
 /* A row of one text column holding TEXT, then its CommandComplete. */
@@ -368,10 +396,18 @@ static void simple_query(const char *text)
 		ready();
 		return;
 	}
+	if (refused(text)) {
+		ready();
+		return;
+	}
 	switch (text[1]) {
 	case 'S':
 		row_description();
 		row(text);
+		break;
+	case 'B':
+	case 'K':
+		control(text[1] == 'K');
 		break;
 	case 'E':
 		error("ERROR", "42000", text);
@@ -437,6 +473,8 @@ static void answer(uint8_t type, const uint8_t *body, uint32_t blen)
 		const char *name = str_at(&p, end), *text = name ? str_at(&p, end) : NULL;
 		if (!text) {
 			fatal_close("bad Parse");
+		} else if (mdl.tx == 'E' && !(text[0] && text[1] == 'K')) {
+			ext_error("25P02", text);
 		} else if (text[0] && text[1] == 'X') {
 			ext_error("42601", text);
 		} else if (name[0] && find(mdl.stmts, name)) {
@@ -487,6 +525,10 @@ static void answer(uint8_t type, const uint8_t *body, uint32_t blen)
 			fatal_close("bad Execute");
 		} else if (!e) {
 			ext_error("34000", portal);
+		} else if (mdl.tx == 'E' && e->text[1] != 'K') {
+			ext_error("25P02", e->text);
+		} else if (e->text[1] == 'B' || e->text[1] == 'K') {
+			control(e->text[1] == 'K');
 		} else if (e->text[1] == 'S' || e->text[1] == 'X') {
 			row(e->text);
 		} else if (e->text[1] == 'E') {
@@ -570,7 +612,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz_in in = {data, size};
 	unsigned u = fz_u8(&in) % NUSERS;
-	mdl = (struct model){0};
+	mdl = (struct model){.tx = 'I'};
 	fz_pair(&mdl.peer);
 	mdl.peer.on_output = model_take;
 	if (!server_adopt(pools[u], mdl.peer.pg_fd))

@@ -518,11 +518,11 @@ def seeds_relay():
 # ---- isolation (two clients, a model server) ------------------------------------------
 
 # message types of fuzz_isolation's build(): byte t picks the type, byte a the rest
-# (kind a % 4: S row, E error, X parse error, C COPY; statement (a >> 4) % 3: "", s1, s2;
+# (kind a % 6: S row, E error, X parse error, C COPY, B BEGIN, K COMMIT; statement (a >> 4) % 3: "", s1, s2;
 # portal (a >> 6) % 2: "", p1; Describe/Close of a portal when a & 1)
 ISO_Q, ISO_P, ISO_B, ISO_D, ISO_CLOSE, ISO_E, ISO_S, ISO_H, ISO_DATA, ISO_DONE, ISO_FAIL, \
     ISO_F, ISO_MULTI = 0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13
-K_S, K_E, K_X, K_C = 0, 1, 2, 3
+K_S, K_E, K_X, K_C, K_BEGIN, K_COMMIT = 0, 1, 2, 3, 4, 5
 
 
 def iso_msg(client, t, a=0):
@@ -565,6 +565,11 @@ def seeds_isolation():
         'error-pipeline': bytes([0]) + ext_select(A, K_E) + ext_select(A) + iso_send(A) +
                           iso_msg(B, ISO_Q) + iso_send(B) + iso_model(2) + ISO_MODEL_ALL +
                           ISO_MODEL_ALL,
+        'transaction-block': bytes([0]) + iso_msg(A, ISO_Q, K_BEGIN) + iso_msg(A, ISO_Q) +
+                             iso_send(A) + iso_msg(B, ISO_Q) + iso_send(B) + ISO_MODEL_ALL +
+                             iso_msg(A, ISO_Q, K_E) + iso_msg(A, ISO_Q) +
+                             iso_msg(A, ISO_Q, K_COMMIT) + iso_send(A) + ISO_MODEL_ALL +
+                             ISO_MODEL_ALL,
         'statement-mode': bytes([1]) + iso_msg(A, ISO_Q) + iso_msg(A, ISO_MULTI) +
                           iso_send(A) + iso_msg(B, ISO_Q) + iso_send(B) + ISO_MODEL_ALL +
                           ISO_MODEL_ALL,
