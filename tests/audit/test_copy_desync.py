@@ -106,3 +106,33 @@ def test_victims_rows_never_reach_a_third_client(pgcoro_factory, prepared):
         for w in (a, b, c):
             w.close()
     inst.assert_serving()
+
+
+def test_stale_copy_state_does_not_hand_server_over_mid_request(pgcoro_factory):
+    """The same cause, another way out (found by fuzz_isolation with the Sync subtraction
+    disabled): a COPY whose CopyDone went before its CopyInResponse arrived, with another
+    Query behind it, leaves the server marked "in COPY" (copy_begins: copy_in =
+    !copy_end_early, which the later Query reset). The server is released so marked; on
+    its next hand-out a Sync passes as COPY traffic, uncounted, and its ReadyForQuery
+    releases the server while the Query behind it still runs."""
+    inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 1,
+                                    "max_prepared_statements": 0})
+    a, b = Wire.to(inst), Wire.to(inst)
+    try:
+        a.login()
+        b.login()
+        copy = Wire.msg("Q", b"CREATE TEMP TABLE IF NOT EXISTS audit_t(a int); "
+                        b"COPY audit_t FROM STDIN\0")
+        a.send(copy + Wire.msg("c") + Wire.msg("Q", b"SELECT 1\0"))
+        read_until_ready(a)  # the COPY's
+        read_until_ready(a)  # SELECT 1's: the server is released, still "in COPY"
+        a.send(SYNC + Wire.msg("Q", b"SELECT pg_sleep(0.5), 'attacker-row'::text\0"))
+        read_until_ready(a)  # the Sync's ReadyForQuery
+        b.send(Wire.msg("Q", b"SELECT 'victim-row'::text AS who\0"))
+        got = read_until_ready(b, timeout=15)
+        rows = rows_of(got)
+        assert rows == [["victim-row"]], f"client B got {rows} for its SELECT 'victim-row'"
+    finally:
+        a.close()
+        b.close()
+    inst.assert_serving()
