@@ -20,7 +20,8 @@
  * so the hand-over of the server between A and B happens at every point the input makes
  * possible. Texts: "<letter><kind>..." with kind S (a row), E (an error at Execute or
  * Query), X (an error at Parse), C (COPY FROM STDIN), B (BEGIN), K (COMMIT; ROLLBACK in a
- * failed block, where everything else is refused). Byte 0 picks the user ("tx" or "st":
+ * failed block, where everything else is refused); with $FUZZ_ISOLATION_NO_COPY set, no
+ * COPY (to look for other defects while one in COPY is not fixed). Byte 0 picks the user ("tx" or "st":
  * transaction or statement mode); max_prepared_statements is 2 (tracking, the LRU). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,6 +149,7 @@ static void msg(struct buf *b, uint8_t type, const void *body, size_t n)
 static const char *const stmt_names[] = {"", "s1", "s2"};
 static const char *const portal_names[] = {"", "p1"};
 static const char kinds[] = {'S', 'E', 'X', 'C', 'B', 'K'};
+static bool no_copy; /* $FUZZ_ISOLATION_NO_COPY: no COPY (to look past a COPY defect) */
 
 /* Client C appends one message built from the input. */
 static void build(struct fclient *c, struct fz_in *in)
@@ -155,6 +157,8 @@ static void build(struct fclient *c, struct fz_in *in)
 	uint8_t t = fz_u8(in), a = fz_u8(in);
 	struct buf body = {0};
 	char text[8] = {c->tag, kinds[a % 6], (char)('0' + (a >> 2) % 4), 0};
+	if (no_copy && text[1] == 'C')
+		text[1] = 'S';
 	const char *sname = stmt_names[(a >> 4) % 3];
 	const char *pname = portal_names[(a >> 6) % 2];
 	uint8_t type;
@@ -210,7 +214,7 @@ static void build(struct fclient *c, struct fz_in *in)
 		break;
 	default: /* Query of several statements: a row, then a COPY */
 		type = 'Q';
-		text[1] = 'M';
+		text[1] = no_copy ? 'S' : 'M';
 		buf_add(&body, text, strlen(text) + 1);
 		break;
 	}
@@ -598,6 +602,7 @@ static void model_run(int max)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+	no_copy = getenv("FUZZ_ISOLATION_NO_COPY") != NULL;
 	rt = fz_start(fz_write_file("pgcoro.ini", ini));
 	for (size_t u = 0; u < NUSERS; u++) {
 		pools[u] = pool_get("db", users[u], cfg_find_db(rt->cfg, "db"));
