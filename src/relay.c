@@ -213,8 +213,8 @@ static inline void server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len
 			metrics_error(s->pool, proto_error_field(msg + PROTO_HDR, len - 4, 'C'));
 	} else if (msg[0] == 'Z') { /* its length is checked by the framing */
 		s->tx_status = msg[5];
-		if (s->out_syncs > 0)
-			s->out_syncs--;
+		s->out_syncs--; /* > 0: the framing closes a server whose ReadyForQuery
+		                 * nothing asked for */
 		if (!s->out_syncs && !s->mid_ext)
 			s->closes_pending = 0; /* nothing outstanding (Closes skipped after an error) */
 		request_answered(s);
@@ -245,6 +245,7 @@ enum frame_end {
 	FE_TERMINATE, /* client side: a Terminate (not forwarded) */
 	FE_BAD,       /* an invalid length: the source is dropped */
 	FE_BAD_TYPE,  /* client side: a type no client may send (not forwarded) */
+	FE_UNASKED,   /* server side: a ReadyForQuery no request counted awaits */
 	FE_PREP,      /* prepared statements: prep took, dropped or awaits this message */
 	FE_TRACK,     /* prepared statements: tracking must begin before this message */
 	FE_ANSWERS,   /* prepared statements: answers pgcoro owes go after this message */
@@ -500,6 +501,12 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 				}
 			}
 			if (inspect) {
+				if (__builtin_expect(type == 'Z' && s->out_syncs <= 0, 0)) {
+					/* an answer nothing counted: the count is wrong, and the
+					 * server must never change hands on it */
+					end = FE_UNASKED;
+					break;
+				}
 				server_msg_seen(s, p + i, len);
 				if (__builtin_expect(watch, 0) && (type == 'C' || type == 'Z'))
 					listenstmt_server_passed(s, p + i, len);
@@ -533,6 +540,10 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 		case FE_BAD:
 			server_disconnect(s, "invalid message length %u (type '%c') from server", len,
 					  p[i] >= 32 && p[i] < 127 ? p[i] : '?');
+			return false;
+		case FE_UNASKED:
+			server_disconnect(s, "a ReadyForQuery no request awaited (the count of requests "
+					     "is wrong: not reused)");
 			return false;
 		case FE_READY:
 			if (!after_ready(s, c))
