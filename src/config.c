@@ -296,7 +296,7 @@ static const struct cfg_key keys[] = {
         "accepted"),
     KEY(server_check_query, T_STRING, "select 1",
         "query run on a server idle longer than server_check_delay before use; empty = "
-        "none; <empty> = an empty query"),
+        "none; <empty> = an empty query (the default in a file with a [pgbouncer] section)"),
     KEY(server_check_delay, T_SECONDS, "30",
         "idle time after which a server is checked with server_check_query before use"),
     KEY_NOT_YET(CFG_LIVE, server_fast_close, T_ZERO, "0",
@@ -415,6 +415,15 @@ static const struct cfg_key keys[] = {
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+/* PgBouncer's defaults where they differ from pgcoro's in a way a pgbouncer.ini relies on:
+ * in force in a file with a [pgbouncer] section, for the keys it does not set. */
+static const struct {
+	const char *key, *def;
+} pgb_defaults[] = {
+    {"listen_addr", ""},                  /* unix socket only */
+    {"server_check_query", "<empty>"},    /* an empty query */
+};
 
 /* pgcoro settings of one [databases] entry (mixed into its conninfo) or one [users]
  * entry: fields of struct cfg_db / struct cfg_user of the C type of their kind (int,
@@ -1773,6 +1782,12 @@ static bool cfg_validate(const struct config *cfg, const struct cfg_db **bad, ch
 		cfg_fmt(why, whylen, "no listener: listen_addr and unix_socket_dir are both empty");
 		return false;
 	}
+	if (cfg->unix_socket_dir[0] == '@') {
+		cfg_fmt(why, whylen, "unix_socket_dir = %s is not supported yet: a unix socket in "
+		        "the abstract namespace (PgBouncer's @) is not there yet",
+		        cfg->unix_socket_dir);
+		return false;
+	}
 	if (strlen(cfg->unix_socket_dir) + sizeof("/.s.PGSQL.65535") > sizeof(sun.sun_path)) {
 		cfg_fmt(
 		    why, whylen,
@@ -1957,14 +1972,13 @@ struct config *cfg_load(const char *path, char *err, size_t errlen)
 		if (!(cfg->conffile = strdup(path)))
 			goto oom;
 	}
-	if (cfg->pgbouncer_ini) {
-		/* PgBouncer's defaults where they differ from pgcoro's */
+	for (size_t d = 0; cfg->pgbouncer_ini && d < sizeof(pgb_defaults) / sizeof(*pgb_defaults);
+	     d++)
 		for (size_t i = 0; i < NKEYS; i++)
-			if (!p->key_line[i] && strcmp(keys[i].key, "listen_addr") == 0 &&
-			    !cfg_set_value((char *)cfg + keys[i].offset, keys[i].type, "", why,
-			                   sizeof(why)))
+			if (!p->key_line[i] && strcmp(keys[i].key, pgb_defaults[d].key) == 0 &&
+			    !cfg_set_value((char *)cfg + keys[i].offset, keys[i].type,
+			                   pgb_defaults[d].def, why, sizeof(why)))
 				goto oom;
-	}
 	if (!cfg_entries(p)) {
 		cfg_fmt_at(err, errlen, p->err_file, p->err_line, p->err);
 		goto fail;

@@ -197,7 +197,7 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	const char *path = NULL, *user = NULL;
-	bool check_only = false, daemon = false, quiet = false, reboot = false;
+	bool check_only = false, background = false, quiet = false, reboot = false;
 	int verbose = 0;
 	int opt;
 	while ((opt = getopt_long(argc, argv, "c:C:Vhdqvu:R", opts, NULL)) != -1) {
@@ -222,7 +222,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'd':
-			daemon = true;
+			background = true;
 			break;
 		case 'q':
 			quiet = true;
@@ -266,7 +266,7 @@ int main(int argc, char **argv)
 		free_all(&rt);
 		return 2;
 	}
-	log_set_quiet(quiet || daemon);
+	log_set_quiet(quiet || background);
 	enum log_level level = verbose ? LOGL_DEBUG : cfg_log_level(rt.cfg);
 	if (!log_init(level, rt.cfg->logfile, rt.cfg->syslog ? rt.cfg->syslog_ident : NULL,
 		      rt.cfg->syslog_facility)) {
@@ -275,7 +275,7 @@ int main(int argc, char **argv)
 		free_all(&rt);
 		return 2;
 	}
-	if (daemon && !daemonize(rt.cfg)) {
+	if (background && !daemonize(rt.cfg)) {
 		free_all(&rt);
 		return 2;
 	}

@@ -89,6 +89,7 @@ START_TEST(test_main_section)
 	/* PgBouncer's defaults where pgcoro's differ: no TCP unless listen_addr says so,
 	 * hosts balanced round-robin */
 	ck_assert_str_eq(cfg->listen_addr, "");
+	ck_assert_str_eq(cfg->server_check_query, "<empty>");
 	ck_assert_int_eq(cfg->dbs[0].load_balance_hosts, LB_ROUND_ROBIN);
 	ck_assert_int_eq(cfg->nwarnings, 0);
 	/* conffile shows the file read */
@@ -99,6 +100,7 @@ START_TEST(test_main_section)
 	cfg = load_ok("[pgcoro]\nlisten_port = 6999\n[databases]\napp = host=h1,h2\n");
 	ck_assert(!cfg->pgbouncer_ini);
 	ck_assert_str_eq(cfg->listen_addr, "127.0.0.1");
+	ck_assert_str_eq(cfg->server_check_query, "select 1");
 	ck_assert_int_eq(cfg->dbs[0].load_balance_hosts, LB_DISABLE);
 	cfg_free(cfg);
 
@@ -395,6 +397,10 @@ START_TEST(test_not_yet)
 	expect_error("[pgbouncer]\n[peers]\n1 = host=/tmp/p1\n", 3,
 	             "peer \"1\": [peers] is not supported yet: peering (cancel requests "
 	             "forwarded between processes) is not there");
+	ck_assert_ptr_null(load("[pgbouncer]\nunix_socket_dir = @pgb\n"));
+	ck_assert_msg(strstr(err, "unix_socket_dir = @pgb is not supported yet: a unix socket in "
+	                          "the abstract namespace"),
+	              "%s", err);
 	/* keys PgBouncer itself refuses stay refused */
 	expect_error("[pgbouncer]\nservice_name = x\n", 2,
 	             "unknown key \"service_name\" in [pgbouncer]");
