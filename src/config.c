@@ -1985,6 +1985,14 @@ struct config *cfg_load(const char *path, char *err, size_t errlen)
 	}
 	if (!cfg_key_warnings(p))
 		goto oom;
+	if (cfg->pgbouncer_ini && !cfg->auth_file[0] &&
+	    (cfg->auth_type == AUTH_PLAIN || cfg->auth_type == AUTH_MD5 ||
+	     cfg->auth_type == AUTH_SCRAM) &&
+	    !cfg_warn(cfg, path, 0,
+	              "auth_type %s without auth_file: no user can log in with a password (as "
+	              "in PgBouncer; pgcoro refuses this in its own files)",
+	              cfg_auth_type_name(cfg->auth_type)))
+		goto oom;
 	if (!cfg_validate(cfg, &bad, why, sizeof(why))) {
 		if (bad)
 			cfg_fmt_at(err, errlen, bad->file ? bad->file : path, bad->line, why);

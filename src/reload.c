@@ -51,8 +51,11 @@ bool reload_load(const char *path, struct config **cfg, struct auth_file **auth,
 			goto fail;
 		}
 		auth_set_scram_iterations(*auth, (*cfg)->scram_iterations);
-	} else if ((*cfg)->auth_type == AUTH_PLAIN || (*cfg)->auth_type == AUTH_MD5 ||
-		   (*cfg)->auth_type == AUTH_SCRAM) {
+	} else if (((*cfg)->auth_type == AUTH_PLAIN || (*cfg)->auth_type == AUTH_MD5 ||
+		    (*cfg)->auth_type == AUTH_SCRAM) &&
+		   !(*cfg)->pgbouncer_ini) {
+		/* a pgbouncer.ini may lack one (PgBouncer starts, and no password login
+		 * succeeds): config.c warns */
 		snprintf(err, errlen, "%s: auth_type %s needs an auth_file", path,
 			 cfg_auth_type_name((*cfg)->auth_type));
 		goto fail;

@@ -433,3 +433,37 @@ def test_appended_keys_win_on_reload(pgb):
     wait_until(lambda: "configuration reloaded" in inst.log_text(), "the reload")
     conf = dict((r[0], r[1]) for r in console(inst, "SHOW CONFIG"))
     assert conf["default_pool_size"] == "3" and conf["max_client_conn"] == "55", conf
+
+
+DEBIAN_EXAMPLE = "/usr/share/doc/pgbouncer/examples/pgbouncer.ini"
+
+
+def test_debian_files(pgcoro_bin, tmp_path):
+    """The files Debian's pgbouncer package ships (make deps installs it) load: its
+    /etc/pgbouncer/pgbouncer.ini, its minimal example (md5 and no auth_file: PgBouncer
+    starts, so pgcoro does, with a warning), and its annotated example with every key
+    line uncommented — but service_name, which PgBouncer itself refuses on Linux, and
+    resolv_conf's path, which pgcoro cannot honour yet — with a warning for just the keys
+    pgcoro does differently."""
+    for path in ("/etc/pgbouncer/pgbouncer.ini", "/usr/share/doc/pgbouncer/pgbouncer-minimal.ini"):
+        r = run(pgcoro_bin, "--check-config", path)
+        assert r.returncode == 0, (path, r.stderr)
+    text = open(DEBIAN_EXAMPLE).read()
+    every = re.sub(r"(?m)^;([a-z_0-9]+ *=)", r"\1", text)
+    assert len(re.findall(r"(?m)^[a-z_0-9]+ *=", every)) >= 80
+    refused = tmp_path / "refused.ini"
+    refused.write_text(every)
+    r = run(pgcoro_bin, "--check-config", str(refused))
+    assert r.returncode == 2 and "is not supported yet" in r.stderr, r.stderr
+    every = re.sub(r"(?m)^service_name *=.*$", "", every)
+    every = re.sub(r"(?m)^resolv_conf *=.*$", "resolv_conf =", every)
+    path = tmp_path / "every.ini"
+    path.write_text(every)
+    r = run(pgcoro_bin, "--check-config", str(path))
+    assert r.returncode == 0, r.stderr
+    warned = sorted(re.findall(r"warning: \S+:\d+: ([a-z_]+): ", r.stderr))
+    assert warned == ["auth_query", "ignore_startup_parameters", "server_login_retry"], r.stderr
+    with_service = tmp_path / "service.ini"
+    with_service.write_text(every + "service_name = pgbouncer\n")
+    r = run(pgcoro_bin, "--check-config", str(with_service))
+    assert r.returncode == 2 and 'unknown key "service_name"' in r.stderr, r.stderr

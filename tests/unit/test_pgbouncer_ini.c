@@ -104,10 +104,15 @@ START_TEST(test_main_section)
 	ck_assert_int_eq(cfg->dbs[0].load_balance_hosts, LB_DISABLE);
 	cfg_free(cfg);
 
-	/* an empty [pgbouncer] section is a pgbouncer.ini too */
-	cfg = load_ok("[pgbouncer]\n");
+	/* an empty [pgbouncer] section is a pgbouncer.ini too (PgBouncer's own minimal
+	 * example); md5 without an auth_file is taken, with a warning */
+	cfg = load_ok("[databases]\n[pgbouncer]\n");
 	ck_assert(cfg->pgbouncer_ini);
 	ck_assert_str_eq(cfg->listen_addr, "");
+	ck_assert_int_eq(cfg->nwarnings, 1);
+	ck_assert_msg(strstr(cfg->warnings[0], "auth_type md5 without auth_file: no user can log "
+	                                       "in with a password"),
+	              "%s", cfg->warnings[0]);
 	cfg_free(cfg);
 	rm_dir();
 }
@@ -319,6 +324,7 @@ START_TEST(test_warned_keys)
 {
 	make_dir();
 	struct config *cfg = load_ok("[pgbouncer]\n"
+	                             "auth_type = trust\n"
 	                             "pkt_buf = 8192\n"
 	                             "sbuf_loopcnt = 5\n"
 	                             "dns_max_ttl = 30\n"
@@ -337,7 +343,7 @@ START_TEST(test_warned_keys)
 	ck_assert_int_eq(warned(cfg, "dns_max_ttl: no effect: pgcoro keeps no DNS cache"), 1);
 	ck_assert_int_eq(warned(cfg, "ignore_startup_parameters: not needed"), 1);
 	ck_assert_int_eq(warned(cfg, "server_login_retry: differs from PgBouncer's"), 1);
-	ck_assert_int_eq(warned(cfg, "pgbouncer.ini:8: auth_user: auth_query is not supported yet"),
+	ck_assert_int_eq(warned(cfg, "pgbouncer.ini:9: auth_user: auth_query is not supported yet"),
 	                 1);
 	ck_assert_int_eq(warned(cfg, "database \"a\": auth_user: auth_query is not supported yet"),
 	                 1);
@@ -345,7 +351,7 @@ START_TEST(test_warned_keys)
 	ck_assert_int_eq(cfg->nwarnings, 6);
 	/* each names where it was set: the last line of a key set twice */
 	char want[256];
-	snprintf(want, sizeof(want), "%s/pgbouncer.ini:10: pkt_buf: ", dir);
+	snprintf(want, sizeof(want), "%s/pgbouncer.ini:11: pkt_buf: ", dir);
 	ck_assert_int_eq(warned(cfg, want), 1);
 
 	/* SET of such a key warns too (the console logs it) */
@@ -368,7 +374,8 @@ START_TEST(test_not_yet)
 {
 	make_dir();
 	struct config *cfg =
-	    load_ok("[pgbouncer]\npeer_id = 0\nso_reuseport = 0\ntransaction_timeout = 0\n"
+	    load_ok("[pgbouncer]\nauth_type = trust\npeer_id = 0\nso_reuseport = 0\n"
+	            "transaction_timeout = 0\n"
 	            "login_notify_message = \"\"\nserver_tls_ciphers = secure\n"
 	            "server_tls13_ciphers =\nauth_ldap_options =\nquery_wait_notify = 0\n"
 	            "autodb_idle_timeout = 0\n");
