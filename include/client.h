@@ -21,6 +21,7 @@ struct console_session;
 struct login;
 struct prep_client;
 struct notify_client;
+struct listenstmt_client;
 
 enum client_state {
 	CL_LOGIN,   /* global login list: startup packet, authentication */
@@ -64,6 +65,8 @@ struct client {
 	struct prep_client *prep;   /* its named prepared statements (transaction mode), once
 	                             * it has one */
 	struct notify_client *notify; /* its LISTEN channels (transaction mode), once it has one */
+	struct listenstmt_client *listenstmt; /* its statements that run LISTEN/UNLISTEN on
+	                             * servers (transaction mode), once it has one */
 	uint64_t param_sig;         /* digest of the startup parameters applied by parameter sync */
 	uint64_t session_sig;       /* digest of session_params (0: none) */
 	struct stream st;           /* the client's socket */

@@ -1,6 +1,8 @@
 /* LISTEN/NOTIFY in transaction and statement mode: a client's LISTEN and UNLISTEN are
  * served by one libpq listener connection per pool, shared by the pool's clients, and
- * the notifications it receives are delivered to each subscribed client. */
+ * the notifications it receives are delivered to each subscribed client. (A LISTEN or
+ * UNLISTEN that runs on a pooled server is read by listenstmt.c, which subscribes the
+ * client here when it commits.) */
 #ifndef PGCORO_NOTIFY_H
 #define PGCORO_NOTIFY_H
 
@@ -35,5 +37,24 @@ void notify_client_free(client_t *c);
 
 /* The pool is being freed: its listener connection is closed. */
 void notify_pool_free(pool_t *p);
+
+/* ---- for listenstmt.c: LISTEN/UNLISTEN that ran on a server and committed ------------ */
+
+/* C subscribes to CHANNEL (a no-op when it does already); *DARK: the listener does not
+ * listen to it yet (its LISTEN is issued now). False: no memory (C is not closed). */
+bool notify_subscribe(client_t *c, const char *channel, bool *dark)
+	__attribute__((warn_unused_result));
+
+/* C unsubscribes from CHANNEL, or from every channel when it is NULL; the notifications
+ * held for C on them go. */
+void notify_unsubscribe(client_t *c, const char *channel);
+
+/* When some channel of C is not listened to yet: C's relay waits for the listener (true),
+ * and is resumed (relay_server_to_client) once it listens, or once the listener
+ * connection fails. */
+bool notify_hold(client_t *c);
+
+/* True while C's relay waits for the listener (notify_hold). */
+bool notify_holding(const client_t *c);
 
 #endif

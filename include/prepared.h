@@ -231,10 +231,10 @@ static inline bool prep_quiet(const struct prep_ring *r)
 /* S's server-side statements are gone (DISCARD ALL in housekeeping). */
 void prep_server_forget(server_t *s);
 
-/* S (tracking) began a COPY FROM STDIN: the last K Syncs recorded reached PostgreSQL
- * inside it and get no ReadyForQuery: their entries go (as many of the ring's last
- * entries as are plain Syncs, at most K). */
-void prep_forget_syncs(server_t *s, unsigned k);
+/* S (tracking) began a COPY FROM STDIN: the last K Syncs recorded may have reached
+ * PostgreSQL inside it: their entries go (as many of the ring's last entries as are plain
+ * Syncs, at most K). Returns how many went. */
+unsigned prep_forget_syncs(server_t *s, unsigned k);
 
 /* Frees S's tracking state (S is being freed). */
 void prep_server_free(server_t *s);

@@ -41,6 +41,7 @@ enum server_hk {
 	HK_SYNC = 1 << 4,     /* apply the linked client's startup parameters */
 	HK_REFRESH = 1 << 5,  /* re-read the reported parameters */
 	HK_CHECK = 1 << 6,    /* server_check_query before handing out a long-idle server */
+	HK_UNLISTEN = 1 << 7, /* UNLISTEN *: a released server that listened (listen_seen) */
 };
 
 struct server {
@@ -58,18 +59,29 @@ struct server {
 	bool cancel_again;           /* a cancel asked for while one ran: sent after it */
 	bool fatal_passed;           /* the relay passed the server's FATAL to its client: when
 	                             * the server closes, the client needs no second error */
+	bool listen_seen;            /* it ran a LISTEN or sent a notification (transaction/
+	                             * statement mode): UNLISTEN * before idle */
+	bool listen_track;           /* its client's LISTEN/UNLISTEN are outstanding or not yet
+	                             * committed: the relay shows listenstmt.c tags, errors and
+	                             * ReadyForQuery (listenstmt.h) */
 	pool_t *pool;
 	client_t *client;            /* linked client (SV_ACTIVE, or SV_HOUSEKEEPING for a sync) */
 	uint32_t msg_pending;        /* bytes of the current server message still to pass */
 	int out_syncs;               /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
-	bool copy_in;                /* in COPY FROM STDIN (CopyInResponse passed; the client's
-	                             * CopyDone/CopyFail ends it): PostgreSQL ignores Sync and
-	                             * Flush then, so they are not counted */
-	bool sync_chain;             /* Syncs right after the last Query/Execute are counted in
-	                             * syncs_after: ignored if that request starts a COPY */
-	bool copy_end_early;         /* a CopyDone/CopyFail went after the last Query/Execute,
-	                             * before any CopyInResponse: the COPY it answers has ended */
-	uint16_t syncs_after;
+	/* COPY FROM STDIN (relay.c): PostgreSQL ignores Sync and Flush inside it, so a Sync
+	 * the client sends there is counted only once the COPY's end says whether it was
+	 * inside: never fewer answers expected than will come (the server would change hands
+	 * with answers still due), at worst more (then the server stays this client's and is
+	 * closed when it leaves). */
+	bool copy_open;              /* the server's CopyInResponse passed, not yet its
+	                             * CommandComplete / ErrorResponse */
+	bool copy_in;                /* the client is inside that COPY: its Syncs are tentative */
+	bool copy_unsure;            /* the count cannot be known (tracked, an error ended the
+	                             * COPY after tentative Syncs): never released, closed */
+	bool sync_chain;             /* only Syncs (Flush, CopyData) since the last Query/Execute */
+	uint16_t syncs_after;        /* those Syncs */
+	uint16_t copy_ends_unmatched; /* CopyDone/CopyFail sent outside a known COPY */
+	uint32_t copy_syncs;         /* tentative Syncs: ignored if the COPY succeeds */
 	uint32_t closes_pending;     /* untracked: Close messages sent, CloseComplete not seen */
 	unsigned conn_gen;           /* the pool's conn_gen when it was made */
 	uint64_t query_start_us;     /* clock_now_us() when the request in flight began */

@@ -22,6 +22,7 @@
 #include "auth.h"
 #include "config.h"
 #include "console.h"
+#include "listenstmt.h"
 #include "log.h"
 #include "login.h"
 #include "metrics.h"
@@ -429,6 +430,7 @@ static void client_free(client_t *c)
 	console_forget(c);
 	prep_client_free(c);
 	notify_client_free(c);
+	listenstmt_client_free(c);
 	if (c->session_params)
 		for (int i = 0; i < SERVER_NPARAMS; i++)
 			free(c->session_params[i]);
@@ -561,6 +563,7 @@ void client_on_server_ready(client_t *c)
 static bool at_release_point(client_t *c, server_t *s)
 {
 	return s->state == SV_ACTIVE && s->out_syncs == 0 && !s->mid_ext && s->msg_pending == 0 &&
+	       !(s->copy_open | s->copy_in | s->copy_unsure) && s->copy_syncs == 0 &&
 	       c->msg_pending == 0 && !s->cancel_running &&
 	       stream_input_len(&s->st) == 0 && stream_output_len(&s->st) == 0 &&
 	       (!s->prep_on || (prep_quiet(&s->pring) && stream_input_len(&c->st) == 0));
@@ -602,9 +605,11 @@ enum proto_frame client_next(client_t *c, uint32_t max, struct proto_msg *m)
 	return f;
 }
 
-/* A LISTEN or named Parse pgcoro may answer itself is waited for whole up to this size;
+/* A LISTEN or named Parse pgcoro may answer itself, or a message the relay would wait
+ * for whole (a LISTEN perhaps, listenstmt.h), is waited for whole up to this size;
  * anything larger goes to a server as it comes. */
 #define IDLE_WHOLE_MAX (64 * 1024)
+_Static_assert(LISTENSTMT_TEXT_MAX <= IDLE_WHOLE_MAX, "what the relay waits for, idle clients do");
 
 /* A client without a server sent something: a Terminate ends it; a LISTEN/UNLISTEN
  * (notify.c) or a named Parse of a statement a server knows (prepared.c) may be answered
@@ -632,8 +637,18 @@ static void on_idle_input(client_t *c)
 		uint8_t lower = first | 0x20;
 		bool maybe_ours = m.type == 'P' ? first != 0
 						: m.type == 'Q' && (lower == 'l' || lower == 'u' || first <= ' ');
-		if (maybe_ours && f == PROTO_NEED_MORE && m.size <= IDLE_WHOLE_MAX)
+		/* one the relay would wait for whole (a LISTEN perhaps): waited for here too, or
+		 * a server would come and go while nothing can be sent to it */
+		bool whole_first = maybe_ours ||
+				   (f == PROTO_NEED_MORE &&
+				    listenstmt_look_client(c, m.data, stream_input_len(&c->st), m.len) ==
+					    LISTENSTMT_WAIT);
+		if (whole_first && f == PROTO_NEED_MORE && m.size <= IDLE_WHOLE_MAX)
 			return; /* the rest comes with the next read */
+		if (maybe_ours && f == PROTO_OK && (m.type == 'P' || c->listenstmt) &&
+		    listenstmt_look_client(c, m.data, m.size, m.len) == LISTENSTMT_SEE &&
+		    !listenstmt_client_sent(c, NULL, m.data, m.size, m.len))
+			return; /* closed */
 		if (!maybe_ours || f != PROTO_OK ||
 		    !(m.type == 'P' ? prep_answer_idle(c, &m) : notify_answer_idle(c, &m))) {
 			wait_for_server(c);

@@ -12,7 +12,11 @@
  * once when it is idle, else held until it gives its server back (PostgreSQL too
  * delivers them between transactions). NOTIFY itself passes through the relay. If the
  * listener connection fails, waiting LISTENs get an error, and it is made again (once
- * a second) while clients subscribe; notifications meanwhile are lost. */
+ * a second) while clients subscribe; notifications meanwhile are lost.
+ * Any other LISTEN/UNLISTEN runs on the client's server (listenstmt.c reads it there);
+ * when it commits, the client is subscribed here (notify_subscribe), and the relay holds
+ * that ReadyForQuery until the listener listens (notify_hold). After an UNLISTEN the
+ * notifications held for its channels go, as PostgreSQL drops them. */
 #include "notify.h"
 
 #include <stdlib.h>
@@ -22,12 +26,14 @@
 #include <event2/event_struct.h>
 #include <libpq-fe.h>
 
+#include "array.h"
 #include "client.h"
 #include "config.h"
 #include "executor.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
+#include "relay.h"
 #include "runtime.h"
 #include "stream.h"
 
@@ -66,34 +72,26 @@ struct notify_conn {
 	int nchans, cap;
 };
 
-/* A client's channels, and the notifications held while it is busy. */
+enum await_kind {
+	AWAIT_NONE,
+	AWAIT_IDLE,  /* its simple Query LISTEN of idle_ch: answered here (input not read) */
+	AWAIT_RELAY, /* its server's ReadyForQuery is held until all its channels listen */
+};
+
+/* A client's channels and the notifications held while it is busy. */
 struct notify_client {
 	struct chan **chans;
 	int n, cap;
-	struct chan *awaiting; /* its LISTEN waits for the listener (input not read) */
+	enum await_kind await;
+	struct chan *idle_ch;
 	struct pbuf held;
-	struct event resume_ev; /* after the answer: the client's input is handled again */
+	struct event resume_ev; /* after the answer: the client's input, or its relay, goes on */
 };
 
 void notify_init(struct runtime *r)
 {
 	rt = r;
 	pbuf_init(&out);
-}
-
-static bool grow(void **arr, int *cap, int need, size_t elem)
-{
-	if (need <= *cap)
-		return true;
-	int n = *cap ? *cap * 2 : 4;
-	while (n < need)
-		n *= 2;
-	void *p = realloc(*arr, (size_t)n * elem);
-	if (!p)
-		return false;
-	*arr = p;
-	*cap = n;
-	return true;
 }
 
 /* ---- answers to clients -------------------------------------------------------------- */
@@ -120,10 +118,11 @@ static void send_out(client_t *c, bool now)
 	pbuf_reset(&out);
 }
 
-/* Ends C's wait for its LISTEN: answered with TAG, or with the error MSG. */
+/* Ends C's wait for its simple Query LISTEN: answered, or with the error MSG. */
 static void answer_listen(client_t *c, const char *msg)
 {
-	c->notify->awaiting = NULL;
+	c->notify->await = AWAIT_NONE;
+	c->notify->idle_ch = NULL;
 	if (msg)
 		proto_build_error(&out, "ERROR", "08006", msg, NULL, NULL);
 	else
@@ -134,14 +133,25 @@ static void answer_listen(client_t *c, const char *msg)
 	event_active(&c->notify->resume_ev, EV_TIMEOUT, 0);
 }
 
+/* Ends C's wait for the listener before its ReadyForQuery goes on (AWAIT_RELAY). */
+static void release_hold(client_t *c)
+{
+	c->notify->await = AWAIT_NONE;
+	event_active(&c->notify->resume_ev, EV_TIMEOUT, 0); /* not from here, as above */
+}
+
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	client_t *c = arg;
-	if (c->state == CL_IDLE && !c->notify->awaiting)
+	if (c->notify->await != AWAIT_NONE)
+		return;
+	if (c->state == CL_IDLE)
 		client_resume_idle(c);
+	else if (c->state == CL_ACTIVE && c->server)
+		relay_server_to_client(c->server); /* the ReadyForQuery held goes on */
 }
 
-bool notify_awaiting(const client_t *c) { return c->notify && c->notify->awaiting; }
+bool notify_awaiting(const client_t *c) { return c->notify && c->notify->await == AWAIT_IDLE; }
 
 void notify_client_idle(client_t *c)
 {
@@ -190,8 +200,29 @@ static void chans_prune(struct notify_conn *nc)
 static void connect_start(struct notify_conn *nc);
 static void reconcile(struct notify_conn *nc);
 
-/* The listener connection failed (REASON): waiting LISTENs get an error, every channel
- * is marked not listened, and a reconnect is armed while clients subscribe. */
+/* True when every channel of C is listened to by the listener (its LISTENs answered). */
+static bool all_live(const struct notify_client *ncl)
+{
+	for (int i = 0; i < ncl->n; i++)
+		if (!ncl->chans[i]->listening || ncl->chans[i]->sent < 0)
+			return false;
+	return true;
+}
+
+/* C no longer has channel CH (already off CH's subscribers). */
+static void client_drop_chan(struct notify_client *ncl, const struct chan *ch)
+{
+	for (int j = 0; j < ncl->n; j++)
+		if (ncl->chans[j] == ch) {
+			ncl->chans[j] = ncl->chans[--ncl->n];
+			return;
+		}
+}
+
+/* The listener connection failed (REASON): waiting LISTENs get an error, ReadyForQuery
+ * held for it goes on (the client stays subscribed: its LISTEN committed on its server),
+ * every channel is marked not listened, and a reconnect is armed while clients
+ * subscribe. */
 static void conn_failed(struct notify_conn *nc, const char *reason)
 {
 	log_warning("pool %s/%s: LISTEN connection: %s", nc->pool->dbname, nc->pool->user, reason);
@@ -208,14 +239,14 @@ static void conn_failed(struct notify_conn *nc, const char *reason)
 		ch->sent = 0;
 		for (int k = 0; k < ch->nsubs;) {
 			client_t *c = ch->subs[k];
-			if (c->notify->awaiting == ch) {
+			if (c->notify->await == AWAIT_IDLE && c->notify->idle_ch == ch) {
 				chan_drop_sub(ch, c); /* not subscribed: PostgreSQL's LISTEN failed */
-				for (int j = 0; j < c->notify->n; j++)
-					if (c->notify->chans[j] == ch)
-						c->notify->chans[j] = c->notify->chans[--c->notify->n];
+				client_drop_chan(c->notify, ch);
 				answer_listen(c, "LISTEN failed: pgcoro's listener connection is down");
 				continue;
 			}
+			if (c->notify->await == AWAIT_RELAY)
+				release_hold(c);
 			k++;
 		}
 		wanted |= ch->nsubs > 0;
@@ -230,11 +261,11 @@ static void conn_failed(struct notify_conn *nc, const char *reason)
 static void deliver(struct notify_conn *nc, const PGnotify *n)
 {
 	struct chan *ch = chan_find(nc, n->relname);
-	if (!ch)
-		return;
+	if (!ch || ch->sent < 0)
+		return; /* UNLISTEN in flight: its subscribers came after it, their LISTEN waits */
 	for (int i = 0; i < ch->nsubs; i++) {
 		client_t *c = ch->subs[i];
-		if (c->state == CL_CLOSING || c->notify->awaiting == ch)
+		if (c->state == CL_CLOSING)
 			continue;
 		proto_build_notification(&out, (uint32_t)n->be_pid, n->relname,
 					 n->extra ? n->extra : "");
@@ -254,9 +285,13 @@ static void query_done(struct notify_conn *nc, bool ok)
 		ch->sent = 0;
 		if (!ch->listening)
 			continue;
-		for (int k = 0; k < ch->nsubs; k++) /* answer_listen may close nobody here */
-			if (ch->subs[k]->notify->awaiting == ch)
+		for (int k = 0; k < ch->nsubs; k++) { /* answer_listen may close nobody here */
+			struct notify_client *ncl = ch->subs[k]->notify;
+			if (ncl->await == AWAIT_IDLE && ncl->idle_ch == ch)
 				answer_listen(ch->subs[k], NULL);
+			else if (ncl->await == AWAIT_RELAY && all_live(ncl))
+				release_hold(ch->subs[k]);
+		}
 	}
 	chans_prune(nc);
 	reconcile(nc);
@@ -490,18 +525,27 @@ void notify_pool_free(pool_t *p)
 
 /* ---- clients ------------------------------------------------------------------------- */
 
-/* C subscribes to NAME: true when C must wait for the listener's LISTEN (then AWAIT). */
-static bool subscribe(client_t *c, struct notify_conn *nc, const char *name, bool *await)
+/* The client's notification state, made the first time it is needed (NULL: no memory). */
+static struct notify_client *ncl_of(client_t *c)
+{
+	if (!c->notify && (c->notify = calloc(1, sizeof(*c->notify))))
+		event_assign(&c->notify->resume_ev, rt->base, -1, 0, resume_cb, c);
+	return c->notify;
+}
+
+/* C subscribes to NAME; *DARK: the listener does not listen to it yet (its LISTEN is
+ * issued now). False: no memory. */
+static bool subscribe(client_t *c, struct notify_conn *nc, const char *name, bool *dark)
 {
 	struct notify_client *ncl = c->notify;
 	struct chan *ch = chan_find(nc, name);
 	for (int i = 0; ch && i < ncl->n; i++)
 		if (ncl->chans[i] == ch) {
-			*await = false; /* already listening: a no-op, as in PostgreSQL */
+			*dark = false; /* already listening: a no-op, as in PostgreSQL */
 			return true;
 		}
 	if (!ch) {
-		if (!grow((void **)&nc->chans, &nc->cap, nc->nchans + 1, sizeof(*nc->chans)))
+		if (!array_grow((void **)&nc->chans, &nc->cap, nc->nchans + 1, sizeof(*nc->chans)))
 			return false;
 		ch = calloc(1, sizeof(*ch));
 		if (!ch)
@@ -509,18 +553,40 @@ static bool subscribe(client_t *c, struct notify_conn *nc, const char *name, boo
 		strcpy(ch->name, name);
 		nc->chans[nc->nchans++] = ch;
 	}
-	if (!grow((void **)&ch->subs, &ch->cap, ch->nsubs + 1, sizeof(*ch->subs)) ||
-	    !grow((void **)&ncl->chans, &ncl->cap, ncl->n + 1, sizeof(*ncl->chans))) {
+	if (!array_grow((void **)&ch->subs, &ch->cap, ch->nsubs + 1, sizeof(*ch->subs)) ||
+	    !array_grow((void **)&ncl->chans, &ncl->cap, ncl->n + 1, sizeof(*ncl->chans))) {
 		chans_prune(nc);
 		return false;
 	}
 	ch->subs[ch->nsubs++] = c;
 	ncl->chans[ncl->n++] = ch;
-	*await = !ch->listening || ch->sent < 0;
-	if (*await)
-		ncl->awaiting = ch;
+	*dark = !ch->listening || ch->sent < 0;
 	reconcile(nc);
 	return true;
+}
+
+/* Drops the notifications held for C on channels it no longer listens to (PostgreSQL
+ * does not deliver what it received before an UNLISTEN committed). */
+static void held_filter(struct notify_client *ncl)
+{
+	struct pbuf *h = &ncl->held;
+	size_t kept = 0, at = 0;
+	if (h->failed)
+		return;
+	while (at + PROTO_HDR + 4 < h->len) { /* NotificationResponse: pid, channel, payload */
+		size_t size = 1 + ((size_t)h->data[at + 1] << 24 | (size_t)h->data[at + 2] << 16 |
+				   (size_t)h->data[at + 3] << 8 | h->data[at + 4]);
+		const char *chan = (const char *)h->data + at + PROTO_HDR + 4;
+		bool keep = false;
+		for (int i = 0; i < ncl->n && !keep; i++)
+			keep = strcmp(ncl->chans[i]->name, chan) == 0;
+		if (keep) {
+			memmove(h->data + kept, h->data + at, size);
+			kept += size;
+		}
+		at += size;
+	}
+	h->len = kept;
 }
 
 /* C unsubscribes from NAME, or from every channel when NAME is NULL. */
@@ -536,6 +602,8 @@ static void unsubscribe(client_t *c, struct notify_conn *nc, const char *name)
 		chan_drop_sub(ch, c);
 		ncl->chans[i] = ncl->chans[--ncl->n];
 	}
+	if (ncl->held.len)
+		held_filter(ncl);
 	chans_prune(nc);
 	reconcile(nc);
 }
@@ -550,17 +618,15 @@ bool notify_answer_idle(client_t *c, const struct proto_msg *m)
 	if (kind == LISTEN_OTHER)
 		return false;
 	struct notify_conn *nc = conn_of(c->pool);
-	if (!c->notify && (c->notify = calloc(1, sizeof(*c->notify))))
-		event_assign(&c->notify->resume_ev, rt->base, -1, 0, resume_cb, c);
-	if (!nc || !c->notify) {
+	if (!nc || !ncl_of(c)) {
 		client_disconnect(c, "53200", "out of memory serving LISTEN");
 		return true;
 	}
 	client_take(c, m);
-	bool await = false;
+	bool dark = false;
 	switch (kind) {
 	case LISTEN_ONE:
-		if (!subscribe(c, nc, name, &await)) {
+		if (!subscribe(c, nc, name, &dark)) {
 			client_disconnect(c, "53200", "out of memory serving LISTEN");
 			return true;
 		}
@@ -572,7 +638,9 @@ bool notify_answer_idle(client_t *c, const struct proto_msg *m)
 		unsubscribe(c, nc, NULL);
 		break;
 	}
-	if (await && c->notify->awaiting) {
+	if (dark) {
+		c->notify->await = AWAIT_IDLE;
+		c->notify->idle_ch = chan_find(nc, name);
 		stream_set_read(&c->st, false); /* the answer comes when the listener listens */
 		return true;
 	}
@@ -595,3 +663,25 @@ void notify_client_free(client_t *c)
 	free(ncl);
 	c->notify = NULL;
 }
+
+bool notify_subscribe(client_t *c, const char *channel, bool *dark)
+{
+	struct notify_conn *nc = conn_of(c->pool);
+	return nc && ncl_of(c) && subscribe(c, nc, channel, dark);
+}
+
+void notify_unsubscribe(client_t *c, const char *channel)
+{
+	if (c->notify && c->pool->notify)
+		unsubscribe(c, c->pool->notify, channel);
+}
+
+bool notify_hold(client_t *c)
+{
+	if (!c->notify || all_live(c->notify))
+		return false;
+	c->notify->await = AWAIT_RELAY;
+	return true;
+}
+
+bool notify_holding(const client_t *c) { return c->notify && c->notify->await == AWAIT_RELAY; }

@@ -1429,9 +1429,13 @@ bool prep_answer_idle(client_t *c, const struct proto_msg *m)
 	return true;
 }
 
-void prep_forget_syncs(server_t *s, unsigned k)
+unsigned prep_forget_syncs(server_t *s, unsigned k)
 {
 	struct prep_ring *r = &s->pring;
-	while (k-- > 0 && r->len > 0 && r->kind[(r->head + r->len - 1) & r->mask] == PK_SYNC)
+	unsigned n = 0;
+	while (n < k && r->len > 0 && r->kind[(r->head + r->len - 1) & r->mask] == PK_SYNC) {
 		r->len--;
+		n++;
+	}
+	return n;
 }

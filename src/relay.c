@@ -9,7 +9,11 @@
  * held whole. Only the messages the pooler must understand are looked at whole:
  * ReadyForQuery (transaction state, the release point), ParameterStatus (tracked
  * parameters), ErrorResponse (its SQLSTATE class, when metrics are on) and Terminate; one of those not fully arrived stays in the source's input
- * until the rest comes.
+ * until the rest comes. In transaction mode LISTEN/UNLISTEN are shown to listenstmt.c
+ * (listenstmt.h): the client messages that may run one (waited for whole), and while one
+ * is outstanding the server's CommandComplete, ErrorResponse and ReadyForQuery, which
+ * it may hold until the listener connection listens; a pooled server's notifications are
+ * swallowed (the listener connection delivers them).
  * When the server tracks prepared statements (transaction mode, prepared.h), every
  * message header on either side goes through prep_client_msg / prep_server_msg: most
  * pass in the run; a named Parse/Bind/Describe/Close is replaced by what prepared.c
@@ -28,6 +32,7 @@
 #include "client.h"
 #include "clock.h"
 #include "config.h"
+#include "listenstmt.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
@@ -69,8 +74,9 @@ static inline void client_msg_seen(server_t *s, uint8_t type)
 	case 'd':
 		return;
 	case 'c':
-	case 'f':
-		s->copy_end_early = true; /* nothing is in COPY: ignored, or it answers below */
+	case 'f': /* no COPY known: a stray end, or one sent before its CopyInResponse */
+		if (s->copy_ends_unmatched < UINT16_MAX)
+			s->copy_ends_unmatched++;
 		break;
 	case 'F':
 		s->out_syncs++;
@@ -90,22 +96,25 @@ static inline void client_msg_seen(server_t *s, uint8_t type)
 request:
 	s->sync_chain = true;
 	s->syncs_after = 0;
-	s->copy_end_early = false;
 }
 
 /* Inside COPY FROM STDIN a client message of TYPE about to go to S: true when it passes
- * as COPY traffic (data; its end; a Sync or Flush, which PostgreSQL ignores there),
- * counted nowhere and not tracked. False: anything else, which ends the COPY with an
- * error (PostgreSQL's): it is counted as usual. */
+ * as COPY traffic (data; its end; a Sync, tentative, or a Flush), tracked nowhere. False:
+ * anything else, which ends the COPY with PostgreSQL's error: counted as usual. */
 static bool copy_msg_seen(server_t *s, uint8_t type)
 {
 	switch (type) {
+	case 'S':
+		if (s->copy_syncs < (1u << 30))
+			s->copy_syncs++;
+		else
+			s->copy_unsure = true; /* past any honest count: never released */
+		return true;
 	case 'c':
 	case 'f':
 		s->copy_in = false;
 		/* fall through */
 	case 'd':
-	case 'S':
 	case 'H':
 		return true;
 	default:
@@ -114,21 +123,45 @@ static bool copy_msg_seen(server_t *s, uint8_t type)
 	}
 }
 
-/* S's CopyInResponse is passing: COPY FROM STDIN began, at the request the client sent
- * last (it waits for this before sending data). The Syncs it sent right after that
- * request reached PostgreSQL inside the COPY and get no ReadyForQuery: uncounted. */
+/* S's CopyInResponse is passing: a COPY FROM STDIN began at a request the client sent.
+ * If a CopyDone/CopyFail went that the COPY has not met yet, PostgreSQL reads it (in
+ * order) and the COPY may be over already: nothing is tentative. Else the Syncs sent
+ * right after the last Query/Execute (nothing but Syncs, Flushes and CopyData since)
+ * reached PostgreSQL after the COPY began: they become tentative, and so do those the
+ * client sends inside it. */
 static void copy_begins(server_t *s)
 {
+	s->copy_open = true;
+	if (s->copy_ends_unmatched) {
+		s->copy_ends_unmatched--;
+		s->sync_chain = false;
+		return;
+	}
 	unsigned k = s->sync_chain ? s->syncs_after : 0;
 	if (k > (unsigned)s->out_syncs)
 		k = (unsigned)s->out_syncs;
-	s->out_syncs -= (int)k;
 	if (k && s->prep_on)
-		prep_forget_syncs(s, k);
-	s->syncs_after = 0;
+		k = prep_forget_syncs(s, k); /* the last entries of its ring, if they are those */
+	s->out_syncs -= (int)k;
+	s->copy_syncs += k;
 	s->sync_chain = false;
-	s->copy_in = !s->copy_end_early; /* its end went already (sent before this arrived) */
-	s->copy_end_early = false;
+	s->syncs_after = 0;
+	s->copy_in = true;
+}
+
+/* S's COPY ended (OK: CommandComplete, after the client's CopyDone with no error before
+ * it, so every tentative Sync was read inside it and ignored; else an ErrorResponse, after
+ * which some may have been read outside it: all are expected, more than may come). */
+static void copy_ends(server_t *s, bool ok)
+{
+	s->copy_open = false;
+	s->copy_in = false;
+	if (!ok && s->copy_syncs) {
+		s->out_syncs += (int)s->copy_syncs;
+		if (s->prep_on)
+			s->copy_unsure = true; /* their answers are in no ring: not reusable */
+	}
+	s->copy_syncs = 0;
 }
 
 /* A request begins on S with nothing outstanding: its clock (and the transaction's,
@@ -167,7 +200,7 @@ static void request_answered(server_t *s)
 }
 
 /* Bookkeeping for a whole ReadyForQuery, ParameterStatus or ErrorResponse from S (MSG
- * points at the type byte). */
+ * points at the type byte); nothing for another type the relay looked at. */
 static inline void server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len)
 {
 	if (msg[0] == 'E') {
@@ -185,7 +218,7 @@ static inline void server_msg_seen(server_t *s, const uint8_t *msg, uint32_t len
 		if (!s->out_syncs && !s->mid_ext)
 			s->closes_pending = 0; /* nothing outstanding (Closes skipped after an error) */
 		request_answered(s);
-	} else {
+	} else if (msg[0] == 'S') { /* not a NotificationResponse passed (listenstmt.h) */
 		const char *name, *value;
 		if (proto_parse_param_status(msg + PROTO_HDR, len - 4, &name, &value))
 			server_param_seen(s, name, value);
@@ -215,6 +248,8 @@ enum frame_end {
 	FE_PREP,      /* prepared statements: prep took, dropped or awaits this message */
 	FE_TRACK,     /* prepared statements: tracking must begin before this message */
 	FE_ANSWERS,   /* prepared statements: answers pgcoro owes go after this message */
+	FE_DROP,      /* server side: a notification of a pooled server, swallowed */
+	FE_HOLD,      /* server side: a ReadyForQuery waits for the listener (listenstmt.h) */
 };
 
 /* The whole client message MSG prep replaced or dropped (ACT), at the head of C's input:
@@ -277,6 +312,7 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 		size_t i = 0, limit = n < RELAY_BATCH ? n : RELAY_BATCH;
 		enum frame_end end = FE_MORE;
 		enum prep_act act = PREP_PASS;
+		enum listenstmt_look nl = LISTENSTMT_NO;
 		uint8_t type = 0;
 		uint32_t len = 0;
 		bool request = false;
@@ -306,6 +342,9 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				i = pass_bytes(i, n, (size_t)len + 1, &c->msg_pending);
 				continue;
 			}
+			nl = listenstmt_look_client(c, p + i, n - i, len);
+			if (nl == LISTENSTMT_WAIT)
+				break; /* a LISTEN perhaps: looked at whole, with the next read */
 			if (track && !prep_client_fast(&s->pring, p + i, n - i)) {
 				if (i && gathering) {
 					end = FE_BATCH; /* what passed first goes after the pending output */
@@ -320,6 +359,8 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				end = FE_TRACK; /* a named statement, perhaps: tracking begins here */
 				break;
 			}
+			if (nl == LISTENSTMT_SEE && !listenstmt_client_sent(c, s, p + i, n - i, len))
+				return false; /* closed */
 			client_msg_seen(s, type);
 			request = true;
 			i = pass_bytes(i, n, (size_t)len + 1, &c->msg_pending);
@@ -336,6 +377,9 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				stream_send(&s->st, p, i);
 			stream_consume(&c->st, i);
 		}
+		if (end == FE_PREP && nl == LISTENSTMT_SEE && (act == PREP_TAKEN || act == PREP_DROP) &&
+		    !listenstmt_client_sent(c, s, p + i, (size_t)len + 1, len))
+			return false; /* closed */
 		if (end == FE_PREP && prep_took(c, s, act, p + i, len, &request))
 			end = FE_BATCH;
 		if (track && s->pring.output) {
@@ -395,6 +439,8 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 {
 	bool count_closes = !track && s->closes_pending;
 	while (stream_output_len(&c->st) < RELAY_HIGH_WATER) {
+		/* only the client side turns it on (listenstmt.h): read once per batch */
+		bool watch = s->listen_track;
 		size_t n;
 		const uint8_t *p = stream_input(&s->st, &n);
 		size_t i = 0, limit = n < RELAY_BATCH ? n : RELAY_BATCH;
@@ -419,12 +465,31 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 				break;
 			}
 			bool inspect = type == 'Z' || ((type == 'S' || type == 'E') && len <= MAX_INSPECT);
-			if (inspect && (size_t)len + 1 > n - i)
+			if (__builtin_expect(watch || type == 'A', 0)) {
+				/* a notification of a pooled server (the listener delivers them); while
+				 * LISTEN is tracked, CommandComplete tags, errors, ReadyForQuery */
+				bool pooled_a = type == 'A' && c->pool->pool_mode != POOL_SESSION;
+				inspect |= pooled_a || (type == 'C' && watch && listenstmt_tag_len(len));
+				if (inspect && (size_t)len + 1 > n - i)
+					break; /* looked at whole: wait for the rest */
+				if (pooled_a || (watch && (type == 'E' || type == 'Z'))) {
+					enum listenstmt_act na = listenstmt_server_msg(s, p + i, len);
+					if (na != LISTENSTMT_PASS) {
+						end = na == LISTENSTMT_DROP ? FE_DROP : FE_HOLD;
+						break;
+					}
+				}
+			} else if (inspect && (size_t)len + 1 > n - i) {
 				break; /* looked at whole: wait for the rest */
+			}
 			if (count_closes && type == '3' && s->closes_pending)
 				s->closes_pending--;
-			if (type == 'G')
-				copy_begins(s);
+			if (__builtin_expect(type == 'G' || s->copy_open, 0)) {
+				if (type == 'G')
+					copy_begins(s);
+				else if (type == 'C' || type == 'E')
+					copy_ends(s, type == 'C');
+			}
 			if (track && !prep_server_fast(&s->pring, type, len)) {
 				enum prep_act act = prep_server_msg(s, p + i, n - i, len);
 				if (act == PREP_WAIT)
@@ -436,9 +501,15 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 			}
 			if (inspect) {
 				server_msg_seen(s, p + i, len);
+				if (__builtin_expect(watch, 0) && (type == 'C' || type == 'Z'))
+					listenstmt_server_passed(s, p + i, len);
 				i += (size_t)len + 1;
 				if (type == 'Z') {
 					end = FE_READY;
+					break;
+				}
+				if (track && s->pring.answers) {
+					end = FE_ANSWERS; /* due after this message (a CommandComplete) */
 					break;
 				}
 				continue;
@@ -472,6 +543,14 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 		case FE_PREP: /* a whole message of ours to swallow */
 			stream_take(&s->st, p + i, (size_t)len + 1);
 			prep_flush_answers(s);
+			continue;
+		case FE_DROP:
+			stream_take(&s->st, p + i, (size_t)len + 1);
+			if (stream_input_len(&s->st) == 0) {
+				client_maybe_release(c); /* it may have been the last thing in the way */
+				if (s->client != c || c->state != CL_ACTIVE)
+					return false;
+			}
 			continue;
 		case FE_ANSWERS:
 		case FE_BATCH:

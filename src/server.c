@@ -3,7 +3,8 @@
  * (they may resolve host names, run SCRAM's PBKDF2, do a TLS handshake); the loop only
  * waits on PQsocket() between steps, re-armed each time. Once connected, the relay owns
  * the socket through a stream; libpq takes it back only at a ReadyForQuery boundary
- * for housekeeping (rollback, server_reset_query, parameter sync) with its async API.
+ * for housekeeping (rollback, server_reset_query, parameter sync, UNLISTEN * after a
+ * client's LISTEN ran there) with its async API.
  * Reported parameters: libpq learns the ones it sees; the relay reports the ones it
  * passes (server_param_seen). When the two disagree before a libpq query, the truth is
  * re-read with one query afterwards (HK_REFRESH). */
@@ -624,6 +625,8 @@ static void hk_finish(server_t *s)
 	s->out_syncs = 0;
 	s->mid_ext = false;
 	s->msg_pending = 0;
+	s->copy_open = s->copy_in = s->copy_unsure = false;
+	s->copy_syncs = 0;
 	if (rt->shutting_down) {
 		server_disconnect(s, "shutting down");
 		return;
@@ -640,7 +643,7 @@ static void hk_finish(server_t *s)
 static const char *const hk_names[] = {"connect_query",     "ROLLBACK",
 				       "server_reset_query", "RESET ALL",
 				       "parameter sync",     "parameter refresh",
-				       "server_check_query"};
+				       "server_check_query", "UNLISTEN *"};
 
 static const char *hk_name(unsigned step)
 {
@@ -726,7 +729,7 @@ static bool hk_send_sync(server_t *s, bool *sent)
 static void hk_next(server_t *s)
 {
 	unsigned step = 0;
-	for (unsigned bit = HK_CONNECT; bit <= HK_CHECK; bit <<= 1) {
+	for (unsigned bit = HK_CONNECT; bit <= HK_UNLISTEN; bit <<= 1) {
 		if (s->hk_plan & bit) {
 			step = bit;
 			break;
@@ -751,7 +754,10 @@ static void hk_next(server_t *s)
 		ok = PQsendQuery(s->conn, rt->cfg->server_reset_query) == 1;
 		break;
 	case HK_UNSET:
-		ok = PQsendQuery(s->conn, "RESET ALL") == 1;
+		/* RESET ALL leaves what PostgreSQL marks GUC_NO_RESET_ALL: the role and the
+		 * session authorization a startup -c may have set go first */
+		ok = PQsendQuery(s->conn, "SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL") ==
+		     1;
 		break;
 	case HK_SYNC:
 		ok = hk_send_sync(s, &sent);
@@ -763,6 +769,9 @@ static void hk_next(server_t *s)
 		ok = PQsendQuery(s->conn, strcmp(rt->cfg->server_check_query, "<empty>") == 0
 						  ? ""
 						  : rt->cfg->server_check_query) == 1;
+		break;
+	case HK_UNLISTEN:
+		ok = PQsendQuery(s->conn, "UNLISTEN *") == 1;
 		break;
 	}
 	if (!ok) {
@@ -817,6 +826,8 @@ static void hk_step_done(server_t *s)
 	}
 	if (step == HK_CHECK)
 		s->fresh = true;
+	if (step == HK_UNLISTEN)
+		s->listen_seen = false;
 	if (step == HK_RESET || step == HK_UNSET) {
 		s->applied_sig = 0;
 		s->applied_other = false;
@@ -852,6 +863,9 @@ static void hk_cb(evutil_socket_t fd, short what, void *arg)
 		server_disconnect(s, "%s: %s", hk_name(s->hk_running), PQerrorMessage(s->conn));
 		return;
 	}
+	PGnotify *n; /* of a server that listened, before its UNLISTEN *: nobody's */
+	while ((n = PQnotifies(s->conn)))
+		PQfreemem(n);
 	while (!PQisBusy(s->conn)) {
 		PGresult *res = PQgetResult(s->conn);
 		if (!res) {
@@ -886,6 +900,10 @@ void server_assign(server_t *s, client_t *c)
 	s->prep_on = false;
 	s->closes_pending = 0;
 	s->fatal_passed = false;
+	s->sync_chain = false; /* what the last client sent tells nothing of this one */
+	s->syncs_after = 0;
+	s->copy_ends_unmatched = 0;
+	s->listen_track = false;
 	if (c->prep && s->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0)
 		prep_server_start(s); /* a client that has named statements: tracked from here */
 	/* another client's startup settings on S: undone first (its own stay its own) */
@@ -918,8 +936,9 @@ void server_release(server_t *s)
 		server_disconnect(s, "shutting down");
 		return;
 	}
-	if (s->msg_pending || s->out_syncs || s->mid_ext ||
-	    stream_input_len(&s->st) || stream_output_len(&s->st)) {
+	if (s->msg_pending || s->out_syncs || s->mid_ext || s->copy_open || s->copy_in ||
+	    s->copy_unsure || s->copy_syncs || stream_input_len(&s->st) ||
+	    stream_output_len(&s->st)) {
 		server_disconnect(s, "client left in the middle of a query");
 		return;
 	}
@@ -938,6 +957,8 @@ void server_release(server_t *s)
 		plan |= HK_ROLLBACK;
 	if ((s->pool->pool_mode == POOL_SESSION || left_mid_xact) && rt->cfg->server_reset_query[0])
 		plan |= HK_RESET;
+	if (s->listen_seen)
+		plan |= HK_UNLISTEN; /* its client's LISTEN: served by the listener connection */
 	if (!plan) {
 		server_to_idle(s);
 		return;

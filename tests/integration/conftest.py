@@ -1300,3 +1300,19 @@ def wire_exec(w, sql):
                 return rows, errors, p.decode()
     except ConnectionClosed:
         return rows, errors, None
+
+
+JDBC_JAR = "/usr/share/java/postgresql.jar"
+
+
+def run_jdbc(inst, program, *args, timeout=240):
+    """Runs tests/integration/java/PROGRAM.java with pgjdbc against INST's database
+    postgres as APP_USER, with ARGS after the URL, user and password. Returns its exit
+    code and output (stdout then stderr)."""
+    assert shutil.which("java") and os.path.exists(JDBC_JAR), \
+        "needs default-jdk-headless and libpostgresql-jdbc-java (make deps)"
+    src = os.path.join(HERE, "java", f"{program}.java")
+    url = f"jdbc:postgresql://{inst.host}:{inst.port}/{inst.db('postgres')}?sslmode=disable"
+    r = subprocess.run(["java", "-cp", JDBC_JAR, src, url, APP_USER, APP_PASS, *args],
+                       capture_output=True, text=True, timeout=timeout, env=clean_env())
+    return r.returncode, r.stdout + r.stderr

@@ -3,17 +3,14 @@ drivers' named statements keep working although each transaction may run on anot
 server; answers are exactly PostgreSQL's, errors in the middle of a pipeline included."""
 
 import asyncio
-import os
 import re
-import shutil
 import struct
-import subprocess
 import threading
 
 import pytest
 
-from conftest import (APP_PASS, APP_USER, FLUSH, SYNC, Wire, bind, clean_env, close, describe,
-                      execute, parse, parse_data_row, parse_fields, pgbench_through, vmrss_kb)
+from conftest import (APP_PASS, APP_USER, FLUSH, SYNC, Wire, bind, close, describe, execute,
+                      parse, parse_data_row, parse_fields, pgbench_through, run_jdbc, vmrss_kb)
 
 TXN = {"pool_mode": "transaction", "default_pool_size": 2}
 
@@ -315,19 +312,10 @@ def test_psycopg3_pipeline_error_matches_postgres(pgcoro_factory, pg):
     inst.assert_serving()
 
 
-JAR = "/usr/share/java/postgresql.jar"
-
-
 def test_pgjdbc_prepare_threshold_and_fetch_size(pgcoro_factory, pg):
-    assert shutil.which("java") and os.path.exists(JAR), \
-        "needs default-jdk-headless and libpostgresql-jdbc-java (make deps)"
     inst = txn_pgcoro(pgcoro_factory)
-    src = os.path.join(os.path.dirname(__file__), "java", "PreparedJdbc.java")
-    url = f"jdbc:postgresql://{inst.host}:{inst.port}/{inst.db('postgres')}?sslmode=disable"
-    r = subprocess.run(["java", "-cp", JAR, src, url, APP_USER, APP_PASS, "12"],
-                       capture_output=True, text=True, timeout=240, env=clean_env())
-    out = r.stdout + r.stderr
-    assert r.returncode == 0 and out.startswith("ok "), out
+    rc, out = run_jdbc(inst, "PreparedJdbc", "12")
+    assert rc == 0 and out.startswith("ok "), out
     assert "does not exist" not in out and "already exists" not in out, out
     inst.assert_serving()
 

@@ -374,6 +374,37 @@ def req_listen(inst, w):
     assert t == "A" and p[4:] == b"cut_channel\0after the cuts\0", (t, p)
 
 
+def notify_twice(inst, w, channel):
+    """Two NOTIFYs on CHANNEL reach W, each once, in order."""
+    c = inst.pg.super_connect()
+    try:
+        for payload in ("after the cuts", "and again"):
+            c.cursor().execute(f"NOTIFY {channel}, '{payload}'")
+            t, p = w.read_msg()
+            assert t == "A" and p[4:] == f"{channel}\0{payload}\0".encode(), (t, p)
+    finally:
+        c.close()
+
+
+def req_listen_extended(inst, w):
+    """LISTEN with the extended protocol (pgjdbc's sequence: in transaction mode it runs
+    on a server and the listener takes over when it commits); then NOTIFYs reach the
+    client, each once."""
+    want = each_cut(w, extended("LISTEN cut_ext"), "extended LISTEN")
+    assert types(want) == ["1", "2", "n", "C", "Z"] and want[3][1] == b"LISTEN\0", want
+    notify_twice(inst, w, "cut_ext")
+
+
+def req_listen_in_transaction(inst, w):
+    """LISTEN as a Query inside a transaction block: it takes effect at the COMMIT."""
+    assert w.query("BEGIN") == []
+    want = each_cut(w, q("LISTEN cut_tx"), "LISTEN in a transaction")
+    assert want == [("C", b"LISTEN\0"), ("Z", b"T")], want
+    w.send(q("COMMIT"))
+    assert answer(w) == [("C", b"COMMIT\0"), ("Z", b"I")]
+    notify_twice(inst, w, "cut_tx")
+
+
 def req_in_transaction(inst, w):
     """Inside a transaction block (the client holds its server in both modes)."""
     assert w.query("BEGIN") == []
@@ -404,6 +435,7 @@ def req_repeated_password(inst, w):
 
 
 REQUESTS = {f.__name__[4:]: f for f in (req_query, req_extended, req_named_parse, req_listen,
+                                        req_listen_extended, req_listen_in_transaction,
                                         req_in_transaction, req_stray_copy,
                                         req_repeated_password)}
 
