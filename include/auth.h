@@ -47,8 +47,12 @@ bool auth_md5_check_user(struct auth_file *af, const char *user, const uint8_t s
 bool auth_plain_check(const char *secret, const char *user, const char *password)
 	__attribute__((warn_unused_result));
 
+/* The iterations of the SCRAM verifiers AF makes from plain secrets (scram_iterations;
+ * SCRAM_DEFAULT_ITERATIONS after auth_load). Set before the first auth_scram_keys. */
+void auth_set_scram_iterations(struct auth_file *af, int iterations);
+
 /* The SCRAM keys for USER, derived once from a plain secret (scram_user_salt, the salt an
- * unknown user of that name gets too, and SCRAM_DEFAULT_ITERATIONS) or parsed from a SCRAM
+ * unknown user of that name gets too, and AF's iterations) or parsed from a SCRAM
  * verifier, then cached in AF. NULL if USER is unknown or has an
  * md5 secret (SCRAM impossible). Owned by AF. */
 const struct scram_keys *auth_scram_keys(struct auth_file *af, const char *user);

@@ -186,9 +186,10 @@ void client_on_ready(client_t *c);
  * gives the server back to the pool (C goes idle). Called at each ReadyForQuery. */
 void client_maybe_release(client_t *c);
 
-/* Shutting down: C (CL_ACTIVE) is closed with 57P01 if nothing is outstanding on its
- * server and its transaction has ended (SIGTERM) or its query has (SIGINT). Called at
- * each ReadyForQuery and once when the shutdown begins. */
+/* Shutting down on SIGINT (SHUTDOWN_SERVERS): C (CL_ACTIVE) is closed with 57P01 when it
+ * would give its server back: nothing outstanding, its transaction ended, and not in
+ * session mode (where that is when it leaves). Called at each ReadyForQuery and once
+ * when the shutdown begins. */
 void client_shutdown_if_done(client_t *c);
 
 /* Shutting down: clients still logging in, and console clients, are closed with 57P01. */

@@ -1,6 +1,8 @@
 /* The configuration: one table drives parsing (inih), defaults, validation, SHOW CONFIG
  * and the documentation check of conf/pgcoro.ini. A loaded config is immutable;
- * reload builds a new one and swaps the pointer. */
+ * reload builds a new one and swaps the pointer. pgcoro reads its own pgcoro.ini and
+ * PgBouncer's pgbouncer.ini as it is: [pgbouncer] is the main section as [pgcoro] is,
+ * %include, every key PgBouncer documents (see enum cfg_compat). */
 #ifndef PGCORO_CONFIG_H
 #define PGCORO_CONFIG_H
 
@@ -8,6 +10,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "log.h"
 #include "types.h"
 
 enum pool_mode {
@@ -26,56 +29,116 @@ enum auth_type {
 	AUTH_HBA,    /* "hba": the method of the first matching auth_hba_file rule */
 };
 
-/* One key of [databases]: "name = <libpq conninfo> [pgcoro keys]". */
+/* load_balance_hosts of a [databases] entry with several hosts. */
+enum cfg_load_balance {
+	LB_ROUND_ROBIN = 0, /* each new server connection starts at the next host (PgBouncer) */
+	LB_DISABLE,         /* every connection tries the hosts in order (libpq's way) */
+};
+
+/* One key of [databases]: "name = <libpq conninfo> [pgcoro keys]". Settings absent from
+ * the entry are -1 (ints, durations) or NULL (strings): the global value applies. */
 struct cfg_db {
 	char *name;      /* the database name clients ask for; "*" is the fallback entry */
-	char **kw;       /* NULL-terminated libpq keywords given in the conninfo (pgcoro keys removed) */
+	char **kw;       /* NULL-terminated libpq keywords given in the conninfo (pgcoro keys
+	                  * removed; PgBouncer's datestyle and timezone moved into options) */
 	char **val;      /* values, parallel to kw */
 	int pool_size;   /* pool_size=N in the entry; -1 = default_pool_size */
 	int pool_mode;   /* pool_mode=... in the entry; POOL_MODE_UNSET = global */
 	int min_pool_size;      /* -1 = global min_pool_size */
-	int reserve_pool_size;  /* -1 = global reserve_pool_size */
+	int reserve_pool_size;  /* -1 = global reserve_pool_size (also spelt reserve_pool) */
 	int max_db_connections; /* -1 = global max_db_connections (0 = unlimited) */
-	int line;        /* line in the file, for messages */
+	int max_db_client_connections; /* -1 = global (0 = unlimited) */
+	double server_lifetime;    /* -1 = global server_lifetime */
+	double query_wait_timeout; /* -1 = the user's, else the global one */
+	int load_balance_hosts;    /* enum cfg_load_balance */
+	char *connect_query;       /* run on each new server before use; NULL = none */
+	char *auth_user;           /* PgBouncer's auth_user/auth_dbname/auth_query for this */
+	char *auth_dbname;         /* database: accepted, not supported yet (a user who is */
+	char *auth_query;          /* not in auth_file is refused); NULL = the global one */
+	char *file;      /* the %include file it is in; NULL = the main file */
+	int line;        /* line in that file, for messages */
 };
 
-/* One key of [users]: "name = key=value ...". */
+/* One key of [users]: "name = key=value ...". Absent settings are -1: inherited. */
 struct cfg_user {
 	char *name;
 	int pool_mode;   /* POOL_MODE_UNSET = inherit */
 	int pool_size;   /* -1 = inherit (the database's, else default_pool_size) */
+	int reserve_pool_size;    /* -1 = the database's, else the global one */
 	int max_user_connections; /* -1 = global max_user_connections (0 = unlimited) */
+	int max_user_client_connections; /* -1 = global (0 = unlimited) */
+	double query_timeout;            /* -1 = global */
+	double query_wait_timeout;       /* -1 = the database's, else global */
+	double idle_transaction_timeout; /* -1 = global */
+	double client_idle_timeout;      /* -1 = global */
+	double transaction_timeout;      /* -1 = global (only 0 is accepted: not yet) */
+	char *file;      /* as in struct cfg_db */
 	int line;
 };
 
 struct config {
 	char *path;                /* the file it was loaded from */
+	char **warnings;           /* "file:line: text" for each setting accepted with a
+	                            * warning (PgBouncer's keys pgcoro does differently); the
+	                            * caller logs them */
+	int nwarnings;
+	bool pgbouncer_ini;        /* the file has a [pgbouncer] section: PgBouncer's defaults
+	                            * (listen_addr, load_balance_hosts) and syntax apply */
 
 	/* [pgcoro] — field names equal the ini keys */
 	char *listen_addr;         /* comma list of addresses, "*" = all; "" = no TCP */
 	int listen_port;
 	char *unix_socket_dir;     /* "" = no unix socket */
 	int unix_socket_mode;      /* octal in the file */
+	char *unix_socket_group;   /* group of the unix socket; "" = the process's */
+	int listen_backlog;        /* listen(2) backlog */
+	int tcp_defer_accept;      /* 1 = TCP_DEFER_ACCEPT on the TCP listeners */
+	int tcp_socket_buffer;     /* SO_SNDBUF/SO_RCVBUF of client and server sockets; 0 = kernel's */
+	int tcp_keepalive;         /* 1 = TCP keepalive on client and server sockets */
+	int tcp_keepcnt;           /* keepalive probes; 0 = the OS default */
+	int tcp_keepidle;          /* seconds idle before probing; 0 = the OS default */
+	int tcp_keepintvl;         /* seconds between probes; 0 = the OS default */
+	int tcp_user_timeout;      /* TCP_USER_TIMEOUT, milliseconds; 0 = the OS default */
+	int so_reuseport;          /* PgBouncer's; only 0 (not supported yet) */
+	char *user;                /* OS user to switch to at start; "" = stay */
+	char *conffile;            /* the file RELOAD reads; "" = the one loaded */
+	char *job_name;            /* PgBouncer's Windows service name; no effect */
 	int auth_type;             /* enum auth_type */
 	char *auth_file;           /* "" = none */
 	char *auth_hba_file;       /* pg_hba.conf rules for auth_type hba; "" = none */
+	char *auth_ident_file;     /* PgBouncer's ident maps: accepted, not read yet (hba
+	                            * rules with map= are refused) */
+	char *auth_user;           /* PgBouncer's auth_user, auth_query, auth_dbname: accepted */
+	char *auth_query;          /* with a warning, not supported yet: a user who is not */
+	char *auth_dbname;         /* in auth_file is refused */
+	char *auth_ldap_options;   /* only "" (LDAP is not supported) */
+	int scram_iterations;      /* SCRAM iterations of the verifiers made from plain
+	                            * auth_file passwords */
 	int client_tls_sslmode;    /* enum tls_mode */
 	char *client_tls_key_file;
 	char *client_tls_cert_file;
 	char *client_tls_ca_file;
 	char *client_tls_protocols; /* "secure" = tlsv1.2,tlsv1.3 */
 	char *client_tls_ciphers;   /* OpenSSL cipher list (TLS 1.2 and lower); "default" */
+	char *client_tls13_ciphers; /* TLS 1.3 cipher suites; "" = OpenSSL's */
+	char *client_tls_ecdhcurve; /* "auto", "none" or a curve (group) name */
+	char *client_tls_dheparams; /* "auto" (DHE with OpenSSL's parameters) or "none" */
 	/* PgBouncer's server_tls_* keys: defaults for every [databases] conninfo that does not
 	 * set the libpq keyword itself (sslmode, sslrootcert, sslcert, sslkey); "" = libpq's */
 	char *server_tls_sslmode;
 	char *server_tls_ca_file;
 	char *server_tls_cert_file;
 	char *server_tls_key_file;
+	char *server_tls_protocols; /* as libpq ssl_min/max_protocol_version */
+	char *server_tls_ciphers;   /* only OpenSSL's defaults (libpq has no setting) */
+	char *server_tls13_ciphers; /* only "" (libpq has no setting) */
 	char *admin_users;         /* comma list: every console command */
 	char *stats_users;         /* comma list: console SHOW commands */
 	int pool_mode;             /* enum pool_mode */
 	int default_pool_size;
 	int max_client_conn;
+	int max_db_client_connections;   /* clients per database; 0 = unlimited */
+	int max_user_client_connections; /* clients per user; 0 = unlimited */
 	char *server_reset_query;  /* "" = none */
 	int server_round_robin;    /* 1 = hand out the longest-idle server, 0 = the latest (LIFO) */
 	double server_connect_timeout; /* seconds; 0 = none */
@@ -87,6 +150,18 @@ struct config {
 	int max_client_prepared_bytes;      /* their statements' bytes per client; 0 = unlimited */
 	char *track_extra_parameters; /* reported parameters restored per client (transaction
 	                               * mode) besides the six always tracked */
+	char *ignore_startup_parameters; /* PgBouncer's: accepted with a warning; pgcoro takes
+	                                  * every startup parameter */
+	int pkt_buf;                  /* PgBouncer's; no effect (warning) */
+	int sbuf_loopcnt;             /* PgBouncer's; no effect (warning) */
+	int application_name_add_host; /* only 0 (not supported yet) */
+	int disable_pqexec;            /* only 0 (not supported yet) */
+	int peer_id;                   /* only 0 (not supported yet) */
+	int server_reset_query_always; /* only 0 (not supported yet) */
+	int server_fast_close;         /* only 0 (not supported yet) */
+	int query_wait_notify;         /* only 0 (not supported yet) */
+	char *login_notify_message;    /* only "" (not supported yet) */
+	char *resolv_conf;             /* only "" (not supported yet) */
 	int executor_threads;
 
 	/* limits */
@@ -102,12 +177,22 @@ struct config {
 	double idle_transaction_timeout; /* a client idle inside a transaction */
 	double query_timeout;            /* a query running: cancelled, the server kept */
 	double shutdown_timeout;         /* SIGTERM/SIGINT drain limit; 0 = none */
+	double transaction_timeout;      /* only 0 (not supported yet) */
+	double cancel_wait_timeout;      /* PgBouncer's; no effect (warning) */
+	double suspend_timeout;          /* PgBouncer's SUSPEND (not supported yet): kept */
+	double pool_idle_timeout;        /* only 0 (not supported yet) */
+	double autodb_idle_timeout;      /* only 0 (not supported yet) */
+	double dns_max_ttl;              /* PgBouncer's DNS cache: no effect (warning) */
+	double dns_nxdomain_ttl;
+	double dns_zone_check_period;
 	double server_login_retry;       /* cap of the back-off between failed connects */
 	double server_idle_timeout;      /* an idle server above min_pool_size is closed */
 	double server_lifetime;          /* a server this old is closed when next idle */
 	double server_check_delay;       /* an idle server unused this long is checked */
 	char *server_check_query;        /* the check; "" = none */
 	char *log_level;           /* error|warning|info|debug */
+	int verbose;               /* PgBouncer's -v count: 1..3 = log_level debug */
+	int log_stats;             /* 1 = the stats line every stats_period */
 	char *logfile;             /* "" = stderr */
 	int syslog;                /* 1 = to syslog instead of stderr */
 	char *syslog_ident;
@@ -154,6 +239,9 @@ bool cfg_parse_host_port(const char *s, char *host, size_t hostlen, int *port)
 /* The value of libpq keyword KW in DB's conninfo, or NULL. */
 const char *cfg_db_param(const struct cfg_db *db, const char *kw);
 
+/* The log level CFG asks for: log_level, or debug when PgBouncer's verbose is 1 or more. */
+enum log_level cfg_log_level(const struct config *cfg);
+
 const char *cfg_pool_mode_name(int mode);
 const char *cfg_auth_type_name(int type);
 
@@ -165,15 +253,30 @@ enum cfg_when {
 	CFG_AT_START,   /* at the next start only */
 };
 
+/* How a key relates to PgBouncer's key of the same name. */
+enum cfg_compat {
+	CFG_NATIVE, /* pgcoro's own key, or PgBouncer's with PgBouncer's meaning */
+	CFG_WARN,   /* PgBouncer's key for a job pgcoro does differently: any valid value is
+	             * accepted; one other than the default logs the note, which names what
+	             * pgcoro does instead */
+	CFG_NOT_YET, /* PgBouncer's key for a feature pgcoro lacks: only the values pgcoro
+	              * honours are valid (its type's domain); another is refused as "not
+	              * supported yet", with the note */
+};
+
 /* The settings table, for SHOW CONFIG and the documentation test. */
 struct cfg_key {
-	const char *section;   /* "pgcoro" */
+	const char *section;   /* "pgcoro" (also read as [pgbouncer]) */
 	const char *key;
 	int type;              /* internal */
 	size_t offset;         /* into struct config */
 	const char *def;       /* default, as written in the ini file */
 	const char *help;      /* one line */
 	enum cfg_when when;
+	enum cfg_compat compat;
+	const char *note;      /* CFG_WARN, CFG_NOT_YET: see there; CFG_NATIVE: logged when
+	                        * the key is set in a [pgbouncer] section, where its meaning
+	                        * differs from PgBouncer's (NULL: it does not) */
 };
 const struct cfg_key *cfg_keys(size_t *n);
 

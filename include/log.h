@@ -26,6 +26,8 @@ extern const char *const log_facility_names[];
 /* The syslog(3) facility named NAME ("daemon", "local0", ...), or -1. */
 int log_facility_parse(const char *name);
 void log_set_level(enum log_level level);
+/* QUIET: nothing goes to stderr (PgBouncer's -q, and -d), only to the file and syslog. */
+void log_set_quiet(bool quiet);
 /* The current level. Read by the macros below so that a line that is filtered out costs
  * one comparison and no call (its arguments are not even evaluated); set only through
  * log_init / log_set_level. */

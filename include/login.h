@@ -26,4 +26,9 @@ void login_on_tls_ready(client_t *c);
  * again. */
 void login_free(client_t *c);
 
+/* True when C came over the unix socket from a process of the OS user pgcoro runs as and
+ * calls itself "pgbouncer" (or "pgcoro"): PgBouncer admits it to the admin console as an
+ * administrator without a password. */
+bool login_peer_is_self(const client_t *c);
+
 #endif

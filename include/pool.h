@@ -33,6 +33,19 @@ struct pool {
 	int reserve_pool_size;      /* extra servers once a client waited reserve_pool_timeout */
 	int max_db_connections;     /* servers of this database across users; 0 = unlimited */
 	int max_user_connections;   /* servers of this user across databases; 0 = unlimited */
+	int max_db_client_connections;   /* clients of this database; 0 = unlimited */
+	int max_user_client_connections; /* clients of this user; 0 = unlimited */
+	/* timeouts in force for this pool's clients and servers: the [users] entry's, the
+	 * [databases] entry's, else the global ones (seconds; 0 = none) */
+	double query_timeout;
+	double query_wait_timeout;
+	double idle_transaction_timeout;
+	double client_idle_timeout;
+	double server_lifetime;
+	char *connect_query;        /* run on each new server before use; NULL = none */
+	int lb_hosts;               /* hosts in a round-robin (load_balance_hosts) host list;
+	                             * 0 = none: libpq tries them in order */
+	unsigned lb_next;           /* the host the next connection starts at */
 	bool paused;                /* PAUSE (pool_set_paused): no hand-outs, servers closed */
 	/* the part every transaction touches, together after the settings above: */
 	struct stats stats;         /* traffic counters (relay, hand-outs) */
@@ -71,6 +84,23 @@ void pool_init(struct runtime *rt);
 /* Clients of P linked to a server (CL_ACTIVE), and logged in without one (CL_IDLE). */
 static inline int pool_active_clients(const pool_t *p) { return p->cl_active; }
 static inline int pool_idle_clients(const pool_t *p) { return p->clients.count - p->cl_active; }
+
+/* The libpq parameters of a new server connection, a copy in one block (free() it):
+ * libpq copies them at PQconnectStartParams, and the pool's own may change on reload. */
+struct pool_conn_params {
+	const char **kw, **val; /* NULL-terminated, parallel */
+};
+
+/* The parameters for P's next server connection: P's own, with the host list rotated to
+ * start at the next host when its database balances hosts round-robin (each connection
+ * then starts one further, and libpq still tries the others after it). NULL when out of
+ * memory. */
+struct pool_conn_params *pool_conn_params(pool_t *p);
+
+/* Whether one more client of P fits max_db_client_connections and
+ * max_user_client_connections (counted over every pool of its database, or of its user):
+ * NULL if it does, else the name of the limit that is full. */
+const char *pool_client_limit(const pool_t *p);
 
 /* The pool for (DBNAME, USER), created on first use from DB. NULL only on allocation failure. */
 pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db);

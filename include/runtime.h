@@ -14,11 +14,15 @@ struct hba;
 
 #define PGCORO_VERSION "0.1.0"
 
-/* How the daemon is stopping. */
+/* How the daemon is stopping (PgBouncer 1.23's signals). */
 enum rt_shutdown {
 	SHUTDOWN_NONE,
-	SHUTDOWN_TXN,   /* SIGTERM: each client is closed once its transaction has ended */
-	SHUTDOWN_QUERY, /* SIGINT: each client is closed once its running query has ended */
+	SHUTDOWN_SERVERS, /* SIGINT (PgBouncer's SHUTDOWN WAIT_FOR_SERVERS): no new connections
+	                   * or hand-outs; a client without a server is closed, one holding a
+	                   * server when it would give it back (its transaction's end; in session
+	                   * mode, when it leaves) */
+	SHUTDOWN_CLIENTS, /* SIGTERM (PgBouncer's SHUTDOWN WAIT_FOR_CLIENTS): no new
+	                   * connections; the clients are served as before until they leave */
 };
 
 struct runtime {
@@ -29,11 +33,13 @@ struct runtime {
 	                         * disable; swapped on reload (connections hold a reference) */
 	struct hba *hba;        /* auth_hba_file's rules; NULL when unset */
 	struct executor *exec;
-	bool shutting_down;     /* no new logins, servers or hand-outs (shutdown != NONE, or
+	bool shutting_down;     /* no new logins, servers or hand-outs (SHUTDOWN_SERVERS, or
 	                         * the final teardown) */
 	enum rt_shutdown shutdown;
 	bool metrics_on;        /* metrics_listen is set: histograms and error classes are
 	                         * recorded (metrics.h) */
+	int verbose;            /* -v on the command line: log_level debug whatever the
+	                         * config says */
 };
 
 /* With RT's config, auth file, TLS context and hba rules loaded: makes its loop and

@@ -40,10 +40,11 @@ bool scram_user_salt(const char *user, uint8_t salt[SCRAM_DEFAULT_SALT_LEN])
 	__attribute__((warn_unused_result));
 
 /* Fills OUT with keys for a user that does not exist (or cannot use SCRAM): USER's
- * scram_user_salt, SCRAM_DEFAULT_ITERATIONS and random keys, so that the server-first
+ * scram_user_salt, ITERATIONS (scram_iterations, as a real user's verifier made from a
+ * plain password) and random keys, so that the server-first
  * message looks like a real user's (the same salt on every attempt, as a real user's) and
  * the exchange runs to the end, then fails like a wrong password (with st->mock set). */
-void scram_mock_keys(const char *user, struct scram_keys *out);
+void scram_mock_keys(const char *user, int iterations, struct scram_keys *out);
 
 /* One server-side exchange. Zero-initialise, then call the steps in order. */
 struct scram_server {

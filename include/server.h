@@ -16,6 +16,8 @@
 #include "stream.h"
 #include "types.h"
 
+struct pool_conn_params;
+
 struct runtime;
 
 enum server_state {
@@ -32,13 +34,14 @@ extern const char *const server_param_names[SERVER_NPARAMS];
 
 /* Housekeeping steps, run in this order through libpq. */
 enum server_hk {
-	HK_ROLLBACK = 1 << 0, /* end an open transaction */
-	HK_RESET = 1 << 1,    /* server_reset_query */
-	HK_UNSET = 1 << 2,    /* RESET ALL: another client's startup settings go */
-	HK_SYNC = 1 << 3,     /* apply the linked client's startup parameters */
-	HK_REFRESH = 1 << 4,  /* re-read the reported parameters */
-	HK_CHECK = 1 << 5,    /* server_check_query before handing out a long-idle server */
-	HK_UNLISTEN = 1 << 6, /* UNLISTEN *: a released server that listened (listen_seen) */
+	HK_CONNECT = 1 << 0,  /* the database's connect_query on a new server (errors logged) */
+	HK_ROLLBACK = 1 << 1, /* end an open transaction */
+	HK_RESET = 1 << 2,    /* server_reset_query */
+	HK_UNSET = 1 << 3,    /* RESET ALL: another client's startup settings go */
+	HK_SYNC = 1 << 4,     /* apply the linked client's startup parameters */
+	HK_REFRESH = 1 << 5,  /* re-read the reported parameters */
+	HK_CHECK = 1 << 6,    /* server_check_query before handing out a long-idle server */
+	HK_UNLISTEN = 1 << 7, /* UNLISTEN *: a released server that listened (listen_seen) */
 };
 
 struct server {
@@ -95,6 +98,7 @@ struct server {
 	struct event pq_ev;          /* libpq waits on the socket (connect steps, housekeeping) */
 	struct event timer;          /* connect timeout */
 	struct exec_job job;         /* a connect step running on the executor */
+	struct pool_conn_params *conn_params; /* what the first connect step connects with */
 	PostgresPollingStatusType poll;
 	bool job_running;
 

@@ -1,8 +1,9 @@
-/* The orderly stop. SIGTERM: stop accepting; clients without a server are told (57P01)
- * and closed; a client holding a server is closed once its transaction has ended; the
- * daemon exits when no client is left or after shutdown_timeout. SIGINT: the same, but
- * a client is closed as soon as its running query has ended (an open transaction is
- * rolled back). A second signal, or SIGQUIT: exit now. */
+/* The orderly stop, PgBouncer 1.23's. SIGINT (SHUTDOWN_SERVERS): stop accepting; clients
+ * without a server are told (57P01) and closed; a client holding a server is closed when
+ * it gives it back: at the end of its transaction, or in session mode when it leaves.
+ * SIGTERM (SHUTDOWN_CLIENTS): stop accepting; the clients are served as before until they
+ * leave. Either way the daemon exits when no client is left, or after shutdown_timeout. A
+ * second signal, or SIGQUIT: exit now. */
 #ifndef PGCORO_SHUTDOWN_H
 #define PGCORO_SHUTDOWN_H
 
@@ -10,7 +11,8 @@
 
 void shutdown_init(struct runtime *rt);
 
-/* SIGTERM (SHUTDOWN_TXN) or SIGINT (SHUTDOWN_QUERY); a second call stops the loop now. */
+/* SIGINT (SHUTDOWN_SERVERS) or SIGTERM (SHUTDOWN_CLIENTS); a second call stops the loop
+ * now. */
 void shutdown_begin(enum rt_shutdown mode);
 
 /* Stops the loop now (main's teardown closes every client and server), logging WHY. */

@@ -28,6 +28,16 @@ enum tls_mode {
 bool tls_ctx_build(const struct config *cfg, SSL_CTX **ctx, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/* PgBouncer's TLS protocol list SPEC (KEY's value: tlsv1.0 .. tlsv1.3, all, secure,
+ * legacy; comma or blank separated) as the range from the lowest to the highest named:
+ * OpenSSL versions into *MIN and *MAX (either may be NULL). False with "KEY: reason" in
+ * ERR when a name is unknown or none is given. */
+bool tls_protocols_parse(const char *key, const char *spec, int *min, int *max, char *err,
+			 size_t errlen) __attribute__((warn_unused_result));
+
+/* libpq's name (ssl_min_protocol_version) of OpenSSL version VERSION: "TLSv1" .. "TLSv1.3". */
+const char *tls_version_libpq(int version);
+
 /* The CommonName of SSL's verified peer certificate into BUF; false when there is no
  * verified certificate or no CN (or it does not fit). */
 bool tls_peer_cn(SSL *ssl, char *buf, size_t len) __attribute__((warn_unused_result));

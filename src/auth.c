@@ -33,6 +33,7 @@ struct auth_entry {
 struct auth_file {
 	struct auth_entry *entries;
 	int count, cap;
+	int scram_iterations; /* of the verifiers made from plain secrets */
 	uint32_t *slots; /* index + 1 into entries, 0 = empty; nslots is a power of two */
 	uint32_t nslots;
 };
@@ -217,6 +218,7 @@ struct auth_file *auth_load(const char *path, char *err, size_t errlen)
 		set_err(err, errlen, "%s: out of memory", path);
 		goto fail;
 	}
+	af->scram_iterations = SCRAM_DEFAULT_ITERATIONS;
 	errno = 0;
 	while ((len = getline(&line, &cap, f)) >= 0) {
 		lineno++;
@@ -448,6 +450,11 @@ bool auth_plain_check(const char *secret, const char *user, const char *password
 	return false;
 }
 
+void auth_set_scram_iterations(struct auth_file *af, int iterations)
+{
+	af->scram_iterations = iterations;
+}
+
 const struct scram_keys *auth_scram_keys(struct auth_file *af, const char *user)
 {
 	struct auth_entry *e = find_entry(af, user);
@@ -461,8 +468,7 @@ const struct scram_keys *auth_scram_keys(struct auth_file *af, const char *user)
 		/* the salt an unknown user of that name would get: a reload, or the user's
 		 * removal, changes nothing a client can see */
 		if (!scram_user_salt(e->user, salt) ||
-		    !scram_derive_keys(e->secret, salt, sizeof salt, SCRAM_DEFAULT_ITERATIONS,
-		                       &e->keys))
+		    !scram_derive_keys(e->secret, salt, sizeof salt, af->scram_iterations, &e->keys))
 			return NULL;
 		break;
 	case SECRET_SCRAM:

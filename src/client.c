@@ -175,9 +175,9 @@ static void timer_set(client_t *c, enum client_timer kind, double sec)
  * idle client is smaller without it). */
 static void timer_after_login(client_t *c)
 {
-	const struct config *cfg = rt->cfg;
-	if (c->timer && c->timer_kind == CT_NONE && cfg->client_idle_timeout <= 0 &&
-	    cfg->idle_transaction_timeout <= 0 && cfg->query_timeout <= 0) {
+	const pool_t *p = c->pool;
+	if (c->timer && c->timer_kind == CT_NONE && p->client_idle_timeout <= 0 &&
+	    p->idle_transaction_timeout <= 0 && p->query_timeout <= 0) {
 		event_free(c->timer);
 		c->timer = NULL;
 	}
@@ -187,22 +187,22 @@ static void timer_after_login(client_t *c)
  * transaction, or idle. */
 static void timer_rearm(client_t *c)
 {
-	const struct config *cfg = rt->cfg;
+	const pool_t *p = c->pool; /* its timeouts: the [users] entry's, else the global ones */
 	server_t *s = c->server;
 	if (s && (s->out_syncs > 0 || s->mid_ext))
-		timer_set(c, CT_QUERY, cfg->query_timeout);
+		timer_set(c, CT_QUERY, p->query_timeout);
 	else if (s && s->tx_status != 'I')
-		timer_set(c, CT_IDLE_XACT, cfg->idle_transaction_timeout);
+		timer_set(c, CT_IDLE_XACT, p->idle_transaction_timeout);
 	else
-		timer_set(c, CT_IDLE, cfg->client_idle_timeout);
+		timer_set(c, CT_IDLE, p->client_idle_timeout);
 }
 
 void client_on_request(client_t *c)
 {
 	if (c->timer_kind == CT_QUERY)
 		return; /* counted from the first message of the request */
-	if (rt->cfg->query_timeout > 0)
-		timer_set(c, CT_QUERY, rt->cfg->query_timeout);
+	if (c->pool->query_timeout > 0)
+		timer_set(c, CT_QUERY, c->pool->query_timeout);
 	else if (c->timer_kind != CT_NONE)
 		timer_set(c, CT_NONE, 0);
 }
@@ -214,7 +214,8 @@ void client_shutdown_if_done(client_t *c)
 	server_t *s = c->server;
 	if (c->state != CL_ACTIVE || !s || !at_release_point(c, s))
 		return;
-	if (s->tx_status == 'I' || rt->shutdown == SHUTDOWN_QUERY)
+	/* its server goes back to the pool here (in session mode only when it leaves) */
+	if (s->tx_status == 'I' && c->pool->pool_mode != POOL_SESSION)
 		client_disconnect(c, "57P01", "terminating connection: pgcoro is shutting down");
 }
 
@@ -228,13 +229,13 @@ void client_shutdown_begin(void)
 
 void client_on_ready(client_t *c)
 {
-	if (rt->shutdown != SHUTDOWN_NONE) {
+	if (rt->shutdown == SHUTDOWN_SERVERS) {
 		client_shutdown_if_done(c);
 		if (c->state != CL_ACTIVE)
 			return;
 	}
-	if (c->timer_kind != CT_NONE || rt->cfg->client_idle_timeout > 0 ||
-	    rt->cfg->idle_transaction_timeout > 0)
+	if (c->timer_kind != CT_NONE || c->pool->client_idle_timeout > 0 ||
+	    c->pool->idle_transaction_timeout > 0)
 		timer_rearm(c);
 }
 
@@ -269,7 +270,7 @@ void client_wait_timeout(client_t *c)
 			 "Raise the pool size or query_wait_timeout, or look for sessions holding "
 			 "their server.",
 			 "query_wait_timeout (%gs): no server connection became available",
-			 rt->cfg->query_wait_timeout);
+			 c->pool->query_wait_timeout);
 }
 
 /* ---- cancel keys --------------------------------------------------------------------- */
@@ -545,9 +546,9 @@ void client_on_server_ready(client_t *c)
 	}
 	relay_client_to_server(c);
 	if (c->state == CL_ACTIVE && c->server == s) {
-		const struct config *cfg = rt->cfg;
-		if (c->timer || cfg->query_timeout > 0 || cfg->client_idle_timeout > 0 ||
-		    cfg->idle_transaction_timeout > 0) { /* else no timer to arm or free */
+		const pool_t *p = c->pool;
+		if (c->timer || p->query_timeout > 0 || p->client_idle_timeout > 0 ||
+		    p->idle_transaction_timeout > 0) { /* else no timer to arm or free */
 			timer_rearm(c);
 			timer_after_login(c);
 		}
@@ -713,6 +714,11 @@ void client_logged_in(client_t *c)
 		client_disconnect(c, "53200", "out of memory");
 		return;
 	}
+	const char *full = pool_client_limit(pool);
+	if (full) {
+		client_disconnect(c, "53300", "client connections exceeded (%s)", full);
+		return;
+	}
 	c->pool = pool;
 	if (pool->pool_mode != POOL_SESSION && pool->params_known) {
 		/* Transaction/statement mode: answer from the pool's parameters now; the client
@@ -826,7 +832,7 @@ static const struct stream_ops client_stream_ops = {
 static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	client_t *c = arg;
-	const struct config *cfg = rt->cfg;
+	const pool_t *p = c->pool;
 	enum client_timer kind = c->timer_kind;
 	c->timer_kind = CT_NONE;
 	switch (kind) {
@@ -841,7 +847,7 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 			metrics_timeout(c->pool, MT_CLIENT_IDLE);
 			client_disconnect(c, "57P05",
 					  "terminating connection due to client_idle_timeout (%gs)",
-					  cfg->client_idle_timeout);
+					  p->client_idle_timeout);
 		}
 		break;
 	case CT_IDLE_XACT:
@@ -850,14 +856,14 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 			client_disconnect(c, "25P03",
 					  "terminating connection due to idle_transaction_timeout "
 					  "(%gs)",
-					  cfg->idle_transaction_timeout);
+					  p->idle_transaction_timeout);
 		}
 		break;
 	case CT_QUERY:
 		if (c->state == CL_ACTIVE && c->server) {
 			log_info("client %llu %s (%s@%s): query_timeout (%gs): cancelling its query",
 				 (unsigned long long)c->id, client_peer(c), c->user, c->database,
-				 cfg->query_timeout);
+				 p->query_timeout);
 			metrics_timeout(c->pool, MT_QUERY);
 			server_cancel(c->server);
 		}

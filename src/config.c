@@ -1,8 +1,9 @@
-/* Owns the configuration: the settings table (keys, types, defaults, help), loading an
- * ini file through inih into a struct config, [databases] conninfo splitting and
- * validation through libpq, the pgcoro settings of [databases] and [users] entries,
- * lookups and the "key = value" dump. Every error names "file:line". The table drives
- * parsing, defaults, validation and the dump. */
+/* Owns the configuration: the settings table (keys, types, defaults, help, and how each
+ * relates to PgBouncer's key of that name), loading an ini file through inih into a
+ * struct config (with %include, and PgBouncer's pgbouncer.ini as it is), [databases]
+ * conninfo splitting and validation through libpq, the pgcoro settings of [databases]
+ * and [users] entries, lookups and the "key = value" dump. Every error names
+ * "file:line". The table drives parsing, defaults, validation and the dump. */
 #include "config.h"
 
 #include <ctype.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
 
@@ -25,6 +27,8 @@
 #define CFG_ERRLEN 512
 /* Longest accepted line, '\n' included; inih's buffer is sized to hold it (see below). */
 #define CFG_MAX_LINE 16384
+/* Deepest %include nesting (PgBouncer's limit): the main file is level 0. */
+#define CFG_MAX_INCLUDE 10
 
 /* ---- value types ------------------------------------------------------------------- */
 
@@ -59,11 +63,26 @@ enum {
 	T_BOOL,
 	T_SYSLOG_FACILITY,
 	T_SSLMODE,
+	T_INT,            /* any count, 0..INT_MAX */
+	T_POSITIVE,       /* 1..INT_MAX */
+	T_ZERO,           /* PgBouncer's integer keys pgcoro lacks: only 0 */
+	T_ZERO_SECONDS,   /* PgBouncer's timeouts pgcoro lacks: only 0 */
+	T_EMPTY,          /* PgBouncer's string keys pgcoro lacks: only "" */
+	T_SERVER_CIPHERS, /* OpenSSL's default list, by any of PgBouncer's names for it */
+	T_DHEPARAMS,
+	T_LOAD_BALANCE,
 };
 
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
 static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256",
 					      "cert",  "hba",   NULL};
+/* auth_type values PgBouncer takes that pgcoro does not have */
+static const char *const auth_type_not_yet[] = {"any", "ldap", "pam", NULL};
+static const char *const empty_names[] = {"", NULL};
+static const char *const server_cipher_names[] = {"default", "secure", "fast", "normal", NULL};
+static const char *const dheparams_names[] = {"auto", "none", NULL};
+/* indexed by enum cfg_load_balance */
+static const char *const load_balance_names[] = {"round-robin", "disable", NULL};
 /* indexed by enum tls_mode */
 static const char *const sslmode_names[] = {"disable", "allow",     "prefer",     "require",
 					    "verify-ca", "verify-full", NULL};
@@ -74,6 +93,8 @@ struct cfg_type {
 	enum cfg_kind kind;
 	long long min, max;       /* K_INT, K_OCTAL, K_BYTES, K_SECONDS */
 	const char *const *names; /* K_ENUM, K_ENUM_STR */
+	const char *const *not_yet; /* K_ENUM: PgBouncer's values pgcoro lacks, refused as
+	                             * "not supported yet" */
 };
 
 static const struct cfg_type types[] = {
@@ -85,43 +106,105 @@ static const struct cfg_type types[] = {
     /* max_*_connections, max_client_prepared_statements; 0 = unlimited */
     [T_CONN_LIMIT] = {K_INT, 0, 1000000, NULL},
     [T_MAX_CLIENT_CONN] = {K_INT, 1, 1000000, NULL},
-    [T_PACKET_SIZE] = {K_BYTES, 1024, 1073741823, NULL},
+    [T_PACKET_SIZE] = {K_BYTES, 1024, INT_MAX, NULL}, /* PgBouncer's default is INT_MAX */
     [T_BYTES_LIMIT] = {K_BYTES, 0, INT_MAX, NULL}, /* 0 = unlimited */
     [T_THREADS] = {K_INT, 1, 64, NULL},
     /* up to INT_MAX milliseconds, so any timeout fits an int of ms */
     [T_SECONDS] = {K_SECONDS, 0, INT_MAX / 1000, NULL},
     [T_POOL_MODE] = {K_ENUM, 0, 0, pool_mode_names},
-    [T_AUTH_TYPE] = {K_ENUM, 0, 0, auth_type_names},
+    [T_AUTH_TYPE] = {K_ENUM, 0, 0, auth_type_names, auth_type_not_yet},
     [T_LOG_LEVEL] = {K_ENUM_STR, 0, 0, log_level_names},
     [T_BOOL] = {K_BOOL, 0, 0, bool_names},
     [T_SYSLOG_FACILITY] = {K_ENUM_STR, 0, 0, log_facility_names},
     [T_SSLMODE] = {K_ENUM, 0, 0, sslmode_names},
+    [T_INT] = {K_INT, 0, INT_MAX, NULL},
+    [T_POSITIVE] = {K_INT, 1, INT_MAX, NULL},
+    [T_ZERO] = {K_INT, 0, 0, NULL},
+    [T_ZERO_SECONDS] = {K_SECONDS, 0, 0, NULL},
+    [T_EMPTY] = {K_ENUM_STR, 0, 0, empty_names},
+    [T_SERVER_CIPHERS] = {K_ENUM_STR, 0, 0, server_cipher_names},
+    [T_DHEPARAMS] = {K_ENUM_STR, 0, 0, dheparams_names},
+    [T_LOAD_BALANCE] = {K_ENUM, 0, 0, load_balance_names},
 };
 
 /* ---- the settings table ------------------------------------------------------------ */
 
-/* KEY: a key a reload or SET changes at once; KEY_AT: one taking effect only WHEN. */
-#define KEY_AT(when, name, type, def, help)                                                      \
+/* KEY: a key a reload or SET changes at once; KEY_AT: one taking effect only WHEN;
+ * KEY_PGB: one whose meaning differs from PgBouncer's key of that name (NOTE is logged
+ * when a [pgbouncer] section sets it); KEY_WARN, KEY_NOT_YET: PgBouncer's keys pgcoro does
+ * differently or lacks (enum cfg_compat). */
+#define KEY_FULL(when, compat, note, name, type, def, help)                                      \
 	{                                                                                          \
-		"pgcoro", #name, type, offsetof(struct config, name), def, help, when              \
+		"pgcoro", #name, type, offsetof(struct config, name), def, help, when, compat,     \
+		    note                                                                           \
 	}
+#define KEY_AT(when, name, type, def, help) KEY_FULL(when, CFG_NATIVE, NULL, name, type, def, help)
 #define KEY(name, type, def, help) KEY_AT(CFG_LIVE, name, type, def, help)
+#define KEY_PGB(when, name, type, def, help, note)                                                \
+	KEY_FULL(when, CFG_NATIVE, note, name, type, def, help)
+#define KEY_WARN(name, type, def, help, note) KEY_FULL(CFG_LIVE, CFG_WARN, note, name, type, def, help)
+#define KEY_NOT_YET(when, name, type, def, help, note)                                           \
+	KEY_FULL(when, CFG_NOT_YET, note, name, type, def, help)
+
+/* PgBouncer's default auth_query */
+#define PGB_AUTH_QUERY                                                                           \
+	"SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM "     \
+	"pg_authid WHERE rolname=$1 AND rolcanlogin"
 
 static const struct cfg_key keys[] = {
     KEY_AT(CFG_AT_START, listen_addr, T_STRING, "127.0.0.1",
-        "TCP addresses to listen on, comma-separated; * = all; empty = no TCP"),
+        "TCP addresses to listen on, comma-separated; * = all; empty = no TCP (the default "
+        "in a file with a [pgbouncer] section, as PgBouncer's)"),
     KEY_AT(CFG_AT_START, listen_port, T_PORT, "6432",
         "TCP port, also the number in the unix socket name"),
     KEY_AT(CFG_AT_START, unix_socket_dir, T_STRING, "/tmp",
         "directory of the unix socket .s.PGSQL.<listen_port>; empty = no unix socket"),
     KEY_AT(CFG_AT_START, unix_socket_mode, T_MODE, "0777",
         "permissions of the unix socket, octal"),
+    KEY_AT(CFG_AT_START, unix_socket_group, T_STRING, "",
+        "group the unix socket belongs to; empty = the process's"),
+    KEY_AT(CFG_AT_START, listen_backlog, T_POSITIVE, "512",
+        "backlog of the listening sockets (listen(2)): connections the kernel queues"),
+    KEY_AT(CFG_AT_START, tcp_defer_accept, T_BOOL, "0",
+        "1 = TCP_DEFER_ACCEPT on the TCP listeners: a connection is accepted once it sends"),
+    KEY(tcp_socket_buffer, T_INT, "0",
+        "send and receive buffer size of client and server sockets, bytes; 0 = the kernel's"),
+    KEY(tcp_keepalive, T_BOOL, "1", "TCP keepalive on client and server sockets"),
+    KEY(tcp_keepcnt, T_INT, "0", "keepalive probes before a connection is dropped; 0 = OS default"),
+    KEY(tcp_keepidle, T_INT, "0", "idle seconds before the first keepalive probe; 0 = OS default"),
+    KEY(tcp_keepintvl, T_INT, "0", "seconds between keepalive probes; 0 = OS default"),
+    KEY(tcp_user_timeout, T_INT, "0",
+        "TCP_USER_TIMEOUT of client and server sockets, milliseconds; 0 = OS default"),
+    KEY_NOT_YET(CFG_AT_START, so_reuseport, T_ZERO, "0",
+        "PgBouncer's SO_REUSEPORT: several processes on one port; only 0",
+        "several processes on one port (so_reuseport) is not there yet; only 0 is accepted"),
     KEY_AT(CFG_WITH_FILES, auth_type, T_AUTH_TYPE, "md5",
         "client authentication: trust, plain, md5, scram-sha-256, cert or hba"),
     KEY_AT(CFG_WITH_FILES, auth_file, T_STRING, "",
         "file of \"user\" \"password\" lines; empty = none"),
     KEY_AT(CFG_WITH_FILES, auth_hba_file, T_STRING, "",
         "pg_hba.conf-style rules choosing the method per connection (auth_type hba)"),
+    KEY_FULL(CFG_WITH_FILES, CFG_WARN,
+        "not read yet: ident maps are not supported, and auth_hba_file rules with map= are "
+        "refused",
+        auth_ident_file, T_STRING, "",
+        "PgBouncer's ident map file: accepted, not read yet (hba rules with map= are refused)"),
+    KEY_WARN(auth_user, T_STRING, "",
+        "PgBouncer's auth_user: accepted, not supported yet (users not in auth_file are "
+        "refused)",
+        "auth_query is not supported yet: a user who is not in auth_file is refused, as if "
+        "auth_query found no such user"),
+    KEY_WARN(auth_query, T_STRING, PGB_AUTH_QUERY,
+        "PgBouncer's auth_query: accepted, not supported yet (see auth_user)",
+        "auth_query is not supported yet: a user who is not in auth_file is refused"),
+    KEY_WARN(auth_dbname, T_STRING, "",
+        "PgBouncer's auth_dbname: accepted, not supported yet (see auth_user)",
+        "auth_query is not supported yet: a user who is not in auth_file is refused"),
+    KEY_NOT_YET(CFG_LIVE, auth_ldap_options, T_EMPTY, "",
+        "PgBouncer's LDAP options; only empty (LDAP is not supported)",
+        "LDAP authentication is not there yet; only an empty value is accepted"),
+    KEY_AT(CFG_WITH_FILES, scram_iterations, T_POSITIVE, "4096",
+        "SCRAM iterations of the verifiers pgcoro makes from plain auth_file passwords"),
     KEY_AT(CFG_WITH_FILES, client_tls_sslmode, T_SSLMODE, "disable",
         "TLS for clients: disable, allow, prefer, require, verify-ca or verify-full"),
     KEY_AT(CFG_WITH_FILES, client_tls_key_file, T_STRING, "",
@@ -133,7 +216,14 @@ static const struct cfg_key keys[] = {
     KEY_AT(CFG_WITH_FILES, client_tls_protocols, T_STRING, "secure",
         "TLS versions for clients: tlsv1.0 .. tlsv1.3, all, secure (tlsv1.2,tlsv1.3)"),
     KEY_AT(CFG_WITH_FILES, client_tls_ciphers, T_STRING, "default",
-        "OpenSSL cipher list for clients (TLS 1.2 and lower); default = OpenSSL's"),
+        "OpenSSL cipher list for clients (TLS 1.2 and lower); default (also secure, fast, "
+        "normal) = OpenSSL's"),
+    KEY_AT(CFG_WITH_FILES, client_tls13_ciphers, T_STRING, "",
+        "TLS 1.3 cipher suites for clients, colon-separated; empty = OpenSSL's"),
+    KEY_AT(CFG_WITH_FILES, client_tls_ecdhcurve, T_STRING, "auto",
+        "elliptic curve (group) for ECDHE with clients; auto or none = OpenSSL's choice"),
+    KEY_AT(CFG_WITH_FILES, client_tls_dheparams, T_DHEPARAMS, "auto",
+        "DHE key exchange with clients: auto (OpenSSL's parameters) or none"),
     KEY(server_tls_sslmode, T_STRING, "",
         "libpq sslmode for servers unless the conninfo sets one; empty = libpq's (prefer)"),
     KEY(server_tls_ca_file, T_STRING, "",
@@ -142,6 +232,17 @@ static const struct cfg_key keys[] = {
         "libpq sslcert (client certificate towards servers) unless the conninfo sets one"),
     KEY(server_tls_key_file, T_STRING, "",
         "libpq sslkey (its key) unless the conninfo sets one"),
+    KEY(server_tls_protocols, T_STRING, "secure",
+        "TLS versions towards servers (libpq ssl_min/max_protocol_version) unless the "
+        "conninfo sets them"),
+    KEY_NOT_YET(CFG_LIVE, server_tls_ciphers, T_SERVER_CIPHERS, "default",
+        "TLS 1.2 ciphers towards servers: only OpenSSL's (default, secure, fast, normal)",
+        "libpq, which makes the server connections, has no cipher setting: only default, "
+        "secure, fast or normal (OpenSSL's list) is accepted"),
+    KEY_NOT_YET(CFG_LIVE, server_tls13_ciphers, T_EMPTY, "",
+        "TLS 1.3 cipher suites towards servers: only empty (OpenSSL's)",
+        "libpq, which makes the server connections, has no cipher setting: only an empty "
+        "value (OpenSSL's suites) is accepted"),
     KEY(admin_users, T_STRING, "",
         "users (comma-separated) allowed every command of the admin console (database pgcoro "
         "or pgbouncer)"),
@@ -160,8 +261,12 @@ static const struct cfg_key keys[] = {
     KEY(max_client_conn, T_MAX_CLIENT_CONN, "100", "most client connections at once"),
     KEY(max_db_connections, T_CONN_LIMIT, "0",
         "most server connections per database across its users; 0 = unlimited"),
+    KEY(max_db_client_connections, T_CONN_LIMIT, "0",
+        "most client connections per database; 0 = unlimited"),
     KEY(max_user_connections, T_CONN_LIMIT, "0",
         "most server connections per user across databases; 0 = unlimited"),
+    KEY(max_user_client_connections, T_CONN_LIMIT, "0",
+        "most client connections per user; 0 = unlimited"),
     KEY(server_round_robin, T_BOOL, "0",
         "0 = hand out the idle server used last (LIFO); 1 = the one idle longest (rotate)"),
     KEY(max_prepared_statements, T_POOL_COUNT, "200",
@@ -178,16 +283,33 @@ static const struct cfg_key keys[] = {
         "transaction/statement mode: reported parameters restored per client besides "
         "client_encoding, DateStyle, TimeZone, IntervalStyle, standard_conforming_strings, "
         "application_name"),
+    KEY_WARN(ignore_startup_parameters, T_STRING, "",
+        "PgBouncer's list of startup parameters to ignore: not needed (pgcoro takes every "
+        "startup parameter)",
+        "not needed: pgcoro takes every startup parameter a client sends and applies it on "
+        "the server (they are not ignored)"),
     KEY(server_reset_query, T_STRING, "DISCARD ALL",
         "query run on a server before another client gets it; empty = none"),
+    KEY_NOT_YET(CFG_LIVE, server_reset_query_always, T_ZERO, "0",
+        "PgBouncer's server_reset_query in every pool mode; only 0",
+        "server_reset_query in transaction and statement mode is not there yet; only 0 is "
+        "accepted"),
     KEY(server_check_query, T_STRING, "select 1",
-        "query run on a server idle longer than server_check_delay before use; empty = none"),
+        "query run on a server idle longer than server_check_delay before use; empty = "
+        "none; <empty> = an empty query (the default in a file with a [pgbouncer] section)"),
     KEY(server_check_delay, T_SECONDS, "30",
         "idle time after which a server is checked with server_check_query before use"),
+    KEY_NOT_YET(CFG_LIVE, server_fast_close, T_ZERO, "0",
+        "PgBouncer's early close of servers to be replaced, in session mode; only 0",
+        "closing a session's server early after RECONNECT or RELOAD is not there yet; only "
+        "0 is accepted"),
     KEY(server_connect_timeout, T_SECONDS, "15",
         "limit on connecting and logging in to a server; 0 = none"),
-    KEY(server_login_retry, T_SECONDS, "0.5",
-        "cap of the exponential back-off between failed server connection attempts"),
+    KEY_PGB(CFG_LIVE, server_login_retry, T_SECONDS, "0.5",
+        "cap of the exponential back-off between failed server connection attempts",
+        "differs from PgBouncer's fixed pause: it caps pgcoro's exponential back-off between "
+        "failed server connections (50 ms doubling), so a PostgreSQL that comes back is used "
+        "again within it"),
     KEY(server_idle_timeout, T_SECONDS, "600",
         "an idle server connection above min_pool_size is closed after this; 0 = never"),
     KEY(server_lifetime, T_SECONDS, "3600",
@@ -196,19 +318,77 @@ static const struct cfg_key keys[] = {
         "limit on a client's startup and authentication, checked every second; 0 = none"),
     KEY(query_wait_timeout, T_SECONDS, "120",
         "limit on a client waiting for a server (error 57014), checked every second; 0 = none"),
+    KEY_NOT_YET(CFG_LIVE, query_wait_notify, T_ZERO, "0",
+        "PgBouncer's notice to a client queued this long; only 0 (PgBouncer's default is 5)",
+        "the notice to a queued client is not there yet; only 0 is accepted"),
     KEY(client_idle_timeout, T_SECONDS, "0",
         "a logged-in client idle this long is disconnected; 0 = none"),
     KEY(idle_transaction_timeout, T_SECONDS, "0",
         "a client idle inside a transaction this long is disconnected (25P03); 0 = none"),
+    KEY_NOT_YET(CFG_LIVE, transaction_timeout, T_ZERO_SECONDS, "0",
+        "PgBouncer's limit on a transaction's length; only 0",
+        "a limit on a transaction's length is not there yet; only 0 is accepted"),
     KEY(query_timeout, T_SECONDS, "0",
         "a query running this long is cancelled (57014), the server kept; 0 = none"),
+    KEY_WARN(cancel_wait_timeout, T_SECONDS, "10",
+        "PgBouncer's limit on a cancel request waiting: no effect (pgcoro never queues one)",
+        "no effect: pgcoro sends a cancel request at once, over its own connection, and "
+        "never queues it for a pool slot"),
     KEY(shutdown_timeout, T_SECONDS, "30",
         "on SIGTERM/SIGINT, clients still busy after this are closed and pgcoro exits; 0 = wait"),
+    KEY_AT(CFG_LIVE, suspend_timeout, T_SECONDS, "10",
+        "PgBouncer's SUSPEND flush limit; kept for SUSPEND, which is not there yet"),
+    KEY_NOT_YET(CFG_LIVE, pool_idle_timeout, T_ZERO_SECONDS, "0",
+        "PgBouncer's freeing of unused pools; only 0",
+        "freeing unused pools is not there yet; only 0 is accepted"),
+    KEY_NOT_YET(CFG_LIVE, autodb_idle_timeout, T_ZERO_SECONDS, "0",
+        "PgBouncer's freeing of unused \"*\" databases; only 0 (pools are kept)",
+        "freeing unused databases of the \"*\" entry is not there yet: their pools are "
+        "kept; only 0 is accepted (PgBouncer's default is 3600)"),
     KEY(max_packet_size, T_PACKET_SIZE, "1073741823",
         "largest message accepted from a client, in bytes (kB, MB, GB allowed)"),
+    KEY_WARN(pkt_buf, T_POSITIVE, "4096",
+        "PgBouncer's packet buffer size: no effect (pgcoro's buffers grow to each message)",
+        "no effect: pgcoro reads each message whole into buffers that grow to it "
+        "(max_packet_size bounds one)"),
+    KEY_WARN(sbuf_loopcnt, T_INT, "5",
+        "PgBouncer's rounds per connection per wake-up: no effect (pgcoro bounds the work "
+        "per socket itself)",
+        "no effect: pgcoro bounds the work it does for one socket per wake-up itself"),
+    KEY_WARN(dns_max_ttl, T_SECONDS, "15",
+        "PgBouncer's DNS cache: no effect (libpq looks host names up at each connect)",
+        "no effect: pgcoro keeps no DNS cache; libpq looks host names up at each server "
+        "connect"),
+    KEY_WARN(dns_nxdomain_ttl, T_SECONDS, "15",
+        "PgBouncer's DNS cache of failures: no effect (see dns_max_ttl)",
+        "no effect: pgcoro keeps no DNS cache; libpq looks host names up at each server "
+        "connect"),
+    KEY_WARN(dns_zone_check_period, T_SECONDS, "0",
+        "PgBouncer's DNS zone serial check: no effect (see dns_max_ttl)",
+        "no effect: pgcoro keeps no DNS cache; libpq looks host names up at each server "
+        "connect"),
+    KEY_NOT_YET(CFG_AT_START, resolv_conf, T_EMPTY, "",
+        "PgBouncer's own resolv.conf; only empty (the system's resolver is used)",
+        "a resolv.conf of its own is not there yet (libpq uses the system's resolver); only "
+        "an empty value is accepted"),
+    KEY_NOT_YET(CFG_LIVE, application_name_add_host, T_ZERO, "0",
+        "PgBouncer's client address in application_name; only 0",
+        "adding the client's address to application_name is not there yet; only 0 is "
+        "accepted"),
+    KEY_NOT_YET(CFG_LIVE, disable_pqexec, T_ZERO, "0",
+        "PgBouncer's refusal of the simple query protocol; only 0",
+        "refusing the simple query protocol is not there yet; only 0 is accepted"),
+    KEY_NOT_YET(CFG_LIVE, login_notify_message, T_EMPTY, "",
+        "PgBouncer's notice after login; only empty",
+        "a notice after login is not there yet; only an empty value is accepted"),
+    KEY_NOT_YET(CFG_LIVE, peer_id, T_ZERO, "0",
+        "PgBouncer's id in a group of peered processes; only 0",
+        "peering (cancel requests forwarded between processes, [peers]) is not there yet; "
+        "only 0 is accepted"),
     KEY_AT(CFG_AT_START, executor_threads, T_THREADS, "2",
         "threads for blocking work: connect steps, cancels, reloads"),
     KEY(log_level, T_LOG_LEVEL, "info", "error, warning, info or debug"),
+    KEY(verbose, T_INT, "0", "PgBouncer's verbosity (the -v count): 1 or more = log_level debug"),
     KEY_AT(CFG_AT_START, logfile, T_STRING, "", "log file; empty = stderr (journald)"),
     KEY_AT(CFG_AT_START, syslog, T_BOOL, "0",
         "1 = log to syslog instead of stderr (a logfile, if set, is written as well)"),
@@ -221,38 +401,81 @@ static const struct cfg_key keys[] = {
         "log (as a warning) each error pgcoro itself sends to a client"),
     KEY(stats_period, T_SECONDS, "60",
         "interval of the stats line (transactions, queries, bytes, times); 0 = none"),
+    KEY(log_stats, T_BOOL, "1", "write the stats line every stats_period"),
     KEY(metrics_listen, T_STRING, "",
         "host:port of the Prometheus endpoint http://host:port/metrics ([::1]:port for IPv6, "
         "*:port for every address); empty = none, and no histograms are recorded"),
     KEY_AT(CFG_AT_START, pidfile, T_STRING, "", "file to write the process id to; empty = none"),
+    KEY_AT(CFG_AT_START, user, T_STRING, "",
+        "OS user to switch to after start (when started as root); empty = stay"),
+    KEY(conffile, T_STRING, "",
+        "the file RELOAD and SIGHUP read; empty = the one pgcoro was started with"),
+    KEY_AT(CFG_AT_START, job_name, T_STRING, "pgbouncer",
+        "PgBouncer's Windows service name; no effect"),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
+/* PgBouncer's defaults where they differ from pgcoro's in a way a pgbouncer.ini relies on:
+ * in force in a file with a [pgbouncer] section, for the keys it does not set. */
+static const struct {
+	const char *key, *def;
+} pgb_defaults[] = {
+    {"listen_addr", ""},                  /* unix socket only */
+    {"server_check_query", "<empty>"},    /* an empty query */
+};
+
 /* pgcoro settings of one [databases] entry (mixed into its conninfo) or one [users]
- * entry: int fields of struct cfg_db / struct cfg_user, -1 when absent. */
+ * entry: fields of struct cfg_db / struct cfg_user of the C type of their kind (int,
+ * double, char *), -1 or NULL when absent. */
 struct cfg_entry_key {
 	const char *key;
 	int type;
 	size_t offset;
+	enum cfg_compat compat; /* CFG_WARN: NOTE is logged when set; CFG_NOT_YET: NOTE is
+	                         * the reason a value outside the type is refused */
+	const char *note;
 };
 
 _Static_assert(POOL_MODE_UNSET == -1, "absent entry settings are all -1");
 
+#define ENTRY(st, name, type) {#name, type, offsetof(struct st, name), CFG_NATIVE, NULL}
+#define AUTH_NOTE                                                                                \
+	"auth_query is not supported yet: a user who is not in auth_file is refused, as if "       \
+	"auth_query found no such user"
+
 static const struct cfg_entry_key db_keys[] = {
-    {"pool_size", T_POOL_SIZE, offsetof(struct cfg_db, pool_size)},
-    {"pool_mode", T_POOL_MODE, offsetof(struct cfg_db, pool_mode)},
-    {"min_pool_size", T_POOL_COUNT, offsetof(struct cfg_db, min_pool_size)},
-    {"reserve_pool_size", T_POOL_COUNT, offsetof(struct cfg_db, reserve_pool_size)},
-    {"max_db_connections", T_CONN_LIMIT, offsetof(struct cfg_db, max_db_connections)},
-    {NULL, 0, 0},
+    ENTRY(cfg_db, pool_size, T_POOL_SIZE),
+    ENTRY(cfg_db, pool_mode, T_POOL_MODE),
+    ENTRY(cfg_db, min_pool_size, T_POOL_COUNT),
+    ENTRY(cfg_db, reserve_pool_size, T_POOL_COUNT),
+    /* PgBouncer's old name of reserve_pool_size */
+    {"reserve_pool", T_POOL_COUNT, offsetof(struct cfg_db, reserve_pool_size), CFG_NATIVE, NULL},
+    ENTRY(cfg_db, max_db_connections, T_CONN_LIMIT),
+    ENTRY(cfg_db, max_db_client_connections, T_CONN_LIMIT),
+    ENTRY(cfg_db, server_lifetime, T_SECONDS),
+    ENTRY(cfg_db, query_wait_timeout, T_SECONDS),
+    ENTRY(cfg_db, load_balance_hosts, T_LOAD_BALANCE),
+    ENTRY(cfg_db, connect_query, T_STRING),
+    {"auth_user", T_STRING, offsetof(struct cfg_db, auth_user), CFG_WARN, AUTH_NOTE},
+    {"auth_dbname", T_STRING, offsetof(struct cfg_db, auth_dbname), CFG_WARN, AUTH_NOTE},
+    {"auth_query", T_STRING, offsetof(struct cfg_db, auth_query), CFG_WARN, AUTH_NOTE},
+    {NULL, 0, 0, CFG_NATIVE, NULL},
 };
 
 static const struct cfg_entry_key user_keys[] = {
-    {"pool_mode", T_POOL_MODE, offsetof(struct cfg_user, pool_mode)},
-    {"pool_size", T_POOL_SIZE, offsetof(struct cfg_user, pool_size)},
-    {"max_user_connections", T_CONN_LIMIT, offsetof(struct cfg_user, max_user_connections)},
-    {NULL, 0, 0},
+    ENTRY(cfg_user, pool_mode, T_POOL_MODE),
+    ENTRY(cfg_user, pool_size, T_POOL_SIZE),
+    ENTRY(cfg_user, reserve_pool_size, T_POOL_COUNT),
+    ENTRY(cfg_user, max_user_connections, T_CONN_LIMIT),
+    ENTRY(cfg_user, max_user_client_connections, T_CONN_LIMIT),
+    ENTRY(cfg_user, query_timeout, T_SECONDS),
+    ENTRY(cfg_user, query_wait_timeout, T_SECONDS),
+    ENTRY(cfg_user, idle_transaction_timeout, T_SECONDS),
+    ENTRY(cfg_user, client_idle_timeout, T_SECONDS),
+    {"transaction_timeout", T_ZERO_SECONDS, offsetof(struct cfg_user, transaction_timeout),
+     CFG_NOT_YET, "a limit on a transaction's length is not there yet; only 0 is accepted"},
+    {NULL, 0, 0, CFG_NATIVE, NULL},
 };
 
 const struct cfg_key *cfg_keys(size_t *n)
@@ -300,6 +523,14 @@ static void cfg_names_list(const char *const *names, char *buf, size_t len)
 			break;
 		off += (size_t)r;
 	}
+}
+
+enum log_level cfg_log_level(const struct config *cfg)
+{
+	enum log_level level = LOGL_INFO;
+	if (!log_level_parse(cfg->log_level, &level))
+		level = LOGL_INFO; /* validated at load: not reached */
+	return cfg->verbose > 0 ? LOGL_DEBUG : level;
 }
 
 const char *cfg_pool_mode_name(int mode)
@@ -449,9 +680,22 @@ static bool cfg_set_value(void *field, int type, const char *value, char *why, s
 	}
 	case K_ENUM:
 	case K_ENUM_STR: {
+		char unq[64];
+		size_t len = strlen(value);
+		if (len >= 2 && len < sizeof(unq) + 2 && value[0] == '"' && value[len - 1] == '"') {
+			memcpy(unq, value + 1, len - 2);
+			unq[len - 2] = '\0';
+			value = unq;
+		}
 		int i = cfg_name_index(t->names, value);
 		if (i < 0) {
 			char list[128];
+			if (t->not_yet && cfg_name_index(t->not_yet, value) >= 0) {
+				cfg_names_list(t->not_yet, list, sizeof(list));
+				cfg_fmt(why, whylen, "not supported yet (PgBouncer's %s are not there)",
+				        list);
+				return false;
+			}
 			cfg_names_list(t->names, list, sizeof(list));
 			cfg_fmt(why, whylen, "expected %s", list);
 			return false;
@@ -493,24 +737,88 @@ static const struct cfg_entry_key *cfg_entry_find(const struct cfg_entry_key *ek
 	return NULL;
 }
 
-/* Marks every setting of ENTRY (described by EK) absent. */
-static void cfg_entry_unset(const struct cfg_entry_key *ek, void *entry)
+/* The C type of a field of kind K. */
+enum cfg_ctype { C_INT, C_DOUBLE, C_STRING };
+static enum cfg_ctype cfg_ctype(int type)
 {
-	for (; ek->key; ek++)
-		*(int *)((char *)entry + ek->offset) = -1;
+	switch (types[type].kind) {
+	case K_SECONDS:
+		return C_DOUBLE;
+	case K_STRING:
+	case K_ENUM_STR:
+		return C_STRING;
+	default:
+		return C_INT;
+	}
 }
 
-/* Parses VALUE into setting K of ENTRY; on failure "invalid K "VALUE": reason" in why. */
+/* Marks every setting of ENTRY (described by EK) absent: -1, or NULL. */
+static void cfg_entry_unset(const struct cfg_entry_key *ek, void *entry)
+{
+	for (; ek->key; ek++) {
+		void *f = (char *)entry + ek->offset;
+		switch (cfg_ctype(ek->type)) {
+		case C_INT:
+			*(int *)f = -1;
+			break;
+		case C_DOUBLE:
+			*(double *)f = -1;
+			break;
+		case C_STRING:
+			*(char **)f = NULL;
+			break;
+		}
+	}
+}
+
+/* Frees the strings of ENTRY's settings (EK). */
+static void cfg_entry_free(const struct cfg_entry_key *ek, void *entry)
+{
+	for (; ek->key; ek++)
+		if (cfg_ctype(ek->type) == C_STRING) {
+			char **f = (char **)((char *)entry + ek->offset);
+			free(*f);
+			*f = NULL;
+		}
+}
+
+/* Replaces the strings of ENTRY's settings with copies (after a struct copy); false when
+ * out of memory (the strings not yet copied are NULL then, so cfg_entry_free is safe). */
+static bool cfg_entry_dup(const struct cfg_entry_key *ek, void *entry)
+{
+	bool ok = true;
+	for (; ek->key; ek++)
+		if (cfg_ctype(ek->type) == C_STRING) {
+			char **f = (char **)((char *)entry + ek->offset);
+			if (*f && ok && !(*f = strdup(*f)))
+				ok = false;
+			else if (!ok)
+				*f = NULL;
+		}
+	return ok;
+}
+
+/* Parses VALUE into setting K of ENTRY; on failure "invalid K "VALUE": reason" in why
+ * (for a CFG_NOT_YET key: "K = VALUE is not supported yet: note"). A duration of -1 is
+ * PgBouncer's "not set". */
 static bool cfg_entry_set(const struct cfg_entry_key *k, void *entry, const char *value, char *why,
                           size_t whylen) __attribute__((warn_unused_result));
 static bool cfg_entry_set(const struct cfg_entry_key *k, void *entry, const char *value, char *why,
                           size_t whylen)
 {
 	char reason[CFG_ERRLEN / 2];
+	void *f = (char *)entry + k->offset;
 
-	if (cfg_set_value((char *)entry + k->offset, k->type, value, reason, sizeof(reason)))
+	if (cfg_ctype(k->type) == C_DOUBLE && strcmp(value, "-1") == 0) {
+		*(double *)f = -1;
 		return true;
-	cfg_fmt(why, whylen, "invalid %s \"%s\": %s", k->key, value, reason);
+	}
+	if (cfg_set_value(f, k->type, value, reason, sizeof(reason)))
+		return true;
+	if (k->compat == CFG_NOT_YET)
+		cfg_fmt(why, whylen, "%s = %s is not supported yet: %s", k->key, value, k->note);
+	else
+		cfg_fmt(why, whylen, "invalid %s \"%s\": %s", k->key, value, reason);
 	return false;
 }
 
@@ -587,7 +895,9 @@ void cfg_dump(const struct config *cfg, FILE *out)
 
 /* "key=value ..." split by libpq's rules (conninfo_parse in fe-connect.c): blanks around
  * '=', values unquoted (to the next blank) or single-quoted, backslash escapes the next
- * character. Pointers point into the owned copy buf. */
+ * character. In a pgbouncer.ini, PgBouncer's rules instead: no escapes, '' is a quote
+ * inside a quoted value, and a value may not be empty. Pointers point into the owned
+ * copy buf. */
 struct tokens {
 	char *buf;
 	char **kw;
@@ -603,9 +913,9 @@ static void cfg_tokens_free(struct tokens *t)
 	memset(t, 0, sizeof(*t));
 }
 
-static bool cfg_tokenize(const char *s, struct tokens *t, char *why, size_t whylen)
+static bool cfg_tokenize(const char *s, bool pgb, struct tokens *t, char *why, size_t whylen)
     __attribute__((warn_unused_result));
-static bool cfg_tokenize(const char *s, struct tokens *t, char *why, size_t whylen)
+static bool cfg_tokenize(const char *s, bool pgb, struct tokens *t, char *why, size_t whylen)
 {
 	size_t max = strlen(s) / 2 + 1;
 	char *cp;
@@ -654,10 +964,15 @@ static bool cfg_tokenize(const char *s, struct tokens *t, char *why, size_t whyl
 					    "unterminated quoted string in connection info string");
 					goto fail;
 				}
-				if (*cp == '\\') {
+				if (*cp == '\\' && !pgb) {
 					cp++;
 					if (*cp)
 						*out++ = *cp++;
+					continue;
+				}
+				if (*cp == '\'' && pgb && cp[1] == '\'') {
+					*out++ = '\'';
+					cp += 2;
 					continue;
 				}
 				if (*cp == '\'') {
@@ -668,7 +983,7 @@ static bool cfg_tokenize(const char *s, struct tokens *t, char *why, size_t whyl
 			}
 		} else {
 			while (*cp && !isspace((unsigned char)*cp)) {
-				if (*cp == '\\') {
+				if (*cp == '\\' && !pgb) {
 					cp++;
 					if (*cp)
 						*out++ = *cp++;
@@ -681,6 +996,10 @@ static bool cfg_tokenize(const char *s, struct tokens *t, char *why, size_t whyl
 		}
 		/* out stays behind cp, so the terminator never overwrites unread input */
 		*out = '\0';
+		if (pgb && out == v) {
+			cfg_fmt(why, whylen, "empty value for \"%s\"", name);
+			goto fail;
+		}
 		t->kw[t->n] = name;
 		t->val[t->n] = v;
 		t->n++;
@@ -693,17 +1012,185 @@ fail:
 
 /* ---- the loader ---------------------------------------------------------------------- */
 
-/* Hands inih one physical line at a time (in pieces if its buffer is smaller) and counts
- * lines, since the installed inih reports no line numbers to the handler. */
-struct reader {
+/* A file being read: the main file or an %include. */
+struct src {
 	FILE *f;
+	const char *path; /* in reader.paths */
+	int lineno;       /* current line, 1-based; 0 before the first */
+};
+
+/* Hands inih one physical line at a time (in pieces if its buffer is smaller) and counts
+ * lines, since the installed inih reports no line numbers to the handler. It follows
+ * "%include FILE" lines (PgBouncer's: FILE relative to the working directory, at most
+ * CFG_MAX_INCLUDE deep), so inih sees one stream and sections carry across files. */
+struct reader {
+	struct src stack[CFG_MAX_INCLUDE + 1];
+	int depth;          /* stack[depth] is being read */
 	char *line;
 	size_t cap;
 	size_t len, pos;
-	int lineno;         /* current line, 1-based */
-	int section_lineno; /* line of the last [section] header */
-	char why[128];      /* set when reading failed: inih then stops */
+	char **paths;       /* every file opened, owned: messages and entries point here */
+	int npaths;
+	const char *section_file; /* where the last [section] header is */
+	int section_lineno;
+	bool pgbouncer_section; /* a [pgbouncer] header was read */
+	const char *why_file;   /* where reading failed */
+	int why_line;
+	char why[CFG_ERRLEN / 2]; /* set when reading failed: inih then stops */
 };
+
+static const char *cfg_cur_file(const struct reader *r) { return r->stack[r->depth].path; }
+static int cfg_cur_line(const struct reader *r) { return r->stack[r->depth].lineno; }
+
+static void cfg_read_fail(struct reader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cfg_read_fail(struct reader *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->why_file = cfg_cur_file(r);
+	r->why_line = cfg_cur_line(r);
+	va_start(ap, fmt);
+	vsnprintf(r->why, sizeof(r->why), fmt, ap);
+	va_end(ap);
+}
+
+/* A copy of PATH kept for the whole load, or NULL (out of memory). */
+static const char *cfg_keep_path(struct reader *r, const char *path)
+{
+	char **paths = realloc(r->paths, (size_t)(r->npaths + 1) * sizeof(*paths));
+	if (!paths)
+		return NULL;
+	r->paths = paths;
+	if (!(paths[r->npaths] = strdup(path)))
+		return NULL;
+	return paths[r->npaths++];
+}
+
+/* "%include REST": opens the file named by REST and reads on from it. */
+static bool cfg_include(struct reader *r, const char *rest)
+{
+	char buf[128], name[PATH_MAX];
+	size_t n;
+
+	while (*rest == ' ' || *rest == '\t')
+		rest++;
+	n = strlen(rest);
+	while (n > 0 && isspace((unsigned char)rest[n - 1]))
+		n--;
+	if (n == 0) {
+		cfg_read_fail(r, "%%include without a file name");
+		return false;
+	}
+	if (n >= sizeof(name)) {
+		cfg_read_fail(r, "%%include: file name too long");
+		return false;
+	}
+	memcpy(name, rest, n);
+	name[n] = '\0';
+	if (r->depth >= CFG_MAX_INCLUDE) {
+		cfg_read_fail(r, "%%include nested too deep (at most %d levels)", CFG_MAX_INCLUDE);
+		return false;
+	}
+	/* a FIFO or a device could block the load (even its open) or never end */
+	struct stat st;
+	FILE *f = NULL;
+	if (stat(name, &st) == 0 && !S_ISREG(st.st_mode)) {
+		cfg_read_fail(r, "%%include: \"%s\" is not a regular file", name);
+		return false;
+	}
+	if (!(f = fopen(name, "r"))) {
+		cfg_read_fail(r, "%%include: cannot open \"%s\": %s", name,
+		              strerror_r(errno, buf, sizeof(buf)));
+		return false;
+	}
+	const char *path = cfg_keep_path(r, name);
+	if (!path) {
+		fclose(f);
+		cfg_read_fail(r, "out of memory");
+		return false;
+	}
+	r->stack[++r->depth] = (struct src){f, path, 0};
+	return true;
+}
+
+/* Reads one line of F ('\n' included) into r->line, at most CFG_MAX_LINE bytes kept:
+ * its length, 0 at the end of F, -1 on a read error (errno set), -2 when it is longer
+ * (the rest is not read: a file without newlines cannot make it grow without bound). */
+static ssize_t cfg_getline(struct reader *r, FILE *f)
+{
+	size_t n = 0;
+	int ch;
+
+	if (!r->line) {
+		r->cap = CFG_MAX_LINE + 1;
+		if (!(r->line = malloc(r->cap))) {
+			errno = ENOMEM;
+			return -1;
+		}
+	}
+	errno = 0;
+	while ((ch = getc_unlocked(f)) != EOF) {
+		if (n == CFG_MAX_LINE)
+			return -2;
+		r->line[n++] = (char)ch;
+		if (ch == '\n')
+			break;
+	}
+	if (ch == EOF && ferror(f))
+		return -1;
+	r->line[n] = '\0';
+	return (ssize_t)n;
+}
+
+/* Reads the next physical line of the stream into r->line; false at its end or on
+ * failure (why set). */
+static bool cfg_next_line(struct reader *r)
+{
+	char buf[128];
+
+	for (;;) {
+		struct src *src = &r->stack[r->depth];
+		ssize_t got = cfg_getline(r, src->f);
+		if (got == -1) {
+			cfg_read_fail(r, "cannot read: %s", strerror_r(errno, buf, sizeof(buf)));
+			return false;
+		}
+		if (got == 0) {
+			if (r->depth == 0)
+				return false;
+			fclose(src->f);
+			src->f = NULL;
+			r->depth--; /* back to the file that included it */
+			continue;
+		}
+		src->lineno++;
+		r->len = got < 0 ? CFG_MAX_LINE : (size_t)got;
+		r->pos = 0;
+		if (got == -2 || r->len > CFG_MAX_LINE - 1) {
+			cfg_read_fail(r, "line too long (more than %d characters)", CFG_MAX_LINE - 2);
+			return false;
+		}
+		if (memchr(r->line, '\0', r->len)) {
+			cfg_read_fail(r, "line contains a NUL byte");
+			return false;
+		}
+		const char *p = r->line;
+		while (isspace((unsigned char)*p))
+			p++;
+		if (strncmp(p, "%include", 8) == 0 && (p[8] == ' ' || p[8] == '\t')) {
+			if (!cfg_include(r, p + 8))
+				return false;
+			continue;
+		}
+		if (*p == '[') {
+			r->section_file = src->path;
+			r->section_lineno = src->lineno;
+			if (strncmp(p, "[pgbouncer]", 11) == 0)
+				r->pgbouncer_section = true;
+		}
+		return true;
+	}
+}
 
 static char *cfg_reader(char *str, int num, void *stream)
 {
@@ -712,35 +1199,8 @@ static char *cfg_reader(char *str, int num, void *stream)
 
 	if (r->why[0] || num < 2)
 		return NULL;
-	if (r->pos >= r->len) {
-		errno = 0;
-		ssize_t got = getline(&r->line, &r->cap, r->f);
-		if (got < 0) {
-			if (ferror(r->f)) {
-				char buf[64];
-				snprintf(r->why, sizeof(r->why), "cannot read: %s",
-				         strerror_r(errno, buf, sizeof(buf)));
-			}
-			return NULL;
-		}
-		r->lineno++;
-		r->len = (size_t)got;
-		r->pos = 0;
-		if (r->len > CFG_MAX_LINE - 1) {
-			snprintf(r->why, sizeof(r->why), "line too long (more than %d characters)",
-			         CFG_MAX_LINE - 2);
-			return NULL;
-		}
-		if (memchr(r->line, '\0', r->len)) {
-			snprintf(r->why, sizeof(r->why), "line contains a NUL byte");
-			return NULL;
-		}
-		const char *p = r->line;
-		while (isspace((unsigned char)*p))
-			p++;
-		if (*p == '[')
-			r->section_lineno = r->lineno;
-	}
+	if (r->pos >= r->len && !cfg_next_line(r))
+		return NULL;
 	n = r->len - r->pos;
 	if (n > (size_t)num - 1)
 		n = (size_t)num - 1;
@@ -750,13 +1210,42 @@ static char *cfg_reader(char *str, int num, void *stream)
 	return str;
 }
 
+static void cfg_reader_free(struct reader *r)
+{
+	for (int i = 0; i <= r->depth; i++)
+		if (r->stack[i].f)
+			fclose(r->stack[i].f);
+	for (int i = 0; i < r->npaths; i++)
+		free(r->paths[i]);
+	free(r->paths);
+	free(r->line);
+}
+
+/* One [databases] or [users] line as read: parsed once the whole file is known (its
+ * syntax, and whether a later line of the same name replaces it, depend on whether it is
+ * a pgbouncer.ini). */
+struct raw_entry {
+	char *name, *value;
+	const char *file; /* in reader.paths */
+	int line;
+	bool replaced;    /* a later line of the same name replaced it (pgbouncer.ini) */
+};
+
+struct raw_list {
+	struct raw_entry *v;
+	int n, cap;
+};
+
 struct parser {
 	struct config *cfg;
 	struct reader rd;
-	int key_line[NKEYS]; /* where each [pgcoro] key was set, 0 = not yet */
-	int dbs_cap, users_cap;
-	int err_line;         /* 0 = no error */
-	char err[CFG_ERRLEN]; /* reason, without "file:line: " */
+	int key_line[NKEYS];         /* where each main key was last set, 0 = not */
+	const char *key_file[NKEYS];
+	bool key_pgb[NKEYS];         /* ... in a [pgbouncer] section */
+	struct raw_list dbs, users;
+	const char *err_file;        /* NULL = no error */
+	int err_line;
+	char err[CFG_ERRLEN];        /* reason, without "file:line: " */
 };
 
 static int cfg_fail(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -766,32 +1255,150 @@ static int cfg_fail(struct parser *p, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (p->err_line)
+	if (p->err_file)
 		return 0;
-	p->err_line = p->rd.lineno;
+	p->err_file = cfg_cur_file(&p->rd);
+	p->err_line = cfg_cur_line(&p->rd);
 	va_start(ap, fmt);
 	vsnprintf(p->err, sizeof(p->err), fmt, ap);
 	va_end(ap);
 	return 0;
 }
 
-static int cfg_on_pgcoro(struct parser *p, const char *name, const char *value)
+/* Adds "FILE:LINE: text" to CFG's warnings (LINE 0: "FILE: text"). */
+static bool cfg_warn(struct config *cfg, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static bool cfg_warn(struct config *cfg, const char *file, int line, const char *fmt, ...)
 {
-	char why[CFG_ERRLEN / 2];
+	char text[CFG_ERRLEN * 2];
+	va_list ap;
+	int off = line > 0 ? snprintf(text, sizeof(text), "%s:%d: ", file, line)
+	                   : snprintf(text, sizeof(text), "%s: ", file);
+
+	if (off < 0 || (size_t)off >= sizeof(text))
+		off = 0;
+	va_start(ap, fmt);
+	vsnprintf(text + off, sizeof(text) - (size_t)off, fmt, ap);
+	va_end(ap);
+	char **w = realloc(cfg->warnings, (size_t)(cfg->nwarnings + 1) * sizeof(*w));
+	if (!w)
+		return false;
+	cfg->warnings = w;
+	if (!(w[cfg->nwarnings] = strdup(text)))
+		return false;
+	cfg->nwarnings++;
+	return true;
+}
+
+/* True when K's value in CFG is its default. */
+static bool cfg_is_default(const struct config *cfg, const struct cfg_key *k)
+{
+	char now[1024], def[1024];
+	struct config *d = calloc(1, sizeof(*d));
+	char why[CFG_ERRLEN];
+	bool same = false;
+
+	if (!d)
+		return true; /* out of memory: no warning rather than a false one */
+	if (cfg_set_value((char *)d + k->offset, k->type, k->def, why, sizeof(why))) {
+		cfg_format_value(cfg, k, now, sizeof(now));
+		cfg_format_value(d, k, def, sizeof(def));
+		same = strcmp(now, def) == 0;
+	}
+	if (cfg_ctype(k->type) == C_STRING)
+		free(*(char **)((char *)d + k->offset));
+	free(d);
+	return same;
+}
+
+/* Sets main key K of CFG to VALUE; false with the reason (as a message tail) in WHY. */
+static bool cfg_set_key(struct config *cfg, const struct cfg_key *k, const char *value, char *why,
+                        size_t whylen) __attribute__((warn_unused_result));
+static bool cfg_set_key(struct config *cfg, const struct cfg_key *k, const char *value, char *why,
+                        size_t whylen)
+{
+	char reason[CFG_ERRLEN / 2];
+
+	if (cfg_set_value((char *)cfg + k->offset, k->type, value, reason, sizeof(reason)))
+		return true;
+	if (k->compat == CFG_NOT_YET && strcmp(reason, "out of memory") != 0)
+		cfg_fmt(why, whylen, "%s = %s is not supported yet: %s", k->key, value, k->note);
+	else
+		cfg_fmt(why, whylen, "invalid value \"%s\" for %s: %s", value, k->key, reason);
+	return false;
+}
+
+/* A key of [pgcoro] or [pgbouncer] (SECTION). A key set twice is refused in [pgcoro]; in
+ * [pgbouncer] the later value wins, as in PgBouncer (tools append keys to its file). */
+static int cfg_on_main(struct parser *p, const char *section, const char *name, const char *value)
+{
+	char why[CFG_ERRLEN];
+	bool pgb = strcmp(section, "pgbouncer") == 0;
 	size_t i;
 
 	for (i = 0; i < NKEYS; i++)
 		if (strcmp(keys[i].key, name) == 0)
 			break;
 	if (i == NKEYS)
-		return cfg_fail(p, "unknown key \"%s\" in [pgcoro]", name);
-	if (p->key_line[i])
-		return cfg_fail(p, "duplicate key \"%s\" in [pgcoro] (first set on line %d)", name,
-		                p->key_line[i]);
-	if (!cfg_set_value((char *)p->cfg + keys[i].offset, keys[i].type, value, why, sizeof(why)))
-		return cfg_fail(p, "invalid value \"%s\" for %s: %s", value, name, why);
-	p->key_line[i] = p->rd.lineno;
+		return cfg_fail(p, "unknown key \"%s\" in [%s]", name, section);
+	if (p->key_line[i] && !pgb)
+		return cfg_fail(p, "duplicate key \"%s\" in [%s] (first set on line %d)", name,
+		                section, p->key_line[i]);
+	if (!cfg_set_key(p->cfg, &keys[i], value, why, sizeof(why)))
+		return cfg_fail(p, "%s", why);
+	p->key_line[i] = cfg_cur_line(&p->rd);
+	p->key_file[i] = cfg_cur_file(&p->rd);
+	p->key_pgb[i] = pgb;
 	return 1;
+}
+
+static int cfg_raw_add(struct parser *p, struct raw_list *l, const char *name, const char *value)
+{
+	if (l->n == l->cap) {
+		int cap = l->cap ? 2 * l->cap : 16;
+		struct raw_entry *v = realloc(l->v, (size_t)cap * sizeof(*v));
+		if (!v)
+			return cfg_fail(p, "out of memory");
+		l->v = v;
+		l->cap = cap;
+	}
+	struct raw_entry *e = &l->v[l->n];
+	*e = (struct raw_entry){.file = cfg_cur_file(&p->rd), .line = cfg_cur_line(&p->rd)};
+	/* PgBouncer quotes names with other characters than [_0-9A-Za-z]: 'name' or "name"
+	 * ("" inside for one quote) */
+	size_t n = strlen(name);
+	if (n >= 2 && (name[0] == '"' || name[0] == '\'') && name[n - 1] == name[0]) {
+		char q = name[0];
+		e->name = malloc(n);
+		if (e->name) {
+			char *o = e->name;
+			for (size_t i = 1; i + 1 < n; i++) {
+				*o++ = name[i];
+				if (name[i] == q && name[i + 1] == q && i + 2 < n)
+					i++;
+			}
+			*o = '\0';
+		}
+	} else {
+		e->name = strdup(name);
+	}
+	e->value = strdup(value);
+	if (!e->name || !e->value) {
+		free(e->name);
+		free(e->value);
+		return cfg_fail(p, "out of memory");
+	}
+	l->n++;
+	return 1;
+}
+
+static void cfg_raw_free(struct raw_list *l)
+{
+	for (int i = 0; i < l->n; i++) {
+		free(l->v[i].name);
+		free(l->v[i].value);
+	}
+	free(l->v);
 }
 
 static void cfg_db_clear(struct cfg_db *db)
@@ -804,6 +1411,8 @@ static void cfg_db_clear(struct cfg_db *db)
 	free(db->kw);
 	free(db->val);
 	free(db->name);
+	free(db->file);
+	cfg_entry_free(db_keys, db);
 }
 
 static bool cfg_is_uri(const char *s)
@@ -811,14 +1420,48 @@ static bool cfg_is_uri(const char *s)
 	return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
 }
 
-/* Fills DB's kw/val and its pgcoro settings (db_keys) from VALUE. */
-static bool cfg_db_parse(struct cfg_db *db, const char *value, char *why, size_t whylen)
+/* Appends "-c NAME=VALUE" to OPT (libpq's options: blanks and backslashes escaped). */
+static bool cfg_add_option(char **opt, const char *name, const char *value)
+{
+	size_t old = *opt ? strlen(*opt) : 0;
+	char *s = realloc(*opt, old + strlen(name) + 2 * strlen(value) + 8);
+	if (!s)
+		return false;
+	char *o = s + old;
+	o += sprintf(o, "%s-c %s=", old ? " " : "", name);
+	for (const char *c = value; *c; c++) {
+		if (isspace((unsigned char)*c) || *c == '\\')
+			*o++ = '\\';
+		*o++ = *c;
+	}
+	*o = '\0';
+	*opt = s;
+	return true;
+}
+
+/* Appends KW='VAL' (libpq's quoting) to the conninfo string at *OFF in BUF. */
+static void cfg_put_conninfo(char *buf, size_t *off, const char *kw, const char *val)
+{
+	*off += (size_t)sprintf(buf + *off, "%s='", kw);
+	for (const char *c = val; *c; c++) {
+		if (*c == '\'' || *c == '\\')
+			buf[(*off)++] = '\\';
+		buf[(*off)++] = *c;
+	}
+	buf[(*off)++] = '\'';
+	buf[(*off)++] = ' ';
+	buf[*off] = '\0';
+}
+
+/* Fills DB's kw/val and its pgcoro settings (db_keys) from VALUE, in PgBouncer's syntax
+ * when PGB. PgBouncer's datestyle and timezone become "-c" settings of libpq's options. */
+static bool cfg_db_parse(struct cfg_db *db, const char *value, bool pgb, char *why, size_t whylen)
     __attribute__((warn_unused_result));
-static bool cfg_db_parse(struct cfg_db *db, const char *value, char *why, size_t whylen)
+static bool cfg_db_parse(struct cfg_db *db, const char *value, bool pgb, char *why, size_t whylen)
 {
 	struct tokens t = {0};
 	PQconninfoOption *opts = NULL;
-	char *conninfo = NULL, *errmsg = NULL;
+	char *conninfo = NULL, *errmsg = NULL, *options = NULL;
 	bool ok = false;
 	int n = 0;
 
@@ -828,8 +1471,11 @@ static bool cfg_db_parse(struct cfg_db *db, const char *value, char *why, size_t
 			goto oom;
 	} else {
 		size_t need = 1, off = 0;
+		int opt_at = -1;
 
-		if (!cfg_tokenize(value, &t, why, whylen)) {
+		if (!cfg_tokenize(value, pgb, &t, why, whylen)) {
+			if (pgb)
+				return false;
 			/* prefer libpq's own words for what is wrong */
 			opts = PQconninfoParse(value, &errmsg);
 			if (!opts && errmsg)
@@ -838,30 +1484,48 @@ static bool cfg_db_parse(struct cfg_db *db, const char *value, char *why, size_t
 			opts = NULL;
 			return false;
 		}
-		for (int i = 0; i < t.n; i++)
-			need += strlen(t.kw[i]) + 2 * strlen(t.val[i]) + 4;
-		conninfo = malloc(need);
-		if (!conninfo)
-			goto oom;
 		for (int i = 0; i < t.n; i++) {
 			const struct cfg_entry_key *k = cfg_entry_find(db_keys, t.kw[i]);
 
 			if (k) {
 				if (!cfg_entry_set(k, db, t.val[i], why, whylen))
 					goto out;
-				continue;
+				t.kw[i] = NULL; /* taken */
+			} else if (strcmp(t.kw[i], "datestyle") == 0 ||
+			           strcmp(t.kw[i], "timezone") == 0) {
+				if (!cfg_add_option(&options, t.kw[i], t.val[i]))
+					goto oom;
+				t.kw[i] = NULL;
+			} else if (strcmp(t.kw[i], "options") == 0) {
+				opt_at = i;
 			}
-			/* re-quote so libpq sees exactly the value we tokenized */
-			off += (size_t)sprintf(conninfo + off, "%s='", t.kw[i]);
-			for (const char *c = t.val[i]; *c; c++) {
-				if (*c == '\'' || *c == '\\')
-					conninfo[off++] = '\\';
-				conninfo[off++] = *c;
-			}
-			conninfo[off++] = '\'';
-			conninfo[off++] = ' ';
 		}
-		conninfo[off] = '\0';
+		if (options && opt_at >= 0) {
+			/* the entry's own options first, then datestyle and timezone */
+			char *both = malloc(strlen(t.val[opt_at]) + strlen(options) + 2);
+			if (!both)
+				goto oom;
+			sprintf(both, "%s%s%s", t.val[opt_at], *t.val[opt_at] ? " " : "", options);
+			free(options);
+			options = both;
+		}
+		for (int i = 0; i < t.n; i++)
+			if (t.kw[i])
+				need += strlen(t.kw[i]) + 2 * strlen(t.val[i]) + 4;
+		if (options)
+			need += strlen("options") + 2 * strlen(options) + 4;
+		conninfo = malloc(need);
+		if (!conninfo)
+			goto oom;
+		conninfo[0] = '\0';
+		/* re-quoted so libpq sees exactly the values we tokenized */
+		for (int i = 0; i < t.n; i++)
+			if (t.kw[i] && i != opt_at)
+				cfg_put_conninfo(conninfo, &off, t.kw[i], t.val[i]);
+		if (options)
+			cfg_put_conninfo(conninfo, &off, "options", options);
+		else if (opt_at >= 0)
+			cfg_put_conninfo(conninfo, &off, "options", t.val[opt_at]);
 	}
 
 	opts = PQconninfoParse(conninfo, &errmsg);
@@ -908,125 +1572,220 @@ out:
 		PQfreemem(errmsg);
 	PQconninfoFree(opts);
 	free(conninfo);
+	free(options);
 	cfg_tokens_free(&t);
 	return ok;
 }
 
-static int cfg_on_database(struct parser *p, const char *name, const char *value)
+/* Parses USER's settings from VALUE (PGB: PgBouncer's syntax). */
+static bool cfg_user_parse(struct cfg_user *u, const char *value, bool pgb, char *why,
+                           size_t whylen) __attribute__((warn_unused_result));
+static bool cfg_user_parse(struct cfg_user *u, const char *value, bool pgb, char *why,
+                           size_t whylen)
 {
-	struct config *cfg = p->cfg;
-	char why[CFG_ERRLEN / 2];
-	struct cfg_db db = {0};
-
-	if (!*name)
-		return cfg_fail(p, "empty database name in [databases]");
-	for (int i = 0; i < cfg->ndbs; i++)
-		if (strcmp(cfg->dbs[i].name, name) == 0)
-			return cfg_fail(p, "duplicate database \"%s\" (first defined on line %d)",
-			                name, cfg->dbs[i].line);
-	if (cfg->ndbs == p->dbs_cap) {
-		int cap = p->dbs_cap ? 2 * p->dbs_cap : 8;
-		struct cfg_db *dbs = realloc(cfg->dbs, (size_t)cap * sizeof(*dbs));
-		if (!dbs)
-			return cfg_fail(p, "out of memory");
-		cfg->dbs = dbs;
-		p->dbs_cap = cap;
-	}
-	cfg_entry_unset(db_keys, &db);
-	db.line = p->rd.lineno;
-	db.name = strdup(name);
-	if (!db.name)
-		return cfg_fail(p, "out of memory");
-	if (!cfg_db_parse(&db, value, why, sizeof(why))) {
-		cfg_db_clear(&db);
-		return cfg_fail(p, "database \"%s\": %s", name, why);
-	}
-	cfg->dbs[cfg->ndbs++] = db;
-	return 1;
-}
-
-static int cfg_on_user(struct parser *p, const char *name, const char *value)
-{
-	struct config *cfg = p->cfg;
-	char why[CFG_ERRLEN / 2];
 	struct tokens t;
-	struct cfg_user u = {0};
+	bool ok = true;
 
-	if (!*name)
-		return cfg_fail(p, "empty user name in [users]");
-	for (int i = 0; i < cfg->nusers; i++)
-		if (strcmp(cfg->users[i].name, name) == 0)
-			return cfg_fail(p, "duplicate user \"%s\" (first defined on line %d)", name,
-			                cfg->users[i].line);
-	if (!cfg_tokenize(value, &t, why, sizeof(why)))
-		return cfg_fail(p, "user \"%s\": %s", name, why);
-	cfg_entry_unset(user_keys, &u);
-	u.line = p->rd.lineno;
-	for (int i = 0; i < t.n; i++) {
+	if (!cfg_tokenize(value, pgb, &t, why, whylen))
+		return false;
+	for (int i = 0; i < t.n && ok; i++) {
 		const struct cfg_entry_key *k = cfg_entry_find(user_keys, t.kw[i]);
 
 		if (!k) {
-			char known[128];
+			char known[512];
 			cfg_entry_names(user_keys, known, sizeof(known));
-			cfg_fail(p, "user \"%s\": unknown setting \"%s\" (known: %s)", name,
-			         t.kw[i], known);
-			cfg_tokens_free(&t);
-			return 0;
-		}
-		if (!cfg_entry_set(k, &u, t.val[i], why, sizeof(why))) {
-			cfg_fail(p, "user \"%s\": %s", name, why);
-			cfg_tokens_free(&t);
-			return 0;
+			cfg_fmt(why, whylen, "unknown setting \"%s\" (known: %s)", t.kw[i], known);
+			ok = false;
+		} else {
+			ok = cfg_entry_set(k, u, t.val[i], why, whylen);
 		}
 	}
 	cfg_tokens_free(&t);
-	if (cfg->nusers == p->users_cap) {
-		int cap = p->users_cap ? 2 * p->users_cap : 8;
-		struct cfg_user *users = realloc(cfg->users, (size_t)cap * sizeof(*users));
-		if (!users)
-			return cfg_fail(p, "out of memory");
-		cfg->users = users;
-		p->users_cap = cap;
+	return ok;
+}
+
+/* Marks the entries of L that a later one of the same name replaces (PGB, as PgBouncer
+ * does), or fails on the first such pair (pgcoro's files name each entry once). */
+static bool cfg_raw_dups(struct parser *p, struct raw_list *l, bool pgb, const char *what)
+{
+	for (int i = 1; i < l->n; i++)
+		for (int j = 0; j < i; j++) {
+			if (l->v[j].replaced || strcmp(l->v[i].name, l->v[j].name) != 0)
+				continue;
+			if (!pgb) {
+				p->err_file = l->v[i].file;
+				p->err_line = l->v[i].line;
+				cfg_fmt(p->err, sizeof(p->err),
+				        "duplicate %s \"%s\" (first defined on line %d)", what, l->v[i].name,
+				        l->v[j].line);
+				return false;
+			}
+			l->v[j].replaced = true;
+		}
+	return true;
+}
+
+/* The entries' file field: NULL for the main file, else a copy of FILE. */
+static bool cfg_entry_file(const struct config *cfg, const char *file, char **out)
+{
+	*out = NULL;
+	if (strcmp(file, cfg->path) == 0)
+		return true;
+	return (*out = strdup(file)) != NULL;
+}
+
+/* Makes entry E's line the error position (for what follows); false with the error when
+ * its name is empty. */
+static bool cfg_raw_named(struct parser *p, const struct raw_entry *e, const char *what)
+{
+	p->err_file = e->file;
+	p->err_line = e->line;
+	if (*e->name)
+		return true;
+	cfg_fmt(p->err, sizeof(p->err), "empty %s name in [%ss]", what, what);
+	return false;
+}
+
+/* Parses the [databases] and [users] lines read, now that the whole file is known. */
+static bool cfg_entries(struct parser *p)
+{
+	struct config *cfg = p->cfg;
+	bool pgb = cfg->pgbouncer_ini;
+	char why[CFG_ERRLEN / 2];
+
+	if (!cfg_raw_dups(p, &p->dbs, pgb, "database") ||
+	    !cfg_raw_dups(p, &p->users, pgb, "user"))
+		return false;
+	if (p->dbs.n && !(cfg->dbs = calloc((size_t)p->dbs.n, sizeof(*cfg->dbs))))
+		goto oom;
+	for (int i = 0; i < p->dbs.n; i++) {
+		struct raw_entry *e = &p->dbs.v[i];
+		struct cfg_db db = {0};
+
+		if (e->replaced)
+			continue;
+		if (!cfg_raw_named(p, e, "database"))
+			return false;
+		if (strcmp(e->name, "pgcoro") == 0 || strcmp(e->name, "pgbouncer") == 0) {
+			cfg_fmt(p->err, sizeof(p->err),
+			        "database name \"%s\" is reserved for the admin console", e->name);
+			return false;
+		}
+		cfg_entry_unset(db_keys, &db);
+		db.line = e->line;
+		if (!(db.name = strdup(e->name)) || !cfg_entry_file(cfg, e->file, &db.file)) {
+			cfg_db_clear(&db);
+			goto oom;
+		}
+		if (!cfg_db_parse(&db, e->value, pgb, why, sizeof(why))) {
+			cfg_db_clear(&db);
+			cfg_fmt(p->err, sizeof(p->err), "database \"%s\": %s", e->name, why);
+			return false;
+		}
+		if (db.load_balance_hosts < 0)
+			db.load_balance_hosts = pgb ? LB_ROUND_ROBIN : LB_DISABLE;
+		cfg->dbs[cfg->ndbs++] = db;
+		for (const struct cfg_entry_key *k = db_keys; k->key; k++)
+			if (k->compat == CFG_WARN && *(char **)((char *)&db + k->offset) &&
+			    !cfg_warn(cfg, e->file, e->line, "database \"%s\": %s: %s", e->name, k->key,
+			              k->note))
+				goto oom;
 	}
-	u.name = strdup(name);
-	if (!u.name)
-		return cfg_fail(p, "out of memory");
-	cfg->users[cfg->nusers++] = u;
-	return 1;
+	if (p->users.n && !(cfg->users = calloc((size_t)p->users.n, sizeof(*cfg->users))))
+		goto oom;
+	for (int i = 0; i < p->users.n; i++) {
+		struct raw_entry *e = &p->users.v[i];
+		struct cfg_user u = {0};
+
+		if (e->replaced)
+			continue;
+		if (!cfg_raw_named(p, e, "user"))
+			return false;
+		cfg_entry_unset(user_keys, &u);
+		u.line = e->line;
+		if (!cfg_user_parse(&u, e->value, pgb, why, sizeof(why))) {
+			cfg_entry_free(user_keys, &u);
+			cfg_fmt(p->err, sizeof(p->err), "user \"%s\": %s", e->name, why);
+			return false;
+		}
+		if (!(u.name = strdup(e->name)) || !cfg_entry_file(cfg, e->file, &u.file)) {
+			free(u.name);
+			cfg_entry_free(user_keys, &u);
+			goto oom;
+		}
+		cfg->users[cfg->nusers++] = u;
+	}
+	p->err_file = NULL;
+	p->err_line = 0;
+	return true;
+oom:
+	p->err_file = cfg->path;
+	p->err_line = 0;
+	cfg_fmt(p->err, sizeof(p->err), "out of memory");
+	return false;
+}
+
+/* The warnings of the main keys: each CFG_WARN key set to other than its default, and
+ * each key whose meaning differs from PgBouncer's set in a [pgbouncer] section. */
+static bool cfg_key_warnings(struct parser *p)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct cfg_key *k = &keys[i];
+		bool warn = p->key_line[i] &&
+		            ((k->compat == CFG_WARN && !cfg_is_default(p->cfg, k)) ||
+		             (k->compat == CFG_NATIVE && k->note && p->key_pgb[i]));
+		if (warn && !cfg_warn(p->cfg, p->key_file[i], p->key_line[i], "%s: %s", k->key, k->note))
+			return false;
+	}
+	return true;
 }
 
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct parser *p = user;
 
-	if (p->err_line)
+	if (p->err_file)
 		return 0;
-	if (strcmp(section, "pgcoro") == 0)
-		return cfg_on_pgcoro(p, name, value);
+	if (strcmp(section, "pgcoro") == 0 || strcmp(section, "pgbouncer") == 0)
+		return cfg_on_main(p, section, name, value);
 	if (strcmp(section, "databases") == 0)
-		return cfg_on_database(p, name, value);
+		return cfg_raw_add(p, &p->dbs, name, value);
 	if (strcmp(section, "users") == 0)
-		return cfg_on_user(p, name, value);
+		return cfg_raw_add(p, &p->users, name, value);
+	if (strcmp(section, "peers") == 0)
+		return cfg_fail(p, "peer \"%s\": [peers] is not supported yet: peering (cancel "
+		                "requests forwarded between processes) is not there", name);
 	if (!*section)
 		return cfg_fail(p, "key \"%s\" outside any section", name);
 	/* blame the header line, not the first key under it */
-	cfg_fail(p, "unknown section [%s] (known: [pgcoro], [databases], [users])", section);
-	p->err_line = p->rd.section_lineno ? p->rd.section_lineno : p->rd.lineno;
+	cfg_fail(p, "unknown section [%s] (known: [pgcoro] or [pgbouncer], [databases], [users], "
+	         "[peers])", section);
+	if (p->rd.section_file) {
+		p->err_file = p->rd.section_file;
+		p->err_line = p->rd.section_lineno;
+	}
 	return 0;
 }
 
-/* Checks that span keys, once the whole file is read: "reason" in why, and in *line the
- * line of the [databases] entry at fault (0 = a [pgcoro] matter, no line). */
-static bool cfg_validate(const struct config *cfg, int *line, char *why, size_t whylen)
-    __attribute__((warn_unused_result));
-static bool cfg_validate(const struct config *cfg, int *line, char *why, size_t whylen)
+/* Checks that span keys, once the whole file is read: "reason" in why, and in *db the
+ * [databases] entry at fault (NULL = a matter of the main keys). */
+static bool cfg_validate(const struct config *cfg, const struct cfg_db **bad, char *why,
+                         size_t whylen) __attribute__((warn_unused_result));
+static bool cfg_validate(const struct config *cfg, const struct cfg_db **bad, char *why,
+                         size_t whylen)
 {
 	struct sockaddr_un sun;
 
-	*line = 0;
+	*bad = NULL;
 
 	if (!*cfg->listen_addr && !*cfg->unix_socket_dir) {
 		cfg_fmt(why, whylen, "no listener: listen_addr and unix_socket_dir are both empty");
+		return false;
+	}
+	if (cfg->unix_socket_dir[0] == '@') {
+		cfg_fmt(why, whylen, "unix_socket_dir = %s is not supported yet: a unix socket in "
+		        "the abstract namespace (PgBouncer's @) is not there yet",
+		        cfg->unix_socket_dir);
 		return false;
 	}
 	if (strlen(cfg->unix_socket_dir) + sizeof("/.s.PGSQL.65535") > sizeof(sun.sun_path)) {
@@ -1069,6 +1828,11 @@ static bool cfg_validate(const struct config *cfg, int *line, char *why, size_t 
 			return false;
 		}
 	}
+	if (!tls_protocols_parse("client_tls_protocols", cfg->client_tls_protocols, NULL, NULL, why,
+	                         whylen) ||
+	    !tls_protocols_parse("server_tls_protocols", cfg->server_tls_protocols, NULL, NULL, why,
+	                         whylen))
+		return false;
 	if (cfg->auth_type == AUTH_HBA && !*cfg->auth_hba_file) {
 		cfg_fmt(why, whylen, "auth_type hba needs auth_hba_file");
 		return false;
@@ -1091,7 +1855,7 @@ static bool cfg_validate(const struct config *cfg, int *line, char *why, size_t 
 		int size = db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size;
 
 		if (db->min_pool_size > size) {
-			*line = db->line;
+			*bad = db;
 			cfg_fmt(why, whylen, "database \"%s\": min_pool_size (%d) exceeds %s (%d)",
 			        db->name, db->min_pool_size,
 			        db->pool_size >= 0 ? "pool_size" : "default_pool_size", size);
@@ -1141,13 +1905,23 @@ fail:
 	return NULL;
 }
 
+/* "FILE:LINE: WHY" (LINE 0: "FILE: WHY") into err. */
+static void cfg_fmt_at(char *err, size_t errlen, const char *file, int line, const char *why)
+{
+	if (line > 0)
+		cfg_fmt(err, errlen, "%s:%d: %s", file, line, why);
+	else
+		cfg_fmt(err, errlen, "%s: %s", file, why);
+}
+
 struct config *cfg_load(const char *path, char *err, size_t errlen)
 {
 	struct parser *p = NULL;
 	struct config *cfg = NULL;
+	const struct cfg_db *bad;
 	char why[CFG_ERRLEN];
 	FILE *f;
-	int rc, line;
+	int rc;
 
 	pthread_once(&ini_once, cfg_ini_setup);
 	f = fopen(path, "r");
@@ -1158,59 +1932,87 @@ struct config *cfg_load(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	p = calloc(1, sizeof(*p));
+	if (!p) {
+		fclose(f);
+		cfg_fmt(err, errlen, "%s: out of memory", path);
+		return NULL;
+	}
+	p->rd.stack[0].f = f;
+	if (!(p->rd.stack[0].path = cfg_keep_path(&p->rd, path)))
+		goto oom;
 	cfg = cfg_default();
-	if (!p || !cfg)
+	if (!cfg)
 		goto oom;
 	free(cfg->path);
 	cfg->path = strdup(path);
 	if (!cfg->path)
 		goto oom;
 	p->cfg = cfg;
-	p->rd.f = f;
 
 	rc = ini_parse_stream(cfg_reader, &p->rd, cfg_handler, p);
-	if (p->err_line) {
-		if (rc > 0 && rc < p->err_line)
-			cfg_fmt(err, errlen,
-			        "%s:%d: syntax error: expected \"[section]\" or \"key = value\"",
-			        path, rc);
-		else
-			cfg_fmt(err, errlen, "%s:%d: %s", path, p->err_line, p->err);
+	if (p->err_file) {
+		cfg_fmt_at(err, errlen, p->err_file, p->err_line, p->err);
 		goto fail;
 	}
 	if (p->rd.why[0]) {
-		if (p->rd.lineno > 0)
-			cfg_fmt(err, errlen, "%s:%d: %s", path, p->rd.lineno, p->rd.why);
-		else
-			cfg_fmt(err, errlen, "%s: %s", path, p->rd.why);
+		cfg_fmt_at(err, errlen, p->rd.why_file, p->rd.why_line, p->rd.why);
 		goto fail;
 	}
 	if (rc == -2)
 		goto oom;
 	if (rc != 0) {
-		cfg_fmt(err, errlen,
-		        "%s:%d: syntax error: expected \"[section]\" or \"key = value\"", path, rc);
+		/* inih stops at the first bad line: the one just read */
+		cfg_fmt_at(err, errlen, cfg_cur_file(&p->rd), cfg_cur_line(&p->rd),
+		           "syntax error: expected \"[section]\" or \"key = value\"");
 		goto fail;
 	}
-	if (!cfg_validate(cfg, &line, why, sizeof(why))) {
-		if (line > 0)
-			cfg_fmt(err, errlen, "%s:%d: %s", path, line, why);
+	cfg->pgbouncer_ini = p->rd.pgbouncer_section;
+	if (!cfg->conffile[0]) {
+		free(cfg->conffile);
+		if (!(cfg->conffile = strdup(path)))
+			goto oom;
+	}
+	for (size_t d = 0; cfg->pgbouncer_ini && d < sizeof(pgb_defaults) / sizeof(*pgb_defaults);
+	     d++)
+		for (size_t i = 0; i < NKEYS; i++)
+			if (!p->key_line[i] && strcmp(keys[i].key, pgb_defaults[d].key) == 0 &&
+			    !cfg_set_value((char *)cfg + keys[i].offset, keys[i].type,
+			                   pgb_defaults[d].def, why, sizeof(why)))
+				goto oom;
+	if (!cfg_entries(p)) {
+		cfg_fmt_at(err, errlen, p->err_file, p->err_line, p->err);
+		goto fail;
+	}
+	if (!cfg_key_warnings(p))
+		goto oom;
+	if (cfg->pgbouncer_ini && !cfg->auth_file[0] &&
+	    (cfg->auth_type == AUTH_PLAIN || cfg->auth_type == AUTH_MD5 ||
+	     cfg->auth_type == AUTH_SCRAM) &&
+	    !cfg_warn(cfg, path, 0,
+	              "auth_type %s without auth_file: no user can log in with a password (as "
+	              "in PgBouncer; pgcoro refuses this in its own files)",
+	              cfg_auth_type_name(cfg->auth_type)))
+		goto oom;
+	if (!cfg_validate(cfg, &bad, why, sizeof(why))) {
+		if (bad)
+			cfg_fmt_at(err, errlen, bad->file ? bad->file : path, bad->line, why);
 		else
 			cfg_fmt(err, errlen, "%s: %s", path, why);
 		goto fail;
 	}
-	free(p->rd.line);
+	cfg_reader_free(&p->rd);
+	cfg_raw_free(&p->dbs);
+	cfg_raw_free(&p->users);
 	free(p);
-	fclose(f);
 	return cfg;
 
 oom:
 	cfg_fmt(err, errlen, "%s: out of memory", path);
 fail:
-	if (p)
-		free(p->rd.line);
+	cfg_reader_free(&p->rd);
+	cfg_raw_free(&p->dbs);
+	cfg_raw_free(&p->users);
 	free(p);
-	fclose(f);
 	cfg_free(cfg);
 	return NULL;
 }
@@ -1219,17 +2021,21 @@ void cfg_free(struct config *cfg)
 {
 	if (!cfg)
 		return;
-	for (size_t i = 0; i < NKEYS; i++) {
-		const struct cfg_type *t = &types[keys[i].type];
-		if (t->kind == K_STRING || t->kind == K_ENUM_STR)
+	for (size_t i = 0; i < NKEYS; i++)
+		if (cfg_ctype(keys[i].type) == C_STRING)
 			free(*(char **)((char *)cfg + keys[i].offset));
-	}
 	for (int i = 0; i < cfg->ndbs; i++)
 		cfg_db_clear(&cfg->dbs[i]);
 	free(cfg->dbs);
-	for (int i = 0; i < cfg->nusers; i++)
+	for (int i = 0; i < cfg->nusers; i++) {
 		free(cfg->users[i].name);
+		free(cfg->users[i].file);
+		cfg_entry_free(user_keys, &cfg->users[i]);
+	}
 	free(cfg->users);
+	for (int i = 0; i < cfg->nwarnings; i++)
+		free(cfg->warnings[i]);
+	free(cfg->warnings);
 	free(cfg->path);
 	free(cfg);
 }
@@ -1281,6 +2087,13 @@ static void cfg_strv_free(char **a)
 	free(a);
 }
 
+/* A copy of S (NULL stays NULL) into *OUT; false when out of memory. */
+static bool cfg_strdup_opt(const char *s, char **out)
+{
+	*out = s ? strdup(s) : NULL;
+	return !s || *out;
+}
+
 /* A deep copy of CFG, or NULL (out of memory). */
 static struct config *cfg_copy(const struct config *cfg)
 {
@@ -1289,24 +2102,30 @@ static struct config *cfg_copy(const struct config *cfg)
 		return NULL;
 	*c = *cfg;
 	c->path = NULL;
+	c->warnings = NULL;
+	c->nwarnings = 0;
 	c->dbs = NULL;
 	c->ndbs = 0;
 	c->users = NULL;
 	c->nusers = 0;
-	for (size_t i = 0; i < NKEYS; i++) {
-		const struct cfg_type *t = &types[keys[i].type];
-		if (t->kind == K_STRING || t->kind == K_ENUM_STR)
+	for (size_t i = 0; i < NKEYS; i++)
+		if (cfg_ctype(keys[i].type) == C_STRING)
 			*(char **)((char *)c + keys[i].offset) = NULL;
-	}
 	if (!(c->path = strdup(cfg->path)))
 		goto fail;
 	for (size_t i = 0; i < NKEYS; i++) {
-		const struct cfg_type *t = &types[keys[i].type];
-		if (t->kind != K_STRING && t->kind != K_ENUM_STR)
+		if (cfg_ctype(keys[i].type) != C_STRING)
 			continue;
 		const char *from = *(char *const *)((const char *)cfg + keys[i].offset);
 		if (!(*(char **)((char *)c + keys[i].offset) = strdup(from)))
 			goto fail;
+	}
+	if (cfg->nwarnings) {
+		if (!(c->warnings = calloc((size_t)cfg->nwarnings, sizeof(*c->warnings))))
+			goto fail;
+		for (; c->nwarnings < cfg->nwarnings; c->nwarnings++)
+			if (!(c->warnings[c->nwarnings] = strdup(cfg->warnings[c->nwarnings])))
+				goto fail;
 	}
 	if (cfg->ndbs) {
 		if (!(c->dbs = calloc((size_t)cfg->ndbs, sizeof(*c->dbs))))
@@ -1314,13 +2133,17 @@ static struct config *cfg_copy(const struct config *cfg)
 		for (int i = 0; i < cfg->ndbs; i++, c->ndbs++) {
 			struct cfg_db *d = &c->dbs[i];
 			*d = cfg->dbs[i];
+			bool ok = cfg_entry_dup(db_keys, d);
 			d->name = strdup(cfg->dbs[i].name);
 			d->kw = cfg_strv_dup(cfg->dbs[i].kw);
 			d->val = cfg_strv_dup(cfg->dbs[i].val);
-			if (!d->name || !d->kw || !d->val) {
+			ok = cfg_strdup_opt(cfg->dbs[i].file, &d->file) && ok;
+			if (!ok || !d->name || !d->kw || !d->val) {
 				free(d->name);
+				free(d->file);
 				cfg_strv_free(d->kw);
 				cfg_strv_free(d->val);
+				cfg_entry_free(db_keys, d);
 				goto fail;
 			}
 		}
@@ -1329,9 +2152,17 @@ static struct config *cfg_copy(const struct config *cfg)
 		if (!(c->users = calloc((size_t)cfg->nusers, sizeof(*c->users))))
 			goto fail;
 		for (int i = 0; i < cfg->nusers; i++, c->nusers++) {
-			c->users[i] = cfg->users[i];
-			if (!(c->users[i].name = strdup(cfg->users[i].name)))
+			struct cfg_user *u = &c->users[i];
+			*u = cfg->users[i];
+			bool ok = cfg_entry_dup(user_keys, u);
+			u->name = strdup(cfg->users[i].name);
+			ok = cfg_strdup_opt(cfg->users[i].file, &u->file) && ok;
+			if (!ok || !u->name) {
+				free(u->name);
+				free(u->file);
+				cfg_entry_free(user_keys, u);
 				goto fail;
+			}
 		}
 	}
 	return c;
@@ -1357,13 +2188,21 @@ struct config *cfg_with(const struct config *cfg, const char *key, const char *v
 		return NULL;
 	}
 	char why[CFG_ERRLEN];
-	int line;
+	const struct cfg_db *bad;
 	if (!cfg_set_value((char *)c + k->offset, k->type, value, why, sizeof(why))) {
-		cfg_fmt(err, errlen, "%s: %s", k->key, why);
+		if (k->compat == CFG_NOT_YET && strcmp(why, "out of memory") != 0)
+			cfg_fmt(err, errlen, "%s = %s is not supported yet: %s", k->key, value, k->note);
+		else
+			cfg_fmt(err, errlen, "%s: %s", k->key, why);
 		goto fail;
 	}
-	if (!cfg_validate(c, &line, why, sizeof(why))) {
+	if (!cfg_validate(c, &bad, why, sizeof(why))) {
 		cfg_fmt(err, errlen, "%s", why);
+		goto fail;
+	}
+	if (k->compat == CFG_WARN && !cfg_is_default(c, k) &&
+	    !cfg_warn(c, "SET", 0, "%s: %s", k->key, k->note)) {
+		cfg_fmt(err, errlen, "out of memory");
 		goto fail;
 	}
 	return c;

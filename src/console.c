@@ -14,6 +14,7 @@
 #include "config.h"
 #include "list.h"
 #include "log.h"
+#include "login.h"
 #include "pool.h"
 #include "poolctl.h"
 #include "proto.h"
@@ -364,7 +365,7 @@ static void run(client_t *c, char *query)
 		complete(c, "SHUTDOWN");
 		stream_flush(&c->st);
 		log_info("SHUTDOWN by %s", c->user);
-		shutdown_begin(SHUTDOWN_TXN);
+		shutdown_begin(SHUTDOWN_SERVERS);
 	} else {
 		send_error(c, "08P01", "invalid command '%s', use SHOW HELP;", query);
 	}
@@ -375,7 +376,7 @@ static void run(client_t *c, char *query)
 void console_login(client_t *c)
 {
 	const struct config *cfg = rt->cfg;
-	bool admin = in_list(cfg->admin_users, c->user);
+	bool admin = in_list(cfg->admin_users, c->user) || login_peer_is_self(c);
 	if (!admin && !in_list(cfg->stats_users, c->user)) {
 		client_disconnect(c, "28000", "not allowed: user \"%s\" is not in admin_users or "
 				  "stats_users", c->user);

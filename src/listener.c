@@ -1,14 +1,17 @@
 /* Owns the listening sockets: one per TCP address of listen_addr ("*" = every IPv4 and
- * IPv6 address) and the unix socket UNIX_SOCKET_DIR/.s.PGSQL.PORT — or, when systemd
- * passes listening sockets (socket activation), those instead. Accepted sockets go to
+ * IPv6 address) and the unix socket UNIX_SOCKET_DIR/.s.PGSQL.PORT (its mode and group) —
+ * or, when systemd passes listening sockets (socket activation), those instead; their
+ * backlog and TCP_DEFER_ACCEPT. Accepted sockets get the tcp_* options and go to
  * client_accept. When accept fails for want of file descriptors or memory, every
  * listener pauses for ACCEPT_PAUSE_SEC (the pending connections wait in the kernel's
  * backlog) and one warning is logged per episode, not one per attempt. */
 #include "listener.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +29,13 @@
 #include "config.h"
 #include "log.h"
 #include "runtime.h"
+#include "sockopt.h"
 
 #define MAX_LISTENERS 16
-#define BACKLOG 512
 #define ACCEPT_PAUSE_SEC 1
+#define DEFER_ACCEPT_SEC 45 /* tcp_defer_accept: PgBouncer's */
 
+static const struct config *const *cfgp; /* the config in force (&rt->cfg) */
 static struct evconnlistener *listeners[MAX_LISTENERS];
 static int nlisteners;
 static char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -47,6 +52,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		paused_since = 0;
 		pauses = 0;
 	}
+	sockopt_apply(fd, *cfgp);
 	client_accept(fd, sa, salen);
 }
 
@@ -91,7 +97,8 @@ static bool add_listener(struct runtime *rt, int fd, const char *what)
 	}
 	evutil_make_socket_nonblocking(fd);
 	struct evconnlistener *l = evconnlistener_new(
-		rt->base, accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, BACKLOG, fd);
+		rt->base, accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+		rt->cfg->listen_backlog, fd);
 	if (!l) {
 		log_error("cannot listen on %s: %s", what, strerror(errno));
 		close(fd);
@@ -130,6 +137,10 @@ static bool listen_tcp(struct runtime *rt, const char *host, int port)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (ai->ai_family == AF_INET6)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		if (rt->cfg->tcp_defer_accept) {
+			int secs = DEFER_ACCEPT_SEC;
+			setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
+		}
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
 			log_error("cannot bind %s: %s", name, strerror(errno));
 			close(fd);
@@ -172,6 +183,16 @@ static bool listen_unix(struct runtime *rt, const char *dir, int port, int mode)
 	}
 	chmod(sun.sun_path, (mode_t)mode);
 	snprintf(unix_path, sizeof(unix_path), "%s", sun.sun_path);
+	const char *group = rt->cfg->unix_socket_group;
+	if (group[0]) {
+		struct group *gr = getgrnam(group);
+		if (!gr || chown(sun.sun_path, (uid_t)-1, gr->gr_gid) != 0) {
+			log_error("unix_socket_group \"%s\": %s", group,
+				  gr ? strerror(errno) : "no such group");
+			close(fd);
+			return false;
+		}
+	}
 	return add_listener(rt, fd, sun.sun_path);
 }
 
@@ -202,6 +223,7 @@ static int listen_passed(struct runtime *rt)
 bool listener_start(struct runtime *rt)
 {
 	const struct config *cfg = rt->cfg;
+	cfgp = (const struct config *const *)&rt->cfg;
 	resume_ev = evtimer_new(rt->base, resume_cb, NULL);
 	int passed = listen_passed(rt);
 	if (passed != 0) {

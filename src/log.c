@@ -17,6 +17,7 @@
 enum log_level log_cur_level = LOGL_INFO;
 static FILE *log_file;     /* NULL = none */
 static bool log_to_syslog; /* else to stderr */
+static bool log_quiet;     /* -q / --quiet, -d: never to stderr */
 static char syslog_ident_buf[64]; /* openlog keeps the pointer: storage that lives on */
 
 const char *const log_level_names[] = {"error", "warning", "info", "debug", NULL};
@@ -74,6 +75,8 @@ void log_close(void)
 
 void log_set_level(enum log_level level) { log_cur_level = level; }
 
+void log_set_quiet(bool quiet) { log_quiet = quiet; }
+
 bool log_level_parse(const char *s, enum log_level *out)
 {
 	for (size_t i = 0; log_level_names[i]; i++) {
@@ -130,7 +133,7 @@ __attribute__((format(printf, 2, 0))) static void log_write(enum log_level level
 	escape_controls(raw, msg);
 	if (log_to_syslog)
 		syslog(priorities[level], "%s %s", tags[level], msg);
-	FILE *outs[2] = {log_to_syslog ? NULL : stderr, log_file};
+	FILE *outs[2] = {log_to_syslog || log_quiet ? NULL : stderr, log_file};
 	char tbuf[64];
 	struct timeval tv;
 	struct tm tm;

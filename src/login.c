@@ -19,10 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "client.h"
 #include "config.h"
+#include "console.h"
 #include "hba.h"
 #include "log.h"
 #include "proto.h"
@@ -243,7 +245,7 @@ static void start_scram(client_t *c, const char *secret)
 	if (keys) {
 		l->scram->keys = *keys;
 	} else {
-		scram_mock_keys(c->user, &l->scram->keys);
+		scram_mock_keys(c->user, rt->cfg->scram_iterations, &l->scram->keys);
 		l->scram->mock = true;
 	}
 	proto_build_auth_sasl(&out);
@@ -260,16 +262,37 @@ static const char *peer_host(const client_t *c, char *buf, size_t len)
 	return buf;
 }
 
-/* auth trust: when an auth_file is set it is the list of who may log in (as PgBouncer). */
+/* PgBouncer's auth_user is set (the database's or the global one): PgBouncer would look a
+ * user who is not in auth_file up with auth_query. pgcoro does not do that yet, so such a
+ * user is refused as unknown, never let in. */
+static bool auth_query_wanted(const client_t *c)
+{
+	const struct cfg_db *db = cfg_find_db(rt->cfg, c->database);
+	return (db && db->auth_user) || rt->cfg->auth_user[0];
+}
+
+/* auth trust: when an auth_file is set it is the list of who may log in (as PgBouncer);
+ * so it is when auth_user is, with an empty list for want of auth_query. */
 static void check_trust(client_t *c)
 {
-	if (rt->auth && !auth_lookup(rt->auth, c->user)) {
-		log_info("client %llu %s: trust: user \"%s\" is not in auth_file",
-			 (unsigned long long)c->id, client_peer(c), c->user);
+	if ((rt->auth || auth_query_wanted(c)) && !(rt->auth && auth_lookup(rt->auth, c->user))) {
+		log_info("client %llu %s: trust: user \"%s\" is not in auth_file%s",
+			 (unsigned long long)c->id, client_peer(c), c->user,
+			 auth_query_wanted(c) ? " (auth_query is not supported yet)" : "");
 		client_disconnect(c, "28000", "\"trust\" authentication failed");
 		return;
 	}
 	login_done(c);
+}
+
+bool login_peer_is_self(const client_t *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	return c->peer_family == AF_UNIX &&
+	       (strcmp(c->user, "pgbouncer") == 0 || strcmp(c->user, "pgcoro") == 0) &&
+	       getsockopt(c->st.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+	       cred.uid == getuid();
 }
 
 /* auth cert: the verified client certificate's CN must be the user. */
@@ -360,6 +383,13 @@ static enum hba_method choose_method(client_t *c)
 static void start_auth(client_t *c)
 {
 	struct login *l = c->login;
+	if (console_is_console_db(c->database) && login_peer_is_self(c)) {
+		/* the admin console for the OS user pgcoro runs as, as PgBouncer's */
+		log_debug("client %llu: console access from the unix socket as its own OS user",
+			  (unsigned long long)c->id);
+		login_done(c);
+		return;
+	}
 	enum hba_method m = choose_method(c);
 	if (c->state != CL_LOGIN)
 		return;

@@ -1,7 +1,11 @@
-/* The daemon's entry: command line, config, the runtime context, signals, the loop,
- * and an orderly shutdown. */
+/* The daemon's entry: command line (pgcoro's and PgBouncer's), config, the OS user and
+ * the background (-u, -d), the runtime context, signals, the loop, and an orderly
+ * shutdown. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,10 +40,19 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "pgcoro %s — PostgreSQL connection pooler\n\n"
-		   "usage: pgcoro [-c] CONFIG          run in the foreground\n"
-		   "       pgcoro --check-config CONFIG validate the config (and auth_file), exit\n"
-		   "       pgcoro --man pgcoro.8|pgcoro.ini.5  write a manual page (roff)\n"
+		   "usage: pgcoro [OPTION]... [-c] CONFIG    run (pgcoro.ini or pgbouncer.ini)\n"
+		   "       pgcoro --check-config CONFIG       validate the config (and auth_file), exit\n"
+		   "       pgcoro --man pgcoro.8|pgcoro.ini.5 write a manual page (roff)\n"
 		   "       pgcoro --version | --help\n\n"
+		   "Options (PgBouncer's):\n"
+		   "  -d, --daemon         run in the background (needs pidfile, and logfile or syslog)\n"
+		   "  -q, --quiet          log nothing to stderr (the logfile and syslog still)\n"
+		   "  -u, --user=USER      switch to OS user USER after start (when run as root)\n"
+		   "  -v, --verbose        log at level debug\n"
+		   "  -R, --reboot         online restart: not supported yet (starts normally when no\n"
+		   "                       pgcoro holds the sockets)\n"
+		   "  -V, --version        show the version, then exit\n"
+		   "  -h, --help           show this help, then exit\n\n"
 		   "Exit status: 0 ok, 1 runtime failure, 2 bad usage or config.\n",
 		PGCORO_VERSION);
 }
@@ -103,6 +116,71 @@ static bool write_pidfile(const char *path)
 	return fclose(f) == 0;
 }
 
+/* -u / user: becomes OS user NAME, as PgBouncer: only when run as root (or already that
+ * user). False with the reason on stderr. */
+static bool switch_user(const char *name)
+{
+	struct passwd *pw = getpwnam(name);
+	if (!pw) {
+		fprintf(stderr, "pgcoro: user \"%s\": no such OS user\n", name);
+		return false;
+	}
+	if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid)
+		return true;
+	if (geteuid() != 0) {
+		fprintf(stderr, "pgcoro: cannot switch to user \"%s\": not started as root\n", name);
+		return false;
+	}
+	if (setgid(pw->pw_gid) != 0 || initgroups(pw->pw_name, pw->pw_gid) != 0 ||
+	    setuid(pw->pw_uid) != 0) {
+		fprintf(stderr, "pgcoro: cannot switch to user \"%s\": %s\n", name, strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/* -d: into the background, as PgBouncer does: stdin, stdout and stderr to /dev/null, fork,
+ * a new session, fork again; the parent exits 0. Before the loop and the executor exist
+ * (threads do not survive fork). False with the reason on stderr. */
+static bool daemonize(const struct config *cfg)
+{
+	if (!cfg->pidfile[0]) {
+		fprintf(stderr, "pgcoro: -d (daemon) needs pidfile set\n");
+		return false;
+	}
+	if (!cfg->logfile[0] && !cfg->syslog) {
+		fprintf(stderr, "pgcoro: -d (daemon) needs logfile or syslog set\n");
+		return false;
+	}
+	int fd = open("/dev/null", O_RDWR);
+	if (fd < 0) {
+		fprintf(stderr, "pgcoro: cannot open /dev/null: %s\n", strerror(errno));
+		return false;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "pgcoro: fork: %s\n", strerror(errno));
+		close(fd);
+		return false;
+	}
+	if (pid > 0)
+		_exit(0);
+	dup2(fd, 0);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	if (fd > 2)
+		close(fd);
+	if (setsid() < 0)
+		_exit(1);
+	pid = fork();
+	if (pid < 0)
+		_exit(1);
+	if (pid > 0)
+		_exit(0);
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -111,12 +189,18 @@ int main(int argc, char **argv)
 		{"version", no_argument, NULL, 'V'},
 		{"man", required_argument, NULL, 'M'},
 		{"help", no_argument, NULL, 'h'},
+		{"daemon", no_argument, NULL, 'd'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"user", required_argument, NULL, 'u'},
+		{"reboot", no_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *path = NULL;
-	bool check_only = false;
+	const char *path = NULL, *user = NULL;
+	bool check_only = false, background = false, quiet = false, reboot = false;
+	int verbose = 0;
 	int opt;
-	while ((opt = getopt_long(argc, argv, "c:C:Vh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:C:Vhdqvu:R", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			path = optarg;
@@ -137,6 +221,21 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'd':
+			background = true;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'u':
+			user = optarg;
+			break;
+		case 'R':
+			reboot = true;
+			break;
 		default:
 			usage(stderr);
 			return 2;
@@ -149,25 +248,42 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	struct runtime rt = {0};
+	struct runtime rt = {.verbose = verbose};
 	if (!load_all(path, &rt))
 		return 2;
 	if (check_only) {
+		for (int i = 0; i < rt.cfg->nwarnings; i++)
+			fprintf(stderr, "pgcoro: warning: %s\n", rt.cfg->warnings[i]);
 		printf("%s: configuration OK (%d databases, %d auth_file users)\n", path,
 		       rt.cfg->ndbs, rt.auth ? auth_count(rt.auth) : 0);
 		free_all(&rt);
 		return 0;
 	}
 
-	enum log_level level = LOGL_INFO;
-	if (!log_level_parse(rt.cfg->log_level, &level) ||
-	    !log_init(level, rt.cfg->logfile, rt.cfg->syslog ? rt.cfg->syslog_ident : NULL,
+	if (!user && rt.cfg->user[0])
+		user = rt.cfg->user;
+	if (user && !switch_user(user)) {
+		free_all(&rt);
+		return 2;
+	}
+	log_set_quiet(quiet || background);
+	enum log_level level = verbose ? LOGL_DEBUG : cfg_log_level(rt.cfg);
+	if (!log_init(level, rt.cfg->logfile, rt.cfg->syslog ? rt.cfg->syslog_ident : NULL,
 		      rt.cfg->syslog_facility)) {
 		fprintf(stderr, "pgcoro: cannot open logfile %s: %s\n", rt.cfg->logfile,
 			strerror(errno));
 		free_all(&rt);
 		return 2;
 	}
+	if (background && !daemonize(rt.cfg)) {
+		free_all(&rt);
+		return 2;
+	}
+	for (int i = 0; i < rt.cfg->nwarnings; i++)
+		log_warning("%s", rt.cfg->warnings[i]);
+	if (reboot)
+		log_warning("-R (online restart) is not supported yet: starting normally, so it "
+			    "fails if another pgcoro holds the sockets");
 	signals_init(&rt);
 	raise_nofile(rt.cfg);
 

@@ -1,7 +1,9 @@
 /* Owns the pools: one per (database, user), created on first login. A pool builds the
- * libpq parameters of its servers once, keeps its clients and servers on per-state
- * lists, hands idle servers to waiting clients in FIFO order and opens connections
- * while clients wait and the pool has room. */
+ * libpq parameters of its servers once (and rotates a round-robin host list per
+ * connection), takes its sizes, limits and timeouts from the [databases] and [users]
+ * entries over the global settings, keeps its clients and servers on per-state lists,
+ * hands idle servers to waiting clients in FIFO order and opens connections while
+ * clients wait and the pool has room. */
 #include "pool.h"
 
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 #include "runtime.h"
 #include "sdnotify.h"
 #include "server.h"
+#include "tls.h"
 
 static struct runtime *rt;
 static struct list_head pools;
@@ -52,6 +55,7 @@ static void pool_free(pool_t *p)
 		free(p->params[i]);
 	pbuf_free(&p->welcome);
 	free_params(p->kw, p->val);
+	free(p->connect_query);
 	free(p->dbname);
 	free(p->user);
 	free(p);
@@ -60,7 +64,7 @@ static void pool_free(pool_t *p)
 /* Builds the libpq parameters: the entry's conninfo, then what it leaves out — dbname
  * (the name asked for), user (the client's), password (the user's plain secret in the
  * auth_file; otherwise libpq's own passfile rules apply), the server_tls_* settings as
- * sslmode/sslrootcert/sslcert/sslkey. */
+ * sslmode/sslrootcert/sslcert/sslkey/ssl_min_protocol_version/ssl_max_protocol_version. */
 static bool same_params(const char *const *kw1, const char *const *val1,
 			const char *const *kw2, const char *const *val2)
 {
@@ -78,13 +82,22 @@ static const char *server_tls(const struct cfg_db *db, const char *kw, const cha
 	return value[0] && !has_kw(db, kw) ? value : NULL;
 }
 
+/* Elements of the comma-separated list S. */
+static int list_count(const char *s)
+{
+	int n = 1;
+	for (; *s; s++)
+		n += *s == ',';
+	return n;
+}
+
 static bool build_params(pool_t *p, const struct cfg_db *db)
 {
 	int n = 0;
 	while (db->kw[n])
 		n++;
-	p->kw = calloc((size_t)n + 9, sizeof(char *));
-	p->val = calloc((size_t)n + 9, sizeof(char *));
+	p->kw = calloc((size_t)n + 11, sizeof(char *));
+	p->val = calloc((size_t)n + 11, sizeof(char *));
 	if (!p->kw || !p->val)
 		return false;
 	int k = 0;
@@ -103,6 +116,16 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 		if (secret && auth_secret_kind(secret) == SECRET_PLAIN && secret[0])
 			password = secret;
 	}
+	/* server_tls_protocols: only when it is not the default, libpq's own range */
+	const char *tls_min = NULL, *tls_max = NULL;
+	int min, max;
+	char why[256];
+	if (strcmp(rt->cfg->server_tls_protocols, "secure") != 0 &&
+	    tls_protocols_parse("server_tls_protocols", rt->cfg->server_tls_protocols, &min, &max,
+				why, sizeof(why))) {
+		tls_min = server_tls(db, "ssl_min_protocol_version", tls_version_libpq(min));
+		tls_max = server_tls(db, "ssl_max_protocol_version", tls_version_libpq(max));
+	}
 	const char *extra[][2] = {
 		{"dbname", has_kw(db, "dbname") ? NULL : p->dbname},
 		{"user", has_kw(db, "user") ? NULL : p->user},
@@ -111,6 +134,8 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 		{"sslrootcert", server_tls(db, "sslrootcert", rt->cfg->server_tls_ca_file)},
 		{"sslcert", server_tls(db, "sslcert", rt->cfg->server_tls_cert_file)},
 		{"sslkey", server_tls(db, "sslkey", rt->cfg->server_tls_key_file)},
+		{"ssl_min_protocol_version", tls_min},
+		{"ssl_max_protocol_version", tls_max},
 		/* no fallback_application_name: a client that sets none sees '' (PostgreSQL,
 		 * PgBouncer); pgcoro's own listener connection labels itself (notify.c) */
 	};
@@ -123,7 +148,85 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 			return false;
 		k++;
 	}
+	const char *hosts = cfg_db_param(db, "host");
+	if (!hosts)
+		hosts = cfg_db_param(db, "hostaddr");
+	p->lb_hosts = db->load_balance_hosts == LB_ROUND_ROBIN && hosts ? list_count(hosts) : 0;
+	if (p->lb_hosts < 2)
+		p->lb_hosts = 0;
 	return true;
+}
+
+/* Copies the comma-separated LIST into OUT (as long) starting at its element K. */
+static void rotate_list(const char *list, int k, char *out)
+{
+	const char *from = list;
+	for (int i = 0; i < k; i++)
+		from = strchr(from, ',') + 1;
+	size_t tail = strlen(from), head = (size_t)(from - list);
+	memcpy(out, from, tail);
+	if (head > 0) {
+		out[tail] = ',';
+		memcpy(out + tail + 1, list, head - 1); /* without the comma before FROM */
+	}
+	out[tail + (head > 0 ? head : 0)] = '\0';
+}
+
+struct pool_conn_params *pool_conn_params(pool_t *p)
+{
+	int n = 0;
+	size_t strings = 0;
+	for (; p->kw[n]; n++)
+		strings += strlen(p->kw[n]) + strlen(p->val[n]) + 2;
+	struct pool_conn_params *cp =
+		malloc(sizeof(*cp) + 2 * ((size_t)n + 1) * sizeof(char *) + strings);
+	if (!cp)
+		return NULL;
+	cp->kw = (const char **)(cp + 1);
+	cp->val = cp->kw + n + 1;
+	char *str = (char *)(cp->val + n + 1);
+	int k = 0;
+	if (p->lb_hosts > 0)
+		k = (int)(p->lb_next++ % (unsigned)p->lb_hosts);
+	for (int i = 0; i < n; i++) {
+		size_t kl = strlen(p->kw[i]) + 1, vl = strlen(p->val[i]) + 1;
+		cp->kw[i] = memcpy(str, p->kw[i], kl);
+		str += kl;
+		bool rotated = k > 0 &&
+			       (strcmp(p->kw[i], "host") == 0 || strcmp(p->kw[i], "hostaddr") == 0 ||
+				strcmp(p->kw[i], "port") == 0) &&
+			       list_count(p->val[i]) == p->lb_hosts;
+		if (rotated)
+			rotate_list(p->val[i], k, str);
+		else
+			memcpy(str, p->val[i], vl);
+		cp->val[i] = str;
+		str += vl;
+	}
+	cp->kw[n] = cp->val[n] = NULL;
+	return cp;
+}
+
+const char *pool_client_limit(const pool_t *p)
+{
+	if (p->max_db_client_connections <= 0 && p->max_user_client_connections <= 0)
+		return NULL;
+	int db_clients = 0, user_clients = 0;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &pools)
+	{
+		const pool_t *q = list_entry(pos, pool_t, node);
+		int n = q->waiting.count + q->clients.count;
+		if (strcmp(q->dbname, p->dbname) == 0)
+			db_clients += n;
+		if (strcmp(q->user, p->user) == 0)
+			user_clients += n;
+	}
+	if (p->max_db_client_connections > 0 && db_clients >= p->max_db_client_connections)
+		return "max_db_client_connections";
+	if (p->max_user_client_connections > 0 && user_clients >= p->max_user_client_connections)
+		return "max_user_client_connections";
+	return NULL;
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg) { pool_kick(arg); }
@@ -163,7 +266,13 @@ pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db)
 	return p;
 }
 
-/* Sizes, mode and limits of P from the running config (at creation and on reload). */
+static bool str_same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Sizes, mode, limits and timeouts of P from the running config (at creation and on
+ * reload): the [users] entry's over the [databases] entry's over the global ones. */
 static void pool_settings(pool_t *p, const struct cfg_db *db)
 {
 	const struct config *cfg = rt->cfg;
@@ -182,6 +291,33 @@ static void pool_settings(pool_t *p, const struct cfg_db *db)
 		db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections;
 	p->max_user_connections = u && u->max_user_connections >= 0 ? u->max_user_connections
 								 : cfg->max_user_connections;
+	if (u && u->reserve_pool_size >= 0)
+		p->reserve_pool_size = u->reserve_pool_size;
+	p->max_db_client_connections = db->max_db_client_connections >= 0
+					       ? db->max_db_client_connections
+					       : cfg->max_db_client_connections;
+	p->max_user_client_connections = u && u->max_user_client_connections >= 0
+						 ? u->max_user_client_connections
+						 : cfg->max_user_client_connections;
+	p->query_timeout = u && u->query_timeout >= 0 ? u->query_timeout : cfg->query_timeout;
+	p->idle_transaction_timeout = u && u->idle_transaction_timeout >= 0
+					      ? u->idle_transaction_timeout
+					      : cfg->idle_transaction_timeout;
+	p->client_idle_timeout =
+		u && u->client_idle_timeout >= 0 ? u->client_idle_timeout : cfg->client_idle_timeout;
+	p->query_wait_timeout = u && u->query_wait_timeout >= 0	  ? u->query_wait_timeout
+				: db->query_wait_timeout >= 0 ? db->query_wait_timeout
+							      : cfg->query_wait_timeout;
+	p->server_lifetime = db->server_lifetime >= 0 ? db->server_lifetime : cfg->server_lifetime;
+	if (!str_same(p->connect_query, db->connect_query)) {
+		char *q = db->connect_query ? strdup(db->connect_query) : NULL;
+		if (db->connect_query && !q) {
+			log_error("pool %s/%s: out of memory: connect_query stays", p->dbname, p->user);
+		} else {
+			free(p->connect_query);
+			p->connect_query = q;
+		}
+	}
 	if (u && u->pool_mode != POOL_MODE_UNSET)
 		p->pool_mode = u->pool_mode;
 	else if (db->pool_mode != POOL_MODE_UNSET)
@@ -371,6 +507,10 @@ static void grow(pool_t *p, int want, double now)
 		return; /* retry_ev kicks the pool when the back-off ends */
 	int limit = pool_limit(p, now);
 	while (want > 0 && pool_server_count(p) < limit && shared_room(p)) {
+		if (pool_server_count(p) >= p->pool_size) /* PgBouncer's words: a pool too small */
+			log_warning("pool %s/%s: taking connection from reserve_pool (%d of %d)",
+				    p->dbname, p->user, pool_server_count(p) - p->pool_size + 1,
+				    p->reserve_pool_size);
 		if (!server_connect(p)) {
 			log_error("pool %s/%s: out of memory starting a connection", p->dbname, p->user);
 			return;
@@ -489,7 +629,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	list_for_each_safe(pos, tmp, &pools)
 	{
 		pool_t *p = list_entry(pos, pool_t, node);
-		double qwt = rt->cfg->query_wait_timeout;
+		double qwt = p->query_wait_timeout;
 		while (qwt > 0 && !list_empty(&p->waiting)) {
 			client_t *c = list_entry(list_first(&p->waiting), client_t, node);
 			if (now - c->since < qwt)

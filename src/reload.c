@@ -21,6 +21,7 @@
 
 struct reload_job {
 	struct exec_job job;
+	char path[4096];        /* the file read: conffile (the command line's by default) */
 	struct config *cfg;     /* the new files, or NULL with err set */
 	struct auth_file *auth;
 	SSL_CTX *tls;
@@ -49,8 +50,12 @@ bool reload_load(const char *path, struct config **cfg, struct auth_file **auth,
 			snprintf(err, errlen, "auth_file: %s", why);
 			goto fail;
 		}
-	} else if ((*cfg)->auth_type == AUTH_PLAIN || (*cfg)->auth_type == AUTH_MD5 ||
-		   (*cfg)->auth_type == AUTH_SCRAM) {
+		auth_set_scram_iterations(*auth, (*cfg)->scram_iterations);
+	} else if (((*cfg)->auth_type == AUTH_PLAIN || (*cfg)->auth_type == AUTH_MD5 ||
+		    (*cfg)->auth_type == AUTH_SCRAM) &&
+		   !(*cfg)->pgbouncer_ini) {
+		/* a pgbouncer.ini may lack one (PgBouncer starts, and no password login
+		 * succeeds): config.c warns */
 		snprintf(err, errlen, "%s: auth_type %s needs an auth_file", path,
 			 cfg_auth_type_name((*cfg)->auth_type));
 		goto fail;
@@ -95,7 +100,7 @@ bool reload_running(void) { return running; }
 static void load_job(struct exec_job *job)
 {
 	struct reload_job *j = (struct reload_job *)job;
-	if (!reload_load(cfg_path, &j->cfg, &j->auth, j->err, sizeof(j->err))) {
+	if (!reload_load(j->path, &j->cfg, &j->auth, j->err, sizeof(j->err))) {
 		j->cfg = NULL;
 		j->auth = NULL;
 	} else if (!reload_load_tls_hba(j->cfg, &j->tls, &j->hba, j->err, sizeof(j->err))) {
@@ -130,9 +135,15 @@ void reload_apply(struct config *cfg, struct auth_file *auth)
 	struct auth_file *old_auth = rt->auth;
 	rt->cfg = cfg;
 	rt->auth = auth;
-	enum log_level level;
-	if (log_level_parse(rt->cfg->log_level, &level))
-		log_set_level(level);
+	log_set_level(rt->verbose ? LOGL_DEBUG : cfg_log_level(rt->cfg));
+	/* a setting accepted with a warning is logged once, not again on each reload */
+	for (int i = 0; i < cfg->nwarnings; i++) {
+		bool known = false;
+		for (int j = 0; j < old_cfg->nwarnings && !known; j++)
+			known = strcmp(cfg->warnings[i], old_cfg->warnings[j]) == 0;
+		if (!known)
+			log_warning("%s", cfg->warnings[i]);
+	}
 	pool_reconfigure();
 	stats_reconfigure();
 	metrics_reconfigure();
@@ -160,7 +171,7 @@ static void load_done(struct exec_job *job)
 		rt->hba = j->hba;
 		reload_apply(j->cfg, j->auth);
 		log_info("configuration reloaded from %s: %d databases, %d auth_file users",
-			 cfg_path, rt->cfg->ndbs, rt->auth ? auth_count(rt->auth) : 0);
+			 j->path, rt->cfg->ndbs, rt->auth ? auth_count(rt->auth) : 0);
 	}
 	bool ok = j->cfg != NULL;
 	j->cfg = NULL;
@@ -182,8 +193,9 @@ void reload_start(void)
 		return;
 	}
 	sdnotify_reloading();
-	log_info("reloading the configuration from %s", cfg_path);
 	running = true;
 	rjob = (struct reload_job){.job = {.fn = load_job, .done = load_done}};
+	snprintf(rjob.path, sizeof(rjob.path), "%s", rt->cfg->conffile[0] ? rt->cfg->conffile : cfg_path);
+	log_info("reloading the configuration from %s", rjob.path);
 	exec_submit(rt->exec, &rjob.job);
 }

@@ -220,10 +220,10 @@ bool scram_user_salt(const char *user, uint8_t salt[SCRAM_DEFAULT_SALT_LEN])
 	return true;
 }
 
-void scram_mock_keys(const char *user, struct scram_keys *out)
+void scram_mock_keys(const char *user, int iterations, struct scram_keys *out)
 {
 	memset(out, 0, sizeof *out);
-	out->iterations = SCRAM_DEFAULT_ITERATIONS;
+	out->iterations = iterations;
 	out->salt_len = SCRAM_DEFAULT_SALT_LEN;
 	/* Without a secret the salt is random (and the server nonce will fail too). If RAND_bytes
 	 * fails the keys stay zero: no ClientKey hashes to zero, so it still fails. */

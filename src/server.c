@@ -24,6 +24,7 @@
 #include "prepared.h"
 #include "relay.h"
 #include "runtime.h"
+#include "sockopt.h"
 
 const char *const server_param_names[SERVER_NPARAMS] = {
 	"application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
@@ -246,6 +247,7 @@ static void server_free(server_t *s)
 	stream_free(&s->st);
 	if (s->conn)
 		PQfinish(s->conn);
+	free(s->conn_params);
 	for (int i = 0; i < SERVER_NPARAMS; i++)
 		free(s->params[i]);
 	free(s);
@@ -279,7 +281,9 @@ static void on_notice(void *arg, const char *message)
 static void job_start(struct exec_job *job)
 {
 	server_t *s = job->arg;
-	s->conn = PQconnectStartParams(s->pool->kw, s->pool->val, 0);
+	s->conn = PQconnectStartParams(s->conn_params->kw, s->conn_params->val, 0);
+	free(s->conn_params); /* libpq keeps its own copy */
+	s->conn_params = NULL;
 	if (s->conn && PQstatus(s->conn) != CONNECTION_BAD) {
 		PQsetNoticeProcessor(s->conn, on_notice, s);
 		/* a server's refusal then carries its SQLSTATE (server_connect_error) */
@@ -370,6 +374,7 @@ static void connect_wait(server_t *s, short what)
 }
 
 static const struct stream_ops server_stream_ops;
+static void hk_start(server_t *s, unsigned plan);
 
 static void on_connected(server_t *s)
 {
@@ -406,6 +411,11 @@ static void on_connected(server_t *s)
 	if (rt->cfg->log_connections)
 		log_info("server %llu (%s/%s): connected, backend pid %d", (unsigned long long)s->id,
 			 s->pool->dbname, s->pool->user, PQbackendPID(s->conn));
+	sockopt_apply(PQsocket(s->conn), rt->cfg);
+	if (s->pool->connect_query) {
+		hk_start(s, HK_CONNECT); /* then idle */
+		return;
+	}
 	server_set_state(s, SV_IDLE);
 	pool_kick(s->pool);
 }
@@ -493,6 +503,10 @@ bool server_connect(pool_t *pool)
 	server_t *s = server_new(pool);
 	if (!s)
 		return false;
+	if (!(s->conn_params = pool_conn_params(pool))) {
+		free(s);
+		return false;
+	}
 	server_set_state(s, SV_CONNECTING);
 	log_debug("server %llu (%s/%s): connecting", (unsigned long long)s->id, pool->dbname,
 		  pool->user);
@@ -574,8 +588,9 @@ static void server_to_idle(server_t *s)
 		return;
 	}
 	double now = rt_now();
-	if (rt->cfg->server_lifetime > 0 && now - s->connected_at >= rt->cfg->server_lifetime) {
-		server_disconnect(s, "server_lifetime (%gs) reached", rt->cfg->server_lifetime);
+	double lifetime = s->pool->server_lifetime;
+	if (lifetime > 0 && now - s->connected_at >= lifetime) {
+		server_disconnect(s, "server_lifetime (%gs) reached", lifetime);
 		return;
 	}
 	s->idle_since = now;
@@ -625,10 +640,10 @@ static void hk_finish(server_t *s)
 	}
 }
 
-static const char *const hk_names[] = {"ROLLBACK",	    "server_reset_query",
-				       "RESET ALL",	    "parameter sync",
-				       "parameter refresh", "server_check_query",
-				       "UNLISTEN *"};
+static const char *const hk_names[] = {"connect_query",     "ROLLBACK",
+				       "server_reset_query", "RESET ALL",
+				       "parameter sync",     "parameter refresh",
+				       "server_check_query", "UNLISTEN *"};
 
 static const char *hk_name(unsigned step)
 {
@@ -714,7 +729,7 @@ static bool hk_send_sync(server_t *s, bool *sent)
 static void hk_next(server_t *s)
 {
 	unsigned step = 0;
-	for (unsigned bit = HK_ROLLBACK; bit <= HK_UNLISTEN; bit <<= 1) {
+	for (unsigned bit = HK_CONNECT; bit <= HK_UNLISTEN; bit <<= 1) {
 		if (s->hk_plan & bit) {
 			step = bit;
 			break;
@@ -729,6 +744,9 @@ static void hk_next(server_t *s)
 	s->hk_pre_dirty = step != HK_REFRESH && params_differ_from_libpq(s);
 	bool ok = true, sent = true;
 	switch (step) {
+	case HK_CONNECT:
+		ok = PQsendQuery(s->conn, s->pool->connect_query) == 1;
+		break;
 	case HK_ROLLBACK:
 		ok = PQsendQuery(s->conn, "ROLLBACK") == 1;
 		break;
@@ -747,8 +765,10 @@ static void hk_next(server_t *s)
 	case HK_REFRESH:
 		ok = PQsendQuery(s->conn, refresh_sql) == 1;
 		break;
-	case HK_CHECK:
-		ok = PQsendQuery(s->conn, rt->cfg->server_check_query) == 1;
+	case HK_CHECK: /* PgBouncer's "<empty>" is an empty query */
+		ok = PQsendQuery(s->conn, strcmp(rt->cfg->server_check_query, "<empty>") == 0
+						  ? ""
+						  : rt->cfg->server_check_query) == 1;
 		break;
 	case HK_UNLISTEN:
 		ok = PQsendQuery(s->conn, "UNLISTEN *") == 1;
@@ -778,6 +798,13 @@ static bool hk_result(server_t *s, PGresult *res)
 			return true;
 		}
 		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		if (s->hk_running == HK_CONNECT) {
+			/* as PgBouncer: logged, and the server is used all the same */
+			log_warning("server %llu (%s/%s): connect_query failed: %s",
+				    (unsigned long long)s->id, s->pool->dbname, s->pool->user,
+				    msg ? msg : "?");
+			return true;
+		}
 		server_disconnect(s, "%s failed: %s", hk_name(s->hk_running), msg ? msg : "?");
 		return false;
 	}
@@ -961,8 +988,8 @@ void server_expire_idle(pool_t *pool, double now)
 	list_for_each_safe(pos, tmp, &pool->sv_idle)
 	{
 		server_t *s = list_entry(pos, server_t, node);
-		if (cfg->server_lifetime > 0 && now - s->connected_at >= cfg->server_lifetime)
-			server_disconnect(s, "server_lifetime (%gs) reached", cfg->server_lifetime);
+		if (pool->server_lifetime > 0 && now - s->connected_at >= pool->server_lifetime)
+			server_disconnect(s, "server_lifetime (%gs) reached", pool->server_lifetime);
 		else if (cfg->server_idle_timeout > 0 && now - s->idle_since >= cfg->server_idle_timeout &&
 			 pool_server_count(pool) > pool->min_pool_size)
 			server_disconnect(s, "server_idle_timeout (%gs) reached",

@@ -1,6 +1,6 @@
-/* Owns the orderly stop (see shutdown.h): the first signal drains, the shutdown_timeout
- * timer, a second signal or SIGQUIT cuts it short; main's teardown then closes what is
- * left. */
+/* Owns the orderly stop (see shutdown.h), as PgBouncer 1.23's: SIGINT waits for the
+ * servers in use, SIGTERM for the clients; the shutdown_timeout timer, a second signal or
+ * SIGQUIT cuts it short; main's teardown then closes what is left. */
 #include "shutdown.h"
 
 #include <event2/event.h>
@@ -42,9 +42,10 @@ void shutdown_begin(enum rt_shutdown mode)
 		return;
 	}
 	rt->shutdown = mode;
-	rt->shutting_down = true;
-	log_info("shutdown: no new connections; waiting for %s to end (%d client(s))",
-		 mode == SHUTDOWN_TXN ? "transactions" : "running queries", client_count());
+	log_info("shutdown: no new connections; waiting for %s (%d client(s))",
+		 mode == SHUTDOWN_SERVERS ? "the servers in use to be released"
+					  : "the clients to leave",
+		 client_count());
 	sdnotify_stopping();
 	listener_stop();
 	double limit = rt->cfg->shutdown_timeout;
@@ -55,8 +56,11 @@ void shutdown_begin(enum rt_shutdown mode)
 		if (!timeout_ev || evtimer_add(timeout_ev, &tv) != 0)
 			log_error("shutdown: cannot arm shutdown_timeout: waiting without a limit");
 	}
-	client_shutdown_begin();
-	pool_shutdown_begin();
+	if (mode == SHUTDOWN_SERVERS) {
+		rt->shutting_down = true;
+		client_shutdown_begin();
+		pool_shutdown_begin();
+	}
 	shutdown_check();
 }
 

@@ -21,7 +21,7 @@ static bool pause_waits; /* SIGUSR1 paused everything and servers are still left
 static void on_stop(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("received signal %d (%s)", (int)sig, strsignal((int)sig));
-	shutdown_begin(sig == SIGINT ? SHUTDOWN_QUERY : SHUTDOWN_TXN);
+	shutdown_begin(sig == SIGINT ? SHUTDOWN_SERVERS : SHUTDOWN_CLIENTS);
 }
 
 static void on_quit(evutil_socket_t sig, short what, void *arg)

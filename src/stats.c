@@ -86,9 +86,11 @@ static void period_cb(evutil_socket_t fd, short what, void *arg)
 	struct stats d;
 	stats_sub(&d, &total, &last);
 	period_seconds = now - last_at;
-	char line[512];
-	stats_format(&d, now - last_at, line, sizeof(line));
-	log_info("%s", line);
+	if (rt->cfg->log_stats) { /* else the period still feeds SHOW STATS' averages */
+		char line[512];
+		stats_format(&d, now - last_at, line, sizeof(line));
+		log_info("%s", line);
+	}
 	last = total;
 	last_at = now;
 }

@@ -1,5 +1,6 @@
 /* Owns the client-side TLS context (see tls.h): building an SSL_CTX from client_tls_*
- * (key, certificate, CA, protocol range, ciphers, client-certificate policy, ALPN), and
+ * (key, certificate, CA, protocol range, ciphers, key exchange, client-certificate
+ * policy, ALPN), PgBouncer's protocol lists (for servers too), and
  * the questions a session asks of an established TLS connection. The handshake and the
  * record I/O live in stream.c. */
 #include "tls.h"
@@ -35,10 +36,8 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 	return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-/* client_tls_protocols: a comma or space separated list of tlsv1.0 .. tlsv1.3, "all",
- * "secure" (tlsv1.2,tlsv1.3) or "legacy" (all); the range from the lowest to the
- * highest named is enabled. */
-static bool parse_protocols(const char *spec, int *min, int *max, char *err, size_t errlen)
+bool tls_protocols_parse(const char *key, const char *spec, int *min, int *max, char *err,
+			 size_t errlen)
 {
 	static const struct {
 		const char *name;
@@ -49,8 +48,7 @@ static bool parse_protocols(const char *spec, int *min, int *max, char *err, siz
 	    {"all", TLS1_VERSION, TLS1_3_VERSION},       {"legacy", TLS1_VERSION, TLS1_3_VERSION},
 	    {"secure", TLS1_2_VERSION, TLS1_3_VERSION},
 	};
-	*min = 0;
-	*max = 0;
+	int lo = 0, hi = 0;
 	const char *p = spec;
 	while (*p) {
 		size_t n = strcspn(p, ", \t");
@@ -61,25 +59,50 @@ static bool parse_protocols(const char *spec, int *min, int *max, char *err, siz
 					break;
 			if (i == sizeof(names) / sizeof(names[0])) {
 				snprintf(err, errlen,
-					 "client_tls_protocols: unknown protocol \"%.*s\" (tlsv1.0, "
-					 "tlsv1.1, tlsv1.2, tlsv1.3, all, secure, legacy)",
-					 (int)n, p);
+					 "%s: unknown protocol \"%.*s\" (tlsv1.0, tlsv1.1, tlsv1.2, "
+					 "tlsv1.3, all, secure, legacy)",
+					 key, (int)n, p);
 				return false;
 			}
-			if (!*min || names[i].lo < *min)
-				*min = names[i].lo;
-			if (names[i].hi > *max)
-				*max = names[i].hi;
+			if (!lo || names[i].lo < lo)
+				lo = names[i].lo;
+			if (names[i].hi > hi)
+				hi = names[i].hi;
 		}
 		p += n;
 		if (*p)
 			p++;
 	}
-	if (!*min) {
-		snprintf(err, errlen, "client_tls_protocols: no protocol named");
+	if (!lo) {
+		snprintf(err, errlen, "%s: no protocol named", key);
 		return false;
 	}
+	if (min)
+		*min = lo;
+	if (max)
+		*max = hi;
 	return true;
+}
+
+const char *tls_version_libpq(int version)
+{
+	switch (version) {
+	case TLS1_VERSION:
+		return "TLSv1";
+	case TLS1_1_VERSION:
+		return "TLSv1.1";
+	case TLS1_2_VERSION:
+		return "TLSv1.2";
+	default:
+		return "TLSv1.3";
+	}
+}
+
+/* PgBouncer's names for OpenSSL's default cipher list. */
+static bool default_ciphers(const char *list)
+{
+	return strcasecmp(list, "default") == 0 || strcasecmp(list, "secure") == 0 ||
+	       strcasecmp(list, "fast") == 0 || strcasecmp(list, "normal") == 0;
 }
 
 static void ssl_reason(char *buf, size_t len)
@@ -99,7 +122,8 @@ bool tls_ctx_build(const struct config *cfg, SSL_CTX **out, char *err, size_t er
 	*out = NULL;
 	if (cfg->client_tls_sslmode == TLS_DISABLE)
 		return true;
-	if (!parse_protocols(cfg->client_tls_protocols, &min, &max, err, errlen))
+	if (!tls_protocols_parse("client_tls_protocols", cfg->client_tls_protocols, &min, &max, err,
+				 errlen))
 		return false;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	if (!ctx) {
@@ -111,9 +135,21 @@ bool tls_ctx_build(const struct config *cfg, SSL_CTX **out, char *err, size_t er
 	if (!SSL_CTX_set_min_proto_version(ctx, min) || !SSL_CTX_set_max_proto_version(ctx, max))
 		goto fail;
 	what = "client_tls_ciphers";
-	if (strcasecmp(cfg->client_tls_ciphers, "default") != 0 &&
-	    !SSL_CTX_set_cipher_list(ctx, cfg->client_tls_ciphers))
+	if (!default_ciphers(cfg->client_tls_ciphers) &&
+	    !SSL_CTX_set_cipher_list(ctx, strcasecmp(cfg->client_tls_ciphers, "all") == 0
+					      ? "ALL"
+					      : cfg->client_tls_ciphers))
 		goto fail;
+	what = "client_tls13_ciphers";
+	if (cfg->client_tls13_ciphers[0] && !SSL_CTX_set_ciphersuites(ctx, cfg->client_tls13_ciphers))
+		goto fail;
+	what = "client_tls_ecdhcurve";
+	if (strcasecmp(cfg->client_tls_ecdhcurve, "auto") != 0 &&
+	    strcasecmp(cfg->client_tls_ecdhcurve, "none") != 0 &&
+	    !SSL_CTX_set1_groups_list(ctx, cfg->client_tls_ecdhcurve))
+		goto fail;
+	if (strcasecmp(cfg->client_tls_dheparams, "auto") == 0)
+		SSL_CTX_set_dh_auto(ctx, 1);
 	what = "client_tls_cert_file";
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->client_tls_cert_file) != 1)
 		goto fail;

@@ -233,6 +233,20 @@ def seeds_config():
         'set-bad': '[pgcoro]\n[databases]\n\0log_level\0verbose',
         'bad-line': '[pgcoro]\nno equals here\n',
         'bad-value': '[pgcoro]\nlisten_port = 99999\nmax_packet_size = 1k\n',
+        'pgbouncer': '[databases]\n'
+                     'p0 = port=6666 host=127.0.0.1 dbname=p0 user=bouncer pool_size=2 '
+                     'reserve_pool=2\n'
+                     "p8 = host=h1,h2 dbname=p0 connect_query='set x=''y''' datestyle=ISO "
+                     'timezone=UTC load_balance_hosts=disable server_lifetime=2 auth_user=a\n'
+                     '"quoted db" = host=h max_db_client_connections=2\n'
+                     'p0 = host=again\n'
+                     '[users]\nmaxedout = max_user_connections=3 max_user_client_connections=2 '
+                     'query_timeout=1 transaction_timeout=0\n'
+                     '[peers]\n'
+                     '[pgbouncer]\nlisten_port = 6667\nauth_type = trust\n'
+                     'tcp_socket_buffer = 4096\npkt_buf = 8192\npeer_id = 0\n'
+                     'ignore_startup_parameters = extra_float_digits\n'
+                     'listen_port = 6668\n',
         'timeouts': '[pgcoro]\nquery_timeout = 1.5\nclient_idle_timeout = 0\n'
                     'server_lifetime = 3600\nmetrics_listen = 127.0.0.1:9127\n'
                     'syslog = 1\nsyslog_facility = local0\nunix_socket_mode = 0700\n'
@@ -643,7 +657,10 @@ def config_keys():
 def dicts():
     keys = config_keys()
     write_dict('config', keys + [
-        '[pgcoro]', '[databases]', '[users]', ' = ', '\n', '*', 'host=', 'port=', 'dbname=',
+        '[pgcoro]', '[pgbouncer]', '[databases]', '[users]', '[peers]', '%include ',
+        "''", 'reserve_pool=', 'connect_query=', 'datestyle=', 'timezone=',
+        'load_balance_hosts=', 'round-robin', 'auth_user=', 'max_db_client_connections=',
+        ' = ', '\n', '*', 'host=', 'port=', 'dbname=',
         'user=', 'password=', 'sslmode=', 'pool_size=', 'pool_mode=', 'min_pool_size=',
         'reserve_pool_size=', 'max_db_connections=', 'max_user_connections=',
         'target_session_attrs=', 'service=', 'postgresql://', "'", '\\', 'transaction',

@@ -684,16 +684,22 @@ def pgcoro_factory(request, pg, pgcoro_bin, session_root):
         yield start
     finally:
         timer.cancel()
-        errors = []
-        for inst in instances:
-            try:
-                inst.assert_clean_exit()
-            except AssertionError as e:
-                errors.append(str(e))
-            finally:
-                inst.kill()
-        if errors:
-            pytest.fail("\n\n".join(errors), pytrace=False)
+        stop_instances(instances)
+
+
+def stop_instances(instances):
+    """Stops each Pgcoro of INSTANCES (killed at the end whatever happens) and fails the
+    test unless each exited with 0 and a sanitizer-clean log."""
+    errors = []
+    for inst in instances:
+        try:
+            inst.assert_clean_exit()
+        except AssertionError as e:
+            errors.append(str(e))
+        finally:
+            inst.kill()
+    if errors:
+        pytest.fail("\n\n".join(errors), pytrace=False)
 
 
 @pytest.fixture

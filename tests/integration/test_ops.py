@@ -1,6 +1,6 @@
-"""Operations: SIGHUP reload under load (valid and invalid files), the orderly stop on
-SIGTERM (transactions finish) and SIGINT (running queries finish), and the systemd
-notifications on a NOTIFY_SOCKET."""
+"""Operations: SIGHUP reload under load (valid and invalid files), the orderly stop as
+PgBouncer 1.23's: SIGINT (the servers in use are released: transactions finish) and SIGTERM
+(the clients leave), and the systemd notifications on a NOTIFY_SOCKET."""
 
 import os
 import re
@@ -153,7 +153,7 @@ COMMIT;
 """
 
 
-def test_sigterm_during_pgbench_keeps_every_committed_transaction(pgcoro_factory, pg, opsdb):
+def test_sigint_during_pgbench_keeps_every_committed_transaction(pgcoro_factory, pg, opsdb):
     inst = ops_inst(pgcoro_factory, pg, pool_mode="transaction", default_pool_size=4)
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
         f.write(DRAIN_SCRIPT)
@@ -163,7 +163,7 @@ def test_sigterm_during_pgbench_keeps_every_committed_transaction(pgcoro_factory
     try:
         wait_until(lambda: pg_rows(pg, "SELECT count(*) FROM drain_t", db=opsdb)[0][0] > 200,
                    "pgbench running")
-        inst.proc.send_signal(signal.SIGTERM)
+        inst.proc.send_signal(signal.SIGINT)
         out, _ = bench.communicate(timeout=120)
         inst.proc.wait(timeout=60)
     finally:
@@ -182,16 +182,17 @@ def test_sigterm_during_pgbench_keeps_every_committed_transaction(pgcoro_factory
     wait_until(lambda: backends(pg, opsdb) == [], "servers closed")
 
 
-def test_sigterm_waits_for_open_transaction(pgcoro_factory, pg, opsdb):
-    """SIGTERM: a client idle in a transaction may still commit; then it is told and
-    closed, and pgcoro exits. New connections are refused meanwhile."""
+def test_sigint_waits_for_open_transaction(pgcoro_factory, pg, opsdb):
+    """SIGINT (PgBouncer's SHUTDOWN WAIT_FOR_SERVERS), transaction mode: a client without a
+    server is told at once; one inside a transaction may still commit, then it is told
+    and closed, and pgcoro exits. New connections are refused meanwhile."""
     inst = ops_inst(pgcoro_factory, pg, pool_mode="transaction")
     with Wire.to(inst) as idle, Wire.to(inst) as w:
         idle.login(APP_USER, APP_PASS, opsdb)
         w.login(APP_USER, APP_PASS, opsdb)
         assert wire_exec(w, "BEGIN")[2] == "T"
         assert wire_exec(w, "INSERT INTO kv VALUES ('term', 1)")[2] == "T"
-        inst.proc.send_signal(signal.SIGTERM)
+        inst.proc.send_signal(signal.SIGINT)
         fields = idle.expect_error()  # idle, no server: told at once
         assert fields.get("C") == "57P01", fields
         wait_until(lambda: "shutdown" in inst.log_text(), "shutdown logged")
@@ -208,34 +209,51 @@ def test_sigterm_waits_for_open_transaction(pgcoro_factory, pg, opsdb):
     assert pg_rows(pg, "SELECT v FROM kv WHERE k = 'term'", db=opsdb) == [(1,)]
 
 
-def test_sigint_ends_open_transaction(pgcoro_factory, pg, opsdb):
-    """SIGINT: a client idle in a transaction is closed at once (its transaction rolls
-    back); a running query is let finish first."""
+def test_sigint_session_mode_waits_for_the_session(pgcoro_factory, pg, opsdb):
+    """SIGINT, session mode: the server is released only when its client leaves, so the
+    client goes on (queries, a transaction) until it does; then pgcoro exits."""
     inst = ops_inst(pgcoro_factory, pg, pool_mode="session")
-    with Wire.to(inst) as w, Wire.to(inst) as busy:
+    with Wire.to(inst) as w:
         w.login(APP_USER, APP_PASS, opsdb)
-        busy.login(APP_USER, APP_PASS, opsdb)
         assert wire_exec(w, "BEGIN")[2] == "T"
-        assert wire_exec(w, "INSERT INTO kv VALUES ('int', 1)")[2] == "T"
-        busy.send(Wire.msg("Q", b"SELECT pg_sleep(1), 'done'\0"))
-        wait_until(lambda: pg_rows(pg, "SELECT count(*) FROM pg_stat_activity WHERE "
-                                       "query LIKE 'SELECT pg_sleep(1)%%'")[0][0] == 1,
-                   "the slow query running")
         inst.proc.send_signal(signal.SIGINT)
-        fields = w.expect_error()
-        assert fields.get("C") == "57P01", fields
-        rows = []
-        while True:
-            t, p = busy.read_msg()
-            if t == "D":
-                rows.append(p)
-            if t == "Z":
-                break
-        assert len(rows) == 1 and rows[0].endswith(b"done")
-        assert busy.expect_error().get("C") == "57P01"
+        wait_until(lambda: "shutdown" in inst.log_text(), "shutdown logged")
+        with pytest.raises(OSError):
+            socket.create_connection((inst.host, inst.port), timeout=5).close()
+        assert wire_exec(w, "INSERT INTO kv VALUES ('int', 1)")[2] == "T"
+        assert wire_exec(w, "COMMIT")[2] == "I"
+        rows, errors, ready = wire_exec(w, "SELECT 1")
+        assert errors == [] and ready == "I", (errors, ready)
+        assert inst.alive()
     inst.proc.wait(timeout=60)
     assert inst.proc.returncode == 0, inst.log_tail()
-    assert pg_rows(pg, "SELECT v FROM kv WHERE k = 'int'", db=opsdb) == []
+    assert pg_rows(pg, "SELECT v FROM kv WHERE k = 'int'", db=opsdb) == [(1,)]
+
+
+def test_sigterm_waits_for_clients(pgcoro_factory, pg, opsdb):
+    """SIGTERM (PgBouncer 1.23's SHUTDOWN WAIT_FOR_CLIENTS): no new connections, and the
+    clients connected are served as before — an idle one runs new transactions on pooled
+    servers — until they leave; then pgcoro exits."""
+    inst = ops_inst(pgcoro_factory, pg, pool_mode="transaction", default_pool_size=1)
+    with Wire.to(inst) as a, Wire.to(inst) as b:
+        a.login(APP_USER, APP_PASS, opsdb)
+        b.login(APP_USER, APP_PASS, opsdb)
+        assert wire_exec(a, "BEGIN")[2] == "T"
+        inst.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "shutdown" in inst.log_text(), "shutdown logged")
+        with pytest.raises(OSError):
+            socket.create_connection((inst.host, inst.port), timeout=5).close()
+        assert wire_exec(a, "INSERT INTO kv VALUES ('a', 1)")[2] == "T"
+        assert wire_exec(a, "COMMIT")[2] == "I"
+        for i in range(3):  # b gets the one server after a, transaction after transaction
+            rows, errors, ready = wire_exec(b, f"INSERT INTO kv VALUES ('b{i}', {i})")
+            assert errors == [] and ready == "I", (errors, ready)
+        assert inst.alive()
+        a.close()
+        assert wire_exec(b, "SELECT 1")[2] == "I"  # b is still served
+    inst.proc.wait(timeout=60)
+    assert inst.proc.returncode == 0, inst.log_tail()
+    assert pg_rows(pg, "SELECT count(*) FROM kv", db=opsdb) == [(4,)]
 
 
 def test_second_signal_exits_now(pgcoro_factory, pg, opsdb):

@@ -363,7 +363,7 @@ START_TEST(test_scram_keys_two_files)
 	ck_assert(scram_user_salt("bob", salt));
 	ck_assert_mem_eq(ka->salt, salt, 16);
 	struct scram_keys mock;
-	scram_mock_keys("eve", &mock);
+	scram_mock_keys("eve", SCRAM_DEFAULT_ITERATIONS, &mock);
 	ck_assert_mem_eq(auth_scram_keys(b, "eve")->salt, mock.salt, 16);
 	ck_assert(memcmp(ka->salt, mock.salt, 16) != 0);
 	auth_free(a);

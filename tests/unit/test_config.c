@@ -460,7 +460,7 @@ START_TEST(test_bad_files)
 	expect_error("[pgcoro]\nmax_client_conn = 12x\n", 2,
 	             "invalid value \"12x\" for max_client_conn: not an integer");
 	expect_error("[pgcoro]\nmax_packet_size = 1000\n", 2,
-	             "invalid value \"1000\" for max_packet_size: out of range (1024..1073741823)");
+	             "invalid value \"1000\" for max_packet_size: out of range (1024..2147483647)");
 	expect_error(
 	    "[pgcoro]\nmax_packet_size = 1TB\n", 2,
 	    "invalid value \"1TB\" for max_packet_size: not a size (e.g. 1048576, 64kB, 16MB)");
@@ -572,7 +572,8 @@ END_TEST
 START_TEST(test_bad_sections)
 {
 	expect_error("[pgcoro]\nlisten_port = 1\n\n[pooler]\n; comment\nfoo = 1\n", 4,
-	             "unknown section [pooler] (known: [pgcoro], [databases], [users])");
+	             "unknown section [pooler] (known: [pgcoro] or [pgbouncer], [databases], [users], "
+	             "[peers])");
 	/* inih's own syntax errors */
 	expect_error("[pgcoro]\nlisten_port = 1\nthis is not a key\nlog_level = info\n", 3,
 	             "syntax error: expected \"[section]\" or \"key = value\"");
@@ -654,7 +655,9 @@ START_TEST(test_bad_users)
 	             "statement");
 	expect_error("[users]\nbob = min_pool_size=3\n", 2,
 	             "user \"bob\": unknown setting \"min_pool_size\" (known: pool_mode, "
-	             "pool_size, max_user_connections)");
+	             "pool_size, reserve_pool_size, max_user_connections, "
+	             "max_user_client_connections, query_timeout, query_wait_timeout, "
+	             "idle_transaction_timeout, client_idle_timeout, transaction_timeout)");
 	expect_error("[users]\n\nbob = pool_mode=session pool_size=0\n", 3,
 	             "user \"bob\": invalid pool_size \"0\": out of range (1..100000)");
 	expect_error("[users]\nbob = pool_size=lots\n", 2,

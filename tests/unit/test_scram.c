@@ -217,9 +217,9 @@ END_TEST
 START_TEST(test_mock_keys)
 {
 	struct scram_keys a, b, c;
-	scram_mock_keys("ghost", &a);
-	scram_mock_keys("ghost", &b);
-	scram_mock_keys("ghosts", &c);
+	scram_mock_keys("ghost", SCRAM_DEFAULT_ITERATIONS, &a);
+	scram_mock_keys("ghost", SCRAM_DEFAULT_ITERATIONS, &b);
+	scram_mock_keys("ghosts", SCRAM_DEFAULT_ITERATIONS, &c);
 	ck_assert_int_eq(a.iterations, 4096);
 	ck_assert_int_eq(a.salt_len, 16);
 	/* An unknown name's salt is the same on every attempt, as a real user's is; another
@@ -238,7 +238,7 @@ START_TEST(test_mock_keys)
 
 	/* The server-first looks like any other; the final step fails whatever the password. */
 	struct scram_server st = {.mock = true};
-	scram_mock_keys("ghost", &st.keys);
+	scram_mock_keys("ghost", SCRAM_DEFAULT_ITERATIONS, &st.keys);
 	char out[512];
 	ck_assert(server_first(&st, "n,,n=,r=abcdefgh", out, sizeof out));
 	ck_assert_int_eq(strncmp(out, "r=abcdefgh", 10), 0);
