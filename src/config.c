@@ -98,33 +98,33 @@ struct cfg_type {
 };
 
 static const struct cfg_type types[] = {
-    [T_STRING] = {K_STRING, 0, 0, NULL},
-    [T_PORT] = {K_INT, 1, 65535, NULL},
-    [T_MODE] = {K_OCTAL, 0, 07777, NULL},
-    [T_POOL_SIZE] = {K_INT, 1, 100000, NULL},
-    [T_POOL_COUNT] = {K_INT, 0, 100000, NULL},  /* min_pool_size, reserve_pool_size */
+    [T_STRING] = {K_STRING, 0, 0, NULL, NULL},
+    [T_PORT] = {K_INT, 1, 65535, NULL, NULL},
+    [T_MODE] = {K_OCTAL, 0, 07777, NULL, NULL},
+    [T_POOL_SIZE] = {K_INT, 1, 100000, NULL, NULL},
+    [T_POOL_COUNT] = {K_INT, 0, 100000, NULL, NULL},  /* min_pool_size, reserve_pool_size */
     /* max_*_connections, max_client_prepared_statements; 0 = unlimited */
-    [T_CONN_LIMIT] = {K_INT, 0, 1000000, NULL},
-    [T_MAX_CLIENT_CONN] = {K_INT, 1, 1000000, NULL},
-    [T_PACKET_SIZE] = {K_BYTES, 1024, INT_MAX, NULL}, /* PgBouncer's default is INT_MAX */
-    [T_BYTES_LIMIT] = {K_BYTES, 0, INT_MAX, NULL}, /* 0 = unlimited */
-    [T_THREADS] = {K_INT, 1, 64, NULL},
+    [T_CONN_LIMIT] = {K_INT, 0, 1000000, NULL, NULL},
+    [T_MAX_CLIENT_CONN] = {K_INT, 1, 1000000, NULL, NULL},
+    [T_PACKET_SIZE] = {K_BYTES, 1024, INT_MAX, NULL, NULL}, /* PgBouncer's default is INT_MAX */
+    [T_BYTES_LIMIT] = {K_BYTES, 0, INT_MAX, NULL, NULL}, /* 0 = unlimited */
+    [T_THREADS] = {K_INT, 1, 64, NULL, NULL},
     /* up to INT_MAX milliseconds, so any timeout fits an int of ms */
-    [T_SECONDS] = {K_SECONDS, 0, INT_MAX / 1000, NULL},
-    [T_POOL_MODE] = {K_ENUM, 0, 0, pool_mode_names},
+    [T_SECONDS] = {K_SECONDS, 0, INT_MAX / 1000, NULL, NULL},
+    [T_POOL_MODE] = {K_ENUM, 0, 0, pool_mode_names, NULL},
     [T_AUTH_TYPE] = {K_ENUM, 0, 0, auth_type_names, auth_type_not_yet},
-    [T_LOG_LEVEL] = {K_ENUM_STR, 0, 0, log_level_names},
-    [T_BOOL] = {K_BOOL, 0, 0, bool_names},
-    [T_SYSLOG_FACILITY] = {K_ENUM_STR, 0, 0, log_facility_names},
-    [T_SSLMODE] = {K_ENUM, 0, 0, sslmode_names},
-    [T_INT] = {K_INT, 0, INT_MAX, NULL},
-    [T_POSITIVE] = {K_INT, 1, INT_MAX, NULL},
-    [T_ZERO] = {K_INT, 0, 0, NULL},
-    [T_ZERO_SECONDS] = {K_SECONDS, 0, 0, NULL},
-    [T_EMPTY] = {K_ENUM_STR, 0, 0, empty_names},
-    [T_SERVER_CIPHERS] = {K_ENUM_STR, 0, 0, server_cipher_names},
-    [T_DHEPARAMS] = {K_ENUM_STR, 0, 0, dheparams_names},
-    [T_LOAD_BALANCE] = {K_ENUM, 0, 0, load_balance_names},
+    [T_LOG_LEVEL] = {K_ENUM_STR, 0, 0, log_level_names, NULL},
+    [T_BOOL] = {K_BOOL, 0, 0, bool_names, NULL},
+    [T_SYSLOG_FACILITY] = {K_ENUM_STR, 0, 0, log_facility_names, NULL},
+    [T_SSLMODE] = {K_ENUM, 0, 0, sslmode_names, NULL},
+    [T_INT] = {K_INT, 0, INT_MAX, NULL, NULL},
+    [T_POSITIVE] = {K_INT, 1, INT_MAX, NULL, NULL},
+    [T_ZERO] = {K_INT, 0, 0, NULL, NULL},
+    [T_ZERO_SECONDS] = {K_SECONDS, 0, 0, NULL, NULL},
+    [T_EMPTY] = {K_ENUM_STR, 0, 0, empty_names, NULL},
+    [T_SERVER_CIPHERS] = {K_ENUM_STR, 0, 0, server_cipher_names, NULL},
+    [T_DHEPARAMS] = {K_ENUM_STR, 0, 0, dheparams_names, NULL},
+    [T_LOAD_BALANCE] = {K_ENUM, 0, 0, load_balance_names, NULL},
 };
 
 /* ---- the settings table ------------------------------------------------------------ */
