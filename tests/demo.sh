@@ -134,9 +134,12 @@ run_sql -c "SET password_encryption = 'scram-sha-256'" \
 # ---- pgcoro ----------------------------------------------------------------------------
 printf '"%s" "%s"\n' "$DEMO_USER" "$DEMO_PASS" > "$DEMO/userlist.txt"
 chmod 600 "$DEMO/userlist.txt"
-sed -e "s|@DEMO_DIR@|$DEMO|g" -e "s|@PORT@|$PORT|g" -e "s|@PG_PORT@|$PG_PORT|g" \
-	-e "s|@METRICS_PORT@|$METRICS_PORT|g" \
-	"$ROOT/conf/demo.ini" > "$DEMO/pgcoro.ini"
+# the PgBouncer file as it is, and pgcoro's additions in a file that includes it
+for f in demo-pgbouncer.ini:pgbouncer.ini demo.ini:pgcoro.ini; do
+	sed -e "s|@DEMO_DIR@|$DEMO|g" -e "s|@PORT@|$PORT|g" -e "s|@PG_PORT@|$PG_PORT|g" \
+		-e "s|@METRICS_PORT@|$METRICS_PORT|g" \
+		"$ROOT/conf/${f%%:*}" > "$DEMO/${f##*:}"
+done
 "$PGCORO" --check-config "$DEMO/pgcoro.ini" || die "demo/pgcoro.ini was refused"
 
 "$PGCORO" -c "$DEMO/pgcoro.ini" &
@@ -152,22 +155,24 @@ cat <<EOF
 
   pgcoro (pid $PGCORO_PID) listens on 127.0.0.1:$PORT and $DEMO/.s.PGSQL.$PORT,
   in front of PostgreSQL 15 (pid $PG_PID) on 127.0.0.1:$PG_PORT.
+  It reads a PgBouncer configuration unchanged: $DEMO/pgbouncer.ini
+  (transaction pooling), included by $DEMO/pgcoro.ini, which adds /metrics.
   User "$DEMO_USER", password "$DEMO_PASS"; databases "demo" (pool 5) and "postgres" (pool 2).
 
   Connect over TCP:
       PGPASSWORD=$DEMO_PASS psql -h 127.0.0.1 -p $PORT -U $DEMO_USER demo
   over the unix socket:
       PGPASSWORD=$DEMO_PASS psql -h $DEMO -p $PORT -U $DEMO_USER demo
-  load it (session mode: -C, one thread per client):
+  load it (20 clients on the pool's 5 servers, prepared statements included):
       PGPASSWORD=$DEMO_PASS pgbench -h 127.0.0.1 -p $PORT -U $DEMO_USER -i demo
-      PGPASSWORD=$DEMO_PASS pgbench -h 127.0.0.1 -p $PORT -U $DEMO_USER -C -c 20 -j 20 -T 10 demo
+      PGPASSWORD=$DEMO_PASS pgbench -h 127.0.0.1 -p $PORT -U $DEMO_USER -c 20 -j 4 -M prepared -T 10 demo
 
   the admin console (PgBouncer's SHOW and commands; "$DEMO_USER" is an admin here):
-      PGPASSWORD=$DEMO_PASS psql -h 127.0.0.1 -p $PORT -U $DEMO_USER pgcoro -c 'SHOW POOLS'
+      PGPASSWORD=$DEMO_PASS psql -h 127.0.0.1 -p $PORT -U $DEMO_USER pgbouncer -c 'SHOW POOLS'
   Prometheus metrics, with histograms of transaction, query and wait times:
       curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep -v '^#'
 
-  config: $DEMO/pgcoro.ini   PostgreSQL log: $PGROOT/postgres.log
+  config: $DEMO/pgbouncer.ini + $DEMO/pgcoro.ini   PostgreSQL log: $PGROOT/postgres.log
   pgcoro logs below. Press Ctrl-C to stop both.
 
 EOF
@@ -180,8 +185,19 @@ if [ "$SMOKE" = 1 ]; then
 		"$PSQL" -X -A -t -v ON_ERROR_STOP=1 -h "$DEMO" -p "$PORT" -U "$DEMO_USER" -d demo \
 		-c "select 'unix ok'")
 	pools=$(env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE PGPASSWORD=$DEMO_PASS \
-		"$PSQL" -X -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U "$DEMO_USER" -d pgcoro \
+		"$PSQL" -X -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U "$DEMO_USER" -d pgbouncer \
 		-c "SHOW POOLS" | cut -d'|' -f1 | sort -u | tr '\n' ' ')
+	# the pgbench lines printed above, with a count of transactions instead of 10 s
+	PGBENCH=$(command -v pgbench || echo "$PGBIN/pgbench")
+	env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE PGPASSWORD=$DEMO_PASS \
+		"$PGBENCH" -h 127.0.0.1 -p "$PORT" -U "$DEMO_USER" -i -q demo >"$DEMO/pgbench.log" 2>&1 ||
+		{ cat "$DEMO/pgbench.log" >&2; die "pgbench -i failed"; }
+	env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE PGPASSWORD=$DEMO_PASS \
+		"$PGBENCH" -h 127.0.0.1 -p "$PORT" -U "$DEMO_USER" -c 20 -j 4 -M prepared -t 25 demo \
+		>>"$DEMO/pgbench.log" 2>&1 || { cat "$DEMO/pgbench.log" >&2; die "pgbench failed"; }
+	bench=$(grep -o 'number of transactions actually processed: [0-9/]*' "$DEMO/pgbench.log")
+	echo "demo: pgbench -c 20 on a pool of 5: $bench"
+	[ "$bench" = "number of transactions actually processed: 500/500" ] || die "pgbench did not finish"
 	exec 3<>"/dev/tcp/127.0.0.1/$METRICS_PORT"
 	printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
 	xacts=$(grep '^pgcoro_transactions_total{database="demo"' <&3 || true)

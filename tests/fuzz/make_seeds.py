@@ -215,7 +215,7 @@ def seeds_config():
         'minimal': '[pgcoro]\nauth_type = trust\npool_mode = transaction\n\n'
                    '[databases]\n* = host=127.0.0.1 port=5432\n',
         'full': open(os.path.join(HERE, '..', '..', 'conf', 'pgcoro.ini')).read(),
-        'demo': open(os.path.join(HERE, '..', '..', 'conf', 'demo.ini')).read(),
+        'demo': open(os.path.join(HERE, '..', '..', 'conf', 'demo-pgbouncer.ini')).read(),
         'databases': '[pgcoro]\nlisten_addr = 127.0.0.1, ::1\nlisten_port = 6432\n'
                      'auth_type = md5\nauth_file = /etc/pgcoro/userlist.txt\n'
                      'max_client_conn = 1000\ndefault_pool_size = 10\n'

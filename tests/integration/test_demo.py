@@ -1,6 +1,8 @@
-"""`make demo`'s script in its --smoke mode (what the demo starts, then one query over TCP
-and one over the unix socket, SHOW POOLS on the admin console and a /metrics scrape), with
-the test binary, its own directory and free ports; pgcoro and PostgreSQL must stop cleanly."""
+"""`make demo`'s script in its --smoke mode (what the demo starts from a PgBouncer file in
+transaction mode, then the pgbench line it prints — 20 clients on a pool of 5 —, one query
+over TCP and one over the unix socket, SHOW POOLS on the admin console and a /metrics
+scrape), with the test binary, its own directory and free ports; pgcoro and PostgreSQL
+must stop cleanly."""
 
 import os
 import subprocess
@@ -22,6 +24,8 @@ def test_demo_smoke(session_root, pgcoro_bin):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240)
     out = r.stdout
     assert r.returncode == 0, out[-4000:]
+    assert "demo: pgbench -c 20 on a pool of 5: number of transactions actually processed: " \
+        "500/500" in out, out[-4000:]
     assert "demo: smoke demo, unix ok; SHOW POOLS: demo ;" in out, out[-4000:]
     assert 'metrics: pgcoro_transactions_total{database="demo",user="demo"}' in out, out[-4000:]
     assert "demo: pgcoro exited with status 0" in out, out[-4000:]
