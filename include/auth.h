@@ -7,9 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "scram.h"
 #include "types.h"
-
-struct scram_keys;
 
 enum auth_secret_kind {
 	SECRET_PLAIN,
@@ -43,9 +42,38 @@ bool auth_md5_check(const char *secret, const char *user, const uint8_t salt[4],
 bool auth_md5_check_user(struct auth_file *af, const char *user, const uint8_t salt[4],
 			 const char *response) __attribute__((warn_unused_result));
 
-/* Checks a cleartext PASSWORD against SECRET of any kind (plain, md5, SCRAM verifier). */
+/* A cleartext password check (auth_type plain, an hba password rule) in two steps, so that
+ * its PBKDF2 can run off the event loop and cost the same whoever the user is. */
+struct auth_plain {
+	struct scram_keys keys; /* derived against: the user's SCRAM verifier, else a mock one */
+	bool by_keys;           /* the derivation decides (the user has a SCRAM verifier) */
+	bool matched;           /* else: the user's plain or md5 secret matched */
+};
+
+/* Loop thread (reads AF, which may be NULL): fills CHK for USER's PASSWORD. A SCRAM
+ * verifier's keys are copied in; for anyone else (unknown, a plain, md5 or empty secret)
+ * the cheap check of the secret is done here and CHK gets scram_mock_keys(USER,
+ * MOCK_ITERATIONS), so that auth_plain_verify derives a key for every user. CHK owes
+ * nothing to AF afterwards (a reload may free it). */
+void auth_plain_prepare(const struct auth_file *af, const char *user, const char *password,
+                        int mock_iterations, struct auth_plain *chk);
+
+/* Any thread: derives PASSWORD against CHK's keys (PBKDF2 over their iterations: slow by
+ * design) and returns the verdict. Touches nothing but its arguments. */
+bool auth_plain_verify(const struct auth_plain *chk, const char *password)
+    __attribute__((warn_unused_result));
+
+/* Both steps at once: checks a cleartext PASSWORD against SECRET of any kind (plain, md5,
+ * SCRAM verifier; a mock with SCRAM_DEFAULT_ITERATIONS otherwise). For tests. */
 bool auth_plain_check(const char *secret, const char *user, const char *password)
 	__attribute__((warn_unused_result));
+
+/* The md5 method (auth_type md5, an hba md5 rule) asks USER for SCRAM-SHA-256 instead: md5
+ * cannot check a SCRAM verifier, so when AF holds one, every user but those with an md5
+ * secret is asked for SCRAM — unknown users (mock keys) and plain secrets too, so the
+ * request does not tell who exists. False when AF (may be NULL) holds no SCRAM verifier:
+ * then everyone gets md5. */
+bool auth_md5_offers_scram(const struct auth_file *af, const char *user);
 
 /* The iterations of the SCRAM verifiers AF makes from plain secrets (scram_iterations;
  * SCRAM_DEFAULT_ITERATIONS after auth_load). Set before the first auth_scram_keys. */

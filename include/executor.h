@@ -26,6 +26,9 @@ void exec_submit(struct executor *ex, struct exec_job *job);
 /* Jobs submitted and whose done has not run yet. */
 int exec_pending(const struct executor *ex);
 
+/* The worker threads EX runs. */
+int exec_threads(const struct executor *ex);
+
 /* Stops the workers after the jobs already queued have run, joins them, runs the remaining
  * done callbacks on the calling (loop) thread, and frees EX. */
 void exec_free(struct executor *ex);

@@ -5,6 +5,7 @@
 #define PGCORO_LOGIN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "types.h"
 
@@ -25,6 +26,11 @@ void login_on_tls_ready(client_t *c);
 /* Frees what the login holds (at its exit, or when C is closed during it); safe to call
  * again. */
 void login_free(client_t *c);
+
+/* Cleartext password checks (auth_type plain, hba password), for /metrics: RUNNING on the
+ * executor now (at most its thread count, counting those whose client has left), WAITING
+ * for their turn, RUN since the start. */
+void login_check_stats(int *running, int *waiting, uint64_t *run);
 
 /* True when C came over the unix socket from a process of the OS user pgcoro runs as and
  * calls itself "pgbouncer" (or "pgcoro"): PgBouncer admits it to the admin console as an

@@ -1,7 +1,8 @@
 /* The auth_file: PgBouncer userlist.txt parsed into an open-addressing hash table of
  * (user, secret, cached SCRAM keys), and the plain / md5 / SCRAM password checks.
  * A user listed twice takes the secret of the later line. An empty secret never
- * authenticates (no check passes and auth_scram_keys returns NULL). */
+ * authenticates (no check passes and auth_scram_keys returns NULL). A cleartext check
+ * costs one PBKDF2 whoever the user is (auth_plain_prepare / auth_plain_verify). */
 #include "auth.h"
 
 #include <errno.h>
@@ -34,6 +35,7 @@ struct auth_file {
 	struct auth_entry *entries;
 	int count, cap;
 	int scram_iterations; /* of the verifiers made from plain secrets */
+	int nscram;           /* entries whose secret is a SCRAM verifier */
 	uint32_t *slots; /* index + 1 into entries, 0 = empty; nslots is a power of two */
 	uint32_t nslots;
 };
@@ -234,6 +236,8 @@ struct auth_file *auth_load(const char *path, char *err, size_t errlen)
 		set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
 		goto fail;
 	}
+	for (int i = 0; i < af->count; i++)
+		af->nscram += auth_secret_kind(af->entries[i].secret) == SECRET_SCRAM;
 	if (line)
 		OPENSSL_cleanse(line, cap);
 	free(line);
@@ -423,31 +427,64 @@ bool auth_md5_check_user(struct auth_file *af, const char *user, const uint8_t s
 	return md5_response_ok(e->md5, salt, response);
 }
 
-bool auth_plain_check(const char *secret, const char *user, const char *password)
+/* Fills CHK for PASSWORD against SECRET (NULL: an unknown user): see auth_plain_prepare. */
+static void plain_prepare(const char *secret, const char *user, const char *password,
+                          int mock_iterations, struct auth_plain *chk)
 {
 	char md5[36];
-	struct scram_keys want, got;
-	bool ok = false;
-	if (!*secret)
-		return false;
-	switch (auth_secret_kind(secret)) {
-	case SECRET_PLAIN:
-		return secret_equal(secret, password);
-	case SECRET_MD5:
-		auth_md5_secret(password, user, md5);
-		ok = strlen(md5) == MD5_SECRET_LEN &&
-		     CRYPTO_memcmp(md5, secret, MD5_SECRET_LEN) == 0;
-		OPENSSL_cleanse(md5, sizeof md5);
-		return ok;
-	case SECRET_SCRAM:
-		ok = scram_parse_verifier(secret, &want) &&
-		     scram_derive_keys(password, want.salt, want.salt_len, want.iterations, &got) &&
-		     CRYPTO_memcmp(want.stored_key, got.stored_key, SCRAM_KEY_LEN) == 0 &&
-		     CRYPTO_memcmp(want.server_key, got.server_key, SCRAM_KEY_LEN) == 0;
-		OPENSSL_cleanse(&got, sizeof got);
-		return ok;
+	memset(chk, 0, sizeof *chk);
+	enum auth_secret_kind kind = secret && *secret ? auth_secret_kind(secret) : SECRET_PLAIN;
+	if (kind == SECRET_SCRAM && scram_parse_verifier(secret, &chk->keys)) {
+		chk->by_keys = true;
+		return;
 	}
-	return false;
+	scram_mock_keys(user, mock_iterations, &chk->keys);
+	if (!secret || !*secret)
+		return;
+	if (kind == SECRET_PLAIN) {
+		chk->matched = secret_equal(secret, password);
+	} else {
+		auth_md5_secret(password, user, md5);
+		chk->matched = strlen(md5) == MD5_SECRET_LEN &&
+		               CRYPTO_memcmp(md5, secret, MD5_SECRET_LEN) == 0;
+		OPENSSL_cleanse(md5, sizeof md5);
+	}
+}
+
+void auth_plain_prepare(const struct auth_file *af, const char *user, const char *password,
+                        int mock_iterations, struct auth_plain *chk)
+{
+	const struct auth_entry *e = find_entry(af, user);
+	plain_prepare(e ? e->secret : NULL, user, password, mock_iterations, chk);
+}
+
+bool auth_plain_verify(const struct auth_plain *chk, const char *password)
+{
+	struct scram_keys got;
+	const struct scram_keys *want = &chk->keys;
+	bool same =
+	    scram_derive_keys(password, want->salt, want->salt_len, want->iterations, &got) &&
+	    CRYPTO_memcmp(want->stored_key, got.stored_key, SCRAM_KEY_LEN) == 0 &&
+	    CRYPTO_memcmp(want->server_key, got.server_key, SCRAM_KEY_LEN) == 0;
+	OPENSSL_cleanse(&got, sizeof got);
+	return chk->by_keys ? same : chk->matched;
+}
+
+bool auth_plain_check(const char *secret, const char *user, const char *password)
+{
+	struct auth_plain chk;
+	plain_prepare(secret, user, password, SCRAM_DEFAULT_ITERATIONS, &chk);
+	bool ok = auth_plain_verify(&chk, password);
+	OPENSSL_cleanse(&chk, sizeof chk);
+	return ok;
+}
+
+bool auth_md5_offers_scram(const struct auth_file *af, const char *user)
+{
+	if (!af || af->nscram == 0)
+		return false;
+	const struct auth_entry *e = find_entry(af, user);
+	return !e || auth_secret_kind(e->secret) != SECRET_MD5;
 }
 
 void auth_set_scram_iterations(struct auth_file *af, int iterations)

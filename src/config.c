@@ -386,7 +386,7 @@ static const struct cfg_key keys[] = {
         "peering (cancel requests forwarded between processes, [peers]) is not there yet; "
         "only 0 is accepted"),
     KEY_AT(CFG_AT_START, executor_threads, T_THREADS, "2",
-        "threads for blocking work: connect steps, cancels, reloads"),
+        "threads for blocking work: connect steps, cancels, reloads, password checks"),
     KEY(log_level, T_LOG_LEVEL, "info", "error, warning, info or debug"),
     KEY(verbose, T_INT, "0", "PgBouncer's verbosity (the -v count): 1 or more = log_level debug"),
     KEY_AT(CFG_AT_START, logfile, T_STRING, "", "log file; empty = stderr (journald)"),

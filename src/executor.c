@@ -205,6 +205,11 @@ int exec_pending(const struct executor *ex)
 	return ex->pending;
 }
 
+int exec_threads(const struct executor *ex)
+{
+	return ex->nthreads;
+}
+
 /* After the workers are joined, jobs that done callbacks submit during exec_free run
  * their fn here, on the calling thread, so every submitted job still completes once. */
 void exec_free(struct executor *ex)

@@ -4,7 +4,10 @@
  * first auth_hba_file rule) and the trust/password/md5/SCRAM/cert/peer exchanges.
  *
  * One entry, login_on_input (login_on_tls_ready when a handshake ends); one exit,
- * client_logged_in after AuthenticationOk, or client_disconnect. Every message is taken
+ * client_logged_in after AuthenticationOk, or client_disconnect. A cleartext password is
+ * checked on the executor (its PBKDF2 would block the loop): the login awaits the verdict
+ * in LOGIN_PASSWORD_CHECK, and the check outlives a login that ends meanwhile (it then
+ * frees itself). Every message is taken
  * whole (proto_next: nothing is read before all of it is there) and bounded
  * (PROTO_STARTUP_MAX, LOGIN_MSG_MAX); the packet is copied once and parsed in place, so
  * nothing allocated here outlives the login but the parameters' block the session
@@ -21,11 +24,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "auth.h"
 #include "client.h"
 #include "config.h"
 #include "console.h"
+#include "executor.h"
 #include "hba.h"
+#include "list.h"
 #include "log.h"
 #include "proto.h"
 #include "rand.h"
@@ -37,11 +44,15 @@
 #define LOGIN_MSG_MAX 8192 /* a password or SASL message larger than this is malformed */
 
 enum login_phase {
-	LOGIN_STARTUP,      /* reading the startup packet (SSLRequest may come first) */
-	LOGIN_PASSWORD,     /* awaiting a PasswordMessage (plain, md5) */
-	LOGIN_SASL_INITIAL, /* awaiting SASLInitialResponse */
-	LOGIN_SASL_FINAL,   /* awaiting SASLResponse */
+	LOGIN_STARTUP,        /* reading the startup packet (SSLRequest may come first) */
+	LOGIN_PASSWORD,       /* awaiting a PasswordMessage (plain, md5) */
+	LOGIN_SASL_INITIAL,   /* awaiting SASLInitialResponse */
+	LOGIN_SASL_FINAL,     /* awaiting SASLResponse */
+	LOGIN_PASSWORD_CHECK, /* awaiting the executor's verdict on a cleartext password (or
+	                       * its turn to go there): input waits */
 };
+
+struct plain_check;
 
 /* What only the login needs; freed at its exit. */
 struct login {
@@ -54,17 +65,38 @@ struct login {
 	uint8_t *packet;            /* the startup packet while it is parsed ("options" is
 	                             * split in place) */
 	struct scram_server *scram; /* during a SCRAM exchange */
+	struct plain_check *check;  /* LOGIN_PASSWORD_CHECK */
 	int nparams;                /* the store: startup parameters and "options" settings */
 	struct client_param params[CLIENT_MAX_PARAMS];
 };
 
+/* A cleartext password check (auth_plain_prepare, then auth_plain_verify's PBKDF2 on the
+ * executor): for every user, listed or not, so every answer costs the same work and none
+ * blocks the loop. At most exec_threads() checks are on the executor at once, counting
+ * those whose login has ended (each frees itself when done, so an anonymous peer cannot
+ * queue work by leaving); later ones wait here, FIFO, each for a login still open (a login
+ * that ends frees its waiting check; max_client_conn and client_login_timeout bound those
+ * logins). */
+struct plain_check {
+	struct exec_job job;
+	client_t *c;      /* NULL once its login has ended */
+	struct list node; /* in checks_waiting until submitted */
+	struct auth_plain chk;
+	bool ok;         /* the verdict (set on the worker) */
+	char password[]; /* cleansed before it is freed */
+};
+
 static struct runtime *rt;
 static struct pbuf out; /* reused for every message the login builds */
+static struct list_head checks_waiting;
+static int checks_running;  /* submitted, done not run yet */
+static uint64_t checks_run; /* submitted since the start */
 
 void login_init(struct runtime *r)
 {
 	rt = r;
 	pbuf_init(&out);
+	list_head_init(&checks_waiting);
 }
 
 bool login_begin(client_t *c)
@@ -73,15 +105,36 @@ bool login_begin(client_t *c)
 	return c->login != NULL;
 }
 
+static void check_free(struct plain_check *pc)
+{
+	OPENSSL_cleanse(pc->password, strlen(pc->password));
+	OPENSSL_cleanse(&pc->chk, sizeof pc->chk);
+	free(pc);
+}
+
 void login_free(client_t *c)
 {
 	struct login *l = c->login;
 	if (!l)
 		return;
+	struct plain_check *pc = l->check;
+	if (pc && list_linked(&pc->node)) {
+		list_del(&checks_waiting, &pc->node);
+		check_free(pc);
+	} else if (pc) {
+		pc->c = NULL; /* on the executor: it frees itself when done */
+	}
 	free(l->packet);
 	free(l->scram);
 	free(l);
 	c->login = NULL;
+}
+
+void login_check_stats(int *running, int *waiting, uint64_t *run)
+{
+	*running = checks_running;
+	*waiting = checks_waiting.count;
+	*run = checks_run;
 }
 
 /* Queues what OUT holds for C; it leaves at the end of the read callback, so
@@ -404,8 +457,8 @@ static void start_auth(client_t *c)
 		l->phase = LOGIN_PASSWORD;
 		return;
 	case HBA_MD5:
-		if (secret && auth_secret_kind(secret) == SECRET_SCRAM) {
-			start_scram(c, secret); /* md5 is impossible against a SCRAM verifier */
+		if (auth_md5_offers_scram(rt->auth, c->user)) {
+			start_scram(c, secret); /* md5 cannot check a SCRAM verifier (auth.h) */
 			return;
 		}
 		if (!rand_bytes(l->md5_salt, sizeof(l->md5_salt))) {
@@ -589,20 +642,84 @@ static void on_startup_packet(client_t *c, const struct proto_msg *m)
 
 /* ---- the exchanges ------------------------------------------------------------------- */
 
+/* Worker thread: touches only PC. */
+static void check_fn(struct exec_job *job)
+{
+	struct plain_check *pc = job->arg;
+	pc->ok = auth_plain_verify(&pc->chk, pc->password);
+}
+
+static void check_done(struct exec_job *job);
+
+static void check_submit(struct plain_check *pc)
+{
+	pc->job = (struct exec_job){.fn = check_fn, .done = check_done, .arg = pc};
+	checks_running++;
+	checks_run++;
+	exec_submit(rt->exec, &pc->job);
+}
+
+/* Loop thread: PC's verdict goes to its login if it is still open; the next waiting
+ * check takes its place on the executor. */
+static void check_done(struct exec_job *job)
+{
+	struct plain_check *pc = job->arg;
+	client_t *c = pc->c;
+	bool ok = pc->ok;
+	checks_running--;
+	check_free(pc);
+	struct list *next = list_first(&checks_waiting);
+	if (next) {
+		list_del(&checks_waiting, next);
+		check_submit(list_entry(next, struct plain_check, node));
+	}
+	if (!c)
+		return;
+	c->login->check = NULL;
+	if (ok)
+		login_done(c);
+	else
+		auth_failed(c);
+	stream_flush(&c->st); /* outside the read callback, which would flush it */
+}
+
+/* A cleartext PasswordMessage (plain, or an hba password rule): checked on the executor,
+ * the login awaiting the verdict. */
+static void start_plain_check(client_t *c, const char *pw)
+{
+	struct login *l = c->login;
+	size_t len = strlen(pw);
+	struct plain_check *pc = malloc(sizeof(*pc) + len + 1);
+	if (!pc) {
+		client_disconnect(c, "53200", "out of memory");
+		return;
+	}
+	pc->c = c;
+	list_init(&pc->node);
+	memcpy(pc->password, pw, len + 1);
+	auth_plain_prepare(rt->auth, c->user, pw, rt->cfg->scram_iterations, &pc->chk);
+	l->check = pc;
+	l->phase = LOGIN_PASSWORD_CHECK;
+	if (checks_running < exec_threads(rt->exec))
+		check_submit(pc);
+	else
+		list_append(&checks_waiting, &pc->node);
+}
+
 static void on_password(client_t *c, const uint8_t *body, uint32_t blen)
 {
 	struct login *l = c->login;
-	const char *secret = rt->auth ? auth_lookup(rt->auth, c->user) : NULL;
 	const char *pw;
 	if (!proto_parse_password(body, blen, &pw)) {
 		client_disconnect(c, "08P01", "invalid password packet");
 		return;
 	}
+	if (l->method == HBA_PASSWORD) {
+		start_plain_check(c, pw);
+		return;
+	}
 	/* md5 does the same work for a user absent from auth_file (no timing tells) */
-	bool ok = l->method == HBA_PASSWORD
-			  ? secret && auth_plain_check(secret, c->user, pw)
-			  : auth_md5_check_user(rt->auth, c->user, l->md5_salt, pw);
-	if (ok)
+	if (auth_md5_check_user(rt->auth, c->user, l->md5_salt, pw))
 		login_done(c);
 	else
 		auth_failed(c);
@@ -651,8 +768,8 @@ void login_on_input(client_t *c)
 		size_t n;
 		const uint8_t *p = stream_input(&c->st, &n);
 		struct proto_msg m;
-		if (n == 0)
-			return;
+		if (n == 0 || l->phase == LOGIN_PASSWORD_CHECK)
+			return; /* nothing yet, or the rest waits for the verdict */
 		if (l->phase == LOGIN_STARTUP) {
 			if (p[0] == 0x16 && !c->st.tls && !l->ssl_done && !l->gss_done) {
 				on_direct_tls(c); /* only as the first bytes (PostgreSQL 17) */
@@ -719,7 +836,9 @@ void login_on_input(client_t *c)
 			on_sasl_final(c, body, m.blen);
 			break;
 		case LOGIN_STARTUP:
-			fatal("client %llu: auth message in the startup phase", (unsigned long long)c->id);
+		case LOGIN_PASSWORD_CHECK:
+			fatal("client %llu: auth message in login phase %d",
+			      (unsigned long long)c->id, (int)l->phase);
 		}
 	}
 }

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "httpd.h"
 #include "log.h"
+#include "login.h"
 #include "pool.h"
 #include "poolctl.h"
 #include "runtime.h"
@@ -302,6 +303,17 @@ static void render_global(void)
 			    cancel_forwarded);
 	evbuffer_add_printf(ob, "pgcoro_cancel_requests_total{result=\"ignored\"} %" PRIu64 "\n",
 			    cancel_ignored);
+	int running, waiting;
+	uint64_t run;
+	login_check_stats(&running, &waiting, &run);
+	family("pgcoro_password_checks", "gauge",
+	       "Cleartext password checks (plain, hba password): running on the executor "
+	       "(their client may have left), waiting for their turn.");
+	evbuffer_add_printf(ob, "pgcoro_password_checks{state=\"running\"} %d\n", running);
+	evbuffer_add_printf(ob, "pgcoro_password_checks{state=\"waiting\"} %d\n", waiting);
+	family("pgcoro_password_checks_total", "counter",
+	       "Cleartext password checks run on the executor, listed and unknown users alike.");
+	evbuffer_add_printf(ob, "pgcoro_password_checks_total %" PRIu64 "\n", run);
 
 	struct rusage ru;
 	if (getrusage(RUSAGE_SELF, &ru) == 0) {

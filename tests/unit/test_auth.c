@@ -1,5 +1,6 @@
 /* Unit tests for auth.c: auth_file parsing and errors, secret kinds, md5 and plain checks
- * against each kind of secret, and the cached SCRAM keys. */
+ * against each kind of secret (the plain one in its two steps too), the md5 method's SCRAM
+ * rule, and the cached SCRAM keys. */
 #include <check.h>
 
 #include "unit.h"
@@ -43,6 +44,18 @@ static struct auth_file *load_string(const char *content, char *err, size_t errl
 	write_file(path, content, strlen(content));
 	struct auth_file *af = auth_load(path, err, errlen);
 	unlink(path);
+	return af;
+}
+
+/* A file with a user of each kind of secret: alice plain ("secret"), postgres md5
+ * ("pencil"), carol a SCRAM verifier ("pencil"), dave empty. */
+static struct auth_file *load_every_kind(void)
+{
+	char err[256] = "";
+	struct auth_file *af = load_string("\"alice\" \"secret\"\n\"postgres\" \"" PG_MD5 "\"\n"
+					   "\"carol\" \"" PENCIL_VERIFIER "\"\n\"dave\" \"\"\n",
+					   err, sizeof err);
+	ck_assert_msg(af, "%s", err);
 	return af;
 }
 
@@ -236,11 +249,7 @@ END_TEST
  * repeated logins (the cache) and different salts. */
 START_TEST(test_md5_check_user)
 {
-	char err[256] = "";
-	struct auth_file *af = load_string("\"alice\" \"secret\"\n\"postgres\" \"" PG_MD5 "\"\n"
-					   "\"carol\" \"" PENCIL_VERIFIER "\"\n\"dave\" \"\"\n",
-					   err, sizeof err);
-	ck_assert_msg(af, "%s", err);
+	struct auth_file *af = load_every_kind();
 	for (int round = 0; round < 3; round++) {
 		ck_assert(auth_md5_check_user(af, "alice", salt1234, ALICE_RESP));
 		ck_assert(!auth_md5_check_user(af, "alice", salt_deadbeef, ALICE_RESP));
@@ -283,6 +292,76 @@ START_TEST(test_plain_check)
 	ck_assert(!auth_plain_check(PENCIL_VERIFIER, "anyone", PENCIL_VERIFIER));
 	/* empty secret */
 	ck_assert(!auth_plain_check("", "alice", ""));
+}
+END_TEST
+
+/* The split check: every user, listed or not, is derived against a verifier — the user's
+ * own SCRAM one, else a mock with the name's salt and the given iterations — and the
+ * verdict is the secret's. */
+START_TEST(test_plain_prepare_verify)
+{
+	struct auth_file *af = load_every_kind();
+	static const struct {
+		const char *user, *password;
+		bool by_keys, ok;
+	} cases[] = {
+	    {"alice", "secret", false, true},     {"alice", "secreT", false, false},
+	    {"postgres", "pencil", false, true},  {"postgres", "pencil ", false, false},
+	    {"carol", "pencil", true, true},      {"carol", "crayon", true, false},
+	    {"dave", "", false, false},           {"mallory", "secret", false, false},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct auth_plain chk;
+		auth_plain_prepare(af, cases[i].user, cases[i].password, 77, &chk);
+		ck_assert_msg(chk.by_keys == cases[i].by_keys, "%s", cases[i].user);
+		ck_assert_msg(auth_plain_verify(&chk, cases[i].password) == cases[i].ok, "%s",
+			      cases[i].user);
+		if (cases[i].by_keys) {
+			ck_assert_int_eq(chk.keys.iterations, 4096);
+			continue;
+		}
+		/* the mock: the name's stable salt, the iterations asked for */
+		uint8_t salt[SCRAM_DEFAULT_SALT_LEN];
+		ck_assert(scram_user_salt(cases[i].user, salt));
+		ck_assert_int_eq(chk.keys.iterations, 77);
+		ck_assert_int_eq(chk.keys.salt_len, SCRAM_DEFAULT_SALT_LEN);
+		ck_assert_mem_eq(chk.keys.salt, salt, SCRAM_DEFAULT_SALT_LEN);
+	}
+	struct auth_plain chk;
+	auth_plain_prepare(NULL, "alice", "secret", 77, &chk);
+	ck_assert(!chk.by_keys && !auth_plain_verify(&chk, "secret"));
+	auth_free(af);
+}
+END_TEST
+
+/* The md5 method asks for SCRAM whoever the user is once the file holds a SCRAM verifier
+ * (but from users with an md5 secret, which only md5 can check); never without one. */
+START_TEST(test_md5_offers_scram)
+{
+	char err[256] = "";
+	struct auth_file *mixed = load_every_kind();
+	struct auth_file *md5only =
+	    load_string("\"alice\" \"secret\"\n\"postgres\" \"" PG_MD5 "\"\n", err, sizeof err);
+	/* a later line replaces carol's verifier: no SCRAM verifier is left */
+	struct auth_file *replaced = load_string("\"carol\" \"" PENCIL_VERIFIER "\"\n"
+						 "\"carol\" \"pencil\"\n",
+						 err, sizeof err);
+	ck_assert_ptr_nonnull(mixed);
+	ck_assert_ptr_nonnull(md5only);
+	ck_assert_ptr_nonnull(replaced);
+	ck_assert(auth_md5_offers_scram(mixed, "carol"));
+	ck_assert(auth_md5_offers_scram(mixed, "mallory"));
+	ck_assert(auth_md5_offers_scram(mixed, "alice"));
+	ck_assert(auth_md5_offers_scram(mixed, "dave"));
+	ck_assert(!auth_md5_offers_scram(mixed, "postgres"));
+	ck_assert(!auth_md5_offers_scram(md5only, "alice"));
+	ck_assert(!auth_md5_offers_scram(md5only, "mallory"));
+	ck_assert(!auth_md5_offers_scram(replaced, "carol"));
+	ck_assert(!auth_md5_offers_scram(replaced, "mallory"));
+	ck_assert(!auth_md5_offers_scram(NULL, "mallory"));
+	auth_free(mixed);
+	auth_free(md5only);
+	auth_free(replaced);
 }
 END_TEST
 
@@ -387,6 +466,8 @@ static Suite *auth_suite(void)
 	tcase_add_test(tc, test_md5_check);
 	tcase_add_test(tc, test_md5_check_user);
 	tcase_add_test(tc, test_plain_check);
+	tcase_add_test(tc, test_plain_prepare_verify);
+	tcase_add_test(tc, test_md5_offers_scram);
 	tcase_add_test(tc, test_scram_keys);
 	tcase_add_test(tc, test_scram_keys_two_files);
 	suite_add_tcase(s, tc);
