@@ -286,6 +286,23 @@ static void sub_drop(struct notify_conn *nc, struct sub *s)
 static void connect_start(struct notify_conn *nc);
 static void reconcile(struct notify_conn *nc);
 
+/* CH cannot be listened to (its name is not valid in the listener connection's encoding,
+ * or no memory): its waiting LISTEN gets the error MSG, and its clients leave it. */
+static void chan_refuse(struct notify_conn *nc, struct chan *ch, const char *msg)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &ch->subs) {
+		struct sub *s = list_entry(pos, struct sub, in_chan);
+		client_t *c = s->c;
+		sub_drop(nc, s);
+		if (c->notify->await == AWAIT_IDLE && c->notify->idle_ch == ch)
+			answer_listen(c, "22021", msg);
+		else if (c->notify->await == AWAIT_RELAY && c->notify->ndark == 0)
+			release_hold(c);
+	}
+	chan_prune(nc, ch);
+}
+
 /* The listener connection failed (REASON): waiting LISTENs get an error, ReadyForQuery
  * held for it goes on (the client stays subscribed: its LISTEN committed on its server),
  * every channel is marked not listened, and a reconnect is armed while clients
@@ -442,8 +459,16 @@ static void reconcile(struct notify_conn *nc)
 			continue;
 		}
 		char *id = PQescapeIdentifier(nc->conn, ch->name, strlen(ch->name));
-		if (!id)
+		if (!id) { /* else its LISTEN would wait for ever */
+			char msg[256];
+			snprintf(msg, sizeof(msg), "LISTEN failed: the channel name is not valid in the "
+				 "server's encoding (%.*s)", (int)strcspn(PQerrorMessage(nc->conn), "\n"),
+				 PQerrorMessage(nc->conn));
+			log_warning("pool %s/%s: LISTEN connection: %s", nc->pool->dbname,
+				    nc->pool->user, msg);
+			chan_refuse(nc, ch, msg); /* freed (kept and tried again if listened to) */
 			continue;
+		}
 		proto_put_bytes(&sql, want ? "LISTEN " : "UNLISTEN ", want ? 7 : 9);
 		proto_put_bytes(&sql, id, strlen(id));
 		proto_put_bytes(&sql, ";", 1);
