@@ -21,7 +21,9 @@ void notify_init(struct runtime *rt);
  * input (client_next): if that is one LISTEN or UNLISTEN statement, pgcoro serves it (the
  * answer, CommandComplete and ReadyForQuery, comes once the listener connection listens
  * to the channel) and M is taken off the input: true. While C awaits that answer its
- * input is not read. May close C (out of memory). */
+ * input is not read. A LISTEN of a new channel when C listens to
+ * max_client_listen_channels already is answered ERROR 53400 and ReadyForQuery, and C
+ * goes on. May close C (out of memory). */
 bool notify_answer_idle(client_t *c, const struct proto_msg *m);
 
 /* True while C's LISTEN awaits the listener connection (C's input is not read). */
@@ -41,7 +43,10 @@ void notify_pool_free(pool_t *p);
 /* ---- for listenstmt.c: LISTEN/UNLISTEN that ran on a server and committed ------------ */
 
 /* C subscribes to CHANNEL (a no-op when it does already); *DARK: the listener does not
- * listen to it yet (its LISTEN is issued now). False: no memory (C is not closed). */
+ * listen to it yet (its LISTEN is issued now). False: no memory (C is not closed). Past
+ * max_client_listen_channels (true, not subscribed): its transaction has committed, so it
+ * cannot be refused in its place; C is closed with 53400 once notify_hold holds its
+ * ReadyForQuery, from an event of its own (not from inside the relay). */
 bool notify_subscribe(client_t *c, const char *channel, bool *dark)
 	__attribute__((warn_unused_result));
 
@@ -51,7 +56,7 @@ void notify_unsubscribe(client_t *c, const char *channel);
 
 /* When some channel of C is not listened to yet: C's relay waits for the listener (true),
  * and is resumed (relay_server_to_client) once it listens, or once the listener
- * connection fails. */
+ * connection fails. When a LISTEN of C was past its limit: true, and C is closed. */
 bool notify_hold(client_t *c);
 
 /* True while C's relay waits for the listener (notify_hold). */

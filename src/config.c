@@ -103,7 +103,8 @@ static const struct cfg_type types[] = {
     [T_MODE] = {K_OCTAL, 0, 07777, NULL, NULL},
     [T_POOL_SIZE] = {K_INT, 1, 100000, NULL, NULL},
     [T_POOL_COUNT] = {K_INT, 0, 100000, NULL, NULL},  /* min_pool_size, reserve_pool_size */
-    /* max_*_connections, max_client_prepared_statements; 0 = unlimited */
+    /* max_*_connections, max_client_prepared_statements, max_client_listen_channels;
+     * 0 = unlimited */
     [T_CONN_LIMIT] = {K_INT, 0, 1000000, NULL, NULL},
     [T_MAX_CLIENT_CONN] = {K_INT, 1, 1000000, NULL, NULL},
     [T_PACKET_SIZE] = {K_BYTES, 1024, INT_MAX, NULL, NULL}, /* PgBouncer's default is INT_MAX */
@@ -279,6 +280,9 @@ static const struct cfg_key keys[] = {
         "transaction/statement mode: most bytes of statements (query text, parameter types, "
         "name) one client's named prepared statements may hold in pgcoro; past it 53400; "
         "0 = unlimited"),
+    KEY(max_client_listen_channels, T_CONN_LIMIT, "1024",
+        "transaction/statement mode: most LISTEN channels one client may listen to through "
+        "pgcoro; a LISTEN past it gets error 53400; 0 = unlimited"),
     KEY(track_extra_parameters, T_STRING, "IntervalStyle",
         "transaction/statement mode: reported parameters restored per client besides "
         "client_encoding, DateStyle, TimeZone, IntervalStyle, standard_conforming_strings, "

@@ -16,9 +16,17 @@
  * Any other LISTEN/UNLISTEN runs on the client's server (listenstmt.c reads it there);
  * when it commits, the client is subscribed here (notify_subscribe), and the relay holds
  * that ReadyForQuery until the listener listens (notify_hold). After an UNLISTEN the
- * notifications held for its channels go, as PostgreSQL drops them. */
+ * notifications held for its channels go, as PostgreSQL drops them.
+ * Bounds and costs. A client listens to at most max_client_listen_channels channels (a
+ * LISTEN of one more is answered 53400 and the session goes on; one committed on a server
+ * closes it, its transaction being over), each name at most 63 bytes (NAMEDATALEN; a
+ * longer one is not read here). A pool's channels and subscriptions (one per client and
+ * channel, on the lists of both) are found by hash tables; a change marks its channel
+ * dirty and the listener's next query covers the dirty channels only, so a LISTEN or
+ * UNLISTEN costs the same whatever the number of channels. */
 #include "notify.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,30 +34,47 @@
 #include <event2/event_struct.h>
 #include <libpq-fe.h>
 
-#include "array.h"
 #include "client.h"
 #include "config.h"
 #include "executor.h"
+#include "hash.h"
+#include "list.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "proto.h"
+#include "rand.h"
 #include "relay.h"
 #include "runtime.h"
 #include "stream.h"
 
 #define NOTIFY_HELD_MAX (16u * 1024 * 1024) /* notifications held for a busy client */
 #define CHANNEL_CAP 64                      /* NAMEDATALEN */
+#define QUERY_CHANNELS 1024                 /* channels in one query of the listener */
+#define REFUSAL_LOG_SEC 10.0                /* at most one refusal line per client this often */
 
 static struct runtime *rt;
 static struct pbuf out; /* answers and notifications, reused */
+static struct pbuf sql; /* the listener's LISTEN/UNLISTEN query, reused */
+static uint64_t seed;   /* of the hashes: names a peer chooses do not aim at one bucket */
 
 /* A channel of a pool: its subscribers and whether the listener listens to it. */
 struct chan {
+	struct hash_node node; /* in notify_conn.chans, by name */
+	struct list link;      /* sent == 0: on notify_conn.dirty when linked; else on .flight */
+	struct list_head subs; /* its clients (struct sub.in_chan) */
+	bool listening;        /* LISTEN answered on the listener connection */
+	int8_t sent;           /* in the query in flight: +1 LISTEN, -1 UNLISTEN, 0 not in it */
 	char name[CHANNEL_CAP];
-	client_t **subs;
-	int nsubs, cap;
-	bool listening; /* LISTEN answered on the listener connection */
-	int8_t sent;    /* in the query in flight: +1 LISTEN, -1 UNLISTEN, 0 not in it */
+};
+
+/* One client listening to one channel: on both their lists, and in the pool's table. */
+struct sub {
+	struct hash_node node; /* in notify_conn.subs, by (channel, client) */
+	struct list in_chan;   /* chan.subs */
+	struct list in_client; /* notify_client.subs */
+	struct chan *ch;
+	client_t *c;
 };
 
 enum nc_state {
@@ -68,8 +93,10 @@ struct notify_conn {
 	struct exec_job job;
 	PostgresPollingStatusType poll;
 	bool job_running;
-	struct chan **chans;
-	int nchans, cap;
+	struct hash_table chans; /* struct chan, by name */
+	struct hash_table subs;  /* struct sub, by (channel, client) */
+	struct list_head dirty;  /* channels wanted and not listened to, or the reverse */
+	struct list_head flight; /* channels in the query in flight */
 };
 
 enum await_kind {
@@ -80,18 +107,25 @@ enum await_kind {
 
 /* A client's channels and the notifications held while it is busy. */
 struct notify_client {
-	struct chan **chans;
-	int n, cap;
+	struct list_head subs; /* its channels (struct sub.in_client) */
+	int ndark;             /* of them, those the listener does not listen to (yet) */
 	enum await_kind await;
 	struct chan *idle_ch;
 	struct pbuf held;
 	struct event resume_ev; /* after the answer: the client's input, or its relay, goes on */
+	/* a LISTEN past its limit committed on its server: it is closed; "" none */
+	char refused[CHANNEL_CAP];
+	double refused_at; /* rt_now() of its last refusal logged */
+	uint64_t unlogged; /* refusals since, not logged */
 };
 
 void notify_init(struct runtime *r)
 {
 	rt = r;
 	pbuf_init(&out);
+	pbuf_init(&sql);
+	if (!rand_bytes(&seed, sizeof(seed)))
+		seed = 0xcbf29ce484222325ull; /* FNV's own: only the flooding defence is lost */
 }
 
 /* ---- answers to clients -------------------------------------------------------------- */
@@ -118,13 +152,13 @@ static void send_out(client_t *c, bool now)
 	pbuf_reset(&out);
 }
 
-/* Ends C's wait for its simple Query LISTEN: answered, or with the error MSG. */
-static void answer_listen(client_t *c, const char *msg)
+/* Ends C's wait for its simple Query LISTEN: answered, or with the error MSG (SQLSTATE). */
+static void answer_listen(client_t *c, const char *sqlstate, const char *msg)
 {
 	c->notify->await = AWAIT_NONE;
 	c->notify->idle_ch = NULL;
 	if (msg)
-		proto_build_error(&out, "ERROR", "08006", msg, NULL, NULL);
+		proto_build_error(&out, "ERROR", sqlstate, msg, NULL, NULL);
 	else
 		proto_build_command_complete(&out, "LISTEN");
 	proto_build_ready(&out, 'I');
@@ -140,9 +174,15 @@ static void release_hold(client_t *c)
 	event_active(&c->notify->resume_ev, EV_TIMEOUT, 0); /* not from here, as above */
 }
 
+static void close_refused(client_t *c);
+
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	client_t *c = arg;
+	if (c->notify->refused[0]) {
+		close_refused(c);
+		return;
+	}
 	if (c->notify->await != AWAIT_NONE)
 		return;
 	if (c->state == CL_IDLE)
@@ -163,60 +203,104 @@ void notify_client_idle(client_t *c)
 	pbuf_free(&nc->held);
 }
 
-/* ---- channels ------------------------------------------------------------------------ */
+/* ---- channels and subscriptions --------------------------------------------------------- */
+
+static uint64_t name_hash(const char *name) { return hash_bytes(seed, name, strlen(name)); }
+
+static uint64_t sub_hash(const struct chan *ch, const client_t *c)
+{
+	const void *key[2] = {ch, c};
+	return hash_bytes(seed, key, sizeof(key));
+}
 
 static struct chan *chan_find(struct notify_conn *nc, const char *name)
 {
-	for (int i = 0; i < nc->nchans; i++)
-		if (strcmp(nc->chans[i]->name, name) == 0)
-			return nc->chans[i];
+	for (struct hash_node *n = hash_first(&nc->chans, name_hash(name)); n; n = hash_next(n)) {
+		struct chan *ch = hash_entry(n, struct chan, node);
+		if (strcmp(ch->name, name) == 0)
+			return ch;
+	}
 	return NULL;
 }
 
-static void chan_drop_sub(struct chan *ch, client_t *c)
+static struct sub *sub_find(struct notify_conn *nc, const struct chan *ch, const client_t *c)
 {
-	for (int i = 0; i < ch->nsubs; i++)
-		if (ch->subs[i] == c) {
-			ch->subs[i] = ch->subs[--ch->nsubs];
-			return;
-		}
+	for (struct hash_node *n = hash_first(&nc->subs, sub_hash(ch, c)); n; n = hash_next(n)) {
+		struct sub *s = hash_entry(n, struct sub, node);
+		if (s->ch == ch && s->c == c)
+			return s;
+	}
+	return NULL;
 }
 
-/* Frees channels nobody wants that the listener does not listen to. */
-static void chans_prune(struct notify_conn *nc)
+/* Whether the listener listens to CH: notifications on it reach its clients. */
+static bool chan_live(const struct chan *ch) { return ch->listening && ch->sent >= 0; }
+
+/* Sets CH's state; its clients' counts of channels not live follow. */
+static void chan_set(struct chan *ch, bool listening, int8_t sent)
 {
-	for (int i = 0; i < nc->nchans;) {
-		struct chan *ch = nc->chans[i];
-		if (ch->nsubs == 0 && !ch->listening && ch->sent == 0) {
-			free(ch->subs);
-			free(ch);
-			nc->chans[i] = nc->chans[--nc->nchans];
-		} else {
-			i++;
-		}
-	}
+	bool was = chan_live(ch);
+	ch->listening = listening;
+	ch->sent = sent;
+	if (was == chan_live(ch))
+		return;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &ch->subs)
+		list_entry(pos, struct sub, in_chan)->c->notify->ndark += was ? 1 : -1;
+}
+
+/* CH's clients changed, or its state: the next query looks at it (unless it is in the
+ * query in flight, which looks at it when answered). */
+static void chan_mark(struct notify_conn *nc, struct chan *ch)
+{
+	if (ch->sent == 0 && !list_linked(&ch->link))
+		list_append(&nc->dirty, &ch->link);
+}
+
+/* Frees CH when nobody wants it and the listener does not listen to it. */
+static void chan_prune(struct notify_conn *nc, struct chan *ch)
+{
+	if (ch->subs.count || ch->listening || ch->sent)
+		return;
+	if (list_linked(&ch->link))
+		list_del(&nc->dirty, &ch->link);
+	hash_del(&nc->chans, &ch->node);
+	free(ch);
+}
+
+/* S ends (its channel is not pruned here). */
+static void sub_drop(struct notify_conn *nc, struct sub *s)
+{
+	struct chan *ch = s->ch;
+	struct notify_client *ncl = s->c->notify;
+	list_del(&ch->subs, &s->in_chan);
+	list_del(&ncl->subs, &s->in_client);
+	hash_del(&nc->subs, &s->node);
+	if (!chan_live(ch))
+		ncl->ndark--;
+	free(s);
+	if (!ch->subs.count)
+		chan_mark(nc, ch);
 }
 
 static void connect_start(struct notify_conn *nc);
 static void reconcile(struct notify_conn *nc);
 
-/* True when every channel of C is listened to by the listener (its LISTENs answered). */
-static bool all_live(const struct notify_client *ncl)
+/* CH cannot be listened to (its name is not valid in the listener connection's encoding,
+ * or no memory): its waiting LISTEN gets the error MSG, and its clients leave it. */
+static void chan_refuse(struct notify_conn *nc, struct chan *ch, const char *msg)
 {
-	for (int i = 0; i < ncl->n; i++)
-		if (!ncl->chans[i]->listening || ncl->chans[i]->sent < 0)
-			return false;
-	return true;
-}
-
-/* C no longer has channel CH (already off CH's subscribers). */
-static void client_drop_chan(struct notify_client *ncl, const struct chan *ch)
-{
-	for (int j = 0; j < ncl->n; j++)
-		if (ncl->chans[j] == ch) {
-			ncl->chans[j] = ncl->chans[--ncl->n];
-			return;
-		}
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &ch->subs) {
+		struct sub *s = list_entry(pos, struct sub, in_chan);
+		client_t *c = s->c;
+		sub_drop(nc, s);
+		if (c->notify->await == AWAIT_IDLE && c->notify->idle_ch == ch)
+			answer_listen(c, "22021", msg);
+		else if (c->notify->await == AWAIT_RELAY && c->notify->ndark == 0)
+			release_hold(c);
+	}
+	chan_prune(nc, ch);
 }
 
 /* The listener connection failed (REASON): waiting LISTENs get an error, ReadyForQuery
@@ -232,27 +316,28 @@ static void conn_failed(struct notify_conn *nc, const char *reason)
 		nc->conn = NULL;
 	}
 	nc->state = NC_DOWN;
-	bool wanted = false;
-	for (int i = 0; i < nc->nchans; i++) {
-		struct chan *ch = nc->chans[i];
-		ch->listening = false;
-		ch->sent = 0;
-		for (int k = 0; k < ch->nsubs;) {
-			client_t *c = ch->subs[k];
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &nc->flight)
+		list_del(&nc->flight, pos);
+	hash_for_each(&nc->chans, i, n, next) {
+		struct chan *ch = hash_entry(n, struct chan, node);
+		chan_set(ch, false, 0);
+		list_for_each_safe(pos, tmp, &ch->subs) {
+			struct sub *s = list_entry(pos, struct sub, in_chan);
+			client_t *c = s->c;
 			if (c->notify->await == AWAIT_IDLE && c->notify->idle_ch == ch) {
-				chan_drop_sub(ch, c); /* not subscribed: PostgreSQL's LISTEN failed */
-				client_drop_chan(c->notify, ch);
-				answer_listen(c, "LISTEN failed: pgcoro's listener connection is down");
-				continue;
-			}
-			if (c->notify->await == AWAIT_RELAY)
+				sub_drop(nc, s); /* not subscribed: PostgreSQL's LISTEN failed */
+				answer_listen(c, "08006",
+					      "LISTEN failed: pgcoro's listener connection is down");
+			} else if (c->notify->await == AWAIT_RELAY) {
 				release_hold(c);
-			k++;
+			}
 		}
-		wanted |= ch->nsubs > 0;
+		chan_mark(nc, ch);
 	}
-	chans_prune(nc);
-	if (wanted && !rt->shutting_down) {
+	list_for_each_safe(pos, tmp, &nc->dirty) /* every channel: those nobody wants go */
+		chan_prune(nc, list_entry(pos, struct chan, link));
+	if (nc->chans.count && !rt->shutting_down) {
 		struct timeval tv = {1, 0};
 		event_add(&nc->retry_ev, &tv);
 	}
@@ -263,8 +348,9 @@ static void deliver(struct notify_conn *nc, const PGnotify *n)
 	struct chan *ch = chan_find(nc, n->relname);
 	if (!ch || ch->sent < 0)
 		return; /* UNLISTEN in flight: its subscribers came after it, their LISTEN waits */
-	for (int i = 0; i < ch->nsubs; i++) {
-		client_t *c = ch->subs[i];
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &ch->subs) {
+		client_t *c = list_entry(pos, struct sub, in_chan)->c;
 		if (c->state == CL_CLOSING)
 			continue;
 		proto_build_notification(&out, (uint32_t)n->be_pid, n->relname,
@@ -274,26 +360,28 @@ static void deliver(struct notify_conn *nc, const PGnotify *n)
 	}
 }
 
-/* The LISTEN/UNLISTEN query in flight has ended (OK: without error). */
+/* The LISTEN/UNLISTEN query in flight has ended (OK: without error): its channels'
+ * waiting clients go on. */
 static void query_done(struct notify_conn *nc, bool ok)
 {
 	nc->state = NC_READY;
-	for (int i = 0; i < nc->nchans; i++) {
-		struct chan *ch = nc->chans[i];
-		if (ok && ch->sent)
-			ch->listening = ch->sent > 0;
-		ch->sent = 0;
-		if (!ch->listening)
-			continue;
-		for (int k = 0; k < ch->nsubs; k++) { /* answer_listen may close nobody here */
-			struct notify_client *ncl = ch->subs[k]->notify;
-			if (ncl->await == AWAIT_IDLE && ncl->idle_ch == ch)
-				answer_listen(ch->subs[k], NULL);
-			else if (ncl->await == AWAIT_RELAY && all_live(ncl))
-				release_hold(ch->subs[k]);
-		}
+	struct list *pos, *tmp, *spos, *stmp;
+	list_for_each_safe(pos, tmp, &nc->flight) {
+		struct chan *ch = list_entry(pos, struct chan, link);
+		list_del(&nc->flight, pos);
+		chan_set(ch, ok ? ch->sent > 0 : ch->listening, 0);
+		chan_mark(nc, ch); /* wanted no more, or again, meanwhile; or not done */
+		if (chan_live(ch))
+			list_for_each_safe(spos, stmp, &ch->subs) { /* answer_listen closes nobody */
+				client_t *c = list_entry(spos, struct sub, in_chan)->c;
+				struct notify_client *ncl = c->notify;
+				if (ncl->await == AWAIT_IDLE && ncl->idle_ch == ch)
+					answer_listen(c, NULL, NULL);
+				else if (ncl->await == AWAIT_RELAY && ncl->ndark == 0)
+					release_hold(c);
+			}
+		chan_prune(nc, ch);
 	}
-	chans_prune(nc);
 	reconcile(nc);
 }
 
@@ -344,44 +432,56 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 		conn_failed(nc, "connection lost");
 }
 
-/* Issues LISTEN for wanted channels not listened to and UNLISTEN for listened ones
- * nobody wants, in one query, when none is in flight. */
+/* Issues LISTEN for the channels marked that are wanted and not listened to, and UNLISTEN
+ * for those listened to that nobody wants (up to QUERY_CHANNELS of them), in one query,
+ * when none is in flight: the work follows what changed, not how many channels there
+ * are. */
 static void reconcile(struct notify_conn *nc)
 {
 	if (nc->state == NC_DOWN) {
-		for (int i = 0; i < nc->nchans; i++)
-			if (nc->chans[i]->nsubs > 0) {
-				if (!event_pending(&nc->retry_ev, EV_TIMEOUT, NULL))
-					connect_start(nc);
-				return;
-			}
+		/* down, every channel kept is wanted (conn_failed and chan_prune) */
+		if (nc->chans.count && !event_pending(&nc->retry_ev, EV_TIMEOUT, NULL))
+			connect_start(nc);
 		return;
 	}
 	if (nc->state != NC_READY)
 		return;
-	struct pbuf sql;
-	pbuf_init(&sql);
-	for (int i = 0; i < nc->nchans; i++) {
-		struct chan *ch = nc->chans[i];
-		bool want = ch->nsubs > 0;
-		if (want == ch->listening)
+	pbuf_reset(&sql);
+	int n = 0;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &nc->dirty) {
+		struct chan *ch = list_entry(pos, struct chan, link);
+		bool want = ch->subs.count > 0;
+		if (n == QUERY_CHANNELS)
+			break; /* the rest goes in the next query */
+		if (want == ch->listening) {
+			list_del(&nc->dirty, pos);
 			continue;
+		}
 		char *id = PQescapeIdentifier(nc->conn, ch->name, strlen(ch->name));
-		if (!id)
+		if (!id) { /* else its LISTEN would wait for ever */
+			char msg[256];
+			snprintf(msg, sizeof(msg), "LISTEN failed: the channel name is not valid in the "
+				 "server's encoding (%.*s)", (int)strcspn(PQerrorMessage(nc->conn), "\n"),
+				 PQerrorMessage(nc->conn));
+			log_warning("pool %s/%s: LISTEN connection: %s", nc->pool->dbname,
+				    nc->pool->user, msg);
+			chan_refuse(nc, ch, msg); /* freed (kept and tried again if listened to) */
 			continue;
+		}
 		proto_put_bytes(&sql, want ? "LISTEN " : "UNLISTEN ", want ? 7 : 9);
 		proto_put_bytes(&sql, id, strlen(id));
 		proto_put_bytes(&sql, ";", 1);
 		PQfreemem(id);
-		ch->sent = want ? 1 : -1;
+		list_del(&nc->dirty, pos);
+		chan_set(ch, ch->listening, want ? 1 : -1);
+		list_append(&nc->flight, &ch->link);
+		n++;
 	}
-	if (!sql.len) {
-		pbuf_free(&sql);
+	if (!n)
 		return;
-	}
 	proto_put_u8(&sql, 0);
 	bool ok = !sql.failed && PQsendQuery(nc->conn, (const char *)sql.data) == 1;
-	pbuf_free(&sql);
 	if (!ok) {
 		conn_failed(nc, PQerrorMessage(nc->conn));
 		return;
@@ -499,6 +599,8 @@ static struct notify_conn *conn_of(pool_t *p)
 	if (!nc)
 		return NULL;
 	nc->pool = p;
+	list_head_init(&nc->dirty);
+	list_head_init(&nc->flight);
 	event_assign(&nc->ev, rt->base, -1, 0, on_read, nc);
 	evtimer_assign(&nc->retry_ev, rt->base, retry_cb, nc);
 	p->notify = nc;
@@ -514,11 +616,18 @@ void notify_pool_free(pool_t *p)
 	event_del(&nc->retry_ev);
 	if (nc->conn)
 		PQfinish(nc->conn);
-	for (int i = 0; i < nc->nchans; i++) {
-		free(nc->chans[i]->subs);
-		free(nc->chans[i]);
+	hash_for_each(&nc->chans, i, n, next) {
+		struct chan *ch = hash_entry(n, struct chan, node);
+		struct list *pos, *tmp;
+		list_for_each_safe(pos, tmp, &ch->subs) {
+			struct sub *s = list_entry(pos, struct sub, in_chan);
+			list_del(&s->c->notify->subs, &s->in_client);
+			free(s);
+		}
+		free(ch);
 	}
-	free(nc->chans);
+	hash_free(&nc->chans);
+	hash_free(&nc->subs);
 	free(nc);
 	p->notify = NULL;
 }
@@ -528,59 +637,105 @@ void notify_pool_free(pool_t *p)
 /* The client's notification state, made the first time it is needed (NULL: no memory). */
 static struct notify_client *ncl_of(client_t *c)
 {
-	if (!c->notify && (c->notify = calloc(1, sizeof(*c->notify))))
+	if (!c->notify && (c->notify = calloc(1, sizeof(*c->notify)))) {
+		list_head_init(&c->notify->subs);
 		event_assign(&c->notify->resume_ev, rt->base, -1, 0, resume_cb, c);
+	}
 	return c->notify;
 }
 
-/* C subscribes to NAME; *DARK: the listener does not listen to it yet (its LISTEN is
- * issued now). False: no memory. */
-static bool subscribe(client_t *c, struct notify_conn *nc, const char *name, bool *dark)
+/* The outcome of a LISTEN. */
+enum sub_result { SUB_OK, SUB_NO_MEMORY, SUB_TOO_MANY };
+
+/* C subscribes to NAME; *DARK: the listener does not listen to it yet (the caller's
+ * reconcile issues its LISTEN, once C's wait is set: that may end it at once).
+ * SUB_TOO_MANY: C listens to max_client_listen_channels channels already. */
+static enum sub_result subscribe(client_t *c, struct notify_conn *nc, const char *name,
+				 bool *dark)
 {
 	struct notify_client *ncl = c->notify;
 	struct chan *ch = chan_find(nc, name);
-	for (int i = 0; ch && i < ncl->n; i++)
-		if (ncl->chans[i] == ch) {
-			*dark = false; /* already listening: a no-op, as in PostgreSQL */
-			return true;
-		}
+	*dark = false;
+	if (ch && sub_find(nc, ch, c))
+		return SUB_OK; /* already listening: a no-op, as in PostgreSQL */
+	int limit = rt->cfg->max_client_listen_channels;
+	if (limit > 0 && ncl->subs.count >= limit)
+		return SUB_TOO_MANY;
 	if (!ch) {
-		if (!array_grow((void **)&nc->chans, &nc->cap, nc->nchans + 1, sizeof(*nc->chans)))
-			return false;
-		ch = calloc(1, sizeof(*ch));
-		if (!ch)
-			return false;
+		if (!(ch = calloc(1, sizeof(*ch))))
+			return SUB_NO_MEMORY;
+		if (!hash_add(&nc->chans, &ch->node, name_hash(name))) {
+			free(ch);
+			return SUB_NO_MEMORY;
+		}
 		strcpy(ch->name, name);
-		nc->chans[nc->nchans++] = ch;
+		list_init(&ch->link);
+		list_head_init(&ch->subs);
 	}
-	if (!array_grow((void **)&ch->subs, &ch->cap, ch->nsubs + 1, sizeof(*ch->subs)) ||
-	    !array_grow((void **)&ncl->chans, &ncl->cap, ncl->n + 1, sizeof(*ncl->chans))) {
-		chans_prune(nc);
-		return false;
+	struct sub *s = malloc(sizeof(*s));
+	if (!s || !hash_add(&nc->subs, &s->node, sub_hash(ch, c))) {
+		free(s);
+		chan_prune(nc, ch);
+		return SUB_NO_MEMORY;
 	}
-	ch->subs[ch->nsubs++] = c;
-	ncl->chans[ncl->n++] = ch;
-	*dark = !ch->listening || ch->sent < 0;
-	reconcile(nc);
-	return true;
+	s->ch = ch;
+	s->c = c;
+	list_append(&ch->subs, &s->in_chan);
+	list_append(&ncl->subs, &s->in_client);
+	*dark = !chan_live(ch);
+	ncl->ndark += *dark;
+	if (ch->subs.count == 1)
+		chan_mark(nc, ch);
+	return SUB_OK;
+}
+
+#define LIMIT_HINT "UNLISTEN the channels no longer used, or raise the limit in pgcoro's " \
+		   "configuration."
+
+/* The message of C's LISTEN of NAME refused (SUB_TOO_MANY), in MSG (N bytes). */
+static void refusal_msg(const client_t *c, const char *name, char *msg, size_t n)
+{
+	snprintf(msg, n, "LISTEN \"%s\" refused: this client listens to %d channels, "
+		 "max_client_listen_channels is %d", name, c->notify->subs.count,
+		 rt->cfg->max_client_listen_channels);
+}
+
+/* C is answered MSG (53400) and goes on: counted in the metrics and logged (one line per
+ * client per REFUSAL_LOG_SEC at most). */
+static void refusal_log(client_t *c, const char *msg)
+{
+	struct notify_client *ncl = c->notify;
+	metrics_error(c->pool, "53400");
+	double now = rt_now();
+	if (ncl->refused_at > 0 && now - ncl->refused_at < REFUSAL_LOG_SEC) {
+		ncl->unlogged++;
+		return;
+	}
+	char more[64] = "";
+	if (ncl->unlogged)
+		snprintf(more, sizeof(more), " (and %llu more since the last such line)",
+			 (unsigned long long)ncl->unlogged);
+	if (rt->cfg->log_pooler_errors)
+		log_warning("client %llu %s (%s@%s): pooler error 53400: %s%s",
+			    (unsigned long long)c->id, client_peer(c), c->user ? c->user : "-",
+			    c->database ? c->database : "-", msg, more);
+	ncl->refused_at = now;
+	ncl->unlogged = 0;
 }
 
 /* Drops the notifications held for C on channels it no longer listens to (PostgreSQL
  * does not deliver what it received before an UNLISTEN committed). */
-static void held_filter(struct notify_client *ncl)
+static void held_filter(client_t *c, struct notify_conn *nc)
 {
-	struct pbuf *h = &ncl->held;
+	struct pbuf *h = &c->notify->held;
 	size_t kept = 0, at = 0;
 	if (h->failed)
 		return;
 	while (at + PROTO_HDR + 4 < h->len) { /* NotificationResponse: pid, channel, payload */
 		size_t size = 1 + ((size_t)h->data[at + 1] << 24 | (size_t)h->data[at + 2] << 16 |
 				   (size_t)h->data[at + 3] << 8 | h->data[at + 4]);
-		const char *chan = (const char *)h->data + at + PROTO_HDR + 4;
-		bool keep = false;
-		for (int i = 0; i < ncl->n && !keep; i++)
-			keep = strcmp(ncl->chans[i]->name, chan) == 0;
-		if (keep) {
+		struct chan *ch = chan_find(nc, (const char *)h->data + at + PROTO_HDR + 4);
+		if (ch && sub_find(nc, ch, c)) {
 			memmove(h->data + kept, h->data + at, size);
 			kept += size;
 		}
@@ -593,18 +748,24 @@ static void held_filter(struct notify_client *ncl)
 static void unsubscribe(client_t *c, struct notify_conn *nc, const char *name)
 {
 	struct notify_client *ncl = c->notify;
-	for (int i = 0; i < ncl->n;) {
-		struct chan *ch = ncl->chans[i];
-		if (name && strcmp(ch->name, name) != 0) {
-			i++;
-			continue;
+	if (name) {
+		struct chan *ch = chan_find(nc, name);
+		struct sub *s = ch ? sub_find(nc, ch, c) : NULL;
+		if (s) {
+			sub_drop(nc, s);
+			chan_prune(nc, ch);
 		}
-		chan_drop_sub(ch, c);
-		ncl->chans[i] = ncl->chans[--ncl->n];
+	} else {
+		struct list *pos, *tmp;
+		list_for_each_safe(pos, tmp, &ncl->subs) {
+			struct sub *s = list_entry(pos, struct sub, in_client);
+			struct chan *ch = s->ch;
+			sub_drop(nc, s);
+			chan_prune(nc, ch);
+		}
 	}
 	if (ncl->held.len)
-		held_filter(ncl);
-	chans_prune(nc);
+		held_filter(c, nc);
 	reconcile(nc);
 }
 
@@ -626,9 +787,21 @@ bool notify_answer_idle(client_t *c, const struct proto_msg *m)
 	bool dark = false;
 	switch (kind) {
 	case LISTEN_ONE:
-		if (!subscribe(c, nc, name, &dark)) {
+		switch (subscribe(c, nc, name, &dark)) {
+		case SUB_OK:
+			break;
+		case SUB_NO_MEMORY:
 			client_disconnect(c, "53200", "out of memory serving LISTEN");
 			return true;
+		case SUB_TOO_MANY: {
+			char msg[256];
+			refusal_msg(c, name, msg, sizeof(msg));
+			refusal_log(c, msg);
+			proto_build_error(&out, "ERROR", "53400", msg, NULL, LIMIT_HINT);
+			proto_build_ready(&out, 'I');
+			send_out(c, true);
+			return true;
+		}
 		}
 		break;
 	case UNLISTEN_ONE:
@@ -642,8 +815,11 @@ bool notify_answer_idle(client_t *c, const struct proto_msg *m)
 		c->notify->await = AWAIT_IDLE;
 		c->notify->idle_ch = chan_find(nc, name);
 		stream_set_read(&c->st, false); /* the answer comes when the listener listens */
+		reconcile(nc);
 		return true;
 	}
+	if (kind == LISTEN_ONE)
+		reconcile(nc);
 	proto_build_command_complete(&out, kind == LISTEN_ONE ? "LISTEN" : "UNLISTEN");
 	proto_build_ready(&out, 'I');
 	send_out(c, true);
@@ -658,16 +834,28 @@ void notify_client_free(client_t *c)
 	event_del(&ncl->resume_ev);
 	if (c->pool && c->pool->notify)
 		unsubscribe(c, c->pool->notify, NULL);
-	free(ncl->chans);
 	pbuf_free(&ncl->held);
 	free(ncl);
 	c->notify = NULL;
 }
 
+/* C's LISTEN past its limit committed on its server (notify_subscribe): C is closed. */
+static void close_refused(client_t *c)
+{
+	char msg[256];
+	refusal_msg(c, c->notify->refused, msg, sizeof(msg));
+	client_disconnect_hint(c, "53400", LIMIT_HINT, "%s", msg);
+}
+
 bool notify_subscribe(client_t *c, const char *channel, bool *dark)
 {
 	struct notify_conn *nc = conn_of(c->pool);
-	return nc && ncl_of(c) && subscribe(c, nc, channel, dark);
+	enum sub_result r = nc && ncl_of(c) ? subscribe(c, nc, channel, dark) : SUB_NO_MEMORY;
+	if (r == SUB_TOO_MANY && !c->notify->refused[0])
+		strcpy(c->notify->refused, channel); /* closed by notify_hold's event */
+	if (r == SUB_OK)
+		reconcile(nc);
+	return r != SUB_NO_MEMORY;
 }
 
 void notify_unsubscribe(client_t *c, const char *channel)
@@ -678,9 +866,12 @@ void notify_unsubscribe(client_t *c, const char *channel)
 
 bool notify_hold(client_t *c)
 {
-	if (!c->notify || all_live(c->notify))
+	struct notify_client *ncl = c->notify;
+	if (!ncl || (ncl->ndark == 0 && !ncl->refused[0]))
 		return false;
-	c->notify->await = AWAIT_RELAY;
+	ncl->await = AWAIT_RELAY;
+	if (ncl->refused[0])
+		event_active(&ncl->resume_ev, EV_TIMEOUT, 0); /* closed from there */
 	return true;
 }
 

@@ -13,7 +13,7 @@ import psycopg2.extensions
 import pytest
 
 from conftest import (APP_PASS, APP_USER, FLUSH, SYNC, Wire, bind, close, describe, execute,
-                      extended, parse, run_jdbc, wait_until)
+                      extended, parse, parse_fields, run_jdbc, wait_until)
 
 N_CLIENTS = 50
 N_EACH = 10  # notifications sent through pgcoro, and as many directly
@@ -541,4 +541,35 @@ def test_unread_listen_reaches_nobody(pgcoro_factory, pg):
     finally:
         w.terminate()
         direct.close()
+    inst.assert_serving()
+
+
+@pytest.mark.pooler_only  # pgcoro answers the simple Query LISTEN itself
+def test_listen_of_a_name_invalid_in_the_encoding_is_answered(pgcoro_factory, pg):
+    """A quoted channel name whose bytes are not valid UTF-8 cannot be LISTENed to by the
+    listener connection (libpq refuses to escape it; PostgreSQL would refuse it with
+    22021): the client gets an error and goes on, where it used to wait for ever; the
+    pool's other channels are not held up."""
+    inst = txn_inst(pgcoro_factory)
+    with Wire.to(inst, timeout=20) as w, Wire.to(inst, timeout=20) as other:
+        w.login()
+        other.login()
+        for listener_up in (False, True):  # refused when it connects, or at once
+            if listener_up:
+                assert other.query("LISTEN fine") == []
+            w.send(Wire.msg("Q", b'LISTEN "\xff\xfe"\0'))
+            t, p = w.read_msg()
+            assert t == "E", (t, p)
+            assert parse_fields(p)["C"] == "22021", p
+            assert w.read_msg() == ("Z", b"I")
+        assert w.query("LISTEN fine") == []
+        direct = pg.super_connect()
+        try:
+            direct.autocommit = True
+            direct.cursor().execute("NOTIFY fine, 'x'")
+        finally:
+            direct.close()
+        for c in (w, other):
+            t, p = c.read_msg()
+            assert t == "A" and p[4:] == b"fine\0x\0", (t, p)
     inst.assert_serving()
