@@ -216,8 +216,9 @@ struct config {
 struct config *cfg_load(const char *path, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* A copy of CFG with KEY (a [pgcoro] key, any case) set to VALUE as the file would set it,
- * validated like a loaded file (console SET). NULL with the reason in ERR: unknown key,
- * bad value, a failed validation or out of memory. CFG is not changed. */
+ * validated like a loaded file (console SET), with the file's messages. NULL with the
+ * reason in ERR: unknown key, bad value, a failed validation or out of memory. CFG is not
+ * changed. */
 struct config *cfg_with(const struct config *cfg, const char *key, const char *value, char *err,
 			size_t errlen) __attribute__((warn_unused_result));
 
@@ -249,9 +250,9 @@ const char *cfg_auth_type_name(int type);
 /* When a changed value takes effect. */
 enum cfg_when {
 	CFG_LIVE,       /* at once, on reload or console SET */
-	CFG_WITH_FILES, /* on reload, with the files it reads (auth_file, hba rules, TLS
-	                 * context): SET cannot change it */
-	CFG_AT_START,   /* at the next start only */
+	CFG_WITH_FILES, /* on reload or console SET, with the files a reload reads
+	                 * (auth_file, hba rules, TLS context), which are read again */
+	CFG_AT_START,   /* at the next start only (a console SET of it is ignored) */
 };
 
 /* How a key relates to PgBouncer's key of the same name. */
@@ -286,9 +287,9 @@ void cfg_key_value(const struct config *cfg, const struct cfg_key *k, char *buf,
 /* False for keys read only at start (a reload or SET does not change them). */
 bool cfg_key_reloadable(const struct cfg_key *k);
 
-/* False for keys the console's SET cannot change: those read only at start and those
- * that take effect with files RELOAD reads (auth_file, hba rules, TLS context). */
-bool cfg_key_settable(const struct cfg_key *k);
+/* True for keys that take effect with the files a reload reads (auth_file, hba rules,
+ * TLS context): a reload or console SET of one re-reads them. */
+bool cfg_key_reads_files(const struct cfg_key *k);
 
 /* Writes "key = value" for every [pgcoro] key of CFG (current values). */
 void cfg_dump(const struct config *cfg, FILE *out);

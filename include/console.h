@@ -28,8 +28,14 @@ void console_on_input(client_t *c);
  * which runs after servers close. Cheap when nothing waits. */
 void console_poll(void);
 
-/* A reload ended (OK false: the running config stayed): RELOAD commands complete. */
+/* A reload ended (OK false: the running config stayed): RELOAD commands complete, SETs
+ * that waited for it run. */
 void console_reload_done(bool ok);
+
+/* The SET that reload_set left reading files ended. OK true: in force, MSG NULL or a
+ * notice for its client (the TLS context stayed as it was); OK false: refused, MSG the
+ * reason, nothing changed. SETs that waited for it run now. */
+void console_set_done(bool ok, const char *msg);
 
 /* C is being freed: its console state goes. */
 void console_forget(client_t *c);

@@ -1,7 +1,9 @@
-/* Configuration loading and SIGHUP reloads. A reload reads and validates the config file
- * and its auth_file on the executor, then swaps them in on the loop thread in one step
- * (rt->cfg, rt->auth); a file that does not load leaves the running configuration in
- * force and the reason is logged. systemd hears RELOADING=1 before and READY=1 after. */
+/* Configuration loading, SIGHUP reloads and the console's SET. A reload reads and
+ * validates the config file and its auth_file on the executor, then swaps them in on the
+ * loop thread in one step (rt->cfg, rt->auth); a file that does not load leaves the
+ * running configuration in force and the reason is logged. systemd hears RELOADING=1
+ * before and READY=1 after. A SET is a reload of one key: the same validation, the same
+ * files re-read, the same swap; it lasts until the next reload reads the file again. */
 #ifndef PGCORO_RELOAD_H
 #define PGCORO_RELOAD_H
 
@@ -37,7 +39,30 @@ void reload_start(void);
  * follow. Keys that are not reloadable are the caller's to refuse or report. */
 void reload_apply(struct config *cfg, struct auth_file *auth);
 
-/* True while a reload's file reading is in flight. */
+/* True while a reload's or a SET's file reading is in flight. */
 bool reload_running(void);
+
+/* What reload_set did. */
+enum reload_set_status {
+	RELOAD_SET_DONE,    /* in force now */
+	RELOAD_SET_IGNORED, /* a key read only at start: nothing changed, MSG says so (PgBouncer
+	                     * answers such a SET as done and ignores it) */
+	RELOAD_SET_READING, /* the files the key goes with are being read on the executor;
+	                     * console_set_done() tells the end */
+	RELOAD_SET_BUSY,    /* a reload or another SET is reading files: nothing done; ask again
+	                     * when it ends (console_reload_done, console_set_done) */
+	RELOAD_SET_FAILED,  /* refused, the reason in MSG (unknown key, a value the file could
+	                     * not have, a check across keys): nothing changed */
+};
+
+/* The console's SET KEY = VALUE (KEY any case) by user WHO, as a reload with the file
+ * changed so: the running config with KEY set, checked as a loaded file is, put in force
+ * by reload_apply. A key read with files (cfg_key_reads_files: auth_type, auth_file,
+ * auth_hba_file, client_tls_*) re-reads auth_file and auth_hba_file and rebuilds the TLS
+ * context first, on the executor; a file that does not load refuses the SET, except a TLS
+ * context that does not build: as PgBouncer's SET, the value is set and the running
+ * context stays. Logs what it did. */
+enum reload_set_status reload_set(const char *key, const char *value, const char *who, char *msg,
+				  size_t msglen) __attribute__((warn_unused_result));
 
 #endif

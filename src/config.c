@@ -883,7 +883,7 @@ void cfg_key_value(const struct config *cfg, const struct cfg_key *k, char *buf,
 
 bool cfg_key_reloadable(const struct cfg_key *k) { return k->when != CFG_AT_START; }
 
-bool cfg_key_settable(const struct cfg_key *k) { return k->when == CFG_LIVE; }
+bool cfg_key_reads_files(const struct cfg_key *k) { return k->when == CFG_WITH_FILES; }
 
 void cfg_dump(const struct config *cfg, FILE *out)
 {
@@ -2193,11 +2193,8 @@ struct config *cfg_with(const struct config *cfg, const char *key, const char *v
 	}
 	char why[CFG_ERRLEN];
 	const struct cfg_db *bad;
-	if (!cfg_set_value((char *)c + k->offset, k->type, value, why, sizeof(why))) {
-		if (k->compat == CFG_NOT_YET && strcmp(why, "out of memory") != 0)
-			cfg_fmt(err, errlen, "%s = %s is not supported yet: %s", k->key, value, k->note);
-		else
-			cfg_fmt(err, errlen, "%s: %s", k->key, why);
+	if (!cfg_set_key(c, k, value, why, sizeof(why))) {
+		cfg_fmt(err, errlen, "%s", why);
 		goto fail;
 	}
 	if (!cfg_validate(c, &bad, why, sizeof(why))) {

@@ -31,14 +31,17 @@ enum console_wait {
 	CW_PAUSE,      /* PAUSE: no server left in the paused pools */
 	CW_WAIT_CLOSE, /* WAIT_CLOSE: no server of an older generation left */
 	CW_RELOAD,     /* RELOAD: the reload running on the executor ended */
+	CW_SET,        /* SET: the files it re-reads are read (console_set_done) */
+	CW_SET_QUEUED, /* SET (the query in arg): a reload or another SET to end, then it runs */
 };
 
 /* The console part of a client (client->console). */
 struct console_session {
 	bool admin;           /* admin_users: every command; else SHOW only */
 	enum console_wait wait;
-	char *arg;            /* the database the waited command names, or NULL */
-	char tag[32];         /* its CommandComplete tag */
+	char *arg;            /* the database the waited command names, or NULL; a queued
+	                       * SET's query */
+	char tag[512];        /* its CommandComplete tag ("SET key=value", cut as PgBouncer's) */
 	struct list node;     /* in waiters while waiting */
 	client_t *owner;
 	bool reading;         /* console_on_input runs for it: its loop reads what follows */
@@ -228,38 +231,66 @@ static bool parse_set(const char *q, char *key, size_t keylen, char *value, size
 	return *q == 0;
 }
 
-/* SET: the running configuration with KEY changed, in force at once as after a reload
- * (a later RELOAD reads the file again, as PgBouncer's does). */
+/* PgBouncer's parameters a driver may SET on connecting: answered, ignored */
+static const char *const fake_params[] = {"client_encoding", "default_transaction_isolation",
+					  "standard_conforming_strings", "datestyle", "timezone",
+					  NULL};
+
+/* The answer to C's SET: done (TAG, after NOTICE when not NULL) or, when not OK, PgBouncer's
+ * 08P01 "SET failed" with WHY as the detail. */
+static void answer_set(client_t *c, bool ok, const char *why, const char *notice,
+		       const char *tag)
+{
+	if (!ok) {
+		proto_build_error(&out, "ERROR", "08P01", "SET failed", why, NULL);
+		proto_build_ready(&out, 'I');
+		flush_out(c);
+		return;
+	}
+	if (notice)
+		proto_build_notice(&out, "NOTICE", "00000", notice, NULL);
+	complete(c, tag);
+}
+
+/* SET key = value, as PgBouncer's: the key changed as a reload of the file with it changed
+ * would (reload_set), tag "SET key=value"; refused with 08P01 "SET failed" and the reason
+ * as the detail. QUERY starts with "SET". */
 static void run_set(client_t *c, const char *query)
 {
-	char key[64], value[CONSOLE_MAX_QUERY + 1];
+	char key[64], value[CONSOLE_MAX_QUERY + 1], msg[1024];
 	if (!parse_set(query + 3, key, sizeof(key), value, sizeof(value))) {
-		send_error(c, "42601", "syntax: SET key = value (a value with blanks in single quotes)");
+		send_error(c, "08P01", "invalid command '%s', use SHOW HELP;", query);
 		return;
 	}
-	size_t n;
-	const struct cfg_key *keys = cfg_keys(&n);
-	for (size_t i = 0; i < n; i++) {
-		if (strcasecmp(keys[i].key, key) != 0)
-			continue;
-		if (!cfg_key_settable(&keys[i])) {
-			send_error(c, "55P02", "%s cannot be changed by SET: %s", keys[i].key,
-				   cfg_key_reloadable(&keys[i])
-				       ? "it is read by RELOAD (edit the file)"
-				       : "it takes effect only at a restart");
+	for (int i = 0; fake_params[i]; i++)
+		if (strcasecmp(key, fake_params[i]) == 0) {
+			answer_set(c, true, NULL, "SET ignored", "SET");
 			return;
 		}
-	}
-	char why[1024];
-	struct config *cfg = cfg_with(rt->cfg, key, value, why, sizeof(why));
-	if (!cfg) {
-		bool unknown = strncmp(why, "unknown config parameter", 24) == 0;
-		send_error(c, unknown ? "42704" : "22023", "%s", why);
+	if (!session(c)->admin) {
+		send_error(c, "08P01", "admin access needed");
 		return;
 	}
-	log_info("SET %s = '%s' by %s", key, value, c->user);
-	reload_apply(cfg, rt->auth);
-	complete(c, "SET");
+	char tag[sizeof(session(c)->tag)];
+	int keylen = (int)strlen(key); /* below sizeof(key) */
+	snprintf(tag, sizeof(tag), "SET %s=%.*s", key, (int)sizeof(tag) - 6 - keylen, value);
+	switch (reload_set(key, value, c->user, msg, sizeof(msg))) {
+	case RELOAD_SET_DONE:
+		answer_set(c, true, NULL, NULL, tag);
+		break;
+	case RELOAD_SET_IGNORED:
+		answer_set(c, true, NULL, msg, tag);
+		break;
+	case RELOAD_SET_READING:
+		wait_for(c, CW_SET, NULL, tag);
+		break;
+	case RELOAD_SET_BUSY:
+		wait_for(c, CW_SET_QUEUED, query, "SET");
+		break;
+	case RELOAD_SET_FAILED:
+		answer_set(c, false, msg, NULL, NULL);
+		break;
+	}
 }
 
 static void run(client_t *c, char *query)
@@ -267,10 +298,7 @@ static void run(client_t *c, char *query)
 	struct console_session *cs = session(c);
 	const char *q = query + strspn(query, " \t\r\n");
 	if (strncasecmp(q, "set", 3) == 0 && isspace((unsigned char)q[3])) {
-		if (!cs->admin)
-			send_error(c, "08P01", "admin access needed");
-		else
-			run_set(c, q);
+		run_set(c, q);
 		return;
 	}
 	char copy[CONSOLE_MAX_QUERY + 1];
@@ -441,8 +469,19 @@ void console_on_input(client_t *c)
 		cs->reading = false;
 }
 
-/* C's wait is over: its command completes and its next input is read (by the running
- * console_on_input loop of C if this happens inside it). */
+/* C's command has answered: its next input is read (by the running console_on_input loop
+ * of C if this happens inside it). */
+static void read_next(client_t *c)
+{
+	stream_set_read(&c->st, true);
+	if (!session(c)->reading) {
+		console_on_input(c);
+		if (c->state == CL_CONSOLE)
+			stream_input_consumed(&c->st);
+	}
+}
+
+/* C's wait is over: its command completes and its next input is read. */
 static void wait_done(client_t *c, bool ok)
 {
 	struct console_session *cs = session(c);
@@ -455,11 +494,32 @@ static void wait_done(client_t *c, bool ok)
 	else
 		send_error(c, "F0000", "%s failed: the running configuration stays (see the log)",
 			   cs->tag);
-	stream_set_read(&c->st, true);
-	if (!cs->reading) {
-		console_on_input(c);
-		if (c->state == CL_CONSOLE)
-			stream_input_consumed(&c->st);
+	read_next(c);
+}
+
+/* The SETs that waited for a reload or another SET run, in order, until one has to wait
+ * again. */
+static void run_queued_sets(void)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &waiters)
+	{
+		struct console_session *cs = list_entry(pos, struct console_session, node);
+		if (reload_running())
+			return;
+		if (cs->wait != CW_SET_QUEUED)
+			continue;
+		list_del(&waiters, &cs->node);
+		cs->wait = CW_NONE;
+		char *query = cs->arg;
+		cs->arg = NULL;
+		client_t *c = cs->owner;
+		if (c->state == CL_CONSOLE) {
+			run_set(c, query);
+			if (cs->wait == CW_NONE)
+				read_next(c);
+		}
+		free(query);
 	}
 }
 
@@ -499,6 +559,27 @@ void console_reload_done(bool ok)
 		if (cs->wait == CW_RELOAD)
 			wait_done(cs->owner, ok);
 	}
+	run_queued_sets();
+}
+
+void console_set_done(bool ok, const char *msg)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &waiters)
+	{
+		struct console_session *cs = list_entry(pos, struct console_session, node);
+		if (cs->wait != CW_SET)
+			continue;
+		client_t *c = cs->owner;
+		list_del(&waiters, &cs->node);
+		cs->wait = CW_NONE;
+		if (c->state == CL_CONSOLE) {
+			answer_set(c, ok, msg, ok ? msg : NULL, cs->tag);
+			read_next(c);
+		}
+		break; /* one SET reads files at a time */
+	}
+	run_queued_sets();
 }
 
 void console_forget(client_t *c)

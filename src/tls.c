@@ -105,19 +105,29 @@ static bool default_ciphers(const char *list)
 	       strcasecmp(list, "fast") == 0 || strcasecmp(list, "normal") == 0;
 }
 
+/* OpenSSL's errors of this thread, the first (often the system's: "No such file or
+ * directory") to the last, "; "-separated, into BUF; the queue is emptied. */
 static void ssl_reason(char *buf, size_t len)
 {
-	unsigned long e = ERR_peek_last_error();
-	if (e)
-		ERR_error_string_n(e, buf, len);
-	else
-		snprintf(buf, len, "unknown error");
+	size_t off = 0;
+	unsigned long e;
+	buf[0] = 0;
+	while ((e = ERR_get_error()) && off + 3 < len) {
+		if (off) {
+			memcpy(buf + off, "; ", 3);
+			off += 2;
+		}
+		ERR_error_string_n(e, buf + off, len - off);
+		off += strlen(buf + off);
+	}
 	ERR_clear_error();
+	if (!buf[0])
+		snprintf(buf, len, "unknown error");
 }
 
 bool tls_ctx_build(const struct config *cfg, SSL_CTX **out, char *err, size_t errlen)
 {
-	char why[256];
+	char why[384];
 	int min, max;
 	*out = NULL;
 	if (cfg->client_tls_sslmode == TLS_DISABLE)
@@ -187,7 +197,10 @@ bool tls_ctx_build(const struct config *cfg, SSL_CTX **out, char *err, size_t er
 	return true;
 fail:
 	ssl_reason(why, sizeof(why));
-	snprintf(err, errlen, "%s: %s", what, why);
+	if (strcmp(what, "client_tls13_ciphers") == 0) /* PgBouncer's words, which tools seek */
+		snprintf(err, errlen, "%s: failed to set the TLSv1.3 cipher suites: %s", what, why);
+	else
+		snprintf(err, errlen, "%s: %s", what, why);
 	SSL_CTX_free(ctx);
 	return false;
 }

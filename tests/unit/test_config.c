@@ -825,7 +825,7 @@ START_TEST(test_cfg_with)
 	ck_assert_ptr_null(cfg_with(cfg, "nosuch", "1", err, sizeof(err)));
 	ck_assert_str_eq(err, "unknown config parameter: nosuch");
 	ck_assert_ptr_null(cfg_with(cfg, "default_pool_size", "x", err, sizeof(err)));
-	ck_assert_str_eq(err, "default_pool_size: not an integer");
+	ck_assert_str_eq(err, "invalid value \"x\" for default_pool_size: not an integer");
 	ck_assert_ptr_null(cfg_with(cfg, "default_pool_size", "1", err, sizeof(err)));
 	ck_assert_str_eq(err, "min_pool_size (2) exceeds default_pool_size (1)");
 	ck_assert_ptr_null(cfg_with(cfg, "metrics_listen", "9127", err, sizeof(err)));
@@ -836,7 +836,7 @@ START_TEST(test_cfg_with)
 END_TEST
 
 /* When each kind of key takes effect: at once (reload and SET), with the files a reload
- * reads (not by SET), or at the next start. */
+ * reads (reload and SET, which re-read them), or at the next start. */
 START_TEST(test_key_when)
 {
 	size_t n;
@@ -845,13 +845,13 @@ START_TEST(test_key_when)
 	for (size_t i = 0; i < n; i++) {
 		const struct cfg_key *k = &keys[i];
 		if (strcmp(k->key, "default_pool_size") == 0 || strcmp(k->key, "metrics_listen") == 0) {
-			ck_assert(cfg_key_reloadable(k) && cfg_key_settable(k));
+			ck_assert(cfg_key_reloadable(k) && !cfg_key_reads_files(k));
 			live++;
 		} else if (strcmp(k->key, "auth_file") == 0 || strcmp(k->key, "client_tls_sslmode") == 0) {
-			ck_assert(cfg_key_reloadable(k) && !cfg_key_settable(k));
+			ck_assert(cfg_key_reloadable(k) && cfg_key_reads_files(k));
 			files++;
 		} else if (strcmp(k->key, "listen_port") == 0 || strcmp(k->key, "syslog") == 0) {
-			ck_assert(!cfg_key_reloadable(k) && !cfg_key_settable(k));
+			ck_assert(!cfg_key_reloadable(k) && !cfg_key_reads_files(k));
 			start++;
 		}
 	}
