@@ -167,6 +167,14 @@ def test_eviction_bounds_server_statements(pgcoro_factory, pg):
     for t in threads:
         t.join(120)
     assert not errors, errors
+    # The workers may all have run on one server (they are quick): a client holding one
+    # in a transaction while another runs makes sure both prepared statements.
+    with psycopg.connect(inst.dsn(), prepare_threshold=0, autocommit=True) as a, \
+            psycopg.connect(inst.dsn(), prepare_threshold=0, autocommit=True) as b:
+        with a.transaction():
+            for conn in (a, b):
+                for i in range(5):
+                    assert conn.execute(f"select %s::int + {i}", (1,)).fetchone() == (1 + i,)
     # Look at each server: two clients each hold one in a transaction.
     import psycopg2
     conns = [inst.connect() for _ in range(2)]
@@ -792,6 +800,48 @@ def test_statement_dropped_behind_pgcoro_is_prepared_again(pgcoro_factory):
         assert run_batch(w, bind("s1") + execute() + SYNC) == ok
     finally:
         w.terminate()
+    inst.assert_serving()
+
+
+# ---- DEALLOCATE ALL and DISCARD ALL -------------------------------------------------------
+# PgBouncer closes a client that uses a statement after its own DEALLOCATE ALL or DISCARD
+# ALL ("prepared statement did not exist"); PostgreSQL answers 26000 and the session goes
+# on, and so does pgcoro: the client's names are forgotten, others' are not, and the same
+# names can be prepared again.
+
+def drop_all_script():
+    both = parse("a", "select 1") + parse("b", "select 2") + SYNC
+    use = lambda n: bind(n) + execute() + SYNC
+    return [
+        (0, both),
+        (1, parse("a", "select 1") + SYNC),
+        # the extended protocol
+        (0, parse("", "DEALLOCATE ALL") + bind("") + execute() + SYNC),
+        (0, use("a")),
+        (0, describe("S", "b") + SYNC),
+        (1, use("a")),
+        (0, both),
+        # inside a Query of several statements
+        (0, Q("select 1; DEALLOCATE ALL")),
+        (0, use("b")),
+        (0, both),
+        (0, Q("DISCARD ALL") + use("a")),
+        # and a Parse of the same name after it (in the same batch pgcoro would still
+        # see the name: 42P05)
+        (0, parse("a", "select 3") + SYNC + Q("DEALLOCATE PREPARE ALL")),
+        (0, parse("a", "select 4") + use("a")),
+        # in a failed block: 25P02, and the names stay
+        (0, Q("BEGIN") + Q("select 1/0") + Q("DEALLOCATE ALL") + Q("ROLLBACK")),
+        (0, use("a")),
+        (1, Q("DISCARD ALL")),
+        (1, use("a")),
+        (0, use("a")),
+    ]
+
+
+def test_drop_all_like_postgres(pgcoro_factory, pg):
+    inst = txn_pgcoro(pgcoro_factory)
+    compare_with_postgres(pg, inst, drop_all_script(), n_clients=2)
     inst.assert_serving()
 
 
