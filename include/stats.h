@@ -19,6 +19,10 @@ struct stats {
 	uint64_t query_time_us;  /* summed times from a request to its last ReadyForQuery */
 	uint64_t wait_time_us;   /* summed times clients waited for a server */
 	uint64_t assignments;    /* servers handed to clients */
+	/* protocol-level prepared statements (transaction and statement mode, prepared.c) */
+	uint64_t client_parse_count; /* named statements clients prepared */
+	uint64_t server_parse_count; /* Parses pgcoro sent to servers for them */
+	uint64_t bind_count;         /* Binds of them pgcoro forwarded */
 };
 
 void stats_init(struct runtime *rt);
@@ -40,6 +44,9 @@ struct stats_avg {
 	uint64_t xact_time_us;   /* per transaction */
 	uint64_t query_time_us;  /* per request */
 	uint64_t wait_time_us;   /* per server assignment */
+	uint64_t client_parse_count; /* per second */
+	uint64_t server_parse_count; /* per second */
+	uint64_t bind_count;         /* per second */
 };
 struct stats_avg stats_averages(const struct stats *d, double seconds);
 

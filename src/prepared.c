@@ -27,11 +27,18 @@
  * ReadyForQuery) pop it. An entry for pgcoro's own request swallows its completion; an
  * entry that pgcoro answers itself (the client's Close, a Parse of a statement the server
  * already has) is emitted when it reaches the head, so the client sees answers in its own
- * order. An error pgcoro detects (a duplicate or unknown name, a limit) is answered in
- * its place too, but the server is made to fail there as well (an Execute of a portal
- * that does not exist, its error replaced with pgcoro's): PostgreSQL would abort the
- * transaction at that error, so the server's does too (an explicit block fails, a
- * pipeline's implicit transaction is rolled back at Sync).
+ * order. In a failed transaction block PostgreSQL refuses a Parse with 25P02, so when
+ * the block may be failed (the last ReadyForQuery said 'E', or one is still due) such a
+ * Parse goes to the server as a probe, the text parsed under PROBE_STMT and closed at
+ * once: its answer is the client's. An error pgcoro detects (a duplicate or unknown
+ * name, a limit) is answered in its place too, but the server is made to fail there as
+ * well, its error replaced with pgcoro's: PostgreSQL would abort the transaction at that
+ * error, so the server's does too (an explicit block fails, a pipeline's implicit
+ * transaction is rolled back at Sync). Where PostgreSQL checks for a failed block first
+ * (a Parse; a Bind of a statement it has) the failing request is a Parse that parse
+ * analysis refuses, whose 25P02 in a failed block passes; where it looks the name up
+ * first (a Bind or Describe of an unknown name), an Execute of a portal that does not
+ * exist.
  * An ErrorResponse pops every entry up to the next Sync, as PostgreSQL skips those
  * messages; their effects are undone (a client name or server statement whose Parse never
  * ran is forgotten), and client messages until that Sync are dropped. Effects are
@@ -40,9 +47,9 @@
  * DISCARD ALL or DEALLOCATE ALL seen in a CommandComplete forgets them (and the client's
  * names), housekeeping's DISCARD ALL too; a "does not exist" for one of ours forgets it
  * on that server (prepared again at its next use), told with the client's name when
- * something ran before it in the batch. (A Bind pipelined behind such a command in the
- * same batch, of a statement named before it, may still run — prepared again — where
- * PostgreSQL says it does not exist.)
+ * something ran before it in the batch. (Behind such a command in the same batch, a Bind
+ * of a statement named before it may still run — prepared again — where PostgreSQL says
+ * it does not exist, and a Parse of such a name gets 42P05 where PostgreSQL makes it.)
  * Validity: a server statement keeps the result type of its Parse; after a schema change
  * PostgreSQL answers its use with 0A000 (RevalidateCachedQuery: "cached plan must not
  * change result type") or XX000 "cache lookup failed for type N", until the client
@@ -57,7 +64,10 @@
  * unnamed statement: psycopg 3 with libpq < 17) drops the name as a Close does; the
  * server runs a DEALLOCATE of a statement made for the purpose, so the answers and the
  * transaction are PostgreSQL's (on_deallocate). SQL-level PREPARE/EXECUTE are not
- * translated (as with PgBouncer). */
+ * translated (as with PgBouncer).
+ * Counters (PgBouncer's, SHOW STATS): the named Parses clients make (client_parse_count),
+ * the Parses pgcoro sends servers for them (server_parse_count), the Binds of named
+ * statements it forwards (bind_count); refused ones count nothing. */
 #include "prepared.h"
 
 #include <inttypes.h>
@@ -378,8 +388,34 @@ static void map_clear(struct prep_client *pc, bool all)
 
 #define REFUSAL_LOG_SEC 10.0 /* at most one refusal line per client this often */
 
+/* Logs (log_pooler_errors) that pgcoro answered C's request itself with error SQLSTATE,
+ * WHAT saying why: at most one line per client every REFUSAL_LOG_SEC, the next one
+ * counting those left out. */
+static void log_refusal(client_t *c, const char *sqlstate, const char *what)
+{
+	const struct config *cfg = rt->cfg;
+	struct prep_client *pc = map_of(c);
+	double now = rt_now();
+	if (pc && pc->logged_at > 0 && now - pc->logged_at < REFUSAL_LOG_SEC) {
+		pc->unlogged++;
+		return;
+	}
+	char more[64] = "";
+	if (pc && pc->unlogged)
+		snprintf(more, sizeof(more), " (and %llu more since the last such line)",
+			 (unsigned long long)pc->unlogged);
+	if (cfg->log_pooler_errors)
+		log_warning("client %llu %s (%s@%s): pooler error %s: %s%s",
+			    (unsigned long long)c->id, client_peer(c), c->user ? c->user : "-",
+			    c->database ? c->database : "-", sqlstate, what, more);
+	if (pc) {
+		pc->logged_at = now;
+		pc->unlogged = 0;
+	}
+}
+
 /* False when one more name NAME, for a statement of RLEN bytes, would pass C's limits:
- * MSG (N bytes) then says which, and the refusal is logged (rate-limited per client). */
+ * MSG (N bytes) then says which, and the refusal is logged (log_refusal). */
 static bool within_limits(client_t *c, const char *name, uint32_t rlen, char *msg, size_t n)
 {
 	const struct config *cfg = rt->cfg;
@@ -401,25 +437,18 @@ static bool within_limits(client_t *c, const char *name, uint32_t rlen, char *ms
 	else
 		return true;
 	metrics_error(c->pool, "53400");
-	pc = map_of(c);
-	double now = rt_now();
-	if (pc && pc->logged_at > 0 && now - pc->logged_at < REFUSAL_LOG_SEC) {
-		pc->unlogged++;
-		return false;
-	}
-	char more[64] = "";
-	if (pc && pc->unlogged)
-		snprintf(more, sizeof(more), " (and %llu more since the last such line)",
-			 (unsigned long long)pc->unlogged);
-	if (cfg->log_pooler_errors)
-		log_warning("client %llu %s (%s@%s): pooler error 53400: %s%s",
-			    (unsigned long long)c->id, client_peer(c), c->user ? c->user : "-",
-			    c->database ? c->database : "-", msg, more);
-	if (pc) {
-		pc->logged_at = now;
-		pc->unlogged = 0;
-	}
+	log_refusal(c, "53400", msg);
 	return false;
+}
+
+/* The refusal of a name C's statements have already (42P05) or do not have (26000),
+ * logged in PgBouncer's words, which its users' log watches know. */
+static void log_name_refusal(client_t *c, const char *sqlstate, const char *name)
+{
+	char what[128];
+	snprintf(what, sizeof(what), "prepared statement '%.64s' %s", name,
+		 sqlstate[0] == '4' ? "was already prepared" : "not found");
+	log_refusal(c, sqlstate, what);
 }
 
 #define LIMIT_HINT                                                                       \
@@ -468,6 +497,11 @@ struct sentry {
                        * it runs (a Parse: answered; a Query: its CommandComplete seen) */
 
 #define FAIL_PORTAL "PGCORO_FAIL" /* a portal that does not exist: Executing it fails */
+#define FAIL_STMT "PGCORO_FAIL"   /* a Parse of it always fails: FAIL_TEXT is refused by
+                                   * parse analysis, or with 25P02 in a failed block */
+#define FAIL_TEXT "SELECT *\0\0" /* "SELECT * with no tables specified is not valid" */
+#define PROBE_STMT "PGCORO_PROBE" /* parsed (and closed at once) to learn whether the
+                                   * server accepts a Parse there (not in a failed block) */
 #define DEALLOC_STMT "PGCORO_DEALLOCATE" /* what a translated DEALLOCATE drops */
 #define DEALLOC_MAX 256 /* longer texts are not looked at for a DEALLOCATE */
 
@@ -494,6 +528,7 @@ struct prep_server {
 	struct list_head lru;
 	struct pbuf out;        /* requests built for the server */
 	struct pbuf answers;    /* answers due to the client */
+	struct stats *stats;    /* the server's pool's counters (Parses sent) */
 };
 
 static struct sentry *set_find(struct prep_server *ps, uint64_t id)
@@ -668,6 +703,7 @@ void prep_server_start(server_t *s)
 		ps->r = &s->pring;
 		s->prep = ps;
 		s->pring = (struct prep_ring){.kind = malloc(32), .mask = 31};
+		ps->stats = &s->pool->stats;
 		ps->extra = malloc(32 * sizeof(*ps->extra));
 		if (!s->pring.kind || !ps->extra) {
 			prep_server_free(s);
@@ -774,51 +810,71 @@ static bool push(struct prep_server *ps, uint8_t kind, uint8_t flags, struct cen
 	return true;
 }
 
+/* How the server is made to fail where pgcoro answers an error (answer_with). */
+enum fail_how {
+	FAIL_ALWAYS,   /* an Execute of a portal that does not exist: PostgreSQL looks the
+	                * name up before it checks for a failed block (Bind, Describe) */
+	FAIL_UNLESS_ABORTED, /* a Parse of FAIL_TEXT: in a failed block PostgreSQL answers
+	                * 25P02 first, and that answer passes (Parse, a stale statement) */
+};
+
 /* An error pgcoro detects (ERR, a whole ErrorResponse of LEN bytes, malloc'd: the
  * queue's now), in the client's order. PostgreSQL would abort the transaction there, so
- * the server is made to fail at that point too: it gets an Execute of a portal that does
- * not exist, and its error is replaced with ERR. An explicit block is then failed ('E')
- * and a pipeline's implicit transaction rolled back at Sync, as by PostgreSQL; an error
- * earlier in the pipeline skips both. Client messages until Sync are dropped, as
+ * the server is made to fail at that point too (HOW), and its error is replaced with ERR
+ * (not a 25P02: PostgreSQL's answer in a failed block). An explicit block is then failed
+ * ('E') and a pipeline's implicit transaction rolled back at Sync, as by PostgreSQL; an
+ * error earlier in the pipeline skips both. Client messages until Sync are dropped, as
  * PostgreSQL skips them. */
-static bool answer_with(struct prep_server *ps, uint8_t *err, size_t len)
+static bool answer_with(struct prep_server *ps, uint8_t *err, size_t len, enum fail_how how)
 {
-	if (!err || !q_push(ps, (struct rq){.kind = RQ_EXECUTE, .flags = RQ_FAIL,
-					    .errlen = (uint32_t)len, .err = err})) {
+	bool parse = how == FAIL_UNLESS_ABORTED;
+	if (!err || !q_push(ps, (struct rq){.kind = parse ? RQ_PARSE : RQ_EXECUTE,
+					    .flags = RQ_FAIL, .errlen = (uint32_t)len, .err = err})) {
 		free(err);
 		return false;
 	}
-	proto_build_execute(&ps->out, FAIL_PORTAL, 0);
+	if (parse)
+		proto_build_parse(&ps->out, FAIL_STMT, (const uint8_t *)FAIL_TEXT, sizeof(FAIL_TEXT));
+	else
+		proto_build_execute(&ps->out, FAIL_PORTAL, 0);
 	ps->r->skip = true;
 	return true;
 }
 
 /* answer_with an ERROR of SQLSTATE, MESSAGE and HINT (static or NULL). */
 static bool answer(struct prep_server *ps, const char *sqlstate, const char *message,
-		   const char *hint)
+		   const char *hint, enum fail_how how)
 {
 	struct pbuf *b = &reg.scratch;
 	proto_build_error(b, "ERROR", sqlstate, message, NULL, hint);
 	size_t len = b->len;
 	uint8_t *err = b->failed ? NULL : copy_of(b->data, len);
 	pbuf_reset(b);
-	return answer_with(ps, err, len);
+	return answer_with(ps, err, len, how);
 }
 
-/* A use of a retired statement ST: PostgreSQL's error that retired it. */
+/* A use of a retired statement ST: PostgreSQL's error that retired it (25P02 first in a
+ * failed block, as PostgreSQL checks that before it revalidates). */
 static bool answer_stale(struct prep_server *ps, const struct prep_stmt *st)
 {
 	if (!st->stale)
-		return answer(ps, "0A000", "cached plan must not change result type", NULL);
-	return answer_with(ps, copy_of(st->stale, st->stale_len), st->stale_len);
+		return answer(ps, "0A000", "cached plan must not change result type", NULL,
+			      FAIL_UNLESS_ABORTED);
+	return answer_with(ps, copy_of(st->stale, st->stale_len), st->stale_len,
+			   FAIL_UNLESS_ABORTED);
 }
 
-static bool answer_error(struct prep_server *ps, const char *sqlstate, const char *name,
-			 const char *what)
+/* PostgreSQL's error for C's statement NAME, which C has (42P05, a Parse: "already
+ * exists") or has not (26000, a Bind or Describe: "does not exist"); logged. */
+static bool answer_name(struct prep_server *ps, client_t *c, const char *sqlstate,
+			const char *name)
 {
+	bool exists = strcmp(sqlstate, "42P05") == 0;
 	char buf[256];
-	snprintf(buf, sizeof(buf), "prepared statement \"%s\" %s", name, what);
-	return answer(ps, sqlstate, buf, NULL);
+	snprintf(buf, sizeof(buf), "prepared statement \"%s\" %s", name,
+		 exists ? "already exists" : "does not exist");
+	log_name_refusal(c, sqlstate, name);
+	return answer(ps, sqlstate, buf, NULL, exists ? FAIL_UNLESS_ABORTED : FAIL_ALWAYS);
 }
 
 /* Makes room for one more statement on the server: the least recently used ones are
@@ -846,6 +902,7 @@ static bool set_add(struct prep_server *ps, struct prep_stmt *st)
 {
 	if (!evict(ps) || !set_put(ps, st, true, false))
 		return false;
+	ps->stats->server_parse_count++;
 	char name[NAME_MAX_LEN];
 	server_name(name, st->id);
 	proto_build_parse(&ps->out, name, st->rest, st->rlen);
@@ -897,10 +954,10 @@ static bool on_parse(server_t *s, client_t *c, const uint8_t *body, uint32_t ble
 		return false;
 	}
 	if (map_find(c->prep, name))
-		return answer_error(ps, "42P05", name, "already exists");
+		return answer_name(ps, c, "42P05", name);
 	char msg[256];
 	if (!within_limits(c, name, rlen, msg, sizeof(msg)))
-		return answer(ps, "53400", msg, LIMIT_HINT);
+		return answer(ps, "53400", msg, LIMIT_HINT, FAIL_UNLESS_ABORTED);
 	struct prep_stmt *st = stmt_get(rest, rlen);
 	if (!st)
 		return false;
@@ -908,12 +965,19 @@ static bool on_parse(server_t *s, client_t *c, const uint8_t *body, uint32_t ble
 	stmt_unref(st); /* the name holds it now */
 	if (!ce)
 		return false;
+	c->pool->stats.client_parse_count++;
 	struct sentry *se = set_find(ps, st->id);
-	if (se) {
-		set_touch(ps, se);
-		return push(ps, RQ_PARSE, RQ_ANSWER, ce, 0);
-	}
-	return set_add(ps, st) && push(ps, RQ_PARSE, 0, ce, st->id);
+	if (!se)
+		return set_add(ps, st) && push(ps, RQ_PARSE, 0, ce, st->id);
+	set_touch(ps, se);
+	if (s->tx_status != 'E' && s->out_syncs == 0)
+		return push(ps, RQ_PARSE, RQ_ANSWER, ce, 0); /* not in a failed block */
+	/* perhaps in a failed block (or in one by the time it runs), where PostgreSQL refuses
+	 * a Parse with 25P02: the server parses the text under PROBE_STMT, its answer is the
+	 * client's */
+	proto_build_parse(&ps->out, PROBE_STMT, st->rest, st->rlen);
+	proto_build_target(&ps->out, 'C', 'S', PROBE_STMT);
+	return push(ps, RQ_PARSE, 0, ce, 0) && push(ps, RQ_CLOSE, RQ_SWALLOW, NULL, 0);
 }
 
 static bool on_bind(server_t *s, client_t *c, const uint8_t *body, uint32_t blen, bool *bad,
@@ -934,11 +998,12 @@ static bool on_bind(server_t *s, client_t *c, const uint8_t *body, uint32_t blen
 	struct centry *ce = map_find(c->prep, stmt);
 	char name[NAME_MAX_LEN];
 	if (!ce)
-		return answer_error(ps, "26000", stmt, "does not exist");
+		return answer_name(ps, c, "26000", stmt);
 	if (ce->stmt->retired)
 		return answer_stale(ps, ce->stmt);
 	if (!use_statement(ps, ce, name))
 		return false;
+	c->pool->stats.bind_count++;
 	proto_build_bind(&ps->out, portal, name, rest, rlen);
 	return push_use(ps, RQ_BIND, ce);
 }
@@ -966,7 +1031,7 @@ static bool on_target(server_t *s, client_t *c, uint8_t type, const uint8_t *bod
 	}
 	char name[NAME_MAX_LEN];
 	if (!ce)
-		return answer_error(ps, "26000", stmt, "does not exist");
+		return answer_name(ps, c, "26000", stmt);
 	if (ce->stmt->retired)
 		return answer_stale(ps, ce->stmt);
 	if (!use_statement(ps, ce, name))
@@ -1310,8 +1375,9 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 		if (look && avail < (size_t)len + 1)
 			return PREP_WAIT; /* looked at whole; a larger one passes as it is */
 		const char *code = look ? proto_error_field(msg + PROTO_HDR, len - 4, 'C') : NULL;
-		if (look && rq->flags & RQ_FAIL) {
-			/* the server failed where pgcoro refused a message: pgcoro's error */
+		if (look && rq->flags & RQ_FAIL && !(code && strcmp(code, "25P02") == 0)) {
+			/* the server failed where pgcoro refused a message: pgcoro's error (a
+			 * failed block's 25P02 is PostgreSQL's answer there) */
 			proto_put_bytes(&ps->answers, rq->err, rq->errlen);
 			replace = true;
 		} else if (code && rq->uses) {
@@ -1408,6 +1474,7 @@ bool prep_answer_idle(client_t *c, const struct proto_msg *m)
 	if (map_find(c->prep, name)) {
 		snprintf(text, sizeof(text), "prepared statement \"%s\" already exists", name);
 		proto_build_error(b, "ERROR", "42P05", text, NULL, NULL);
+		log_name_refusal(c, "42P05", name);
 	} else if (!within_limits(c, name, rlen, text, sizeof(text))) {
 		proto_build_error(b, "ERROR", "53400", text, NULL, LIMIT_HINT);
 	} else {
@@ -1418,6 +1485,7 @@ bool prep_answer_idle(client_t *c, const struct proto_msg *m)
 		if (!ce)
 			return false;
 		ce->pending = false;
+		c->pool->stats.client_parse_count++;
 		proto_build_empty(b, '1');
 	}
 	proto_build_ready(b, 'I');

@@ -405,7 +405,11 @@ static const struct proto_column stats_cols[] = {
     {"avg_recv", OID_NUMERIC, -1},          {"avg_sent", OID_NUMERIC, -1},
     {"avg_xact_time", OID_NUMERIC, -1},     {"avg_query_time", OID_NUMERIC, -1},
     {"avg_wait_time", OID_NUMERIC, -1},     {"total_requests", OID_NUMERIC, -1},
-    {"avg_req", OID_NUMERIC, -1}};
+    {"avg_req", OID_NUMERIC, -1},
+    /* PgBouncer 1.21's, after 1.18's columns */
+    {"total_client_parse_count", OID_NUMERIC, -1}, {"total_server_parse_count", OID_NUMERIC, -1},
+    {"total_bind_count", OID_NUMERIC, -1},         {"avg_client_parse_count", OID_NUMERIC, -1},
+    {"avg_server_parse_count", OID_NUMERIC, -1},   {"avg_bind_count", OID_NUMERIC, -1}};
 
 /* Cells I .. I + 6: the seven totals of T, in PgBouncer's column order. */
 static void cells_totals(int i, const struct stats *t)
@@ -434,6 +438,11 @@ static void stats_row(const char *db)
 	cells_averages(8, &a);
 	cell_u64(15, s.total.query_count); /* total_requests: the pre-1.8 name exporters read */
 	cell_u64(16, a.query_count);       /* avg_req */
+	const uint64_t ps[] = {s.total.client_parse_count, s.total.server_parse_count,
+			       s.total.bind_count,         a.client_parse_count,
+			       a.server_parse_count,       a.bind_count};
+	for (int k = 0; k < 6; k++)
+		cell_u64(17 + k, ps[k]);
 	proto_build_data_row(out, vals, NCOLS(stats_cols));
 }
 

@@ -29,6 +29,9 @@ void stats_add(struct stats *to, const struct stats *from)
 	to->query_time_us += from->query_time_us;
 	to->wait_time_us += from->wait_time_us;
 	to->assignments += from->assignments;
+	to->client_parse_count += from->client_parse_count;
+	to->server_parse_count += from->server_parse_count;
+	to->bind_count += from->bind_count;
 }
 
 static uint64_t per(uint64_t n, uint64_t d) { return d ? n / d : 0; }
@@ -44,6 +47,9 @@ struct stats_avg stats_averages(const struct stats *d, double seconds)
 	    .xact_time_us = per(d->xact_time_us, d->xact_count),
 	    .query_time_us = per(d->query_time_us, d->query_count),
 	    .wait_time_us = per(d->wait_time_us, d->assignments),
+	    .client_parse_count = rate(d->client_parse_count, seconds),
+	    .server_parse_count = rate(d->server_parse_count, seconds),
+	    .bind_count = rate(d->bind_count, seconds),
 	};
 }
 
@@ -70,6 +76,9 @@ void stats_sub(struct stats *to, const struct stats *a, const struct stats *b)
 	to->query_time_us = a->query_time_us - b->query_time_us;
 	to->wait_time_us = a->wait_time_us - b->wait_time_us;
 	to->assignments = a->assignments - b->assignments;
+	to->client_parse_count = a->client_parse_count - b->client_parse_count;
+	to->server_parse_count = a->server_parse_count - b->server_parse_count;
+	to->bind_count = a->bind_count - b->bind_count;
 }
 
 double stats_period_seconds(void) { return period_seconds; }

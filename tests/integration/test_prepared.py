@@ -167,6 +167,14 @@ def test_eviction_bounds_server_statements(pgcoro_factory, pg):
     for t in threads:
         t.join(120)
     assert not errors, errors
+    # The workers may all have run on one server (they are quick): a client holding one
+    # in a transaction while another runs makes sure both prepared statements.
+    with psycopg.connect(inst.dsn(), prepare_threshold=0, autocommit=True) as a, \
+            psycopg.connect(inst.dsn(), prepare_threshold=0, autocommit=True) as b:
+        with a.transaction():
+            for conn in (a, b):
+                for i in range(5):
+                    assert conn.execute(f"select %s::int + {i}", (1,)).fetchone() == (1 + i,)
     # Look at each server: two clients each hold one in a transaction.
     import psycopg2
     conns = [inst.connect() for _ in range(2)]
@@ -792,4 +800,159 @@ def test_statement_dropped_behind_pgcoro_is_prepared_again(pgcoro_factory):
         assert run_batch(w, bind("s1") + execute() + SYNC) == ok
     finally:
         w.terminate()
+    inst.assert_serving()
+
+
+# ---- DEALLOCATE ALL and DISCARD ALL -------------------------------------------------------
+# PgBouncer closes a client that uses a statement after its own DEALLOCATE ALL or DISCARD
+# ALL ("prepared statement did not exist"); PostgreSQL answers 26000 and the session goes
+# on, and so does pgcoro: the client's names are forgotten, others' are not, and the same
+# names can be prepared again.
+
+def drop_all_script():
+    both = parse("a", "select 1") + parse("b", "select 2") + SYNC
+    use = lambda n: bind(n) + execute() + SYNC
+    return [
+        (0, both),
+        (1, parse("a", "select 1") + SYNC),
+        # the extended protocol
+        (0, parse("", "DEALLOCATE ALL") + bind("") + execute() + SYNC),
+        (0, use("a")),
+        (0, describe("S", "b") + SYNC),
+        (1, use("a")),
+        (0, both),
+        # inside a Query of several statements
+        (0, Q("select 1; DEALLOCATE ALL")),
+        (0, use("b")),
+        (0, both),
+        (0, Q("DISCARD ALL") + use("a")),
+        # and a Parse of the same name after it (in the same batch pgcoro would still
+        # see the name: 42P05)
+        (0, parse("a", "select 3") + SYNC + Q("DEALLOCATE PREPARE ALL")),
+        (0, parse("a", "select 4") + use("a")),
+        # in a failed block: 25P02, and the names stay
+        (0, Q("BEGIN") + Q("select 1/0") + Q("DEALLOCATE ALL") + Q("ROLLBACK")),
+        (0, use("a")),
+        (1, Q("DISCARD ALL")),
+        (1, use("a")),
+        (0, use("a")),
+    ]
+
+
+def test_drop_all_like_postgres(pgcoro_factory, pg):
+    inst = txn_pgcoro(pgcoro_factory)
+    compare_with_postgres(pg, inst, drop_all_script(), n_clients=2)
+    inst.assert_serving()
+
+
+# ---- a failed transaction block -----------------------------------------------------------
+# In a failed block PostgreSQL refuses a Parse (25P02, the name is not made) before it
+# looks at the name, while a Bind or Describe of an unknown name is still 26000 and a
+# Close still works. pgcoro answers some of these itself (a text the server already has,
+# a duplicate name): it must answer as PostgreSQL does.
+
+def failed_block_script():
+    fail = Q("BEGIN") + Q("select 1/0")
+    return [
+        parse("f1", "select 1") + SYNC,
+        fail,
+        # a duplicate name; a new name for a text the server has; that name, unknown
+        parse("f1", "select 2") + SYNC,
+        parse("f2", "select 1") + SYNC,
+        bind("f2") + execute() + SYNC,
+        describe("S", "nosuch") + SYNC,
+        bind("nosuch") + execute() + SYNC,
+        # a Close works in a failed block
+        close("S", "f1") + SYNC,
+        Q("ROLLBACK"),
+        bind("f1") + execute() + SYNC,
+        bind("f2") + execute() + SYNC,
+        # the block fails in the same batch as the Parse (pipelined behind Syncs)
+        parse("f3", "select 3") + SYNC,
+        fail + parse("f4", "select 3") + SYNC + parse("f3", "select 4") + SYNC + Q("ROLLBACK"),
+        bind("f4") + execute() + SYNC,
+        bind("f3") + execute() + SYNC,
+        # not failed: a Parse pipelined behind a Sync is answered as usual
+        Q("BEGIN") + parse("f5", "select 3") + SYNC + bind("f5") + execute() + SYNC
+        + Q("COMMIT"),
+        bind("f5") + execute() + SYNC,
+    ]
+
+
+def test_failed_block_like_postgres(pgcoro_factory, pg):
+    """Before: in a failed block, the Parse of a text the server already had was answered
+    ParseComplete (and the name made), a duplicate name 42P05, where PostgreSQL answers
+    25P02."""
+    inst = pgcoro_factory(settings=ONE_SERVER)
+    compare_with_postgres(pg, inst, [(0, b) for b in failed_block_script()])
+    inst.assert_serving()
+
+
+# ---- counters ------------------------------------------------------------------------------
+# SHOW STATS has PgBouncer's (1.21+) prepared-statement counters: named Parses of clients
+# (total_client_parse_count), Parses pgcoro sent to servers (total_server_parse_count) and
+# Binds of named statements it forwarded (total_bind_count), with their per-second
+# averages over the last stats_period.
+
+PS_COUNTERS = ("client_parse_count", "server_parse_count", "bind_count")
+
+
+def ps_stats(inst, db="postgres"):
+    import psycopg2
+    c = psycopg2.connect(host=inst.host, port=inst.port, user="admin", password="adminpw",
+                         dbname="pgcoro", connect_timeout=30)
+    c.autocommit = True
+    try:
+        cur = c.cursor()
+        cur.execute("SHOW STATS")
+        names = [d.name for d in cur.description]
+        row = next(dict(zip(names, r)) for r in cur.fetchall() if r[0] == db)
+    finally:
+        c.close()
+    for k in PS_COUNTERS:
+        assert int(row["avg_" + k]) >= 0, row
+    return tuple(int(row["total_" + k]) for k in PS_COUNTERS)
+
+
+@pytest.mark.pooler_only
+def test_prepared_counters_in_show_stats(pgcoro_factory):
+    """The suite's scenario (test_prepared_statement_counters) with raw messages: 2 named
+    Parses of one text by two clients, prepared on 2 servers, 5 Binds of it; unnamed
+    statements, a duplicate name and an unknown one count nothing. Before: no such
+    columns."""
+    inst = pgcoro_factory(settings=dict(TXN, admin_users="admin"),
+                          users={"admin": "adminpw"})
+    a, b = Wire.to(inst), Wire.to(inst)
+    use = bind("s") + execute() + SYNC
+    try:
+        a.login()
+        b.login()
+        assert run_batch(a, parse("", "select 1") + bind("") + execute() + SYNC)[-1] == ("Z", "I")
+        assert ps_stats(inst) == (0, 0, 0)
+        assert run_batch(a, parse("s", "select 1") + use)[:2] == [("1",), ("2",)]
+        assert ps_stats(inst) == (1, 1, 1)
+        run_batch(a, use)
+        run_batch(a, use)
+        assert ps_stats(inst) == (1, 1, 3)
+        # b holds the only server in a transaction: a's next Bind gets the second one,
+        # which prepares the statement; b's Parse of the same text on the first does not
+        assert run_batch(b, Q("BEGIN")) == [("C", "BEGIN"), ("Z", "T")]
+        assert run_batch(a, use)[0] == ("2",)
+        assert ps_stats(inst) == (1, 2, 4)
+        assert run_batch(b, parse("t", "select 1") + bind("t") + execute() + SYNC)[:2] == [
+            ("1",), ("2",)]
+        assert run_batch(b, Q("COMMIT"))[-1] == ("Z", "I")
+        assert ps_stats(inst) == (2, 2, 5)
+        # refused ones: a duplicate name, an unknown one (by the other client: at most one
+        # such line per client in 10 s)
+        assert run_batch(a, parse("s", "select 2") + SYNC)[0][:2] == ("E", "42P05")
+        assert run_batch(b, bind("nosuch") + execute() + SYNC)[0][:2] == ("E", "26000")
+        assert ps_stats(inst) == (2, 2, 5)
+    finally:
+        a.terminate()
+        b.terminate()
+    # pgcoro's own refusals are logged, in PgBouncer's words
+    log = inst.log_text()
+    assert "pooler error 42P05: prepared statement 's' was already prepared" in log, log
+    assert "pooler error 26000: prepared statement 'nosuch' not found" in log, log
     inst.assert_serving()

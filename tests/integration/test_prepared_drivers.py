@@ -148,3 +148,42 @@ def test_psycopg3_deallocates_with_sql(pgcoro_factory, pg):
     if not inst.direct:
         assert got[-1] == 0  # through pgcoro the server's statements are named PGCORO_n
     inst.assert_serving()
+
+
+def psycopg_drop_all(dsn, command):
+    """PgBouncer's suite scenario (test_deallocate_all, test_discard_all): two psycopg 3
+    connections prepare `SELECT 1`, the first runs COMMAND; what each execute then gives,
+    and whether the first can prepare its statement names again."""
+    import psycopg
+    out = []
+
+    def run(cur, **kw):
+        try:
+            return cur.execute("SELECT 1", **kw).fetchone()
+        except psycopg.Error as e:
+            return (type(e).__name__, e.sqlstate)
+
+    with psycopg.connect(dsn, autocommit=True) as c1, psycopg.connect(dsn, autocommit=True) as c2:
+        cur1, cur2 = c1.cursor(), c2.cursor()
+        out += [run(cur1, prepare=True), run(cur1), run(cur2, prepare=True)]
+        cur1.execute(command)
+        out += [run(cur2), run(cur1), run(cur1)]
+        for name in (b"_pg3_0", b"_pg3_1"):
+            out.append(c1.pgconn.prepare(name, b"SELECT 2").status)
+            out.append(c1.pgconn.exec_prepared(name, []).get_value(0, 0))
+        out.append(run(cur2))
+    return out
+
+
+@pytest.mark.parametrize("command", ["DEALLOCATE ALL", "DISCARD ALL"])
+def test_psycopg3_deallocate_all_discard_all(pgcoro_factory, pg, command):
+    """The outcomes are PostgreSQL's: the first connection's statement does not exist
+    (26000, the session goes on), the second's still works, and the names are free
+    again. (PgBouncer closes the first connection instead.)"""
+    direct = (f"host={pg.host} port={pg.port} user={APP_USER} password={APP_PASS} "
+              "dbname=postgres")
+    want = psycopg_drop_all(direct, command)
+    assert ("InvalidSqlStatementName", "26000") in want, want
+    inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 2})
+    assert psycopg_drop_all(inst.dsn(), command) == want
+    inst.assert_serving()
