@@ -71,7 +71,7 @@ struct cfg_user {
 	double query_wait_timeout;       /* -1 = the database's, else global */
 	double idle_transaction_timeout; /* -1 = global */
 	double client_idle_timeout;      /* -1 = global */
-	double transaction_timeout;      /* -1 = global (only 0 is accepted: not yet) */
+	double transaction_timeout;      /* -1 = global */
 	char *file;      /* as in struct cfg_db */
 	int line;
 };
@@ -175,9 +175,9 @@ struct config {
 	double query_wait_timeout;       /* a client waiting for a server */
 	double client_idle_timeout;      /* a logged-in client sending nothing */
 	double idle_transaction_timeout; /* a client idle inside a transaction */
-	double query_timeout;            /* a query running: cancelled, the server kept */
+	double query_timeout;            /* a query running or waiting: the client closed */
 	double shutdown_timeout;         /* SIGTERM/SIGINT drain limit; 0 = none */
-	double transaction_timeout;      /* only 0 (not supported yet) */
+	double transaction_timeout;      /* a transaction left open */
 	double cancel_wait_timeout;      /* PgBouncer's; no effect (warning) */
 	double suspend_timeout;          /* PgBouncer's SUSPEND (not supported yet): kept */
 	double pool_idle_timeout;        /* only 0 (not supported yet) */

@@ -41,6 +41,7 @@ struct pool {
 	double query_wait_timeout;
 	double idle_transaction_timeout;
 	double client_idle_timeout;
+	double transaction_timeout;
 	double server_lifetime;
 	char *connect_query;        /* run on each new server before use; NULL = none */
 	int lb_hosts;               /* hosts in a round-robin (load_balance_hosts) host list;

@@ -325,11 +325,11 @@ static const struct cfg_key keys[] = {
         "a logged-in client idle this long is disconnected; 0 = none"),
     KEY(idle_transaction_timeout, T_SECONDS, "0",
         "a client idle inside a transaction this long is disconnected (25P03); 0 = none"),
-    KEY_NOT_YET(CFG_LIVE, transaction_timeout, T_ZERO_SECONDS, "0",
-        "PgBouncer's limit on a transaction's length; only 0",
-        "a limit on a transaction's length is not there yet; only 0 is accepted"),
+    KEY(transaction_timeout, T_SECONDS, "0",
+        "a client whose transaction stays open this long is disconnected (25P04); 0 = none"),
     KEY(query_timeout, T_SECONDS, "0",
-        "a query running this long is cancelled (57014), the server kept; 0 = none"),
+        "a client whose query runs (or waits for a server) this long is disconnected "
+        "(57014), its query cancelled; 0 = none"),
     KEY_WARN(cancel_wait_timeout, T_SECONDS, "10",
         "PgBouncer's limit on a cancel request waiting: no effect (pgcoro never queues one)",
         "no effect: pgcoro sends a cancel request at once, over its own connection, and "
@@ -473,8 +473,7 @@ static const struct cfg_entry_key user_keys[] = {
     ENTRY(cfg_user, query_wait_timeout, T_SECONDS),
     ENTRY(cfg_user, idle_transaction_timeout, T_SECONDS),
     ENTRY(cfg_user, client_idle_timeout, T_SECONDS),
-    {"transaction_timeout", T_ZERO_SECONDS, offsetof(struct cfg_user, transaction_timeout),
-     CFG_NOT_YET, "a limit on a transaction's length is not there yet; only 0 is accepted"},
+    ENTRY(cfg_user, transaction_timeout, T_SECONDS),
     {NULL, 0, 0, CFG_NATIVE, NULL},
 };
 

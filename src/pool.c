@@ -305,6 +305,8 @@ static void pool_settings(pool_t *p, const struct cfg_db *db)
 					      : cfg->idle_transaction_timeout;
 	p->client_idle_timeout =
 		u && u->client_idle_timeout >= 0 ? u->client_idle_timeout : cfg->client_idle_timeout;
+	p->transaction_timeout =
+		u && u->transaction_timeout >= 0 ? u->transaction_timeout : cfg->transaction_timeout;
 	p->query_wait_timeout = u && u->query_wait_timeout >= 0	  ? u->query_wait_timeout
 				: db->query_wait_timeout >= 0 ? db->query_wait_timeout
 							      : cfg->query_wait_timeout;
@@ -629,7 +631,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	list_for_each_safe(pos, tmp, &pools)
 	{
 		pool_t *p = list_entry(pos, pool_t, node);
-		double qwt = p->query_wait_timeout;
+		double qwt = client_wait_limit(p);
 		while (qwt > 0 && !list_empty(&p->waiting)) {
 			client_t *c = list_entry(list_first(&p->waiting), client_t, node);
 			if (now - c->since < qwt)
