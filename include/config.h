@@ -185,7 +185,7 @@ struct config {
 	double dns_max_ttl;              /* PgBouncer's DNS cache: no effect (warning) */
 	double dns_nxdomain_ttl;
 	double dns_zone_check_period;
-	double server_login_retry;       /* cap of the back-off between failed connects */
+	double server_login_retry;       /* cap of the connect back-off; patience of waiters */
 	double server_idle_timeout;      /* an idle server above min_pool_size is closed */
 	double server_lifetime;          /* a server this old is closed when next idle */
 	double server_check_delay;       /* an idle server unused this long is checked */

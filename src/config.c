@@ -306,10 +306,11 @@ static const struct cfg_key keys[] = {
     KEY(server_connect_timeout, T_SECONDS, "15",
         "limit on connecting and logging in to a server; 0 = none"),
     KEY_PGB(CFG_LIVE, server_login_retry, T_SECONDS, "0.5",
-        "cap of the exponential back-off between failed server connection attempts",
+        "cap of the exponential back-off between failed server connection attempts, and how "
+        "long a waiting client waits through failed attempts (PgBouncer's default: 15)",
         "differs from PgBouncer's fixed pause: it caps pgcoro's exponential back-off between "
         "failed server connections (50 ms doubling), so a PostgreSQL that comes back is used "
-        "again within it"),
+        "again within it; clients already waiting wait through failed attempts this long"),
     KEY(server_idle_timeout, T_SECONDS, "600",
         "an idle server connection above min_pool_size is closed after this; 0 = never"),
     KEY(server_lifetime, T_SECONDS, "3600",
@@ -423,6 +424,7 @@ static const struct {
 } pgb_defaults[] = {
     {"listen_addr", ""},                  /* unix socket only */
     {"server_check_query", "<empty>"},    /* an empty query */
+    {"server_login_retry", "15"},         /* clients wait through failed connects */
 };
 
 /* pgcoro settings of one [databases] entry (mixed into its conninfo) or one [users]

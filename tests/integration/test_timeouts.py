@@ -1,18 +1,22 @@
 """Timeouts: client_login_timeout, query_wait_timeout, client_idle_timeout,
 idle_transaction_timeout, transaction_timeout (global and per user), query_timeout (as
 PgBouncer's: the client and its server are closed, the query cancelled; it bounds the
-wait for a server too), server_idle_timeout, server_lifetime, and
+wait for a server too), server_idle_timeout, server_lifetime,
 server_check_query/server_check_delay (observable check, failing check closes the server
-and the client gets another)."""
+and the client gets another), and server_login_retry (clients waiting for a server wait
+through failed connects; one coming during the back-off fails at once)."""
 
 import re
+import signal
 import socket
+import threading
 import time
 
 import pytest
 
-from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, ConnectionClosed, Wire,
-                      client_backends, pg_rows, recreate_database, wait_until, wire_exec)
+from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, ConnectionClosed, PgError,
+                      Wire, client_backends, pg_rows, recreate_database, wait_until,
+                      wire_exec)
 
 pytestmark = pytest.mark.pooler_only
 
@@ -466,3 +470,98 @@ def test_server_check_query_failing_closes_server(pgcoro_factory, pg, tmodb, del
                "the failed check logged")
     inst.assert_serving(db=DB)
 
+
+# ---------------------------------------------------------------------------------------
+# server_login_retry: what clients meet while server connections fail
+
+
+def failed_attempts(inst, db):
+    """The failed connection attempts to DB logged, with PgBouncer's words for them."""
+    return re.findall(rf"\({db}/app\): connection failed: .*; closing because: connect failed",
+                      inst.log_text())
+
+
+def login_in_thread(w, db, sql=None):
+    """Logs W in to DB (and runs SQL) in a thread: returns it and a dict that gets
+    "served" (True, or SQL's rows) or "error" when it ends."""
+    result = {}
+
+    def run():
+        try:
+            w.login(APP_USER, APP_PASS, db)
+            result["served"] = w.query(sql) if sql else True
+        except Exception as e:      # noqa: BLE001 - reported by the test
+            result["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, result
+
+
+def test_server_login_retry_waiting_client_is_served(pgcoro_factory, pg_cluster):
+    """A client waiting for a server while PostgreSQL is down waits through the failed
+    attempts (up to server_login_retry) and is served once PostgreSQL is up, instead of
+    getting the first failure (PgBouncer's test_server_login_retry)."""
+    other = pg_cluster()
+    other.pg_ctl_stop("fast")
+    inst = pgcoro_factory(settings={"server_login_retry": 15},
+                          databases={"later": f"host=127.0.0.1 port={other.port} "
+                                              "dbname=postgres"})
+    w = Wire.to(inst, timeout=60)
+    t, result = login_in_thread(w, "later", "select current_setting('port')")
+    try:
+        wait_until(lambda: len(failed_attempts(inst, "later")) >= 2 or result,
+                   "two failed attempts while the client waits")
+        assert not result, f"the waiting client did not wait: {result}"
+        other.pg_ctl_start()
+    finally:
+        t.join(timeout=60)
+        w.close()
+    assert not t.is_alive(), "the client is still waiting 60 s later"
+    assert result.get("served") == [[str(other.port)]], result
+    inst.assert_serving(db="later")
+
+
+def test_server_login_retry_new_client_fails_fast(pgcoro_factory, pg):
+    """While a pool has no server and backs off after failed attempts, a client that
+    needs one gets the last failure at once, in PgBouncer's words, instead of queueing;
+    a client already waiting keeps waiting (server_login_retry = 30). A reload that
+    changes the database's connection settings ends the back-off: the next client is
+    served, and so is the one waiting."""
+    inst = pgcoro_factory(settings={"server_login_retry": 30})
+    first = Wire.to(inst, timeout=60)
+    t, result = login_in_thread(first, "nowhere")
+    try:
+        # six failures: the back-off is 1.6 s long now, and doubles
+        wait_until(lambda: len(failed_attempts(inst, "nowhere")) >= 6 or result,
+                   "six failed attempts while the first client waits")
+        assert not result, f"the first client did not wait: {result}"
+        with Wire.to(inst, timeout=20) as w:
+            with pytest.raises(PgError) as ei:
+                w.login(APP_USER, APP_PASS, "nowhere")
+        err = ei.value
+        assert err.sqlstate == "08006", err.fields
+        assert err.fields["M"] == ("server login has been failing, cached error: Connection "
+                                   "refused (server_login_retry)"), err.fields
+        assert t.is_alive() and not result, f"the first client stopped waiting: {result}"
+        with open(inst.config_path) as f:
+            text = f.read()
+        with open(inst.config_path, "w") as f:
+            f.write(text.replace("nowhere = host=127.0.0.1 port=1 ",
+                                 f"nowhere = host=127.0.0.1 port={pg.port} "))
+        inst.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in inst.log_text(), "the reload")
+        with Wire.to(inst, timeout=20) as w:
+            w.login(APP_USER, APP_PASS, "nowhere")
+            assert w.query("select current_setting('port')") == [[str(pg.port)]]
+            w.terminate()
+        t.join(timeout=30)
+        assert result == {"served": True}, result
+    finally:
+        try:                        # it would wait 30 s: its login ends now
+            first.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        t.join(timeout=30)
+        first.close()
+    inst.assert_serving()

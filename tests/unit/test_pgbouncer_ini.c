@@ -90,6 +90,7 @@ START_TEST(test_main_section)
 	 * hosts balanced round-robin */
 	ck_assert_str_eq(cfg->listen_addr, "");
 	ck_assert_str_eq(cfg->server_check_query, "<empty>");
+	ck_assert_double_eq(cfg->server_login_retry, 15);
 	ck_assert_int_eq(cfg->dbs[0].load_balance_hosts, LB_ROUND_ROBIN);
 	ck_assert_int_eq(cfg->nwarnings, 0);
 	/* conffile shows the file read */
@@ -101,6 +102,7 @@ START_TEST(test_main_section)
 	ck_assert(!cfg->pgbouncer_ini);
 	ck_assert_str_eq(cfg->listen_addr, "127.0.0.1");
 	ck_assert_str_eq(cfg->server_check_query, "select 1");
+	ck_assert_double_eq(cfg->server_login_retry, 0.5);
 	ck_assert_int_eq(cfg->dbs[0].load_balance_hosts, LB_DISABLE);
 	cfg_free(cfg);
 
