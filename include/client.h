@@ -37,7 +37,8 @@ enum client_timer {
 	CT_NONE,
 	CT_IDLE,      /* client_idle_timeout: nothing outstanding */
 	CT_IDLE_XACT, /* idle_transaction_timeout: idle inside a transaction */
-	CT_QUERY,     /* query_timeout: a request outstanding */
+	CT_QUERY,     /* query_timeout: a request outstanding (transaction_timeout has its
+	               * own timer, xact_timer, running alongside) */
 	CT_DRAIN,     /* closing: time to read the last words */
 };
 
@@ -62,6 +63,7 @@ struct client {
 	                             * for what (NULL: none, as for an idle client by default) */
 	uint32_t msg_pending;       /* relay: bytes of the current client message still to pass */
 	bool welcomed;              /* ParameterStatus/BackendKeyData/ReadyForQuery sent */
+	bool xact_armed;            /* xact_timer counts down its transaction */
 	struct prep_client *prep;   /* its named prepared statements (transaction mode), once
 	                             * it has one */
 	struct notify_client *notify; /* its LISTEN channels (transaction mode), once it has one */
@@ -96,6 +98,7 @@ struct client {
 	                             * reported parameters (indexed like server_param_names, NULL:
 	                             * not set), restored on every server it gets; NULL until one */
 	struct console_session *console; /* admin console clients only */
+	struct event *xact_timer;   /* transaction_timeout, created when first armed */
 };
 
 void client_init(struct runtime *rt);
@@ -157,8 +160,13 @@ client_t *client_find(uint64_t id);
 /* The linked server is prepared: send the welcome (first time) and start relaying. */
 void client_on_server_ready(client_t *c);
 
-/* C (CL_WAITING) has waited query_wait_timeout: it gets 57014 and is closed. Called by the
- * pool's tick, which walks its FIFO waiting list from the oldest. */
+/* How long a client of P may wait for a server: the smaller of its query_wait_timeout
+ * and query_timeout that are set (0: no limit). */
+double client_wait_limit(const pool_t *p);
+
+/* C (CL_WAITING) has waited client_wait_limit: it gets 57014 naming the timeout that
+ * expired and is closed. Called by the pool's tick, which walks its FIFO waiting list
+ * from the oldest. */
 void client_wait_timeout(client_t *c);
 
 /* Once a second (the pool's tick): clients still logging in after client_login_timeout
@@ -176,10 +184,12 @@ static inline uint64_t client_sync_key(const client_t *c) { return c->param_sig 
 /* C (CL_IDLE) may read and handle its input again (notify.c answered its LISTEN). */
 void client_resume_idle(client_t *c);
 
-/* The relay saw the client start a message (a request to the server). */
+/* The relay saw the client start a message (a request to the server): query_timeout
+ * counts from the first of a request, transaction_timeout from the first of a
+ * transaction. */
 void client_on_request(client_t *c);
 
-/* The relay passed a ReadyForQuery to the client. */
+/* The relay passed a ReadyForQuery to the client: what it ended stops counting. */
 void client_on_ready(client_t *c);
 
 /* In transaction and statement mode: if nothing is outstanding between C and its server,

@@ -71,7 +71,7 @@ struct cfg_user {
 	double query_wait_timeout;       /* -1 = the database's, else global */
 	double idle_transaction_timeout; /* -1 = global */
 	double client_idle_timeout;      /* -1 = global */
-	double transaction_timeout;      /* -1 = global (only 0 is accepted: not yet) */
+	double transaction_timeout;      /* -1 = global */
 	char *file;      /* as in struct cfg_db */
 	int line;
 };
@@ -176,9 +176,9 @@ struct config {
 	double query_wait_timeout;       /* a client waiting for a server */
 	double client_idle_timeout;      /* a logged-in client sending nothing */
 	double idle_transaction_timeout; /* a client idle inside a transaction */
-	double query_timeout;            /* a query running: cancelled, the server kept */
+	double query_timeout;            /* a query running or waiting: the client closed */
 	double shutdown_timeout;         /* SIGTERM/SIGINT drain limit; 0 = none */
-	double transaction_timeout;      /* only 0 (not supported yet) */
+	double transaction_timeout;      /* a transaction left open */
 	double cancel_wait_timeout;      /* PgBouncer's; no effect (warning) */
 	double suspend_timeout;          /* PgBouncer's SUSPEND (not supported yet): kept */
 	double pool_idle_timeout;        /* only 0 (not supported yet) */
@@ -186,7 +186,7 @@ struct config {
 	double dns_max_ttl;              /* PgBouncer's DNS cache: no effect (warning) */
 	double dns_nxdomain_ttl;
 	double dns_zone_check_period;
-	double server_login_retry;       /* cap of the back-off between failed connects */
+	double server_login_retry;       /* cap of the connect back-off; patience of waiters */
 	double server_idle_timeout;      /* an idle server above min_pool_size is closed */
 	double server_lifetime;          /* a server this old is closed when next idle */
 	double server_check_delay;       /* an idle server unused this long is checked */

@@ -34,8 +34,9 @@ enum metrics_timeout {
 	MT_QUERY_WAIT,         /* query_wait_timeout: a client waited too long for a server */
 	MT_CLIENT_IDLE,        /* client_idle_timeout */
 	MT_IDLE_TRANSACTION,   /* idle_transaction_timeout */
-	MT_QUERY,              /* query_timeout: the query was cancelled */
+	MT_QUERY,              /* query_timeout: the client was closed, its query cancelled */
 	MT_SERVER_CONNECT,     /* server_connect_timeout */
+	MT_TRANSACTION,        /* transaction_timeout */
 	MT_CLIENT_LOGIN,       /* client_login_timeout: counted without a pool */
 	MT_NTIMEOUTS,
 };

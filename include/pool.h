@@ -41,6 +41,7 @@ struct pool {
 	double query_wait_timeout;
 	double idle_transaction_timeout;
 	double client_idle_timeout;
+	double transaction_timeout;
 	double server_lifetime;
 	char *connect_query;        /* run on each new server before use; NULL = none */
 	int lb_hosts;               /* hosts in a round-robin (load_balance_hosts) host list;
@@ -71,6 +72,8 @@ struct pool {
 	double retry_delay;         /* back-off after failed connects; 0 = none */
 	double retry_at;            /* rt_now() before which no connect starts */
 	struct event retry_ev;      /* kicks the pool when the back-off ends */
+	char fail_sqlstate[6];      /* the last failed connect's SQLSTATE and what a client */
+	char fail_msg[128];         /* may be told of it, for clients coming during the back-off */
 
 	struct notify_conn *notify; /* LISTEN connection and channels (notify.c), once used */
 
@@ -117,7 +120,9 @@ static inline void pool_kick(pool_t *pool)
 
 /* A logged-in client C (CL_IDLE) asks for a server. With nobody waiting before it and an
  * idle server that needs no check, C gets it now (no waiting-list visit, no clock read);
- * otherwise C joins the FIFO waiting list. */
+ * otherwise C joins the FIFO waiting list, unless P has no server and is backing off
+ * after failed connects: then C gets the last failure's error at once (PgBouncer's
+ * "server login has been failing") and is closed. */
 void pool_request(pool_t *pool, client_t *c);
 
 /* After a reload swapped rt->cfg and rt->auth: every pool takes its new sizes, mode and
@@ -129,7 +134,8 @@ void pool_reconfigure(void);
 pool_t *pool_next(const pool_t *prev);
 
 /* Every server of P is to be replaced (its connection settings changed, or RECONNECT):
- * idle ones are closed now (WHY logged), busy ones when released. */
+ * idle ones are closed now (WHY logged), busy ones when released; a back-off after
+ * failed connects ends (the next attempt is made with the new settings). */
 void pool_renew_servers(pool_t *p, const char *why);
 
 /* PAUSE (PAUSED true): P hands out no server (clients wait), its idle and connecting
@@ -160,9 +166,12 @@ static inline void pool_kick_related(pool_t *p)
  * become the pool's cached welcome values. */
 void pool_connect_ok(pool_t *pool, char *const *params);
 
-/* A connection attempt failed: waiting clients that no connecting server can serve get
- * SQLSTATE (08006, or the server's own) and MSG (what a client may be told: no host or
- * port; "" for none). */
+/* A connection attempt failed with SQLSTATE (08006, or the server's own when it refused
+ * the login) and MSG (what a client may be told: no host or port; "" for none). When no
+ * other server of P may serve them, the waiting clients no connecting server can serve
+ * get that error and are closed: at once when the server refused the login (but for
+ * 57P03, it is starting or stopping), else those that have waited server_login_retry;
+ * the others wait for the next attempt. */
 void pool_connect_failed(pool_t *pool, const char *sqlstate, const char *msg);
 
 /* The orderly stop begins: clients without a server are closed (57P01), and so are idle

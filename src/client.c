@@ -147,6 +147,24 @@ static void send_out(client_t *c)
 /* ---- the timer ----------------------------------------------------------------------- */
 
 static void client_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void xact_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static struct timeval sec_tv(double sec)
+{
+	return (struct timeval){(time_t)sec, (suseconds_t)((sec - (double)(time_t)sec) * 1e6)};
+}
+
+/* C's timer *EV, made with CB on first use. False when out of memory (WHAT is then not
+ * enforced: logged). */
+static bool timer_made(client_t *c, struct event **ev, event_callback_fn cb, const char *what)
+{
+	if (!*ev && !(*ev = evtimer_new(rt->base, cb, c))) {
+		log_warning("client %llu: out of memory for a timer: %s not enforced",
+			    (unsigned long long)c->id, what);
+		return false;
+	}
+	return true;
+}
 
 /* Arms the client's timer for KIND in SEC seconds; SEC <= 0 disarms it. */
 static void timer_set(client_t *c, enum client_timer kind, double sec)
@@ -158,17 +176,27 @@ static void timer_set(client_t *c, enum client_timer kind, double sec)
 		}
 		return;
 	}
-	if (!c->timer) {
-		c->timer = evtimer_new(rt->base, client_timer_cb, c);
-		if (!c->timer) {
-			log_warning("client %llu: out of memory for a timer: %s not enforced",
-				    (unsigned long long)c->id, "a timeout");
-			return;
-		}
-	}
-	struct timeval tv = {(time_t)sec, (suseconds_t)((sec - (double)(time_t)sec) * 1e6)};
+	if (!timer_made(c, &c->timer, client_timer_cb, "a timeout"))
+		return;
+	struct timeval tv = sec_tv(sec);
 	c->timer_kind = kind;
 	evtimer_add(c->timer, &tv);
+}
+
+/* A transaction of C begins: transaction_timeout counts from now. */
+static void xact_timer_start(client_t *c)
+{
+	if (!timer_made(c, &c->xact_timer, xact_timer_cb, "transaction_timeout"))
+		return;
+	struct timeval tv = sec_tv(c->pool->transaction_timeout);
+	evtimer_add(c->xact_timer, &tv);
+	c->xact_armed = true;
+}
+
+static void xact_timer_stop(client_t *c)
+{
+	evtimer_del(c->xact_timer);
+	c->xact_armed = false;
 }
 
 /* After login: with no timeout that applies to a logged-in client, the timer goes (an
@@ -199,6 +227,9 @@ static void timer_rearm(client_t *c)
 
 void client_on_request(client_t *c)
 {
+	/* armed from a transaction's first request to the ReadyForQuery that ends it */
+	if (c->pool->transaction_timeout > 0 && !c->xact_armed)
+		xact_timer_start(c);
 	if (c->timer_kind == CT_QUERY)
 		return; /* counted from the first message of the request */
 	if (c->pool->query_timeout > 0)
@@ -229,6 +260,9 @@ void client_shutdown_begin(void)
 
 void client_on_ready(client_t *c)
 {
+	const server_t *s = c->server;
+	if (c->xact_armed && s && s->tx_status == 'I' && s->out_syncs == 0 && !s->mid_ext)
+		xact_timer_stop(c); /* its transaction ended, and nothing else is outstanding */
 	if (rt->shutdown == SHUTDOWN_SERVERS) {
 		client_shutdown_if_done(c);
 		if (c->state != CL_ACTIVE)
@@ -263,14 +297,29 @@ void client_tick(double now)
 	}
 }
 
+/* query_timeout, not query_wait_timeout, bounds the wait of P's clients. */
+static bool wait_bound_by_query_timeout(const pool_t *p)
+{
+	return p->query_timeout > 0 &&
+	       (p->query_wait_timeout <= 0 || p->query_timeout < p->query_wait_timeout);
+}
+
+double client_wait_limit(const pool_t *p)
+{
+	return wait_bound_by_query_timeout(p) ? p->query_timeout : p->query_wait_timeout;
+}
+
 void client_wait_timeout(client_t *c)
 {
-	metrics_timeout(c->pool, MT_QUERY_WAIT);
+	bool qt = wait_bound_by_query_timeout(c->pool);
+	metrics_timeout(c->pool, qt ? MT_QUERY : MT_QUERY_WAIT);
 	disconnect_extra(c, "57014", NULL,
-			 "Raise the pool size or query_wait_timeout, or look for sessions holding "
-			 "their server.",
-			 "query_wait_timeout (%gs): no server connection became available",
-			 c->pool->query_wait_timeout);
+			 qt ? "Raise the pool size or query_timeout, or look for sessions "
+			      "holding their server."
+			    : "Raise the pool size or query_wait_timeout, or look for sessions "
+			      "holding their server.",
+			 "%s (%gs): no server connection became available",
+			 qt ? "query_timeout" : "query_wait_timeout", client_wait_limit(c->pool));
 }
 
 /* ---- cancel keys --------------------------------------------------------------------- */
@@ -369,6 +418,8 @@ static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, c
 			stream_send(&c->st, out.data, out.len);
 		pbuf_reset(&out);
 	}
+	if (c->xact_armed)
+		xact_timer_stop(c);
 	client_set_state(c, CL_CLOSING);
 	nclients--;
 	login_free(c);
@@ -425,6 +476,8 @@ static void client_free(client_t *c)
 	if (c->timer)
 		event_free(c->timer);
 	c->timer = NULL;
+	if (c->xact_timer)
+		event_free(c->xact_timer);
 	stream_free(&c->st);
 	login_free(c);
 	console_forget(c);
@@ -829,6 +882,24 @@ static const struct stream_ops client_stream_ops = {
 	.on_event = client_event_cb,
 };
 
+/* Ends C's session on a timeout PgBouncer calls WHAT (the words its users' alerts look
+ * for): C gets FATAL SQLSTATE "terminating connection due to WHAT (KEY = SECs)". A
+ * request still running on its server is cancelled, so the backend stops at once, and
+ * the server is closed, as PgBouncer closes it; a server idle in a transaction goes back
+ * through the release, which rolls the transaction back. */
+static void end_on_timeout(client_t *c, const char *sqlstate, const char *what,
+			   const char *key, double sec)
+{
+	server_t *s = c->server;
+	bool running = s && (s->out_syncs > 0 || s->mid_ext);
+	if (running)
+		server_cancel(s);
+	client_disconnect(c, sqlstate, "terminating connection due to %s (%s = %gs)", what, key,
+			  sec);
+	if (running)
+		server_disconnect(s, "%s", what);
+}
+
 static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	client_t *c = arg;
@@ -853,21 +924,28 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case CT_IDLE_XACT:
 		if (c->state == CL_ACTIVE) {
 			metrics_timeout(c->pool, MT_IDLE_TRANSACTION);
-			client_disconnect(c, "25P03",
-					  "terminating connection due to idle_transaction_timeout "
-					  "(%gs)",
-					  p->idle_transaction_timeout);
+			end_on_timeout(c, "25P03", "idle transaction timeout",
+				       "idle_transaction_timeout", p->idle_transaction_timeout);
 		}
 		break;
 	case CT_QUERY:
 		if (c->state == CL_ACTIVE && c->server) {
-			log_info("client %llu %s (%s@%s): query_timeout (%gs): cancelling its query",
-				 (unsigned long long)c->id, client_peer(c), c->user, c->database,
-				 p->query_timeout);
 			metrics_timeout(c->pool, MT_QUERY);
-			server_cancel(c->server);
+			end_on_timeout(c, "57014", "query timeout", "query_timeout",
+				       p->query_timeout);
 		}
 		break;
+	}
+}
+
+static void xact_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	client_t *c = arg;
+	c->xact_armed = false;
+	if (c->state == CL_ACTIVE && c->server) {
+		metrics_timeout(c->pool, MT_TRANSACTION);
+		end_on_timeout(c, "25P04", "transaction timeout", "transaction_timeout",
+			       c->pool->transaction_timeout);
 	}
 }
 

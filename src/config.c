@@ -310,10 +310,11 @@ static const struct cfg_key keys[] = {
     KEY(server_connect_timeout, T_SECONDS, "15",
         "limit on connecting and logging in to a server; 0 = none"),
     KEY_PGB(CFG_LIVE, server_login_retry, T_SECONDS, "0.5",
-        "cap of the exponential back-off between failed server connection attempts",
+        "cap of the exponential back-off between failed server connection attempts, and how "
+        "long a waiting client waits through failed attempts (PgBouncer's default: 15)",
         "differs from PgBouncer's fixed pause: it caps pgcoro's exponential back-off between "
         "failed server connections (50 ms doubling), so a PostgreSQL that comes back is used "
-        "again within it"),
+        "again within it; clients already waiting wait through failed attempts this long"),
     KEY(server_idle_timeout, T_SECONDS, "600",
         "an idle server connection above min_pool_size is closed after this; 0 = never"),
     KEY(server_lifetime, T_SECONDS, "3600",
@@ -329,11 +330,11 @@ static const struct cfg_key keys[] = {
         "a logged-in client idle this long is disconnected; 0 = none"),
     KEY(idle_transaction_timeout, T_SECONDS, "0",
         "a client idle inside a transaction this long is disconnected (25P03); 0 = none"),
-    KEY_NOT_YET(CFG_LIVE, transaction_timeout, T_ZERO_SECONDS, "0",
-        "PgBouncer's limit on a transaction's length; only 0",
-        "a limit on a transaction's length is not there yet; only 0 is accepted"),
+    KEY(transaction_timeout, T_SECONDS, "0",
+        "a client whose transaction stays open this long is disconnected (25P04); 0 = none"),
     KEY(query_timeout, T_SECONDS, "0",
-        "a query running this long is cancelled (57014), the server kept; 0 = none"),
+        "a client whose query runs (or waits for a server) this long is disconnected "
+        "(57014), its query cancelled; 0 = none"),
     KEY_WARN(cancel_wait_timeout, T_SECONDS, "10",
         "PgBouncer's limit on a cancel request waiting: no effect (pgcoro never queues one)",
         "no effect: pgcoro sends a cancel request at once, over its own connection, and "
@@ -427,6 +428,7 @@ static const struct {
 } pgb_defaults[] = {
     {"listen_addr", ""},                  /* unix socket only */
     {"server_check_query", "<empty>"},    /* an empty query */
+    {"server_login_retry", "15"},         /* clients wait through failed connects */
 };
 
 /* pgcoro settings of one [databases] entry (mixed into its conninfo) or one [users]
@@ -477,8 +479,7 @@ static const struct cfg_entry_key user_keys[] = {
     ENTRY(cfg_user, query_wait_timeout, T_SECONDS),
     ENTRY(cfg_user, idle_transaction_timeout, T_SECONDS),
     ENTRY(cfg_user, client_idle_timeout, T_SECONDS),
-    {"transaction_timeout", T_ZERO_SECONDS, offsetof(struct cfg_user, transaction_timeout),
-     CFG_NOT_YET, "a limit on a transaction's length is not there yet; only 0 is accepted"},
+    ENTRY(cfg_user, transaction_timeout, T_SECONDS),
     {NULL, 0, 0, CFG_NATIVE, NULL},
 };
 

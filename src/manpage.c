@@ -76,8 +76,9 @@ static void page_ini(FILE *f, const char *version)
 	      ".SH \"[users]\"\n"
 	      "Each line USER = SETTINGS sets pool_mode, pool_size, reserve_pool_size, "
 	      "max_user_connections, max_user_client_connections, query_timeout, "
-	      "query_wait_timeout, idle_transaction_timeout and client_idle_timeout for that "
-	      "user (a user's setting wins over the database's).\n"
+	      "query_wait_timeout, idle_transaction_timeout, transaction_timeout and "
+	      "client_idle_timeout for that user (a user's setting wins over the database's "
+	      "and the global one).\n"
 	      ".SH \"SEE ALSO\"\npgcoro(8)\n",
 	      f);
 }

@@ -40,7 +40,8 @@ static uint64_t cancel_forwarded, cancel_ignored;
 static const char *const timeout_names[MT_NTIMEOUTS] = {
     [MT_QUERY_WAIT] = "query_wait",         [MT_CLIENT_IDLE] = "client_idle",
     [MT_IDLE_TRANSACTION] = "idle_transaction", [MT_QUERY] = "query",
-    [MT_SERVER_CONNECT] = "server_connect", [MT_CLIENT_LOGIN] = "client_login",
+    [MT_SERVER_CONNECT] = "server_connect", [MT_TRANSACTION] = "transaction",
+    [MT_CLIENT_LOGIN] = "client_login",
 };
 
 void metrics_init(struct runtime *r)

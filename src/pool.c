@@ -6,6 +6,7 @@
  * clients wait and the pool has room. */
 #include "pool.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -305,6 +306,8 @@ static void pool_settings(pool_t *p, const struct cfg_db *db)
 					      : cfg->idle_transaction_timeout;
 	p->client_idle_timeout =
 		u && u->client_idle_timeout >= 0 ? u->client_idle_timeout : cfg->client_idle_timeout;
+	p->transaction_timeout =
+		u && u->transaction_timeout >= 0 ? u->transaction_timeout : cfg->transaction_timeout;
 	p->query_wait_timeout = u && u->query_wait_timeout >= 0	  ? u->query_wait_timeout
 				: db->query_wait_timeout >= 0 ? db->query_wait_timeout
 							      : cfg->query_wait_timeout;
@@ -347,6 +350,7 @@ static void close_servers_with(struct list_head *h, const char *reason)
 void pool_renew_servers(pool_t *p, const char *why)
 {
 	p->conn_gen++;
+	p->retry_delay = p->retry_at = 0; /* past failures say nothing of the next attempt */
 	close_servers_with(&p->sv_idle, why);
 }
 
@@ -564,6 +568,13 @@ void pool_request(pool_t *p, client_t *c)
 {
 	if (!rt->shutting_down && !p->paused && list_empty(&p->waiting) && hand_idle(p, c))
 		return;
+	if (p->retry_delay > 0 && !p->paused && pool_server_count(p) == p->sv_connecting.count &&
+	    rt_now() < p->retry_at) {
+		client_disconnect(c, p->fail_sqlstate,
+				  "server login has been failing%s%s (server_login_retry)",
+				  p->fail_msg[0] ? ", cached error: " : "", p->fail_msg);
+		return;
+	}
 	client_set_state(c, CL_WAITING);
 	c->since = rt_now();
 	pool_kick(p);
@@ -603,12 +614,21 @@ void pool_connect_failed(pool_t *p, const char *sqlstate, const char *msg)
 				     (suseconds_t)((p->retry_delay - (double)(time_t)p->retry_delay) * 1e6)};
 		evtimer_add(&p->retry_ev, &tv);
 	}
+	snprintf(p->fail_sqlstate, sizeof(p->fail_sqlstate), "%s", sqlstate);
+	snprintf(p->fail_msg, sizeof(p->fail_msg), "%s", msg);
 	/* Waiters keep waiting while a server may still come: one connecting, or one in use
-	 * that will be released. With none, nothing can serve them: they learn why now. */
+	 * that will be released. With none, a login the server refused would be refused
+	 * again: they learn why now; after a failure on the way (unreachable, timed out, the
+	 * server starting up) the next attempt may succeed: they wait for it, up to
+	 * server_login_retry (PgBouncer keeps them until query_wait_timeout). */
 	if (p->sv_active.count + p->sv_idle.count + p->sv_housekeeping.count > 0)
 		return;
+	bool refused = strcmp(sqlstate, "08006") != 0 && strcmp(sqlstate, "57P03") != 0;
+	double now = rt_now();
 	while (p->waiting.count > p->sv_connecting.count) {
 		client_t *c = list_entry(list_first(&p->waiting), client_t, node);
+		if (!refused && now - c->since < cap)
+			break; /* FIFO: the rest waited less */
 		client_disconnect(c, sqlstate, "server connection failed%s%s", *msg ? ": " : "",
 				  msg);
 	}
@@ -629,7 +649,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	list_for_each_safe(pos, tmp, &pools)
 	{
 		pool_t *p = list_entry(pos, pool_t, node);
-		double qwt = p->query_wait_timeout;
+		double qwt = client_wait_limit(p);
 		while (qwt > 0 && !list_empty(&p->waiting)) {
 			client_t *c = list_entry(list_first(&p->waiting), client_t, node);
 			if (now - c->since < qwt)

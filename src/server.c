@@ -187,19 +187,23 @@ static void params_from_libpq(server_t *s)
 /* ---- closing ------------------------------------------------------------------------- */
 
 /* The one funnel for closing S with REASON; CONNECT_FAILED: the connection could not be
- * made, worth a warning whatever log_disconnections says. A server still connecting passes
- * SQLSTATE and TOLD (REASON without where the connection went) to its pool's waiting
- * clients; the log has REASON. */
+ * made, worth a warning whatever log_disconnections says, and SQLSTATE and TOLD (REASON
+ * without where the connection went) go to its pool (pool_connect_failed); the log has
+ * REASON, and for a failure on the way (08006) PgBouncer's words for it, which alerts
+ * written for PgBouncer look for: "closing because: connect failed" (or "connect
+ * timeout" when TIMED_OUT). */
 static void close_server(server_t *s, bool connect_failed, const char *reason,
-			 const char *sqlstate, const char *told)
+			 const char *sqlstate, const char *told, bool timed_out)
 {
 	if (s->state == SV_CLOSING)
 		return;
-	enum server_state was = s->state;
 	if (connect_failed) {
 		s->pool->metrics.connect_failures++;
-		log_warning("server %llu (%s/%s): connection failed: %s", (unsigned long long)s->id,
-			    s->pool->dbname, s->pool->user, reason);
+		bool on_the_way = strcmp(sqlstate, "08006") == 0;
+		log_warning("server %llu (%s/%s): connection failed: %s%s%s",
+			    (unsigned long long)s->id, s->pool->dbname, s->pool->user, reason,
+			    on_the_way ? "; closing because: connect " : "",
+			    on_the_way ? (timed_out ? "timeout" : "failed") : "");
 	} else if (rt->cfg->log_disconnections)
 		log_info("server %llu (%s/%s): closing: %s (age %.3f s)", (unsigned long long)s->id,
 			 s->pool->dbname, s->pool->user, reason, rt_now() - s->connected_at);
@@ -218,7 +222,7 @@ static void close_server(server_t *s, bool connect_failed, const char *reason,
 		else
 			client_disconnect(c, "08006", "server connection lost: %s", reason);
 	}
-	if (was == SV_CONNECTING)
+	if (connect_failed)
 		pool_connect_failed(s->pool, sqlstate, told);
 	else if (!rt->shutting_down) {
 		pool_kick(s->pool); /* waiters may need a replacement */
@@ -236,7 +240,7 @@ void server_disconnect(server_t *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	close_server(s, false, reason, "08006", reason);
+	close_server(s, false, reason, NULL, NULL, false);
 }
 
 static void server_free(server_t *s)
@@ -358,7 +362,7 @@ static void connect_failed(server_t *s, const char *msg)
 	while (n > 0 && buf[n - 1] == ' ')
 		n--;
 	buf[n] = 0;
-	close_server(s, true, n ? buf : "connection failed", sqlstate, told);
+	close_server(s, true, n ? buf : "connection failed", sqlstate, told, false);
 }
 
 static void connect_wait(server_t *s, short what)
@@ -470,7 +474,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		snprintf(reason, sizeof(reason), "server_connect_timeout (%.1fs) reached",
 			 rt->cfg->server_connect_timeout);
 		metrics_timeout(s->pool, MT_SERVER_CONNECT);
-		close_server(s, true, reason, "08006", reason);
+		close_server(s, true, reason, "08006", reason, true);
 	}
 }
 

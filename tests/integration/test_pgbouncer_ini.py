@@ -263,10 +263,11 @@ def test_users_and_client_limits(pgb):
         with pytest.raises(PgError) as e:
             c.authenticate(APP_USER, APP_PASS)
         assert "max_user_client_connections" in e.value.fields.get("M", ""), e.value.fields
-        # app's query_timeout (1 s): cancelled, the session goes on
+        # app's query_timeout (1 s): as PgBouncer's, the client is closed ("query timeout")
         rows, errors, ready = wire_exec(a, "SELECT pg_sleep(30)")
-        assert errors and errors[0].get("C") == "57014", errors
-        assert wire_exec(a, "SELECT 1")[0] == [["1"]]
+        assert ready is None and [e.get("C") for e in errors] == ["57014"], (errors, ready)
+        assert "query timeout (query_timeout = 1s)" in errors[0].get("M", ""), errors
+        assert a.at_eof(timeout=20)
         # app's client_idle_timeout (2 s): b, idle, is closed
         fields = b.expect_error()
         assert fields.get("C") == "57P05", fields
@@ -325,7 +326,7 @@ auth_type = trust
     ("auth_user = pgbouncer", 0, "auth_user: auth_query is not supported yet"),
     ("so_reuseport = 1", 2, "so_reuseport = 1 is not supported yet"),
     ("peer_id = 7", 2, "peer_id = 7 is not supported yet"),
-    ("transaction_timeout = 30", 2, "transaction_timeout = 30 is not supported yet"),
+    ("query_wait_notify = 5", 2, "query_wait_notify = 5 is not supported yet"),
     ("server_tls_ciphers = HIGH", 2, "server_tls_ciphers = HIGH is not supported yet"),
     ("auth_type = pam", 2, "invalid value \"pam\" for auth_type: not supported yet"),
     ("disable_pqexec = 1", 2, "disable_pqexec = 1 is not supported yet"),

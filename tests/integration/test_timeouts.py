@@ -1,16 +1,22 @@
 """Timeouts: client_login_timeout, query_wait_timeout, client_idle_timeout,
-idle_transaction_timeout, query_timeout (the server is kept), server_idle_timeout,
-server_lifetime, and server_check_query/server_check_delay (observable check, failing
-check closes the server and the client gets another)."""
+idle_transaction_timeout, transaction_timeout (global and per user), query_timeout (as
+PgBouncer's: the client and its server are closed, the query cancelled; it bounds the
+wait for a server too), server_idle_timeout, server_lifetime,
+server_check_query/server_check_delay (observable check, failing check closes the server
+and the client gets another), and server_login_retry (clients waiting for a server wait
+through failed connects; one coming during the back-off fails at once)."""
 
 import re
+import signal
 import socket
+import threading
 import time
 
 import pytest
 
-from conftest import (APP_PASS, APP_USER, ConnectionClosed, Wire, client_backends,
-                      pg_rows, recreate_database, wait_until, wire_exec)
+from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, ConnectionClosed, PgError,
+                      Wire, client_backends, pg_rows, recreate_database, wait_until,
+                      wire_exec)
 
 pytestmark = pytest.mark.pooler_only
 
@@ -33,16 +39,18 @@ def tmodb(pg):
     pg.psql_super(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE);")
 
 
-def start(pgcoro_factory, pg, pool_size=None, pool_mode="session", **settings):
+def start(pgcoro_factory, pg, pool_size=None, pool_mode="session", user_settings=None,
+          **settings):
     conninfo = f"host=127.0.0.1 port={pg.port} dbname={DB} pool_mode={pool_mode}"
     if pool_size:
         conninfo += f" pool_size={pool_size}"
-    return pgcoro_factory(settings=settings, databases={DB: conninfo})
+    return pgcoro_factory(settings=settings, databases={DB: conninfo},
+                          user_settings=user_settings)
 
 
-def wire(inst, timeout=30.0):
+def wire(inst, timeout=30.0, user=APP_USER, password=APP_PASS):
     w = Wire.to(inst, timeout=timeout)
-    w.login(APP_USER, APP_PASS, DB)
+    w.login(user, password, DB)
     return w
 
 
@@ -214,51 +222,155 @@ def test_idle_transaction_timeout(pgcoro_factory, pg, tmodb, mode):
 
 
 # ---------------------------------------------------------------------------------------
-# query_timeout
+# query_timeout (PgBouncer's semantics: the client and its server are closed)
+
+
+def expect_closed_by(rows_errs_ready, sqlstate, words, key):
+    """The answer (wire_exec's) to a query a timeout ended: one FATAL SQLSTATE whose
+    message has PgBouncer's WORDS and pgcoro's KEY, then the close."""
+    rows, errs, ready = rows_errs_ready
+    assert ready is None, f"the connection stayed open: {errs} {ready}"
+    assert [(e.get("C"), e.get("S")) for e in errs] == [(sqlstate, "FATAL")], errs
+    assert words in errs[0]["M"] and key in errs[0]["M"], errs
+    return errs[0]
 
 
 def test_query_timeout_session(pgcoro_factory, pg, tmodb):
+    """A query running longer than query_timeout: its client gets FATAL 57014 "query
+    timeout" and is closed, and its server is closed too (PgBouncer's behaviour, which
+    alerts look for); the query is cancelled, so the backend does not run on. Queries
+    under the limit are untouched, also several in one transaction longer than it."""
     inst = start(pgcoro_factory, pg, pool_size=1, query_timeout=1)
     with wire(inst) as w:
-        pid = one(w, "select pg_backend_pid()")
-        assert one(w, "select pg_sleep(0.2), 'short'") == ""     # below the limit
-        rows, errs, ready = wire_exec(w, "select pg_sleep(10)")
-        assert [e.get("C") for e in errs] == ["57014"], errs
-        assert "canceling statement due to user request" in errs[0]["M"], errs
-        assert ready == "I"
-        assert one(w, "select pg_backend_pid()") == pid
-        # inside a transaction block: that transaction is aborted, the session goes on
-        rows, errs, ready = wire_exec(w, "begin; select pg_sleep(10)")
-        assert [e.get("C") for e in errs] == ["57014"] and ready == "E", (errs, ready)
-        assert wire_exec(w, "rollback")[2] == "I"
-        assert one(w, "select 'after'") == "after"
+        pid = int(one(w, "select pg_backend_pid()"))
+        assert wire_exec(w, "begin")[2] == "T"
+        for i in range(3):
+            assert one(w, f"select {i} from pg_sleep(0.4)") == str(i)
+        assert wire_exec(w, "commit")[2] == "I"
+        expect_closed_by(wire_exec(w, "select pg_sleep(600)"), "57014", "query timeout",
+                         "query_timeout = 1s")
+        assert w.at_eof(timeout=20)
+    # cancelled and closed: gone long before pg_sleep(600) would have ended
+    wait_until(lambda: pid not in backend_pids(pg), f"backend {pid} (pg_sleep(600)) gone")
+    wait_until(lambda: "closing: query timeout" in inst.log_text(), "the server's close logged")
+    assert "cancel request sent" in inst.log_text()
+    with wire(inst) as w:
+        assert int(one(w, "select pg_backend_pid()")) != pid
         w.terminate()
-    wait_until(lambda: "query_timeout (1s): cancelling its query" in inst.log_text(),
-               "the query_timeout logged")
     inst.assert_serving(db=DB)
 
 
-def test_query_timeout_keeps_server_transaction_mode(pgcoro_factory, pg, tmodb):
+def test_query_timeout_transaction_mode(pgcoro_factory, pg, tmodb):
+    """Transaction mode: the client over query_timeout is closed with the server it held;
+    the pool's other clients go on, on a new server. Idle inside a transaction longer
+    than query_timeout is no query running: not ended (PgBouncer's
+    test_query_timeout_when_no_active_query)."""
     inst = start(pgcoro_factory, pg, pool_size=1, pool_mode="transaction", query_timeout=1)
     a = wire(inst)
+    b = wire(inst)
     try:
-        pid = one(a, "select pg_backend_pid()")
-        rows, errs, ready = wire_exec(a, "select pg_sleep(10)")
-        assert [e.get("C") for e in errs] == ["57014"] and ready == "I", (errs, ready)
-        assert one(a, "select pg_backend_pid()") == pid
-        # another client, after: the same backend (the server was kept, not replaced)
-        with wire(inst) as b:
-            assert one(b, "select pg_backend_pid()") == pid
-            rows, errs, ready = wire_exec(b, "begin; select 1; commit")
-            assert not errs and ready == "I", errs
-            b.terminate()
-        assert one(a, "select 'a again'") == "a again"
-        a.terminate()
+        assert wire_exec(b, "begin; select 1")[2] == "T"
+        time.sleep(1.5)
+        assert one(b, "select 2") == "2"
+        assert wire_exec(b, "commit")[2] == "I"
+        pid = int(one(a, "select pg_backend_pid()"))
+        expect_closed_by(wire_exec(a, "select pg_sleep(600)"), "57014", "query timeout",
+                         "query_timeout = 1s")
+        assert a.at_eof(timeout=20)
+        # b, logged in all along, is served by another server
+        assert int(one(b, "select pg_backend_pid()")) != pid
+        b.terminate()
     finally:
         a.close()
-    # (earlier tests' backends may take a moment to go)
-    wait_until(lambda: backend_pids(pg) == {int(pid)},
-               f"only backend {pid} on the database: {client_backends(pg, DB)}")
+        b.close()
+    wait_until(lambda: pid not in backend_pids(pg), f"backend {pid} (pg_sleep(600)) gone")
+    inst.assert_serving(db=DB)
+
+
+def test_query_timeout_bounds_the_wait(pgcoro_factory, pg, tmodb):
+    """query_timeout shorter than query_wait_timeout bounds a client's wait for a server,
+    as PgBouncer's: 57014 naming query_timeout. The client holding the server, idle in
+    its transaction, is not ended."""
+    inst = start(pgcoro_factory, pg, pool_size=1, pool_mode="transaction", query_timeout=1,
+                 query_wait_timeout=60)
+    holder = wire(inst)
+    waiter = wire(inst)
+    try:
+        assert wire_exec(holder, "begin; select 1")[2] == "T"   # holds the only server
+        waiter.send(Wire.msg("Q", b"select 'never'\0"))
+        err = expect_fatal(waiter, "57014")
+        assert "query_timeout (1s): no server connection became available" in err["M"], err
+        assert one(holder, "select 2") == "2"
+        assert wire_exec(holder, "commit")[2] == "I"
+        holder.terminate()
+    finally:
+        holder.close()
+        waiter.close()
+    inst.assert_serving(db=DB)
+
+
+# ---------------------------------------------------------------------------------------
+# transaction_timeout
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_transaction_timeout(pgcoro_factory, pg, tmodb, mode):
+    """A transaction open longer than transaction_timeout: FATAL 25P04 "transaction
+    timeout", the client closed. Idle in it, the transaction is rolled back and the server
+    kept; with a query running, the query is cancelled and the server closed. Outside a
+    transaction nothing counts: autocommit queries one after another, and idling."""
+    pg_rows(pg, "truncate t_lock", db=DB)
+    inst = start(pgcoro_factory, pg, pool_size=1, pool_mode=mode, transaction_timeout=1)
+    w = wire(inst)
+    try:
+        pid = one(w, "select pg_backend_pid()")
+        for i in range(3):
+            assert one(w, f"select {i} from pg_sleep(0.4)") == str(i)
+        time.sleep(1.5)
+        rows, errs, ready = wire_exec(w, "begin; insert into t_lock values (1)")
+        assert not errs and ready == "T", errs
+        err = expect_fatal(w, "25P04")
+        assert "transaction timeout" in err["M"] and "transaction_timeout = 1s" in err["M"], err
+    finally:
+        w.close()
+    wait_until(lambda: no_idle_in_xact(pg) and not t_lock_locks(pg),
+               f"transaction rolled back: {client_backends(pg, DB)}")
+    assert pg_rows(pg, "select count(*) from t_lock", db=DB) == [(0,)]
+    with wire(inst) as w:
+        assert one(w, "select pg_backend_pid()") == pid, "the server was not kept"
+        pid = int(pid)
+        expect_closed_by(wire_exec(w, "begin; select pg_sleep(600)"), "25P04",
+                         "transaction timeout", "transaction_timeout = 1s")
+    wait_until(lambda: pid not in backend_pids(pg), f"backend {pid} (pg_sleep(600)) gone")
+    assert "closing: transaction timeout" in inst.log_text()
+    inst.assert_serving(db=DB)
+
+
+@pytest.mark.parametrize("settings,users", [
+    ({}, {APP_USER: "transaction_timeout=1"}),                          # the user's own
+    ({"transaction_timeout": 60}, {APP_USER: "transaction_timeout=1"}),  # over the global
+    ({"transaction_timeout": 1}, {MD5_USER: "transaction_timeout=0"}),   # 0: none for him
+], ids=["user", "user-over-global", "user-zero-over-global"])
+def test_transaction_timeout_per_user(pgcoro_factory, pg, tmodb, settings, users):
+    """transaction_timeout in [users] wins over the global one for that user's clients:
+    app's transactions are limited to 1 s, md5user's are not (PgBouncer's
+    test_transaction_timeout_user and _user_overide_global)."""
+    inst = start(pgcoro_factory, pg, pool_size=2, pool_mode="transaction",
+                 user_settings=users, **settings)
+    a = wire(inst)
+    m = wire(inst, user=MD5_USER, password=MD5_PASS)
+    try:
+        assert wire_exec(m, "begin; select 1")[2] == "T"
+        assert wire_exec(a, "begin; select 1")[2] == "T"
+        err = expect_fatal(a, "25P04")
+        assert "transaction timeout" in err["M"], err
+        time.sleep(1)              # md5user's transaction, as old as app's was and older
+        assert one(m, "select 'still open'") == "still open"
+        assert wire_exec(m, "commit")[2] == "I"
+        m.terminate()
+    finally:
+        a.close()
+        m.close()
     inst.assert_serving(db=DB)
 
 
@@ -357,3 +469,99 @@ def test_server_check_query_failing_closes_server(pgcoro_factory, pg, tmodb, del
     wait_until(lambda: "server_check_query failed" in inst.log_text(),
                "the failed check logged")
     inst.assert_serving(db=DB)
+
+
+# ---------------------------------------------------------------------------------------
+# server_login_retry: what clients meet while server connections fail
+
+
+def failed_attempts(inst, db):
+    """The failed connection attempts to DB logged, with PgBouncer's words for them."""
+    return re.findall(rf"\({db}/app\): connection failed: .*; closing because: connect failed",
+                      inst.log_text())
+
+
+def login_in_thread(w, db, sql=None):
+    """Logs W in to DB (and runs SQL) in a thread: returns it and a dict that gets
+    "served" (True, or SQL's rows) or "error" when it ends."""
+    result = {}
+
+    def run():
+        try:
+            w.login(APP_USER, APP_PASS, db)
+            result["served"] = w.query(sql) if sql else True
+        except Exception as e:      # noqa: BLE001 - reported by the test
+            result["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, result
+
+
+def test_server_login_retry_waiting_client_is_served(pgcoro_factory, pg_cluster):
+    """A client waiting for a server while PostgreSQL is down waits through the failed
+    attempts (up to server_login_retry) and is served once PostgreSQL is up, instead of
+    getting the first failure (PgBouncer's test_server_login_retry)."""
+    other = pg_cluster()
+    other.pg_ctl_stop("fast")
+    inst = pgcoro_factory(settings={"server_login_retry": 15},
+                          databases={"later": f"host=127.0.0.1 port={other.port} "
+                                              "dbname=postgres"})
+    w = Wire.to(inst, timeout=60)
+    t, result = login_in_thread(w, "later", "select current_setting('port')")
+    try:
+        wait_until(lambda: len(failed_attempts(inst, "later")) >= 2 or result,
+                   "two failed attempts while the client waits")
+        assert not result, f"the waiting client did not wait: {result}"
+        other.pg_ctl_start()
+    finally:
+        t.join(timeout=60)
+        w.close()
+    assert not t.is_alive(), "the client is still waiting 60 s later"
+    assert result.get("served") == [[str(other.port)]], result
+    inst.assert_serving(db="later")
+
+
+def test_server_login_retry_new_client_fails_fast(pgcoro_factory, pg):
+    """While a pool has no server and backs off after failed attempts, a client that
+    needs one gets the last failure at once, in PgBouncer's words, instead of queueing;
+    a client already waiting keeps waiting (server_login_retry = 30). A reload that
+    changes the database's connection settings ends the back-off: the next client is
+    served, and so is the one waiting."""
+    inst = pgcoro_factory(settings={"server_login_retry": 30})
+    first = Wire.to(inst, timeout=60)
+    t, result = login_in_thread(first, "nowhere")
+    try:
+        # six failures: the back-off is 1.6 s long now, and doubles
+        wait_until(lambda: len(failed_attempts(inst, "nowhere")) >= 6 or result,
+                   "six failed attempts while the first client waits")
+        assert not result, f"the first client did not wait: {result}"
+        with Wire.to(inst, timeout=20) as w:
+            with pytest.raises(PgError) as ei:
+                w.login(APP_USER, APP_PASS, "nowhere")
+        err = ei.value
+        assert err.sqlstate == "08006", err.fields
+        assert err.fields["M"] == ("server login has been failing, cached error: Connection "
+                                   "refused (server_login_retry)"), err.fields
+        assert t.is_alive() and not result, f"the first client stopped waiting: {result}"
+        with open(inst.config_path) as f:
+            text = f.read()
+        with open(inst.config_path, "w") as f:
+            f.write(text.replace("nowhere = host=127.0.0.1 port=1 ",
+                                 f"nowhere = host=127.0.0.1 port={pg.port} "))
+        inst.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in inst.log_text(), "the reload")
+        with Wire.to(inst, timeout=20) as w:
+            w.login(APP_USER, APP_PASS, "nowhere")
+            assert w.query("select current_setting('port')") == [[str(pg.port)]]
+            w.terminate()
+        t.join(timeout=30)
+        assert result == {"served": True}, result
+    finally:
+        try:                        # it would wait 30 s: its login ends now
+            first.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        t.join(timeout=30)
+        first.close()
+    inst.assert_serving()

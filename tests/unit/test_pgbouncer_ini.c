@@ -90,6 +90,7 @@ START_TEST(test_main_section)
 	 * hosts balanced round-robin */
 	ck_assert_str_eq(cfg->listen_addr, "");
 	ck_assert_str_eq(cfg->server_check_query, "<empty>");
+	ck_assert_double_eq(cfg->server_login_retry, 15);
 	ck_assert_int_eq(cfg->dbs[0].load_balance_hosts, LB_ROUND_ROBIN);
 	ck_assert_int_eq(cfg->nwarnings, 0);
 	/* conffile shows the file read */
@@ -101,6 +102,7 @@ START_TEST(test_main_section)
 	ck_assert(!cfg->pgbouncer_ini);
 	ck_assert_str_eq(cfg->listen_addr, "127.0.0.1");
 	ck_assert_str_eq(cfg->server_check_query, "select 1");
+	ck_assert_double_eq(cfg->server_login_retry, 0.5);
 	ck_assert_int_eq(cfg->dbs[0].load_balance_hosts, LB_DISABLE);
 	cfg_free(cfg);
 
@@ -292,7 +294,7 @@ START_TEST(test_users_pgbouncer_keys)
 	                             "max_user_connections=4 max_user_client_connections=5 "
 	                             "query_timeout=6 query_wait_timeout=7 "
 	                             "idle_transaction_timeout=8 client_idle_timeout=9 "
-	                             "transaction_timeout=0\n"
+	                             "transaction_timeout=10\n"
 	                             "u2 = query_wait_timeout=-1\n"
 	                             "[pgbouncer]\n");
 	const struct cfg_user *u = cfg_find_user(cfg, "u1");
@@ -305,15 +307,16 @@ START_TEST(test_users_pgbouncer_keys)
 	ck_assert_double_eq(u->query_wait_timeout, 7);
 	ck_assert_double_eq(u->idle_transaction_timeout, 8);
 	ck_assert_double_eq(u->client_idle_timeout, 9);
-	ck_assert_double_eq(u->transaction_timeout, 0);
+	ck_assert_double_eq(u->transaction_timeout, 10);
 	u = cfg_find_user(cfg, "u2");
 	ck_assert_double_eq(u->query_wait_timeout, -1);
 	ck_assert_double_eq(u->query_timeout, -1);
+	ck_assert_double_eq(u->transaction_timeout, -1);
 	ck_assert_int_eq(u->reserve_pool_size, -1);
 	cfg_free(cfg);
-	expect_error("[pgbouncer]\n[users]\nu = transaction_timeout=30\n", 3,
-	             "user \"u\": transaction_timeout = 30 is not supported yet: a limit on a "
-	             "transaction's length is not there yet; only 0 is accepted");
+	expect_error("[pgbouncer]\n[users]\nu = transaction_timeout=x\n", 3,
+	             "user \"u\": invalid transaction_timeout \"x\": not a duration (e.g. 15, "
+	             "1.5, 500ms, 15s, 2min, 1h)");
 	rm_dir();
 }
 END_TEST
@@ -375,7 +378,6 @@ START_TEST(test_not_yet)
 	make_dir();
 	struct config *cfg =
 	    load_ok("[pgbouncer]\nauth_type = trust\npeer_id = 0\nso_reuseport = 0\n"
-	            "transaction_timeout = 0\n"
 	            "login_notify_message = \"\"\nserver_tls_ciphers = secure\n"
 	            "server_tls13_ciphers =\nauth_ldap_options =\nquery_wait_notify = 0\n"
 	            "autodb_idle_timeout = 0\n");
