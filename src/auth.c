@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -204,25 +205,55 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The longest auth_file line: a user and a secret, each up to PgBouncer's 64 KiB password
+ * limit with every character a doubled quote. */
+#define AUTH_MAX_LINE (4 * 65536 + 16)
+
+/* Reads one line of F ('\n' included) into LINE (AUTH_MAX_LINE + 1 bytes): its length, 0 at
+ * the end of F, -1 on a read error (errno set), -2 when it is longer (the rest is not
+ * read: a file without newlines cannot make the load grow without bound). */
+static ssize_t auth_getline(char *line, FILE *f)
+{
+	size_t n = 0;
+	int ch;
+	errno = 0;
+	while ((ch = getc_unlocked(f)) != EOF) {
+		if (n == AUTH_MAX_LINE)
+			return -2;
+		line[n++] = (char)ch;
+		if (ch == '\n')
+			break;
+	}
+	if (ch == EOF && ferror(f))
+		return -1;
+	line[n] = '\0';
+	return (ssize_t)n;
+}
+
 struct auth_file *auth_load(const char *path, char *err, size_t errlen)
 {
+	/* a device (SET auth_file = '/dev/zero') has no end; a file or a FIFO (which a
+	 * process fills, then closes) is read, each line bounded */
+	struct stat st;
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode)) {
+		set_err(err, errlen, "%s: not a regular file", path);
+		return NULL;
+	}
 	FILE *f = fopen(path, "r");
 	if (!f) {
 		set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return NULL;
 	}
 	struct auth_file *af = calloc(1, sizeof *af);
-	char *line = NULL;
-	size_t cap = 0;
+	char *line = malloc(AUTH_MAX_LINE + 1);
 	ssize_t len;
 	int lineno = 0;
-	if (!af) {
+	if (!af || !line) {
 		set_err(err, errlen, "%s: out of memory", path);
 		goto fail;
 	}
 	af->scram_iterations = SCRAM_DEFAULT_ITERATIONS;
-	errno = 0;
-	while ((len = getline(&line, &cap, f)) >= 0) {
+	while ((len = auth_getline(line, f)) > 0) {
 		lineno++;
 		const char *why =
 		    memchr(line, '\0', (size_t)len) ? "NUL byte in line" : parse_line(af, line);
@@ -230,22 +261,26 @@ struct auth_file *auth_load(const char *path, char *err, size_t errlen)
 			set_err(err, errlen, "%s:%d: %s", path, lineno, why);
 			goto fail;
 		}
-		errno = 0;
 	}
-	if (ferror(f)) {
+	if (len == -2) {
+		set_err(err, errlen, "%s:%d: line longer than %d bytes", path, lineno + 1,
+			AUTH_MAX_LINE);
+		goto fail;
+	}
+	if (len < 0) {
 		set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
 		goto fail;
 	}
 	for (int i = 0; i < af->count; i++)
 		af->nscram += auth_secret_kind(af->entries[i].secret) == SECRET_SCRAM;
 	if (line)
-		OPENSSL_cleanse(line, cap);
+		OPENSSL_cleanse(line, AUTH_MAX_LINE + 1);
 	free(line);
 	fclose(f);
 	return af;
 fail:
 	if (line)
-		OPENSSL_cleanse(line, cap);
+		OPENSSL_cleanse(line, AUTH_MAX_LINE + 1);
 	free(line);
 	fclose(f);
 	auth_free(af);

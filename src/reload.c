@@ -24,6 +24,8 @@
 
 /* PgBouncer's notice when a SET leaves the TLS context as it was */
 #define TLS_KEPT "TLS settings could not be applied, still using old configuration"
+/* What the console is told when a SET's files did not load: the reason stays in the log */
+#define SET_FILES_FAILED "a file it reads did not load; see the log"
 
 struct reload_job {
 	struct exec_job job;
@@ -253,7 +255,12 @@ static void load_done(struct exec_job *job)
 	rjob = (struct reload_job){0}; /* free for the next job, which a waiter may start */
 	if (set) {
 		free(set);
-		console_set_done(ok, !ok ? err : tls_kept ? TLS_KEPT : NULL);
+		/* why a file did not load quotes the file (a parser names the token at fault),
+		 * and the file may be any the process can read: the reason goes to the log
+		 * only, as RELOAD's does (audit B1) */
+		console_set_done(ok, !ok ? (rt->shutting_down ? "shutting down" : SET_FILES_FAILED)
+					  : tls_kept ? TLS_KEPT
+						     : NULL);
 	} else {
 		sdnotify_ready();
 		console_reload_done(ok);
