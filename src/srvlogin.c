@@ -132,6 +132,7 @@ struct srvlogin {
 	/* the attempt in progress */
 	int fd;
 	SSL *ssl;
+	bool tls_up;      /* the handshake is done */
 	bool tls_try;     /* this attempt asks for TLS */
 	bool tls_retried; /* allow's or prefer's second try on this address was made */
 	int sys_errno;    /* of the last IO_ERR without TLS */
@@ -203,6 +204,7 @@ static void close_conn(struct srvlogin *sl)
 	if (sl->fd >= 0)
 		close(sl->fd);
 	sl->fd = -1;
+	sl->tls_up = false;
 	sl->ilen = 0;
 	pbuf_reset(&sl->out);
 	sl->out_off = 0;
@@ -243,7 +245,8 @@ static bool retry(struct srvlogin *sl, enum sl_fail kind)
 			sl->tls_retried = true;
 			return true;
 		}
-		if (kind == SLF_SERVER && sl->sslmode == SRVLOGIN_SSL_ALLOW && !sl->tls_try) {
+		if (kind == SLF_SERVER && sl->sslmode == SRVLOGIN_SSL_ALLOW && !sl->tls_try &&
+		    !sl->unix_socket) {
 			sl->tls_try = true; /* allow: again with TLS */
 			sl->tls_retried = true;
 			return true;
@@ -826,6 +829,7 @@ static void handshake(struct srvlogin *sl)
 				"the server's certificate does not match host name \"%s\"", sl->host);
 			return;
 		}
+		sl->tls_up = true;
 		send_startup(sl);
 		pump(sl);
 		return;
@@ -1335,7 +1339,7 @@ bool srvlogin_have_backend_key(const struct srvlogin *sl) { return sl->have_key;
 
 char srvlogin_tx_status(const struct srvlogin *sl) { return sl->tx_status; }
 
-bool srvlogin_tls(const struct srvlogin *sl) { return sl->ssl != NULL; }
+bool srvlogin_tls(const struct srvlogin *sl) { return sl->tls_up; }
 
 int srvlogin_nparams(const struct srvlogin *sl) { return sl->nparams; }
 
