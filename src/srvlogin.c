@@ -183,6 +183,15 @@ static void free_secret(char *s)
 	}
 }
 
+/* Empties the output, wiping it: it may have held a password or a proof. */
+static void wipe_out(struct srvlogin *sl)
+{
+	if (sl->out.data)
+		OPENSSL_cleanse(sl->out.data, sl->out.len);
+	pbuf_reset(&sl->out);
+	sl->out_off = 0;
+}
+
 /* ---- the end ------------------------------------------------------------------------- */
 
 static void job_orphan(struct srvlogin *sl)
@@ -206,8 +215,7 @@ static void close_conn(struct srvlogin *sl)
 	sl->fd = -1;
 	sl->tls_up = false;
 	sl->ilen = 0;
-	pbuf_reset(&sl->out);
-	sl->out_off = 0;
+	wipe_out(sl);
 	OPENSSL_cleanse(&sl->scram, sizeof(sl->scram));
 	sl->sasl = SASL_NONE;
 	pbuf_reset(&sl->params);
@@ -411,8 +419,7 @@ static enum sl_io flush(struct srvlogin *sl)
 			return errno == EPIPE || errno == ECONNRESET ? IO_EOF : IO_ERR;
 		}
 	}
-	pbuf_reset(&sl->out);
-	sl->out_off = 0;
+	wipe_out(sl);
 	return IO_OK;
 }
 
