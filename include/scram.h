@@ -55,6 +55,12 @@ struct scram_server {
 	char nonce[256];         /* client nonce + server nonce */
 	char gs2_header[64];     /* "n,," or "y,," (as sent, for the c= check) */
 	bool mock;               /* fail at the end whatever the proof */
+	/* Set by the caller before scram_server_final to keep the client's ClientKey (the
+	 * proof XOR HMAC(StoredKey, AuthMessage)) once the proof verified: what SCRAM
+	 * pass-through logs in to a server with (srvlogin.h). The caller wipes it. */
+	bool keep_client_key;
+	bool have_client_key;
+	uint8_t client_key[SCRAM_KEY_LEN];
 };
 
 /* Handles client-first-message MSG (LEN bytes, not NUL-terminated). On success writes the

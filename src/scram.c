@@ -414,6 +414,10 @@ bool scram_server_final(struct scram_server *st, const char *msg, size_t len, ch
 	for (int i = 0; i < SCRAM_KEY_LEN; i++)
 		ck[i] = proof[i] ^ sig[i];
 	bool ok = sha256(ck, sizeof ck, h) && CRYPTO_memcmp(h, k->stored_key, SCRAM_KEY_LEN) == 0;
+	if (ok && !st->mock && st->keep_client_key) {
+		memcpy(st->client_key, ck, sizeof ck);
+		st->have_client_key = true;
+	}
 	OPENSSL_cleanse(ck, sizeof ck);
 	if (!ok || st->mock)
 		return false;

@@ -698,6 +698,38 @@ START_TEST(test_client_verify_rejects)
 }
 END_TEST
 
+START_TEST(test_server_keeps_client_key)
+{
+	/* The ClientKey a verified proof reveals is the one the password derives: SCRAM
+	 * pass-through can log in to a server with it and the verifier's ServerKey. */
+	struct scram_keys k;
+	uint8_t ck[SCRAM_KEY_LEN];
+	ck_assert(scram_derive_client_key("pencil", rfc_salt, sizeof rfc_salt, 4096, &k, ck));
+	for (int keep = 0; keep < 2; keep++) {
+		for (int right = 0; right < 2; right++) {
+			struct scram_server st = {.keys = k, .keep_client_key = keep};
+			char sfirst[512], cfinal[1024], sfinal[128];
+			const char *bare = "n=,r=fyko+d2lbbFgONRv9qkxdawL";
+			ck_assert(scram_server_first(&st, "n,,n=,r=fyko+d2lbbFgONRv9qkxdawL", 32,
+			                             sfirst, sizeof sfirst));
+			ck_assert(scram_client_final(right ? "pencil" : "pencil!", bare, sfirst, "n,,",
+			                             cfinal, sizeof cfinal));
+			ck_assert(server_final(&st, cfinal, sfinal, sizeof sfinal) == (bool)right);
+			ck_assert(st.have_client_key == (keep && right));
+			if (keep && right)
+				ck_assert_mem_eq(st.client_key, ck, SCRAM_KEY_LEN);
+		}
+	}
+	/* a mock exchange (unknown user) never reveals one */
+	struct scram_server st = {.keys = k, .keep_client_key = true, .mock = true};
+	char sfirst[512], cfinal[1024], sfinal[128];
+	ck_assert(scram_server_first(&st, "n,,n=,r=abc", 11, sfirst, sizeof sfirst));
+	ck_assert(scram_client_final("pencil", "n=,r=abc", sfirst, "n,,", cfinal, sizeof cfinal));
+	ck_assert(!server_final(&st, cfinal, sfinal, sizeof sfinal));
+	ck_assert(!st.have_client_key);
+}
+END_TEST
+
 static Suite *scram_suite(void)
 {
 	Suite *s = suite_create("scram");
@@ -722,6 +754,7 @@ static Suite *scram_suite(void)
 	tcase_add_test(tc, test_client_rfc7677_proof);
 	tcase_add_test(tc, test_client_server_first_rejects);
 	tcase_add_test(tc, test_client_verify_rejects);
+	tcase_add_test(tc, test_server_keeps_client_key);
 	suite_add_tcase(s, tc);
 	return s;
 }
