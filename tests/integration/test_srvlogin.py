@@ -1,8 +1,8 @@
 """pgcoro's own server login (src/srvlogin.c), driven by the srvlogin_client tool against a
 real PostgreSQL 15: a plain password (md5, SCRAM and cleartext servers), an md5 secret, SCRAM
 keys taken from pg_authid (the ClientKey derived here from the known password: pgcoro gets
-it from a client's proof), over TCP and the unix socket, TLS (require, verify-full), and the
-failures: wrong password, keys of another salt, a server that closes mid-login, connection
+it from a client's proof), over TCP and the unix socket, TLS (require, verify-ca,
+verify-full, a client certificate, allow's and prefer's second tries), and the failures: wrong password, keys of another salt, a server that closes mid-login, connection
 refused, a server that never answers (connect_timeout)."""
 
 import base64
@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from conftest import APP_PASS, APP_USER, MD5_PASS, MD5_USER, REPO, free_port
+from conftest import APP_PASS, APP_USER, IS_ROOT, MD5_PASS, MD5_USER, REPO, free_port
 
 pytestmark = pytest.mark.pooler_only
 
@@ -94,20 +94,33 @@ def client_key(password, verifier):
 
 
 @pytest.fixture(scope="module")
-def pgauth(session_root):
-    """A PostgreSQL 15 whose unix socket and TCP both ask for passwords: md5user md5,
-    clearuser cleartext (password), everyone else scram-sha-256 (postgres trusted on the
-    unix socket, for the fixtures)."""
+def pgauth(session_root, tls_certs):
+    """A PostgreSQL 15 with ssl=on (asking TLS clients for a certificate, optional) whose
+    unix socket and TCP both ask for passwords: md5user md5, clearuser cleartext
+    (password), sslonly and plainonly scram-sha-256 with and only without TLS, everyone
+    else scram-sha-256 (postgres trusted on the unix socket, for the fixtures)."""
+    import shutil
     import tempfile
     from conftest import Postgres, start_cluster
     root = tempfile.mkdtemp(prefix="pgsl-", dir=session_root)
     os.chmod(root, 0o755)
     server = Postgres(os.path.join(root, "pg"))
     os.makedirs(server.root, mode=0o755)
+    key = os.path.join(server.root, "server.key")
+    shutil.copy(tls_certs.path("server.key"), key)
+    os.chmod(key, 0o600)
+    if IS_ROOT:
+        import pwd
+        pw = pwd.getpwnam("postgres")
+        os.chown(key, pw.pw_uid, pw.pw_gid)
+    server.extra_opts = (f" -c ssl=on -c ssl_cert_file={tls_certs.path('server.crt')}"
+                         f" -c ssl_key_file={key} -c ssl_ca_file={tls_certs.path('ca.crt')}")
     start_cluster(server, bench=False)
     try:
-        server.psql_super(f"SET password_encryption = 'scram-sha-256';\n"
-                          f"CREATE ROLE {CLEAR_USER} LOGIN PASSWORD '{CLEAR_PASS}';")
+        server.psql_super("SET password_encryption = 'scram-sha-256';\n"
+                          f"CREATE ROLE {CLEAR_USER} LOGIN PASSWORD '{CLEAR_PASS}';\n"
+                          f"CREATE ROLE sslonly LOGIN PASSWORD '{APP_PASS}';\n"
+                          f"CREATE ROLE plainonly LOGIN PASSWORD '{APP_PASS}';")
         hba = os.path.join(server.datadir, "pg_hba.conf")
         st = os.stat(hba)
         with open(hba, "w") as f:
@@ -117,6 +130,10 @@ def pgauth(session_root):
                     "local all all scram-sha-256\n"
                     f"host all {MD5_USER} 127.0.0.1/32 md5\n"
                     f"host all {CLEAR_USER} 127.0.0.1/32 password\n"
+                    "hostssl all sslonly 127.0.0.1/32 scram-sha-256\n"
+                    "hostnossl all sslonly 127.0.0.1/32 reject\n"
+                    "hostnossl all plainonly 127.0.0.1/32 scram-sha-256\n"
+                    "hostssl all plainonly 127.0.0.1/32 reject\n"
                     "host all all 127.0.0.1/32 scram-sha-256\n")
         os.chown(hba, st.st_uid, st.st_gid)
         server.psql_super("SELECT pg_reload_conf();")
@@ -316,14 +333,14 @@ def test_timeout_when_the_server_never_answers(srvlogin_client):
     assert sqlstate == "08006" and "timeout expired" in why, why
 
 
-def test_tls_require_and_verify_full(srvlogin_client, pg_tls, tls_certs):
-    base = {"port": pg_tls.port, "dbname": "postgres"}
+def test_tls_require_and_verify_full(srvlogin_client, pgauth, tls_certs):
+    base = {"port": pgauth.port, "dbname": "postgres"}
     logged_in(srvlogin_client, APP_USER, expect_tls=True, password=APP_PASS, host="127.0.0.1",
               sslmode="require", **base)
     for host in ("127.0.0.1", "localhost"):
         logged_in(srvlogin_client, APP_USER, expect_tls=True, password=APP_PASS, host=host,
                   sslmode="verify-full", sslrootcert=tls_certs.path("ca.crt"), **base)
-    v = scram_verifier(pg_tls, APP_USER)
+    v = scram_verifier(pgauth, APP_USER)
     logged_in(srvlogin_client, APP_USER, expect_tls=True, verifier=v,
               client_key=client_key(APP_PASS, v), host="localhost", sslmode="verify-full",
               sslrootcert=tls_certs.path("ca.crt"), **base)
@@ -344,14 +361,43 @@ def test_tls_require_and_verify_full(srvlogin_client, pg_tls, tls_certs):
     assert "need sslrootcert" in why, why
 
 
-def test_tls_required_but_not_offered(srvlogin_client, pgauth):
+def test_tls_required_but_not_offered(srvlogin_client, pg):
+    # the session's cluster has ssl=off
     sqlstate, why = failed(srvlogin_client, user=APP_USER, password=APP_PASS, sslmode="require",
-                           **tcp(pgauth))
+                           **tcp(pg))
     assert sqlstate == "08006" and "server does not support SSL, but SSL was required" in why
-    # prefer and allow go on without it; a unix socket never asks
+    # prefer and allow go on without it
     for mode in ("prefer", "allow"):
-        logged_in(srvlogin_client, APP_USER, password=APP_PASS, sslmode=mode, **tcp(pgauth))
+        logged_in(srvlogin_client, APP_USER, password=APP_PASS, sslmode=mode, **tcp(pg))
+
+
+def test_sslmode_second_tries(srvlogin_client, pgauth):
+    # allow: plain first; refused by a hostssl-only rule, again with TLS
+    logged_in(srvlogin_client, "sslonly", expect_tls=True, password=APP_PASS, sslmode="allow",
+              **tcp(pgauth))
+    sqlstate, why = failed(srvlogin_client, user="sslonly", password=APP_PASS,
+                           sslmode="disable", **tcp(pgauth))
+    assert sqlstate == "28000" and why.endswith("(server)"), why
+    # prefer: TLS first; refused by a hostnossl-only rule, again without
+    logged_in(srvlogin_client, "plainonly", password=APP_PASS, sslmode="prefer", **tcp(pgauth))
+    sqlstate, why = failed(srvlogin_client, user="plainonly", password=APP_PASS,
+                           sslmode="require", **tcp(pgauth))
+    assert sqlstate == "28000" and why.endswith("(server)"), why
+    # a unix socket never asks for TLS, whatever the mode
     logged_in(srvlogin_client, APP_USER, password=APP_PASS, sslmode="require", **unix(pgauth))
+
+
+def test_client_certificate(srvlogin_client, pgauth, tls_certs):
+    rc, out, err = run(srvlogin_client, user=APP_USER, password=APP_PASS, sslmode="verify-full",
+                       sslrootcert=tls_certs.path("ca.crt"),
+                       sslcert=tls_certs.path(f"client-{APP_USER}.crt"),
+                       sslkey=tls_certs.path(f"client-{APP_USER}.key"),
+                       query="SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                       host="localhost", port=pgauth.port, dbname="postgres")
+    assert rc == 0 and out[-1] == f"row /CN={APP_USER}", (out, err)
+    sqlstate, why = failed(srvlogin_client, user=APP_USER, password=APP_PASS, sslmode="require",
+                           sslcert=tls_certs.path(f"client-{APP_USER}.crt"), **tcp(pgauth))
+    assert sqlstate == "08006" and "sslcert and sslkey go together" in why, why
 
 
 def test_verify_full_host_name_mismatch(srvlogin_client, tls_certs):
