@@ -31,6 +31,13 @@ enum auth_secret_kind auth_secret_kind(const char *secret);
 /* out = "md5" + hex(md5(password || user)), NUL-terminated (36 bytes). */
 void auth_md5_secret(const char *password, const char *user, char out[36]);
 
+/* The md5 PasswordMessage that answers SALT for the md5 SECRET ("md5" + hex(md5(password ||
+ * user)), as PostgreSQL stores it): "md5" + hex(md5(hex || salt)) into OUT (NUL-terminated),
+ * what a client knowing the password would send. False (OUT "") when SECRET is not an md5
+ * secret or MD5 is unavailable (FIPS). Thread-safe. */
+bool auth_md5_response(const char *secret, const uint8_t salt[4], char out[36])
+	__attribute__((warn_unused_result));
+
 /* Checks an md5 PasswordMessage RESPONSE ("md5" + hex(md5(hex(md5(pw||user)) || salt)))
  * against SECRET (plain or md5). False for a SCRAM secret. Constant-time compare. */
 bool auth_md5_check(const char *secret, const char *user, const uint8_t salt[4],
