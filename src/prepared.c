@@ -357,6 +357,7 @@ static struct centry *map_add(client_t *c, const char *name, struct prep_stmt *s
 	ce->pending = true;
 	ce->failed = false;
 	map_insert(pc, ce);
+	c->pool->stats.client_parse_count++;
 	return ce;
 }
 
@@ -494,6 +495,7 @@ struct prep_server {
 	struct list_head lru;
 	struct pbuf out;        /* requests built for the server */
 	struct pbuf answers;    /* answers due to the client */
+	struct stats *stats;    /* its pool's counters (server_parse_count) */
 };
 
 static struct sentry *set_find(struct prep_server *ps, uint64_t id)
@@ -667,6 +669,7 @@ void prep_server_start(server_t *s)
 		pbuf_init(&ps->answers);
 		ps->r = &s->pring;
 		s->prep = ps;
+		ps->stats = &s->pool->stats;
 		s->pring = (struct prep_ring){.kind = malloc(32), .mask = 31};
 		ps->extra = malloc(32 * sizeof(*ps->extra));
 		if (!s->pring.kind || !ps->extra) {
@@ -849,6 +852,7 @@ static bool set_add(struct prep_server *ps, struct prep_stmt *st)
 	char name[NAME_MAX_LEN];
 	server_name(name, st->id);
 	proto_build_parse(&ps->out, name, st->rest, st->rlen);
+	ps->stats->server_parse_count++;
 	return true;
 }
 
@@ -939,6 +943,7 @@ static bool on_bind(server_t *s, client_t *c, const uint8_t *body, uint32_t blen
 		return answer_stale(ps, ce->stmt);
 	if (!use_statement(ps, ce, name))
 		return false;
+	s->pool->stats.bind_count++;
 	proto_build_bind(&ps->out, portal, name, rest, rlen);
 	return push_use(ps, RQ_BIND, ce);
 }
@@ -1439,3 +1444,6 @@ unsigned prep_forget_syncs(server_t *s, unsigned k)
 	}
 	return n;
 }
+
+size_t prep_client_count(const client_t *c) { return c->prep ? c->prep->count : 0; }
+size_t prep_server_count(const server_t *s) { return s->prep ? (size_t)s->prep->lru.count : 0; }

@@ -402,7 +402,10 @@ def seeds_console():
             'PAUSE', 'PAUSE db', 'RESUME', 'RESUME db', 'KILL db', 'RECONNECT',
             'RECONNECT db', 'WAIT_CLOSE', 'WAIT_CLOSE db', 'DISABLE db', 'ENABLE db',
             'RELOAD', 'SHUTDOWN', 'KILL_CLIENT 1', 'KILL_CLIENT x', 'show pools;', '',
-            ';', 'PAUSE nosuchdb', 'SHOW', 'SHOW A B C D E']
+            ';', 'PAUSE nosuchdb', 'SHOW', 'SHOW A B C D E', 'SHOW ACTIVE_SOCKETS',
+            'SHOW PEERS', 'SHOW PEER_POOLS', 'SHOW DNS_HOSTS', 'SHOW DNS_ZONES', 'KILL',
+            'SUSPEND', 'SHUTDOWN WAIT_FOR_CLIENTS', 'SHUTDOWN WAIT_FOR_SERVERS',
+            'SHUTDOWN NOW', 'KILL pgbouncer']
     for i, c in enumerate(cmds):
         name = 'cmd-%02d' % i
         write('console', name, b'\0' + chunks(query(c), 200))
@@ -675,7 +678,9 @@ def dicts():
         'SHOW', 'HELP', 'CONFIG', 'DATABASES', 'POOLS', 'CLIENTS', 'SERVERS', 'USERS',
         'VERSION', 'LISTS', 'STATE', 'STATS', 'STATS_TOTALS', 'STATS_AVERAGES', 'TOTALS',
         'SET', 'RELOAD', 'PAUSE', 'RESUME', 'DISABLE', 'ENABLE', 'RECONNECT', 'KILL',
-        'KILL_CLIENT', 'WAIT_CLOSE', 'SHUTDOWN', ' db', ' = ', ' TO ', "'", "''", ';',
+        'KILL_CLIENT', 'WAIT_CLOSE', 'SHUTDOWN', 'SUSPEND', 'WAIT_FOR_CLIENTS',
+        'WAIT_FOR_SERVERS', 'SOCKETS', 'ACTIVE_SOCKETS', 'PEERS', 'PEER_POOLS', 'MEM',
+        'DNS_HOSTS', 'DNS_ZONES', ' pgbouncer', ' db', ' = ', ' TO ', "'", "''", ';',
         'Q\0\0\0', '\0X\0\0\0\x04'] + keys)
     write_dict('login', ['user\0', 'database\0', 'options\0', 'replication\0', '_pq_.',
                          'application_name\0', 'client_encoding\0', '-c ', '--', '=',
