@@ -22,6 +22,8 @@ enum auth_secret_kind {
 struct auth_file *auth_load(const char *path, char *err, size_t errlen) __attribute__((warn_unused_result));
 void auth_free(struct auth_file *af);
 int auth_count(const struct auth_file *af);
+/* The user of entry I (0 <= I < auth_count), in file order. Owned by AF. */
+const char *auth_user_at(const struct auth_file *af, int i);
 
 /* The secret stored for USER, or NULL. Owned by AF. */
 const char *auth_lookup(const struct auth_file *af, const char *user);

@@ -272,6 +272,8 @@ int auth_count(const struct auth_file *af)
 	return af ? af->count : 0;
 }
 
+const char *auth_user_at(const struct auth_file *af, int i) { return af->entries[i].user; }
+
 const char *auth_lookup(const struct auth_file *af, const char *user)
 {
 	const struct auth_entry *e = find_entry(af, user);

@@ -464,7 +464,10 @@ def seeds_console():
             'PAUSE', 'PAUSE db', 'RESUME', 'RESUME db', 'KILL db', 'RECONNECT',
             'RECONNECT db', 'WAIT_CLOSE', 'WAIT_CLOSE db', 'DISABLE db', 'ENABLE db',
             'RELOAD', 'SHUTDOWN', 'KILL_CLIENT 1', 'KILL_CLIENT x', 'show pools;', '',
-            ';', 'PAUSE nosuchdb', 'SHOW', 'SHOW A B C D E']
+            ';', 'PAUSE nosuchdb', 'SHOW', 'SHOW A B C D E', 'SHOW ACTIVE_SOCKETS',
+            'SHOW PEERS', 'SHOW PEER_POOLS', 'SHOW DNS_HOSTS', 'SHOW DNS_ZONES', 'KILL',
+            'SUSPEND', 'SHUTDOWN WAIT_FOR_CLIENTS', 'SHUTDOWN WAIT_FOR_SERVERS',
+            'SHUTDOWN NOW', 'KILL pgbouncer']
     for i, c in enumerate(cmds):
         name = 'cmd-%02d' % i
         write('console', name, b'\0' + chunks(query(c), 200))
@@ -737,7 +740,9 @@ def dicts():
         'SHOW', 'HELP', 'CONFIG', 'DATABASES', 'POOLS', 'CLIENTS', 'SERVERS', 'USERS',
         'VERSION', 'LISTS', 'STATE', 'STATS', 'STATS_TOTALS', 'STATS_AVERAGES', 'TOTALS',
         'SET', 'RELOAD', 'PAUSE', 'RESUME', 'DISABLE', 'ENABLE', 'RECONNECT', 'KILL',
-        'KILL_CLIENT', 'WAIT_CLOSE', 'SHUTDOWN', ' db', ' = ', ' TO ', "'", "''", ';',
+        'KILL_CLIENT', 'WAIT_CLOSE', 'SHUTDOWN', 'SUSPEND', 'WAIT_FOR_CLIENTS',
+        'WAIT_FOR_SERVERS', 'SOCKETS', 'ACTIVE_SOCKETS', 'PEERS', 'PEER_POOLS', 'MEM',
+        'DNS_HOSTS', 'DNS_ZONES', ' pgbouncer', ' db', ' = ', ' TO ', "'", "''", ';',
         'Q\0\0\0', '\0X\0\0\0\x04'] + keys)
     write_dict('srvlogin', ['SCRAM-SHA-256\0', 'SCRAM-SHA-256-PLUS\0', 'r=', ',s=', ',i=',
                             'v=', 'e=', 'm=', b'R\0\0\0\x08\0\0\0\0', b'Z\0\0\0\x05I',
