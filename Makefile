@@ -40,7 +40,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
-TOOLS     := $(BUILD)/tools/libpq_client
+TOOLS     := $(BUILD)/tools/libpq_client $(BUILD)/tools/srvlogin_client
 
 PGCORO_BIN := $(BUILD)/pgcoro
 
@@ -64,6 +64,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(MOD_OBJS) | $(BUILD)/tests
 
 $(BUILD)/tools/%: tests/integration/%.c | $(BUILD)/tools
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+# srvlogin_client drives pgcoro's own server login: it links the modules, as unit tests do
+$(BUILD)/tools/srvlogin_client: tests/integration/srvlogin_client.c $(MOD_OBJS) | $(BUILD)/tools
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(MOD_OBJS) $(LDLIBS)
 
 $(BUILD) $(BUILD)/tests $(BUILD)/tools:
 	mkdir -p $@

@@ -22,6 +22,8 @@ enum auth_secret_kind {
 struct auth_file *auth_load(const char *path, char *err, size_t errlen) __attribute__((warn_unused_result));
 void auth_free(struct auth_file *af);
 int auth_count(const struct auth_file *af);
+/* The user of entry I (0 <= I < auth_count), in file order. Owned by AF. */
+const char *auth_user_at(const struct auth_file *af, int i);
 
 /* The secret stored for USER, or NULL. Owned by AF. */
 const char *auth_lookup(const struct auth_file *af, const char *user);
@@ -30,6 +32,13 @@ enum auth_secret_kind auth_secret_kind(const char *secret);
 
 /* out = "md5" + hex(md5(password || user)), NUL-terminated (36 bytes). */
 void auth_md5_secret(const char *password, const char *user, char out[36]);
+
+/* The md5 PasswordMessage that answers SALT for the md5 SECRET ("md5" + hex(md5(password ||
+ * user)), as PostgreSQL stores it): "md5" + hex(md5(hex || salt)) into OUT (NUL-terminated),
+ * what a client knowing the password would send. False (OUT "") when SECRET is not an md5
+ * secret or MD5 is unavailable (FIPS). Thread-safe. */
+bool auth_md5_response(const char *secret, const uint8_t salt[4], char out[36])
+	__attribute__((warn_unused_result));
 
 /* Checks an md5 PasswordMessage RESPONSE ("md5" + hex(md5(hex(md5(pw||user)) || salt)))
  * against SECRET (plain or md5). False for a SCRAM secret. Constant-time compare. */

@@ -202,9 +202,6 @@ void client_maybe_release(client_t *c);
  * when the shutdown begins. */
 void client_shutdown_if_done(client_t *c);
 
-/* Shutting down: clients still logging in, and console clients, are closed with 57P01. */
-void client_shutdown_begin(void);
-
 /* Frees closing clients whose output has drained (all of them if FORCE). */
 void client_reap(bool force);
 
@@ -213,6 +210,8 @@ int client_count(void);
 
 /* The admin console's clients (CL_CONSOLE), for SHOW CLIENTS. */
 const struct list_head *client_console_clients(void);
+/* The clients still logging in (CL_LOGIN), for SHOW SOCKETS. */
+const struct list_head *client_login_clients(void);
 
 /* Closes every client (shutdown). */
 void client_close_all(void);

@@ -1,5 +1,6 @@
 /* Admin control of pools, by database name (NULL = every database): PAUSE / RESUME,
- * DISABLE / ENABLE, KILL, RECONNECT, and the conditions PAUSE and WAIT_CLOSE wait for.
+ * DISABLE / ENABLE, KILL, RECONNECT, SUSPEND, and the conditions PAUSE, WAIT_CLOSE and
+ * SUSPEND wait for.
  * The state is kept per database name, so pools created later follow it. */
 #ifndef PGCORO_POOLCTL_H
 #define PGCORO_POOLCTL_H
@@ -22,6 +23,17 @@ void poolctl_resume(const char *db);
 /* True if a pool of DB must be paused (checked when a pool is created); DB NULL: if
  * everything is paused (PAUSE without a database). */
 bool poolctl_paused(const char *db);
+
+/* Whether anything is paused: everything, or a database. */
+bool poolctl_any_paused(void);
+
+/* SUSPEND: no server is handed out (requests wait, servers are kept) and no connection
+ * accepted. It is in force once no server is in use outside session mode (a session
+ * keeps its server and goes on); UNSUSPEND (RESUME) ends it. */
+void poolctl_suspend(void);
+bool poolctl_suspend_done(void);
+void poolctl_unsuspend(void);
+bool poolctl_suspended(void);
 
 /* DISABLE / ENABLE: new logins to DB are refused; sessions go on. */
 bool poolctl_disable(const char *db) __attribute__((warn_unused_result));

@@ -254,4 +254,9 @@ void prep_client_free(client_t *c);
 /* Statements known pgcoro-wide (SHOW / tests). */
 size_t prep_statement_count(void);
 
+/* SHOW CLIENTS / SERVERS' prepared_statements: C's statement names, S's prepared
+ * statements. */
+size_t prep_client_count(const client_t *c);
+size_t prep_server_count(const server_t *s);
+
 #endif

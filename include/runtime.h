@@ -36,6 +36,9 @@ struct runtime {
 	bool shutting_down;     /* no new logins, servers or hand-outs (SHUTDOWN_SERVERS, or
 	                         * the final teardown) */
 	enum rt_shutdown shutdown;
+	bool suspended;         /* SUSPEND: no hand-outs, no accepts, until RESUME (poolctl.c) */
+	uint64_t last_id;       /* the last id given to a client or a server: one sequence, as
+	                         * PgBouncer's (SHOW CLIENTS / SERVERS / SOCKETS id) */
 	bool metrics_on;        /* metrics_listen is set: histograms and error classes are
 	                         * recorded (metrics.h) */
 	int verbose;            /* -v on the command line: log_level debug whatever the

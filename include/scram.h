@@ -1,5 +1,6 @@
-/* SCRAM-SHA-256 (RFC 5802 / RFC 7677) for the server side of client authentication,
- * with OpenSSL. Pure code over strings: the session sends and receives the messages. */
+/* SCRAM-SHA-256 (RFC 5802 / RFC 7677) with OpenSSL: the server side of client
+ * authentication, and the client side pgcoro logs in to servers with (srvlogin.c). Pure
+ * code over strings: the session sends and receives the messages. */
 #ifndef PGCORO_SCRAM_H
 #define PGCORO_SCRAM_H
 
@@ -54,6 +55,12 @@ struct scram_server {
 	char nonce[256];         /* client nonce + server nonce */
 	char gs2_header[64];     /* "n,," or "y,," (as sent, for the c= check) */
 	bool mock;               /* fail at the end whatever the proof */
+	/* Set by the caller before scram_server_final to keep the client's ClientKey (the
+	 * proof XOR HMAC(StoredKey, AuthMessage)) once the proof verified: what SCRAM
+	 * pass-through logs in to a server with (srvlogin.h). The caller wipes it. */
+	bool keep_client_key;
+	bool have_client_key;
+	uint8_t client_key[SCRAM_KEY_LEN];
 };
 
 /* Handles client-first-message MSG (LEN bytes, not NUL-terminated). On success writes the
@@ -68,7 +75,55 @@ bool scram_server_first(struct scram_server *st, const char *msg, size_t len, ch
 bool scram_server_final(struct scram_server *st, const char *msg, size_t len, char *out,
 			size_t outlen) __attribute__((warn_unused_result));
 
-/* Client side of one exchange, for tests: builds client-final from server-first. */
+/* Derives, as scram_derive_keys, the keys of PASSWORD into OUT and also the ClientKey
+ * (HMAC(SaltedPassword, "Client Key")) into CLIENT_KEY: what a client needs to log in. */
+bool scram_derive_client_key(const char *password, const uint8_t *salt, int salt_len,
+			     int iterations, struct scram_keys *out,
+			     uint8_t client_key[SCRAM_KEY_LEN]) __attribute__((warn_unused_result));
+
+/* The client side of one exchange (pgcoro logging in to a server, srvlogin.c), without
+ * channel binding (gs2 header "n,,"): zero-initialise, then call the steps in order.
+ * Messages are parsed from (msg, len) against these sizes; anything longer is refused. */
+struct scram_client {
+	char client_first_bare[64];  /* "n=,r=" + our nonce */
+	char server_first[512];      /* as the server sent it */
+	char nonce[256];             /* the whole nonce: ours + the server's */
+	uint8_t salt[SCRAM_MAX_SALT]; /* the server's salt and iteration count, once */
+	int salt_len;                 /* scram_client_server_first has read them */
+	int iterations;
+	uint8_t server_signature[SCRAM_KEY_LEN]; /* the one to expect, once the final is built */
+	bool final_built;
+};
+
+/* Writes the client-first-message "n,,n=,r=<nonce>" (18 random bytes, base64) into OUT
+ * (NUL-terminated). The user name is left empty, as libpq does: PostgreSQL takes the one
+ * of the startup packet. False if OUT is too small or no random bytes could be drawn. */
+bool scram_client_first(struct scram_client *cl, char *out, size_t outlen)
+	__attribute__((warn_unused_result));
+
+/* Reads the server-first-message MSG (LEN bytes, not NUL-terminated): its nonce must
+ * extend ours (and be printable), its salt decode and its iteration count be a positive
+ * int; then CL->salt, salt_len and iterations hold them. False otherwise, also for the
+ * reserved mandatory extension "m=". */
+bool scram_client_server_first(struct scram_client *cl, const char *msg, size_t len)
+	__attribute__((warn_unused_result));
+
+/* Writes the client-final-message "c=biws,r=<nonce>,p=<proof>" into OUT, the proof being
+ * CLIENT_KEY XOR HMAC(H(CLIENT_KEY), AuthMessage), and remembers the server signature to
+ * expect, HMAC(SERVER_KEY, AuthMessage). Needs no password: ClientKey and ServerKey are
+ * enough (a client's keys recovered from its proof, or derived from a password). */
+bool scram_client_final_keys(struct scram_client *cl, const uint8_t client_key[SCRAM_KEY_LEN],
+			     const uint8_t server_key[SCRAM_KEY_LEN], char *out, size_t outlen)
+	__attribute__((warn_unused_result));
+
+/* True when the server-final-message MSG is "v=<signature>" (extensions after it are
+ * ignored) with the signature scram_client_final_keys expects, compared in constant time.
+ * False for anything else, "e=<error>" included. */
+bool scram_client_verify(struct scram_client *cl, const char *msg, size_t len)
+	__attribute__((warn_unused_result));
+
+/* Client side of one exchange with any gs2 header and client-first-bare, for tests:
+ * builds client-final from server-first with PASSWORD. */
 bool scram_client_final(const char *password, const char *client_first_bare,
 			const char *server_first, const char *gs2_header, char *out, size_t outlen)
 	__attribute__((warn_unused_result));

@@ -1,4 +1,4 @@
-/* The admin console's SHOW commands (see console.h), as PgBouncer answers them. */
+/* The admin console's SHOW commands (see console.h), as PgBouncer 1.26 answers them. */
 #ifndef PGCORO_SHOW_H
 #define PGCORO_SHOW_H
 
@@ -14,5 +14,9 @@ void show_init(struct runtime *rt);
  * NOTICEs for HELP) and CommandComplete "SHOW". False, with nothing written, if there is
  * no such SHOW. */
 bool show_build(struct pbuf *out, const char *what);
+
+/* SHOW USERS' current_client_connections of USER: its clients in every pool and its
+ * console sessions. */
+int show_user_clients(const char *user);
 
 #endif

@@ -1,9 +1,12 @@
-/* The orderly stop, PgBouncer 1.23's. SIGINT (SHUTDOWN_SERVERS): stop accepting; clients
- * without a server are told (57P01) and closed; a client holding a server is closed when
- * it gives it back: at the end of its transaction, or in session mode when it leaves.
- * SIGTERM (SHUTDOWN_CLIENTS): stop accepting; the clients are served as before until they
- * leave. Either way the daemon exits when no client is left, or after shutdown_timeout. A
- * second signal, or SIGQUIT: exit now. */
+/* The orderly stop, PgBouncer's. Either way the TCP listeners close at once; the unix
+ * socket stays open for the console (other logins get 57P03 "pooler is shutting down").
+ * SIGINT or the console's SHUTDOWN WAIT_FOR_SERVERS (SHUTDOWN_SERVERS): clients without a
+ * server are told (57P01) and closed; a client holding a server is closed when it gives
+ * it back: at the end of its transaction, or in session mode when it leaves; the daemon
+ * exits when none of them is left (console sessions do not hold it up). SIGTERM or
+ * SHUTDOWN WAIT_FOR_CLIENTS (SHUTDOWN_CLIENTS): the clients are served as before until
+ * they leave; the daemon exits when no client is left, console sessions included. Either
+ * way shutdown_timeout bounds the wait; a second signal, or SIGQUIT: exit now. */
 #ifndef PGCORO_SHUTDOWN_H
 #define PGCORO_SHUTDOWN_H
 
@@ -11,8 +14,8 @@
 
 void shutdown_init(struct runtime *rt);
 
-/* SIGINT (SHUTDOWN_SERVERS) or SIGTERM (SHUTDOWN_CLIENTS); a second call stops the loop
- * now. */
+/* SIGINT / WAIT_FOR_SERVERS (SHUTDOWN_SERVERS) or SIGTERM / WAIT_FOR_CLIENTS
+ * (SHUTDOWN_CLIENTS); a second call stops the loop now. */
 void shutdown_begin(enum rt_shutdown mode);
 
 /* Stops the loop now (main's teardown closes every client and server), logging WHY. */

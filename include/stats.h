@@ -19,10 +19,12 @@ struct stats {
 	uint64_t query_time_us;  /* summed times from a request to its last ReadyForQuery */
 	uint64_t wait_time_us;   /* summed times clients waited for a server */
 	uint64_t assignments;    /* servers handed to clients */
-	/* protocol-level prepared statements (transaction and statement mode, prepared.c) */
+	/* protocol-level prepared statements (transaction and statement mode, prepared.c);
+	 * those pgcoro refuses (42P05, 26000, 53400) count nothing */
 	uint64_t client_parse_count; /* named statements clients prepared */
 	uint64_t server_parse_count; /* Parses pgcoro sent to servers for them */
 	uint64_t bind_count;         /* Binds of them pgcoro forwarded */
+	uint64_t client_login_count; /* logins that reached their pool (or the console) */
 };
 
 void stats_init(struct runtime *rt);
@@ -37,6 +39,7 @@ void stats_add(struct stats *to, const struct stats *from);
  * counts and bytes, mean times per transaction, per request and per server assignment
  * (0 when there is nothing to divide by). */
 struct stats_avg {
+	uint64_t assignments;    /* per second */
 	uint64_t xact_count;     /* per second */
 	uint64_t query_count;    /* per second */
 	uint64_t bytes_received; /* per second */
@@ -47,6 +50,7 @@ struct stats_avg {
 	uint64_t client_parse_count; /* per second */
 	uint64_t server_parse_count; /* per second */
 	uint64_t bind_count;         /* per second */
+	uint64_t client_login_count; /* per second */
 };
 struct stats_avg stats_averages(const struct stats *d, double seconds);
 
@@ -59,6 +63,13 @@ void stats_sub(struct stats *to, const struct stats *a, const struct stats *b);
 /* Seconds the last full stats_period lasted (0 before the first), for per-second
  * averages of pool->period. */
 double stats_period_seconds(void);
+
+/* The admin console's counters (PgBouncer's admin pool "pgbouncer"): its logins, and each
+ * command as one query and one transaction. Bumped by console.c; summed with the pools'
+ * in the stats line and SHOW TOTALS. */
+struct stats *stats_console(void);
+/* Their growth over the last full stats_period, as pool->period. */
+const struct stats *stats_console_period(void);
 
 void stats_free(void);
 

@@ -307,6 +307,8 @@ int auth_count(const struct auth_file *af)
 	return af ? af->count : 0;
 }
 
+const char *auth_user_at(const struct auth_file *af, int i) { return af->entries[i].user; }
+
 const char *auth_lookup(const struct auth_file *af, const char *user)
 {
 	const struct auth_entry *e = find_entry(af, user);
@@ -396,6 +398,15 @@ void auth_md5_secret(const char *password, const char *user, char out[36])
 		out[0] = '\0'; /* matches no 35-character response or secret */
 }
 
+bool auth_md5_response(const char *secret, const uint8_t salt[4], char out[36])
+{
+	memcpy(out, MD5_PREFIX, 3);
+	if (is_md5_secret(secret) && md5_hex(secret + 3, 32, salt, 4, out + 3))
+		return true;
+	out[0] = '\0';
+	return false;
+}
+
 /* Equal strings, in time independent of their contents (both are hashed first). */
 static bool secret_equal(const char *a, const char *b)
 {
@@ -431,8 +442,7 @@ static bool md5_response_ok(const char *stored, const uint8_t salt[4], const cha
 	static const char dummy[] = MD5_PREFIX "00000000000000000000000000000000";
 	bool usable = strlen(stored) == MD5_SECRET_LEN;
 	char expected[36];
-	memcpy(expected, MD5_PREFIX, 3);
-	bool ok = md5_hex((usable ? stored : dummy) + 3, 32, salt, 4, expected + 3) &&
+	bool ok = auth_md5_response(usable ? stored : dummy, salt, expected) &&
 	          strlen(response) == MD5_SECRET_LEN &&
 	          CRYPTO_memcmp(expected, response, MD5_SECRET_LEN) == 0 && usable;
 	OPENSSL_cleanse(expected, sizeof expected);

@@ -46,7 +46,6 @@ static struct list_head closing_list; /* CL_CLOSING */
 static struct list_head console_list; /* CL_CONSOLE */
 static struct pbuf out;               /* reused for every message pgcoro builds */
 static struct event reap_ev;
-static uint64_t next_id;
 static int nclients;                  /* every client not yet closing */
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
@@ -248,14 +247,6 @@ void client_shutdown_if_done(client_t *c)
 	/* its server goes back to the pool here (in session mode only when it leaves) */
 	if (s->tx_status == 'I' && c->pool->pool_mode != POOL_SESSION)
 		client_disconnect(c, "57P01", "terminating connection: pgcoro is shutting down");
-}
-
-static void close_list_shutdown(struct list_head *h);
-
-void client_shutdown_begin(void)
-{
-	close_list_shutdown(&login_list);
-	close_list_shutdown(&console_list);
 }
 
 void client_on_ready(client_t *c)
@@ -517,6 +508,7 @@ static void close_list_shutdown(struct list_head *h)
 }
 
 const struct list_head *client_console_clients(void) { return &console_list; }
+const struct list_head *client_login_clients(void) { return &login_list; }
 
 void client_close_all(void)
 {
@@ -753,6 +745,10 @@ void client_logged_in(client_t *c)
 		console_login(c);
 		return;
 	}
+	if (rt->shutdown != SHUTDOWN_NONE) { /* the unix socket is still open for the console */
+		client_disconnect(c, "57P03", "pooler is shutting down");
+		return;
+	}
 	if (poolctl_disabled(c->database)) {
 		client_disconnect(c, "55000", "database \"%s\" is disabled (DISABLE)", c->database);
 		return;
@@ -773,6 +769,7 @@ void client_logged_in(client_t *c)
 		return;
 	}
 	c->pool = pool;
+	pool->stats.client_login_count++;
 	if (pool->pool_mode != POOL_SESSION && pool->params_known) {
 		/* Transaction/statement mode: answer from the pool's parameters now; the client
 		 * waits for a server only with its first query (which applies its settings). */
@@ -987,7 +984,7 @@ void client_accept(int fd, const struct sockaddr *sa, int salen)
 		close(fd);
 		return;
 	}
-	c->id = ++next_id;
+	c->id = ++rt->last_id;
 	list_init(&c->node);
 	keep_peer(c, sa);
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {

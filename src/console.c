@@ -1,6 +1,7 @@
-/* Owns the admin console (see console.h): authorization of console users, parsing of
- * console commands, the SHOW results (PgBouncer's columns and types) and the commands
- * that wait for a condition (PAUSE, WAIT_CLOSE, RELOAD). */
+/* Owns the admin console (see console.h): authorization of console users and their
+ * client limits, parsing of console commands and PgBouncer's errors for them (the SHOW
+ * results are show.c's), the console's counters, and the commands that wait for a
+ * condition (PAUSE, WAIT_CLOSE, RELOAD, SUSPEND, a SET that re-reads files). */
 #include "console.h"
 
 #include <ctype.h>
@@ -9,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
 
 #include "client.h"
 #include "config.h"
@@ -23,6 +27,7 @@
 #include "server.h"
 #include "show.h"
 #include "shutdown.h"
+#include "stats.h"
 #include "stream.h"
 
 /* What a console client waits for before its command completes. */
@@ -33,6 +38,7 @@ enum console_wait {
 	CW_RELOAD,     /* RELOAD: the reload running on the executor ended */
 	CW_SET,        /* SET: the files it re-reads are read (console_set_done) */
 	CW_SET_QUEUED, /* SET (the query in arg): a reload or another SET to end, then it runs */
+	CW_SUSPEND,    /* SUSPEND: no server in use outside session mode */
 };
 
 /* The console part of a client (client->console). */
@@ -54,12 +60,35 @@ struct console_session {
 static struct runtime *rt;
 static struct pbuf out;
 static struct list_head waiters;
+static struct event suspend_ev; /* polls while a SUSPEND waits: a server's release is
+                                 * no event of the console's */
+
+#define SUSPEND_POLL_USEC 20000
+
+static bool suspend_waits(void)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &waiters)
+	{
+		if (list_entry(pos, struct console_session, node)->wait == CW_SUSPEND)
+			return true;
+	}
+	return false;
+}
+
+static void suspend_cb(evutil_socket_t fd, short what, void *arg)
+{
+	console_poll();
+	if (!suspend_waits())
+		event_del(&suspend_ev);
+}
 
 void console_init(struct runtime *r)
 {
 	rt = r;
 	pbuf_init(&out);
 	list_head_init(&waiters);
+	event_assign(&suspend_ev, rt->base, -1, EV_PERSIST, suspend_cb, NULL);
 	show_init(r);
 }
 
@@ -115,6 +144,12 @@ static void send_error(client_t *c, const char *sqlstate, const char *fmt, ...)
 	proto_build_error(&out, "ERROR", sqlstate, msg, NULL, NULL);
 	proto_build_ready(&out, 'I');
 	flush_out(c);
+}
+
+/* PgBouncer's answer to what it does not understand. */
+static void syntax_error(client_t *c, const char *query)
+{
+	send_error(c, "08P01", "invalid command '%s', use SHOW HELP;", query);
 }
 
 static void complete(client_t *c, const char *tag)
@@ -259,7 +294,7 @@ static void run_set(client_t *c, const char *query)
 {
 	char key[64], value[CONSOLE_MAX_QUERY + 1], msg[1024];
 	if (!parse_set(query + 3, key, sizeof(key), value, sizeof(value))) {
-		send_error(c, "08P01", "invalid command '%s', use SHOW HELP;", query);
+		syntax_error(c, query);
 		return;
 	}
 	for (int i = 0; fake_params[i]; i++)
@@ -293,6 +328,193 @@ static void run_set(client_t *c, const char *query)
 	}
 }
 
+/* ---- commands other than SHOW and SET: each gets C, its argument ARG (NULL: none) and
+ * the QUERY as sent (for the syntax error). Their errors are PgBouncer's texts, 08P01. */
+
+static bool globally_held(client_t *c)
+{
+	if (!poolctl_paused(NULL) && !poolctl_suspended())
+		return false;
+	send_error(c, "08P01", "already suspended/paused");
+	return true;
+}
+
+/* ARG names a database the command may act on: not the console's own ("cannot WHAT
+ * admin db"), and one that exists. */
+static bool db_ok(client_t *c, const char *arg, const char *what)
+{
+	if (console_is_console_db(arg)) {
+		send_error(c, "08P01", "cannot %s admin db: %s", what, arg);
+		return false;
+	}
+	return db_known(c, arg);
+}
+
+static void cmd_pause(client_t *c, const char *arg, const char *query)
+{
+	if (globally_held(c) || (arg && !db_ok(c, arg, "pause")))
+		return;
+	if (!poolctl_pause(arg))
+		send_error(c, "53200", "out of memory");
+	else
+		wait_for(c, CW_PAUSE, arg, "PAUSE");
+}
+
+static void cmd_resume(client_t *c, const char *arg, const char *query)
+{
+	if (rt->shutdown != SHUTDOWN_NONE) {
+		send_error(c, "08P01", "pooler is shutting down");
+	} else if (!arg) {
+		if (!poolctl_suspended() && !poolctl_any_paused()) {
+			send_error(c, "08P01", "pooler is not paused/suspended");
+			return;
+		}
+		poolctl_unsuspend();
+		poolctl_resume(NULL);
+		complete(c, "RESUME");
+	} else if (db_known(c, arg)) {
+		if (!poolctl_paused(arg)) {
+			send_error(c, "08P01", "database %s is not paused", arg);
+			return;
+		}
+		poolctl_resume(arg);
+		complete(c, "RESUME");
+	}
+}
+
+static void cmd_suspend(client_t *c, const char *arg, const char *query)
+{
+	if (arg) {
+		syntax_error(c, query);
+	} else if (globally_held(c)) {
+		return;
+	} else if (poolctl_any_paused()) {
+		send_error(c, "08P01", "cannot suspend with paused databases");
+	} else {
+		poolctl_suspend();
+		wait_for(c, CW_SUSPEND, NULL, "SUSPEND");
+		struct timeval tv = {0, SUSPEND_POLL_USEC};
+		if (suspend_waits() && event_add(&suspend_ev, &tv) != 0)
+			log_warning("SUSPEND: cannot arm its timer: answered once a server closes");
+	}
+}
+
+static void cmd_enable_disable(client_t *c, const char *arg, bool enable)
+{
+	if (!arg) {
+		send_error(c, "08P01", "a database is required");
+		return;
+	}
+	if (!db_ok(c, arg, enable ? "enable" : "disable"))
+		return;
+	if (enable)
+		poolctl_enable(arg);
+	else if (!poolctl_disable(arg)) {
+		send_error(c, "53200", "out of memory");
+		return;
+	}
+	complete(c, enable ? "ENABLE" : "DISABLE");
+}
+
+static void cmd_enable(client_t *c, const char *arg, const char *query)
+{
+	cmd_enable_disable(c, arg, true);
+}
+
+static void cmd_disable(client_t *c, const char *arg, const char *query)
+{
+	cmd_enable_disable(c, arg, false);
+}
+
+static void cmd_kill(client_t *c, const char *arg, const char *query)
+{
+	if (globally_held(c) || (arg && !db_ok(c, arg, "kill")))
+		return;
+	if (!poolctl_kill(arg))
+		send_error(c, "53200", "out of memory");
+	else
+		complete(c, "KILL");
+}
+
+static void cmd_kill_client(client_t *c, const char *arg, const char *query)
+{
+	unsigned long long id;
+	if (!arg || sscanf(arg, "%llu", &id) != 1) { /* PgBouncer's reading of the id */
+		send_error(c, "08P01", "invalid client pointer supplied");
+		return;
+	}
+	client_t *victim = client_find(id);
+	if (!victim) {
+		send_error(c, "08P01", "client not found");
+		return;
+	}
+	client_disconnect(victim, "57P01", "terminating connection: KILL_CLIENT by an administrator");
+	complete(c, "KILL_CLIENT");
+}
+
+static void cmd_reconnect(client_t *c, const char *arg, const char *query)
+{
+	if (arg && !db_ok(c, arg, "reconnect"))
+		return;
+	poolctl_reconnect(arg);
+	complete(c, "RECONNECT");
+}
+
+static void cmd_wait_close(client_t *c, const char *arg, const char *query)
+{
+	if (arg && console_is_console_db(arg)) {
+		send_error(c, "08P01", "cannot wait in admin db: %s", arg);
+		return;
+	}
+	if (arg && !db_known(c, arg))
+		return;
+	wait_for(c, CW_WAIT_CLOSE, arg, "WAIT_CLOSE");
+}
+
+static void cmd_reload(client_t *c, const char *arg, const char *query)
+{
+	if (arg) {
+		syntax_error(c, query);
+		return;
+	}
+	reload_start();
+	wait_for(c, CW_RELOAD, NULL, "RELOAD");
+}
+
+/* SHUTDOWN: exit now (answered first, unlike PgBouncer, which leaves the question
+ * open); WAIT_FOR_SERVERS / WAIT_FOR_CLIENTS: SIGINT's and SIGTERM's orderly stops. */
+static void cmd_shutdown(client_t *c, const char *arg, const char *query)
+{
+	enum rt_shutdown mode = SHUTDOWN_NONE;
+	if (arg && strcasecmp(arg, "wait_for_servers") == 0)
+		mode = SHUTDOWN_SERVERS;
+	else if (arg && strcasecmp(arg, "wait_for_clients") == 0)
+		mode = SHUTDOWN_CLIENTS;
+	else if (arg) {
+		syntax_error(c, query);
+		return;
+	}
+	log_info("SHUTDOWN%s%s by %s", arg ? " " : "", arg ? arg : "", c->user);
+	if (mode == SHUTDOWN_NONE)
+		shutdown_now("SHUTDOWN"); /* the loop stops after this callback */
+	else
+		shutdown_begin(mode);     /* TCP closed before the answer goes out */
+	complete(c, "SHUTDOWN");
+	stream_flush(&c->st);
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(client_t *c, const char *arg, const char *query);
+} commands[] = {
+    {"pause", cmd_pause},         {"resume", cmd_resume},
+    {"suspend", cmd_suspend},     {"enable", cmd_enable},
+    {"disable", cmd_disable},     {"kill", cmd_kill},
+    {"kill_client", cmd_kill_client}, {"reconnect", cmd_reconnect},
+    {"wait_close", cmd_wait_close}, {"reload", cmd_reload},
+    {"shutdown", cmd_shutdown},
+};
+
 static void run(client_t *c, char *query)
 {
 	struct console_session *cs = session(c);
@@ -312,94 +534,57 @@ static void run(client_t *c, char *query)
 		return;
 	}
 	if (n < 0) {
-		send_error(c, "08P01", "invalid command '%s', use SHOW HELP;", query);
+		syntax_error(c, query);
 		return;
 	}
 	if (strcasecmp(w[0], "show") == 0) {
 		if (n != 2) {
-			send_error(c, "08P01", "invalid command '%s', use SHOW HELP;", query);
+			syntax_error(c, query);
 			return;
 		}
 		if (!show_build(&out, w[1])) {
-			send_error(c, "08P01", "invalid command '%s', use SHOW HELP;", query);
+			syntax_error(c, query);
 			return;
 		}
 		proto_build_ready(&out, 'I');
 		flush_out(c);
 		return;
 	}
-	if (!cs->admin) {
-		send_error(c, "08P01", "admin access needed");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcasecmp(w[0], commands[i].name) != 0)
+			continue;
+		if (!cs->admin)
+			send_error(c, "08P01", "admin access needed");
+		else if (n > 2)
+			syntax_error(c, query);
+		else
+			commands[i].fn(c, n == 2 ? w[1] : NULL, query);
 		return;
 	}
-	const char *db = n >= 2 ? w[1] : NULL;
-	if (n > 2) {
-		send_error(c, "08P01", "invalid command '%s', use SHOW HELP;", query);
-	} else if (strcasecmp(w[0], "pause") == 0) {
-		if (db && !db_known(c, db))
-			return;
-		if (!poolctl_pause(db))
-			send_error(c, "53200", "out of memory");
-		else
-			wait_for(c, CW_PAUSE, db, "PAUSE");
-	} else if (strcasecmp(w[0], "resume") == 0) {
-		poolctl_resume(db);
-		complete(c, "RESUME");
-	} else if (strcasecmp(w[0], "disable") == 0 || strcasecmp(w[0], "enable") == 0 ||
-		   strcasecmp(w[0], "kill") == 0) {
-		if (!db) {
-			send_error(c, "08P01", "%s needs a database name", w[0]);
-			return;
-		}
-		if (!db_known(c, db))
-			return;
-		bool ok = true;
-		if (strcasecmp(w[0], "enable") == 0)
-			poolctl_enable(db);
-		else if (strcasecmp(w[0], "disable") == 0)
-			ok = poolctl_disable(db);
-		else
-			ok = poolctl_kill(db);
-		if (!ok)
-			send_error(c, "53200", "out of memory");
-		else
-			complete(c, strcasecmp(w[0], "kill") == 0	 ? "KILL"
-				    : strcasecmp(w[0], "enable") == 0 ? "ENABLE"
-								       : "DISABLE");
-	} else if (strcasecmp(w[0], "reconnect") == 0) {
-		if (db && !db_known(c, db))
-			return;
-		poolctl_reconnect(db);
-		complete(c, "RECONNECT");
-	} else if (strcasecmp(w[0], "wait_close") == 0) {
-		if (db && !db_known(c, db))
-			return;
-		wait_for(c, CW_WAIT_CLOSE, db, "WAIT_CLOSE");
-	} else if (strcasecmp(w[0], "kill_client") == 0) {
-		char *end;
-		unsigned long long id = db ? strtoull(db, &end, 10) : 0;
-		client_t *victim = db && *end == '\0' ? client_find(id) : NULL;
-		if (!victim) {
-			send_error(c, "42704", "no such client: %s", db ? db : "(none given)");
-			return;
-		}
-		client_disconnect(victim, "57P01",
-				  "terminating connection: KILL_CLIENT by an administrator");
-		complete(c, "KILL_CLIENT");
-	} else if (strcasecmp(w[0], "reload") == 0 && n == 1) {
-		reload_start();
-		wait_for(c, CW_RELOAD, NULL, "RELOAD");
-	} else if (strcasecmp(w[0], "shutdown") == 0 && n == 1) {
-		complete(c, "SHUTDOWN");
-		stream_flush(&c->st);
-		log_info("SHUTDOWN by %s", c->user);
-		shutdown_begin(SHUTDOWN_SERVERS);
-	} else {
-		send_error(c, "08P01", "invalid command '%s', use SHOW HELP;", query);
-	}
+	syntax_error(c, query);
 }
 
 /* ---- sessions -------------------------------------------------------------------------- */
+
+/* The client limit a new console session of C would pass, or NULL: the console's
+ * sessions count against max_db_client_connections (PgBouncer's admin database), and
+ * against max_user_client_connections with the user's sessions in the pools; users in
+ * admin_users are not limited here, as PgBouncer's. */
+static const char *client_limit(const client_t *c)
+{
+	const struct config *cfg = rt->cfg;
+	if (in_list(cfg->admin_users, c->user))
+		return NULL;
+	if (cfg->max_db_client_connections > 0 &&
+	    client_console_clients()->count >= cfg->max_db_client_connections)
+		return "max_db_client_connections";
+	const struct cfg_user *u = cfg_find_user(cfg, c->user);
+	int max = u && u->max_user_client_connections >= 0 ? u->max_user_client_connections
+							   : cfg->max_user_client_connections;
+	if (max > 0 && show_user_clients(c->user) >= max)
+		return "max_user_client_connections";
+	return NULL;
+}
 
 void console_login(client_t *c)
 {
@@ -408,6 +593,11 @@ void console_login(client_t *c)
 	if (!admin && !in_list(cfg->stats_users, c->user)) {
 		client_disconnect(c, "28000", "not allowed: user \"%s\" is not in admin_users or "
 				  "stats_users", c->user);
+		return;
+	}
+	const char *full = client_limit(c);
+	if (full) {
+		client_disconnect(c, "53300", "client connections exceeded (%s)", full);
 		return;
 	}
 	c->console = calloc(1, sizeof(*c->console));
@@ -428,6 +618,7 @@ void console_login(client_t *c)
 	params[server_param_index("integer_datetimes")] = "on";
 	params[server_param_index("application_name")] = "pgcoro";
 	client_set_state(c, CL_CONSOLE);
+	stats_console()->client_login_count++;
 	client_send_welcome(c, params);
 	if (rt->cfg->log_connections)
 		log_info("client %llu %s (%s@%s): console login (%s)", (unsigned long long)c->id,
@@ -460,6 +651,8 @@ void console_on_input(client_t *c)
 			q[m.blen] = '\0';
 		}
 		client_take(c, &m);
+		stats_console()->query_count++; /* one statement, one transaction */
+		stats_console()->xact_count++;
 		if (fits)
 			run(c, q);
 		else
@@ -491,9 +684,8 @@ static void wait_done(client_t *c, bool ok)
 		return; /* closed meanwhile */
 	if (ok)
 		complete(c, cs->tag);
-	else
-		send_error(c, "F0000", "%s failed: the running configuration stays (see the log)",
-			   cs->tag);
+	else /* PgBouncer's text; the running configuration stays */
+		send_error(c, "F0000", "%s failed, see logs for additional details", cs->tag);
 	read_next(c);
 }
 
@@ -531,6 +723,7 @@ static struct console_session *done_waiter(void)
 	{
 		struct console_session *cs = list_entry(pos, struct console_session, node);
 		if ((cs->wait == CW_PAUSE && poolctl_pause_done(cs->arg)) ||
+		    (cs->wait == CW_SUSPEND && poolctl_suspend_done()) ||
 		    (cs->wait == CW_WAIT_CLOSE && poolctl_close_done(cs->arg)) ||
 		    cs->owner->state != CL_CONSOLE)
 			return cs;
@@ -541,6 +734,10 @@ static struct console_session *done_waiter(void)
 void console_poll(void)
 {
 	static bool polling; /* a completed command may start another wait: no nesting */
+	if (poolctl_suspended() && list_empty(client_console_clients())) {
+		log_info("the console left while suspended: RESUME");
+		poolctl_unsuspend();
+	}
 	if (polling || list_empty(&waiters))
 		return;
 	polling = true;

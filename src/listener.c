@@ -56,10 +56,38 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	client_accept(fd, sa, salen);
 }
 
+static bool held; /* SUSPEND */
+
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
 {
-	for (int i = 0; i < nlisteners; i++)
+	for (int i = 0; i < nlisteners && !held; i++)
 		evconnlistener_enable(listeners[i]);
+}
+
+void listener_hold(bool hold)
+{
+	held = hold;
+	for (int i = 0; i < nlisteners; i++) {
+		if (hold)
+			evconnlistener_disable(listeners[i]);
+		else
+			evconnlistener_enable(listeners[i]);
+	}
+}
+
+void listener_stop_tcp(void)
+{
+	int kept = 0;
+	for (int i = 0; i < nlisteners; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = evconnlistener_get_fd(listeners[i]);
+		if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_UNIX)
+			listeners[kept++] = listeners[i];
+		else
+			evconnlistener_free(listeners[i]);
+	}
+	nlisteners = kept;
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)

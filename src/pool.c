@@ -553,7 +553,7 @@ static bool hand_idle(pool_t *p, client_t *c)
 
 void pool_serve_waiting(pool_t *p)
 {
-	if (rt->shutting_down || p->paused)
+	if (rt->shutting_down || rt->suspended || p->paused)
 		return;
 	while (!list_empty(&p->waiting) &&
 	       hand_idle(p, list_entry(list_first(&p->waiting), client_t, node)))
@@ -566,7 +566,8 @@ void pool_serve_waiting(pool_t *p)
 
 void pool_request(pool_t *p, client_t *c)
 {
-	if (!rt->shutting_down && !p->paused && list_empty(&p->waiting) && hand_idle(p, c))
+	if (!rt->shutting_down && !rt->suspended && !p->paused && list_empty(&p->waiting) &&
+	    hand_idle(p, c))
 		return;
 	if (p->retry_delay > 0 && !p->paused && pool_server_count(p) == p->sv_connecting.count &&
 	    rt_now() < p->retry_at) {

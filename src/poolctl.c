@@ -1,13 +1,16 @@
 /* Owns the admin state of databases (paused, disabled) and the operations PAUSE, RESUME,
- * DISABLE, ENABLE, KILL and RECONNECT on their pools. A pool reads its paused flag
- * (pool->paused), set here for the pools that exist and at creation for new ones. */
+ * DISABLE, ENABLE, KILL and RECONNECT on their pools, and SUSPEND (rt->suspended). A pool
+ * reads its paused flag (pool->paused), set here for the pools that exist and at creation
+ * for new ones. */
 #include "poolctl.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "client.h"
+#include "config.h"
 #include "list.h"
+#include "listener.h"
 #include "log.h"
 #include "pool.h"
 #include "runtime.h"
@@ -112,6 +115,43 @@ void poolctl_resume(const char *db)
 	log_info("RESUME %s", db ? db : "(all databases)");
 	apply();
 }
+
+bool poolctl_any_paused(void)
+{
+	for (int i = 0; i < ndbs; i++)
+		if (dbs[i].paused)
+			return true;
+	return all_paused;
+}
+
+void poolctl_suspend(void)
+{
+	log_info("SUSPEND: no hand-outs, no new connections until RESUME");
+	rt->suspended = true;
+	listener_hold(true);
+}
+
+bool poolctl_suspend_done(void)
+{
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+		if (p->pool_mode != POOL_SESSION &&
+		    (p->sv_active.count > 0 || p->sv_housekeeping.count > 0))
+			return false;
+	return true;
+}
+
+void poolctl_unsuspend(void)
+{
+	if (!rt->suspended)
+		return;
+	log_info("RESUME after SUSPEND");
+	rt->suspended = false;
+	listener_hold(false);
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+		pool_kick(p);
+}
+
+bool poolctl_suspended(void) { return rt->suspended; }
 
 bool poolctl_disable(const char *db)
 {

@@ -1507,3 +1507,6 @@ unsigned prep_forget_syncs(server_t *s, unsigned k)
 	}
 	return n;
 }
+
+size_t prep_client_count(const client_t *c) { return c->prep ? c->prep->count : 0; }
+size_t prep_server_count(const server_t *s) { return s->prep ? (size_t)s->prep->lru.count : 0; }

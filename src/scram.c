@@ -1,6 +1,7 @@
 /* SCRAM-SHA-256 (RFC 5802 / RFC 7677): verifier parsing, key derivation, the salts pgcoro
- * makes (and the per-process secret behind them), the server side of one exchange and a
- * client side for tests. Pure code over bounded strings, with OpenSSL.
+ * makes (and the per-process secret behind them), the server side of one exchange and the
+ * client side (srvlogin.c's, with a password or with keys; tests'). Pure code over bounded
+ * strings, with OpenSSL.
  * Every message is parsed from (msg, len) against the sizes of struct scram_server; anything
  * that would not fit is rejected. We offer no SCRAM-SHA-256-PLUS, so channel binding
  * ("p=" in the gs2 header) is refused and "y" is accepted. */
@@ -413,6 +414,10 @@ bool scram_server_final(struct scram_server *st, const char *msg, size_t len, ch
 	for (int i = 0; i < SCRAM_KEY_LEN; i++)
 		ck[i] = proof[i] ^ sig[i];
 	bool ok = sha256(ck, sizeof ck, h) && CRYPTO_memcmp(h, k->stored_key, SCRAM_KEY_LEN) == 0;
+	if (ok && !st->mock && st->keep_client_key) {
+		memcpy(st->client_key, ck, sizeof ck);
+		st->have_client_key = true;
+	}
 	OPENSSL_cleanse(ck, sizeof ck);
 	if (!ok || st->mock)
 		return false;
@@ -425,55 +430,140 @@ bool scram_server_final(struct scram_server *st, const char *msg, size_t len, ch
 	return n > 0 && (size_t)n < outlen;
 }
 
-bool scram_client_final(const char *password, const char *client_first_bare,
-                        const char *server_first, const char *gs2_header, char *out, size_t outlen)
+/* ---- the client side ------------------------------------------------------------------- */
+
+bool scram_derive_client_key(const char *password, const uint8_t *salt, int salt_len,
+                             int iterations, struct scram_keys *out,
+                             uint8_t client_key[SCRAM_KEY_LEN])
 {
-	/* server-first = "r=" nonce "," "s=" salt "," "i=" iterations [ "," ext ] */
-	struct cursor c = {server_first, server_first + strlen(server_first)};
-	const char *nonce, *salt64, *iter;
-	size_t nonce_len, salt64_len, iter_len;
-	if (!read_attr(&c, 'r', &nonce, &nonce_len) || !read_comma(&c) ||
-	    !read_attr(&c, 's', &salt64, &salt64_len) || !read_comma(&c) ||
+	return derive(password, salt, salt_len, iterations, out, client_key);
+}
+
+/* Parses server-first-message MSG (LEN bytes) = "r=" nonce "," "s=" salt "," "i=" count
+ * [ "," ext ]: the nonce must extend CNONCE (CNONCE_LEN bytes) and be printable; the
+ * nonce is pointed to (into MSG), salt and iterations decoded. */
+static bool parse_server_first(const char *msg, size_t len, const char *cnonce,
+                               size_t cnonce_len, const char **nonce, size_t *nonce_len,
+                               uint8_t salt[SCRAM_MAX_SALT], int *salt_len, int *iterations)
+{
+	struct cursor c = {msg, msg + len};
+	const char *salt64, *iter;
+	size_t salt64_len, iter_len;
+	if (len == 0 || memchr(msg, '\0', len) || !read_attr(&c, 'r', nonce, nonce_len) ||
+	    !read_comma(&c) || !read_attr(&c, 's', &salt64, &salt64_len) || !read_comma(&c) ||
 	    !read_attr(&c, 'i', &iter, &iter_len) || !skip_extensions(&c))
-		return false;
+		return false; /* also refuses "m=", the reserved mandatory extension */
+	if (cnonce_len == 0 || *nonce_len <= cnonce_len || !is_printable(*nonce, *nonce_len) ||
+	    memcmp(*nonce, cnonce, cnonce_len) != 0)
+		return false; /* the server's nonce must extend ours */
+	*salt_len = b64_decode(salt64, salt64_len, salt, SCRAM_MAX_SALT);
+	return *salt_len >= 1 && parse_iterations(iter, iter_len, iterations);
+}
 
-	/* The server's nonce must extend ours. */
-	const char *r = strstr(client_first_bare, ",r=");
-	if (!r)
-		return false;
-	r += 3;
-	size_t cnonce_len = strcspn(r, ",");
-	if (cnonce_len == 0 || nonce_len <= cnonce_len || memcmp(nonce, r, cnonce_len) != 0)
-		return false;
-
-	struct scram_keys k;
-	uint8_t salt[SCRAM_MAX_SALT], ck[SCRAM_KEY_LEN], sig[SCRAM_KEY_LEN];
-	int salt_len = b64_decode(salt64, salt64_len, salt, sizeof salt);
-	int iterations;
-	if (salt_len < 1 || !parse_iterations(iter, iter_len, &iterations) ||
-	    !derive(password, salt, salt_len, iterations, &k, ck))
-		return false;
-
-	char cbind[B64_LEN(256) + 1], without[1024], am[2048], proof64[B64_LEN(SCRAM_KEY_LEN) + 1];
-	uint8_t proof[SCRAM_KEY_LEN];
+/* Builds client-final-message "c=<b64 GS2>,r=<NONCE>,p=<proof>" into OUT from CK (the
+ * ClientKey); with SERVER_KEY, also the server signature to expect into SIG. */
+static bool build_final(const char *gs2, const char *bare, const char *server_first,
+                        const char *nonce, size_t nonce_len, const uint8_t ck[SCRAM_KEY_LEN],
+                        const uint8_t *server_key, char *out, size_t outlen, uint8_t *sig)
+{
+	char cbind[B64_LEN(256) + 1], without[1024], am[2048];
+	char proof64[B64_LEN(SCRAM_KEY_LEN) + 1];
+	uint8_t stored[SCRAM_KEY_LEN], csig[SCRAM_KEY_LEN], proof[SCRAM_KEY_LEN];
 	size_t am_len;
 	bool ok = false;
-	if (strlen(gs2_header) > 256 ||
-	    !b64_encode((const uint8_t *)gs2_header, strlen(gs2_header), cbind, sizeof cbind))
-		goto done;
+	if (strlen(gs2) > 256 || !b64_encode((const uint8_t *)gs2, strlen(gs2), cbind, sizeof cbind))
+		return false;
 	int n = snprintf(without, sizeof without, "c=%s,r=%.*s", cbind, (int)nonce_len, nonce);
 	if (n < 0 || (size_t)n >= sizeof without ||
-	    !auth_message(client_first_bare, server_first, without, (size_t)n, am, sizeof am,
-	                  &am_len) ||
-	    !hmac_sha256(k.stored_key, SCRAM_KEY_LEN, am, am_len, sig))
+	    !auth_message(bare, server_first, without, (size_t)n, am, sizeof am, &am_len) ||
+	    !sha256(ck, SCRAM_KEY_LEN, stored) ||
+	    !hmac_sha256(stored, SCRAM_KEY_LEN, am, am_len, csig))
 		goto done;
 	for (int i = 0; i < SCRAM_KEY_LEN; i++)
-		proof[i] = ck[i] ^ sig[i];
-	if (!b64_encode(proof, sizeof proof, proof64, sizeof proof64))
+		proof[i] = ck[i] ^ csig[i];
+	if (!b64_encode(proof, sizeof proof, proof64, sizeof proof64) ||
+	    (server_key && !hmac_sha256(server_key, SCRAM_KEY_LEN, am, am_len, sig)))
 		goto done;
 	n = snprintf(out, outlen, "%s,p=%s", without, proof64);
 	ok = n > 0 && (size_t)n < outlen;
 done:
+	OPENSSL_cleanse(proof, sizeof proof);
+	OPENSSL_cleanse(csig, sizeof csig);
+	OPENSSL_cleanse(stored, sizeof stored);
+	return ok;
+}
+
+bool scram_client_first(struct scram_client *cl, char *out, size_t outlen)
+{
+	uint8_t raw[SCRAM_NONCE_LEN];
+	char nonce[B64_LEN(SCRAM_NONCE_LEN) + 1];
+	if (RAND_bytes(raw, sizeof raw) != 1 || !b64_encode(raw, sizeof raw, nonce, sizeof nonce))
+		return false;
+	int n = snprintf(cl->client_first_bare, sizeof cl->client_first_bare, "n=,r=%s", nonce);
+	int m = snprintf(out, outlen, "n,,%s", cl->client_first_bare);
+	return n > 0 && (size_t)n < sizeof cl->client_first_bare && m > 0 && (size_t)m < outlen;
+}
+
+bool scram_client_server_first(struct scram_client *cl, const char *msg, size_t len)
+{
+	const char *bare_nonce = cl->client_first_bare + 5; /* after "n=,r=" */
+	const char *nonce;
+	size_t nonce_len;
+	if (strncmp(cl->client_first_bare, "n=,r=", 5) != 0 || cl->server_first[0] ||
+	    len >= sizeof cl->server_first ||
+	    !parse_server_first(msg, len, bare_nonce, strlen(bare_nonce), &nonce, &nonce_len,
+	                        cl->salt, &cl->salt_len, &cl->iterations) ||
+	    nonce_len >= sizeof cl->nonce)
+		return false;
+	memcpy(cl->server_first, msg, len);
+	cl->server_first[len] = '\0';
+	memcpy(cl->nonce, nonce, nonce_len);
+	cl->nonce[nonce_len] = '\0';
+	return true;
+}
+
+bool scram_client_final_keys(struct scram_client *cl, const uint8_t client_key[SCRAM_KEY_LEN],
+                             const uint8_t server_key[SCRAM_KEY_LEN], char *out, size_t outlen)
+{
+	if (!cl->server_first[0] || cl->final_built)
+		return false;
+	cl->final_built = build_final("n,,", cl->client_first_bare, cl->server_first, cl->nonce,
+	                              strlen(cl->nonce), client_key, server_key, out, outlen,
+	                              cl->server_signature);
+	return cl->final_built;
+}
+
+bool scram_client_verify(struct scram_client *cl, const char *msg, size_t len)
+{
+	struct cursor c = {msg, msg + len};
+	const char *v;
+	size_t vlen;
+	uint8_t sig[SCRAM_KEY_LEN];
+	bool ok = cl->final_built && !memchr(msg, '\0', len) && read_attr(&c, 'v', &v, &vlen) &&
+	          skip_extensions(&c) && b64_decode(v, vlen, sig, sizeof sig) == SCRAM_KEY_LEN &&
+	          CRYPTO_memcmp(sig, cl->server_signature, SCRAM_KEY_LEN) == 0;
+	cl->final_built = false; /* one answer per exchange */
+	return ok;
+}
+
+bool scram_client_final(const char *password, const char *client_first_bare,
+                        const char *server_first, const char *gs2_header, char *out, size_t outlen)
+{
+	const char *r = strstr(client_first_bare, ",r=");
+	if (!r)
+		return false;
+	r += 3;
+	const char *nonce;
+	size_t nonce_len;
+	uint8_t salt[SCRAM_MAX_SALT], ck[SCRAM_KEY_LEN];
+	int salt_len, iterations;
+	struct scram_keys k;
+	if (!parse_server_first(server_first, strlen(server_first), r, strcspn(r, ","), &nonce,
+	                        &nonce_len, salt, &salt_len, &iterations) ||
+	    !derive(password, salt, salt_len, iterations, &k, ck))
+		return false;
+	bool ok = build_final(gs2_header, client_first_bare, server_first, nonce, nonce_len, ck,
+	                      NULL, out, outlen, NULL);
 	OPENSSL_cleanse(ck, sizeof ck);
 	OPENSSL_cleanse(&k, sizeof k);
 	return ok;

@@ -35,7 +35,6 @@ const char *const server_param_names[SERVER_NPARAMS] = {
 
 static struct runtime *rt;
 static struct list_head closing; /* SV_CLOSING */
-static uint64_t next_id;
 static char refresh_sql[1024];
 
 static void pq_connect_cb(evutil_socket_t fd, short what, void *arg);
@@ -492,7 +491,7 @@ static server_t *server_new(pool_t *pool)
 	server_t *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	s->id = ++next_id;
+	s->id = ++rt->last_id;
 	s->pool = pool;
 	s->conn_gen = pool->conn_gen;
 	s->connected_at = rt_now(); /* the connect's start until it is made (ages in logs) */

@@ -1,5 +1,6 @@
-/* Owns the orderly stop (see shutdown.h), as PgBouncer 1.23's: SIGINT waits for the
- * servers in use, SIGTERM for the clients; the shutdown_timeout timer, a second signal or
+/* Owns the orderly stop (see shutdown.h), as PgBouncer's: SIGINT and the console's
+ * SHUTDOWN WAIT_FOR_SERVERS wait for the servers in use, SIGTERM and SHUTDOWN
+ * WAIT_FOR_CLIENTS for the clients; the shutdown_timeout timer, a second signal or
  * SIGQUIT cuts it short; main's teardown then closes what is left. */
 #include "shutdown.h"
 
@@ -10,6 +11,7 @@
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
+#include "poolctl.h"
 #include "sdnotify.h"
 
 static struct runtime *rt;
@@ -47,7 +49,8 @@ void shutdown_begin(enum rt_shutdown mode)
 					  : "the clients to leave",
 		 client_count());
 	sdnotify_stopping();
-	listener_stop();
+	poolctl_unsuspend(); /* a SUSPEND would hold the clients it waits for */
+	listener_stop_tcp();
 	double limit = rt->cfg->shutdown_timeout;
 	if (limit > 0) {
 		timeout_ev = evtimer_new(rt->base, timeout_cb, NULL);
@@ -58,7 +61,6 @@ void shutdown_begin(enum rt_shutdown mode)
 	}
 	if (mode == SHUTDOWN_SERVERS) {
 		rt->shutting_down = true;
-		client_shutdown_begin();
 		pool_shutdown_begin();
 	}
 	shutdown_check();
@@ -66,7 +68,12 @@ void shutdown_begin(enum rt_shutdown mode)
 
 void shutdown_check(void)
 {
-	if (rt->shutdown != SHUTDOWN_NONE && client_count() == 0)
+	if (rt->shutdown == SHUTDOWN_NONE)
+		return;
+	int left = client_count();
+	if (rt->shutdown == SHUTDOWN_SERVERS) /* only the clients of servers keep it up */
+		left -= client_console_clients()->count + client_login_clients()->count;
+	if (left == 0)
 		event_base_loopbreak(rt->base);
 }
 

@@ -48,8 +48,13 @@ static void on_pause(evutil_socket_t sig, short what, void *arg)
 
 static void on_resume(evutil_socket_t sig, short what, void *arg)
 {
+	if (rt->shutdown != SHUTDOWN_NONE) {
+		log_info("got SIGUSR2 while shutting down, ignoring"); /* PgBouncer's words */
+		return;
+	}
 	log_info("SIGUSR2: resuming all databases");
 	pause_waits = false;
+	poolctl_unsuspend();
 	poolctl_resume(NULL);
 }
 

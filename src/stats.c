@@ -1,5 +1,6 @@
-/* Owns the periodic stats line: every stats_period it sums the counters of every pool,
- * takes the growth since the previous line and logs rates and average times. */
+/* Owns the periodic stats line: every stats_period it sums the counters of every pool
+ * and of the admin console, takes the growth since the previous line and logs rates and
+ * average times; and the console's counters themselves. */
 #include "stats.h"
 
 #include <inttypes.h>
@@ -18,6 +19,10 @@ static struct stats last;  /* the totals at the previous line */
 static double last_at;     /* rt_now() of the previous line */
 static double armed_period; /* the period the timer runs with; 0 = stopped */
 static double period_seconds; /* length of the last full period */
+static struct stats console_now, console_start, console_period; /* as a pool's */
+
+struct stats *stats_console(void) { return &console_now; }
+const struct stats *stats_console_period(void) { return &console_period; }
 
 void stats_add(struct stats *to, const struct stats *from)
 {
@@ -32,6 +37,7 @@ void stats_add(struct stats *to, const struct stats *from)
 	to->client_parse_count += from->client_parse_count;
 	to->server_parse_count += from->server_parse_count;
 	to->bind_count += from->bind_count;
+	to->client_login_count += from->client_login_count;
 }
 
 static uint64_t per(uint64_t n, uint64_t d) { return d ? n / d : 0; }
@@ -40,6 +46,7 @@ static uint64_t rate(uint64_t n, double s) { return s > 0 ? (uint64_t)((double)n
 struct stats_avg stats_averages(const struct stats *d, double seconds)
 {
 	return (struct stats_avg){
+	    .assignments = rate(d->assignments, seconds),
 	    .xact_count = rate(d->xact_count, seconds),
 	    .query_count = rate(d->query_count, seconds),
 	    .bytes_received = rate(d->bytes_received, seconds),
@@ -50,6 +57,7 @@ struct stats_avg stats_averages(const struct stats *d, double seconds)
 	    .client_parse_count = rate(d->client_parse_count, seconds),
 	    .server_parse_count = rate(d->server_parse_count, seconds),
 	    .bind_count = rate(d->bind_count, seconds),
+	    .client_login_count = rate(d->client_login_count, seconds),
 	};
 }
 
@@ -79,6 +87,7 @@ void stats_sub(struct stats *to, const struct stats *a, const struct stats *b)
 	to->client_parse_count = a->client_parse_count - b->client_parse_count;
 	to->server_parse_count = a->server_parse_count - b->server_parse_count;
 	to->bind_count = a->bind_count - b->bind_count;
+	to->client_login_count = a->client_login_count - b->client_login_count;
 }
 
 double stats_period_seconds(void) { return period_seconds; }
@@ -91,6 +100,9 @@ static void period_cb(evutil_socket_t fd, short what, void *arg)
 		stats_sub(&p->period, &p->stats, &p->period_start);
 		p->period_start = p->stats;
 	}
+	stats_add(&total, &console_now);
+	stats_sub(&console_period, &console_now, &console_start);
+	console_start = console_now;
 	double now = rt_now();
 	struct stats d;
 	stats_sub(&d, &total, &last);

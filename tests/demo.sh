@@ -204,7 +204,7 @@ if [ "$SMOKE" = 1 ]; then
 	exec 3<&-
 	echo "demo: $out, $out2; SHOW POOLS: $pools; metrics: $xacts"
 	[ "$out" = "smoke $DEMO_USER" ] && [ "$out2" = "unix ok" ] || die "smoke query failed"
-	[ "$pools" = "demo " ] || die "SHOW POOLS on the console failed"
+	[ "$pools" = "demo pgbouncer " ] || die "SHOW POOLS on the console failed"
 	[ -n "$xacts" ] || die "no pgcoro_transactions_total for demo in /metrics"
 	exit 0
 fi

@@ -185,6 +185,7 @@ void fz_undo_commands(const struct config *cfg, bool paused)
 	shutdown_free();
 	rt.shutdown = SHUTDOWN_NONE;
 	rt.shutting_down = false;
+	poolctl_unsuspend();
 	poolctl_resume(NULL);
 	poolctl_free();
 	if (paused && !poolctl_pause(NULL))

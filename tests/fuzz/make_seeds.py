@@ -208,6 +208,68 @@ def seeds_scram():
         write('scram', k, v)
 
 
+# ---- srvlogin (the server's side of pgcoro's own server login) ------------------------
+
+def seeds_srvlogin():
+    PW, MD5S, KEYS = 0, 1, 2
+    TCP, PREFER, REQUIRE, ALLOW, FREE = 4, 8, 16, 24, 32
+
+    def raw(data):
+        out = b''
+        for i in range(0, len(data), 256):
+            chunk = data[i:i + 256]
+            out += bytes([0, len(chunk) - 1]) + chunk
+        return out
+
+    def auth(code, data=b''):
+        return msg(b'R', struct.pack('>I', code) + data)
+
+    SASL, CONT, FINAL, READY, MD5, CLOSE, CLEAR = (bytes([1, 0]), b'\x02', b'\x03', b'\x04',
+                                                   b'\x05', b'\x06', b'\x07')
+    scram = SASL + CONT + FINAL + READY
+    s = {
+        'scram-password': bytes([PW]) + scram,
+        'scram-keys': bytes([KEYS]) + scram,
+        'scram-keys-plus-offered': bytes([KEYS, 1, 1]) + CONT + FINAL + READY,
+        'scram-plus-only': bytes([PW]) + raw(auth(10, cstr('SCRAM-SHA-256-PLUS') + b'\0')),
+        'scram-wrong-signature': bytes([KEYS]) + SASL + CONT +
+                                 raw(auth(12, b'v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=')),
+        'scram-ok-before-final': bytes([PW]) + SASL + CONT + READY,
+        'scram-md5-secret-refused': bytes([MD5S]) + SASL,
+        'scram-bad-first': bytes([KEYS]) + SASL + raw(auth(11, b'r=abc,s=QUJD,i=4096')),
+        'md5-secret': bytes([MD5S]) + MD5 + b'salt' + READY,
+        'md5-password': bytes([PW]) + MD5 + b'\x01\x02\x03\x04' + READY,
+        'md5-keys-refused': bytes([KEYS]) + MD5 + b'salt',
+        'cleartext': bytes([PW]) + CLEAR + READY,
+        'cleartext-md5-refused': bytes([MD5S]) + CLEAR,
+        'trust': bytes([PW]) + READY,
+        'trust-then-fatal': bytes([PW]) + raw(auth(0) + notice('hello') +
+                                              param_status('TimeZone', 'UTC') +
+                                              error('3D000', 'database "db" does not exist',
+                                                    'FATAL')),
+        'auth-error': bytes([PW]) + raw(error('28P01', 'password authentication failed',
+                                              'FATAL')),
+        'negotiate': bytes([PW]) + raw(msg(b'v', struct.pack('>II', 196608, 1) +
+                                           cstr('_pq_.x'))),
+        'unexpected': bytes([PW]) + raw(auth(0) + msg(b'D', b'\0\0')),
+        'bad-length': bytes([PW]) + raw(b'R\x7f\xff\xff\xff'),
+        'gss-refused': bytes([PW]) + raw(auth(7)),
+        'tcp-disable': bytes([PW | TCP]) + READY,
+        'tcp-prefer-plain': bytes([PW | TCP | PREFER]) + raw(b'N') + READY,
+        'tcp-prefer-tls-garbage': bytes([PW | TCP | PREFER]) + raw(b'S' + b'\x15' * 40) + READY,
+        'tcp-require-refused': bytes([MD5S | TCP | REQUIRE]) + raw(b'N'),
+        'tcp-require-error': bytes([PW | TCP | REQUIRE]) +
+                             raw(error('53300', 'too many connections', 'FATAL')),
+        'tcp-allow-retry': bytes([PW | TCP | ALLOW]) +
+                           raw(error('28000', 'no pg_hba.conf entry', 'FATAL')) +
+                           raw(b'N') + READY,
+        'tcp-prefer-close': bytes([KEYS | TCP | PREFER]) + raw(b'S') + CLOSE + scram,
+        'freed-mid-login': bytes([PW | FREE]) + SASL + CONT,
+    }
+    for k, v in s.items():
+        write('srvlogin', k, v)
+
+
 # ---- config / auth_file / hba --------------------------------------------------------
 
 def seeds_config():
@@ -402,7 +464,10 @@ def seeds_console():
             'PAUSE', 'PAUSE db', 'RESUME', 'RESUME db', 'KILL db', 'RECONNECT',
             'RECONNECT db', 'WAIT_CLOSE', 'WAIT_CLOSE db', 'DISABLE db', 'ENABLE db',
             'RELOAD', 'SHUTDOWN', 'KILL_CLIENT 1', 'KILL_CLIENT x', 'show pools;', '',
-            ';', 'PAUSE nosuchdb', 'SHOW', 'SHOW A B C D E']
+            ';', 'PAUSE nosuchdb', 'SHOW', 'SHOW A B C D E', 'SHOW ACTIVE_SOCKETS',
+            'SHOW PEERS', 'SHOW PEER_POOLS', 'SHOW DNS_HOSTS', 'SHOW DNS_ZONES', 'KILL',
+            'SUSPEND', 'SHUTDOWN WAIT_FOR_CLIENTS', 'SHUTDOWN WAIT_FOR_SERVERS',
+            'SHUTDOWN NOW', 'KILL pgbouncer']
     for i, c in enumerate(cmds):
         name = 'cmd-%02d' % i
         write('console', name, b'\0' + chunks(query(c), 200))
@@ -675,8 +740,13 @@ def dicts():
         'SHOW', 'HELP', 'CONFIG', 'DATABASES', 'POOLS', 'CLIENTS', 'SERVERS', 'USERS',
         'VERSION', 'LISTS', 'STATE', 'STATS', 'STATS_TOTALS', 'STATS_AVERAGES', 'TOTALS',
         'SET', 'RELOAD', 'PAUSE', 'RESUME', 'DISABLE', 'ENABLE', 'RECONNECT', 'KILL',
-        'KILL_CLIENT', 'WAIT_CLOSE', 'SHUTDOWN', ' db', ' = ', ' TO ', "'", "''", ';',
+        'KILL_CLIENT', 'WAIT_CLOSE', 'SHUTDOWN', 'SUSPEND', 'WAIT_FOR_CLIENTS',
+        'WAIT_FOR_SERVERS', 'SOCKETS', 'ACTIVE_SOCKETS', 'PEERS', 'PEER_POOLS', 'MEM',
+        'DNS_HOSTS', 'DNS_ZONES', ' pgbouncer', ' db', ' = ', ' TO ', "'", "''", ';',
         'Q\0\0\0', '\0X\0\0\0\x04'] + keys)
+    write_dict('srvlogin', ['SCRAM-SHA-256\0', 'SCRAM-SHA-256-PLUS\0', 'r=', ',s=', ',i=',
+                            'v=', 'e=', 'm=', b'R\0\0\0\x08\0\0\0\0', b'Z\0\0\0\x05I',
+                            b'K\0\0\0\x0c', 'S', 'N', 'E', 'server_version\0'])
     write_dict('login', ['user\0', 'database\0', 'options\0', 'replication\0', '_pq_.',
                          'application_name\0', 'client_encoding\0', '-c ', '--', '=',
                          '\\ ', 'SCRAM-SHA-256\0', 'n,,n=,r=', 'y,,', 'p=tls-server-end-point',
@@ -708,6 +778,7 @@ def main():
     seeds_relay()
     seeds_isolation()
     seeds_tls()
+    seeds_srvlogin()
 
 
 if __name__ == '__main__':

@@ -26,7 +26,7 @@ def test_demo_smoke(session_root, pgcoro_bin):
     assert r.returncode == 0, out[-4000:]
     assert "demo: pgbench -c 20 on a pool of 5: number of transactions actually processed: " \
         "500/500" in out, out[-4000:]
-    assert "demo: smoke demo, unix ok; SHOW POOLS: demo ;" in out, out[-4000:]
+    assert "demo: smoke demo, unix ok; SHOW POOLS: demo pgbouncer ;" in out, out[-4000:]
     assert 'metrics: pgcoro_transactions_total{database="demo",user="demo"}' in out, out[-4000:]
     assert "demo: pgcoro exited with status 0" in out, out[-4000:]
     assert not any(m in out for m in SANITIZER_MARKERS), out[-4000:]

@@ -216,6 +216,29 @@ START_TEST(test_md5_secret)
 }
 END_TEST
 
+START_TEST(test_md5_response)
+{
+	/* The pass-through answer from a stored md5 secret: what a client with the password
+	 * sends (values computed independently with Python's hashlib). */
+	static const uint8_t salt[4] = {1, 2, 3, 4};
+	char out[36];
+	char secret[36];
+	auth_md5_secret("md5pass", "md5user", secret);
+	ck_assert_str_eq(secret, "md57541d4e65fae11bd07f18dc6fe2b02bc");
+	ck_assert(auth_md5_response(secret, salt, out));
+	ck_assert_str_eq(out, "md5b5dfd8fbdd6fc9174cc8e85dfa598fa2");
+	ck_assert(auth_md5_response(ALICE_MD5, salt1234, out));
+	ck_assert_str_eq(out, ALICE_RESP);
+	ck_assert(auth_md5_check(ALICE_MD5, "alice", salt1234, out));
+	/* not an md5 secret: a plain password, upper-case hex, a short one, a SCRAM verifier */
+	ck_assert(!auth_md5_response("secret", salt, out));
+	ck_assert_str_eq(out, "");
+	ck_assert(!auth_md5_response("md57541D4E65FAE11BD07F18DC6FE2B02BC", salt, out));
+	ck_assert(!auth_md5_response("md57541d4e65fae11bd07f18dc6fe2b02b", salt, out));
+	ck_assert(!auth_md5_response("SCRAM-SHA-256$4096:AAAA$AAAA:AAAA", salt, out));
+}
+END_TEST
+
 START_TEST(test_md5_check)
 {
 	/* From an md5 secret and from the equivalent plain secret. */
@@ -464,6 +487,7 @@ static Suite *auth_suite(void)
 	tcase_add_test(tc, test_secret_kind);
 	tcase_add_test(tc, test_md5_secret);
 	tcase_add_test(tc, test_md5_check);
+	tcase_add_test(tc, test_md5_response);
 	tcase_add_test(tc, test_md5_check_user);
 	tcase_add_test(tc, test_plain_check);
 	tcase_add_test(tc, test_plain_prepare_verify);

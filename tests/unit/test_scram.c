@@ -531,6 +531,205 @@ START_TEST(test_client_final_rejects)
 }
 END_TEST
 
+/* A client exchange (scram_client_*) against pgcoro's server side holding KEYS: the client
+ * has CLIENT_KEY and SERVER_KEY. Returns whether the server accepted the proof; then
+ * *VERIFIED says whether the client accepted the server's signature. */
+static bool client_exchange(const struct scram_keys *keys, const uint8_t *client_key,
+                            const uint8_t *server_key, bool *verified)
+{
+	struct scram_server st = {.keys = *keys};
+	struct scram_client cl;
+	memset(&cl, 0, sizeof cl);
+	char first[128], sfirst[512], cfinal[1024], sfinal[128];
+	ck_assert(scram_client_first(&cl, first, sizeof first));
+	ck_assert_int_eq(strncmp(first, "n,,n=,r=", 8), 0);
+	ck_assert(server_first(&st, first, sfirst, sizeof sfirst));
+	ck_assert(scram_client_server_first(&cl, sfirst, strlen(sfirst)));
+	ck_assert_int_eq(cl.iterations, keys->iterations);
+	ck_assert_int_eq(cl.salt_len, keys->salt_len);
+	ck_assert_mem_eq(cl.salt, keys->salt, (size_t)keys->salt_len);
+	ck_assert(scram_client_final_keys(&cl, client_key, server_key, cfinal, sizeof cfinal));
+	*verified = false;
+	if (!server_final(&st, cfinal, sfinal, sizeof sfinal))
+		return false;
+	*verified = scram_client_verify(&cl, sfinal, strlen(sfinal));
+	return true;
+}
+
+START_TEST(test_client_keys_against_server)
+{
+	/* The keys alone (no password, no PBKDF2 on the client) log in, and the server's
+	 * signature is checked against ServerKey. */
+	struct scram_keys k, again;
+	uint8_t ck[SCRAM_KEY_LEN], ck2[SCRAM_KEY_LEN], wrong[SCRAM_KEY_LEN];
+	ck_assert(scram_derive_client_key("pencil", rfc_salt, sizeof rfc_salt, 4096, &k, ck));
+	ck_assert(scram_derive_keys("pencil", rfc_salt, sizeof rfc_salt, 4096, &again));
+	ck_assert_mem_eq(k.stored_key, again.stored_key, SCRAM_KEY_LEN);
+	struct scram_keys rfc;
+	rfc_keys(&rfc);
+	ck_assert_mem_eq(k.server_key, rfc.server_key, SCRAM_KEY_LEN);
+	bool verified;
+	ck_assert(client_exchange(&rfc, ck, rfc.server_key, &verified));
+	ck_assert(verified);
+	/* a wrong ClientKey: the server refuses the proof */
+	memcpy(wrong, ck, sizeof wrong);
+	wrong[0] ^= 1;
+	ck_assert(!client_exchange(&rfc, wrong, rfc.server_key, &verified));
+	/* a wrong ServerKey: the server accepts, the client refuses its signature */
+	memcpy(wrong, rfc.server_key, sizeof wrong);
+	wrong[31] ^= 0x80;
+	ck_assert(client_exchange(&rfc, ck, wrong, &verified));
+	ck_assert(!verified);
+	/* another password's keys */
+	ck_assert(scram_derive_client_key("pencil2", rfc_salt, sizeof rfc_salt, 4096, &k, ck2));
+	ck_assert(!client_exchange(&rfc, ck2, k.server_key, &verified));
+}
+END_TEST
+
+START_TEST(test_client_rfc7677_proof)
+{
+	/* With the RFC's nonce in place, scram_client_final_keys gives the RFC's proof. */
+	struct scram_keys k;
+	uint8_t ck[SCRAM_KEY_LEN];
+	ck_assert(scram_derive_client_key("pencil", rfc_salt, sizeof rfc_salt, 4096, &k, ck));
+	struct scram_client cl;
+	memset(&cl, 0, sizeof cl);
+	snprintf(cl.client_first_bare, sizeof cl.client_first_bare, "n=,r=rOprNGfwEbeRWgbNEkqO");
+	ck_assert(scram_client_server_first(&cl, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST)));
+	char cfinal[512];
+	ck_assert(scram_client_final_keys(&cl, ck, k.server_key, cfinal, sizeof cfinal));
+	/* the bare message differs from the RFC's ("n=user"), so the proof does too; the
+	 * password helper with the same bare message must agree byte for byte */
+	char helper[512];
+	ck_assert(scram_client_final("pencil", cl.client_first_bare, RFC_SERVER_FIRST, "n,,", helper,
+	                             sizeof helper));
+	ck_assert_str_eq(cfinal, helper);
+	ck_assert_int_eq(strncmp(cfinal, "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=",
+	                         62), 0);
+}
+END_TEST
+
+START_TEST(test_client_server_first_rejects)
+{
+	static const char *const bad[] = {
+	    "",
+	    "r=NONCE",                                     /* no salt */
+	    "r=NONCE,s=W22ZaJ0SNY7soEsUEjb6gQ==",          /* no iterations */
+	    "r=NONCE,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=0",      /* zero iterations */
+	    "r=NONCE,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=-1",
+	    "r=NONCE,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=99999999999",
+	    "r=NONCE,s=,i=4096",                           /* empty salt */
+	    "r=NONCE,s=W22ZaJ0SNY7soEsUEjb6gQ,i=4096",     /* bad base64 */
+	    "m=x,r=NONCE,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", /* mandatory extension */
+	    "r=NONCE,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,",  /* trailing comma */
+	    "r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",     /* nonce not ours */
+	    "r=,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct scram_client cl;
+		memset(&cl, 0, sizeof cl);
+		char first[128], msg[1024];
+		ck_assert(scram_client_first(&cl, first, sizeof first));
+		const char *nonce = cl.client_first_bare + 5;
+		/* NONCE: ours followed by a server part */
+		const char *at = strstr(bad[i], "NONCE");
+		if (at)
+			snprintf(msg, sizeof msg, "%.*s%sSRV%s", (int)(at - bad[i]), bad[i], nonce, at + 5);
+		else
+			snprintf(msg, sizeof msg, "%s", bad[i]);
+		ck_assert_msg(!scram_client_server_first(&cl, msg, strlen(msg)), "accepted: %s", msg);
+	}
+	/* the nonce must be longer than ours (the server adds to it), printable; and a NUL
+	 * inside the message is refused */
+	struct scram_client cl;
+	memset(&cl, 0, sizeof cl);
+	char first[128], msg[1024];
+	ck_assert(scram_client_first(&cl, first, sizeof first));
+	const char *nonce = cl.client_first_bare + 5;
+	snprintf(msg, sizeof msg, "r=%s,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", nonce);
+	ck_assert(!scram_client_server_first(&cl, msg, strlen(msg)));
+	snprintf(msg, sizeof msg, "r=%s\x7f,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", nonce);
+	ck_assert(!scram_client_server_first(&cl, msg, strlen(msg)));
+	snprintf(msg, sizeof msg, "r=%sX,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", nonce);
+	ck_assert(!scram_client_server_first(&cl, msg, strlen(msg) + 1));
+	ck_assert(scram_client_server_first(&cl, msg, strlen(msg)));
+	ck_assert_int_eq(cl.iterations, 4096);
+	/* once only, and the final only after it */
+	ck_assert(!scram_client_server_first(&cl, msg, strlen(msg)));
+	struct scram_client fresh;
+	memset(&fresh, 0, sizeof fresh);
+	uint8_t key[SCRAM_KEY_LEN] = {0};
+	char out[512];
+	ck_assert(!scram_client_final_keys(&fresh, key, key, out, sizeof out));
+	ck_assert(!scram_client_verify(&fresh, "v=", 2));
+}
+END_TEST
+
+START_TEST(test_client_verify_rejects)
+{
+	struct scram_keys rfc;
+	rfc_keys(&rfc);
+	uint8_t ck[SCRAM_KEY_LEN];
+	struct scram_keys k;
+	ck_assert(scram_derive_client_key("pencil", rfc_salt, sizeof rfc_salt, 4096, &k, ck));
+	static const char *const bad[] = {"", "v=", "e=invalid-proof", "x=abc", "v=AAAA",
+	                                  "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4"};
+	for (size_t i = 0; i <= sizeof bad / sizeof bad[0]; i++) {
+		struct scram_server st = {.keys = rfc};
+		struct scram_client cl;
+		memset(&cl, 0, sizeof cl);
+		char first[128], sfirst[512], cfinal[1024], sfinal[128];
+		ck_assert(scram_client_first(&cl, first, sizeof first));
+		ck_assert(server_first(&st, first, sfirst, sizeof sfirst));
+		ck_assert(scram_client_server_first(&cl, sfirst, strlen(sfirst)));
+		ck_assert(scram_client_final_keys(&cl, ck, rfc.server_key, cfinal, sizeof cfinal));
+		ck_assert(!scram_client_final_keys(&cl, ck, rfc.server_key, cfinal, sizeof cfinal));
+		ck_assert(server_final(&st, cfinal, sfinal, sizeof sfinal));
+		if (i == sizeof bad / sizeof bad[0]) {
+			/* the right one, with an extension after it; and only once */
+			strcat(sfinal, ",x=ext");
+			ck_assert(scram_client_verify(&cl, sfinal, strlen(sfinal)));
+			ck_assert(!scram_client_verify(&cl, sfinal, strlen(sfinal)));
+		} else {
+			ck_assert_msg(!scram_client_verify(&cl, bad[i], strlen(bad[i])), "accepted %s",
+			              bad[i]);
+		}
+	}
+}
+END_TEST
+
+START_TEST(test_server_keeps_client_key)
+{
+	/* The ClientKey a verified proof reveals is the one the password derives: SCRAM
+	 * pass-through can log in to a server with it and the verifier's ServerKey. */
+	struct scram_keys k;
+	uint8_t ck[SCRAM_KEY_LEN];
+	ck_assert(scram_derive_client_key("pencil", rfc_salt, sizeof rfc_salt, 4096, &k, ck));
+	for (int keep = 0; keep < 2; keep++) {
+		for (int right = 0; right < 2; right++) {
+			struct scram_server st = {.keys = k, .keep_client_key = keep};
+			char sfirst[512], cfinal[1024], sfinal[128];
+			const char *bare = "n=,r=fyko+d2lbbFgONRv9qkxdawL";
+			ck_assert(scram_server_first(&st, "n,,n=,r=fyko+d2lbbFgONRv9qkxdawL", 32,
+			                             sfirst, sizeof sfirst));
+			ck_assert(scram_client_final(right ? "pencil" : "pencil!", bare, sfirst, "n,,",
+			                             cfinal, sizeof cfinal));
+			ck_assert(server_final(&st, cfinal, sfinal, sizeof sfinal) == (bool)right);
+			ck_assert(st.have_client_key == (keep && right));
+			if (keep && right)
+				ck_assert_mem_eq(st.client_key, ck, SCRAM_KEY_LEN);
+		}
+	}
+	/* a mock exchange (unknown user) never reveals one */
+	struct scram_server st = {.keys = k, .keep_client_key = true, .mock = true};
+	char sfirst[512], cfinal[1024], sfinal[128];
+	ck_assert(scram_server_first(&st, "n,,n=,r=abc", 11, sfirst, sizeof sfirst));
+	ck_assert(scram_client_final("pencil", "n=,r=abc", sfirst, "n,,", cfinal, sizeof cfinal));
+	ck_assert(!server_final(&st, cfinal, sfinal, sizeof sfinal));
+	ck_assert(!st.have_client_key);
+}
+END_TEST
+
 static Suite *scram_suite(void)
 {
 	Suite *s = suite_create("scram");
@@ -551,6 +750,11 @@ static Suite *scram_suite(void)
 	tcase_add_test(tc, test_gs2_mismatch);
 	tcase_add_test(tc, test_truncations_and_garbage);
 	tcase_add_test(tc, test_client_final_rejects);
+	tcase_add_test(tc, test_client_keys_against_server);
+	tcase_add_test(tc, test_client_rfc7677_proof);
+	tcase_add_test(tc, test_client_server_first_rejects);
+	tcase_add_test(tc, test_client_verify_rejects);
+	tcase_add_test(tc, test_server_keeps_client_key);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,6 +1,6 @@
 /* Unit tests of stats.c's pure part: summing counters, PgBouncer's averages and the
  * stats line's rates, averages and totals (averages per transaction, per request, per
- * server assignment; an empty period divides by nothing). */
+ * server assignment; an empty period divides by nothing), the newer counters too. */
 #include <check.h>
 
 #include "unit.h"
@@ -10,10 +10,10 @@
 
 START_TEST(test_add)
 {
-	struct stats a = {1, 2, 3, 4, 5, 6, 7, 8};
-	struct stats b = {10, 20, 30, 40, 50, 60, 70, 80};
+	struct stats a = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+	struct stats b = {10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120};
 	stats_add(&a, &b);
-	struct stats want = {11, 22, 33, 44, 55, 66, 77, 88};
+	struct stats want = {11, 22, 33, 44, 55, 66, 77, 88, 99, 110, 121, 132};
 	ck_assert_mem_eq(&a, &want, sizeof(a));
 }
 END_TEST
@@ -67,6 +67,30 @@ START_TEST(test_averages)
 }
 END_TEST
 
+/* PgBouncer 1.24-1.26's counters (assignments, prepared statements, logins) are summed,
+ * subtracted and averaged as rates like the others. */
+START_TEST(test_newer_counters)
+{
+	struct stats a = {.assignments = 4, .client_parse_count = 6, .server_parse_count = 2,
+			  .bind_count = 10, .client_login_count = 8};
+	struct stats sum = {0}, d;
+	stats_add(&sum, &a);
+	stats_add(&sum, &a);
+	ck_assert_uint_eq(sum.client_parse_count, 12);
+	ck_assert_uint_eq(sum.server_parse_count, 4);
+	ck_assert_uint_eq(sum.bind_count, 20);
+	ck_assert_uint_eq(sum.client_login_count, 16);
+	stats_sub(&d, &sum, &a);
+	ck_assert_mem_eq(&d, &a, sizeof(d));
+	struct stats_avg avg = stats_averages(&a, 2.0);
+	ck_assert_uint_eq(avg.assignments, 2);
+	ck_assert_uint_eq(avg.client_parse_count, 3);
+	ck_assert_uint_eq(avg.server_parse_count, 1);
+	ck_assert_uint_eq(avg.bind_count, 5);
+	ck_assert_uint_eq(avg.client_login_count, 4);
+}
+END_TEST
+
 static Suite *stats_suite(void)
 {
 	Suite *s = suite_create("stats");
@@ -74,6 +98,7 @@ static Suite *stats_suite(void)
 	tcase_add_test(tc, test_add);
 	tcase_add_test(tc, test_format);
 	tcase_add_test(tc, test_averages);
+	tcase_add_test(tc, test_newer_counters);
 	suite_add_tcase(s, tc);
 	return s;
 }
