@@ -78,9 +78,9 @@ bool reload_load_tls_hba(const struct config *cfg, SSL_CTX **tls, struct hba **h
 		return false;
 	}
 	if (cfg->auth_hba_file[0]) {
-		*hba = hba_load(cfg->auth_hba_file, why, sizeof(why));
+		*hba = hba_load(cfg->auth_hba_file, cfg->auth_ident_file, why, sizeof(why));
 		if (!*hba) {
-			snprintf(err, errlen, "auth_hba_file: %s", why);
+			snprintf(err, errlen, "%s", why);
 			SSL_CTX_free(*tls);
 			*tls = NULL;
 			return false;
