@@ -106,8 +106,7 @@ struct config {
 	int auth_type;             /* enum auth_type */
 	char *auth_file;           /* "" = none */
 	char *auth_hba_file;       /* pg_hba.conf rules for auth_type hba; "" = none */
-	char *auth_ident_file;     /* PgBouncer's ident maps: accepted, not read yet (hba
-	                            * rules with map= are refused) */
+	char *auth_ident_file;     /* ident maps for auth_hba_file's map=; "" = none */
 	char *auth_user;           /* PgBouncer's auth_user, auth_query, auth_dbname: accepted */
 	char *auth_query;          /* with a warning, not supported yet: a user who is not */
 	char *auth_dbname;         /* in auth_file is refused */

@@ -1,6 +1,7 @@
-/* auth_hba_file: rules in pg_hba.conf syntax (PgBouncer's subset) that choose the
- * authentication method of a connection. Pure code: no I/O except reading the files in
- * hba_load. */
+/* auth_hba_file and auth_ident_file: rules in pg_hba.conf syntax (what PgBouncer accepts)
+ * that choose the authentication method of a connection, and the ident maps (pg_ident.conf
+ * syntax) their map= option names for peer and cert. Pure code: no I/O except reading the
+ * files in hba_load and @file, and a warning logged for a rule that can never match. */
 #ifndef PGCORO_HBA_H
 #define PGCORO_HBA_H
 
@@ -9,6 +10,7 @@
 #include <stdint.h>
 
 struct hba;
+struct hba_map;
 
 enum hba_method {
 	HBA_TRUST,
@@ -16,8 +18,8 @@ enum hba_method {
 	HBA_PASSWORD, /* cleartext, checked against auth_file */
 	HBA_MD5,      /* md5 (SCRAM when the stored secret is a SCRAM verifier) */
 	HBA_SCRAM,    /* scram-sha-256 */
-	HBA_CERT,     /* the TLS client certificate's CN must be the user */
-	HBA_PEER,     /* unix sockets: the OS user of the peer must be the user */
+	HBA_CERT,     /* TLS client certificate: its CN is the user, or maps to it (map=) */
+	HBA_PEER,     /* unix sockets: the peer's OS user is the user, or maps to it (map=) */
 	HBA_NO_MATCH = -1,
 };
 
@@ -31,24 +33,45 @@ struct hba_conn {
 	const char *user;
 };
 
-/* Reads PATH: one rule per line, "local DATABASE USER METHOD" or
- * "host|hostssl|hostnossl DATABASE USER ADDRESS METHOD" where ADDRESS is a CIDR, an
- * address followed by a mask, or "all"; DATABASE and USER are comma lists of names
- * ("quoted" names lose keyword meaning), "all", "sameuser" (databases), "replication"
- * (never matches: pgcoro refuses replication) or "@file" (names from a file, relative to
- * PATH's directory). '#' starts a comment; a line ending in a backslash continues.
- * Returns NULL on failure with "path:line: reason" (or "path: reason") in ERR. */
-struct hba *hba_load(const char *path, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* Reads PATH: one rule per line, "local DATABASE USER METHOD [map=NAME]" or
+ * "host|hostssl|hostnossl DATABASE USER ADDRESS METHOD [map=NAME]". ADDRESS is a CIDR, an
+ * address followed by a mask field, or "all". DATABASE and USER are comma lists (blanks
+ * allowed around the commas) of names ("quoted" names lose keyword meaning), "all",
+ * "sameuser" and "replication" (databases; replication never matches: pgcoro refuses
+ * replication connections) or "@file" (names from a file, relative to the including
+ * file's directory, keywords as in the field). A rule naming a role group ("+group",
+ * "samerole", "samegroup") never matches, as PgBouncer skips it (logged as a warning),
+ * unless it is a reject rule: that is refused. '#' starts a comment; a line ending in a
+ * backslash continues. map= names an ident map of IDENT_PATH (NULL or "": none; any
+ * method takes it, as PgBouncer's; peer and cert use it): lines "MAP SYSTEM-USER
+ * DATABASE-USER" where SYSTEM-USER "/regex" is a POSIX extended regular expression
+ * (refused with back references, a quantifier right after another, or too large once
+ * compiled) whose first group replaces "\1" in DATABASE-USER, and an unquoted
+ * DATABASE-USER "all" is any user. Only regular files are read (a fifo would block).
+ * Returns NULL on failure with
+ * "auth_hba_file: path:line: reason" (or auth_ident_file, or "path: reason") in ERR. */
+struct hba *hba_load(const char *path, const char *ident_path, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 
-/* As hba_load over TEXT (NAME is used in messages and to resolve @file). */
-struct hba *hba_parse(const char *text, const char *name, char *err, size_t errlen)
+/* As hba_load over TEXT and IDENT_TEXT (NULL: no ident maps); NAME and IDENT_NAME are used
+ * in messages, NAME also to resolve @file. ERR gets "name:line: reason". */
+struct hba *hba_parse(const char *text, const char *name, const char *ident_text,
+		      const char *ident_name, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
 void hba_free(struct hba *h);
 
 /* The method of the first rule matching CONN, or HBA_NO_MATCH; *LINE gets the rule's line
- * (0 when none matched). */
-enum hba_method hba_match(const struct hba *h, const struct hba_conn *conn, int *line);
+ * (0 when none matched) and *MAP (when MAP is not NULL) the rule's ident map, NULL when it
+ * has none. The map lives as long as H. */
+enum hba_method hba_match(const struct hba *h, const struct hba_conn *conn, int *line,
+			  const struct hba_map **map);
+
+/* Whether SYSTEM_USER (a certificate's CN, a peer's OS user) may log in as USER: with MAP,
+ * a line of MAP maps one to the other; without (NULL), they are equal. */
+bool hba_map_allows(const struct hba_map *map, const char *system_user, const char *user);
+
+const char *hba_map_name(const struct hba_map *map);
 
 int hba_count(const struct hba *h);
 

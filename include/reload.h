@@ -23,8 +23,9 @@ struct ssl_ctx_st;
 struct hba;
 
 /* Builds what CFG's other files give: the client TLS context (NULL when
- * client_tls_sslmode is disable) and the auth_hba_file rules (NULL when unset). On
- * failure returns false with the reason in ERR (nothing allocated). Safe on any thread. */
+ * client_tls_sslmode is disable) and the auth_hba_file rules with auth_ident_file's maps
+ * (NULL when auth_hba_file is unset). On failure returns false with the reason in ERR
+ * (nothing allocated). Safe on any thread. */
 bool reload_load_tls_hba(const struct config *cfg, struct ssl_ctx_st **tls, struct hba **hba,
 			 char *err, size_t errlen) __attribute__((warn_unused_result));
 

@@ -185,11 +185,8 @@ static const struct cfg_key keys[] = {
         "file of \"user\" \"password\" lines; empty = none"),
     KEY_AT(CFG_WITH_FILES, auth_hba_file, T_STRING, "",
         "pg_hba.conf-style rules choosing the method per connection (auth_type hba)"),
-    KEY_FULL(CFG_WITH_FILES, CFG_WARN,
-        "not read yet: ident maps are not supported, and auth_hba_file rules with map= are "
-        "refused",
-        auth_ident_file, T_STRING, "",
-        "PgBouncer's ident map file: accepted, not read yet (hba rules with map= are refused)"),
+    KEY_AT(CFG_WITH_FILES, auth_ident_file, T_STRING, "",
+        "pg_ident.conf-style maps named by map= in auth_hba_file's peer and cert rules"),
     KEY_WARN(auth_user, T_STRING, "",
         "PgBouncer's auth_user: accepted, not supported yet (users not in auth_file are "
         "refused)",

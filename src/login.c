@@ -348,17 +348,20 @@ bool login_peer_is_self(const client_t *c)
 	       cred.uid == getuid();
 }
 
-/* auth cert: the verified client certificate's CN must be the user. */
-static void check_cert(client_t *c)
+/* auth cert: the verified client certificate's CN must be the user, or map to it (MAP:
+ * the hba rule's ident map). */
+static void check_cert(client_t *c, const struct hba_map *map)
 {
 	char cn[256];
 	if (!stream_tls_ready(&c->st) || !tls_peer_cn(stream_ssl(&c->st), cn, sizeof(cn))) {
 		client_disconnect(c, "28000", "connection requires a valid client certificate");
 		return;
 	}
-	if (strcmp(cn, c->user) != 0) {
-		log_info("client %llu %s: certificate CN \"%s\" is not user \"%s\"",
-			 (unsigned long long)c->id, client_peer(c), cn, c->user);
+	if (!hba_map_allows(map, cn, c->user)) {
+		log_info("client %llu %s: certificate CN \"%s\" is not user \"%s\"%s%s%s",
+			 (unsigned long long)c->id, client_peer(c), cn, c->user,
+			 map ? " (ident map \"" : "", hba_map_name(map),
+			 map ? "\" has no line for them)" : "");
 		client_disconnect(c, "28000", "certificate authentication failed for user \"%s\"",
 				  c->user);
 		return;
@@ -366,8 +369,9 @@ static void check_cert(client_t *c)
 	login_done(c);
 }
 
-/* auth peer (unix sockets): the peer process's OS user must be the user. */
-static void check_peer(client_t *c)
+/* auth peer (unix sockets): the peer process's OS user must be the user, or map to it
+ * (MAP: the hba rule's ident map). */
+static void check_peer(client_t *c, const struct hba_map *map)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -385,9 +389,11 @@ static void check_peer(client_t *c)
 				  (long)cred.uid, rc ? strerror(rc) : "user does not exist");
 		return;
 	}
-	if (strcmp(pw.pw_name, c->user) != 0) {
-		log_info("client %llu: peer OS user \"%s\" is not user \"%s\"",
-			 (unsigned long long)c->id, pw.pw_name, c->user);
+	if (!hba_map_allows(map, pw.pw_name, c->user)) {
+		log_info("client %llu: peer OS user \"%s\" is not user \"%s\"%s%s%s",
+			 (unsigned long long)c->id, pw.pw_name, c->user,
+			 map ? " (ident map \"" : "", hba_map_name(map),
+			 map ? "\" has no line for them)" : "");
 		client_disconnect(c, "28000", "Peer authentication failed for user \"%s\"", c->user);
 		return;
 	}
@@ -395,14 +401,15 @@ static void check_peer(client_t *c)
 }
 
 /* The method for C: auth_type, or with auth_type hba the first matching rule (none, or
- * reject: refused with 28000 in PostgreSQL's words). */
-static enum hba_method choose_method(client_t *c)
+ * reject: refused with 28000 in PostgreSQL's words) and *MAP its ident map (NULL: none). */
+static enum hba_method choose_method(client_t *c, const struct hba_map **map)
 {
 	static const enum hba_method of_type[] = {
 	    [AUTH_TRUST] = HBA_TRUST, [AUTH_PLAIN] = HBA_PASSWORD, [AUTH_MD5] = HBA_MD5,
 	    [AUTH_SCRAM] = HBA_SCRAM, [AUTH_CERT] = HBA_CERT,
 	};
 	int type = rt->cfg->auth_type;
+	*map = NULL;
 	if (type != AUTH_HBA)
 		return of_type[type];
 	struct hba_conn conn = {
@@ -414,7 +421,7 @@ static enum hba_method choose_method(client_t *c)
 	    .user = c->user,
 	};
 	int line;
-	enum hba_method m = hba_match(rt->hba, &conn, &line);
+	enum hba_method m = hba_match(rt->hba, &conn, &line, map);
 	char host[INET6_ADDRSTRLEN];
 	const char *enc = conn.unix_socket ? "" : conn.tls ? ", SSL encryption" : ", no encryption";
 	if (m == HBA_NO_MATCH) {
@@ -443,7 +450,8 @@ static void start_auth(client_t *c)
 		login_done(c);
 		return;
 	}
-	enum hba_method m = choose_method(c);
+	const struct hba_map *map;
+	enum hba_method m = choose_method(c, &map);
 	if (c->state != CL_LOGIN)
 		return;
 	l->method = m;
@@ -472,10 +480,10 @@ static void start_auth(client_t *c)
 		start_scram(c, secret);
 		return;
 	case HBA_CERT:
-		check_cert(c);
+		check_cert(c, map);
 		return;
 	case HBA_PEER:
-		check_peer(c);
+		check_peer(c, map);
 		return;
 	case HBA_REJECT:
 	case HBA_NO_MATCH:

@@ -89,16 +89,17 @@ bool reload_load(const char *path, struct config **cfg, struct auth_file **auth,
 	return true;
 }
 
-/* CFG's auth_hba_file rules into *HBA (NULL when unset). False with the reason in ERR. */
+/* CFG's auth_hba_file rules, with auth_ident_file's maps, into *HBA (NULL when unset).
+ * False with the reason in ERR. */
 static bool load_hba(const struct config *cfg, struct hba **hba, char *err, size_t errlen)
 {
 	char why[1024];
 	*hba = NULL;
 	if (!cfg->auth_hba_file[0])
 		return true;
-	*hba = hba_load(cfg->auth_hba_file, why, sizeof(why));
+	*hba = hba_load(cfg->auth_hba_file, cfg->auth_ident_file, why, sizeof(why));
 	if (!*hba)
-		snprintf(err, errlen, "auth_hba_file: %s", why);
+		snprintf(err, errlen, "%s", why); /* names the file's key */
 	return *hba != NULL;
 }
 

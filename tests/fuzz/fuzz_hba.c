@@ -1,8 +1,10 @@
-/* Fuzzes the auth_hba_file parser (hba.c: pg_hba.conf syntax, PgBouncer's subset) over
- * the input's text, and matches the rules it yields against unix-socket and TCP (IPv4,
- * IPv6, v4-mapped, TLS or not) connections. "@file" names resolve in a scratch directory
- * holding users.txt and dbs.txt; inputs that could name a file outside it (an absolute
- * path, "..") are skipped, so nothing else is read (a fifo would hang the run). */
+/* Fuzzes the auth_hba_file and auth_ident_file parsers (hba.c: pg_hba.conf syntax as
+ * PgBouncer accepts it, pg_ident.conf maps): the input up to its first NUL is the rules,
+ * the rest (when there is a NUL) the ident maps. The rules it yields are matched against
+ * unix-socket and TCP (IPv4, IPv6, v4-mapped, TLS or not) connections, and each matched
+ * rule's map is asked about a few system users. "@file" names resolve in a scratch
+ * directory holding users.txt and dbs.txt; inputs that could name a file outside it (an
+ * absolute path, "..") are skipped, so nothing else is read. */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "hba.h"
+#include "log.h"
 #include "loop.h"
 
 static char name[256];
@@ -19,6 +22,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	fz_write_file("users.txt", "alice, bob\n# a comment\n\"quoted user\" @dbs.txt\n");
 	fz_write_file("dbs.txt", "db1 db2\n");
 	snprintf(name, sizeof(name), "%s/hba.conf", fz_dir());
+	log_set_level(LOGL_ERROR); /* rules naming a role group are logged as warnings */
 	return 0;
 }
 
@@ -65,23 +69,31 @@ static void match_all(const struct hba *h)
 		    {false, false, AF_INET6, v6, who[w][0], who[w][1]},
 		    {false, true, AF_INET6, mapped, who[w][0], who[w][1]},
 		};
+		static const char *const system_users[] = {"root", "alice", "bob.example.com",
+							   "", "all"};
 		for (size_t i = 0; i < sizeof(conns) / sizeof(conns[0]); i++) {
 			int line = -1;
-			enum hba_method m = hba_match(h, &conns[i], &line);
-			if ((m == HBA_NO_MATCH) != (line == 0) || line < 0 || !hba_method_name(m))
+			const struct hba_map *map = (const struct hba_map *)&line;
+			enum hba_method m = hba_match(h, &conns[i], &line, &map);
+			if ((m == HBA_NO_MATCH) != (line == 0) || line < 0 || !hba_method_name(m) ||
+			    (m == HBA_NO_MATCH && map) || !hba_map_name(map))
 				abort();
+			for (size_t u = 0; map && u < sizeof(system_users) / sizeof(system_users[0]); u++)
+				(void)hba_map_allows(map, system_users[u], who[w][1]);
 		}
 	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *text = strndup((const char *)data, size); /* the loader reads a C string */
-	if (!text)
+	char *text = strndup((const char *)data, size); /* the loader reads C strings */
+	size_t len = strlen(text);
+	char *ident = len < size ? strndup((const char *)data + len + 1, size - len - 1) : NULL;
+	if (!text || (len < size && !ident))
 		abort();
 	if (!may_escape(text)) {
 		char err[512] = "";
-		struct hba *h = hba_parse(text, name, err, sizeof(err));
+		struct hba *h = hba_parse(text, name, ident, "ident.conf", err, sizeof(err));
 		if (h) {
 			match_all(h);
 			if (hba_count(h) < 0)
@@ -92,5 +104,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	free(text);
+	free(ident);
 	return 0;
 }

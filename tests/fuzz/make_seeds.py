@@ -352,9 +352,31 @@ def seeds_hba():
         'bad': 'host all all\n',
         'options': 'host all all 0.0.0.0/0 md5 clientcert=verify-full\n'
                    'hostssl all all ::/0 cert map=x\n',
+        # PgBouncer's forms: blanks around list commas, quoting, masks, cert on host
+        'pgbouncer': ' \t \t\n\t\t# indented\n'
+                     'host\tt1,all\tu1,u2 , u3\t16.0.0.0/8\tmd5\n'
+                     'host "all" "q1""q2","a , b" 19.0.0.0/8 cert\n'
+                     'host mdb muser 128.0.0.0/9 trust\n'
+                     'host mdb muser ff20::/12 md5\n'
+                     'host db2,replication admin ::1/128 trust\n'
+                     'local all +admins,alice trust\nlocal samegroup all md5\n',
     }
     for k, v in s.items():
         write('hba', k, v.encode())
+    # the rules, a NUL, then auth_ident_file's maps
+    maps = {
+        'ident': ('local all all peer map=os\n'
+                  'hostssl all all all cert map="cn"\n'
+                  'host all all all cert\n',
+                  '# MAP SYSTEM-USER DATABASE-USER\n'
+                  'os root app\nos "svc one" all\nos alice "all"\n'
+                  'cn /^(.*)\\.example\\.com$ \\1\n'
+                  'cn /^admin-(.*)$ admin_\\1_x\n'
+                  'cn /(a)?b pre\\1\n'),
+        'ident-bad': ('local all all peer map=nope\n', 'os root\nos /(a x\\1\n'),
+    }
+    for k, (rules, ident) in maps.items():
+        write('hba', k, rules.encode() + b'\0' + ident.encode())
 
 
 # ---- login ----------------------------------------------------------------------------
@@ -735,7 +757,9 @@ def dicts():
                        'samerole', 'replication', 'trust', 'reject', 'md5', 'password',
                        'scram-sha-256', 'cert', 'peer', '@users.txt', '@dbs.txt', '/32',
                        '/128', '::1', '0.0.0.0/0', '255.255.255.0', '::ffff:', 'samenet',
-                       '"', ',', '\\\n', '#', 'clientcert=verify-full', 'map='])
+                       '"', ',', '\\\n', '#', 'clientcert=verify-full', 'map=', ' , ',
+                       'samegroup', '+', '\0', 'map=os', 'os root all\n', '/^(.*)$',
+                       '\\1', '(', ')', '\t'])
     write_dict('console', [
         'SHOW', 'HELP', 'CONFIG', 'DATABASES', 'POOLS', 'CLIENTS', 'SERVERS', 'USERS',
         'VERSION', 'LISTS', 'STATE', 'STATS', 'STATS_TOTALS', 'STATS_AVERAGES', 'TOTALS',

@@ -1,6 +1,8 @@
 """auth_type = hba: auth_hba_file's rules, one by one, through real logins: each method
 (trust, reject, password, md5, scram-sha-256, cert, peer), each connection type (local,
-host, hostssl, hostnossl), user and database matching, CIDR, no match, reload."""
+host, hostssl, hostnossl), user and database matching, CIDR, no match, reload; ident maps
+(auth_ident_file, map=) for peer and cert, and PgBouncer's forms (blanks around list
+commas, cert on a host rule, rules naming a role group)."""
 
 import os
 import pwd
@@ -21,10 +23,13 @@ AUTH_OK, AUTH_PASSWORD, AUTH_MD5, AUTH_SASL = 0, 3, 5, 10
 def hba_pgcoro(pgcoro_factory, pg, tls_certs, tmp_path):
     """start(rules, **settings) -> a pgcoro with auth_type hba and RULES as its
     auth_hba_file (TLS allowed for clients, so hostssl rules can match)."""
-    def start(rules, **settings):
+    def start(rules, ident=None, **settings):
         path = tmp_path / "hba.conf"
         path.write_text(rules)
         s = tls_settings(tls_certs, "allow", auth_type="hba", auth_hba_file=str(path))
+        if ident is not None:
+            (tmp_path / "ident.conf").write_text(ident)
+            s["auth_ident_file"] = str(tmp_path / "ident.conf")
         s.update(settings)
         # the database of the sameuser test, and the peer test's way to PostgreSQL (the
         # unix socket, where the postgres role is trusted)
@@ -32,6 +37,7 @@ def hba_pgcoro(pgcoro_factory, pg, tls_certs, tmp_path):
                "viasocket": f"host={pg.sockdir} port={pg.port} dbname=postgres"}
         inst = pgcoro_factory(settings=s, databases=dbs)
         inst.hba_path = path
+        inst.ident_path = tmp_path / "ident.conf"
         return inst
     return start
 
@@ -181,3 +187,104 @@ def test_reload_rereads_the_rules(hba_pgcoro):
     wait_until(lambda: "reload failed" in inst.log_text(), "failed reload")
     assert "hba.conf:1: invalid or unsupported authentication method" in inst.log_text()
     assert refused(inst).sqlstate == "28000"
+
+
+def reload(inst, count):
+    """SIGHUP, then waits for the COUNTth "configuration reloaded" or a failed reload."""
+    os.kill(inst.pid, signal.SIGHUP)
+    wait_until(lambda: inst.log_text().count("configuration reloaded") >= count
+               or "reload failed" in inst.log_text(), "reload")
+
+
+def test_peer_with_ident_map(hba_pgcoro):
+    """local ... peer map=: the OS user of the unix-socket peer (this test's) logs in as
+    the database users its map lines name, and only as them; the map is re-read on
+    reload."""
+    me = pwd.getpwuid(os.getuid()).pw_name
+    inst = hba_pgcoro("local all all peer map=os\n",
+                      ident=f"# MAP SYSTEM-USER DATABASE-USER\nos {me} {APP_USER}\n"
+                            f'os "{me}" {MD5_USER}\nos somebody_else postgres\n')
+    assert login(inst, password=None, unix=True) == [AUTH_OK]
+    assert login(inst, user=MD5_USER, password=None, unix=True) == [AUTH_OK]
+    e = refused(inst, user="postgres", password=None, unix=True)
+    assert e.sqlstate == "28000"
+    assert e.fields["M"] == 'Peer authentication failed for user "postgres"'
+    assert f'peer OS user "{me}" is not user "postgres" (ident map "os" has no line' \
+        in inst.log_text()
+    # a regular expression, and "all"
+    inst.ident_path.write_text(f'os "/^{me[0]}.*$" {APP_USER}\nos nobody all\n')
+    reload(inst, 1)
+    assert "reload failed" not in inst.log_text()
+    assert login(inst, password=None, unix=True) == [AUTH_OK]
+    assert refused(inst, user=MD5_USER, password=None, unix=True).sqlstate == "28000"
+    inst.ident_path.write_text(f"os {me} all\n")
+    reload(inst, 2)
+    assert login(inst, user=MD5_USER, password=None, unix=True) == [AUTH_OK]
+    # a map line that does not parse keeps the maps in force
+    inst.ident_path.write_text(f"os {me}\n")
+    reload(inst, 3)
+    assert "ident.conf:1: missing field" in inst.log_text()
+    assert login(inst, user=MD5_USER, password=None, unix=True) == [AUTH_OK]
+
+
+def test_cert_with_ident_map(pg, hba_pgcoro, tls_certs):
+    """hostssl ... cert map=: the client certificate's CN logs in as the users its map
+    lines name (a regular expression's group replacing \\1); with a map, a CN equal to the
+    user name is not enough."""
+    tls_certs.issue("client-app.example.com", "app.example.com", "ca")
+    inst = hba_pgcoro("hostssl all all 127.0.0.1/32 cert map=cn\n",
+                      ident=f"cn /^(.*)\\.example\\.com$ \\1\ncn {MD5_USER} {APP_USER}\n")
+
+    def cert_login(cert, user):
+        return run_psql(pg, inst, "SELECT current_user", user=user, password=None,
+                        check=False, **verify_full(tls_certs), **client_cert(tls_certs, cert))
+
+    r = cert_login("client-app.example.com", APP_USER)
+    assert r.returncode == 0 and r.stdout.strip() == APP_USER, r.stderr
+    r = cert_login(f"client-{MD5_USER}", APP_USER)
+    assert r.returncode == 0 and r.stdout.strip() == APP_USER, r.stderr
+    r = cert_login("client-app.example.com", MD5_USER)
+    assert f'certificate authentication failed for user "{MD5_USER}"' in r.stderr, r.stderr
+    r = cert_login(f"client-{APP_USER}", APP_USER)
+    assert f'certificate authentication failed for user "{APP_USER}"' in r.stderr, r.stderr
+    assert f'certificate CN "{APP_USER}" is not user "{APP_USER}" (ident map "cn"' \
+        in inst.log_text()
+
+
+def test_cert_on_host_rule(pg, hba_pgcoro, tls_certs):
+    """host ... cert (PgBouncer accepts it): a TLS client with a certificate logs in, a
+    plain one is refused."""
+    inst = hba_pgcoro("host all all 127.0.0.1/32 cert\n")
+    r = run_psql(pg, inst, "SELECT current_user", password=None, **verify_full(tls_certs),
+                 **client_cert(tls_certs, f"client-{APP_USER}"))
+    assert r.stdout.strip() == APP_USER
+    r = run_psql(pg, inst, "SELECT 1", password=None, check=False, sslmode="disable")
+    assert "connection requires a valid client certificate" in r.stderr, r.stderr
+
+
+def test_blanks_around_list_commas(hba_pgcoro):
+    inst = hba_pgcoro(f"host bench , postgres\t{APP_USER} ,{MD5_USER}  127.0.0.1/32 trust\n"
+                      "host all all 127.0.0.1/32 reject\n")
+    assert login(inst, password=None) == [AUTH_OK]
+    assert login(inst, user=MD5_USER, password=None, database="bench") == [AUTH_OK]
+    assert refused(inst, database="pooldb").fields["M"].startswith(
+        "pg_hba.conf rejects connection")
+
+
+def test_role_group_rule_never_matches(hba_pgcoro):
+    """A rule naming a role group (+group, samerole) never matches, as PgBouncer skips it,
+    with a warning; a reject rule naming one is refused (it could not reject anyone)."""
+    inst = hba_pgcoro(f"host all +admins,{APP_USER} 127.0.0.1/32 trust\n"
+                      "host samerole all 127.0.0.1/32 trust\n"
+                      "host all all 127.0.0.1/32 password\n")
+    assert login(inst) == [AUTH_PASSWORD, AUTH_OK]
+    log = inst.log_text()
+    assert 'hba.conf:1: "+admins": pgcoro knows no role membership: this rule never ' \
+           "matches" in log
+    assert 'hba.conf:2: "samerole"' in log
+    inst.hba_path.write_text("host all +admins 127.0.0.1/32 reject\n"
+                             "host all all 127.0.0.1/32 trust\n")
+    reload(inst, 1)
+    assert 'hba.conf:1: "+admins": pgcoro knows no role membership, so it cannot tell whom ' \
+           "this reject rule rejects" in inst.log_text()
+    assert login(inst) == [AUTH_PASSWORD, AUTH_OK]  # the rules in force stay

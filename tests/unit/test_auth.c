@@ -186,8 +186,10 @@ START_TEST(test_load_missing_file)
 	ck_assert_ptr_null(auth_load("/nonexistent/pgcoro/userlist.txt", err, sizeof err));
 	ck_assert_str_eq(
 	    err, "/nonexistent/pgcoro/userlist.txt: cannot open: No such file or directory");
-	ck_assert_ptr_null(auth_load("/", err, sizeof err));
-	ck_assert_str_eq(err, "/: read error: Is a directory");
+	ck_assert_ptr_null(auth_load("/", err, sizeof err)); /* a directory, */
+	ck_assert_str_eq(err, "/: not a regular file");
+	ck_assert_ptr_null(auth_load("/dev/zero", err, sizeof err)); /* a device: no end */
+	ck_assert_str_eq(err, "/dev/zero: not a regular file");
 }
 END_TEST
 
