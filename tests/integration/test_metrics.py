@@ -74,6 +74,8 @@ def start(pgcoro_factory, **settings):
     base.update(settings)
     inst = pgcoro_factory(settings=base, users={STATS: STATS_PASS})
     inst.metrics_port = port
+    # the factory waits for the client port; /metrics opens right after it
+    wait_port(port, inst.proc, what="metrics endpoint")
     return inst
 
 
