@@ -5,7 +5,8 @@
  *
  * One entry, login_on_input (login_on_tls_ready when a handshake ends); one exit,
  * client_logged_in after AuthenticationOk, or client_disconnect. A cleartext password is
- * checked on the executor (its PBKDF2 would block the loop): the login awaits the verdict
+ * checked on the executor as a bulk job (its PBKDF2 would block the loop; executor.h): the
+ * login awaits the verdict
  * in LOGIN_PASSWORD_CHECK, and the check outlives a login that ends meanwhile (it then
  * frees itself). Every message is taken
  * whole (proto_next: nothing is read before all of it is there) and bounded
@@ -72,11 +73,12 @@ struct login {
 
 /* A cleartext password check (auth_plain_prepare, then auth_plain_verify's PBKDF2 on the
  * executor): for every user, listed or not, so every answer costs the same work and none
- * blocks the loop. At most exec_threads() checks are on the executor at once, counting
- * those whose login has ended (each frees itself when done, so an anonymous peer cannot
- * queue work by leaving); later ones wait here, FIFO, each for a login still open (a login
- * that ends frees its waiting check; max_client_conn and client_login_timeout bound those
- * logins). */
+ * blocks the loop. At most exec_bulk_threads() checks are on the executor at once (one
+ * thread stays free of them for connect steps, cancels and reloads), counting those whose
+ * login has ended (each frees itself when done, so an anonymous peer cannot queue work by
+ * leaving); later ones wait here, FIFO, each for a login still open (a login that ends
+ * frees its waiting check; max_password_checks_waiting bounds them, and client_login_timeout
+ * their wait). */
 struct plain_check {
 	struct exec_job job;
 	client_t *c;      /* NULL once its login has ended */
@@ -656,7 +658,7 @@ static void check_submit(struct plain_check *pc)
 	pc->job = (struct exec_job){.fn = check_fn, .done = check_done, .arg = pc};
 	checks_running++;
 	checks_run++;
-	exec_submit(rt->exec, &pc->job);
+	exec_submit_bulk(rt->exec, &pc->job);
 }
 
 /* Loop thread: PC's verdict goes to its login if it is still open; the next waiting
@@ -688,6 +690,13 @@ static void check_done(struct exec_job *job)
 static void start_plain_check(client_t *c, const char *pw)
 {
 	struct login *l = c->login;
+	bool runs = checks_running < exec_bulk_threads(rt->exec);
+	if (!runs && checks_waiting.count >= rt->cfg->max_password_checks_waiting) {
+		client_disconnect(c, "53300", "too many password checks waiting "
+				  "(max_password_checks_waiting %d)",
+				  rt->cfg->max_password_checks_waiting);
+		return;
+	}
 	size_t len = strlen(pw);
 	struct plain_check *pc = malloc(sizeof(*pc) + len + 1);
 	if (!pc) {
@@ -700,7 +709,7 @@ static void start_plain_check(client_t *c, const char *pw)
 	auth_plain_prepare(rt->auth, c->user, pw, rt->cfg->scram_iterations, &pc->chk);
 	l->check = pc;
 	l->phase = LOGIN_PASSWORD_CHECK;
-	if (checks_running < exec_threads(rt->exec))
+	if (runs)
 		check_submit(pc);
 	else
 		list_append(&checks_waiting, &pc->node);

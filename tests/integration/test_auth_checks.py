@@ -1,21 +1,132 @@
-"""Cleartext password checks and SCRAM keys: what an anonymous peer can make of them, the
-findings of the review of c2842ed.
+"""Cleartext password checks on the executor, and what an anonymous peer can make of them:
+the findings of the review of c2842ed.
 
+M1: checks could take every executor thread, so server connects, cancels and reloads
+queued behind anonymous PBKDF2 work. Now checks run on all executor threads but one, and
+only when no other job waits (executor.h); what waits is bounded by
+max_password_checks_waiting (53300).
 L1: with auth_type md5 and a SCRAM verifier in the file, a plain-secret user's SCRAM keys
 were derived on the loop at its first login. Now they are made with the file.
 
-No durations are asserted: L1 counts the CPU the loop thread spends, not the time a client
-waits."""
+No durations are asserted: an operation is shown to be off the loop or ahead of the checks
+by the order of events (it completes while a check of many iterations still runs: no check
+has ended, no attacker has had its answer) and by /metrics' counters. L1 counts the CPU
+the loop thread spends, not the time a client waits."""
 
 import os
 import struct
 
 import pytest
 
-from conftest import PgError, Wire
-from test_auth_uniform import HUGE, fake_verifier
+from conftest import (APP_PASS, APP_USER, PgError, Wire, client_backends, free_port,
+                      send_cancel_request, wait_until)
+from test_auth_uniform import HUGE, answered, checks, fake_verifier, send_cleartext
 
 pytestmark = pytest.mark.pooler_only
+
+# PBKDF2 iterations of an attacker's check here: several seconds, long enough for a few
+# round trips of other clients to end while it runs, with a wide margin.
+LONG = 10_000_000
+
+
+def unix_wire(inst, timeout=60):
+    return Wire(None, inst.port, unix_dir=inst.sockdir, timeout=timeout)
+
+
+def start_checks(inst, port, n, user="scramuser"):
+    """N more clients whose wrong password for USER is being checked or waits its turn."""
+    before = sum(checks(port)[:2])
+    ws = []
+    for _ in range(n):
+        w = Wire.to(inst, timeout=240)
+        ws.append(w)
+        send_cleartext(w, user, "wrong password")
+    wait_until(lambda: sum(checks(port)[:2]) == before + n, f"{n} more checks running or waiting")
+    return ws
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_connect_cancel_reload_not_behind_password_checks(pgcoro_factory, pg, tmp_path, threads):
+    """Three anonymous checks of LONG iterations each, executor_threads 1 or 2: a trust
+    client (unix socket) gets a new server connection and its answer, cancels a query,
+    and RELOADs, all while the first check still runs (none has ended: the total of checks
+    submitted is unchanged and no attacker has had an answer). Checks run on one thread (2
+    are started when executor_threads is 1), the others wait. Before: checks took every
+    thread, and each of these waited for a check to end."""
+    hba = tmp_path / "hba.conf"
+    hba.write_text("local all all trust\nhost all all 127.0.0.1/32 password\n")
+    port = free_port()
+    inst = pgcoro_factory(settings={"auth_type": "hba", "auth_hba_file": str(hba),
+                                    "executor_threads": threads, "admin_users": APP_USER,
+                                    "metrics_listen": f"127.0.0.1:{port}"},
+                          users={"scramuser": fake_verifier(LONG)})
+    attackers = start_checks(inst, port, 3)
+    try:
+        _, _, total = checks(port)
+
+        def no_check_ended(what):
+            assert not any(answered(a) for a in attackers), f"a check ended before {what}"
+            running, waiting, now = checks(port)
+            assert (now, running + waiting) == (total, 3), (
+                f"a check ended before {what}: {(running, waiting, now)}")
+
+        # a new server connection (PQconnectPoll steps on the executor)
+        with unix_wire(inst) as w:
+            w.login(APP_USER, APP_PASS, "pooldb")
+            assert w.query("select 1") == [["1"]]
+            no_check_ended("a server connection was made")
+            # a cancel (PQcancel on the executor)
+            w.send(Wire.msg("Q", b"select pg_sleep(600)\0"))
+            wait_until(lambda: any("pg_sleep(600)" in (b[3] or "")
+                                   for b in client_backends(pg, "pooldb")),
+                       "the query running on the server")
+            pid, key = w.backend_key
+            send_cancel_request(pid, key, port=inst.port, unix_dir=inst.sockdir)
+            f = w.expect_error()
+            assert f["C"] == "57014", f
+            no_check_ended("a query was cancelled")
+        # a reload (the files read on the executor)
+        with unix_wire(inst) as w:
+            w.login(APP_USER, APP_PASS, "pgcoro")
+            w.query("RELOAD")
+            no_check_ended("a RELOAD ended")
+        # the checks themselves: one thread, the rest wait
+        assert checks(port) == (1, 2, total) == (1, 2, 1)
+    finally:
+        for a in attackers:
+            a.close()
+    wait_until(lambda: checks(port)[1] == 0, "the waiting checks freed with their clients")
+
+
+def test_waiting_checks_bounded(pgcoro_factory):
+    """max_password_checks_waiting = 2 with one check running: two more wait, a fourth
+    password is refused with 53300 at once (logged), the others are not disturbed, and a
+    place that frees up is taken again. Before: the key did not exist (pgcoro refused the
+    file), and checks waited without bound but max_client_conn."""
+    port = free_port()
+    inst = pgcoro_factory(settings={"auth_type": "plain", "executor_threads": 2,
+                                    "max_password_checks_waiting": 2,
+                                    "metrics_listen": f"127.0.0.1:{port}"},
+                          users={"scramuser": fake_verifier(LONG)})
+    ws = start_checks(inst, port, 3)
+    try:
+        assert checks(port) == (1, 2, 1)
+        with Wire.to(inst) as w:
+            send_cleartext(w, "nosuchuser", "x")
+            f = w.expect_error()
+        assert (f["C"], f["M"]) == ("53300", "too many password checks waiting "
+                                    "(max_password_checks_waiting 2)"), f
+        assert "too many password checks waiting" in inst.log_text()
+        assert checks(port) == (1, 2, 1)
+        assert not any(answered(w) for w in ws)
+        ws.pop().close()  # a waiting one leaves: its place is free
+        wait_until(lambda: checks(port) == (1, 1, 1), "the waiting check freed")
+        ws += start_checks(inst, port, 1)
+        assert checks(port) == (1, 2, 1)
+    finally:
+        for w in ws:
+            w.close()
+    wait_until(lambda: checks(port)[1] == 0, "the waiting checks freed with their clients")
 
 
 def loop_cpu_ticks(pid):
