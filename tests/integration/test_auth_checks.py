@@ -5,14 +5,20 @@ M1: checks could take every executor thread, so server connects, cancels and rel
 queued behind anonymous PBKDF2 work. Now checks run on all executor threads but one, and
 only when no other job waits (executor.h); what waits is bounded by
 max_password_checks_waiting (53300).
+M2: input sent while a check ran was buffered up to 256 KB per login, and past it the
+client's close went unseen (its check later ran for nobody). Now at most 8 KB are kept,
+more is refused with 08P01, and reading goes on so that a close frees the check at once.
 L1: with auth_type md5 and a SCRAM verifier in the file, a plain-secret user's SCRAM keys
 were derived on the loop at its first login. Now they are made with the file.
+L2: input that came with or during the login was handled afterwards for a pool but not for
+the admin console. Now for every destination.
 
 No durations are asserted: an operation is shown to be off the loop or ahead of the checks
 by the order of events (it completes while a check of many iterations still runs: no check
 has ended, no attacker has had its answer) and by /metrics' counters. L1 counts the CPU
 the loop thread spends, not the time a client waits."""
 
+import hashlib
 import os
 import struct
 
@@ -129,6 +135,62 @@ def test_waiting_checks_bounded(pgcoro_factory):
     wait_until(lambda: checks(port)[1] == 0, "the waiting checks freed with their clients")
 
 
+def stuff(w, limit):
+    """Pushes up to LIMIT junk bytes without blocking; returns how many the kernel took."""
+    w.sock.setblocking(False)
+    junk = b"\xff" * 65536
+    sent = 0
+    try:
+        while sent < limit:
+            sent += w.sock.send(junk[: min(len(junk), limit - sent)])
+    except (BlockingIOError, ConnectionResetError, BrokenPipeError):
+        pass
+    w.sock.setblocking(True)
+    w.sock.settimeout(60)
+    return sent
+
+
+def test_input_during_check_bounded(pgcoro_factory):
+    """While a password is checked (or waits), more than 8 KB from the client closes it with
+    08P01 at once, its waiting check freed, the running one left to end alone; a client that
+    leaves after less is seen leaving at once (its check freed). Meanwhile no check has
+    ended. Before: up to 256 KB per login were buffered without a word, and a client that
+    had sent that much was no longer read, so its close went unseen and its check waited
+    (the reviewer's R1 and R1b)."""
+    port = free_port()
+    inst = pgcoro_factory(settings={"auth_type": "plain", "executor_threads": 2,
+                                    "metrics_listen": f"127.0.0.1:{port}"},
+                          users={"scramuser": fake_verifier(LONG)})
+    clients = start_checks(inst, port, 5)
+    running, waiting = clients[0], clients[2:]  # the first runs, the last three wait
+    run, wait, total = checks(port)
+    assert run >= 1 and wait >= 3, (run, wait, total)
+    try:
+        # a waiting one sends 16 KB: refused, its check freed
+        stuff(waiting[0], 16384)
+        f = waiting[0].expect_error()
+        assert (f["C"], f["M"]) == ("08P01", "more than 8192 bytes received while the "
+                                    "password is checked"), f
+        wait_until(lambda: checks(port) == (run, wait - 1, total), "the stuffed login's check freed")
+        # one stuffs 4 MB, the socket full both ways: refused all the same
+        stuff(waiting[1], 4 << 20)
+        wait_until(lambda: checks(port) == (run, wait - 2, total), "the stuffed login's check freed")
+        # one sends a little (kept) and leaves: its check goes with it
+        waiting[2].send(b"\xff" * 4096)
+        waiting[2].close()
+        wait_until(lambda: checks(port) == (run, wait - 3, total),
+                   "the check of the login that left freed")
+        # the running one stuffs: refused too, its check ends by itself later
+        stuff(running, 16384)
+        assert running.expect_error()["C"] == "08P01"
+        assert checks(port) == (run, wait - 3, total), "no check has ended meanwhile"
+    finally:
+        for w in clients:
+            w.close()
+    wait_until(lambda: checks(port)[:2] == (0, 0), "the checks ended or freed", timeout=120)
+    inst.assert_serving()
+
+
 def loop_cpu_ticks(pid):
     """CPU (user + system, clock ticks) spent by pgcoro's loop thread, the main one."""
     with open(f"/proc/{pid}/task/{pid}/stat") as f:
@@ -167,3 +229,60 @@ def test_md5_method_plain_secret_keys_made_with_the_file(pgcoro_factory):
         with pytest.raises(PgError) as ei:
             w.login("plainuser", "pw")  # the server has no such role: after the login
         assert w.auth_codes == [10, 11, 12, 0], (w.auth_codes, ei.value.fields)
+
+
+def read_until_ready(w, n):
+    """The message types W receives up to its Nth ReadyForQuery."""
+    seen = []
+    while seen.count("Z") < n:
+        t, _ = w.read_msg()
+        seen.append(t)
+    return seen
+
+
+@pytest.mark.parametrize("when", ["with", "during"])
+def test_console_query_sent_with_or_during_check(pgcoro_factory, when):
+    """A console query pipelined behind the cleartext password (in the same packet, or sent
+    while the check runs) is answered after the login, as it is for a pool. Before: the
+    console's login never looked at input already there; the query waited for more bytes
+    (the reviewer's R4)."""
+    port = free_port()
+    inst = pgcoro_factory(settings={"auth_type": "plain", "admin_users": APP_USER,
+                                    "scram_iterations": HUGE,
+                                    "metrics_listen": f"127.0.0.1:{port}"})
+    with Wire.to(inst, timeout=20) as w:
+        w.send_startup(APP_USER, "pgcoro")
+        t, p = w.read_msg()
+        assert (t, struct.unpack("!I", p[:4])[0]) == ("R", 3)
+        password = Wire.msg("p", APP_PASS.encode() + b"\0")
+        query = Wire.msg("Q", b"SHOW VERSION\0")
+        if when == "with":
+            w.send(password + query)
+        else:
+            w.send(password)
+            wait_until(lambda: checks(port)[0] == 1, "the check running")
+            w.send(query)
+        seen = read_until_ready(w, 2)
+        assert seen[0] == "R" and seen[-4:] == ["T", "D", "C", "Z"], seen
+
+
+@pytest.mark.parametrize("dest", ["console", "transaction", "session"])
+def test_query_pipelined_with_md5_password(pgcoro_factory, dest):
+    """The same without a check (md5: the login ends in the read that brought the
+    password), for every destination: the console, a pool in transaction and in session
+    mode. Before: the console's query waited for more bytes."""
+    settings = {"auth_type": "md5", "admin_users": APP_USER}
+    if dest != "console":
+        settings["pool_mode"] = dest
+    inst = pgcoro_factory(settings=settings)
+    with Wire.to(inst, timeout=20) as w:
+        w.send_startup(APP_USER, "pgcoro" if dest == "console" else "postgres")
+        t, p = w.read_msg()
+        assert (t, struct.unpack("!I", p[:4])[0]) == ("R", 5)
+        inner = hashlib.md5((APP_PASS + APP_USER).encode()).hexdigest()
+        outer = "md5" + hashlib.md5(inner.encode() + p[4:8]).hexdigest()
+        sql = b"SHOW VERSION\0" if dest == "console" else b"select 1\0"
+        w.send(Wire.msg("p", outer.encode() + b"\0") + Wire.msg("Q", sql))
+        seen = read_until_ready(w, 2)
+        assert seen[0] == "R" and seen[-4:] == ["T", "D", "C", "Z"], seen
+    inst.assert_serving()
