@@ -84,14 +84,20 @@ bool auth_plain_check(const char *secret, const char *user, const char *password
  * then everyone gets md5. */
 bool auth_md5_offers_scram(const struct auth_file *af, const char *user);
 
-/* The iterations of the SCRAM verifiers AF makes from plain secrets (scram_iterations;
- * SCRAM_DEFAULT_ITERATIONS after auth_load). Set before the first auth_scram_keys. */
-void auth_set_scram_iterations(struct auth_file *af, int iterations);
+/* Once AF is loaded, before it is shared (any thread; slow by design: one PBKDF2 of
+ * ITERATIONS per plain secret, which is why a reload runs it on the executor): makes the
+ * SCRAM keys logins will use, so that no login derives any. Parses every SCRAM verifier;
+ * derives the keys of every plain secret when a method may ask its user for SCRAM: SCRAM
+ * (auth_type scram-sha-256, or an hba file that may choose it), or MD5 (auth_type md5, or
+ * an hba file) while AF holds a SCRAM verifier (auth_md5_offers_scram). False if a
+ * derivation failed (that user then has no keys). */
+bool auth_make_scram_keys(struct auth_file *af, int iterations, bool scram, bool md5)
+    __attribute__((warn_unused_result));
 
-/* The SCRAM keys for USER, derived once from a plain secret (scram_user_salt, the salt an
- * unknown user of that name gets too, and AF's iterations) or parsed from a SCRAM
- * verifier, then cached in AF. NULL if USER is unknown or has an
- * md5 secret (SCRAM impossible). Owned by AF. */
-const struct scram_keys *auth_scram_keys(struct auth_file *af, const char *user);
+/* The SCRAM keys auth_make_scram_keys made for USER (from a verifier, or from a plain
+ * secret with scram_user_salt, the salt an unknown user of that name gets too); a pure
+ * look-up, never a derivation. NULL if USER is unknown, has an md5 or empty secret (SCRAM
+ * impossible), or a plain one whose keys were not made. Owned by AF. */
+const struct scram_keys *auth_scram_keys(const struct auth_file *af, const char *user);
 
 #endif

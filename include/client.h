@@ -147,7 +147,9 @@ static inline void client_take(client_t *c, const struct proto_msg *m)
 }
 
 /* The exit of a successful login (login.c, after AuthenticationOk): the console, or C's
- * pool, the welcome and a server. May disconnect C. */
+ * pool, the welcome and a server; then input already there (sent behind the login's last
+ * message) is handled as the read callback would, for every destination. May disconnect
+ * C. */
 void client_logged_in(client_t *c);
 
 /* A CancelRequest: cancels the query of the client holding those keys, if it has one

@@ -113,6 +113,7 @@ struct config {
 	char *auth_ldap_options;   /* only "" (LDAP is not supported) */
 	int scram_iterations;      /* SCRAM iterations of the verifiers made from plain
 	                            * auth_file passwords */
+	int max_password_checks_waiting; /* cleartext checks waiting for the executor */
 	int client_tls_sslmode;    /* enum tls_mode */
 	char *client_tls_key_file;
 	char *client_tls_cert_file;

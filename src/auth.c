@@ -1,8 +1,10 @@
 /* The auth_file: PgBouncer userlist.txt parsed into an open-addressing hash table of
- * (user, secret, cached SCRAM keys), and the plain / md5 / SCRAM password checks.
+ * (user, secret, SCRAM keys), and the plain / md5 / SCRAM password checks.
  * A user listed twice takes the secret of the later line. An empty secret never
  * authenticates (no check passes and auth_scram_keys returns NULL). A cleartext check
- * costs one PBKDF2 whoever the user is (auth_plain_prepare / auth_plain_verify). */
+ * costs one PBKDF2 whoever the user is (auth_plain_prepare / auth_plain_verify); the SCRAM
+ * keys are made with the file (auth_make_scram_keys, off the loop), so no login derives
+ * any. Secrets and what is derived from them are cleansed before their memory goes. */
 #include "auth.h"
 
 #include <errno.h>
@@ -25,7 +27,7 @@
 struct auth_entry {
 	char *user;
 	char *secret;
-	bool keys_ready; /* keys holds this secret's SCRAM keys */
+	bool keys_ready; /* keys holds this secret's SCRAM keys (auth_make_scram_keys) */
 	struct scram_keys keys;
 	bool md5_ready;  /* md5 holds "md5" + hex(md5(password || user)) (or is "" for a
 	                  * SCRAM secret or an empty password: no md5 login) */
@@ -35,7 +37,6 @@ struct auth_entry {
 struct auth_file {
 	struct auth_entry *entries;
 	int count, cap;
-	int scram_iterations; /* of the verifiers made from plain secrets */
 	int nscram;           /* entries whose secret is a SCRAM verifier */
 	uint32_t *slots; /* index + 1 into entries, 0 = empty; nslots is a power of two */
 	uint32_t nslots;
@@ -252,7 +253,6 @@ struct auth_file *auth_load(const char *path, char *err, size_t errlen)
 		set_err(err, errlen, "%s: out of memory", path);
 		goto fail;
 	}
-	af->scram_iterations = SCRAM_DEFAULT_ITERATIONS;
 	while ((len = auth_getline(line, f)) > 0) {
 		lineno++;
 		const char *why =
@@ -330,9 +330,9 @@ enum auth_secret_kind auth_secret_kind(const char *secret)
 	struct scram_keys k;
 	if (is_md5_secret(secret))
 		return SECRET_MD5;
-	if (strncmp(secret, "SCRAM-SHA-256$", 14) == 0 && scram_parse_verifier(secret, &k))
-		return SECRET_SCRAM;
-	return SECRET_PLAIN;
+	bool scram = strncmp(secret, "SCRAM-SHA-256$", 14) == 0 && scram_parse_verifier(secret, &k);
+	OPENSSL_cleanse(&k, sizeof k);
+	return scram ? SECRET_SCRAM : SECRET_PLAIN;
 }
 
 static EVP_MD *md5_impl;
@@ -411,9 +411,12 @@ bool auth_md5_response(const char *secret, const uint8_t salt[4], char out[36])
 static bool secret_equal(const char *a, const char *b)
 {
 	uint8_t ha[SHA256_DIGEST_LENGTH], hb[SHA256_DIGEST_LENGTH];
-	return EVP_Digest(a, strlen(a), ha, NULL, EVP_sha256(), NULL) == 1 &&
-	       EVP_Digest(b, strlen(b), hb, NULL, EVP_sha256(), NULL) == 1 &&
-	       CRYPTO_memcmp(ha, hb, sizeof ha) == 0;
+	bool same = EVP_Digest(a, strlen(a), ha, NULL, EVP_sha256(), NULL) == 1 &&
+	            EVP_Digest(b, strlen(b), hb, NULL, EVP_sha256(), NULL) == 1 &&
+	            CRYPTO_memcmp(ha, hb, sizeof ha) == 0;
+	OPENSSL_cleanse(ha, sizeof ha);
+	OPENSSL_cleanse(hb, sizeof hb);
+	return same;
 }
 
 /* STORED = "md5" + hex(md5(password || user)) for SECRET, or "" when no md5 login can
@@ -532,34 +535,46 @@ bool auth_md5_offers_scram(const struct auth_file *af, const char *user)
 	return !e || auth_secret_kind(e->secret) != SECRET_MD5;
 }
 
-void auth_set_scram_iterations(struct auth_file *af, int iterations)
+/* E's SCRAM keys into e->keys: parsed from a verifier, or derived from a plain secret
+ * when PLAIN (with the salt an unknown user of that name would get: a reload, or the
+ * user's removal, changes nothing a client can see). False if a derivation failed. */
+static bool make_keys(struct auth_entry *e, int iterations, bool plain)
 {
-	af->scram_iterations = iterations;
-}
-
-const struct scram_keys *auth_scram_keys(struct auth_file *af, const char *user)
-{
-	struct auth_entry *e = find_entry(af, user);
-	if (!e || !*e->secret)
-		return NULL;
-	if (e->keys_ready)
-		return &e->keys;
 	uint8_t salt[SCRAM_DEFAULT_SALT_LEN];
+	if (!*e->secret)
+		return true;
 	switch (auth_secret_kind(e->secret)) {
 	case SECRET_PLAIN:
-		/* the salt an unknown user of that name would get: a reload, or the user's
-		 * removal, changes nothing a client can see */
+		if (!plain)
+			return true;
 		if (!scram_user_salt(e->user, salt) ||
-		    !scram_derive_keys(e->secret, salt, sizeof salt, af->scram_iterations, &e->keys))
-			return NULL;
+		    !scram_derive_keys(e->secret, salt, sizeof salt, iterations, &e->keys)) {
+			OPENSSL_cleanse(&e->keys, sizeof e->keys);
+			return false;
+		}
 		break;
 	case SECRET_SCRAM:
 		if (!scram_parse_verifier(e->secret, &e->keys))
-			return NULL;
+			return true; /* cannot happen: its kind says it parses */
 		break;
 	case SECRET_MD5:
-		return NULL;
+		return true;
 	}
 	e->keys_ready = true;
-	return &e->keys;
+	return true;
+}
+
+bool auth_make_scram_keys(struct auth_file *af, int iterations, bool scram, bool md5)
+{
+	bool plain = scram || (md5 && af->nscram > 0); /* auth_md5_offers_scram */
+	bool ok = true;
+	for (int i = 0; i < af->count; i++)
+		ok = make_keys(&af->entries[i], iterations, plain) && ok;
+	return ok;
+}
+
+const struct scram_keys *auth_scram_keys(const struct auth_file *af, const char *user)
+{
+	const struct auth_entry *e = find_entry(af, user);
+	return e && e->keys_ready ? &e->keys : NULL;
 }

@@ -739,7 +739,10 @@ void client_param_changed(client_t *c, int i, const char *value)
 
 /* ---- after the login ----------------------------------------------------------------- */
 
-void client_logged_in(client_t *c)
+static void client_on_input(client_t *c);
+
+/* The destination of a login: the console, or C's pool (the welcome now or with a server). */
+static void logged_in_route(client_t *c)
 {
 	if (console_is_console_db(c->database)) {
 		console_login(c);
@@ -780,18 +783,29 @@ void client_logged_in(client_t *c)
 		client_set_state(c, CL_IDLE);
 		timer_rearm(c);
 		timer_after_login(c);
-		if (c->state == CL_IDLE && stream_input_len(&c->st) > 0)
-			on_idle_input(c);
 		return;
 	}
 	wait_for_server(c);
 }
 
+void client_logged_in(client_t *c)
+{
+	logged_in_route(c);
+	/* bytes sent behind the login's last message (pipelined, or while a password was
+	 * checked): no read event announces them again, whatever the destination */
+	if (stream_input_len(&c->st) > 0) {
+		client_on_input(c);
+		stream_input_consumed(&c->st);
+	}
+}
+
 /* ---- events -------------------------------------------------------------------------- */
 
-static void client_read_cb(struct stream *st, void *arg)
+/* C's input, handled as its state says: from the read callback, and once after the login
+ * for what came with it. */
+static void client_on_input(client_t *c)
 {
-	client_t *c = arg;
+	struct stream *st = &c->st;
 	switch (c->state) {
 	case CL_LOGIN:
 		login_on_input(c);
@@ -811,6 +825,11 @@ static void client_read_cb(struct stream *st, void *arg)
 		console_on_input(c);
 		break;
 	}
+}
+
+static void client_read_cb(struct stream *st, void *arg)
+{
+	client_on_input(arg);
 	stream_flush(st); /* what the login queued */
 }
 

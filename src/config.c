@@ -203,6 +203,9 @@ static const struct cfg_key keys[] = {
         "LDAP authentication is not there yet; only an empty value is accepted"),
     KEY_AT(CFG_WITH_FILES, scram_iterations, T_POSITIVE, "4096",
         "SCRAM iterations of the verifiers pgcoro makes from plain auth_file passwords"),
+    KEY(max_password_checks_waiting, T_POSITIVE, "1000",
+        "cleartext password checks waiting for an executor thread; a login past it is "
+        "refused with 53300"),
     KEY_AT(CFG_WITH_FILES, client_tls_sslmode, T_SSLMODE, "disable",
         "TLS for clients: disable, allow, prefer, require, verify-ca or verify-full"),
     KEY_AT(CFG_WITH_FILES, client_tls_key_file, T_STRING, "",

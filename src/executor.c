@@ -1,7 +1,9 @@
-/* The executor: a fixed pool of worker threads fed by a mutex/condvar FIFO of caller-owned
- * jobs. A worker runs fn, appends the job to a completion list and, when that list was
- * empty, wakes the loop through an eventfd watched by a persistent event; the loop swaps
- * the list out and runs each done in completion order. No allocation per job. */
+/* The executor: a fixed pool of worker threads fed by two mutex/condvar FIFOs of
+ * caller-owned jobs, service and bulk (executor.h). A worker takes the head of the service
+ * FIFO, else the head of the bulk one while fewer than bulk_max workers run bulk jobs, runs
+ * fn, appends the job to a completion list and, when that list was empty, wakes the loop
+ * through an eventfd watched by a persistent event; the loop swaps the list out and runs
+ * each done in completion order. No allocation per job. */
 #include "executor.h"
 
 #include <errno.h>
@@ -29,9 +31,12 @@ struct executor {
 	int pending; /* submitted, done not run yet; loop thread only */
 
 	pthread_mutex_t mu;  /* guards everything below */
-	pthread_cond_t cond; /* signalled when queue gains a job or stop is set */
-	struct job_fifo queue;
+	pthread_cond_t cond; /* signalled when a job becomes takeable or stop is set */
+	struct job_fifo queue; /* service jobs */
+	struct job_fifo bulk;  /* bulk jobs */
 	struct job_fifo completed;
+	int bulk_running; /* bulk jobs a worker runs now */
+	int bulk_max;     /* nthreads - 1: one worker at least is free of bulk jobs */
 	bool stop;
 
 	int nthreads; /* started */
@@ -67,22 +72,40 @@ static void exec_wake_loop(struct executor *ex)
 		;
 }
 
+/* The job a free worker takes now, or NULL (*BULK: it is a bulk job). Under mu. */
+static struct exec_job *exec_take(struct executor *ex, bool *bulk)
+{
+	*bulk = false;
+	if (ex->queue.head)
+		return fifo_pop(&ex->queue);
+	if (!ex->bulk.head || ex->bulk_running >= ex->bulk_max)
+		return NULL;
+	*bulk = true;
+	ex->bulk_running++;
+	return fifo_pop(&ex->bulk);
+}
+
 static void *exec_worker(void *arg)
 {
 	struct executor *ex = arg;
 
 	pthread_mutex_lock(&ex->mu);
 	for (;;) {
-		while (!ex->queue.head && !ex->stop)
+		bool bulk;
+		struct exec_job *job = exec_take(ex, &bulk);
+		if (!job) {
+			if (ex->stop && !ex->queue.head && !ex->bulk.head)
+				break; /* stopping and nothing left */
 			pthread_cond_wait(&ex->cond, &ex->mu);
-		struct exec_job *job = fifo_pop(&ex->queue);
-		if (!job)
-			break; /* stopping and nothing left */
+			continue;
+		}
 		pthread_mutex_unlock(&ex->mu);
 
 		job->fn(job);
 
 		pthread_mutex_lock(&ex->mu);
+		if (bulk && --ex->bulk_running < ex->bulk_max && ex->bulk.head)
+			pthread_cond_signal(&ex->cond); /* a waiting bulk job is takeable now */
 		bool was_empty = ex->completed.head == NULL;
 		fifo_push(&ex->completed, job);
 		if (was_empty)
@@ -147,6 +170,7 @@ struct executor *exec_new(struct event_base *base, int nthreads)
 		return NULL;
 	}
 	ex->base = base;
+	ex->bulk_max = nthreads - 1;
 	ex->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (ex->efd < 0) {
 		log_error("executor: eventfd: %s", strerror(errno));
@@ -180,7 +204,7 @@ struct executor *exec_new(struct event_base *base, int nthreads)
 		event_del(&ex->wake_ev);
 		goto fail;
 	}
-	log_debug("executor: %d threads", nthreads);
+	log_debug("executor: %d threads, password checks on %d at most", nthreads, ex->bulk_max);
 	return ex;
 
 fail:
@@ -191,13 +215,22 @@ fail:
 	return NULL;
 }
 
-void exec_submit(struct executor *ex, struct exec_job *job)
+static void exec_queue(struct executor *ex, struct job_fifo *f, struct exec_job *job)
 {
 	ex->pending++;
 	pthread_mutex_lock(&ex->mu);
-	fifo_push(&ex->queue, job);
+	fifo_push(f, job);
 	pthread_cond_signal(&ex->cond);
 	pthread_mutex_unlock(&ex->mu);
+}
+
+void exec_submit(struct executor *ex, struct exec_job *job) { exec_queue(ex, &ex->queue, job); }
+
+void exec_submit_bulk(struct executor *ex, struct exec_job *job)
+{
+	if (ex->bulk_max < 1)
+		fatal("executor: a bulk job submitted to an executor of one thread");
+	exec_queue(ex, &ex->bulk, job);
 }
 
 int exec_pending(const struct executor *ex)
@@ -205,9 +238,9 @@ int exec_pending(const struct executor *ex)
 	return ex->pending;
 }
 
-int exec_threads(const struct executor *ex)
+int exec_bulk_threads(const struct executor *ex)
 {
-	return ex->nthreads;
+	return ex->bulk_max;
 }
 
 /* After the workers are joined, jobs that done callbacks submit during exec_free run
@@ -220,6 +253,8 @@ void exec_free(struct executor *ex)
 	for (;;) {
 		exec_run_completed(ex);
 		struct exec_job *job = fifo_pop(&ex->queue);
+		if (!job)
+			job = fifo_pop(&ex->bulk);
 		if (!job)
 			break;
 		job->fn(job);

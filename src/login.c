@@ -5,13 +5,15 @@
  *
  * One entry, login_on_input (login_on_tls_ready when a handshake ends); one exit,
  * client_logged_in after AuthenticationOk, or client_disconnect. A cleartext password is
- * checked on the executor (its PBKDF2 would block the loop): the login awaits the verdict
- * in LOGIN_PASSWORD_CHECK, and the check outlives a login that ends meanwhile (it then
- * frees itself). Every message is taken
- * whole (proto_next: nothing is read before all of it is there) and bounded
- * (PROTO_STARTUP_MAX, LOGIN_MSG_MAX); the packet is copied once and parsed in place, so
- * nothing allocated here outlives the login but the parameters' block the session
- * keeps (client.h). */
+ * checked on the executor as a bulk job (its PBKDF2 would block the loop; executor.h): the
+ * login awaits the verdict in LOGIN_PASSWORD_CHECK, reading on so that a peer that leaves
+ * is seen at once (at most LOGIN_MSG_MAX bytes may come meanwhile, kept for after the
+ * login), and the check outlives a login that ends meanwhile (it then frees itself). Every
+ * message is taken whole (proto_next: nothing is read before all of it is there) and
+ * bounded (PROTO_STARTUP_MAX, LOGIN_MSG_MAX); the packet is copied once and parsed in
+ * place, so nothing allocated here outlives the login but the parameters' block the
+ * session keeps (client.h). Secrets (a password, SCRAM keys) are cleansed before their
+ * memory is let go. */
 #include "login.h"
 
 #include <arpa/inet.h>
@@ -41,7 +43,8 @@
 #include "server.h"
 #include "tls.h"
 
-#define LOGIN_MSG_MAX 8192 /* a password or SASL message larger than this is malformed */
+#define LOGIN_MSG_MAX 8192 /* a password or SASL message larger than this is malformed; the
+                           * most input kept while a password is checked */
 
 enum login_phase {
 	LOGIN_STARTUP,        /* reading the startup packet (SSLRequest may come first) */
@@ -49,7 +52,7 @@ enum login_phase {
 	LOGIN_SASL_INITIAL,   /* awaiting SASLInitialResponse */
 	LOGIN_SASL_FINAL,     /* awaiting SASLResponse */
 	LOGIN_PASSWORD_CHECK, /* awaiting the executor's verdict on a cleartext password (or
-	                       * its turn to go there): input waits */
+	                       * its turn to go there): input waits, LOGIN_MSG_MAX at most */
 };
 
 struct plain_check;
@@ -72,11 +75,12 @@ struct login {
 
 /* A cleartext password check (auth_plain_prepare, then auth_plain_verify's PBKDF2 on the
  * executor): for every user, listed or not, so every answer costs the same work and none
- * blocks the loop. At most exec_threads() checks are on the executor at once, counting
- * those whose login has ended (each frees itself when done, so an anonymous peer cannot
- * queue work by leaving); later ones wait here, FIFO, each for a login still open (a login
- * that ends frees its waiting check; max_client_conn and client_login_timeout bound those
- * logins). */
+ * blocks the loop. At most exec_bulk_threads() checks are on the executor at once (one
+ * thread stays free of them for connect steps, cancels and reloads), counting those whose
+ * login has ended (each frees itself when done, so an anonymous peer cannot queue work by
+ * leaving); later ones wait here, FIFO, each for a login still open (a login that ends
+ * frees its waiting check; max_password_checks_waiting bounds them, and client_login_timeout
+ * their wait). */
 struct plain_check {
 	struct exec_job job;
 	client_t *c;      /* NULL once its login has ended */
@@ -125,6 +129,8 @@ void login_free(client_t *c)
 		pc->c = NULL; /* on the executor: it frees itself when done */
 	}
 	free(l->packet);
+	if (l->scram)
+		OPENSSL_cleanse(l->scram, sizeof *l->scram); /* StoredKey, ServerKey */
 	free(l->scram);
 	free(l);
 	c->login = NULL;
@@ -664,7 +670,7 @@ static void check_submit(struct plain_check *pc)
 	pc->job = (struct exec_job){.fn = check_fn, .done = check_done, .arg = pc};
 	checks_running++;
 	checks_run++;
-	exec_submit(rt->exec, &pc->job);
+	exec_submit_bulk(rt->exec, &pc->job);
 }
 
 /* Loop thread: PC's verdict goes to its login if it is still open; the next waiting
@@ -696,6 +702,13 @@ static void check_done(struct exec_job *job)
 static void start_plain_check(client_t *c, const char *pw)
 {
 	struct login *l = c->login;
+	bool runs = checks_running < exec_bulk_threads(rt->exec);
+	if (!runs && checks_waiting.count >= rt->cfg->max_password_checks_waiting) {
+		client_disconnect(c, "53300", "too many password checks waiting "
+				  "(max_password_checks_waiting %d)",
+				  rt->cfg->max_password_checks_waiting);
+		return;
+	}
 	size_t len = strlen(pw);
 	struct plain_check *pc = malloc(sizeof(*pc) + len + 1);
 	if (!pc) {
@@ -708,7 +721,7 @@ static void start_plain_check(client_t *c, const char *pw)
 	auth_plain_prepare(rt->auth, c->user, pw, rt->cfg->scram_iterations, &pc->chk);
 	l->check = pc;
 	l->phase = LOGIN_PASSWORD_CHECK;
-	if (checks_running < exec_threads(rt->exec))
+	if (runs)
 		check_submit(pc);
 	else
 		list_append(&checks_waiting, &pc->node);
@@ -776,8 +789,18 @@ void login_on_input(client_t *c)
 		size_t n;
 		const uint8_t *p = stream_input(&c->st, &n);
 		struct proto_msg m;
-		if (n == 0 || l->phase == LOGIN_PASSWORD_CHECK)
-			return; /* nothing yet, or the rest waits for the verdict */
+		if (l->phase == LOGIN_PASSWORD_CHECK) {
+			/* kept for after the login (a pipelined query); no driver sends anything
+			 * before AuthenticationOk, so more is refused, not buffered */
+			if (n > LOGIN_MSG_MAX) {
+				stream_consume(&c->st, n);
+				client_disconnect(c, "08P01", "more than %d bytes received while the "
+						  "password is checked", LOGIN_MSG_MAX);
+			}
+			return;
+		}
+		if (n == 0)
+			return;
 		if (l->phase == LOGIN_STARTUP) {
 			if (p[0] == 0x16 && !c->st.tls && !l->ssl_done && !l->gss_done) {
 				on_direct_tls(c); /* only as the first bytes (PostgreSQL 17) */
@@ -848,5 +871,6 @@ void login_on_input(client_t *c)
 			fatal("client %llu: auth message in login phase %d",
 			      (unsigned long long)c->id, (int)l->phase);
 		}
+		OPENSSL_cleanse(msg, m.size); /* a password, or a SCRAM proof */
 	}
 }

@@ -58,7 +58,18 @@ static bool load_auth(const struct config *cfg, struct auth_file **auth, char *e
 			snprintf(err, errlen, "auth_file: %s", why);
 			return false;
 		}
-		auth_set_scram_iterations(*auth, cfg->scram_iterations);
+		/* the keys SCRAM logins use, made here (the executor, or the start) rather than
+		 * by a login on the loop */
+		bool hba = cfg->auth_type == AUTH_HBA;
+		if (!auth_make_scram_keys(*auth, cfg->scram_iterations,
+					  hba || cfg->auth_type == AUTH_SCRAM,
+					  hba || cfg->auth_type == AUTH_MD5)) {
+			snprintf(err, errlen, "auth_file: %s: could not derive SCRAM keys",
+				 cfg->auth_file);
+			auth_free(*auth);
+			*auth = NULL;
+			return false;
+		}
 	} else if ((cfg->auth_type == AUTH_PLAIN || cfg->auth_type == AUTH_MD5 ||
 		    cfg->auth_type == AUTH_SCRAM) &&
 		   !cfg->pgbouncer_ini) {

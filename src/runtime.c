@@ -29,7 +29,9 @@ bool runtime_start(struct runtime *rt, const char *path)
 		log_error("cannot create the event loop");
 		return false;
 	}
-	rt->exec = exec_new(rt->base, rt->cfg->executor_threads);
+	/* two threads at least: password checks take all but one (executor.h) */
+	int threads = rt->cfg->executor_threads;
+	rt->exec = exec_new(rt->base, threads < 2 ? 2 : threads);
 	if (!rt->exec)
 		return false;
 	client_init(rt);

@@ -6,7 +6,7 @@ cleartext check ran PBKDF2 over the verifier's iterations on the loop thread for
 user and nothing for an unknown one, so the answer's time told who exists and every
 anonymous attempt at a listed name blocked every client meanwhile. Now every check, listed
 user or not, derives a key (the user's verifier, else a mock one) on the executor, at most
-executor_threads at once; checks whose client left free themselves, waiting ones go with
+executor_threads - 1 at once; checks whose client left free themselves, waiting ones go with
 their client. The tests look at order and counts, never at durations: another client is
 answered while a check is running, for every kind of user, and /metrics counts the checks.
 
@@ -119,11 +119,12 @@ def checks(port):
 
 def test_password_checks_bounded_and_freed_with_their_clients(pgcoro_factory):
     """Six clients send a password for a user whose check takes seconds: two checks run
-    (executor_threads), four wait. When the clients leave, the waiting checks go with them
+    (executor_threads 3: all threads but one), four wait. When the clients leave, the waiting checks go with them
     (never run) and the running ones end by themselves without touching their freed clients
     (ASan at teardown). Unknown users' checks are counted too."""
     port = free_port()
-    inst = pgcoro_factory(settings={"auth_type": "plain", "metrics_listen": f"127.0.0.1:{port}"},
+    inst = pgcoro_factory(settings={"auth_type": "plain", "executor_threads": 3,
+                                    "metrics_listen": f"127.0.0.1:{port}"},
                           users={"scramuser": fake_verifier(HUGE)})
     assert checks(port) == (0, 0, 0)
     clients = []

@@ -390,6 +390,38 @@ START_TEST(test_md5_offers_scram)
 }
 END_TEST
 
+/* auth_make_scram_keys derives a plain secret's keys only for a method that may ask it for
+ * SCRAM: scram-sha-256, or md5 while the file holds a verifier (auth_md5_offers_scram);
+ * verifiers are parsed whatever the method. */
+START_TEST(test_make_scram_keys_by_method)
+{
+	static const struct {
+		bool scram, md5, verifier, plain_keys;
+	} cases[] = {
+	    {false, false, false, false}, {false, false, true, false},
+	    {false, true, false, false},  {false, true, true, true},
+	    {true, false, false, true},   {true, false, true, true},
+	    {true, true, true, true},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char err[256] = "";
+		struct auth_file *af = load_string(cases[i].verifier
+		                                       ? "\"bob\" \"pw\"\n\"carol\" \"" PENCIL_VERIFIER "\"\n"
+		                                       : "\"bob\" \"pw\"\n",
+		                                   err, sizeof err);
+		ck_assert_msg(af, "%s", err);
+		ck_assert(auth_make_scram_keys(af, 7, cases[i].scram, cases[i].md5));
+		const struct scram_keys *k = auth_scram_keys(af, "bob");
+		ck_assert_msg((k != NULL) == cases[i].plain_keys, "case %zu", i);
+		if (k)
+			ck_assert_int_eq(k->iterations, 7);
+		if (cases[i].verifier)
+			ck_assert_ptr_nonnull(auth_scram_keys(af, "carol"));
+		auth_free(af);
+	}
+}
+END_TEST
+
 /* A whole SCRAM exchange against KEYS with PASSWORD. */
 static bool scram_ok(const struct scram_keys *keys, const char *password)
 {
@@ -411,8 +443,12 @@ START_TEST(test_scram_keys)
 	                                   "\"dave\" \"\"\n",
 	                                   err, sizeof err);
 	ck_assert_msg(af != NULL, "%s", err);
+	/* nothing is derived at a login: before the keys are made there are none */
+	ck_assert_ptr_null(auth_scram_keys(af, "bob"));
+	ck_assert_ptr_null(auth_scram_keys(af, "carol"));
+	ck_assert(auth_make_scram_keys(af, 4096, true, false));
 
-	/* plain: derived once with a 16-byte salt and 4096 iterations, then cached */
+	/* plain: derived with the file, a 16-byte salt and 4096 iterations */
 	const struct scram_keys *b1 = auth_scram_keys(af, "bob");
 	ck_assert_ptr_nonnull(b1);
 	ck_assert_int_eq(b1->iterations, 4096);
@@ -428,7 +464,7 @@ START_TEST(test_scram_keys)
 	ck_assert(scram_ok(b1, "plain pass"));
 	ck_assert(!scram_ok(b1, "plain pas"));
 
-	/* SCRAM: parsed from the verifier, cached */
+	/* SCRAM: parsed from the verifier */
 	const struct scram_keys *c1 = auth_scram_keys(af, "carol");
 	ck_assert_ptr_nonnull(c1);
 	ck_assert_int_eq(c1->iterations, 4096);
@@ -448,7 +484,7 @@ END_TEST
 
 START_TEST(test_scram_keys_two_files)
 {
-	/* Each auth_file has its own cache: a reload derives the keys again (a changed password
+	/* Each auth_file has its own keys: a reload derives them again (a changed password
 	 * counts), with the same salt: the name's scram_user_salt, the salt an unknown user of
 	 * that name would get. A client sees no change when a reload adds or removes a user. */
 	char err[64];
@@ -456,6 +492,8 @@ START_TEST(test_scram_keys_two_files)
 	struct auth_file *b = load_string("\"bob\" \"pw2\"\n\"eve\" \"pw\"\n", err, sizeof err);
 	ck_assert_ptr_nonnull(a);
 	ck_assert_ptr_nonnull(b);
+	ck_assert(auth_make_scram_keys(a, SCRAM_DEFAULT_ITERATIONS, true, true));
+	ck_assert(auth_make_scram_keys(b, SCRAM_DEFAULT_ITERATIONS, true, true));
 	const struct scram_keys *ka = auth_scram_keys(a, "bob"), *kb = auth_scram_keys(b, "bob");
 	ck_assert_ptr_nonnull(ka);
 	ck_assert_ptr_nonnull(kb);
@@ -496,6 +534,7 @@ static Suite *auth_suite(void)
 	tcase_add_test(tc, test_md5_offers_scram);
 	tcase_add_test(tc, test_scram_keys);
 	tcase_add_test(tc, test_scram_keys_two_files);
+	tcase_add_test(tc, test_make_scram_keys_by_method);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,12 +1,15 @@
 /* Unit tests for executor.c: fn runs on a worker, done on the loop thread, every job
  * completes exactly once (also when submitted from done, and when exec_free finds jobs
- * still queued), completion order with one thread, and real concurrency with several. */
+ * still queued), completion order with one thread, real concurrency with several, and the
+ * two classes: service jobs taken before bulk ones, never waiting behind them, bulk jobs
+ * on all threads but one at most. */
 #include <check.h>
 
 #include "unit.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -317,6 +320,147 @@ START_TEST(test_free_idle_and_bad_args)
 }
 END_TEST
 
+/* Gates a job's fn can wait at, opened by the test; the order fns start in. */
+enum { NGATES = 4 };
+static pthread_mutex_t gates_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gates_cond = PTHREAD_COND_INITIALIZER;
+static bool gates[NGATES];
+static int started[16], nstarted;
+static int bulk_now, bulk_most; /* bulk fns running now, the most at once */
+
+struct cjob {
+	struct tjob t; /* first */
+	int gate;      /* -1: none */
+	bool bulk;
+};
+
+static void cjob_fn(struct exec_job *j)
+{
+	struct cjob *c = (struct cjob *)j;
+	pthread_mutex_lock(&gates_mu);
+	started[nstarted++] = c->t.id;
+	if (c->bulk && ++bulk_now > bulk_most)
+		bulk_most = bulk_now;
+	pthread_cond_broadcast(&gates_cond);
+	while (c->gate >= 0 && !gates[c->gate])
+		pthread_cond_wait(&gates_cond, &gates_mu);
+	if (c->bulk)
+		bulk_now--;
+	pthread_mutex_unlock(&gates_mu);
+	tjob_fn(j);
+}
+
+static void cjob_submit(struct executor *ex, struct cjob *c, int id, bool bulk, int gate)
+{
+	tjob_init(&c->t, id);
+	c->t.job.fn = cjob_fn;
+	c->bulk = bulk;
+	c->gate = gate;
+	if (bulk)
+		exec_submit_bulk(ex, &c->t.job);
+	else
+		exec_submit(ex, &c->t.job);
+}
+
+static void gate_set(int g, bool open)
+{
+	pthread_mutex_lock(&gates_mu);
+	gates[g] = open;
+	pthread_cond_broadcast(&gates_cond);
+	pthread_mutex_unlock(&gates_mu);
+}
+
+/* Waits until N fns have started. */
+static void wait_started(int n)
+{
+	pthread_mutex_lock(&gates_mu);
+	while (nstarted < n)
+		pthread_cond_wait(&gates_cond, &gates_mu);
+	pthread_mutex_unlock(&gates_mu);
+}
+
+/* A new executor of NTHREADS on a new *BASE, every gate closed, nothing started. */
+static struct executor *classes_start(struct event_base **base, int nthreads)
+{
+	reset_globals();
+	memset(gates, 0, sizeof gates);
+	nstarted = bulk_now = bulk_most = 0;
+	*base = event_base_new();
+	struct executor *ex = exec_new(*base, nthreads);
+	ck_assert_ptr_nonnull(ex);
+	return ex;
+}
+
+/* Bulk jobs that never end (until their gate opens) hold all threads but one: service jobs
+ * submitted after them run and complete meanwhile, on the thread left. */
+START_TEST(test_service_never_behind_bulk)
+{
+	for (int nthreads = 2; nthreads <= 3; nthreads++) {
+		struct event_base *base;
+		struct executor *ex = classes_start(&base, nthreads);
+		ck_assert_int_eq(exec_bulk_threads(ex), nthreads - 1);
+		struct cjob bulk[6], svc[5];
+		for (int i = 0; i < 6; i++)
+			cjob_submit(ex, &bulk[i], i, true, 0);
+		wait_started(nthreads - 1);
+		for (int i = 0; i < 5; i++)
+			cjob_submit(ex, &svc[i], 100 + i, false, -1);
+		while (total_done < 5)
+			ck_assert_int_eq(event_base_loop(base, EVLOOP_ONCE), 0);
+		for (int i = 0; i < 5; i++)
+			ck_assert_int_eq(svc[i].t.done_runs, 1);
+		for (int i = 0; i < 6; i++)
+			ck_assert_int_eq(bulk[i].t.done_runs, 0);
+		gate_set(0, true);
+		run_until_idle(base, ex);
+		ck_assert_int_eq(total_done, 11);
+		ck_assert_int_eq(bulk_most, nthreads - 1);
+		exec_free(ex);
+		event_base_free(base);
+	}
+}
+END_TEST
+
+/* A free thread takes the oldest service job before any bulk job, whatever came first. */
+START_TEST(test_service_taken_before_bulk)
+{
+	struct event_base *base;
+	struct executor *ex = classes_start(&base, 2);
+	struct cjob hold, b1, b2, s2;
+	cjob_submit(ex, &hold, 0, false, 0); /* one thread held by a service job */
+	cjob_submit(ex, &b1, 1, true, 1);    /* the other by a bulk one */
+	wait_started(2);
+	cjob_submit(ex, &b2, 2, true, -1);
+	cjob_submit(ex, &s2, 3, false, -1);
+	gate_set(1, true); /* b1 ends: its thread takes s2, then b2 */
+	wait_started(4);
+	ck_assert_int_eq(started[2], 3);
+	ck_assert_int_eq(started[3], 2);
+	gate_set(0, true);
+	run_until_idle(base, ex);
+	ck_assert_int_eq(total_done, 4);
+	exec_free(ex);
+	event_base_free(base);
+}
+END_TEST
+
+/* exec_free runs queued bulk jobs too. */
+START_TEST(test_free_with_bulk_queued)
+{
+	struct event_base *base;
+	struct executor *ex = classes_start(&base, 2);
+	struct cjob b[3];
+	cjob_submit(ex, &b[0], 0, true, 0);
+	wait_started(1);
+	cjob_submit(ex, &b[1], 1, true, -1);
+	cjob_submit(ex, &b[2], 2, true, -1);
+	gate_set(0, true);
+	exec_free(ex);
+	ck_assert_int_eq(total_done, 3);
+	event_base_free(base);
+}
+END_TEST
+
 static Suite *executor_suite(void)
 {
 	Suite *s = suite_create("executor");
@@ -329,6 +473,9 @@ static Suite *executor_suite(void)
 	tcase_add_test(tc, test_concurrency);
 	tcase_add_test(tc, test_free_with_queued);
 	tcase_add_test(tc, test_free_idle_and_bad_args);
+	tcase_add_test(tc, test_service_never_behind_bulk);
+	tcase_add_test(tc, test_service_taken_before_bulk);
+	tcase_add_test(tc, test_free_with_bulk_queued);
 	suite_add_tcase(s, tc);
 	return s;
 }
