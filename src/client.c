@@ -436,6 +436,8 @@ static void client_free(client_t *c)
 			free(c->session_params[i]);
 	free(c->session_params);
 	free(c->params);
+	if (c->pool)
+		pool_unref(c->pool);
 	free(c);
 }
 
@@ -507,7 +509,7 @@ void client_send_welcome(client_t *c, char *const *params)
 			if (params[i])
 				proto_build_param_status(&out, server_param_names[i], params[i]);
 	} else {
-		const pool_t *p = c->pool;
+		const struct pool_welcome *w = &c->pool->traffic->welcome; /* params_known */
 		const char *own[SERVER_NPARAMS] = {0};
 		for (int k = 0; k < c->nparams; k++)
 			if (c->params[k].report >= 0)
@@ -516,11 +518,11 @@ void client_send_welcome(client_t *c, char *const *params)
 		for (int i = 0; i < SERVER_NPARAMS; i++) {
 			if (!own[i])
 				continue;
-			proto_put_bytes(&out, p->welcome.data + from, p->welcome_at[i] - from);
+			proto_put_bytes(&out, w->msgs.data + from, w->at[i] - from);
 			proto_build_param_status(&out, server_param_names[i], own[i]);
-			from = p->welcome_at[i + 1];
+			from = w->at[i + 1];
 		}
-		proto_put_bytes(&out, p->welcome.data + from, p->welcome_at[SERVER_NPARAMS] - from);
+		proto_put_bytes(&out, w->msgs.data + from, w->at[SERVER_NPARAMS] - from);
 	}
 	proto_build_backend_key(&out, c->cancel_pid, c->cancel_key);
 	proto_build_ready(&out, 'I');
@@ -720,6 +722,7 @@ void client_logged_in(client_t *c)
 		return;
 	}
 	c->pool = pool;
+	pool_ref(pool);
 	if (pool->pool_mode != POOL_SESSION && pool->params_known) {
 		/* Transaction/statement mode: answer from the pool's parameters now; the client
 		 * waits for a server only with its first query (which applies its settings). */

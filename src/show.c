@@ -118,8 +118,9 @@ static struct db_sums sums_of(const char *db)
 			continue;
 		s.pool_count++;
 		s.servers += pool_server_count(p);
-		stats_add(&s.total, &p->stats);
-		stats_add(&s.period, &p->period);
+		stats_add(&s.total, pool_stats(p));
+		if (p->traffic)
+			stats_add(&s.period, &p->traffic->period.growth);
 	}
 	return s;
 }
@@ -133,33 +134,45 @@ static const struct proto_column databases_cols[] = {
     {"current_connections", OID_INT4, 4}, {"paused", OID_INT4, 4},
     {"disabled", OID_INT4, 4}};
 
+/* The row of database NAME, configured by DB (its own entry, or "*"). */
+static void database_row(const char *name, const struct cfg_db *db)
+{
+	const struct config *cfg = rt->cfg;
+	const char *host = cfg_db_param(db, "host");
+	const char *port = cfg_db_param(db, "port");
+	const char *dbname = cfg_db_param(db, "dbname");
+	struct db_sums s = sums_of(name);
+	cell_str(0, name);
+	cell_str(1, host);
+	cell_i64(2, port ? atoi(port) : 5432);
+	cell_str(3, dbname ? dbname : name);
+	cell_str(4, cfg_db_param(db, "user"));
+	cell_i64(5, db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size);
+	cell_i64(6, db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size);
+	cell_i64(7, db->reserve_pool_size >= 0 ? db->reserve_pool_size
+					       : cfg->reserve_pool_size);
+	cell_str(8, db->pool_mode != POOL_MODE_UNSET ? cfg_pool_mode_name(db->pool_mode)
+						     : NULL);
+	cell_i64(9, db->max_db_connections >= 0 ? db->max_db_connections
+						: cfg->max_db_connections);
+	cell_i64(10, s.servers);
+	cell_i64(11, poolctl_paused(name));
+	cell_i64(12, poolctl_disabled(name));
+	proto_build_data_row(out, vals, NCOLS(databases_cols));
+}
+
+/* The configured databases, then those the "*" entry made (as PgBouncer's auto-databases:
+ * listed while they have pools, gone with them). */
 static void show_databases(void)
 {
 	const struct config *cfg = rt->cfg;
 	proto_build_row_description(out, databases_cols, NCOLS(databases_cols));
-	for (int i = 0; i < cfg->ndbs; i++) {
-		const struct cfg_db *db = &cfg->dbs[i];
-		const char *host = cfg_db_param(db, "host");
-		const char *port = cfg_db_param(db, "port");
-		const char *dbname = cfg_db_param(db, "dbname");
-		struct db_sums s = sums_of(db->name);
-		cell_str(0, db->name);
-		cell_str(1, host);
-		cell_i64(2, port ? atoi(port) : 5432);
-		cell_str(3, dbname ? dbname : db->name);
-		cell_str(4, cfg_db_param(db, "user"));
-		cell_i64(5, db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size);
-		cell_i64(6, db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size);
-		cell_i64(7, db->reserve_pool_size >= 0 ? db->reserve_pool_size
-						       : cfg->reserve_pool_size);
-		cell_str(8, db->pool_mode != POOL_MODE_UNSET ? cfg_pool_mode_name(db->pool_mode)
-							     : NULL);
-		cell_i64(9, db->max_db_connections >= 0 ? db->max_db_connections
-							: cfg->max_db_connections);
-		cell_i64(10, s.servers);
-		cell_i64(11, poolctl_paused(db->name));
-		cell_i64(12, poolctl_disabled(db->name));
-		proto_build_data_row(out, vals, NCOLS(databases_cols));
+	for (int i = 0; i < cfg->ndbs; i++)
+		database_row(cfg->dbs[i].name, &cfg->dbs[i]);
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
+		const struct cfg_db *db = p->auto_db ? cfg_find_db(cfg, p->dbname) : NULL;
+		if (db && strcmp(db->name, "*") == 0 && pool_first_of_db(p))
+			database_row(p->dbname, db);
 	}
 }
 
@@ -384,16 +397,9 @@ static void show_users(void)
 /* The databases that have pools, each once, in pool order: calls FN(db) for each. */
 static void for_each_pool_db(void (*fn)(const char *db))
 {
-	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
-		bool seen = false;
-		for (pool_t *q = pool_next(NULL); q != p; q = pool_next(q))
-			if (strcmp(q->dbname, p->dbname) == 0) {
-				seen = true;
-				break;
-			}
-		if (!seen)
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+		if (pool_first_of_db(p))
 			fn(p->dbname);
-	}
 }
 
 static const struct proto_column stats_cols[] = {
@@ -491,8 +497,9 @@ static void show_totals(void)
 {
 	struct stats t = {0}, d = {0};
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
-		stats_add(&t, &p->stats);
-		stats_add(&d, &p->period);
+		stats_add(&t, pool_stats(p));
+		if (p->traffic)
+			stats_add(&d, &p->traffic->period.growth);
 	}
 	struct stats_avg a = stats_averages(&d, stats_period_seconds());
 	cells_totals(0, &t);

@@ -1,5 +1,6 @@
-/* Owns the periodic stats line: every stats_period it sums the counters of every pool,
- * takes the growth since the previous line and logs rates and average times. */
+/* Owns the periodic stats line: every stats_period it sums the counters of every pool
+ * (and of the pools freed since the start), takes the growth since the previous line and
+ * logs rates and average times; and each pool's growth over the period (SHOW STATS). */
 #include "stats.h"
 
 #include <inttypes.h>
@@ -15,6 +16,7 @@
 static struct runtime *rt;
 static struct event *period_ev;
 static struct stats last;  /* the totals at the previous line */
+static struct stats gone;  /* the counters of the pools freed, for the totals */
 static double last_at;     /* rt_now() of the previous line */
 static double armed_period; /* the period the timer runs with; 0 = stopped */
 static double period_seconds; /* length of the last full period */
@@ -74,13 +76,18 @@ void stats_sub(struct stats *to, const struct stats *a, const struct stats *b)
 
 double stats_period_seconds(void) { return period_seconds; }
 
+void stats_pool_gone(pool_t *p) { stats_add(&gone, pool_stats(p)); }
+
 static void period_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct stats total = {0};
+	struct stats total = gone;
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
-		stats_add(&total, &p->stats);
-		stats_sub(&p->period, &p->stats, &p->period_start);
-		p->period_start = p->stats;
+		struct pool_traffic *t = p->traffic;
+		if (!t)
+			continue; /* no traffic yet: its first period starts from zero */
+		stats_add(&total, &t->stats);
+		stats_sub(&t->period.growth, &t->stats, &t->period.start);
+		t->period.start = t->stats;
 	}
 	double now = rt_now();
 	struct stats d;
