@@ -103,26 +103,66 @@ static void show_config(void)
 	}
 }
 
-/* Sums of the pools of database DB (for per-database rows). */
+/* Sums of the pools of a database (for per-database rows). */
 struct db_sums {
-	int pool_count;
 	int servers;
 	struct stats total, period;
+	const pool_t *first; /* one of its pools */
 };
+
+static void sums_add(struct db_sums *s, const pool_t *p)
+{
+	s->servers += pool_server_count(p);
+	stats_add(&s->total, pool_stats(p));
+	if (p->traffic)
+		stats_add(&s->period, &p->traffic->period.growth);
+	s->first = p;
+}
 
 static struct db_sums sums_of(const char *db)
 {
 	struct db_sums s = {0};
-	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
-		if (strcmp(p->dbname, db) != 0)
-			continue;
-		s.pool_count++;
-		s.servers += pool_server_count(p);
-		stats_add(&s.total, pool_stats(p));
-		if (p->traffic)
-			stats_add(&s.period, &p->traffic->period.growth);
-	}
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+		if (strcmp(p->dbname, db) == 0)
+			sums_add(&s, p);
 	return s;
+}
+
+static int by_dbname(const void *a, const void *b)
+{
+	return strcmp((*(pool_t *const *)a)->dbname, (*(pool_t *const *)b)->dbname);
+}
+
+/* The databases that have pools, each once with its sums, by name (as PgBouncer's list
+ * them): calls FN(db, sums) for each. One sort, not a walk of every pool per database
+ * (thousands of "*" databases); without memory for it, the walks. */
+static void for_each_pool_db(void (*fn)(const char *db, const struct db_sums *s))
+{
+	int n = 0;
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+		n++;
+	pool_t **v = malloc((size_t)(n ? n : 1) * sizeof(*v));
+	if (!v) {
+		for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+			if (pool_first_of_db(p)) {
+				struct db_sums s = sums_of(p->dbname);
+				fn(p->dbname, &s);
+			}
+		return;
+	}
+	n = 0;
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+		v[n++] = p;
+	qsort(v, (size_t)n, sizeof(*v), by_dbname);
+	for (int i = 0; i < n;) {
+		struct db_sums s = {0};
+		int j = i;
+		for (; j < n && strcmp(v[j]->dbname, v[i]->dbname) == 0; j++)
+			sums_add(&s, v[j]);
+		fn(v[i]->dbname, &s);
+		i = j;
+	}
+	free(v);
 }
 
 static const struct proto_column databases_cols[] = {
@@ -134,14 +174,14 @@ static const struct proto_column databases_cols[] = {
     {"current_connections", OID_INT4, 4}, {"paused", OID_INT4, 4},
     {"disabled", OID_INT4, 4}};
 
-/* The row of database NAME, configured by DB (its own entry, or "*"). */
-static void database_row(const char *name, const struct cfg_db *db)
+/* The row of database NAME, configured by DB (its own entry, or "*"), with the sums S
+ * of its pools. */
+static void database_row(const char *name, const struct cfg_db *db, const struct db_sums *s)
 {
 	const struct config *cfg = rt->cfg;
 	const char *host = cfg_db_param(db, "host");
 	const char *port = cfg_db_param(db, "port");
 	const char *dbname = cfg_db_param(db, "dbname");
-	struct db_sums s = sums_of(name);
 	cell_str(0, name);
 	cell_str(1, host);
 	cell_i64(2, port ? atoi(port) : 5432);
@@ -155,10 +195,18 @@ static void database_row(const char *name, const struct cfg_db *db)
 						     : NULL);
 	cell_i64(9, db->max_db_connections >= 0 ? db->max_db_connections
 						: cfg->max_db_connections);
-	cell_i64(10, s.servers);
+	cell_i64(10, s->servers);
 	cell_i64(11, poolctl_paused(name));
 	cell_i64(12, poolctl_disabled(name));
 	proto_build_data_row(out, vals, NCOLS(databases_cols));
+}
+
+/* A database the "*" entry made, if S's is one. */
+static void auto_database_row(const char *name, const struct db_sums *s)
+{
+	const struct cfg_db *db = s->first->auto_db ? cfg_find_db(rt->cfg, name) : NULL;
+	if (db && strcmp(db->name, "*") == 0)
+		database_row(name, db, s);
 }
 
 /* The configured databases, then those the "*" entry made (as PgBouncer's auto-databases:
@@ -167,13 +215,11 @@ static void show_databases(void)
 {
 	const struct config *cfg = rt->cfg;
 	proto_build_row_description(out, databases_cols, NCOLS(databases_cols));
-	for (int i = 0; i < cfg->ndbs; i++)
-		database_row(cfg->dbs[i].name, &cfg->dbs[i]);
-	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
-		const struct cfg_db *db = p->auto_db ? cfg_find_db(cfg, p->dbname) : NULL;
-		if (db && strcmp(db->name, "*") == 0 && pool_first_of_db(p))
-			database_row(p->dbname, db);
+	for (int i = 0; i < cfg->ndbs; i++) {
+		struct db_sums s = sums_of(cfg->dbs[i].name);
+		database_row(cfg->dbs[i].name, &cfg->dbs[i], &s);
 	}
+	for_each_pool_db(auto_database_row);
 }
 
 static double waited(const struct list_head *waiting, double now)
@@ -394,14 +440,6 @@ static void show_users(void)
 	}
 }
 
-/* The databases that have pools, each once, in pool order: calls FN(db) for each. */
-static void for_each_pool_db(void (*fn)(const char *db))
-{
-	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
-		if (pool_first_of_db(p))
-			fn(p->dbname);
-}
-
 static const struct proto_column stats_cols[] = {
     {"database", OID_TEXT, -1},             {"total_xact_count", OID_NUMERIC, -1},
     {"total_query_count", OID_NUMERIC, -1}, {"total_received", OID_NUMERIC, -1},
@@ -431,14 +469,13 @@ static void cells_averages(int i, const struct stats_avg *a)
 		cell_u64(i + k, v[k]);
 }
 
-static void stats_row(const char *db)
+static void stats_row(const char *db, const struct db_sums *s)
 {
-	struct db_sums s = sums_of(db);
-	struct stats_avg a = stats_averages(&s.period, stats_period_seconds());
+	struct stats_avg a = stats_averages(&s->period, stats_period_seconds());
 	cell_str(0, db);
-	cells_totals(1, &s.total);
+	cells_totals(1, &s->total);
 	cells_averages(8, &a);
-	cell_u64(15, s.total.query_count); /* total_requests: the pre-1.8 name exporters read */
+	cell_u64(15, s->total.query_count); /* total_requests: the pre-1.8 name exporters read */
 	cell_u64(16, a.query_count);       /* avg_req */
 	proto_build_data_row(out, vals, NCOLS(stats_cols));
 }
@@ -455,18 +492,16 @@ static const struct proto_column stats_part_cols[] = {
     {"bytes_sent", OID_NUMERIC, -1},     {"xact_time", OID_NUMERIC, -1},
     {"query_time", OID_NUMERIC, -1},     {"wait_time", OID_NUMERIC, -1}};
 
-static void totals_row(const char *db)
+static void totals_row(const char *db, const struct db_sums *s)
 {
-	struct db_sums s = sums_of(db);
 	cell_str(0, db);
-	cells_totals(1, &s.total);
+	cells_totals(1, &s->total);
 	proto_build_data_row(out, vals, NCOLS(stats_part_cols));
 }
 
-static void averages_row(const char *db)
+static void averages_row(const char *db, const struct db_sums *s)
 {
-	struct db_sums s = sums_of(db);
-	struct stats_avg a = stats_averages(&s.period, stats_period_seconds());
+	struct stats_avg a = stats_averages(&s->period, stats_period_seconds());
 	cell_str(0, db);
 	cells_averages(1, &a);
 	proto_build_data_row(out, vals, NCOLS(stats_part_cols));

@@ -144,6 +144,8 @@ def test_wildcard_pools_do_not_accumulate(pgcoro_factory, pg, monkeypatch):
           f"+{grew['known']} kB")
     assert grown < bound, f"3000 database names asked for grew pgcoro's RSS by {grown} kB"
     assert len(pools(inst)) == 3000 + known  # none freed: the names are the new pools
+    assert len(databases(inst)) == 3000 + known + 2  # and "*", "postgres"
+    assert len(show(inst, "STATS")) == 3000 + known
     inst.assert_serving()
 
 
