@@ -953,19 +953,24 @@ static enum db_verdict db_unused_for(const pool_t *p, double now, double age)
 	return v;
 }
 
-/* Frees every pool of P's database (P included): an auto database goes with its pools. */
-static void free_db(pool_t *p, double now)
+/* Frees every pool of P's database (P included, none busy): an auto database goes with
+ * its pools, in one log line (PgBouncer's words). */
+static void free_db(pool_t *p)
 {
-	log_info("database %s: freed with its pools: autodb_idle_timeout (%gs)", p->dbname,
-		 rt->cfg->autodb_idle_timeout);
+	int n = 0;
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &pools)
 	{
 		pool_t *q = list_entry(pos, pool_t, node);
-		if (q != p && same_db(p, q))
-			free_unused(q, "autodb_idle_timeout", now);
+		if (q != p && same_db(p, q)) {
+			pool_free(q);
+			n++;
+		}
 	}
-	free_unused(p, "autodb_idle_timeout", now);
+	log_info("dropping database '%s' (%d pool%s) as it is an inactive auto-database: "
+		 "autodb_idle_timeout (%gs)", p->dbname, n + 1, n ? "s" : "",
+		 rt->cfg->autodb_idle_timeout);
+	pool_free(p);
 }
 
 /* Frees, from the heads of the unused lists, the pools their timeouts say (each list is
@@ -1000,7 +1005,7 @@ static void free_due(double now)
 		}
 		switch (db_unused_for(p, now, ta)) {
 		case DB_FREE:
-			free_db(p, now);
+			free_db(p);
 			pos = unused_auto.node.next; /* it may have freed the next ones */
 			break;
 		case DB_WAIT:

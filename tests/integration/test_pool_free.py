@@ -164,7 +164,8 @@ def test_autodb_database_freed_when_unused_and_made_again(pgcoro_factory, pg):
     wait_until(lambda: ("postgres", APP_USER) not in pools(inst), "the pool freed",
                timeout=FREE_WITHIN)
     assert "postgres" not in databases(inst) and "*" in databases(inst)
-    assert re.search(r"pool postgres/app freed: autodb_idle_timeout", inst.log_text())
+    assert "dropping database 'postgres' (1 pool) as it is an inactive auto-database" in \
+        inst.log_text()
     send_cancel_request(*key, port=inst.port)
     select(inst, "postgres", 2)
     assert ("postgres", APP_USER) in pools(inst)
@@ -218,7 +219,7 @@ def test_autodb_waits_for_every_pool_of_the_database(pgcoro_factory, pg):
         stays.terminate()
     wait_until(lambda: not {("postgres", APP_USER), ("postgres", ADMIN)} & pools(inst),
                "the database freed with both pools", timeout=FREE_WITHIN)
-    assert "database postgres: freed with its pools" in inst.log_text()
+    assert "dropping database 'postgres' (2 pools)" in inst.log_text()
     inst.assert_serving()
 
 
