@@ -181,8 +181,8 @@ struct config {
 	double transaction_timeout;      /* a transaction left open */
 	double cancel_wait_timeout;      /* PgBouncer's; no effect (warning) */
 	double suspend_timeout;          /* PgBouncer's SUSPEND (not supported yet): kept */
-	double pool_idle_timeout;        /* only 0 (not supported yet) */
-	double autodb_idle_timeout;      /* only 0 (not supported yet) */
+	double pool_idle_timeout;        /* an unused pool is freed after this; 0 = never */
+	double autodb_idle_timeout;      /* an unused "*" database is freed after this */
 	double dns_max_ttl;              /* PgBouncer's DNS cache: no effect (warning) */
 	double dns_nxdomain_ttl;
 	double dns_zone_check_period;

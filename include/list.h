@@ -22,13 +22,19 @@ static inline void list_head_init(struct list_head *h) { list_init(&h->node); h-
 static inline bool list_empty(const struct list_head *h) { return h->count == 0; }
 static inline bool list_linked(const struct list *n) { return n->next != n; }
 
+/* Links N into H just before AT (a node of H, or its sentinel: the end). */
+static inline void list_insert_before(struct list_head *h, struct list *at, struct list *n)
+{
+	n->prev = at->prev;
+	n->next = at;
+	at->prev->next = n;
+	at->prev = n;
+	h->count++;
+}
+
 static inline void list_append(struct list_head *h, struct list *n)
 {
-	n->prev = h->node.prev;
-	n->next = &h->node;
-	h->node.prev->next = n;
-	h->node.prev = n;
-	h->count++;
+	list_insert_before(h, &h->node, n);
 }
 
 static inline void list_del(struct list_head *h, struct list *n)

@@ -50,7 +50,9 @@ struct metrics_errors {
 	uint64_t other;
 };
 
-/* A pool's metrics, embedded in struct pool. */
+/* A pool's metrics (pool_metrics), in the part made when it first has traffic or
+ * something to count: a pool that never had any costs none of these bytes. Its failed
+ * server connections are counted in the pool itself (pool->connect_failures). */
 struct metrics_pool {
 	struct metrics_histo xact;    /* transaction times */
 	struct metrics_histo query;   /* request times (to each ReadyForQuery) */
@@ -59,7 +61,6 @@ struct metrics_pool {
 	struct metrics_errors errors; /* ErrorResponses its clients got (servers' and pgcoro's) */
 	uint64_t timeouts[MT_NTIMEOUTS];
 	uint64_t cancels;             /* cancel requests sent to its servers */
-	uint64_t connect_failures;    /* server connections that could not be made */
 };
 
 /* The histogram bucket bounds, microseconds, ascending. */
@@ -99,6 +100,9 @@ void metrics_error(pool_t *p, const char *sqlstate);
 
 /* Counts the timeout KIND in P (MT_CLIENT_LOGIN: in no pool; P is ignored). */
 void metrics_timeout(pool_t *p, enum metrics_timeout kind);
+
+/* A cancel request went to a server of P. */
+void metrics_cancel_sent(pool_t *p);
 
 /* A CancelRequest arrived: FORWARDED to a server, or ignored (unknown keys, nothing
  * running). */

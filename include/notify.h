@@ -40,6 +40,9 @@ void notify_client_free(client_t *c);
 /* The pool is being freed: its listener connection is closed. */
 void notify_pool_free(pool_t *p);
 
+/* True while P's listener connection has a job on the executor (P must not be freed). */
+bool notify_pool_busy(const pool_t *p);
+
 /* ---- for listenstmt.c: LISTEN/UNLISTEN that ran on a server and committed ------------ */
 
 /* C subscribes to CHANNEL (a no-op when it does already); *DARK: the listener does not

@@ -7,8 +7,8 @@
 #include <stdbool.h>
 
 #include <event2/event.h>
-#include <event2/event_struct.h>
 
+#include "hash.h"
 #include "list.h"
 #include "metrics.h"
 #include "proto.h"
@@ -20,13 +20,46 @@ struct runtime;
 struct cfg_db;
 struct notify_conn;
 
+/* The reported parameters of a fresh server of a pool (its startup defaults), so
+ * transaction-mode logins are answered without taking a server. */
+struct pool_welcome {
+	char *params[SERVER_NPARAMS];
+	/* The ParameterStatus messages of params, built once: message i is
+	 * msgs.data[at[i], at[i + 1]) (empty when not reported). */
+	struct pbuf msgs;
+	uint32_t at[SERVER_NPARAMS + 1];
+};
+
+/* The last failed connect of a pool backing off: its SQLSTATE and what a client may be
+ * told of it (pool_request's "server login has been failing"). */
+struct pool_failure {
+	char sqlstate[6];
+	char msg[];
+};
+
+/* What only a pool with traffic needs, made when it first has some (pool_traffic): at its
+ * first server connection (a pool with a server has one), or the first time /metrics
+ * counts something of it. */
+struct pool_traffic {
+	struct stats stats;           /* traffic counters (relay, hand-outs): pool_stats */
+	struct pool_welcome welcome;  /* filled at each server connection (params_known) */
+	struct stats_period period;   /* SHOW STATS avg_* (stats.c) */
+	struct metrics_pool metrics;  /* histograms and error/timeout counters (/metrics) */
+};
+
+/* A pool that never had traffic is this struct and its two names in one allocation
+ * (under 400 bytes): its libpq parameters exist while it is used, the rest once it has
+ * traffic (pool_traffic). */
 struct pool {
-	struct list node;           /* in the global pool list */
-	char *dbname;               /* the name clients ask for */
-	char *user;
-	const char **kw, **val;     /* NULL-terminated libpq parameters for new servers */
+	struct list node;           /* in the list of every pool, creation order (pool_next) */
+	struct list use_node;       /* in pool.c's list of pools in use or of unused ones */
+	struct hash_node hnode;     /* in pool.c's table, by (dbname, user) */
+	const char *user;           /* stored after dbname */
+	const char **kw, **val;     /* NULL-terminated libpq parameters for new servers; made
+	                             * while the pool is used, NULL while it is not */
 	unsigned conn_gen;          /* bumped when kw/val change (reload): servers made with an
 	                             * older one are closed instead of going idle */
+	int refs;                   /* clients and servers (closing ones too) pointing at it */
 	int pool_size;
 	int pool_mode;
 	int min_pool_size;          /* kept open even when unused (capped at pool_size) */
@@ -35,6 +68,20 @@ struct pool {
 	int max_user_connections;   /* servers of this user across databases; 0 = unlimited */
 	int max_db_client_connections;   /* clients of this database; 0 = unlimited */
 	int max_user_client_connections; /* clients of this user; 0 = unlimited */
+	int lb_hosts;               /* hosts in a round-robin (load_balance_hosts) host list;
+	                             * 0 = none: libpq tries them in order */
+	unsigned lb_next;           /* the host the next connection starts at */
+	int cl_active;              /* how many of clients are CL_ACTIVE */
+	uint32_t connect_failures;  /* server connections that could not be made (/metrics) */
+	uint32_t early_logins;      /* logins before it had traffic: moved into its counters
+	                             * when it gets them (pool_traffic_new) */
+	bool paused;                /* PAUSE (pool_set_paused): no hand-outs, servers closed */
+	bool params_known;          /* traffic->welcome holds a fresh server's parameters */
+	bool auto_db;               /* its database is the "*" entry's (autodb_idle_timeout) */
+	bool gone;                  /* its database is no longer configured: freed once unused */
+	uint8_t use_list;           /* which of pool.c's lists use_node is on */
+	uint8_t failed_in_row;      /* connections failed since the last one made: the
+	                             * back-off is 50 ms doubling, capped at server_login_retry */
 	/* timeouts in force for this pool's clients and servers: the [users] entry's, the
 	 * [databases] entry's, else the global ones (seconds; 0 = none) */
 	double query_timeout;
@@ -44,42 +91,27 @@ struct pool {
 	double transaction_timeout;
 	double server_lifetime;
 	char *connect_query;        /* run on each new server before use; NULL = none */
-	int lb_hosts;               /* hosts in a round-robin (load_balance_hosts) host list;
-	                             * 0 = none: libpq tries them in order */
-	unsigned lb_next;           /* the host the next connection starts at */
-	bool paused;                /* PAUSE (pool_set_paused): no hand-outs, servers closed */
 	/* the part every transaction touches, together after the settings above: */
-	struct stats stats;         /* traffic counters (relay, hand-outs) */
+	struct pool_traffic *traffic; /* once it had traffic (pool_traffic): always once a
+	                               * server of it connected */
 	struct list_head waiting;   /* CL_WAITING, FIFO */
 	struct list_head clients;   /* CL_ACTIVE and CL_IDLE, one list: a hand-out and a
 	                             * release change a client's state, not its list */
-	int cl_active;              /* how many of clients are CL_ACTIVE */
 
 	struct list_head sv_connecting; /* SV_CONNECTING */
 	struct list_head sv_idle;       /* SV_IDLE */
 	struct list_head sv_active;     /* SV_ACTIVE */
 	struct list_head sv_housekeeping; /* SV_HOUSEKEEPING */
 
-	/* The reported parameters of a fresh server of this pool (its startup defaults), so
-	 * transaction-mode logins are answered without taking a server. */
-	char *params[SERVER_NPARAMS];
-	bool params_known;
-	/* The ParameterStatus messages of params, built once: message i is
-	 * welcome.data[welcome_at[i], welcome_at[i + 1]) (empty when not reported). */
-	struct pbuf welcome;
-	uint32_t welcome_at[SERVER_NPARAMS + 1];
-
-	double retry_delay;         /* back-off after failed connects; 0 = none */
 	double retry_at;            /* rt_now() before which no connect starts */
-	struct event retry_ev;      /* kicks the pool when the back-off ends */
-	char fail_sqlstate[6];      /* the last failed connect's SQLSTATE and what a client */
-	char fail_msg[128];         /* may be told of it, for clients coming during the back-off */
+	struct event *retry_ev;     /* kicks waiting clients when the back-off ends; made
+	                             * when one waits for it, freed when the pool is unused */
+	struct pool_failure *failure; /* the last failed connect, for clients coming during
+	                               * the back-off; only while one runs and P is used */
+	double unused_since;        /* rt_now() when it was last left unused */
 
 	struct notify_conn *notify; /* LISTEN connection and channels (notify.c), once used */
-
-	struct stats period_start;  /* stats at the start of the last full stats_period */
-	struct stats period;        /* growth over the last full stats_period (SHOW STATS avg_*) */
-	struct metrics_pool metrics; /* histograms and error/timeout counters (/metrics) */
+	char dbname[];              /* the name clients ask for, then user's bytes */
 };
 
 void pool_init(struct runtime *rt);
@@ -105,8 +137,56 @@ struct pool_conn_params *pool_conn_params(pool_t *p);
  * NULL if it does, else the name of the limit that is full. */
 const char *pool_client_limit(const pool_t *p);
 
-/* The pool for (DBNAME, USER), created on first use from DB. NULL only on allocation failure. */
+/* The pool for (DBNAME, USER), created on first use from DB (the entry cfg_find_db gives
+ * for DBNAME), found by hash. NULL only on allocation failure. The pool is not kept for
+ * the caller: pool_ref it when a client points at it. */
 pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db);
+
+/* A client or a server now points at P (c->pool, s->pool): P is not freed until the
+ * matching pool_unref. */
+void pool_ref(pool_t *p);
+
+/* A client or a server that pointed at P is being freed. P itself is never freed here:
+ * with no reference left it is unused, and the once-a-second tick frees it when
+ * pool_idle_timeout, autodb_idle_timeout (a "*" database's pool) or a reload that
+ * removed its database says so. */
+void pool_unref(pool_t *p);
+
+/* Makes P's traffic part (pool_traffic does, the first time): zeroed, freed with P.
+ * NULL without memory. */
+struct pool_traffic *pool_traffic_new(pool_t *p);
+
+/* P's traffic part, made on first use; NULL without memory (what was to be kept or counted
+ * there is then lost). */
+static inline struct pool_traffic *pool_traffic(pool_t *p)
+{
+	return p->traffic ? p->traffic : pool_traffic_new(p);
+}
+
+/* P's histograms and counters for /metrics (made on first use; NULL without memory). */
+static inline struct metrics_pool *pool_metrics(pool_t *p)
+{
+	struct pool_traffic *t = pool_traffic(p);
+	return t ? &t->metrics : NULL;
+}
+
+/* P's traffic counters (zero before it had traffic). While P has a server,
+ * p->traffic->stats is the same, for the relay to bump. */
+static inline const struct stats *pool_stats(const pool_t *p)
+{
+	static const struct stats none;
+	return p->traffic ? &p->traffic->stats : &none;
+}
+
+/* The reported parameter I (server_param_names) of a fresh server of P, or NULL. */
+static inline const char *pool_param(const pool_t *p, int i)
+{
+	return p->traffic ? p->traffic->welcome.params[i] : NULL;
+}
+
+/* True when no pool before P (creation order) has P's database: to list each database
+ * of the pools once. */
+bool pool_first_of_db(const pool_t *p);
 
 /* Hands idle servers to waiting clients (FIFO) and starts connections while the pool
  * has waiters and room. Safe to call at any time on the loop thread; free when nobody
@@ -163,8 +243,9 @@ static inline void pool_kick_related(pool_t *p)
 }
 
 /* A connection succeeded: the back-off ends, and PARAMS (its reported parameters)
- * become the pool's cached welcome values. */
-void pool_connect_ok(pool_t *pool, char *const *params);
+ * become the pool's cached welcome values. False when out of memory for the pool's
+ * traffic part: the server must be closed (a pool with a server has that part). */
+bool pool_connect_ok(pool_t *pool, char *const *params) __attribute__((warn_unused_result));
 
 /* A connection attempt failed with SQLSTATE (08006, or the server's own when it refused
  * the login) and MSG (what a client may be told: no host or port; "" for none). When no

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "types.h"
+
 struct runtime;
 
 struct stats {
@@ -27,7 +29,18 @@ struct stats {
 	uint64_t client_login_count; /* logins that reached their pool (or the console) */
 };
 
+/* A pool's counters at the start of the last full stats_period and their growth over it
+ * (SHOW STATS avg_*), in the part of a pool made when it has traffic. */
+struct stats_period {
+	struct stats start;
+	struct stats growth;
+};
+
 void stats_init(struct runtime *rt);
+
+/* P is being freed: its counters stay in the stats line's totals (so the next line's
+ * growth is right); SHOW STATS forgets them, as PgBouncer does. */
+void stats_pool_gone(pool_t *p);
 
 /* stats_period may have changed (reload): the line's timer follows it. */
 void stats_reconfigure(void);

@@ -480,6 +480,8 @@ static void client_free(client_t *c)
 			free(c->session_params[i]);
 	free(c->session_params);
 	free(c->params);
+	if (c->pool)
+		pool_unref(c->pool);
 	free(c);
 }
 
@@ -552,7 +554,7 @@ void client_send_welcome(client_t *c, char *const *params)
 			if (params[i])
 				proto_build_param_status(&out, server_param_names[i], params[i]);
 	} else {
-		const pool_t *p = c->pool;
+		const struct pool_welcome *w = &c->pool->traffic->welcome; /* params_known */
 		const char *own[SERVER_NPARAMS] = {0};
 		for (int k = 0; k < c->nparams; k++)
 			if (c->params[k].report >= 0)
@@ -561,11 +563,11 @@ void client_send_welcome(client_t *c, char *const *params)
 		for (int i = 0; i < SERVER_NPARAMS; i++) {
 			if (!own[i])
 				continue;
-			proto_put_bytes(&out, p->welcome.data + from, p->welcome_at[i] - from);
+			proto_put_bytes(&out, w->msgs.data + from, w->at[i] - from);
 			proto_build_param_status(&out, server_param_names[i], own[i]);
-			from = p->welcome_at[i + 1];
+			from = w->at[i + 1];
 		}
-		proto_put_bytes(&out, p->welcome.data + from, p->welcome_at[SERVER_NPARAMS] - from);
+		proto_put_bytes(&out, w->msgs.data + from, w->at[SERVER_NPARAMS] - from);
 	}
 	proto_build_backend_key(&out, c->cancel_pid, c->cancel_key);
 	proto_build_ready(&out, 'I');
@@ -772,7 +774,11 @@ static void logged_in_route(client_t *c)
 		return;
 	}
 	c->pool = pool;
-	pool->stats.client_login_count++;
+	pool_ref(pool);
+	if (pool->traffic) /* not made for a login alone: a pool without traffic stays small */
+		pool->traffic->stats.client_login_count++;
+	else
+		pool->early_logins++;
 	if (pool->pool_mode != POOL_SESSION && pool->params_known) {
 		/* Transaction/statement mode: answer from the pool's parameters now; the client
 		 * waits for a server only with its first query (which applies its settings). */

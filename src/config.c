@@ -343,13 +343,12 @@ static const struct cfg_key keys[] = {
         "on SIGTERM/SIGINT, clients still busy after this are closed and pgcoro exits; 0 = wait"),
     KEY_AT(CFG_LIVE, suspend_timeout, T_SECONDS, "10",
         "PgBouncer's SUSPEND flush limit; kept for SUSPEND, which is not there yet"),
-    KEY_NOT_YET(CFG_LIVE, pool_idle_timeout, T_ZERO_SECONDS, "0",
-        "PgBouncer's freeing of unused pools; only 0",
-        "freeing unused pools is not there yet; only 0 is accepted"),
-    KEY_NOT_YET(CFG_LIVE, autodb_idle_timeout, T_ZERO_SECONDS, "0",
-        "PgBouncer's freeing of unused \"*\" databases; only 0 (pools are kept)",
-        "freeing unused databases of the \"*\" entry is not there yet: their pools are "
-        "kept; only 0 is accepted (PgBouncer's default is 3600)"),
+    KEY(pool_idle_timeout, T_SECONDS, "0",
+        "a pool with no client and no server this long is freed (its counters go); "
+        "0 = never"),
+    KEY(autodb_idle_timeout, T_SECONDS, "3600",
+        "a database the \"*\" entry made is freed with its pools once none has had a "
+        "client or a server this long (their counters go); 0 = never"),
     KEY(max_packet_size, T_PACKET_SIZE, "1073741823",
         "largest message accepted from a client, in bytes (kB, MB, GB allowed)"),
     KEY_WARN(pkt_buf, T_POSITIVE, "4096",

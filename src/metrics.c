@@ -71,16 +71,29 @@ static void count_error(struct metrics_errors *e, const char *sqlstate)
 
 void metrics_error(pool_t *p, const char *sqlstate)
 {
-	if (rt->metrics_on)
-		count_error(p ? &p->metrics.errors : &login_errors, sqlstate);
+	if (!rt->metrics_on)
+		return;
+	struct metrics_pool *m = p ? pool_metrics(p) : NULL;
+	if (m)
+		count_error(&m->errors, sqlstate);
+	else if (!p)
+		count_error(&login_errors, sqlstate);
 }
 
 void metrics_timeout(pool_t *p, enum metrics_timeout kind)
 {
+	struct metrics_pool *m;
 	if (kind == MT_CLIENT_LOGIN)
 		login_timeouts++;
-	else
-		p->metrics.timeouts[kind]++;
+	else if ((m = pool_metrics(p)))
+		m->timeouts[kind]++;
+}
+
+void metrics_cancel_sent(pool_t *p)
+{
+	struct metrics_pool *m = pool_metrics(p);
+	if (m)
+		m->cancels++;
 }
 
 void metrics_cancel_request(bool forwarded)
@@ -213,6 +226,14 @@ static void render_pool_gauges(double now)
 		pool_u64("pgcoro_pool_paused", p, NULL, p->paused);
 }
 
+/* What a pool that never counted anything shows (its metrics are not made). */
+static const struct metrics_pool zero;
+
+static const struct metrics_pool *metrics_of(const pool_t *p)
+{
+	return p->traffic ? &p->traffic->metrics : &zero;
+}
+
 /* A counter family of struct stats or struct metrics_pool, one series per pool. */
 #define POOL_COUNTER(name, help, expr)                                                     \
 	do {                                                                               \
@@ -223,32 +244,32 @@ static void render_pool_gauges(double now)
 
 static void render_pool_counters(void)
 {
-	POOL_COUNTER("pgcoro_transactions_total", "Transactions ended.", p->stats.xact_count);
+	POOL_COUNTER("pgcoro_transactions_total", "Transactions ended.", pool_stats(p)->xact_count);
 	POOL_COUNTER("pgcoro_queries_total", "Requests answered (one per ReadyForQuery).",
-		     p->stats.query_count);
+		     pool_stats(p)->query_count);
 	POOL_COUNTER("pgcoro_received_bytes_total", "Bytes relayed from clients to servers.",
-		     p->stats.bytes_received);
+		     pool_stats(p)->bytes_received);
 	POOL_COUNTER("pgcoro_sent_bytes_total", "Bytes relayed from servers to clients.",
-		     p->stats.bytes_sent);
+		     pool_stats(p)->bytes_sent);
 	POOL_COUNTER("pgcoro_server_assignments_total", "Servers handed to clients.",
-		     p->stats.assignments);
+		     pool_stats(p)->assignments);
 	POOL_COUNTER("pgcoro_cancels_total", "Cancel requests sent to the pool's servers.",
-		     p->metrics.cancels);
+		     metrics_of(p)->cancels);
 	POOL_COUNTER("pgcoro_server_connect_failures_total",
-		     "Server connections that could not be made.", p->metrics.connect_failures);
+		     "Server connections that could not be made.", p->connect_failures);
 
 	family("pgcoro_errors_total", "counter",
 	       "ErrorResponses the pool's clients got (from servers and from pgcoro), by SQLSTATE "
 	       "class.");
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
-		render_errors("pgcoro_errors_total", p, &p->metrics.errors);
+		render_errors("pgcoro_errors_total", p, &metrics_of(p)->errors);
 
 	family("pgcoro_timeouts_total", "counter", "Timeouts that ended a wait, a query or a client.");
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
 		for (int k = 0; k < MT_CLIENT_LOGIN; k++) {
 			char extra[40];
 			snprintf(extra, sizeof(extra), "kind=\"%s\"", timeout_names[k]);
-			pool_u64("pgcoro_timeouts_total", p, extra, p->metrics.timeouts[k]);
+			pool_u64("pgcoro_timeouts_total", p, extra, metrics_of(p)->timeouts[k]);
 		}
 }
 
@@ -257,7 +278,7 @@ static void render_pool_counters(void)
 	do {                                                                               \
 		family(name, "histogram", help);                                           \
 		for (pool_t *p = pool_next(NULL); p; p = pool_next(p))                      \
-			render_histo(name, p, &p->metrics.field);                          \
+			render_histo(name, p, &metrics_of(p)->field);                      \
 	} while (0)
 
 static void render_histograms(void)

@@ -632,6 +632,8 @@ void notify_pool_free(pool_t *p)
 	p->notify = NULL;
 }
 
+bool notify_pool_busy(const pool_t *p) { return p->notify && p->notify->job_running; }
+
 /* ---- clients ------------------------------------------------------------------------- */
 
 /* The client's notification state, made the first time it is needed (NULL: no memory). */

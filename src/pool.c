@@ -1,9 +1,16 @@
-/* Owns the pools: one per (database, user), created on first login. A pool builds the
- * libpq parameters of its servers once (and rotates a round-robin host list per
- * connection), takes its sizes, limits and timeouts from the [databases] and [users]
- * entries over the global settings, keeps its clients and servers on per-state lists,
- * hands idle servers to waiting clients in FIFO order and opens connections while
- * clients wait and the pool has room. */
+/* Owns the pools: one per (database, user), created on first login, found by hash, and
+ * freed when unused long enough. A pool builds the libpq parameters of its servers while
+ * it is used (and rotates a round-robin host list per connection), takes its sizes,
+ * limits and timeouts from the [databases] and [users] entries over the global settings,
+ * keeps its clients and servers on per-state lists, hands idle servers to waiting clients
+ * in FIFO order and opens connections while clients wait and the pool has room.
+ *
+ * Lifetime: a pool counts the clients and servers pointing at it (pool_ref). One with none
+ * and no min_pool_size is unused: its libpq parameters and back-off timer go, and it waits
+ * on an unused list in the order it became unused. The tick frees from the head of those
+ * lists what pool_idle_timeout (any pool), autodb_idle_timeout (a "*" database, once
+ * every pool of it has been unused that long) or a reload that removed its database
+ * says, and walks only the pools in use for its other work. */
 #include "pool.h"
 
 #include <stdio.h>
@@ -13,17 +20,36 @@
 #include "auth.h"
 #include "client.h"
 #include "config.h"
+#include "hash.h"
 #include "log.h"
 #include "notify.h"
 #include "poolctl.h"
+#include "rand.h"
 #include "runtime.h"
 #include "sdnotify.h"
 #include "server.h"
 #include "tls.h"
 
+/* The lists a pool's use_node is on (pool->use_list). */
+enum use_list {
+	USE_NONE,    /* being made */
+	USE_BUSY,    /* in_use: a client or a server points at it, or min_pool_size keeps it */
+	USE_AUTO,    /* unused_auto: unused, of a "*" database, a timeout frees it */
+	USE_OTHER,   /* unused_other: unused, pool_idle_timeout or a removed database frees it */
+	USE_KEPT,    /* kept: unused, no timeout frees it */
+};
+
 static struct runtime *rt;
-static struct list_head pools;
-static struct event tick_ev; /* once a second: idle/lifetime expiry, min_pool_size, reserve */
+static struct list_head pools;        /* every pool, creation order */
+static struct list_head in_use;       /* USE_BUSY: the tick's work */
+static struct list_head unused_auto;  /* USE_AUTO, by unused_since */
+static struct list_head unused_other; /* USE_OTHER: gone ones first, then by unused_since */
+static struct list_head kept;         /* USE_KEPT */
+static struct hash_table table;       /* every pool, by (dbname, user) */
+static uint64_t seed;                 /* of the hashes: names a client chooses do not aim
+                                       * at one bucket */
+static struct event tick_ev; /* once a second: idle/lifetime expiry, min_pool_size, reserve,
+                              * unused pools freed */
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -31,12 +57,149 @@ void pool_init(struct runtime *r)
 {
 	rt = r;
 	list_head_init(&pools);
+	list_head_init(&in_use);
+	list_head_init(&unused_auto);
+	list_head_init(&unused_other);
+	list_head_init(&kept);
+	if (!rand_bytes(&seed, sizeof(seed)))
+		seed = 0xcbf29ce484222325ull; /* FNV's own: only the flooding defence is lost */
 	event_assign(&tick_ev, rt->base, -1, EV_PERSIST, tick_cb, NULL);
 	struct timeval tv = {1, 0};
 	event_add(&tick_ev, &tv);
 }
 
+/* ---- the hash table ------------------------------------------------------------------ */
+
+static uint64_t key_hash(const char *dbname, const char *user)
+{
+	return hash_bytes(hash_bytes(seed, dbname, strlen(dbname) + 1), user, strlen(user));
+}
+
+static pool_t *find(const char *dbname, const char *user)
+{
+	for (struct hash_node *n = hash_first(&table, key_hash(dbname, user)); n; n = hash_next(n)) {
+		pool_t *p = hash_entry(n, pool_t, hnode);
+		if (strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+/* ---- in use or not ------------------------------------------------------------------- */
+
+static struct list_head *use_head(enum use_list which)
+{
+	switch (which) {
+	case USE_BUSY: return &in_use;
+	case USE_AUTO: return &unused_auto;
+	case USE_OTHER: return &unused_other;
+	case USE_KEPT: return &kept;
+	case USE_NONE: break;
+	}
+	return NULL;
+}
+
+static void use_unlink(pool_t *p)
+{
+	if (p->use_list != USE_NONE)
+		list_del(use_head(p->use_list), &p->use_node);
+	p->use_list = USE_NONE;
+}
+
+/* Moves P to the list WHICH, at its end, or before AT (a node of that list). */
+static void use_move(pool_t *p, enum use_list which, struct list *at)
+{
+	use_unlink(p);
+	struct list_head *h = use_head(which);
+	list_insert_before(h, at ? at : &h->node, &p->use_node);
+	p->use_list = (uint8_t)which;
+}
+
+static bool in_use_now(const pool_t *p)
+{
+	return p->refs > 0 || (p->min_pool_size > 0 && !p->gone);
+}
+
+/* The unused list P waits on under the running config. */
+static enum use_list unused_list_of(const pool_t *p)
+{
+	const struct config *cfg = rt->cfg;
+	if (p->gone)
+		return USE_OTHER;
+	if (p->auto_db && (cfg->autodb_idle_timeout > 0 || cfg->pool_idle_timeout > 0))
+		return USE_AUTO;
+	return cfg->pool_idle_timeout > 0 ? USE_OTHER : USE_KEPT;
+}
+
+/* Puts unused P on the list WHICH in unused_since order (a gone pool: first), looking
+ * from the end, where the latest are. */
+static void use_insert_sorted(pool_t *p, enum use_list which)
+{
+	use_unlink(p);
+	struct list_head *h = use_head(which);
+	struct list *at = &h->node;
+	if (p->gone)
+		at = h->node.next;
+	else
+		while (at->prev != &h->node) {
+			const pool_t *q = list_entry(at->prev, pool_t, use_node);
+			if (q->gone || q->unused_since <= p->unused_since)
+				break;
+			at = at->prev;
+		}
+	use_move(p, which, at);
+}
+
+static void free_params(const char **kw, const char **val);
+
+/* P has no client and no server now, and nothing keeps it: what only use needs goes (its
+ * libpq parameters unless its LISTEN connection may read them, its back-off timer and
+ * last failure). */
+static void became_unused(pool_t *p)
+{
+	if (p->retry_ev) {
+		event_free(p->retry_ev);
+		p->retry_ev = NULL;
+	}
+	free(p->failure);
+	p->failure = NULL;
+	if (!p->notify) {
+		free_params(p->kw, p->val);
+		p->kw = p->val = NULL;
+	}
+}
+
+/* Puts P on the list its use says (after its references or its settings changed). */
+static void settle(pool_t *p)
+{
+	if (in_use_now(p)) {
+		if (p->use_list != USE_BUSY)
+			use_move(p, USE_BUSY, NULL);
+		return;
+	}
+	if (p->use_list != USE_BUSY && p->use_list != USE_NONE)
+		return; /* unused already: it keeps its place */
+	p->unused_since = rt_now();
+	became_unused(p);
+	use_insert_sorted(p, unused_list_of(p));
+}
+
+void pool_ref(pool_t *p)
+{
+	if (p->refs++ == 0)
+		settle(p);
+}
+
+void pool_unref(pool_t *p)
+{
+	if (--p->refs == 0)
+		settle(p);
+}
+
 static bool has_kw(const struct cfg_db *db, const char *kw) { return cfg_db_param(db, kw) != NULL; }
+
+static bool same_db(const pool_t *a, const pool_t *b) { return strcmp(a->dbname, b->dbname) == 0; }
+static bool same_user(const pool_t *a, const pool_t *b) { return strcmp(a->user, b->user) == 0; }
 
 static void free_params(const char **kw, const char **val)
 {
@@ -48,17 +211,44 @@ static void free_params(const char **kw, const char **val)
 	free(val);
 }
 
+struct pool_traffic *pool_traffic_new(pool_t *p)
+{
+	p->traffic = calloc(1, sizeof(*p->traffic));
+	if (!p->traffic) {
+		log_error("pool %s/%s: out of memory: its parameters are not cached, its metrics "
+			  "not counted", p->dbname, p->user);
+		return NULL;
+	}
+	p->traffic->stats.client_login_count = p->early_logins;
+	p->early_logins = 0;
+	return p->traffic;
+}
+
+static void traffic_free(struct pool_traffic *t)
+{
+	if (!t)
+		return;
+	for (int i = 0; i < SERVER_NPARAMS; i++)
+		free(t->welcome.params[i]);
+	pbuf_free(&t->welcome.msgs);
+	free(t);
+}
+
+/* Frees P, which no client or server points at (nor its listener connection's job): out
+ * of every list and the hash table; its counters go (the stats line keeps their sum). */
 static void pool_free(pool_t *p)
 {
-	event_del(&p->retry_ev);
+	use_unlink(p);
+	hash_del(&table, &p->hnode);
+	list_del(&pools, &p->node);
+	if (p->retry_ev)
+		event_free(p->retry_ev);
+	free(p->failure);
 	notify_pool_free(p);
-	for (int i = 0; i < SERVER_NPARAMS; i++)
-		free(p->params[i]);
-	pbuf_free(&p->welcome);
+	stats_pool_gone(p);
+	traffic_free(p->traffic);
 	free_params(p->kw, p->val);
 	free(p->connect_query);
-	free(p->dbname);
-	free(p->user);
 	free(p);
 }
 
@@ -100,7 +290,7 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 	p->kw = calloc((size_t)n + 11, sizeof(char *));
 	p->val = calloc((size_t)n + 11, sizeof(char *));
 	if (!p->kw || !p->val)
-		return false;
+		return false; /* the caller frees what was built */
 	int k = 0;
 	for (int i = 0; i < n; i++, k++) {
 		p->kw[k] = strdup(db->kw[i]);
@@ -158,6 +348,21 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 	return true;
 }
 
+/* P's libpq parameters, built from its database's entry when P has none (it was unused).
+ * False without memory, or when its database is no longer configured. */
+static bool ensure_params(pool_t *p, const struct cfg_db *db)
+{
+	if (p->kw)
+		return true;
+	if (!db)
+		db = cfg_find_db(rt->cfg, p->dbname);
+	if (db && build_params(p, db))
+		return true;
+	free_params(p->kw, p->val);
+	p->kw = p->val = NULL;
+	return false;
+}
+
 /* Copies the comma-separated LIST into OUT (as long) starting at its element K. */
 static void rotate_list(const char *list, int k, char *out)
 {
@@ -175,6 +380,8 @@ static void rotate_list(const char *list, int k, char *out)
 
 struct pool_conn_params *pool_conn_params(pool_t *p)
 {
+	if (!ensure_params(p, NULL))
+		return NULL;
 	int n = 0;
 	size_t strings = 0;
 	for (; p->kw[n]; n++)
@@ -214,13 +421,13 @@ const char *pool_client_limit(const pool_t *p)
 		return NULL;
 	int db_clients = 0, user_clients = 0;
 	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, &pools)
+	list_for_each_safe(pos, tmp, &in_use) /* an unused pool has no client */
 	{
-		const pool_t *q = list_entry(pos, pool_t, node);
+		const pool_t *q = list_entry(pos, pool_t, use_node);
 		int n = q->waiting.count + q->clients.count;
-		if (strcmp(q->dbname, p->dbname) == 0)
+		if (same_db(p, q))
 			db_clients += n;
-		if (strcmp(q->user, p->user) == 0)
+		if (same_user(p, q))
 			user_clients += n;
 	}
 	if (p->max_db_client_connections > 0 && db_clients >= p->max_db_client_connections)
@@ -230,29 +437,26 @@ const char *pool_client_limit(const pool_t *p)
 	return NULL;
 }
 
-static void retry_cb(evutil_socket_t fd, short what, void *arg) { pool_kick(arg); }
-
 static void pool_settings(pool_t *p, const struct cfg_db *db);
 
-pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db)
+static bool is_auto(const struct cfg_db *db) { return strcmp(db->name, "*") == 0; }
+
+/* A new pool for (DBNAME, USER) of DB, in the hash table and on its lists; NULL without
+ * memory. */
+static pool_t *pool_new(const char *dbname, const char *user, const struct cfg_db *db)
 {
-	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, &pools)
-	{
-		pool_t *p = list_entry(pos, pool_t, node);
-		if (strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0)
-			return p;
-	}
-	pool_t *p = calloc(1, sizeof(*p));
+	size_t dl = strlen(dbname) + 1, ul = strlen(user) + 1;
+	pool_t *p = calloc(1, sizeof(*p) + dl + ul);
 	if (!p)
 		return NULL;
-	p->dbname = strdup(dbname);
-	p->user = strdup(user);
-	if (!p->dbname || !p->user || !build_params(p, db)) {
-		pool_free(p);
+	if (!hash_add(&table, &p->hnode, key_hash(dbname, user))) {
+		free(p);
 		return NULL;
 	}
-	evtimer_assign(&p->retry_ev, rt->base, retry_cb, p);
+	memcpy(p->dbname, dbname, dl);
+	p->user = memcpy(p->dbname + dl, user, ul);
+	p->auto_db = is_auto(db);
+	list_init(&p->use_node);
 	pool_settings(p, db);
 	p->paused = poolctl_paused(dbname);
 	list_head_init(&p->waiting);
@@ -262,9 +466,19 @@ pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db)
 	list_head_init(&p->sv_active);
 	list_head_init(&p->sv_housekeeping);
 	list_append(&pools, &p->node);
+	settle(p);
 	log_info("pool %s/%s created: pool_size=%d pool_mode=%s", p->dbname, p->user, p->pool_size,
 		 cfg_pool_mode_name(p->pool_mode));
 	return p;
+}
+
+pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db)
+{
+	pool_t *p = find(dbname, user);
+	if (!p && !(p = pool_new(dbname, user, db)))
+		return NULL;
+	/* its clients' LISTEN connection reads them (notify.c) */
+	return ensure_params(p, db) ? p : NULL;
 }
 
 static bool str_same(const char *a, const char *b)
@@ -347,10 +561,20 @@ static void close_servers_with(struct list_head *h, const char *reason)
 	}
 }
 
+/* P's back-off ends: the next connection is tried at once, and no client is told of the
+ * failures before it. */
+static void end_backoff(pool_t *p)
+{
+	p->failed_in_row = 0;
+	p->retry_at = 0;
+	free(p->failure);
+	p->failure = NULL;
+}
+
 void pool_renew_servers(pool_t *p, const char *why)
 {
 	p->conn_gen++;
-	p->retry_delay = p->retry_at = 0; /* past failures say nothing of the next attempt */
+	end_backoff(p); /* past failures say nothing of the next attempt */
 	close_servers_with(&p->sv_idle, why);
 }
 
@@ -367,6 +591,42 @@ void pool_set_paused(pool_t *p, bool paused)
 	}
 }
 
+static int by_unused_since(const void *a, const void *b)
+{
+	double x = (*(pool_t *const *)a)->unused_since, y = (*(pool_t *const *)b)->unused_since;
+	return (x > y) - (x < y);
+}
+
+/* After a reload: every unused pool goes to the list the new timeouts and databases say,
+ * in unused_since order. */
+static void resettle_unused(void)
+{
+	int n = unused_auto.count + unused_other.count + kept.count, k = 0;
+	pool_t **v = malloc((size_t)(n ? n : 1) * sizeof(*v));
+	if (!v) {
+		log_error("out of memory sorting the unused pools: they are freed as before the "
+			  "reload");
+		return;
+	}
+	struct list_head *lists[] = {&unused_auto, &unused_other, &kept};
+	for (int l = 0; l < 3; l++) {
+		struct list *pos, *tmp;
+		list_for_each_safe(pos, tmp, lists[l])
+		{
+			v[k++] = list_entry(pos, pool_t, use_node);
+		}
+	}
+	qsort(v, (size_t)n, sizeof(*v), by_unused_since);
+	for (int i = 0; i < n; i++) {
+		use_unlink(v[i]);
+		if (v[i]->gone)
+			use_insert_sorted(v[i], USE_OTHER);
+		else
+			use_move(v[i], unused_list_of(v[i]), NULL);
+	}
+	free(v);
+}
+
 void pool_reconfigure(void)
 {
 	struct list *pos, *tmp;
@@ -375,11 +635,20 @@ void pool_reconfigure(void)
 		pool_t *p = list_entry(pos, pool_t, node);
 		const struct cfg_db *db = cfg_find_db(rt->cfg, p->dbname);
 		if (!db) {
-			log_info("pool %s/%s: database no longer configured: no new logins; its "
-				 "sessions go on", p->dbname, p->user);
+			if (!p->gone)
+				log_info("pool %s/%s: database no longer configured: no new logins; its "
+					 "sessions go on, and the pool is freed when they are over",
+					 p->dbname, p->user);
+			p->gone = true;
+			settle(p);
 			continue;
 		}
+		p->gone = false;
+		p->auto_db = is_auto(db);
 		pool_settings(p, db);
+		settle(p); /* min_pool_size may have changed */
+		if (!p->kw)
+			continue; /* unused: made from the new entry when next used */
 		const char **kw = p->kw, **val = p->val;
 		p->kw = p->val = NULL;
 		if (!build_params(p, db)) {
@@ -398,6 +667,7 @@ void pool_reconfigure(void)
 		}
 		pool_kick(p); /* limits may have grown */
 	}
+	resettle_unused();
 }
 
 int pool_server_count(const pool_t *p)
@@ -418,9 +688,6 @@ static int pool_limit(const pool_t *p, double now)
 	return p->pool_size;
 }
 
-static bool same_db(const pool_t *a, const pool_t *b) { return strcmp(a->dbname, b->dbname) == 0; }
-static bool same_user(const pool_t *a, const pool_t *b) { return strcmp(a->user, b->user) == 0; }
-
 /* Room under max_db_connections and max_user_connections for one more server of P.
  * When full, an idle server of a sibling pool (same database or user) is closed to make
  * room, as its pool does not need it now. */
@@ -431,9 +698,9 @@ static bool shared_room(pool_t *p)
 	int db_total = 0, user_total = 0;
 	pool_t *db_victim = NULL, *user_victim = NULL; /* first siblings with an idle server */
 	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, &pools)
+	list_for_each_safe(pos, tmp, &in_use) /* an unused pool has no server */
 	{
-		pool_t *q = list_entry(pos, pool_t, node);
+		pool_t *q = list_entry(pos, pool_t, use_node);
 		bool d = same_db(p, q), u = same_user(p, q), idle = q != p && !list_empty(&q->sv_idle);
 		if (d)
 			db_total += pool_server_count(q);
@@ -495,20 +762,54 @@ int pool_old_servers(const pool_t *p)
 void pool_kick_siblings(pool_t *p)
 {
 	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, &pools)
+	list_for_each_safe(pos, tmp, &in_use) /* an unused pool has no waiting client */
 	{
-		pool_t *q = list_entry(pos, pool_t, node);
+		pool_t *q = list_entry(pos, pool_t, use_node);
 		if (q != p && !list_empty(&q->waiting) && (same_db(p, q) || same_user(p, q)))
 			pool_kick(q);
 	}
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg) { pool_kick(arg); }
+
+/* Keeps SQLSTATE and MSG of P's last failed connect for the clients coming during its
+ * back-off (pool_request); without memory they wait for the next attempt instead. */
+static void keep_failure(pool_t *p, const char *sqlstate, const char *msg)
+{
+	size_t n = strlen(msg) + 1;
+	struct pool_failure *f = realloc(p->failure, sizeof(*f) + n);
+	if (!f) {
+		free(p->failure);
+		p->failure = NULL;
+		return;
+	}
+	snprintf(f->sqlstate, sizeof(f->sqlstate), "%s", sqlstate);
+	memcpy(f->msg, msg, n);
+	p->failure = f;
+}
+
+/* Arms P's back-off timer to kick its waiting clients SECONDS from now (made on first
+ * use; without memory the tick kicks them within a second). */
+static void arm_retry(pool_t *p, double seconds)
+{
+	if (!p->retry_ev && !(p->retry_ev = evtimer_new(rt->base, retry_cb, p)))
+		return;
+	if (evtimer_pending(p->retry_ev, NULL))
+		return;
+	struct timeval tv = {(time_t)seconds,
+			     (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
+	evtimer_add(p->retry_ev, &tv);
 }
 
 /* Opens connections while WANT says more are needed, the limits allow and no back-off
  * is running. */
 static void grow(pool_t *p, int want, double now)
 {
-	if (now < p->retry_at)
-		return; /* retry_ev kicks the pool when the back-off ends */
+	if (now < p->retry_at) {
+		if (!list_empty(&p->waiting))
+			arm_retry(p, p->retry_at - now); /* it kicks the pool when the back-off ends */
+		return;
+	}
 	int limit = pool_limit(p, now);
 	while (want > 0 && pool_server_count(p) < limit && shared_room(p)) {
 		if (pool_server_count(p) >= p->pool_size) /* PgBouncer's words: a pool too small */
@@ -539,11 +840,12 @@ static bool hand_idle(pool_t *p, client_t *c)
 		if (c->state == CL_WAITING) {
 			double waited = rt_now() - c->since;
 			waited_us = waited > 0 ? (uint64_t)(waited * 1e6) : 0;
-			p->stats.wait_time_us += waited_us;
+			p->traffic->stats.wait_time_us += waited_us; /* it has a server */
 		}
-		if (rt->metrics_on)
-			metrics_observe(&p->metrics.wait, waited_us);
-		p->stats.assignments++;
+		struct metrics_pool *m = rt->metrics_on ? pool_metrics(p) : NULL;
+		if (m)
+			metrics_observe(&m->wait, waited_us);
+		p->traffic->stats.assignments++;
 		client_set_state(c, CL_ACTIVE);
 		server_assign(s, c);
 		return true;
@@ -569,11 +871,11 @@ void pool_request(pool_t *p, client_t *c)
 	if (!rt->shutting_down && !rt->suspended && !p->paused && list_empty(&p->waiting) &&
 	    hand_idle(p, c))
 		return;
-	if (p->retry_delay > 0 && !p->paused && pool_server_count(p) == p->sv_connecting.count &&
+	if (p->failure && !p->paused && pool_server_count(p) == p->sv_connecting.count &&
 	    rt_now() < p->retry_at) {
-		client_disconnect(c, p->fail_sqlstate,
+		client_disconnect(c, p->failure->sqlstate,
 				  "server login has been failing%s%s (server_login_retry)",
-				  p->fail_msg[0] ? ", cached error: " : "", p->fail_msg);
+				  p->failure->msg[0] ? ", cached error: " : "", p->failure->msg);
 		return;
 	}
 	client_set_state(c, CL_WAITING);
@@ -581,57 +883,166 @@ void pool_request(pool_t *p, client_t *c)
 	pool_kick(p);
 }
 
-void pool_connect_ok(pool_t *p, char *const *params)
+bool pool_connect_ok(pool_t *p, char *const *params)
 {
-	p->retry_delay = 0;
-	p->retry_at = 0;
+	struct pool_traffic *t = pool_traffic(p);
+	if (!t)
+		return false;
+	end_backoff(p);
+	struct pool_welcome *w = &t->welcome;
 	for (int i = 0; i < SERVER_NPARAMS; i++) {
-		free(p->params[i]);
-		p->params[i] = params[i] ? strdup(params[i]) : NULL;
-		if (params[i] && !p->params[i])
-			return; /* out of memory: params_known stays as it was */
+		free(w->params[i]);
+		w->params[i] = params[i] ? strdup(params[i]) : NULL;
+		if (params[i] && !w->params[i])
+			return true; /* out of memory: params_known stays as it was */
 	}
-	pbuf_reset(&p->welcome);
+	pbuf_reset(&w->msgs);
 	for (int i = 0; i < SERVER_NPARAMS; i++) {
-		p->welcome_at[i] = (uint32_t)p->welcome.len;
-		if (p->params[i])
-			proto_build_param_status(&p->welcome, server_param_names[i], p->params[i]);
+		w->at[i] = (uint32_t)w->msgs.len;
+		if (w->params[i])
+			proto_build_param_status(&w->msgs, server_param_names[i], w->params[i]);
 	}
-	p->welcome_at[SERVER_NPARAMS] = (uint32_t)p->welcome.len;
-	p->params_known = !p->welcome.failed;
+	w->at[SERVER_NPARAMS] = (uint32_t)w->msgs.len;
+	p->params_known = !w->msgs.failed;
+	return true;
 }
 
 void pool_connect_failed(pool_t *p, const char *sqlstate, const char *msg)
 {
 	/* Back off exponentially from 50 ms up to server_login_retry, so a PostgreSQL that
 	 * comes back is used again within that cap. */
-	double cap = rt->cfg->server_login_retry;
-	p->retry_delay = p->retry_delay > 0 ? p->retry_delay * 2 : 0.05;
-	if (p->retry_delay > cap)
-		p->retry_delay = cap;
-	if (p->retry_delay > 0) {
-		p->retry_at = rt_now() + p->retry_delay;
-		struct timeval tv = {(time_t)p->retry_delay,
-				     (suseconds_t)((p->retry_delay - (double)(time_t)p->retry_delay) * 1e6)};
-		evtimer_add(&p->retry_ev, &tv);
+	double cap = rt->cfg->server_login_retry, delay = 0.05;
+	if (p->failed_in_row < UINT8_MAX)
+		p->failed_in_row++;
+	for (int i = 1; i < p->failed_in_row && delay < cap; i++)
+		delay *= 2;
+	if (delay > cap)
+		delay = cap;
+	if (delay > 0) {
+		p->retry_at = rt_now() + delay; /* grow arms the timer for the waiters */
+		keep_failure(p, sqlstate, msg);
 	}
-	snprintf(p->fail_sqlstate, sizeof(p->fail_sqlstate), "%s", sqlstate);
-	snprintf(p->fail_msg, sizeof(p->fail_msg), "%s", msg);
 	/* Waiters keep waiting while a server may still come: one connecting, or one in use
 	 * that will be released. With none, a login the server refused would be refused
 	 * again: they learn why now; after a failure on the way (unreachable, timed out, the
 	 * server starting up) the next attempt may succeed: they wait for it, up to
 	 * server_login_retry (PgBouncer keeps them until query_wait_timeout). */
-	if (p->sv_active.count + p->sv_idle.count + p->sv_housekeeping.count > 0)
-		return;
-	bool refused = strcmp(sqlstate, "08006") != 0 && strcmp(sqlstate, "57P03") != 0;
-	double now = rt_now();
-	while (p->waiting.count > p->sv_connecting.count) {
-		client_t *c = list_entry(list_first(&p->waiting), client_t, node);
-		if (!refused && now - c->since < cap)
-			break; /* FIFO: the rest waited less */
-		client_disconnect(c, sqlstate, "server connection failed%s%s", *msg ? ": " : "",
-				  msg);
+	if (p->sv_active.count + p->sv_idle.count + p->sv_housekeeping.count == 0) {
+		bool refused = strcmp(sqlstate, "08006") != 0 && strcmp(sqlstate, "57P03") != 0;
+		double now = rt_now();
+		while (p->waiting.count > p->sv_connecting.count) {
+			client_t *c = list_entry(list_first(&p->waiting), client_t, node);
+			if (!refused && now - c->since < cap)
+				break; /* FIFO: the rest waited less */
+			client_disconnect(c, sqlstate, "server connection failed%s%s",
+					  *msg ? ": " : "", msg);
+		}
+	}
+	if (!list_empty(&p->waiting) && delay > 0)
+		arm_retry(p, delay); /* then a new connection is tried for them */
+}
+
+/* ---- freeing unused pools ------------------------------------------------------------ */
+
+/* Frees unused P (WHY logged). False when its listener connection's job still runs
+ * (notify.c): tried again at the next tick. */
+static bool free_unused(pool_t *p, const char *why, double now)
+{
+	if (notify_pool_busy(p))
+		return false;
+	log_info("pool %s/%s freed: %s (unused for %.0f s)", p->dbname, p->user, why,
+		 now - p->unused_since);
+	pool_free(p);
+	return true;
+}
+
+enum db_verdict { DB_FREE, DB_WAIT, DB_IN_USE };
+
+/* Whether every pool of P's database has been unused for AGE seconds (DB_FREE), one is
+ * in use or unused for less (DB_IN_USE), or one cannot be freed just now (DB_WAIT). */
+static enum db_verdict db_unused_for(const pool_t *p, double now, double age)
+{
+	enum db_verdict v = DB_FREE;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &pools)
+	{
+		const pool_t *q = list_entry(pos, pool_t, node);
+		if (!same_db(p, q))
+			continue;
+		if (q->use_list == USE_BUSY || now - q->unused_since < age)
+			return DB_IN_USE;
+		if (notify_pool_busy(q))
+			v = DB_WAIT;
+	}
+	return v;
+}
+
+/* Frees every pool of P's database (P included, none busy): an auto database goes with
+ * its pools, in one log line (PgBouncer's words). */
+static void free_db(pool_t *p)
+{
+	int n = 0;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &pools)
+	{
+		pool_t *q = list_entry(pos, pool_t, node);
+		if (q != p && same_db(p, q)) {
+			pool_free(q);
+			n++;
+		}
+	}
+	log_info("dropping database '%s' (%d pool%s) as it is an inactive auto-database: "
+		 "autodb_idle_timeout (%gs)", p->dbname, n + 1, n ? "s" : "",
+		 rt->cfg->autodb_idle_timeout);
+	pool_free(p);
+}
+
+/* Frees, from the heads of the unused lists, the pools their timeouts say (each list is
+ * in unused_since order, so the walk stops at the first pool not due). */
+static void free_due(double now)
+{
+	double tp = rt->cfg->pool_idle_timeout, ta = rt->cfg->autodb_idle_timeout;
+	struct list *pos = unused_other.node.next;
+	while (pos != &unused_other.node) {
+		pool_t *p = list_entry(pos, pool_t, use_node);
+		pos = pos->next;
+		if (p->gone)
+			free_unused(p, "its database is no longer configured", now);
+		else if (tp > 0 && now - p->unused_since >= tp)
+			free_unused(p, "pool_idle_timeout", now);
+		else
+			break;
+	}
+	/* a "*" database's pool: pool_idle_timeout frees it alone, autodb_idle_timeout with
+	 * its whole database */
+	double first = ta > 0 && (tp <= 0 || ta < tp) ? ta : tp;
+	pos = unused_auto.node.next;
+	while (pos != &unused_auto.node) {
+		pool_t *p = list_entry(pos, pool_t, use_node);
+		pos = pos->next;
+		double age = now - p->unused_since;
+		if (first <= 0 || age < first)
+			break;
+		if (tp > 0 && age >= tp) {
+			free_unused(p, "pool_idle_timeout", now);
+			continue;
+		}
+		switch (db_unused_for(p, now, ta)) {
+		case DB_FREE:
+			free_db(p);
+			pos = unused_auto.node.next; /* it may have freed the next ones */
+			break;
+		case DB_WAIT:
+			break;
+		case DB_IN_USE:
+			/* freed with its database when the pool in use has been unused that long
+			 * (or by pool_idle_timeout): off this list until then */
+			if (tp > 0)
+				use_insert_sorted(p, USE_OTHER);
+			else
+				use_move(p, USE_KEPT, NULL);
+			break;
+		}
 	}
 }
 
@@ -641,15 +1052,15 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	client_tick(now);
 	int servers = 0;
 	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, &pools)
+	list_for_each_safe(pos, tmp, &in_use) /* an unused pool has no server */
 	{
-		servers += pool_server_count(list_entry(pos, pool_t, node));
+		servers += pool_server_count(list_entry(pos, pool_t, use_node));
 	}
 	sdnotify_status("%d client(s), %d server connection(s)%s", client_count(), servers,
 			rt->shutting_down ? ", shutting down" : "");
-	list_for_each_safe(pos, tmp, &pools)
+	list_for_each_safe(pos, tmp, &in_use)
 	{
-		pool_t *p = list_entry(pos, pool_t, node);
+		pool_t *p = list_entry(pos, pool_t, use_node);
 		double qwt = client_wait_limit(p);
 		while (qwt > 0 && !list_empty(&p->waiting)) {
 			client_t *c = list_entry(list_first(&p->waiting), client_t, node);
@@ -658,11 +1069,20 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 			client_wait_timeout(c);
 		}
 		server_expire_idle(p, now);
-		if (!p->paused)
+		if (!p->paused && !p->gone)
 			grow(p, p->min_pool_size - pool_server_count(p), now);
 		if (!list_empty(&p->waiting))
 			pool_kick(p); /* the reserve may have opened */
 	}
+	free_due(now);
+}
+
+bool pool_first_of_db(const pool_t *p)
+{
+	for (const pool_t *q = pool_next(NULL); q != p; q = pool_next(q))
+		if (same_db(p, q))
+			return false;
+	return true;
 }
 
 #define SHUTDOWN_MSG "terminating connection: pgcoro is shutting down"
@@ -670,9 +1090,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 void pool_shutdown_begin(void)
 {
 	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, &pools)
+	list_for_each_safe(pos, tmp, &in_use)
 	{
-		pool_t *p = list_entry(pos, pool_t, node);
+		pool_t *p = list_entry(pos, pool_t, use_node);
 		close_clients_with(&p->waiting, "57P01", SHUTDOWN_MSG);
 		struct list *cpos, *ctmp;
 		list_for_each_safe(cpos, ctmp, &p->clients)
@@ -693,9 +1113,9 @@ void pool_shutdown_begin(void)
 void pool_shutdown_all(void)
 {
 	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, &pools)
+	list_for_each_safe(pos, tmp, &in_use)
 	{
-		pool_close_all(list_entry(pos, pool_t, node), "57P01", SHUTDOWN_MSG);
+		pool_close_all(list_entry(pos, pool_t, use_node), "57P01", SHUTDOWN_MSG);
 	}
 }
 
@@ -705,8 +1125,7 @@ void pool_free_all(void)
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &pools)
 	{
-		pool_t *p = list_entry(pos, pool_t, node);
-		list_del(&pools, &p->node);
-		pool_free(p);
+		pool_free(list_entry(pos, pool_t, node));
 	}
+	hash_free(&table);
 }

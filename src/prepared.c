@@ -703,7 +703,7 @@ void prep_server_start(server_t *s)
 		ps->r = &s->pring;
 		s->prep = ps;
 		s->pring = (struct prep_ring){.kind = malloc(32), .mask = 31};
-		ps->stats = &s->pool->stats;
+		ps->stats = &s->pool->traffic->stats; /* a pool with a server has it */
 		ps->extra = malloc(32 * sizeof(*ps->extra));
 		if (!s->pring.kind || !ps->extra) {
 			prep_server_free(s);
@@ -965,7 +965,7 @@ static bool on_parse(server_t *s, client_t *c, const uint8_t *body, uint32_t ble
 	stmt_unref(st); /* the name holds it now */
 	if (!ce)
 		return false;
-	c->pool->stats.client_parse_count++;
+	ps->stats->client_parse_count++; /* C's server's pool is C's */
 	struct sentry *se = set_find(ps, st->id);
 	if (!se)
 		return set_add(ps, st) && push(ps, RQ_PARSE, 0, ce, st->id);
@@ -1003,7 +1003,7 @@ static bool on_bind(server_t *s, client_t *c, const uint8_t *body, uint32_t blen
 		return answer_stale(ps, ce->stmt);
 	if (!use_statement(ps, ce, name))
 		return false;
-	c->pool->stats.bind_count++;
+	ps->stats->bind_count++;
 	proto_build_bind(&ps->out, portal, name, rest, rlen);
 	return push_use(ps, RQ_BIND, ce);
 }
@@ -1485,7 +1485,9 @@ bool prep_answer_idle(client_t *c, const struct proto_msg *m)
 		if (!ce)
 			return false;
 		ce->pending = false;
-		c->pool->stats.client_parse_count++;
+		struct pool_traffic *t = pool_traffic(c->pool);
+		if (t)
+			t->stats.client_parse_count++;
 		proto_build_empty(b, '1');
 	}
 	proto_build_ready(b, 'I');

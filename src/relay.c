@@ -178,7 +178,7 @@ static void request_begins(server_t *s)
  * request, so pipelined requests share the time the server was busy with them. */
 static void request_answered(server_t *s)
 {
-	struct stats *st = &s->pool->stats;
+	struct stats *st = &s->pool->traffic->stats; /* a pool with a server has traffic */
 	uint64_t now = clock_now_us();
 	uint64_t query_us = now > s->query_start_us ? now - s->query_start_us : 0;
 	st->query_count++;
@@ -192,10 +192,11 @@ static void request_answered(server_t *s)
 		st->xact_time_us += xact_us;
 		s->xact_start_us = now;
 	}
-	if (rt->metrics_on) {
-		metrics_observe(&s->pool->metrics.query, query_us);
+	struct metrics_pool *m = rt->metrics_on ? pool_metrics(s->pool) : NULL;
+	if (m) {
+		metrics_observe(&m->query, query_us);
 		if (xact_end)
-			metrics_observe(&s->pool->metrics.xact, xact_us);
+			metrics_observe(&m->xact, xact_us);
 	}
 }
 
@@ -265,7 +266,7 @@ static bool prep_took(client_t *c, server_t *s, enum prep_act act, const uint8_t
 		*request = true;
 		/* fall through */
 	case PREP_DROP:
-		c->pool->stats.bytes_received += (size_t)len + 1;
+		c->pool->traffic->stats.bytes_received += (size_t)len + 1;
 		stream_take(&c->st, msg, (size_t)len + 1);
 		return true;
 	default:
@@ -371,7 +372,7 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 		if (act == PREP_FAIL)
 			return false;
 		if (i) {
-			c->pool->stats.bytes_received += i;
+			c->pool->traffic->stats.bytes_received += i;
 			if (gathering)
 				prep_output_append(s, p, i); /* one write with the rewritten messages */
 			else
@@ -530,7 +531,7 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 		if (end == FE_MORE && i >= limit && i < n)
 			end = FE_BATCH;
 		if (i) {
-			s->pool->stats.bytes_sent += i;
+			s->pool->traffic->stats.bytes_sent += i;
 			stream_send(&c->st, p, i);
 			stream_consume(&s->st, i);
 		}

@@ -197,7 +197,7 @@ static void close_server(server_t *s, bool connect_failed, const char *reason,
 	if (s->state == SV_CLOSING)
 		return;
 	if (connect_failed) {
-		s->pool->metrics.connect_failures++;
+		s->pool->connect_failures++;
 		bool on_the_way = strcmp(sqlstate, "08006") == 0;
 		log_warning("server %llu (%s/%s): connection failed: %s%s%s",
 			    (unsigned long long)s->id, s->pool->dbname, s->pool->user, reason,
@@ -253,6 +253,7 @@ static void server_free(server_t *s)
 	free(s->conn_params);
 	for (int i = 0; i < SERVER_NPARAMS; i++)
 		free(s->params[i]);
+	pool_unref(s->pool);
 	free(s);
 }
 
@@ -405,12 +406,16 @@ static void on_connected(server_t *s)
 	params_from_libpq(s);
 	s->tx_status = 'I';
 	double now = rt_now();
-	if (rt->metrics_on)
-		metrics_observe(&s->pool->metrics.connect,
+	struct metrics_pool *m = rt->metrics_on ? pool_metrics(s->pool) : NULL;
+	if (m)
+		metrics_observe(&m->connect,
 				now > s->connected_at ? (uint64_t)((now - s->connected_at) * 1e6) : 0);
 	s->connected_at = s->idle_since = now;
 	s->fresh = true;
-	pool_connect_ok(s->pool, s->params);
+	if (!pool_connect_ok(s->pool, s->params)) {
+		connect_failed(s, "out of memory");
+		return;
+	}
 	if (rt->cfg->log_connections)
 		log_info("server %llu (%s/%s): connected, backend pid %d", (unsigned long long)s->id,
 			 s->pool->dbname, s->pool->user, PQbackendPID(s->conn));
@@ -493,6 +498,7 @@ static server_t *server_new(pool_t *pool)
 		return NULL;
 	s->id = ++rt->last_id;
 	s->pool = pool;
+	pool_ref(pool);
 	s->conn_gen = pool->conn_gen;
 	s->connected_at = rt_now(); /* the connect's start until it is made (ages in logs) */
 	list_init(&s->node);
@@ -507,6 +513,7 @@ bool server_connect(pool_t *pool)
 	if (!s)
 		return false;
 	if (!(s->conn_params = pool_conn_params(pool))) {
+		pool_unref(pool);
 		free(s);
 		return false;
 	}
@@ -523,13 +530,15 @@ bool server_connect(pool_t *pool)
 
 server_t *server_adopt(pool_t *pool, int fd)
 {
+	if (!pool_traffic(pool)) /* a pool with a server has it */
+		return NULL;
 	server_t *s = server_new(pool);
 	if (!s)
 		return NULL;
 	stream_init(&s->st, rt->base, fd, true, &server_stream_ops, s);
 	stream_set_read(&s->st, true);
 	for (int i = 0; i < SERVER_NPARAMS; i++)
-		set_param(s, i, pool->params[i]);
+		set_param(s, i, pool_param(pool, i));
 	s->tx_status = 'I';
 	s->idle_since = s->connected_at;
 	s->fresh = true;
@@ -673,7 +682,7 @@ static int sync_params(server_t *s, const char **vals, int max)
 	for (int i = 0; i < SERVER_NPARAMS; i++)
 		if (tracked & 1u << i)
 			want[i] = c->session_params && c->session_params[i] ? c->session_params[i]
-									    : s->pool->params[i];
+									    : pool_param(s->pool, i);
 	for (int i = 0; i < c->nparams; i++) {
 		/* reported parameters: compare with the server's value; others: known applied
 		 * when the server last synced this same set */
@@ -1050,7 +1059,7 @@ void server_cancel(server_t *s)
 		return;
 	}
 	s->cancel_running = true;
-	s->pool->metrics.cancels++;
+	metrics_cancel_sent(s->pool);
 	s->cancel_job.fn = cancel_job_fn;
 	s->cancel_job.done = cancel_done;
 	s->cancel_job.arg = s;

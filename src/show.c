@@ -127,47 +127,59 @@ static const char *load_balance_of(const struct cfg_db *db)
 	return db->load_balance_hosts == LB_DISABLE ? "disable" : "round-robin";
 }
 
+/* The row of database NAME, configured by DB (its own entry, or "*"), with the sums S
+ * of its pools. */
+static void database_row(const char *name, const struct cfg_db *db,
+			 const struct showstats_db *s)
+{
+	const struct config *cfg = rt->cfg;
+	const char *port = cfg_db_param(db, "port");
+	const char *dbname = cfg_db_param(db, "dbname");
+	showrow_str(0, name);
+	showrow_str(1, cfg_db_param(db, "host"));
+	showrow_int(2, port ? atoi(port) : 5432);
+	showrow_str(3, dbname ? dbname : name);
+	showrow_str(4, cfg_db_param(db, "user"));
+	showrow_int(5, db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size);
+	showrow_int(6, db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size);
+	int reserve = db->reserve_pool_size >= 0 ? db->reserve_pool_size : cfg->reserve_pool_size;
+	showrow_int(7, reserve);
+	showrow_int(8, (int64_t)(db->server_lifetime >= 0 ? db->server_lifetime
+							  : cfg->server_lifetime));
+	showrow_str(9, db->pool_mode != POOL_MODE_UNSET ? cfg_pool_mode_name(db->pool_mode)
+							: NULL);
+	showrow_str(10, load_balance_of(db));
+	showrow_int(11, db->max_db_connections >= 0 ? db->max_db_connections
+						    : cfg->max_db_connections);
+	showrow_int(12, s->servers);
+	showrow_int(13, db->max_db_client_connections >= 0 ? db->max_db_client_connections
+							   : cfg->max_db_client_connections);
+	showrow_int(14, s->clients);
+	showrow_int(15, poolctl_paused(name));
+	showrow_int(16, poolctl_disabled(name));
+	showrow_int(17, reserve);
+	showrow_end();
+}
+
+/* A database the "*" entry made, if S's is one. */
+static void auto_database_row(const char *name, const struct showstats_db *s, bool unused)
+{
+	const struct cfg_db *db = s->first->auto_db ? cfg_find_db(rt->cfg, name) : NULL;
+	if (db && strcmp(db->name, "*") == 0)
+		database_row(name, db, s);
+}
+
+/* The configured databases, then those the "*" entry made (as PgBouncer's auto-databases:
+ * listed while they have pools, gone with them), then the console's. */
 static void show_databases(void)
 {
 	const struct config *cfg = rt->cfg;
 	SHOWROW_BEGIN(databases_cols);
 	for (int i = 0; i < cfg->ndbs; i++) {
-		const struct cfg_db *db = &cfg->dbs[i];
-		const char *port = cfg_db_param(db, "port");
-		const char *dbname = cfg_db_param(db, "dbname");
-		int servers = 0, clients = 0;
-		for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
-			if (strcmp(p->dbname, db->name) == 0) {
-				servers += pool_server_count(p);
-				clients += p->waiting.count + p->clients.count;
-			}
-		}
-		showrow_str(0, db->name);
-		showrow_str(1, cfg_db_param(db, "host"));
-		showrow_int(2, port ? atoi(port) : 5432);
-		showrow_str(3, dbname ? dbname : db->name);
-		showrow_str(4, cfg_db_param(db, "user"));
-		showrow_int(5, db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size);
-		showrow_int(6, db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size);
-		int reserve = db->reserve_pool_size >= 0 ? db->reserve_pool_size
-							 : cfg->reserve_pool_size;
-		showrow_int(7, reserve);
-		showrow_int(8, (int64_t)(db->server_lifetime >= 0 ? db->server_lifetime
-								  : cfg->server_lifetime));
-		showrow_str(9, db->pool_mode != POOL_MODE_UNSET ? cfg_pool_mode_name(db->pool_mode)
-								: NULL);
-		showrow_str(10, load_balance_of(db));
-		showrow_int(11, db->max_db_connections >= 0 ? db->max_db_connections
-							    : cfg->max_db_connections);
-		showrow_int(12, servers);
-		showrow_int(13, db->max_db_client_connections >= 0 ? db->max_db_client_connections
-								   : cfg->max_db_client_connections);
-		showrow_int(14, clients);
-		showrow_int(15, poolctl_paused(db->name));
-		showrow_int(16, poolctl_disabled(db->name));
-		showrow_int(17, reserve);
-		showrow_end();
+		struct showstats_db s = showstats_db_of(cfg->dbs[i].name);
+		database_row(cfg->dbs[i].name, &cfg->dbs[i], &s);
 	}
+	showstats_each_db(auto_database_row, false);
 	/* the console: PgBouncer's admin database */
 	showrow_str(0, SHOW_ADMIN_NAME);
 	showrow_str(1, NULL);

@@ -1,9 +1,10 @@
 /* Owns the console's counter listings (see showstats.h): the pools' counters summed per
- * database, the console's counters as database "pgbouncer", and PgBouncer's averages of
+ * database (databases by name: one sort of the pools, not a walk of them per database), the console's counters as database "pgbouncer", and PgBouncer's averages of
  * the last full stats_period. */
 #include "showstats.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pool.h"
@@ -33,36 +34,71 @@ static void averages_of(const struct stats *d, uint64_t v[NFIG])
 	memcpy(v, f, sizeof(f));
 }
 
-/* The counters and period of database DB: its pools', or the console's for "pgbouncer". */
-static void sums_of(const char *db, struct stats *total, struct stats *period)
+static void sums_add(struct showstats_db *s, const pool_t *p)
 {
-	*total = (struct stats){0};
-	*period = (struct stats){0};
-	if (!db) {
-		stats_add(total, stats_console());
-		stats_add(period, stats_console_period());
-		return;
-	}
-	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
-		if (strcmp(p->dbname, db) == 0) {
-			stats_add(total, &p->stats);
-			stats_add(period, &p->period);
-		}
-	}
+	s->servers += pool_server_count(p);
+	s->clients += p->waiting.count + p->clients.count;
+	stats_add(&s->total, pool_stats(p));
+	s->total.client_login_count += p->early_logins;
+	if (p->traffic)
+		stats_add(&s->period, &p->traffic->period.growth);
+	s->first = p;
 }
 
-/* FN(db, AVG) for each database with a pool, once, in pool order; then FN(NULL, AVG),
- * the console's. */
-static void for_each_db(void (*fn)(const char *db, bool avg), bool avg)
+struct showstats_db showstats_db_of(const char *db)
 {
-	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
-		bool seen = false;
-		for (pool_t *q = pool_next(NULL); q != p && !seen; q = pool_next(q))
-			seen = strcmp(q->dbname, p->dbname) == 0;
-		if (!seen)
-			fn(p->dbname, avg);
+	struct showstats_db s = {0};
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+		if (strcmp(p->dbname, db) == 0)
+			sums_add(&s, p);
+	return s;
+}
+
+static int by_dbname(const void *a, const void *b)
+{
+	return strcmp((*(pool_t *const *)a)->dbname, (*(pool_t *const *)b)->dbname);
+}
+
+void showstats_each_db(void (*fn)(const char *db, const struct showstats_db *s, bool arg),
+		       bool arg)
+{
+	int n = 0;
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+		n++;
+	pool_t **v = malloc((size_t)(n ? n : 1) * sizeof(*v));
+	if (!v) {
+		for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+			if (pool_first_of_db(p)) {
+				struct showstats_db s = showstats_db_of(p->dbname);
+				fn(p->dbname, &s, arg);
+			}
+		return;
 	}
-	fn(NULL, avg);
+	n = 0;
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+		v[n++] = p;
+	qsort(v, (size_t)n, sizeof(*v), by_dbname);
+	for (int i = 0; i < n;) {
+		struct showstats_db s = {0};
+		int j = i;
+		for (; j < n && strcmp(v[j]->dbname, v[i]->dbname) == 0; j++)
+			sums_add(&s, v[j]);
+		fn(v[i]->dbname, &s, arg);
+		i = j;
+	}
+	free(v);
+}
+
+/* FN(db, its sums, AVG) for each database with a pool, by name; then for NULL, the
+ * console's counters. */
+static void for_each_db(void (*fn)(const char *db, const struct showstats_db *s, bool avg),
+			bool avg)
+{
+	showstats_each_db(fn, avg);
+	struct showstats_db s = {0};
+	stats_add(&s.total, stats_console());
+	stats_add(&s.period, stats_console_period());
+	fn(NULL, &s, avg);
 }
 
 /* Cells FROM.. of the row: N figures of V. */
@@ -91,13 +127,11 @@ static const struct proto_column stats_cols[] = {
     /* pgcoro's, after PgBouncer's: the pre-1.8 names some exporters still read */
     {"total_requests", OID_NUMERIC, -1},       {"avg_req", OID_NUMERIC, -1}};
 
-static void stats_row(const char *db, bool avg)
+static void stats_row(const char *db, const struct showstats_db *s, bool avg)
 {
-	struct stats t, d;
 	uint64_t tv[NFIG], av[NFIG];
-	sums_of(db, &t, &d);
-	totals_of(&t, tv);
-	averages_of(&d, av);
+	totals_of(&s->total, tv);
+	averages_of(&s->period, av);
 	showrow_str(0, db ? db : SHOW_ADMIN_NAME);
 	cells(1, tv, NFIG);
 	cells(1 + NFIG, av, NFIG);
@@ -132,15 +166,13 @@ static const struct proto_column averages_cols[] = {
     {"avg_client_login_count", OID_NUMERIC, -1}};
 
 /* A row of STATS_TOTALS, or of STATS_AVERAGES (AVG). */
-static void figures_row(const char *db, bool avg)
+static void figures_row(const char *db, const struct showstats_db *s, bool avg)
 {
-	struct stats t, d;
 	uint64_t v[NFIG];
-	sums_of(db, &t, &d);
 	if (avg)
-		averages_of(&d, v);
+		averages_of(&s->period, v);
 	else
-		totals_of(&t, v);
+		totals_of(&s->total, v);
 	showrow_str(0, db ? db : SHOW_ADMIN_NAME);
 	cells(1, v, NFIG);
 	showrow_end();
@@ -172,8 +204,10 @@ void showstats_totals(void)
 {
 	struct stats t = {0}, d = {0};
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
-		stats_add(&t, &p->stats);
-		stats_add(&d, &p->period);
+		stats_add(&t, pool_stats(p));
+		t.client_login_count += p->early_logins;
+		if (p->traffic)
+			stats_add(&d, &p->traffic->period.growth);
 	}
 	stats_add(&t, stats_console());
 	stats_add(&d, stats_console_period());

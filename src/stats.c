@@ -1,6 +1,7 @@
 /* Owns the periodic stats line: every stats_period it sums the counters of every pool
- * and of the admin console, takes the growth since the previous line and logs rates and
- * average times; and the console's counters themselves. */
+ * and of the admin console (and of the pools freed since the start), takes the growth
+ * since the previous line and logs rates and average times; and each pool's growth over
+ * the period (SHOW STATS), and the console's counters themselves. */
 #include "stats.h"
 
 #include <inttypes.h>
@@ -16,6 +17,7 @@
 static struct runtime *rt;
 static struct event *period_ev;
 static struct stats last;  /* the totals at the previous line */
+static struct stats gone;  /* the counters of the pools freed, for the totals */
 static double last_at;     /* rt_now() of the previous line */
 static double armed_period; /* the period the timer runs with; 0 = stopped */
 static double period_seconds; /* length of the last full period */
@@ -92,13 +94,18 @@ void stats_sub(struct stats *to, const struct stats *a, const struct stats *b)
 
 double stats_period_seconds(void) { return period_seconds; }
 
+void stats_pool_gone(pool_t *p) { stats_add(&gone, pool_stats(p)); }
+
 static void period_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct stats total = {0};
+	struct stats total = gone;
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
-		stats_add(&total, &p->stats);
-		stats_sub(&p->period, &p->stats, &p->period_start);
-		p->period_start = p->stats;
+		struct pool_traffic *t = p->traffic;
+		if (!t)
+			continue; /* no traffic yet: its first period starts from zero */
+		stats_add(&total, &t->stats);
+		stats_sub(&t->period.growth, &t->stats, &t->period.start);
+		t->period.start = t->stats;
 	}
 	stats_add(&total, &console_now);
 	stats_sub(&console_period, &console_now, &console_start);

@@ -210,7 +210,8 @@ void fz_pool_ready(pool_t *pool)
 	char *params[SERVER_NPARAMS] = {0};
 	for (size_t i = 0; i < sizeof(reported) / sizeof(reported[0]); i++)
 		params[server_param_index(reported[i][0])] = (char *)reported[i][1];
-	pool_connect_ok(pool, params);
+	if (!pool_connect_ok(pool, params))
+		abort(); /* out of memory in a fuzz run */
 }
 
 /* ---- peers --------------------------------------------------------------------------- */

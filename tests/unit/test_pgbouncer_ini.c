@@ -379,8 +379,7 @@ START_TEST(test_not_yet)
 	struct config *cfg =
 	    load_ok("[pgbouncer]\nauth_type = trust\npeer_id = 0\nso_reuseport = 0\n"
 	            "login_notify_message = \"\"\nserver_tls_ciphers = secure\n"
-	            "server_tls13_ciphers =\nauth_ldap_options =\nquery_wait_notify = 0\n"
-	            "autodb_idle_timeout = 0\n");
+	            "server_tls13_ciphers =\nauth_ldap_options =\nquery_wait_notify = 0\n");
 	ck_assert_int_eq(cfg->nwarnings, 0);
 	ck_assert_str_eq(cfg->server_tls_ciphers, "secure");
 	cfg_free(cfg);
@@ -443,7 +442,7 @@ START_TEST(test_every_pgbouncer_key)
 	    "auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename=$1",
 	    "auth_type = md5",
 	    "auth_user = authuser",
-	    "autodb_idle_timeout = 0",
+	    "autodb_idle_timeout = 3600",
 	    "cancel_wait_timeout = 10",
 	    "client_idle_timeout = 0",
 	    "client_login_timeout = 60",
