@@ -29,14 +29,18 @@ struct hba_conn {
 	const uint8_t *addr;  /* 4 or 16 bytes, network order (TCP only) */
 	const char *database;
 	const char *user;
+	bool physical_replication; /* replication=true: only rules naming "replication" match,
+	                            * whatever the database (PostgreSQL's check_db) */
 };
 
 /* Reads PATH: one rule per line, "local DATABASE USER METHOD" or
  * "host|hostssl|hostnossl DATABASE USER ADDRESS METHOD" where ADDRESS is a CIDR, an
  * address followed by a mask, or "all"; DATABASE and USER are comma lists of names
  * ("quoted" names lose keyword meaning), "all", "sameuser" (databases), "replication"
- * (never matches: pgcoro refuses replication) or "@file" (names from a file, relative to
- * PATH's directory). '#' starts a comment; a line ending in a backslash continues.
+ * (databases: matches physical replication connections only, which match nothing else;
+ * a logical one, replication=database, matches as a normal connection) or "@file" (names
+ * from a file, relative to PATH's directory). '#' starts a comment; a line ending in a
+ * backslash continues.
  * Returns NULL on failure with "path:line: reason" (or "path: reason") in ERR. */
 struct hba *hba_load(const char *path, char *err, size_t errlen) __attribute__((warn_unused_result));
 
