@@ -64,6 +64,10 @@ struct client {
 	uint32_t msg_pending;       /* relay: bytes of the current client message still to pass */
 	bool welcomed;              /* ParameterStatus/BackendKeyData/ReadyForQuery sent */
 	bool xact_armed;            /* xact_timer counts down its transaction */
+	uint8_t replication;        /* enum proto_replication (never INVALID): a replication
+	                             * connection gets a server of its own, made for it with
+	                             * its startup parameters, closed when it leaves, and has
+	                             * session semantics whatever the pool mode */
 	struct prep_client *prep;   /* its named prepared statements (transaction mode), once
 	                             * it has one */
 	struct notify_client *notify; /* its LISTEN channels (transaction mode), once it has one */
@@ -102,6 +106,14 @@ struct client {
 };
 
 void client_init(struct runtime *rt);
+
+/* "none", "logical" or "physical": KIND (enum proto_replication) as PgBouncer's SHOW
+ * CLIENTS and SHOW SERVERS name it in their replication column. */
+static inline const char *client_replication_name(int kind)
+{
+	return kind == PROTO_REPL_LOGICAL ? "logical" : kind == PROTO_REPL_PHYSICAL ? "physical"
+										       : "none";
+}
 
 /* Takes ownership of the accepted socket FD. */
 void client_accept(int fd, const struct sockaddr *sa, int salen);

@@ -31,14 +31,17 @@ struct hba_conn {
 	const uint8_t *addr;  /* 4 or 16 bytes, network order (TCP only) */
 	const char *database;
 	const char *user;
+	bool physical_replication; /* replication=true: only rules naming "replication" match,
+	                            * whatever the database (PostgreSQL's check_db) */
 };
 
 /* Reads PATH: one rule per line, "local DATABASE USER METHOD [map=NAME]" or
  * "host|hostssl|hostnossl DATABASE USER ADDRESS METHOD [map=NAME]". ADDRESS is a CIDR, an
  * address followed by a mask field, or "all". DATABASE and USER are comma lists (blanks
  * allowed around the commas) of names ("quoted" names lose keyword meaning), "all",
- * "sameuser" and "replication" (databases; replication never matches: pgcoro refuses
- * replication connections) or "@file" (names from a file, relative to the including
+ * "sameuser" and "replication" (databases: matches physical replication connections
+ * only, which match nothing else; a logical one, replication=database, matches as a
+ * normal connection) or "@file" (names from a file, relative to the including
  * file's directory, keywords as in the field). A rule naming a role group ("+group",
  * "samerole", "samegroup") never matches, as PgBouncer skips it (logged as a warning),
  * unless it is a reject rule: that is refused. '#' starts a comment; a line ending in a

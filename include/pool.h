@@ -95,6 +95,8 @@ struct pool {
 	struct pool_traffic *traffic; /* once it had traffic (pool_traffic): always once a
 	                               * server of it connected */
 	struct list_head waiting;   /* CL_WAITING, FIFO */
+	int repl_waiting;           /* replication clients among them (client_set_state) */
+	int repl_connecting;        /* replication servers in sv_connecting (server_set_state) */
 	struct list_head clients;   /* CL_ACTIVE and CL_IDLE, one list: a hand-out and a
 	                             * release change a client's state, not its list */
 
@@ -202,8 +204,15 @@ static inline void pool_kick(pool_t *pool)
  * idle server that needs no check, C gets it now (no waiting-list visit, no clock read);
  * otherwise C joins the FIFO waiting list, unless P has no server and is backing off
  * after failed connects: then C gets the last failure's error at once (PgBouncer's
- * "server login has been failing") and is closed. */
+ * "server login has been failing") and is closed. A replication client always waits
+ * there, for a server started for it alone when its turn comes and the pool has room (an
+ * idle server of the pool is closed to make it, as PgBouncer evicts one): it counts
+ * against the pool's size and limits like any other. */
 void pool_request(pool_t *pool, client_t *c);
+
+/* Replication client C (CL_WAITING) has its own server ready: its wait is counted and it
+ * becomes CL_ACTIVE (the caller links and starts relaying). */
+void pool_replication_ready(pool_t *pool, client_t *c);
 
 /* After a reload swapped rt->cfg and rt->auth: every pool takes its new sizes, mode and
  * limits at once; when its connection settings changed, idle servers are closed now

@@ -163,6 +163,19 @@ struct proto_startup {
 bool proto_parse_startup(const uint8_t *pkt, uint32_t len, struct proto_startup *out,
 			 const char **why) __attribute__((warn_unused_result));
 
+/* What the "replication" startup parameter asks for, read as PostgreSQL reads it. */
+enum proto_replication {
+	PROTO_REPL_INVALID = -1, /* not a boolean nor "database": PostgreSQL refuses it */
+	PROTO_REPL_NONE,         /* false, off, no, 0 (or a prefix): a normal connection */
+	PROTO_REPL_LOGICAL,      /* "database": a walsender connected to a database */
+	PROTO_REPL_PHYSICAL,     /* true, on, yes, 1 (or a prefix): a physical walsender */
+};
+
+/* VALUE of a "replication" startup parameter: "database" (exactly), or a boolean as
+ * PostgreSQL's parse_bool takes it (any case; a prefix of true/false/yes/no, of on/off
+ * from two letters, 1 or 0). */
+enum proto_replication proto_parse_replication(const char *value);
+
 /* In the parse functions below BODY is the message after its 5-byte header, BLEN = LEN - 4. */
 
 /* PasswordMessage: one NUL-terminated string that ends exactly at BLEN. */

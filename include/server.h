@@ -64,6 +64,9 @@ struct server {
 	bool listen_track;           /* its client's LISTEN/UNLISTEN are outstanding or not yet
 	                             * committed: the relay shows listenstmt.c tags, errors and
 	                             * ReadyForQuery (listenstmt.h) */
+	uint8_t replication;         /* enum proto_replication: made for one replication client
+	                             * (linked from its start), never idle, never housekeeping,
+	                             * closed when that client leaves */
 	pool_t *pool;
 	client_t *client;            /* linked client (SV_ACTIVE, or SV_HOUSEKEEPING for a sync) */
 	uint32_t msg_pending;        /* bytes of the current server message still to pass */
@@ -128,6 +131,14 @@ void server_init(struct runtime *rt);
 
 /* Starts a new connection for POOL (SV_CONNECTING). False on allocation failure. */
 bool server_connect(pool_t *pool) __attribute__((warn_unused_result));
+
+/* Starts the server of replication client C (CL_WAITING in POOL, its replication field
+ * set): a connection of its own, linked to C from now on, made with POOL's parameters plus
+ * libpq's replication keyword and C's startup parameters (application_name, the rest as
+ * "-c" settings in options), as PostgreSQL would have got them. When it is ready C becomes
+ * active (client_on_server_ready); when it fails C gets the reason. False on allocation
+ * failure (nothing changed). */
+bool server_connect_replication(pool_t *pool, client_t *c) __attribute__((warn_unused_result));
 
 /* For tests (the relay's fuzzer): a server of POOL over FD, a connected non-blocking
  * socket (closed with the server) whose peer plays a PostgreSQL backend after its login,

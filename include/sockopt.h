@@ -6,9 +6,14 @@
 struct config;
 
 /* Applies CFG's tcp_keepalive (with tcp_keepidle, tcp_keepintvl, tcp_keepcnt: 0 keeps the
- * OS default), tcp_user_timeout and tcp_socket_buffer to socket FD. Only tcp_socket_buffer
- * applies to a unix socket. A failure leaves the kernel's setting (and is logged at debug
- * level): the connection works either way. */
+ * OS default), tcp_user_timeout and tcp_socket_buffer's send buffer to FD, an established
+ * connection (its receive buffer comes from the listener, or stays the kernel's: see
+ * sockopt_listen). Only tcp_socket_buffer applies to a unix socket. A failure leaves the
+ * kernel's setting (and is logged at debug level): the connection works either way. */
 void sockopt_apply(int fd, const struct config *cfg);
+
+/* Applies tcp_socket_buffer (send and receive buffers) to FD, a listening socket, before
+ * any connection's handshake: the connections it accepts inherit both. */
+void sockopt_listen(int fd, const struct config *cfg);
 
 #endif

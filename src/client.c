@@ -120,6 +120,8 @@ void client_set_state(client_t *c, enum client_state state)
 		c->pool->cl_active--;
 	if (state == CL_ACTIVE)
 		c->pool->cl_active++;
+	if (__builtin_expect(c->replication, 0) && (was == CL_WAITING) != (state == CL_WAITING))
+		c->pool->repl_waiting += linked && was == CL_WAITING ? -1 : 1;
 	c->state = state;
 	if (linked && in_pool_clients(was) && in_pool_clients(state))
 		return; /* active <-> idle, every hand-out and release: one list, no jump table */
@@ -210,6 +212,13 @@ static void timer_after_login(client_t *c)
 	}
 }
 
+/* query_timeout for C: its pool's, none for a replication connection (streaming WAL or a
+ * base backup is one command that lasts as long as it must). */
+static double query_timeout(const client_t *c)
+{
+	return c->replication ? 0 : c->pool->query_timeout;
+}
+
 /* The timer that fits what the session is doing now: a request outstanding, idle in a
  * transaction, or idle. */
 static void timer_rearm(client_t *c)
@@ -217,7 +226,7 @@ static void timer_rearm(client_t *c)
 	const pool_t *p = c->pool; /* its timeouts: the [users] entry's, else the global ones */
 	server_t *s = c->server;
 	if (s && (s->out_syncs > 0 || s->mid_ext))
-		timer_set(c, CT_QUERY, p->query_timeout);
+		timer_set(c, CT_QUERY, query_timeout(c));
 	else if (s && s->tx_status != 'I')
 		timer_set(c, CT_IDLE_XACT, p->idle_transaction_timeout);
 	else
@@ -226,13 +235,14 @@ static void timer_rearm(client_t *c)
 
 void client_on_request(client_t *c)
 {
-	/* armed from a transaction's first request to the ReadyForQuery that ends it */
-	if (c->pool->transaction_timeout > 0 && !c->xact_armed)
+	/* armed from a transaction's first request to the ReadyForQuery that ends it (none
+	 * for a replication connection, as query_timeout: a stream is one long command) */
+	if (c->pool->transaction_timeout > 0 && !c->xact_armed && !c->replication)
 		xact_timer_start(c);
 	if (c->timer_kind == CT_QUERY)
 		return; /* counted from the first message of the request */
-	if (c->pool->query_timeout > 0)
-		timer_set(c, CT_QUERY, c->pool->query_timeout);
+	if (query_timeout(c) > 0)
+		timer_set(c, CT_QUERY, query_timeout(c));
 	else if (c->timer_kind != CT_NONE)
 		timer_set(c, CT_NONE, 0);
 }
@@ -244,8 +254,9 @@ void client_shutdown_if_done(client_t *c)
 	server_t *s = c->server;
 	if (c->state != CL_ACTIVE || !s || !at_release_point(c, s))
 		return;
-	/* its server goes back to the pool here (in session mode only when it leaves) */
-	if (s->tx_status == 'I' && c->pool->pool_mode != POOL_SESSION)
+	/* its server goes back to the pool here (in session mode, or a replication
+	 * connection's, only when it leaves) */
+	if (s->tx_status == 'I' && c->pool->pool_mode != POOL_SESSION && !c->replication)
 		client_disconnect(c, "57P01", "terminating connection: pgcoro is shutting down");
 }
 
@@ -622,7 +633,8 @@ void client_maybe_release(client_t *c)
 {
 	server_t *s = c->server;
 	/* most calls come with a request outstanding: that test first */
-	if (!s || s->out_syncs || c->state != CL_ACTIVE || c->pool->pool_mode == POOL_SESSION)
+	if (!s || s->out_syncs || c->state != CL_ACTIVE || c->pool->pool_mode == POOL_SESSION ||
+	    c->replication)
 		return;
 	if (!at_release_point(c, s))
 		return;
@@ -747,6 +759,11 @@ static void client_on_input(client_t *c);
 static void logged_in_route(client_t *c)
 {
 	if (console_is_console_db(c->database)) {
+		if (c->replication) {
+			client_disconnect(c, "0A000",
+					  "replication connections to the admin console are not supported");
+			return;
+		}
 		console_login(c);
 		return;
 	}
@@ -779,7 +796,7 @@ static void logged_in_route(client_t *c)
 		pool->traffic->stats.client_login_count++;
 	else
 		pool->early_logins++;
-	if (pool->pool_mode != POOL_SESSION && pool->params_known) {
+	if (pool->pool_mode != POOL_SESSION && pool->params_known && !c->replication) {
 		/* Transaction/statement mode: answer from the pool's parameters now; the client
 		 * waits for a server only with its first query (which applies its settings). */
 		if (rt->cfg->log_connections)

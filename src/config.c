@@ -169,7 +169,8 @@ static const struct cfg_key keys[] = {
     KEY_AT(CFG_AT_START, tcp_defer_accept, T_BOOL, "0",
         "1 = TCP_DEFER_ACCEPT on the TCP listeners: a connection is accepted once it sends"),
     KEY(tcp_socket_buffer, T_INT, "0",
-        "send and receive buffer size of client and server sockets, bytes; 0 = the kernel's"),
+        "send buffer size of client and server sockets and receive buffer of client sockets "
+        "(from the listening sockets, set at start), bytes; 0 = the kernel's"),
     KEY(tcp_keepalive, T_BOOL, "1", "TCP keepalive on client and server sockets"),
     KEY(tcp_keepcnt, T_INT, "0", "keepalive probes before a connection is dropped; 0 = OS default"),
     KEY(tcp_keepidle, T_INT, "0", "idle seconds before the first keepalive probe; 0 = OS default"),

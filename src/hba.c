@@ -889,13 +889,22 @@ static bool list_match(const struct list *l, const char *name, const char *pair)
 				return true;
 			break;
 		case IT_REPLICATION:
-			break; /* replication connections are refused before this */
+			break; /* physical replication only: hba_match */
 		case IT_NAME:
 			if (strcmp(it->name, name) == 0)
 				return true;
 			break;
 		}
 	}
+	return false;
+}
+
+/* L has the keyword "replication". */
+static bool names_replication(const struct list *l)
+{
+	for (int i = 0; i < l->n; i++)
+		if (l->items[i].kind == IT_REPLICATION)
+			return true;
 	return false;
 }
 
@@ -950,8 +959,9 @@ enum hba_method hba_match(const struct hba *h, const struct hba_conn *c, int *li
 		}
 		if (r->type != CT_LOCAL && !addr_match(r, c))
 			continue;
-		if (!list_match(&r->dbs, c->database, c->user) ||
-		    !list_match(&r->users, c->user, c->database))
+		bool db_ok = c->physical_replication ? names_replication(&r->dbs)
+						     : list_match(&r->dbs, c->database, c->user);
+		if (!db_ok || !list_match(&r->users, c->user, c->database))
 			continue;
 		*line = r->line;
 		if (map && r->map >= 0)

@@ -124,6 +124,7 @@ static bool add_listener(struct runtime *rt, int fd, const char *what)
 		return false;
 	}
 	evutil_make_socket_nonblocking(fd);
+	sockopt_listen(fd, rt->cfg); /* before listen: accepted sockets inherit the buffers */
 	struct evconnlistener *l = evconnlistener_new(
 		rt->base, accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
 		rt->cfg->listen_backlog, fd);

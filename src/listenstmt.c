@@ -167,8 +167,8 @@ static const struct listen_act *act_of(struct listenstmt_client *lc, const char 
 enum listenstmt_look listenstmt_look_slow(const client_t *c, const uint8_t *msg, size_t avail,
 				  uint32_t len)
 {
-	if (c->pool->pool_mode == POOL_SESSION)
-		return LISTENSTMT_NO;
+	if (c->pool->pool_mode == POOL_SESSION || c->replication)
+		return LISTENSTMT_NO; /* its server is its own: LISTEN runs there */
 	size_t size = (size_t)len + 1;
 	bool partial = avail < size;
 	const uint8_t *end = msg + (partial ? avail : size), *body = msg + PROTO_HDR;

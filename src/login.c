@@ -425,12 +425,23 @@ static enum hba_method choose_method(client_t *c, const struct hba_map **map)
 	    .addr = c->peer_ip,
 	    .database = c->database,
 	    .user = c->user,
+	    .physical_replication = c->replication == PROTO_REPL_PHYSICAL,
 	};
 	int line;
 	enum hba_method m = hba_match(rt->hba, &conn, &line, map);
 	char host[INET6_ADDRSTRLEN];
 	const char *enc = conn.unix_socket ? "" : conn.tls ? ", SSL encryption" : ", no encryption";
-	if (m == HBA_NO_MATCH) {
+	if (m == HBA_NO_MATCH && conn.physical_replication) { /* PostgreSQL's words */
+		client_disconnect(c, "28000",
+				  "no pg_hba.conf entry for replication connection from host \"%s\", "
+				  "user \"%s\"%s",
+				  peer_host(c, host, sizeof(host)), c->user, enc);
+	} else if (m == HBA_REJECT && conn.physical_replication) {
+		client_disconnect(c, "28000",
+				  "pg_hba.conf rejects replication connection for host \"%s\", user "
+				  "\"%s\"%s",
+				  peer_host(c, host, sizeof(host)), c->user, enc);
+	} else if (m == HBA_NO_MATCH) {
 		client_disconnect(c, "28000",
 				  "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\"%s",
 				  peer_host(c, host, sizeof(host)), c->user, c->database, enc);
@@ -517,8 +528,17 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 	}
 	for (int i = 0; i < st->nparams; i++) {
 		if (strcmp(st->names[i], "replication") == 0) {
-			client_disconnect(c, "0A000", "replication connections are not supported");
-			return;
+			enum proto_replication r = proto_parse_replication(st->values[i]);
+			if (r == PROTO_REPL_INVALID) { /* PostgreSQL's words */
+				client_disconnect_hint(c, "22023",
+						       "Valid values are: \"false\", 0, \"true\", 1, "
+						       "\"database\".",
+						       "invalid value for parameter \"replication\": \"%s\"",
+						       st->values[i]);
+				return;
+			}
+			c->replication = (uint8_t)r;
+			continue;
 		}
 		bool ok = strcmp(st->names[i], "options") == 0
 				  ? parse_options(c, (char *)st->values[i]) /* in the packet copy */

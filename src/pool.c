@@ -3,7 +3,9 @@
  * it is used (and rotates a round-robin host list per connection), takes its sizes,
  * limits and timeouts from the [databases] and [users] entries over the global settings,
  * keeps its clients and servers on per-state lists, hands idle servers to waiting clients
- * in FIFO order and opens connections while clients wait and the pool has room.
+ * in FIFO order and opens connections while clients wait and the pool has room; a
+ * waiting replication client gets a server started for it alone, in its turn, counted
+ * in the pool's size (an idle server closed to make room).
  *
  * Lifetime: a pool counts the clients and servers pointing at it (pool_ref). One with none
  * and no min_pool_size is unused: its libpq parameters and back-off timer go, and it waits
@@ -576,6 +578,15 @@ void pool_renew_servers(pool_t *p, const char *why)
 	p->conn_gen++;
 	end_backoff(p); /* past failures say nothing of the next attempt */
 	close_servers_with(&p->sv_idle, why);
+	/* a replication connection may last for ever: waiting for its release is no option
+	 * (PgBouncer closes it too); its client reconnects */
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &p->sv_active)
+	{
+		server_t *s = list_entry(pos, server_t, node);
+		if (s->replication)
+			server_disconnect(s, "%s", why);
+	}
 }
 
 void pool_set_paused(pool_t *p, bool paused)
@@ -824,6 +835,25 @@ static void grow(pool_t *p, int want, double now)
 	}
 }
 
+/* C (waiting, or asking with nobody waiting before it) gets its server now: the wait is
+ * counted and C becomes active. */
+static void hand_over(pool_t *p, client_t *c)
+{
+	uint64_t waited_us = 0; /* the fast path (pool_request) waited for nothing */
+	if (c->state == CL_WAITING) {
+		double waited = rt_now() - c->since;
+		waited_us = waited > 0 ? (uint64_t)(waited * 1e6) : 0;
+		p->traffic->stats.wait_time_us += waited_us; /* it has a server */
+	}
+	struct metrics_pool *m = rt->metrics_on ? pool_metrics(p) : NULL;
+	if (m)
+		metrics_observe(&m->wait, waited_us);
+	p->traffic->stats.assignments++;
+	client_set_state(c, CL_ACTIVE);
+}
+
+void pool_replication_ready(pool_t *p, client_t *c) { hand_over(p, c); }
+
 /* Gives C an idle server of P that needs no check now (a stale one leaves the idle list
  * to be checked and comes back): the one idle the shortest time (LIFO, as PgBouncer: few
  * servers carry the load, stay warm, and the rest reach server_idle_timeout), or with
@@ -836,39 +866,90 @@ static bool hand_idle(pool_t *p, client_t *c)
 					 server_t, node);
 		if (server_check_if_stale(s))
 			continue;
-		uint64_t waited_us = 0; /* the fast path (pool_request) waited for nothing */
-		if (c->state == CL_WAITING) {
-			double waited = rt_now() - c->since;
-			waited_us = waited > 0 ? (uint64_t)(waited * 1e6) : 0;
-			p->traffic->stats.wait_time_us += waited_us; /* it has a server */
-		}
-		struct metrics_pool *m = rt->metrics_on ? pool_metrics(p) : NULL;
-		if (m)
-			metrics_observe(&m->wait, waited_us);
-		p->traffic->stats.assignments++;
-		client_set_state(c, CL_ACTIVE);
+		hand_over(p, c);
 		server_assign(s, c);
 		return true;
 	}
 	return false;
 }
 
+/* Room in P for replication client C's own server: under the pool's limit and under
+ * max_db_connections / max_user_connections (shared_room), idle servers of P closed to
+ * make it (PgBouncer evicts them for a replication client too). Closing one kicks P,
+ * which may have started C's server meanwhile: false then, as when there is no room. */
+static bool replication_room(pool_t *p, client_t *c)
+{
+	double now = rt_now();
+	if (now < p->retry_at) {
+		arm_retry(p, p->retry_at - now); /* it kicks the pool when the back-off ends */
+		return false;
+	}
+	for (;;) {
+		bool room = pool_server_count(p) < pool_limit(p, now) && shared_room(p);
+		if (c->state != CL_WAITING || c->server)
+			return false;
+		if (room)
+			return true;
+		if (list_empty(&p->sv_idle))
+			return false;
+		server_disconnect(list_entry(list_first(&p->sv_idle), server_t, node),
+				  "evicted: making room for a replication connection");
+	}
+}
+
+/* P has replication clients waiting: in FIFO order, each that has no server yet gets one
+ * started while there is room, and (HAND) the others get idle servers, up to the first
+ * that none is left for (grow starts servers for it and those behind it first). Looks
+ * from the head again after each: what it starts or hands may kick P. */
+static void serve_in_order(pool_t *p, bool hand)
+{
+	bool room = true;
+	while (room || hand) {
+		client_t *c = NULL;
+		struct list *pos, *tmp;
+		list_for_each_safe(pos, tmp, &p->waiting)
+		{
+			client_t *w = list_entry(pos, client_t, node);
+			if (w->replication ? room && !w->server : hand) {
+				c = w;
+				break;
+			}
+		}
+		if (!c)
+			return;
+		if (!c->replication) {
+			if (!hand_idle(p, c))
+				return;
+		} else if (!replication_room(p, c))
+			room = false;
+		else if (!server_connect_replication(p, c))
+			client_disconnect(c, "53200", "out of memory starting a replication connection");
+	}
+}
+
 void pool_serve_waiting(pool_t *p)
 {
 	if (rt->shutting_down || rt->suspended || p->paused)
 		return;
-	while (!list_empty(&p->waiting) &&
-	       hand_idle(p, list_entry(list_first(&p->waiting), client_t, node)))
-		;
-	int want = p->waiting.count - p->sv_connecting.count;
+	if (__builtin_expect(p->repl_waiting > 0, 0))
+		serve_in_order(p, true);
+	else
+		while (!list_empty(&p->waiting) &&
+		       hand_idle(p, list_entry(list_first(&p->waiting), client_t, node)))
+			;
+	/* replication clients and their servers aside: each is the other's */
+	int want = p->waiting.count - p->repl_waiting - (p->sv_connecting.count - p->repl_connecting);
 	/* the common cases, every waiter served or the pool at its largest, need no clock */
 	if (want > 0 && pool_server_count(p) < p->pool_size + p->reserve_pool_size)
 		grow(p, want, rt_now());
+	if (__builtin_expect(p->repl_waiting > 0, 0))
+		serve_in_order(p, false); /* room left after those ahead of them */
 }
 
 void pool_request(pool_t *p, client_t *c)
 {
 	if (!rt->shutting_down && !rt->suspended && !p->paused && list_empty(&p->waiting) &&
+	    !c->replication &&
 	    hand_idle(p, c))
 		return;
 	if (p->failure && !p->paused && pool_server_count(p) == p->sv_connecting.count &&
@@ -930,8 +1011,13 @@ void pool_connect_failed(pool_t *p, const char *sqlstate, const char *msg)
 	if (p->sv_active.count + p->sv_idle.count + p->sv_housekeeping.count == 0) {
 		bool refused = strcmp(sqlstate, "08006") != 0 && strcmp(sqlstate, "57P03") != 0;
 		double now = rt_now();
-		while (p->waiting.count > p->sv_connecting.count) {
-			client_t *c = list_entry(list_first(&p->waiting), client_t, node);
+		/* replication clients wait for their own connection, which tells them its fate */
+		while (p->waiting.count - p->repl_waiting >
+		       p->sv_connecting.count - p->repl_connecting) {
+			struct list *pos = list_first(&p->waiting);
+			while (list_entry(pos, client_t, node)->replication)
+				pos = pos->next;
+			client_t *c = list_entry(pos, client_t, node);
 			if (!refused && now - c->since < cap)
 				break; /* FIFO: the rest waited less */
 			client_disconnect(c, sqlstate, "server connection failed%s%s",

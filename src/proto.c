@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define PBUF_MIN_CAP 256u
 
@@ -669,6 +670,23 @@ enum proto_listen proto_parse_listen(const char *sql, size_t len, char *channel,
 		return LISTEN_OTHER;
 	}
 	return statement_ends(sql, i, len) ? kind : LISTEN_OTHER;
+}
+
+enum proto_replication proto_parse_replication(const char *value)
+{
+	static const struct {
+		const char *word;
+		size_t min; /* the shortest prefix that names it */
+		bool yes;
+	} words[] = {{"true", 1, true},  {"yes", 1, true}, {"on", 2, true},  {"1", 1, true},
+		     {"false", 1, false}, {"no", 1, false}, {"off", 2, false}, {"0", 1, false}};
+	if (strcmp(value, "database") == 0)
+		return PROTO_REPL_LOGICAL;
+	size_t n = strlen(value);
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (n >= words[i].min && strncasecmp(value, words[i].word, n) == 0)
+			return words[i].yes ? PROTO_REPL_PHYSICAL : PROTO_REPL_NONE;
+	return PROTO_REPL_INVALID;
 }
 
 bool proto_parse_deallocate(const char *sql, size_t len, char *name, size_t cap)

@@ -24,7 +24,10 @@
  * is known clean exactly when nothing is outstanding.
  * Back-pressure: when the destination has RELAY_HIGH_WATER queued, the pump stops; what
  * the source sent stays in its input, which stops being read at read_high; the
- * destination's drain callback resumes the relay. */
+ * destination's drain callback resumes the relay.
+ * A replication client's server is its own (server.h): none of the transaction-mode
+ * handling applies, and the replication protocol (CopyBothResponse, CopyData both ways,
+ * CopyDone from either side, BASE_BACKUP's result sets) passes like any message. */
 #include "relay.h"
 
 #include <string.h>
@@ -278,10 +281,12 @@ static bool prep_took(client_t *c, server_t *s, enum prep_act act, const uint8_t
  * and false, so the untracked relay pays nothing for tracking. True: S's tracking
  * changed (it began before a client message, or the server went to a client that
  * tracks): run the pump again. */
-/* Prepared statements are tracked in C's pool mode with the current settings. */
+/* Prepared statements are tracked in C's pool mode with the current settings (never for a
+ * replication connection: session semantics, and a walsender takes no Parse anyway). */
 static bool can_track(const client_t *c)
 {
-	return c->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0;
+	return c->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0 &&
+	       !c->replication;
 }
 
 /* Sends what prep_output holds to S. False if it could not be built (C is closed). */
@@ -470,7 +475,8 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 			if (__builtin_expect(watch || type == 'A', 0)) {
 				/* a notification of a pooled server (the listener delivers them); while
 				 * LISTEN is tracked, CommandComplete tags, errors, ReadyForQuery */
-				bool pooled_a = type == 'A' && c->pool->pool_mode != POOL_SESSION;
+				bool pooled_a = type == 'A' && c->pool->pool_mode != POOL_SESSION &&
+						!c->replication;
 				inspect |= pooled_a || (type == 'C' && watch && listenstmt_tag_len(len));
 				if (inspect && (size_t)len + 1 > n - i)
 					break; /* looked at whole: wait for the rest */

@@ -5,6 +5,9 @@
  * the socket through a stream; libpq takes it back only at a ReadyForQuery boundary
  * for housekeeping (rollback, server_reset_query, parameter sync, UNLISTEN * after a
  * client's LISTEN ran there) with its async API.
+ * A replication client's server is made for it (its replication parameter and startup
+ * settings in the conninfo), linked from its start, and closed when it leaves: it never
+ * goes idle nor through housekeeping (a walsender takes neither a reset nor SQL).
  * Reported parameters: libpq learns the ones it sees; the relay reports the ones it
  * passes (server_param_seen). When the two disagree before a libpq query, the truth is
  * re-read with one query afterwards (HK_REFRESH). */
@@ -94,7 +97,11 @@ void server_set_state(server_t *s, enum server_state state)
 		list_del(state_list(s, s->state), &s->node);
 		if (log_enabled(LOGL_DEBUG))
 			log_transition(s, state);
+		if (__builtin_expect(s->replication, 0) && s->state == SV_CONNECTING)
+			s->pool->repl_connecting--;
 	}
+	if (__builtin_expect(s->replication, 0) && state == SV_CONNECTING)
+		s->pool->repl_connecting++;
 	s->state = state;
 	list_append(state_list(s, state), &s->node);
 }
@@ -161,7 +168,7 @@ void server_param_seen(server_t *s, const char *name, const char *value)
 	for (int i = 0; i < SERVER_NPARAMS; i++) {
 		if (strcmp(server_param_names[i], name) == 0) {
 			set_param(s, i, value);
-			if (s->client && (tracked_mask(s->pool) & 1u << i))
+			if (s->client && !s->replication && (tracked_mask(s->pool) & 1u << i))
 				client_param_changed(s->client, i, value);
 			return;
 		}
@@ -196,6 +203,7 @@ static void close_server(server_t *s, bool connect_failed, const char *reason,
 {
 	if (s->state == SV_CLOSING)
 		return;
+	enum server_state was = s->state;
 	if (connect_failed) {
 		s->pool->connect_failures++;
 		bool on_the_way = strcmp(sqlstate, "08006") == 0;
@@ -216,12 +224,18 @@ static void close_server(server_t *s, bool connect_failed, const char *reason,
 		stream_set_read(&s->st, false);
 	if (c) {
 		c->server = NULL;
-		if (s->fatal_passed) /* the client has the server's last words, as from PostgreSQL */
+		if (was == SV_CONNECTING && !connect_failed)
+			; /* a replication client's, closed by PAUSE or shutdown: it waits for another */
+		else if (connect_failed) /* its own login failed (a replication client) */
+			client_disconnect(c, sqlstate, "server %s failed%s%s",
+					  strcmp(sqlstate, "08006") == 0 ? "connection" : "login",
+					  *told ? ": " : "", told);
+		else if (s->fatal_passed) /* the client has the server's last words, as from PostgreSQL */
 			client_disconnect(c, NULL, "server sent FATAL and closed: %s", reason);
 		else
 			client_disconnect(c, "08006", "server connection lost: %s", reason);
 	}
-	if (connect_failed)
+	if (connect_failed && !s->replication)
 		pool_connect_failed(s->pool, sqlstate, told);
 	else if (!rt->shutting_down) {
 		pool_kick(s->pool); /* waiters may need a replacement */
@@ -412,14 +426,26 @@ static void on_connected(server_t *s)
 				now > s->connected_at ? (uint64_t)((now - s->connected_at) * 1e6) : 0);
 	s->connected_at = s->idle_since = now;
 	s->fresh = true;
-	if (!pool_connect_ok(s->pool, s->params)) {
+	/* a replication server's parameters are its client's, not the pool's defaults; its
+	 * pool gets a traffic part all the same (a pool with a server has one) */
+	if (s->replication ? !pool_traffic(s->pool) : !pool_connect_ok(s->pool, s->params)) {
 		connect_failed(s, "out of memory");
 		return;
 	}
 	if (rt->cfg->log_connections)
-		log_info("server %llu (%s/%s): connected, backend pid %d", (unsigned long long)s->id,
-			 s->pool->dbname, s->pool->user, PQbackendPID(s->conn));
+		log_info("server %llu (%s/%s): connected, backend pid %d%s", (unsigned long long)s->id,
+			 s->pool->dbname, s->pool->user, PQbackendPID(s->conn),
+			 s->replication ? ", replication" : "");
 	sockopt_apply(PQsocket(s->conn), rt->cfg);
+	if (s->replication) {
+		/* no connect_query: a physical walsender runs no SQL, and the session is its
+		 * client's alone */
+		client_t *c = s->client;
+		pool_replication_ready(s->pool, c);
+		server_set_state(s, SV_ACTIVE);
+		client_on_server_ready(c);
+		return;
+	}
 	if (s->pool->connect_query) {
 		hk_start(s, HK_CONNECT); /* then idle */
 		return;
@@ -507,6 +533,25 @@ static server_t *server_new(pool_t *pool)
 	return s;
 }
 
+/* S (new, its conn_params set) starts connecting: SV_CONNECTING, the connect timeout, the
+ * first step on the executor. */
+static void connect_start(server_t *s)
+{
+	server_set_state(s, SV_CONNECTING);
+	if (s->client)
+		log_debug("server %llu (%s/%s): connecting for replication client %llu",
+			  (unsigned long long)s->id, s->pool->dbname, s->pool->user,
+			  (unsigned long long)s->client->id);
+	else
+		log_debug("server %llu (%s/%s): connecting", (unsigned long long)s->id,
+			  s->pool->dbname, s->pool->user);
+	if (rt->cfg->server_connect_timeout > 0) {
+		struct timeval tv = seconds_tv(rt->cfg->server_connect_timeout);
+		evtimer_add(&s->timer, &tv);
+	}
+	submit(s, job_start);
+}
+
 bool server_connect(pool_t *pool)
 {
 	server_t *s = server_new(pool);
@@ -517,14 +562,106 @@ bool server_connect(pool_t *pool)
 		free(s);
 		return false;
 	}
-	server_set_state(s, SV_CONNECTING);
-	log_debug("server %llu (%s/%s): connecting", (unsigned long long)s->id, pool->dbname,
-		  pool->user);
-	if (rt->cfg->server_connect_timeout > 0) {
-		struct timeval tv = seconds_tv(rt->cfg->server_connect_timeout);
-		evtimer_add(&s->timer, &tv);
+	connect_start(s);
+	return true;
+}
+
+/* Appends STR to *W, escaped as PostgreSQL's pg_split_opts reads "options": a backslash
+ * before white space and before a backslash. */
+static void put_escaped(char **w, const char *str)
+{
+	for (; *str; str++) {
+		if (strchr(" \t\n\r\f\v\\", *str))
+			*(*w)++ = '\\';
+		*(*w)++ = *str;
 	}
-	submit(s, job_start);
+}
+
+/* Appends KW = VAL to CP at *K, the strings copied to *W. */
+static void add_param(struct pool_conn_params *cp, int *k, char **w, const char *kw,
+		      const char *val)
+{
+	cp->kw[*k] = *w;
+	*w = stpcpy(*w, kw) + 1;
+	cp->val[(*k)++] = *w;
+	*w = stpcpy(*w, val) + 1;
+}
+
+/* The libpq parameters of replication client C's server: POOL's, with "replication"
+ * (database or true), C's application_name, and "options" = the database entry's options
+ * followed by C's other startup parameters and -c settings as "-c name=value" (the last
+ * setting of a name wins, so C's override the entry's). NULL if out of memory. */
+static struct pool_conn_params *replication_params(pool_t *pool, const client_t *c)
+{
+	struct pool_conn_params *base = pool_conn_params(pool);
+	if (!base)
+		return NULL;
+	const char *entry_opts = "", *app = NULL;
+	size_t strings = sizeof("replication") + sizeof("database") + sizeof("options") + 1;
+	int n = 0;
+	for (; base->kw[n]; n++) {
+		if (strcmp(base->kw[n], "options") == 0)
+			entry_opts = base->val[n];
+		strings += strlen(base->kw[n]) + strlen(base->val[n]) + 2;
+	}
+	for (int i = 0; i < c->nparams; i++) {
+		if (strcmp(c->params[i].name, "application_name") == 0)
+			app = c->params[i].value;
+		else
+			strings += 5 + 2 * (strlen(c->params[i].name) + strlen(c->params[i].value));
+	}
+	if (app)
+		strings += sizeof("application_name") + strlen(app) + 1;
+	size_t slots = (size_t)n + 4;
+	struct pool_conn_params *cp = malloc(sizeof(*cp) + 2 * slots * sizeof(char *) + strings);
+	if (!cp) {
+		free(base);
+		return NULL;
+	}
+	cp->kw = (const char **)(cp + 1);
+	cp->val = cp->kw + slots;
+	char *w = (char *)(cp->val + slots);
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		const char *kw = base->kw[i];
+		if (strcmp(kw, "replication") != 0 && strcmp(kw, "options") != 0 &&
+		    !(app && strcmp(kw, "application_name") == 0))
+			add_param(cp, &k, &w, kw, base->val[i]);
+	}
+	add_param(cp, &k, &w, "replication",
+		  c->replication == PROTO_REPL_LOGICAL ? "database" : "true");
+	if (app)
+		add_param(cp, &k, &w, "application_name", app);
+	add_param(cp, &k, &w, "options", entry_opts);
+	w--; /* the options go on where the entry's end */
+	for (int i = 0; i < c->nparams; i++) {
+		if (strcmp(c->params[i].name, "application_name") == 0)
+			continue;
+		w = stpcpy(w, *cp->val[k - 1] ? " -c " : "-c ");
+		put_escaped(&w, c->params[i].name);
+		*w++ = '=';
+		put_escaped(&w, c->params[i].value);
+	}
+	*w = '\0';
+	cp->kw[k] = cp->val[k] = NULL;
+	free(base);
+	return cp;
+}
+
+bool server_connect_replication(pool_t *pool, client_t *c)
+{
+	server_t *s = server_new(pool);
+	if (!s)
+		return false;
+	if (!(s->conn_params = replication_params(pool, c))) {
+		pool_unref(pool);
+		free(s);
+		return false;
+	}
+	s->replication = c->replication;
+	s->client = c;
+	c->server = s;
+	connect_start(s);
 	return true;
 }
 
@@ -936,6 +1073,12 @@ void server_assign(server_t *s, client_t *c)
 void server_release(server_t *s)
 {
 	s->client = NULL;
+	if (s->replication) {
+		/* its session was its client's alone (a walsender takes neither a reset nor
+		 * another client): never reused */
+		server_disconnect(s, "replication client left");
+		return;
+	}
 	if (s->prep_on && !prep_quiet(&s->pring))
 		prep_server_free(s); /* answers still due: it is closed below or after a cancel */
 	if (s->cancel_running && s->state == SV_ACTIVE) {

@@ -134,7 +134,7 @@ static void client_row(const client_t *c, const char *state, double now)
 	showrow_str(0, "C");
 	showrow_str(1, c->user ? c->user : "(nouser)");
 	showrow_str(2, c->database ? c->database : "(nodb)");
-	showrow_str(3, "none");
+	showrow_str(3, client_replication_name(c->replication));
 	showrow_str(4, state);
 	if (c->peer_family == AF_INET || c->peer_family == AF_INET6) {
 		inet_ntop(c->peer_family, c->peer_ip, addr, sizeof(addr));
@@ -186,7 +186,7 @@ static void server_row(const server_t *s, const char *state, double now)
 	showrow_str(0, "S");
 	showrow_str(1, p->user);
 	showrow_str(2, p->dbname);
-	showrow_str(3, "none");
+	showrow_str(3, client_replication_name(s->replication));
 	showrow_str(4, state);
 	const char *host = s->conn ? PQhost(s->conn) : NULL;
 	const char *port = s->conn ? PQport(s->conn) : NULL;

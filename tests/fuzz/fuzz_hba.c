@@ -63,11 +63,14 @@ static void match_all(const struct hba *h)
 					     {"replication", "quoted user"}, {"all", "all"}};
 	for (size_t w = 0; w < sizeof(who) / sizeof(who[0]); w++) {
 		const struct hba_conn conns[] = {
-		    {true, false, AF_UNIX, NULL, who[w][0], who[w][1]},
-		    {false, false, AF_INET, v4, who[w][0], who[w][1]},
-		    {false, true, AF_INET, v4, who[w][0], who[w][1]},
-		    {false, false, AF_INET6, v6, who[w][0], who[w][1]},
-		    {false, true, AF_INET6, mapped, who[w][0], who[w][1]},
+		    {true, false, AF_UNIX, NULL, who[w][0], who[w][1], false},
+		    {false, false, AF_INET, v4, who[w][0], who[w][1], false},
+		    {false, true, AF_INET, v4, who[w][0], who[w][1], false},
+		    {false, false, AF_INET6, v6, who[w][0], who[w][1], false},
+		    {false, true, AF_INET6, mapped, who[w][0], who[w][1], false},
+		    /* physical replication: only "replication" rules */
+		    {true, false, AF_UNIX, NULL, who[w][0], who[w][1], true},
+		    {false, true, AF_INET, v4, who[w][0], who[w][1], true},
 		};
 		static const char *const system_users[] = {"root", "alice", "bob.example.com",
 							   "", "all"};

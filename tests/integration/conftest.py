@@ -38,6 +38,7 @@ IS_ROOT = os.geteuid() == 0
 
 APP_USER, APP_PASS = "app", "apppass"
 MD5_USER, MD5_PASS = "md5user", "md5pass"
+REPL_USER, REPL_PASS = "repl", "replpass"  # a role with REPLICATION (app has none)
 
 ASAN_OPTIONS = "detect_leaks=1:abort_on_error=1:quarantine_size_mb=16"
 UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1"
@@ -166,7 +167,8 @@ class Postgres:
         return r
 
     def start(self, bench=True):
-        """initdb, start, roles app and md5user; with BENCH (the session cluster) also the
+        """initdb, start, roles app, md5user and repl (REPLICATION; wal_level logical,
+        pg_hba lets replication connections in); with BENCH (the session cluster) also the
         databases bench (pgbench -i -s 1) and pooldb."""
         os.makedirs(self.sockdir)
         if IS_ROOT:
@@ -183,12 +185,15 @@ class Postgres:
             f.write("local all all trust\n"
                     f"host all {MD5_USER} 127.0.0.1/32 md5\n"
                     "host all all 127.0.0.1/32 scram-sha-256\n"
-                    "host all all ::1/128 scram-sha-256\n")
+                    "host all all ::1/128 scram-sha-256\n"
+                    "local replication all trust\n"
+                    "host replication all 127.0.0.1/32 scram-sha-256\n")
         os.chown(hba, st.st_uid, st.st_gid)
         self.pg_ctl_start()
         self.psql_super("""
             SET password_encryption = 'scram-sha-256';
             CREATE ROLE app LOGIN PASSWORD 'apppass';
+            CREATE ROLE repl LOGIN REPLICATION PASSWORD 'replpass';
             SET password_encryption = 'md5';
             CREATE ROLE md5user LOGIN PASSWORD 'md5pass';
         """)
@@ -206,7 +211,7 @@ class Postgres:
         """Starts the (initialised) cluster, again on the same port after pg_ctl_stop."""
         opts = (f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 "
                 "-c max_connections=300 -c fsync=off -c synchronous_commit=off "
-                "-c full_page_writes=off" + self.extra_opts)
+                "-c full_page_writes=off -c wal_level=logical" + self.extra_opts)
         self._run([os.path.join(self.bindir, "pg_ctl"), "start", "-w", "-t", "60", "-D",
                    self.datadir, "-l", self.logfile, "-o", opts], timeout=90)
         with open(os.path.join(self.datadir, "postmaster.pid")) as f:
@@ -1222,6 +1227,21 @@ def wait_until(pred, what, timeout=20.0, interval=0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout} s: {what}")
         time.sleep(interval)
+
+
+def console_show(inst, what, user, password):
+    """SHOW WHAT on INST's admin console (as USER), as a list of {column: value}."""
+    import psycopg2
+    c = psycopg2.connect(host=inst.host, port=inst.port, user=user, password=password,
+                         dbname="pgcoro", connect_timeout=30)
+    try:
+        c.autocommit = True
+        cur = c.cursor()
+        cur.execute(f"SHOW {what}")
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+    finally:
+        c.close()
 
 
 def pg_rows(pg, sql, args=None, db="postgres"):

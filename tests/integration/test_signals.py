@@ -4,10 +4,9 @@ once, SIGPIPE is ignored. None of them may kill pgcoro silently."""
 
 import signal
 
-import psycopg2
 import pytest
 
-from conftest import Wire, parse_data_row, wait_until
+from conftest import Wire, console_show, parse_data_row, wait_until
 
 pytestmark = pytest.mark.pooler_only
 
@@ -24,16 +23,7 @@ def signals_inst(pgcoro_factory):
 
 def show(inst, what):
     """SHOW WHAT on the console, as a list of {column: value}."""
-    c = psycopg2.connect(host=inst.host, port=inst.port, user=ADMIN, password=ADMIN_PASS,
-                         dbname="pgcoro", connect_timeout=30)
-    try:
-        c.autocommit = True
-        cur = c.cursor()
-        cur.execute(f"SHOW {what}")
-        names = [d.name for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
-    finally:
-        c.close()
+    return console_show(inst, what, ADMIN, ADMIN_PASS)
 
 
 def postgres_row(inst, what):

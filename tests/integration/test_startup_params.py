@@ -1,7 +1,8 @@
 """Startup parameters reach the server: plain ones, and "options" with -c / -- settings
 (backslash-escaped spaces, list values parsed as PostgreSQL does at startup). What the
-pooler cannot honour is refused with a clear error: other option switches, replication
-connections, a parameter PostgreSQL does not know."""
+pooler cannot honour is refused with a clear error: other option switches, a replication
+value PostgreSQL would refuse, a parameter PostgreSQL does not know (replication
+connections themselves: test_replication.py)."""
 
 import pytest
 
@@ -53,11 +54,10 @@ def test_unsupported_options_refused(inst, options):
     inst.assert_serving()
 
 
-@pytest.mark.pooler_only
-def test_replication_refused(inst):
-    fields = login_error(inst, replication="database")
-    assert fields.get("C") == "0A000", fields
-    assert "replication" in fields.get("M", ""), fields
+def test_bad_replication_value_refused(inst):
+    fields = login_error(inst, replication="databases")
+    assert fields.get("C") == "22023", fields
+    assert fields.get("M") == 'invalid value for parameter "replication": "databases"', fields
     inst.assert_serving()
 
 

@@ -40,13 +40,13 @@ static enum hba_method tcp(const struct hba *h, const char *addr, bool tls, cons
 	uint8_t a[16];
 	int fam = strchr(addr, ':') ? AF_INET6 : AF_INET;
 	ck_assert_int_eq(inet_pton(fam, addr, a), 1);
-	struct hba_conn c = {false, tls, fam, a, db, user};
+	struct hba_conn c = {false, tls, fam, a, db, user, false};
 	return hba_match(h, &c, line, NULL);
 }
 
 static enum hba_method local(const struct hba *h, const char *db, const char *user, int *line)
 {
-	struct hba_conn c = {true, false, 0, NULL, db, user};
+	struct hba_conn c = {true, false, 0, NULL, db, user, false};
 	return hba_match(h, &c, line, NULL);
 }
 
@@ -154,8 +154,37 @@ START_TEST(test_databases_and_users)
 	ck_assert_int_eq(tcp(h, "1.2.3.4", false, "all", "eve", &line), HBA_PASSWORD);
 	ck_assert_int_eq(line, 3);
 	ck_assert_int_eq(tcp(h, "1.2.3.4", false, "x", "Carol Q", &line), HBA_SCRAM);
-	/* replication never matches (pgcoro refuses replication connections) */
+	/* "replication" is no database name: a normal connection to one named so skips it */
 	ck_assert_int_eq(tcp(h, "1.2.3.4", false, "replication", "eve", &line), HBA_REJECT);
+	hba_free(h);
+}
+END_TEST
+
+/* As PostgreSQL's check_db: a physical replication connection matches only rules naming
+ * "replication" (whatever its database); a logical one (replication=database) matches as
+ * a normal connection, never those rules. */
+START_TEST(test_replication)
+{
+	struct hba *h = parse_ok("host all all 10.0.0.0/8 trust\n"
+				 "host db1,replication repl all md5\n"
+				 "local replication all peer\n"
+				 "host all all all reject\n");
+	uint8_t a[4] = {10, 0, 0, 1}, b[4] = {192, 168, 0, 1};
+	int line;
+	struct hba_conn phys = {false, false, AF_INET, a, "db1", "repl", true};
+	ck_assert_int_eq(hba_match(h, &phys, &line, NULL), HBA_MD5); /* not "all" of line 1 */
+	ck_assert_int_eq(line, 2);
+	phys.user = "app";
+	ck_assert_int_eq(hba_match(h, &phys, &line, NULL), HBA_NO_MATCH); /* reject names no replication */
+	phys.addr = b;
+	phys.user = "repl";
+	ck_assert_int_eq(hba_match(h, &phys, &line, NULL), HBA_MD5);
+	struct hba_conn local_phys = {true, false, 0, NULL, "postgres", "x", true};
+	ck_assert_int_eq(hba_match(h, &local_phys, &line, NULL), HBA_PEER);
+	struct hba_conn logical = {false, false, AF_INET, b, "db1", "repl", false};
+	ck_assert_int_eq(hba_match(h, &logical, &line, NULL), HBA_MD5); /* by its database db1 */
+	logical.database = "db2";
+	ck_assert_int_eq(hba_match(h, &logical, &line, NULL), HBA_REJECT);
 	hba_free(h);
 }
 END_TEST
@@ -509,12 +538,12 @@ START_TEST(test_ident_maps)
 				    "cn   /^(a)?b$        pre\\1\n");
 	int line;
 	const struct hba_map *os = NULL, *cn = NULL, *none = (const struct hba_map *)&line;
-	struct hba_conn unix_conn = {true, false, 0, NULL, "d", "u"};
+	struct hba_conn unix_conn = {true, false, 0, NULL, "d", "u", false};
 	ck_assert_int_eq(hba_match(h, &unix_conn, &line, &os), HBA_PEER);
 	ck_assert_ptr_nonnull(os);
 	ck_assert_str_eq(hba_map_name(os), "os");
 	uint8_t a[4] = {10, 0, 0, 1};
-	struct hba_conn tls_conn = {false, true, AF_INET, a, "certdb", "u"};
+	struct hba_conn tls_conn = {false, true, AF_INET, a, "certdb", "u", false};
 	ck_assert_int_eq(hba_match(h, &tls_conn, &line, &cn), HBA_CERT);
 	ck_assert_str_eq(hba_map_name(cn), "cn");
 	tls_conn.database = "other";
@@ -697,7 +726,7 @@ START_TEST(test_load_ident)
 	ck_assert_msg(h != NULL, "%s", err);
 	int line;
 	const struct hba_map *map;
-	struct hba_conn c = {true, false, 0, NULL, "d", "u"};
+	struct hba_conn c = {true, false, 0, NULL, "d", "u", false};
 	ck_assert_int_eq(hba_match(h, &c, &line, &map), HBA_PEER);
 	ck_assert(hba_map_allows(map, "root", "app"));
 	hba_free(h);
@@ -730,6 +759,7 @@ static Suite *hba_suite(void)
 	tcase_add_test(tc, test_connection_types);
 	tcase_add_test(tc, test_addresses);
 	tcase_add_test(tc, test_databases_and_users);
+	tcase_add_test(tc, test_replication);
 	tcase_add_test(tc, test_syntax);
 	tcase_add_test(tc, test_include_file);
 	tcase_add_test(tc, test_errors);

@@ -750,6 +750,23 @@ START_TEST(test_parse_listen)
 }
 END_TEST
 
+/* As PostgreSQL's ProcessStartupPacket reads "replication": "database", else parse_bool. */
+START_TEST(test_parse_replication)
+{
+	ck_assert_int_eq(proto_parse_replication("database"), PROTO_REPL_LOGICAL);
+	const char *yes[] = {"true", "TRUE", "t", "tr", "yes", "Y", "on", "ON", "1"};
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		ck_assert_msg(proto_parse_replication(yes[i]) == PROTO_REPL_PHYSICAL, "%s", yes[i]);
+	const char *no[] = {"false", "f", "FAL", "no", "n", "off", "of", "OFF", "0"};
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		ck_assert_msg(proto_parse_replication(no[i]) == PROTO_REPL_NONE, "%s", no[i]);
+	const char *bad[] = {"", "o", "Database", "db", "truee", "yess", "onn", "offf", "10",
+			     "01", "2", " true", "true ", "maybe"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(proto_parse_replication(bad[i]) == PROTO_REPL_INVALID, "%s", bad[i]);
+}
+END_TEST
+
 static bool dealloc_of(const char *sql, char *name)
 {
 	return proto_parse_deallocate(sql, strlen(sql), name, 64);
@@ -959,6 +976,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, test_rename_statements);
 	tcase_add_test(tc, test_parse_listen);
 	tcase_add_test(tc, test_parse_deallocate);
+	tcase_add_test(tc, test_parse_replication);
 	tcase_add_test(tc, test_error_field_garbage);
 	tcase_add_test(tc, test_fuzz);
 	suite_add_tcase(s, tc);
