@@ -212,7 +212,7 @@ def seeds_scram():
 
 def seeds_srvlogin():
     PW, MD5S, KEYS = 0, 1, 2
-    TCP, PREFER, REQUIRE, ALLOW, FREE = 4, 8, 16, 24, 32
+    TCP, PREFER, REQUIRE, ALLOW, FREE, HUGE = 4, 8, 16, 24, 32, 64
 
     def raw(data):
         out = b''
@@ -230,6 +230,8 @@ def seeds_srvlogin():
     s = {
         'scram-password': bytes([PW]) + scram,
         'scram-keys': bytes([KEYS]) + scram,
+        'scram-huge-iterations': bytes([PW | HUGE]) + scram,
+        'scram-keys-huge-iterations': bytes([KEYS | HUGE]) + scram,
         'scram-keys-plus-offered': bytes([KEYS, 1, 1]) + CONT + FINAL + READY,
         'scram-plus-only': bytes([PW]) + raw(auth(10, cstr('SCRAM-SHA-256-PLUS') + b'\0')),
         'scram-wrong-signature': bytes([KEYS]) + SASL + CONT +
