@@ -149,6 +149,8 @@ struct config {
 	int max_client_prepared_statements; /* named statements per client; 0 = unlimited */
 	int max_client_prepared_bytes;      /* their statements' bytes per client; 0 = unlimited */
 	int max_client_listen_channels;     /* LISTEN channels per client; 0 = unlimited */
+	int max_held_notification_bytes;    /* notifications held for busy clients, all
+	                                     * together; 0 = unlimited */
 	char *track_extra_parameters; /* reported parameters restored per client (transaction
 	                               * mode) besides the six always tracked */
 	char *ignore_startup_parameters; /* PgBouncer's: accepted with a warning; pgcoro takes

@@ -7,6 +7,8 @@
 #define PGCORO_NOTIFY_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "proto.h"
 #include "types.h"
@@ -36,6 +38,11 @@ void notify_client_idle(client_t *c);
 /* C is being freed: its subscriptions end (UNLISTEN on the listener connection when no
  * client listens to a channel any more). */
 void notify_client_free(client_t *c);
+
+/* /metrics: the bytes of notifications held for busy clients now, and the clients closed
+ * because they had too many (past 16 MB each; past max_held_notification_bytes for every
+ * client together, the client furthest behind). */
+void notify_held_stats(size_t *bytes, uint64_t *closed_client, uint64_t *closed_total);
 
 /* The pool is being freed: its listener connection is closed. */
 void notify_pool_free(pool_t *p);

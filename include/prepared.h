@@ -100,10 +100,17 @@ static inline __attribute__((always_inline)) bool prep_client_fast(struct prep_r
 	return true;
 }
 
+/* A CommandComplete of length field LEN may say the session's statements changed
+ * ("PREPARE", "DEALLOCATE", "DISCARD ALL", "DEALLOCATE ALL"): prepared.c looks. */
+static inline bool prep_tag_len(uint32_t len)
+{
+	return len - 12 <= 7 && (0x99u >> (len - 12)) & 1; /* 12, 15, 16, 19 */
+}
+
 /* Server side, inline: a message of TYPE and length field LEN that completes a plain
  * entry (popped here) or completes none: true, pass it. False: prep_server_msg must
  * see it (pgcoro's own request, an answer of pgcoro's next, an error in a pipeline, a
- * CommandComplete that may be DISCARD ALL). */
+ * CommandComplete that may change the session's statements: prep_tag_len). */
 static inline bool prep_server_fast(struct prep_ring *r, uint8_t type, uint32_t len)
 {
 	uint8_t want;
@@ -125,8 +132,8 @@ static inline bool prep_server_fast(struct prep_ring *r, uint8_t type, uint32_t 
 		want = PK_DESCRIBE;
 		break;
 	case 'C':
-		if (len == 4 + 12 || len == 4 + 15)
-			return !r->len;
+		if (prep_tag_len(len))
+			return false;
 		/* fall through */
 	case 'I':
 	case 's':
@@ -230,6 +237,17 @@ static inline bool prep_quiet(const struct prep_ring *r)
 
 /* S's server-side statements are gone (DISCARD ALL in housekeeping). */
 void prep_server_forget(server_t *s);
+
+/* Relay, S not tracking in this hand-out: a whole CommandComplete at MSG (LEN its length
+ * field, prep_tag_len) of S, which may hold pgcoro's statements (S->prep): a PREPARE,
+ * DEALLOCATE, DEALLOCATE ALL or DISCARD ALL of its client's SQL makes S forget them (each
+ * is prepared again, under a new name, at its next use). */
+void prep_server_tag(server_t *s, const uint8_t *msg, uint32_t len);
+
+/* True when more of S's statements were forgotten while they may still be on it
+ * (prep_server_tag: a client's SQL PREPARE or DEALLOCATE) than max_prepared_statements:
+ * S is closed when released rather than reused, so they do not pile up there. */
+bool prep_server_worn(const server_t *s);
 
 /* S (tracking) began a COPY FROM STDIN: the last K Syncs recorded may have reached
  * PostgreSQL inside it: their entries go (as many of the ring's last entries as are plain

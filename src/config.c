@@ -284,6 +284,10 @@ static const struct cfg_key keys[] = {
     KEY(max_client_listen_channels, T_CONN_LIMIT, "1024",
         "transaction/statement mode: most LISTEN channels one client may listen to through "
         "pgcoro; a LISTEN past it gets error 53400; 0 = unlimited"),
+    KEY(max_held_notification_bytes, T_BYTES_LIMIT, "64MB",
+        "transaction/statement mode: most bytes of notifications pgcoro holds for clients "
+        "that are busy or do not read, all together; past it the client furthest behind is "
+        "closed (53200); 0 = unlimited (16MB per client still)"),
     KEY(track_extra_parameters, T_STRING, "IntervalStyle",
         "transaction/statement mode: reported parameters restored per client besides "
         "client_encoding, DateStyle, TimeZone, IntervalStyle, standard_conforming_strings, "

@@ -23,6 +23,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "login.h"
+#include "notify.h"
 #include "pool.h"
 #include "poolctl.h"
 #include "runtime.h"
@@ -336,6 +337,21 @@ static void render_global(void)
 	family("pgcoro_password_checks_total", "counter",
 	       "Cleartext password checks run on the executor, listed and unknown users alike.");
 	evbuffer_add_printf(ob, "pgcoro_password_checks_total %" PRIu64 "\n", run);
+	size_t held;
+	uint64_t closed_client, closed_total;
+	notify_held_stats(&held, &closed_client, &closed_total);
+	family("pgcoro_notification_held_bytes", "gauge",
+	       "Bytes of notifications held for clients that are busy or do not read.");
+	evbuffer_add_printf(ob, "pgcoro_notification_held_bytes %zu\n", held);
+	family("pgcoro_notification_clients_closed_total", "counter",
+	       "Clients closed for the notifications held for them: past 16 MB for the client, "
+	       "or the furthest behind past max_held_notification_bytes for all.");
+	evbuffer_add_printf(ob,
+			    "pgcoro_notification_clients_closed_total{limit=\"client\"} %" PRIu64 "\n",
+			    closed_client);
+	evbuffer_add_printf(ob,
+			    "pgcoro_notification_clients_closed_total{limit=\"total\"} %" PRIu64 "\n",
+			    closed_total);
 
 	struct rusage ru;
 	if (getrusage(RUSAGE_SELF, &ru) == 0) {

@@ -17,6 +17,15 @@
  * when it commits, the client is subscribed here (notify_subscribe), and the relay holds
  * that ReadyForQuery until the listener listens (notify_hold). After an UNLISTEN the
  * notifications held for its channels go, as PostgreSQL drops them.
+ * Held notifications. What a busy or non-reading client has not been sent yet is held
+ * for it, at most NOTIFY_HELD_MAX bytes per client and max_held_notification_bytes for
+ * every client together (one NOTIFY is copied to each subscriber, so without the second
+ * bound one role could push memory towards max_client_conn x 16 MB). Past either the
+ * client furthest behind (the most held) is closed with 53200: PostgreSQL never drops a
+ * notification for a session that listens (its queue, 8 GB, refuses NOTIFY at the
+ * sender's commit when full), and a NOTIFY reaches pgcoro committed, so ending the
+ * session that lags is the one way not to lose notifications silently: its client knows
+ * it may have missed some, as after any reconnect. Logged, and counted in /metrics.
  * Bounds and costs. A client listens to at most max_client_listen_channels channels (a
  * LISTEN of one more is answered 53400 and the session goes on; one committed on a server
  * closes it, its transaction being over), each name at most 63 bytes (NAMEDATALEN; a
@@ -55,6 +64,9 @@
 
 static struct runtime *rt;
 static struct pbuf out; /* answers and notifications, reused */
+static struct list_head holding; /* clients with notifications held (notify_client.hold) */
+static size_t held_total;        /* their bytes (max_held_notification_bytes) */
+static uint64_t held_closed[2];  /* clients closed past NOTIFY_HELD_MAX, past the total */
 static struct pbuf sql; /* the listener's LISTEN/UNLISTEN query, reused */
 static uint64_t seed;   /* of the hashes: names a peer chooses do not aim at one bucket */
 
@@ -107,11 +119,13 @@ enum await_kind {
 
 /* A client's channels and the notifications held while it is busy. */
 struct notify_client {
+	client_t *c;
 	struct list_head subs; /* its channels (struct sub.in_client) */
 	int ndark;             /* of them, those the listener does not listen to (yet) */
 	enum await_kind await;
 	struct chan *idle_ch;
-	struct pbuf held;
+	struct pbuf held;      /* counted in held_total */
+	struct list hold;      /* in holding while held.len > 0 */
 	struct event resume_ev; /* after the answer: the client's input, or its relay, goes on */
 	/* a LISTEN past its limit committed on its server: it is closed; "" none */
 	char refused[CHANNEL_CAP];
@@ -124,13 +138,66 @@ void notify_init(struct runtime *r)
 	rt = r;
 	pbuf_init(&out);
 	pbuf_init(&sql);
+	list_head_init(&holding);
 	if (!rand_bytes(&seed, sizeof(seed)))
 		seed = 0xcbf29ce484222325ull; /* FNV's own: only the flooding defence is lost */
 }
 
 /* ---- answers to clients -------------------------------------------------------------- */
 
-/* Sends C what OUT holds (now, or held while C is busy). */
+/* What is held for NC changed from BEFORE bytes: the total and the holding list follow;
+ * nothing left, its buffer goes. */
+static void held_changed(struct notify_client *nc, size_t before)
+{
+	held_total = held_total - before + nc->held.len;
+	if (nc->held.len && !list_linked(&nc->hold))
+		list_append(&holding, &nc->hold);
+	else if (!nc->held.len && list_linked(&nc->hold))
+		list_del(&holding, &nc->hold);
+	if (!nc->held.len)
+		pbuf_free(&nc->held);
+}
+
+/* The client furthest behind: the most bytes held (NULL: none). */
+static struct notify_client *held_most(void)
+{
+	struct notify_client *most = NULL;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &holding) {
+		struct notify_client *nc = list_entry(pos, struct notify_client, hold);
+		if (!most || nc->held.len > most->held.len)
+			most = nc;
+	}
+	return most;
+}
+
+/* NC's client is closed (53200): the notifications held for it are too many (TOTAL: for
+ * every client together); they go at once. */
+static void held_close(struct notify_client *nc, bool total)
+{
+	client_t *c = nc->c;
+	size_t had = nc->held.len;
+	nc->held.len = 0;
+	held_changed(nc, had);
+	if (c->state == CL_CLOSING)
+		return; /* closed already: only its bytes were left */
+	held_closed[total]++;
+	if (!total) {
+		client_disconnect(c, "53200", "more than %u bytes of notifications held for a busy "
+					      "client", NOTIFY_HELD_MAX);
+		return;
+	}
+	log_warning("client %llu (%s@%s): %zu bytes of notifications held for it, the most of "
+		    "any client: closed, max_held_notification_bytes (%d) reached",
+		    (unsigned long long)c->id, c->user ? c->user : "-",
+		    c->database ? c->database : "-", had, rt->cfg->max_held_notification_bytes);
+	client_disconnect(c, "53200", "too many notifications held for clients that do not read "
+				      "them (max_held_notification_bytes): this client had %zu "
+				      "bytes, the most", had);
+}
+
+/* Sends C what OUT holds (now, or held while C is busy), within the bounds of what is
+ * held: past them, the client furthest behind is closed (C, or others first). */
 static void send_out(client_t *c, bool now)
 {
 	struct notify_client *nc = c->notify;
@@ -141,15 +208,36 @@ static void send_out(client_t *c, bool now)
 	}
 	if (now) {
 		stream_send(&c->st, out.data, out.len);
-	} else if (nc->held.len + out.len > NOTIFY_HELD_MAX) {
 		pbuf_reset(&out);
-		client_disconnect(c, "53200", "more than %u bytes of notifications held for a busy "
-					      "client", NOTIFY_HELD_MAX);
 		return;
-	} else {
-		proto_put_bytes(&nc->held, out.data, out.len);
 	}
+	if (nc->held.len + out.len > NOTIFY_HELD_MAX) {
+		pbuf_reset(&out);
+		held_close(nc, false);
+		return;
+	}
+	size_t limit = (size_t)rt->cfg->max_held_notification_bytes;
+	while (limit && held_total + out.len > limit) {
+		struct notify_client *most = held_most();
+		if (!most || most->held.len < nc->held.len + out.len)
+			most = nc; /* C itself would be furthest behind */
+		held_close(most, true);
+		if (most == nc) {
+			pbuf_reset(&out);
+			return;
+		}
+	}
+	size_t before = nc->held.len;
+	proto_put_bytes(&nc->held, out.data, out.len);
+	held_changed(nc, before);
 	pbuf_reset(&out);
+}
+
+void notify_held_stats(size_t *bytes, uint64_t *closed_client, uint64_t *closed_total)
+{
+	*bytes = held_total;
+	*closed_client = held_closed[0];
+	*closed_total = held_closed[1];
 }
 
 /* Ends C's wait for its simple Query LISTEN: answered, or with the error MSG (SQLSTATE). */
@@ -200,7 +288,9 @@ void notify_client_idle(client_t *c)
 		return;
 	if (!nc->held.failed)
 		stream_send(&c->st, nc->held.data, nc->held.len);
-	pbuf_free(&nc->held);
+	size_t had = nc->held.len;
+	nc->held.len = 0;
+	held_changed(nc, had);
 }
 
 /* ---- channels and subscriptions --------------------------------------------------------- */
@@ -640,7 +730,9 @@ bool notify_pool_busy(const pool_t *p) { return p->notify && p->notify->job_runn
 static struct notify_client *ncl_of(client_t *c)
 {
 	if (!c->notify && (c->notify = calloc(1, sizeof(*c->notify)))) {
+		c->notify->c = c;
 		list_head_init(&c->notify->subs);
+		list_init(&c->notify->hold);
 		event_assign(&c->notify->resume_ev, rt->base, -1, 0, resume_cb, c);
 	}
 	return c->notify;
@@ -730,7 +822,7 @@ static void refusal_log(client_t *c, const char *msg)
 static void held_filter(client_t *c, struct notify_conn *nc)
 {
 	struct pbuf *h = &c->notify->held;
-	size_t kept = 0, at = 0;
+	size_t kept = 0, at = 0, before = h->len;
 	if (h->failed)
 		return;
 	while (at + PROTO_HDR + 4 < h->len) { /* NotificationResponse: pid, channel, payload */
@@ -744,6 +836,7 @@ static void held_filter(client_t *c, struct notify_conn *nc)
 		at += size;
 	}
 	h->len = kept;
+	held_changed(c->notify, before);
 }
 
 /* C unsubscribes from NAME, or from every channel when NAME is NULL. */
@@ -836,7 +929,9 @@ void notify_client_free(client_t *c)
 	event_del(&ncl->resume_ev);
 	if (c->pool && c->pool->notify)
 		unsubscribe(c, c->pool->notify, NULL);
-	pbuf_free(&ncl->held);
+	size_t had = ncl->held.len;
+	ncl->held.len = 0;
+	held_changed(ncl, had);
 	free(ncl);
 	c->notify = NULL;
 }

@@ -5,8 +5,11 @@
  *
  * DESIGN. A client's named Parse is never sent under its own name: the statement (its
  * query text and parameter types) is looked up in a registry shared by every client, and
- * prepared on servers as "PGCORO_<id>", so identical statements from many clients are
- * prepared once per server. The client's name maps to the registry entry. Bind and
+ * prepared on servers under names of pgcoro's, so identical statements from many clients
+ * are prepared once per server. The client's name maps to the registry entry. Each time
+ * a server prepares one it gets a new name, "PGCORO_<n>_<r>": n counts every name made,
+ * r is random, so no name is used twice and a client that reads pg_prepared_statements
+ * on its server cannot foretell the next one (and PREPARE it first). Bind and
  * Describe of a named statement are rewritten to the server name; when the server the
  * client holds has not prepared it, a Parse is injected just before. Close of a named
  * statement only drops the client's name (others may use the server statement) and is
@@ -43,11 +46,19 @@
  * messages; their effects are undone (a client name or server statement whose Parse never
  * ran is forgotten), and client messages until that Sync are dropped. Effects are
  * committed when the answer arrives, never when the request is sent.
- * The server's statements are the truth only while nothing else touches them: a
- * DISCARD ALL or DEALLOCATE ALL seen in a CommandComplete forgets them (and the client's
- * names), housekeeping's DISCARD ALL too; a "does not exist" for one of ours forgets it
- * on that server (prepared again at its next use), told with the client's name when
- * something ran before it in the batch. (Behind such a command in the same batch, a Bind
+ * The server's statements are the truth only while nothing else touches them. In
+ * transaction mode another client of the pool may get the server next and run SQL on
+ * them: pgcoro looks at the CommandComplete tags of every hand-out of a server that holds
+ * its statements (tracking or not: prep_server_tag). A DISCARD ALL or DEALLOCATE ALL
+ * forgets them (and the names of the client that ran it), housekeeping's DISCARD ALL
+ * too; a PREPARE or DEALLOCATE pgcoro did not cause (tag_seen) leaves them unknown, as
+ * it may have dropped or replaced one of them: they are forgotten and prepared again,
+ * under new names, at their next use. Those that may remain on the server count as
+ * orphans; past max_prepared_statements of them the server is closed when released.
+ * Dynamic SQL (plpgsql EXECUTE) shows pgcoro no tag: a client that can run it can still
+ * swap a statement (README: the clients of a pool trust each other in transaction mode).
+ * A "does not exist" for one of ours forgets it on that server (prepared again at its
+ * next use), told with the client's name when something ran before it in the batch. (Behind such a command in the same batch, a Bind
  * of a statement named before it may still run — prepared again — where PostgreSQL says
  * it does not exist, and a Parse of such a name gets 42P05 where PostgreSQL makes it.)
  * Validity: a server statement keeps the result type of its Parse; after a schema change
@@ -82,6 +93,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "proto.h"
+#include "rand.h"
 #include "runtime.h"
 #include "server.h"
 #include "stream.h"
@@ -91,7 +103,7 @@ static struct runtime *rt;
 /* A message that must be read whole to be rewritten may be at most this long: the
  * client's input stops being read beyond it. */
 #define WHOLE_MAX STREAM_READ_HIGH
-#define NAME_MAX_LEN 32 /* "PGCORO_" and a 64-bit number */
+#define NAME_MAX_LEN 48 /* "PGCORO_", a 64-bit number, "_", 16 hex digits */
 
 /* ---- the registry: one entry per distinct statement --------------------------------- */
 
@@ -112,9 +124,16 @@ static struct {
 	struct prep_stmt **buckets;
 	size_t nbuckets, count;
 	uint64_t next_id;
+	uint64_t next_name;   /* numbers the server statements: never one name twice */
 	uint64_t dealloc_seq; /* numbers the statements a Query's DEALLOCATE makes and drops */
 	struct pbuf scratch;  /* answers built before they are sent or copied */
 } reg;
+
+/* pgcoro's own names that a client must not be able to take first on a server (the
+ * portal of a refused request, the probe): a per-process secret part, chosen at start,
+ * that no server statement or error shows. */
+#define SECRET_LEN 16
+static char fail_portal[48], probe_stmt[48], dealloc_stmt_q[48];
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h)
 {
@@ -126,7 +145,19 @@ static uint64_t fnv(const void *p, size_t n, uint64_t h)
 
 #define FNV_INIT 0xcbf29ce484222325ull
 
-void prep_init(struct runtime *r) { rt = r; }
+void prep_init(struct runtime *r)
+{
+	rt = r;
+	uint8_t b[SECRET_LEN / 2];
+	char secret[SECRET_LEN + 1];
+	if (!rand_bytes(b, sizeof(b)))
+		fatal("no random bytes for pgcoro's prepared statement names");
+	for (size_t i = 0; i < sizeof(b); i++)
+		snprintf(secret + 2 * i, 3, "%02x", b[i]);
+	snprintf(fail_portal, sizeof(fail_portal), "PGCORO_FAIL_%s", secret);
+	snprintf(probe_stmt, sizeof(probe_stmt), "PGCORO_PROBE_%s", secret);
+	snprintf(dealloc_stmt_q, sizeof(dealloc_stmt_q), "PGCORO_DEALLOCATE_%s", secret);
+}
 
 size_t prep_statement_count(void) { return reg.count; }
 
@@ -234,14 +265,22 @@ static void stmt_retire(struct prep_stmt *st, const uint8_t *err, size_t len)
 	st->stale_len = (uint32_t)len;
 	const char *code = proto_error_field(err + PROTO_HDR, (uint32_t)len - PROTO_HDR, 'C');
 	const char *m = proto_error_field(err + PROTO_HDR, (uint32_t)len - PROTO_HDR, 'M');
-	log_info("prepared statement PGCORO_%" PRIu64 " retired (%s %.200s): its text is "
+	log_info("prepared statement %" PRIu64 " retired (%s %.200s): its text is "
 		 "prepared anew from now on",
 		 st->id, code ? code : "", m ? m : "");
 }
 
-static void server_name(char *buf, uint64_t id)
+/* A new server statement name in BUF (NAME_MAX_LEN): "PGCORO_<n>_<r>", n counting every
+ * name pgcoro makes (so none is ever used twice), r 64 random bits (so a client that
+ * reads the names on its server in pg_prepared_statements cannot foretell the next one
+ * and PREPARE it first). False if no random bytes could be had. */
+static bool server_name(char *buf)
 {
-	snprintf(buf, NAME_MAX_LEN, "PGCORO_%" PRIu64, id);
+	uint64_t r;
+	if (!rand_bytes(&r, sizeof(r)))
+		return false;
+	snprintf(buf, NAME_MAX_LEN, "PGCORO_%" PRIu64 "_%016" PRIx64, ++reg.next_name, r);
+	return true;
 }
 
 /* ---- a client's statement names ------------------------------------------------------ */
@@ -472,6 +511,8 @@ struct sentry {
 	struct list lru;        /* in ps->lru, most recently used last */
 	struct prep_stmt *stmt; /* a reference */
 	bool pending;           /* its Parse is not answered yet */
+	uint32_t epoch;         /* evicted: ps->epoch then */
+	char name[NAME_MAX_LEN]; /* its name on this server (server_name) */
 };
 
 /* Kinds of answers (enum prep_kind, prepared.h). */
@@ -496,13 +537,19 @@ struct sentry {
 #define RQ_DEALLOC 32 /* the client's DEALLOCATE of name ce, dropped when sent: back unless
                        * it runs (a Parse: answered; a Query: its CommandComplete seen) */
 
-#define FAIL_PORTAL "PGCORO_FAIL" /* a portal that does not exist: Executing it fails */
+#define FAIL_PORTAL fail_portal /* a portal that does not exist: Executing it fails (a
+                                * client's cursor of that name would answer instead) */
 #define FAIL_STMT "PGCORO_FAIL"   /* a Parse of it always fails: FAIL_TEXT is refused by
-                                   * parse analysis, or with 25P02 in a failed block */
+                                   * parse analysis, or with 25P02 in a failed block; a
+                                   * client's statement of that name fails it too */
 #define FAIL_TEXT "SELECT *\0\0" /* "SELECT * with no tables specified is not valid" */
-#define PROBE_STMT "PGCORO_PROBE" /* parsed (and closed at once) to learn whether the
-                                   * server accepts a Parse there (not in a failed block) */
-#define DEALLOC_STMT "PGCORO_DEALLOCATE" /* what a translated DEALLOCATE drops */
+#define PROBE_STMT probe_stmt /* parsed (and closed at once) to learn whether the server
+                               * accepts a Parse there (not in a failed block) */
+#define DEALLOC_STMT "PGCORO_DEALLOCATE" /* what a translated DEALLOCATE (a Parse) drops:
+                                          * closed before it is made, so a client's
+                                          * statement of that name does not matter (and
+                                          * the client sees it if it never executes) */
+#define DEALLOC_STMT_Q dealloc_stmt_q /* what one in a Query makes and drops (_<n>) */
 #define DEALLOC_MAX 256 /* longer texts are not looked at for a DEALLOCATE */
 
 /* An answer the server owes (or pgcoro does) with more than its kind: kept in
@@ -516,7 +563,8 @@ struct rq {
 	uint64_t sid;           /* a Parse sent to the server: that statement's id */
 	uint64_t uses;          /* a Bind or Describe of a named statement: its id (kept in a
 	                         * plain entry too, kind byte flagged PREP_USES) */
-	struct prep_stmt *evicted; /* an eviction's Close: put back if skipped (a reference) */
+	struct sentry *evicted; /* an eviction's Close: the statement, out of the set (owned),
+	                         * put back if the Close is skipped */
 	uint32_t zs;            /* RQ_BARRIER: ReadyForQuery messages due before the marker */
 };
 
@@ -529,6 +577,11 @@ struct prep_server {
 	struct pbuf out;        /* requests built for the server */
 	struct pbuf answers;    /* answers due to the client */
 	struct stats *stats;    /* the server's pool's counters (Parses sent) */
+	uint32_t epoch;         /* bumped when the set is forgotten (tag_seen): an eviction
+	                         * made before is not put back */
+	uint32_t orphans;       /* statements forgotten that may still be on the server */
+	bool own_dealloc;       /* the unnamed statement may be a translated DEALLOCATE
+	                         * (on_deallocate): its CommandComplete is pgcoro's doing */
 };
 
 static struct sentry *set_find(struct prep_server *ps, uint64_t id)
@@ -539,15 +592,26 @@ static struct sentry *set_find(struct prep_server *ps, uint64_t id)
 	return NULL;
 }
 
-static void set_remove(struct prep_server *ps, struct sentry *se)
+/* Takes SE out of the set (not freed). */
+static void set_unlink(struct prep_server *ps, struct sentry *se)
 {
 	struct sentry **pp = &ps->buckets[se->stmt->id & (ps->nbuckets - 1)];
 	while (*pp != se)
 		pp = &(*pp)->next;
 	*pp = se->next;
 	list_del(&ps->lru, &se->lru);
+}
+
+static void sentry_free(struct sentry *se)
+{
 	stmt_unref(se->stmt);
 	free(se);
+}
+
+static void set_remove(struct prep_server *ps, struct sentry *se)
+{
+	set_unlink(ps, se);
+	sentry_free(se);
 }
 
 static void set_touch(struct prep_server *ps, struct sentry *se)
@@ -556,17 +620,10 @@ static void set_touch(struct prep_server *ps, struct sentry *se)
 	list_append(&ps->lru, &se->lru);
 }
 
-/* Enters ST (a reference taken) in the server's set, the most recently used or, with
- * OLDEST, the least. False without memory. */
-static bool set_put(struct prep_server *ps, struct prep_stmt *st, bool pending, bool oldest)
+/* Links SE into the server's set, the most recently used or, with OLDEST, the least. */
+static void set_link(struct prep_server *ps, struct sentry *se, bool oldest)
 {
-	struct sentry *se = malloc(sizeof(*se));
-	if (!se)
-		return false;
-	se->stmt = st;
-	st->refs++;
-	se->pending = pending;
-	struct sentry **head = &ps->buckets[st->id & (ps->nbuckets - 1)];
+	struct sentry **head = &ps->buckets[se->stmt->id & (ps->nbuckets - 1)];
 	se->next = *head;
 	*head = se;
 	list_init(&se->lru);
@@ -579,7 +636,24 @@ static bool set_put(struct prep_server *ps, struct prep_stmt *st, bool pending, 
 	} else {
 		list_append(&ps->lru, &se->lru);
 	}
-	return true;
+}
+
+/* Enters ST (a reference taken), pending, in the server's set under a new name, the
+ * most recently used. NULL without memory. */
+static struct sentry *set_put(struct prep_server *ps, struct prep_stmt *st)
+{
+	struct sentry *se = malloc(sizeof(*se));
+	if (!se)
+		return NULL;
+	if (!server_name(se->name)) {
+		free(se);
+		return NULL;
+	}
+	se->stmt = st;
+	st->refs++;
+	se->pending = true;
+	set_link(ps, se, false);
+	return se;
 }
 
 static bool q_grow(struct prep_server *ps)
@@ -653,9 +727,13 @@ static void q_pop(struct prep_server *ps, bool ok)
 		}
 	}
 	if (rq->evicted) {
-		if (!ok && !set_find(ps, rq->evicted->id))
-			set_put(ps, rq->evicted, false, true); /* the Close was skipped */
-		stmt_unref(rq->evicted);
+		struct sentry *se = rq->evicted;
+		if (!ok && se->epoch == ps->epoch && !set_find(ps, se->stmt->id)) {
+			se->pending = false;
+			set_link(ps, se, true); /* the Close was skipped */
+		} else {
+			sentry_free(se);
+		}
 	}
 	if (rq->ce && (rq->flags & RQ_DEPENDS)) {
 		centry_unref(rq->ce);
@@ -712,6 +790,7 @@ void prep_server_start(server_t *s)
 			return;
 		}
 	}
+	s->prep->own_dealloc = false; /* a translated DEALLOCATE of an earlier hand-out */
 	s->prep_on = true;
 }
 
@@ -733,10 +812,20 @@ static void set_clear(struct prep_server *ps, bool all)
 	}
 }
 
+/* Forgets the server's statements whose Parse was answered (ALL: every one), and the
+ * evictions in flight; returns how many statements it forgot. */
+static uint32_t set_forget(struct prep_server *ps, bool all)
+{
+	uint32_t before = (uint32_t)ps->lru.count;
+	set_clear(ps, all);
+	ps->epoch++;
+	return before - (uint32_t)ps->lru.count;
+}
+
 void prep_server_forget(server_t *s)
 {
 	if (s->prep)
-		set_clear(s->prep, true);
+		(void)set_forget(s->prep, true);
 }
 
 void prep_server_free(server_t *s)
@@ -884,48 +973,40 @@ static bool evict(struct prep_server *ps)
 	size_t max = (size_t)rt->cfg->max_prepared_statements;
 	while ((size_t)ps->lru.count >= max && ps->lru.count > 0) {
 		struct sentry *se = list_entry(list_first(&ps->lru), struct sentry, lru);
-		char name[NAME_MAX_LEN];
-		struct prep_stmt *st = se->stmt;
-		server_name(name, st->id);
-		if (!q_push(ps, (struct rq){.kind = RQ_CLOSE, .flags = RQ_SWALLOW, .evicted = st}))
+		if (!q_push(ps, (struct rq){.kind = RQ_CLOSE, .flags = RQ_SWALLOW, .evicted = se}))
 			return false;
-		st->refs++; /* the queue entry's */
-		proto_build_target(&ps->out, 'C', 'S', name);
-		set_remove(ps, se);
+		proto_build_target(&ps->out, 'C', 'S', se->name);
+		set_unlink(ps, se); /* the queue entry's now */
+		se->epoch = ps->epoch;
 	}
 	return true;
 }
 
 /* Enters ST on the server as pending, with its Parse built into ps->out (after any
- * eviction). The caller pushes the Parse's queue entry. */
-static bool set_add(struct prep_server *ps, struct prep_stmt *st)
+ * eviction). The caller pushes the Parse's queue entry. NULL without memory. */
+static struct sentry *set_add(struct prep_server *ps, struct prep_stmt *st)
 {
-	if (!evict(ps) || !set_put(ps, st, true, false))
-		return false;
+	struct sentry *se;
+	if (!evict(ps) || !(se = set_put(ps, st)))
+		return NULL;
 	ps->stats->server_parse_count++;
-	char name[NAME_MAX_LEN];
-	server_name(name, st->id);
-	proto_build_parse(&ps->out, name, st->rest, st->rlen);
-	return true;
-}
-
-/* The statement is prepared on the server (or will be by what ps->out now holds). */
-static bool ensure_prepared(struct prep_server *ps, struct prep_stmt *st)
-{
-	struct sentry *se = set_find(ps, st->id);
-	if (se) {
-		set_touch(ps, se);
-		return true;
-	}
-	return set_add(ps, st) && push(ps, RQ_PARSE, RQ_SWALLOW, NULL, st->id);
+	proto_build_parse(&ps->out, se->name, st->rest, st->rlen);
+	return se;
 }
 
 /* The client's statement CE is about to be used on the server: prepared there first if
- * it is not (a Parse into ps->out); NAME gets its server name. */
-static bool use_statement(struct prep_server *ps, struct centry *ce, char *name)
+ * it is not (a Parse into ps->out). Its name on the server, or NULL without memory. */
+static const char *use_statement(struct prep_server *ps, struct centry *ce)
 {
-	server_name(name, ce->stmt->id);
-	return ensure_prepared(ps, ce->stmt);
+	struct prep_stmt *st = ce->stmt;
+	struct sentry *se = set_find(ps, st->id);
+	if (se) {
+		set_touch(ps, se);
+		return se->name;
+	}
+	if (!(se = set_add(ps, st)) || !push(ps, RQ_PARSE, RQ_SWALLOW, NULL, st->id))
+		return NULL;
+	return se->name;
 }
 
 /* The queue entry of a Bind or Describe (KIND) of CE. When anything is outstanding
@@ -996,12 +1077,12 @@ static bool on_bind(server_t *s, client_t *c, const uint8_t *body, uint32_t blen
 		return push(ps, RQ_BIND, 0, NULL, 0);
 	}
 	struct centry *ce = map_find(c->prep, stmt);
-	char name[NAME_MAX_LEN];
 	if (!ce)
 		return answer_name(ps, c, "26000", stmt);
 	if (ce->stmt->retired)
 		return answer_stale(ps, ce->stmt);
-	if (!use_statement(ps, ce, name))
+	const char *name = use_statement(ps, ce);
+	if (!name)
 		return false;
 	ps->stats->bind_count++;
 	proto_build_bind(&ps->out, portal, name, rest, rlen);
@@ -1029,12 +1110,12 @@ static bool on_target(server_t *s, client_t *c, uint8_t type, const uint8_t *bod
 			map_remove(c->prep, ce);
 		return true;
 	}
-	char name[NAME_MAX_LEN];
 	if (!ce)
 		return answer_name(ps, c, "26000", stmt);
 	if (ce->stmt->retired)
 		return answer_stale(ps, ce->stmt);
-	if (!use_statement(ps, ce, name))
+	const char *name = use_statement(ps, ce);
+	if (!name)
 		return false;
 	proto_build_target(&ps->out, 'D', 'S', name);
 	return push_use(ps, RQ_DESCRIBE, ce);
@@ -1077,12 +1158,11 @@ static bool on_deallocate(server_t *s, client_t *c, struct centry *ce, uint8_t t
 {
 	struct prep_server *ps = s->prep;
 	if (type == 'Q') {
-		char q[128];
+		char q[192];
 		uint64_t k = ++reg.dealloc_seq;
 		snprintf(q, sizeof(q),
-			 "PREPARE \"" DEALLOC_STMT "_%" PRIu64 "\" AS SELECT; DEALLOCATE \"" DEALLOC_STMT
-			 "_%" PRIu64 "\"",
-			 k, k);
+			 "PREPARE \"%s_%" PRIu64 "\" AS SELECT; DEALLOCATE \"%s_%" PRIu64 "\"",
+			 DEALLOC_STMT_Q, k, DEALLOC_STMT_Q, k);
 		proto_build_query(&ps->out, q);
 		if (!push(ps, RQ_SIMPLE, RQ_DEALLOC, ce, 0))
 			return false;
@@ -1096,6 +1176,7 @@ static bool on_deallocate(server_t *s, client_t *c, struct centry *ce, uint8_t t
 		if (!push(ps, RQ_CLOSE, RQ_SWALLOW, NULL, 0) ||
 		    !push(ps, RQ_PARSE, RQ_SWALLOW, NULL, 0) || !push(ps, RQ_PARSE, RQ_DEALLOC, ce, 0))
 			return false;
+		ps->own_dealloc = true; /* its Execute's "DEALLOCATE" is pgcoro's doing */
 	}
 	map_remove(c->prep, ce);
 	return true;
@@ -1241,6 +1322,51 @@ static bool drops_all(const uint8_t *msg, uint32_t len)
 	       (len == 4 + 15 && memcmp(msg + PROTO_HDR, "DEALLOCATE ALL", 15) == 0);
 }
 
+/* A whole CommandComplete (MSG, LEN its length field) of S that pgcoro did not cause
+ * (the caller knows): the statements of the session changed behind pgcoro's back. DISCARD
+ * ALL and DEALLOCATE ALL dropped them all (and the names of the client that ran it). A
+ * PREPARE or a DEALLOCATE of unknown name (SQL of a client, perhaps another client's
+ * statement taken or replaced under one of pgcoro's names) leaves the set unknown: it is
+ * forgotten, and each statement is prepared again under a new name at its next use;
+ * the old ones may remain there and count as orphans. */
+static void tag_seen(server_t *s, const uint8_t *msg, uint32_t len)
+{
+	struct prep_server *ps = s->prep;
+	if (drops_all(msg, len)) {
+		(void)set_forget(ps, false);
+		ps->orphans = 0;
+		if (s->client)
+			map_clear(s->client->prep, false);
+		return;
+	}
+	const char *tag = (const char *)msg + PROTO_HDR;
+	bool dealloc = len == 4 + 11 && memcmp(tag, "DEALLOCATE", 11) == 0;
+	if (!dealloc && !(len == 4 + 8 && memcmp(tag, "PREPARE", 8) == 0))
+		return;
+	if (dealloc && ps->own_dealloc) {
+		ps->own_dealloc = false; /* a translated DEALLOCATE (no other can run before the
+		                          * next one: it drops what pgcoro made for it) */
+		return;
+	}
+	uint32_t n = set_forget(ps, false);
+	ps->orphans += n;
+	if (n)
+		log_debug("server %llu: %s by SQL: its %u prepared statements are prepared again "
+			  "under new names (%u may remain)",
+			  (unsigned long long)s->id, tag, n, ps->orphans);
+}
+
+void prep_server_tag(server_t *s, const uint8_t *msg, uint32_t len)
+{
+	if (s->prep)
+		tag_seen(s, msg, len);
+}
+
+bool prep_server_worn(const server_t *s)
+{
+	return s->prep && s->prep->orphans > (uint32_t)rt->cfg->max_prepared_statements;
+}
+
 /* An error (MSG, LEN its length field, CODE its SQLSTATE) answering RQ, a Bind or Describe
  * of a named statement on this server. A statement PostgreSQL says is stale (its result
  * type changed: 0A000 from RevalidateCachedQuery; a type or other object it named is
@@ -1354,6 +1480,12 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 	struct prep_server *ps = s->prep;
 	struct rq *rq = q_head(ps);
 	uint8_t type = msg[0];
+	if (type == 'C' && prep_tag_len(len) &&
+	    !(rq && rq->kind == RQ_SIMPLE && rq->flags & RQ_DEALLOC)) {
+		if (avail < (size_t)len + 1)
+			return PREP_WAIT;
+		tag_seen(s, msg, len);
+	}
 	if (!rq)
 		return PREP_PASS; /* nothing asked: a notice, a notification */
 	if ((type == '1' || type == '3') && avail < (size_t)len + 1)
@@ -1424,15 +1556,6 @@ enum prep_act prep_server_msg(server_t *s, const uint8_t *msg, size_t avail, uin
 	case 'C':
 		if (rq->kind == RQ_SIMPLE && rq->flags & RQ_DEALLOC)
 			return deallocate_done(rq, msg, avail, len);
-		if (len == 4 + 12 || len == 4 + 15) {
-			if (avail < (size_t)len + 1)
-				return PREP_WAIT;
-			if (drops_all(msg, len)) {
-				set_clear(ps, false);
-				if (s->client)
-					map_clear(s->client->prep, false);
-			}
-		}
 		/* fall through */
 	case 'I':
 	case 's':

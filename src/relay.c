@@ -18,7 +18,9 @@
  * message header on either side goes through prep_client_msg / prep_server_msg: most
  * pass in the run; a named Parse/Bind/Describe/Close is replaced by what prepared.c
  * built, a completion of pgcoro's own request is swallowed, and answers pgcoro owes
- * go to the client at a message boundary.
+ * go to the client at a message boundary. When it does not track but holds pgcoro's
+ * statements, a CommandComplete that may change them (prep_tag_len) goes to
+ * prep_server_tag.
  * The client side counts what it sent that awaits a ReadyForQuery (Query, Sync,
  * FunctionCall) and whether an extended-protocol sequence is open, so the server's state
  * is known clean exactly when nothing is outstanding.
@@ -492,6 +494,12 @@ static inline __attribute__((always_inline)) bool pump_server_as(server_t *s, cl
 			}
 			if (count_closes && type == '3' && s->closes_pending)
 				s->closes_pending--;
+			if (!track && __builtin_expect(type == 'C' && s->prep != NULL, 0) &&
+			    prep_tag_len(len)) {
+				if ((size_t)len + 1 > n - i)
+					break; /* looked at whole: wait for the rest */
+				prep_server_tag(s, p + i, len); /* SQL that may change its statements */
+			}
 			if (__builtin_expect(type == 'G' || s->copy_open, 0)) {
 				if (type == 'G')
 					copy_begins(s);

@@ -1097,6 +1097,11 @@ void server_release(server_t *s)
 		server_disconnect(s, "client left in the middle of a query");
 		return;
 	}
+	if (prep_server_worn(s)) {
+		server_disconnect(s, "SQL PREPARE/DEALLOCATE left more statements of pgcoro's "
+				     "unknown than max_prepared_statements");
+		return;
+	}
 	/* In transaction/statement mode a release inside a transaction means its client
 	 * left there: what the session made (session advisory locks, SQL PREPAREs, SETs
 	 * outside the block...) is not passed on, and a ROLLBACK does not undo it; so

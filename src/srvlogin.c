@@ -619,10 +619,11 @@ static bool sasl_continue(struct srvlogin *sl, const uint8_t *data, uint32_t dle
 		}
 		return sasl_send_final(sl, sl->client_key, sl->keys.server_key);
 	}
-	if (sl->scram_max_iterations > 0 && c->iterations > sl->scram_max_iterations) {
+	if (c->iterations > sl->scram_max_iterations) {
 		sl_fail(sl, SLF_FINAL, "28P01",
-			"the server asks for %d SCRAM iterations, more than the %d allowed", c->iterations,
-			sl->scram_max_iterations);
+			"the server asks for %d SCRAM iterations, more than the %d pgcoro runs for a "
+			"server login",
+			c->iterations, sl->scram_max_iterations);
 		return false;
 	}
 	/* PBKDF2 on the password: the executor's */
@@ -1262,7 +1263,8 @@ struct srvlogin *srvlogin_start(struct event_base *base, executor_t *ex,
 	sl->secret = p->secret ? strdup(p->secret) : NULL;
 	sl->keys = p->keys;
 	memcpy(sl->client_key, p->client_key, SCRAM_KEY_LEN);
-	sl->scram_max_iterations = p->scram_max_iterations;
+	sl->scram_max_iterations = p->scram_max_iterations > 0 ? p->scram_max_iterations
+							      : SRVLOGIN_SCRAM_MAX_ITERATIONS;
 	sl->in = malloc(SL_MAX_MSG + 1);
 	if (!sl->host || !sl->user || !sl->in || (p->secret && !sl->secret) ||
 	    ((p->sslrootcert && *p->sslrootcert) && !sl->sslrootcert) ||

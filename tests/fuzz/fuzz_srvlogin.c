@@ -6,7 +6,9 @@
  *   byte 0   the login: bits 0-1 the credential (0, 3 the password "pencil", 1 its md5
  *            secret, 2 its SCRAM keys); bit 2 TCP (else the unix socket); bits 3-4 the
  *            sslmode over TCP (disable, prefer, require, allow); bit 5 the login is freed
- *            at the end of the script rather than left to fail
+ *            at the end of the script rather than left to fail; bit 6 the server's
+ *            SCRAM secret has 2^31 - 1 iterations (past the login's default bound,
+ *            SRVLOGIN_SCRAM_MAX_ITERATIONS: refused before any PBKDF2, else a timeout)
  *   then operations (op % 8), each followed by the loop until nothing moves:
  *   0  N+1 raw bytes (N the next byte) from the server
  *   1  AuthenticationSASL offering SCRAM-SHA-256 (next byte odd: also -PLUS)
@@ -62,6 +64,7 @@ static uint32_t last_plen;
 static bool have_p;
 static struct scram_server sst;
 static bool finished;
+static bool huge_iterations; /* byte 0, bit 6 */
 
 static void die(const char *what)
 {
@@ -121,6 +124,8 @@ static bool accept_new(void)
 			peer_close();
 			peer = fd;
 			sst.keys = keys;
+			if (huge_iterations)
+				sst.keys.iterations = 2147483647;
 			any = true;
 		}
 	}
@@ -270,8 +275,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    .dbname = "db",
 	    .port = (cfg & 4) ? tcp_port : 5432,
 	    .host = (cfg & 4) ? "127.0.0.1" : sockdir,
-	    .scram_max_iterations = 4096,
+	    .scram_max_iterations = 0, /* the default bound */
 	};
+	huge_iterations = cfg & 64;
 	static const enum srvlogin_sslmode modes[] = {SRVLOGIN_SSL_DISABLE, SRVLOGIN_SSL_PREFER,
 						      SRVLOGIN_SSL_REQUIRE, SRVLOGIN_SSL_ALLOW};
 	p.sslmode = modes[(cfg >> 3) & 3];

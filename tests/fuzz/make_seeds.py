@@ -212,7 +212,7 @@ def seeds_scram():
 
 def seeds_srvlogin():
     PW, MD5S, KEYS = 0, 1, 2
-    TCP, PREFER, REQUIRE, ALLOW, FREE = 4, 8, 16, 24, 32
+    TCP, PREFER, REQUIRE, ALLOW, FREE, HUGE = 4, 8, 16, 24, 32, 64
 
     def raw(data):
         out = b''
@@ -230,6 +230,8 @@ def seeds_srvlogin():
     s = {
         'scram-password': bytes([PW]) + scram,
         'scram-keys': bytes([KEYS]) + scram,
+        'scram-huge-iterations': bytes([PW | HUGE]) + scram,
+        'scram-keys-huge-iterations': bytes([KEYS | HUGE]) + scram,
         'scram-keys-plus-offered': bytes([KEYS, 1, 1]) + CONT + FINAL + READY,
         'scram-plus-only': bytes([PW]) + raw(auth(10, cstr('SCRAM-SHA-256-PLUS') + b'\0')),
         'scram-wrong-signature': bytes([KEYS]) + SASL + CONT +
@@ -570,6 +572,25 @@ def seeds_relay():
                        S(complete('DISCARD ALL') + ready()) +
                        C(bind('', 's1') + execute() + SYNC) +
                        S(PARSE_COMPLETE + BIND_COMPLETE + select1() + ready()),
+        # SQL that changes the session's statements: forgotten, prepared again (new names)
+        'sql-prepare-forgets': bytes([TX]) + C(parse('s1', 'select 1') + SYNC) +
+                               S(PARSE_COMPLETE + ready()) +
+                               C(query('PREPARE x AS select 1; DEALLOCATE x')) +
+                               S(complete('PREPARE') + complete('DEALLOCATE') + ready()) +
+                               C(bind('', 's1') + execute() + SYNC) +
+                               S(PARSE_COMPLETE + BIND_COMPLETE + select1() + ready()),
+        # a DEALLOCATE of the client's statement, translated: its tags are pgcoro's own
+        'dealloc-query': bytes([TX]) + C(parse('s1', 'select 1') + SYNC) +
+                         S(PARSE_COMPLETE + ready()) + C(query('DEALLOCATE s1')) +
+                         S(complete('PREPARE') + complete('DEALLOCATE') + ready()),
+        'dealloc-parse': bytes([TX]) + C(parse('s1', 'select 1') + parse('s2', 'select 2') +
+                                         SYNC) +
+                         S(PARSE_COMPLETE + PARSE_COMPLETE + ready()) +
+                         C(parse('', 'DEALLOCATE s1') + bind('', '') + execute() + SYNC) +
+                         S(CLOSE_COMPLETE + PARSE_COMPLETE + PARSE_COMPLETE + BIND_COMPLETE +
+                           complete('DEALLOCATE') + ready()) +
+                         C(bind('', 's2') + execute() + SYNC) +
+                         S(BIND_COMPLETE + select1() + ready()),
         'eviction': bytes([TX]) + b''.join(C(parse('s%d' % i, 'select %d' % i) + SYNC) +
                                            S(PARSE_COMPLETE + ready()) for i in range(6)) +
                     C(bind('', 's0') + execute() + SYNC) +
@@ -778,7 +799,7 @@ def dicts():
                          'alice\0', 'bob\0', 'carol\0', 'admin\0', 'stats\0', 'trustee\0',
                          SSL_REQUEST, GSS_REQUEST, struct.pack('>I', 196608),
                          struct.pack('>I', 80877102), b'\xf0', b'\xf2', b'\x16\x03\x01'])
-    write_dict('relay', ['PGCORO_', 'PGCORO_MARKER', 'DISCARD ALL', 'DEALLOCATE ALL',
+    write_dict('relay', ['PGCORO_', 'PGCORO_MARKER', 'DISCARD ALL', 'DEALLOCATE ALL', 'PREPARE',
                          'DEALLOCATE', '26000', 'does not exist', 'BEGIN', 'COMMIT',
                          'ROLLBACK', 'LISTEN ', 'UNLISTEN *', 'application_name\0',
                          'TimeZone\0', b'\0\0\0\x04', b'\0\0\0\x05I', b'\0\0\0\x05T',

@@ -8,11 +8,13 @@ and the listener's queries cover the channels that changed only (before: a linea
 and a walk of every channel per LISTEN, +30 MB RSS and 0.18 -> 4.7 s of pgcoro CPU per
 2,000 LISTENs over 40,000 of them, ASan build)."""
 
+import re
 import time
+import urllib.request
 
 import pytest
 
-from conftest import Wire, parse_fields, vmrss_kb
+from conftest import Wire, free_port, parse_fields, vmrss_kb, wait_until
 
 pytestmark = pytest.mark.pooler_only  # pgcoro's listener connection and its limit
 
@@ -218,4 +220,101 @@ def test_listen_past_limit_in_transaction_block_closes(pgcoro_factory, pg):
         assert w.at_eof()
         notify(pg, ("mine", "still"))
         assert notifications_until(other, ("mine", "still")) == [("mine", "still")]
+    inst.assert_serving()
+
+
+# ---- notifications held for busy clients, all together ----------------------------------
+
+
+def metric(port, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=20) as r:
+        text = r.read().decode()
+    m = re.search("^" + re.escape(name) + r" (\S+)$", text, re.M)
+    assert m, (name, text[-2000:])
+    return float(m.group(1))
+
+
+def test_held_notifications_bounded_for_all_clients(pgcoro_factory, pg):
+    """One NOTIFY is held for every subscriber that is busy (in a transaction) or not
+    reading: max_held_notification_bytes bounds them all together (here 256kB). L1, busy
+    first, is furthest behind when 30 notifications of 7 kB have gone to it and 10 to L2:
+    L1 is closed with 53200 (logged, counted in /metrics), L2 gets all of its own at its
+    COMMIT, and L3, idle and reading, every one. Before: no such bound (an unknown key)
+    and each client up to 16 MB."""
+    port = free_port()
+    inst = txn_inst(pgcoro_factory, default_pool_size=3, max_held_notification_bytes="256kB",
+                    metrics_listen=f"127.0.0.1:{port}")
+    payload = "x" * 7000
+    with Wire.to(inst) as l1, Wire.to(inst) as l2, Wire.to(inst) as l3:
+        for w in (l1, l2, l3):
+            w.login()
+            w.query("LISTEN big")
+        l1.query("BEGIN")
+        l1.query("select 1")
+        notify(pg, *[("big", f"{i} {payload}") for i in range(20)])
+        last = notifications_until(l3, ("big", f"19 {payload}"))
+        assert len(last) == 20
+        assert metric(port, "pgcoro_notification_held_bytes") > 20 * 7000
+        l2.query("BEGIN")
+        l2.query("select 1")
+        notify(pg, *[("big", f"{i} {payload}") for i in range(20, 30)])
+        assert len(notifications_until(l3, ("big", f"29 {payload}"))) == 10
+        held = metric(port, "pgcoro_notification_held_bytes")
+        assert 10 * 7000 < held <= 256 * 1024, held
+        assert metric(port, 'pgcoro_notification_clients_closed_total{limit="total"}') == 1
+        assert metric(port, 'pgcoro_notification_clients_closed_total{limit="client"}') == 0
+        # L1 was closed (told at once)
+        err = l1.expect_error()
+        assert err["C"] == "53200" and err["S"] == "FATAL", err
+        assert "max_held_notification_bytes" in err["M"], err
+        assert l1.at_eof()
+        # L2 gets its 10 after its COMMIT, then nothing is held
+        l2.send(Wire.msg("Q", b"COMMIT\0"))
+        assert l2.read_msg() == ("C", b"COMMIT\0")
+        assert l2.read_msg() == ("Z", b"I")
+        got = notifications_until(l2, ("big", f"29 {payload}"))
+        assert [g[1].split()[0] for g in got] == [str(i) for i in range(20, 30)]
+        wait_until(lambda: metric(port, "pgcoro_notification_held_bytes") == 0,
+                   "nothing held")
+        assert l3.query("select 1") == [["1"]]
+    assert "max_held_notification_bytes (262144) reached" in inst.log_text()
+    inst.assert_serving()
+
+
+def test_held_notifications_default_bound(pgcoro_factory, pg):
+    """The default bound (64 MB for all clients): 11 clients listen in a transaction while
+    6.3 MB of notifications are sent, 69 MB held in all. Clients furthest behind are
+    closed with 53200 until the rest fit (one or two: they are all as far behind), and
+    the others get every notification at their COMMIT. Before: all 11 held their 6.3 MB
+    (nobody was near the 16 MB of one client)."""
+    import select
+    inst = txn_inst(pgcoro_factory, default_pool_size=12)
+    payload = "y" * 7000
+    n = 900
+    busy = [Wire.to(inst) for _ in range(11)]
+    try:
+        with Wire.to(inst) as idle:
+            for w in busy + [idle]:
+                w.login()
+                w.query("LISTEN bulk")
+            for w in busy:
+                w.query("BEGIN")
+                w.query("select 1")
+            notify(pg, *[("bulk", f"{i} {payload}") for i in range(n)])
+            assert len(notifications_until(idle, ("bulk", f"{n - 1} {payload}"))) == n
+            closed = [w for w in busy if select.select([w.sock], [], [], 0.5)[0]]
+            assert 1 <= len(closed) <= 2, len(closed)
+            for w in closed:
+                err = w.expect_error()
+                assert err["C"] == "53200" and "max_held_notification_bytes" in err["M"], err
+            kept = [w for w in busy if w not in closed]
+            kept[0].send(Wire.msg("Q", b"COMMIT\0"))
+            assert kept[0].read_msg() == ("C", b"COMMIT\0")
+            assert kept[0].read_msg() == ("Z", b"I")
+            got = notifications_until(kept[0], ("bulk", f"{n - 1} {payload}"))
+            assert len(got) == n
+            assert idle.query("select 1") == [["1"]]
+    finally:
+        for w in busy:
+            w.close()
     inst.assert_serving()

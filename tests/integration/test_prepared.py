@@ -781,9 +781,11 @@ def test_stale_statement_like_postgres(pgcoro_factory, pg):
 
 @pytest.mark.pooler_only
 def test_statement_dropped_behind_pgcoro_is_prepared_again(pgcoro_factory):
-    """A server statement deallocated by SQL behind pgcoro's back: its next use gets
-    PostgreSQL's 26000 once, then it is prepared there again. Before: 26000 for ever on
-    that server."""
+    """A server statement deallocated behind pgcoro's back by dynamic SQL (which pgcoro
+    cannot see): its next use gets PostgreSQL's 26000 once, then it is prepared there
+    again. Before: 26000 for ever on that server. By plain SQL (a "DEALLOCATE" tag
+    pgcoro did not cause) the server's statements are forgotten at once and prepared
+    again under new names: no error at all (before: the 26000 once)."""
     inst = pgcoro_factory(settings=ONE_SERVER)
     w = Wire.to(inst)
     try:
@@ -793,11 +795,18 @@ def test_statement_dropped_behind_pgcoro_is_prepared_again(pgcoro_factory):
             [("1",)] + ok
         [[name]] = w.query("select name from pg_prepared_statements")
         assert name.startswith("PGCORO_"), name
-        w.query(f'DEALLOCATE "{name}"')
+        w.query(f"DO $$ BEGIN EXECUTE 'DEALLOCATE \"{name}\"'; END $$")
         got = run_batch(w, bind("s1") + execute() + SYNC)
         assert got[0][:2] == ("E", "26000") and got[1:] == [("Z", "I")], got
         assert run_batch(w, bind("s1") + execute() + SYNC) == ok
         assert run_batch(w, bind("s1") + execute() + SYNC) == ok
+        [[name2]] = w.query("select name from pg_prepared_statements")
+        assert name2 != name, name
+        w.query(f'DEALLOCATE "{name2}"')
+        assert run_batch(w, bind("s1") + execute() + SYNC) == ok
+        assert run_batch(w, bind("s1") + execute() + SYNC) == ok
+        [[name3]] = w.query("select name from pg_prepared_statements")
+        assert name3 not in (name, name2), name3
     finally:
         w.terminate()
     inst.assert_serving()

@@ -322,6 +322,58 @@ def test_garbage_from_the_server(srvlogin_client):
     assert sqlstate == "08006" and "invalid length" in why, why
 
 
+def scram_server(iterations, finals):
+    """A fake server's handler: SCRAM-SHA-256 with ITERATIONS; what the login sends after
+    the server-first-message (its client-final, or nothing: it closed) goes to FINALS."""
+    def handler(c):
+        read_startup(c)
+        mech = b"SCRAM-SHA-256\0\0"
+        c.sendall(b"R" + (8 + len(mech)).to_bytes(4, "big") + (10).to_bytes(4, "big") + mech)
+        t, n = c.recv(1), int.from_bytes(c.recv(4, socket.MSG_WAITALL), "big")
+        body = c.recv(n - 4, socket.MSG_WAITALL)
+        assert t == b"p", t
+        first = body[body.index(b"\0") + 5:].decode()  # after the mechanism and the length
+        nonce = dict(kv.split("=", 1) for kv in first.split(",")[2:])["r"]
+        sfirst = (f"r={nonce}srv,s={base64.b64encode(b'saltsaltsaltsalt').decode()},"
+                  f"i={iterations}").encode()
+        c.sendall(b"R" + (8 + len(sfirst)).to_bytes(4, "big") + (11).to_bytes(4, "big") + sfirst)
+        finals.append(c.recv(1000))
+        c.shutdown(socket.SHUT_RDWR)  # no server-final: the login ends
+    return handler
+
+
+@pytest.mark.parametrize("iterations", [2147483647, 1000001])
+def test_scram_iterations_bounded(srvlogin_client, iterations):
+    """A server (or a man in the middle without TLS) asking a password's SCRAM login for
+    2^31 - 1 PBKDF2 iterations: refused at once with 28P01 (past 1,000,000). Before: the
+    derivation held an executor thread for about half an hour (here the tool's 30 s ran
+    out)."""
+    finals = []
+    srv = FakeServer(scram_server(iterations, finals))
+    try:
+        sqlstate, why = failed(srvlogin_client, wait=30, host="127.0.0.1", port=srv.port,
+                               user=APP_USER, password=APP_PASS)
+    finally:
+        srv.close()
+    assert sqlstate == "28P01", (sqlstate, why)
+    assert f"asks for {iterations} SCRAM iterations, more than the 1000000" in why, why
+    assert finals == [b""], finals  # no client-final: the login closed
+
+
+def test_scram_iterations_at_the_bound_are_run(srvlogin_client):
+    """1,000,000 iterations are derived (about a second): the login answers with its
+    client-final (the fake server then closes)."""
+    finals = []
+    srv = FakeServer(scram_server(1000000, finals))
+    try:
+        sqlstate, why = failed(srvlogin_client, wait=60, host="127.0.0.1", port=srv.port,
+                               user=APP_USER, password=APP_PASS)
+    finally:
+        srv.close()
+    assert len(finals) == 1 and finals[0][:1] == b"p" and b"c=biws" in finals[0], finals
+    assert sqlstate == "08006" and "iterations" not in why, (sqlstate, why)
+
+
 def test_timeout_when_the_server_never_answers(srvlogin_client):
     # a listening socket nobody accepts on: the connect succeeds, no answer ever comes
     srv = FakeServer(None, accept=False)
