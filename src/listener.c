@@ -264,13 +264,14 @@ bool listener_start(struct runtime *rt)
 	char *addrs = strdup(cfg->listen_addr);
 	if (!addrs)
 		return false;
+	/* the unix socket first: whoever sees the TCP port accept may use it at once */
 	bool ok = true;
+	if (cfg->unix_socket_dir[0])
+		ok = listen_unix(rt, cfg->unix_socket_dir, cfg->listen_port, cfg->unix_socket_mode);
 	char *save = NULL;
 	for (char *a = strtok_r(addrs, ", ", &save); a && ok; a = strtok_r(NULL, ", ", &save))
 		ok = listen_tcp(rt, a, cfg->listen_port);
 	free(addrs);
-	if (ok && cfg->unix_socket_dir[0])
-		ok = listen_unix(rt, cfg->unix_socket_dir, cfg->listen_port, cfg->unix_socket_mode);
 	if (ok && nlisteners == 0) {
 		log_error("no listener configured");
 		ok = false;

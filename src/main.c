@@ -288,8 +288,9 @@ int main(int argc, char **argv)
 	raise_nofile(rt.cfg);
 
 	int status = 1;
-	if (!runtime_start(&rt, path) || !signals_start() || !listener_start(&rt) ||
-	    !metrics_start())
+	/* /metrics before the client sockets: once a client port accepts, all of them do */
+	if (!runtime_start(&rt, path) || !signals_start() || !metrics_start() ||
+	    !listener_start(&rt))
 		goto fail;
 	if (rt.cfg->pidfile[0] && !write_pidfile(rt.cfg->pidfile)) {
 		log_error("cannot write pidfile %s: %s", rt.cfg->pidfile, strerror(errno));
