@@ -10,7 +10,7 @@
  * is seen at once (at most LOGIN_MSG_MAX bytes may come meanwhile, kept for after the
  * login), and the check outlives a login that ends meanwhile (it then frees itself). Every
  * message is taken whole (proto_next: nothing is read before all of it is there) and
- * bounded (PROTO_STARTUP_MAX, LOGIN_MSG_MAX); the packet is copied once and parsed in
+ * bounded (PROTO_STARTUP_MAX, LOGIN_AUTH_MAX_LEN); the packet is copied once and parsed in
  * place, so nothing allocated here outlives the login but the parameters' block the
  * session keeps (client.h). Secrets (a password, SCRAM keys) are cleansed before their
  * memory is let go. */
@@ -43,8 +43,10 @@
 #include "server.h"
 #include "tls.h"
 
-#define LOGIN_MSG_MAX 8192 /* a password or SASL message larger than this is malformed; the
-                           * most input kept while a password is checked */
+/* The longest PasswordMessage/SASL message (its length field): PostgreSQL's
+ * PG_MAX_AUTH_TOKEN_LENGTH (65535 bytes of body), PgBouncer 1.25's password limit too */
+#define LOGIN_AUTH_MAX_LEN (65535 + 4)
+#define LOGIN_MSG_MAX 8192 /* the most input kept while a password is checked */
 
 enum login_phase {
 	LOGIN_STARTUP,        /* reading the startup packet (SSLRequest may come first) */
@@ -854,7 +856,7 @@ void login_on_input(client_t *c)
 			on_startup_packet(c, &m);
 			continue;
 		}
-		switch (proto_next(p, n, LOGIN_MSG_MAX, &m)) {
+		switch (proto_next(p, n, LOGIN_AUTH_MAX_LEN, &m)) {
 		case PROTO_NEED_MORE:
 			if (m.len == 0 || m.type == 'p')
 				return;
@@ -872,7 +874,7 @@ void login_on_input(client_t *c)
 		}
 		/* Taken off the input before it is handled: a successful login may link a server
 		 * at once, and the relay must not see this message. */
-		uint8_t msg[LOGIN_MSG_MAX + 1];
+		uint8_t msg[LOGIN_AUTH_MAX_LEN + 1];
 		memcpy(msg, m.data, m.size);
 		stream_take(&c->st, m.data, m.size);
 		const uint8_t *body = msg + PROTO_HDR;

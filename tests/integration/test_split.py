@@ -37,7 +37,7 @@ HBA = ("host all md5user 127.0.0.1/32 md5\n"     # as the test cluster's pg_hba.
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
 TERMINATE = Wire.msg("X")
 MAX_PACKET = 1 << 20        # max_packet_size of these instances
-AUTH_MSG_MAX = 8192         # pgcoro's largest password message (src/client.c)
+AUTH_MSG_MAX = 65535 + 4    # pgcoro's largest password message (src/login.c LOGIN_AUTH_MAX_LEN)
 CONSOLE_MAX_MESSAGE = 1 << 20
 MODES = ["transaction", "session"]
 
