@@ -426,11 +426,9 @@ def tls_certs(session_root):
     return TlsCerts(d)
 
 
-@pytest.fixture(scope="session")
-def pg_tls(session_root, tls_certs):
-    """A second PostgreSQL 15 with ssl=on (server certificate for 127.0.0.1/localhost
-    signed by tls_certs' CA); roles app and md5user, database bench (pgbench -i -s 1)."""
-    server = Postgres(os.path.join(session_root, "pgtls"))
+def tls_server_opts(server, tls_certs):
+    """Makes SERVER's root with tls_certs' server key in it, readable by PostgreSQL only,
+    and returns the postgres options that turn ssl on with that key and certificate."""
     os.makedirs(server.root, mode=0o755)
     key = os.path.join(server.root, "server.key")
     shutil.copy(tls_certs.path("server.key"), key)
@@ -438,8 +436,16 @@ def pg_tls(session_root, tls_certs):
     if IS_ROOT:
         pw = pwd.getpwnam("postgres")
         os.chown(key, pw.pw_uid, pw.pw_gid)
-    server.extra_opts = (f" -c ssl=on -c ssl_cert_file={tls_certs.path('server.crt')}"
-                         f" -c ssl_key_file={key}")
+    return (f" -c ssl=on -c ssl_cert_file={tls_certs.path('server.crt')}"
+            f" -c ssl_key_file={key}")
+
+
+@pytest.fixture(scope="session")
+def pg_tls(session_root, tls_certs):
+    """A second PostgreSQL 15 with ssl=on (server certificate for 127.0.0.1/localhost
+    signed by tls_certs' CA); roles app and md5user, database bench (pgbench -i -s 1)."""
+    server = Postgres(os.path.join(session_root, "pgtls"))
+    server.extra_opts = tls_server_opts(server, tls_certs)
     start_cluster(server)
     try:
         yield server

@@ -27,6 +27,19 @@ ADMIN, ADMIN_PASS = "admin", "adminpw"
 SECRET = "S3rverPassw0rd-only-in-the-passfile"
 
 
+def set_refused(inst, stmt):
+    """STMT on INST's console as the admin: the error it must get."""
+    c = psycopg2.connect(host=inst.host, port=inst.port, user=ADMIN, password=ADMIN_PASS,
+                         dbname="pgbouncer", connect_timeout=30)
+    c.autocommit = True
+    try:
+        with pytest.raises(psycopg2.Error) as e:
+            c.cursor().execute(stmt)
+        return e.value
+    finally:
+        c.close()
+
+
 def test_set_auth_hba_file_does_not_show_file_contents(pgcoro_factory):
     inst = pgcoro_factory(settings={"admin_users": ADMIN},
                           users={ADMIN: ADMIN_PASS})
@@ -34,17 +47,10 @@ def test_set_auth_hba_file_does_not_show_file_contents(pgcoro_factory):
     with open(passfile, "w") as f:
         f.write(f"10.0.0.5:5432:*:app_owner:{SECRET}\n")
     os.chmod(passfile, 0o600)
-    c = psycopg2.connect(host=inst.host, port=inst.port, user=ADMIN, password=ADMIN_PASS,
-                         dbname="pgbouncer", connect_timeout=30)
-    c.autocommit = True
-    try:
-        with pytest.raises(psycopg2.Error) as e:
-            c.cursor().execute(f"SET auth_hba_file = '{passfile}'")
-        shown = (e.value.pgerror or "") + (e.value.diag.message_detail or "")
-        print("\nthe console was told:", shown)
-        assert SECRET not in shown, f"the file's contents reached the console: {shown!r}"
-    finally:
-        c.close()
+    err = set_refused(inst, f"SET auth_hba_file = '{passfile}'")
+    shown = (err.pgerror or "") + (err.diag.message_detail or "")
+    print("\nthe console was told:", shown)
+    assert SECRET not in shown, f"the file's contents reached the console: {shown!r}"
     inst.assert_serving()
 
 
@@ -53,15 +59,7 @@ def test_set_auth_file_of_a_device_is_refused(pgcoro_factory):
     path = "/dev/zero"
     inst = pgcoro_factory(settings={"admin_users": ADMIN},
                           users={ADMIN: ADMIN_PASS})
-    c = psycopg2.connect(host=inst.host, port=inst.port, user=ADMIN, password=ADMIN_PASS,
-                         dbname="pgbouncer", connect_timeout=30)
-    c.autocommit = True
-    try:
-        with pytest.raises(psycopg2.Error) as e:
-            c.cursor().execute(f"SET auth_file = '{path}'")
-        assert e.value.pgcode == "08P01"
-    finally:
-        c.close()
+    assert set_refused(inst, f"SET auth_file = '{path}'").pgcode == "08P01"
     assert f"{path}: not a regular file" in inst.log_text()
     inst.assert_serving()
 
@@ -73,13 +71,6 @@ def test_auth_file_line_bound(pgcoro_factory):
     big = os.path.join(inst.workdir, "big.txt")
     with open(big, "w") as f:
         f.write('"a" "b"\n"c" "' + "x" * (300 * 1024) + '"\n')
-    c = psycopg2.connect(host=inst.host, port=inst.port, user=ADMIN, password=ADMIN_PASS,
-                         dbname="pgbouncer", connect_timeout=30)
-    c.autocommit = True
-    try:
-        with pytest.raises(psycopg2.Error):
-            c.cursor().execute(f"SET auth_file = '{big}'")
-    finally:
-        c.close()
+    assert set_refused(inst, f"SET auth_file = '{big}'").pgcode == "08P01"
     assert f"{big}:2: line longer than" in inst.log_text()
     inst.assert_serving()

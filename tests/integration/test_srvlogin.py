@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from conftest import APP_PASS, APP_USER, IS_ROOT, MD5_PASS, MD5_USER, REPO, free_port
+from conftest import APP_PASS, APP_USER, MD5_PASS, MD5_USER, REPO, free_port
 
 pytestmark = pytest.mark.pooler_only
 
@@ -99,22 +99,13 @@ def pgauth(session_root, tls_certs):
     unix socket and TCP both ask for passwords: md5user md5, clearuser cleartext
     (password), sslonly and plainonly scram-sha-256 with and only without TLS, everyone
     else scram-sha-256 (postgres trusted on the unix socket, for the fixtures)."""
-    import shutil
     import tempfile
-    from conftest import Postgres, start_cluster
+    from conftest import Postgres, start_cluster, tls_server_opts
     root = tempfile.mkdtemp(prefix="pgsl-", dir=session_root)
     os.chmod(root, 0o755)
     server = Postgres(os.path.join(root, "pg"))
-    os.makedirs(server.root, mode=0o755)
-    key = os.path.join(server.root, "server.key")
-    shutil.copy(tls_certs.path("server.key"), key)
-    os.chmod(key, 0o600)
-    if IS_ROOT:
-        import pwd
-        pw = pwd.getpwnam("postgres")
-        os.chown(key, pw.pw_uid, pw.pw_gid)
-    server.extra_opts = (f" -c ssl=on -c ssl_cert_file={tls_certs.path('server.crt')}"
-                         f" -c ssl_key_file={key} -c ssl_ca_file={tls_certs.path('ca.crt')}")
+    server.extra_opts = (tls_server_opts(server, tls_certs)
+                         + f" -c ssl_ca_file={tls_certs.path('ca.crt')}")
     start_cluster(server, bench=False)
     try:
         server.psql_super("SET password_encryption = 'scram-sha-256';\n"
