@@ -340,7 +340,7 @@ static void server_row(const server_t *s, const char *state, double now)
 	cell_i64(10, 0);
 	cell_i64(11, 0);
 	conn_row_end(s->conn_gen != p->conn_gen, s, s->client,
-		     s->conn && s->state != SV_CONNECTING ? PQbackendPID(s->conn) : 0,
+		     s->state != SV_CONNECTING ? (int)s->backend_pid : 0,
 		     s->params[0] ? s->params[0] : "", s->id);
 }
 
