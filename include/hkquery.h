@@ -64,7 +64,9 @@ enum hkquery_status {
 	               * connection's state is unknown and it must be closed */
 };
 
-/* Starts reading the answer to a new query into Q, with OPS and ARG (OPS may be NULL). */
+/* Starts reading the answer to a new query into Q, with OPS and ARG (OPS may be NULL):
+ * on a new connection, and after each HKQUERY_DONE (a connection's messages between
+ * answers, notifications, are read into the next one's Q). */
 void hkquery_begin(struct hkquery *q, const struct hkquery_ops *ops, void *arg);
 
 /* Reads the whole messages at the head of DATA (LEN bytes) into Q, up to and including

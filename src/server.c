@@ -262,9 +262,9 @@ void server_reap(bool force)
 
 /* ---- connecting ---------------------------------------------------------------------- */
 
-/* A notice libpq receives (a WARNING on a housekeeping query, ...): logged, through the
- * log's escaping, instead of written raw to stderr by libpq's default. May run on an
- * executor thread (connect steps): reads only what never changes. */
+/* A notice libpq receives while it connects: logged, through the log's escaping, instead
+ * of written raw to stderr by libpq's default (housekeeping's are hk_notice's). May run
+ * on an executor thread (connect steps): reads only what never changes. */
 static void on_notice(void *arg, const char *message)
 {
 	const server_t *s = arg;

@@ -334,7 +334,7 @@ static void server_row(const server_t *s, const char *state, double now)
 	const char *port = s->conn ? PQport(s->conn) : NULL;
 	cell_str(4, host);
 	cell_i64(5, port && *port ? atoi(port) : 5432);
-	cell_local(6, s->conn ? PQsocket(s->conn) : -1);
+	cell_local(6, stream_is_open(&s->st) ? s->st.fd : s->conn ? PQsocket(s->conn) : -1);
 	cell_time(8, s->connected_at, now);
 	cell_time(9, s->idle_since > 0 ? s->idle_since : s->connected_at, now);
 	cell_i64(10, 0);

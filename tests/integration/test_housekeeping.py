@@ -4,6 +4,8 @@ connection libpq made, the way the relay speaks to it. What their answers may ho
 (TO STDOUT passes unread; FROM STDIN is refused with CopyFail and counts as the query's
 error), notices (logged), errors, parameter values whatever their bytes."""
 
+import re
+
 import pytest
 
 from conftest import Wire, parse_fields, pg_rows, wait_until
@@ -102,3 +104,69 @@ def test_check_query_and_values(pgcoro_factory, pg):
         inst.assert_serving()
         rows = pg_rows(pg, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (int(pid),))
         assert rows == [(1,)]
+
+
+def listener_activity(pg):
+    """(pid, query, state) of pgcoro's LISTEN connections."""
+    return pg_rows(pg, "SELECT pid, query, state FROM pg_stat_activity "
+                       "WHERE application_name = 'pgcoro listener'")
+
+
+def notified(w, direct_pg, channel, payload):
+    """A NOTIFY sent straight to PostgreSQL reaches W (logged in, listening to CHANNEL)."""
+    c = direct_pg.super_connect()
+    try:
+        c.autocommit = True
+        c.cursor().execute(f"NOTIFY {channel}, '{payload}'")
+    finally:
+        c.close()
+    t, p = w.read_msg()
+    assert t == "A" and p[4:] == channel.encode() + b"\0" + payload.encode() + b"\0", (t, p)
+
+
+def test_listener_connection_lost_and_made_again(pgcoro_factory, pg):
+    """The LISTEN connection's server goes (pg_terminate_backend): its FATAL is logged, the
+    connection is made again a second later and listens to its clients' channels again."""
+    inst = pgcoro_factory(settings={"pool_mode": "transaction"})
+    with Wire.to(inst, timeout=20) as w:
+        w.login()
+        assert w.query("LISTEN hk_chan") == []
+        notified(w, pg, "hk_chan", "one")
+        (pid, _, _), = listener_activity(pg)
+        pg.psql_super(f"SELECT pg_terminate_backend({pid})")
+        wait_until(lambda: "LISTEN connection: terminating connection due to administrator "
+                           "command" in inst.log_text(), "the listener's FATAL logged")
+        wait_until(lambda: [(q, s) for p, q, s in listener_activity(pg) if p != pid] ==
+                   [('LISTEN "hk_chan";', "idle")], "a new listener connection listening")
+        notified(w, pg, "hk_chan", "two")
+        assert w.query("SELECT 1") == [["1"]]
+    inst.assert_serving()
+
+
+def test_over_tls(pgcoro_factory, pg_tls, tls_certs):
+    """The same queries on servers and the LISTEN connection over TLS (libpq's handle,
+    verify-full): the sync, ROLLBACK and the reset of a client that left inside a
+    transaction, LISTEN and a notification."""
+    conn = (f"host=127.0.0.1 port={pg_tls.port} sslmode=verify-full "
+            f"sslrootcert={tls_certs.path('ca.crt')} dbname=postgres")
+    inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 1},
+                          databases={"postgres": conn}, replace_databases=True)
+    with Wire.to(inst, timeout=20) as a:
+        a.login(application_name="tls-a", DateStyle="German")
+        assert a.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == [["t"]]
+        assert a.query("SELECT current_setting('application_name'), "
+                       "current_setting('DateStyle')") == [["tls-a", "German, DMY"]]
+        a.query("BEGIN")
+        a.query("CREATE TEMP TABLE hk_tmp (a int)")
+    for _ in range(2):
+        with Wire.to(inst, timeout=20) as b:
+            b.login()
+            assert b.query("SELECT current_setting('application_name'), "
+                           "current_setting('DateStyle'), "
+                           "to_regclass('pg_temp.hk_tmp') IS NULL") == [["", "ISO, MDY", "t"]]
+            assert b.query("LISTEN hk_tls") == []
+            notified(b, pg_tls, "hk_tls", "over tls")
+    log = inst.log_text()
+    assert "TLS error" not in log, inst.log_tail(30)
+    assert not re.search(r"server \d+ \(\S+\): closing", log), inst.log_tail(30)
+    inst.assert_serving()
