@@ -28,7 +28,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <libpq-fe.h>
 
 #include "array.h"
 #include "client.h"
