@@ -138,11 +138,30 @@ void server_init(struct runtime *rt);
 /* Starts a new connection for POOL (SV_CONNECTING). False on allocation failure. */
 bool server_connect(pool_t *pool) __attribute__((warn_unused_result));
 
-/* For tests (the relay's fuzzers): a server of POOL over FD, a connected non-blocking
- * socket (closed with the server) whose peer plays a PostgreSQL backend after its login,
- * without a libpq connection. It starts SV_IDLE with POOL's reported parameters;
- * housekeeping runs on it as on any server; its BackendKeyData is not known, so a cancel
- * is not sent. NULL if out of memory. */
+/* A connection to PostgreSQL made without libpq, positioned right after a ReadyForQuery
+ * outside any transaction: a login of pgcoro's own (srvlogin.h), a socket an online
+ * restart passed on, a fuzzer's socketpair. */
+struct server_conn {
+	int fd;                    /* connected, non-blocking: closed with the server */
+	SSL *ssl;                  /* the TLS handle over FD, or NULL: freed with the server */
+	uint32_t backend_pid;      /* its BackendKeyData, when have_key */
+	uint32_t cancel_key;
+	bool have_key;             /* then a cancel is pgcoro's own CancelRequest */
+	int nparams;               /* the ParameterStatus received, in order (the last wins); */
+	const char *const *names;  /* names NULL: POOL's reported parameters */
+	const char *const *values;
+};
+
+/* A server of POOL over C: SV_IDLE at once, its reported parameters and BackendKeyData
+ * C's, housekeeping and cancels as on any server (no connect bookkeeping: no
+ * connect_query, no connect metrics). NULL if out of memory: then C's socket and handle
+ * are still the caller's. */
+server_t *server_adopt_conn(pool_t *pool, const struct server_conn *c)
+	__attribute__((warn_unused_result));
+
+/* For tests (the relay's fuzzers): server_adopt_conn of FD alone, a socketpair whose peer
+ * plays a PostgreSQL backend after its login (POOL's reported parameters, no key: a
+ * cancel is not sent). */
 server_t *server_adopt(pool_t *pool, int fd) __attribute__((warn_unused_result));
 
 /* The one state transition: moves S between its pool's lists and logs it. */

@@ -584,7 +584,7 @@ static void job_done(struct exec_job *job)
 		stream_init(&nc->st, rt->base, PQsocket(nc->conn), false, &listener_stream_ops, nc);
 		if (PQsslInUse(nc->conn)) { /* libpq did the handshake: the stream uses its handle */
 			SSL *ssl = PQsslStruct(nc->conn, "OpenSSL");
-			if (!ssl || !stream_tls_attach(&nc->st, ssl)) {
+			if (!ssl || !stream_tls_attach(&nc->st, ssl, false)) {
 				conn_failed(nc, ssl ? "out of memory" : "TLS without an OpenSSL handle");
 				return;
 			}

@@ -373,11 +373,17 @@ static void hk_start(server_t *s, unsigned plan);
 /* S's stream is open on a connection positioned after a ReadyForQuery, its reported
  * parameters and BackendKeyData taken: S starts its life as a connected server, made by
  * libpq or not. */
-static void connected(server_t *s)
+/* Where S's stream is connected: for pgcoro's own CancelRequest. */
+static void learn_peer(server_t *s)
 {
 	s->peer_len = sizeof(s->peer);
 	if (getpeername(s->st.fd, (struct sockaddr *)&s->peer, &s->peer_len) != 0)
 		s->peer_len = 0;
+}
+
+static void connected(server_t *s)
+{
+	learn_peer(s);
 	stream_set_read(&s->st, true);
 	s->tx_status = 'I';
 	double now = rt_now();
@@ -419,7 +425,7 @@ static void on_connected(server_t *s)
 			connect_failed(s, "TLS in use but libpq gives no OpenSSL handle");
 			return;
 		}
-		if (!stream_tls_attach(&s->st, ssl)) {
+		if (!stream_tls_attach(&s->st, ssl, false)) {
 			connect_failed(s, "out of memory");
 			return;
 		}
@@ -528,20 +534,43 @@ bool server_connect(pool_t *pool)
 	return true;
 }
 
-server_t *server_adopt(pool_t *pool, int fd)
+server_t *server_adopt_conn(pool_t *pool, const struct server_conn *c)
 {
 	server_t *s = server_new(pool);
 	if (!s)
 		return NULL;
-	stream_init(&s->st, rt->base, fd, true, &server_stream_ops, s);
+	stream_init(&s->st, rt->base, c->fd, true, &server_stream_ops, s);
+	if (c->ssl && !stream_tls_attach(&s->st, c->ssl, true)) {
+		s->st.close_fd = false; /* the caller's still */
+		stream_free(&s->st);
+		free(s);
+		return NULL;
+	}
+	if (c->names) {
+		for (int k = 0; k < c->nparams; k++) {
+			int i = reported_index(c->names[k]);
+			if (i >= 0)
+				set_param(s, i, c->values[k]);
+		}
+	} else {
+		for (int i = 0; i < SERVER_NPARAMS; i++)
+			set_param(s, i, pool->params[i]);
+	}
+	s->backend_pid = c->backend_pid;
+	s->cancel_key = c->cancel_key;
+	s->cancel_key_known = c->have_key;
+	learn_peer(s);
 	stream_set_read(&s->st, true);
-	for (int i = 0; i < SERVER_NPARAMS; i++)
-		set_param(s, i, pool->params[i]);
 	s->tx_status = 'I';
 	s->idle_since = s->connected_at;
 	s->fresh = true;
 	server_set_state(s, SV_IDLE);
 	return s;
+}
+
+server_t *server_adopt(pool_t *pool, int fd)
+{
+	return server_adopt_conn(pool, &(struct server_conn){.fd = fd});
 }
 
 /* ---- relay-time callbacks ------------------------------------------------------------ */
