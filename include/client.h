@@ -137,8 +137,10 @@ void client_disconnect(client_t *c, const char *sqlstate, const char *fmt, ...)
 void client_disconnect_hint(client_t *c, const char *sqlstate, const char *hint,
 			    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-/* Sends the client an error it must see as coming from a server (a PGresult). */
-void client_disconnect_result(client_t *c, const PGresult *res);
+/* Sends the client an error it must see as coming from a server: SQLSTATE, MESSAGE, and
+ * DETAIL and HINT when not NULL; then as client_disconnect. */
+void client_disconnect_error(client_t *c, const char *sqlstate, const char *detail,
+			     const char *hint, const char *message);
 
 /* Sends ParameterStatus for PARAMS (indexed like server_param_names; NULL: C's pool's
  * cached values with C's own startup values over them), BackendKeyData and

@@ -1,5 +1,5 @@
 /* LISTEN/NOTIFY in transaction and statement mode: a client's LISTEN and UNLISTEN are
- * served by one libpq listener connection per pool, shared by the pool's clients, and
+ * served by one listener connection per pool, shared by the pool's clients, and
  * the notifications it receives are delivered to each subscribed client. (A LISTEN or
  * UNLISTEN that runs on a pooled server is read by listenstmt.c, which subscribes the
  * client here when it commits.) */

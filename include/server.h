@@ -1,5 +1,6 @@
-/* A server: one libpq connection to PostgreSQL. libpq connects (steps on the executor)
- * and runs the pool's own queries; between them the relay owns the socket. */
+/* A server: one connection to PostgreSQL. libpq connects it (steps on the executor);
+ * once connected, its stream carries the relay and pgcoro's own queries (hkquery.h), and
+ * libpq is needed no more (conn may be NULL: a connection made otherwise). */
 #ifndef PGCORO_SERVER_H
 #define PGCORO_SERVER_H
 
@@ -9,8 +10,10 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <libpq-fe.h>
+#include <sys/socket.h>
 
 #include "executor.h"
+#include "hkquery.h"
 #include "list.h"
 #include "prepared.h"
 #include "stream.h"
@@ -24,7 +27,7 @@ enum server_state {
 	SV_CONNECTING,   /* pool->sv_connecting: libpq connect steps */
 	SV_IDLE,         /* pool->sv_idle: clean, ready for a client */
 	SV_ACTIVE,       /* pool->sv_active: linked to one client, relaying */
-	SV_HOUSEKEEPING, /* pool->sv_housekeeping: reset / parameter sync through libpq */
+	SV_HOUSEKEEPING, /* pool->sv_housekeeping: reset / parameter sync (hkquery.h) */
 	SV_CLOSING,      /* global closing list: freed after the loop iteration */
 };
 
@@ -32,16 +35,15 @@ enum server_state {
 #define SERVER_NPARAMS 13
 extern const char *const server_param_names[SERVER_NPARAMS];
 
-/* Housekeeping steps, run in this order through libpq. */
+/* Housekeeping steps, run in this order (hkquery.h). */
 enum server_hk {
 	HK_CONNECT = 1 << 0,  /* the database's connect_query on a new server (errors logged) */
 	HK_ROLLBACK = 1 << 1, /* end an open transaction */
 	HK_RESET = 1 << 2,    /* server_reset_query */
 	HK_UNSET = 1 << 3,    /* RESET ALL: another client's startup settings go */
 	HK_SYNC = 1 << 4,     /* apply the linked client's startup parameters */
-	HK_REFRESH = 1 << 5,  /* re-read the reported parameters */
-	HK_CHECK = 1 << 6,    /* server_check_query before handing out a long-idle server */
-	HK_UNLISTEN = 1 << 7, /* UNLISTEN *: a released server that listened (listen_seen) */
+	HK_CHECK = 1 << 5,    /* server_check_query before handing out a long-idle server */
+	HK_UNLISTEN = 1 << 6, /* UNLISTEN *: a released server that listened (listen_seen) */
 };
 
 struct server {
@@ -96,18 +98,25 @@ struct server {
 	uint32_t params_gen;         /* bumped whenever a reported value changes */
 	uint64_t id;
 
-	PGconn *conn;
-	struct stream st;            /* relay I/O on PQsocket() (opened once connected) */
-	struct event pq_ev;          /* libpq waits on the socket (connect steps, housekeeping) */
+	PGconn *conn;                /* libpq's connection, if libpq made it: its connect steps,
+	                             * then only its cancel and PQfinish */
+	struct stream st;            /* every byte once connected: the relay, housekeeping */
+	struct event pq_ev;          /* libpq's connect steps wait on its socket */
 	struct event timer;          /* connect timeout */
 	struct exec_job job;         /* a connect step running on the executor */
 	struct pool_conn_params *conn_params; /* what the first connect step connects with */
 	PostgresPollingStatusType poll;
 	bool job_running;
 
-	/* cancel (PQcancel on the executor); the server never changes hands meanwhile */
+	/* cancel (on the executor); the server never changes hands meanwhile */
+	uint32_t backend_pid;        /* BackendKeyData's process ID (0: not known) */
+	uint32_t cancel_key;         /* and its secret key, when cancel_key_known */
+	bool cancel_key_known;       /* else a libpq server's cancel is libpq's (PQgetCancel) */
+	int cancel_timeout_ms;       /* each step of pgcoro's own CancelRequest */
+	socklen_t peer_len;          /* 0: not known */
+	struct sockaddr_storage peer; /* where the connection goes (a CancelRequest too) */
 	struct exec_job cancel_job;
-	PGcancel *cancel;
+	PGcancel *cancel;            /* libpq's request in flight, or NULL for pgcoro's own */
 	bool cancel_ok;
 	char cancel_err[256];
 
@@ -118,7 +127,7 @@ struct server {
 	/* housekeeping */
 	unsigned hk_plan;            /* enum server_hk bits still to run */
 	unsigned hk_running;         /* the step in flight */
-	bool hk_pre_dirty;           /* reported parameters unknown to libpq before the step */
+	struct hkquery hk;           /* its answer, as read so far */
 
 	char *params[SERVER_NPARAMS]; /* current reported values (NULL = not reported) */
 	uint64_t applied_sig;        /* param_sig of the client whose other parameters it has */
@@ -140,11 +149,30 @@ bool server_connect(pool_t *pool) __attribute__((warn_unused_result));
  * failure (nothing changed). */
 bool server_connect_replication(pool_t *pool, client_t *c) __attribute__((warn_unused_result));
 
-/* For tests (the relay's fuzzer): a server of POOL over FD, a connected non-blocking
- * socket (closed with the server) whose peer plays a PostgreSQL backend after its login,
- * without a libpq connection. It starts SV_IDLE with POOL's reported parameters; what
- * would go through libpq (housekeeping, a cancel) fails, and it is then closed. NULL if
- * out of memory. */
+/* A connection to PostgreSQL made without libpq, positioned right after a ReadyForQuery
+ * outside any transaction: a login of pgcoro's own (srvlogin.h), a socket an online
+ * restart passed on, a fuzzer's socketpair. */
+struct server_conn {
+	int fd;                    /* connected, non-blocking: closed with the server */
+	SSL *ssl;                  /* the TLS handle over FD, or NULL: freed with the server */
+	uint32_t backend_pid;      /* its BackendKeyData, when have_key */
+	uint32_t cancel_key;
+	bool have_key;             /* then a cancel is pgcoro's own CancelRequest */
+	int nparams;               /* the ParameterStatus received, in order (the last wins); */
+	const char *const *names;  /* names NULL: POOL's reported parameters */
+	const char *const *values;
+};
+
+/* A server of POOL over C: SV_IDLE at once, its reported parameters and BackendKeyData
+ * C's, housekeeping and cancels as on any server (no connect bookkeeping: no
+ * connect_query, no connect metrics). NULL if out of memory: then C's socket and handle
+ * are still the caller's. */
+server_t *server_adopt_conn(pool_t *pool, const struct server_conn *c)
+	__attribute__((warn_unused_result));
+
+/* For tests (the relay's fuzzers): server_adopt_conn of FD alone, a socketpair whose peer
+ * plays a PostgreSQL backend after its login (POOL's reported parameters, no key: a
+ * cancel is not sent). */
 server_t *server_adopt(pool_t *pool, int fd) __attribute__((warn_unused_result));
 
 /* The one state transition: moves S between its pool's lists and logs it. */
@@ -180,14 +208,21 @@ void server_disconnect(server_t *s, const char *fmt, ...) __attribute__((format(
  * NUL-terminated, cut to LEN. */
 void server_connect_error(const char *msg, char sqlstate[6], char *told, size_t len);
 
-/* Cancels the query running on S (for its linked client) with PQcancel on the executor.
- * Until that ends, S is not handed to another client. */
+/* Cancels the query running on S (for its linked client), on the executor: with libpq's
+ * PQcancel for a server libpq made, else with pgcoro's own CancelRequest when S's
+ * BackendKeyData is known (else only a warning is logged). Until that ends, S is not
+ * handed to another client. */
 void server_cancel(server_t *s);
+
+/* Where S is connected: the host (or unix socket directory) into HOST (LEN bytes, empty
+ * when not known); returns the port (0 when not known). */
+int server_peer(const server_t *s, char *host, size_t len);
 
 /* The index of NAME (any case) in server_param_names, or -1. */
 int server_param_index(const char *name);
 
-/* Records a ParameterStatus the relay passed to the client. */
+/* Records a ParameterStatus the relay passed to the client (S's table, and the client's
+ * session value when tracked). */
 void server_param_seen(server_t *s, const char *name, const char *value);
 
 /* Frees servers marked closing whose executor job has ended (all of them if FORCE). */

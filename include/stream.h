@@ -107,9 +107,12 @@ void stream_free(struct stream *st);
 bool stream_tls_accept(struct stream *st, SSL_CTX *ctx, const void *prefix, size_t len)
 	__attribute__((warn_unused_result));
 
-/* From now on ST reads and writes through SSL, an established connection owned by
- * someone else (libpq's PQsslStruct): it is not freed with ST. False if out of memory. */
-bool stream_tls_attach(struct stream *st, SSL *ssl) __attribute__((warn_unused_result));
+/* From now on ST reads and writes through SSL, an established connection (input SSL
+ * already holds is read first). OWNED: ST's from now on, freed with it (a handle pgcoro
+ * made); else someone else's (libpq's PQsslStruct), not freed with ST. False if out of
+ * memory (nothing changed). */
+bool stream_tls_attach(struct stream *st, SSL *ssl, bool owned)
+	__attribute__((warn_unused_result));
 
 /* ST's SSL handle, or NULL for a plain stream (or one whose TLS handshake has not
  * begun). */

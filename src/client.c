@@ -462,14 +462,10 @@ void client_disconnect_hint(client_t *c, const char *sqlstate, const char *hint,
 	va_end(ap);
 }
 
-void client_disconnect_result(client_t *c, const PGresult *res)
+void client_disconnect_error(client_t *c, const char *sqlstate, const char *detail,
+			     const char *hint, const char *message)
 {
-	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
-	const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
-	disconnect_extra(c, state ? state : "08006", detail, hint, "%s",
-			 msg ? msg : "server error");
+	disconnect_extra(c, sqlstate, detail, hint, "%s", message);
 }
 
 static void client_free(client_t *c)

@@ -28,7 +28,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <libpq-fe.h>
 
 #include "array.h"
 #include "client.h"
@@ -413,7 +412,7 @@ static enum listenstmt_act server_notification(server_t *s, const uint8_t *msg)
 	if (lc->nxact && !lc->req_error && !lc->req_rollback && !xact_commit(c))
 		return LISTENSTMT_HOLD; /* closed */
 	uint32_t pid = (uint32_t)msg[5] << 24 | (uint32_t)msg[6] << 16 | (uint32_t)msg[7] << 8 | msg[8];
-	if (pid != (uint32_t)PQbackendPID(s->conn))
+	if (pid != s->backend_pid)
 		return LISTENSTMT_DROP;
 	for (int i = 0; i < lc->nfresh; i++)
 		if (strcmp(lc->fresh[i].chan, (const char *)msg + PROTO_HDR + 4) == 0)

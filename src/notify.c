@@ -1,6 +1,8 @@
 /* Owns LISTEN/NOTIFY in transaction and statement mode: each pool's listener connection
- * (one libpq connection, made like a server's: connect steps on the executor, then
- * libpq's async API on the loop), its channels and their subscribed clients.
+ * (made by libpq like a server's: connect steps on the executor; then, like a server's,
+ * spoken to by pgcoro itself through a stream: its LISTEN/UNLISTEN queries and their
+ * answers and its notifications go through hkquery.h), its channels and their
+ * subscribed clients.
  *
  * DESIGN. A client without a server whose simple Query is one LISTEN or UNLISTEN
  * statement is served here instead of by a pooled server (which would keep listening
@@ -8,7 +10,7 @@
  * when its first client subscribes and UNLISTEN when its last one leaves; the client's
  * LISTEN is answered (CommandComplete "LISTEN", ReadyForQuery) once the listener
  * listens, so every NOTIFY committed after the answer reaches it, as with PostgreSQL.
- * Notifications read with PQnotifies go as NotificationResponse to each subscriber: at
+ * Its NotificationResponses go on to each subscriber: at
  * once when it is idle, else held until it gives its server back (PostgreSQL too
  * delivers them between transactions). NOTIFY itself passes through the relay. If the
  * listener connection fails, waiting LISTENs get an error, and it is made again (once
@@ -47,6 +49,7 @@
 #include "config.h"
 #include "executor.h"
 #include "hash.h"
+#include "hkquery.h"
 #include "list.h"
 #include "log.h"
 #include "metrics.h"
@@ -99,8 +102,12 @@ enum nc_state {
 struct notify_conn {
 	pool_t *pool;
 	enum nc_state state;
-	PGconn *conn;
-	struct event ev;       /* the socket (connect steps, then reading) */
+	PGconn *conn;          /* libpq's, for its connect steps (then only PQfinish) */
+	struct event ev;       /* libpq's connect steps wait on its socket */
+	struct stream st;      /* the connection once made: queries, answers, notifications */
+	struct hkquery q;      /* the answer being read (notifications come between answers) */
+	char encoding[32];     /* its client_encoding, for quoting channel names */
+	struct event reap_ev;  /* closes the connection of a failure, outside its callbacks */
 	struct event retry_ev; /* reconnect after a failure */
 	struct exec_job job;
 	PostgresPollingStatusType poll;
@@ -401,7 +408,10 @@ static void conn_failed(struct notify_conn *nc, const char *reason)
 {
 	log_warning("pool %s/%s: LISTEN connection: %s", nc->pool->dbname, nc->pool->user, reason);
 	event_del(&nc->ev);
-	if (nc->conn && !nc->job_running) {
+	if (stream_is_open(&nc->st)) { /* maybe inside its callbacks: closed by reap_cb */
+		stream_set_read(&nc->st, false);
+		event_active(&nc->reap_ev, EV_TIMEOUT, 0);
+	} else if (nc->conn && !nc->job_running) {
 		PQfinish(nc->conn);
 		nc->conn = NULL;
 	}
@@ -433,9 +443,11 @@ static void conn_failed(struct notify_conn *nc, const char *reason)
 	}
 }
 
-static void deliver(struct notify_conn *nc, const PGnotify *n)
+/* A notification of the listener connection (hkquery_ops). */
+static void deliver(void *arg, uint32_t pid, const char *channel, const char *payload)
 {
-	struct chan *ch = chan_find(nc, n->relname);
+	struct notify_conn *nc = arg;
+	struct chan *ch = chan_find(nc, channel);
 	if (!ch || ch->sent < 0)
 		return; /* UNLISTEN in flight: its subscribers came after it, their LISTEN waits */
 	struct list *pos, *tmp;
@@ -443,8 +455,7 @@ static void deliver(struct notify_conn *nc, const PGnotify *n)
 		client_t *c = list_entry(pos, struct sub, in_chan)->c;
 		if (c->state == CL_CLOSING)
 			continue;
-		proto_build_notification(&out, (uint32_t)n->be_pid, n->relname,
-					 n->extra ? n->extra : "");
+		proto_build_notification(&out, pid, channel, payload);
 		send_out(c, c->state == CL_IDLE && !c->notify->held.len &&
 				 !stream_output_full(&c->st)); /* else held, up to NOTIFY_HELD_MAX */
 	}
@@ -475,52 +486,64 @@ static void query_done(struct notify_conn *nc, bool ok)
 	reconcile(nc);
 }
 
-static void on_read(evutil_socket_t fd, short what, void *arg)
+/* What the listener's ParameterStatus tells: its client_encoding (quoting follows it). */
+static void listener_param(void *arg, const char *name, const char *value)
 {
 	struct notify_conn *nc = arg;
-	if (what & EV_WRITE) {
-		int r = PQflush(nc->conn);
-		if (r < 0) {
-			conn_failed(nc, PQerrorMessage(nc->conn));
+	if (strcmp(name, "client_encoding") == 0)
+		snprintf(nc->encoding, sizeof(nc->encoding), "%s", value);
+}
+
+static void listener_notice(void *arg, const char *severity, const char *message)
+{
+	const struct notify_conn *nc = arg;
+	log_info("pool %s/%s: LISTEN connection: %s:  %s", nc->pool->dbname, nc->pool->user,
+		 severity, message);
+}
+
+static const struct hkquery_ops listener_ops = {
+	.param = listener_param, .notification = deliver, .notice = listener_notice};
+
+/* The listener connection's input: the answers to its queries, notifications between
+ * them. */
+static void on_input(struct stream *st, void *arg)
+{
+	struct notify_conn *nc = arg;
+	while (nc->state == NC_READY || nc->state == NC_BUSY) {
+		const char *why = "?";
+		enum hkquery_status r = hkquery_read(&nc->q, &nc->st, &why);
+		if (r == HKQUERY_MORE)
+			return;
+		if (r == HKQUERY_BAD) {
+			conn_failed(nc, why);
 			return;
 		}
-		if (r == 0) {
-			event_del(&nc->ev);
-			event_assign(&nc->ev, rt->base, PQsocket(nc->conn), EV_READ | EV_PERSIST, on_read,
-				     nc);
-			event_add(&nc->ev, NULL);
+		if (nc->state != NC_BUSY) {
+			conn_failed(nc, "the server sent a ReadyForQuery nothing asked for");
+			return;
 		}
-		return;
+		bool ok = !nc->q.failed;
+		if (!ok)
+			log_warning("pool %s/%s: LISTEN connection: ERROR:  %s", nc->pool->dbname,
+				    nc->pool->user, nc->q.message);
+		hkquery_begin(&nc->q, &listener_ops, nc); /* the next answer */
+		query_done(nc, ok);
 	}
-	if (!PQconsumeInput(nc->conn)) {
-		conn_failed(nc, PQerrorMessage(nc->conn));
-		return;
-	}
-	while (nc->state == NC_BUSY && !PQisBusy(nc->conn)) {
-		PGresult *res = PQgetResult(nc->conn);
-		if (!res) {
-			query_done(nc, true);
-			break;
-		}
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			log_warning("pool %s/%s: LISTEN connection: %s", nc->pool->dbname,
-				    nc->pool->user, PQresultErrorMessage(res));
-			PQclear(res);
-			while ((res = PQgetResult(nc->conn)))
-				PQclear(res);
-			query_done(nc, false);
-			break;
-		}
-		PQclear(res);
-	}
-	PGnotify *n;
-	while (nc->conn && (n = PQnotifies(nc->conn))) {
-		deliver(nc, n);
-		PQfreemem(n);
-	}
-	if (nc->conn && PQstatus(nc->conn) == CONNECTION_BAD)
-		conn_failed(nc, "connection lost");
 }
+
+static void on_drain(struct stream *st, void *arg) {}
+
+static void on_event(struct stream *st, enum stream_event ev, void *arg)
+{
+	struct notify_conn *nc = arg;
+	if (ev != STREAM_EOF)
+		conn_failed(nc, stream_error_string(st));
+	else /* a FATAL's message, when it sent one */
+		conn_failed(nc, nc->q.fatal ? nc->q.message : "connection lost");
+}
+
+static const struct stream_ops listener_stream_ops = {
+	.on_read = on_input, .on_drain = on_drain, .on_event = on_event};
 
 /* Issues LISTEN for the channels marked that are wanted and not listened to, and UNLISTEN
  * for those listened to that nobody wants (up to QUERY_CHANNELS of them), in one query,
@@ -548,21 +571,21 @@ static void reconcile(struct notify_conn *nc)
 			list_del(&nc->dirty, pos);
 			continue;
 		}
-		char *id = PQescapeIdentifier(nc->conn, ch->name, strlen(ch->name));
-		if (!id) { /* else its LISTEN would wait for ever */
+		const char *why;
+		size_t at = sql.len;
+		proto_put_bytes(&sql, want ? "LISTEN " : "UNLISTEN ", want ? 7 : 9);
+		if (!hkquery_quote_ident(&sql, ch->name, nc->encoding, &why)) {
+			/* else its LISTEN would wait for ever */
+			sql.len = at;
 			char msg[256];
 			snprintf(msg, sizeof(msg), "LISTEN failed: the channel name is not valid in the "
-				 "server's encoding (%.*s)", (int)strcspn(PQerrorMessage(nc->conn), "\n"),
-				 PQerrorMessage(nc->conn));
+				 "connection's encoding %s (%s)", nc->encoding, why);
 			log_warning("pool %s/%s: LISTEN connection: %s", nc->pool->dbname,
 				    nc->pool->user, msg);
 			chan_refuse(nc, ch, msg); /* freed (kept and tried again if listened to) */
 			continue;
 		}
-		proto_put_bytes(&sql, want ? "LISTEN " : "UNLISTEN ", want ? 7 : 9);
-		proto_put_bytes(&sql, id, strlen(id));
 		proto_put_bytes(&sql, ";", 1);
-		PQfreemem(id);
 		list_del(&nc->dirty, pos);
 		chan_set(ch, ch->listening, want ? 1 : -1);
 		list_append(&nc->flight, &ch->link);
@@ -571,20 +594,11 @@ static void reconcile(struct notify_conn *nc)
 	if (!n)
 		return;
 	proto_put_u8(&sql, 0);
-	bool ok = !sql.failed && PQsendQuery(nc->conn, (const char *)sql.data) == 1;
-	if (!ok) {
-		conn_failed(nc, PQerrorMessage(nc->conn));
+	if (sql.failed || !hkquery_send(&nc->st, (const char *)sql.data)) {
+		conn_failed(nc, "out of memory");
 		return;
 	}
 	nc->state = NC_BUSY;
-	int r = PQflush(nc->conn);
-	if (r < 0) {
-		conn_failed(nc, PQerrorMessage(nc->conn));
-	} else if (r > 0) {
-		event_del(&nc->ev);
-		event_assign(&nc->ev, rt->base, PQsocket(nc->conn), EV_WRITE | EV_PERSIST, on_read, nc);
-		event_add(&nc->ev, NULL);
-	}
 }
 
 /* ---- connecting ---------------------------------------------------------------------- */
@@ -652,15 +666,26 @@ static void job_done(struct exec_job *job)
 		what = EV_WRITE;
 		break;
 	case PGRES_POLLING_OK:
+		/* libpq writes nothing more but PQfinish's Terminate, which must not block */
 		if (PQsetnonblocking(nc->conn, 1) != 0) {
 			conn_failed(nc, PQerrorMessage(nc->conn));
 			return;
 		}
+		stream_init(&nc->st, rt->base, PQsocket(nc->conn), false, &listener_stream_ops, nc);
+		if (PQsslInUse(nc->conn)) { /* libpq did the handshake: the stream uses its handle */
+			SSL *ssl = PQsslStruct(nc->conn, "OpenSSL");
+			if (!ssl || !stream_tls_attach(&nc->st, ssl, false)) {
+				conn_failed(nc, ssl ? "out of memory" : "TLS without an OpenSSL handle");
+				return;
+			}
+		}
+		const char *enc = PQparameterStatus(nc->conn, "client_encoding");
+		listener_param(nc, "client_encoding", enc ? enc : "");
+		hkquery_begin(&nc->q, &listener_ops, nc);
 		log_info("pool %s/%s: LISTEN connection made, backend pid %d", nc->pool->dbname,
 			 nc->pool->user, PQbackendPID(nc->conn));
 		nc->state = NC_READY;
-		event_assign(&nc->ev, rt->base, PQsocket(nc->conn), EV_READ | EV_PERSIST, on_read, nc);
-		event_add(&nc->ev, NULL);
+		stream_set_read(&nc->st, true);
 		reconcile(nc);
 		return;
 	default:
@@ -671,10 +696,36 @@ static void job_done(struct exec_job *job)
 	event_add(&nc->ev, NULL);
 }
 
+/* Closes the connection (its stream, then libpq's PGconn). Never inside the stream's
+ * callbacks. */
+static void conn_close(struct notify_conn *nc)
+{
+	stream_free(&nc->st);
+	if (nc->conn && !nc->job_running) {
+		PQfinish(nc->conn);
+		nc->conn = NULL;
+	}
+}
+
+/* After a failure, outside the stream's callbacks: the connection goes, and a new one is
+ * made if channels wait for it. */
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct notify_conn *nc = arg;
+	if (nc->state != NC_DOWN)
+		return;
+	conn_close(nc);
+	reconcile(nc);
+}
+
 static void connect_start(struct notify_conn *nc)
 {
 	if (nc->state != NC_DOWN || nc->job_running || rt->shutting_down)
 		return;
+	if (stream_is_open(&nc->st)) {
+		event_active(&nc->reap_ev, EV_TIMEOUT, 0); /* it connects once the old one went */
+		return;
+	}
 	nc->state = NC_CONNECTING;
 	submit(nc, job_start);
 }
@@ -691,7 +742,8 @@ static struct notify_conn *conn_of(pool_t *p)
 	nc->pool = p;
 	list_head_init(&nc->dirty);
 	list_head_init(&nc->flight);
-	event_assign(&nc->ev, rt->base, -1, 0, on_read, nc);
+	event_assign(&nc->ev, rt->base, -1, 0, on_connect_step, nc);
+	evtimer_assign(&nc->reap_ev, rt->base, reap_cb, nc);
 	evtimer_assign(&nc->retry_ev, rt->base, retry_cb, nc);
 	p->notify = nc;
 	return nc;
@@ -703,9 +755,9 @@ void notify_pool_free(pool_t *p)
 	if (!nc)
 		return;
 	event_del(&nc->ev);
+	event_del(&nc->reap_ev);
 	event_del(&nc->retry_ev);
-	if (nc->conn)
-		PQfinish(nc->conn);
+	conn_close(nc);
 	hash_for_each(&nc->chans, i, n, next) {
 		struct chan *ch = hash_entry(n, struct chan, node);
 		struct list *pos, *tmp;

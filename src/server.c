@@ -1,24 +1,34 @@
-/* Owns server connections: a libpq connection per server, its states and its lists.
- * Connecting: PQconnectStartParams and every PQconnectPoll step run on the executor
- * (they may resolve host names, run SCRAM's PBKDF2, do a TLS handshake); the loop only
- * waits on PQsocket() between steps, re-armed each time. Once connected, the relay owns
- * the socket through a stream; libpq takes it back only at a ReadyForQuery boundary
- * for housekeeping (rollback, server_reset_query, parameter sync, UNLISTEN * after a
- * client's LISTEN ran there) with its async API.
+/* Owns server connections: their states, their lists, and everything pgcoro says to a
+ * server once it is connected.
+ * Connecting: libpq makes the connection — PQconnectStartParams and every PQconnectPoll
+ * step run on the executor (they may resolve host names, run SCRAM's PBKDF2, do a TLS
+ * handshake); the loop only waits on PQsocket() between steps, re-armed each time.
+ * DESIGN. Once connected, a server needs nothing of libpq: the stream (plain, or TLS on
+ * libpq's handle) carries the relay and pgcoro's own queries alike. Housekeeping
+ * (rollback, server_reset_query, the parameter sync, health checks, UNLISTEN * after a
+ * client's LISTEN ran there, connect_query) is written and its answer read by hkquery.h
+ * at a ReadyForQuery boundary, on the same stream, so a server made without libpq
+ * (conn == NULL: a login of pgcoro's own, a socket an online restart passed on) is
+ * served the same way. The server keeps its reported parameters itself: at connect
+ * (from libpq's, or the login's list), then from every ParameterStatus the relay passes
+ * (server_param_seen) or housekeeping reads. libpq's PGconn, when there is one, is kept
+ * only for its cancel (PQgetCancel/PQcancel: libpq does not show the cancel key) and to
+ * be finished; a server whose BackendKeyData pgcoro knows is cancelled with pgcoro's own
+ * CancelRequest (cancelreq.h) to the address it is connected to.
  * A replication client's server is made for it (its replication parameter and startup
  * settings in the conninfo), linked from its start, and closed when it leaves: it never
- * goes idle nor through housekeeping (a walsender takes neither a reset nor SQL).
- * Reported parameters: libpq learns the ones it sees; the relay reports the ones it
- * passes (server_param_seen). When the two disagree before a libpq query, the truth is
- * re-read with one query afterwards (HK_REFRESH). */
+ * goes idle nor through housekeeping (a walsender takes neither a reset nor SQL). */
 #include "server.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/un.h>
 
-
+#include "cancelreq.h"
 #include "client.h"
 #include "config.h"
 #include "log.h"
@@ -38,20 +48,15 @@ const char *const server_param_names[SERVER_NPARAMS] = {
 
 static struct runtime *rt;
 static struct list_head closing; /* SV_CLOSING */
-static char refresh_sql[1024];
 
 static void pq_connect_cb(evutil_socket_t fd, short what, void *arg);
 static void hk_next(server_t *s);
+static const char *hk_name(unsigned step);
 
 void server_init(struct runtime *r)
 {
 	rt = r;
 	list_head_init(&closing);
-	size_t off = (size_t)snprintf(refresh_sql, sizeof(refresh_sql), "SELECT");
-	for (int i = 0; i < SERVER_NPARAMS; i++)
-		off += (size_t)snprintf(refresh_sql + off, sizeof(refresh_sql) - off,
-					"%s pg_catalog.current_setting('%s', true)", i ? "," : "",
-					server_param_names[i]);
 }
 
 const char *server_state_name(enum server_state state)
@@ -163,31 +168,23 @@ static uint32_t tracked_mask(const pool_t *p)
 	return m;
 }
 
+/* The index of NAME, as the server spells it in ParameterStatus, or -1. */
+static int reported_index(const char *name)
+{
+	for (int i = 0; i < SERVER_NPARAMS; i++)
+		if (strcmp(server_param_names[i], name) == 0)
+			return i;
+	return -1;
+}
+
 void server_param_seen(server_t *s, const char *name, const char *value)
 {
-	for (int i = 0; i < SERVER_NPARAMS; i++) {
-		if (strcmp(server_param_names[i], name) == 0) {
-			set_param(s, i, value);
-			if (s->client && !s->replication && (tracked_mask(s->pool) & 1u << i))
-				client_param_changed(s->client, i, value);
-			return;
-		}
-	}
-}
-
-/* True if libpq's idea of a reported parameter differs from ours. */
-static bool params_differ_from_libpq(server_t *s)
-{
-	for (int i = 0; i < SERVER_NPARAMS; i++)
-		if (!str_eq(PQparameterStatus(s->conn, server_param_names[i]), s->params[i]))
-			return true;
-	return false;
-}
-
-static void params_from_libpq(server_t *s)
-{
-	for (int i = 0; i < SERVER_NPARAMS; i++)
-		set_param(s, i, PQparameterStatus(s->conn, server_param_names[i]));
+	int i = reported_index(name);
+	if (i < 0)
+		return;
+	set_param(s, i, value);
+	if (s->client && !s->replication && (tracked_mask(s->pool) & 1u << i))
+		client_param_changed(s->client, i, value);
 }
 
 /* ---- closing ------------------------------------------------------------------------- */
@@ -286,9 +283,9 @@ void server_reap(bool force)
 
 /* ---- connecting ---------------------------------------------------------------------- */
 
-/* A notice libpq receives (a WARNING on a housekeeping query, ...): logged, through the
- * log's escaping, instead of written raw to stderr by libpq's default. May run on an
- * executor thread (connect steps): reads only what never changes. */
+/* A notice libpq receives while it connects: logged, through the log's escaping, instead
+ * of written raw to stderr by libpq's default (housekeeping's are hk_notice's). May run
+ * on an executor thread (connect steps): reads only what never changes. */
 static void on_notice(void *arg, const char *message)
 {
 	const server_t *s = arg;
@@ -394,30 +391,52 @@ static void connect_wait(server_t *s, short what)
 static const struct stream_ops server_stream_ops;
 static void hk_start(server_t *s, unsigned plan);
 
-static void on_connected(server_t *s)
+/* S's stream is open on a connection positioned after a ReadyForQuery, its reported
+ * parameters and BackendKeyData taken: S starts its life as a connected server, made by
+ * libpq or not. */
+/* Where S's stream is connected: for pgcoro's own CancelRequest. */
+static void learn_peer(server_t *s)
 {
-	evtimer_del(&s->timer);
-	event_del(&s->pq_ev);
-	PQsetErrorVerbosity(s->conn, PQERRORS_DEFAULT); /* housekeeping errors: log lines */
-	if (PQsetnonblocking(s->conn, 1) != 0) {
-		connect_failed(s, PQerrorMessage(s->conn));
-		return;
+	s->peer_len = sizeof(s->peer);
+	if (getpeername(s->st.fd, (struct sockaddr *)&s->peer, &s->peer_len) != 0)
+		s->peer_len = 0;
+}
+
+int server_peer(const server_t *s, char *host, size_t len)
+{
+	host[0] = '\0';
+	if (s->conn) {
+		const char *h = PQhost(s->conn), *port = PQport(s->conn);
+		snprintf(host, len, "%s", h ? h : "");
+		return port && *port ? atoi(port) : 5432;
 	}
-	stream_init(&s->st, rt->base, PQsocket(s->conn), false, &server_stream_ops, s);
-	if (PQsslInUse(s->conn)) {
-		/* libpq did the handshake; the relay reads and writes through its handle */
-		SSL *ssl = PQsslStruct(s->conn, "OpenSSL");
-		if (!ssl) {
-			connect_failed(s, "TLS in use but libpq gives no OpenSSL handle");
-			return;
-		}
-		if (!stream_tls_attach(&s->st, ssl)) {
-			connect_failed(s, "out of memory");
-			return;
-		}
+	if (s->peer_len == 0)
+		return 0;
+	if (s->peer.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&s->peer;
+		inet_ntop(AF_INET, &a->sin_addr, host, (socklen_t)len);
+		return ntohs(a->sin_port);
 	}
+	if (s->peer.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&s->peer;
+		inet_ntop(AF_INET6, &a->sin6_addr, host, (socklen_t)len);
+		return ntohs(a->sin6_port);
+	}
+	if (s->peer.ss_family == AF_UNIX) {
+		const struct sockaddr_un *a = (const struct sockaddr_un *)&s->peer;
+		const char *slash = strrchr(a->sun_path, '/');
+		const char *dot = strrchr(a->sun_path, '.');
+		if (slash)
+			snprintf(host, len, "%.*s", (int)(slash - a->sun_path), a->sun_path);
+		return dot ? atoi(dot + 1) : 5432;
+	}
+	return 0;
+}
+
+static void connected(server_t *s)
+{
+	learn_peer(s);
 	stream_set_read(&s->st, true);
-	params_from_libpq(s);
 	s->tx_status = 'I';
 	double now = rt_now();
 	struct metrics_pool *m = rt->metrics_on ? pool_metrics(s->pool) : NULL;
@@ -433,10 +452,10 @@ static void on_connected(server_t *s)
 		return;
 	}
 	if (rt->cfg->log_connections)
-		log_info("server %llu (%s/%s): connected, backend pid %d%s", (unsigned long long)s->id,
-			 s->pool->dbname, s->pool->user, PQbackendPID(s->conn),
+		log_info("server %llu (%s/%s): connected, backend pid %u%s", (unsigned long long)s->id,
+			 s->pool->dbname, s->pool->user, (unsigned)s->backend_pid,
 			 s->replication ? ", replication" : "");
-	sockopt_apply(PQsocket(s->conn), rt->cfg);
+	sockopt_apply(s->st.fd, rt->cfg);
 	if (s->replication) {
 		/* no connect_query: a physical walsender runs no SQL, and the session is its
 		 * client's alone */
@@ -452,6 +471,37 @@ static void on_connected(server_t *s)
 	}
 	server_set_state(s, SV_IDLE);
 	pool_kick(s->pool);
+}
+
+/* libpq's last connect step succeeded: S takes the connection over (libpq's socket, and
+ * its TLS handle) with what libpq learnt at the login — the reported parameters and the
+ * process ID; the cancel key stays inside libpq (its PQgetCancel). */
+static void on_connected(server_t *s)
+{
+	evtimer_del(&s->timer);
+	event_del(&s->pq_ev);
+	/* libpq writes nothing more but PQfinish's Terminate, which must not block */
+	if (PQsetnonblocking(s->conn, 1) != 0) {
+		connect_failed(s, PQerrorMessage(s->conn));
+		return;
+	}
+	stream_init(&s->st, rt->base, PQsocket(s->conn), false, &server_stream_ops, s);
+	if (PQsslInUse(s->conn)) {
+		/* libpq did the handshake; the stream reads and writes through its handle */
+		SSL *ssl = PQsslStruct(s->conn, "OpenSSL");
+		if (!ssl) {
+			connect_failed(s, "TLS in use but libpq gives no OpenSSL handle");
+			return;
+		}
+		if (!stream_tls_attach(&s->st, ssl, false)) {
+			connect_failed(s, "out of memory");
+			return;
+		}
+	}
+	for (int i = 0; i < SERVER_NPARAMS; i++)
+		set_param(s, i, PQparameterStatus(s->conn, server_param_names[i]));
+	s->backend_pid = (uint32_t)PQbackendPID(s->conn);
+	connected(s);
 }
 
 static void job_done(struct exec_job *job)
@@ -665,17 +715,35 @@ bool server_connect_replication(pool_t *pool, client_t *c)
 	return true;
 }
 
-server_t *server_adopt(pool_t *pool, int fd)
+server_t *server_adopt_conn(pool_t *pool, const struct server_conn *c)
 {
 	if (!pool_traffic(pool)) /* a pool with a server has it */
 		return NULL;
 	server_t *s = server_new(pool);
 	if (!s)
 		return NULL;
-	stream_init(&s->st, rt->base, fd, true, &server_stream_ops, s);
+	stream_init(&s->st, rt->base, c->fd, true, &server_stream_ops, s);
+	if (c->ssl && !stream_tls_attach(&s->st, c->ssl, true)) {
+		s->st.close_fd = false; /* the caller's still */
+		stream_free(&s->st);
+		free(s);
+		return NULL;
+	}
+	if (c->names) {
+		for (int k = 0; k < c->nparams; k++) {
+			int i = reported_index(c->names[k]);
+			if (i >= 0)
+				set_param(s, i, c->values[k]);
+		}
+	} else {
+		for (int i = 0; i < SERVER_NPARAMS; i++)
+			set_param(s, i, pool_param(pool, i));
+	}
+	s->backend_pid = c->backend_pid;
+	s->cancel_key = c->cancel_key;
+	s->cancel_key_known = c->have_key;
+	learn_peer(s);
 	stream_set_read(&s->st, true);
-	for (int i = 0; i < SERVER_NPARAMS; i++)
-		set_param(s, i, pool_param(pool, i));
 	s->tx_status = 'I';
 	s->idle_since = s->connected_at;
 	s->fresh = true;
@@ -683,7 +751,14 @@ server_t *server_adopt(pool_t *pool, int fd)
 	return s;
 }
 
+server_t *server_adopt(pool_t *pool, int fd)
+{
+	return server_adopt_conn(pool, &(struct server_conn){.fd = fd});
+}
+
 /* ---- relay-time callbacks ------------------------------------------------------------ */
+
+static void hk_input(server_t *s);
 
 static void server_read_cb(struct stream *st, void *arg)
 {
@@ -691,6 +766,9 @@ static void server_read_cb(struct stream *st, void *arg)
 	switch (s->state) {
 	case SV_ACTIVE:
 		relay_server_to_client(s);
+		break;
+	case SV_HOUSEKEEPING:
+		hk_input(s);
 		break;
 	case SV_IDLE:
 		server_disconnect(s, "unexpected data from idle server");
@@ -710,7 +788,9 @@ static void server_drain_cb(struct stream *st, void *arg)
 static void server_event_cb(struct stream *st, enum stream_event ev, void *arg)
 {
 	server_t *s = arg;
-	if (ev == STREAM_EOF)
+	if (s->state == SV_HOUSEKEEPING && s->hk_running && s->hk.failed) /* its last words */
+		server_disconnect(s, "%s failed: %s", hk_name(s->hk_running), s->hk.message);
+	else if (ev == STREAM_EOF)
 		server_disconnect(s, "server closed the connection");
 	else
 		server_disconnect(s, "%s error: %s", st->tls ? "TLS" : "socket",
@@ -749,27 +829,8 @@ static void server_to_idle(server_t *s)
 		pool_kick_related(s->pool); /* unused here: a sibling pool may take its place */
 }
 
-static void hk_cb(evutil_socket_t fd, short what, void *arg);
-
-static void hk_wait(server_t *s, short what)
-{
-	event_del(&s->pq_ev);
-	event_assign(&s->pq_ev, rt->base, PQsocket(s->conn), what, hk_cb, s);
-	event_add(&s->pq_ev, NULL);
-}
-
-static void hk_flush(server_t *s)
-{
-	int r = PQflush(s->conn);
-	if (r < 0)
-		server_disconnect(s, "housekeeping: %s", PQerrorMessage(s->conn));
-	else
-		hk_wait(s, r > 0 ? EV_WRITE : EV_READ);
-}
-
 static void hk_finish(server_t *s)
 {
-	event_del(&s->pq_ev);
 	s->tx_status = 'I';
 	s->out_syncs = 0;
 	s->mid_ext = false;
@@ -780,7 +841,6 @@ static void hk_finish(server_t *s)
 		server_disconnect(s, "shutting down");
 		return;
 	}
-	stream_set_read(&s->st, true);
 	if (s->client) {
 		server_set_state(s, SV_ACTIVE);
 		client_on_server_ready(s->client);
@@ -789,10 +849,10 @@ static void hk_finish(server_t *s)
 	}
 }
 
-static const char *const hk_names[] = {"connect_query",     "ROLLBACK",
+static const char *const hk_names[] = {"connect_query",  "ROLLBACK",
 				       "server_reset_query", "RESET ALL",
-				       "parameter sync",     "parameter refresh",
-				       "server_check_query", "UNLISTEN *"};
+				       "parameter sync", "server_check_query",
+				       "UNLISTEN *"};
 
 static const char *hk_name(unsigned step)
 {
@@ -872,8 +932,31 @@ static bool hk_send_sync(server_t *s, bool *sent)
 		off += (size_t)snprintf(sql + off, sizeof(sql) - off,
 					"%s pg_catalog.set_config($%d, $%d, false)", i ? "," : "",
 					2 * i + 1, 2 * i + 2);
-	return PQsendQueryParams(s->conn, sql, 2 * n, NULL, vals, NULL, NULL, 0) == 1;
+	/* the values as parameters: whatever their bytes, never quoted into the text */
+	return hkquery_send_params(&s->st, sql, 2 * n, vals);
 }
+
+/* A ParameterStatus in a housekeeping answer (the sync's own SETs, a RESET): S's table
+ * follows; the client is not told (its session did not set it). */
+static void hk_param(void *arg, const char *name, const char *value)
+{
+	server_t *s = arg;
+	int i = reported_index(name);
+	if (i >= 0)
+		set_param(s, i, value);
+}
+
+/* A WARNING or NOTICE a housekeeping query raised: logged, as libpq's notice processor
+ * did (on_notice). */
+static void hk_notice(void *arg, const char *severity, const char *message)
+{
+	const server_t *s = arg;
+	log_info("server %llu (%s/%s): %s:  %s", (unsigned long long)s->id, s->pool->dbname,
+		 s->pool->user, severity, message);
+}
+
+/* A notification (of a server that listened, before its UNLISTEN *) is nobody's. */
+static const struct hkquery_ops hk_ops = {.param = hk_param, .notice = hk_notice};
 
 static void hk_next(server_t *s)
 {
@@ -890,41 +973,39 @@ static void hk_next(server_t *s)
 	}
 	s->hk_plan &= ~step;
 	s->hk_running = step;
-	s->hk_pre_dirty = step != HK_REFRESH && params_differ_from_libpq(s);
+	hkquery_begin(&s->hk, &hk_ops, s);
+	const char *sql = NULL;
 	bool ok = true, sent = true;
 	switch (step) {
 	case HK_CONNECT:
-		ok = PQsendQuery(s->conn, s->pool->connect_query) == 1;
+		sql = s->pool->connect_query;
 		break;
 	case HK_ROLLBACK:
-		ok = PQsendQuery(s->conn, "ROLLBACK") == 1;
+		sql = "ROLLBACK";
 		break;
 	case HK_RESET:
-		ok = PQsendQuery(s->conn, rt->cfg->server_reset_query) == 1;
+		sql = rt->cfg->server_reset_query;
 		break;
 	case HK_UNSET:
 		/* RESET ALL leaves what PostgreSQL marks GUC_NO_RESET_ALL: the role and the
 		 * session authorization a startup -c may have set go first */
-		ok = PQsendQuery(s->conn, "SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL") ==
-		     1;
+		sql = "SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL";
 		break;
 	case HK_SYNC:
 		ok = hk_send_sync(s, &sent);
 		break;
-	case HK_REFRESH:
-		ok = PQsendQuery(s->conn, refresh_sql) == 1;
-		break;
 	case HK_CHECK: /* PgBouncer's "<empty>" is an empty query */
-		ok = PQsendQuery(s->conn, strcmp(rt->cfg->server_check_query, "<empty>") == 0
-						  ? ""
-						  : rt->cfg->server_check_query) == 1;
+		sql = strcmp(rt->cfg->server_check_query, "<empty>") == 0 ? ""
+									  : rt->cfg->server_check_query;
 		break;
 	case HK_UNLISTEN:
-		ok = PQsendQuery(s->conn, "UNLISTEN *") == 1;
+		sql = "UNLISTEN *";
 		break;
 	}
+	if (sql)
+		ok = hkquery_send(&s->st, sql);
 	if (!ok) {
-		server_disconnect(s, "%s: %s", hk_name(step), PQerrorMessage(s->conn));
+		server_disconnect(s, "%s: out of memory", hk_name(step));
 		return;
 	}
 	if (!sent) {
@@ -932,44 +1013,33 @@ static void hk_next(server_t *s)
 		return;
 	}
 	log_debug("server %llu: housekeeping: %s", (unsigned long long)s->id, hk_name(step));
-	hk_flush(s);
 }
 
-/* Handles one result of the step in flight. Returns false if the server was closed. */
-static bool hk_result(server_t *s, PGresult *res)
-{
-	ExecStatusType st = PQresultStatus(res);
-	if (st == PGRES_FATAL_ERROR) {
-		if (s->hk_running == HK_SYNC && s->client) {
-			/* The client asked for a bad parameter: it gets the error, the server
-			 * (back to idle after the failed statement) is kept. */
-			client_disconnect_result(s->client, res);
-			return true;
-		}
-		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-		if (s->hk_running == HK_CONNECT) {
-			/* as PgBouncer: logged, and the server is used all the same */
-			log_warning("server %llu (%s/%s): connect_query failed: %s",
-				    (unsigned long long)s->id, s->pool->dbname, s->pool->user,
-				    msg ? msg : "?");
-			return true;
-		}
-		server_disconnect(s, "%s failed: %s", hk_name(s->hk_running), msg ? msg : "?");
-		return false;
-	}
-	if (s->hk_running == HK_REFRESH && st == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-	    PQnfields(res) == SERVER_NPARAMS) {
-		for (int i = 0; i < SERVER_NPARAMS; i++)
-			set_param(s, i, PQgetisnull(res, 0, i) ? NULL : PQgetvalue(res, 0, i));
-	}
-	return true;
-}
-
+/* The answer to the step in flight has ended with its ReadyForQuery: acts on it, then
+ * runs the next step (or ends housekeeping). */
 static void hk_step_done(server_t *s)
 {
 	unsigned step = s->hk_running;
+	const struct hkquery *q = &s->hk;
+	if (q->failed) {
+		if (step == HK_SYNC && s->client) {
+			/* The client asked for a bad parameter: it gets the error, the server
+			 * (back to idle after the failed statement) is kept. */
+			client_disconnect_error(s->client, q->sqlstate[0] ? q->sqlstate : "08006",
+						q->detail[0] ? q->detail : NULL,
+						q->hint[0] ? q->hint : NULL, q->message);
+		} else if (step == HK_CONNECT) {
+			/* as PgBouncer: logged, and the server is used all the same */
+			log_warning("server %llu (%s/%s): connect_query failed: %s",
+				    (unsigned long long)s->id, s->pool->dbname, s->pool->user,
+				    q->message);
+		} else {
+			server_disconnect(s, "%s failed: %s", hk_name(step), q->message);
+			return;
+		}
+	}
 	s->hk_running = 0;
-	if (PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+	if (q->tx_status != 'I') {
 		server_disconnect(s, "not idle after %s", hk_name(step));
 		return;
 	}
@@ -989,51 +1059,40 @@ static void hk_step_done(server_t *s)
 	}
 	if (step == HK_RESET || step == HK_UNSET || step == HK_SYNC)
 		s->synced_sig = 0; /* what it holds changed: the next client is compared again */
-	if (step != HK_REFRESH) {
-		if (s->hk_pre_dirty)
-			s->hk_plan |= HK_REFRESH;
-		else
-			params_from_libpq(s);
-	}
 	hk_next(s);
 }
 
-static void hk_cb(evutil_socket_t fd, short what, void *arg)
+/* S's input while it runs housekeeping: the answers, read whole (hkquery.h). */
+static void hk_input(server_t *s)
 {
-	server_t *s = arg;
-	if (s->state != SV_HOUSEKEEPING)
-		fatal("server %llu: housekeeping event in state %s", (unsigned long long)s->id,
-		      server_state_name(s->state));
-	if (what & EV_WRITE) {
-		hk_flush(s);
-		return;
-	}
-	if (!PQconsumeInput(s->conn)) {
-		server_disconnect(s, "%s: %s", hk_name(s->hk_running), PQerrorMessage(s->conn));
-		return;
-	}
-	PGnotify *n; /* of a server that listened, before its UNLISTEN *: nobody's */
-	while ((n = PQnotifies(s->conn)))
-		PQfreemem(n);
-	while (!PQisBusy(s->conn)) {
-		PGresult *res = PQgetResult(s->conn);
-		if (!res) {
-			hk_step_done(s);
+	while (s->state == SV_HOUSEKEEPING) {
+		if (!s->hk_running)
+			fatal("server %llu: housekeeping input with no step in flight",
+			      (unsigned long long)s->id);
+		const char *why = "?";
+		switch (hkquery_read(&s->hk, &s->st, &why)) {
+		case HKQUERY_MORE:
+			return;
+		case HKQUERY_BAD:
+			server_disconnect(s, "%s: %s", hk_name(s->hk_running), why);
+			return;
+		case HKQUERY_DONE:
+			break;
+		}
+		if (!s->hk_plan && stream_input_len(&s->st)) {
+			/* nothing asked for it (an idle server would be closed for it too) */
+			server_disconnect(s, "unexpected data after %s", hk_name(s->hk_running));
 			return;
 		}
-		bool alive = hk_result(s, res);
-		PQclear(res);
-		if (!alive)
-			return;
+		hk_step_done(s); /* sends the next step, whose answer may be here already */
 	}
-	hk_wait(s, EV_READ);
 }
 
 static void hk_start(server_t *s, unsigned plan)
 {
 	s->hk_plan = plan;
 	server_set_state(s, SV_HOUSEKEEPING);
-	stream_set_read(&s->st, false);
+	stream_set_read(&s->st, true);
 	hk_next(s);
 }
 
@@ -1159,16 +1218,24 @@ void server_expire_idle(pool_t *pool, double now)
 
 /* ---- cancel -------------------------------------------------------------------------- */
 
+/* On the executor: reads only what server_cancel set and the loop leaves alone while
+ * cancel_running. */
 static void cancel_job_fn(struct exec_job *job)
 {
 	server_t *s = job->arg;
-	s->cancel_ok = PQcancel(s->cancel, s->cancel_err, sizeof(s->cancel_err)) == 1;
+	if (s->cancel)
+		s->cancel_ok = PQcancel(s->cancel, s->cancel_err, sizeof(s->cancel_err)) == 1;
+	else
+		s->cancel_ok = cancelreq_send((const struct sockaddr *)&s->peer, s->peer_len,
+					      s->backend_pid, s->cancel_key, s->cancel_timeout_ms,
+					      s->cancel_err, sizeof(s->cancel_err));
 }
 
 static void cancel_done(struct exec_job *job)
 {
 	server_t *s = job->arg;
-	PQfreeCancel(s->cancel);
+	if (s->cancel)
+		PQfreeCancel(s->cancel);
 	s->cancel = NULL;
 	s->cancel_running = false;
 	if (s->cancel_ok)
@@ -1201,9 +1268,13 @@ void server_cancel(server_t *s)
 		s->cancel_again = true; /* sent when the one in flight is done, if still due */
 		return;
 	}
-	s->cancel = PQgetCancel(s->conn);
-	if (!s->cancel) {
-		log_warning("server %llu: cannot build a cancel request", (unsigned long long)s->id);
+	if (s->cancel_key_known && s->peer_len) {
+		/* pgcoro's own CancelRequest, to where the connection goes */
+		double t = rt->cfg->server_connect_timeout;
+		s->cancel_timeout_ms = t > 0 && t < 86400 ? (int)(t * 1000) : 0;
+	} else if (!s->conn || !(s->cancel = PQgetCancel(s->conn))) {
+		log_warning("server %llu: cannot build a cancel request%s", (unsigned long long)s->id,
+			    s->conn ? "" : " (its BackendKeyData is not known)");
 		return;
 	}
 	s->cancel_running = true;

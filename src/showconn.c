@@ -180,7 +180,7 @@ void showconn_clients(void)
 static void server_row(const server_t *s, const char *state, double now)
 {
 	const pool_t *p = s->pool;
-	bool open = s->conn && s->state != SV_CONNECTING;
+	bool open = s->state != SV_CONNECTING && stream_is_open(&s->st);
 	if (only_busy && !(open && busy(&s->st)))
 		return;
 	showrow_str(0, "S");
@@ -188,16 +188,16 @@ static void server_row(const server_t *s, const char *state, double now)
 	showrow_str(2, p->dbname);
 	showrow_str(3, client_replication_name(s->replication));
 	showrow_str(4, state);
-	const char *host = s->conn ? PQhost(s->conn) : NULL;
-	const char *port = s->conn ? PQport(s->conn) : NULL;
-	showrow_str(5, host);
-	showrow_int(6, port && *port ? atoi(port) : 5432);
-	cell_local(7, s->conn ? PQsocket(s->conn) : -1);
+	char host[256];
+	int port = server_peer(s, host, sizeof(host));
+	showrow_str(5, host[0] ? host : NULL);
+	showrow_int(6, port);
+	cell_local(7, open ? s->st.fd : -1);
 	cell_time(9, s->connected_at, now);
 	cell_time(10, s->idle_since > 0 ? s->idle_since : s->connected_at, now);
 	showrow_int(11, 0);
 	showrow_int(12, 0);
-	row_end(s->conn_gen != p->conn_gen, s, s->client, open ? PQbackendPID(s->conn) : 0,
+	row_end(s->conn_gen != p->conn_gen, s, s->client, open ? (int)s->backend_pid : 0,
 		s->params[0] ? s->params[0] : "", (int)prep_server_count(s), s->id,
 		open ? &s->st : NULL);
 }

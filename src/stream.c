@@ -648,13 +648,13 @@ fail:
 	return false;
 }
 
-bool stream_tls_attach(struct stream *st, SSL *ssl)
+bool stream_tls_attach(struct stream *st, SSL *ssl, bool owned)
 {
 	struct stream_tls *t = calloc(1, sizeof(*t));
 	if (!t)
 		return false;
 	SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	*t = (struct stream_tls){.ssl = ssl, .more = SSL_pending(ssl) > 0};
+	*t = (struct stream_tls){.ssl = ssl, .owned = owned, .more = SSL_pending(ssl) > 0};
 	st->tls = t;
 	return true;
 }

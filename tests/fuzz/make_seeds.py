@@ -148,6 +148,51 @@ def select1():
     return row_description('?column?') + data_row(b'1') + complete('SELECT 1')
 
 
+# ---- hkquery --------------------------------------------------------------------------
+
+def notification(pid, channel, payload):
+    return msg(b'A', struct.pack('>I', pid) + cstr(channel) + cstr(payload))
+
+
+def seeds_hkquery():
+    # byte 0: the size of the pieces (0: all at once), byte 1: the client_encoding of the
+    # quoting (see fuzz_hkquery.c); then the server's answers
+    s = {
+        'rollback': bytes([0, 0]) + complete('ROLLBACK') + ready(),
+        'warning': bytes([3, 1]) + notice('there is no transaction in progress') +
+        complete('ROLLBACK') + ready(),
+        'discard': bytes([7, 2]) + complete('DISCARD ALL') + ready(),
+        'unset': bytes([1, 0]) + param_status('session_authorization', 'app') +
+        complete('SET') + complete('RESET') + param_status('DateStyle', 'ISO, MDY') +
+        complete('RESET') + ready(),
+        'sync': bytes([5, 0]) + PARSE_COMPLETE + BIND_COMPLETE +
+        param_status('TimeZone', 'UTC') + data_row(b'UTC', None) + complete('SELECT 1') +
+        ready(),
+        'sync-error': bytes([2, 3]) + PARSE_COMPLETE + msg(b'E', b'SERROR\0VERROR\0C22023\0'
+        b'Minvalid value for parameter "DateStyle": "x"\0DUnrecognized key word: "x".\0'
+        b'HUse ISO.\0\0') + ready(),
+        'check-empty': bytes([0, 4]) + EMPTY_QUERY + ready(),
+        'check-select': bytes([9, 0]) + select1() + ready(),
+        'connect-query-error': bytes([0, 0]) + complete('SET') +
+        error('42601', 'syntax error at or near "x"') + ready(b'I'),
+        'listener': bytes([11, 0]) + complete('LISTEN') + complete('UNLISTEN') + ready() +
+        notification(4242, 'chan', 'payload') + param_status('application_name', 'x') +
+        complete('LISTEN') + ready() + notification(4242, 'other', ''),
+        'fatal': bytes([0, 0]) + error('57P01', 'terminating connection due to administrator '
+                                                'command', 'FATAL'),
+        'copy-out': bytes([4, 0]) + msg(b'H', b'\0\0\0') + msg(b'd', b'1\n') + msg(b'c') +
+        complete('COPY 1') + ready(),
+        'copy-in': bytes([0, 0]) + msg(b'G', b'\0\0\0'),
+        'long-row': bytes([0, 0]) + b'D' + struct.pack('>I', 70000) + b'\0\1\0\1\x11\x6c',
+        'bad-ready': bytes([0, 0]) + msg(b'Z', b'X'),
+        'in-transaction': bytes([0, 0]) + complete('BEGIN') + ready(b'T'),
+        'quote-utf8': bytes([0, 0]) + 'caf\u00e9 "x"'.encode(),
+        'quote-sjis': bytes([0, 3]) + b'\x95\x5c',
+    }
+    for name, data in s.items():
+        write('hkquery', name, data)
+
+
 # ---- proto ----------------------------------------------------------------------------
 
 def seeds_proto():
@@ -814,6 +859,7 @@ def main():
     clear_seeds()
     dicts()
     seeds_proto()
+    seeds_hkquery()
     seeds_scram()
     seeds_config()
     seeds_auth_file()
