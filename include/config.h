@@ -157,10 +157,10 @@ struct config {
 	                                  * every startup parameter */
 	int pkt_buf;                  /* PgBouncer's; no effect (warning) */
 	int sbuf_loopcnt;             /* PgBouncer's; no effect (warning) */
-	int application_name_add_host; /* only 0 (not supported yet) */
+	int application_name_add_host; /* 1: " - host:port" after the client's application_name */
 	int disable_pqexec;            /* only 0 (not supported yet) */
 	int peer_id;                   /* only 0 (not supported yet) */
-	int server_reset_query_always; /* only 0 (not supported yet) */
+	int server_reset_query_always; /* 1: server_reset_query in every pool mode */
 	int server_fast_close;         /* only 0 (not supported yet) */
 	int query_wait_notify;         /* only 0 (not supported yet) */
 	char *login_notify_message;    /* only "" (not supported yet) */

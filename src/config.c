@@ -299,10 +299,9 @@ static const struct cfg_key keys[] = {
         "the server (they are not ignored)"),
     KEY(server_reset_query, T_STRING, "DISCARD ALL",
         "query run on a server before another client gets it; empty = none"),
-    KEY_NOT_YET(CFG_LIVE, server_reset_query_always, T_ZERO, "0",
-        "PgBouncer's server_reset_query in every pool mode; only 0",
-        "server_reset_query in transaction and statement mode is not there yet; only 0 is "
-        "accepted"),
+    KEY(server_reset_query_always, T_BOOL, "0",
+        "run server_reset_query in transaction and statement mode too, after every "
+        "transaction (PgBouncer's; for applications that leave session state behind)"),
     KEY(server_check_query, T_STRING, "select 1",
         "query run on a server idle longer than server_check_delay before use; empty = "
         "none; <empty> = an empty query (the default in a file with a [pgbouncer] section)"),
@@ -380,10 +379,9 @@ static const struct cfg_key keys[] = {
         "PgBouncer's own resolv.conf; only empty (the system's resolver is used)",
         "a resolv.conf of its own is not there yet (libpq uses the system's resolver); only "
         "an empty value is accepted"),
-    KEY_NOT_YET(CFG_LIVE, application_name_add_host, T_ZERO, "0",
-        "PgBouncer's client address in application_name; only 0",
-        "adding the client's address to application_name is not there yet; only 0 is "
-        "accepted"),
+    KEY(application_name_add_host, T_BOOL, "0",
+        "add the client's address and port to the application_name it sets (\"app\" when "
+        "it sets none), as PgBouncer: \"psql - 10.0.0.7:51234\""),
     KEY_NOT_YET(CFG_LIVE, disable_pqexec, T_ZERO, "0",
         "PgBouncer's refusal of the simple query protocol; only 0",
         "refusing the simple query protocol is not there yet; only 0 is accepted"),

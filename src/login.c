@@ -47,6 +47,7 @@
  * PG_MAX_AUTH_TOKEN_LENGTH (65535 bytes of body), PgBouncer 1.25's password limit too */
 #define LOGIN_AUTH_MAX_LEN (65535 + 4)
 #define LOGIN_MSG_MAX 8192 /* the most input kept while a password is checked */
+#define NAMEDATALEN_APP 400 /* application_name_add_host's value (PostgreSQL keeps 63 bytes) */
 
 enum login_phase {
 	LOGIN_STARTUP,        /* reading the startup packet (SSLRequest may come first) */
@@ -254,6 +255,33 @@ static char *put_str(char **w, const char *v)
 	memcpy(at, v, n);
 	*w += n;
 	return at;
+}
+
+/* application_name_add_host: C's application_name ("app" when it sent none) gets the
+ * client's address after it, as PgBouncer's: "psql - 10.0.0.7:51234", "[::1]:5678",
+ * "unix:6432". BUF (LEN bytes) holds the new value until keep_params copies it. False
+ * when C was closed (the store is full). */
+static bool add_host_to_appname(client_t *c, char *buf, size_t len)
+{
+	struct login *l = c->login;
+	struct client_param *app = NULL;
+	for (int i = 0; i < l->nparams; i++)
+		if (strcmp(l->params[i].name, "application_name") == 0)
+			app = &l->params[i]; /* the last one wins, as at the server */
+	char host[INET6_ADDRSTRLEN] = "unix";
+	int port = rt->cfg->listen_port;
+	if (c->peer_family == AF_INET || c->peer_family == AF_INET6) {
+		inet_ntop(c->peer_family, c->peer_ip, host, sizeof(host));
+		port = c->peer_port;
+	}
+	const char *v6 = c->peer_family == AF_INET6 ? "[" : "";
+	snprintf(buf, len, "%s - %s%s%s:%d", app ? app->value : "app", v6, host, *v6 ? "]" : "",
+		 port);
+	if (app) {
+		app->value = buf;
+		return true;
+	}
+	return param_add(c, "application_name", buf);
 }
 
 /* Moves the store, USER and DATABASE into one block the session keeps (client.h), with
@@ -552,6 +580,10 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 		proto_build_negotiate(&out, PROTO_V3, st->unrecognized, st->nunrecognized);
 		send_out(c);
 	}
+	char app[NAMEDATALEN_APP];
+	if (rt->cfg->application_name_add_host && !c->replication &&
+	    !add_host_to_appname(c, app, sizeof(app)))
+		return;
 	/* the packet goes here: nothing below reads ST */
 	if (!keep_params(c, st->user, st->database && st->database[0] ? st->database : st->user)) {
 		client_disconnect(c, "53200", "out of memory");

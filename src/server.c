@@ -1174,7 +1174,9 @@ void server_release(server_t *s)
 	unsigned plan = 0;
 	if (s->tx_status != 'I')
 		plan |= HK_ROLLBACK;
-	if ((s->pool->pool_mode == POOL_SESSION || left_mid_xact) && rt->cfg->server_reset_query[0])
+	if ((s->pool->pool_mode == POOL_SESSION || left_mid_xact ||
+	     rt->cfg->server_reset_query_always) &&
+	    rt->cfg->server_reset_query[0])
 		plan |= HK_RESET;
 	if (s->listen_seen)
 		plan |= HK_UNLISTEN; /* its client's LISTEN: served by the listener connection */
