@@ -76,6 +76,19 @@ struct cfg_user {
 	int line;
 };
 
+/* PgBouncer's largest peer_id: the id travels in 16 bits of the cancel keys. */
+#define CFG_MAX_PEER_ID 16383
+
+/* One key of [peers]: "id = host=... [port=...] [pool_size=...]", PgBouncer's: where the
+ * pgcoro (or PgBouncer) of that peer_id listens, for the cancel requests forwarded to it. */
+struct cfg_peer {
+	int id;        /* 1..CFG_MAX_PEER_ID */
+	char *host;    /* a host name or address, a unix socket directory (/...) or an abstract
+	                * unix socket name (@...) */
+	int port;      /* 6432 when not given; the number in the unix socket's name */
+	int pool_size; /* cancel requests in flight to it at once; -1 = default_pool_size */
+};
+
 struct config {
 	char *path;                /* the file it was loaded from */
 	char **warnings;           /* "file:line: text" for each setting accepted with a
@@ -99,7 +112,7 @@ struct config {
 	int tcp_keepidle;          /* seconds idle before probing; 0 = the OS default */
 	int tcp_keepintvl;         /* seconds between probes; 0 = the OS default */
 	int tcp_user_timeout;      /* TCP_USER_TIMEOUT, milliseconds; 0 = the OS default */
-	int so_reuseport;          /* PgBouncer's; only 0 (not supported yet) */
+	int so_reuseport;          /* 1 = SO_REUSEPORT on the TCP listeners */
 	char *user;                /* OS user to switch to at start; "" = stay */
 	char *conffile;            /* the file RELOAD reads; "" = the one loaded */
 	char *job_name;            /* PgBouncer's Windows service name; no effect */
@@ -159,7 +172,7 @@ struct config {
 	int sbuf_loopcnt;             /* PgBouncer's; no effect (warning) */
 	int application_name_add_host; /* 1: " - host:port" after the client's application_name */
 	int disable_pqexec;            /* only 0 (not supported yet) */
-	int peer_id;                   /* only 0 (not supported yet) */
+	int peer_id;                   /* this process in [peers]' group; 0 = no peering */
 	int server_reset_query_always; /* 1: server_reset_query in every pool mode */
 	int server_fast_close;         /* only 0 (not supported yet) */
 	int query_wait_notify;         /* only 0 (not supported yet) */
@@ -211,6 +224,8 @@ struct config {
 	int ndbs;
 	struct cfg_user *users;
 	int nusers;
+	struct cfg_peer *peers;    /* [peers], in ascending id order */
+	int npeers;
 };
 
 /* Loads and validates FILE. On success returns a new config (caller frees with cfg_free).
@@ -231,6 +246,9 @@ void cfg_free(struct config *cfg);
 
 /* The [databases] entry for NAME: an exact match, else the "*" entry, else NULL. */
 const struct cfg_db *cfg_find_db(const struct config *cfg, const char *name);
+
+/* The [peers] entry of ID, or NULL. */
+const struct cfg_peer *cfg_find_peer(const struct config *cfg, int id);
 
 /* The [users] entry for NAME, or NULL. */
 const struct cfg_user *cfg_find_user(const struct config *cfg, const char *name);

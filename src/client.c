@@ -27,6 +27,7 @@
 #include "login.h"
 #include "metrics.h"
 #include "notify.h"
+#include "peers.h"
 #include "pool.h"
 #include "poolctl.h"
 #include "prepared.h"
@@ -354,6 +355,7 @@ static void cancel_register(client_t *c)
 		}
 		c->cancel_pid = key[0] & 0x7fffffff;
 		c->cancel_key = key[1];
+		peers_stamp_key(&c->cancel_pid, &c->cancel_key);
 	} while (cancel_lookup(c->cancel_pid, c->cancel_key));
 	unsigned b = cancel_bucket(c->cancel_pid, c->cancel_key);
 	c->cancel_next = cancel_table[b];
@@ -371,6 +373,8 @@ static void cancel_unregister(client_t *c)
 
 void client_cancel_request(uint32_t pid, uint32_t key)
 {
+	if (!peers_route_cancel(pid, &key))
+		return; /* another peer's: forwarded or dropped */
 	client_t *target = cancel_lookup(pid, key);
 	if (!target || target->state != CL_ACTIVE || !target->server) {
 		log_info("cancel request for %s: ignored", target ? "a client without a running query"

@@ -71,6 +71,7 @@ enum {
 	T_SERVER_CIPHERS, /* OpenSSL's default list, by any of PgBouncer's names for it */
 	T_DHEPARAMS,
 	T_LOAD_BALANCE,
+	T_PEER_ID,        /* peer_id: 0 = no peering; 16383 at most, PgBouncer's limit */
 };
 
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
@@ -126,6 +127,7 @@ static const struct cfg_type types[] = {
     [T_SERVER_CIPHERS] = {K_ENUM_STR, 0, 0, server_cipher_names, NULL},
     [T_DHEPARAMS] = {K_ENUM_STR, 0, 0, dheparams_names, NULL},
     [T_LOAD_BALANCE] = {K_ENUM, 0, 0, load_balance_names, NULL},
+    [T_PEER_ID] = {K_INT, 0, CFG_MAX_PEER_ID, NULL, NULL},
 };
 
 /* ---- the settings table ------------------------------------------------------------ */
@@ -177,9 +179,10 @@ static const struct cfg_key keys[] = {
     KEY(tcp_keepintvl, T_INT, "0", "seconds between keepalive probes; 0 = OS default"),
     KEY(tcp_user_timeout, T_INT, "0",
         "TCP_USER_TIMEOUT of client and server sockets, milliseconds; 0 = OS default"),
-    KEY_NOT_YET(CFG_AT_START, so_reuseport, T_ZERO, "0",
-        "PgBouncer's SO_REUSEPORT: several processes on one port; only 0",
-        "several processes on one port (so_reuseport) is not there yet; only 0 is accepted"),
+    KEY_AT(CFG_AT_START, so_reuseport, T_BOOL, "0",
+        "1 = SO_REUSEPORT on the TCP listeners: several pgcoro processes listen on one port "
+        "and the kernel spreads the connections (each with its own unix_socket_dir and "
+        "pidfile; see peer_id and [peers] for their cancel requests)"),
     KEY_AT(CFG_WITH_FILES, auth_type, T_AUTH_TYPE, "md5",
         "client authentication: trust, plain, md5, scram-sha-256, cert or hba"),
     KEY_AT(CFG_WITH_FILES, auth_file, T_STRING, "",
@@ -388,10 +391,10 @@ static const struct cfg_key keys[] = {
     KEY_NOT_YET(CFG_LIVE, login_notify_message, T_EMPTY, "",
         "PgBouncer's notice after login; only empty",
         "a notice after login is not there yet; only an empty value is accepted"),
-    KEY_NOT_YET(CFG_LIVE, peer_id, T_ZERO, "0",
-        "PgBouncer's id in a group of peered processes; only 0",
-        "peering (cancel requests forwarded between processes, [peers]) is not there yet; "
-        "only 0 is accepted"),
+    KEY(peer_id, T_PEER_ID, "0",
+        "this process's id (1..16383) in a group of peered processes ([peers]): it is in "
+        "the cancel keys clients get, so a peer that receives their CancelRequest forwards "
+        "it here; 0 = no peering"),
     KEY_AT(CFG_AT_START, executor_threads, T_THREADS, "2",
         "threads for blocking work: connect steps, cancels, reloads, password checks"),
     KEY(log_level, T_LOG_LEVEL, "info", "error, warning, info or debug"),
@@ -482,6 +485,13 @@ static const struct cfg_entry_key user_keys[] = {
     ENTRY(cfg_user, idle_transaction_timeout, T_SECONDS),
     ENTRY(cfg_user, client_idle_timeout, T_SECONDS),
     ENTRY(cfg_user, transaction_timeout, T_SECONDS),
+    {NULL, 0, 0, CFG_NATIVE, NULL},
+};
+
+static const struct cfg_entry_key peer_keys[] = {
+    ENTRY(cfg_peer, host, T_STRING),
+    ENTRY(cfg_peer, port, T_PORT),
+    ENTRY(cfg_peer, pool_size, T_POOL_SIZE),
     {NULL, 0, 0, CFG_NATIVE, NULL},
 };
 
@@ -1249,7 +1259,7 @@ struct parser {
 	int key_line[NKEYS];         /* where each main key was last set, 0 = not */
 	const char *key_file[NKEYS];
 	bool key_pgb[NKEYS];         /* ... in a [pgbouncer] section */
-	struct raw_list dbs, users;
+	struct raw_list dbs, users, peers;
 	const char *err_file;        /* NULL = no error */
 	int err_line;
 	char err[CFG_ERRLEN];        /* reason, without "file:line: " */
@@ -1653,7 +1663,105 @@ static bool cfg_raw_named(struct parser *p, const struct raw_entry *e, const cha
 	return false;
 }
 
-/* Parses the [databases] and [users] lines read, now that the whole file is known. */
+/* One [peers] line: E's name is the id, its value PgBouncer's "host=... port=...
+ * pool_size=..."; the reason in why when it is refused. */
+static bool cfg_peer_parse(struct cfg_peer *peer, const struct raw_entry *e, bool pgb, char *why,
+                           size_t whylen) __attribute__((warn_unused_result));
+static bool cfg_peer_parse(struct cfg_peer *peer, const struct raw_entry *e, bool pgb, char *why,
+                           size_t whylen)
+{
+	struct tokens t;
+	long long id;
+	bool ok = true;
+
+	*peer = (struct cfg_peer){0};
+	cfg_entry_unset(peer_keys, peer);
+	if (!cfg_parse_ll(e->name, &id) || id < 1 || id > CFG_MAX_PEER_ID) {
+		cfg_fmt(why, whylen, "peer \"%s\": the id of a peer must be a number from 1 to %d",
+		        e->name, CFG_MAX_PEER_ID);
+		return false;
+	}
+	peer->id = (int)id;
+	if (!cfg_tokenize(e->value, pgb, &t, why, whylen))
+		return false;
+	for (int i = 0; i < t.n && ok; i++) {
+		const struct cfg_entry_key *k = cfg_entry_find(peer_keys, t.kw[i]);
+		if (!k) {
+			char known[128];
+			cfg_entry_names(peer_keys, known, sizeof(known));
+			cfg_fmt(why, whylen, "peer %d: unknown setting \"%s\" (known: %s)", peer->id,
+			        t.kw[i], known);
+			ok = false;
+		} else if (!cfg_entry_set(k, peer, t.val[i], why, whylen)) {
+			ok = false;
+		}
+	}
+	cfg_tokens_free(&t);
+	if (ok && (!peer->host || !*peer->host)) {
+		cfg_fmt(why, whylen, "peer %d: no host (host=<name, address or unix socket "
+		        "directory>)", peer->id);
+		ok = false;
+	}
+	if (ok && peer->port < 0)
+		peer->port = 6432;
+	/* a unix socket's path must fit sockaddr_un, a host name DNS's 255 bytes */
+	if (ok && ((peer->host[0] == '/' || peer->host[0] == '@')
+	               ? strlen(peer->host) + sizeof("/.s.PGSQL.65535") >
+	                     sizeof(((struct sockaddr_un *)0)->sun_path)
+	               : strlen(peer->host) > 255)) {
+		cfg_fmt(why, whylen, "peer %d: host is too long", peer->id);
+		ok = false;
+	}
+	if (!ok)
+		cfg_entry_free(peer_keys, peer);
+	return ok;
+}
+
+/* Parses the [peers] lines read into cfg->peers, in id order; an id given twice is
+ * refused (in a pgbouncer.ini the later line of one spelling replaces the earlier). */
+static bool cfg_peers(struct parser *p)
+{
+	struct config *cfg = p->cfg;
+	char why[CFG_ERRLEN / 2];
+
+	if (!cfg_raw_dups(p, &p->peers, cfg->pgbouncer_ini, "peer"))
+		return false;
+	if (p->peers.n && !(cfg->peers = calloc((size_t)p->peers.n, sizeof(*cfg->peers)))) {
+		p->err_file = cfg->path;
+		p->err_line = 0;
+		cfg_fmt(p->err, sizeof(p->err), "out of memory");
+		return false;
+	}
+	for (int i = 0; i < p->peers.n; i++) {
+		const struct raw_entry *e = &p->peers.v[i];
+		struct cfg_peer peer;
+		int at;
+
+		if (e->replaced)
+			continue;
+		p->err_file = e->file;
+		p->err_line = e->line;
+		if (!cfg_peer_parse(&peer, e, cfg->pgbouncer_ini, why, sizeof(why))) {
+			cfg_fmt(p->err, sizeof(p->err), "%s", why);
+			return false;
+		}
+		for (at = cfg->npeers; at > 0 && cfg->peers[at - 1].id >= peer.id; at--)
+			;
+		if (at < cfg->npeers && cfg->peers[at].id == peer.id) {
+			cfg_entry_free(peer_keys, &peer);
+			cfg_fmt(p->err, sizeof(p->err), "peer %d is given twice", peer.id);
+			return false;
+		}
+		memmove(&cfg->peers[at + 1], &cfg->peers[at],
+		        (size_t)(cfg->npeers - at) * sizeof(*cfg->peers));
+		cfg->peers[at] = peer;
+		cfg->npeers++;
+	}
+	return true;
+}
+
+/* Parses the [databases], [users] and [peers] lines read, now that the whole file is
+ * known. */
 static bool cfg_entries(struct parser *p)
 {
 	struct config *cfg = p->cfg;
@@ -1722,6 +1830,8 @@ static bool cfg_entries(struct parser *p)
 		}
 		cfg->users[cfg->nusers++] = u;
 	}
+	if (!cfg_peers(p))
+		return false;
 	p->err_file = NULL;
 	p->err_line = 0;
 	return true;
@@ -1760,8 +1870,7 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 	if (strcmp(section, "users") == 0)
 		return cfg_raw_add(p, &p->users, name, value);
 	if (strcmp(section, "peers") == 0)
-		return cfg_fail(p, "peer \"%s\": [peers] is not supported yet: peering (cancel "
-		                "requests forwarded between processes) is not there", name);
+		return cfg_raw_add(p, &p->peers, name, value);
 	if (!*section)
 		return cfg_fail(p, "key \"%s\" outside any section", name);
 	/* blame the header line, not the first key under it */
@@ -2010,6 +2119,7 @@ struct config *cfg_load(const char *path, char *err, size_t errlen)
 	cfg_reader_free(&p->rd);
 	cfg_raw_free(&p->dbs);
 	cfg_raw_free(&p->users);
+	cfg_raw_free(&p->peers);
 	free(p);
 	return cfg;
 
@@ -2019,6 +2129,7 @@ fail:
 	cfg_reader_free(&p->rd);
 	cfg_raw_free(&p->dbs);
 	cfg_raw_free(&p->users);
+	cfg_raw_free(&p->peers);
 	free(p);
 	cfg_free(cfg);
 	return NULL;
@@ -2040,6 +2151,9 @@ void cfg_free(struct config *cfg)
 		cfg_entry_free(user_keys, &cfg->users[i]);
 	}
 	free(cfg->users);
+	for (int i = 0; i < cfg->npeers; i++)
+		cfg_entry_free(peer_keys, &cfg->peers[i]);
+	free(cfg->peers);
 	for (int i = 0; i < cfg->nwarnings; i++)
 		free(cfg->warnings[i]);
 	free(cfg->warnings);
@@ -2058,6 +2172,14 @@ const struct cfg_db *cfg_find_db(const struct config *cfg, const char *name)
 			fallback = &cfg->dbs[i];
 	}
 	return fallback;
+}
+
+const struct cfg_peer *cfg_find_peer(const struct config *cfg, int id)
+{
+	for (int i = 0; i < cfg->npeers; i++)
+		if (cfg->peers[i].id == id)
+			return &cfg->peers[i];
+	return NULL;
 }
 
 const struct cfg_user *cfg_find_user(const struct config *cfg, const char *name)
@@ -2115,6 +2237,8 @@ static struct config *cfg_copy(const struct config *cfg)
 	c->ndbs = 0;
 	c->users = NULL;
 	c->nusers = 0;
+	c->peers = NULL;
+	c->npeers = 0;
 	for (size_t i = 0; i < NKEYS; i++)
 		if (cfg_ctype(keys[i].type) == C_STRING)
 			*(char **)((char *)c + keys[i].offset) = NULL;
@@ -2168,6 +2292,17 @@ static struct config *cfg_copy(const struct config *cfg)
 				free(u->name);
 				free(u->file);
 				cfg_entry_free(user_keys, u);
+				goto fail;
+			}
+		}
+	}
+	if (cfg->npeers) {
+		if (!(c->peers = calloc((size_t)cfg->npeers, sizeof(*c->peers))))
+			goto fail;
+		for (int i = 0; i < cfg->npeers; i++, c->npeers++) {
+			c->peers[i] = cfg->peers[i];
+			if (!cfg_entry_dup(peer_keys, &c->peers[i])) {
+				cfg_entry_free(peer_keys, &c->peers[i]);
 				goto fail;
 			}
 		}

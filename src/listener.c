@@ -1,5 +1,6 @@
 /* Owns the listening sockets: one per TCP address of listen_addr ("*" = every IPv4 and
- * IPv6 address) and the unix socket UNIX_SOCKET_DIR/.s.PGSQL.PORT (its mode and group) —
+ * IPv6 address; SO_REUSEPORT with so_reuseport, so several processes share the port) and
+ * the unix socket UNIX_SOCKET_DIR/.s.PGSQL.PORT (its mode and group) —
  * or, when systemd passes listening sockets (socket activation), those instead; their
  * backlog and TCP_DEFER_ACCEPT. Accepted sockets get the tcp_* options and go to
  * client_accept. When accept fails for want of file descriptors or memory, every
@@ -164,6 +165,13 @@ static bool listen_tcp(struct runtime *rt, const char *host, int port)
 		}
 		int one = 1;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (rt->cfg->so_reuseport &&
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+			log_error("so_reuseport on %s: %s", name, strerror(errno));
+			close(fd);
+			ok = false;
+			break;
+		}
 		if (ai->ai_family == AF_INET6)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 		if (rt->cfg->tcp_defer_accept) {

@@ -24,6 +24,7 @@
 #include "login.h"
 #include "manpage.h"
 #include "metrics.h"
+#include "peers.h"
 #include "pool.h"
 #include "poolctl.h"
 #include "reload.h"
@@ -311,6 +312,7 @@ fail:
 		client_close_all();
 		pool_shutdown_all();
 		exec_free(rt.exec);
+		peers_free();
 		client_reap(true);
 		server_reap(true);
 		pool_free_all();

@@ -13,6 +13,7 @@
 #include "login.h"
 #include "metrics.h"
 #include "notify.h"
+#include "peers.h"
 #include "pool.h"
 #include "poolctl.h"
 #include "prepared.h"
@@ -47,5 +48,6 @@ bool runtime_start(struct runtime *rt, const char *path)
 	console_init(rt);
 	reload_init(rt, path);
 	shutdown_init(rt);
+	peers_init(rt);
 	return true;
 }

@@ -15,6 +15,7 @@
 #include "client.h"
 #include "config.h"
 #include "list.h"
+#include "peers.h"
 #include "pool.h"
 #include "poolctl.h"
 #include "runtime.h"
@@ -369,6 +370,10 @@ static const struct proto_column lists_cols[] = {{"list", OID_TEXT, -1}, {"items
 static void show_lists(void)
 {
 	int pools = 1, used_clients = client_console_clients()->count, used_servers = 0;
+	int peer_pools = 0;
+	struct peers_pool_stats pp;
+	while (peers_pool_stats(peer_pools, &pp))
+		peer_pools++;
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
 		pools++;
 		used_clients += p->clients.count + p->waiting.count;
@@ -379,9 +384,9 @@ static void show_lists(void)
 		int n;
 	} rows[] = {{"databases", rt->cfg->ndbs + 1}, /* and the console's */
 		    {"users", for_each_user(NULL)},
-		    {"peers", 0},
+		    {"peers", rt->cfg->npeers},
 		    {"pools", pools},
-		    {"peer_pools", 0},
+		    {"peer_pools", peer_pools},
 		    {"free_clients", 0},
 		    {"used_clients", used_clients},
 		    {"login_clients", client_login_clients()->count},
@@ -399,19 +404,45 @@ static void show_lists(void)
 	}
 }
 
-/* [peers] is not supported: PgBouncer's columns, no rows. */
+/* [peers], in id order, pool_size resolved */
 static const struct proto_column peers_cols[] = {
     {"peer_id", OID_INT4, 4}, {"host", OID_TEXT, -1}, {"port", OID_INT4, 4},
     {"pool_size", OID_INT4, 4}};
 
-static void show_peers(void) { SHOWROW_BEGIN(peers_cols); }
+static void show_peers(void)
+{
+	const struct config *cfg = rt->cfg;
+	SHOWROW_BEGIN(peers_cols);
+	for (int i = 0; i < cfg->npeers; i++) {
+		const struct cfg_peer *p = &cfg->peers[i];
+		showrow_int(0, p->id);
+		showrow_str(1, p->host);
+		showrow_int(2, p->port);
+		showrow_int(3, p->pool_size > 0 ? p->pool_size : cfg->default_pool_size);
+		showrow_end();
+	}
+}
 
 static const struct proto_column peer_pools_cols[] = {
     {"peer_id", OID_INT4, 4}, {"cl_active_cancel_req", OID_INT4, 4},
     {"cl_waiting_cancel_req", OID_INT4, 4}, {"sv_active_cancel", OID_INT4, 4},
     {"sv_login", OID_INT4, 4}};
 
-static void show_peer_pools(void) { SHOWROW_BEGIN(peer_pools_cols); }
+/* the peers cancel requests were forwarded to; a request in flight is a client and a
+ * server both active (its connection, its send and the wait for the close are one step) */
+static void show_peer_pools(void)
+{
+	struct peers_pool_stats pp;
+	SHOWROW_BEGIN(peer_pools_cols);
+	for (int i = 0; peers_pool_stats(i, &pp); i++) {
+		showrow_int(0, pp.peer_id);
+		showrow_int(1, pp.active);
+		showrow_int(2, pp.waiting);
+		showrow_int(3, pp.active);
+		showrow_int(4, 0);
+		showrow_end();
+	}
+}
 
 /* PgBouncer lists its slab caches; pgcoro allocates clients, servers and pools one by
  * one: their sizes and counts, none kept free. */

@@ -470,7 +470,7 @@ class Pgcoro:
     host = "127.0.0.1"
 
     def __init__(self, name, workdir, pg, settings, databases, users, direct,
-                 user_settings=None):
+                 user_settings=None, port=None, extra_ini=None):
         self.name = name
         self.workdir = workdir
         self.pg = pg
@@ -485,7 +485,7 @@ class Pgcoro:
             self.port, self.sockdir, self.pid = pg.port, pg.sockdir, pg.pid
             self.config_path = None
             return
-        self.port = free_port()
+        self.port = port or free_port()
         self.sockdir = workdir
         self.settings = settings
         self.config_path = os.path.join(workdir, "pgcoro.ini")
@@ -518,6 +518,8 @@ class Pgcoro:
                 f.write("\n[users]\n")
                 for k, v in user_settings.items():
                     f.write(f"{k} = {v}\n")
+            if extra_ini:
+                f.write("\n" + extra_ini)
 
     # -- lifecycle
     def start(self, bin_path, extra_env=None, wrapper=()):
@@ -654,10 +656,11 @@ def pgcoro_bin():
 @pytest.fixture
 def pgcoro_factory(request, pg, pgcoro_bin, session_root):
     """start(settings=None, databases=None, users=None, replace_databases=False,
-    replace_users=False, user_settings=None, env=None, wrapper=()) -> Pgcoro. USERS are
-    auth_file entries (name -> password); USER_SETTINGS are [users] entries (name ->
-    "pool_mode=... ..."); ENV is added to pgcoro's environment; WRAPPER is argv that execs
-    pgcoro's.
+    replace_users=False, user_settings=None, env=None, wrapper=(), port=None,
+    extra_ini=None) -> Pgcoro. USERS are auth_file entries (name -> password); USER_SETTINGS
+    are [users] entries (name -> "pool_mode=... ..."); ENV is added to pgcoro's environment;
+    WRAPPER is argv that execs pgcoro's; PORT a listen_port to use (another instance's, with
+    so_reuseport) instead of a free one; EXTRA_INI text appended to the file (a section).
     Every instance is stopped at teardown, which asserts exit code 0 and a sanitizer-clean
     log."""
     instances = []
@@ -676,7 +679,8 @@ def pgcoro_factory(request, pg, pgcoro_bin, session_root):
     timer.start()
 
     def start(settings=None, databases=None, users=None, replace_databases=False,
-              replace_users=False, user_settings=None, env=None, wrapper=()):
+              replace_users=False, user_settings=None, env=None, wrapper=(), port=None,
+              extra_ini=None):
         counter[0] += 1
         name = f"{request.node.name}-{counter[0]}"
         workdir = tempfile.mkdtemp(prefix="pgc-", dir=session_root)
@@ -685,7 +689,8 @@ def pgcoro_factory(request, pg, pgcoro_bin, session_root):
         dbs.update(databases or {})
         users_ = {} if replace_users else default_users()
         users_.update(users or {})
-        inst = Pgcoro(name, workdir, pg, settings or {}, dbs, users_, DIRECT, user_settings)
+        inst = Pgcoro(name, workdir, pg, settings or {}, dbs, users_, DIRECT, user_settings,
+                      port, extra_ini)
         instances.append(inst)
         if not DIRECT:
             inst.start(pgcoro_bin, env, wrapper)
@@ -1235,10 +1240,11 @@ def wait_until(pred, what, timeout=20.0, interval=0.05):
         time.sleep(interval)
 
 
-def console_show(inst, what, user, password):
-    """SHOW WHAT on INST's admin console (as USER), as a list of {column: value}."""
+def console_show(inst, what, user, password, host=None):
+    """SHOW WHAT on INST's admin console (as USER), as a list of {column: value}; HOST:
+    another host than INST's (its unix socket directory, say)."""
     import psycopg2
-    c = psycopg2.connect(host=inst.host, port=inst.port, user=user, password=password,
+    c = psycopg2.connect(host=host or inst.host, port=inst.port, user=user, password=password,
                          dbname="pgcoro", connect_timeout=30)
     try:
         c.autocommit = True
@@ -1280,6 +1286,26 @@ def recreate_database(pg, name, owner=APP_USER, setup_sql=None):
                   f"CREATE DATABASE {name} OWNER {owner};")
     if setup_sql:
         pg.psql_super(setup_sql, db=name)
+
+
+class Background:
+    """Runs FN in a thread, keeping its result or exception."""
+
+    def __init__(self, fn):
+        self.result = self.exc = None
+        self._t = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._t.start()
+
+    def _run(self, fn):
+        try:
+            self.result = fn()
+        except BaseException as e:  # examined by the test
+            self.exc = e
+
+    def join(self, timeout):
+        self._t.join(timeout)
+        assert not self._t.is_alive(), f"still running after {timeout} s"
+        return self
 
 
 def send_cancel_request(pid, key, host="127.0.0.1", port=None, unix_dir=None, timeout=20.0):

@@ -12,8 +12,8 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from conftest import (APP_PASS, APP_USER, Wire, client_backends, recreate_database,
-                      send_cancel_request, wait_until, wire_exec)
+from conftest import (APP_PASS, APP_USER, Background, Wire, client_backends,
+                      recreate_database, send_cancel_request, wait_until, wire_exec)
 
 pytestmark = pytest.mark.pooler_only
 
@@ -45,26 +45,6 @@ def wait_active(pg, marker):
                                if b[2] == "active" and marker in (b[3] or "")],
                       f"a query with {marker} active in pg_stat_activity")
     return rows[0][0]
-
-
-class Background:
-    """Runs FN in a thread, keeping its result or exception."""
-
-    def __init__(self, fn):
-        self.result = self.exc = None
-        self._t = threading.Thread(target=self._run, args=(fn,), daemon=True)
-        self._t.start()
-
-    def _run(self, fn):
-        try:
-            self.result = fn()
-        except BaseException as e:  # examined by the test
-            self.exc = e
-
-    def join(self, timeout):
-        self._t.join(timeout)
-        assert not self._t.is_alive(), f"still running after {timeout} s"
-        return self
 
 
 # ---------------------------------------------------------------------------------------

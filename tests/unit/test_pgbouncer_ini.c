@@ -383,12 +383,6 @@ START_TEST(test_not_yet)
 	ck_assert_int_eq(cfg->nwarnings, 0);
 	ck_assert_str_eq(cfg->server_tls_ciphers, "secure");
 	cfg_free(cfg);
-	expect_error("[pgbouncer]\npeer_id = 1\n", 2,
-	             "peer_id = 1 is not supported yet: peering (cancel requests forwarded "
-	             "between processes, [peers]) is not there yet; only 0 is accepted");
-	expect_error("[pgbouncer]\nso_reuseport = 1\n", 2,
-	             "so_reuseport = 1 is not supported yet: several processes on one port "
-	             "(so_reuseport) is not there yet; only 0 is accepted");
 	expect_error("[pgbouncer]\nserver_tls_ciphers = HIGH:!aNULL\n", 2,
 	             "server_tls_ciphers = HIGH:!aNULL is not supported yet: libpq, which makes "
 	             "the server connections, has no cipher setting: only default, secure, fast or "
@@ -402,9 +396,6 @@ START_TEST(test_not_yet)
 	expect_error("[pgbouncer]\nauth_type = any\n", 2,
 	             "invalid value \"any\" for auth_type: not supported yet (PgBouncer's any, "
 	             "ldap or pam are not there)");
-	expect_error("[pgbouncer]\n[peers]\n1 = host=/tmp/p1\n", 3,
-	             "peer \"1\": [peers] is not supported yet: peering (cancel requests "
-	             "forwarded between processes) is not there");
 	ck_assert_ptr_null(load("[pgbouncer]\nunix_socket_dir = @pgb\n"));
 	ck_assert_msg(strstr(err, "unix_socket_dir = @pgb is not supported yet: a unix socket in "
 	                          "the abstract namespace"),
@@ -416,13 +407,83 @@ START_TEST(test_not_yet)
 	             "unknown key \"foo\" in [pgbouncer]");
 	/* SET refuses the same way */
 	cfg = load_ok("[pgbouncer]\n");
-	ck_assert_ptr_null(cfg_with(cfg, "peer_id", "2", err, sizeof(err)));
-	ck_assert_str_eq(err, "peer_id = 2 is not supported yet: peering (cancel requests "
-	                      "forwarded between processes, [peers]) is not there yet; only 0 is "
-	                      "accepted");
+	ck_assert_ptr_null(cfg_with(cfg, "query_wait_notify", "2", err, sizeof(err)));
+	ck_assert_str_eq(err, "query_wait_notify = 2 is not supported yet: the notice to a "
+	                      "queued client is not there yet; only 0 is accepted");
+	cfg_free(cfg);
+	rm_dir();
+}
+END_TEST
+
+/* PgBouncer's peering: so_reuseport, peer_id (0..16383, live) and [peers] entries, each
+ * "id = host=... [port=...] [pool_size=...]", kept in id order; bad entries refused. */
+START_TEST(test_peers)
+{
+	make_dir();
+	struct config *cfg = load_ok("[pgbouncer]\nauth_type = trust\nso_reuseport = 1\n"
+	                             "peer_id = 16383\n[peers]\n"
+	                             "7 = host=/tmp/p7 port=6433 pool_size=3\n"
+	                             "2 = host=db2.example.com\n"
+	                             "16383 = host=@abstract port=7000\n"
+	                             "2 = host=10.0.0.2\n"); /* a later line replaces */
+	ck_assert_int_eq(cfg->so_reuseport, 1);
+	ck_assert_int_eq(cfg->peer_id, 16383);
+	ck_assert_int_eq(cfg->nwarnings, 0);
+	ck_assert_int_eq(cfg->npeers, 3);
+	ck_assert_int_eq(cfg->peers[0].id, 2);
+	ck_assert_str_eq(cfg->peers[0].host, "10.0.0.2");
+	ck_assert_int_eq(cfg->peers[0].port, 6432);
+	ck_assert_int_eq(cfg->peers[0].pool_size, -1);
+	ck_assert_int_eq(cfg->peers[1].id, 7);
+	ck_assert_str_eq(cfg->peers[1].host, "/tmp/p7");
+	ck_assert_int_eq(cfg->peers[1].port, 6433);
+	ck_assert_int_eq(cfg->peers[1].pool_size, 3);
+	ck_assert_int_eq(cfg->peers[2].id, 16383);
+	ck_assert_ptr_eq(cfg_find_peer(cfg, 7), &cfg->peers[1]);
+	ck_assert_ptr_null(cfg_find_peer(cfg, 3));
+	/* SET peer_id: a copy that keeps [peers] */
+	struct config *c2 = cfg_with(cfg, "peer_id", "2", err, sizeof(err));
+	ck_assert_msg(c2 != NULL, "%s", err);
+	ck_assert_int_eq(c2->peer_id, 2);
+	ck_assert_int_eq(c2->npeers, 3);
+	ck_assert_str_eq(c2->peers[1].host, "/tmp/p7");
+	ck_assert_ptr_ne(c2->peers[1].host, cfg->peers[1].host);
+	cfg_free(c2);
+	ck_assert_ptr_null(cfg_with(cfg, "peer_id", "16384", err, sizeof(err)));
 	cfg_free(cfg);
 	/* an empty [peers] section is fine */
-	cfg_free(load_ok("[pgbouncer]\n[peers]\n"));
+	cfg = load_ok("[pgbouncer]\n[peers]\n");
+	ck_assert_int_eq(cfg->npeers, 0);
+	cfg_free(cfg);
+
+	expect_error("[pgbouncer]\npeer_id = 16384\n", 2,
+	             "invalid value \"16384\" for peer_id: out of range (0..16383)");
+	expect_error("[pgbouncer]\npeer_id = -1\n", 2,
+	             "invalid value \"-1\" for peer_id: out of range (0..16383)");
+	expect_error("[pgbouncer]\n[peers]\n0 = host=/tmp\n", 3,
+	             "peer \"0\": the id of a peer must be a number from 1 to 16383");
+	expect_error("[pgbouncer]\n[peers]\n16384 = host=/tmp\n", 3,
+	             "peer \"16384\": the id of a peer must be a number from 1 to 16383");
+	expect_error("[pgbouncer]\n[peers]\nfirst = host=/tmp\n", 3,
+	             "peer \"first\": the id of a peer must be a number from 1 to 16383");
+	expect_error("[pgbouncer]\n[peers]\n1 = host=/tmp\n2 = port=6000\n", 4,
+	             "peer 2: no host (host=<name, address or unix socket directory>)");
+	expect_error("[pgbouncer]\n[peers]\n3 = host=/tmp dbname=x\n", 3,
+	             "peer 3: unknown setting \"dbname\" (known: host, port, pool_size)");
+	expect_error("[pgbouncer]\n[peers]\n3 = host=/tmp port=0\n", 3,
+	             "invalid port \"0\": out of range (1..65535)");
+	expect_error("[pgbouncer]\n[peers]\n3 = host=/tmp pool_size=x\n", 3,
+	             "invalid pool_size \"x\": not an integer");
+	expect_error("[pgbouncer]\n[peers]\n3 = host\n", 3,
+	             "missing \"=\" after \"host\" in connection info string");
+	expect_error("[pgbouncer]\n[peers]\n3 = host=/tmp\n03 = host=/var/run\n", 4,
+	             "peer 3 is given twice");
+	char text[512];
+	snprintf(text, sizeof(text), "[pgbouncer]\n[peers]\n3 = host=/%0100d\n", 0);
+	expect_error(text, 3, "peer 3: host is too long");
+	/* pgcoro's own files name each peer once */
+	ck_assert_ptr_null(load("[pgcoro]\n[peers]\n1 = host=/a\n1 = host=/b\n"));
+	ck_assert_msg(strstr(err, ":4: duplicate peer \"1\" (first defined on line 3)"), "%s", err);
 	rm_dir();
 }
 END_TEST
@@ -583,6 +644,7 @@ int main(void)
 	tcase_add_test(tc, test_users_pgbouncer_keys);
 	tcase_add_test(tc, test_warned_keys);
 	tcase_add_test(tc, test_not_yet);
+	tcase_add_test(tc, test_peers);
 	tcase_add_test(tc, test_every_pgbouncer_key);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
