@@ -307,6 +307,11 @@ void cfg_key_value(const struct config *cfg, const struct cfg_key *k, char *buf,
 /* False for keys read only at start (a reload or SET does not change them). */
 bool cfg_key_reloadable(const struct cfg_key *k);
 
+/* Sets K in DST to its value in SRC (a string is copied). False, DST unchanged, if out of
+ * memory. */
+bool cfg_key_copy(struct config *dst, const struct config *src, const struct cfg_key *k)
+	__attribute__((warn_unused_result));
+
 /* True for keys that take effect with the files a reload reads (auth_file, hba rules,
  * TLS context): a reload or console SET of one re-reads them. */
 bool cfg_key_reads_files(const struct cfg_key *k);

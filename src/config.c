@@ -896,6 +896,30 @@ void cfg_key_value(const struct config *cfg, const struct cfg_key *k, char *buf,
 
 bool cfg_key_reloadable(const struct cfg_key *k) { return k->when != CFG_AT_START; }
 
+bool cfg_key_copy(struct config *dst, const struct config *src, const struct cfg_key *k)
+{
+	void *to = (char *)dst + k->offset;
+	const void *from = (const char *)src + k->offset;
+	switch (cfg_ctype(k->type)) {
+	case C_INT:
+		*(int *)to = *(const int *)from;
+		return true;
+	case C_DOUBLE:
+		*(double *)to = *(const double *)from;
+		return true;
+	case C_STRING: {
+		const char *v = *(char *const *)from;
+		char *copy = v ? strdup(v) : NULL;
+		if (v && !copy)
+			return false;
+		free(*(char **)to);
+		*(char **)to = copy;
+		return true;
+	}
+	}
+	return false;
+}
+
 bool cfg_key_reads_files(const struct cfg_key *k) { return k->when == CFG_WITH_FILES; }
 
 void cfg_dump(const struct config *cfg, FILE *out)

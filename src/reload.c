@@ -176,8 +176,9 @@ static void load_job(struct exec_job *job)
 }
 
 /* Settings read only at start (cfg_key_reloadable false): a change is logged, not
- * applied. */
-static void note_restart_only(const struct config *old, const struct config *new)
+ * applied, and NEW keeps the value in force, so that SHOW CONFIG and every reader of
+ * rt->cfg see what the process runs with (a listener still on the old unix_socket_dir). */
+static void keep_restart_only(const struct config *old, struct config *new)
 {
 	size_t n;
 	const struct cfg_key *keys = cfg_keys(&n);
@@ -187,9 +188,13 @@ static void note_restart_only(const struct config *old, const struct config *new
 		char was[1024], now[1024];
 		cfg_key_value(old, &keys[i], was, sizeof(was));
 		cfg_key_value(new, &keys[i], now, sizeof(now));
-		if (strcmp(was, now) != 0)
-			log_warning("reload: %s takes effect at the next restart (%s stays in force)",
-				    keys[i].key, was);
+		if (strcmp(was, now) == 0)
+			continue;
+		log_warning("reload: %s takes effect at the next restart (%s stays in force)",
+			    keys[i].key, was);
+		if (!cfg_key_copy(new, old, &keys[i]))
+			log_warning("reload: out of memory: SHOW CONFIG shows %s = %s, not in force "
+				    "before a restart", keys[i].key, now);
 	}
 }
 
@@ -255,7 +260,7 @@ static void load_done(struct exec_job *job)
 		if (j->tls_failed)
 			log_warning("SET %s: %s", j->set, TLS_KEPT);
 	} else {
-		note_restart_only(rt->cfg, j->cfg);
+		keep_restart_only(rt->cfg, j->cfg);
 		put_in_force(j);
 		log_info("configuration reloaded from %s: %d databases, %d auth_file users",
 			 j->path, rt->cfg->ndbs, rt->auth ? auth_count(rt->auth) : 0);

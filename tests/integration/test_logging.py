@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import APP_PASS, APP_USER, PgError, Wire, wait_until
+from conftest import APP_PASS, APP_USER, PgError, Wire, console_show, wait_until
 
 pytestmark = pytest.mark.pooler_only
 
@@ -302,4 +302,24 @@ def test_reload_restart_only_keys(pgcoro_factory):
                      rf"\({inst.port} stays in force\)", log), log
     assert "WARNING reload: syslog_ident takes effect at the next restart (before stays" in log
     assert len(re.findall(r"takes effect at the next restart", log)) == 2, log
+    inst.assert_serving()
+
+
+def test_show_config_after_reload_shows_restart_only_keys_in_force(pgcoro_factory):
+    """SHOW CONFIG after a reload that removed unix_socket_dir and changed listen_port
+    shows the values the process still runs with (the socket is still there), not the
+    file's."""
+    inst = pgcoro_factory(settings={"admin_users": APP_USER})
+    text = open(inst.config_path).read()
+    text = re.sub(r"(?m)^unix_socket_dir = .*\n", "", text)
+    text = re.sub(r"(?m)^listen_port = .*$", "listen_port = 1", text)
+    with open(inst.config_path, "w") as f:
+        f.write(text)
+    inst.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in inst.log_text(), "reload logged")
+    config = {r["key"]: r["value"]
+              for r in console_show(inst, "CONFIG", APP_USER, APP_PASS)}
+    assert config["unix_socket_dir"] == inst.sockdir
+    assert config["listen_port"] == str(inst.port)
+    assert os.path.exists(os.path.join(inst.sockdir, f".s.PGSQL.{inst.port}"))
     inst.assert_serving()
