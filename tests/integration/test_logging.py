@@ -285,18 +285,25 @@ def test_syslog(pgcoro_factory, session_root):
         os.unlink(path)
 
 
+def edit_and_reload(inst, *subs):
+    """Applies each (pattern, replacement) of SUBS to INST's file, then SIGHUP, and waits
+    until the reload is logged."""
+    text = open(inst.config_path).read()
+    for pattern, repl in subs:
+        text = re.sub(pattern, repl, text)
+    with open(inst.config_path, "w") as f:
+        f.write(text)
+    inst.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in inst.log_text(), "reload logged")
+
+
 def test_reload_restart_only_keys(pgcoro_factory):
     """A reload that changes keys read only at start (listen_port, syslog_ident) says so
     for each, and the running values stay: the old port still serves; keys that did not
     change are not mentioned."""
     inst = pgcoro_factory(settings={"syslog_ident": "before"})
-    text = open(inst.config_path).read()
-    text = re.sub(r"(?m)^listen_port = .*$", "listen_port = 1", text)
-    text = re.sub(r"(?m)^syslog_ident = .*$", "syslog_ident = after", text)
-    with open(inst.config_path, "w") as f:
-        f.write(text)
-    inst.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: "configuration reloaded" in inst.log_text(), "reload logged")
+    edit_and_reload(inst, (r"(?m)^listen_port = .*$", "listen_port = 1"),
+                    (r"(?m)^syslog_ident = .*$", "syslog_ident = after"))
     log = inst.log_text()
     assert re.search(rf"WARNING reload: listen_port takes effect at the next restart "
                      rf"\({inst.port} stays in force\)", log), log
@@ -310,13 +317,8 @@ def test_show_config_after_reload_shows_restart_only_keys_in_force(pgcoro_factor
     shows the values the process still runs with (the socket is still there), not the
     file's."""
     inst = pgcoro_factory(settings={"admin_users": APP_USER})
-    text = open(inst.config_path).read()
-    text = re.sub(r"(?m)^unix_socket_dir = .*\n", "", text)
-    text = re.sub(r"(?m)^listen_port = .*$", "listen_port = 1", text)
-    with open(inst.config_path, "w") as f:
-        f.write(text)
-    inst.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: "configuration reloaded" in inst.log_text(), "reload logged")
+    edit_and_reload(inst, (r"(?m)^unix_socket_dir = .*\n", ""),
+                    (r"(?m)^listen_port = .*$", "listen_port = 1"))
     config = {r["key"]: r["value"]
               for r in console_show(inst, "CONFIG", APP_USER, APP_PASS)}
     assert config["unix_socket_dir"] == inst.sockdir
