@@ -456,6 +456,7 @@ static void connected(server_t *s)
 			 s->pool->dbname, s->pool->user, (unsigned)s->backend_pid,
 			 s->replication ? ", replication" : "");
 	sockopt_apply(s->st.fd, rt->cfg);
+	stream_limit_send(&s->st, sockopt_send_max(s->st.fd, rt->cfg));
 	if (s->replication) {
 		/* no connect_query: a physical walsender runs no SQL, and the session is its
 		 * client's alone */

@@ -134,6 +134,29 @@ def test_pg_basebackup_through_transaction_pool(pgcoro_factory, pg, tmp_path):
     inst.assert_serving()
 
 
+def test_pg_basebackup_with_small_socket_buffers(pgcoro_factory, pg, tmp_path):
+    # PgBouncer's suite runs with tcp_socket_buffer = 4096: a 64 kB write to a socket with
+    # an 8 kB send buffer went out as one segment the client acknowledged only at its
+    # delayed-ACK timer, so a base backup (~70 MB) crawled at ~1.6 MB/s (40 s); in writes
+    # of half the buffer it takes seconds. The 30 s bound is the test.
+    inst = start(pgcoro_factory, pg, pool_mode="statement", tcp_socket_buffer=4096)
+    dest = tmp_path / "backup"
+    try:
+        # -X fetch: one process (-X stream forks a WAL receiver a timeout would leave)
+        r = subprocess.run([os.path.join(pg.bindir, "pg_basebackup"), "-d",
+                            conninfo(inst, db="replication"), "--checkpoint=fast",
+                            "-X", "fetch", "--no-sync", "-D", str(dest)],
+                           capture_output=True, text=True, timeout=30,
+                           env=clean_env(PGPASSWORD=REPL_PASS))
+        ok(r)
+        assert (dest / "PG_VERSION").read_text().strip() == "15"
+        ok(tool(pg, "pg_verifybackup", str(dest)))
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+    if not inst.direct:
+        wait_until(lambda: not servers_of(inst, REPL_USER), "replication servers closed")
+
+
 def test_pg_receivewal_to_end_position(pgcoro_factory, pg, tmp_path):
     # a physical slot created, used and dropped through pgcoro (replication commands)
     inst = start(pgcoro_factory, pg, pool_mode="transaction")
