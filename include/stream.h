@@ -76,6 +76,7 @@ struct stream {
 	struct stream_tls *tls; /* NULL: a plain socket (allocated only for TLS, so a plain
 	                         * stream is one pointer larger) */
 	uint32_t ilen;        /* the unconsumed input: ip[0, ilen), in the scratch buffer */
+	uint32_t send_max;    /* most bytes one send carries; 0: no limit (stream_limit_send) */
 	const uint8_t *ip;    /* during on_read, else in ibuf */
 	uint8_t *ibuf;        /* input kept between reads (allocated only while some is) */
 	uint32_t icap;        /* size of ibuf */
@@ -142,6 +143,14 @@ static inline bool stream_output_full(const struct stream *st)
 {
 	return st->out.len >= STREAM_OUT_HIGH;
 }
+
+/* From now on each send on ST carries at most N bytes (0: no limit), for a socket whose
+ * send buffer was made small (tcp_socket_buffer): the kernel takes one write larger than
+ * the buffer whole, as one segment, then refuses the next until the peer acknowledges it,
+ * which a peer holding one segment does only at its delayed-ACK timer (~40 ms per write:
+ * a 64 MB base backup took 40 s instead of 3). Smaller writes keep two segments in flight,
+ * which the peer acknowledges at once. */
+static inline void stream_limit_send(struct stream *st, uint32_t n) { st->send_max = n; }
 
 /* Enables or disables reading. */
 void stream_set_read(struct stream *st, bool on);

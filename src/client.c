@@ -38,6 +38,7 @@
 #include "server.h"
 #include "shutdown.h"
 #include "signals.h"
+#include "sockopt.h"
 
 #define CLOSE_DRAIN_SEC 5   /* how long a closing client may take to read its last words */
 
@@ -1034,6 +1035,7 @@ void client_accept(int fd, const struct sockaddr *sa, int salen)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	stream_init(&c->st, rt->base, fd, true, &client_stream_ops, c);
+	stream_limit_send(&c->st, sockopt_send_max(fd, rt->cfg));
 	stream_bound_output(&c->st); /* a client that does not read its answers gets no more */
 	cancel_register(c);
 	client_set_state(c, CL_LOGIN);

@@ -189,6 +189,22 @@ void server_param_seen(server_t *s, const char *name, const char *value)
 
 /* ---- closing ------------------------------------------------------------------------- */
 
+/* PostgreSQL refused the login of replication client C's own server S (SQLSTATE, its
+ * words TOLD): as PgBouncer 1.23, S and C close "because: login failed" (the log has
+ * PostgreSQL's words already), and C's FATAL says "login failed" with PostgreSQL's
+ * SQLSTATE, and its words as the DETAIL. Only C: a replication login fails for reasons
+ * of its own (no REPLICATION attribute, no pg_hba.conf line for it), so the pool's other
+ * clients are left alone. */
+static void replication_login_failed(server_t *s, client_t *c, const char *sqlstate,
+				     const char *told)
+{
+	if (rt->cfg->log_disconnections)
+		log_info("server %llu (%s/%s): closing because: login failed (age %.3f s)",
+			 (unsigned long long)s->id, s->pool->dbname, s->pool->user,
+			 rt_now() - s->connected_at);
+	client_disconnect_error(c, sqlstate, *told ? told : NULL, NULL, "login failed");
+}
+
 /* The one funnel for closing S with REASON; CONNECT_FAILED: the connection could not be
  * made, worth a warning whatever log_disconnections says, and SQLSTATE and TOLD (REASON
  * without where the connection went) go to its pool (pool_connect_failed); the log has
@@ -223,9 +239,10 @@ static void close_server(server_t *s, bool connect_failed, const char *reason,
 		c->server = NULL;
 		if (was == SV_CONNECTING && !connect_failed)
 			; /* a replication client's, closed by PAUSE or shutdown: it waits for another */
-		else if (connect_failed) /* its own login failed (a replication client) */
-			client_disconnect(c, sqlstate, "server %s failed%s%s",
-					  strcmp(sqlstate, "08006") == 0 ? "connection" : "login",
+		else if (connect_failed && strcmp(sqlstate, "08006") != 0)
+			replication_login_failed(s, c, sqlstate, told);
+		else if (connect_failed) /* its own connection failed (a replication client) */
+			client_disconnect(c, sqlstate, "server connection failed%s%s",
 					  *told ? ": " : "", told);
 		else if (s->fatal_passed) /* the client has the server's last words, as from PostgreSQL */
 			client_disconnect(c, NULL, "server sent FATAL and closed: %s", reason);
@@ -456,6 +473,7 @@ static void connected(server_t *s)
 			 s->pool->dbname, s->pool->user, (unsigned)s->backend_pid,
 			 s->replication ? ", replication" : "");
 	sockopt_apply(s->st.fd, rt->cfg);
+	stream_limit_send(&s->st, sockopt_send_max(s->st.fd, rt->cfg));
 	if (s->replication) {
 		/* no connect_query: a physical walsender runs no SQL, and the session is its
 		 * client's alone */

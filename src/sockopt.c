@@ -3,7 +3,8 @@
  * except a receive buffer on an established connection: shrunk after the handshake, it
  * leaves a window below one segment, and a bulk transfer crawls at one delayed ACK per
  * window (a 4096-byte tcp_socket_buffer: ~40 KB/s over loopback, measured). The
- * listening sockets get it instead, before any handshake, and accepted ones inherit it. */
+ * listening sockets get it instead, before any handshake, and accepted ones inherit it.
+ * A small send buffer needs small writes (sockopt_send_max; see stream_limit_send). */
 #include "sockopt.h"
 
 #include <errno.h>
@@ -50,4 +51,20 @@ void sockopt_apply(int fd, const struct config *cfg)
 	}
 	if (cfg->tcp_user_timeout > 0)
 		set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, cfg->tcp_user_timeout, "TCP_USER_TIMEOUT");
+}
+
+uint32_t sockopt_send_max(int fd, const struct config *cfg)
+{
+	if (cfg->tcp_socket_buffer <= 0)
+		return 0;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+		return 0;
+	int buf = 0;
+	len = sizeof(buf);
+	if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, &len) != 0 || buf <= 1)
+		return 0;
+	return (uint32_t)buf / 2;
 }

@@ -204,6 +204,8 @@ static void write_cb(evutil_socket_t fd, short what, void *arg);
 
 static inline ssize_t io_send(struct stream *st, const void *p, size_t n)
 {
+	if (__builtin_expect(st->send_max != 0, 0) && n > st->send_max)
+		n = st->send_max;
 	if (__builtin_expect(st->tls != NULL, 0))
 		return tls_send(st, p, n);
 	return sys_send(st->fd, p, n);

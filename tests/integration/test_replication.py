@@ -7,6 +7,7 @@ psycopg2's logical replication cursor, and what PostgreSQL or pgcoro's auth_hba_
 refuses."""
 
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -132,6 +133,29 @@ def test_pg_basebackup_through_transaction_pool(pgcoro_factory, pg, tmp_path):
     if not inst.direct:  # its servers are gone with it, not pooled
         wait_until(lambda: not servers_of(inst, REPL_USER), "replication servers closed")
     inst.assert_serving()
+
+
+def test_pg_basebackup_with_small_socket_buffers(pgcoro_factory, pg, tmp_path):
+    # PgBouncer's suite runs with tcp_socket_buffer = 4096: a 64 kB write to a socket with
+    # an 8 kB send buffer went out as one segment the client acknowledged only at its
+    # delayed-ACK timer, so a base backup (~70 MB) crawled at ~1.6 MB/s (40 s); in writes
+    # of half the buffer it takes seconds. The 30 s bound is the test.
+    inst = start(pgcoro_factory, pg, pool_mode="statement", tcp_socket_buffer=4096)
+    dest = tmp_path / "backup"
+    try:
+        # -X fetch: one process (-X stream forks a WAL receiver a timeout would leave)
+        r = subprocess.run([os.path.join(pg.bindir, "pg_basebackup"), "-d",
+                            conninfo(inst, db="replication"), "--checkpoint=fast",
+                            "-X", "fetch", "--no-sync", "-D", str(dest)],
+                           capture_output=True, text=True, timeout=30,
+                           env=clean_env(PGPASSWORD=REPL_PASS))
+        ok(r)
+        assert (dest / "PG_VERSION").read_text().strip() == "15"
+        ok(tool(pg, "pg_verifybackup", str(dest)))
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+    if not inst.direct:
+        wait_until(lambda: not servers_of(inst, REPL_USER), "replication servers closed")
 
 
 def test_pg_receivewal_to_end_position(pgcoro_factory, pg, tmp_path):
@@ -402,13 +426,21 @@ def login_error(inst, user, password, **params):
 
 @pytest.mark.parametrize("kind", ["database", "true"])
 def test_role_without_replication_refused_by_postgres(pgcoro_factory, pg, kind):
-    # PostgreSQL's refusal reaches the client, and only it: the pool's normal clients go on
+    # PostgreSQL's refusal reaches the client, and only it: the pool's normal clients go
+    # on. As PgBouncer 1.23 (its suite: test_*_rep_unprivileged): "login failed", here
+    # with PostgreSQL's SQLSTATE and words (DETAIL); the server and the client close
+    # "because: login failed", each once per attempt, after PostgreSQL's words.
     inst = start(pgcoro_factory, pg, pool_mode="transaction")
     for _ in range(2):
         f = login_error(inst, APP_USER, APP_PASS, replication=kind)
-        assert f.get("C") == "42501", f
-        assert "must be superuser or replication role to start walsender" in f["M"], f
+        assert (f.get("S"), f.get("C"), f.get("M")) == ("FATAL", "42501", "login failed"), f
+        assert f.get("D") == "must be superuser or replication role to start walsender", f
         inst.assert_serving(db=DB)
+    if not inst.direct:
+        log = inst.log_text()
+        assert "FATAL: 42501: must be superuser or replication role to start walsender" in log
+        assert len(re.findall(r"server \d+ [^\n]*: closing because: login failed \(age", log)) == 2
+        assert len(re.findall(r"client \d+ [^\n]*closing[^\n]*: login failed \(age", log)) == 2
 
 
 def test_invalid_replication_value_refused(pgcoro_factory, pg):
