@@ -105,6 +105,8 @@ struct server {
 	struct event timer;          /* connect timeout */
 	struct exec_job job;         /* a connect step running on the executor */
 	struct pool_conn_params *conn_params; /* what the first connect step connects with */
+	struct srvconnect *login;    /* pgcoro's own login in progress (srvconnect.h), instead
+	                             * of libpq's steps */
 	PostgresPollingStatusType poll;
 	bool job_running;
 
