@@ -1022,7 +1022,8 @@ void pool_connect_failed(pool_t *p, const char *sqlstate, const char *msg)
 	 * that will be released. With none, a login the server refused would be refused
 	 * again: they learn why now; after a failure on the way (unreachable, timed out, the
 	 * server starting up) the next attempt may succeed: they wait for it, up to
-	 * server_login_retry (PgBouncer keeps them until query_wait_timeout). A server made
+	 * server_login_retry (PgBouncer keeps them until query_wait_timeout). A refusal reaches
+	 * them as it came, with its SQLSTATE (PgBouncer's kill_pool_logins). A server made
 	 * before RECONNECT or a reload changed the settings does not count: it is closed when
 	 * released (PgBouncer's kill_pool_logins on a pool no longer welcome_msg_ready). */
 	if (current_servers(p) == 0) {
@@ -1037,8 +1038,11 @@ void pool_connect_failed(pool_t *p, const char *sqlstate, const char *msg)
 			client_t *c = list_entry(pos, client_t, node);
 			if (!refused && now - c->since < cap)
 				break; /* FIFO: the rest waited less */
-			client_disconnect(c, sqlstate, "server connection failed%s%s",
-					  *msg ? ": " : "", msg);
+			if (refused && *msg) /* the refusal as the server worded it (PgBouncer) */
+				client_disconnect(c, sqlstate, "%s", msg);
+			else
+				client_disconnect(c, sqlstate, "server connection failed%s%s",
+						  *msg ? ": " : "", msg);
 		}
 	}
 	if (!list_empty(&p->waiting) && delay > 0)
