@@ -1,5 +1,6 @@
-/* A server: one connection to PostgreSQL. libpq connects it (steps on the executor);
- * once connected, its stream carries the relay and pgcoro's own queries (hkquery.h), and
+/* A server: one connection to PostgreSQL. libpq connects it (steps on the executor), or
+ * pgcoro's own login when the credential is one libpq cannot use (srvconnect.h); once
+ * connected, its stream carries the relay and pgcoro's own queries (hkquery.h), and
  * libpq is needed no more (conn may be NULL: a connection made otherwise). */
 #ifndef PGCORO_SERVER_H
 #define PGCORO_SERVER_H

@@ -2,7 +2,10 @@
  * server once it is connected.
  * Connecting: libpq makes the connection — PQconnectStartParams and every PQconnectPoll
  * step run on the executor (they may resolve host names, run SCRAM's PBKDF2, do a TLS
- * handshake); the loop only waits on PQsocket() between steps, re-armed each time.
+ * handshake); the loop only waits on PQsocket() between steps, re-armed each time. When
+ * the server user's secret is an md5 secret or a SCRAM verifier (pass-through), pgcoro's
+ * own login makes it instead (srvconnect.h); both end in the same connected bookkeeping
+ * and their failures in the same funnel (close_server, pool_connect_failed).
  * DESIGN. Once connected, a server needs nothing of libpq: the stream (plain, or TLS on
  * libpq's handle) carries the relay and pgcoro's own queries alike. Housekeeping
  * (rollback, server_reset_query, the parameter sync, health checks, UNLISTEN * after a
