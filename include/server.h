@@ -1,5 +1,6 @@
-/* A server: one connection to PostgreSQL. libpq connects it (steps on the executor);
- * once connected, its stream carries the relay and pgcoro's own queries (hkquery.h), and
+/* A server: one connection to PostgreSQL. libpq connects it (steps on the executor), or
+ * pgcoro's own login when the credential is one libpq cannot use (srvconnect.h); once
+ * connected, its stream carries the relay and pgcoro's own queries (hkquery.h), and
  * libpq is needed no more (conn may be NULL: a connection made otherwise). */
 #ifndef PGCORO_SERVER_H
 #define PGCORO_SERVER_H
@@ -105,6 +106,8 @@ struct server {
 	struct event timer;          /* connect timeout */
 	struct exec_job job;         /* a connect step running on the executor */
 	struct pool_conn_params *conn_params; /* what the first connect step connects with */
+	struct srvconnect *login;    /* pgcoro's own login in progress (srvconnect.h), instead
+	                             * of libpq's steps */
 	PostgresPollingStatusType poll;
 	bool job_running;
 

@@ -50,6 +50,9 @@ enum srvlogin_cred {
 	SRVLOGIN_MD5_SECRET, /* secret: "md5" + hex(md5(password || user)) (md5 servers only) */
 	SRVLOGIN_SCRAM_KEYS, /* keys + client_key (SCRAM servers only, whose verifier has the
 	                      * same salt and iteration count) */
+	SRVLOGIN_SCRAM_NO_KEY, /* a SCRAM verifier whose ClientKey no client has provided yet:
+	                        * only a server that asks for no password takes it (every
+	                        * request fails with PgBouncer's "wrong password type") */
 };
 
 struct srvlogin_params {

@@ -30,6 +30,7 @@
 
 #include "auth.h"
 #include "client.h"
+#include "clientkey.h"
 #include "config.h"
 #include "console.h"
 #include "executor.h"
@@ -333,6 +334,9 @@ static void start_scram(client_t *c, const char *secret)
 	const struct scram_keys *keys = secret ? auth_scram_keys(rt->auth, c->user) : NULL;
 	if (keys) {
 		l->scram->keys = *keys;
+		/* a stored verifier's proof gives the ClientKey SCRAM pass-through logs in to
+		 * servers with (clientkey.h); keys derived from a plain secret need none */
+		l->scram->keep_client_key = auth_secret_kind(secret) == SECRET_SCRAM;
 	} else {
 		scram_mock_keys(c->user, rt->cfg->scram_iterations, &l->scram->keys);
 		l->scram->mock = true;
@@ -831,6 +835,8 @@ static void on_sasl_final(client_t *c, const uint8_t *body, uint32_t blen)
 		auth_failed(c);
 		return;
 	}
+	if (c->login->scram->have_client_key)
+		clientkey_store(c->user, &c->login->scram->keys, c->login->scram->client_key);
 	send_auth(c, AUTH_REQ_SASL_FIN, reply, strlen(reply));
 	if (c->state == CL_LOGIN)
 		login_done(c);

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include "auth.h"
+#include "clientkey.h"
 #include "client.h"
 #include "config.h"
 #include "executor.h"
@@ -79,6 +80,7 @@ static void free_all(struct runtime *rt)
 	hba_free(rt->hba);
 	auth_free(rt->auth);
 	cfg_free(rt->cfg);
+	clientkey_clear();
 }
 
 /* Raises the soft open-files limit towards what max_client_conn and the pools may need

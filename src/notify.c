@@ -58,6 +58,7 @@
 #include "rand.h"
 #include "relay.h"
 #include "runtime.h"
+#include "srvconnect.h"
 #include "stream.h"
 
 #define NOTIFY_HELD_MAX (16u * 1024 * 1024) /* notifications held for a busy client */
@@ -103,6 +104,7 @@ struct notify_conn {
 	pool_t *pool;
 	enum nc_state state;
 	PGconn *conn;          /* libpq's, for its connect steps (then only PQfinish) */
+	struct srvconnect *login; /* or pgcoro's own login in progress (srvconnect.h) */
 	struct event ev;       /* libpq's connect steps wait on its socket */
 	struct stream st;      /* the connection once made: queries, answers, notifications */
 	struct hkquery q;      /* the answer being read (notifications come between answers) */
@@ -603,6 +605,54 @@ static void reconcile(struct notify_conn *nc)
 
 /* ---- connecting ---------------------------------------------------------------------- */
 
+/* NC's stream is open on a connection after its login's ReadyForQuery, whose
+ * client_encoding is ENC (NULL: not reported): it listens from now on. */
+static void listener_ready(struct notify_conn *nc, const char *enc, unsigned pid)
+{
+	listener_param(nc, "client_encoding", enc ? enc : "");
+	hkquery_begin(&nc->q, &listener_ops, nc);
+	log_info("pool %s/%s: LISTEN connection made, backend pid %u", nc->pool->dbname,
+		 nc->pool->user, pid);
+	nc->state = NC_READY;
+	stream_set_read(&nc->st, true);
+	reconcile(nc);
+}
+
+/* pgcoro's own login of the listener connection ended (the pool's server user logs in
+ * with an md5 secret or a SCRAM verifier, as its servers do). */
+static void own_login_done(struct srvconnect *sc, void *arg)
+{
+	struct notify_conn *nc = arg;
+	nc->login = NULL;
+	if (rt->shutting_down || nc->state != NC_CONNECTING) {
+		srvconnect_free(sc);
+		return;
+	}
+	struct server_conn c;
+	if (!srvconnect_ok(sc) || !srvconnect_take(sc, &c)) {
+		const struct srvlogin_error *e = srvconnect_error(sc);
+		char reason[640];
+		snprintf(reason, sizeof(reason), "%s%s%s", e->where, e->where[0] ? ": " : "",
+			 srvconnect_ok(sc) ? "out of memory" : e->reason);
+		srvconnect_free(sc);
+		conn_failed(nc, reason);
+		return;
+	}
+	stream_init(&nc->st, rt->base, c.fd, true, &listener_stream_ops, nc);
+	if (c.ssl && !stream_tls_attach(&nc->st, c.ssl, true)) {
+		SSL_free(c.ssl);
+		srvconnect_free(sc);
+		conn_failed(nc, "out of memory"); /* the stream (its socket) is reaped */
+		return;
+	}
+	const char *enc = NULL;
+	for (int i = 0; i < c.nparams; i++)
+		if (strcmp(c.names[i], "client_encoding") == 0)
+			enc = c.values[i];
+	listener_ready(nc, enc, c.backend_pid);
+	srvconnect_free(sc); /* after listener_ready copied the encoding */
+}
+
 static void job_start(struct exec_job *job)
 {
 	struct notify_conn *nc = job->arg;
@@ -680,13 +730,7 @@ static void job_done(struct exec_job *job)
 			}
 		}
 		const char *enc = PQparameterStatus(nc->conn, "client_encoding");
-		listener_param(nc, "client_encoding", enc ? enc : "");
-		hkquery_begin(&nc->q, &listener_ops, nc);
-		log_info("pool %s/%s: LISTEN connection made, backend pid %d", nc->pool->dbname,
-			 nc->pool->user, PQbackendPID(nc->conn));
-		nc->state = NC_READY;
-		stream_set_read(&nc->st, true);
-		reconcile(nc);
+		listener_ready(nc, enc, (unsigned)PQbackendPID(nc->conn));
 		return;
 	default:
 		conn_failed(nc, nc->conn ? PQerrorMessage(nc->conn) : "out of memory");
@@ -700,6 +744,8 @@ static void job_done(struct exec_job *job)
  * callbacks. */
 static void conn_close(struct notify_conn *nc)
 {
+	srvconnect_free(nc->login);
+	nc->login = NULL;
 	stream_free(&nc->st);
 	if (nc->conn && !nc->job_running) {
 		PQfinish(nc->conn);
@@ -727,7 +773,28 @@ static void connect_start(struct notify_conn *nc)
 		return;
 	}
 	nc->state = NC_CONNECTING;
-	submit(nc, job_start);
+	/* the pool's parameters, as job_start's: its server user's secret decides the login */
+	int n = 0;
+	while (nc->pool->kw[n])
+		n++;
+	const char **kw = calloc((size_t)n + 2, sizeof(*kw));
+	const char **val = calloc((size_t)n + 2, sizeof(*val));
+	bool own = false;
+	if (kw && val) {
+		memcpy(kw, nc->pool->kw, (size_t)n * sizeof(*kw));
+		memcpy(val, nc->pool->val, (size_t)n * sizeof(*val));
+		kw[n] = "fallback_application_name";
+		val[n] = "pgcoro listener";
+		struct pool_conn_params cp = {kw, val};
+		if ((own = srvconnect_wanted(&cp)))
+			nc->login = srvconnect_start(&cp, own_login_done, nc);
+	}
+	free(kw);
+	free(val);
+	if (own && !nc->login)
+		conn_failed(nc, "out of memory");
+	else if (!own)
+		submit(nc, job_start);
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg) { reconcile(arg); }

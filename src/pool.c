@@ -30,6 +30,7 @@
 #include "runtime.h"
 #include "sdnotify.h"
 #include "server.h"
+#include "srvconnect.h"
 #include "tls.h"
 
 /* The lists a pool's use_node is on (pool->use_list). */
@@ -304,8 +305,9 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 	if (!user)
 		user = p->user;
 	const char *password = NULL;
-	if (!has_kw(db, "password") && rt->auth) {
-		const char *secret = auth_lookup(rt->auth, user);
+	if (!has_kw(db, "password")) {
+		/* an md5 secret or a SCRAM verifier is used by pgcoro's own login (srvconnect.h) */
+		const char *secret = srvconnect_secret(user);
 		if (secret && auth_secret_kind(secret) == SECRET_PLAIN && secret[0])
 			password = secret;
 	}
@@ -988,6 +990,19 @@ bool pool_connect_ok(pool_t *p, char *const *params)
 	return true;
 }
 
+/* Servers of P connected with its current settings: an older one (RECONNECT, a reload)
+ * is closed when released, so no waiting client will get it. */
+static int current_servers(const pool_t *p)
+{
+	const struct list_head *lists[] = {&p->sv_active, &p->sv_idle, &p->sv_housekeeping};
+	int n = 0;
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+		for (const struct list *pos = lists[i]->node.next; pos != &lists[i]->node;
+		     pos = pos->next)
+			n += list_entry(pos, server_t, node)->conn_gen == p->conn_gen;
+	return n;
+}
+
 void pool_connect_failed(pool_t *p, const char *sqlstate, const char *msg)
 {
 	/* Back off exponentially from 50 ms up to server_login_retry, so a PostgreSQL that
@@ -1007,8 +1022,11 @@ void pool_connect_failed(pool_t *p, const char *sqlstate, const char *msg)
 	 * that will be released. With none, a login the server refused would be refused
 	 * again: they learn why now; after a failure on the way (unreachable, timed out, the
 	 * server starting up) the next attempt may succeed: they wait for it, up to
-	 * server_login_retry (PgBouncer keeps them until query_wait_timeout). */
-	if (p->sv_active.count + p->sv_idle.count + p->sv_housekeeping.count == 0) {
+	 * server_login_retry (PgBouncer keeps them until query_wait_timeout). A refusal reaches
+	 * them as it came, with its SQLSTATE (PgBouncer's kill_pool_logins). A server made
+	 * before RECONNECT or a reload changed the settings does not count: it is closed when
+	 * released (PgBouncer's kill_pool_logins on a pool no longer welcome_msg_ready). */
+	if (current_servers(p) == 0) {
 		bool refused = strcmp(sqlstate, "08006") != 0 && strcmp(sqlstate, "57P03") != 0;
 		double now = rt_now();
 		/* replication clients wait for their own connection, which tells them its fate */
@@ -1020,8 +1038,11 @@ void pool_connect_failed(pool_t *p, const char *sqlstate, const char *msg)
 			client_t *c = list_entry(pos, client_t, node);
 			if (!refused && now - c->since < cap)
 				break; /* FIFO: the rest waited less */
-			client_disconnect(c, sqlstate, "server connection failed%s%s",
-					  *msg ? ": " : "", msg);
+			if (refused && *msg) /* the refusal as the server worded it (PgBouncer) */
+				client_disconnect(c, sqlstate, "%s", msg);
+			else
+				client_disconnect(c, sqlstate, "server connection failed%s%s",
+						  *msg ? ": " : "", msg);
 		}
 	}
 	if (!list_empty(&p->waiting) && delay > 0)

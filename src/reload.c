@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "clientkey.h"
 #include "config.h"
 #include "console.h"
 #include "executor.h"
@@ -217,8 +218,10 @@ void reload_apply(struct config *cfg, struct auth_file *auth)
 	stats_reconfigure();
 	metrics_reconfigure();
 	cfg_free(old_cfg);
-	if (old_auth != auth)
+	if (old_auth != auth) {
+		clientkey_reconfigure(auth); /* a changed verifier's kept key goes */
 		auth_free(old_auth);
+	}
 }
 
 /* On the loop thread: J's files and config go in force together (a SET whose TLS context

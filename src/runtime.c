@@ -21,6 +21,7 @@
 #include "reload.h"
 #include "server.h"
 #include "shutdown.h"
+#include "srvconnect.h"
 #include "stats.h"
 
 bool runtime_start(struct runtime *rt, const char *path)
@@ -38,6 +39,7 @@ bool runtime_start(struct runtime *rt, const char *path)
 	client_init(rt);
 	login_init(rt);
 	server_init(rt);
+	srvconnect_init(rt);
 	pool_init(rt);
 	relay_init(rt);
 	prep_init(rt);

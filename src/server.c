@@ -2,7 +2,10 @@
  * server once it is connected.
  * Connecting: libpq makes the connection — PQconnectStartParams and every PQconnectPoll
  * step run on the executor (they may resolve host names, run SCRAM's PBKDF2, do a TLS
- * handshake); the loop only waits on PQsocket() between steps, re-armed each time.
+ * handshake); the loop only waits on PQsocket() between steps, re-armed each time. When
+ * the server user's secret is an md5 secret or a SCRAM verifier (pass-through), pgcoro's
+ * own login makes it instead (srvconnect.h); both end in the same connected bookkeeping
+ * and their failures in the same funnel (close_server, pool_connect_failed).
  * DESIGN. Once connected, a server needs nothing of libpq: the stream (plain, or TLS on
  * libpq's handle) carries the relay and pgcoro's own queries alike. Housekeeping
  * (rollback, server_reset_query, the parameter sync, health checks, UNLISTEN * after a
@@ -27,6 +30,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "cancelreq.h"
 #include "client.h"
@@ -38,6 +42,7 @@
 #include "relay.h"
 #include "runtime.h"
 #include "sockopt.h"
+#include "srvconnect.h"
 
 const char *const server_param_names[SERVER_NPARAMS] = {
 	"application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
@@ -210,7 +215,8 @@ static void replication_login_failed(server_t *s, client_t *c, const char *sqlst
  * without where the connection went) go to its pool (pool_connect_failed); the log has
  * REASON, and for a failure on the way (08006) PgBouncer's words for it, which alerts
  * written for PgBouncer look for: "closing because: connect failed" (or "connect
- * timeout" when TIMED_OUT). */
+ * timeout" when TIMED_OUT), and for a login refused PgBouncer's "closing because: " and
+ * the refusal (the server's message, as TOLD). */
 static void close_server(server_t *s, bool connect_failed, const char *reason,
 			 const char *sqlstate, const char *told, bool timed_out)
 {
@@ -220,9 +226,9 @@ static void close_server(server_t *s, bool connect_failed, const char *reason,
 	if (connect_failed) {
 		s->pool->connect_failures++;
 		bool on_the_way = strcmp(sqlstate, "08006") == 0;
-		log_warning("server %llu (%s/%s): connection failed: %s%s%s",
+		log_warning("server %llu (%s/%s): connection failed: %s; closing because: %s%s",
 			    (unsigned long long)s->id, s->pool->dbname, s->pool->user, reason,
-			    on_the_way ? "; closing because: connect " : "",
+			    on_the_way ? "connect " : (*told ? told : "login failed"),
 			    on_the_way ? (timed_out ? "timeout" : "failed") : "");
 	} else if (rt->cfg->log_disconnections)
 		log_info("server %llu (%s/%s): closing: %s (age %.3f s)", (unsigned long long)s->id,
@@ -233,6 +239,8 @@ static void close_server(server_t *s, bool connect_failed, const char *reason,
 	server_set_state(s, SV_CLOSING);
 	event_del(&s->pq_ev);
 	evtimer_del(&s->timer);
+	srvconnect_free(s->login); /* an own login in progress is abandoned */
+	s->login = NULL;
 	if (stream_is_open(&s->st))
 		stream_set_read(&s->st, false);
 	if (c) {
@@ -407,6 +415,7 @@ static void connect_wait(server_t *s, short what)
 
 static const struct stream_ops server_stream_ops;
 static void hk_start(server_t *s, unsigned plan);
+static bool take_conn(server_t *s, const struct server_conn *c);
 
 /* S's stream is open on a connection positioned after a ReadyForQuery, its reported
  * parameters and BackendKeyData taken: S starts its life as a connected server, made by
@@ -601,23 +610,68 @@ static server_t *server_new(pool_t *pool)
 	return s;
 }
 
-/* S (new, its conn_params set) starts connecting: SV_CONNECTING, the connect timeout, the
- * first step on the executor. */
-static void connect_start(server_t *s)
+/* pgcoro's own login of S ended (srvconnect.h): S takes the connection and starts its
+ * life as any connected server, or the failure goes the way of libpq's. */
+static void own_login_done(struct srvconnect *sc, void *arg)
 {
+	server_t *s = arg;
+	if (!srvconnect_ok(sc)) {
+		struct srvlogin_error e = *srvconnect_error(sc); /* close_server frees SC */
+		char reason[640];
+		snprintf(reason, sizeof(reason), "%s%s%s", e.where, e.where[0] ? ": " : "",
+			 e.reason);
+		log_debug("server %llu (%s/%s): pgcoro's own login failed (%s)",
+			  (unsigned long long)s->id, s->pool->dbname, s->pool->user,
+			  e.from_server ? "the server's error" : "pgcoro's");
+		close_server(s, true, reason, e.sqlstate, e.reason, false);
+		return;
+	}
+	struct server_conn c;
+	bool ok = srvconnect_take(sc, &c);
+	if (ok && !take_conn(s, &c)) {
+		if (c.ssl)
+			SSL_free(c.ssl);
+		close(c.fd);
+		ok = false;
+	}
+	srvconnect_free(sc); /* after take_conn: the parameters were its */
+	s->login = NULL;
+	if (!ok) {
+		close_server(s, true, "out of memory", "53200", "out of memory", false);
+		return;
+	}
+	evtimer_del(&s->timer);
+	connected(s);
+}
+
+/* S (new, its conn_params set) starts connecting: SV_CONNECTING, the connect timeout, and
+ * the first step on the executor, or pgcoro's own login for a credential libpq cannot use.
+ * False (nothing changed, S still to be freed) without memory for that login. */
+static bool connect_start(server_t *s)
+{
+	if (srvconnect_wanted(s->conn_params)) {
+		/* an md5 secret or a SCRAM verifier: libpq cannot log in with those */
+		if (!(s->login = srvconnect_start(s->conn_params, own_login_done, s)))
+			return false;
+		free(s->conn_params);
+		s->conn_params = NULL;
+	}
 	server_set_state(s, SV_CONNECTING);
 	if (s->client)
 		log_debug("server %llu (%s/%s): connecting for replication client %llu",
 			  (unsigned long long)s->id, s->pool->dbname, s->pool->user,
 			  (unsigned long long)s->client->id);
 	else
-		log_debug("server %llu (%s/%s): connecting", (unsigned long long)s->id,
-			  s->pool->dbname, s->pool->user);
+		log_debug("server %llu (%s/%s): connecting%s", (unsigned long long)s->id,
+			  s->pool->dbname, s->pool->user,
+			  s->login ? " (pgcoro's own login: the auth_file's md5 or SCRAM secret)" : "");
 	if (rt->cfg->server_connect_timeout > 0) {
 		struct timeval tv = seconds_tv(rt->cfg->server_connect_timeout);
 		evtimer_add(&s->timer, &tv);
 	}
-	submit(s, job_start);
+	if (!s->login)
+		submit(s, job_start);
+	return true;
 }
 
 bool server_connect(pool_t *pool)
@@ -625,12 +679,12 @@ bool server_connect(pool_t *pool)
 	server_t *s = server_new(pool);
 	if (!s)
 		return false;
-	if (!(s->conn_params = pool_conn_params(pool))) {
+	if (!(s->conn_params = pool_conn_params(pool)) || !connect_start(s)) {
+		free(s->conn_params);
 		pool_unref(pool);
 		free(s);
 		return false;
 	}
-	connect_start(s);
 	return true;
 }
 
@@ -729,7 +783,36 @@ bool server_connect_replication(pool_t *pool, client_t *c)
 	s->replication = c->replication;
 	s->client = c;
 	c->server = s;
-	connect_start(s);
+	if (!connect_start(s))
+		fatal("server %llu: a replication server's login started pgcoro's own",
+		      (unsigned long long)s->id); /* never: srvconnect_wanted refuses replication */
+	return true;
+}
+
+/* S takes over connection C: its stream (C's socket, and TLS handle), its reported
+ * parameters (C's, else the pool's) and BackendKeyData. False without memory: C's socket
+ * and handle are then still the caller's. */
+static bool take_conn(server_t *s, const struct server_conn *c)
+{
+	stream_init(&s->st, rt->base, c->fd, true, &server_stream_ops, s);
+	if (c->ssl && !stream_tls_attach(&s->st, c->ssl, true)) {
+		s->st.close_fd = false; /* the caller's still */
+		stream_free(&s->st);
+		return false;
+	}
+	if (c->names) {
+		for (int k = 0; k < c->nparams; k++) {
+			int i = reported_index(c->names[k]);
+			if (i >= 0)
+				set_param(s, i, c->values[k]);
+		}
+	} else {
+		for (int i = 0; i < SERVER_NPARAMS; i++)
+			set_param(s, i, pool_param(s->pool, i));
+	}
+	s->backend_pid = c->backend_pid;
+	s->cancel_key = c->cancel_key;
+	s->cancel_key_known = c->have_key;
 	return true;
 }
 
@@ -740,26 +823,11 @@ server_t *server_adopt_conn(pool_t *pool, const struct server_conn *c)
 	server_t *s = server_new(pool);
 	if (!s)
 		return NULL;
-	stream_init(&s->st, rt->base, c->fd, true, &server_stream_ops, s);
-	if (c->ssl && !stream_tls_attach(&s->st, c->ssl, true)) {
-		s->st.close_fd = false; /* the caller's still */
-		stream_free(&s->st);
+	if (!take_conn(s, c)) {
+		pool_unref(pool);
 		free(s);
 		return NULL;
 	}
-	if (c->names) {
-		for (int k = 0; k < c->nparams; k++) {
-			int i = reported_index(c->names[k]);
-			if (i >= 0)
-				set_param(s, i, c->values[k]);
-		}
-	} else {
-		for (int i = 0; i < SERVER_NPARAMS; i++)
-			set_param(s, i, pool_param(pool, i));
-	}
-	s->backend_pid = c->backend_pid;
-	s->cancel_key = c->cancel_key;
-	s->cancel_key_known = c->have_key;
 	learn_peer(s);
 	stream_set_read(&s->st, true);
 	s->tx_status = 'I';

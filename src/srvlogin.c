@@ -487,6 +487,7 @@ static const char *cred_name(const struct srvlogin *sl)
 	case SRVLOGIN_PASSWORD: return "a password";
 	case SRVLOGIN_MD5_SECRET: return "an md5 secret";
 	case SRVLOGIN_SCRAM_KEYS: return "SCRAM keys";
+	case SRVLOGIN_SCRAM_NO_KEY: return "a SCRAM secret whose keys no client provided";
 	}
 	return "?";
 }
@@ -495,8 +496,8 @@ static bool answer_cleartext(struct srvlogin *sl)
 {
 	if (sl->cred != SRVLOGIN_PASSWORD) {
 		sl_fail(sl, SLF_FINAL, "28P01",
-			"the server asks for a cleartext password for user \"%s\", but pgcoro has "
-			"only %s",
+			"cannot do cleartext authentication: wrong password type (the server asks "
+			"for a cleartext password for user \"%s\", but pgcoro has only %s)",
 			sl->user, cred_name(sl));
 		return false;
 	}
@@ -508,11 +509,11 @@ static bool answer_md5(struct srvlogin *sl, const uint8_t salt[4])
 {
 	char stored[36], answer[36];
 	bool ok = false;
-	if (sl->cred == SRVLOGIN_SCRAM_KEYS) {
+	if (sl->cred == SRVLOGIN_SCRAM_KEYS || sl->cred == SRVLOGIN_SCRAM_NO_KEY) {
 		sl_fail(sl, SLF_FINAL, "28P01",
-			"the server asks for md5 authentication for user \"%s\", but pgcoro has only "
-			"SCRAM keys",
-			sl->user);
+			"cannot do MD5 authentication: wrong password type (the server asks for md5 "
+			"authentication for user \"%s\", but pgcoro has only %s)",
+			sl->user, cred_name(sl));
 		return false;
 	}
 	if (sl->cred == SRVLOGIN_PASSWORD)
@@ -562,8 +563,18 @@ static bool sasl_begin(struct srvlogin *sl, const uint8_t *data, uint32_t dlen)
 	}
 	if (sl->cred == SRVLOGIN_MD5_SECRET) {
 		sl_fail(sl, SLF_FINAL, "28P01",
-			"the server asks for SCRAM-SHA-256 authentication for user \"%s\", but pgcoro "
-			"has only an md5 secret",
+			"cannot do SCRAM authentication: wrong password type (the server asks for "
+			"SCRAM-SHA-256 authentication for user \"%s\", but pgcoro has only an md5 "
+			"secret)",
+			sl->user);
+		return false;
+	}
+	if (sl->cred == SRVLOGIN_SCRAM_NO_KEY) {
+		/* PgBouncer's words, then the ones its clients get */
+		sl_fail(sl, SLF_FINAL, "28P01",
+			"cannot do SCRAM authentication: password is SCRAM secret but client "
+			"authentication did not provide SCRAM keys (user \"%s\"): wrong password "
+			"type",
 			sl->user);
 		return false;
 	}
@@ -1181,7 +1192,7 @@ static bool params_ok(const struct srvlogin_params *p, char *err, size_t errlen)
 	const char *why = NULL;
 	if (!p->user || !*p->user)
 		why = "no user";
-	else if (p->cred != SRVLOGIN_SCRAM_KEYS && !p->secret)
+	else if (p->cred != SRVLOGIN_SCRAM_KEYS && p->cred != SRVLOGIN_SCRAM_NO_KEY && !p->secret)
 		why = "no password or secret";
 	else if (p->cred == SRVLOGIN_MD5_SECRET && auth_secret_kind(p->secret) != SECRET_MD5)
 		why = "not an md5 secret (\"md5\" and 32 lower-case hex digits)";

@@ -1,0 +1,263 @@
+"""Server logins with the client's secrets (PgBouncer's md5 and SCRAM pass-through): a
+database entry without a password logs in to PostgreSQL with the auth_file's secret of
+the server user. An md5 secret answers PostgreSQL's md5 request (md5(secret + salt)); a
+SCRAM verifier copied from pg_authid logs in with the ClientKey a client's SCRAM login
+proved (ClientProof XOR HMAC(StoredKey, AuthMessage)), kept per user while the verifier
+stays the same. Without such a key yet the server login fails with PgBouncer's words;
+a wrong verifier ends in the server's refusal or pgcoro's own reason; the servers made
+this way serve prepared statements, LISTEN/NOTIFY and cancels like any other."""
+
+import base64
+import hashlib
+import hmac
+import signal
+import threading
+
+import psycopg2
+import psycopg2.errors
+import pytest
+
+from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, Wire, client_backends,
+                      parse_fields, wait_until)
+
+pytestmark = pytest.mark.pooler_only
+
+
+def md5_secret(password, user):
+    return "md5" + hashlib.md5((password + user).encode()).hexdigest()
+
+
+def pg_verifier(pg, user):
+    v = pg.psql_super(f"SELECT rolpassword FROM pg_authid WHERE rolname = '{user}'").strip()
+    assert v.startswith("SCRAM-SHA-256$"), v
+    return v
+
+
+def make_verifier(password, salt, iterations=4096):
+    """A SCRAM-SHA-256 verifier of PASSWORD with SALT, as PostgreSQL stores it."""
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored = hashlib.sha256(client_key).digest()
+    server = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    b64 = lambda b: base64.b64encode(b).decode()
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored)}:{b64(server)}"
+
+
+def verifier_salt(v):
+    return base64.b64decode(v[len("SCRAM-SHA-256$"):].split("$")[0].split(":")[1])
+
+
+def current_user(inst, user, password, db="postgres"):
+    c = inst.connect(user=user, password=password, db=db)
+    try:
+        cur = c.cursor()
+        cur.execute("SELECT current_user")
+        return cur.fetchone()[0]
+    finally:
+        c.close()
+
+
+def login_error(inst, user, password, db):
+    """The ErrorResponse a client gets logging in to DB and running a query (in session
+    mode at the login, in transaction mode at the query: then the connection closes)."""
+    with Wire.to(inst) as w:
+        try:
+            w.login(user, password, db)
+        except PgError as e:
+            return e
+        w.send(w.msg("Q", b"SELECT 1\0"))
+        while True:
+            t, p = w.read_msg()
+            if t == "E":
+                return PgError(parse_fields(p))
+            assert t in ("N", "S"), (t, p)
+
+
+def test_md5_secret_pass_through(pgcoro_factory, pg):
+    """md5user's stored md5 secret in the auth_file (no password anywhere): the server
+    login answers PostgreSQL's md5 request with it; before, libpq had no password."""
+    inst = pgcoro_factory(settings={"auth_type": "md5"},
+                          users={MD5_USER: md5_secret(MD5_PASS, MD5_USER)})
+    assert current_user(inst, MD5_USER, MD5_PASS) == MD5_USER
+    # a second server of the same pool, while the first is held (session mode)
+    c1 = inst.connect(user=MD5_USER, password=MD5_PASS)
+    try:
+        c1.cursor().execute("SELECT 1")
+        assert current_user(inst, MD5_USER, MD5_PASS) == MD5_USER
+    finally:
+        c1.close()
+    # a wrong md5 secret: the server's refusal reaches the client with its SQLSTATE
+    bad = pgcoro_factory(settings={"auth_type": "trust"},
+                         users={MD5_USER: md5_secret("wrong", MD5_USER)})
+    err = login_error(bad, MD5_USER, None, "postgres")
+    assert err.sqlstate == "28P01", err.fields
+    assert f'password authentication failed for user "{MD5_USER}"' in err.fields["M"], err.fields
+    bad.assert_serving()
+
+
+def test_scram_pass_through(pgcoro_factory, pg):
+    """app's verifier copied from pg_authid: a client's SCRAM login leaves its ClientKey,
+    the server login proves it to PostgreSQL; a second client gets a second server so."""
+    inst = pgcoro_factory(users={APP_USER: pg_verifier(pg, APP_USER)})
+    c1 = inst.connect()
+    try:
+        cur = c1.cursor()
+        cur.execute("SELECT current_user, pg_backend_pid()")
+        user, pid1 = cur.fetchone()
+        assert user == APP_USER
+        c2 = inst.connect()
+        try:
+            cur2 = c2.cursor()
+            cur2.execute("SELECT current_user, pg_backend_pid()")
+            user2, pid2 = cur2.fetchone()
+            assert user2 == APP_USER and pid2 != pid1
+        finally:
+            c2.close()
+    finally:
+        c1.close()
+    # a wrong password is refused at pgcoro (the verifier checks it), and keeps nothing
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        inst.connect(password="wrong")
+    inst.assert_serving()
+
+
+def forced_db(pg, user=APP_USER):
+    return f"host=127.0.0.1 port={pg.port} dbname=postgres user={user}"
+
+
+def test_no_client_key_yet(pgcoro_factory, pg):
+    """The server user's secret is a SCRAM verifier and no client of that user has logged
+    in with SCRAM: PgBouncer's "wrong password type" (28P01) and its log line; once one
+    has, the same database works."""
+    inst = pgcoro_factory(users={APP_USER: pg_verifier(pg, APP_USER)},
+                          databases={"forced": forced_db(pg), "forced2": forced_db(pg)})
+    err = login_error(inst, MD5_USER, MD5_PASS, "forced")
+    assert err.sqlstate == "28P01", err.fields
+    assert "wrong password type" in err.fields["M"], err.fields
+    assert "127.0.0.1" not in err.fields["M"] and str(pg.port) not in err.fields["M"]
+    wait_until(lambda: "cannot do SCRAM authentication: password is SCRAM secret but client "
+               "authentication did not provide SCRAM keys" in inst.log_text(),
+               "PgBouncer's reason logged")
+    # app logs in itself (with SCRAM): its key is kept, the forced database works
+    assert current_user(inst, APP_USER, APP_PASS) == APP_USER
+    assert current_user(inst, MD5_USER, MD5_PASS, db="forced2") == APP_USER
+
+
+def test_changed_verifier_drops_the_key(pgcoro_factory, pg):
+    """A reload that changes the user's verifier drops the key proven against the old one:
+    a new server login waits for a client's login against the new verifier."""
+    v = pg_verifier(pg, APP_USER)
+    inst = pgcoro_factory(users={APP_USER: v},
+                          databases={"forced": forced_db(pg), "forced2": forced_db(pg)})
+    assert current_user(inst, APP_USER, APP_PASS) == APP_USER
+    assert current_user(inst, MD5_USER, MD5_PASS, db="forced") == APP_USER
+    other = make_verifier(APP_PASS, b"another salt 16b")
+    with open(inst.userlist_path, "w") as f:
+        f.write(f'"{APP_USER}" "{other}"\n"{MD5_USER}" "{MD5_PASS}"\n')
+    inst.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in inst.log_text(), "reload logged")
+    err = login_error(inst, MD5_USER, MD5_PASS, "forced2")
+    assert err.sqlstate == "28P01" and "wrong password type" in err.fields["M"], err.fields
+
+
+def test_wrong_verifier(pgcoro_factory, pg):
+    """The auth_file's verifier is not PostgreSQL's: with another salt pgcoro says so
+    (28P01) without sending a proof; with the same salt and iterations (another password)
+    PostgreSQL refuses the proof and its error reaches the client."""
+    salt = verifier_salt(pg_verifier(pg, APP_USER))
+    inst = pgcoro_factory(users={APP_USER: make_verifier(APP_PASS, b"another salt 16b")})
+    err = login_error(inst, APP_USER, APP_PASS, "postgres")
+    assert err.sqlstate == "28P01", err.fields
+    assert 'SCRAM secret for user "app" differs' in err.fields["M"], err.fields
+    inst2 = pgcoro_factory(users={APP_USER: make_verifier("otherpass", salt)})
+    err = login_error(inst2, APP_USER, "otherpass", "postgres")
+    assert err.sqlstate == "28P01", err.fields
+    assert 'password authentication failed for user "app"' in err.fields["M"], err.fields
+
+
+def test_prepared_listen_cancel_on_a_pass_through_server(pgcoro_factory, pg):
+    """A server logged in by SCRAM pass-through runs protocol-level prepared statements
+    (transaction mode), LISTEN/NOTIFY, and is cancelled with pgcoro's own CancelRequest
+    (its BackendKeyData came from pgcoro's login, not libpq's)."""
+    import psycopg
+    inst = pgcoro_factory(settings={"pool_mode": "transaction", "max_prepared_statements": 10},
+                          users={APP_USER: pg_verifier(pg, APP_USER)})
+    with psycopg.connect(inst.dsn(), prepare_threshold=0, autocommit=True) as conn:
+        for i in range(3):
+            assert conn.execute("SELECT %s::int + 1", (i,)).fetchone() == (i + 1,)
+    # LISTEN/NOTIFY
+    listener = inst.connect()
+    listener.autocommit = True
+    try:
+        listener.cursor().execute("LISTEN passthru_chan")
+        sender = inst.connect()
+        sender.autocommit = True
+        try:
+            sender.cursor().execute("NOTIFY passthru_chan, 'hello'")
+        finally:
+            sender.close()
+
+        def heard():
+            listener.poll()
+            return [n.payload for n in listener.notifies]
+        assert wait_until(heard, "the notification") == ["hello"]
+    finally:
+        listener.close()
+    # cancel, once the query runs
+    c = inst.connect()
+    try:
+        result = {}
+
+        def run():
+            try:
+                c.cursor().execute("SELECT pg_sleep(60) /* passthru-cancel */")
+            except Exception as e:  # noqa: BLE001 - the outcome is checked below
+                result["exc"] = e
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        wait_until(lambda: [b for b in client_backends(pg, "postgres", APP_USER)
+                            if b[2] == "active" and "passthru-cancel" in (b[3] or "")],
+                   "the query running")
+        c.cancel()
+        t.join(30)
+        assert isinstance(result.get("exc"), psycopg2.errors.QueryCanceled), result
+    finally:
+        c.close()
+    wait_until(lambda: "cancel request sent" in inst.log_text(), "the cancel logged")
+    assert "cannot build a cancel request" not in inst.log_text()
+    inst.assert_serving()
+
+
+def test_refused_login_with_only_old_servers(pgcoro_factory, pg):
+    """The server user's password changed, RECONNECT marked the one server old (held by a
+    transaction): a new login the server refuses fails the waiting client at once with the
+    server's 28P01, as PgBouncer's kill_pool_logins does (the old server, closed when
+    released, will serve nobody); before, the client waited for it."""
+    pg.psql_super("DROP ROLE IF EXISTS chguser; SET password_encryption = 'scram-sha-256'; "
+                  "CREATE ROLE chguser LOGIN PASSWORD 'pw1';")
+    try:
+        inst = pgcoro_factory(
+            settings={"admin_users": APP_USER, "pool_mode": "transaction",
+                      "query_wait_timeout": 30},
+            databases={"chg": f"host=127.0.0.1 port={pg.port} dbname=postgres user=chguser "
+                              "password=pw1 pool_size=2"})
+        holder = inst.connect(db="chg")
+        try:
+            holder.cursor().execute("BEGIN; SELECT 1")
+            pg.psql_super("ALTER ROLE chguser PASSWORD 'pw2';")
+            admin = psycopg2.connect(host=inst.host, port=inst.port, user=APP_USER,
+                                     password=APP_PASS, dbname="pgcoro", connect_timeout=30)
+            try:
+                admin.autocommit = True
+                admin.cursor().execute("RECONNECT chg")
+            finally:
+                admin.close()
+            err = login_error(inst, APP_USER, APP_PASS, "chg")
+            assert err.sqlstate == "28P01", err.fields
+            assert 'password authentication failed for user "chguser"' in err.fields["M"]
+            log = inst.log_text()
+            assert 'closing because: password authentication failed for user "chguser"' in log
+        finally:
+            holder.close()
+    finally:
+        pg.psql_super("DROP ROLE IF EXISTS chguser;")
