@@ -42,6 +42,10 @@ const char *tls_version_libpq(int version);
  * verified certificate or no CN (or it does not fit). */
 bool tls_peer_cn(SSL *ssl, char *buf, size_t len) __attribute__((warn_unused_result));
 
+/* SSL's protocol version and cipher as "TLSv1.3/TLS_AES_256_GCM_SHA384" (PgBouncer's
+ * tls= of its login line) into BUF; "no" when SSL is NULL. Returns BUF. */
+const char *tls_conn_info(SSL *ssl, char *buf, size_t len);
+
 /* True when the handshake on SSL negotiated the ALPN protocol "postgresql". */
 bool tls_alpn_ok(SSL *ssl);
 

@@ -576,6 +576,7 @@ static void end_backoff(pool_t *p)
 void pool_renew_servers(pool_t *p, const char *why)
 {
 	p->conn_gen++;
+	p->renew_why = why;
 	end_backoff(p); /* past failures say nothing of the next attempt */
 	close_servers_with(&p->sv_idle, why);
 	/* a replication connection may last for ever: waiting for its release is no option
@@ -672,7 +673,8 @@ void pool_reconfigure(void)
 			free_params(kw, val);
 			log_info("pool %s/%s: connection settings changed: servers are replaced as "
 				 "they become idle", p->dbname, p->user);
-			pool_renew_servers(p, "connection settings changed (reload)");
+			/* PgBouncer's words for it, which tools look for */
+			pool_renew_servers(p, "database configuration changed");
 		} else {
 			free_params(kw, val);
 		}

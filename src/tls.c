@@ -230,6 +230,15 @@ bool tls_peer_cn(SSL *ssl, char *buf, size_t len)
 	return ok;
 }
 
+const char *tls_conn_info(SSL *ssl, char *buf, size_t len)
+{
+	if (ssl)
+		snprintf(buf, len, "%s/%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+	else
+		snprintf(buf, len, "no");
+	return buf;
+}
+
 bool tls_alpn_ok(SSL *ssl)
 {
 	const unsigned char *p;
