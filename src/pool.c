@@ -1007,11 +1007,13 @@ void pool_connect_failed(pool_t *p, const char *sqlstate, const char *msg)
 	}
 	/* Waiters keep waiting while a server may still come: one connecting, or one in use
 	 * that will be released. With none, a login the server refused would be refused
-	 * again: they learn why now; after a failure on the way (unreachable, timed out, the
-	 * server starting up) the next attempt may succeed: they wait for it, up to
-	 * server_login_retry (PgBouncer keeps them until query_wait_timeout). */
-	if (p->sv_active.count + p->sv_idle.count + p->sv_housekeeping.count == 0) {
-		bool refused = strcmp(sqlstate, "08006") != 0 && strcmp(sqlstate, "57P03") != 0;
+	 * again: they learn why now; after a failure on the way (unreachable, timed out, TLS,
+	 * the server starting up) the next attempt may succeed: they wait for it, up to
+	 * server_login_retry, or as PgBouncer until query_wait_timeout in a file with a
+	 * [pgbouncer] section (a fix to the settings, a SET or RELOAD, then serves them). */
+	bool refused = strcmp(sqlstate, "08006") != 0 && strcmp(sqlstate, "57P03") != 0;
+	if (p->sv_active.count + p->sv_idle.count + p->sv_housekeeping.count == 0 &&
+	    (refused || !rt->cfg->pgbouncer_ini)) {
 		double now = rt_now();
 		/* replication clients wait for their own connection, which tells them its fate */
 		while (p->waiting.count - p->repl_waiting >
