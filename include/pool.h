@@ -60,6 +60,7 @@ struct pool {
 	unsigned conn_gen;          /* bumped when kw/val change (reload): servers made with an
 	                             * older one are closed instead of going idle */
 	const char *renew_why;      /* static: why conn_gen was last bumped (their close reason) */
+	unsigned tls_gen;           /* the config's server_tls_gen when kw/val were made */
 	int refs;                   /* clients and servers (closing ones too) pointing at it */
 	int pool_size;
 	int pool_mode;

@@ -344,6 +344,7 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 	const char *hosts = cfg_db_param(db, "host");
 	if (!hosts)
 		hosts = cfg_db_param(db, "hostaddr");
+	p->tls_gen = rt->cfg->server_tls_gen;
 	p->lb_hosts = db->load_balance_hosts == LB_ROUND_ROBIN && hosts ? list_count(hosts) : 0;
 	if (p->lb_hosts < 2)
 		p->lb_hosts = 0;
@@ -662,6 +663,7 @@ void pool_reconfigure(void)
 		if (!p->kw)
 			continue; /* unused: made from the new entry when next used */
 		const char **kw = p->kw, **val = p->val;
+		unsigned tls_gen = p->tls_gen;
 		p->kw = p->val = NULL;
 		if (!build_params(p, db)) {
 			log_error("pool %s/%s: out of memory applying the new configuration: "
@@ -669,7 +671,8 @@ void pool_reconfigure(void)
 			free_params(p->kw, p->val);
 			p->kw = kw;
 			p->val = val;
-		} else if (!same_params(kw, val, p->kw, p->val)) {
+			p->tls_gen = tls_gen;
+		} else if (!same_params(kw, val, p->kw, p->val) || tls_gen != p->tls_gen) {
 			free_params(kw, val);
 			log_info("pool %s/%s: connection settings changed: servers are replaced as "
 				 "they become idle", p->dbname, p->user);

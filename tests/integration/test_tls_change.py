@@ -117,3 +117,56 @@ def test_login_line_names_tls_and_tls13_ciphers(pgcoro_factory, pg, tls_certs):
         admin.close()
     run_psql(pg, inst, "SELECT 1", sslmode="require")  # the running context stays
     assert inst.log_text().count("tls=TLSv1.3/TLS_AES_256_GCM_SHA384") == 2
+
+
+def test_server_tls_files_changed_on_disk_replace_servers(pgcoro_factory, pg_tls, tls_certs):
+    """As PgBouncer compares its server TLS configuration with the files' contents: a
+    reload that finds server_tls_ca_file changed on disk (same name) replaces the servers;
+    a reload of the same contents keeps them, also after a SET of another file that the
+    file then names too."""
+    with open(tls_certs.path("ca.crt")) as f:
+        ca_text = f.read()
+    with open(tls_certs.path("wrong_ca.crt")) as f:
+        bundle_text = ca_text + f.read()
+    inst = pgcoro_factory(
+        settings={"admin_users": ADMIN, "pool_mode": "transaction",
+                  "server_tls_sslmode": "verify-ca", "server_tls_ca_file": "CAFILE"},
+        users={ADMIN: ADMIN_PASS},
+        databases={"postgres": f"host=127.0.0.1 port={pg_tls.port} dbname=postgres"},
+        replace_databases=True)
+    cafile = f"{inst.workdir}/server-ca.crt"
+    bundle = f"{inst.workdir}/bundle.crt"
+    with open(cafile, "w") as f:
+        f.write(ca_text)
+    with open(bundle, "w") as f:
+        f.write(bundle_text)
+    reload_with(inst, "server_tls_ca_file = CAFILE", f"server_tls_ca_file = {cafile}", 1)
+    c = inst.connect()                 # transaction mode: its server is idle between queries
+    c.autocommit = True
+    admin = psycopg2.connect(host=inst.host, port=inst.port, user=ADMIN, password=ADMIN_PASS,
+                             dbname="pgbouncer", connect_timeout=30)
+    admin.autocommit = True
+    try:
+        first = backend_pid(c)
+        reload_with(inst, cafile, cafile, 2)                    # same contents
+        assert backend_pid(c) == first
+        assert CHANGED not in inst.log_text()
+
+        with open(cafile, "w") as f:   # another CA in the same file
+            f.write(bundle_text)
+        reload_with(inst, cafile, cafile, 3)
+        wait_until(lambda: inst.log_text().count(CHANGED) == 1, "the idle server closed")
+        second = backend_pid(c)
+        assert second != first
+
+        # SET reads the file it names: a reload that then names it too changes nothing
+        admin.cursor().execute(f"SET server_tls_ca_file = '{bundle}'")
+        wait_until(lambda: inst.log_text().count(CHANGED) == 2, "replaced after the SET")
+        third = backend_pid(c)
+        assert third != second
+        reload_with(inst, cafile, bundle, 4)
+        assert backend_pid(c) == third
+        assert inst.log_text().count(CHANGED) == 2
+    finally:
+        c.close()
+        admin.close()
