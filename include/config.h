@@ -145,6 +145,12 @@ struct config {
 	char *server_tls_protocols; /* as libpq ssl_min/max_protocol_version */
 	char *server_tls_ciphers;   /* only OpenSSL's defaults (libpq has no setting) */
 	char *server_tls13_ciphers; /* only "" (libpq has no setting) */
+	/* Set by reload.c, not by a key: a digest of the server_tls_* files' contents
+	 * (tls_server_files_digest), and a generation bumped whenever a new config's digest
+	 * differs from the one in force (pools replace their servers then, as PgBouncer does
+	 * when its server TLS configuration changed). */
+	unsigned char server_tls_digest[32];
+	unsigned server_tls_gen;
 	char *admin_users;         /* comma list: every console command */
 	char *stats_users;         /* comma list: console SHOW commands */
 	int pool_mode;             /* enum pool_mode */

@@ -59,6 +59,8 @@ struct pool {
 	                             * while the pool is used, NULL while it is not */
 	unsigned conn_gen;          /* bumped when kw/val change (reload): servers made with an
 	                             * older one are closed instead of going idle */
+	const char *renew_why;      /* static: why conn_gen was last bumped (their close reason) */
+	unsigned tls_gen;           /* the config's server_tls_gen when kw/val were made */
 	int refs;                   /* clients and servers (closing ones too) pointing at it */
 	int pool_size;
 	int pool_mode;
@@ -223,8 +225,9 @@ void pool_reconfigure(void);
 pool_t *pool_next(const pool_t *prev);
 
 /* Every server of P is to be replaced (its connection settings changed, or RECONNECT):
- * idle ones are closed now (WHY logged), busy ones when released; a back-off after
- * failed connects ends (the next attempt is made with the new settings). */
+ * idle ones are closed now and busy ones when released, each logging WHY (a static
+ * string, kept); a back-off after failed connects ends (the next attempt is made with the
+ * new settings). */
 void pool_renew_servers(pool_t *p, const char *why);
 
 /* PAUSE (PAUSED true): P hands out no server (clients wait), its idle and connecting

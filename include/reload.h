@@ -37,7 +37,7 @@ void reload_start(void);
 
 /* Puts CFG and AUTH in force at once (on the loop thread; they become rt's, the old ones
  * are freed, AUTH may be the current rt->auth): log level, pools, stats and metrics
- * follow. Keys that are not reloadable are the caller's to refuse or report. */
+ * follow; server TLS files whose digest changed make every pool replace its servers. Keys that are not reloadable are the caller's to refuse or report. */
 void reload_apply(struct config *cfg, struct auth_file *auth);
 
 /* True while a reload's or a SET's file reading is in flight. */
@@ -59,8 +59,9 @@ enum reload_set_status {
 /* The console's SET KEY = VALUE (KEY any case) by user WHO, as a reload with the file
  * changed so: the running config with KEY set, checked as a loaded file is, put in force
  * by reload_apply. A key read with files (cfg_key_reads_files: auth_type, auth_file,
- * auth_hba_file, client_tls_*) re-reads auth_file and auth_hba_file and rebuilds the TLS
- * context first, on the executor; a file that does not load refuses the SET, except a TLS
+ * auth_hba_file, client_tls_*, the server_tls_* files) re-reads auth_file and
+ * auth_hba_file, rebuilds the TLS context and digests the server TLS files first, on the
+ * executor; a file that does not load refuses the SET, except a TLS
  * context that does not build: as PgBouncer's SET, the value is set and the running
  * context stays. Logs what it did. */
 enum reload_set_status reload_set(const char *key, const char *value, const char *who, char *msg,

@@ -1,7 +1,8 @@
 /* The TLS context pgcoro serves clients with (client_tls_*): built from the files on the
  * executor at start and on reload, swapped in on the loop thread; connections hold a
  * reference, so a swap never disturbs one in progress. Also what a session asks of a
- * client's TLS: the certificate's CN, the ALPN check of direct TLS. */
+ * client's TLS: the certificate's CN, the ALPN check of direct TLS; and the digest of
+ * the server_tls_* files by which a reload sees them changed. */
 #ifndef PGCORO_TLS_H
 #define PGCORO_TLS_H
 
@@ -35,12 +36,21 @@ bool tls_ctx_build(const struct config *cfg, SSL_CTX **ctx, char *err, size_t er
 bool tls_protocols_parse(const char *key, const char *spec, int *min, int *max, char *err,
 			 size_t errlen) __attribute__((warn_unused_result));
 
+/* A digest of the contents of CFG's server_tls_ca_file, server_tls_cert_file and
+ * server_tls_key_file (with their names; a file that cannot be read counts as such) into
+ * OUT: equal digests, the same files. Reads the files: for the executor or the start. */
+void tls_server_files_digest(const struct config *cfg, unsigned char out[32]);
+
 /* libpq's name (ssl_min_protocol_version) of OpenSSL version VERSION: "TLSv1" .. "TLSv1.3". */
 const char *tls_version_libpq(int version);
 
 /* The CommonName of SSL's verified peer certificate into BUF; false when there is no
  * verified certificate or no CN (or it does not fit). */
 bool tls_peer_cn(SSL *ssl, char *buf, size_t len) __attribute__((warn_unused_result));
+
+/* SSL's protocol version and cipher as "TLSv1.3/TLS_AES_256_GCM_SHA384" (PgBouncer's
+ * tls= of its login line) into BUF; "no" when SSL is NULL. Returns BUF. */
+const char *tls_conn_info(SSL *ssl, char *buf, size_t len);
 
 /* True when the handshake on SSL negotiated the ALPN protocol "postgresql". */
 bool tls_alpn_ok(SSL *ssl);

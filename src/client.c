@@ -39,6 +39,7 @@
 #include "shutdown.h"
 #include "signals.h"
 #include "sockopt.h"
+#include "tls.h"
 
 #define CLOSE_DRAIN_SEC 5   /* how long a closing client may take to read its last words */
 
@@ -594,10 +595,13 @@ void client_on_server_ready(client_t *c)
 		fatal("client %llu: server ready in state %s", (unsigned long long)c->id,
 		      client_state_name(c->state));
 	if (!c->welcomed) {
-		if (rt->cfg->log_connections)
-			log_info("client %llu %s (%s@%s): login done, server %llu",
+		if (rt->cfg->log_connections) {
+			char tls[128];
+			log_info("client %llu %s (%s@%s): login done, server %llu, tls=%s",
 				 (unsigned long long)c->id, client_peer(c), c->pool->user,
-				 c->pool->dbname, (unsigned long long)s->id);
+				 c->pool->dbname, (unsigned long long)s->id,
+				 tls_conn_info(stream_ssl(&c->st), tls, sizeof(tls)));
+		}
 		client_send_welcome(c, s->params);
 		stream_flush(&c->st);
 		if (c->state != CL_ACTIVE)
@@ -800,9 +804,12 @@ static void logged_in_route(client_t *c)
 	if (pool->pool_mode != POOL_SESSION && pool->params_known && !c->replication) {
 		/* Transaction/statement mode: answer from the pool's parameters now; the client
 		 * waits for a server only with its first query (which applies its settings). */
-		if (rt->cfg->log_connections)
-			log_info("client %llu %s (%s@%s): login done", (unsigned long long)c->id,
-				 client_peer(c), pool->user, pool->dbname);
+		if (rt->cfg->log_connections) {
+			char tls[128];
+			log_info("client %llu %s (%s@%s): login done, tls=%s", (unsigned long long)c->id,
+				 client_peer(c), pool->user, pool->dbname,
+				 tls_conn_info(stream_ssl(&c->st), tls, sizeof(tls)));
+		}
 		client_send_welcome(c, NULL);
 		client_set_state(c, CL_IDLE);
 		timer_rearm(c);

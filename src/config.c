@@ -231,11 +231,11 @@ static const struct cfg_key keys[] = {
         "DHE key exchange with clients: auto (OpenSSL's parameters) or none"),
     KEY(server_tls_sslmode, T_STRING, "",
         "libpq sslmode for servers unless the conninfo sets one; empty = libpq's (prefer)"),
-    KEY(server_tls_ca_file, T_STRING, "",
+    KEY_AT(CFG_WITH_FILES, server_tls_ca_file, T_STRING, "",
         "libpq sslrootcert for servers unless the conninfo sets one"),
-    KEY(server_tls_cert_file, T_STRING, "",
+    KEY_AT(CFG_WITH_FILES, server_tls_cert_file, T_STRING, "",
         "libpq sslcert (client certificate towards servers) unless the conninfo sets one"),
-    KEY(server_tls_key_file, T_STRING, "",
+    KEY_AT(CFG_WITH_FILES, server_tls_key_file, T_STRING, "",
         "libpq sslkey (its key) unless the conninfo sets one"),
     KEY(server_tls_protocols, T_STRING, "secure",
         "TLS versions towards servers (libpq ssl_min/max_protocol_version) unless the "
@@ -318,10 +318,11 @@ static const struct cfg_key keys[] = {
         "limit on connecting and logging in to a server; 0 = none"),
     KEY_PGB(CFG_LIVE, server_login_retry, T_SECONDS, "0.5",
         "cap of the exponential back-off between failed server connection attempts, and how "
-        "long a waiting client waits through failed attempts (PgBouncer's default: 15)",
+        "long a waiting client waits through failed attempts (in a file with a [pgbouncer] "
+        "section: until query_wait_timeout, as PgBouncer; PgBouncer's default: 15)",
         "differs from PgBouncer's fixed pause: it caps pgcoro's exponential back-off between "
         "failed server connections (50 ms doubling), so a PostgreSQL that comes back is used "
-        "again within it; clients already waiting wait through failed attempts this long"),
+        "again within it"),
     KEY(server_idle_timeout, T_SECONDS, "600",
         "an idle server connection above min_pool_size is closed after this; 0 = never"),
     KEY(server_lifetime, T_SECONDS, "3600",
@@ -433,7 +434,7 @@ static const struct {
 } pgb_defaults[] = {
     {"listen_addr", ""},                  /* unix socket only */
     {"server_check_query", "<empty>"},    /* an empty query */
-    {"server_login_retry", "15"},         /* clients wait through failed connects */
+    {"server_login_retry", "15"},         /* the back-off's cap */
 };
 
 /* pgcoro settings of one [databases] entry (mixed into its conninfo) or one [users]

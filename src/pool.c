@@ -346,6 +346,7 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 	const char *hosts = cfg_db_param(db, "host");
 	if (!hosts)
 		hosts = cfg_db_param(db, "hostaddr");
+	p->tls_gen = rt->cfg->server_tls_gen;
 	p->lb_hosts = db->load_balance_hosts == LB_ROUND_ROBIN && hosts ? list_count(hosts) : 0;
 	if (p->lb_hosts < 2)
 		p->lb_hosts = 0;
@@ -578,6 +579,7 @@ static void end_backoff(pool_t *p)
 void pool_renew_servers(pool_t *p, const char *why)
 {
 	p->conn_gen++;
+	p->renew_why = why;
 	end_backoff(p); /* past failures say nothing of the next attempt */
 	close_servers_with(&p->sv_idle, why);
 	/* a replication connection may last for ever: waiting for its release is no option
@@ -663,6 +665,7 @@ void pool_reconfigure(void)
 		if (!p->kw)
 			continue; /* unused: made from the new entry when next used */
 		const char **kw = p->kw, **val = p->val;
+		unsigned tls_gen = p->tls_gen;
 		p->kw = p->val = NULL;
 		if (!build_params(p, db)) {
 			log_error("pool %s/%s: out of memory applying the new configuration: "
@@ -670,11 +673,13 @@ void pool_reconfigure(void)
 			free_params(p->kw, p->val);
 			p->kw = kw;
 			p->val = val;
-		} else if (!same_params(kw, val, p->kw, p->val)) {
+			p->tls_gen = tls_gen;
+		} else if (!same_params(kw, val, p->kw, p->val) || tls_gen != p->tls_gen) {
 			free_params(kw, val);
 			log_info("pool %s/%s: connection settings changed: servers are replaced as "
 				 "they become idle", p->dbname, p->user);
-			pool_renew_servers(p, "connection settings changed (reload)");
+			/* PgBouncer's words for it, which tools look for */
+			pool_renew_servers(p, "database configuration changed");
 		} else {
 			free_params(kw, val);
 		}
@@ -1020,14 +1025,16 @@ void pool_connect_failed(pool_t *p, const char *sqlstate, const char *msg)
 	}
 	/* Waiters keep waiting while a server may still come: one connecting, or one in use
 	 * that will be released. With none, a login the server refused would be refused
-	 * again: they learn why now; after a failure on the way (unreachable, timed out, the
-	 * server starting up) the next attempt may succeed: they wait for it, up to
-	 * server_login_retry (PgBouncer keeps them until query_wait_timeout). A refusal reaches
-	 * them as it came, with its SQLSTATE (PgBouncer's kill_pool_logins). A server made
-	 * before RECONNECT or a reload changed the settings does not count: it is closed when
-	 * released (PgBouncer's kill_pool_logins on a pool no longer welcome_msg_ready). */
-	if (current_servers(p) == 0) {
-		bool refused = strcmp(sqlstate, "08006") != 0 && strcmp(sqlstate, "57P03") != 0;
+	 * again: they learn why now; after a failure on the way (unreachable, timed out, TLS,
+	 * the server starting up) the next attempt may succeed: they wait for it, up to
+	 * server_login_retry, or as PgBouncer until query_wait_timeout in a file with a
+	 * [pgbouncer] section (a fix to the settings, a SET or RELOAD, then serves them). A
+	 * refusal reaches them as it came, with its SQLSTATE (PgBouncer's kill_pool_logins).
+	 * A server made before RECONNECT or a reload changed the settings does not count: it
+	 * is closed when released (PgBouncer's kill_pool_logins on a pool no longer
+	 * welcome_msg_ready). */
+	bool refused = strcmp(sqlstate, "08006") != 0 && strcmp(sqlstate, "57P03") != 0;
+	if (current_servers(p) == 0 && (refused || !rt->cfg->pgbouncer_ini)) {
 		double now = rt_now();
 		/* replication clients wait for their own connection, which tells them its fate */
 		while (p->waiting.count - p->repl_waiting >

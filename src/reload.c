@@ -98,6 +98,7 @@ bool reload_load(const char *path, struct config **cfg, struct auth_file **auth,
 		*cfg = NULL;
 		return false;
 	}
+	tls_server_files_digest(*cfg, (*cfg)->server_tls_digest);
 	return true;
 }
 
@@ -158,6 +159,8 @@ static void load_job(struct exec_job *job)
 	struct reload_job *j = (struct reload_job *)job;
 	bool ok = j->set ? load_auth(j->cfg, &j->auth, j->err, sizeof(j->err))
 			 : reload_load(j->path, &j->cfg, &j->auth, j->err, sizeof(j->err));
+	if (ok && j->set)
+		tls_server_files_digest(j->cfg, j->cfg->server_tls_digest);
 	ok = ok && load_hba(j->cfg, &j->hba, j->err, sizeof(j->err));
 	if (ok && !load_tls(j->cfg, &j->tls, j->tls_err, sizeof(j->tls_err))) {
 		j->tls_failed = true;
@@ -205,6 +208,10 @@ void reload_apply(struct config *cfg, struct auth_file *auth)
 	struct auth_file *old_auth = rt->auth;
 	rt->cfg = cfg;
 	rt->auth = auth;
+	/* server TLS files with other contents: every pool replaces its servers */
+	cfg->server_tls_gen = old_cfg->server_tls_gen +
+			      (memcmp(cfg->server_tls_digest, old_cfg->server_tls_digest,
+				      sizeof(cfg->server_tls_digest)) != 0);
 	log_set_level(rt->verbose ? LOGL_DEBUG : cfg_log_level(rt->cfg));
 	/* a setting accepted with a warning is logged once, not again on each reload */
 	for (int i = 0; i < cfg->nwarnings; i++) {

@@ -895,7 +895,7 @@ static const struct stream_ops server_stream_ops = {
 static void server_to_idle(server_t *s)
 {
 	if (s->conn_gen != s->pool->conn_gen) {
-		server_disconnect(s, "connection settings changed (reload or RECONNECT)");
+		server_disconnect(s, "%s", s->pool->renew_why);
 		return;
 	}
 	if (s->pool->paused) {

@@ -1,7 +1,8 @@
 /* Owns the client-side TLS context (see tls.h): building an SSL_CTX from client_tls_*
  * (key, certificate, CA, protocol range, ciphers, key exchange, client-certificate
- * policy, ALPN), PgBouncer's protocol lists (for servers too), and
- * the questions a session asks of an established TLS connection. The handshake and the
+ * policy, ALPN), PgBouncer's protocol lists (for servers too), the digest of the
+ * server_tls_* files a reload compares, and the questions a session asks of an
+ * established TLS connection. The handshake and the
  * record I/O live in stream.c. */
 #include "tls.h"
 
@@ -10,6 +11,7 @@
 #include <strings.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include "config.h"
@@ -82,6 +84,38 @@ bool tls_protocols_parse(const char *key, const char *spec, int *min, int *max, 
 	if (max)
 		*max = hi;
 	return true;
+}
+
+/* NAME and the contents of the file it names (or that it could not be read) into MD. */
+static bool digest_file(EVP_MD_CTX *md, const char *name)
+{
+	if (!EVP_DigestUpdate(md, name, strlen(name) + 1))
+		return false;
+	FILE *f = name[0] ? fopen(name, "rb") : NULL;
+	if (!f)
+		return EVP_DigestUpdate(md, "\1", 1);
+	char buf[16384];
+	size_t n;
+	bool ok = EVP_DigestUpdate(md, "\2", 1);
+	while (ok && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+		ok = EVP_DigestUpdate(md, buf, n);
+	if (ferror(f))
+		ok = ok && EVP_DigestUpdate(md, "\1", 1);
+	fclose(f);
+	return ok;
+}
+
+void tls_server_files_digest(const struct config *cfg, unsigned char out[32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned len = 0;
+	bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
+		  digest_file(md, cfg->server_tls_ca_file) &&
+		  digest_file(md, cfg->server_tls_cert_file) &&
+		  digest_file(md, cfg->server_tls_key_file) && EVP_DigestFinal_ex(md, out, &len);
+	if (!ok || len != 32)
+		memset(out, 0, 32); /* out of memory: the next reload replaces the servers */
+	EVP_MD_CTX_free(md);
 }
 
 const char *tls_version_libpq(int version)
@@ -228,6 +262,15 @@ bool tls_peer_cn(SSL *ssl, char *buf, size_t len)
 	}
 	X509_free(cert);
 	return ok;
+}
+
+const char *tls_conn_info(SSL *ssl, char *buf, size_t len)
+{
+	if (ssl)
+		snprintf(buf, len, "%s/%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+	else
+		snprintf(buf, len, "no");
+	return buf;
 }
 
 bool tls_alpn_ok(SSL *ssl)

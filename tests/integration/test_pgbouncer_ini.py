@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 
 import pytest
 
@@ -433,6 +434,53 @@ def test_appended_keys_win_on_reload(pgb):
     wait_until(lambda: "configuration reloaded" in inst.log_text(), "the reload")
     conf = dict((r[0], r[1]) for r in console(inst, "SHOW CONFIG"))
     assert conf["default_pool_size"] == "3" and conf["max_client_conn"] == "55", conf
+
+
+TLS_WAIT = """\
+[databases]
+tlsdb = host=127.0.0.1 port=PGTLSPORT dbname=postgres
+[pgbouncer]
+pool_mode = session
+server_tls_sslmode = verify-ca
+server_tls_ca_file = CAFILE
+server_login_retry = 0.2
+""" + COMMON
+
+
+def test_waiting_client_waits_through_server_tls_failures(pgb, pg_tls, tls_certs):
+    """As PgBouncer (its test_server_ssl_verify): a client waiting for a server waits
+    through failed attempts on the way (here the server's certificate does not verify)
+    past server_login_retry (0.2 s), until query_wait_timeout; the reload that fixes
+    server_tls_ca_file serves it."""
+    inst = pgb(TLS_WAIT.replace("PGTLSPORT", str(pg_tls.port))
+               .replace("CAFILE", tls_certs.path("wrong_ca.crt")))
+    result = {}
+    w = Wire.to(inst, timeout=60)
+
+    def run():
+        try:
+            w.login(APP_USER, APP_PASS, "tlsdb")
+            result["served"] = w.query("select 42")
+        except Exception as e:      # noqa: BLE001 - reported by the test
+            result["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    try:
+        # 50 + 100 + 200 + 200 + 200 ms of back-off: longer than server_login_retry
+        wait_until(lambda: len(re.findall(r"\(tlsdb/app\): connection failed: .*certificate "
+                                          r"verify failed", inst.log_text())) >= 6 or result,
+                   "six failed attempts while the client waits")
+        assert not result, f"the waiting client did not wait: {result}"
+        with open(inst.config_path) as f:
+            text = f.read()
+        with open(inst.config_path, "w") as f:
+            f.write(text.replace(tls_certs.path("wrong_ca.crt"), tls_certs.path("ca.crt")))
+        inst.proc.send_signal(signal.SIGHUP)
+        t.join(timeout=60)
+    finally:
+        w.close()
+    assert result.get("served") == [["42"]], result
 
 
 DEBIAN_EXAMPLE = "/usr/share/doc/pgbouncer/examples/pgbouncer.ini"
