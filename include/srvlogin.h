@@ -68,6 +68,9 @@ struct srvlogin_params {
 	const char *const *values;
 	enum srvlogin_sslmode sslmode;
 	const char *sslrootcert, *sslcert, *sslkey; /* file names, NULL or "": none */
+	/* TLS versions (OpenSSL's TLS1_2_VERSION ...), libpq's ssl_min/max_protocol_version:
+	 * 0 = TLS 1.2 at least (libpq's default), no upper bound */
+	int tls_min, tls_max;
 	double connect_timeout; /* seconds for each address tried; <= 0: none */
 	enum srvlogin_cred cred;
 	const char *secret;                /* SRVLOGIN_PASSWORD, SRVLOGIN_MD5_SECRET */

@@ -44,6 +44,9 @@ void tls_server_files_digest(const struct config *cfg, unsigned char out[32]);
 /* libpq's name (ssl_min_protocol_version) of OpenSSL version VERSION: "TLSv1" .. "TLSv1.3". */
 const char *tls_version_libpq(int version);
 
+/* The OpenSSL version libpq's NAME ("TLSv1" .. "TLSv1.3", any case) means, or 0. */
+int tls_version_of_libpq(const char *name);
+
 /* The CommonName of SSL's verified peer certificate into BUF; false when there is no
  * verified certificate or no CN (or it does not fit). */
 bool tls_peer_cn(SSL *ssl, char *buf, size_t len) __attribute__((warn_unused_result));

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "pool.h"
 #include "runtime.h"
+#include "tls.h"
 
 #define SC_MAX_HOSTS 64
 #define SC_MAX_STARTUP 4 /* application_name, options, client_encoding */
@@ -133,7 +134,7 @@ static const char *const ssl_modes[] = {
 static const char *const ignored[] = {
 	"passfile", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
 	"tcp_user_timeout", "sslcompression", "sslcrl", "sslcrldir", "sslsni", "sslpassword",
-	"ssl_min_protocol_version", "ssl_max_protocol_version", "load_balance_hosts",
+	"load_balance_hosts",
 	"krbsrvname", "gsslib", "fallback_application_name",
 };
 
@@ -197,7 +198,15 @@ static bool read_params(struct srvconnect *sc)
 			p->sslcert = v;
 		else if (strcmp(kw, "sslkey") == 0)
 			p->sslkey = v;
-		else if (strcmp(kw, "connect_timeout") == 0)
+		else if (strcmp(kw, "ssl_min_protocol_version") == 0 ||
+			 strcmp(kw, "ssl_max_protocol_version") == 0) {
+			int version = tls_version_of_libpq(v);
+			if (!version) {
+				fail_own(sc, "08006", "invalid %s value: \"%s\"", kw, v);
+				return false;
+			}
+			*(strcmp(kw, "ssl_min_protocol_version") == 0 ? &p->tls_min : &p->tls_max) = version;
+		} else if (strcmp(kw, "connect_timeout") == 0)
 			p->connect_timeout = atof(v);
 		else if (strcmp(kw, "application_name") == 0)
 			app = v;

@@ -86,6 +86,7 @@ struct sl_job {
 	char *host, *rootcert, *cert, *key;
 	int port;
 	enum srvlogin_sslmode mode;
+	int tls_min, tls_max; /* 0: TLS 1.2 at least, no upper bound */
 	bool need_ctx;
 	/* resolve: out */
 	struct sl_addr addrs[SL_MAX_ADDRS];
@@ -115,6 +116,7 @@ struct srvlogin {
 	char *user;
 	enum srvlogin_sslmode sslmode;
 	char *sslrootcert, *sslcert, *sslkey;
+	int tls_min, tls_max;
 	struct timeval timeout;
 	bool has_timeout;
 	enum srvlogin_cred cred;
@@ -1048,7 +1050,9 @@ static bool build_ctx(struct sl_job *job)
 {
 	ERR_clear_error();
 	SSL_CTX *ctx = job->ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+	if (!ctx ||
+	    SSL_CTX_set_min_proto_version(ctx, job->tls_min ? job->tls_min : TLS1_2_VERSION) != 1 ||
+	    (job->tls_max && SSL_CTX_set_max_proto_version(ctx, job->tls_max) != 1)) {
 		snprintf(job->err, sizeof(job->err), "could not create a TLS context");
 		return false;
 	}
@@ -1270,6 +1274,8 @@ struct srvlogin *srvlogin_start(struct event_base *base, executor_t *ex,
 	sl->sslrootcert = dup_or_null(p->sslrootcert);
 	sl->sslcert = dup_or_null(p->sslcert);
 	sl->sslkey = dup_or_null(p->sslkey);
+	sl->tls_min = p->tls_min;
+	sl->tls_max = p->tls_max;
 	sl->cred = p->cred;
 	sl->secret = p->secret ? strdup(p->secret) : NULL;
 	sl->keys = p->keys;
@@ -1324,6 +1330,8 @@ struct srvlogin *srvlogin_start(struct event_base *base, executor_t *ex,
 	job->resolve = true;
 	job->port = sl->port;
 	job->mode = sl->sslmode;
+	job->tls_min = sl->tls_min;
+	job->tls_max = sl->tls_max;
 	job->need_ctx = sl->sslmode != SRVLOGIN_SSL_DISABLE;
 	job->host = strdup(sl->host);
 	job->rootcert = dup_or_null(sl->sslrootcert);

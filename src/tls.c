@@ -132,6 +132,15 @@ const char *tls_version_libpq(int version)
 	}
 }
 
+int tls_version_of_libpq(const char *name)
+{
+	static const int versions[] = {TLS1_VERSION, TLS1_1_VERSION, TLS1_2_VERSION, TLS1_3_VERSION};
+	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++)
+		if (strcasecmp(name, tls_version_libpq(versions[i])) == 0)
+			return versions[i];
+	return 0;
+}
+
 /* PgBouncer's names for OpenSSL's default cipher list. */
 static bool default_ciphers(const char *list)
 {

@@ -261,3 +261,24 @@ def test_refused_login_with_only_old_servers(pgcoro_factory, pg):
             holder.close()
     finally:
         pg.psql_super("DROP ROLE IF EXISTS chguser;")
+
+
+@pytest.mark.parametrize("protocols,want", [("tlsv1.2", "TLSv1.2"), ("tlsv1.3", "TLSv1.3")])
+def test_pass_through_login_keeps_server_tls_protocols(pgcoro_factory, pg_tls, tls_certs,
+                                                       protocols, want):
+    """A pass-through login (pgcoro's own, not libpq's) speaks the TLS versions
+    server_tls_protocols allows, as a libpq login does: tlsv1.2 alone caps a server that
+    offers 1.3, tlsv1.3 alone refuses anything older."""
+    inst = pgcoro_factory(
+        settings={"auth_type": "md5", "server_tls_sslmode": "verify-full",
+                  "server_tls_ca_file": tls_certs.path("ca.crt"),
+                  "server_tls_protocols": protocols},
+        users={MD5_USER: md5_secret(MD5_PASS, MD5_USER)},
+        databases={"postgres": f"host=127.0.0.1 port={pg_tls.port} dbname=postgres"})
+    c = inst.connect(user=MD5_USER, password=MD5_PASS)
+    try:
+        cur = c.cursor()
+        cur.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        assert cur.fetchone() == (True, want)
+    finally:
+        c.close()
