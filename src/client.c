@@ -591,7 +591,7 @@ void client_on_server_ready(client_t *c)
 	if (!c->welcomed) {
 		if (rt->cfg->log_connections)
 			log_info("client %llu %s (%s@%s): login done, server %llu",
-				 (unsigned long long)c->id, client_peer(c), c->pool->user,
+				 (unsigned long long)c->id, client_peer(c), c->user,
 				 c->pool->dbname, (unsigned long long)s->id);
 		client_send_welcome(c, s->params);
 		stream_flush(&c->st);
@@ -781,7 +781,7 @@ static void logged_in_route(client_t *c)
 		client_disconnect(c, "53200", "out of memory");
 		return;
 	}
-	const char *full = pool_client_limit(pool);
+	const char *full = pool_client_limit(pool, c->user);
 	if (full) {
 		client_disconnect(c, "53300", "client connections exceeded (%s)", full);
 		return;
@@ -797,7 +797,7 @@ static void logged_in_route(client_t *c)
 		 * waits for a server only with its first query (which applies its settings). */
 		if (rt->cfg->log_connections)
 			log_info("client %llu %s (%s@%s): login done", (unsigned long long)c->id,
-				 client_peer(c), pool->user, pool->dbname);
+				 client_peer(c), c->user, pool->dbname);
 		client_send_welcome(c, NULL);
 		client_set_state(c, CL_IDLE);
 		timer_rearm(c);
