@@ -64,12 +64,12 @@ struct pool {
 	int refs;                   /* clients and servers (closing ones too) pointing at it */
 	int pool_size;
 	int pool_mode;
-	int min_pool_size;          /* kept open even when unused (capped at pool_size) */
+	int min_pool_size;          /* servers kept open while it has a client, or always when
+	                             * forced (capped at pool_size) */
 	int reserve_pool_size;      /* extra servers once a client waited reserve_pool_timeout */
 	int max_db_connections;     /* servers of this database across users; 0 = unlimited */
 	int max_user_connections;   /* servers of this user across databases; 0 = unlimited */
 	int max_db_client_connections;   /* clients of this database; 0 = unlimited */
-	int max_user_client_connections; /* clients of this user; 0 = unlimited */
 	int lb_hosts;               /* hosts in a round-robin (load_balance_hosts) host list;
 	                             * 0 = none: libpq tries them in order */
 	unsigned lb_next;           /* the host the next connection starts at */
@@ -81,6 +81,10 @@ struct pool {
 	bool params_known;          /* traffic->welcome holds a fresh server's parameters */
 	bool auto_db;               /* its database is the "*" entry's (autodb_idle_timeout) */
 	bool gone;                  /* its database is no longer configured: freed once unused */
+	bool forced;                /* user is its database's forced user= (every client of the
+	                             * database shares it): min_pool_size kept with no client */
+	bool mixed_users;           /* it has been forced: its clients' users may differ from
+	                             * user (counted one by one, pool_user_clients) */
 	uint8_t use_list;           /* which of pool.c's lists use_node is on */
 	uint8_t failed_in_row;      /* connections failed since the last one made: the
 	                             * back-off is 50 ms doubling, capped at server_login_retry */
@@ -136,15 +140,22 @@ struct pool_conn_params {
  * memory. */
 struct pool_conn_params *pool_conn_params(pool_t *p);
 
-/* Whether one more client of P fits max_db_client_connections and
- * max_user_client_connections (counted over every pool of its database, or of its user):
- * NULL if it does, else the name of the limit that is full. */
-const char *pool_client_limit(const pool_t *p);
+/* Whether one more client of P, logged in as USER, fits max_db_client_connections (the
+ * clients of every pool of its database) and USER's max_user_client_connections (its
+ * clients over every pool, pool_user_clients): NULL if it does, else the name of the
+ * limit that is full. */
+const char *pool_client_limit(const pool_t *p, const char *user);
 
-/* The pool for (DBNAME, USER), created on first use from DB (the entry cfg_find_db gives
- * for DBNAME), found by hash. NULL only on allocation failure. The pool is not kept for
- * the caller: pool_ref it when a client points at it. */
+/* The pool of client USER for DBNAME, created on first use from DB (the entry cfg_find_db
+ * gives for DBNAME), found by hash: the pool of (DBNAME, DB's forced user=) when DB has
+ * one, whoever the client is (as PgBouncer: its pool_size bounds them all), else of
+ * (DBNAME, USER). NULL only on allocation failure. The pool is not kept for the caller:
+ * pool_ref it when a client points at it. */
 pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db);
+
+/* Clients logged in as USER (waiting or not), over every pool: for
+ * max_user_client_connections and SHOW USERS (a forced user's pool has clients of many). */
+int pool_user_clients(const char *user);
 
 /* A client or a server now points at P (c->pool, s->pool): P is not freed until the
  * matching pool_unref. */

@@ -598,7 +598,7 @@ void client_on_server_ready(client_t *c)
 		if (rt->cfg->log_connections) {
 			char tls[128];
 			log_info("client %llu %s (%s@%s): login done, server %llu, tls=%s",
-				 (unsigned long long)c->id, client_peer(c), c->pool->user,
+				 (unsigned long long)c->id, client_peer(c), c->user,
 				 c->pool->dbname, (unsigned long long)s->id,
 				 tls_conn_info(stream_ssl(&c->st), tls, sizeof(tls)));
 		}
@@ -790,7 +790,7 @@ static void logged_in_route(client_t *c)
 		client_disconnect(c, "53200", "out of memory");
 		return;
 	}
-	const char *full = pool_client_limit(pool);
+	const char *full = pool_client_limit(pool, c->user);
 	if (full) {
 		client_disconnect(c, "53300", "client connections exceeded (%s)", full);
 		return;
@@ -807,7 +807,7 @@ static void logged_in_route(client_t *c)
 		if (rt->cfg->log_connections) {
 			char tls[128];
 			log_info("client %llu %s (%s@%s): login done, tls=%s", (unsigned long long)c->id,
-				 client_peer(c), pool->user, pool->dbname,
+				 client_peer(c), c->user, pool->dbname,
 				 tls_conn_info(stream_ssl(&c->st), tls, sizeof(tls)));
 		}
 		client_send_welcome(c, NULL);

@@ -258,7 +258,8 @@ static const struct cfg_key keys[] = {
     KEY(default_pool_size, T_POOL_SIZE, "20",
         "server connections per (database, user) pool, unless the database sets pool_size"),
     KEY(min_pool_size, T_POOL_COUNT, "0",
-        "server connections kept open per pool even when unused, unless the database sets it"),
+        "server connections kept open per pool while it has a client (always for a "
+        "database's fixed user=), unless the database sets it"),
     KEY(reserve_pool_size, T_POOL_COUNT, "0",
         "extra server connections a pool may open when a client waits reserve_pool_timeout"),
     KEY(reserve_pool_timeout, T_SECONDS, "5",
@@ -326,7 +327,8 @@ static const struct cfg_key keys[] = {
     KEY(server_idle_timeout, T_SECONDS, "600",
         "an idle server connection above min_pool_size is closed after this; 0 = never"),
     KEY(server_lifetime, T_SECONDS, "3600",
-        "a server connection this old is closed when next idle; 0 = never"),
+        "a server connection this old is closed when next idle; 0 = each is used once "
+        "(closed when its client releases it, as PgBouncer)"),
     KEY(client_login_timeout, T_SECONDS, "60",
         "limit on a client's startup and authentication, checked every second; 0 = none"),
     KEY(query_wait_timeout, T_SECONDS, "120",

@@ -1,4 +1,6 @@
-/* Owns the pools: one per (database, user), created on first login, found by hash, and
+/* Owns the pools: one per (database, user), the user being the database's forced user=
+ * when it has one (all its clients share that pool, as PgBouncer's), created on first
+ * login (or, for a forced user with min_pool_size, by the tick), found by hash, and
  * freed when unused long enough. A pool builds the libpq parameters of its servers while
  * it is used (and rotates a round-robin host list per connection), takes its sizes,
  * limits and timeouts from the [databases] and [users] entries over the global settings,
@@ -8,11 +10,12 @@
  * in the pool's size (an idle server closed to make room).
  *
  * Lifetime: a pool counts the clients and servers pointing at it (pool_ref). One with none
- * and no min_pool_size is unused: its libpq parameters and back-off timer go, and it waits
- * on an unused list in the order it became unused. The tick frees from the head of those
- * lists what pool_idle_timeout (any pool), autodb_idle_timeout (a "*" database, once
- * every pool of it has been unused that long) or a reload that removed its database
- * says, and walks only the pools in use for its other work. */
+ * (min_pool_size keeps a forced user's in use) is unused: its libpq parameters and
+ * back-off timer go, and it waits on an unused list in the order it became unused. The
+ * tick frees from the head of those lists what pool_idle_timeout (any pool),
+ * autodb_idle_timeout (a "*" database, once every pool of it has been unused that long)
+ * or a reload that removed its database says, and walks only the pools in use for its
+ * other work. */
 #include "pool.h"
 
 #include <stdio.h>
@@ -36,7 +39,8 @@
 /* The lists a pool's use_node is on (pool->use_list). */
 enum use_list {
 	USE_NONE,    /* being made */
-	USE_BUSY,    /* in_use: a client or a server points at it, or min_pool_size keeps it */
+	USE_BUSY,    /* in_use: a client or a server points at it, or min_pool_size keeps a
+	              * forced user's */
 	USE_AUTO,    /* unused_auto: unused, of a "*" database, a timeout frees it */
 	USE_OTHER,   /* unused_other: unused, pool_idle_timeout or a removed database frees it */
 	USE_KEPT,    /* kept: unused, no timeout frees it */
@@ -120,7 +124,7 @@ static void use_move(pool_t *p, enum use_list which, struct list *at)
 
 static bool in_use_now(const pool_t *p)
 {
-	return p->refs > 0 || (p->min_pool_size > 0 && !p->gone);
+	return p->refs > 0 || (p->min_pool_size > 0 && p->forced && !p->gone);
 }
 
 /* The unused list P waits on under the running config. */
@@ -420,24 +424,51 @@ struct pool_conn_params *pool_conn_params(pool_t *p)
 	return cp;
 }
 
-const char *pool_client_limit(const pool_t *p)
+static int clients_of(const struct list_head *h, const char *user)
 {
-	if (p->max_db_client_connections <= 0 && p->max_user_client_connections <= 0)
-		return NULL;
-	int db_clients = 0, user_clients = 0;
+	int n = 0;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, h)
+	{
+		n += strcmp(list_entry(pos, client_t, node)->user, user) == 0;
+	}
+	return n;
+}
+
+int pool_user_clients(const char *user)
+{
+	int n = 0;
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &in_use) /* an unused pool has no client */
 	{
 		const pool_t *q = list_entry(pos, pool_t, use_node);
-		int n = q->waiting.count + q->clients.count;
-		if (same_db(p, q))
-			db_clients += n;
-		if (same_user(p, q))
-			user_clients += n;
+		if (q->mixed_users)
+			n += clients_of(&q->waiting, user) + clients_of(&q->clients, user);
+		else if (strcmp(q->user, user) == 0)
+			n += q->waiting.count + q->clients.count;
 	}
-	if (p->max_db_client_connections > 0 && db_clients >= p->max_db_client_connections)
-		return "max_db_client_connections";
-	if (p->max_user_client_connections > 0 && user_clients >= p->max_user_client_connections)
+	return n;
+}
+
+const char *pool_client_limit(const pool_t *p, const char *user)
+{
+	if (p->max_db_client_connections > 0) {
+		int db_clients = 0;
+		struct list *pos, *tmp;
+		list_for_each_safe(pos, tmp, &in_use) /* an unused pool has no client */
+		{
+			const pool_t *q = list_entry(pos, pool_t, use_node);
+			if (same_db(p, q))
+				db_clients += q->waiting.count + q->clients.count;
+		}
+		if (db_clients >= p->max_db_client_connections)
+			return "max_db_client_connections";
+	}
+	/* the login user's limit, as PgBouncer: a forced user's pool has clients of many */
+	const struct cfg_user *u = cfg_find_user(rt->cfg, user);
+	int max = u && u->max_user_client_connections >= 0 ? u->max_user_client_connections
+							   : rt->cfg->max_user_client_connections;
+	if (max > 0 && pool_user_clients(user) >= max)
 		return "max_user_client_connections";
 	return NULL;
 }
@@ -479,6 +510,9 @@ static pool_t *pool_new(const char *dbname, const char *user, const struct cfg_d
 
 pool_t *pool_get(const char *dbname, const char *user, const struct cfg_db *db)
 {
+	const char *forced = cfg_db_param(db, "user");
+	if (forced)
+		user = forced;
 	pool_t *p = find(dbname, user);
 	if (!p && !(p = pool_new(dbname, user, db)))
 		return NULL;
@@ -497,6 +531,9 @@ static void pool_settings(pool_t *p, const struct cfg_db *db)
 {
 	const struct config *cfg = rt->cfg;
 	const char *user = p->user;
+	const char *forced = cfg_db_param(db, "user");
+	p->forced = forced && strcmp(forced, user) == 0;
+	p->mixed_users |= p->forced; /* for good: clients of other users may stay on it */
 	const struct cfg_user *u = cfg_find_user(cfg, user);
 	if (u && u->pool_size > 0)
 		p->pool_size = u->pool_size;
@@ -516,9 +553,6 @@ static void pool_settings(pool_t *p, const struct cfg_db *db)
 	p->max_db_client_connections = db->max_db_client_connections >= 0
 					       ? db->max_db_client_connections
 					       : cfg->max_db_client_connections;
-	p->max_user_client_connections = u && u->max_user_client_connections >= 0
-						 ? u->max_user_client_connections
-						 : cfg->max_user_client_connections;
 	p->query_timeout = u && u->query_timeout >= 0 ? u->query_timeout : cfg->query_timeout;
 	p->idle_transaction_timeout = u && u->idle_transaction_timeout >= 0
 					      ? u->idle_transaction_timeout
@@ -1064,8 +1098,13 @@ static bool free_unused(pool_t *p, const char *why, double now)
 {
 	if (notify_pool_busy(p))
 		return false;
-	log_info("pool %s/%s freed: %s (unused for %.0f s)", p->dbname, p->user, why,
-		 now - p->unused_since);
+	if (strcmp(why, "pool_idle_timeout") == 0) /* PgBouncer's words, which alerts look for */
+		log_info("cleaning up idle pool for user %s on db %s because: pool idle timeout "
+			 "(pool_idle_timeout; unused for %.0f s)", p->user, p->dbname,
+			 now - p->unused_since);
+	else
+		log_info("pool %s/%s freed: %s (unused for %.0f s)", p->dbname, p->user, why,
+			 now - p->unused_since);
 	pool_free(p);
 	return true;
 }
@@ -1160,6 +1199,23 @@ static void free_due(double now)
 	}
 }
 
+/* A database with a forced user and a min_pool_size gets its pool without waiting for a
+ * client (PgBouncer's janitor does so too), so the tick opens its servers. */
+static void make_forced_pools(void)
+{
+	const struct config *cfg = rt->cfg;
+	for (int i = 0; i < cfg->ndbs; i++) {
+		const struct cfg_db *db = &cfg->dbs[i];
+		const char *forced = cfg_db_param(db, "user");
+		int min = db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size;
+		if (!forced || min <= 0 || is_auto(db) || find(db->name, forced))
+			continue;
+		if (!pool_get(db->name, forced, db))
+			log_error("pool %s/%s: out of memory: min_pool_size waits for a client",
+				  db->name, forced);
+	}
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	double now = rt_now();
@@ -1172,6 +1228,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	sdnotify_status("%d client(s), %d server connection(s)%s", client_count(), servers,
 			rt->shutting_down ? ", shutting down" : "");
+	if (!rt->shutting_down && !rt->suspended)
+		make_forced_pools();
 	list_for_each_safe(pos, tmp, &in_use)
 	{
 		pool_t *p = list_entry(pos, pool_t, use_node);
@@ -1183,7 +1241,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 			client_wait_timeout(c);
 		}
 		server_expire_idle(p, now);
-		if (!p->paused && !p->gone)
+		/* min_pool_size: kept while a client is there, or always for a forced user */
+		if (!p->paused && !p->gone &&
+		    (p->forced || p->clients.count + p->waiting.count > 0))
 			grow(p, p->min_pool_size - pool_server_count(p), now);
 		if (!list_empty(&p->waiting))
 			pool_kick(p); /* the reserve may have opened */

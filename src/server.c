@@ -459,6 +459,38 @@ int server_peer(const server_t *s, char *host, size_t len)
 	return 0;
 }
 
+/* "HOST:PORT" of an address (IPv6 in brackets, as PgBouncer writes them) into OUT. */
+static void addr_text(const char *host, int port, char *out, size_t len)
+{
+	snprintf(out, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+/* Logs S connected: pgcoro's words, then PgBouncer's ("HOST:PORT new connection to server
+ * (from LOCAL)", which tools written for PgBouncer look for). */
+static void log_connected(const server_t *s)
+{
+	char host[256], remote[300], local[INET6_ADDRSTRLEN + 16] = "";
+	int port = server_peer(s, host, sizeof(host));
+	addr_text(host, port, remote, sizeof(remote));
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char ip[INET6_ADDRSTRLEN];
+	if (getsockname(s->st.fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET &&
+		    inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip)))
+			addr_text(ip, ntohs(((struct sockaddr_in *)&ss)->sin_port), local,
+				  sizeof(local));
+		else if (ss.ss_family == AF_INET6 &&
+			 inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip)))
+			addr_text(ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port), local,
+				  sizeof(local));
+	}
+	log_info("server %llu (%s/%s): connected, backend pid %u%s; %s new connection to "
+		 "server%s%s%s", (unsigned long long)s->id, s->pool->dbname, s->pool->user,
+		 (unsigned)s->backend_pid, s->replication ? ", replication" : "", remote,
+		 local[0] ? " (from " : "", local, local[0] ? ")" : "");
+}
+
 static void connected(server_t *s)
 {
 	learn_peer(s);
@@ -478,9 +510,7 @@ static void connected(server_t *s)
 		return;
 	}
 	if (rt->cfg->log_connections)
-		log_info("server %llu (%s/%s): connected, backend pid %u%s", (unsigned long long)s->id,
-			 s->pool->dbname, s->pool->user, (unsigned)s->backend_pid,
-			 s->replication ? ", replication" : "");
+		log_connected(s);
 	sockopt_apply(s->st.fd, rt->cfg);
 	stream_limit_send(&s->st, sockopt_send_max(s->st.fd, rt->cfg));
 	if (s->replication) {
@@ -1234,6 +1264,10 @@ void server_release(server_t *s)
 		return; /* housekeeping goes on and ends in idle; closing servers stay closed */
 	if (rt->shutting_down) {
 		server_disconnect(s, "shutting down");
+		return;
+	}
+	if (s->pool->server_lifetime <= 0) { /* PgBouncer's meaning of 0: used once */
+		server_disconnect(s, "server_lifetime = 0: a server serves one client");
 		return;
 	}
 	if (s->msg_pending || s->out_syncs || s->mid_ext || s->copy_open || s->copy_in ||

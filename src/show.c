@@ -214,10 +214,7 @@ static const struct proto_column users_cols[] = {
 
 int show_user_clients(const char *user)
 {
-	int n = 0;
-	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
-		if (strcmp(p->user, user) == 0)
-			n += p->waiting.count + p->clients.count;
+	int n = pool_user_clients(user);
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, client_console_clients())
 	{

@@ -1,17 +1,20 @@
-"""Limits: max_client_conn, min_pool_size (kept open, topped up), reserve_pool_size after
-reserve_pool_timeout, pool_size per database and per user."""
+"""Limits: max_client_conn, min_pool_size (kept open, topped up while a client is there, or
+always for a database's fixed user=), reserve_pool_size after reserve_pool_timeout,
+pool_size per database and per user, one pool for a database's fixed user=."""
 
 import threading
 import time
 
 import pytest
 
+import conftest
 from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, Wire, client_backends,
-                      pg_rows, recreate_database, wait_until, wire_exec)
+                      console_show, pg_rows, recreate_database, wait_until, wire_exec)
 
 pytestmark = pytest.mark.pooler_only
 
 DB = "limdb"
+ADMIN, ADMIN_PASS = "admin", "adminpw"
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +79,16 @@ def test_max_client_conn(pgcoro_factory, pg, limdb):
 # min_pool_size
 
 
+def kill_one_backend(pg, user=APP_USER, spare=None):
+    """Terminates one backend of USER on the database (not SPARE's); returns its pid."""
+    victim = [b[0] for b in client_backends(pg, DB, user) if b[0] != spare][0]
+    assert pg_rows(pg, "select pg_terminate_backend(%s, 10000)", (victim,)) == [(True,)]
+    return victim
+
+
 def test_min_pool_size(pgcoro_factory, pg, limdb):
+    """A pool keeps min_pool_size servers open while it has a client (an idle one too),
+    as PgBouncer; server_idle_timeout does not close them below it."""
     wait_until(lambda: count(pg) == 0, "no backend left on the database")
     inst = pgcoro_factory(settings={"default_pool_size": 5, "min_pool_size": 3,
                                     "server_idle_timeout": 1},
@@ -84,24 +96,54 @@ def test_min_pool_size(pgcoro_factory, pg, limdb):
     time.sleep(1.5)
     assert count(pg) == 0, "servers opened before any login (pools are made at first login)"
     with wire(inst) as w:
+        mine = int(one(w, "select pg_backend_pid()"))   # session mode: w keeps it
+        wait_until(lambda: count(pg) == 3, f"3 backends for min_pool_size=3: "
+                   f"{client_backends(pg, DB)}")
+        # idle past server_idle_timeout, yet not closed below min_pool_size
+        time.sleep(2.5)
+        assert count(pg) == 3, client_backends(pg, DB)
+        # one dies while the client is there: topped up again
+        victim = kill_one_backend(pg, spare=mine)
+        wait_until(lambda: count(pg) == 3 and victim not in
+                   {b[0] for b in client_backends(pg, DB)},
+                   f"topped up to 3 after a backend died: {client_backends(pg, DB)}")
         assert one(w, "select 1") == "1"
         w.terminate()
-    wait_until(lambda: count(pg) == 3, f"3 backends for min_pool_size=3: "
-               f"{client_backends(pg, DB)}")
-    # idle past server_idle_timeout, yet not closed below min_pool_size
+    # the client gone, the servers stay (server_idle_timeout spares min_pool_size), but
+    # one that dies is not replaced while no client is there (PgBouncer's rule)
     time.sleep(2.5)
     assert count(pg) == 3, client_backends(pg, DB)
-    # one dies: topped up again
-    victim = client_backends(pg, DB, APP_USER)[0][0]
-    assert pg_rows(pg, "select pg_terminate_backend(%s, 10000)", (victim,)) == [(True,)]
-    wait_until(lambda: count(pg) == 3 and victim not in
-               {b[0] for b in client_backends(pg, DB)},
-               f"topped up to 3 after a backend died: {client_backends(pg, DB)}")
+    kill_one_backend(pg)
+    wait_until(lambda: count(pg) == 2, "a backend gone")
+    time.sleep(2.5)
+    assert count(pg) == 2, client_backends(pg, DB)
     with wire(inst) as w:
         assert one(w, "select 2") == "2"
         w.terminate()
     assert count(pg) <= 5
     inst.assert_serving(db=DB)
+
+
+def test_min_pool_size_fixed_user_without_clients(pgcoro_factory, pg, limdb):
+    """A database with a fixed user= and min_pool_size has its pool from the start: its
+    servers are opened, and topped up after one dies, without any client ever logging in
+    (PgBouncer's janitor does the same); pool_idle_timeout does not free that pool."""
+    wait_until(lambda: count(pg) == 0, "no backend left on the database")
+    inst = pgcoro_factory(
+        settings={"server_idle_timeout": 1, "pool_idle_timeout": 1, "admin_users": ADMIN},
+        users={ADMIN: ADMIN_PASS},
+        databases={"fixed": f"host=127.0.0.1 port={pg.port} dbname={DB} user={APP_USER} "
+                            "pool_size=4 min_pool_size=2"})
+    wait_until(lambda: count(pg) == 2, f"2 backends for min_pool_size=2 with no client: "
+               f"{client_backends(pg, DB)}")
+    victim = kill_one_backend(pg)
+    wait_until(lambda: count(pg) == 2 and victim not in
+               {b[0] for b in client_backends(pg, DB)},
+               f"topped up to 2 after a backend died: {client_backends(pg, DB)}")
+    pools = [(p["database"], p["user"]) for p in console_show(inst, "POOLS", ADMIN, ADMIN_PASS)]
+    assert ("fixed", APP_USER) in pools, pools
+    assert "cleaning up idle pool" not in inst.log_text()
+    inst.assert_serving(db="fixed")
 
 
 # ---------------------------------------------------------------------------------------
@@ -225,3 +267,66 @@ def test_pool_size_per_database_and_user(pgcoro_factory, pg, limdb):
     for alias, user, _, size in combos:
         assert f"pool {alias}/{user} created: pool_size={size} " in log, (alias, user, size)
     inst.assert_serving(db="udb")
+
+
+def finish(w):
+    """Reads W's answer to a query sent before, to its ReadyForQuery: (rows, status)."""
+    rows = []
+    while True:
+        t, p = w.read_msg()
+        if t == "D":
+            rows.append(conftest.parse_data_row(p))
+        elif t == "E":
+            raise PgError(conftest.parse_fields(p))
+        elif t == "Z":
+            return rows, p.decode()
+
+
+def test_fixed_user_one_pool(pgcoro_factory, pg, limdb):
+    """A database with a fixed user= has ONE pool, of that server user, whatever names its
+    clients log in with (PgBouncer's): its pool_size bounds them all (three names with
+    pool_size 2 opened six servers before), the fixed user's settings apply, not a
+    client's [users] entry, and max_user_client_connections counts a login name's
+    clients on that shared pool."""
+    wait_until(lambda: count(pg) == 0, "no backend left on the database")
+    names = {"fu1": "fu1pw", "fu2": "fu2pw", "fu3": "fu3pw"}
+    inst = pgcoro_factory(
+        settings={"pool_mode": "transaction", "admin_users": ADMIN},
+        users={**names, ADMIN: ADMIN_PASS},
+        user_settings={"fu1": "pool_size=5 max_user_client_connections=2"},
+        databases={"fdb": f"host=127.0.0.1 port={pg.port} dbname={DB} user={APP_USER} "
+                          "pool_size=2"})
+    ws = [wire(inst, db="fdb", user=n, password=pw) for n, pw in names.items()]
+    try:
+        for w in ws[:2]:     # two names hold the pool's two servers in transactions
+            assert wire_exec(w, "begin; select 1")[2] == "T"
+        ws[2].send(Wire.msg("Q", b"select current_user\0"))   # the third name waits
+
+        def fdb_pools():
+            return [(p["user"], p["cl_active"], p["cl_waiting"])
+                    for p in console_show(inst, "POOLS", ADMIN, ADMIN_PASS)
+                    if p["database"] == "fdb"]
+        wait_until(lambda: fdb_pools() == [(APP_USER, 2, 1)],
+                   f"one pool fdb/{APP_USER}, the third client waiting: {fdb_pools()}")
+        assert count(pg) == 2, client_backends(pg, DB)
+        assert wire_exec(ws[0], "commit")[2] == "I"
+        assert finish(ws[2]) == ([[APP_USER]], "I")
+        assert count(pg) == 2, client_backends(pg, DB)
+        # fu1's own limit: 2 clients of that name (whichever pool they share)
+        ws.append(wire(inst, db="fdb", user="fu1", password="fu1pw"))
+        with Wire.to(inst, timeout=20) as w:
+            w.send_quietly(Wire.startup_packet({"user": "fu1", "database": "fdb"}))
+            with pytest.raises(PgError) as ei:
+                w.authenticate("fu1", "fu1pw")
+            assert ei.value.sqlstate == "53300", ei.value.fields
+        ws.append(wire(inst, db="fdb", user="fu2", password="fu2pw"))  # others still come
+        users = {u["name"]: u for u in console_show(inst, "USERS", ADMIN, ADMIN_PASS)}
+        assert users["fu1"]["current_client_connections"] == 2, users["fu1"]
+        assert users["fu2"]["current_client_connections"] == 2, users["fu2"]
+    finally:
+        for w in ws:
+            w.close()
+    log = inst.log_text()
+    assert f"pool fdb/{APP_USER} created: pool_size=2 " in log
+    assert "pool fdb/fu" not in log
+    inst.assert_serving(db="fdb")

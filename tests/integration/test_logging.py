@@ -20,7 +20,9 @@ LOGIN_RE = re.compile(r"client \d+ \S+ \(\S+\): login done")
 CLOSE_RE = re.compile(r"client \d+ \S+ \(\S+\): closing: client sent Terminate \(age \d+\.\d{3} s\)")
 POOLER_ERR_RE = re.compile(r"WARNING client \d+ \S+ \(\S+\): closing: pooler error 28P01: "
                            r"password authentication failed for user \"app\" \(age")
-SERVER_UP_RE = re.compile(r"server \d+ \(\S+\): connected, backend pid \d+")
+# then PgBouncer's words, which tools written for it look for
+SERVER_UP_RE = re.compile(r"server \d+ \(\S+\): connected, backend pid \d+; "
+                          r"127\.0\.0\.1:\d+ new connection to server \(from 127\.0\.0\.1:\d+\)")
 STATS_RE = re.compile(r"LOG stats: \d+ xacts/s, \d+ queries/s, in \d+ B/s, out \d+ B/s, "
                       r"xact \d+ us, query \d+ us, wait \d+ us \(over (\d+\.\d) s: (\d+) xacts, "
                       r"(\d+) queries, (\d+) B in, (\d+) B out, (\d+) server assignments\)")

@@ -410,6 +410,28 @@ def test_server_lifetime(pgcoro_factory, pg, tmodb):
     inst.assert_serving(db=DB)
 
 
+@pytest.mark.parametrize("where", ["global", "database"])
+def test_server_lifetime_zero_uses_a_server_once(pgcoro_factory, pg, tmodb, where):
+    """server_lifetime = 0 is PgBouncer's "use a connection once": a server is closed when
+    its client releases it (here each transaction, in transaction mode), so no two
+    transactions share a backend; an idle one made for a waiting client still serves it."""
+    conninfo = f"host=127.0.0.1 port={pg.port} dbname={DB} pool_mode=transaction"
+    settings = {"server_idle_timeout": 0}
+    if where == "global":
+        settings["server_lifetime"] = 0
+    else:
+        conninfo += " server_lifetime=0"
+    inst = pgcoro_factory(settings=settings, databases={DB: conninfo})
+    with wire(inst) as w:
+        pids = [int(one(w, "select pg_backend_pid()")) for _ in range(3)]
+        w.terminate()
+    assert len(set(pids)) == 3, pids
+    for pid in pids:
+        wait_until(lambda: pid not in backend_pids(pg), f"backend {pid} closed after use")
+    assert inst.log_text().count("server_lifetime = 0") >= 3, inst.log_tail(20)
+    inst.assert_serving(db=DB)
+
+
 # ---------------------------------------------------------------------------------------
 # server_check_query / server_check_delay
 
