@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include "auth.h"
+#include "authcache.h"
 #include "client.h"
 #include "config.h"
 #include "executor.h"
@@ -315,6 +316,7 @@ fail:
 		server_reap(true);
 		pool_free_all();
 		stream_cache_free();
+		authcache_clear();
 	}
 	signals_free();
 	shutdown_free();

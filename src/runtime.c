@@ -5,6 +5,7 @@
 
 #include <event2/event.h>
 
+#include "authquery.h"
 #include "client.h"
 #include "config.h"
 #include "console.h"
@@ -36,6 +37,7 @@ bool runtime_start(struct runtime *rt, const char *path)
 		return false;
 	client_init(rt);
 	login_init(rt);
+	authq_init(rt);
 	server_init(rt);
 	pool_init(rt);
 	relay_init(rt);
