@@ -94,6 +94,10 @@ def test_default_query_scram_and_md5(pgcoro_factory, pg, roles):
     assert login(inst2, "aq_md5", "md5pw") == "aq_md5"
     assert login(inst2, "aq_scram", "scrampw") == "aq_scram"
     assert "authentication failed" in refused(inst2, "aq_md5", "wrong")
+    inst3 = start(pgcoro_factory, pg, {"auth_type": "plain"})  # checked on the executor
+    assert login(inst3, "aq_scram", "scrampw") == "aq_scram"
+    assert login(inst3, "aq_md5", "md5pw") == "aq_md5"
+    assert "password authentication failed" in refused(inst3, "aq_scram", "wrong")
     # auth_file's users are not looked up
     assert login(inst2, APP_USER, APP_PASS, db="postgres") == APP_USER
     assert "auth_query for user \"app\"" not in inst2.log_text()
@@ -240,3 +244,35 @@ def test_login_leaves_during_the_query(pgcoro_factory, pg, roles):
         "the look-up runs on the server")
     s.close()
     assert login(inst, "aq_scram", "scrampw") == "aq_scram"
+
+
+def test_auth_user_cannot_log_in(pgcoro_factory, pg, roles):
+    """auth_user's own server login refused: the look-up's client gets the server's
+    error at once (no wait for a retry), and nothing is let in."""
+    inst = start(pgcoro_factory, pg, {"auth_user": "aq_norole"})
+    msg = refused(inst, "aq_scram", "scrampw")
+    assert 'role "aq_norole" does not exist' in msg, msg
+    assert 'could not run on local/aq_norole' in inst.log_text()
+
+
+def test_many_logins_share_one_server(pgcoro_factory, pg, roles):
+    """Logins looked up at once wait in order for auth_user's one server (pool_size 1),
+    each answered by its own query, wrong passwords among them refused."""
+    import threading
+    inst = start(pgcoro_factory, pg, {"default_pool_size": 1})
+    results = {}
+
+    def one(i):
+        pw = "scrampw" if i % 3 else "wrong"
+        try:
+            results[i] = login(inst, "aq_scram", pw) == "aq_scram"
+        except psycopg2.OperationalError as e:
+            results[i] = "password authentication failed" in str(e) and pw == "wrong"
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == 24 and all(results.values()), results
+    assert login(inst, "aq_o'neil", "quotepw") == "aq_o'neil"
