@@ -11,6 +11,7 @@
 
 struct runtime;
 struct authq_lookup;
+struct auth_file;
 
 void authq_init(struct runtime *rt);
 
@@ -24,15 +25,18 @@ const char *authq_secret(const char *user);
  * database is configured (or is the admin console). */
 bool authq_needed(const client_t *c);
 
-/* Starts C's look-up (authq_needed was true). When it ends, DONE(C, SECRET) runs outside
- * C's callbacks: SECRET what it found (valid during the call only) — on a NULL column an
- * impossible md5 secret ("md5"), as PgBouncer. When it finds nothing DONE(C, NULL) runs
+/* Starts C's look-up (authq_needed was true). When it ends, DONE(C, FOUND) runs outside
+ * C's callbacks: FOUND (the caller's to free) is an auth_file of one line, C's user and
+ * the secret found — on a NULL column an impossible md5 secret ("md5"), as PgBouncer —
+ * with its SCRAM keys made (a verifier's; with SCRAM, a plain secret's too, derived on the
+ * executor first). When it finds nothing DONE(C, NULL) runs
  * (the look-up is over: DONE only forgets it), then C is disconnected with PgBouncer's
  * words ("no such user"; "bouncer config error", the server's error logged; or the
  * server's failure). Returns the look-up for authq_cancel, or NULL when C was
  * disconnected at once (an auth_dbname that is not configured, reserved or disabled, or
  * a pool backing off). */
-struct authq_lookup *authq_begin(client_t *c, void (*done)(client_t *c, const char *secret));
+struct authq_lookup *authq_begin(client_t *c, bool scram,
+				 void (*done)(client_t *c, struct auth_file *found));
 
 /* C's login ends before its look-up L did (L may be NULL): L is freed, its query's answer
  * ignored. */

@@ -20,6 +20,7 @@
 #include "client.h"
 #include "config.h"
 #include "console.h"
+#include "executor.h"
 #include "log.h"
 #include "pool.h"
 #include "poolctl.h"
@@ -28,9 +29,13 @@
 
 struct authq_lookup {
 	struct server_task task;
-	client_t *c;
+	client_t *c;          /* NULL once its login ended while keys are derived */
 	pool_t *pool;         /* auth_user's, referenced while the task is out */
-	void (*done)(client_t *c, const char *secret);
+	void (*done)(client_t *c, struct auth_file *found);
+	bool scram;           /* the method is SCRAM: a plain secret's keys are derived */
+	int iterations;       /* for them: scram_iterations when the job was submitted */
+	struct auth_file *found; /* while they are derived (on the executor) */
+	struct exec_job job;
 	int rows;
 	bool bad;             /* a row PgBouncer refuses (bad_why) */
 	char bad_why[96];
@@ -76,6 +81,7 @@ bool authq_needed(const client_t *c)
 
 static void lookup_free(struct authq_lookup *l)
 {
+	auth_free(l->found);
 	if (l->pool)
 		pool_unref(l->pool);
 	if (l->secret) {
@@ -90,6 +96,10 @@ void authq_cancel(struct authq_lookup *l)
 {
 	if (!l)
 		return;
+	if (l->found) {
+		l->c = NULL; /* its keys are derived: freed when that ends */
+		return;
+	}
 	pool_cancel_task(l->pool, &l->task);
 	lookup_free(l);
 }
@@ -166,6 +176,37 @@ static void on_row(void *arg, const uint8_t *body, uint32_t blen)
 	l->secret = s;
 }
 
+/* L's login goes on with FOUND (taken over), outside C's callbacks. */
+static void found(struct authq_lookup *l, struct auth_file *af)
+{
+	client_t *c = l->c;
+	void (*done)(client_t *, struct auth_file *) = l->done;
+	lookup_free(l);
+	done(c, af);
+	stream_flush(&c->st); /* outside C's read callback, which would flush it */
+}
+
+/* Worker thread: touches only L's found and iterations. */
+static void derive_fn(struct exec_job *job)
+{
+	struct authq_lookup *l = job->arg;
+	/* a failed derivation leaves the user without keys: the SCRAM exchange fails */
+	bool made = auth_make_scram_keys(l->found, l->iterations, true, false);
+	(void)made;
+}
+
+static void derive_done(struct exec_job *job)
+{
+	struct authq_lookup *l = job->arg;
+	if (!l->c) {
+		lookup_free(l);
+		return;
+	}
+	struct auth_file *af = l->found;
+	l->found = NULL;
+	found(l, af);
+}
+
 /* The answer ended: the verdict for the login. */
 static void on_done(void *arg, const struct hkquery *q)
 {
@@ -189,14 +230,18 @@ static void on_done(void *arg, const struct hkquery *q)
 		if (!authcache_put(c->user, l->secret))
 			log_warning("out of memory keeping the secret of user \"%s\": its server "
 				    "logins go without it", c->user);
-		char *secret = l->secret;
-		void (*done)(client_t *, const char *) = l->done;
-		l->secret = NULL;
-		lookup_free(l);
-		done(c, secret);
-		OPENSSL_cleanse(secret, strlen(secret));
-		free(secret);
-		stream_flush(&c->st); /* outside C's read callback, which would flush it */
+		struct auth_file *af = auth_of_one(c->user, l->secret);
+		if (!af) {
+			refuse(l, "53200", "out of memory");
+		} else if (l->scram && auth_secret_kind(l->secret) == SECRET_PLAIN && l->secret[0]) {
+			/* a plain secret's SCRAM keys: one PBKDF2, off the loop (as auth_file's) */
+			l->found = af;
+			l->iterations = rt->cfg->scram_iterations;
+			l->job = (struct exec_job){.fn = derive_fn, .done = derive_done, .arg = l};
+			exec_submit_bulk(rt->exec, &l->job);
+		} else {
+			found(l, af);
+		}
 	}
 }
 
@@ -212,7 +257,8 @@ static void on_failed(void *arg, const char *sqlstate, const char *msg)
 	refuse(l, sqlstate, told);
 }
 
-struct authq_lookup *authq_begin(client_t *c, void (*done)(client_t *c, const char *secret))
+struct authq_lookup *authq_begin(client_t *c, bool scram,
+				 void (*done)(client_t *c, struct auth_file *found))
 {
 	const struct cfg_db *db;
 	if (!db_of(c, &db))
@@ -250,6 +296,7 @@ struct authq_lookup *authq_begin(client_t *c, void (*done)(client_t *c, const ch
 	memcpy(l->user, c->user, ul);
 	l->c = c;
 	l->done = done;
+	l->scram = scram;
 	l->pool = pool;
 	pool_ref(pool);
 	l->values[0] = l->user;

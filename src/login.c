@@ -464,19 +464,15 @@ static enum hba_method choose_method(client_t *c, const struct hba_map **map)
 
 static void run_method(client_t *c, const struct hba_map *map);
 
-/* auth_query's look-up of C ended: the method goes on with SECRET (NULL: C is being
- * refused). */
-static void on_found(client_t *c, const char *secret)
+/* auth_query's look-up of C ended: the method goes on with what it FOUND (NULL: C is
+ * being refused). */
+static void on_found(client_t *c, struct auth_file *found)
 {
 	struct login *l = c->login;
 	l->lookup = NULL;
-	if (!secret)
+	if (!found)
 		return;
-	l->found = auth_of_one(c->user, secret);
-	if (!l->found) {
-		client_disconnect(c, "53200", "out of memory");
-		return;
-	}
+	l->found = found;
 	run_method(c, NULL); /* no look-up for cert and peer, which read no secret */
 }
 
@@ -498,7 +494,7 @@ static void start_auth(client_t *c)
 	if ((m == HBA_TRUST || m == HBA_PASSWORD || m == HBA_MD5 || m == HBA_SCRAM) &&
 	    authq_needed(c)) {
 		l->phase = LOGIN_AUTH_QUERY;
-		struct authq_lookup *lookup = authq_begin(c, on_found);
+		struct authq_lookup *lookup = authq_begin(c, m == HBA_SCRAM, on_found);
 		if (lookup) /* else C is refused already, its login freed */
 			l->lookup = lookup;
 		return;

@@ -148,9 +148,10 @@ def test_search_path_cannot_reach_the_query(pgcoro_factory, pg, roles):
 
 
 def test_custom_query_plain_secret(pgcoro_factory, pg, roles):
-    """A custom auth_query returning a plain password, checked by md5 and plain."""
+    """A custom auth_query returning a plain password, checked by md5, plain and SCRAM
+    (its keys derived on the executor)."""
     q = "SELECT u, p FROM plainpw WHERE u = $1"
-    for auth_type in ("md5", "plain"):
+    for auth_type in ("md5", "plain", "scram-sha-256"):
         inst = start(pgcoro_factory, pg, {"auth_type": auth_type, "auth_query": q,
                                           "auth_dbname": "localaq"})
         assert login(inst, "aq_scram", "tablepw") == "aq_scram"
@@ -276,3 +277,21 @@ def test_many_logins_share_one_server(pgcoro_factory, pg, roles):
         t.join(timeout=120)
     assert len(results) == 24 and all(results.values()), results
     assert login(inst, "aq_o'neil", "quotepw") == "aq_o'neil"
+
+
+def test_login_leaves_while_keys_are_derived(pgcoro_factory, pg, roles):
+    """SCRAM with a plain secret found: its keys are derived on the executor (here a
+    long PBKDF2); a client that leaves meanwhile is let go, the derivation
+    ends by itself, and logins go on."""
+    q = "SELECT u, p FROM plainpw WHERE u = $1"
+    inst = start(pgcoro_factory, pg, {"auth_query": q, "auth_dbname": "localaq",
+                                      "scram_iterations": 400000})
+    s = socket.create_connection((inst.host, inst.port), timeout=10)
+    body = struct.pack("!I", 196608) + b"user\0aq_scram\0database\0local\0\0"
+    s.sendall(struct.pack("!I", len(body) + 4) + body)
+    # the query has been answered (its server is idle again): the derivation runs
+    wait_until(lambda: pg.psql_super(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%FROM plainpw%' "
+        "AND state = 'idle'").strip() == "1", "the look-up answered")
+    s.close()
+    assert login(inst, "aq_scram", "tablepw", db="local") == "aq_scram"
