@@ -1,6 +1,6 @@
 /* The secrets auth_query found, by user name: one bounded store for the whole daemon
  * (loop thread only). A login stores what its look-up found; a server login of that user
- * reads it (authq_secret). */
+ * reads it (authquery_secret). */
 #ifndef PGCORO_AUTHCACHE_H
 #define PGCORO_AUTHCACHE_H
 

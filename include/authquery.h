@@ -10,36 +10,36 @@
 #include "types.h"
 
 struct runtime;
-struct authq_lookup;
+struct authquery_lookup;
 struct auth_file;
 
-void authq_init(struct runtime *rt);
+void authquery_init(struct runtime *rt);
 
 /* The secret a login or a server login of USER uses: auth_file's, else the one auth_query
  * last found for USER; NULL when neither has one. Owned by its store: valid until the
  * next reload or the next look-up of USER (copy it to keep it). */
-const char *authq_secret(const char *user);
+const char *authquery_secret(const char *user);
 
 /* Whether a login of C (CL_LOGIN, startup packet read) needs a look-up: its user is not
  * in auth_file, an auth_user is set (its database's, else the global one) and its
  * database is configured (or is the admin console). */
-bool authq_needed(const client_t *c);
+bool authquery_needed(const client_t *c);
 
-/* Starts C's look-up (authq_needed was true). When it ends, DONE(C, FOUND) runs outside
+/* Starts C's look-up (authquery_needed was true). When it ends, DONE(C, FOUND) runs outside
  * C's callbacks: FOUND (the caller's to free) is an auth_file of one line, C's user and
  * the secret found — on a NULL column an impossible md5 secret ("md5"), as PgBouncer —
  * with its SCRAM keys made (a verifier's; with SCRAM, a plain secret's too, derived on the
  * executor first). When it finds nothing DONE(C, NULL) runs
  * (the look-up is over: DONE only forgets it), then C is disconnected with PgBouncer's
  * words ("no such user"; "bouncer config error", the server's error logged; or the
- * server's failure). Returns the look-up for authq_cancel, or NULL when C was
+ * server's failure). Returns the look-up for authquery_cancel, or NULL when C was
  * disconnected at once (an auth_dbname that is not configured, reserved or disabled, or
  * a pool backing off). */
-struct authq_lookup *authq_begin(client_t *c, bool scram,
+struct authquery_lookup *authquery_begin(client_t *c, bool scram,
 				 void (*done)(client_t *c, struct auth_file *found));
 
 /* C's login ends before its look-up L did (L may be NULL): L is freed, its query's answer
  * ignored. */
-void authq_cancel(struct authq_lookup *l);
+void authquery_cancel(struct authquery_lookup *l);
 
 #endif

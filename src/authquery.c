@@ -27,7 +27,7 @@
 #include "runtime.h"
 #include "server.h"
 
-struct authq_lookup {
+struct authquery_lookup {
 	struct server_task task;
 	client_t *c;          /* NULL once its login ended while keys are derived */
 	pool_t *pool;         /* auth_user's, referenced while the task is out */
@@ -47,9 +47,9 @@ struct authq_lookup {
 
 static struct runtime *rt;
 
-void authq_init(struct runtime *r) { rt = r; }
+void authquery_init(struct runtime *r) { rt = r; }
 
-const char *authq_secret(const char *user)
+const char *authquery_secret(const char *user)
 {
 	const char *s = rt->auth ? auth_lookup(rt->auth, user) : NULL;
 	return s ? s : authcache_get(user);
@@ -71,7 +71,7 @@ static const char *auth_user_of(const struct cfg_db *db)
 	return db && db->auth_user && db->auth_user[0] ? db->auth_user : rt->cfg->auth_user;
 }
 
-bool authq_needed(const client_t *c)
+bool authquery_needed(const client_t *c)
 {
 	const struct cfg_db *db;
 	if (rt->auth && auth_lookup(rt->auth, c->user))
@@ -79,7 +79,7 @@ bool authq_needed(const client_t *c)
 	return db_of(c, &db) && auth_user_of(db)[0];
 }
 
-static void lookup_free(struct authq_lookup *l)
+static void lookup_free(struct authquery_lookup *l)
 {
 	auth_free(l->found);
 	if (l->pool)
@@ -92,7 +92,7 @@ static void lookup_free(struct authq_lookup *l)
 	free(l);
 }
 
-void authq_cancel(struct authq_lookup *l)
+void authquery_cancel(struct authquery_lookup *l)
 {
 	if (!l)
 		return;
@@ -106,7 +106,7 @@ void authq_cancel(struct authq_lookup *l)
 
 /* L ended without a secret: its login forgets it (DONE with NULL), L is freed, and C is
  * disconnected with SQLSTATE and MSG. */
-static void refuse(struct authq_lookup *l, const char *sqlstate, const char *msg)
+static void refuse(struct authquery_lookup *l, const char *sqlstate, const char *msg)
 {
 	client_t *c = l->c;
 	l->done(c, NULL);
@@ -123,7 +123,7 @@ static uint32_t be32(const uint8_t *p)
 /* A DataRow: (user name, secret), PgBouncer's checks; the last row wins. */
 static void on_row(void *arg, const uint8_t *body, uint32_t blen)
 {
-	struct authq_lookup *l = arg;
+	struct authquery_lookup *l = arg;
 	l->rows++;
 	if (l->bad)
 		return;
@@ -177,7 +177,7 @@ static void on_row(void *arg, const uint8_t *body, uint32_t blen)
 }
 
 /* L's login goes on with FOUND (taken over), outside C's callbacks. */
-static void found(struct authq_lookup *l, struct auth_file *af)
+static void found(struct authquery_lookup *l, struct auth_file *af)
 {
 	client_t *c = l->c;
 	void (*done)(client_t *, struct auth_file *) = l->done;
@@ -189,7 +189,7 @@ static void found(struct authq_lookup *l, struct auth_file *af)
 /* Worker thread: touches only L's found and iterations. */
 static void derive_fn(struct exec_job *job)
 {
-	struct authq_lookup *l = job->arg;
+	struct authquery_lookup *l = job->arg;
 	/* a failed derivation leaves the user without keys: the SCRAM exchange fails */
 	bool made = auth_make_scram_keys(l->found, l->iterations, true, false);
 	(void)made;
@@ -197,7 +197,7 @@ static void derive_fn(struct exec_job *job)
 
 static void derive_done(struct exec_job *job)
 {
-	struct authq_lookup *l = job->arg;
+	struct authquery_lookup *l = job->arg;
 	if (!l->c) {
 		lookup_free(l);
 		return;
@@ -210,7 +210,7 @@ static void derive_done(struct exec_job *job)
 /* The answer ended: the verdict for the login. */
 static void on_done(void *arg, const struct hkquery *q)
 {
-	struct authq_lookup *l = arg;
+	struct authquery_lookup *l = arg;
 	client_t *c = l->c;
 	if (q->failed) {
 		log_error("client %llu: auth_query for user \"%s\" failed on %s/%s: %s%s%s",
@@ -248,7 +248,7 @@ static void on_done(void *arg, const struct hkquery *q)
 /* No server could run it. */
 static void on_failed(void *arg, const char *sqlstate, const char *msg)
 {
-	struct authq_lookup *l = arg;
+	struct authquery_lookup *l = arg;
 	client_t *c = l->c;
 	char told[512];
 	log_warning("client %llu: auth_query for user \"%s\" could not run on %s/%s: %s",
@@ -257,7 +257,7 @@ static void on_failed(void *arg, const char *sqlstate, const char *msg)
 	refuse(l, sqlstate, told);
 }
 
-struct authq_lookup *authq_begin(client_t *c, bool scram,
+struct authquery_lookup *authquery_begin(client_t *c, bool scram,
 				 void (*done)(client_t *c, struct auth_file *found))
 {
 	const struct cfg_db *db;
@@ -286,7 +286,7 @@ struct authq_lookup *authq_begin(client_t *c, bool scram,
 	const char *sql = db && db->auth_query && db->auth_query[0] ? db->auth_query
 								     : rt->cfg->auth_query;
 	size_t ul = strlen(c->user) + 1;
-	struct authq_lookup *l = calloc(1, sizeof(*l) + ul);
+	struct authquery_lookup *l = calloc(1, sizeof(*l) + ul);
 	pool_t *pool = pool_get(dbname, auth_user_of(db), adb);
 	if (!l || !pool || !(l->sql = strdup(sql))) {
 		free(l);

@@ -73,7 +73,7 @@ struct login {
 	                             * split in place) */
 	struct scram_server *scram; /* during a SCRAM exchange */
 	struct plain_check *check;  /* LOGIN_PASSWORD_CHECK */
-	struct authq_lookup *lookup; /* LOGIN_AUTH_QUERY */
+	struct authquery_lookup *lookup; /* LOGIN_AUTH_QUERY */
 	struct auth_file *found;    /* what auth_query found for the user (one entry): the
 	                             * checks read it instead of auth_file */
 	int nparams;                /* the store: startup parameters and "options" settings */
@@ -135,7 +135,7 @@ void login_free(client_t *c)
 	} else if (pc) {
 		pc->c = NULL; /* on the executor: it frees itself when done */
 	}
-	authq_cancel(l->lookup);
+	authquery_cancel(l->lookup);
 	auth_free(l->found);
 	free(l->packet);
 	if (l->scram)
@@ -492,9 +492,9 @@ static void start_auth(client_t *c)
 		return;
 	l->method = m;
 	if ((m == HBA_TRUST || m == HBA_PASSWORD || m == HBA_MD5 || m == HBA_SCRAM) &&
-	    authq_needed(c)) {
+	    authquery_needed(c)) {
 		l->phase = LOGIN_AUTH_QUERY;
-		struct authq_lookup *lookup = authq_begin(c, m == HBA_SCRAM, on_found);
+		struct authquery_lookup *lookup = authquery_begin(c, m == HBA_SCRAM, on_found);
 		if (lookup) /* else C is refused already, its login freed */
 			l->lookup = lookup;
 		return;

@@ -306,7 +306,7 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 		user = p->user;
 	const char *password = NULL;
 	if (!has_kw(db, "password")) {
-		const char *secret = authq_secret(user); /* auth_file's, else auth_query's */
+		const char *secret = authquery_secret(user); /* auth_file's, else auth_query's */
 		if (secret && auth_secret_kind(secret) == SECRET_PLAIN && secret[0])
 			password = secret;
 	}

@@ -37,7 +37,7 @@ bool runtime_start(struct runtime *rt, const char *path)
 		return false;
 	client_init(rt);
 	login_init(rt);
-	authq_init(rt);
+	authquery_init(rt);
 	server_init(rt);
 	pool_init(rt);
 	relay_init(rt);
