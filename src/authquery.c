@@ -245,7 +245,8 @@ static void on_done(void *arg, const struct hkquery *q)
 	}
 }
 
-/* No server could run it. */
+/* No server could run it: the client gets the server's refusal of the login as it is (as
+ * PgBouncer passes it on), or pgcoro's words for a failure on the way (08006). */
 static void on_failed(void *arg, const char *sqlstate, const char *msg)
 {
 	struct authquery_lookup *l = arg;
@@ -253,7 +254,10 @@ static void on_failed(void *arg, const char *sqlstate, const char *msg)
 	char told[512];
 	log_warning("client %llu: auth_query for user \"%s\" could not run on %s/%s: %s",
 		    (unsigned long long)c->id, c->user, l->pool->dbname, l->pool->user, msg);
-	snprintf(told, sizeof(told), "server connection failed%s%s", *msg ? ": " : "", msg);
+	if (strcmp(sqlstate, "08006") != 0 && *msg)
+		snprintf(told, sizeof(told), "%s", msg);
+	else
+		snprintf(told, sizeof(told), "server connection failed%s%s", *msg ? ": " : "", msg);
 	refuse(l, sqlstate, told);
 }
 

@@ -252,7 +252,7 @@ def test_auth_user_cannot_log_in(pgcoro_factory, pg, roles):
     error at once (no wait for a retry), and nothing is let in."""
     inst = start(pgcoro_factory, pg, {"auth_user": "aq_norole"})
     msg = refused(inst, "aq_scram", "scrampw")
-    assert 'role "aq_norole" does not exist' in msg, msg
+    assert 'FATAL:  role "aq_norole" does not exist' in msg, msg  # the server's words
     assert 'could not run on local/aq_norole' in inst.log_text()
 
 
