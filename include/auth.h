@@ -21,6 +21,12 @@ enum auth_secret_kind {
  * skipped). Returns NULL on failure with "path:line: reason" (or "path: reason") in err. */
 struct auth_file *auth_load(const char *path, char *err, size_t errlen) __attribute__((warn_unused_result));
 void auth_free(struct auth_file *af);
+
+/* An auth_file of one line, USER and SECRET (both copied; what auth_query found), its
+ * SCRAM verifier parsed (auth_scram_keys): the login checks take it as they take a loaded
+ * file. NULL when memory is short. */
+struct auth_file *auth_of_one(const char *user, const char *secret)
+    __attribute__((warn_unused_result));
 int auth_count(const struct auth_file *af);
 /* The user of entry I (0 <= I < auth_count), in file order. Owned by AF. */
 const char *auth_user_at(const struct auth_file *af, int i);

@@ -52,9 +52,9 @@ struct cfg_db {
 	double query_wait_timeout; /* -1 = the user's, else the global one */
 	int load_balance_hosts;    /* enum cfg_load_balance */
 	char *connect_query;       /* run on each new server before use; NULL = none */
-	char *auth_user;           /* PgBouncer's auth_user/auth_dbname/auth_query for this */
-	char *auth_dbname;         /* database: accepted, not supported yet (a user who is */
-	char *auth_query;          /* not in auth_file is refused); NULL = the global one */
+	char *auth_user;           /* auth_user/auth_dbname/auth_query for this database's */
+	char *auth_dbname;         /* logins (authquery.h); NULL = the global one */
+	char *auth_query;
 	char *file;      /* the %include file it is in; NULL = the main file */
 	int line;        /* line in that file, for messages */
 };
@@ -120,9 +120,9 @@ struct config {
 	char *auth_file;           /* "" = none */
 	char *auth_hba_file;       /* pg_hba.conf rules for auth_type hba; "" = none */
 	char *auth_ident_file;     /* ident maps for auth_hba_file's map=; "" = none */
-	char *auth_user;           /* PgBouncer's auth_user, auth_query, auth_dbname: accepted */
-	char *auth_query;          /* with a warning, not supported yet: a user who is not */
-	char *auth_dbname;         /* in auth_file is refused */
+	char *auth_user;           /* who runs auth_query for users not in auth_file ("": */
+	char *auth_query;          /* nobody), the query, and the [databases] entry it runs */
+	char *auth_dbname;         /* on ("": the client's) (authquery.h) */
 	char *auth_ldap_options;   /* only "" (LDAP is not supported) */
 	int scram_iterations;      /* SCRAM iterations of the verifiers made from plain
 	                            * auth_file passwords */

@@ -34,6 +34,10 @@ struct hkquery_ops {
 	 * for SQL NULL or a row with no column. A DataRow longer than HKQUERY_MSG_MAX is
 	 * counted (rows) but not given. */
 	void (*row)(void *arg, const uint8_t *value, uint32_t len);
+	/* DataRow: its whole body (int16 columns, then each as int32 length, -1 for NULL,
+	 * and bytes), BLEN bytes, checked only for its column count; unless longer than
+	 * HKQUERY_MSG_MAX, as for row. */
+	void (*datarow)(void *arg, const uint8_t *body, uint32_t blen);
 };
 
 /* The answer to one query, as read so far. */

@@ -103,6 +103,8 @@ struct pool {
 	struct list_head waiting;   /* CL_WAITING, FIFO */
 	int repl_waiting;           /* replication clients among them (client_set_state) */
 	int repl_connecting;        /* replication servers in sv_connecting (server_set_state) */
+	struct list_head tasks;     /* struct server_task waiting for an idle server, FIFO:
+	                             * served before the waiting clients (pool_run_task) */
 	struct list_head clients;   /* CL_ACTIVE and CL_IDLE, one list: a hand-out and a
 	                             * release change a client's state, not its list */
 
@@ -209,9 +211,19 @@ bool pool_first_of_db(const pool_t *p);
 void pool_serve_waiting(pool_t *pool);
 static inline void pool_kick(pool_t *pool)
 {
-	if (!list_empty(&pool->waiting))
+	if (!list_empty(&pool->waiting) || !list_empty(&pool->tasks))
 		pool_serve_waiting(pool);
 }
+
+/* Runs T (server.h) on an idle server of P as soon as there is one, before any waiting
+ * client, connecting one if need be as for a waiting client; without any, while P backs
+ * off after failed connects, T fails at once with the last failure. The caller keeps a
+ * reference on P (pool_ref) until T is told or cancelled. */
+void pool_run_task(pool_t *p, struct server_task *t);
+
+/* T (given to pool_run_task, not told yet) is not wanted any more: it waits no longer, or
+ * its answer is ignored (the server still returns to idle). T may be freed after. */
+void pool_cancel_task(pool_t *p, struct server_task *t);
 
 /* A logged-in client C (CL_IDLE) asks for a server. With nobody waiting before it and an
  * idle server that needs no check, C gets it now (no waiting-list visit, no clock read);

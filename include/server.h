@@ -45,6 +45,27 @@ enum server_hk {
 	HK_SYNC = 1 << 4,     /* apply the linked client's startup parameters */
 	HK_CHECK = 1 << 5,    /* server_check_query before handing out a long-idle server */
 	HK_UNLISTEN = 1 << 6, /* UNLISTEN *: a released server that listened (listen_seen) */
+	HK_TASK = 1 << 7,     /* another module's query (struct server_task), after HK_UNSET */
+};
+
+/* A parameterised query another module runs on an idle server, outside any session
+ * (pool_run_task): auth_query. Owned by that module, which must outlive the run or cancel
+ * it (pool_cancel_task). Exactly one of done and failed is called, once, on the loop
+ * thread; neither may touch the server. */
+struct server_task {
+	struct list node;          /* in its pool's tasks while it waits for a server */
+	server_t *server;          /* while it runs */
+	const char *sql;           /* with NVALUES text parameters VALUES ($1...) */
+	int nvalues;
+	const char *const *values;
+	void *arg;
+	/* a DataRow of the answer (hkquery_ops.datarow) */
+	void (*row)(void *arg, const uint8_t *body, uint32_t blen);
+	/* the answer ended with its ReadyForQuery; Q->failed: the server's error in Q */
+	void (*done)(void *arg, const struct hkquery *q);
+	/* no answer: no server could be had (SQLSTATE, MSG as pool_connect_failed's), or it
+	 * closed first (08006, the reason) */
+	void (*failed)(void *arg, const char *sqlstate, const char *msg);
 };
 
 struct server {
@@ -131,6 +152,7 @@ struct server {
 	unsigned hk_plan;            /* enum server_hk bits still to run */
 	unsigned hk_running;         /* the step in flight */
 	struct hkquery hk;           /* its answer, as read so far */
+	struct server_task *task;    /* HK_TASK's, until it is told (NULL: cancelled) */
 
 	char *params[SERVER_NPARAMS]; /* current reported values (NULL = not reported) */
 	uint64_t applied_sig;        /* param_sig of the client whose other parameters it has */
@@ -192,6 +214,11 @@ void server_expire_idle(pool_t *pool, double now);
 /* Links S (SV_IDLE) to C and prepares it (parameter sync). When the server is ready,
  * client_on_server_ready(C) runs; on failure the client is disconnected. */
 void server_assign(server_t *s, client_t *c);
+
+/* Runs T on S (SV_IDLE, unlinked): RESET ALL first, so that no setting a session left
+ * there (search_path) bears on T's query, then T's query; S is idle again after (or
+ * closed, T failed, if it breaks). For pool.c, which hands T an idle server. */
+void server_run_task(server_t *s, struct server_task *t);
 
 /* The linked client is gone: the server is cleaned (rollback, reset) and returns to idle,
  * or is closed if its state is not known clean. */

@@ -302,6 +302,28 @@ void auth_free(struct auth_file *af)
 	free(af);
 }
 
+struct auth_file *auth_of_one(const char *user, const char *secret)
+{
+	struct auth_file *af = calloc(1, sizeof *af);
+	char *u = strdup(user), *s = strdup(secret);
+	if (!af || !u || !s) {
+		free(af);
+		free(u);
+		free_secret(s);
+		return NULL;
+	}
+	if (!add_entry(af, u, s)) { /* it freed U and S */
+		auth_free(af);
+		return NULL;
+	}
+	af->nscram = auth_secret_kind(secret) == SECRET_SCRAM;
+	/* a verifier is parsed, no key derived: cheap, on the loop (a malformed verifier
+	 * leaves that user without keys, as in a loaded file) */
+	bool parsed = auth_make_scram_keys(af, SCRAM_DEFAULT_ITERATIONS, false, false);
+	(void)parsed;
+	return af;
+}
+
 int auth_count(const struct auth_file *af)
 {
 	return af ? af->count : 0;

@@ -191,17 +191,14 @@ static const struct cfg_key keys[] = {
         "pg_hba.conf-style rules choosing the method per connection (auth_type hba)"),
     KEY_AT(CFG_WITH_FILES, auth_ident_file, T_STRING, "",
         "pg_ident.conf-style maps named by map= in auth_hba_file's peer and cert rules"),
-    KEY_WARN(auth_user, T_STRING, "",
-        "PgBouncer's auth_user: accepted, not supported yet (users not in auth_file are "
-        "refused)",
-        "auth_query is not supported yet: a user who is not in auth_file is refused, as if "
-        "auth_query found no such user"),
-    KEY_WARN(auth_query, T_STRING, PGB_AUTH_QUERY,
-        "PgBouncer's auth_query: accepted, not supported yet (see auth_user)",
-        "auth_query is not supported yet: a user who is not in auth_file is refused"),
-    KEY_WARN(auth_dbname, T_STRING, "",
-        "PgBouncer's auth_dbname: accepted, not supported yet (see auth_user)",
-        "auth_query is not supported yet: a user who is not in auth_file is refused"),
+    KEY(auth_user, T_STRING, "",
+        "user that runs auth_query to look up users not in auth_file (its own password comes "
+        "from auth_file); empty = no look-up"),
+    KEY(auth_query, T_STRING, PGB_AUTH_QUERY,
+        "query returning (user name, secret) for $1, run as auth_user (no expired password "
+        "is returned by the default)"),
+    KEY(auth_dbname, T_STRING, "",
+        "the [databases] entry auth_query runs on; empty = the client's database"),
     KEY_NOT_YET(CFG_LIVE, auth_ldap_options, T_EMPTY, "",
         "PgBouncer's LDAP options; only empty (LDAP is not supported)",
         "LDAP authentication is not there yet; only an empty value is accepted"),
@@ -454,10 +451,6 @@ struct cfg_entry_key {
 _Static_assert(POOL_MODE_UNSET == -1, "absent entry settings are all -1");
 
 #define ENTRY(st, name, type) {#name, type, offsetof(struct st, name), CFG_NATIVE, NULL}
-#define AUTH_NOTE                                                                                \
-	"auth_query is not supported yet: a user who is not in auth_file is refused, as if "       \
-	"auth_query found no such user"
-
 static const struct cfg_entry_key db_keys[] = {
     ENTRY(cfg_db, pool_size, T_POOL_SIZE),
     ENTRY(cfg_db, pool_mode, T_POOL_MODE),
@@ -471,9 +464,9 @@ static const struct cfg_entry_key db_keys[] = {
     ENTRY(cfg_db, query_wait_timeout, T_SECONDS),
     ENTRY(cfg_db, load_balance_hosts, T_LOAD_BALANCE),
     ENTRY(cfg_db, connect_query, T_STRING),
-    {"auth_user", T_STRING, offsetof(struct cfg_db, auth_user), CFG_WARN, AUTH_NOTE},
-    {"auth_dbname", T_STRING, offsetof(struct cfg_db, auth_dbname), CFG_WARN, AUTH_NOTE},
-    {"auth_query", T_STRING, offsetof(struct cfg_db, auth_query), CFG_WARN, AUTH_NOTE},
+    ENTRY(cfg_db, auth_user, T_STRING),
+    ENTRY(cfg_db, auth_dbname, T_STRING),
+    ENTRY(cfg_db, auth_query, T_STRING),
     {NULL, 0, 0, CFG_NATIVE, NULL},
 };
 
@@ -1946,6 +1939,12 @@ static bool cfg_validate(const struct config *cfg, const struct cfg_db **bad, ch
 			        "127.0.0.1:9127)", cfg->metrics_listen);
 			return false;
 		}
+	}
+	if (strcmp(cfg->auth_dbname, "pgbouncer") == 0 || strcmp(cfg->auth_dbname, "pgcoro") == 0) {
+		/* the admin console's names; PgBouncer's words */
+		cfg_fmt(why, whylen, "cannot use the reserved \"%s\" database as an auth_dbname",
+		        cfg->auth_dbname);
+		return false;
 	}
 	if (cfg->client_tls_sslmode != TLS_DISABLE &&
 	    (!*cfg->client_tls_key_file || !*cfg->client_tls_cert_file)) {

@@ -155,6 +155,8 @@ static bool on_row(struct hkquery *q, const uint8_t *body, uint32_t blen)
 	}
 	if (q->ops && q->ops->row)
 		q->ops->row(q->arg, value, len);
+	if (q->ops && q->ops->datarow)
+		q->ops->datarow(q->arg, body, blen);
 	return true;
 }
 

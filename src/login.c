@@ -29,6 +29,7 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "authquery.h"
 #include "client.h"
 #include "clientkey.h"
 #include "config.h"
@@ -57,6 +58,7 @@ enum login_phase {
 	LOGIN_SASL_FINAL,     /* awaiting SASLResponse */
 	LOGIN_PASSWORD_CHECK, /* awaiting the executor's verdict on a cleartext password (or
 	                       * its turn to go there): input waits, LOGIN_MSG_MAX at most */
+	LOGIN_AUTH_QUERY,     /* awaiting auth_query's answer (authquery.h): input waits so */
 };
 
 struct plain_check;
@@ -73,6 +75,9 @@ struct login {
 	                             * split in place) */
 	struct scram_server *scram; /* during a SCRAM exchange */
 	struct plain_check *check;  /* LOGIN_PASSWORD_CHECK */
+	struct authquery_lookup *lookup; /* LOGIN_AUTH_QUERY */
+	struct auth_file *found;    /* what auth_query found for the user (one entry): the
+	                             * checks read it instead of auth_file */
 	int nparams;                /* the store: startup parameters and "options" settings */
 	struct client_param params[CLIENT_MAX_PARAMS];
 };
@@ -132,6 +137,8 @@ void login_free(client_t *c)
 	} else if (pc) {
 		pc->c = NULL; /* on the executor: it frees itself when done */
 	}
+	authquery_cancel(l->lookup);
+	auth_free(l->found);
 	free(l->packet);
 	if (l->scram)
 		OPENSSL_cleanse(l->scram, sizeof *l->scram); /* StoredKey, ServerKey */
@@ -323,6 +330,12 @@ static bool keep_params(client_t *c, const char *user, const char *database)
 
 /* ---- authentication ------------------------------------------------------------------ */
 
+/* The secrets C's checks read: auth_query's find, else auth_file (NULL when unset). */
+static struct auth_file *secrets(const client_t *c)
+{
+	return c->login->found ? c->login->found : rt->auth;
+}
+
 static void start_scram(client_t *c, const char *secret)
 {
 	struct login *l = c->login;
@@ -331,7 +344,7 @@ static void start_scram(client_t *c, const char *secret)
 		client_disconnect(c, "53200", "out of memory");
 		return;
 	}
-	const struct scram_keys *keys = secret ? auth_scram_keys(rt->auth, c->user) : NULL;
+	const struct scram_keys *keys = secret ? auth_scram_keys(secrets(c), c->user) : NULL;
 	if (keys) {
 		l->scram->keys = *keys;
 		/* a stored verifier's proof gives the ClientKey SCRAM pass-through logs in to
@@ -355,23 +368,13 @@ static const char *peer_host(const client_t *c, char *buf, size_t len)
 	return buf;
 }
 
-/* PgBouncer's auth_user is set (the database's or the global one): PgBouncer would look a
- * user who is not in auth_file up with auth_query. pgcoro does not do that yet, so such a
- * user is refused as unknown, never let in. */
-static bool auth_query_wanted(const client_t *c)
-{
-	const struct cfg_db *db = cfg_find_db(rt->cfg, c->database);
-	return (db && db->auth_user) || rt->cfg->auth_user[0];
-}
-
-/* auth trust: when an auth_file is set it is the list of who may log in (as PgBouncer);
- * so it is when auth_user is, with an empty list for want of auth_query. */
+/* auth trust: when an auth_file is set it is the list of who may log in (as PgBouncer),
+ * with the users auth_query finds (authquery.h). */
 static void check_trust(client_t *c)
 {
-	if ((rt->auth || auth_query_wanted(c)) && !(rt->auth && auth_lookup(rt->auth, c->user))) {
-		log_info("client %llu %s: trust: user \"%s\" is not in auth_file%s",
-			 (unsigned long long)c->id, client_peer(c), c->user,
-			 auth_query_wanted(c) ? " (auth_query is not supported yet)" : "");
+	if (rt->auth && !c->login->found && !auth_lookup(rt->auth, c->user)) {
+		log_info("client %llu %s: trust: user \"%s\" is not in auth_file",
+			 (unsigned long long)c->id, client_peer(c), c->user);
 		client_disconnect(c, "28000", "\"trust\" authentication failed");
 		return;
 	}
@@ -491,6 +494,20 @@ static enum hba_method choose_method(client_t *c, const struct hba_map **map)
 	return m;
 }
 
+static void run_method(client_t *c, const struct hba_map *map);
+
+/* auth_query's look-up of C ended: the method goes on with what it FOUND (NULL: C is
+ * being refused). */
+static void on_found(client_t *c, struct auth_file *found)
+{
+	struct login *l = c->login;
+	l->lookup = NULL;
+	if (!found)
+		return;
+	l->found = found;
+	run_method(c, NULL); /* no look-up for cert and peer, which read no secret */
+}
+
 static void start_auth(client_t *c)
 {
 	struct login *l = c->login;
@@ -506,8 +523,24 @@ static void start_auth(client_t *c)
 	if (c->state != CL_LOGIN)
 		return;
 	l->method = m;
-	const char *secret = rt->auth ? auth_lookup(rt->auth, c->user) : NULL;
-	switch (m) {
+	if ((m == HBA_TRUST || m == HBA_PASSWORD || m == HBA_MD5 || m == HBA_SCRAM) &&
+	    authquery_needed(c)) {
+		l->phase = LOGIN_AUTH_QUERY;
+		struct authquery_lookup *lookup = authquery_begin(c, m == HBA_SCRAM, on_found);
+		if (lookup) /* else C is refused already, its login freed */
+			l->lookup = lookup;
+		return;
+	}
+	run_method(c, map);
+}
+
+/* Runs C's method (c->login->method) with the secrets it reads (secrets()). */
+static void run_method(client_t *c, const struct hba_map *map)
+{
+	struct login *l = c->login;
+	struct auth_file *af = secrets(c);
+	const char *secret = af ? auth_lookup(af, c->user) : NULL;
+	switch (l->method) {
 	case HBA_TRUST:
 		check_trust(c);
 		return;
@@ -516,7 +549,7 @@ static void start_auth(client_t *c)
 		l->phase = LOGIN_PASSWORD;
 		return;
 	case HBA_MD5:
-		if (auth_md5_offers_scram(rt->auth, c->user)) {
+		if (auth_md5_offers_scram(af, c->user)) {
 			start_scram(c, secret); /* md5 cannot check a SCRAM verifier (auth.h) */
 			return;
 		}
@@ -540,7 +573,7 @@ static void start_auth(client_t *c)
 	case HBA_NO_MATCH:
 		break;
 	}
-	fatal("impossible authentication method %d", (int)m);
+	fatal("impossible authentication method %d", (int)l->method);
 }
 
 /* ---- the startup packet -------------------------------------------------------------- */
@@ -776,7 +809,7 @@ static void start_plain_check(client_t *c, const char *pw)
 	pc->c = c;
 	list_init(&pc->node);
 	memcpy(pc->password, pw, len + 1);
-	auth_plain_prepare(rt->auth, c->user, pw, rt->cfg->scram_iterations, &pc->chk);
+	auth_plain_prepare(secrets(c), c->user, pw, rt->cfg->scram_iterations, &pc->chk);
 	l->check = pc;
 	l->phase = LOGIN_PASSWORD_CHECK;
 	if (runs)
@@ -798,7 +831,7 @@ static void on_password(client_t *c, const uint8_t *body, uint32_t blen)
 		return;
 	}
 	/* md5 does the same work for a user absent from auth_file (no timing tells) */
-	if (auth_md5_check_user(rt->auth, c->user, l->md5_salt, pw))
+	if (auth_md5_check_user(secrets(c), c->user, l->md5_salt, pw))
 		login_done(c);
 	else
 		auth_failed(c);
@@ -849,13 +882,15 @@ void login_on_input(client_t *c)
 		size_t n;
 		const uint8_t *p = stream_input(&c->st, &n);
 		struct proto_msg m;
-		if (l->phase == LOGIN_PASSWORD_CHECK) {
+		if (l->phase == LOGIN_PASSWORD_CHECK || l->phase == LOGIN_AUTH_QUERY) {
 			/* kept for after the login (a pipelined query); no driver sends anything
 			 * before AuthenticationOk, so more is refused, not buffered */
 			if (n > LOGIN_MSG_MAX) {
 				stream_consume(&c->st, n);
 				client_disconnect(c, "08P01", "more than %d bytes received while the "
-						  "password is checked", LOGIN_MSG_MAX);
+						  "%s", LOGIN_MSG_MAX,
+						  l->phase == LOGIN_AUTH_QUERY ? "user is looked up"
+									       : "password is checked");
 			}
 			return;
 		}
@@ -928,6 +963,7 @@ void login_on_input(client_t *c)
 			break;
 		case LOGIN_STARTUP:
 		case LOGIN_PASSWORD_CHECK:
+		case LOGIN_AUTH_QUERY:
 			fatal("client %llu: auth message in login phase %d",
 			      (unsigned long long)c->id, (int)l->phase);
 		}

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include "auth.h"
+#include "authcache.h"
 #include "clientkey.h"
 #include "client.h"
 #include "config.h"
@@ -319,6 +320,7 @@ fail:
 		server_reap(true);
 		pool_free_all();
 		stream_cache_free();
+		authcache_clear();
 	}
 	signals_free();
 	shutdown_free();

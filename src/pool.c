@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "authquery.h"
 #include "client.h"
 #include "config.h"
 #include "hash.h"
@@ -496,6 +497,7 @@ static pool_t *pool_new(const char *dbname, const char *user, const struct cfg_d
 	pool_settings(p, db);
 	p->paused = poolctl_paused(dbname);
 	list_head_init(&p->waiting);
+	list_head_init(&p->tasks);
 	list_head_init(&p->clients);
 	list_head_init(&p->sv_connecting);
 	list_head_init(&p->sv_idle);
@@ -858,7 +860,7 @@ static void arm_retry(pool_t *p, double seconds)
 static void grow(pool_t *p, int want, double now)
 {
 	if (now < p->retry_at) {
-		if (!list_empty(&p->waiting))
+		if (!list_empty(&p->waiting) || !list_empty(&p->tasks))
 			arm_retry(p, p->retry_at - now); /* it kicks the pool when the back-off ends */
 		return;
 	}
@@ -899,19 +901,26 @@ void pool_replication_ready(pool_t *p, client_t *c) { hand_over(p, c); }
  * to be checked and comes back): the one idle the shortest time (LIFO, as PgBouncer: few
  * servers carry the load, stay warm, and the rest reach server_idle_timeout), or with
  * server_round_robin the one idle the longest. False if there is none. */
-static bool hand_idle(pool_t *p, client_t *c)
+static server_t *idle_server(pool_t *p)
 {
 	bool fifo = rt->cfg->server_round_robin;
 	while (!list_empty(&p->sv_idle)) {
 		server_t *s = list_entry(fifo ? list_first(&p->sv_idle) : list_last(&p->sv_idle),
 					 server_t, node);
-		if (server_check_if_stale(s))
-			continue;
-		hand_over(p, c);
-		server_assign(s, c);
-		return true;
+		if (!server_check_if_stale(s))
+			return s;
 	}
-	return false;
+	return NULL;
+}
+
+static bool hand_idle(pool_t *p, client_t *c)
+{
+	server_t *s = idle_server(p);
+	if (!s)
+		return false;
+	hand_over(p, c);
+	server_assign(s, c);
+	return true;
 }
 
 /* Room in P for replication client C's own server: under the pool's limit and under
@@ -972,6 +981,12 @@ void pool_serve_waiting(pool_t *p)
 {
 	if (rt->shutting_down || rt->suspended || p->paused)
 		return;
+	server_t *s;
+	while (!list_empty(&p->tasks) && (s = idle_server(p))) {
+		struct server_task *t = list_entry(list_first(&p->tasks), struct server_task, node);
+		list_del(&p->tasks, &t->node);
+		server_run_task(s, t);
+	}
 	if (__builtin_expect(p->repl_waiting > 0, 0))
 		serve_in_order(p, true);
 	else
@@ -979,7 +994,8 @@ void pool_serve_waiting(pool_t *p)
 		       hand_idle(p, list_entry(list_first(&p->waiting), client_t, node)))
 			;
 	/* replication clients and their servers aside: each is the other's */
-	int want = p->waiting.count - p->repl_waiting - (p->sv_connecting.count - p->repl_connecting);
+	int want = p->waiting.count - p->repl_waiting + p->tasks.count -
+		   (p->sv_connecting.count - p->repl_connecting);
 	/* the common cases, every waiter served or the pool at its largest, need no clock */
 	if (want > 0 && pool_server_count(p) < p->pool_size + p->reserve_pool_size)
 		grow(p, want, rt_now());
@@ -1003,6 +1019,29 @@ void pool_request(pool_t *p, client_t *c)
 	client_set_state(c, CL_WAITING);
 	c->since = rt_now();
 	pool_kick(p);
+}
+
+void pool_run_task(pool_t *p, struct server_task *t)
+{
+	list_init(&t->node);
+	t->server = NULL;
+	if (p->failure && !p->paused && pool_server_count(p) == p->sv_connecting.count &&
+	    rt_now() < p->retry_at) {
+		t->failed(t->arg, p->failure->sqlstate, p->failure->msg);
+		return;
+	}
+	list_append(&p->tasks, &t->node);
+	pool_serve_waiting(p);
+}
+
+void pool_cancel_task(pool_t *p, struct server_task *t)
+{
+	if (list_linked(&t->node)) {
+		list_del(&p->tasks, &t->node);
+	} else if (t->server) {
+		t->server->task = NULL;
+		t->server = NULL;
+	}
 }
 
 bool pool_connect_ok(pool_t *p, char *const *params)
@@ -1070,6 +1109,14 @@ void pool_connect_failed(pool_t *p, const char *sqlstate, const char *msg)
 	bool refused = strcmp(sqlstate, "08006") != 0 && strcmp(sqlstate, "57P03") != 0;
 	if (current_servers(p) == 0 && (refused || !rt->cfg->pgbouncer_ini)) {
 		double now = rt_now();
+		/* tasks are served first; they wait for the next attempt as long as their
+		 * owner lets them (a login: client_login_timeout) unless the login was refused */
+		while (refused && p->tasks.count > p->sv_connecting.count - p->repl_connecting) {
+			struct server_task *t =
+			    list_entry(list_first(&p->tasks), struct server_task, node);
+			list_del(&p->tasks, &t->node);
+			t->failed(t->arg, sqlstate, msg);
+		}
 		/* replication clients wait for their own connection, which tells them its fate */
 		while (p->waiting.count - p->repl_waiting >
 		       p->sv_connecting.count - p->repl_connecting) {
@@ -1086,7 +1133,7 @@ void pool_connect_failed(pool_t *p, const char *sqlstate, const char *msg)
 						  *msg ? ": " : "", msg);
 		}
 	}
-	if (!list_empty(&p->waiting) && delay > 0)
+	if ((!list_empty(&p->waiting) || !list_empty(&p->tasks)) && delay > 0)
 		arm_retry(p, delay); /* then a new connection is tried for them */
 }
 

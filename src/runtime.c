@@ -5,6 +5,7 @@
 
 #include <event2/event.h>
 
+#include "authquery.h"
 #include "client.h"
 #include "config.h"
 #include "console.h"
@@ -38,6 +39,7 @@ bool runtime_start(struct runtime *rt, const char *path)
 		return false;
 	client_init(rt);
 	login_init(rt);
+	authquery_init(rt);
 	server_init(rt);
 	srvconnect_init(rt);
 	pool_init(rt);

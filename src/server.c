@@ -237,6 +237,12 @@ static void close_server(server_t *s, bool connect_failed, const char *reason,
 	s->client = NULL;
 	prep_server_free(s); /* while its client, whose names its queue holds, is alive */
 	server_set_state(s, SV_CLOSING);
+	struct server_task *task = s->task;
+	if (task) {
+		s->task = NULL;
+		task->server = NULL;
+		task->failed(task->arg, "08006", reason);
+	}
 	event_del(&s->pq_ev);
 	evtimer_del(&s->timer);
 	srvconnect_free(s->login); /* an own login in progress is abandoned */
@@ -968,7 +974,7 @@ static void hk_finish(server_t *s)
 static const char *const hk_names[] = {"connect_query",  "ROLLBACK",
 				       "server_reset_query", "RESET ALL",
 				       "parameter sync", "server_check_query",
-				       "UNLISTEN *"};
+				       "UNLISTEN *", "auth_query"};
 
 static const char *hk_name(unsigned step)
 {
@@ -1074,10 +1080,21 @@ static void hk_notice(void *arg, const char *severity, const char *message)
 /* A notification (of a server that listened, before its UNLISTEN *) is nobody's. */
 static const struct hkquery_ops hk_ops = {.param = hk_param, .notice = hk_notice};
 
+/* A DataRow of HK_TASK's answer goes to the task, if it still waits for it. */
+static void hk_task_row(void *arg, const uint8_t *body, uint32_t blen)
+{
+	server_t *s = arg;
+	if (s->task && s->task->row)
+		s->task->row(s->task->arg, body, blen);
+}
+
+static const struct hkquery_ops hk_task_ops = {
+    .param = hk_param, .notice = hk_notice, .datarow = hk_task_row};
+
 static void hk_next(server_t *s)
 {
 	unsigned step = 0;
-	for (unsigned bit = HK_CONNECT; bit <= HK_UNLISTEN; bit <<= 1) {
+	for (unsigned bit = HK_CONNECT; bit <= HK_TASK; bit <<= 1) {
 		if (s->hk_plan & bit) {
 			step = bit;
 			break;
@@ -1089,7 +1106,7 @@ static void hk_next(server_t *s)
 	}
 	s->hk_plan &= ~step;
 	s->hk_running = step;
-	hkquery_begin(&s->hk, &hk_ops, s);
+	hkquery_begin(&s->hk, step == HK_TASK ? &hk_task_ops : &hk_ops, s);
 	const char *sql = NULL;
 	bool ok = true, sent = true;
 	switch (step) {
@@ -1117,6 +1134,12 @@ static void hk_next(server_t *s)
 	case HK_UNLISTEN:
 		sql = "UNLISTEN *";
 		break;
+	case HK_TASK:
+		/* cancelled meanwhile: an empty query keeps the step's shape */
+		ok = s->task ? hkquery_send_params(&s->st, s->task->sql, s->task->nvalues,
+						    s->task->values)
+			     : hkquery_send(&s->st, "");
+		break;
 	}
 	if (sql)
 		ok = hkquery_send(&s->st, sql);
@@ -1137,7 +1160,14 @@ static void hk_step_done(server_t *s)
 {
 	unsigned step = s->hk_running;
 	const struct hkquery *q = &s->hk;
-	if (q->failed) {
+	if (step == HK_TASK && s->task) {
+		/* its error is its owner's to report: the server is fine after it */
+		struct server_task *t = s->task;
+		s->task = NULL;
+		t->server = NULL;
+		t->done(t->arg, q);
+	}
+	if (q->failed && step != HK_TASK) {
 		if (step == HK_SYNC && s->client) {
 			/* The client asked for a bad parameter: it gets the error, the server
 			 * (back to idle after the failed statement) is kept. */
@@ -1305,6 +1335,16 @@ void server_release(server_t *s)
 		return;
 	}
 	hk_start(s, plan);
+}
+
+void server_run_task(server_t *s, struct server_task *t)
+{
+	if (s->state != SV_IDLE || s->client)
+		fatal("server %llu: task run in state %s", (unsigned long long)s->id,
+		      server_state_name(s->state));
+	s->task = t;
+	t->server = s;
+	hk_start(s, HK_UNSET | HK_TASK);
 }
 
 bool server_check_if_stale(server_t *s)

@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "authquery.h"
 #include "clientkey.h"
 #include "config.h"
 #include "log.h"
@@ -52,9 +53,8 @@ void srvconnect_init(struct runtime *r)
 
 const char *srvconnect_secret(const char *user)
 {
-	/* The auth_file's entry. auth_query's secrets (fetched from PostgreSQL, cached) are
-	 * to be consulted here as well, after it, so that a server login finds them. */
-	return rt->auth ? auth_lookup(rt->auth, user) : NULL;
+	/* the auth_file's entry, else what auth_query last found for USER */
+	return authquery_secret(user);
 }
 
 static const char *param(const struct pool_conn_params *cp, const char *kw)

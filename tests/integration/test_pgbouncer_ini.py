@@ -293,9 +293,10 @@ logfile = {dir}/pgbouncer.log
 
 
 def test_auth_user_is_refused_not_ignored(pgb):
-    """auth_user (auth_query) is not supported yet: accepted with a warning, and a user
-    PgBouncer would look up is refused — with auth_type trust and no auth_file, where an
-    unknown name is otherwise let in."""
+    """auth_user is honoured, not ignored: with auth_type trust and no auth_file, where an
+    unknown name is otherwise let in, a user of a database with auth_user is looked up
+    with auth_query first (here as app, who may not read pg_authid: refused, the server's
+    error logged). tests/integration/test_auth_query.py tests the look-ups that succeed."""
     inst = pgb(AUTH_USER.replace("{app}", APP_USER).replace("{apppass}", APP_PASS))
     with Wire.to(inst) as w:
         w.login("whoever", "", "plain")
@@ -304,9 +305,9 @@ def test_auth_user_is_refused_not_ignored(pgb):
         w.send_startup("whoever", "looked_up")
         with pytest.raises(PgError) as e:
             w.authenticate("whoever", "")
-        assert e.value.fields.get("C") == "28000", e.value.fields
-    assert re.search(r'database "looked_up": auth_user: auth_query is not supported yet',
-                     inst.log_text()), inst.log_text()
+        assert e.value.fields.get("C") == "08P01", e.value.fields
+        assert e.value.fields.get("M") == "bouncer config error", e.value.fields
+    assert "permission denied for table pg_authid" in inst.log_text(), inst.log_text()
 
 
 CHECK = """\
@@ -324,7 +325,8 @@ auth_type = trust
     ("dns_max_ttl = 30", 0, "dns_max_ttl: no effect: pgcoro keeps no DNS cache"),
     ("cancel_wait_timeout = 3", 0, "cancel_wait_timeout: no effect: pgcoro sends a cancel"),
     ("server_login_retry = 15", 0, "server_login_retry: differs from PgBouncer's"),
-    ("auth_user = pgbouncer", 0, "auth_user: auth_query is not supported yet"),
+    ("auth_dbname = pgbouncer", 2,
+     'cannot use the reserved "pgbouncer" database as an auth_dbname'),
     ("peer_id = 16384", 2, "invalid value \"16384\" for peer_id: out of range (0..16383)"),
     ("query_wait_notify = 5", 2, "query_wait_notify = 5 is not supported yet"),
     ("server_tls_ciphers = HIGH", 2, "server_tls_ciphers = HIGH is not supported yet"),
@@ -510,7 +512,7 @@ def test_debian_files(pgcoro_bin, tmp_path):
     r = run(pgcoro_bin, "--check-config", str(path))
     assert r.returncode == 0, r.stderr
     warned = sorted(re.findall(r"warning: \S+:\d+: ([a-z_]+): ", r.stderr))
-    assert warned == ["auth_query", "ignore_startup_parameters", "server_login_retry"], r.stderr
+    assert warned == ["ignore_startup_parameters", "server_login_retry"], r.stderr
     with_service = tmp_path / "service.ini"
     with_service.write_text(every + "service_name = pgbouncer\n")
     r = run(pgcoro_bin, "--check-config", str(with_service))

@@ -346,12 +346,9 @@ START_TEST(test_warned_keys)
 	ck_assert_int_eq(warned(cfg, "dns_max_ttl: no effect: pgcoro keeps no DNS cache"), 1);
 	ck_assert_int_eq(warned(cfg, "ignore_startup_parameters: not needed"), 1);
 	ck_assert_int_eq(warned(cfg, "server_login_retry: differs from PgBouncer's"), 1);
-	ck_assert_int_eq(warned(cfg, "pgbouncer.ini:9: auth_user: auth_query is not supported yet"),
-	                 1);
-	ck_assert_int_eq(warned(cfg, "database \"a\": auth_user: auth_query is not supported yet"),
-	                 1);
+	ck_assert_int_eq(warned(cfg, "auth_user"), 0); /* supported (authquery.h) */
 	ck_assert_int_eq(warned(cfg, "listen_port"), 0);
-	ck_assert_int_eq(cfg->nwarnings, 6);
+	ck_assert_int_eq(cfg->nwarnings, 4);
 	/* each names where it was set: the last line of a key set twice */
 	char want[256];
 	snprintf(want, sizeof(want), "%s/pgbouncer.ini:11: pkt_buf: ", dir);
@@ -605,14 +602,13 @@ START_TEST(test_every_pgbouncer_key)
 	make_dir();
 	struct config *cfg = load_ok(text);
 	/* the keys set to a value pgcoro does not act on, each warned once */
-	static const char *const warn[] = {"auth_dbname", "auth_query", "auth_user",
-	                                   "ignore_startup_parameters", "server_login_retry"};
+	static const char *const warn[] = {"ignore_startup_parameters", "server_login_retry"};
 	for (size_t i = 0; i < sizeof(warn) / sizeof(warn[0]); i++) {
 		char pat[64];
 		snprintf(pat, sizeof(pat), ": %s: ", warn[i]);
 		ck_assert_msg(warned(cfg, pat) == 1, "%s warned %d times", warn[i], warned(cfg, pat));
 	}
-	ck_assert_int_eq(cfg->nwarnings, 5); /* auth_ident_file is read: not warned */
+	ck_assert_int_eq(cfg->nwarnings, 2); /* auth_ident_file, auth_user... are read */
 	ck_assert_int_eq(cfg->max_packet_size, 2147483647);
 	ck_assert_int_eq(cfg->listen_backlog, 128);
 	ck_assert_int_eq(cfg->tcp_defer_accept, 1);

@@ -1,0 +1,315 @@
+/* Owns the look-ups of auth_user / auth_query / auth_dbname (authquery.h): where a login's
+ * look-up runs (PgBouncer's choice of the authentication database, and its refusals), the
+ * query as a task on a server of auth_user's pool (pool_run_task: Parse/Bind with $1 = the
+ * user name, never quoted into the text, after a RESET ALL — nothing of the client's, no
+ * SET, reaches that server), reading its answer's row, and the verdict for the login.
+ * Every look-up runs the query again (an expired or changed password counts at once), and
+ * what it finds replaces the user's entry in the store server logins read (authcache.h). */
+#include "authquery.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <openssl/crypto.h>
+
+#include "auth.h"
+#include "authcache.h"
+#include "client.h"
+#include "config.h"
+#include "console.h"
+#include "executor.h"
+#include "log.h"
+#include "pool.h"
+#include "poolctl.h"
+#include "runtime.h"
+#include "server.h"
+
+struct authquery_lookup {
+	struct server_task task;
+	client_t *c;          /* NULL once its login ended while keys are derived */
+	pool_t *pool;         /* auth_user's, referenced while the task is out */
+	void (*done)(client_t *c, struct auth_file *found);
+	bool scram;           /* the method is SCRAM: a plain secret's keys are derived */
+	int iterations;       /* for them: scram_iterations when the job was submitted */
+	struct auth_file *found; /* while they are derived (on the executor) */
+	struct exec_job job;
+	int rows;
+	bool bad;             /* a row PgBouncer refuses (bad_why) */
+	char bad_why[96];
+	char *secret;         /* the last row's (cleansed when freed) */
+	const char *values[1];
+	char *sql;            /* a copy: a reload may free the config's */
+	char user[];
+};
+
+static struct runtime *rt;
+
+void authquery_init(struct runtime *r) { rt = r; }
+
+const char *authquery_secret(const char *user)
+{
+	const char *s = rt->auth ? auth_lookup(rt->auth, user) : NULL;
+	return s ? s : authcache_get(user);
+}
+
+/* C's database entry (NULL for the admin console, which has none) into *DB; false when
+ * the database is not configured (PgBouncer's "fake" database: no look-up). */
+static bool db_of(const client_t *c, const struct cfg_db **db)
+{
+	*db = NULL;
+	if (console_is_console_db(c->database))
+		return true;
+	*db = cfg_find_db(rt->cfg, c->database);
+	return *db != NULL;
+}
+
+static const char *auth_user_of(const struct cfg_db *db)
+{
+	return db && db->auth_user && db->auth_user[0] ? db->auth_user : rt->cfg->auth_user;
+}
+
+bool authquery_needed(const client_t *c)
+{
+	const struct cfg_db *db;
+	if (rt->auth && auth_lookup(rt->auth, c->user))
+		return false;
+	return db_of(c, &db) && auth_user_of(db)[0];
+}
+
+static void lookup_free(struct authquery_lookup *l)
+{
+	auth_free(l->found);
+	if (l->pool)
+		pool_unref(l->pool);
+	if (l->secret) {
+		OPENSSL_cleanse(l->secret, strlen(l->secret));
+		free(l->secret);
+	}
+	free(l->sql);
+	free(l);
+}
+
+void authquery_cancel(struct authquery_lookup *l)
+{
+	if (!l)
+		return;
+	if (l->found) {
+		l->c = NULL; /* its keys are derived: freed when that ends */
+		return;
+	}
+	pool_cancel_task(l->pool, &l->task);
+	lookup_free(l);
+}
+
+/* L ended without a secret: its login forgets it (DONE with NULL), L is freed, and C is
+ * disconnected with SQLSTATE and MSG. */
+static void refuse(struct authquery_lookup *l, const char *sqlstate, const char *msg)
+{
+	client_t *c = l->c;
+	l->done(c, NULL);
+	lookup_free(l);
+	client_disconnect(c, sqlstate, "%s", msg);
+	stream_flush(&c->st); /* outside C's read callback, which would flush it */
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* A DataRow: (user name, secret), PgBouncer's checks; the last row wins. */
+static void on_row(void *arg, const uint8_t *body, uint32_t blen)
+{
+	struct authquery_lookup *l = arg;
+	l->rows++;
+	if (l->bad)
+		return;
+	uint16_t ncols = blen >= 2 ? (uint16_t)(body[0] << 8 | body[1]) : 0;
+	if (ncols != 2) {
+		l->bad = true;
+		snprintf(l->bad_why, sizeof(l->bad_why), "expected 2 columns from auth_query, not %u",
+			 (unsigned)ncols);
+		return;
+	}
+	const uint8_t *p = body + 2, *end = body + blen;
+	uint32_t ulen = end - p >= 4 ? be32(p) : 0;
+	if (end - p < 4 || ulen == UINT32_MAX) {
+		l->bad = true;
+		snprintf(l->bad_why, sizeof(l->bad_why), "auth_query response contained null user name");
+		return;
+	}
+	p += 4;
+	if ((uint64_t)(end - p) < (uint64_t)ulen + 4) {
+		l->bad = true;
+		snprintf(l->bad_why, sizeof(l->bad_why), "bad DataRow from auth_query");
+		return;
+	}
+	p += ulen;
+	uint32_t slen = be32(p);
+	p += 4;
+	const char *secret = "md5"; /* NULL (expired, none): PgBouncer's impossible md5 secret */
+	size_t n = 3;
+	if (slen != UINT32_MAX) {
+		if ((uint64_t)(end - p) < slen || memchr(p, 0, slen)) {
+			l->bad = true;
+			snprintf(l->bad_why, sizeof(l->bad_why), "bad secret column from auth_query");
+			return;
+		}
+		secret = (const char *)p;
+		n = slen;
+	}
+	char *s = malloc(n + 1);
+	if (!s) {
+		l->bad = true;
+		snprintf(l->bad_why, sizeof(l->bad_why), "out of memory");
+		return;
+	}
+	memcpy(s, secret, n);
+	s[n] = '\0';
+	if (l->secret) {
+		OPENSSL_cleanse(l->secret, strlen(l->secret));
+		free(l->secret);
+	}
+	l->secret = s;
+}
+
+/* L's login goes on with FOUND (taken over), outside C's callbacks. */
+static void found(struct authquery_lookup *l, struct auth_file *af)
+{
+	client_t *c = l->c;
+	void (*done)(client_t *, struct auth_file *) = l->done;
+	lookup_free(l);
+	done(c, af);
+	stream_flush(&c->st); /* outside C's read callback, which would flush it */
+}
+
+/* Worker thread: touches only L's found and iterations. */
+static void derive_fn(struct exec_job *job)
+{
+	struct authquery_lookup *l = job->arg;
+	/* a failed derivation leaves the user without keys: the SCRAM exchange fails */
+	bool made = auth_make_scram_keys(l->found, l->iterations, true, false);
+	(void)made;
+}
+
+static void derive_done(struct exec_job *job)
+{
+	struct authquery_lookup *l = job->arg;
+	if (!l->c) {
+		lookup_free(l);
+		return;
+	}
+	struct auth_file *af = l->found;
+	l->found = NULL;
+	found(l, af);
+}
+
+/* The answer ended: the verdict for the login. */
+static void on_done(void *arg, const struct hkquery *q)
+{
+	struct authquery_lookup *l = arg;
+	client_t *c = l->c;
+	if (q->failed) {
+		log_error("client %llu: auth_query for user \"%s\" failed on %s/%s: %s%s%s",
+			  (unsigned long long)c->id, c->user, l->pool->dbname, l->pool->user,
+			  q->sqlstate[0] ? q->sqlstate : "", q->sqlstate[0] ? ": " : "", q->message);
+		refuse(l, "08P01", "bouncer config error");
+	} else if (l->bad) {
+		log_error("client %llu: auth_query for user \"%s\" on %s/%s: %s",
+			  (unsigned long long)c->id, c->user, l->pool->dbname, l->pool->user, l->bad_why);
+		refuse(l, "08P01", "bouncer config error");
+	} else if (!l->secret) {
+		authcache_forget(c->user);
+		log_info("client %llu %s: no such user: %s", (unsigned long long)c->id, client_peer(c),
+			 c->user);
+		refuse(l, "08P01", "no such user");
+	} else {
+		if (!authcache_put(c->user, l->secret))
+			log_warning("out of memory keeping the secret of user \"%s\": its server "
+				    "logins go without it", c->user);
+		struct auth_file *af = auth_of_one(c->user, l->secret);
+		if (!af) {
+			refuse(l, "53200", "out of memory");
+		} else if (l->scram && auth_secret_kind(l->secret) == SECRET_PLAIN && l->secret[0]) {
+			/* a plain secret's SCRAM keys: one PBKDF2, off the loop (as auth_file's) */
+			l->found = af;
+			l->iterations = rt->cfg->scram_iterations;
+			l->job = (struct exec_job){.fn = derive_fn, .done = derive_done, .arg = l};
+			exec_submit_bulk(rt->exec, &l->job);
+		} else {
+			found(l, af);
+		}
+	}
+}
+
+/* No server could run it: the client gets the server's refusal of the login as it is (as
+ * PgBouncer passes it on), or pgcoro's words for a failure on the way (08006). */
+static void on_failed(void *arg, const char *sqlstate, const char *msg)
+{
+	struct authquery_lookup *l = arg;
+	client_t *c = l->c;
+	char told[512];
+	log_warning("client %llu: auth_query for user \"%s\" could not run on %s/%s: %s",
+		    (unsigned long long)c->id, c->user, l->pool->dbname, l->pool->user, msg);
+	if (strcmp(sqlstate, "08006") != 0 && *msg)
+		snprintf(told, sizeof(told), "%s", msg);
+	else
+		snprintf(told, sizeof(told), "server connection failed%s%s", *msg ? ": " : "", msg);
+	refuse(l, sqlstate, told);
+}
+
+struct authquery_lookup *authquery_begin(client_t *c, bool scram,
+				 void (*done)(client_t *c, struct auth_file *found))
+{
+	const struct cfg_db *db;
+	if (!db_of(c, &db))
+		fatal("client %llu: auth_query without a database", (unsigned long long)c->id);
+	const char *dbname = db && db->auth_dbname && db->auth_dbname[0] ? db->auth_dbname
+			     : rt->cfg->auth_dbname[0]                    ? rt->cfg->auth_dbname
+									  : c->database;
+	if (console_is_console_db(dbname)) { /* PgBouncer's words, here and below */
+		log_error("client %llu: cannot use the reserved \"%s\" database as an auth_dbname",
+			  (unsigned long long)c->id, dbname);
+		client_disconnect(c, "08P01", "bouncer config error");
+		return NULL;
+	}
+	const struct cfg_db *adb = cfg_find_db(rt->cfg, dbname);
+	if (!adb) {
+		log_error("client %llu: authentication database \"%s\" is not configured.",
+			  (unsigned long long)c->id, dbname);
+		client_disconnect(c, "08P01", "bouncer config error");
+		return NULL;
+	}
+	if (poolctl_disabled(dbname)) {
+		client_disconnect(c, "08P01", "authentication database \"%s\" is disabled", dbname);
+		return NULL;
+	}
+	const char *sql = db && db->auth_query && db->auth_query[0] ? db->auth_query
+								     : rt->cfg->auth_query;
+	size_t ul = strlen(c->user) + 1;
+	struct authquery_lookup *l = calloc(1, sizeof(*l) + ul);
+	pool_t *pool = pool_get(dbname, auth_user_of(db), adb);
+	if (!l || !pool || !(l->sql = strdup(sql))) {
+		free(l);
+		client_disconnect(c, "53200", "out of memory");
+		return NULL;
+	}
+	memcpy(l->user, c->user, ul);
+	l->c = c;
+	l->done = done;
+	l->scram = scram;
+	l->pool = pool;
+	pool_ref(pool);
+	l->values[0] = l->user;
+	l->task = (struct server_task){
+	    .sql = l->sql, .nvalues = 1, .values = l->values, .arg = l,
+	    .row = on_row, .done = on_done, .failed = on_failed};
+	log_debug("client %llu: auth_query for user \"%s\" on %s/%s", (unsigned long long)c->id,
+		  c->user, pool->dbname, pool->user);
+	pool_run_task(pool, &l->task);
+	/* it may have failed at once (the pool backs off): C is then closing, L freed */
+	return c->state == CL_LOGIN ? l : NULL;
+}
