@@ -64,6 +64,7 @@ struct client {
 	uint32_t msg_pending;       /* relay: bytes of the current client message still to pass */
 	bool welcomed;              /* ParameterStatus/BackendKeyData/ReadyForQuery sent */
 	bool xact_armed;            /* xact_timer counts down its transaction */
+	bool wait_notified;         /* CL_WAITING: told it is queued (query_wait_notify) */
 	uint8_t replication;        /* enum proto_replication (never INVALID): a replication
 	                             * connection gets a server of its own, made for it with
 	                             * its startup parameters, closed when it leaves, and has
@@ -184,6 +185,12 @@ double client_wait_limit(const pool_t *p);
  * expired and is closed. Called by the pool's tick, which walks its FIFO waiting list
  * from the oldest. */
 void client_wait_timeout(client_t *c);
+
+/* C (CL_WAITING) has waited query_wait_notify: it gets PgBouncer's NOTICE that it is
+ * queued, once per wait (sets wait_notified). A session-mode login waiting for its
+ * server gets it before its welcome (after AuthenticationOk, where PostgreSQL's own
+ * startup notices go), where PgBouncer's waits at the first query. */
+void client_wait_notify(client_t *c);
 
 /* Once a second (the pool's tick): clients still logging in after client_login_timeout
  * get 08006 and are closed. The login list is in accept order, so this looks only at

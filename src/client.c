@@ -324,6 +324,17 @@ void client_wait_timeout(client_t *c)
 			 qt ? "query_timeout" : "query_wait_timeout", client_wait_limit(c->pool));
 }
 
+void client_wait_notify(client_t *c)
+{
+	c->wait_notified = true;
+	proto_build_notice(&out, "NOTICE", "00000",
+			   "No server connection available in postgres backend, client being queued",
+			   NULL);
+	if (!out.failed)
+		stream_send(&c->st, out.data, out.len);
+	pbuf_reset(&out);
+}
+
 /* ---- cancel keys --------------------------------------------------------------------- */
 
 #define CANCEL_BUCKETS 16384 /* chains stay short up to ~100k clients */
@@ -577,6 +588,8 @@ void client_send_welcome(client_t *c, char *const *params)
 		proto_put_bytes(&out, w->msgs.data + from, w->at[SERVER_NPARAMS] - from);
 	}
 	proto_build_backend_key(&out, c->cancel_pid, c->cancel_key);
+	if (rt->cfg->login_notify_message[0])
+		proto_build_notice(&out, "NOTICE", "00000", rt->cfg->login_notify_message, NULL);
 	proto_build_ready(&out, 'I');
 	c->welcomed = true;
 	send_out(c);

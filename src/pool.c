@@ -961,6 +961,7 @@ void pool_request(pool_t *p, client_t *c)
 	}
 	client_set_state(c, CL_WAITING);
 	c->since = rt_now();
+	c->wait_notified = false;
 	pool_kick(p);
 }
 
@@ -1132,6 +1133,22 @@ static void free_due(double now)
 	}
 }
 
+/* query_wait_notify: P's clients queued that long are told so, once per wait. The FIFO
+ * is in the order they started waiting, so the walk stops at the first one not due. */
+static void notify_waiting(pool_t *p, double now)
+{
+	double limit = rt->cfg->query_wait_notify;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &p->waiting)
+	{
+		client_t *c = list_entry(pos, client_t, node);
+		if (now - c->since < limit)
+			break;
+		if (!c->wait_notified)
+			client_wait_notify(c);
+	}
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	double now = rt_now();
@@ -1154,6 +1171,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 				break; /* FIFO: the rest waited less */
 			client_wait_timeout(c);
 		}
+		if (rt->cfg->query_wait_notify > 0)
+			notify_waiting(p, now);
 		server_expire_idle(p, now);
 		if (!p->paused && !p->gone)
 			grow(p, p->min_pool_size - pool_server_count(p), now);

@@ -344,14 +344,14 @@ START_TEST(test_warned_keys)
 	ck_assert_int_eq(warned(cfg, "sbuf_loopcnt"), 0);          /* the default */
 	ck_assert_int_eq(warned(cfg, "cancel_wait_timeout"), 0);   /* the default */
 	ck_assert_int_eq(warned(cfg, "dns_max_ttl: no effect: pgcoro keeps no DNS cache"), 1);
-	ck_assert_int_eq(warned(cfg, "ignore_startup_parameters: not needed"), 1);
+	ck_assert_int_eq(warned(cfg, "ignore_startup_parameters"), 0); /* done as PgBouncer's */
 	ck_assert_int_eq(warned(cfg, "server_login_retry: differs from PgBouncer's"), 1);
 	ck_assert_int_eq(warned(cfg, "pgbouncer.ini:9: auth_user: auth_query is not supported yet"),
 	                 1);
 	ck_assert_int_eq(warned(cfg, "database \"a\": auth_user: auth_query is not supported yet"),
 	                 1);
 	ck_assert_int_eq(warned(cfg, "listen_port"), 0);
-	ck_assert_int_eq(cfg->nwarnings, 6);
+	ck_assert_int_eq(cfg->nwarnings, 5);
 	/* each names where it was set: the last line of a key set twice */
 	char want[256];
 	snprintf(want, sizeof(want), "%s/pgbouncer.ini:11: pkt_buf: ", dir);
@@ -379,7 +379,7 @@ START_TEST(test_not_yet)
 	struct config *cfg =
 	    load_ok("[pgbouncer]\nauth_type = trust\npeer_id = 0\nso_reuseport = 0\n"
 	            "login_notify_message = \"\"\nserver_tls_ciphers = secure\n"
-	            "server_tls13_ciphers =\nauth_ldap_options =\nquery_wait_notify = 0\n");
+	            "server_tls13_ciphers =\nauth_ldap_options =\n");
 	ck_assert_int_eq(cfg->nwarnings, 0);
 	ck_assert_str_eq(cfg->server_tls_ciphers, "secure");
 	cfg_free(cfg);
@@ -393,9 +393,6 @@ START_TEST(test_not_yet)
 	             "server_tls_ciphers = HIGH:!aNULL is not supported yet: libpq, which makes "
 	             "the server connections, has no cipher setting: only default, secure, fast or "
 	             "normal (OpenSSL's list) is accepted");
-	expect_error("[pgbouncer]\nquery_wait_notify = 5\n", 2,
-	             "query_wait_notify = 5 is not supported yet: the notice to a queued client "
-	             "is not there yet; only 0 is accepted");
 	expect_error("[pgbouncer]\nauth_type = pam\n", 2,
 	             "invalid value \"pam\" for auth_type: not supported yet (PgBouncer's any, "
 	             "ldap or pam are not there)");
@@ -487,7 +484,7 @@ START_TEST(test_every_pgbouncer_key)
 	    "pool_idle_timeout = 0",
 	    "pool_mode = session",
 	    "query_timeout = 0",
-	    "query_wait_notify = 0",
+	    "query_wait_notify = 5",
 	    "query_wait_timeout = 120",
 	    "reserve_pool_size = 0",
 	    "reserve_pool_timeout = 5",
@@ -545,13 +542,13 @@ START_TEST(test_every_pgbouncer_key)
 	struct config *cfg = load_ok(text);
 	/* the keys set to a value pgcoro does not act on, each warned once */
 	static const char *const warn[] = {"auth_dbname", "auth_query", "auth_user",
-	                                   "ignore_startup_parameters", "server_login_retry"};
+	                                   "server_login_retry"};
 	for (size_t i = 0; i < sizeof(warn) / sizeof(warn[0]); i++) {
 		char pat[64];
 		snprintf(pat, sizeof(pat), ": %s: ", warn[i]);
 		ck_assert_msg(warned(cfg, pat) == 1, "%s warned %d times", warn[i], warned(cfg, pat));
 	}
-	ck_assert_int_eq(cfg->nwarnings, 5); /* auth_ident_file is read: not warned */
+	ck_assert_int_eq(cfg->nwarnings, 4); /* auth_ident_file is read: not warned */
 	ck_assert_int_eq(cfg->max_packet_size, 2147483647);
 	ck_assert_int_eq(cfg->listen_backlog, 128);
 	ck_assert_int_eq(cfg->tcp_defer_accept, 1);
