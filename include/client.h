@@ -186,6 +186,11 @@ double client_wait_limit(const pool_t *p);
  * from the oldest. */
 void client_wait_timeout(client_t *c);
 
+/* server_fast_close: C (session mode) holds a server that is to be replaced (RECONNECT,
+ * a reload) and is between transactions: C is closed (57P01 "database configuration
+ * changed"), and its server with it. Else nothing. */
+void client_fast_close(client_t *c);
+
 /* C (CL_WAITING) has waited query_wait_notify: it gets PgBouncer's NOTICE that it is
  * queued, once per wait (sets wait_notified). A session-mode login waiting for its
  * server gets it before its welcome (after AuthenticationOk, where PostgreSQL's own
@@ -216,7 +221,8 @@ void client_on_request(client_t *c);
 void client_on_ready(client_t *c);
 
 /* In transaction and statement mode: if nothing is outstanding between C and its server,
- * gives the server back to the pool (C goes idle). Called at each ReadyForQuery. */
+ * gives the server back to the pool (C goes idle). In session mode, client_fast_close
+ * when the server is to be replaced. Called at each ReadyForQuery. May close C. */
 void client_maybe_release(client_t *c);
 
 /* Shutting down on SIGINT (SHUTDOWN_SERVERS): C (CL_ACTIVE) is closed with 57P01 when it

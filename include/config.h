@@ -161,7 +161,8 @@ struct config {
 	int disable_pqexec;            /* only 0 (not supported yet) */
 	int peer_id;                   /* only 0 (not supported yet) */
 	int server_reset_query_always; /* only 0 (not supported yet) */
-	int server_fast_close;         /* only 0 (not supported yet) */
+	int server_fast_close;         /* session mode: a server to be replaced is closed, with
+	                                * its client, at the end of its transaction */
 	double query_wait_notify;      /* a client queued this long gets a notice; 0 = none */
 	char *login_notify_message;    /* a notice after login; "" = none */
 	char *resolv_conf;             /* only "" (not supported yet) */

@@ -638,13 +638,27 @@ static bool at_release_point(client_t *c, server_t *s)
 
 static void on_idle_input(client_t *c);
 
+void client_fast_close(client_t *c)
+{
+	server_t *s = c->server;
+	if (!rt->cfg->server_fast_close || c->state != CL_ACTIVE || !s || c->replication ||
+	    c->pool->pool_mode != POOL_SESSION || s->conn_gen == c->pool->conn_gen ||
+	    s->tx_status != 'I' || !at_release_point(c, s))
+		return;
+	client_disconnect(c, "57P01", "database configuration changed"); /* PgBouncer's words */
+}
+
 void client_maybe_release(client_t *c)
 {
 	server_t *s = c->server;
 	/* most calls come with a request outstanding: that test first */
-	if (!s || s->out_syncs || c->state != CL_ACTIVE || c->pool->pool_mode == POOL_SESSION ||
-	    c->replication)
+	if (!s || s->out_syncs || c->state != CL_ACTIVE || c->replication)
 		return;
+	if (c->pool->pool_mode == POOL_SESSION) {
+		if (__builtin_expect(s->conn_gen != c->pool->conn_gen, 0))
+			client_fast_close(c);
+		return;
+	}
 	if (!at_release_point(c, s))
 		return;
 	if (s->tx_status != 'I') {

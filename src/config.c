@@ -307,10 +307,9 @@ static const struct cfg_key keys[] = {
         "none; <empty> = an empty query (the default in a file with a [pgbouncer] section)"),
     KEY(server_check_delay, T_SECONDS, "30",
         "idle time after which a server is checked with server_check_query before use"),
-    KEY_NOT_YET(CFG_LIVE, server_fast_close, T_ZERO, "0",
-        "PgBouncer's early close of servers to be replaced, in session mode; only 0",
-        "closing a session's server early after RECONNECT or RELOAD is not there yet; only "
-        "0 is accepted"),
+    KEY(server_fast_close, T_BOOL, "0",
+        "session mode: a server RECONNECT or a reload is replacing is closed with its client "
+        "as soon as it is between transactions, rather than when the client leaves"),
     KEY(server_connect_timeout, T_SECONDS, "15",
         "limit on connecting and logging in to a server; 0 = none"),
     KEY_PGB(CFG_LIVE, server_login_retry, T_SECONDS, "0.5",

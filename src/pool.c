@@ -586,6 +586,8 @@ void pool_renew_servers(pool_t *p, const char *why)
 		server_t *s = list_entry(pos, server_t, node);
 		if (s->replication)
 			server_disconnect(s, "%s", why);
+		else if (s->client && rt->cfg->server_fast_close)
+			client_fast_close(s->client); /* session mode, between transactions */
 	}
 }
 

@@ -1156,6 +1156,10 @@ void server_release(server_t *s)
 		server_disconnect(s, "client left in the middle of a query");
 		return;
 	}
+	if (s->conn_gen != s->pool->conn_gen) {
+		server_to_idle(s); /* which closes it: an outdated server needs no reset */
+		return;
+	}
 	if (prep_server_worn(s)) {
 		server_disconnect(s, "SQL PREPARE/DEALLOCATE left more statements of pgcoro's "
 				     "unknown than max_prepared_statements");
