@@ -917,6 +917,26 @@ static bool has_other_params(server_t *s, const client_t *c)
 	return false;
 }
 
+/* After a sync applied C's settings on S: a tracked parameter C wants at its startup
+ * value that S reports in other words ("ISO" -> "ISO, MDY") is C's in S's words from
+ * now on, so the next servers compare equal and need no sync for it (PgBouncer's
+ * canonical varcache values; the debug line is in its words). */
+static void canonicalize(server_t *s, client_t *c)
+{
+	uint32_t tracked = tracked_mask(s->pool);
+	for (int k = 0; k < c->nparams; k++) {
+		const struct client_param *p = &c->params[k];
+		int i = p->report;
+		if (i < 0 || !(tracked & 1u << i) || !s->params[i] ||
+		    (c->session_params && c->session_params[i]) || str_eq(s->params[i], p->value))
+			continue;
+		log_debug("client %llu: varcache_set_canonical: setting %s to its canonical version "
+			  "%s -> %s",
+			  (unsigned long long)c->id, server_param_names[i], p->value, s->params[i]);
+		client_param_changed(c, i, s->params[i]);
+	}
+}
+
 #define SYNC_MAX (CLIENT_MAX_PARAMS + SERVER_NPARAMS) /* set_config calls in one sync */
 
 static bool hk_send_sync(server_t *s, bool *sent)
@@ -926,6 +946,10 @@ static bool hk_send_sync(server_t *s, bool *sent)
 	*sent = n > 0;
 	if (!n)
 		return true;
+	if (log_enabled(LOGL_DEBUG))
+		for (int i = 0; i < n; i++) /* PgBouncer's words */
+			log_debug("server %llu: varcache_apply: SET %s='%s'", (unsigned long long)s->id,
+				  vals[2 * i], vals[2 * i + 1]);
 	char sql[SYNC_MAX * 48];
 	size_t off = (size_t)snprintf(sql, sizeof(sql), "SELECT");
 	for (int i = 0; i < n; i++)
@@ -1056,6 +1080,7 @@ static void hk_step_done(server_t *s)
 	if (step == HK_SYNC && s->client) {
 		s->applied_sig = s->client->param_sig;
 		s->applied_other = has_other_params(s, s->client);
+		canonicalize(s, s->client);
 	}
 	if (step == HK_RESET || step == HK_UNSET || step == HK_SYNC)
 		s->synced_sig = 0; /* what it holds changed: the next client is compared again */

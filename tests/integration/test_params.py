@@ -155,3 +155,28 @@ def test_track_extra_parameters(pgcoro_factory, extra):
         a.terminate()
         holder.close()
     inst.assert_serving()
+
+
+def test_startup_value_in_other_words(pgcoro_factory):
+    """A startup DateStyle the server reports in other words ("ISO" is "ISO, MDY", "dmy"
+    is "ISO, DMY") is kept in the server's words after its first sync, as PgBouncer's
+    canonical values: clients taking turns on one server each keep theirs, and a client
+    whose value the server already has needs no sync again."""
+    inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 1,
+                                    "log_level": "debug"})
+    syncs = lambda: inst.log_text().count("housekeeping: parameter sync")  # noqa: E731
+    with Wire.to(inst) as iso, Wire.to(inst) as dmy, Wire.to(inst) as plain:
+        iso.login(DateStyle="ISO")
+        assert iso.query("show datestyle") == [["ISO, MDY"]]
+        dmy.login(DateStyle="dmy")
+        plain.login()
+        for _ in range(3):
+            assert dmy.query("show datestyle") == [["ISO, DMY"]]
+            assert plain.query("show datestyle") == [["ISO, MDY"]]
+        # "ISO" is the server's "ISO, MDY": once known, no sync for it any more
+        before = syncs()
+        for _ in range(3):
+            assert plain.query("show datestyle") == [["ISO, MDY"]]
+            assert iso.query("show datestyle") == [["ISO, MDY"]]
+        assert syncs() == before, inst.log_text()
+        assert dmy.query("show datestyle") == [["ISO, DMY"]]
