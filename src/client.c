@@ -606,7 +606,11 @@ void client_on_server_ready(client_t *c)
 			log_info("client %llu %s (%s@%s): login done, server %llu",
 				 (unsigned long long)c->id, client_peer(c), c->pool->user,
 				 c->pool->dbname, (unsigned long long)s->id);
-		client_send_welcome(c, s->params);
+		/* transaction/statement mode: as every later login's, from the pool's
+		 * parameters (its server may not have its settings: server_assign) */
+		bool pooled = c->pool->pool_mode != POOL_SESSION && !c->replication &&
+			      c->pool->params_known;
+		client_send_welcome(c, pooled ? NULL : s->params);
 		stream_flush(&c->st);
 		if (c->state != CL_ACTIVE)
 			return;

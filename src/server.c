@@ -1139,9 +1139,15 @@ void server_assign(server_t *s, client_t *c)
 	s->listen_track = false;
 	if (c->prep && s->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0)
 		prep_server_start(s); /* a client that has named statements: tracked from here */
+	/* The first login of a transaction/statement-mode pool takes a server only for its
+	 * welcome: with nothing to run, nothing is synced (its settings go with its first
+	 * query, as those of every later login, welcomed from the pool's parameters). */
+	bool welcome_only = !c->welcomed && s->pool->pool_mode != POOL_SESSION &&
+			    !c->replication && s->pool->params_known && stream_input_len(&c->st) == 0;
 	/* another client's startup settings on S: undone first (its own stay its own) */
 	bool unset = s->applied_other && s->applied_sig != c->param_sig;
-	if (unset || s->synced_sig != client_sync_key(c) || s->synced_gen != s->params_gen) {
+	if (!welcome_only &&
+	    (unset || s->synced_sig != client_sync_key(c) || s->synced_gen != s->params_gen)) {
 		const char *vals[2];
 		if (unset || sync_params(s, vals, 2) > 0) {
 			hk_start(s, unset ? HK_UNSET | HK_SYNC : HK_SYNC);
