@@ -64,6 +64,7 @@ struct client {
 	uint32_t msg_pending;       /* relay: bytes of the current client message still to pass */
 	bool welcomed;              /* ParameterStatus/BackendKeyData/ReadyForQuery sent */
 	bool xact_armed;            /* xact_timer counts down its transaction */
+	bool wait_notified;         /* CL_WAITING: told it is queued (query_wait_notify) */
 	uint8_t replication;        /* enum proto_replication (never INVALID): a replication
 	                             * connection gets a server of its own, made for it with
 	                             * its startup parameters, closed when it leaves, and has
@@ -185,6 +186,17 @@ double client_wait_limit(const pool_t *p);
  * from the oldest. */
 void client_wait_timeout(client_t *c);
 
+/* server_fast_close: C (session mode) holds a server that is to be replaced (RECONNECT,
+ * a reload) and is between transactions: C is closed (57P01 "database configuration
+ * changed"), and its server with it. Else nothing. */
+void client_fast_close(client_t *c);
+
+/* C (CL_WAITING) has waited query_wait_notify: it gets PgBouncer's NOTICE that it is
+ * queued, once per wait (sets wait_notified). A session-mode login waiting for its
+ * server gets it before its welcome (after AuthenticationOk, where PostgreSQL's own
+ * startup notices go), where PgBouncer's waits at the first query. */
+void client_wait_notify(client_t *c);
+
 /* Once a second (the pool's tick): clients still logging in after client_login_timeout
  * get 08006 and are closed. The login list is in accept order, so this looks only at
  * those that are due, and a login costs no timer. */
@@ -209,7 +221,8 @@ void client_on_request(client_t *c);
 void client_on_ready(client_t *c);
 
 /* In transaction and statement mode: if nothing is outstanding between C and its server,
- * gives the server back to the pool (C goes idle). Called at each ReadyForQuery. */
+ * gives the server back to the pool (C goes idle). In session mode, client_fast_close
+ * when the server is to be replaced. Called at each ReadyForQuery. May close C. */
 void client_maybe_release(client_t *c);
 
 /* Shutting down on SIGINT (SHUTDOWN_SERVERS): C (CL_ACTIVE) is closed with 57P01 when it

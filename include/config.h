@@ -172,17 +172,18 @@ struct config {
 	                                     * together; 0 = unlimited */
 	char *track_extra_parameters; /* reported parameters restored per client (transaction
 	                               * mode) besides the six always tracked */
-	char *ignore_startup_parameters; /* PgBouncer's: accepted with a warning; pgcoro takes
-	                                  * every startup parameter */
+	char *ignore_startup_parameters; /* startup parameters dropped, not applied (PgBouncer's
+	                                  * list; "options": its settings that are not tracked) */
 	int pkt_buf;                  /* PgBouncer's; no effect (warning) */
 	int sbuf_loopcnt;             /* PgBouncer's; no effect (warning) */
 	int application_name_add_host; /* 1: " - host:port" after the client's application_name */
 	int disable_pqexec;            /* only 0 (not supported yet) */
 	int peer_id;                   /* this process in [peers]' group; 0 = no peering */
 	int server_reset_query_always; /* 1: server_reset_query in every pool mode */
-	int server_fast_close;         /* only 0 (not supported yet) */
-	int query_wait_notify;         /* only 0 (not supported yet) */
-	char *login_notify_message;    /* only "" (not supported yet) */
+	int server_fast_close;         /* session mode: a server to be replaced is closed, with
+	                                * its client, at the end of its transaction */
+	double query_wait_notify;      /* a client queued this long gets a notice; 0 = none */
+	char *login_notify_message;    /* a notice after login; "" = none */
 	char *resolv_conf;             /* only "" (not supported yet) */
 	int executor_threads;
 
@@ -263,6 +264,10 @@ const struct cfg_user *cfg_find_user(const struct config *cfg, const char *name)
  * HOST (NUL-terminated, at most HOSTLEN bytes) and *PORT. False if it does not parse. */
 bool cfg_parse_host_port(const char *s, char *host, size_t hostlen, int *port)
 	__attribute__((warn_unused_result));
+
+/* True if NAME is in LIST, a comma- (or blank-) separated list, ignoring case (as
+ * parameter names are compared). */
+bool cfg_list_has(const char *list, const char *name);
 
 /* The value of libpq keyword KW in DB's conninfo, or NULL. */
 const char *cfg_db_param(const struct cfg_db *db, const char *kw);

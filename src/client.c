@@ -327,6 +327,17 @@ void client_wait_timeout(client_t *c)
 			 qt ? "query_timeout" : "query_wait_timeout", client_wait_limit(c->pool));
 }
 
+void client_wait_notify(client_t *c)
+{
+	c->wait_notified = true;
+	proto_build_notice(&out, "NOTICE", "00000",
+			   "No server connection available in postgres backend, client being queued",
+			   NULL);
+	if (!out.failed)
+		stream_send(&c->st, out.data, out.len);
+	pbuf_reset(&out);
+}
+
 /* ---- cancel keys --------------------------------------------------------------------- */
 
 #define CANCEL_BUCKETS 16384 /* chains stay short up to ~100k clients */
@@ -583,6 +594,8 @@ void client_send_welcome(client_t *c, char *const *params)
 		proto_put_bytes(&out, w->msgs.data + from, w->at[SERVER_NPARAMS] - from);
 	}
 	proto_build_backend_key(&out, c->cancel_pid, c->cancel_key);
+	if (rt->cfg->login_notify_message[0])
+		proto_build_notice(&out, "NOTICE", "00000", rt->cfg->login_notify_message, NULL);
 	proto_build_ready(&out, 'I');
 	c->welcomed = true;
 	send_out(c);
@@ -602,7 +615,11 @@ void client_on_server_ready(client_t *c)
 				 c->pool->dbname, (unsigned long long)s->id,
 				 tls_conn_info(stream_ssl(&c->st), tls, sizeof(tls)));
 		}
-		client_send_welcome(c, s->params);
+		/* transaction/statement mode: as every later login's, from the pool's
+		 * parameters (its server may not have its settings: server_assign) */
+		bool pooled = c->pool->pool_mode != POOL_SESSION && !c->replication &&
+			      c->pool->params_known;
+		client_send_welcome(c, pooled ? NULL : s->params);
 		stream_flush(&c->st);
 		if (c->state != CL_ACTIVE)
 			return;
@@ -634,13 +651,27 @@ static bool at_release_point(client_t *c, server_t *s)
 
 static void on_idle_input(client_t *c);
 
+void client_fast_close(client_t *c)
+{
+	server_t *s = c->server;
+	if (!rt->cfg->server_fast_close || c->state != CL_ACTIVE || !s || c->replication ||
+	    c->pool->pool_mode != POOL_SESSION || s->conn_gen == c->pool->conn_gen ||
+	    s->tx_status != 'I' || !at_release_point(c, s))
+		return;
+	client_disconnect(c, "57P01", "database configuration changed"); /* PgBouncer's words */
+}
+
 void client_maybe_release(client_t *c)
 {
 	server_t *s = c->server;
 	/* most calls come with a request outstanding: that test first */
-	if (!s || s->out_syncs || c->state != CL_ACTIVE || c->pool->pool_mode == POOL_SESSION ||
-	    c->replication)
+	if (!s || s->out_syncs || c->state != CL_ACTIVE || c->replication)
 		return;
+	if (c->pool->pool_mode == POOL_SESSION) {
+		if (__builtin_expect(s->conn_gen != c->pool->conn_gen, 0))
+			client_fast_close(c);
+		return;
+	}
 	if (!at_release_point(c, s))
 		return;
 	if (s->tx_status != 'I') {

@@ -293,11 +293,10 @@ static const struct cfg_key keys[] = {
         "transaction/statement mode: reported parameters restored per client besides "
         "client_encoding, DateStyle, TimeZone, IntervalStyle, standard_conforming_strings, "
         "application_name"),
-    KEY_WARN(ignore_startup_parameters, T_STRING, "",
-        "PgBouncer's list of startup parameters to ignore: not needed (pgcoro takes every "
-        "startup parameter)",
-        "not needed: pgcoro takes every startup parameter a client sends and applies it on "
-        "the server (they are not ignored)"),
+    KEY(ignore_startup_parameters, T_STRING, "",
+        "startup parameters (comma-separated) a client may send that are dropped, not "
+        "applied on the server, unless tracked; \"options\" = the untracked settings of "
+        "the options parameter; others are applied"),
     KEY(server_reset_query, T_STRING, "DISCARD ALL",
         "query run on a server before another client gets it; empty = none"),
     KEY(server_reset_query_always, T_BOOL, "0",
@@ -308,10 +307,9 @@ static const struct cfg_key keys[] = {
         "none; <empty> = an empty query (the default in a file with a [pgbouncer] section)"),
     KEY(server_check_delay, T_SECONDS, "30",
         "idle time after which a server is checked with server_check_query before use"),
-    KEY_NOT_YET(CFG_LIVE, server_fast_close, T_ZERO, "0",
-        "PgBouncer's early close of servers to be replaced, in session mode; only 0",
-        "closing a session's server early after RECONNECT or RELOAD is not there yet; only "
-        "0 is accepted"),
+    KEY(server_fast_close, T_BOOL, "0",
+        "session mode: a server RECONNECT or a reload is replacing is closed with its client "
+        "as soon as it is between transactions, rather than when the client leaves"),
     KEY(server_connect_timeout, T_SECONDS, "15",
         "limit on connecting and logging in to a server; 0 = none"),
     KEY_PGB(CFG_LIVE, server_login_retry, T_SECONDS, "0.5",
@@ -330,9 +328,9 @@ static const struct cfg_key keys[] = {
         "limit on a client's startup and authentication, checked every second; 0 = none"),
     KEY(query_wait_timeout, T_SECONDS, "120",
         "limit on a client waiting for a server (error 57014), checked every second; 0 = none"),
-    KEY_NOT_YET(CFG_LIVE, query_wait_notify, T_ZERO, "0",
-        "PgBouncer's notice to a client queued this long; only 0 (PgBouncer's default is 5)",
-        "the notice to a queued client is not there yet; only 0 is accepted"),
+    KEY(query_wait_notify, T_SECONDS, "5",
+        "a client waiting this long for a server gets a notice that it is queued (once per "
+        "wait), checked every second; 0 = none"),
     KEY(client_idle_timeout, T_SECONDS, "0",
         "a logged-in client idle this long is disconnected; 0 = none"),
     KEY(idle_transaction_timeout, T_SECONDS, "0",
@@ -388,9 +386,9 @@ static const struct cfg_key keys[] = {
     KEY_NOT_YET(CFG_LIVE, disable_pqexec, T_ZERO, "0",
         "PgBouncer's refusal of the simple query protocol; only 0",
         "refusing the simple query protocol is not there yet; only 0 is accepted"),
-    KEY_NOT_YET(CFG_LIVE, login_notify_message, T_EMPTY, "",
-        "PgBouncer's notice after login; only empty",
-        "a notice after login is not there yet; only an empty value is accepted"),
+    KEY(login_notify_message, T_STRING, "",
+        "a notice sent to every client once it has logged in (with its welcome); empty = "
+        "none"),
     KEY(peer_id, T_PEER_ID, "0",
         "this process's id (1..16383) in a group of peered processes ([peers]): it is in "
         "the cancel keys clients get, so a peer that receives their CancelRequest forwards "
@@ -2185,6 +2183,19 @@ void cfg_free(struct config *cfg)
 	free(cfg->warnings);
 	free(cfg->path);
 	free(cfg);
+}
+
+bool cfg_list_has(const char *list, const char *name)
+{
+	size_t len = strlen(name);
+	while (list && *list) {
+		size_t n = strcspn(list, ", \t");
+		if (n == len && strncasecmp(list, name, n) == 0)
+			return true;
+		list += n;
+		list += strspn(list, ", \t");
+	}
+	return false;
 }
 
 const struct cfg_db *cfg_find_db(const struct config *cfg, const char *name)

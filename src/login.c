@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -206,6 +207,30 @@ static bool param_add(client_t *c, const char *name, const char *value)
 	return true;
 }
 
+/* PgBouncer's tracked parameters (with track_extra_parameters): never ignored. */
+static const char *const tracked_params[] = {"client_encoding", "DateStyle", "TimeZone",
+					     "standard_conforming_strings", "application_name"};
+
+/* ignore_startup_parameters, as PgBouncer's: NAME (a setting of "options" when
+ * IN_OPTIONS) is dropped rather than applied on the server. A replication client's
+ * "options" go to its own server as they are. */
+static bool param_ignored(const client_t *c, const char *name, bool in_options)
+{
+	const char *list = rt->cfg->ignore_startup_parameters;
+	if (!list[0] || (in_options && c->replication))
+		return false;
+	if (!cfg_list_has(list, name) && !(in_options && cfg_list_has(list, "options")))
+		return false;
+	for (size_t k = 0; k < sizeof(tracked_params) / sizeof(tracked_params[0]); k++)
+		if (strcasecmp(name, tracked_params[k]) == 0)
+			return false;
+	if (cfg_list_has(rt->cfg->track_extra_parameters, name))
+		return false;
+	log_debug("client %llu %s: ignoring startup parameter%s: %s", (unsigned long long)c->id,
+		  client_peer(c), in_options ? " from options" : "", name);
+	return true;
+}
+
 /* Splits the "options" startup parameter ("-c a=b --c=d", a backslash escapes the next
  * character) in place into settings for the store. False (C closed) on anything but -c
  * / -- settings, or when the store is full. */
@@ -245,14 +270,15 @@ static bool parse_options(client_t *c, char *p)
 		for (char *q = setting; *q; q++)
 			if (*q == '-')
 				*q = '_';
-		if (!param_add(c, setting, eq + 1))
+		if (!param_ignored(c, setting, true) && !param_add(c, setting, eq + 1))
 			return false;
 	}
 	if (!expect_value)
 		return true;
 unsupported:
-	client_disconnect(c, "0A000",
-			  "unsupported startup option: only -c name=value settings are accepted");
+	client_disconnect(c, "0A000", /* PgBouncer's words */
+			  "unsupported options startup parameter: only '-c config=val' and "
+			  "'--config=val' are allowed");
 	return false;
 }
 
@@ -593,23 +619,29 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 										   : "verify-ca/verify-full");
 		return;
 	}
-	for (int i = 0; i < st->nparams; i++) {
-		if (strcmp(st->names[i], "replication") == 0) {
-			enum proto_replication r = proto_parse_replication(st->values[i]);
-			if (r == PROTO_REPL_INVALID) { /* PostgreSQL's words */
-				client_disconnect_hint(c, "22023",
-						       "Valid values are: \"false\", 0, \"true\", 1, "
-						       "\"database\".",
-						       "invalid value for parameter \"replication\": \"%s\"",
-						       st->values[i]);
-				return;
-			}
-			c->replication = (uint8_t)r;
+	for (int i = 0; i < st->nparams; i++) { /* first: the others depend on it */
+		if (strcmp(st->names[i], "replication") != 0)
 			continue;
+		enum proto_replication r = proto_parse_replication(st->values[i]);
+		if (r == PROTO_REPL_INVALID) { /* PostgreSQL's words */
+			client_disconnect_hint(c, "22023",
+					       "Valid values are: \"false\", 0, \"true\", 1, "
+					       "\"database\".",
+					       "invalid value for parameter \"replication\": \"%s\"",
+					       st->values[i]);
+			return;
 		}
-		bool ok = strcmp(st->names[i], "options") == 0
-				  ? parse_options(c, (char *)st->values[i]) /* in the packet copy */
-				  : param_add(c, st->names[i], st->values[i]);
+		c->replication = (uint8_t)r;
+	}
+	for (int i = 0; i < st->nparams; i++) {
+		const char *name = st->names[i];
+		bool ok;
+		if (strcmp(name, "options") == 0)
+			ok = parse_options(c, (char *)st->values[i]); /* in the packet copy */
+		else if (strcmp(name, "replication") == 0 || param_ignored(c, name, false))
+			continue;
+		else
+			ok = param_add(c, name, st->values[i]);
 		if (!ok)
 			return;
 	}

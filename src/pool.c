@@ -626,6 +626,8 @@ void pool_renew_servers(pool_t *p, const char *why)
 		server_t *s = list_entry(pos, server_t, node);
 		if (s->replication)
 			server_disconnect(s, "%s", why);
+		else if (s->client && rt->cfg->server_fast_close)
+			client_fast_close(s->client); /* session mode, between transactions */
 	}
 }
 
@@ -1018,6 +1020,7 @@ void pool_request(pool_t *p, client_t *c)
 	}
 	client_set_state(c, CL_WAITING);
 	c->since = rt_now();
+	c->wait_notified = false;
 	pool_kick(p);
 }
 
@@ -1263,6 +1266,22 @@ static void make_forced_pools(void)
 	}
 }
 
+/* query_wait_notify: P's clients queued that long are told so, once per wait. The FIFO
+ * is in the order they started waiting, so the walk stops at the first one not due. */
+static void notify_waiting(pool_t *p, double now)
+{
+	double limit = rt->cfg->query_wait_notify;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &p->waiting)
+	{
+		client_t *c = list_entry(pos, client_t, node);
+		if (now - c->since < limit)
+			break;
+		if (!c->wait_notified)
+			client_wait_notify(c);
+	}
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	double now = rt_now();
@@ -1287,6 +1306,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 				break; /* FIFO: the rest waited less */
 			client_wait_timeout(c);
 		}
+		if (rt->cfg->query_wait_notify > 0)
+			notify_waiting(p, now);
 		server_expire_idle(p, now);
 		/* min_pool_size: kept while a client is there, or always for a forced user */
 		if (!p->paused && !p->gone &&

@@ -434,11 +434,13 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 }
 
 /* After a ReadyForQuery reached the client: timers, and in transaction/statement mode
- * the hand-over. False if the server is no longer C's. */
+ * the hand-over (in session mode, server_fast_close of a server to be replaced). False
+ * if the server is no longer C's. */
 static bool after_ready(server_t *s, client_t *c)
 {
 	client_on_ready(c);
-	if (c->pool->pool_mode != POOL_SESSION)
+	if (c->pool->pool_mode != POOL_SESSION ||
+	    __builtin_expect(s->conn_gen != c->pool->conn_gen, 0))
 		client_maybe_release(c);
 	return s->client == c && c->state == CL_ACTIVE;
 }

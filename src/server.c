@@ -1039,6 +1039,26 @@ static bool has_other_params(server_t *s, const client_t *c)
 	return false;
 }
 
+/* After a sync applied C's settings on S: a tracked parameter C wants at its startup
+ * value that S reports in other words ("ISO" -> "ISO, MDY") is C's in S's words from
+ * now on, so the next servers compare equal and need no sync for it (PgBouncer's
+ * canonical varcache values; the debug line is in its words). */
+static void canonicalize(server_t *s, client_t *c)
+{
+	uint32_t tracked = tracked_mask(s->pool);
+	for (int k = 0; k < c->nparams; k++) {
+		const struct client_param *p = &c->params[k];
+		int i = p->report;
+		if (i < 0 || !(tracked & 1u << i) || !s->params[i] ||
+		    (c->session_params && c->session_params[i]) || str_eq(s->params[i], p->value))
+			continue;
+		log_debug("client %llu: varcache_set_canonical: setting %s to its canonical version "
+			  "%s -> %s",
+			  (unsigned long long)c->id, server_param_names[i], p->value, s->params[i]);
+		client_param_changed(c, i, s->params[i]);
+	}
+}
+
 #define SYNC_MAX (CLIENT_MAX_PARAMS + SERVER_NPARAMS) /* set_config calls in one sync */
 
 static bool hk_send_sync(server_t *s, bool *sent)
@@ -1048,6 +1068,10 @@ static bool hk_send_sync(server_t *s, bool *sent)
 	*sent = n > 0;
 	if (!n)
 		return true;
+	if (log_enabled(LOGL_DEBUG))
+		for (int i = 0; i < n; i++) /* PgBouncer's words */
+			log_debug("server %llu: varcache_apply: SET %s='%s'", (unsigned long long)s->id,
+				  vals[2 * i], vals[2 * i + 1]);
 	char sql[SYNC_MAX * 48];
 	size_t off = (size_t)snprintf(sql, sizeof(sql), "SELECT");
 	for (int i = 0; i < n; i++)
@@ -1202,6 +1226,7 @@ static void hk_step_done(server_t *s)
 	if (step == HK_SYNC && s->client) {
 		s->applied_sig = s->client->param_sig;
 		s->applied_other = has_other_params(s, s->client);
+		canonicalize(s, s->client);
 	}
 	if (step == HK_RESET || step == HK_UNSET || step == HK_SYNC)
 		s->synced_sig = 0; /* what it holds changed: the next client is compared again */
@@ -1260,9 +1285,15 @@ void server_assign(server_t *s, client_t *c)
 	s->listen_track = false;
 	if (c->prep && s->pool->pool_mode != POOL_SESSION && rt->cfg->max_prepared_statements > 0)
 		prep_server_start(s); /* a client that has named statements: tracked from here */
+	/* The first login of a transaction/statement-mode pool takes a server only for its
+	 * welcome: with nothing to run, nothing is synced (its settings go with its first
+	 * query, as those of every later login, welcomed from the pool's parameters). */
+	bool welcome_only = !c->welcomed && s->pool->pool_mode != POOL_SESSION &&
+			    !c->replication && s->pool->params_known && stream_input_len(&c->st) == 0;
 	/* another client's startup settings on S: undone first (its own stay its own) */
 	bool unset = s->applied_other && s->applied_sig != c->param_sig;
-	if (unset || s->synced_sig != client_sync_key(c) || s->synced_gen != s->params_gen) {
+	if (!welcome_only &&
+	    (unset || s->synced_sig != client_sync_key(c) || s->synced_gen != s->params_gen)) {
 		const char *vals[2];
 		if (unset || sync_params(s, vals, 2) > 0) {
 			hk_start(s, unset ? HK_UNSET | HK_SYNC : HK_SYNC);
@@ -1304,6 +1335,10 @@ void server_release(server_t *s)
 	    s->copy_unsure || s->copy_syncs || stream_input_len(&s->st) ||
 	    stream_output_len(&s->st)) {
 		server_disconnect(s, "client left in the middle of a query");
+		return;
+	}
+	if (s->conn_gen != s->pool->conn_gen) {
+		server_to_idle(s); /* which closes it: an outdated server needs no reset */
 		return;
 	}
 	if (prep_server_worn(s)) {

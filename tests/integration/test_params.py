@@ -155,3 +155,53 @@ def test_track_extra_parameters(pgcoro_factory, extra):
         a.terminate()
         holder.close()
     inst.assert_serving()
+
+
+def test_startup_value_in_other_words(pgcoro_factory):
+    """A startup DateStyle the server reports in other words ("ISO" is "ISO, MDY", "dmy"
+    is "ISO, DMY") is kept in the server's words after its first sync, as PgBouncer's
+    canonical values: clients taking turns on one server each keep theirs, and a client
+    whose value the server already has needs no sync again."""
+    inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 1,
+                                    "log_level": "debug"})
+    syncs = lambda: inst.log_text().count("housekeeping: parameter sync")  # noqa: E731
+    with Wire.to(inst) as iso, Wire.to(inst) as dmy, Wire.to(inst) as plain:
+        iso.login(DateStyle="ISO")
+        assert iso.query("show datestyle") == [["ISO, MDY"]]
+        dmy.login(DateStyle="dmy")
+        plain.login()
+        for _ in range(3):
+            assert dmy.query("show datestyle") == [["ISO, DMY"]]
+            assert plain.query("show datestyle") == [["ISO, MDY"]]
+        # "ISO" is the server's "ISO, MDY": once known, no sync for it any more
+        before = syncs()
+        for _ in range(3):
+            assert plain.query("show datestyle") == [["ISO, MDY"]]
+            assert iso.query("show datestyle") == [["ISO, MDY"]]
+        assert syncs() == before, inst.log_text()
+        assert dmy.query("show datestyle") == [["ISO, DMY"]]
+
+
+def test_first_login_runs_nothing(pgcoro_factory, pg):
+    """Transaction mode: the first login of a pool takes a server only to learn its
+    parameters; its settings are not applied then but with its first query, as for every
+    later login (PgBouncer's order): a login costs no sync, and a parameter PostgreSQL
+    refuses fails the first query (FATAL, PostgreSQL's SQLSTATE) for the first login as
+    for the next ones."""
+    fresh = f"host=127.0.0.1 port={pg.port} dbname=postgres"
+    inst = pgcoro_factory(settings={"pool_mode": "transaction", "log_level": "debug"},
+                          databases={"fresh1": fresh, "fresh2": fresh})
+    syncs = lambda: inst.log_text().count("housekeeping: parameter sync")  # noqa: E731
+    for n in range(2):
+        with Wire.to(inst) as w:
+            w.login(database="fresh1", DateStyle="dmy")
+            assert w.params["DateStyle"] == "dmy"  # its own value, as a later login's
+            assert syncs() == n, inst.log_text()  # the first login too ran nothing
+            assert w.query("show datestyle") == [["ISO, DMY"]]
+    for _ in range(2):
+        with Wire.to(inst) as w:
+            w.login(database="fresh2", no_such_setting="1")
+            w.send(Wire.msg("Q", b"select 1\0"))
+            e = w.expect_error()
+            assert (e["S"], e["C"]) == ("FATAL", "42704"), e
+    inst.assert_serving()

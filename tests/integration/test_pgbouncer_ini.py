@@ -190,7 +190,7 @@ def test_debian_pgbouncer_ini_serves(pgb, pg):
     log = open(inst.logpath).read()
     assert "pgcoro 0.1.0 started" in log or "started" in log, log
     assert inst.stderr_text() == "", inst.stderr_text()
-    for key in ("ignore_startup_parameters", "pkt_buf"):
+    for key in ("pkt_buf",):
         hits = re.findall(rf"WARNING \S+:\d+: {key}: \S", log)
         assert len(hits) == 1, (key, log)
     assert "more.ini:6: pkt_buf: no effect" in log, log
@@ -328,7 +328,6 @@ auth_type = trust
     ("auth_dbname = pgbouncer", 2,
      'cannot use the reserved "pgbouncer" database as an auth_dbname'),
     ("peer_id = 16384", 2, "invalid value \"16384\" for peer_id: out of range (0..16383)"),
-    ("query_wait_notify = 5", 2, "query_wait_notify = 5 is not supported yet"),
     ("server_tls_ciphers = HIGH", 2, "server_tls_ciphers = HIGH is not supported yet"),
     ("auth_type = pam", 2, "invalid value \"pam\" for auth_type: not supported yet"),
     ("disable_pqexec = 1", 2, "disable_pqexec = 1 is not supported yet"),
@@ -512,7 +511,7 @@ def test_debian_files(pgcoro_bin, tmp_path):
     r = run(pgcoro_bin, "--check-config", str(path))
     assert r.returncode == 0, r.stderr
     warned = sorted(re.findall(r"warning: \S+:\d+: ([a-z_]+): ", r.stderr))
-    assert warned == ["ignore_startup_parameters", "server_login_retry"], r.stderr
+    assert warned == ["server_login_retry"], r.stderr
     with_service = tmp_path / "service.ini"
     with_service.write_text(every + "service_name = pgbouncer\n")
     r = run(pgcoro_bin, "--check-config", str(with_service))

@@ -344,11 +344,11 @@ START_TEST(test_warned_keys)
 	ck_assert_int_eq(warned(cfg, "sbuf_loopcnt"), 0);          /* the default */
 	ck_assert_int_eq(warned(cfg, "cancel_wait_timeout"), 0);   /* the default */
 	ck_assert_int_eq(warned(cfg, "dns_max_ttl: no effect: pgcoro keeps no DNS cache"), 1);
-	ck_assert_int_eq(warned(cfg, "ignore_startup_parameters: not needed"), 1);
+	ck_assert_int_eq(warned(cfg, "ignore_startup_parameters"), 0); /* done as PgBouncer's */
 	ck_assert_int_eq(warned(cfg, "server_login_retry: differs from PgBouncer's"), 1);
 	ck_assert_int_eq(warned(cfg, "auth_user"), 0); /* supported (authquery.h) */
 	ck_assert_int_eq(warned(cfg, "listen_port"), 0);
-	ck_assert_int_eq(cfg->nwarnings, 4);
+	ck_assert_int_eq(cfg->nwarnings, 3);
 	/* each names where it was set: the last line of a key set twice */
 	char want[256];
 	snprintf(want, sizeof(want), "%s/pgbouncer.ini:11: pkt_buf: ", dir);
@@ -376,7 +376,7 @@ START_TEST(test_not_yet)
 	struct config *cfg =
 	    load_ok("[pgbouncer]\nauth_type = trust\npeer_id = 0\nso_reuseport = 0\n"
 	            "login_notify_message = \"\"\nserver_tls_ciphers = secure\n"
-	            "server_tls13_ciphers =\nauth_ldap_options =\nquery_wait_notify = 0\n");
+	            "server_tls13_ciphers =\nauth_ldap_options =\n");
 	ck_assert_int_eq(cfg->nwarnings, 0);
 	ck_assert_str_eq(cfg->server_tls_ciphers, "secure");
 	cfg_free(cfg);
@@ -384,9 +384,6 @@ START_TEST(test_not_yet)
 	             "server_tls_ciphers = HIGH:!aNULL is not supported yet: libpq, which makes "
 	             "the server connections, has no cipher setting: only default, secure, fast or "
 	             "normal (OpenSSL's list) is accepted");
-	expect_error("[pgbouncer]\nquery_wait_notify = 5\n", 2,
-	             "query_wait_notify = 5 is not supported yet: the notice to a queued client "
-	             "is not there yet; only 0 is accepted");
 	expect_error("[pgbouncer]\nauth_type = pam\n", 2,
 	             "invalid value \"pam\" for auth_type: not supported yet (PgBouncer's any, "
 	             "ldap or pam are not there)");
@@ -404,9 +401,11 @@ START_TEST(test_not_yet)
 	             "unknown key \"foo\" in [pgbouncer]");
 	/* SET refuses the same way */
 	cfg = load_ok("[pgbouncer]\n");
-	ck_assert_ptr_null(cfg_with(cfg, "query_wait_notify", "2", err, sizeof(err)));
-	ck_assert_str_eq(err, "query_wait_notify = 2 is not supported yet: the notice to a "
-	                      "queued client is not there yet; only 0 is accepted");
+	ck_assert_ptr_null(cfg_with(cfg, "server_tls13_ciphers", "TLS_AES_128_GCM_SHA256", err,
+				    sizeof(err)));
+	ck_assert_str_eq(err, "server_tls13_ciphers = TLS_AES_128_GCM_SHA256 is not supported yet: "
+	                      "libpq, which makes the server connections, has no cipher setting: "
+	                      "only an empty value (OpenSSL's suites) is accepted");
 	cfg_free(cfg);
 	rm_dir();
 }
@@ -545,7 +544,7 @@ START_TEST(test_every_pgbouncer_key)
 	    "pool_idle_timeout = 0",
 	    "pool_mode = session",
 	    "query_timeout = 0",
-	    "query_wait_notify = 0",
+	    "query_wait_notify = 5",
 	    "query_wait_timeout = 120",
 	    "reserve_pool_size = 0",
 	    "reserve_pool_timeout = 5",
@@ -602,13 +601,13 @@ START_TEST(test_every_pgbouncer_key)
 	make_dir();
 	struct config *cfg = load_ok(text);
 	/* the keys set to a value pgcoro does not act on, each warned once */
-	static const char *const warn[] = {"ignore_startup_parameters", "server_login_retry"};
+	static const char *const warn[] = {"server_login_retry"};
 	for (size_t i = 0; i < sizeof(warn) / sizeof(warn[0]); i++) {
 		char pat[64];
 		snprintf(pat, sizeof(pat), ": %s: ", warn[i]);
 		ck_assert_msg(warned(cfg, pat) == 1, "%s warned %d times", warn[i], warned(cfg, pat));
 	}
-	ck_assert_int_eq(cfg->nwarnings, 2); /* auth_ident_file, auth_user... are read */
+	ck_assert_int_eq(cfg->nwarnings, 1); /* auth_ident_file, auth_user... are read */
 	ck_assert_int_eq(cfg->max_packet_size, 2147483647);
 	ck_assert_int_eq(cfg->listen_backlog, 128);
 	ck_assert_int_eq(cfg->tcp_defer_accept, 1);
