@@ -29,13 +29,15 @@ bool authquery_needed(const client_t *c);
  * C's callbacks: FOUND (the caller's to free) is an auth_file of one line, C's user and
  * the secret found — on a NULL column an impossible md5 secret ("md5"), as PgBouncer —
  * with its SCRAM keys made (a verifier's; with SCRAM, a plain secret's too, derived on the
- * executor first). When it finds nothing DONE(C, NULL) runs
- * (the look-up is over: DONE only forgets it), then C is disconnected with PgBouncer's
- * words ("no such user"; "bouncer config error", the server's error logged; or the
- * server's failure). Returns the look-up for authquery_cancel, or NULL when C was
+ * executor first). A user the query does not find gets, when MOCK_UNKNOWN (the method
+ * asks a password), a mock SCRAM verifier in FOUND: its login fails as a wrong password
+ * would, not telling the name is unknown (without: "no such user", PgBouncer's). When it
+ * fails DONE(C, NULL) runs (the look-up is over: DONE only forgets it), then C is
+ * disconnected with PgBouncer's words ("no such user"; "bouncer config error", the
+ * server's error logged; or the server's failure). Returns the look-up for authquery_cancel, or NULL when C was
  * disconnected at once (an auth_dbname that is not configured, reserved or disabled, or
  * a pool backing off). */
-struct authquery_lookup *authquery_begin(client_t *c, bool scram,
+struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool mock_unknown,
 				 void (*done)(client_t *c, struct auth_file *found));
 
 /* C's login ends before its look-up L did (L may be NULL): L is freed, its query's answer

@@ -27,6 +27,11 @@ struct scram_keys {
 /* Parses a verifier "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>". */
 bool scram_parse_verifier(const char *verifier, struct scram_keys *out) __attribute__((warn_unused_result));
 
+/* K as a verifier string (the form scram_parse_verifier reads) into OUT (LEN bytes); false
+ * when it does not fit. */
+bool scram_format_verifier(const struct scram_keys *k, char *out, size_t len)
+	__attribute__((warn_unused_result));
+
 /* Derives keys from PASSWORD (SASLprep is the identity for ASCII; non-ASCII used as is),
  * SALT and ITERATIONS. */
 bool scram_derive_keys(const char *password, const uint8_t *salt, int salt_len, int iterations,

@@ -33,6 +33,7 @@ struct authquery_lookup {
 	pool_t *pool;         /* auth_user's, referenced while the task is out */
 	void (*done)(client_t *c, struct auth_file *found);
 	bool scram;           /* the method is SCRAM: a plain secret's keys are derived */
+	bool mock_unknown;    /* the method asks a password: an unknown user gets a mock */
 	int iterations;       /* for them: scram_iterations when the job was submitted */
 	struct auth_file *found; /* while they are derived (on the executor) */
 	struct exec_job job;
@@ -207,6 +208,28 @@ static void derive_done(struct exec_job *job)
 	found(l, af);
 }
 
+/* A user auth_query does not know, with a method that asks a password: the login goes on
+ * as for a user with a SCRAM verifier nobody knows the password of (the mock keys an
+ * unknown auth_file user gets), so the challenge, the work and the refusal ("password
+ * authentication failed", "SASL authentication failed") do not tell that the name is
+ * unknown, as PostgreSQL's own. PgBouncer answers "no such user" at once (a TODO in its
+ * handle_auth_query_response). */
+static void mock_user(struct authquery_lookup *l)
+{
+	struct scram_keys k;
+	char verifier[256];
+	scram_mock_keys(l->c->user, rt->cfg->scram_iterations, &k);
+	bool ok = scram_format_verifier(&k, verifier, sizeof(verifier));
+	struct auth_file *af = ok ? auth_of_one(l->c->user, verifier) : NULL;
+	OPENSSL_cleanse(&k, sizeof(k));
+	if (!af || !auth_make_scram_keys(af, rt->cfg->scram_iterations, true, false)) {
+		auth_free(af);
+		refuse(l, "53200", "out of memory");
+		return;
+	}
+	found(l, af);
+}
+
 /* The answer ended: the verdict for the login. */
 static void on_done(void *arg, const struct hkquery *q)
 {
@@ -225,7 +248,10 @@ static void on_done(void *arg, const struct hkquery *q)
 		authcache_forget(c->user);
 		log_info("client %llu %s: no such user: %s", (unsigned long long)c->id, client_peer(c),
 			 c->user);
-		refuse(l, "08P01", "no such user");
+		if (l->mock_unknown)
+			mock_user(l);
+		else
+			refuse(l, "08P01", "no such user");
 	} else {
 		if (!authcache_put(c->user, l->secret))
 			log_warning("out of memory keeping the secret of user \"%s\": its server "
@@ -261,7 +287,7 @@ static void on_failed(void *arg, const char *sqlstate, const char *msg)
 	refuse(l, sqlstate, told);
 }
 
-struct authquery_lookup *authquery_begin(client_t *c, bool scram,
+struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool mock_unknown,
 				 void (*done)(client_t *c, struct auth_file *found))
 {
 	const struct cfg_db *db;
@@ -301,6 +327,7 @@ struct authquery_lookup *authquery_begin(client_t *c, bool scram,
 	l->c = c;
 	l->done = done;
 	l->scram = scram;
+	l->mock_unknown = mock_unknown;
 	l->pool = pool;
 	pool_ref(pool);
 	l->values[0] = l->user;

@@ -161,6 +161,17 @@ static bool derive(const char *password, const uint8_t *salt, int salt_len, int 
 	return ok;
 }
 
+bool scram_format_verifier(const struct scram_keys *k, char *out, size_t len)
+{
+	char salt[SCRAM_MAX_SALT * 2], stored[SCRAM_KEY_LEN * 2], server[SCRAM_KEY_LEN * 2];
+	if (!b64_encode(k->salt, (size_t)k->salt_len, salt, sizeof(salt)) ||
+	    !b64_encode(k->stored_key, SCRAM_KEY_LEN, stored, sizeof(stored)) ||
+	    !b64_encode(k->server_key, SCRAM_KEY_LEN, server, sizeof(server)))
+		return false;
+	int n = snprintf(out, len, "SCRAM-SHA-256$%d:%s$%s:%s", k->iterations, salt, stored, server);
+	return n > 0 && (size_t)n < len;
+}
+
 bool scram_parse_verifier(const char *verifier, struct scram_keys *out)
 {
 	size_t plen = strlen(SCRAM_PREFIX);

@@ -14,7 +14,7 @@ import subprocess
 import psycopg2
 import pytest
 
-from conftest import (APP_PASS, APP_USER, ASAN_OPTIONS, UBSAN_OPTIONS, clean_env,
+from conftest import (APP_PASS, APP_USER, ASAN_OPTIONS, UBSAN_OPTIONS, PgError, Wire, clean_env,
                       wait_until)
 
 pytestmark = pytest.mark.pooler_only
@@ -108,7 +108,8 @@ def test_user_name_is_a_parameter(pgcoro_factory, pg, roles):
     inst = start(pgcoro_factory, pg)
     assert login(inst, "aq_o'neil", "quotepw") == "aq_o'neil"
     msg = refused(inst, "x' OR rolname='aq_scram", "scrampw")
-    assert "no such user" in msg
+    assert "password authentication failed" in msg  # unknown: as a wrong password
+    assert "no such user: x' OR rolname='aq_scram" in inst.log_text()
 
 
 def test_expired_password_refused(pgcoro_factory, pg, roles):
@@ -212,12 +213,14 @@ def test_per_database_auth_user(pgcoro_factory, pg, roles):
 
 
 def test_unknown_user_and_server_error(pgcoro_factory, pg, roles):
-    """A user the query does not find gets PgBouncer's "no such user"; a query that fails
-    is logged with the server's error and the client gets "bouncer config error"."""
+    """A user the query does not find is refused as a wrong password would be (the log
+    says "no such user"); a query that fails is logged with the server's error and the
+    client gets "bouncer config error"."""
     inst = start(pgcoro_factory, pg, databases={
         "broken": f"host={pg.sockdir} port={pg.port} dbname=postgres "
                   "auth_query='SELECT usename, passwd FROM not_pg_shadow WHERE usename = $1'"})
-    assert "no such user" in refused(inst, "aq_nobody", "x")
+    assert "password authentication failed" in refused(inst, "aq_nobody", "x")
+    assert "no such user: aq_nobody" in inst.log_text()
     assert "bouncer config error" in refused(inst, "aq_scram", "scrampw", db="broken")
     assert 'relation "not_pg_shadow" does not exist' in inst.log_text()
     assert login(inst, "aq_scram", "scrampw") == "aq_scram"  # the pool serves on
@@ -295,3 +298,22 @@ def test_login_leaves_while_keys_are_derived(pgcoro_factory, pg, roles):
         "AND state = 'idle'").strip() == "1", "the look-up answered")
     s.close()
     assert login(inst, "aq_scram", "tablepw", db="local") == "aq_scram"
+
+
+@pytest.mark.parametrize("auth_type", ["md5", "scram-sha-256", "plain"])
+def test_unknown_user_looks_like_a_wrong_password(pgcoro_factory, pg, roles, auth_type):
+    """An unknown user is not told apart from a known one with a wrong password: the same
+    authentication request (SCRAM for md5 too, as for a user with a verifier), the same
+    SQLSTATE and message (PgBouncer answers "no such user" at once)."""
+    inst = start(pgcoro_factory, pg, {"auth_type": auth_type})
+
+    def attempt(user):
+        with Wire.to(inst) as w:
+            with pytest.raises(PgError) as e:
+                w.login(user, "wrongpw", "local")
+            return w.auth_codes, e.value.sqlstate, e.value.fields["M"].replace(user, "U")
+
+    known, unknown = attempt("aq_scram"), attempt("aq_nobody")
+    assert unknown == known
+    assert known[1] == "28P01", known
+    assert "no such user: aq_nobody" in inst.log_text()
