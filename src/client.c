@@ -386,9 +386,15 @@ static void cancel_unregister(client_t *c)
 
 void client_cancel_request(uint32_t pid, uint32_t key)
 {
-	if (!peers_route_cancel(pid, &key))
-		return; /* another peer's: forwarded or dropped */
+	/* this process's clients first, whatever peer id the key carries: peer_id may have
+	 * changed (a reload) since their keys were given out; with the TTL bits restored, for
+	 * a key a peer forwarded here */
 	client_t *target = cancel_lookup(pid, key);
+	uint32_t given = peers_key_as_given(key);
+	if (!target && given != key)
+		target = cancel_lookup(pid, given);
+	if (!target && !peers_route_cancel(pid, key))
+		return; /* another peer's: forwarded or dropped */
 	if (!target || target->state != CL_ACTIVE || !target->server) {
 		log_info("cancel request for %s: ignored", target ? "a client without a running query"
 								  : "unknown keys");

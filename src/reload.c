@@ -17,6 +17,7 @@
 #include "hba.h"
 #include "log.h"
 #include "metrics.h"
+#include "peers.h"
 #include "pool.h"
 #include "runtime.h"
 #include "sdnotify.h"
@@ -222,6 +223,7 @@ void reload_apply(struct config *cfg, struct auth_file *auth)
 			log_warning("%s", cfg->warnings[i]);
 	}
 	pool_reconfigure();
+	peers_reconfigure();
 	stats_reconfigure();
 	metrics_reconfigure();
 	cfg_free(old_cfg);
