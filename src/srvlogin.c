@@ -1,8 +1,9 @@
 /* Owns pgcoro's own server login (srvlogin.h): one connection per struct srvlogin, from
  * the host name to the server's first ReadyForQuery, for the credentials libpq cannot
  * use (an md5 secret, SCRAM keys) and a plain password.
- *   resolving (executor: getaddrinfo, the TLS files) -> connecting (non-blocking, each
- *   address in turn) -> [SSLRequest, SSL_connect] -> startup packet -> authentication
+ *   resolving (executor: getaddrinfo, the TLS files and CRLs) -> connecting (non-blocking,
+ *   each address in turn) -> [SSLRequest, SSL_connect] -> startup packet -> authentication
+ *   (over TLS SCRAM-SHA-256-PLUS bound to the server's certificate, as libpq 15)
  *   [-> executor: PBKDF2 of a password] -> ParameterStatus / BackendKeyData ... -> done.
  * Reads take exactly what the current message still lacks (its header, then its body),
  * so no byte after the ReadyForQuery is ever consumed: the socket is handed over at a

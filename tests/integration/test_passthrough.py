@@ -5,7 +5,9 @@ SCRAM verifier copied from pg_authid logs in with the ClientKey a client's SCRAM
 proved (ClientProof XOR HMAC(StoredKey, AuthMessage)), kept per user while the verifier
 stays the same. Without such a key yet the server login fails with PgBouncer's words;
 a wrong verifier ends in the server's refusal or pgcoro's own reason; the servers made
-this way serve prepared statements, LISTEN/NOTIFY and cancels like any other."""
+this way serve prepared statements, LISTEN/NOTIFY and cancels like any other. The login
+is never weaker than libpq's for the same conninfo: CRLs, hostaddr with verify-full,
+channel binding, the key file's permissions, port and connect_timeout as libpq."""
 
 import base64
 import hashlib

@@ -2,8 +2,10 @@
 real PostgreSQL 15: a plain password (md5, SCRAM and cleartext servers), an md5 secret, SCRAM
 keys taken from pg_authid (the ClientKey derived here from the known password: pgcoro gets
 it from a client's proof), over TCP and the unix socket, TLS (require, verify-ca,
-verify-full, a client certificate, allow's and prefer's second tries), and the failures: wrong password, keys of another salt, a server that closes mid-login, connection
-refused, a server that never answers (connect_timeout)."""
+verify-full, a client certificate, allow's and prefer's second tries), SCRAM channel
+binding as libpq 15 (SCRAM-SHA-256-PLUS over TLS, the gs2 headers, channel_binding), and
+the failures: wrong password, keys of another salt, a server that closes mid-login,
+connection refused, a server that never answers (connect_timeout)."""
 
 import base64
 import hashlib
