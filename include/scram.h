@@ -86,10 +86,23 @@ bool scram_derive_client_key(const char *password, const uint8_t *salt, int salt
 			     int iterations, struct scram_keys *out,
 			     uint8_t client_key[SCRAM_KEY_LEN]) __attribute__((warn_unused_result));
 
-/* The client side of one exchange (pgcoro logging in to a server, srvlogin.c), without
- * channel binding (gs2 header "n,,"): zero-initialise, then call the steps in order.
+/* The channel binding of a client exchange (RFC 5802's gs2 header, libpq's choices). */
+enum scram_cbind {
+	SCRAM_CB_NONE,       /* "n": no channel binding (no TLS, or channel_binding=disable) */
+	SCRAM_CB_NOT_OFFERED, /* "y": the client could bind, the server offered no -PLUS */
+	SCRAM_CB_SERVER_END_POINT, /* "p=tls-server-end-point": SCRAM-SHA-256-PLUS, bound to
+	                            * the hash of the server's certificate (RFC 5929) */
+};
+#define SCRAM_MAX_CBIND_DATA 64 /* the longest certificate hash (SHA-512) */
+
+/* The client side of one exchange (pgcoro logging in to a server, srvlogin.c):
+ * zero-initialise (no channel binding: "n,,"), scram_client_channel_binding if there is
+ * to be one, then call the steps in order.
  * Messages are parsed from (msg, len) against these sizes; anything longer is refused. */
 struct scram_client {
+	enum scram_cbind cbind;
+	uint8_t cbind_data[SCRAM_MAX_CBIND_DATA]; /* SCRAM_CB_SERVER_END_POINT's hash */
+	size_t cbind_len;
 	char client_first_bare[64];  /* "n=,r=" + our nonce */
 	char server_first[512];      /* as the server sent it */
 	char nonce[256];             /* the whole nonce: ours + the server's */
@@ -100,7 +113,19 @@ struct scram_client {
 	bool final_built;
 };
 
-/* Writes the client-first-message "n,,n=,r=<nonce>" (18 random bytes, base64) into OUT
+/* Sets the exchange's channel binding (before scram_client_first): KIND, and for
+ * SCRAM_CB_SERVER_END_POINT the certificate hash DATA (LEN bytes, 1 to
+ * SCRAM_MAX_CBIND_DATA) that client-final's c= carries after the gs2 header. False (CL
+ * unchanged) for a hash missing or too long. */
+bool scram_client_channel_binding(struct scram_client *cl, enum scram_cbind kind,
+				  const uint8_t *data, size_t len) __attribute__((warn_unused_result));
+
+/* The SASL mechanism CL's channel binding goes with: "SCRAM-SHA-256-PLUS" for
+ * SCRAM_CB_SERVER_END_POINT, else "SCRAM-SHA-256". */
+const char *scram_client_mechanism(const struct scram_client *cl);
+
+/* Writes the client-first-message "<gs2 header>n=,r=<nonce>" (18 random bytes, base64; the
+ * gs2 header "n,,", "y,," or "p=tls-server-end-point,," by the channel binding) into OUT
  * (NUL-terminated). The user name is left empty, as libpq does: PostgreSQL takes the one
  * of the startup packet. False if OUT is too small or no random bytes could be drawn. */
 bool scram_client_first(struct scram_client *cl, char *out, size_t outlen)
@@ -113,7 +138,8 @@ bool scram_client_first(struct scram_client *cl, char *out, size_t outlen)
 bool scram_client_server_first(struct scram_client *cl, const char *msg, size_t len)
 	__attribute__((warn_unused_result));
 
-/* Writes the client-final-message "c=biws,r=<nonce>,p=<proof>" into OUT, the proof being
+/* Writes the client-final-message "c=<base64 of the gs2 header and any binding
+ * data>,r=<nonce>,p=<proof>" ("c=biws" without channel binding) into OUT, the proof being
  * CLIENT_KEY XOR HMAC(H(CLIENT_KEY), AuthMessage), and remembers the server signature to
  * expect, HMAC(SERVER_KEY, AuthMessage). Needs no password: ClientKey and ServerKey are
  * enough (a client's keys recovered from its proof, or derived from a password). */

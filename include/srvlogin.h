@@ -44,6 +44,18 @@ enum srvlogin_sslmode {
 	SRVLOGIN_SSL_VERIFY_FULL,
 };
 
+/* libpq's channel_binding (SCRAM over TLS). PREFER, the zero value, is libpq's default:
+ * SCRAM-SHA-256-PLUS bound to the server's certificate (tls-server-end-point) when the
+ * connection uses TLS and the server offers it, else SCRAM-SHA-256 with gs2 header "y"
+ * over TLS and "n" without. DISABLE: always "n". REQUIRE: only SCRAM-SHA-256-PLUS — any
+ * other authentication request, or an AuthenticationOk before a bound exchange, fails
+ * the login (28P01, libpq's words). */
+enum srvlogin_cbind {
+	SRVLOGIN_CB_PREFER,
+	SRVLOGIN_CB_DISABLE,
+	SRVLOGIN_CB_REQUIRE,
+};
+
 /* The one credential a login uses. */
 enum srvlogin_cred {
 	SRVLOGIN_PASSWORD,   /* secret: a plain password (cleartext, md5 and SCRAM servers) */
@@ -57,7 +69,11 @@ enum srvlogin_cred {
 
 struct srvlogin_params {
 	const char *host;   /* a host name, an IP address, or a unix socket directory (starts
-	                     * with '/'); NULL or "": SRVLOGIN_DEFAULT_SOCKET_DIR */
+	                     * with '/'; '@': an abstract unix socket, as libpq); NULL or "":
+	                     * SRVLOGIN_DEFAULT_SOCKET_DIR. With HOSTADDR, only the name TLS
+	                     * sends (SNI) and verify-full checks, none when NULL or "" */
+	const char *hostaddr; /* libpq's hostaddr: an IP address to connect to, no look-up;
+	                       * NULL or "": HOST is where */
 	int port;           /* 0: SRVLOGIN_DEFAULT_PORT */
 	const char *dbname; /* NULL: the user's name */
 	const char *user;
@@ -67,7 +83,16 @@ struct srvlogin_params {
 	const char *const *names;
 	const char *const *values;
 	enum srvlogin_sslmode sslmode;
-	const char *sslrootcert, *sslcert, *sslkey; /* file names, NULL or "": none */
+	const char *sslrootcert, *sslcert, *sslkey; /* file names, NULL or "": none; the key must
+	                                             * not be group/world readable (libpq's rule:
+	                                             * 0600 or less, 0640 if root owns it) */
+	/* Certificate revocation lists (libpq's sslcrl, a PEM file, and sslcrldir, a directory
+	 * of hashed names), NULL or "": none. When the chain is verified and either is given,
+	 * every certificate of the chain is checked against them (as libpq:
+	 * X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL); a file that cannot be read
+	 * fails the login (libpq ignores it silently: pgcoro will not be weaker). */
+	const char *sslcrl, *sslcrldir;
+	enum srvlogin_cbind channel_binding;
 	/* TLS versions (OpenSSL's TLS1_2_VERSION ...), libpq's ssl_min/max_protocol_version:
 	 * 0 = TLS 1.2 at least (libpq's default), no upper bound */
 	int tls_min, tls_max;
@@ -114,6 +139,9 @@ uint32_t srvlogin_backend_key(const struct srvlogin *sl);
 bool srvlogin_have_backend_key(const struct srvlogin *sl); /* the server sent BackendKeyData */
 char srvlogin_tx_status(const struct srvlogin *sl);        /* 'I', 'T' or 'E' */
 bool srvlogin_tls(const struct srvlogin *sl);              /* the connection uses TLS */
+/* The SASL mechanism the login authenticated with ("SCRAM-SHA-256" or
+ * "SCRAM-SHA-256-PLUS"), NULL when the server asked for none. */
+const char *srvlogin_mechanism(const struct srvlogin *sl);
 
 /* The ParameterStatus messages, in the order received (0 <= I < srvlogin_nparams):
  * pointers owned by SL, valid until srvlogin_free. */

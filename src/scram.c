@@ -3,8 +3,9 @@
  * client side (srvlogin.c's, with a password or with keys; tests'). Pure code over bounded
  * strings, with OpenSSL.
  * Every message is parsed from (msg, len) against the sizes of struct scram_server; anything
- * that would not fit is rejected. We offer no SCRAM-SHA-256-PLUS, so channel binding
- * ("p=" in the gs2 header) is refused and "y" is accepted. */
+ * that would not fit is rejected. The server side offers no SCRAM-SHA-256-PLUS, so channel
+ * binding ("p=" in the gs2 header) is refused and "y" is accepted; the client side binds
+ * to the data it is given (tls-server-end-point, srvlogin.c's) as libpq does. */
 #include "scram.h"
 
 #include <limits.h>
@@ -471,18 +472,25 @@ static bool parse_server_first(const char *msg, size_t len, const char *cnonce,
 	return *salt_len >= 1 && parse_iterations(iter, iter_len, iterations);
 }
 
-/* Builds client-final-message "c=<b64 GS2>,r=<NONCE>,p=<proof>" into OUT from CK (the
- * ClientKey); with SERVER_KEY, also the server signature to expect into SIG. */
-static bool build_final(const char *gs2, const char *bare, const char *server_first,
-                        const char *nonce, size_t nonce_len, const uint8_t ck[SCRAM_KEY_LEN],
+/* Builds client-final-message "c=<b64 GS2 || CB_DATA>,r=<NONCE>,p=<proof>" into OUT from
+ * CK (the ClientKey); with SERVER_KEY, also the server signature to expect into SIG. */
+static bool build_final(const char *gs2, const uint8_t *cb_data, size_t cb_len,
+                        const char *bare, const char *server_first, const char *nonce,
+                        size_t nonce_len, const uint8_t ck[SCRAM_KEY_LEN],
                         const uint8_t *server_key, char *out, size_t outlen, uint8_t *sig)
 {
-	char cbind[B64_LEN(256) + 1], without[1024], am[2048];
+	uint8_t input[256 + SCRAM_MAX_CBIND_DATA];
+	char cbind[B64_LEN(sizeof input) + 1], without[1024], am[2048];
 	char proof64[B64_LEN(SCRAM_KEY_LEN) + 1];
 	uint8_t stored[SCRAM_KEY_LEN], csig[SCRAM_KEY_LEN], proof[SCRAM_KEY_LEN];
-	size_t am_len;
+	size_t am_len, gs2_len = strlen(gs2);
 	bool ok = false;
-	if (strlen(gs2) > 256 || !b64_encode((const uint8_t *)gs2, strlen(gs2), cbind, sizeof cbind))
+	if (gs2_len > 256 || cb_len > SCRAM_MAX_CBIND_DATA)
+		return false;
+	memcpy(input, gs2, gs2_len);
+	if (cb_len)
+		memcpy(input + gs2_len, cb_data, cb_len);
+	if (!b64_encode(input, gs2_len + cb_len, cbind, sizeof cbind))
 		return false;
 	int n = snprintf(without, sizeof without, "c=%s,r=%.*s", cbind, (int)nonce_len, nonce);
 	if (n < 0 || (size_t)n >= sizeof without ||
@@ -504,6 +512,37 @@ done:
 	return ok;
 }
 
+bool scram_client_channel_binding(struct scram_client *cl, enum scram_cbind kind,
+                                  const uint8_t *data, size_t len)
+{
+	if (kind == SCRAM_CB_SERVER_END_POINT) {
+		if (!data || len < 1 || len > SCRAM_MAX_CBIND_DATA)
+			return false;
+		memcpy(cl->cbind_data, data, len);
+		cl->cbind_len = len;
+	} else {
+		cl->cbind_len = 0;
+	}
+	cl->cbind = kind;
+	return true;
+}
+
+const char *scram_client_mechanism(const struct scram_client *cl)
+{
+	return cl->cbind == SCRAM_CB_SERVER_END_POINT ? "SCRAM-SHA-256-PLUS" : "SCRAM-SHA-256";
+}
+
+/* The gs2 header of CL's channel binding (libpq's: no authzid). */
+static const char *client_gs2(const struct scram_client *cl)
+{
+	switch (cl->cbind) {
+	case SCRAM_CB_NOT_OFFERED: return "y,,";
+	case SCRAM_CB_SERVER_END_POINT: return "p=tls-server-end-point,,";
+	case SCRAM_CB_NONE: break;
+	}
+	return "n,,";
+}
+
 bool scram_client_first(struct scram_client *cl, char *out, size_t outlen)
 {
 	uint8_t raw[SCRAM_NONCE_LEN];
@@ -511,7 +550,7 @@ bool scram_client_first(struct scram_client *cl, char *out, size_t outlen)
 	if (RAND_bytes(raw, sizeof raw) != 1 || !b64_encode(raw, sizeof raw, nonce, sizeof nonce))
 		return false;
 	int n = snprintf(cl->client_first_bare, sizeof cl->client_first_bare, "n=,r=%s", nonce);
-	int m = snprintf(out, outlen, "n,,%s", cl->client_first_bare);
+	int m = snprintf(out, outlen, "%s%s", client_gs2(cl), cl->client_first_bare);
 	return n > 0 && (size_t)n < sizeof cl->client_first_bare && m > 0 && (size_t)m < outlen;
 }
 
@@ -538,7 +577,8 @@ bool scram_client_final_keys(struct scram_client *cl, const uint8_t client_key[S
 {
 	if (!cl->server_first[0] || cl->final_built)
 		return false;
-	cl->final_built = build_final("n,,", cl->client_first_bare, cl->server_first, cl->nonce,
+	cl->final_built = build_final(client_gs2(cl), cl->cbind_data, cl->cbind_len,
+	                              cl->client_first_bare, cl->server_first, cl->nonce,
 	                              strlen(cl->nonce), client_key, server_key, out, outlen,
 	                              cl->server_signature);
 	return cl->final_built;
@@ -573,8 +613,8 @@ bool scram_client_final(const char *password, const char *client_first_bare,
 	                        &nonce_len, salt, &salt_len, &iterations) ||
 	    !derive(password, salt, salt_len, iterations, &k, ck))
 		return false;
-	bool ok = build_final(gs2_header, client_first_bare, server_first, nonce, nonce_len, ck,
-	                      NULL, out, outlen, NULL);
+	bool ok = build_final(gs2_header, NULL, 0, client_first_bare, server_first, nonce,
+	                      nonce_len, ck, NULL, out, outlen, NULL);
 	OPENSSL_cleanse(ck, sizeof ck);
 	OPENSSL_cleanse(&k, sizeof k);
 	return ok;

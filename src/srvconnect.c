@@ -1,12 +1,16 @@
 /* Owns the server logins pgcoro makes itself (srvconnect.h): which credential the server
  * user's secret gives (an md5 secret; a SCRAM verifier with the ClientKey clientkey.h
  * kept, or without one: then only a server asking for no password takes it, as with
- * PgBouncer), the pool's libpq parameters read as srvlogin_params (hosts, ports, TLS
- * files, startup parameters; what a login of its own cannot honour fails it with the
- * reason), and the walk along the host list. The connection it ends with is server.c's
+ * PgBouncer), the pool's libpq parameters read as srvlogin_params with libpq's meaning
+ * (host and hostaddr lists paired, ports, TLS files and revocation lists, channel binding,
+ * startup parameters; a keyword a login of its own cannot honour fails it with the
+ * reason, never is ignored when it would make the login weaker than libpq's), and the
+ * walk along the host list. The connection it ends with is server.c's
  * (server_adopt_conn's form); a failure carries the last attempt's SQLSTATE and reason. */
 #include "srvconnect.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,12 +38,12 @@ struct srvconnect {
 	srvconnect_done_fn done;
 	void *arg;
 	struct event fail_ev;    /* a failure before any attempt, reported from the loop */
-	struct srvlogin_params p; /* all but host and port: pointers into CP and SECRET */
+	struct srvlogin_params p; /* all but host, hostaddr, port: pointers into CP and SECRET */
 	struct pool_conn_params *cp; /* a copy of the caller's */
 	char *secret;
-	char *hostbuf, *portbuf; /* the lists, cut at their commas */
-	const char *hosts[SC_MAX_HOSTS], *ports[SC_MAX_HOSTS];
-	int nhosts, nports, next;
+	char *hostbuf, *addrbuf, *portbuf; /* the lists, cut at their commas */
+	const char *hosts[SC_MAX_HOSTS], *addrs[SC_MAX_HOSTS], *ports[SC_MAX_HOSTS];
+	int nhosts, naddrs, nports, nentries, next; /* entries: host[i] and hostaddr[i] paired */
 	const char *names[SC_MAX_STARTUP], *values[SC_MAX_STARTUP];
 	const char **pnames, **pvalues; /* the server's parameters, once taken */
 	struct srvlogin_error err;
@@ -128,12 +132,18 @@ static const char *const ssl_modes[] = {
 	[SRVLOGIN_SSL_VERIFY_CA] = "verify-ca", [SRVLOGIN_SSL_VERIFY_FULL] = "verify-full",
 };
 
-/* libpq keywords a login of its own leaves aside: TCP tuning (pgcoro's own socket options
- * apply to every server), files libpq would read for a password pgcoro has, and TLS
- * details its own TLS settings cover. */
+static const char *const cbind_modes[] = {
+	[SRVLOGIN_CB_PREFER] = "prefer", [SRVLOGIN_CB_DISABLE] = "disable",
+	[SRVLOGIN_CB_REQUIRE] = "require",
+};
+
+/* libpq keywords a login of its own leaves aside, none of which makes a login safer: TCP
+ * tuning (pgcoro's own socket options apply to every server), files libpq would read for
+ * a password pgcoro has, SNI (always sent for a host name), sslpassword (an encrypted key
+ * fails to load, and so the login), sslcompression (never used). */
 static const char *const ignored[] = {
 	"passfile", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-	"tcp_user_timeout", "sslcompression", "sslcrl", "sslcrldir", "sslsni", "sslpassword",
+	"tcp_user_timeout", "sslcompression", "sslsni", "sslpassword",
 	"load_balance_hosts",
 	"krbsrvname", "gsslib", "fallback_application_name",
 };
@@ -145,8 +155,32 @@ static bool is_ignored(const char *kw, const char *val)
 			return true;
 	/* the defaults, or what asks nothing of the login */
 	return (strcmp(kw, "target_session_attrs") == 0 && strcmp(val, "any") == 0) ||
-	       (strcmp(kw, "gssencmode") == 0 && strcmp(val, "require") != 0) ||
-	       (strcmp(kw, "channel_binding") == 0 && strcmp(val, "require") != 0);
+	       (strcmp(kw, "gssencmode") == 0 && strcmp(val, "require") != 0);
+}
+
+/* libpq's parse_int_param: a decimal int, blanks around it allowed, nothing else. */
+static bool parse_int(const char *v, int *out)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (end == v || errno != 0 || n != (int)n)
+		return false;
+	while (isspace((unsigned char)*end))
+		end++;
+	if (*end)
+		return false;
+	*out = (int)n;
+	return true;
+}
+
+/* The index of V in the NAMES table (N entries), or -1. */
+static int mode_index(const char *const *names, size_t n, const char *v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(names[i], v) == 0)
+			return (int)i;
+	return -1;
 }
 
 static void fail_own(struct srvconnect *sc, const char *sqlstate, const char *fmt, ...)
@@ -171,6 +205,49 @@ static void on_fail_ev(evutil_socket_t fd, short what, void *arg)
 	sc->done(sc, sc->arg);
 }
 
+/* The host and hostaddr lists into SC's entries, paired by index as libpq pairs them,
+ * and the port list checked against them (each port libpq's valid int, 1-65535); false
+ * (fail_own called) for lists that do not match. */
+static bool read_hosts(struct srvconnect *sc, const char *host, const char *hostaddr,
+		       const char *port)
+{
+	sc->nhosts = split(host, &sc->hostbuf, sc->hosts, SC_MAX_HOSTS);
+	sc->naddrs = split(hostaddr, &sc->addrbuf, sc->addrs, SC_MAX_HOSTS);
+	sc->nports = split(port, &sc->portbuf, sc->ports, SC_MAX_HOSTS);
+	if (sc->nhosts < 0 || sc->naddrs < 0 || sc->nports < 0) {
+		fail_own(sc, "08001", "too many hosts or ports in the database entry (or no memory)");
+		return false;
+	}
+	if (sc->naddrs > 0 && sc->nhosts > 0 && sc->nhosts != sc->naddrs) {
+		fail_own(sc, "08001", "could not match %d host names to %d hostaddr values",
+			 sc->nhosts, sc->naddrs);
+		return false;
+	}
+	sc->nentries = sc->naddrs > 0 ? sc->naddrs : sc->nhosts;
+	if (sc->nentries == 0)
+		sc->nentries = 1; /* srvlogin's default socket directory */
+	if (sc->nports > 1 && sc->nports != sc->nentries) {
+		fail_own(sc, "08001", "could not match %d port numbers to %d hosts", sc->nports,
+			 sc->nentries);
+		return false;
+	}
+	for (int i = 0; i < sc->nports; i++) {
+		int n;
+		if (!*sc->ports[i])
+			continue; /* the default */
+		if (!parse_int(sc->ports[i], &n)) {
+			fail_own(sc, "08001", "invalid integer value \"%s\" for connection option \"port\"",
+				 sc->ports[i]);
+			return false;
+		}
+		if (n < 1 || n > 65535) {
+			fail_own(sc, "08001", "invalid port number: \"%s\"", sc->ports[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
 /* Reads SC's copied parameters into SC->p; false (fail_own called) for one it cannot
  * honour. */
 static bool read_params(struct srvconnect *sc)
@@ -180,6 +257,8 @@ static bool read_params(struct srvconnect *sc)
 	const char *host = NULL, *hostaddr = NULL, *port = NULL;
 	const char *app = NULL, *fallback_app = NULL;
 	p->sslmode = SRVLOGIN_SSL_PREFER; /* libpq's default */
+	p->channel_binding = SRVLOGIN_CB_PREFER;
+	p->user = param(cp, "user"); /* for the messages, whatever the keywords' order */
 	for (int i = 0; cp->kw[i]; i++) {
 		const char *kw = cp->kw[i], *v = cp->val[i];
 		if (strcmp(kw, "host") == 0)
@@ -198,6 +277,10 @@ static bool read_params(struct srvconnect *sc)
 			p->sslcert = v;
 		else if (strcmp(kw, "sslkey") == 0)
 			p->sslkey = v;
+		else if (strcmp(kw, "sslcrl") == 0)
+			p->sslcrl = v;
+		else if (strcmp(kw, "sslcrldir") == 0)
+			p->sslcrldir = v;
 		else if (strcmp(kw, "ssl_min_protocol_version") == 0 ||
 			 strcmp(kw, "ssl_max_protocol_version") == 0) {
 			int version = tls_version_of_libpq(v);
@@ -206,9 +289,17 @@ static bool read_params(struct srvconnect *sc)
 				return false;
 			}
 			*(strcmp(kw, "ssl_min_protocol_version") == 0 ? &p->tls_min : &p->tls_max) = version;
-		} else if (strcmp(kw, "connect_timeout") == 0)
-			p->connect_timeout = atof(v);
-		else if (strcmp(kw, "application_name") == 0)
+		} else if (strcmp(kw, "connect_timeout") == 0) {
+			int t;
+			if (!parse_int(v, &t)) {
+				fail_own(sc, "08001",
+					 "invalid integer value \"%s\" for connection option \"connect_timeout\"",
+					 v);
+				return false;
+			}
+			/* libpq's: 2 s at least (rounding must not make it fail at once), <= 0 none */
+			p->connect_timeout = t <= 0 ? 0 : t < 2 ? 2 : t;
+		} else if (strcmp(kw, "application_name") == 0)
 			app = v;
 		else if (strcmp(kw, "fallback_application_name") == 0)
 			fallback_app = v;
@@ -219,14 +310,19 @@ static bool read_params(struct srvconnect *sc)
 			sc->names[p->nparams] = kw;
 			sc->values[p->nparams++] = v;
 		} else if (strcmp(kw, "sslmode") == 0) {
-			size_t m = 0;
-			while (m < sizeof(ssl_modes) / sizeof(ssl_modes[0]) && strcmp(ssl_modes[m], v) != 0)
-				m++;
-			if (m == sizeof(ssl_modes) / sizeof(ssl_modes[0])) {
+			int m = mode_index(ssl_modes, sizeof(ssl_modes) / sizeof(ssl_modes[0]), v);
+			if (m < 0) {
 				fail_own(sc, "08001", "invalid sslmode value: \"%s\"", v);
 				return false;
 			}
 			p->sslmode = (enum srvlogin_sslmode)m;
+		} else if (strcmp(kw, "channel_binding") == 0) {
+			int m = mode_index(cbind_modes, sizeof(cbind_modes) / sizeof(cbind_modes[0]), v);
+			if (m < 0) {
+				fail_own(sc, "08001", "invalid channel_binding value: \"%s\"", v);
+				return false;
+			}
+			p->channel_binding = (enum srvlogin_cbind)m;
 		} else if (!is_ignored(kw, v)) {
 			fail_own(sc, "08001",
 				 "%s=%s cannot be used when logging in with user \"%s\"'s md5 or SCRAM "
@@ -242,23 +338,7 @@ static bool read_params(struct srvconnect *sc)
 	}
 	p->names = sc->names;
 	p->values = sc->values;
-	/* hostaddr, when given, is where the connection goes (libpq's meaning) */
-	sc->nhosts = split(hostaddr ? hostaddr : host, &sc->hostbuf, sc->hosts, SC_MAX_HOSTS);
-	sc->nports = split(port, &sc->portbuf, sc->ports, SC_MAX_HOSTS);
-	if (sc->nhosts < 0 || sc->nports < 0) {
-		fail_own(sc, "08001", "too many hosts or ports in the database entry (or no memory)");
-		return false;
-	}
-	if (sc->nhosts == 0) {
-		sc->hosts[0] = NULL; /* srvlogin's default socket directory */
-		sc->nhosts = 1;
-	}
-	if (sc->nports > 1 && sc->nports != sc->nhosts) {
-		fail_own(sc, "08001", "could not match %d port numbers to %d hosts", sc->nports,
-			 sc->nhosts);
-		return false;
-	}
-	return true;
+	return read_hosts(sc, host, hostaddr, port);
 }
 
 /* The credential of the server user's secret into SC->p; false (fail_own called) when
@@ -298,11 +378,13 @@ static void sl_done(struct srvlogin *sl, void *arg);
  * (SC->err says why). */
 static bool next_host(struct srvconnect *sc)
 {
-	while (sc->next < sc->nhosts) {
+	while (sc->next < sc->nentries) {
 		int i = sc->next++;
-		sc->p.host = sc->hosts[i];
+		sc->p.host = i < sc->nhosts ? sc->hosts[i] : NULL;
+		sc->p.hostaddr = i < sc->naddrs ? sc->addrs[i] : NULL;
 		const char *port = sc->nports == 0 ? NULL : sc->ports[sc->nports == 1 ? 0 : i];
-		sc->p.port = port && *port ? atoi(port) : 0;
+		if (!port || !*port || !parse_int(port, &sc->p.port)) /* checked: read_hosts */
+			sc->p.port = 0;
 		char err[256];
 		sc->sl = srvlogin_start(rt->base, rt->exec, &sc->p, sl_done, sc, err, sizeof(err));
 		if (sc->sl)
@@ -310,7 +392,9 @@ static bool next_host(struct srvconnect *sc)
 		snprintf(sc->err.sqlstate, sizeof(sc->err.sqlstate), "08001");
 		snprintf(sc->err.reason, sizeof(sc->err.reason), "%s", err);
 		snprintf(sc->err.where, sizeof(sc->err.where), "%s",
-			 sc->p.host ? sc->p.host : SRVLOGIN_DEFAULT_SOCKET_DIR);
+			 sc->p.hostaddr && *sc->p.hostaddr ? sc->p.hostaddr
+			 : sc->p.host && *sc->p.host	   ? sc->p.host
+							   : SRVLOGIN_DEFAULT_SOCKET_DIR);
 		sc->err.from_server = false;
 	}
 	return false;
@@ -327,7 +411,7 @@ static void sl_done(struct srvlogin *sl, void *arg)
 	sc->err = *srvlogin_error(sl);
 	srvlogin_free(sl);
 	sc->sl = NULL;
-	if (sc->next < sc->nhosts)
+	if (sc->next < sc->nentries)
 		log_debug("server login to %s as %s failed: %s: trying the next host", sc->err.where,
 			  sc->p.user, sc->err.reason);
 	if (next_host(sc))
@@ -406,6 +490,7 @@ void srvconnect_free(struct srvconnect *sc)
 	free(sc->pnames);
 	free(sc->pvalues);
 	free(sc->hostbuf);
+	free(sc->addrbuf);
 	free(sc->portbuf);
 	free(sc->cp);
 	free(sc);

@@ -1,8 +1,9 @@
 /* Owns pgcoro's own server login (srvlogin.h): one connection per struct srvlogin, from
  * the host name to the server's first ReadyForQuery, for the credentials libpq cannot
  * use (an md5 secret, SCRAM keys) and a plain password.
- *   resolving (executor: getaddrinfo, the TLS files) -> connecting (non-blocking, each
- *   address in turn) -> [SSLRequest, SSL_connect] -> startup packet -> authentication
+ *   resolving (executor: getaddrinfo, the TLS files and CRLs) -> connecting (non-blocking,
+ *   each address in turn) -> [SSLRequest, SSL_connect] -> startup packet -> authentication
+ *   (over TLS SCRAM-SHA-256-PLUS bound to the server's certificate, as libpq 15)
  *   [-> executor: PBKDF2 of a password] -> ParameterStatus / BackendKeyData ... -> done.
  * Reads take exactly what the current message still lacks (its header, then its body),
  * so no byte after the ReadyForQuery is ever consumed: the socket is handed over at a
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -31,6 +33,8 @@
 #include <event2/event_struct.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/x509v3.h>
 
 #include "auth.h"
@@ -83,7 +87,7 @@ struct sl_job {
 	struct srvlogin *sl;
 	bool resolve; /* else PBKDF2 */
 	/* resolve: in */
-	char *host, *rootcert, *cert, *key;
+	char *host, *rootcert, *cert, *key, *crl, *crldir;
 	int port;
 	enum srvlogin_sslmode mode;
 	int tls_min, tls_max; /* 0: TLS 1.2 at least, no upper bound */
@@ -110,12 +114,15 @@ struct srvlogin {
 	void *done_arg;
 
 	/* what to log in with: copies */
-	char *host; /* as given (SNI, verify-full), or the socket directory */
+	char *host; /* where: a host name, hostaddr's address, or the socket directory */
+	char *tls_name; /* the name TLS sends (SNI) and verify-full checks: HOST, or with
+	                 * hostaddr the host given (NULL: none) */
 	int port;
 	bool unix_socket, numeric;
 	char *user;
 	enum srvlogin_sslmode sslmode;
-	char *sslrootcert, *sslcert, *sslkey;
+	enum srvlogin_cbind cbind;
+	char *sslrootcert, *sslcert, *sslkey, *sslcrl, *sslcrldir;
 	int tls_min, tls_max;
 	struct timeval timeout;
 	bool has_timeout;
@@ -145,6 +152,7 @@ struct srvlogin {
 	size_t out_off;
 	struct scram_client scram;
 	enum sl_sasl sasl;
+	const char *mech; /* the SASL mechanism chosen (static), NULL before */
 	struct sl_job *job;
 
 	/* results */
@@ -220,6 +228,7 @@ static void close_conn(struct srvlogin *sl)
 	wipe_out(sl);
 	OPENSSL_cleanse(&sl->scram, sizeof(sl->scram));
 	sl->sasl = SASL_NONE;
+	sl->mech = NULL;
 	pbuf_reset(&sl->params);
 	sl->nparams = 0;
 	sl->have_key = false;
@@ -533,8 +542,32 @@ static bool answer_md5(struct srvlogin *sl, const uint8_t salt[4])
 	return ok;
 }
 
+/* tls-server-end-point (RFC 5929) of SSL's peer into OUT (*LEN bytes): the hash of the
+ * server's certificate with the digest of its signature, SHA-256 for MD5 and SHA-1 (as
+ * libpq's pgtls_get_peer_certificate_hash). False when there is none (no certificate, a
+ * signature without a digest of its own such as Ed25519: libpq fails so too). */
+static bool server_end_point(SSL *ssl, uint8_t out[SCRAM_MAX_CBIND_DATA], size_t *len)
+{
+	X509 *cert = SSL_get1_peer_certificate(ssl);
+	int algo = NID_undef;
+	const EVP_MD *md = NULL;
+	if (cert && OBJ_find_sigid_algs(X509_get_signature_nid(cert), &algo, NULL))
+		md = algo == NID_md5 || algo == NID_sha1 ? EVP_sha256() : EVP_get_digestbynid(algo);
+	uint8_t buf[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	bool ok = md && X509_digest(cert, md, buf, &n) == 1 && n >= 1 &&
+		  n <= SCRAM_MAX_CBIND_DATA;
+	if (ok) {
+		memcpy(out, buf, n);
+		*len = n;
+	}
+	X509_free(cert);
+	return ok;
+}
+
 /* AuthenticationSASL: the mechanisms DATA (DLEN bytes) lists, NUL-terminated names ending
- * with an empty one. */
+ * with an empty one. The choice is libpq 15's: SCRAM-SHA-256-PLUS over TLS unless
+ * channel_binding=disable, else SCRAM-SHA-256 (gs2 header "y" over TLS, "n" without). */
 static bool sasl_begin(struct srvlogin *sl, const uint8_t *data, uint32_t dlen)
 {
 	bool scram = false, plus = false, ended = false;
@@ -556,10 +589,24 @@ static bool sasl_begin(struct srvlogin *sl, const uint8_t *data, uint32_t dlen)
 		sl_fail(sl, SLF_FINAL, "08006", "invalid SASL authentication request from the server");
 		return false;
 	}
-	if (!scram) {
+	if (plus && !sl->tls_up) {
+		/* a server that would refuse an unbound exchange: TLS stripped on the way? */
+		sl_fail(sl, SLF_FINAL, "08006",
+			"server offered SCRAM-SHA-256-PLUS authentication over a non-SSL connection");
+		return false;
+	}
+	bool use_plus = plus && sl->cbind != SRVLOGIN_CB_DISABLE;
+	if (sl->cbind == SRVLOGIN_CB_REQUIRE && !use_plus) {
+		sl_fail(sl, SLF_FINAL, "28P01",
+			"channel binding is required, but server did not offer an authentication "
+			"method that supports channel binding%s",
+			sl->tls_up ? "" : " (the connection does not use TLS)");
+		return false;
+	}
+	if (!scram && !use_plus) {
 		sl_fail(sl, SLF_FINAL, "28P01", "%s",
 			plus ? "the server offers only SCRAM-SHA-256-PLUS (channel binding), which "
-			       "pgcoro's server login does not do"
+			       "channel_binding=disable refuses"
 			     : "the server offers no SASL mechanism pgcoro knows (SCRAM-SHA-256)");
 		return false;
 	}
@@ -580,14 +627,30 @@ static bool sasl_begin(struct srvlogin *sl, const uint8_t *data, uint32_t dlen)
 			sl->user);
 		return false;
 	}
+	uint8_t hash[SCRAM_MAX_CBIND_DATA];
+	size_t hlen = 0;
+	enum scram_cbind cb = use_plus ? SCRAM_CB_SERVER_END_POINT
+		: sl->tls_up && sl->cbind != SRVLOGIN_CB_DISABLE ? SCRAM_CB_NOT_OFFERED
+								 : SCRAM_CB_NONE;
+	if (use_plus && !server_end_point(sl->ssl, hash, &hlen)) {
+		sl_fail(sl, SLF_FINAL, "08006",
+			"could not compute the hash of the server's certificate for channel binding "
+			"(tls-server-end-point)");
+		return false;
+	}
+	if (!scram_client_channel_binding(&sl->scram, cb, hash, hlen)) {
+		sl_fail(sl, SLF_FINAL, "08006", "could not set up SCRAM channel binding");
+		return false;
+	}
 	char first[128];
 	if (!scram_client_first(&sl->scram, first, sizeof(first))) {
 		sl_fail(sl, SLF_FINAL, "08006", "could not build the SCRAM client-first message");
 		return false;
 	}
 	size_t len = strlen(first);
+	sl->mech = scram_client_mechanism(&sl->scram);
 	proto_begin(&sl->out, 'p');
-	proto_put_str(&sl->out, "SCRAM-SHA-256");
+	proto_put_str(&sl->out, sl->mech);
 	proto_put_u32(&sl->out, (uint32_t)len);
 	proto_put_bytes(&sl->out, first, len);
 	proto_end(&sl->out);
@@ -674,6 +737,32 @@ static void notice(struct srvlogin *sl, const struct proto_msg *m)
 		 msg ? msg : "");
 }
 
+/* channel_binding=require (libpq's check_expected_areq): only SASL requests, and an
+ * AuthenticationOk only after a SCRAM-SHA-256-PLUS exchange the server proved. False
+ * (failed) for request CODE otherwise. */
+static bool channel_bound_ok(struct srvlogin *sl, uint32_t code)
+{
+	switch (code) {
+	case AUTH_REQ_SASL:
+	case AUTH_REQ_SASL_CONT:
+	case AUTH_REQ_SASL_FIN:
+		return true;
+	case AUTH_REQ_OK:
+		if (sl->sasl == SASL_VERIFIED && sl->scram.cbind == SCRAM_CB_SERVER_END_POINT)
+			return true;
+		sl_fail(sl, SLF_FINAL, "28P01",
+			"channel binding required, but server authenticated client without channel "
+			"binding");
+		return false;
+	default:
+		sl_fail(sl, SLF_FINAL, "28P01",
+			"channel binding required but not supported by server's authentication "
+			"request (method %u)",
+			code);
+		return false;
+	}
+}
+
 /* A message in SL_AUTH. True: read the next one. */
 static bool on_auth(struct srvlogin *sl, const struct proto_msg *m)
 {
@@ -704,6 +793,8 @@ static bool on_auth(struct srvlogin *sl, const struct proto_msg *m)
 	uint32_t code = get_be32(m->body);
 	const uint8_t *data = m->body + 4;
 	uint32_t dlen = m->blen - 4;
+	if (sl->cbind == SRVLOGIN_CB_REQUIRE && !channel_bound_ok(sl, code))
+		return false;
 	if (sl->sasl != SASL_NONE && code != AUTH_REQ_SASL_CONT && code != AUTH_REQ_SASL_FIN &&
 	    code != AUTH_REQ_OK) {
 		sl_fail(sl, SLF_FINAL, "08006",
@@ -790,6 +881,9 @@ static bool on_startup(struct srvlogin *sl, const struct proto_msg *m)
 		if (m->blen != 1 || !memchr("ITE", m->body[0], 3))
 			break;
 		sl->tx_status = (char)m->body[0];
+		log_debug("server login to %s as %s: logged in%s%s%s", sl->err.where, sl->user,
+			  sl->tls_up ? " over TLS" : "", sl->mech ? " with " : "",
+			  sl->mech ? sl->mech : "");
 		finish(sl, SL_DONE);
 		return false;
 	default:
@@ -831,7 +925,9 @@ static bool tls_begin(struct srvlogin *sl)
 	}
 	SSL_set_connect_state(sl->ssl);
 	SSL_set_mode(sl->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	if (!sl->numeric && SSL_set_tlsext_host_name(sl->ssl, sl->host) != 1) {
+	/* SNI: the host name, never an IP address (libpq's rule) */
+	if (sl->tls_name && !is_ip_literal(sl->tls_name) &&
+	    SSL_set_tlsext_host_name(sl->ssl, sl->tls_name) != 1) {
 		sl_fail(sl, SLF_FINAL, "08006", "could not set the TLS server name");
 		return false;
 	}
@@ -845,9 +941,16 @@ static void handshake(struct srvlogin *sl)
 	errno = 0;
 	int r = SSL_connect(sl->ssl);
 	if (r == 1) {
-		if (sl->sslmode == SRVLOGIN_SSL_VERIFY_FULL && !host_matches(sl->ssl, sl->host)) {
+		if (sl->sslmode == SRVLOGIN_SSL_VERIFY_FULL && !sl->tls_name) {
 			sl_fail(sl, SLF_FINAL, "08006",
-				"the server's certificate does not match host name \"%s\"", sl->host);
+				"host name must be specified for a verified SSL connection (hostaddr "
+				"without host)");
+			return;
+		}
+		if (sl->sslmode == SRVLOGIN_SSL_VERIFY_FULL && !host_matches(sl->ssl, sl->tls_name)) {
+			sl_fail(sl, SLF_FINAL, "08006",
+				"the server's certificate does not match host name \"%s\"",
+				sl->tls_name);
 			return;
 		}
 		sl->tls_up = true;
@@ -986,7 +1089,11 @@ static void describe_addr(const struct sl_addr *a, char *buf, size_t len)
 	char ip[INET6_ADDRSTRLEN] = "?";
 	const struct sockaddr *sa = (const struct sockaddr *)&a->sa;
 	if (sa->sa_family == AF_UNIX) {
-		snprintf(buf, len, "%s", ((const struct sockaddr_un *)sa)->sun_path);
+		const char *path = ((const struct sockaddr_un *)sa)->sun_path;
+		if (path[0] == '\0') /* abstract: as named, "@..." (NUL-padded by calloc) */
+			snprintf(buf, len, "@%s", path + 1);
+		else
+			snprintf(buf, len, "%s", path);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
 		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
@@ -1027,6 +1134,8 @@ static void job_free(struct sl_job *job)
 	free(job->rootcert);
 	free(job->cert);
 	free(job->key);
+	free(job->crl);
+	free(job->crldir);
 	free_secret(job->password);
 	if (job->ctx)
 		SSL_CTX_free(job->ctx);
@@ -1043,6 +1152,54 @@ static void ssl_err(char *err, size_t len, const char *what, const char *file)
 		ERR_error_string_n(code, e, sizeof(e));
 	ERR_clear_error();
 	snprintf(err, len, "%s \"%s\": %s", what, file, e);
+}
+
+/* libpq's rule for the private key file KEY: a regular file, neither group nor world
+ * access (0600 or less), or 0640 or less when root owns it. False with the reason in ERR. */
+static bool key_file_ok(const char *key, char *err, size_t errlen)
+{
+	struct stat st;
+	if (stat(key, &st) != 0) {
+		snprintf(err, errlen, "certificate present, but not private key file \"%s\": %s", key,
+			 strerror(errno));
+		return false;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "private key file \"%s\" is not a regular file", key);
+		return false;
+	}
+	if (st.st_uid == 0 ? st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO)
+			   : st.st_mode & (S_IRWXG | S_IRWXO)) {
+		snprintf(err, errlen,
+			 "private key file \"%s\" has group or world access; file must have "
+			 "permissions u=rw (0600) or less if owned by the current user, or "
+			 "permissions u=rw,g=r (0640) or less if owned by root",
+			 key);
+		return false;
+	}
+	return true;
+}
+
+/* JOB's revocation lists (sslcrl, sslcrldir) into CTX's store, which then checks every
+ * certificate of the chain (libpq's flags). False with the reason in JOB->err. */
+static bool load_crls(struct sl_job *job, SSL_CTX *ctx)
+{
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+	if (job->crl && X509_STORE_load_file(store, job->crl) != 1) {
+		ssl_err(job->err, sizeof(job->err), "could not load SSL certificate revocation list file",
+			job->crl);
+		return false;
+	}
+	if (job->crldir && X509_STORE_load_path(store, job->crldir) != 1) {
+		ssl_err(job->err, sizeof(job->err),
+			"could not use SSL certificate revocation list directory", job->crldir);
+		return false;
+	}
+	if (X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL) != 1) {
+		snprintf(job->err, sizeof(job->err), "could not enable certificate revocation checks");
+		return false;
+	}
+	return true;
 }
 
 /* The client TLS context for JOB's settings (libpq's rules, see srvlogin.h). */
@@ -1072,6 +1229,8 @@ static bool build_ctx(struct sl_job *job)
 				job->rootcert);
 			return false;
 		}
+		if ((job->crl || job->crldir) && !load_crls(job, ctx))
+			return false;
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	}
 	if (job->cert || job->key) {
@@ -1083,6 +1242,8 @@ static bool build_ctx(struct sl_job *job)
 			ssl_err(job->err, sizeof(job->err), "could not load certificate file", job->cert);
 			return false;
 		}
+		if (!key_file_ok(job->key, job->err, sizeof(job->err)))
+			return false;
 		if (SSL_CTX_use_PrivateKey_file(ctx, job->key, SSL_FILETYPE_PEM) != 1 ||
 		    SSL_CTX_check_private_key(ctx) != 1) {
 			ssl_err(job->err, sizeof(job->err), "could not load private key file", job->key);
@@ -1230,7 +1391,9 @@ static bool build_startup(struct pbuf *b, const struct srvlogin_params *p)
 	return !b->failed && b->len <= PROTO_STARTUP_MAX;
 }
 
-/* The unix socket DIR/.s.PGSQL.PORT as SL's one address. */
+/* The unix socket DIR/.s.PGSQL.PORT as SL's one address; a DIR starting with '@' names an
+ * abstract socket (libpq's, as PostgreSQL's getaddrinfo_unix: the '@' becomes a NUL, the
+ * address is as long as the path, no NUL after it). */
 static bool unix_addr(struct srvlogin *sl)
 {
 	struct sockaddr_un *un;
@@ -1242,7 +1405,11 @@ static bool unix_addr(struct srvlogin *sl)
 	int n = snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%d", sl->host, sl->port);
 	if (n < 0 || (size_t)n >= sizeof(un->sun_path))
 		return false;
-	sl->addrs[0].len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + 1);
+	bool abstract = un->sun_path[0] == '@';
+	if (abstract)
+		un->sun_path[0] = '\0';
+	sl->addrs[0].len =
+		(socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + (abstract ? 0 : 1));
 	sl->naddrs = 1;
 	return true;
 }
@@ -1267,13 +1434,19 @@ struct srvlogin *srvlogin_start(struct event_base *base, executor_t *ex,
 	event_assign(&sl->io, base, -1, 0, on_io, sl);
 	evtimer_assign(&sl->timer, base, on_timeout, sl);
 	event_assign(&sl->done_ev, base, -1, 0, on_done, sl);
-	sl->host = strdup(p->host && *p->host ? p->host : SRVLOGIN_DEFAULT_SOCKET_DIR);
+	bool by_addr = p->hostaddr && *p->hostaddr;
+	sl->host = strdup(by_addr ? p->hostaddr
+			  : p->host && *p->host ? p->host : SRVLOGIN_DEFAULT_SOCKET_DIR);
+	sl->tls_name = by_addr ? dup_or_null(p->host) : sl->host ? strdup(sl->host) : NULL;
 	sl->port = p->port ? p->port : SRVLOGIN_DEFAULT_PORT;
 	sl->user = strdup(p->user);
 	sl->sslmode = p->sslmode;
+	sl->cbind = p->channel_binding;
 	sl->sslrootcert = dup_or_null(p->sslrootcert);
 	sl->sslcert = dup_or_null(p->sslcert);
 	sl->sslkey = dup_or_null(p->sslkey);
+	sl->sslcrl = dup_or_null(p->sslcrl);
+	sl->sslcrldir = dup_or_null(p->sslcrldir);
 	sl->tls_min = p->tls_min;
 	sl->tls_max = p->tls_max;
 	sl->cred = p->cred;
@@ -1284,8 +1457,11 @@ struct srvlogin *srvlogin_start(struct event_base *base, executor_t *ex,
 							      : SRVLOGIN_SCRAM_MAX_ITERATIONS;
 	sl->in = malloc(SL_MAX_MSG + 1);
 	if (!sl->host || !sl->user || !sl->in || (p->secret && !sl->secret) ||
+	    (!by_addr && !sl->tls_name) || (by_addr && p->host && *p->host && !sl->tls_name) ||
 	    ((p->sslrootcert && *p->sslrootcert) && !sl->sslrootcert) ||
-	    ((p->sslcert && *p->sslcert) && !sl->sslcert) || ((p->sslkey && *p->sslkey) && !sl->sslkey))
+	    ((p->sslcert && *p->sslcert) && !sl->sslcert) || ((p->sslkey && *p->sslkey) && !sl->sslkey) ||
+	    ((p->sslcrl && *p->sslcrl) && !sl->sslcrl) ||
+	    ((p->sslcrldir && *p->sslcrldir) && !sl->sslcrldir))
 		goto nomem;
 	if (!build_startup(&sl->startup, p)) {
 		snprintf(err, errlen, "server login: the startup packet is longer than %u bytes",
@@ -1298,8 +1474,14 @@ struct srvlogin *srvlogin_start(struct event_base *base, executor_t *ex,
 		sl->timeout.tv_sec = (time_t)p->connect_timeout;
 		sl->timeout.tv_usec = (suseconds_t)((p->connect_timeout - (double)sl->timeout.tv_sec) * 1e6);
 	}
-	sl->unix_socket = sl->host[0] == '/';
+	sl->unix_socket = !by_addr && (sl->host[0] == '/' || sl->host[0] == '@');
 	sl->numeric = !sl->unix_socket && is_ip_literal(sl->host);
+	if (by_addr && !sl->numeric) {
+		snprintf(err, errlen, "server login: could not parse network address \"%s\"",
+			 sl->host);
+		srvlogin_free(sl);
+		return NULL;
+	}
 	sl->tls_try = !sl->unix_socket && sl->sslmode >= SRVLOGIN_SSL_PREFER;
 	snprintf(sl->err.sqlstate, sizeof(sl->err.sqlstate), "08006");
 	if (sl->unix_socket) {
@@ -1337,8 +1519,11 @@ struct srvlogin *srvlogin_start(struct event_base *base, executor_t *ex,
 	job->rootcert = dup_or_null(sl->sslrootcert);
 	job->cert = dup_or_null(sl->sslcert);
 	job->key = dup_or_null(sl->sslkey);
+	job->crl = dup_or_null(sl->sslcrl);
+	job->crldir = dup_or_null(sl->sslcrldir);
 	if (!job->host || (sl->sslrootcert && !job->rootcert) || (sl->sslcert && !job->cert) ||
-	    (sl->sslkey && !job->key)) {
+	    (sl->sslkey && !job->key) || (sl->sslcrl && !job->crl) ||
+	    (sl->sslcrldir && !job->crldir)) {
 		job_free(job);
 		goto nomem;
 	}
@@ -1368,6 +1553,8 @@ bool srvlogin_have_backend_key(const struct srvlogin *sl) { return sl->have_key;
 char srvlogin_tx_status(const struct srvlogin *sl) { return sl->tx_status; }
 
 bool srvlogin_tls(const struct srvlogin *sl) { return sl->tls_up; }
+
+const char *srvlogin_mechanism(const struct srvlogin *sl) { return sl->mech; }
 
 int srvlogin_nparams(const struct srvlogin *sl) { return sl->nparams; }
 
@@ -1416,10 +1603,13 @@ void srvlogin_free(struct srvlogin *sl)
 		SSL_CTX_free(sl->ctx);
 	free(sl->addrs);
 	free(sl->host);
+	free(sl->tls_name);
 	free(sl->user);
 	free(sl->sslrootcert);
 	free(sl->sslcert);
 	free(sl->sslkey);
+	free(sl->sslcrl);
+	free(sl->sslcrldir);
 	free_secret(sl->secret);
 	free(sl->in);
 	pbuf_free(&sl->startup);

@@ -2,13 +2,14 @@
  * server login, then sends one simple Query over the socket it was handed (through its
  * TLS handle when there is one) and prints the answer.
  * Usage: srvlogin_client [option VALUE]...
- *   host port dbname user sslmode sslrootcert sslcert sslkey timeout (seconds) query
+ *   host hostaddr port dbname user sslmode sslrootcert sslcert sslkey sslcrl sslcrldir
+ *   channel_binding (prefer, disable, require) timeout (seconds) query
  *   password PW          a plain password
  *   md5 SECRET           an md5 secret ("md5" + 32 hex)
  *   verifier V           a SCRAM verifier (salt, iterations, ServerKey) ...
  *   client_key HEX       ... with the ClientKey (64 hex digits)
  *   param NAME=VALUE     a startup parameter (repeatable)
- * Prints "ok tls=0|1 pid=N tx=I", one "param NAME=VALUE" line per ParameterStatus, then one
+ * Prints "ok tls=0|1 mech=MECHANISM|none pid=N key=0|1 tx=I", one "param NAME=VALUE" line per ParameterStatus, then one
  * "row VALUE..." line per row of the query's result, and exits 0; or prints
  * "error SQLSTATE where: reason" (or "query-error SQLSTATE: message") and exits 1; 2 for
  * usage errors. Frees everything (clean under LeakSanitizer). */
@@ -168,6 +169,23 @@ int main(int argc, char **argv)
 		const char *k = argv[i], *v = argv[i + 1];
 		if (strcmp(k, "host") == 0) {
 			p.host = v;
+		} else if (strcmp(k, "hostaddr") == 0) {
+			p.hostaddr = v;
+		} else if (strcmp(k, "sslcrl") == 0) {
+			p.sslcrl = v;
+		} else if (strcmp(k, "sslcrldir") == 0) {
+			p.sslcrldir = v;
+		} else if (strcmp(k, "channel_binding") == 0) {
+			if (strcmp(v, "prefer") == 0) {
+				p.channel_binding = SRVLOGIN_CB_PREFER;
+			} else if (strcmp(v, "disable") == 0) {
+				p.channel_binding = SRVLOGIN_CB_DISABLE;
+			} else if (strcmp(v, "require") == 0) {
+				p.channel_binding = SRVLOGIN_CB_REQUIRE;
+			} else {
+				fprintf(stderr, "unknown channel_binding %s\n", v);
+				return 2;
+			}
 		} else if (strcmp(k, "port") == 0) {
 			p.port = atoi(v);
 		} else if (strcmp(k, "dbname") == 0) {
@@ -248,8 +266,10 @@ int main(int argc, char **argv)
 		       e->from_server ? " (server)" : "");
 		goto out;
 	}
-	printf("ok tls=%d pid=%u key=%d tx=%c\n", srvlogin_tls(sl) ? 1 : 0, srvlogin_backend_pid(sl),
-	       srvlogin_have_backend_key(sl) ? 1 : 0, srvlogin_tx_status(sl));
+	const char *mech = srvlogin_mechanism(sl);
+	printf("ok tls=%d mech=%s pid=%u key=%d tx=%c\n", srvlogin_tls(sl) ? 1 : 0,
+	       mech ? mech : "none", srvlogin_backend_pid(sl), srvlogin_have_backend_key(sl) ? 1 : 0,
+	       srvlogin_tx_status(sl));
 	for (int i = 0; i < srvlogin_nparams(sl); i++) {
 		const char *n, *v;
 		srvlogin_param(sl, i, &n, &v);

@@ -5,20 +5,28 @@ SCRAM verifier copied from pg_authid logs in with the ClientKey a client's SCRAM
 proved (ClientProof XOR HMAC(StoredKey, AuthMessage)), kept per user while the verifier
 stays the same. Without such a key yet the server login fails with PgBouncer's words;
 a wrong verifier ends in the server's refusal or pgcoro's own reason; the servers made
-this way serve prepared statements, LISTEN/NOTIFY and cancels like any other."""
+this way serve prepared statements, LISTEN/NOTIFY and cancels like any other. The login
+is never weaker than libpq's for the same conninfo: CRLs, hostaddr with verify-full,
+channel binding, the key file's permissions, port and connect_timeout as libpq."""
 
 import base64
 import hashlib
 import hmac
+import os
+import shutil
 import signal
+import socket
+import struct
+import subprocess
 import threading
+import time
 
 import psycopg2
 import psycopg2.errors
 import pytest
 
 from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, Wire, client_backends,
-                      parse_fields, wait_until)
+                      client_key, parse_fields, wait_until)
 
 pytestmark = pytest.mark.pooler_only
 
@@ -282,3 +290,219 @@ def test_pass_through_login_keeps_server_tls_protocols(pgcoro_factory, pg_tls, t
         assert cur.fetchone() == (True, want)
     finally:
         c.close()
+
+
+# ---- the own login is never weaker than libpq's for the same conninfo --------------------
+
+
+def tls_entry(pg_tls, certs, host="localhost", extra=""):
+    """A conninfo to the TLS cluster, verify-full against the test CA."""
+    return (f"host={host} port={pg_tls.port} dbname=postgres sslmode=verify-full "
+            f"sslrootcert={certs.path('ca.crt')} {extra}").strip()
+
+
+def md5_pass_through(pgcoro_factory, databases, settings=None):
+    """pgcoro logging in to DATABASES with md5user's md5 secret (its own login)."""
+    s = {"auth_type": "md5"}
+    s.update(settings or {})
+    return pgcoro_factory(settings=s, databases=databases,
+                          users={MD5_USER: md5_secret(MD5_PASS, MD5_USER)})
+
+
+def make_crl(certs, d, revoke):
+    """A CRL of the test CA in directory D (made here), revoking the server's certificate
+    when REVOKE; returns its path."""
+    os.makedirs(d)
+    cnf = os.path.join(d, "ca.cnf")
+    open(os.path.join(d, "index.txt"), "w").close()
+    with open(os.path.join(d, "crlnumber"), "w") as f:
+        f.write("01\n")
+    with open(cnf, "w") as f:
+        f.write(f"[ca]\ndefault_ca=c\n[c]\ndatabase={d}/index.txt\ncrlnumber={d}/crlnumber\n"
+                f"default_md=sha256\ndefault_crl_days=2\ncertificate={certs.path('ca.crt')}\n"
+                f"private_key={certs.path('ca.key')}\n")
+    crl = os.path.join(d, "crl.pem")
+    steps = ([["-revoke", certs.path("server.crt")]] if revoke else []) + [["-gencrl", "-out", crl]]
+    for args in steps:
+        r = subprocess.run(["openssl", "ca", "-config", cnf] + args, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    return crl
+
+
+def crl_dir(crl, d):
+    """Directory D holding CRL under its hashed name (what sslcrldir reads)."""
+    os.makedirs(d)
+    h = subprocess.run(["openssl", "crl", "-hash", "-noout", "-in", crl], capture_output=True,
+                       text=True, timeout=60, check=True).stdout.strip()
+    shutil.copy(crl, os.path.join(d, h + ".r0"))
+    return d
+
+
+def test_pass_through_checks_revocation_lists(pgcoro_factory, pg_tls, tls_certs, tmp_path):
+    """sslcrl / sslcrldir as libpq: a revoked server certificate fails the own login (it
+    was ignored before, so the login went through where libpq refuses); a CRL revoking
+    nothing lets it through; an unreadable CRL file is refused, not ignored."""
+    revoked = make_crl(tls_certs, str(tmp_path / "revoked"), revoke=True)
+    clean = make_crl(tls_certs, str(tmp_path / "clean"), revoke=False)
+    dbs = {"clean": tls_entry(pg_tls, tls_certs, extra=f"sslcrl={clean}"),
+           "revoked": tls_entry(pg_tls, tls_certs, extra=f"sslcrl={revoked}"),
+           "revokeddir": tls_entry(pg_tls, tls_certs,
+                                   extra=f"sslcrldir={crl_dir(revoked, str(tmp_path / 'd'))}"),
+           "nocrl": tls_entry(pg_tls, tls_certs, extra=f"sslcrl={tmp_path}/missing.pem")}
+    inst = md5_pass_through(pgcoro_factory, dbs)
+    assert current_user(inst, MD5_USER, MD5_PASS, "clean") == MD5_USER
+    for db in ("revoked", "revokeddir"):
+        err = login_error(inst, MD5_USER, MD5_PASS, db)
+        assert err.sqlstate == "08006" and "certificate revoked" in err.fields["M"], (db, err.fields)
+    err = login_error(inst, MD5_USER, MD5_PASS, "nocrl")
+    assert "could not load SSL certificate revocation list file" in err.fields["M"], err.fields
+    inst.assert_serving()
+
+
+def test_pass_through_hostaddr_verifies_host(pgcoro_factory, pg_tls, tls_certs):
+    """hostaddr is where to connect, host the name verify-full checks (and SNI): before,
+    the address was checked, so host=wrong.example hostaddr=127.0.0.1 was accepted. Lists
+    pair by index; lists of different lengths are refused as libpq refuses them."""
+    dbs = {"wrong": tls_entry(pg_tls, tls_certs, host="wrong.example", extra="hostaddr=127.0.0.1"),
+           "right": tls_entry(pg_tls, tls_certs, extra="hostaddr=127.0.0.1"),
+           "pairs": tls_entry(pg_tls, tls_certs, host="localhost,wrong.example",
+                              extra="hostaddr=127.0.0.1,127.0.0.1"),
+           "noname": (f"hostaddr=127.0.0.1 port={pg_tls.port} dbname=postgres "
+                      f"sslmode=verify-full sslrootcert={tls_certs.path('ca.crt')}"),
+           "lengths": tls_entry(pg_tls, tls_certs, host="localhost,localhost",
+                                extra="hostaddr=127.0.0.1")}
+    inst = md5_pass_through(pgcoro_factory, dbs)
+    err = login_error(inst, MD5_USER, MD5_PASS, "wrong")
+    assert err.sqlstate == "08006", err.fields
+    assert 'does not match host name "wrong.example"' in err.fields["M"], err.fields
+    assert current_user(inst, MD5_USER, MD5_PASS, "right") == MD5_USER
+    assert current_user(inst, MD5_USER, MD5_PASS, "pairs") == MD5_USER  # the first entry
+    err = login_error(inst, MD5_USER, MD5_PASS, "noname")
+    assert "host name must be specified" in err.fields["M"], err.fields
+    err = login_error(inst, MD5_USER, MD5_PASS, "lengths")
+    assert err.sqlstate == "08001", err.fields
+    assert "could not match 2 host names to 1 hostaddr values" in err.fields["M"], err.fields
+    inst.assert_serving()
+
+
+def test_scram_pass_through_binds_the_tls_channel(pgcoro_factory, pg, pg_tls, tls_certs):
+    """Over TLS the own SCRAM login binds to the server's certificate as libpq 15 does:
+    SCRAM-SHA-256-PLUS with tls-server-end-point by default (PostgreSQL checks the
+    binding: the login succeeding proves the hash), SCRAM-SHA-256 with channel_binding=
+    disable; channel_binding=require is honoured (refused before) and fails the login
+    where binding is impossible (no TLS; an md5 server)."""
+    plain = f"host=127.0.0.1 port={pg.port} dbname=postgres"
+    dbs = {"prefer": tls_entry(pg_tls, tls_certs),
+           "require": tls_entry(pg_tls, tls_certs, extra="channel_binding=require"),
+           "disable": tls_entry(pg_tls, tls_certs, extra="channel_binding=disable"),
+           "plainreq": f"{plain} channel_binding=require",
+           "bogus": f"{plain} channel_binding=maybe"}
+    inst = pgcoro_factory(settings={"verbose": "1"}, databases=dbs,
+                          users={APP_USER: pg_verifier(pg_tls, APP_USER)})
+    for db in ("prefer", "require", "disable"):
+        c = inst.connect(db=db)
+        try:
+            cur = c.cursor()
+            cur.execute("SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            assert cur.fetchone() == (APP_USER, True), db
+        finally:
+            c.close()
+    log = inst.log_text()
+    assert f"as {APP_USER}: logged in over TLS with SCRAM-SHA-256-PLUS" in log, log
+    assert f"as {APP_USER}: logged in over TLS with SCRAM-SHA-256\n" in log, log
+    err = login_error(inst, APP_USER, APP_PASS, "plainreq")
+    assert err.sqlstate == "28P01", err.fields
+    assert "channel binding is required, but server did not offer" in err.fields["M"], err.fields
+    err = login_error(inst, APP_USER, APP_PASS, "bogus")
+    assert err.sqlstate == "08001", err.fields
+    assert 'invalid channel_binding value: "maybe"' in err.fields["M"], err.fields
+    # md5: libpq's check_expected_areq refuses any request but SASL's under require
+    md5 = md5_pass_through(pgcoro_factory, {
+        "md5req": tls_entry(pg_tls, tls_certs, extra="channel_binding=require")})
+    err = login_error(md5, MD5_USER, MD5_PASS, "md5req")
+    assert "channel binding required but not supported by server's authentication request" \
+        in err.fields["M"], err.fields
+    inst.assert_serving("prefer")
+
+
+def test_pass_through_port_and_connect_timeout_as_libpq(pgcoro_factory, pg):
+    """A port libpq refuses is refused (atoi made "54x32" port 54 and "abc" 5432); so is a
+    connect_timeout that is not an integer; a connect_timeout under 2 s is 2 s."""
+    base = "host=127.0.0.1 dbname=postgres"
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(1)  # nobody accepts: the connect succeeds, no answer ever comes
+    try:
+        dbs = {"garbage": f"{base} port=54x32", "big": f"{base} port=70000",
+               "word": f"{base} port=abc",
+               "ok": f"{base} port={pg.port} connect_timeout=3",
+               "frac": f"{base} port={pg.port} connect_timeout=0.5",
+               "short": f"{base} port={hang.getsockname()[1]} connect_timeout=1 sslmode=disable"}
+        inst = md5_pass_through(pgcoro_factory, dbs)
+        for db, want in (("garbage", 'invalid integer value "54x32" for connection option "port"'),
+                         ("word", 'invalid integer value "abc" for connection option "port"'),
+                         ("big", 'invalid port number: "70000"'),
+                         ("frac", 'invalid integer value "0.5" for connection option '
+                                  '"connect_timeout"')):
+            err = login_error(inst, MD5_USER, MD5_PASS, db)
+            assert err.sqlstate == "08001" and want in err.fields["M"], (db, err.fields)
+        assert current_user(inst, MD5_USER, MD5_PASS, "ok") == MD5_USER
+        t0 = time.monotonic()
+        err = login_error(inst, MD5_USER, MD5_PASS, "short")
+        waited = time.monotonic() - t0
+        assert "timeout expired" in err.fields["M"], err.fields
+        assert waited >= 1.95, waited  # a lower bound only: the timer cannot fire earlier
+    finally:
+        hang.close()
+    inst.assert_serving()
+
+
+def test_pass_through_abstract_unix_socket(pgcoro_factory):
+    """host=@name is an abstract unix socket, as libpq has it (it was looked up in DNS)."""
+    name = f"pgcoro-test-{os.getpid()}-{time.monotonic_ns()}"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(f"\0{name}/.s.PGSQL.5433")
+    srv.listen(4)
+    srv.settimeout(60)
+
+    def serve():
+        # read each startup packet, answer with an error naming this server
+        try:
+            while True:
+                c, _ = srv.accept()
+                with c:
+                    n = struct.unpack("!I", c.recv(4, socket.MSG_WAITALL))[0]
+                    c.recv(n - 4, socket.MSG_WAITALL)
+                    body = b"SFATAL\0C28000\0Mthe abstract socket answers\0\0"
+                    c.sendall(b"E" + struct.pack("!I", len(body) + 4) + body)
+        except OSError:
+            pass
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        inst = md5_pass_through(pgcoro_factory, {"abs": f"host=@{name} port=5433 dbname=x"})
+        err = login_error(inst, MD5_USER, MD5_PASS, "abs")
+        assert "the abstract socket answers" in err.fields["M"], err.fields
+    finally:
+        srv.close()
+        t.join(10)
+
+
+def test_pass_through_refuses_a_readable_key_file(pgcoro_factory, pg_tls, tls_certs, tmp_path):
+    """sslkey readable by group or others is refused with libpq's words (it was loaded);
+    a private copy (0600) is used."""
+    open_key = str(tmp_path / "open.key")
+    shutil.copy(tls_certs.path(f"client-{MD5_USER}.key"), open_key)
+    os.chmod(open_key, 0o644)
+    cert = tls_certs.path(f"client-{MD5_USER}.crt")
+    dbs = {"open": tls_entry(pg_tls, tls_certs, extra=f"sslcert={cert} sslkey={open_key}"),
+           "private": tls_entry(pg_tls, tls_certs,
+                                extra=f"sslcert={cert} "
+                                      f"sslkey={client_key(tls_certs, f'client-{MD5_USER}')}")}
+    inst = md5_pass_through(pgcoro_factory, dbs)
+    err = login_error(inst, MD5_USER, MD5_PASS, "open")
+    assert f'private key file "{open_key}" has group or world access' in err.fields["M"], \
+        err.fields
+    assert current_user(inst, MD5_USER, MD5_PASS, "private") == MD5_USER
+    inst.assert_serving()

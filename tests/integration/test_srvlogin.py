@@ -2,8 +2,10 @@
 real PostgreSQL 15: a plain password (md5, SCRAM and cleartext servers), an md5 secret, SCRAM
 keys taken from pg_authid (the ClientKey derived here from the known password: pgcoro gets
 it from a client's proof), over TCP and the unix socket, TLS (require, verify-ca,
-verify-full, a client certificate, allow's and prefer's second tries), and the failures: wrong password, keys of another salt, a server that closes mid-login, connection
-refused, a server that never answers (connect_timeout)."""
+verify-full, a client certificate, allow's and prefer's second tries), SCRAM channel
+binding as libpq 15 (SCRAM-SHA-256-PLUS over TLS, the gs2 headers, channel_binding), and
+the failures: wrong password, keys of another salt, a server that closes mid-login,
+connection refused, a server that never answers (connect_timeout)."""
 
 import base64
 import hashlib
@@ -16,6 +18,7 @@ import threading
 import pytest
 
 from conftest import APP_PASS, APP_USER, MD5_PASS, MD5_USER, REPO, free_port
+from conftest import client_key as client_key_file
 
 pytestmark = pytest.mark.pooler_only
 
@@ -434,7 +437,7 @@ def test_client_certificate(srvlogin_client, pgauth, tls_certs):
     rc, out, err = run(srvlogin_client, user=APP_USER, password=APP_PASS, sslmode="verify-full",
                        sslrootcert=tls_certs.path("ca.crt"),
                        sslcert=tls_certs.path(f"client-{APP_USER}.crt"),
-                       sslkey=tls_certs.path(f"client-{APP_USER}.key"),
+                       sslkey=client_key_file(tls_certs, f"client-{APP_USER}"),
                        query="SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
                        host="localhost", port=pgauth.port, dbname="postgres")
     assert rc == 0 and out[-1] == f"row /CN={APP_USER}", (out, err)
@@ -467,3 +470,89 @@ def test_verify_full_host_name_mismatch(srvlogin_client, tls_certs):
     finally:
         srv.close()
     assert sqlstate == "08006" and 'does not match host name "127.0.0.1"' in why, why
+
+
+def mech_of(out):
+    return dict(kv.split("=", 1) for kv in out[0].split()[1:])["mech"]
+
+
+def test_channel_binding_as_libpq(srvlogin_client, pgauth, tls_certs):
+    """libpq 15's choice: over TLS SCRAM-SHA-256-PLUS bound to the server's certificate
+    (PostgreSQL checks tls-server-end-point, so a login is the proof), with a password
+    and with pass-through keys; channel_binding=disable: SCRAM-SHA-256; without TLS
+    (unix socket): SCRAM-SHA-256, and require refuses; require over TLS works. Before:
+    SCRAM-SHA-256 always, gs2 header "n"."""
+    tls = {"host": "localhost", "port": pgauth.port, "dbname": "postgres",
+           "sslmode": "verify-full", "sslrootcert": tls_certs.path("ca.crt")}
+    v = scram_verifier(pgauth, APP_USER)
+    for cred in ({"password": APP_PASS}, {"verifier": v, "client_key": client_key(APP_PASS, v)}):
+        out = logged_in(srvlogin_client, APP_USER, expect_tls=True, **cred, **tls)
+        assert mech_of(out) == "SCRAM-SHA-256-PLUS", out
+        out = logged_in(srvlogin_client, APP_USER, expect_tls=True, channel_binding="require",
+                        **cred, **tls)
+        assert mech_of(out) == "SCRAM-SHA-256-PLUS", out
+        out = logged_in(srvlogin_client, APP_USER, expect_tls=True, channel_binding="disable",
+                        **cred, **tls)
+        assert mech_of(out) == "SCRAM-SHA-256", out
+    out = logged_in(srvlogin_client, APP_USER, password=APP_PASS, **unix(pgauth))
+    assert mech_of(out) == "SCRAM-SHA-256", out
+    sqlstate, why = failed(srvlogin_client, user=APP_USER, password=APP_PASS,
+                           channel_binding="require", **unix(pgauth))
+    assert sqlstate == "28P01" and "channel binding is required" in why, why
+    # an md5 server over TLS: require refuses to answer it
+    sqlstate, why = failed(srvlogin_client, user=MD5_USER, password=MD5_PASS,
+                           channel_binding="require", **tls)
+    assert sqlstate == "28P01" and "channel binding required but not supported" in why, why
+    out = logged_in(srvlogin_client, MD5_USER, expect_tls=True, password=MD5_PASS, **tls)
+    assert mech_of(out) == "none", out
+
+
+def tls_scram_server(tls_certs, mechs, firsts):
+    """A fake TLS server offering MECHS whose SASLInitialResponse goes to FIRSTS."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tls_certs.path("server.crt"), tls_certs.path("server.key"))
+
+    def exactly(t, n):
+        b = b""
+        while len(b) < n:
+            more = t.recv(n - len(b))
+            assert more, "the login closed"
+            b += more
+        return b
+
+    def handler(c):
+        read_startup(c)  # the SSLRequest
+        c.sendall(b"S")
+        with ctx.wrap_socket(c, server_side=True) as t:
+            exactly(t, int.from_bytes(exactly(t, 4), "big") - 4)  # the startup packet
+            body = (10).to_bytes(4, "big") + b"".join(m + b"\0" for m in mechs) + b"\0"
+            t.sendall(b"R" + (4 + len(body)).to_bytes(4, "big") + body)
+            typ, n = exactly(t, 1), int.from_bytes(exactly(t, 4), "big")
+            firsts.append(typ + exactly(t, n - 4))
+    return handler
+
+
+def test_gs2_header_over_tls(srvlogin_client, tls_certs):
+    """Over TLS with a server offering no -PLUS, the client says it could bind ("y", as
+    libpq: a server stripped of -PLUS by a man in the middle then refuses); a server
+    offering only -PLUS gets "p=tls-server-end-point"; channel_binding=disable says "n"."""
+    for mechs, opts, want in (([b"SCRAM-SHA-256"], {}, b"SCRAM-SHA-256\0"),
+                              ([b"SCRAM-SHA-256"], {"channel_binding": "disable"},
+                               b"SCRAM-SHA-256\0"),
+                              ([b"SCRAM-SHA-256-PLUS"], {}, b"SCRAM-SHA-256-PLUS\0")):
+        firsts = []
+        srv = FakeServer(tls_scram_server(tls_certs, mechs, firsts))
+        try:
+            failed(srvlogin_client, user=APP_USER, password=APP_PASS, host="localhost",
+                   port=srv.port, sslmode="verify-full", sslrootcert=tls_certs.path("ca.crt"),
+                   **opts)
+        finally:
+            srv.close()
+        assert len(firsts) == 1 and firsts[0][:1] == b"p", firsts
+        body = firsts[0][1:]
+        assert body.startswith(want), body
+        gs2 = body[len(want) + 4:].split(b"n=", 1)[0]
+        expect = (b"n,," if opts else b"y,," if mechs == [b"SCRAM-SHA-256"]
+                  else b"p=tls-server-end-point,,")
+        assert gs2 == expect, body

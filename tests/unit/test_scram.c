@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "scram.h"
 
 /* Test hook in scram.c, not in scram.h. */
@@ -556,6 +558,66 @@ static bool client_exchange(const struct scram_keys *keys, const uint8_t *client
 	return true;
 }
 
+/* The client-final c= of CL (after a client-first) against a server-first extending its
+ * nonce, into OUT (NUL-terminated, the value only). */
+static void client_final_cbind(struct scram_client *cl, const uint8_t *ck, char *out, size_t len)
+{
+	char sfirst[256], cfinal[1024];
+	snprintf(sfirst, sizeof sfirst, "r=%ssrv,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+		 cl->client_first_bare + 5);
+	ck_assert(scram_client_server_first(cl, sfirst, strlen(sfirst)));
+	ck_assert(scram_client_final_keys(cl, ck, ck, cfinal, sizeof cfinal));
+	ck_assert_int_eq(strncmp(cfinal, "c=", 2), 0);
+	size_t n = strcspn(cfinal + 2, ",");
+	ck_assert_uint_lt(n, len);
+	memcpy(out, cfinal + 2, n);
+	out[n] = '\0';
+}
+
+START_TEST(test_client_channel_binding)
+{
+	/* libpq's gs2 headers: "y" (could bind, not offered) goes through pgcoro's server
+	 * side; "p=tls-server-end-point" carries the hash after the header in c= (base64 of
+	 * both, RFC 5802), with the -PLUS mechanism. */
+	uint8_t ck[SCRAM_KEY_LEN] = {0}, hash[SCRAM_MAX_CBIND_DATA + 1];
+	for (size_t i = 0; i < sizeof hash; i++)
+		hash[i] = (uint8_t)(i * 7 + 1);
+	char first[128], c[256];
+	struct scram_client cl;
+	memset(&cl, 0, sizeof cl);
+	ck_assert_str_eq(scram_client_mechanism(&cl), "SCRAM-SHA-256");
+	ck_assert(scram_client_channel_binding(&cl, SCRAM_CB_NOT_OFFERED, NULL, 0));
+	ck_assert_str_eq(scram_client_mechanism(&cl), "SCRAM-SHA-256");
+	ck_assert(scram_client_first(&cl, first, sizeof first));
+	ck_assert_int_eq(strncmp(first, "y,,n=,r=", 8), 0);
+	client_final_cbind(&cl, ck, c, sizeof c);
+	ck_assert_str_eq(c, "eSws"); /* "y,," */
+
+	memset(&cl, 0, sizeof cl);
+	ck_assert(!scram_client_channel_binding(&cl, SCRAM_CB_SERVER_END_POINT, NULL, 0));
+	ck_assert(!scram_client_channel_binding(&cl, SCRAM_CB_SERVER_END_POINT, hash, 0));
+	ck_assert(!scram_client_channel_binding(&cl, SCRAM_CB_SERVER_END_POINT, hash,
+						 SCRAM_MAX_CBIND_DATA + 1));
+	ck_assert(scram_client_channel_binding(&cl, SCRAM_CB_SERVER_END_POINT, hash, 32));
+	ck_assert_str_eq(scram_client_mechanism(&cl), "SCRAM-SHA-256-PLUS");
+	ck_assert(scram_client_first(&cl, first, sizeof first));
+	ck_assert_int_eq(strncmp(first, "p=tls-server-end-point,,n=,r=", 29), 0);
+	client_final_cbind(&cl, ck, c, sizeof c);
+	uint8_t want[24 + 32];
+	unsigned char want64[sizeof want * 2];
+	memcpy(want, "p=tls-server-end-point,,", 24);
+	memcpy(want + 24, hash, 32);
+	EVP_EncodeBlock(want64, want, (int)sizeof want);
+	ck_assert_str_eq(c, (const char *)want64);
+	/* the longest hash (SHA-512) fits */
+	memset(&cl, 0, sizeof cl);
+	ck_assert(scram_client_channel_binding(&cl, SCRAM_CB_SERVER_END_POINT, hash,
+					       SCRAM_MAX_CBIND_DATA));
+	ck_assert(scram_client_first(&cl, first, sizeof first));
+	client_final_cbind(&cl, ck, c, sizeof c);
+}
+END_TEST
+
 START_TEST(test_client_keys_against_server)
 {
 	/* The keys alone (no password, no PBKDF2 on the client) log in, and the server's
@@ -751,6 +813,7 @@ static Suite *scram_suite(void)
 	tcase_add_test(tc, test_truncations_and_garbage);
 	tcase_add_test(tc, test_client_final_rejects);
 	tcase_add_test(tc, test_client_keys_against_server);
+	tcase_add_test(tc, test_client_channel_binding);
 	tcase_add_test(tc, test_client_rfc7677_proof);
 	tcase_add_test(tc, test_client_server_first_rejects);
 	tcase_add_test(tc, test_client_verify_rejects);
