@@ -99,6 +99,7 @@ static struct pool_conn_params *copy_params(const struct pool_conn_params *cp)
 		w = stpcpy(w, cp->val[i]) + 1;
 	}
 	c->kw[n] = c->val[n] = NULL;
+	c->host = cp->host;
 	return c;
 }
 

@@ -5,6 +5,7 @@ pgcoro lacks — are refused as not supported yet, and a key PgBouncer refuses i
 PgBouncer's command line (-q, -d, -u, -v, -V, -h, -R) and its admin console reached as
 user pgbouncer over the unix socket by the same OS user."""
 
+import hashlib
 import os
 import re
 import signal
@@ -233,6 +234,51 @@ def test_load_balance_hosts(pgb, pg):
 
     assert origins("rr", "lb-rr") == ["127.0.0.1", "unix"]
     assert origins("inorder", "lb-in") == ["127.0.0.1", "127.0.0.1"]
+
+
+STICKY = """\
+[databases]
+sticky = host=unresolvable-host.invalid,127.0.0.1 port={pgport} dbname=postgres load_balance_hosts=disable
+warm = host=unresolvable-host.invalid,127.0.0.1 port={pgport} dbname=postgres user=%s password=%s application_name=lb-warm min_pool_size=2 load_balance_hosts=disable
+[pgbouncer]
+pool_mode = session
+""" % (APP_USER, APP_PASS) + COMMON
+
+DNS_FAILED = "closing because: server DNS lookup failed"
+
+
+def test_load_balance_hosts_disable_sticky(pgb, pg):
+    """load_balance_hosts=disable as PgBouncer: each server connection tries one host; a
+    failure there (logged with PgBouncer's "closing because: server DNS lookup failed")
+    moves the pool on to the next host, where its later connections stay. The same with
+    pgcoro's own login (md5user's auth_file entry is an md5 secret), and a host not known
+    to work is tried by one connection at a time (min_pool_size=2: one failure, not two).
+    Before, libpq was given both hosts and the first one's failure never showed."""
+    md5 = "md5" + hashlib.md5((MD5_PASS + MD5_USER).encode()).hexdigest()
+    inst = pgb(STICKY, users={APP_USER: APP_PASS, MD5_USER: md5})
+
+    def failures():
+        with open(inst.logpath, errors="replace") as f:
+            return f.read().count(DNS_FAILED)
+
+    def origins(user, password, appname):
+        with Wire.to(inst) as a:
+            a.login(user, password, "sticky", application_name=appname)
+            with Wire.to(inst) as b:  # after A's server: the host it found stays
+                b.login(user, password, "sticky", application_name=appname)
+                rows = pg_rows(pg, "SELECT coalesce(host(client_addr), 'unix') FROM "
+                                   "pg_stat_activity WHERE application_name = %s", (appname,))
+                return sorted(r[0] for r in rows)
+
+    wait_until(lambda: len(pg_rows(pg, "SELECT 1 FROM pg_stat_activity WHERE "
+                                       "application_name = 'lb-warm'")) == 2,
+               "min_pool_size=2 servers of the forced user's pool")
+    assert failures() == 1, inst.log_text()
+    assert origins(APP_USER, APP_PASS, "lb-app") == ["127.0.0.1", "127.0.0.1"]
+    assert failures() == 2, inst.log_text()
+    assert origins(MD5_USER, MD5_PASS, "lb-md5") == ["127.0.0.1", "127.0.0.1"]
+    assert failures() == 3, inst.log_text()
+    inst.assert_serving(db="sticky")
 
 
 LIMITS = """\
