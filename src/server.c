@@ -19,8 +19,9 @@
  * be finished; a server whose BackendKeyData pgcoro knows is cancelled with pgcoro's own
  * CancelRequest (cancelreq.h) to the address it is connected to.
  * A replication client's server is made for it (its replication parameter and startup
- * settings in the conninfo), linked from its start, and closed when it leaves: it never
- * goes idle nor through housekeeping (a walsender takes neither a reset nor SQL). */
+ * settings in the conninfo; by libpq or pgcoro's own login, as any), linked from its
+ * start, and closed when it leaves: it never goes idle nor through housekeeping (a
+ * walsender takes neither a reset nor SQL). */
 #include "server.h"
 
 #include <stdarg.h>
@@ -823,9 +824,13 @@ bool server_connect_replication(pool_t *pool, client_t *c)
 	s->replication = c->replication;
 	s->client = c;
 	c->server = s;
-	if (!connect_start(s))
-		fatal("server %llu: a replication server's login started pgcoro's own",
-		      (unsigned long long)s->id); /* never: srvconnect_wanted refuses replication */
+	if (!connect_start(s)) { /* no memory for pgcoro's own login */
+		c->server = NULL;
+		free(s->conn_params);
+		pool_unref(pool);
+		free(s);
+		return false;
+	}
 	return true;
 }
 

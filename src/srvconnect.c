@@ -2,7 +2,8 @@
  * user's secret gives (an md5 secret; a SCRAM verifier with the ClientKey clientkey.h
  * kept, or without one: then only a server asking for no password takes it, as with
  * PgBouncer), the pool's libpq parameters read as srvlogin_params (hosts, ports, TLS
- * files, startup parameters; what a login of its own cannot honour fails it with the
+ * files, startup parameters, a replication connection's "replication"; what a login of
+ * its own cannot honour fails it with the
  * reason), and the walk along the host list. The connection it ends with is server.c's
  * (server_adopt_conn's form); a failure carries the last attempt's SQLSTATE and reason. */
 #include "srvconnect.h"
@@ -24,7 +25,7 @@
 #include "tls.h"
 
 #define SC_MAX_HOSTS 64
-#define SC_MAX_STARTUP 4 /* application_name, options, client_encoding */
+#define SC_MAX_STARTUP 5 /* application_name, options, client_encoding, replication */
 
 static struct runtime *rt;
 
@@ -68,7 +69,7 @@ static const char *param(const struct pool_conn_params *cp, const char *kw)
 
 bool srvconnect_wanted(const struct pool_conn_params *cp)
 {
-	if (param(cp, "password") || param(cp, "replication"))
+	if (param(cp, "password"))
 		return false;
 	const char *user = param(cp, "user");
 	const char *secret = user ? srvconnect_secret(user) : NULL;
@@ -213,7 +214,8 @@ static bool read_params(struct srvconnect *sc)
 			app = v;
 		else if (strcmp(kw, "fallback_application_name") == 0)
 			fallback_app = v;
-		else if ((strcmp(kw, "options") == 0 || strcmp(kw, "client_encoding") == 0) &&
+		else if ((strcmp(kw, "options") == 0 || strcmp(kw, "client_encoding") == 0 ||
+			  strcmp(kw, "replication") == 0) &&
 			 p->nparams < SC_MAX_STARTUP - 1) {
 			if (strcmp(kw, "client_encoding") == 0 && strcmp(v, "auto") == 0)
 				continue; /* libpq's "from the locale": the server's default here */
