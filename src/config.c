@@ -388,9 +388,9 @@ static const struct cfg_key keys[] = {
     KEY(application_name_add_host, T_BOOL, "0",
         "add the client's address and port to the application_name it sets (\"app\" when "
         "it sets none), as PgBouncer: \"psql - 10.0.0.7:51234\""),
-    KEY_NOT_YET(CFG_LIVE, disable_pqexec, T_ZERO, "0",
-        "PgBouncer's refusal of the simple query protocol; only 0",
-        "refusing the simple query protocol is not there yet; only 0 is accepted"),
+    KEY_AT(CFG_AT_START, disable_pqexec, T_BOOL, "0",
+        "refuse the simple query protocol, as PgBouncer: a client's Query message closes "
+        "it (FATAL 08P01 \"PQexec disallowed\"); the admin console is exempt"),
     KEY_NOT_YET(CFG_LIVE, login_notify_message, T_EMPTY, "",
         "PgBouncer's notice after login; only empty",
         "a notice after login is not there yet; only an empty value is accepted"),

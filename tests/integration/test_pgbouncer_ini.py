@@ -15,8 +15,9 @@ import threading
 import pytest
 
 from conftest import (APP_PASS, APP_USER, ASAN_OPTIONS, MD5_PASS, MD5_USER, UBSAN_OPTIONS,
-                      PgError, Pgcoro, Wire, clean_env, default_users, pg_rows, pid_alive,
-                      stop_instances, wait_port, wait_until, wire_exec)
+                      PgError, Pgcoro, Wire, clean_env, default_users, extended,
+                      parse_data_row, parse_fields, pg_rows, pid_alive, stop_instances,
+                      wait_port, wait_until, wire_exec)
 
 pytestmark = pytest.mark.pooler_only
 
@@ -281,6 +282,47 @@ def test_load_balance_hosts_disable_sticky(pgb, pg):
     inst.assert_serving(db="sticky")
 
 
+PQEXEC = """\
+[databases]
+sess = host=127.0.0.1 port={pgport} dbname=postgres pool_mode=session
+tx = host=127.0.0.1 port={pgport} dbname=postgres pool_mode=transaction
+[pgbouncer]
+disable_pqexec = 1
+""" + COMMON
+
+
+def test_disable_pqexec(pgb):
+    """disable_pqexec = 1 as PgBouncer: the extended query protocol serves, a simple Query
+    closes the client with FATAL 08P01 "PQexec disallowed" (not passed to the server),
+    whether it holds a server (session mode: the relay) or not (transaction mode, idle);
+    PgBouncer's log line names it. The admin console, which only speaks the simple
+    protocol, is exempt (PgBouncer closes its clients too, leaving it unusable). Before,
+    disable_pqexec = 1 was refused as not supported yet."""
+    inst = pgb(PQEXEC)
+    for db in ("sess", "tx"):
+        with Wire.to(inst) as w:
+            w.login(APP_USER, APP_PASS, db)
+            w.send(extended("SELECT $1::int * 2", ("21",)))
+            rows = []
+            while True:
+                t, p = w.read_msg()
+                assert t != "E", parse_fields(p)
+                if t == "D":
+                    rows.append(parse_data_row(p))
+                if t == "Z":
+                    break
+            assert rows == [["42"]], rows
+            rows, errors, ready = wire_exec(w, "SELECT pg_sleep(0)")
+            assert ready is None and rows == [], (rows, ready)
+            assert [(e.get("S"), e.get("C"), e.get("M")) for e in errors] == \
+                [("FATAL", "08P01", "PQexec disallowed")], errors
+    assert console(inst, "SHOW VERSION")
+    with open(inst.logpath, errors="replace") as f:
+        log = f.read()
+    assert len(re.findall(r'client \d+ .*: client used "Query" packet type', log)) == 2, log
+    assert len(re.findall(r"client \d+ .*closing.*: PQexec disallowed", log)) == 2, log
+
+
 LIMITS = """\
 [databases]
 postgres = host=127.0.0.1 port={pgport} dbname=postgres
@@ -375,7 +417,7 @@ auth_type = trust
     ("query_wait_notify = 5", 2, "query_wait_notify = 5 is not supported yet"),
     ("server_tls_ciphers = HIGH", 2, "server_tls_ciphers = HIGH is not supported yet"),
     ("auth_type = pam", 2, "invalid value \"pam\" for auth_type: not supported yet"),
-    ("disable_pqexec = 1", 2, "disable_pqexec = 1 is not supported yet"),
+    ("disable_pqexec = maybe", 2, "invalid value \"maybe\" for disable_pqexec: expected 0 or 1"),
     ("[peers]\n1 = port=6000", 2, "peer 1: no host"),
     ("service_name = pgbouncer", 2, "unknown key \"service_name\" in [pgbouncer]"),
     ("no_such_key = 1", 2, "unknown key \"no_such_key\" in [pgbouncer]"),
