@@ -134,6 +134,10 @@ const char *client_state_name(enum client_state state);
 void client_disconnect(client_t *c, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* disable_pqexec: C sent a simple Query (not passed on): C is closed with PgBouncer's
+ * FATAL 08P01 "PQexec disallowed" and its log line. */
+void client_refuse_query(client_t *c);
+
 /* client_disconnect with a hint (the ErrorResponse's H field). */
 void client_disconnect_hint(client_t *c, const char *sqlstate, const char *hint,
 			    const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -177,7 +177,7 @@ struct config {
 	int pkt_buf;                  /* PgBouncer's; no effect (warning) */
 	int sbuf_loopcnt;             /* PgBouncer's; no effect (warning) */
 	int application_name_add_host; /* 1: " - host:port" after the client's application_name */
-	int disable_pqexec;            /* only 0 (not supported yet) */
+	int disable_pqexec;            /* a client's Query closes it (client_refuse_query) */
 	int peer_id;                   /* this process in [peers]' group; 0 = no peering */
 	int server_reset_query_always; /* 1: server_reset_query in every pool mode */
 	int server_fast_close;         /* session mode: a server to be replaced is closed, with

@@ -70,9 +70,14 @@ struct pool {
 	int max_db_connections;     /* servers of this database across users; 0 = unlimited */
 	int max_user_connections;   /* servers of this user across databases; 0 = unlimited */
 	int max_db_client_connections;   /* clients of this database; 0 = unlimited */
-	int lb_hosts;               /* hosts in a round-robin (load_balance_hosts) host list;
-	                             * 0 = none: libpq tries them in order */
-	unsigned lb_next;           /* the host the next connection starts at */
+	int lb_hosts;               /* hosts in the host list pgcoro chooses from
+	                             * (load_balance_hosts); 0 = none: libpq tries them in order */
+	unsigned lb_next;           /* round-robin: the host the next connection starts at;
+	                             * disable: the one every connection goes to (sticky) */
+	bool lb_sticky;             /* load_balance_hosts=disable: one host per connection,
+	                             * lb_next, the next one only after a failure there */
+	bool lb_proven;             /* sticky: a connection to lb_next was made since it became
+	                             * the one; until then one connection at a time tries it */
 	int cl_active;              /* how many of clients are CL_ACTIVE */
 	uint32_t connect_failures;  /* server connections that could not be made (/metrics) */
 	uint32_t early_logins;      /* logins before it had traffic: moved into its counters
@@ -134,13 +139,22 @@ static inline int pool_idle_clients(const pool_t *p) { return p->clients.count -
  * libpq copies them at PQconnectStartParams, and the pool's own may change on reload. */
 struct pool_conn_params {
 	const char **kw, **val; /* NULL-terminated, parallel */
+	int host;               /* pool_conn_params' choice in the host list, or -1 */
 };
 
 /* The parameters for P's next server connection: P's own, with the host list rotated to
  * start at the next host when its database balances hosts round-robin (each connection
- * then starts one further, and libpq still tries the others after it). NULL when out of
+ * then starts one further, and libpq still tries the others after it), or cut to its one
+ * sticky host with load_balance_hosts=disable (as PgBouncer: each connection tries one
+ * host; a failure there moves the next ones on, pool_host_result). HOST is the index of
+ * that host (the first one tried), -1 when pgcoro does not choose. NULL when out of
  * memory. */
 struct pool_conn_params *pool_conn_params(pool_t *p);
+
+/* A server connection of P made with pool_conn_params' HOST was made (OK) or could not
+ * be: with load_balance_hosts=disable a failure on the sticky host moves P's next
+ * connections to the following host of the list, a success keeps them there. */
+void pool_host_result(pool_t *p, int host, bool ok);
 
 /* Whether one more client of P, logged in as USER, fits max_db_client_connections (the
  * clients of every pool of its database) and USER's max_user_client_connections (its

@@ -111,6 +111,7 @@ struct server {
 	uint32_t copy_syncs;         /* tentative Syncs: ignored if the COPY succeeds */
 	uint32_t closes_pending;     /* untracked: Close messages sent, CloseComplete not seen */
 	unsigned conn_gen;           /* the pool's conn_gen when it was made */
+	int lb_host;                 /* the pool's choice in its host list (pool_conn_params) */
 	uint64_t query_start_us;     /* clock_now_us() when the request in flight began */
 	uint64_t xact_start_us;      /* clock_now_us() when the transaction began */
 	double idle_since;           /* rt_now() when it last became idle */

@@ -27,8 +27,9 @@ void srvconnect_init(struct runtime *rt);
 const char *srvconnect_secret(const char *user);
 
 /* Whether a server made with the libpq parameters CP logs in through pgcoro's own login:
- * CP names no password and is no replication connection, and the server user's secret
- * is an md5 secret or a SCRAM verifier. */
+ * CP names no password, and the server user's secret is an md5 secret or a SCRAM
+ * verifier. A replication connection's ("replication", its client's settings in
+ * "options", application_name) too: they go into the startup packet as libpq's would. */
 bool srvconnect_wanted(const struct pool_conn_params *cp);
 
 /* Called once, from the loop (never from srvconnect_start), when the login ended. DONE

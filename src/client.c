@@ -695,6 +695,14 @@ void client_maybe_release(client_t *c)
 		on_idle_input(c);
 }
 
+void client_refuse_query(client_t *c)
+{
+	log_error("client %llu %s (%s@%s): client used \"Query\" packet type (disable_pqexec)",
+		  (unsigned long long)c->id, client_peer(c), c->user ? c->user : "-",
+		  c->database ? c->database : "-");
+	client_disconnect(c, "08P01", "PQexec disallowed");
+}
+
 enum proto_frame client_next(client_t *c, uint32_t max, struct proto_msg *m)
 {
 	size_t n;
@@ -731,6 +739,10 @@ static void on_idle_input(client_t *c)
 		}
 		if (!proto_frontend_type[m.type]) {
 			client_disconnect(c, "08P01", "invalid frontend message type %d", m.type);
+			return;
+		}
+		if (m.type == 'Q' && rt->cfg->disable_pqexec) {
+			client_refuse_query(c);
 			return;
 		}
 		/* cheap looks at the type and the first byte before anything is waited for */

@@ -383,9 +383,9 @@ static const struct cfg_key keys[] = {
     KEY(application_name_add_host, T_BOOL, "0",
         "add the client's address and port to the application_name it sets (\"app\" when "
         "it sets none), as PgBouncer: \"psql - 10.0.0.7:51234\""),
-    KEY_NOT_YET(CFG_LIVE, disable_pqexec, T_ZERO, "0",
-        "PgBouncer's refusal of the simple query protocol; only 0",
-        "refusing the simple query protocol is not there yet; only 0 is accepted"),
+    KEY_AT(CFG_AT_START, disable_pqexec, T_BOOL, "0",
+        "refuse the simple query protocol, as PgBouncer: a client's Query message closes "
+        "it (FATAL 08P01 \"PQexec disallowed\"); the admin console is exempt"),
     KEY(login_notify_message, T_STRING, "",
         "a notice sent to every client once it has logged in (with its welcome); empty = "
         "none"),

@@ -352,8 +352,17 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 	if (!hosts)
 		hosts = cfg_db_param(db, "hostaddr");
 	p->tls_gen = rt->cfg->server_tls_gen;
-	p->lb_hosts = db->load_balance_hosts == LB_ROUND_ROBIN && hosts ? list_count(hosts) : 0;
-	if (p->lb_hosts < 2)
+	p->lb_sticky = db->load_balance_hosts == LB_DISABLE;
+	p->lb_hosts = hosts ? list_count(hosts) : 0;
+	/* with target_session_attrs, libpq picks the host that has them: it gets them all */
+	const char *attrs = cfg_db_param(db, "target_session_attrs");
+	if (p->lb_hosts < 2 || (p->lb_sticky && attrs && strcmp(attrs, "any") != 0))
+		p->lb_hosts = 0;
+	/* lists that do not pair (host and hostaddr of other lengths, ports neither one nor
+	 * one per host) go whole, for libpq (or srvconnect) to refuse with its reason */
+	const char *addrs = cfg_db_param(db, "hostaddr"), *ports = cfg_db_param(db, "port");
+	if ((addrs && list_count(addrs) != p->lb_hosts) ||
+	    (ports && list_count(ports) != 1 && list_count(ports) != p->lb_hosts))
 		p->lb_hosts = 0;
 	return true;
 }
@@ -388,6 +397,17 @@ static void rotate_list(const char *list, int k, char *out)
 	out[tail + (head > 0 ? head : 0)] = '\0';
 }
 
+/* Copies element K of the comma-separated LIST into OUT (as long). */
+static void list_element(const char *list, int k, char *out)
+{
+	const char *from = list;
+	for (int i = 0; i < k; i++)
+		from = strchr(from, ',') + 1;
+	size_t n = strcspn(from, ",");
+	memcpy(out, from, n);
+	out[n] = '\0';
+}
+
 struct pool_conn_params *pool_conn_params(pool_t *p)
 {
 	if (!ensure_params(p, NULL))
@@ -404,17 +424,24 @@ struct pool_conn_params *pool_conn_params(pool_t *p)
 	cp->val = cp->kw + n + 1;
 	char *str = (char *)(cp->val + n + 1);
 	int k = 0;
-	if (p->lb_hosts > 0)
-		k = (int)(p->lb_next++ % (unsigned)p->lb_hosts);
+	cp->host = -1;
+	if (p->lb_hosts > 0) {
+		k = (int)(p->lb_next % (unsigned)p->lb_hosts);
+		if (!p->lb_sticky)
+			p->lb_next++;
+		cp->host = k;
+	}
 	for (int i = 0; i < n; i++) {
 		size_t kl = strlen(p->kw[i]) + 1, vl = strlen(p->val[i]) + 1;
 		cp->kw[i] = memcpy(str, p->kw[i], kl);
 		str += kl;
-		bool rotated = k > 0 &&
-			       (strcmp(p->kw[i], "host") == 0 || strcmp(p->kw[i], "hostaddr") == 0 ||
-				strcmp(p->kw[i], "port") == 0) &&
-			       list_count(p->val[i]) == p->lb_hosts;
-		if (rotated)
+		bool listed = p->lb_hosts > 0 &&
+			      (strcmp(p->kw[i], "host") == 0 || strcmp(p->kw[i], "hostaddr") == 0 ||
+			       strcmp(p->kw[i], "port") == 0) &&
+			      list_count(p->val[i]) == p->lb_hosts;
+		if (listed && p->lb_sticky)
+			list_element(p->val[i], k, str);
+		else if (listed && k > 0)
 			rotate_list(p->val[i], k, str);
 		else
 			memcpy(str, p->val[i], vl);
@@ -423,6 +450,18 @@ struct pool_conn_params *pool_conn_params(pool_t *p)
 	}
 	cp->kw[n] = cp->val[n] = NULL;
 	return cp;
+}
+
+void pool_host_result(pool_t *p, int host, bool ok)
+{
+	if (!p->lb_sticky || p->lb_hosts == 0 || host != (int)(p->lb_next % (unsigned)p->lb_hosts))
+		return; /* no choice, or a connection to a host given up already */
+	if (ok) {
+		p->lb_proven = true;
+		return;
+	}
+	p->lb_next = (p->lb_next + 1) % (unsigned)p->lb_hosts;
+	p->lb_proven = false;
 }
 
 static int clients_of(const struct list_head *h, const char *user)
@@ -714,6 +753,7 @@ void pool_reconfigure(void)
 			p->tls_gen = tls_gen;
 		} else if (!same_params(kw, val, p->kw, p->val) || tls_gen != p->tls_gen) {
 			free_params(kw, val);
+			p->lb_proven = false;
 			log_info("pool %s/%s: connection settings changed: servers are replaced as "
 				 "they become idle", p->dbname, p->user);
 			/* PgBouncer's words for it, which tools look for */
@@ -868,6 +908,11 @@ static void grow(pool_t *p, int want, double now)
 	}
 	int limit = pool_limit(p, now);
 	while (want > 0 && pool_server_count(p) < limit && shared_room(p)) {
+		/* load_balance_hosts=disable: a host not known to work is tried by one at a time,
+		 * so that a failure there moves the next connection on (PgBouncer tries one) */
+		if (p->lb_sticky && p->lb_hosts > 0 && !p->lb_proven &&
+		    p->sv_connecting.count > p->repl_connecting)
+			return;
 		if (pool_server_count(p) >= p->pool_size) /* PgBouncer's words: a pool too small */
 			log_warning("pool %s/%s: taking connection from reserve_pool (%d of %d)",
 				    p->dbname, p->user, pool_server_count(p) - p->pool_size + 1,

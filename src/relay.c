@@ -8,8 +8,9 @@
  * large message (a 1 GB DataRow) streams through in read-sized pieces without being
  * held whole. Only the messages the pooler must understand are looked at whole:
  * ReadyForQuery (transaction state, the release point), ParameterStatus (tracked
- * parameters), ErrorResponse (its SQLSTATE class, when metrics are on) and Terminate; one of those not fully arrived stays in the source's input
- * until the rest comes. In transaction mode LISTEN/UNLISTEN are shown to listenstmt.c
+ * parameters), ErrorResponse (its SQLSTATE class, when metrics are on) and Terminate;
+ * one of those not fully arrived stays in the source's input until the rest comes. (With
+ * disable_pqexec a client's Query is refused by its type: client_refuse_query.) In transaction mode LISTEN/UNLISTEN are shown to listenstmt.c
  * (listenstmt.h): the client messages that may run one (waited for whole), and while one
  * is outstanding the server's CommandComplete, ErrorResponse and ReadyForQuery, which
  * it may hold until the listener connection listens; a pooled server's notifications are
@@ -249,6 +250,7 @@ enum frame_end {
 	FE_BATCH,     /* RELAY_BATCH framed: send, then go on */
 	FE_READY,     /* server side: a ReadyForQuery ends the run */
 	FE_TERMINATE, /* client side: a Terminate (not forwarded) */
+	FE_QUERY,     /* client side: a Query with disable_pqexec (not forwarded) */
 	FE_BAD,       /* an invalid length: the source is dropped */
 	FE_BAD_TYPE,  /* client side: a type no client may send (not forwarded) */
 	FE_UNASKED,   /* server side: a ReadyForQuery no request counted awaits */
@@ -342,8 +344,9 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				end = FE_BAD_TYPE;
 				break;
 			}
-			if (type == 'X') {
-				end = FE_TERMINATE;
+			if (__builtin_expect(type == 'X' || (type == 'Q' && rt->cfg->disable_pqexec),
+					     0)) {
+				end = type == 'X' ? FE_TERMINATE : FE_QUERY;
 				break;
 			}
 			if (__builtin_expect(s->copy_in, 0) && copy_msg_seen(s, type)) {
@@ -414,6 +417,9 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 			return false;
 		case FE_TERMINATE:
 			client_disconnect(c, NULL, "client sent Terminate");
+			return false;
+		case FE_QUERY:
+			client_refuse_query(c);
 			return false;
 		case FE_TRACK:
 			if (prep_track_now(s))

@@ -19,8 +19,9 @@
  * be finished; a server whose BackendKeyData pgcoro knows is cancelled with pgcoro's own
  * CancelRequest (cancelreq.h) to the address it is connected to.
  * A replication client's server is made for it (its replication parameter and startup
- * settings in the conninfo), linked from its start, and closed when it leaves: it never
- * goes idle nor through housekeeping (a walsender takes neither a reset nor SQL). */
+ * settings in the conninfo; by libpq or pgcoro's own login, as any), linked from its
+ * start, and closed when it leaves: it never goes idle nor through housekeeping (a
+ * walsender takes neither a reset nor SQL). */
 #include "server.h"
 
 #include <stdarg.h>
@@ -215,7 +216,7 @@ static void replication_login_failed(server_t *s, client_t *c, const char *sqlst
  * without where the connection went) go to its pool (pool_connect_failed); the log has
  * REASON, and for a failure on the way (08006) PgBouncer's words for it, which alerts
  * written for PgBouncer look for: "closing because: connect failed" (or "connect
- * timeout" when TIMED_OUT), and for a login refused PgBouncer's "closing because: " and
+ * timeout" when TIMED_OUT, "server DNS lookup failed"), and for a login refused PgBouncer's "closing because: " and
  * the refusal (the server's message, as TOLD). */
 static void close_server(server_t *s, bool connect_failed, const char *reason,
 			 const char *sqlstate, const char *told, bool timed_out)
@@ -225,11 +226,15 @@ static void close_server(server_t *s, bool connect_failed, const char *reason,
 	enum server_state was = s->state;
 	if (connect_failed) {
 		s->pool->connect_failures++;
-		bool on_the_way = strcmp(sqlstate, "08006") == 0;
-		log_warning("server %llu (%s/%s): connection failed: %s; closing because: %s%s",
-			    (unsigned long long)s->id, s->pool->dbname, s->pool->user, reason,
-			    on_the_way ? "connect " : (*told ? told : "login failed"),
-			    on_the_way ? (timed_out ? "timeout" : "failed") : "");
+		pool_host_result(s->pool, s->lb_host, false);
+		const char *because = *told ? told : "login failed"; /* a refusal */
+		if (strcmp(sqlstate, "08006") == 0)
+			because = timed_out ? "connect timeout" : "connect failed";
+		/* libpq's and srvlogin's words for a host name that does not resolve */
+		if (strstr(reason, "could not translate host name"))
+			because = "server DNS lookup failed";
+		log_warning("server %llu (%s/%s): connection failed: %s; closing because: %s",
+			    (unsigned long long)s->id, s->pool->dbname, s->pool->user, reason, because);
 	} else if (rt->cfg->log_disconnections)
 		log_info("server %llu (%s/%s): closing: %s (age %.3f s)", (unsigned long long)s->id,
 			 s->pool->dbname, s->pool->user, reason, rt_now() - s->connected_at);
@@ -515,6 +520,7 @@ static void connected(server_t *s)
 		connect_failed(s, "out of memory");
 		return;
 	}
+	pool_host_result(s->pool, s->lb_host, true);
 	if (rt->cfg->log_connections)
 		log_connected(s);
 	sockopt_apply(s->st.fd, rt->cfg);
@@ -639,6 +645,7 @@ static server_t *server_new(pool_t *pool)
 	s->pool = pool;
 	pool_ref(pool);
 	s->conn_gen = pool->conn_gen;
+	s->lb_host = -1;
 	s->connected_at = rt_now(); /* the connect's start until it is made (ages in logs) */
 	list_init(&s->node);
 	event_assign(&s->pq_ev, rt->base, -1, 0, pq_connect_cb, s);
@@ -715,7 +722,9 @@ bool server_connect(pool_t *pool)
 	server_t *s = server_new(pool);
 	if (!s)
 		return false;
-	if (!(s->conn_params = pool_conn_params(pool)) || !connect_start(s)) {
+	if ((s->conn_params = pool_conn_params(pool)))
+		s->lb_host = s->conn_params->host;
+	if (!s->conn_params || !connect_start(s)) {
 		free(s->conn_params);
 		pool_unref(pool);
 		free(s);
@@ -802,6 +811,7 @@ static struct pool_conn_params *replication_params(pool_t *pool, const client_t 
 	}
 	*w = '\0';
 	cp->kw[k] = cp->val[k] = NULL;
+	cp->host = base->host;
 	free(base);
 	return cp;
 }
@@ -816,12 +826,17 @@ bool server_connect_replication(pool_t *pool, client_t *c)
 		free(s);
 		return false;
 	}
+	s->lb_host = s->conn_params->host;
 	s->replication = c->replication;
 	s->client = c;
 	c->server = s;
-	if (!connect_start(s))
-		fatal("server %llu: a replication server's login started pgcoro's own",
-		      (unsigned long long)s->id); /* never: srvconnect_wanted refuses replication */
+	if (!connect_start(s)) { /* no memory for pgcoro's own login */
+		c->server = NULL;
+		free(s->conn_params);
+		pool_unref(pool);
+		free(s);
+		return false;
+	}
 	return true;
 }
 

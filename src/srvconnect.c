@@ -3,8 +3,9 @@
  * kept, or without one: then only a server asking for no password takes it, as with
  * PgBouncer), the pool's libpq parameters read as srvlogin_params with libpq's meaning
  * (host and hostaddr lists paired, ports, TLS files and revocation lists, channel binding,
- * startup parameters; a keyword a login of its own cannot honour fails it with the
- * reason, never is ignored when it would make the login weaker than libpq's), and the
+ * startup parameters, a replication connection's "replication"; a keyword a login of its
+ * own cannot honour fails it with the reason, never is ignored when it would make the
+ * login weaker than libpq's), and the
  * walk along the host list. The connection it ends with is server.c's
  * (server_adopt_conn's form); a failure carries the last attempt's SQLSTATE and reason. */
 #include "srvconnect.h"
@@ -29,7 +30,7 @@
 #include "tls.h"
 
 #define SC_MAX_HOSTS 64
-#define SC_MAX_STARTUP 4 /* application_name, options, client_encoding */
+#define SC_MAX_STARTUP 5 /* application_name, options, client_encoding, replication */
 
 static struct runtime *rt;
 
@@ -72,7 +73,7 @@ static const char *param(const struct pool_conn_params *cp, const char *kw)
 
 bool srvconnect_wanted(const struct pool_conn_params *cp)
 {
-	if (param(cp, "password") || param(cp, "replication"))
+	if (param(cp, "password"))
 		return false;
 	const char *user = param(cp, "user");
 	const char *secret = user ? srvconnect_secret(user) : NULL;
@@ -103,6 +104,7 @@ static struct pool_conn_params *copy_params(const struct pool_conn_params *cp)
 		w = stpcpy(w, cp->val[i]) + 1;
 	}
 	c->kw[n] = c->val[n] = NULL;
+	c->host = cp->host;
 	return c;
 }
 
@@ -303,7 +305,8 @@ static bool read_params(struct srvconnect *sc)
 			app = v;
 		else if (strcmp(kw, "fallback_application_name") == 0)
 			fallback_app = v;
-		else if ((strcmp(kw, "options") == 0 || strcmp(kw, "client_encoding") == 0) &&
+		else if ((strcmp(kw, "options") == 0 || strcmp(kw, "client_encoding") == 0 ||
+			  strcmp(kw, "replication") == 0) &&
 			 p->nparams < SC_MAX_STARTUP - 1) {
 			if (strcmp(kw, "client_encoding") == 0 && strcmp(v, "auto") == 0)
 				continue; /* libpq's "from the locale": the server's default here */

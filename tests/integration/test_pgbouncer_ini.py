@@ -5,6 +5,7 @@ pgcoro lacks — are refused as not supported yet, and a key PgBouncer refuses i
 PgBouncer's command line (-q, -d, -u, -v, -V, -h, -R) and its admin console reached as
 user pgbouncer over the unix socket by the same OS user."""
 
+import hashlib
 import os
 import re
 import signal
@@ -14,8 +15,9 @@ import threading
 import pytest
 
 from conftest import (APP_PASS, APP_USER, ASAN_OPTIONS, MD5_PASS, MD5_USER, UBSAN_OPTIONS,
-                      PgError, Pgcoro, Wire, clean_env, default_users, pg_rows, pid_alive,
-                      stop_instances, wait_port, wait_until, wire_exec)
+                      PgError, Pgcoro, Wire, clean_env, default_users, extended,
+                      parse_data_row, parse_fields, pg_rows, pid_alive, stop_instances,
+                      wait_port, wait_until, wire_exec)
 
 pytestmark = pytest.mark.pooler_only
 
@@ -235,6 +237,92 @@ def test_load_balance_hosts(pgb, pg):
     assert origins("inorder", "lb-in") == ["127.0.0.1", "127.0.0.1"]
 
 
+STICKY = """\
+[databases]
+sticky = host=unresolvable-host.invalid,127.0.0.1 port={pgport} dbname=postgres load_balance_hosts=disable
+warm = host=unresolvable-host.invalid,127.0.0.1 port={pgport} dbname=postgres user=%s password=%s application_name=lb-warm min_pool_size=2 load_balance_hosts=disable
+[pgbouncer]
+pool_mode = session
+""" % (APP_USER, APP_PASS) + COMMON
+
+DNS_FAILED = "closing because: server DNS lookup failed"
+
+
+def test_load_balance_hosts_disable_sticky(pgb, pg):
+    """load_balance_hosts=disable as PgBouncer: each server connection tries one host; a
+    failure there (logged with PgBouncer's "closing because: server DNS lookup failed")
+    moves the pool on to the next host, where its later connections stay. The same with
+    pgcoro's own login (md5user's auth_file entry is an md5 secret), and a host not known
+    to work is tried by one connection at a time (min_pool_size=2: one failure, not two).
+    Before, libpq was given both hosts and the first one's failure never showed."""
+    md5 = "md5" + hashlib.md5((MD5_PASS + MD5_USER).encode()).hexdigest()
+    inst = pgb(STICKY, users={APP_USER: APP_PASS, MD5_USER: md5})
+
+    def failures():
+        with open(inst.logpath, errors="replace") as f:
+            return f.read().count(DNS_FAILED)
+
+    def origins(user, password, appname):
+        with Wire.to(inst) as a:
+            a.login(user, password, "sticky", application_name=appname)
+            with Wire.to(inst) as b:  # after A's server: the host it found stays
+                b.login(user, password, "sticky", application_name=appname)
+                rows = pg_rows(pg, "SELECT coalesce(host(client_addr), 'unix') FROM "
+                                   "pg_stat_activity WHERE application_name = %s", (appname,))
+                return sorted(r[0] for r in rows)
+
+    wait_until(lambda: len(pg_rows(pg, "SELECT 1 FROM pg_stat_activity WHERE "
+                                       "application_name = 'lb-warm'")) == 2,
+               "min_pool_size=2 servers of the forced user's pool")
+    assert failures() == 1, inst.log_text()
+    assert origins(APP_USER, APP_PASS, "lb-app") == ["127.0.0.1", "127.0.0.1"]
+    assert failures() == 2, inst.log_text()
+    assert origins(MD5_USER, MD5_PASS, "lb-md5") == ["127.0.0.1", "127.0.0.1"]
+    assert failures() == 3, inst.log_text()
+    inst.assert_serving(db="sticky")
+
+
+PQEXEC = """\
+[databases]
+sess = host=127.0.0.1 port={pgport} dbname=postgres pool_mode=session
+tx = host=127.0.0.1 port={pgport} dbname=postgres pool_mode=transaction
+[pgbouncer]
+disable_pqexec = 1
+""" + COMMON
+
+
+def test_disable_pqexec(pgb):
+    """disable_pqexec = 1 as PgBouncer: the extended query protocol serves, a simple Query
+    closes the client with FATAL 08P01 "PQexec disallowed" (not passed to the server),
+    whether it holds a server (session mode: the relay) or not (transaction mode, idle);
+    PgBouncer's log line names it. The admin console, which only speaks the simple
+    protocol, is exempt (PgBouncer closes its clients too, leaving it unusable). Before,
+    disable_pqexec = 1 was refused as not supported yet."""
+    inst = pgb(PQEXEC)
+    for db in ("sess", "tx"):
+        with Wire.to(inst) as w:
+            w.login(APP_USER, APP_PASS, db)
+            w.send(extended("SELECT $1::int * 2", ("21",)))
+            rows = []
+            while True:
+                t, p = w.read_msg()
+                assert t != "E", parse_fields(p)
+                if t == "D":
+                    rows.append(parse_data_row(p))
+                if t == "Z":
+                    break
+            assert rows == [["42"]], rows
+            rows, errors, ready = wire_exec(w, "SELECT pg_sleep(0)")
+            assert ready is None and rows == [], (rows, ready)
+            assert [(e.get("S"), e.get("C"), e.get("M")) for e in errors] == \
+                [("FATAL", "08P01", "PQexec disallowed")], errors
+    assert console(inst, "SHOW VERSION")
+    with open(inst.logpath, errors="replace") as f:
+        log = f.read()
+    assert len(re.findall(r'client \d+ .*: client used "Query" packet type', log)) == 2, log
+    assert len(re.findall(r"client \d+ .*closing.*: PQexec disallowed", log)) == 2, log
+
+
 LIMITS = """\
 [databases]
 postgres = host=127.0.0.1 port={pgport} dbname=postgres
@@ -330,7 +418,7 @@ auth_type = trust
     ("peer_id = 16384", 2, "invalid value \"16384\" for peer_id: out of range (0..16383)"),
     ("server_tls_ciphers = HIGH", 2, "server_tls_ciphers = HIGH is not supported yet"),
     ("auth_type = pam", 2, "invalid value \"pam\" for auth_type: not supported yet"),
-    ("disable_pqexec = 1", 2, "disable_pqexec = 1 is not supported yet"),
+    ("disable_pqexec = maybe", 2, "invalid value \"maybe\" for disable_pqexec: expected 0 or 1"),
     ("[peers]\n1 = port=6000", 2, "peer 1: no host"),
     ("service_name = pgbouncer", 2, "unknown key \"service_name\" in [pgbouncer]"),
     ("no_such_key = 1", 2, "unknown key \"no_such_key\" in [pgbouncer]"),

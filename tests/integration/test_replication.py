@@ -6,6 +6,7 @@ pg_basebackup, pg_receivewal and pg_recvlogical (each bounded by an end position
 psycopg2's logical replication cursor, and what PostgreSQL or pgcoro's auth_hba_file
 refuses."""
 
+import hashlib
 import os
 import re
 import select
@@ -17,8 +18,8 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
-from conftest import (APP_PASS, APP_USER, REPL_PASS, REPL_USER, PgError, Wire, clean_env,
-                      client_bin, console_show, pg_rows, wait_until)
+from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, REPL_PASS, REPL_USER, PgError,
+                      Wire, clean_env, client_bin, console_show, pg_rows, wait_until)
 
 ADMIN, ADMIN_PASS = "admin", "adminpw"
 DB = "pooldb"  # owned by app: it may create tables there
@@ -496,3 +497,56 @@ def test_hba_replication_keyword(pgcoro_factory, pg, tmp_path):
         w.terminate()
     f = login_error(inst2, REPL_USER, REPL_PASS, replication="database")
     assert f.get("C") == "28000" and "rejects" in f["M"], f
+
+
+# ---- the server login with the auth_file's secret -------------------------------------
+
+
+@pytest.mark.pooler_only
+def test_logical_replication_with_md5_secret(pgcoro_factory, pg):
+    # md5user (given REPLICATION here) has its md5 secret in the auth_file, no password
+    # anywhere: its replication connection's server logs in with that secret (pgcoro's own
+    # login, as a normal server's), with replication=database, its application_name and
+    # its -c settings. Before, such a server always went to libpq, which had no password.
+    secret = "md5" + hashlib.md5((MD5_PASS + MD5_USER).encode()).hexdigest()
+    pg.psql_super(f"ALTER ROLE {MD5_USER} REPLICATION")
+    try:
+        inst = pgcoro_factory(settings={"auth_type": "md5", "pool_mode": "transaction"},
+                              users={MD5_USER: secret})
+        conn = psycopg2.connect(conninfo(inst, user=MD5_USER, application_name="md5repl",
+                                         options="'-c work_mem=5MB'"),
+                                password=MD5_PASS,
+                                connection_factory=psycopg2.extras.LogicalReplicationConnection)
+        try:
+            cur = conn.cursor()
+            cur.execute("IDENTIFY_SYSTEM")
+            sysid = pg_rows(pg, "SELECT system_identifier FROM pg_control_system()")[0][0]
+            assert cur.fetchone()[0] == str(sysid)
+            cur.execute("SELECT pg_backend_pid(), current_user, current_setting('work_mem'), "
+                        "current_setting('application_name')")
+            pid, user, work_mem, app = cur.fetchone()
+            assert (user, work_mem, app) == (MD5_USER, "5MB", "md5repl")
+            assert pg_rows(pg, "SELECT backend_type FROM pg_stat_activity WHERE pid = %s",
+                           (pid,)) == [("walsender",)]
+        finally:
+            conn.close()
+        inst.assert_serving(db=DB)
+    finally:
+        pg.psql_super(f"ALTER ROLE {MD5_USER} NOREPLICATION")
+
+
+@pytest.mark.pooler_only
+def test_physical_replication_with_scram_verifier(pgcoro_factory, pg):
+    # repl's SCRAM verifier (copied from pg_authid) in the auth_file: the client's SCRAM
+    # login leaves its ClientKey, and its physical replication server proves it
+    verifier = pg_rows(pg, "SELECT rolpassword FROM pg_authid WHERE rolname = %s",
+                       (REPL_USER,))[0][0]
+    inst = pgcoro_factory(settings={"pool_mode": "statement"}, users={REPL_USER: verifier},
+                          databases={"replication": f"host=127.0.0.1 port={pg.port} "
+                                                    "dbname=postgres"})
+    with Wire.to(inst) as w:
+        w.login(REPL_USER, REPL_PASS, "replication", replication="true",
+                options="-c wal_sender_timeout=42s")
+        assert len(w.query("IDENTIFY_SYSTEM")) == 1
+        assert w.query("SHOW wal_sender_timeout") == [["42s"]]
+        w.terminate()

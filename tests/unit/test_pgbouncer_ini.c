@@ -82,9 +82,11 @@ START_TEST(test_main_section)
 	                             "[pgbouncer]\n"
 	                             "listen_port = 6999\n"
 	                             "pool_mode = transaction\n"
-	                             "auth_type = trust\n");
+	                             "auth_type = trust\n"
+	                             "disable_pqexec = 1\n");
 	ck_assert(cfg->pgbouncer_ini);
 	ck_assert_int_eq(cfg->listen_port, 6999);
+	ck_assert_int_eq(cfg->disable_pqexec, 1); /* taken, not refused as not supported yet */
 	ck_assert_int_eq(cfg->pool_mode, POOL_TRANSACTION);
 	/* PgBouncer's defaults where pgcoro's differ: no TCP unless listen_addr says so,
 	 * hosts balanced round-robin */
