@@ -448,7 +448,7 @@ static void cmd_kill_client(client_t *c, const char *arg, const char *query)
 		send_error(c, "08P01", "client not found");
 		return;
 	}
-	client_disconnect(victim, "57P01", "terminating connection: KILL_CLIENT by an administrator");
+	client_disconnect(victim, "57P01", "admin forced disconnect");
 	complete(c, "KILL_CLIENT");
 }
 

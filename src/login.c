@@ -175,9 +175,14 @@ static void login_done(client_t *c)
 		client_logged_in(c);
 }
 
+/* A password or SCRAM proof did not match, or the user is not in auth_file: the words
+ * depend on the method alone (nobody learns who exists), PgBouncer's, which its users'
+ * alerts look for: "SASL authentication failed" for scram-sha-256, else "password
+ * authentication failed" (md5 too when it asked for SCRAM: auth_md5_offers_scram). */
 static void auth_failed(client_t *c)
 {
-	client_disconnect(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+	client_disconnect(c, "28P01", "%s authentication failed",
+			  c->login->method == HBA_SCRAM ? "SASL" : "password");
 }
 
 /* ---- the startup parameters ---------------------------------------------------------- */

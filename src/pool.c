@@ -443,6 +443,15 @@ static void pool_settings(pool_t *p, const struct cfg_db *db);
 
 static bool is_auto(const struct cfg_db *db) { return strcmp(db->name, "*") == 0; }
 
+/* No pool but P is for DBNAME. */
+static bool is_first_of_db(const pool_t *p, const char *dbname)
+{
+	for (const pool_t *q = pool_next(NULL); q; q = pool_next(q))
+		if (q != p && strcmp(q->dbname, dbname) == 0)
+			return false;
+	return true;
+}
+
 /* A new pool for (DBNAME, USER) of DB, in the hash table and on its lists; NULL without
  * memory. */
 static pool_t *pool_new(const char *dbname, const char *user, const struct cfg_db *db)
@@ -469,6 +478,8 @@ static pool_t *pool_new(const char *dbname, const char *user, const struct cfg_d
 	list_head_init(&p->sv_housekeeping);
 	list_append(&pools, &p->node);
 	settle(p);
+	if (p->auto_db && is_first_of_db(p, dbname)) /* PgBouncer's words */
+		log_info("registered new auto-database: %s", dbname);
 	log_info("pool %s/%s created: pool_size=%d pool_mode=%s", p->dbname, p->user, p->pool_size,
 		 cfg_pool_mode_name(p->pool_mode));
 	return p;
@@ -595,8 +606,8 @@ void pool_set_paused(pool_t *p, bool paused)
 		return;
 	p->paused = paused;
 	if (paused) {
-		close_servers_with(&p->sv_idle, "PAUSE");
-		close_servers_with(&p->sv_connecting, "PAUSE");
+		close_servers_with(&p->sv_idle, "pause mode"); /* PgBouncer's words */
+		close_servers_with(&p->sv_connecting, "pause mode");
 	} else {
 		pool_kick(p);
 	}
@@ -672,7 +683,7 @@ void pool_reconfigure(void)
 			free_params(kw, val);
 			log_info("pool %s/%s: connection settings changed: servers are replaced as "
 				 "they become idle", p->dbname, p->user);
-			pool_renew_servers(p, "connection settings changed (reload)");
+			pool_renew_servers(p, "database configuration changed");
 		} else {
 			free_params(kw, val);
 		}
@@ -1020,8 +1031,11 @@ void pool_connect_failed(pool_t *p, const char *sqlstate, const char *msg)
 			client_t *c = list_entry(pos, client_t, node);
 			if (!refused && now - c->since < cap)
 				break; /* FIFO: the rest waited less */
-			client_disconnect(c, sqlstate, "server connection failed%s%s",
-					  *msg ? ": " : "", msg);
+			if (refused && *msg) /* the server's words, as PgBouncer relays them */
+				client_disconnect(c, sqlstate, "%s", msg);
+			else
+				client_disconnect(c, sqlstate, "server connection failed%s%s",
+						  *msg ? ": " : "", msg);
 		}
 	}
 	if (!list_empty(&p->waiting) && delay > 0)
@@ -1171,7 +1185,7 @@ bool pool_first_of_db(const pool_t *p)
 	return true;
 }
 
-#define SHUTDOWN_MSG "terminating connection: pgcoro is shutting down"
+#define SHUTDOWN_MSG "server shutting down" /* PgBouncer's words */
 
 void pool_shutdown_begin(void)
 {

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #include "cancelreq.h"
@@ -191,26 +192,36 @@ void server_param_seen(server_t *s, const char *name, const char *value)
 
 /* The one funnel for closing S with REASON; CONNECT_FAILED: the connection could not be
  * made, worth a warning whatever log_disconnections says, and SQLSTATE and TOLD (REASON
- * without where the connection went) go to its pool (pool_connect_failed); the log has
- * REASON, and for a failure on the way (08006) PgBouncer's words for it, which alerts
- * written for PgBouncer look for: "closing because: connect failed" (or "connect
- * timeout" when TIMED_OUT). */
+ * without where the connection went) go to its pool (pool_connect_failed). The log says
+ * it in PgBouncer's words, which its users' alerts look for: "closing because: WHY
+ * (age=Ns)", WHY being REASON, or for a failed connect "connect failed" ("connect
+ * timeout" when TIMED_OUT) or the server's refusal (TOLD; "login failed" for a
+ * replication connection), which is logged first as "server login failed: FATAL TOLD". */
 static void close_server(server_t *s, bool connect_failed, const char *reason,
 			 const char *sqlstate, const char *told, bool timed_out)
 {
 	if (s->state == SV_CLOSING)
 		return;
 	enum server_state was = s->state;
+	unsigned long long id = (unsigned long long)s->id;
+	unsigned long long age = (unsigned long long)(rt_now() - s->connected_at);
+	/* a login PostgreSQL refused: it answers a startup packet only with a FATAL error */
+	bool refused = connect_failed && strcmp(sqlstate, "08006") != 0 && *told;
 	if (connect_failed) {
 		s->pool->connect_failures++;
-		bool on_the_way = strcmp(sqlstate, "08006") == 0;
-		log_warning("server %llu (%s/%s): connection failed: %s%s%s",
-			    (unsigned long long)s->id, s->pool->dbname, s->pool->user, reason,
-			    on_the_way ? "; closing because: connect " : "",
-			    on_the_way ? (timed_out ? "timeout" : "failed") : "");
+		if (refused)
+			log_warning("server %llu (%s/%s): server login failed: FATAL %s", id,
+				    s->pool->dbname, s->pool->user, told);
+		log_warning("server %llu (%s/%s): connection failed: %s; closing because: %s "
+			    "(age=%llus)",
+			    id, s->pool->dbname, s->pool->user, reason,
+			    refused ? (s->replication ? "login failed" : told)
+			    : timed_out ? "connect timeout"
+					: "connect failed",
+			    age);
 	} else if (rt->cfg->log_disconnections)
-		log_info("server %llu (%s/%s): closing: %s (age %.3f s)", (unsigned long long)s->id,
-			 s->pool->dbname, s->pool->user, reason, rt_now() - s->connected_at);
+		log_info("server %llu (%s/%s): closing because: %s (age=%llus)", id, s->pool->dbname,
+			 s->pool->user, reason, age);
 	client_t *c = s->client;
 	s->client = NULL;
 	prep_server_free(s); /* while its client, whose names its queue holds, is alive */
@@ -223,7 +234,9 @@ static void close_server(server_t *s, bool connect_failed, const char *reason,
 		c->server = NULL;
 		if (was == SV_CONNECTING && !connect_failed)
 			; /* a replication client's, closed by PAUSE or shutdown: it waits for another */
-		else if (connect_failed) /* its own login failed (a replication client) */
+		else if (refused) /* its own login failed (a replication client): PgBouncer's words */
+			client_disconnect_error(c, sqlstate, told, NULL, "login failed");
+		else if (connect_failed)
 			client_disconnect(c, sqlstate, "server %s failed%s%s",
 					  strcmp(sqlstate, "08006") == 0 ? "connection" : "login",
 					  *told ? ": " : "", told);
@@ -433,6 +446,40 @@ int server_peer(const server_t *s, char *host, size_t len)
 	return 0;
 }
 
+/* "host:port" ("[host]:port" for IPv6) of SA into BUF; "" for another family. */
+static void addr_str(const struct sockaddr_storage *sa, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+	buf[0] = '\0';
+	if (sa->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, (unsigned)ntohs(a->sin_port));
+	} else if (sa->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, (unsigned)ntohs(a->sin6_port));
+	}
+}
+
+/* The log_connections line of S, with PgBouncer's words, which its users' tools look for:
+ * "ADDR:PORT new connection to server (from LOCAL:PORT)" (no addresses over a unix
+ * socket). */
+static void log_connected(const server_t *s)
+{
+	struct sockaddr_storage local;
+	socklen_t local_len = sizeof(local);
+	char peer[INET6_ADDRSTRLEN + 8], from[INET6_ADDRSTRLEN + 8] = "";
+	addr_str(&s->peer, peer, sizeof(peer));
+	if (*peer && getsockname(s->st.fd, (struct sockaddr *)&local, &local_len) == 0)
+		addr_str(&local, from, sizeof(from));
+	log_info("server %llu (%s/%s): connected, backend pid %u%s; %s%snew connection to "
+		 "server%s%s%s",
+		 (unsigned long long)s->id, s->pool->dbname, s->pool->user,
+		 (unsigned)s->backend_pid, s->replication ? ", replication" : "", peer,
+		 *peer ? " " : "", *from ? " (from " : "", from, *from ? ")" : "");
+}
+
 static void connected(server_t *s)
 {
 	learn_peer(s);
@@ -452,9 +499,7 @@ static void connected(server_t *s)
 		return;
 	}
 	if (rt->cfg->log_connections)
-		log_info("server %llu (%s/%s): connected, backend pid %u%s", (unsigned long long)s->id,
-			 s->pool->dbname, s->pool->user, (unsigned)s->backend_pid,
-			 s->replication ? ", replication" : "");
+		log_connected(s);
 	sockopt_apply(s->st.fd, rt->cfg);
 	if (s->replication) {
 		/* no connect_query: a physical walsender runs no SQL, and the session is its
@@ -809,11 +854,11 @@ static const struct stream_ops server_stream_ops = {
 static void server_to_idle(server_t *s)
 {
 	if (s->conn_gen != s->pool->conn_gen) {
-		server_disconnect(s, "connection settings changed (reload or RECONNECT)");
+		server_disconnect(s, "database configuration changed");
 		return;
 	}
 	if (s->pool->paused) {
-		server_disconnect(s, "PAUSE");
+		server_disconnect(s, "pause mode");
 		return;
 	}
 	double now = rt_now();
