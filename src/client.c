@@ -639,7 +639,7 @@ void client_maybe_release(client_t *c)
 	if (s->tx_status != 'I') {
 		if (c->pool->pool_mode == POOL_STATEMENT)
 			client_disconnect(c, "0A000",
-					  "transaction blocks are not allowed in statement pooling mode");
+					  "transaction blocks not allowed in statement pooling mode");
 		return;
 	}
 	c->server = NULL;

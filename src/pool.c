@@ -1050,6 +1050,9 @@ static bool free_unused(pool_t *p, const char *why, double now)
 {
 	if (notify_pool_busy(p))
 		return false;
+	if (strcmp(why, "pool_idle_timeout") == 0) /* PgBouncer's words, which alerts look for */
+		log_info("cleaning up idle pool for user %s on db %s because: pool idle timeout",
+			 p->user, p->dbname);
 	log_info("pool %s/%s freed: %s (unused for %.0f s)", p->dbname, p->user, why,
 		 now - p->unused_since);
 	pool_free(p);

@@ -864,7 +864,7 @@ static void server_to_idle(server_t *s)
 	double now = rt_now();
 	double lifetime = s->pool->server_lifetime;
 	if (lifetime > 0 && now - s->connected_at >= lifetime) {
-		server_disconnect(s, "server_lifetime (%gs) reached", lifetime);
+		server_disconnect(s, "server lifetime over (server_lifetime = %gs)", lifetime);
 		return;
 	}
 	s->idle_since = now;
@@ -1253,10 +1253,11 @@ void server_expire_idle(pool_t *pool, double now)
 	{
 		server_t *s = list_entry(pos, server_t, node);
 		if (pool->server_lifetime > 0 && now - s->connected_at >= pool->server_lifetime)
-			server_disconnect(s, "server_lifetime (%gs) reached", pool->server_lifetime);
+			server_disconnect(s, "server lifetime over (server_lifetime = %gs)",
+					  pool->server_lifetime);
 		else if (cfg->server_idle_timeout > 0 && now - s->idle_since >= cfg->server_idle_timeout &&
 			 pool_server_count(pool) > pool->min_pool_size)
-			server_disconnect(s, "server_idle_timeout (%gs) reached",
+			server_disconnect(s, "server idle timeout (server_idle_timeout = %gs)",
 					  cfg->server_idle_timeout);
 	}
 }

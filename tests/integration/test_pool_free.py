@@ -247,6 +247,9 @@ def test_pool_idle_timeout_frees_configured_pools(pgcoro_factory, pg):
                    timeout=FREE_WITHIN)
         assert "cfgdb" in databases(inst)
         assert re.search(r"pool cfgdb/app freed: pool_idle_timeout", inst.log_text())
+        # and PgBouncer's words, which its users' alerts look for
+        assert ("cleaning up idle pool for user app on db cfgdb because: pool idle timeout"
+                in inst.log_text())
         assert ("bench", APP_USER) in pools(inst)
         assert stays.query("SELECT 1") == [["1"]]
         select(inst, "cfgdb", 3)

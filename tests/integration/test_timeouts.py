@@ -402,8 +402,8 @@ def test_server_lifetime(pgcoro_factory, pg, tmodb):
         w.terminate()
     wait_until(lambda: pid not in backend_pids(pg),
                f"backend {pid} closed once idle after server_lifetime=1")
-    wait_until(lambda: "server_lifetime (1s) reached" in inst.log_text(),
-               "server_lifetime logged")
+    wait_until(lambda: "closing because: server lifetime over (server_lifetime = 1s)" in
+               inst.log_text(), "server_lifetime logged")
     with wire(inst) as w:
         assert int(one(w, "select pg_backend_pid()")) != pid
         w.terminate()
