@@ -835,10 +835,10 @@ static void server_event_cb(struct stream *st, enum stream_event ev, void *arg)
 	server_t *s = arg;
 	if (s->state == SV_HOUSEKEEPING && s->hk_running && s->hk.failed) /* its last words */
 		server_disconnect(s, "%s failed: %s", hk_name(s->hk_running), s->hk.message);
-	else if (ev == STREAM_EOF)
-		server_disconnect(s, "server closed the connection");
+	else if (ev == STREAM_EOF) /* PgBouncer's words first, which alerts look for */
+		server_disconnect(s, "server conn crashed? (server closed the connection)");
 	else
-		server_disconnect(s, "%s error: %s", st->tls ? "TLS" : "socket",
+		server_disconnect(s, "server conn crashed? (%s error: %s)", st->tls ? "TLS" : "socket",
 				  stream_error_string(st));
 }
 

@@ -159,3 +159,17 @@ def test_admin_commands_and_shutdown(pgcoro_factory):
     finally:
         admin.close()
     inst.proc.wait(timeout=30)
+
+
+def test_server_gone(pgcoro_factory, pg):
+    """A server whose backend ends: "server conn crashed?" (PgBouncer's words) first; its
+    client has PostgreSQL's own FATAL."""
+    inst = pgcoro_factory()
+    with Wire.to(inst) as w:
+        w.login()
+        pid = w.query("select pg_backend_pid()")[0][0]
+        pg.psql_super(f"select pg_terminate_backend({pid})")
+        assert w.expect_error()["C"] == "57P01"
+    wait_closes(inst, re.escape("server conn crashed? (server closed the connection)"), 1,
+                who=SERVER)
+    inst.assert_serving()
