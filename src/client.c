@@ -682,7 +682,7 @@ static void on_idle_input(client_t *c)
 		if (f == PROTO_BAD || m.len == 0)
 			return; /* closed, or not even a header yet */
 		if (m.type == 'X') {
-			client_disconnect(c, NULL, "client sent Terminate");
+			client_disconnect(c, NULL, "client close request"); /* PgBouncer's words */
 			return;
 		}
 		if (!proto_frontend_type[m.type]) {
@@ -910,7 +910,7 @@ static void client_event_cb(struct stream *st, enum stream_event ev, void *arg)
 		client_disconnect(c, NULL, "%s error: %s", c->st.tls ? "TLS" : "socket",
 				  stream_error_string(st));
 	else
-		client_disconnect(c, NULL, "client closed the connection");
+		client_disconnect(c, NULL, "client unexpected eof"); /* PgBouncer's words */
 }
 
 static const struct stream_ops client_stream_ops = {

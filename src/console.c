@@ -636,7 +636,7 @@ void console_on_input(client_t *c)
 		if (client_next(c, CONSOLE_MAX_MESSAGE, &m) != PROTO_OK)
 			break; /* not all here yet, or closed */
 		if (m.type == 'X') {
-			client_disconnect(c, NULL, "client sent Terminate");
+			client_disconnect(c, NULL, "client close request"); /* PgBouncer's words */
 			break;
 		}
 		if (m.type != 'Q') {

@@ -845,7 +845,7 @@ void login_on_input(client_t *c)
 					log_debug("client %llu %s: Terminate before the startup packet",
 						  (unsigned long long)c->id, client_peer(c));
 					stream_take(&c->st, p, n);
-					client_disconnect(c, NULL, "client sent Terminate before logging in");
+					client_disconnect(c, NULL, "client close request (before logging in)");
 					return;
 				}
 			}

@@ -17,7 +17,7 @@ from conftest import APP_PASS, APP_USER, PgError, Wire, wait_until
 pytestmark = pytest.mark.pooler_only
 
 LOGIN_RE = re.compile(r"client \d+ \S+ \(\S+\): login done")
-CLOSE_RE = re.compile(r"client \d+ \S+ \(\S+\): closing because: client sent Terminate \(age=\d+s\)")
+CLOSE_RE = re.compile(r"client \d+ \S+ \(\S+\): closing because: client close request \(age=\d+s\)")
 POOLER_ERR_RE = re.compile(r"WARNING client \d+ \S+ \(\S+\): pooler error 28P01, closing because: "
                            r"SASL authentication failed \(age=\d+s\)")
 SERVER_UP_RE = re.compile(r"server \d+ \(\S+\): connected, backend pid \d+")
@@ -257,7 +257,7 @@ def test_syslog(pgcoro_factory, session_root):
             drain()
             text = "\n".join(got)
             return ("login done" in text and "pooler error 28P01" in text and
-                    "client sent Terminate" in text)
+                    "client close request" in text)
         wait_until(logged, "login, Terminate and the wrong password on syslog", timeout=30)
         local3 = 19 * 8
         pid = inst.pid

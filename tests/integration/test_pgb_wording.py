@@ -173,3 +173,18 @@ def test_server_gone(pgcoro_factory, pg):
     wait_closes(inst, re.escape("server conn crashed? (server closed the connection)"), 1,
                 who=SERVER)
     inst.assert_serving()
+
+
+def test_client_leaves(pgcoro_factory):
+    """A client's Terminate is PgBouncer's "client close request", its leaving without one
+    "client unexpected eof"."""
+    inst = pgcoro_factory()
+    app = r"client \d+ \S+ \(app@postgres\)"  # not the harness' probe of the port
+    with Wire.to(inst) as w:
+        w.login()
+        w.terminate()
+    wait_closes(inst, "client close request", 1, who=app)
+    with Wire.to(inst) as w:
+        w.login()
+        assert w.query("select 1") == [["1"]]
+    wait_closes(inst, "client unexpected eof", 1, who=app)
