@@ -623,8 +623,10 @@ void login_on_tls_ready(client_t *c)
 				  "negotiation extension");
 		return;
 	}
-	log_debug("client %llu %s: TLS %s %s", (unsigned long long)c->id, client_peer(c),
-		  SSL_get_version(stream_ssl(&c->st)), SSL_get_cipher_name(stream_ssl(&c->st)));
+	SSL *ssl = stream_ssl(&c->st);
+	if (rt->cfg->log_connections) /* "tls=VERSION/CIPHER": PgBouncer's words */
+		log_info("client %llu %s: TLS established, tls=%s/%s", (unsigned long long)c->id,
+			 client_peer(c), SSL_get_version(ssl), SSL_get_cipher_name(ssl));
 }
 
 /* The whole startup-style packet M at the head of the input: copied (the parameters point

@@ -4,15 +4,17 @@ reasons, and a client gets the same REASON in its FATAL ErrorResponse: an unknow
 database, a failed login per method (the same words for an unknown user and a wrong
 password, naming nobody), a server's refusal relayed in its own words (a [databases]
 entry or the "*" auto-database naming a missing PostgreSQL database), client_idle_timeout,
-KILL_CLIENT, KILL, RECONNECT and shutdown; and a server's connect line has PgBouncer's
-"ADDR:PORT new connection to server (from ADDR:PORT)"."""
+KILL_CLIENT, KILL, RECONNECT, shutdown, a server's end, a client's Terminate or EOF; a
+server's connect line has PgBouncer's "ADDR:PORT new connection to server (from
+ADDR:PORT)", a client's TLS "tls=VERSION/CIPHER"."""
 
 import re
 
 import psycopg2
 import pytest
 
-from conftest import APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, Wire, wait_until
+from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, Wire, run_psql,
+                      tls_settings, wait_until)
 
 pytestmark = pytest.mark.pooler_only
 
@@ -188,3 +190,15 @@ def test_client_leaves(pgcoro_factory):
         w.login()
         assert w.query("select 1") == [["1"]]
     wait_closes(inst, "client unexpected eof", 1, who=app)
+
+
+def test_tls_login_line(pgcoro_factory, pg, tls_certs):
+    """With log_connections, a client's TLS is logged "tls=VERSION/CIPHER" (PgBouncer's
+    words)."""
+    inst = pgcoro_factory(settings=tls_settings(tls_certs, "require",
+                                                client_tls_protocols="tlsv1.3",
+                                                client_tls13_ciphers="TLS_AES_256_GCM_SHA384"))
+    assert run_psql(pg, inst, "select 1", sslmode="require").stdout.strip() == "1"
+    wait_until(lambda: re.search(r"client \d+ \S+: TLS established, tls=TLSv1\.3/"
+                                 r"TLS_AES_256_GCM_SHA384$", inst.log_text(), re.M),
+               "the TLS line")
