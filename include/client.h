@@ -130,7 +130,8 @@ const char *client_state_name(enum client_state state);
 
 /* The one funnel for ending a session: if SQLSTATE is non-NULL the client gets a FATAL
  * ErrorResponse with the formatted message (when at a message boundary); the reason is
- * logged; the server is released; the client drains its output and is freed later. */
+ * logged in PgBouncer's words, "closing because: REASON (age=Ns)"; the server is
+ * released; the client drains its output and is freed later. */
 void client_disconnect(client_t *c, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

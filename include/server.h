@@ -225,7 +225,8 @@ void server_run_task(server_t *s, struct server_task *t);
  * or is closed if its state is not known clean. */
 void server_release(server_t *s);
 
-/* The one funnel for closing a server: logs REASON, fails its client, marks it closing.
+/* The one funnel for closing a server: logs "closing because: REASON (age=Ns)" (PgBouncer's
+ * words), fails its client, marks it closing.
  * The memory is reclaimed later (never inside the caller's callback). */
 void server_disconnect(server_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -260,7 +260,7 @@ void client_shutdown_if_done(client_t *c)
 	/* its server goes back to the pool here (in session mode, or a replication
 	 * connection's, only when it leaves) */
 	if (s->tx_status == 'I' && c->pool->pool_mode != POOL_SESSION && !c->replication)
-		client_disconnect(c, "57P01", "terminating connection: pgcoro is shutting down");
+		client_disconnect(c, "57P01", "server shutting down");
 }
 
 void client_on_ready(client_t *c)
@@ -420,16 +420,18 @@ static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, c
 	bool handshaking = c->st.tls && !stream_tls_ready(&c->st);
 	bool can_send = sqlstate && !(s && s->msg_pending) && !handshaking;
 
+	/* PgBouncer's words, which its users' log alerts look for: "closing because: REASON
+	 * (age=Ns)", the age in whole seconds */
 	const struct config *cfg = rt->cfg;
+	unsigned long long age = (unsigned long long)(rt_now() - c->born);
 	if (sqlstate && cfg->log_pooler_errors)
-		log_warning("client %llu %s (%s@%s): closing: pooler error %s: %s (age %.3f s)",
+		log_warning("client %llu %s (%s@%s): pooler error %s, closing because: %s (age=%llus)",
 			    (unsigned long long)c->id, client_peer(c), c->user ? c->user : "-",
-			    c->database ? c->database : "-", sqlstate, msg, rt_now() - c->born);
+			    c->database ? c->database : "-", sqlstate, msg, age);
 	else if (cfg->log_disconnections)
-		log_info("client %llu %s (%s@%s): closing: %s%s%s (age %.3f s)",
+		log_info("client %llu %s (%s@%s): closing because: %s (age=%llus)",
 			 (unsigned long long)c->id, client_peer(c), c->user ? c->user : "-",
-			 c->database ? c->database : "-", sqlstate ? sqlstate : "", sqlstate ? ": " : "",
-			 msg, rt_now() - c->born);
+			 c->database ? c->database : "-", msg, age);
 	if (s) {
 		if (c->msg_pending)
 			s->mid_ext = true; /* the server got part of a message: not reusable */
@@ -535,7 +537,7 @@ static void close_list_shutdown(struct list_head *h)
 	list_for_each_safe(pos, tmp, h)
 	{
 		client_t *c = list_entry(pos, client_t, node);
-		client_disconnect(c, "57P01", "terminating connection: pgcoro is shutting down");
+		client_disconnect(c, "57P01", "server shutting down");
 	}
 }
 
@@ -683,7 +685,7 @@ void client_maybe_release(client_t *c)
 	if (s->tx_status != 'I') {
 		if (c->pool->pool_mode == POOL_STATEMENT)
 			client_disconnect(c, "0A000",
-					  "transaction blocks are not allowed in statement pooling mode");
+					  "transaction blocks not allowed in statement pooling mode");
 		return;
 	}
 	c->server = NULL;
@@ -734,7 +736,7 @@ static void on_idle_input(client_t *c)
 		if (f == PROTO_BAD || m.len == 0)
 			return; /* closed, or not even a header yet */
 		if (m.type == 'X') {
-			client_disconnect(c, NULL, "client sent Terminate");
+			client_disconnect(c, NULL, "client close request"); /* PgBouncer's words */
 			return;
 		}
 		if (!proto_frontend_type[m.type]) {
@@ -826,12 +828,12 @@ static void logged_in_route(client_t *c)
 		return;
 	}
 	if (poolctl_disabled(c->database)) {
-		client_disconnect(c, "55000", "database \"%s\" is disabled (DISABLE)", c->database);
+		client_disconnect(c, "55000", "database \"%s\" is disabled", c->database);
 		return;
 	}
 	const struct cfg_db *db = cfg_find_db(rt->cfg, c->database);
 	if (!db) {
-		client_disconnect(c, "3D000", "database \"%s\" does not exist", c->database);
+		client_disconnect(c, "3D000", "no such database: %s", c->database);
 		return;
 	}
 	pool_t *pool = pool_get(c->database, c->user, db);
@@ -969,7 +971,7 @@ static void client_event_cb(struct stream *st, enum stream_event ev, void *arg)
 		client_disconnect(c, NULL, "%s error: %s", c->st.tls ? "TLS" : "socket",
 				  stream_error_string(st));
 	else
-		client_disconnect(c, NULL, "client closed the connection");
+		client_disconnect(c, NULL, "client unexpected eof"); /* PgBouncer's words */
 }
 
 static const struct stream_ops client_stream_ops = {
@@ -979,7 +981,7 @@ static const struct stream_ops client_stream_ops = {
 };
 
 /* Ends C's session on a timeout PgBouncer calls WHAT (the words its users' alerts look
- * for): C gets FATAL SQLSTATE "terminating connection due to WHAT (KEY = SECs)". A
+ * for): C gets FATAL SQLSTATE "WHAT (KEY = SECs)", logged "closing because: WHAT ...". A
  * request still running on its server is cancelled, so the backend stops at once, and
  * the server is closed, as PgBouncer closes it; a server idle in a transaction goes back
  * through the release, which rolls the transaction back. */
@@ -990,8 +992,7 @@ static void end_on_timeout(client_t *c, const char *sqlstate, const char *what,
 	bool running = s && (s->out_syncs > 0 || s->mid_ext);
 	if (running)
 		server_cancel(s);
-	client_disconnect(c, sqlstate, "terminating connection due to %s (%s = %gs)", what, key,
-			  sec);
+	client_disconnect(c, sqlstate, "%s (%s = %gs)", what, key, sec);
 	if (running)
 		server_disconnect(s, "%s", what);
 }
@@ -1012,8 +1013,7 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case CT_IDLE:
 		if (c->state == CL_ACTIVE || c->state == CL_IDLE) {
 			metrics_timeout(c->pool, MT_CLIENT_IDLE);
-			client_disconnect(c, "57P05",
-					  "terminating connection due to client_idle_timeout (%gs)",
+			client_disconnect(c, "57P05", "client_idle_timeout (%gs)",
 					  p->client_idle_timeout);
 		}
 		break;

@@ -448,7 +448,7 @@ static void cmd_kill_client(client_t *c, const char *arg, const char *query)
 		send_error(c, "08P01", "client not found");
 		return;
 	}
-	client_disconnect(victim, "57P01", "terminating connection: KILL_CLIENT by an administrator");
+	client_disconnect(victim, "57P01", "admin forced disconnect");
 	complete(c, "KILL_CLIENT");
 }
 
@@ -636,7 +636,7 @@ void console_on_input(client_t *c)
 		if (client_next(c, CONSOLE_MAX_MESSAGE, &m) != PROTO_OK)
 			break; /* not all here yet, or closed */
 		if (m.type == 'X') {
-			client_disconnect(c, NULL, "client sent Terminate");
+			client_disconnect(c, NULL, "client close request"); /* PgBouncer's words */
 			break;
 		}
 		if (m.type != 'Q') {

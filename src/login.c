@@ -185,9 +185,14 @@ static void login_done(client_t *c)
 		client_logged_in(c);
 }
 
+/* A password or SCRAM proof did not match, or the user is not in auth_file: the words
+ * depend on the method alone (nobody learns who exists), PgBouncer's, which its users'
+ * alerts look for: "SASL authentication failed" for scram-sha-256, else "password
+ * authentication failed" (md5 too when it asked for SCRAM: auth_md5_offers_scram). */
 static void auth_failed(client_t *c)
 {
-	client_disconnect(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+	client_disconnect(c, "28P01", "%s authentication failed",
+			  c->login->method == HBA_SCRAM ? "SASL" : "password");
 }
 
 /* ---- the startup parameters ---------------------------------------------------------- */
@@ -720,8 +725,10 @@ void login_on_tls_ready(client_t *c)
 				  "negotiation extension");
 		return;
 	}
-	log_debug("client %llu %s: TLS %s %s", (unsigned long long)c->id, client_peer(c),
-		  SSL_get_version(stream_ssl(&c->st)), SSL_get_cipher_name(stream_ssl(&c->st)));
+	SSL *ssl = stream_ssl(&c->st);
+	if (rt->cfg->log_connections) /* "tls=VERSION/CIPHER": PgBouncer's words */
+		log_info("client %llu %s: TLS established, tls=%s/%s", (unsigned long long)c->id,
+			 client_peer(c), SSL_get_version(ssl), SSL_get_cipher_name(ssl));
 }
 
 /* The whole startup-style packet M at the head of the input: copied (the parameters point
@@ -946,7 +953,7 @@ void login_on_input(client_t *c)
 					log_debug("client %llu %s: Terminate before the startup packet",
 						  (unsigned long long)c->id, client_peer(c));
 					stream_take(&c->st, p, n);
-					client_disconnect(c, NULL, "client sent Terminate before logging in");
+					client_disconnect(c, NULL, "client close request (before logging in)");
 					return;
 				}
 			}

@@ -517,6 +517,15 @@ static void pool_settings(pool_t *p, const struct cfg_db *db);
 
 static bool is_auto(const struct cfg_db *db) { return strcmp(db->name, "*") == 0; }
 
+/* No pool but P is for DBNAME. */
+static bool is_first_of_db(const pool_t *p, const char *dbname)
+{
+	for (const pool_t *q = pool_next(NULL); q; q = pool_next(q))
+		if (q != p && strcmp(q->dbname, dbname) == 0)
+			return false;
+	return true;
+}
+
 /* A new pool for (DBNAME, USER) of DB, in the hash table and on its lists; NULL without
  * memory. */
 static pool_t *pool_new(const char *dbname, const char *user, const struct cfg_db *db)
@@ -544,6 +553,8 @@ static pool_t *pool_new(const char *dbname, const char *user, const struct cfg_d
 	list_head_init(&p->sv_housekeeping);
 	list_append(&pools, &p->node);
 	settle(p);
+	if (p->auto_db && is_first_of_db(p, dbname)) /* PgBouncer's words */
+		log_info("registered new auto-database: %s", dbname);
 	log_info("pool %s/%s created: pool_size=%d pool_mode=%s", p->dbname, p->user, p->pool_size,
 		 cfg_pool_mode_name(p->pool_mode));
 	return p;
@@ -676,8 +687,8 @@ void pool_set_paused(pool_t *p, bool paused)
 		return;
 	p->paused = paused;
 	if (paused) {
-		close_servers_with(&p->sv_idle, "PAUSE");
-		close_servers_with(&p->sv_connecting, "PAUSE");
+		close_servers_with(&p->sv_idle, "pause mode"); /* PgBouncer's words */
+		close_servers_with(&p->sv_connecting, "pause mode");
 	} else {
 		pool_kick(p);
 	}
@@ -1372,7 +1383,7 @@ bool pool_first_of_db(const pool_t *p)
 	return true;
 }
 
-#define SHUTDOWN_MSG "terminating connection: pgcoro is shutting down"
+#define SHUTDOWN_MSG "server shutting down" /* PgBouncer's words */
 
 void pool_shutdown_begin(void)
 {

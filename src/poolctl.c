@@ -178,7 +178,7 @@ bool poolctl_kill(const char *db)
 	log_info("KILL %s: closing its clients and servers", db);
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
 		if (matches(p, db))
-			pool_close_all(p, "57P01", "terminating connection: KILL by an administrator");
+			pool_close_all(p, "57P01", "database removed");
 	return true;
 }
 
@@ -188,7 +188,7 @@ void poolctl_reconnect(const char *db)
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
 		if (!matches(p, db))
 			continue;
-		pool_renew_servers(p, "RECONNECT");
+		pool_renew_servers(p, "database configuration changed"); /* PgBouncer's words */
 		pool_kick(p);
 	}
 }

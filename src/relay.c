@@ -416,7 +416,7 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 			client_disconnect(c, "08P01", "invalid frontend message type %d", type);
 			return false;
 		case FE_TERMINATE:
-			client_disconnect(c, NULL, "client sent Terminate");
+			client_disconnect(c, NULL, "client close request"); /* PgBouncer's words */
 			return false;
 		case FE_QUERY:
 			client_refuse_query(c);

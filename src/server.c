@@ -30,6 +30,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -195,49 +196,42 @@ void server_param_seen(server_t *s, const char *name, const char *value)
 
 /* ---- closing ------------------------------------------------------------------------- */
 
-/* PostgreSQL refused the login of replication client C's own server S (SQLSTATE, its
- * words TOLD): as PgBouncer 1.23, S and C close "because: login failed" (the log has
- * PostgreSQL's words already), and C's FATAL says "login failed" with PostgreSQL's
- * SQLSTATE, and its words as the DETAIL. Only C: a replication login fails for reasons
- * of its own (no REPLICATION attribute, no pg_hba.conf line for it), so the pool's other
- * clients are left alone. */
-static void replication_login_failed(server_t *s, client_t *c, const char *sqlstate,
-				     const char *told)
-{
-	if (rt->cfg->log_disconnections)
-		log_info("server %llu (%s/%s): closing because: login failed (age %.3f s)",
-			 (unsigned long long)s->id, s->pool->dbname, s->pool->user,
-			 rt_now() - s->connected_at);
-	client_disconnect_error(c, sqlstate, *told ? told : NULL, NULL, "login failed");
-}
-
 /* The one funnel for closing S with REASON; CONNECT_FAILED: the connection could not be
  * made, worth a warning whatever log_disconnections says, and SQLSTATE and TOLD (REASON
- * without where the connection went) go to its pool (pool_connect_failed); the log has
- * REASON, and for a failure on the way (08006) PgBouncer's words for it, which alerts
- * written for PgBouncer look for: "closing because: connect failed" (or "connect
- * timeout" when TIMED_OUT, "server DNS lookup failed"), and for a login refused PgBouncer's "closing because: " and
- * the refusal (the server's message, as TOLD). */
+ * without where the connection went) go to its pool (pool_connect_failed). The log says
+ * it in PgBouncer's words, which its users' alerts look for: "closing because: WHY
+ * (age=Ns)", WHY being REASON, or for a failed connect "connect failed" ("connect
+ * timeout" when TIMED_OUT, "server DNS lookup failed" for a host name that does not
+ * resolve) or the server's refusal (TOLD; "login failed" for a
+ * replication connection), which is logged first as "server login failed: FATAL TOLD". */
 static void close_server(server_t *s, bool connect_failed, const char *reason,
 			 const char *sqlstate, const char *told, bool timed_out)
 {
 	if (s->state == SV_CLOSING)
 		return;
 	enum server_state was = s->state;
+	unsigned long long id = (unsigned long long)s->id;
+	unsigned long long age = (unsigned long long)(rt_now() - s->connected_at);
+	/* a login PostgreSQL refused: it answers a startup packet only with a FATAL error */
+	bool refused = connect_failed && strcmp(sqlstate, "08006") != 0 && *told;
 	if (connect_failed) {
 		s->pool->connect_failures++;
 		pool_host_result(s->pool, s->lb_host, false);
-		const char *because = *told ? told : "login failed"; /* a refusal */
-		if (strcmp(sqlstate, "08006") == 0)
-			because = timed_out ? "connect timeout" : "connect failed";
+		const char *because = refused ? (s->replication ? "login failed" : told)
+				      : timed_out ? "connect timeout"
+						  : "connect failed";
 		/* libpq's and srvlogin's words for a host name that does not resolve */
-		if (strstr(reason, "could not translate host name"))
+		if (!refused && strstr(reason, "could not translate host name"))
 			because = "server DNS lookup failed";
-		log_warning("server %llu (%s/%s): connection failed: %s; closing because: %s",
-			    (unsigned long long)s->id, s->pool->dbname, s->pool->user, reason, because);
+		if (refused)
+			log_warning("server %llu (%s/%s): server login failed: FATAL %s", id,
+				    s->pool->dbname, s->pool->user, told);
+		log_warning("server %llu (%s/%s): connection failed: %s; closing because: %s "
+			    "(age=%llus)",
+			    id, s->pool->dbname, s->pool->user, reason, because, age);
 	} else if (rt->cfg->log_disconnections)
-		log_info("server %llu (%s/%s): closing: %s (age %.3f s)", (unsigned long long)s->id,
-			 s->pool->dbname, s->pool->user, reason, rt_now() - s->connected_at);
+		log_info("server %llu (%s/%s): closing because: %s (age=%llus)", id, s->pool->dbname,
+			 s->pool->user, reason, age);
 	client_t *c = s->client;
 	s->client = NULL;
 	prep_server_free(s); /* while its client, whose names its queue holds, is alive */
@@ -258,10 +252,11 @@ static void close_server(server_t *s, bool connect_failed, const char *reason,
 		c->server = NULL;
 		if (was == SV_CONNECTING && !connect_failed)
 			; /* a replication client's, closed by PAUSE or shutdown: it waits for another */
-		else if (connect_failed && strcmp(sqlstate, "08006") != 0)
-			replication_login_failed(s, c, sqlstate, told);
-		else if (connect_failed) /* its own connection failed (a replication client) */
-			client_disconnect(c, sqlstate, "server connection failed%s%s",
+		else if (refused) /* its own login failed (a replication client): PgBouncer's words */
+			client_disconnect_error(c, sqlstate, told, NULL, "login failed");
+		else if (connect_failed)
+			client_disconnect(c, sqlstate, "server %s failed%s%s",
+					  strcmp(sqlstate, "08006") == 0 ? "connection" : "login",
 					  *told ? ": " : "", told);
 		else if (s->fatal_passed) /* the client has the server's last words, as from PostgreSQL */
 			client_disconnect(c, NULL, "server sent FATAL and closed: %s", reason);
@@ -470,36 +465,38 @@ int server_peer(const server_t *s, char *host, size_t len)
 	return 0;
 }
 
-/* "HOST:PORT" of an address (IPv6 in brackets, as PgBouncer writes them) into OUT. */
-static void addr_text(const char *host, int port, char *out, size_t len)
+/* "host:port" ("[host]:port" for IPv6) of SA into BUF; "" for another family. */
+static void addr_str(const struct sockaddr_storage *sa, char *buf, size_t len)
 {
-	snprintf(out, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+	char host[INET6_ADDRSTRLEN];
+	buf[0] = '\0';
+	if (sa->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, (unsigned)ntohs(a->sin_port));
+	} else if (sa->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, (unsigned)ntohs(a->sin6_port));
+	}
 }
 
-/* Logs S connected: pgcoro's words, then PgBouncer's ("HOST:PORT new connection to server
- * (from LOCAL)", which tools written for PgBouncer look for). */
+/* The log_connections line of S, with PgBouncer's words, which its users' tools look for:
+ * "ADDR:PORT new connection to server (from LOCAL:PORT)" (no addresses over a unix
+ * socket). */
 static void log_connected(const server_t *s)
 {
-	char host[256], remote[300], local[INET6_ADDRSTRLEN + 16] = "";
-	int port = server_peer(s, host, sizeof(host));
-	addr_text(host, port, remote, sizeof(remote));
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char ip[INET6_ADDRSTRLEN];
-	if (getsockname(s->st.fd, (struct sockaddr *)&ss, &sl) == 0) {
-		if (ss.ss_family == AF_INET &&
-		    inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip)))
-			addr_text(ip, ntohs(((struct sockaddr_in *)&ss)->sin_port), local,
-				  sizeof(local));
-		else if (ss.ss_family == AF_INET6 &&
-			 inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip)))
-			addr_text(ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port), local,
-				  sizeof(local));
-	}
-	log_info("server %llu (%s/%s): connected, backend pid %u%s; %s new connection to "
-		 "server%s%s%s", (unsigned long long)s->id, s->pool->dbname, s->pool->user,
-		 (unsigned)s->backend_pid, s->replication ? ", replication" : "", remote,
-		 local[0] ? " (from " : "", local, local[0] ? ")" : "");
+	struct sockaddr_storage local;
+	socklen_t local_len = sizeof(local);
+	char peer[INET6_ADDRSTRLEN + 8], from[INET6_ADDRSTRLEN + 8] = "";
+	addr_str(&s->peer, peer, sizeof(peer));
+	if (*peer && getsockname(s->st.fd, (struct sockaddr *)&local, &local_len) == 0)
+		addr_str(&local, from, sizeof(from));
+	log_info("server %llu (%s/%s): connected, backend pid %u%s; %s%snew connection to "
+		 "server%s%s%s",
+		 (unsigned long long)s->id, s->pool->dbname, s->pool->user,
+		 (unsigned)s->backend_pid, s->replication ? ", replication" : "", peer,
+		 *peer ? " " : "", *from ? " (from " : "", from, *from ? ")" : "");
 }
 
 static void connected(server_t *s)
@@ -927,10 +924,10 @@ static void server_event_cb(struct stream *st, enum stream_event ev, void *arg)
 	server_t *s = arg;
 	if (s->state == SV_HOUSEKEEPING && s->hk_running && s->hk.failed) /* its last words */
 		server_disconnect(s, "%s failed: %s", hk_name(s->hk_running), s->hk.message);
-	else if (ev == STREAM_EOF)
-		server_disconnect(s, "server closed the connection");
+	else if (ev == STREAM_EOF) /* PgBouncer's words first, which alerts look for */
+		server_disconnect(s, "server conn crashed? (server closed the connection)");
 	else
-		server_disconnect(s, "%s error: %s", st->tls ? "TLS" : "socket",
+		server_disconnect(s, "server conn crashed? (%s error: %s)", st->tls ? "TLS" : "socket",
 				  stream_error_string(st));
 }
 
@@ -950,13 +947,13 @@ static void server_to_idle(server_t *s)
 		return;
 	}
 	if (s->pool->paused) {
-		server_disconnect(s, "PAUSE");
+		server_disconnect(s, "pause mode");
 		return;
 	}
 	double now = rt_now();
 	double lifetime = s->pool->server_lifetime;
 	if (lifetime > 0 && now - s->connected_at >= lifetime) {
-		server_disconnect(s, "server_lifetime (%gs) reached", lifetime);
+		server_disconnect(s, "server lifetime over (server_lifetime = %gs)", lifetime);
 		return;
 	}
 	s->idle_since = now;
@@ -1420,10 +1417,11 @@ void server_expire_idle(pool_t *pool, double now)
 	{
 		server_t *s = list_entry(pos, server_t, node);
 		if (pool->server_lifetime > 0 && now - s->connected_at >= pool->server_lifetime)
-			server_disconnect(s, "server_lifetime (%gs) reached", pool->server_lifetime);
+			server_disconnect(s, "server lifetime over (server_lifetime = %gs)",
+					  pool->server_lifetime);
 		else if (cfg->server_idle_timeout > 0 && now - s->idle_since >= cfg->server_idle_timeout &&
 			 pool_server_count(pool) > pool->min_pool_size)
-			server_disconnect(s, "server_idle_timeout (%gs) reached",
+			server_disconnect(s, "server idle timeout (server_idle_timeout = %gs)",
 					  cfg->server_idle_timeout);
 	}
 }

@@ -57,10 +57,15 @@ def test_password_auth(pgcoro_factory, direct, auth_type):
     assert err.fields["S"] == "FATAL"
     with pytest.raises(psycopg2.OperationalError) as ei:
         check_psycopg2(inst, APP_USER, "wrong")
-    assert "password authentication failed" in str(ei.value)
+    # pgcoro: PgBouncer's words, the same for an unknown user (PostgreSQL names the user)
+    words = ("SASL authentication failed" if auth_type == "scram-sha-256" and not direct
+             else "password authentication failed")
+    assert words in str(ei.value)
 
     err = expect_login_error(inst, "nosuchuser", "whatever")
     assert err.sqlstate == "28P01", err.fields
+    if not direct:
+        assert err.fields["M"] == words, err.fields
     inst.assert_serving()
 
 
@@ -181,7 +186,7 @@ def test_unknown_user_scram_salt_stable(pgcoro_factory, direct):
 @pytest.mark.pooler_only
 def test_unknown_user_md5(pgcoro_factory):
     """auth_type md5: an unknown user gets the md5 challenge a listed user gets, and the
-    same failure (28P01, the same words)."""
+    same failure (28P01, the same words: PgBouncer's, which name no user)."""
     inst = pgcoro_factory(settings={"auth_type": "md5"})
     errs = {}
     for user in (APP_USER, MD5_USER, "ghost"):
@@ -192,5 +197,5 @@ def test_unknown_user_md5(pgcoro_factory):
         errs[user] = {**ei.value.fields, "M": ei.value.fields["M"].replace(user, "USER")}
     assert errs[APP_USER] == errs[MD5_USER] == errs["ghost"], errs
     assert errs["ghost"]["C"] == "28P01"
-    assert errs["ghost"]["M"] == 'password authentication failed for user "USER"'
+    assert errs["ghost"]["M"] == "password authentication failed"
     inst.assert_serving()

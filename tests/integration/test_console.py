@@ -547,7 +547,7 @@ def test_set(pgcoro_factory):
             c.cursor().execute("begin; select 1")
         with pytest.raises(psycopg2.OperationalError):
             conns[3].cursor().execute("select 1")
-        wait_until(lambda: "pooler error 57014: query_wait_timeout (1s)" in inst.log_text(),
+        wait_until(lambda: "pooler error 57014, closing because: query_wait_timeout (1s)" in inst.log_text(),
                    "the fourth client's query_wait_timeout")
         pools = {(r["database"], r["user"]): r for r in rows_as_dicts(admin, "POOLS")}
         assert pools[("postgres", APP_USER)]["sv_active"] == 3

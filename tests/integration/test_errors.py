@@ -31,8 +31,8 @@ def test_server_unreachable(pgcoro, pg):
 @pytest.mark.pooler_only
 def test_server_failure_without_address(pgcoro_factory, pg):
     """A server connection that fails: the waiting client gets the reason with the right
-    SQLSTATE (08006, or the server's own when it refused, then with its message as it came,
-    as PgBouncer) but not the server's host or port; the log line has them."""
+    SQLSTATE (08006, or the server's own and its very words when it refused, as PgBouncer
+    relays them) but not the server's host or port; the log line has them."""
     closed = free_port()
     inst = pgcoro_factory(databases={
         "closed": f"host=127.0.0.1 port={closed} dbname=postgres",

@@ -252,7 +252,7 @@ def test_query_timeout_session(pgcoro_factory, pg, tmodb):
         assert w.at_eof(timeout=20)
     # cancelled and closed: gone long before pg_sleep(600) would have ended
     wait_until(lambda: pid not in backend_pids(pg), f"backend {pid} (pg_sleep(600)) gone")
-    wait_until(lambda: "closing: query timeout" in inst.log_text(), "the server's close logged")
+    wait_until(lambda: "closing because: query timeout" in inst.log_text(), "the server's close logged")
     assert "cancel request sent" in inst.log_text()
     with wire(inst) as w:
         assert int(one(w, "select pg_backend_pid()")) != pid
@@ -342,7 +342,7 @@ def test_transaction_timeout(pgcoro_factory, pg, tmodb, mode):
         expect_closed_by(wire_exec(w, "begin; select pg_sleep(600)"), "25P04",
                          "transaction timeout", "transaction_timeout = 1s")
     wait_until(lambda: pid not in backend_pids(pg), f"backend {pid} (pg_sleep(600)) gone")
-    assert "closing: transaction timeout" in inst.log_text()
+    assert "closing because: transaction timeout" in inst.log_text()
     inst.assert_serving(db=DB)
 
 
@@ -402,8 +402,8 @@ def test_server_lifetime(pgcoro_factory, pg, tmodb):
         w.terminate()
     wait_until(lambda: pid not in backend_pids(pg),
                f"backend {pid} closed once idle after server_lifetime=1")
-    wait_until(lambda: "server_lifetime (1s) reached" in inst.log_text(),
-               "server_lifetime logged")
+    wait_until(lambda: "closing because: server lifetime over (server_lifetime = 1s)" in
+               inst.log_text(), "server_lifetime logged")
     with wire(inst) as w:
         assert int(one(w, "select pg_backend_pid()")) != pid
         w.terminate()
