@@ -81,7 +81,7 @@ def test_set_auth_type_takes_effect_for_the_next_login(pgcoro_factory):
     it again); SHOW CONFIG shows it; RELOAD gives the file's scram-sha-256 back."""
     inst = start(pgcoro_factory)
     admin = console(inst)
-    assert "password authentication failed" in login_refused(inst, "wrong")
+    assert "SASL authentication failed" in login_refused(inst, "wrong")
     set_ok(admin, "auth_type", "trust")
     assert config(admin)["auth_type"] == "trust"
     login(inst, password="wrong")
@@ -93,7 +93,7 @@ def test_set_auth_type_takes_effect_for_the_next_login(pgcoro_factory):
     cur = admin.cursor()
     cur.execute("RELOAD")
     assert config(admin)["auth_type"] == "scram-sha-256"
-    assert "password authentication failed" in login_refused(inst, "wrong")
+    assert "SASL authentication failed" in login_refused(inst, "wrong")
     login(inst)
     admin.close()
 
@@ -168,7 +168,7 @@ def test_set_refused_changes_nothing(pgcoro_factory):
     assert "auth_file: /nonexistent/users.txt: cannot open" in inst.log_text()
     assert config(admin) == before
     login(inst)
-    assert "password authentication failed" in login_refused(inst, "wrong")
+    assert "SASL authentication failed" in login_refused(inst, "wrong")
 
     notices = set_ok(admin, "listen_port", "1", quoted=False)
     assert len(notices) == 1, notices

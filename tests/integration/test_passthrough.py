@@ -124,7 +124,7 @@ def test_scram_pass_through(pgcoro_factory, pg):
     finally:
         c1.close()
     # a wrong password is refused at pgcoro (the verifier checks it), and keeps nothing
-    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+    with pytest.raises(psycopg2.OperationalError, match="SASL authentication failed"):
         inst.connect(password="wrong")
     inst.assert_serving()
 

@@ -116,7 +116,8 @@ def test_login_line_names_tls_and_tls13_ciphers(pgcoro_factory, pg, tls_certs):
     finally:
         admin.close()
     run_psql(pg, inst, "SELECT 1", sslmode="require")  # the running context stays
-    assert inst.log_text().count("tls=TLSv1.3/TLS_AES_256_GCM_SHA384") == 2
+    assert len(re.findall(r"login done, server \d+, tls=TLSv1\.3/TLS_AES_256_GCM_SHA384$",
+                          inst.log_text(), re.M)) == 2
 
 
 def test_server_tls_files_changed_on_disk_replace_servers(pgcoro_factory, pg_tls, tls_certs):
