@@ -10,6 +10,7 @@
 
 #include "types.h"
 
+struct config;
 struct runtime;
 
 void takeover_init(struct runtime *rt);
@@ -47,6 +48,10 @@ void takeover_hand_over(void);
 void takeover_thaw(void);
 
 /* ---- the new process ------------------------------------------------------------------ */
+
+/* -R: whether a process answers on CFG's unix socket (else, as PgBouncer, the new one
+ * starts normally). */
+bool takeover_old_running(const struct config *cfg) __attribute__((warn_unused_result));
 
 /* -R: connects to the running process's console on unix_socket_dir/.s.PGSQL.listen_port,
  * SUSPEND, SHOW FDS, adopts the listeners, servers and clients, SHUTDOWN, waits for the

@@ -288,6 +288,11 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < rt.cfg->nwarnings; i++)
 		log_warning("%s", rt.cfg->warnings[i]);
+	if (reboot && !takeover_old_running(rt.cfg)) {
+		log_info("-R (online restart): no running pgcoro on the unix socket: starting "
+			 "normally");
+		reboot = false;
+	}
 	signals_init(&rt);
 	raise_nofile(rt.cfg);
 

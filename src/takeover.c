@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <event2/util.h>
 
 #include "auth.h"
@@ -330,6 +331,10 @@ static bool pool_rows(struct row_ctx *x, pool_t *p)
 		if (!client_row(x, c, ckey, skey))
 			return false;
 		stream_set_read(&c->st, false);
+		if (c->timer) /* no timeout of this process's ends it now (a thaw rearms none: */
+			evtimer_del(c->timer); /* its next request does) */
+		if (c->xact_timer)
+			evtimer_del(c->xact_timer);
 	}
 	return true;
 }
@@ -375,6 +380,8 @@ bool takeover_show_fds(client_t *admin)
 	}
 	qsort(sent_ids, nsent, sizeof(*sent_ids), cmp_id);
 	sent = true;
+	rt->quiescing = false; /* no hand-out until SHUTDOWN or RESUME: the idle servers sent
+	                        * are the new process's already */
 	log_info("SHOW FDS: %zu clients and servers handed over on SHUTDOWN", nsent);
 	return true;
 }
@@ -435,25 +442,23 @@ void takeover_thaw(void)
 		return;
 	log_info("online restart abandoned: clients read again");
 	rt->quiescing = false;
-	sent = false;
-	nsent = 0;
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
 		struct list *pos, *tmp;
-		list_for_each_safe(pos, tmp, &p->sv_idle)
-		{
-			server_t *s = list_entry(pos, server_t, node);
-			stream_set_read(&s->st, true);
-		}
-		list_for_each_safe(pos, tmp, &p->sv_active)
-		{
-			server_t *s = list_entry(pos, server_t, node);
-			stream_set_read(&s->st, true);
-		}
+		const struct list_head *lists[] = {&p->sv_idle, &p->sv_active};
+		for (size_t i = 0; sent && i < 2; i++)
+			list_for_each_safe(pos, tmp, lists[i])
+			{
+				server_t *s = list_entry(pos, server_t, node);
+				if (was_sent(s->id))
+					stream_set_read(&s->st, true);
+			}
 		list_for_each_safe(pos, tmp, &p->clients)
 		{
 			client_hold_input(list_entry(pos, client_t, node), false);
 		}
 	}
+	sent = false;
+	nsent = 0;
 }
 
 /* ---- the new process ------------------------------------------------------------------ */
@@ -780,16 +785,38 @@ static bool adopt_client(struct got_row *r, struct rows *rows)
 	return client_adopt(&a) != NULL;
 }
 
-static bool connect_old(struct old_conn *o)
+/* The old process's console socket into SUN; false (logged) without unix_socket_dir. */
+static bool old_path(const struct config *cfg, struct sockaddr_un *sun)
 {
-	const struct config *cfg = rt->cfg;
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	*sun = (struct sockaddr_un){.sun_family = AF_UNIX};
 	if (!cfg->unix_socket_dir[0]) {
 		log_error("online restart: needs unix_socket_dir (the old process's console)");
 		return false;
 	}
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir,
+	snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir,
 		 cfg->listen_port);
+	return true;
+}
+
+bool takeover_old_running(const struct config *cfg)
+{
+	struct sockaddr_un sun;
+	if (!old_path(cfg, &sun))
+		return true; /* takeover_run says why it cannot */
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool up = fd >= 0 && (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ||
+			      (errno != ECONNREFUSED && errno != ENOENT));
+	if (fd >= 0)
+		close(fd);
+	return up;
+}
+
+static bool connect_old(struct old_conn *o)
+{
+	const struct config *cfg = rt->cfg;
+	struct sockaddr_un sun;
+	if (!old_path(cfg, &sun))
+		return false;
 	o->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	double wait = 2 * cfg->suspend_timeout + 30; /* SUSPEND and SHOW FDS may each wait */
 	struct timeval tv = {(time_t)wait, 0};
