@@ -1,0 +1,178 @@
+"""Online restart (pgcoro -R, PgBouncer's takeover): under a light steady load the new
+process takes the listeners, the clients and their servers, the old one exits, and every
+client goes on on its own connection (a session client on its own backend); a takeover
+cut short before SHUTDOWN leaves the old process serving. SHOW FDS is refused outside the
+unix socket, to a non-admin, and before SUSPEND."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from conftest import (ASAN_OPTIONS, SANITIZER_MARKERS, UBSAN_OPTIONS, clean_env, wait_until)
+
+pytestmark = pytest.mark.pooler_only
+
+ADMIN, ADMIN_PASS = "tkadmin", "tkadminpass"
+
+
+def start(pgcoro_factory, pg):
+    base = f"host=127.0.0.1 port={pg.port} dbname=postgres"
+    return pgcoro_factory(
+        settings={"admin_users": ADMIN, "stats_users": "app", "suspend_timeout": 20},
+        users={ADMIN: ADMIN_PASS},
+        databases={"tx": f"{base} pool_mode=transaction pool_size=3",
+                   "sess": f"{base} pool_mode=session pool_size=4"})
+
+
+def spawn_reboot(inst, env=None):
+    """Starts `pgcoro -R` on INST's config; returns (Popen, log path)."""
+    logpath = os.path.join(inst.workdir, f"pgcoro-R-{time.monotonic_ns()}.log")
+    logf = open(logpath, "wb")
+    proc = subprocess.Popen(
+        [inst.bin_path, "-R", "-c", inst.config_path], stdin=subprocess.DEVNULL,
+        stdout=logf, stderr=logf, cwd=inst.workdir,
+        env=clean_env(ASAN_OPTIONS=ASAN_OPTIONS, UBSAN_OPTIONS=UBSAN_OPTIONS, **(env or {})))
+    logf.close()
+    return proc, logpath
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+def adopt(inst, proc, logpath):
+    """INST is the new process from now on (the fixture stops and checks it at teardown);
+    the old one must have exited 0, sanitizer-clean."""
+    old = inst.proc
+    rc = old.wait(timeout=60)
+    old_log = inst.log_text()
+    assert rc == 0 and not [m for m in SANITIZER_MARKERS if m in old_log], \
+        f"old pgcoro exit code {rc}\n{inst.log_tail(60)}"
+    inst.logf.close()
+    inst.proc, inst.pid, inst.logpath = proc, proc.pid, logpath
+    inst.logf = open(os.devnull, "wb")
+
+
+class Loop(threading.Thread):
+    """A transaction-mode client running short transactions until stopped."""
+
+    def __init__(self, inst, n):
+        super().__init__(daemon=True)
+        self.conn = inst.connect(db="tx")
+        self.conn.autocommit = True
+        self.n = n
+        self.done = 0
+        self.errors = []
+        self.stop = threading.Event()
+
+    def run(self):
+        cur = self.conn.cursor()
+        while not self.stop.is_set():
+            try:
+                cur.execute("begin; select %s; commit", (self.n,))
+                self.done += 1
+            except psycopg2.Error as e:
+                self.errors.append(repr(e))
+                return
+            time.sleep(0.005)
+
+
+@pytest.fixture
+def load(pgcoro_factory, pg):
+    inst = start(pgcoro_factory, pg)
+    inst.bin_path = inst.proc.args[0]
+    loops = [Loop(inst, i) for i in range(3)]
+    for t in loops:
+        t.start()
+    sessions = []
+    for _ in range(2):
+        c = inst.connect(db="sess")
+        c.autocommit = True
+        cur = c.cursor()
+        cur.execute("select pg_backend_pid()")
+        sessions.append((c, cur.fetchone()[0]))
+    wait_until(lambda: all(t.done > 5 for t in loops), "the load runs")
+    try:
+        yield inst, loops, sessions
+    finally:
+        for t in loops:
+            t.stop.set()
+        for t in loops:
+            t.join(timeout=30)
+            t.conn.close()
+        for c, _ in sessions:
+            c.close()
+
+
+def goes_on(inst, loops, sessions):
+    """Every client's next query works on its own connection, a session on its backend."""
+    marks = [t.done for t in loops]
+    wait_until(lambda: all(t.done > m + 5 or t.errors for t, m in zip(loops, marks)),
+               "the transaction clients go on", timeout=60)
+    assert [t.errors for t in loops] == [[], [], []]
+    for c, pid in sessions:
+        cur = c.cursor()
+        cur.execute("select pg_backend_pid()")
+        assert cur.fetchone()[0] == pid
+    inst.assert_serving(db="tx")
+    inst.assert_serving(db="sess")
+
+
+def test_takeover_under_load(load):
+    inst, loops, sessions = load
+    old_pid = inst.pid
+    proc, logpath = spawn_reboot(inst)
+    try:
+        adopt(inst, proc, logpath)
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=30)
+        raise
+    assert inst.pid != old_pid and inst.alive()
+    log = read(logpath)
+    assert "online restart: 2 listeners" in log, log
+    assert "5 clients taken over" in log, log  # 3 + 2: all of them
+    goes_on(inst, loops, sessions)
+
+
+def test_takeover_cut_short_leaves_the_old_one_serving(load):
+    inst, loops, sessions = load
+    proc, logpath = spawn_reboot(inst, {"PGCORO_TEST_TAKEOVER_SLEEP": "60"})
+    try:
+        wait_until(lambda: "test hook: sleeping" in read(logpath) or proc.poll() is not None,
+                   "the new process took the sockets", timeout=60)
+        assert proc.poll() is None, read(logpath)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)  # by its PID
+        proc.wait(timeout=30)
+    wait_until(lambda: "online restart abandoned" in inst.log_text(), "the old one resumes")
+    assert inst.alive()
+    goes_on(inst, loops, sessions)
+
+
+def test_show_fds_refused(load):
+    inst, _, _ = load
+    admin = lambda **kw: psycopg2.connect(user=ADMIN, password=ADMIN_PASS, dbname="pgbouncer",
+                                          port=inst.port, connect_timeout=30, **kw)
+    for host, why in ((inst.host, "SHOW FDS needs the unix socket"),
+                      (inst.sockdir, "SHOW FDS needs SUSPEND first")):
+        c = admin(host=host)
+        c.autocommit = True
+        with pytest.raises(psycopg2.Error) as e:
+            c.cursor().execute("SHOW FDS")
+        assert e.value.diag.message_primary == why
+        c.close()
+    c = psycopg2.connect(user="app", password="apppass", dbname="pgbouncer", host=inst.sockdir,
+                         port=inst.port, connect_timeout=30)
+    c.autocommit = True
+    with pytest.raises(psycopg2.Error) as e:
+        c.cursor().execute("SHOW FDS")
+    assert e.value.diag.message_primary == "admin access needed"
+    c.close()
