@@ -22,9 +22,13 @@ void takeover_init(struct runtime *rt);
  * state cannot leave the process: the takeover is refused, nothing is lost). */
 const char *takeover_refusal(const client_t *admin) __attribute__((warn_unused_result));
 
-/* SHOW FDS is accepted: the pools quiesce (waiting clients get servers even though
- * suspended, clients at rest stop reading) until takeover_quiet. */
-void takeover_quiesce(void);
+/* ADMIN's SHOW FDS is accepted: the pools quiesce (waiting clients get servers even
+ * though suspended, clients at rest stop reading) until takeover_quiet. */
+void takeover_quiesce(const client_t *admin);
+
+/* True if a SHOW FDS is waiting or was answered and the console client that asked it is
+ * gone without SHUTDOWN (the new process failed): the caller RESUMEs. */
+bool takeover_orphaned(void) __attribute__((warn_unused_result));
 
 /* True once nothing is in flight that could move with a socket (no client waiting, no
  * server busy but session servers at rest, no housekeeping), or suspend_timeout has

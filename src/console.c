@@ -403,7 +403,7 @@ static void cmd_show_fds(client_t *c)
 		send_error(c, "08P01", "%s", why);
 		return;
 	}
-	takeover_quiesce();
+	takeover_quiesce(c);
 	wait_for(c, CW_FDS, NULL, "SHOW");
 	arm_suspend_poll("SHOW FDS");
 }
@@ -770,6 +770,9 @@ void console_poll(void)
 	static bool polling; /* a completed command may start another wait: no nesting */
 	if (poolctl_suspended() && list_empty(client_console_clients())) {
 		log_info("the console left while suspended: RESUME");
+		poolctl_unsuspend();
+	} else if (takeover_orphaned()) {
+		log_info("the console that asked SHOW FDS left before SHUTDOWN: RESUME");
 		poolctl_unsuspend();
 	}
 	if (polling || list_empty(&waiters))

@@ -61,6 +61,7 @@ static double quiesce_since;
 static uint64_t *sent_ids; /* the clients' and servers' ids SHOW FDS sent (one sequence) */
 static size_t nsent, sent_cap;
 static bool sent;          /* SHOW FDS answered: SHUTDOWN hands over */
+static uint64_t owner_id;  /* the console client that asked SHOW FDS */
 
 const char *takeover_refusal(const client_t *admin)
 {
@@ -86,8 +87,9 @@ const char *takeover_refusal(const client_t *admin)
 	return NULL;
 }
 
-void takeover_quiesce(void)
+void takeover_quiesce(const client_t *admin)
 {
+	owner_id = admin->id;
 	rt->quiescing = true;
 	quiesce_since = rt_now();
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
@@ -384,6 +386,14 @@ bool takeover_show_fds(client_t *admin)
 	                        * are the new process's already */
 	log_info("SHOW FDS: %zu clients and servers handed over on SHUTDOWN", nsent);
 	return true;
+}
+
+bool takeover_orphaned(void)
+{
+	if (!rt->quiescing && !sent)
+		return false;
+	const client_t *c = client_find(owner_id);
+	return !c || c->state != CL_CONSOLE;
 }
 
 static bool was_sent(uint64_t id)

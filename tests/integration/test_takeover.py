@@ -91,12 +91,14 @@ def load(pgcoro_factory, pg):
     for t in loops:
         t.start()
     sessions = []
-    for _ in range(2):
-        c = inst.connect(db="sess")
+    for host in (inst.host, inst.sockdir, inst.host):
+        c = psycopg2.connect(user="app", password="apppass", dbname="sess", host=host,
+                             port=inst.port, connect_timeout=30)
         c.autocommit = True
         cur = c.cursor()
         cur.execute("select pg_backend_pid()")
         sessions.append((c, cur.fetchone()[0]))
+    sessions[2][0].cursor().execute("begin; create temp table t (x int)")  # left open
     wait_until(lambda: all(t.done > 5 for t in loops), "the load runs")
     try:
         yield inst, loops, sessions
@@ -120,6 +122,9 @@ def goes_on(inst, loops, sessions):
         cur = c.cursor()
         cur.execute("select pg_backend_pid()")
         assert cur.fetchone()[0] == pid
+    cur = sessions[2][0].cursor()  # its transaction went on where it was
+    cur.execute("insert into t values (1); select count(*) from t")
+    assert cur.fetchone()[0] == 1
     inst.assert_serving(db="tx")
     inst.assert_serving(db="sess")
 
@@ -137,12 +142,22 @@ def test_takeover_under_load(load):
     assert inst.pid != old_pid and inst.alive()
     log = read(logpath)
     assert "online restart: 2 listeners" in log, log
-    assert "5 clients taken over" in log, log  # 3 + 2: all of them
+    assert "6 clients taken over" in log, log  # 3 + 3: all of them
     goes_on(inst, loops, sessions)
 
 
+def admin(inst, host):
+    c = psycopg2.connect(user=ADMIN, password=ADMIN_PASS, dbname="pgbouncer", host=host,
+                         port=inst.port, connect_timeout=30)
+    c.autocommit = True
+    return c
+
+
 def test_takeover_cut_short_leaves_the_old_one_serving(load):
+    """Killed after SHOW FDS, before SHUTDOWN: the old process resumes (though another
+    console session stays connected) and every client goes on there."""
     inst, loops, sessions = load
+    other = admin(inst, inst.host)
     proc, logpath = spawn_reboot(inst, {"PGCORO_TEST_TAKEOVER_SLEEP": "60"})
     try:
         wait_until(lambda: "test hook: sleeping" in read(logpath) or proc.poll() is not None,
@@ -155,16 +170,17 @@ def test_takeover_cut_short_leaves_the_old_one_serving(load):
     wait_until(lambda: "online restart abandoned" in inst.log_text(), "the old one resumes")
     assert inst.alive()
     goes_on(inst, loops, sessions)
+    cur = other.cursor()
+    cur.execute("SHOW STATE")
+    assert dict(cur.fetchall())["suspended"] == "no"
+    other.close()
 
 
 def test_show_fds_refused(load):
     inst, _, _ = load
-    admin = lambda **kw: psycopg2.connect(user=ADMIN, password=ADMIN_PASS, dbname="pgbouncer",
-                                          port=inst.port, connect_timeout=30, **kw)
     for host, why in ((inst.host, "SHOW FDS needs the unix socket"),
                       (inst.sockdir, "SHOW FDS needs SUSPEND first")):
-        c = admin(host=host)
-        c.autocommit = True
+        c = admin(inst, host)
         with pytest.raises(psycopg2.Error) as e:
             c.cursor().execute("SHOW FDS")
         assert e.value.diag.message_primary == why
