@@ -37,17 +37,27 @@
 
 static struct runtime *rt;
 
-/* PgBouncer's SHOW FDS columns ("issssiqisssssbb"). */
-#define NCOLS 15
+/* PgBouncer's SHOW FDS columns ("issssiqisssssbb"), then pgcoro's own: every parameter
+ * (PgBouncer reads its 15 and ignores more; a PgBouncer row has only those). */
+#define PGB_NCOLS 15
+#define NCOLS 16
 static const struct proto_column fds_cols[NCOLS] = {
     {"fd", 23, 4},           {"task", 25, -1},        {"user", 25, -1},
     {"database", 25, -1},    {"addr", 25, -1},        {"port", 23, 4},
     {"cancel", 20, 8},       {"link", 23, 4},         {"client_encoding", 25, -1},
     {"std_strings", 25, -1}, {"datestyle", 25, -1},   {"timezone", 25, -1},
     {"password", 25, -1},    {"scram_client_key", 17, -1}, {"scram_server_key", 17, -1},
+    {"pgcoro_params", 25, -1},
 };
 enum { COL_FD, COL_TASK, COL_USER, COL_DB, COL_ADDR, COL_PORT, COL_CANCEL, COL_LINK,
-       COL_ENC, COL_STD, COL_DATESTYLE, COL_TZ, COL_PASSWORD, COL_CKEY, COL_SKEY };
+       COL_ENC, COL_STD, COL_DATESTYLE, COL_TZ, COL_PASSWORD, COL_CKEY, COL_SKEY,
+       COL_PARAMS };
+
+/* pgcoro_params: NAME US VALUE RS, for each: a server's reported parameters, a client's
+ * startup parameters (with what its session SET of the tracked ones). */
+#define PARAM_US '\x1f'
+#define PARAM_RS '\x1e'
+#define MAX_ROW_PARAMS (CLIENT_MAX_PARAMS + SERVER_NPARAMS)
 
 /* The reported parameters a row carries, in its column order. */
 static const char *const row_params[4] = {"client_encoding", "standard_conforming_strings",
@@ -181,7 +191,50 @@ struct fd_row {
 	int link;
 	const char *params[4];
 	const uint8_t *ckey, *skey; /* SCRAM_KEY_LEN bytes each, or NULL */
+	const char *all;            /* pgcoro_params */
 };
+
+static void put_param(struct pbuf *b, const char *name, const char *value)
+{
+	if (strpbrk(name, "\x1e\x1f") || strpbrk(value, "\x1e\x1f"))
+		b->failed = true; /* not sent: the four of PgBouncer's columns go alone */
+	proto_put_bytes(b, name, strlen(name));
+	proto_put_u8(b, PARAM_US);
+	proto_put_bytes(b, value, strlen(value));
+	proto_put_u8(b, PARAM_RS);
+}
+
+static struct pbuf all_params; /* pgcoro_params of the row being sent */
+
+static const char *server_all(const server_t *s)
+{
+	pbuf_reset(&all_params);
+	for (int i = 0; i < SERVER_NPARAMS; i++)
+		if (s->params[i])
+			put_param(&all_params, server_param_names[i], s->params[i]);
+	proto_put_u8(&all_params, 0);
+	return all_params.failed ? NULL : (const char *)all_params.data;
+}
+
+static const char *client_all(const client_t *c)
+{
+	pbuf_reset(&all_params);
+	bool seen[SERVER_NPARAMS] = {0};
+	for (int k = 0; k < c->nparams; k++) {
+		int i = c->params[k].report;
+		const char *v = c->params[k].value;
+		if (i >= 0 && c->session_params && c->session_params[i])
+			v = c->session_params[i];
+		if (i >= 0)
+			seen[i] = true;
+		put_param(&all_params, c->params[k].name, v);
+	}
+	for (int i = 0; c->session_params && i < SERVER_NPARAMS; i++)
+		if (!seen[i] && c->session_params[i])
+			put_param(&all_params, server_param_names[i], c->session_params[i]);
+	proto_put_u8(&all_params, 0);
+	return all_params.failed ? NULL : (const char *)all_params.data;
+}
 
 static bool send_row(int admin_fd, struct pbuf *out, const struct fd_row *r)
 {
@@ -197,7 +250,7 @@ static bool send_row(int admin_fd, struct pbuf *out, const struct fd_row *r)
 	}
 	const char *v[NCOLS] = {fd, r->task, r->user, r->db, r->addr, port, cancel, link,
 				r->params[0], r->params[1], r->params[2], r->params[3], NULL,
-				r->ckey ? ckey : NULL, r->ckey ? skey : NULL};
+				r->ckey ? ckey : NULL, r->ckey ? skey : NULL, r->all};
 	pbuf_reset(out);
 	proto_build_data_row(out, v, NCOLS);
 	return !out->failed && send_with_fd(admin_fd, out, r->fd);
@@ -280,6 +333,7 @@ static bool server_row(struct row_ctx *x, server_t *s, uint8_t *ckey, uint8_t *s
 		int k = server_param_index(row_params[i]);
 		r.params[i] = k >= 0 ? s->params[k] : NULL;
 	}
+	r.all = server_all(s);
 	if (scram_keys_of(s->pool->user, ckey, skey)) {
 		r.ckey = ckey;
 		r.skey = skey;
@@ -299,6 +353,7 @@ static bool client_row(struct row_ctx *x, client_t *c, uint8_t *ckey, uint8_t *s
 	r.cancel = (uint64_t)c->cancel_pid << 32 | c->cancel_key;
 	for (int i = 0; i < 4; i++)
 		r.params[i] = client_value(c, row_params[i]);
+	r.all = client_all(c);
 	if (scram_keys_of(c->pool->user, ckey, skey)) {
 		r.ckey = ckey;
 		r.skey = skey;
@@ -375,6 +430,7 @@ bool takeover_show_fds(client_t *admin)
 	if (flags >= 0)
 		(void)fcntl(fd, F_SETFL, flags);
 	pbuf_free(&out);
+	pbuf_free(&all_params);
 	if (!ok) {
 		client_disconnect(admin, NULL, "SHOW FDS could not be sent");
 		takeover_thaw();
@@ -491,6 +547,7 @@ struct got_row {
 	uint64_t cancel;
 	char *task, *user, *db, *addr;
 	char *params[4];
+	char *all;        /* pgcoro_params, or NULL (a PgBouncer's row) */
 	uint8_t ckey[SCRAM_KEY_LEN], skey[SCRAM_KEY_LEN];
 	bool keys;
 	server_t *server; /* adopted */
@@ -668,9 +725,10 @@ static bool on_fd_row(struct old_conn *o, struct proto_msg *m, uint8_t *copy, vo
 	int fd = o->fds[o->fds_used++];
 	char *v[NCOLS] = {0};
 	uint8_t *p = (uint8_t *)m->body, *end = p + m->blen;
-	bool ok = m->blen >= 2 && (p[0] << 8 | p[1]) == NCOLS;
+	int ncols = m->blen >= 2 ? p[0] << 8 | p[1] : 0;
+	bool ok = ncols >= PGB_NCOLS;
 	p += 2;
-	for (int i = 0; ok && i < NCOLS; i++) {
+	for (int i = 0; ok && i < ncols && i < NCOLS; i++) {
 		if (end - p < 4) {
 			ok = false;
 			break;
@@ -712,6 +770,7 @@ static bool on_fd_row(struct old_conn *o, struct proto_msg *m, uint8_t *copy, vo
 			      .mem = (char *)copy};
 	for (int i = 0; i < 4; i++)
 		r->params[i] = v[COL_ENC + i];
+	r->all = v[COL_PARAMS];
 	r->keys = key_of(v[COL_CKEY], r->ckey) && key_of(v[COL_SKEY], r->skey);
 	return true;
 }
@@ -738,10 +797,24 @@ static void keep_scram_key(const struct got_row *r)
 		clientkey_store(r->user, &keys, r->ckey);
 }
 
-/* The row's reported parameters as NAMES/VALUES; returns their count. */
-static int row_params_of(const struct got_row *r, const char **names, const char **values)
+/* The row's parameters as NAMES/VALUES (MAX_ROW_PARAMS room): pgcoro_params (cut in
+ * place), else PgBouncer's four; returns their count. */
+static int row_params_of(struct got_row *r, const char **names, const char **values)
 {
 	int n = 0;
+	for (char *q = r->all; q && *q && n < MAX_ROW_PARAMS;) {
+		char *us = strchr(q, PARAM_US), *rs = us ? strchr(us, PARAM_RS) : NULL;
+		if (!rs)
+			break;
+		*us = *rs = 0;
+		names[n] = q;
+		values[n++] = us + 1;
+		q = rs + 1;
+	}
+	if (r->all) {
+		r->all = NULL; /* cut: once */
+		return n;
+	}
 	for (int i = 0; i < 4; i++)
 		if (r->params[i]) {
 			names[n] = row_params[i];
@@ -753,16 +826,28 @@ static int row_params_of(const struct got_row *r, const char **names, const char
 static bool adopt_server(struct got_row *r)
 {
 	pool_t *p = pool_of(r);
-	const char *names[4], *values[4];
+	const char *names[MAX_ROW_PARAMS], *values[MAX_ROW_PARAMS];
 	int n = row_params_of(r, names, values);
 	struct server_conn sc = {.fd = r->fd, .backend_pid = (uint32_t)(r->cancel >> 32),
 				 .cancel_key = (uint32_t)r->cancel,
 				 .have_key = (uint32_t)r->cancel != 0,
 				 .nparams = n, .names = names, .values = values};
 	evutil_make_socket_nonblocking(r->fd);
-	r->server = p ? server_adopt_conn(p, &sc) : NULL;
+	server_t *s = r->server = p ? server_adopt_conn(p, &sc) : NULL;
 	keep_scram_key(r);
-	return r->server != NULL;
+	int version = server_param_index("server_version");
+	if (s && !p->params_known && !r->link && version >= 0 && s->params[version]) {
+		/* the welcome of its pool's new clients, as from a new server's: this one's
+		 * reported parameters but the application_name a client left */
+		char *params[SERVER_NPARAMS];
+		int app = server_param_index("application_name");
+		memcpy(params, s->params, sizeof(params));
+		if (app >= 0)
+			params[app] = "";
+		if (!pool_connect_ok(p, params))
+			log_warning("online restart: out of memory for pool %s/%s", p->dbname, p->user);
+	}
+	return s != NULL;
 }
 
 static bool adopt_client(struct got_row *r, struct rows *rows)
@@ -784,7 +869,7 @@ static bool adopt_client(struct got_row *r, struct rows *rows)
 		memset(&ss, 0, sizeof(ss)); /* gone meanwhile: it fails at its first read */
 		ss.ss_family = AF_UNIX;
 	}
-	const char *names[4], *values[4];
+	const char *names[MAX_ROW_PARAMS], *values[MAX_ROW_PARAMS];
 	int n = row_params_of(r, names, values);
 	struct client_adopt a = {.fd = r->fd, .sa = (struct sockaddr *)&ss, .user = r->user,
 				 .database = r->db, .nparams = n, .names = names, .values = values,

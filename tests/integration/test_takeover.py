@@ -64,7 +64,7 @@ class Loop(threading.Thread):
 
     def __init__(self, inst, n):
         super().__init__(daemon=True)
-        self.conn = inst.connect(db="tx")
+        self.conn = inst.connect(db="tx", application_name=f"loop{n}")
         self.conn.autocommit = True
         self.n = n
         self.done = 0
@@ -118,6 +118,15 @@ def goes_on(inst, loops, sessions):
     wait_until(lambda: all(t.done > m + 5 or t.errors for t, m in zip(loops, marks)),
                "the transaction clients go on", timeout=60)
     assert [t.errors for t in loops] == [[], [], []]
+    for t in loops:  # their startup parameters came along
+        t.stop.set()
+        t.join(timeout=30)
+        cur = t.conn.cursor()
+        cur.execute("select current_setting('application_name')")
+        assert cur.fetchone()[0] == f"loop{t.n}"
+    fresh = inst.connect(db="tx")  # its welcome has every parameter
+    assert fresh.server_version >= 150000, fresh.server_version
+    fresh.close()
     for c, pid in sessions:
         cur = c.cursor()
         cur.execute("select pg_backend_pid()")
