@@ -201,3 +201,88 @@ def test_show_fds_refused(load):
         c.cursor().execute("SHOW FDS")
     assert e.value.diag.message_primary == "admin access needed"
     c.close()
+
+
+def test_show_fds_rows_carry_their_sockets(load):
+    """SHOW FDS as PgBouncer's new process reads it: PgBouncer's 15 columns first (then
+    pgcoro_params), the listeners first, every DataRow with exactly one socket attached
+    (SCM_RIGHTS), a session client linked to its server; the console leaving without
+    SHUTDOWN resumes the old process."""
+    import array
+    import socket
+    import struct
+    inst, loops, sessions = load
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(os.path.join(inst.sockdir, f".s.PGSQL.{inst.port}"))
+    body = struct.pack("!I", 3 << 16) + b"user\0pgbouncer\0database\0pgbouncer\0\0"
+    s.sendall(struct.pack("!I", len(body) + 4) + body)
+    buf, fds = b"", []
+
+    def until_ready():
+        nonlocal buf
+        msgs = []
+        while True:
+            while len(buf) >= 5 and len(buf) >= 1 + struct.unpack("!I", buf[1:5])[0]:
+                n = 1 + struct.unpack("!I", buf[1:5])[0]
+                msgs.append((buf[:1], buf[5:n], len(fds)))
+                buf = buf[n:]
+                if msgs[-1][0] == b"Z":
+                    return msgs
+            data, anc, flags, _ = s.recvmsg(65536, socket.CMSG_SPACE(64 * 4))
+            assert data, "the console closed"
+            assert not flags & socket.MSG_CTRUNC
+            for level, kind, payload in anc:
+                assert (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+                got = array.array("i")
+                got.frombytes(payload[:len(payload) - len(payload) % 4])
+                fds.extend(got)
+            buf += data
+
+    def query(sql):
+        s.sendall(b"Q" + struct.pack("!I", len(sql) + 5) + sql.encode() + b"\0")
+        return until_ready()
+
+    try:
+        assert not [m for m in until_ready() if m[0] == b"E"]
+        assert not [m for m in query("SUSPEND;") if m[0] == b"E"]
+        msgs = query("SHOW FDS;")
+        assert not [m for m in msgs if m[0] == b"E"], msgs
+        desc = msgs[0][1]
+        cols, off = [], 2
+        for _ in range(struct.unpack("!H", desc[:2])[0]):
+            end = desc.index(b"\0", off)
+            cols.append(desc[off:end].decode())
+            off = end + 1 + 18
+        assert cols == ["fd", "task", "user", "database", "addr", "port", "cancel", "link",
+                        "client_encoding", "std_strings", "datestyle", "timezone",
+                        "password", "scram_client_key", "scram_server_key",
+                        "pgcoro_params"], cols
+        rows = []
+        for kind, payload, nfds in msgs:
+            if kind != b"D":
+                continue
+            vals, off = [], 2
+            for _ in range(struct.unpack("!H", payload[:2])[0]):
+                n = struct.unpack("!i", payload[off:off + 4])[0]
+                vals.append(None if n < 0 else payload[off + 4:off + 4 + n].decode())
+                off += 4 + max(n, 0)
+            rows.append(vals)
+            assert nfds == len(rows)  # its socket came with it (or before its last byte)
+        assert len(fds) == len(rows)
+        tasks = [r[1] for r in rows]
+        assert tasks[:2] == ["pooler", "pooler"] and "pooler" not in tasks[2:], tasks
+        assert tasks.count("client") == 6, tasks  # 3 transaction loops, 3 sessions
+        by_fd = {r[0]: r for r in rows}
+        linked = [r for r in rows if r[1] == "client" and r[7] != "0"]
+        assert len(linked) == 3 and all(by_fd[r[7]][1] == "server" and by_fd[r[7]][7] == r[0]
+                                        for r in linked), rows
+        for fd in fds:
+            with socket.socket(fileno=os.dup(fd)) as passed:
+                assert passed.type == socket.SOCK_STREAM
+    finally:
+        s.close()
+        for fd in fds:
+            os.close(fd)
+    wait_until(lambda: "online restart abandoned" in inst.log_text(), "the old one resumes")
+    goes_on(inst, loops, sessions)
