@@ -42,16 +42,41 @@ static struct runtime *rt;
 #define PGB_NCOLS 15
 #define NCOLS 16
 static const struct proto_column fds_cols[NCOLS] = {
-    {"fd", 23, 4},           {"task", 25, -1},        {"user", 25, -1},
-    {"database", 25, -1},    {"addr", 25, -1},        {"port", 23, 4},
-    {"cancel", 20, 8},       {"link", 23, 4},         {"client_encoding", 25, -1},
-    {"std_strings", 25, -1}, {"datestyle", 25, -1},   {"timezone", 25, -1},
-    {"password", 25, -1},    {"scram_client_key", 17, -1}, {"scram_server_key", 17, -1},
+    {"fd", 23, 4},
+    {"task", 25, -1},
+    {"user", 25, -1},
+    {"database", 25, -1},
+    {"addr", 25, -1},
+    {"port", 23, 4},
+    {"cancel", 20, 8},
+    {"link", 23, 4},
+    {"client_encoding", 25, -1},
+    {"std_strings", 25, -1},
+    {"datestyle", 25, -1},
+    {"timezone", 25, -1},
+    {"password", 25, -1},
+    {"scram_client_key", 17, -1},
+    {"scram_server_key", 17, -1},
     {"pgcoro_params", 25, -1},
 };
-enum { COL_FD, COL_TASK, COL_USER, COL_DB, COL_ADDR, COL_PORT, COL_CANCEL, COL_LINK,
-       COL_ENC, COL_STD, COL_DATESTYLE, COL_TZ, COL_PASSWORD, COL_CKEY, COL_SKEY,
-       COL_PARAMS };
+enum {
+	COL_FD,
+	COL_TASK,
+	COL_USER,
+	COL_DB,
+	COL_ADDR,
+	COL_PORT,
+	COL_CANCEL,
+	COL_LINK,
+	COL_ENC,
+	COL_STD,
+	COL_DATESTYLE,
+	COL_TZ,
+	COL_PASSWORD,
+	COL_CKEY,
+	COL_SKEY,
+	COL_PARAMS
+};
 
 /* pgcoro_params: NAME US VALUE RS, for each: a server's reported parameters, a client's
  * startup parameters (with what its session SET of the tracked ones). */
@@ -61,17 +86,20 @@ enum { COL_FD, COL_TASK, COL_USER, COL_DB, COL_ADDR, COL_PORT, COL_CANCEL, COL_L
 
 /* The reported parameters a row carries, in its column order. */
 static const char *const row_params[4] = {"client_encoding", "standard_conforming_strings",
-					  "DateStyle", "TimeZone"};
+                                          "DateStyle", "TimeZone"};
 
-void takeover_init(struct runtime *r) { rt = r; }
+void takeover_init(struct runtime *r)
+{
+	rt = r;
+}
 
 /* ---- the old process ------------------------------------------------------------------ */
 
 static double quiesce_since;
 static uint64_t *sent_ids; /* the clients' and servers' ids SHOW FDS sent (one sequence) */
 static size_t nsent, sent_cap;
-static bool sent;          /* SHOW FDS answered: SHUTDOWN hands over */
-static uint64_t owner_id;  /* the console client that asked SHOW FDS */
+static bool sent;         /* SHOW FDS answered: SHUTDOWN hands over */
+static uint64_t owner_id; /* the console client that asked SHOW FDS */
 
 const char *takeover_refusal(const client_t *admin)
 {
@@ -133,7 +161,8 @@ bool takeover_quiet(void)
 	double limit = rt->cfg->suspend_timeout;
 	if (limit > 0 && rt_now() - quiesce_since >= limit) {
 		log_warning("SHOW FDS: suspend_timeout (%gs) passed with connections still busy: "
-			    "they are not handed over", limit);
+		            "they are not handed over",
+		            limit);
 		return true;
 	}
 	return false;
@@ -239,7 +268,7 @@ static const char *client_all(const client_t *c)
 static bool send_row(int admin_fd, struct pbuf *out, const struct fd_row *r)
 {
 	char fd[16], port[16], cancel[24], link[16], ckey[2 * SCRAM_KEY_LEN + 3],
-		skey[2 * SCRAM_KEY_LEN + 3];
+	    skey[2 * SCRAM_KEY_LEN + 3];
 	snprintf(fd, sizeof(fd), "%d", r->fd);
 	snprintf(port, sizeof(port), "%d", r->port);
 	snprintf(cancel, sizeof(cancel), "%" PRIu64, r->cancel);
@@ -248,9 +277,22 @@ static bool send_row(int admin_fd, struct pbuf *out, const struct fd_row *r)
 		hex(ckey, r->ckey, SCRAM_KEY_LEN);
 		hex(skey, r->skey, SCRAM_KEY_LEN);
 	}
-	const char *v[NCOLS] = {fd, r->task, r->user, r->db, r->addr, port, cancel, link,
-				r->params[0], r->params[1], r->params[2], r->params[3], NULL,
-				r->ckey ? ckey : NULL, r->ckey ? skey : NULL, r->all};
+	const char *v[NCOLS] = {fd,
+	                        r->task,
+	                        r->user,
+	                        r->db,
+	                        r->addr,
+	                        port,
+	                        cancel,
+	                        link,
+	                        r->params[0],
+	                        r->params[1],
+	                        r->params[2],
+	                        r->params[3],
+	                        NULL,
+	                        r->ckey ? ckey : NULL,
+	                        r->ckey ? skey : NULL,
+	                        r->all};
 	pbuf_reset(out);
 	proto_build_data_row(out, v, NCOLS);
 	return !out->failed && send_with_fd(admin_fd, out, r->fd);
@@ -272,7 +314,7 @@ static bool note_sent(uint64_t id)
 
 /* USER's SCRAM pass-through keys, if a client proved them here: into CKEY and SKEY. */
 static bool scram_keys_of(const char *user, uint8_t ckey[SCRAM_KEY_LEN],
-			  uint8_t skey[SCRAM_KEY_LEN])
+                          uint8_t skey[SCRAM_KEY_LEN])
 {
 	const char *secret = rt->auth ? auth_lookup(rt->auth, user) : NULL;
 	struct scram_keys keys;
@@ -323,8 +365,11 @@ static const char *client_value(const client_t *c, const char *name)
 
 static bool server_row(struct row_ctx *x, server_t *s, uint8_t *ckey, uint8_t *skey)
 {
-	struct fd_row r = {.fd = s->st.fd, .task = "server", .user = s->pool->user,
-			   .db = s->pool->dbname, .link = s->client ? s->client->st.fd : 0};
+	struct fd_row r = {.fd = s->st.fd,
+	                   .task = "server",
+	                   .user = s->pool->user,
+	                   .db = s->pool->dbname,
+	                   .link = s->client ? s->client->st.fd : 0};
 	r.port = server_peer(s, r.addr, sizeof(r.addr));
 	if (!r.addr[0])
 		snprintf(r.addr, sizeof(r.addr), "unix");
@@ -343,9 +388,12 @@ static bool server_row(struct row_ctx *x, server_t *s, uint8_t *ckey, uint8_t *s
 
 static bool client_row(struct row_ctx *x, client_t *c, uint8_t *ckey, uint8_t *skey)
 {
-	struct fd_row r = {.fd = c->st.fd, .task = "client", .user = c->user,
-			   .db = c->database, .link = c->server ? c->server->st.fd : 0,
-			   .port = c->peer_port};
+	struct fd_row r = {.fd = c->st.fd,
+	                   .task = "client",
+	                   .user = c->user,
+	                   .db = c->database,
+	                   .link = c->server ? c->server->st.fd : 0,
+	                   .port = c->peer_port};
 	if (c->peer_family == AF_INET || c->peer_family == AF_INET6)
 		inet_ntop(c->peer_family, c->peer_ip, r.addr, sizeof(r.addr));
 	else
@@ -411,8 +459,8 @@ bool takeover_show_fds(client_t *admin)
 	int flags = fcntl(fd, F_GETFL);
 	struct timeval tv = {30, 0}; /* a reader that stops reading does not hang this one */
 	bool ok = stream_output_len(&admin->st) == 0 && flags >= 0 &&
-		  fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 &&
-		  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0;
+	          fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 &&
+	          setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0;
 	if (ok) {
 		proto_build_row_description(&out, fds_cols, NCOLS);
 		ok = !out.failed && send_with_fd(fd, &out, -1);
@@ -547,7 +595,7 @@ struct got_row {
 	uint64_t cancel;
 	char *task, *user, *db, *addr;
 	char *params[4];
-	char *all;        /* pgcoro_params, or NULL (a PgBouncer's row) */
+	char *all; /* pgcoro_params, or NULL (a PgBouncer's row) */
 	uint8_t ckey[SCRAM_KEY_LEN], skey[SCRAM_KEY_LEN];
 	bool keys;
 	server_t *server; /* adopted */
@@ -579,15 +627,17 @@ static bool read_more(struct old_conn *o)
 		struct cmsghdr align;
 	} ctl;
 	struct iovec iov = {.iov_base = o->buf + o->len, .iov_len = o->cap - o->len};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-			     .msg_controllen = sizeof(ctl.buf)};
+	struct msghdr msg = {.msg_iov = &iov,
+	                     .msg_iovlen = 1,
+	                     .msg_control = ctl.buf,
+	                     .msg_controllen = sizeof(ctl.buf)};
 	ssize_t n;
 	do
 		n = recvmsg(o->fd, &msg, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
 	if (n <= 0) {
 		log_error("online restart: the old process %s",
-			  n == 0 ? "closed the connection" : strerror(errno));
+		          n == 0 ? "closed the connection" : strerror(errno));
 		return false;
 	}
 	o->len += (size_t)n;
@@ -653,9 +703,9 @@ static void log_old_error(const struct proto_msg *m)
 }
 
 /* Reads up to ReadyForQuery, failing on an ErrorResponse; rows (SHOW FDS) go to ON_ROW. */
-static bool until_ready(struct old_conn *o, bool (*on_row)(struct old_conn *, struct proto_msg *,
-							  uint8_t *, void *),
-			void *arg)
+static bool until_ready(struct old_conn *o,
+                        bool (*on_row)(struct old_conn *, struct proto_msg *, uint8_t *, void *),
+                        void *arg)
 {
 	bool ok = true;
 	for (;;) {
@@ -673,9 +723,10 @@ static bool until_ready(struct old_conn *o, bool (*on_row)(struct old_conn *, st
 			else
 				keep = true;
 		} else if (m.type == 'R' && m.blen >= 4 &&
-			   (m.body[0] | m.body[1] | m.body[2] | m.body[3]) != 0) {
-			log_error("online restart: the old process asks for a password: run as the OS "
-				  "user it runs as");
+		           (m.body[0] | m.body[1] | m.body[2] | m.body[3]) != 0) {
+			log_error(
+			    "online restart: the old process asks for a password: run as the OS "
+			    "user it runs as");
 			free(copy);
 			return false;
 		}
@@ -694,8 +745,10 @@ struct rows {
 
 static int unhex(char c)
 {
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-					       : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+	                              : -1;
 }
 
 /* A bytea text value of SCRAM_KEY_LEN bytes ("\x..."). */
@@ -733,7 +786,8 @@ static bool on_fd_row(struct old_conn *o, struct proto_msg *m, uint8_t *copy, vo
 			ok = false;
 			break;
 		}
-		int32_t len = (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | p[2] << 8 | p[3]);
+		int32_t len =
+		    (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | p[2] << 8 | p[3]);
 		if (len < 0) {
 			p += 4;
 			continue;
@@ -742,7 +796,8 @@ static bool on_fd_row(struct old_conn *o, struct proto_msg *m, uint8_t *copy, vo
 			ok = false;
 			break;
 		}
-		memmove(p, p + 4, (size_t)len); /* the value moves over its length: room for a NUL */
+		memmove(p, p + 4,
+		        (size_t)len); /* the value moves over its length: room for a NUL */
 		p[len] = 0;
 		v[i] = (char *)p;
 		p += 4 + len;
@@ -762,12 +817,16 @@ static bool on_fd_row(struct old_conn *o, struct proto_msg *m, uint8_t *copy, vo
 		return false;
 	}
 	struct got_row *r = &rows->r[rows->n++];
-	*r = (struct got_row){.fd = fd, .oldfd = atoi(v[COL_FD]), .task = v[COL_TASK],
-			      .user = v[COL_USER], .db = v[COL_DB], .addr = v[COL_ADDR],
-			      .port = v[COL_PORT] ? atoi(v[COL_PORT]) : 0,
-			      .link = v[COL_LINK] ? atoi(v[COL_LINK]) : 0,
-			      .cancel = v[COL_CANCEL] ? strtoull(v[COL_CANCEL], NULL, 10) : 0,
-			      .mem = (char *)copy};
+	*r = (struct got_row){.fd = fd,
+	                      .oldfd = atoi(v[COL_FD]),
+	                      .task = v[COL_TASK],
+	                      .user = v[COL_USER],
+	                      .db = v[COL_DB],
+	                      .addr = v[COL_ADDR],
+	                      .port = v[COL_PORT] ? atoi(v[COL_PORT]) : 0,
+	                      .link = v[COL_LINK] ? atoi(v[COL_LINK]) : 0,
+	                      .cancel = v[COL_CANCEL] ? strtoull(v[COL_CANCEL], NULL, 10) : 0,
+	                      .mem = (char *)copy};
 	for (int i = 0; i < 4; i++)
 		r->params[i] = v[COL_ENC + i];
 	r->all = v[COL_PARAMS];
@@ -780,7 +839,7 @@ static pool_t *pool_of(const struct got_row *r)
 	const struct cfg_db *db = r->db && r->user ? cfg_find_db(rt->cfg, r->db) : NULL;
 	if (!db) {
 		log_error("online restart: database \"%s\" is not configured here",
-			  r->db ? r->db : "(none)");
+		          r->db ? r->db : "(none)");
 		return NULL;
 	}
 	return pool_get(r->db, r->user, db);
@@ -828,10 +887,13 @@ static bool adopt_server(struct got_row *r)
 	pool_t *p = pool_of(r);
 	const char *names[MAX_ROW_PARAMS], *values[MAX_ROW_PARAMS];
 	int n = row_params_of(r, names, values);
-	struct server_conn sc = {.fd = r->fd, .backend_pid = (uint32_t)(r->cancel >> 32),
-				 .cancel_key = (uint32_t)r->cancel,
-				 .have_key = (uint32_t)r->cancel != 0,
-				 .nparams = n, .names = names, .values = values};
+	struct server_conn sc = {.fd = r->fd,
+	                         .backend_pid = (uint32_t)(r->cancel >> 32),
+	                         .cancel_key = (uint32_t)r->cancel,
+	                         .have_key = (uint32_t)r->cancel != 0,
+	                         .nparams = n,
+	                         .names = names,
+	                         .values = values};
 	evutil_make_socket_nonblocking(r->fd);
 	server_t *s = r->server = p ? server_adopt_conn(p, &sc) : NULL;
 	keep_scram_key(r);
@@ -845,7 +907,8 @@ static bool adopt_server(struct got_row *r)
 		if (app >= 0)
 			params[app] = "";
 		if (!pool_connect_ok(p, params))
-			log_warning("online restart: out of memory for pool %s/%s", p->dbname, p->user);
+			log_warning("online restart: out of memory for pool %s/%s", p->dbname,
+			            p->user);
 	}
 	return s != NULL;
 }
@@ -858,7 +921,7 @@ static bool adopt_client(struct got_row *r, struct rows *rows)
 			s = rows->r[i].server;
 	if (r->link && !s) {
 		log_error("online restart: client fd %d: its server fd %d was not handed over",
-			  r->oldfd, r->link);
+		          r->oldfd, r->link);
 		return false;
 	}
 	if (!r->user || !r->db)
@@ -871,10 +934,16 @@ static bool adopt_client(struct got_row *r, struct rows *rows)
 	}
 	const char *names[MAX_ROW_PARAMS], *values[MAX_ROW_PARAMS];
 	int n = row_params_of(r, names, values);
-	struct client_adopt a = {.fd = r->fd, .sa = (struct sockaddr *)&ss, .user = r->user,
-				 .database = r->db, .nparams = n, .names = names, .values = values,
-				 .cancel_pid = (uint32_t)(r->cancel >> 32),
-				 .cancel_key = (uint32_t)r->cancel, .server = s};
+	struct client_adopt a = {.fd = r->fd,
+	                         .sa = (struct sockaddr *)&ss,
+	                         .user = r->user,
+	                         .database = r->db,
+	                         .nparams = n,
+	                         .names = names,
+	                         .values = values,
+	                         .cancel_pid = (uint32_t)(r->cancel >> 32),
+	                         .cancel_key = (uint32_t)r->cancel,
+	                         .server = s};
 	evutil_make_socket_nonblocking(r->fd);
 	keep_scram_key(r);
 	return client_adopt(&a) != NULL;
@@ -889,7 +958,7 @@ static bool old_path(const struct config *cfg, struct sockaddr_un *sun)
 		return false;
 	}
 	snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir,
-		 cfg->listen_port);
+	         cfg->listen_port);
 	return true;
 }
 
@@ -900,7 +969,7 @@ bool takeover_old_running(const struct config *cfg)
 		return true; /* takeover_run says why it cannot */
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	bool up = fd >= 0 && (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ||
-			      (errno != ECONNREFUSED && errno != ENOENT));
+	                      (errno != ECONNREFUSED && errno != ENOENT));
 	if (fd >= 0)
 		close(fd);
 	return up;
@@ -916,7 +985,8 @@ static bool connect_old(struct old_conn *o)
 	double wait = 2 * cfg->suspend_timeout + 30; /* SUSPEND and SHOW FDS may each wait */
 	struct timeval tv = {(time_t)wait, 0};
 	if (o->fd < 0 || connect(o->fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		log_error("online restart: cannot connect to %s: %s", sun.sun_path, strerror(errno));
+		log_error("online restart: cannot connect to %s: %s", sun.sun_path,
+		          strerror(errno));
 		return false;
 	}
 	setsockopt(o->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -993,7 +1063,7 @@ bool takeover_run(struct runtime *r)
 		rows_free(&rows, true);
 		old_conn_free(&o);
 		log_error("online restart failed: the old process goes on (it resumes when this "
-			  "connection closes)");
+		          "connection closes)");
 		return false;
 	}
 	/* from here every socket is adopted; a failure exits at once, writing nothing to
@@ -1017,19 +1087,21 @@ bool takeover_run(struct runtime *r)
 		}
 	if (!ok || nl == 0) {
 		log_error("online restart failed while adopting%s: exiting, the old process "
-			  "resumes", nl == 0 ? " (no listener handed over)" : "");
+		          "resumes",
+		          nl == 0 ? " (no listener handed over)" : "");
 		_exit(1);
 	}
 	test_pause();
 	if (!send_query(&o, "SHUTDOWN;")) {
 		log_error("online restart: SHUTDOWN could not be sent: exiting, the old process "
-			  "resumes");
+		          "resumes");
 		_exit(1);
 	}
 	wait_old_gone(&o);
 	rows_free(&rows, false);
 	old_conn_free(&o);
 	log_info("online restart: %zu listeners, %zu servers and %zu clients taken over; the "
-		 "old process is gone", nl, ns, nc);
+	         "old process is gone",
+	         nl, ns, nc);
 	return true;
 }
