@@ -146,7 +146,11 @@ bool takeover_quiet(void)
 {
 	bool quiet = true;
 	for (pool_t *p = pool_next(NULL); p && quiet; p = pool_next(p)) {
-		if (p->waiting.count > 0 || p->sv_housekeeping.count > 0)
+		/* a session-mode login waiting while every server is held cannot move: not
+		 * waited for */
+		bool served = p->pool_mode != POOL_SESSION || p->sv_idle.count > 0 ||
+		              p->sv_connecting.count > 0;
+		if ((p->waiting.count > 0 && served) || p->sv_housekeeping.count > 0)
 			quiet = false;
 		struct list *pos, *tmp;
 		list_for_each_safe(pos, tmp, &p->sv_active)

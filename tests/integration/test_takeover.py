@@ -286,3 +286,53 @@ def test_show_fds_rows_carry_their_sockets(load):
             os.close(fd)
     wait_until(lambda: "online restart abandoned" in inst.log_text(), "the old one resumes")
     goes_on(inst, loops, sessions)
+
+
+def test_takeover_with_a_session_login_waiting(pgcoro_factory, pg):
+    """A session-mode login waiting for a server while the pool's only one is held cannot
+    move and is not waited for (no suspend_timeout): the holder moves with its backend,
+    the waiting login is closed by the old process."""
+    base = f"host=127.0.0.1 port={pg.port} dbname=postgres"
+    inst = pgcoro_factory(settings={"suspend_timeout": 60},
+                          databases={"one": f"{base} pool_mode=session pool_size=1"})
+    inst.bin_path = inst.proc.args[0]
+    holder = inst.connect(db="one")
+    holder.autocommit = True
+    cur = holder.cursor()
+    cur.execute("select pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    outcome = {}
+
+    def late():
+        try:
+            outcome["conn"] = inst.connect(db="one")
+        except psycopg2.Error as e:
+            outcome["error"] = e
+
+    t = threading.Thread(target=late, daemon=True)
+    t.start()
+    console = psycopg2.connect(user="pgbouncer", dbname="pgbouncer", host=inst.sockdir,
+                               port=inst.port, connect_timeout=30)  # its own OS user
+    console.autocommit = True
+
+    def waiting():
+        c = console.cursor()
+        c.execute("SHOW POOLS")
+        cols = [d[0] for d in c.description]
+        return any(r[0] == "one" and r[cols.index("cl_waiting")] == 1 for r in c.fetchall())
+    wait_until(waiting, "the late login waits for the server")
+    console.close()
+    old_logpath = inst.logpath
+    proc, logpath = spawn_reboot(inst)
+    try:
+        adopt(inst, proc, logpath)
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=30)
+        raise
+    t.join(timeout=60)
+    assert "error" in outcome, outcome
+    cur.execute("select pg_backend_pid()")
+    assert cur.fetchone()[0] == pid
+    assert "suspend_timeout" not in read(old_logpath)
+    holder.close()
