@@ -236,6 +236,33 @@ void client_maybe_release(client_t *c);
  * when the shutdown begins. */
 void client_shutdown_if_done(client_t *c);
 
+/* True if C may move to another process as it is (an online restart, takeover.h): logged
+ * in, no TLS, nothing buffered either way, nothing of its session kept only in this
+ * process (named prepared statements, LISTEN, replication), and either idle without a
+ * server or, in session mode, holding a server with nothing outstanding. */
+bool client_at_rest(client_t *c) __attribute__((warn_unused_result));
+
+/* An online restart quiesces (HOLD true): C, idle or at rest with its session server,
+ * stops reading, so its next request waits in the kernel; HOLD false reads again. */
+void client_hold_input(client_t *c, bool hold);
+
+/* A client an online restart hands over: its socket, peer, login and, in session mode,
+ * the server it holds. */
+struct client_adopt {
+	int fd;
+	const struct sockaddr *sa;  /* its peer (AF_UNIX for the unix socket) */
+	const char *user, *database;
+	int nparams;                /* startup parameters to apply on servers */
+	const char *const *names, *const *values;
+	uint32_t cancel_pid, cancel_key; /* the BackendKeyData it was given */
+	server_t *server;           /* session mode: its server (SV_IDLE, adopted), or NULL */
+};
+
+/* Takes A's socket as a logged-in, welcomed client of A's pool: CL_IDLE, or CL_ACTIVE
+ * linked to A's server (then SV_ACTIVE). NULL (logged; the socket still the caller's and
+ * the server untouched) if the database is not configured here or out of memory. */
+client_t *client_adopt(const struct client_adopt *a) __attribute__((warn_unused_result));
+
 /* Frees closing clients whose output has drained (all of them if FORCE). */
 void client_reap(bool force);
 

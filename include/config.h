@@ -202,7 +202,7 @@ struct config {
 	double shutdown_timeout;         /* SIGTERM/SIGINT drain limit; 0 = none */
 	double transaction_timeout;      /* a transaction left open */
 	double cancel_wait_timeout;      /* PgBouncer's; no effect (warning) */
-	double suspend_timeout;          /* PgBouncer's SUSPEND (not supported yet): kept */
+	double suspend_timeout;          /* SHOW FDS waits this long for a quiet pool */
 	double pool_idle_timeout;        /* an unused pool is freed after this; 0 = never */
 	double autodb_idle_timeout;      /* an unused "*" database is freed after this */
 	double dns_max_ttl;              /* PgBouncer's DNS cache: no effect (warning) */

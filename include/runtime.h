@@ -37,6 +37,8 @@ struct runtime {
 	                         * the final teardown) */
 	enum rt_shutdown shutdown;
 	bool suspended;         /* SUSPEND: no hand-outs, no accepts, until RESUME (poolctl.c) */
+	bool quiescing;         /* an online restart's SHOW FDS waits (takeover.h): hand-outs
+	                         * go on while suspended, and clients at rest stop reading */
 	uint64_t last_id;       /* the last id given to a client or a server: one sequence, as
 	                         * PgBouncer's (SHOW CLIENTS / SERVERS / SOCKETS id) */
 	bool metrics_on;        /* metrics_listen is set: histograms and error classes are

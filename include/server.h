@@ -209,7 +209,8 @@ const char *server_state_name(enum server_state state);
  * before use; then the check is started (S leaves the idle list, comes back when done). */
 bool server_check_if_stale(server_t *s);
 
-/* Closes idle servers past server_lifetime or server_idle_timeout (above min_pool_size). */
+/* Closes idle servers past server_lifetime or server_idle_timeout (above min_pool_size);
+ * none while SUSPENDed. */
 void server_expire_idle(pool_t *pool, double now);
 
 /* Links S (SV_IDLE) to C and prepares it (parameter sync). When the server is ready,

@@ -357,9 +357,12 @@ static client_t *cancel_lookup(uint32_t pid, uint32_t key)
 	return NULL;
 }
 
-/* Gives C a key no other client holds and enters it in the table. */
-static void cancel_register(client_t *c)
+/* Gives C a key no other client holds (KEEP: C's own, kept unless another holds it) and
+ * enters it in the table. */
+static void cancel_register(client_t *c, bool keep)
 {
+	if (keep && !cancel_lookup(c->cancel_pid, c->cancel_key))
+		goto enter;
 	do {
 		uint32_t key[2];
 		if (!rand_bytes(key, sizeof(key))) {
@@ -370,6 +373,7 @@ static void cancel_register(client_t *c)
 		c->cancel_key = key[1];
 		peers_stamp_key(&c->cancel_pid, &c->cancel_key);
 	} while (cancel_lookup(c->cancel_pid, c->cancel_key));
+enter:;
 	unsigned b = cancel_bucket(c->cancel_pid, c->cancel_key);
 	c->cancel_next = cancel_table[b];
 	cancel_table[b] = c;
@@ -673,11 +677,16 @@ void client_maybe_release(client_t *c)
 {
 	server_t *s = c->server;
 	/* most calls come with a request outstanding: that test first */
-	if (!s || s->out_syncs || c->state != CL_ACTIVE || c->replication)
+	if (!s || s->out_syncs || c->state != CL_ACTIVE || c->replication) {
+		if (__builtin_expect(rt->quiescing, 0) && client_at_rest(c))
+			stream_set_read(&c->st, false); /* a session at rest waits for its new home */
 		return;
+	}
 	if (c->pool->pool_mode == POOL_SESSION) {
 		if (__builtin_expect(s->conn_gen != c->pool->conn_gen, 0))
 			client_fast_close(c);
+		else if (__builtin_expect(rt->quiescing, 0) && client_at_rest(c))
+			stream_set_read(&c->st, false); /* a session at rest waits for its new home */
 		return;
 	}
 	if (!at_release_point(c, s))
@@ -693,6 +702,10 @@ void client_maybe_release(client_t *c)
 	server_release(s);
 	if (c->notify)
 		notify_client_idle(c);
+	if (__builtin_expect(rt->quiescing, 0) && client_at_rest(c)) {
+		stream_set_read(&c->st, false); /* its next query waits in the kernel */
+		return;
+	}
 	if (c->state == CL_IDLE && stream_input_len(&c->st) > 0)
 		on_idle_input(c);
 }
@@ -703,6 +716,26 @@ void client_refuse_query(client_t *c)
 		  (unsigned long long)c->id, client_peer(c), c->user ? c->user : "-",
 		  c->database ? c->database : "-");
 	client_disconnect(c, "08P01", "PQexec disallowed");
+}
+
+bool client_at_rest(client_t *c)
+{
+	if (c->login || c->replication || c->st.tls || c->prep || c->notify || c->listenstmt ||
+	    !c->welcomed || stream_input_len(&c->st) > 0 || stream_output_len(&c->st) > 0)
+		return false;
+	if (c->state == CL_IDLE)
+		return c->server == NULL;
+	server_t *s = c->server;
+	return c->state == CL_ACTIVE && c->pool->pool_mode == POOL_SESSION && s && !s->st.tls &&
+	       !s->prep_on && !s->listen_track && at_release_point(c, s);
+}
+
+void client_hold_input(client_t *c, bool hold)
+{
+	if (c->state == CL_IDLE && !hold)
+		client_resume_idle(c);
+	else if (c->state == CL_IDLE || (c->state == CL_ACTIVE && client_at_rest(c)))
+		stream_set_read(&c->st, !hold);
 }
 
 enum proto_frame client_next(client_t *c, uint32_t max, struct proto_msg *m)
@@ -1074,15 +1107,9 @@ const char *client_peer(const client_t *c)
 	return buf;
 }
 
-void client_accept(int fd, const struct sockaddr *sa, int salen)
+/* C's socket FD: set up as an accepted one's, C counted and its cancel key registered. */
+static void client_open(client_t *c, int fd, const struct sockaddr *sa, bool keep_key)
 {
-	client_t *c = calloc(1, sizeof(*c));
-	if (!c || !login_begin(c)) {
-		free(c);
-		log_warning("out of memory accepting a connection: closed");
-		close(fd);
-		return;
-	}
 	c->id = ++rt->last_id;
 	list_init(&c->node);
 	keep_peer(c, sa);
@@ -1093,11 +1120,100 @@ void client_accept(int fd, const struct sockaddr *sa, int salen)
 	stream_init(&c->st, rt->base, fd, true, &client_stream_ops, c);
 	stream_limit_send(&c->st, sockopt_send_max(fd, rt->cfg));
 	stream_bound_output(&c->st); /* a client that does not read its answers gets no more */
-	cancel_register(c);
-	client_set_state(c, CL_LOGIN);
+	cancel_register(c, keep_key);
 	nclients++;
-	c->too_many = nclients > rt->cfg->max_client_conn;
 	c->since = c->born = rt_now();
+}
+
+/* The one block of A's user, database and parameters, with their digest (login.c's
+ * keep_params makes the same from a startup packet). False if out of memory. */
+static bool adopt_params(client_t *c, const struct client_adopt *a)
+{
+	size_t arr = (size_t)a->nparams * sizeof(struct client_param);
+	size_t need = arr + strlen(a->user) + strlen(a->database) + 2;
+	for (int i = 0; i < a->nparams; i++)
+		need += strlen(a->names[i]) + strlen(a->values[i]) + 2;
+	struct client_param *blk = malloc(need);
+	if (!blk)
+		return false;
+	char *w = (char *)blk + arr;
+	size_t n = strlen(a->user) + 1;
+	c->user = memcpy(w, a->user, n);
+	w += n;
+	n = strlen(a->database) + 1;
+	c->database = memcpy(w, a->database, n);
+	w += n;
+	uint64_t sig = 0xcbf29ce484222325ull;
+	for (int i = 0; i < a->nparams; i++) {
+		const char *kv[2] = {a->names[i], a->values[i]};
+		const char **dst[2] = {&blk[i].name, &blk[i].value};
+		for (int k = 0; k < 2; k++) {
+			n = strlen(kv[k]) + 1;
+			*dst[k] = memcpy(w, kv[k], n);
+			w += n;
+			for (size_t j = 0; j < n; j++) /* the name, '\0', the value, '\0' */
+				sig = (sig ^ (uint8_t)(j + 1 < n ? kv[k][j] : k ? 0 : '=')) *
+				      0x100000001b3ull;
+		}
+		blk[i].report = server_param_index(a->names[i]);
+	}
+	c->params = blk;
+	c->nparams = a->nparams;
+	c->param_sig = sig | 1;
+	return true;
+}
+
+client_t *client_adopt(const struct client_adopt *a)
+{
+	const struct cfg_db *db = cfg_find_db(rt->cfg, a->database);
+	if (!db || console_is_console_db(a->database)) {
+		log_warning("a client handed over for database \"%s\": no such database here",
+			    a->database);
+		return NULL;
+	}
+	pool_t *pool = pool_get(a->database, a->user, db);
+	client_t *c = pool ? calloc(1, sizeof(*c)) : NULL;
+	if (!c || !adopt_params(c, a)) {
+		free(c);
+		log_warning("out of memory adopting a client");
+		return NULL;
+	}
+	c->cancel_pid = a->cancel_pid;
+	c->cancel_key = a->cancel_key;
+	client_open(c, a->fd, a->sa, true);
+	c->pool = pool;
+	pool_ref(pool);
+	c->welcomed = true;
+	server_t *s = a->server;
+	if (s) { /* session mode: the server it held, as in sync with it as it was there */
+		c->server = s;
+		s->client = c;
+		s->synced_sig = client_sync_key(c);
+		s->synced_gen = s->params_gen;
+		s->applied_sig = c->param_sig;
+		server_set_state(s, SV_ACTIVE);
+	}
+	client_set_state(c, s ? CL_ACTIVE : CL_IDLE);
+	timer_rearm(c);
+	timer_after_login(c);
+	log_debug("client %llu %s (%s@%s): handed over%s", (unsigned long long)c->id,
+		  client_peer(c), c->user, c->database, s ? ", with its server" : "");
+	stream_set_read(&c->st, true);
+	return c;
+}
+
+void client_accept(int fd, const struct sockaddr *sa, int salen)
+{
+	client_t *c = calloc(1, sizeof(*c));
+	if (!c || !login_begin(c)) {
+		free(c);
+		log_warning("out of memory accepting a connection: closed");
+		close(fd);
+		return;
+	}
+	client_open(c, fd, sa, false);
+	client_set_state(c, CL_LOGIN);
+	c->too_many = nclients > rt->cfg->max_client_conn;
 	log_debug("client %llu %s: accepted", (unsigned long long)c->id, client_peer(c));
 	stream_set_read(&c->st, true);
 	/* the first packet (SSLRequest, StartupMessage) usually came with the connection:

@@ -347,7 +347,7 @@ static const struct cfg_key keys[] = {
     KEY(shutdown_timeout, T_SECONDS, "30",
         "on SIGTERM/SIGINT, clients still busy after this are closed and pgcoro exits; 0 = wait"),
     KEY_AT(CFG_LIVE, suspend_timeout, T_SECONDS, "10",
-        "PgBouncer's SUSPEND flush limit; kept for SUSPEND, which is not there yet"),
+        "how long SHOW FDS (online restart, -R) waits for busy connections to quiesce"),
     KEY(pool_idle_timeout, T_SECONDS, "0",
         "a pool with no client and no server this long is freed (its counters go); "
         "0 = never"),

@@ -29,6 +29,7 @@
 #include "shutdown.h"
 #include "stats.h"
 #include "stream.h"
+#include "takeover.h"
 
 /* What a console client waits for before its command completes. */
 enum console_wait {
@@ -39,6 +40,7 @@ enum console_wait {
 	CW_SET,        /* SET: the files it re-reads are read (console_set_done) */
 	CW_SET_QUEUED, /* SET (the query in arg): a reload or another SET to end, then it runs */
 	CW_SUSPEND,    /* SUSPEND: no server in use outside session mode */
+	CW_FDS,        /* SHOW FDS: the pools quiet (takeover_quiet) */
 };
 
 /* The console part of a client (client->console). */
@@ -70,7 +72,8 @@ static bool suspend_waits(void)
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &waiters)
 	{
-		if (list_entry(pos, struct console_session, node)->wait == CW_SUSPEND)
+		enum console_wait w = list_entry(pos, struct console_session, node)->wait;
+		if (w == CW_SUSPEND || w == CW_FDS)
 			return true;
 	}
 	return false;
@@ -382,6 +385,29 @@ static void cmd_resume(client_t *c, const char *arg, const char *query)
 	}
 }
 
+/* Polls the condition a SUSPEND or SHOW FDS waits for. */
+static void arm_suspend_poll(const char *what)
+{
+	struct timeval tv = {0, SUSPEND_POLL_USEC};
+	if (suspend_waits() && !event_pending(&suspend_ev, EV_TIMEOUT, NULL) &&
+	    event_add(&suspend_ev, &tv) != 0)
+		log_warning("%s: cannot arm its timer: answered once a server closes", what);
+}
+
+/* SHOW FDS (an online restart, takeover.h): once the pools are quiet, every socket that
+ * can move is sent with its row. */
+static void cmd_show_fds(client_t *c)
+{
+	const char *why = session(c)->admin ? takeover_refusal(c) : "admin access needed";
+	if (why) {
+		send_error(c, "08P01", "%s", why);
+		return;
+	}
+	takeover_quiesce(c);
+	wait_for(c, CW_FDS, NULL, "SHOW");
+	arm_suspend_poll("SHOW FDS");
+}
+
 static void cmd_suspend(client_t *c, const char *arg, const char *query)
 {
 	if (arg) {
@@ -393,9 +419,7 @@ static void cmd_suspend(client_t *c, const char *arg, const char *query)
 	} else {
 		poolctl_suspend();
 		wait_for(c, CW_SUSPEND, NULL, "SUSPEND");
-		struct timeval tv = {0, SUSPEND_POLL_USEC};
-		if (suspend_waits() && event_add(&suspend_ev, &tv) != 0)
-			log_warning("SUSPEND: cannot arm its timer: answered once a server closes");
+		arm_suspend_poll("SUSPEND");
 	}
 }
 
@@ -495,6 +519,7 @@ static void cmd_shutdown(client_t *c, const char *arg, const char *query)
 		return;
 	}
 	log_info("SHUTDOWN%s%s by %s", arg ? " " : "", arg ? arg : "", c->user);
+	takeover_hand_over(); /* after SHOW FDS: the sockets are the new process's */
 	if (mode == SHUTDOWN_NONE)
 		shutdown_now("SHUTDOWN"); /* the loop stops after this callback */
 	else
@@ -540,6 +565,10 @@ static void run(client_t *c, char *query)
 	if (strcasecmp(w[0], "show") == 0) {
 		if (n != 2) {
 			syntax_error(c, query);
+			return;
+		}
+		if (strcasecmp(w[1], "fds") == 0) {
+			cmd_show_fds(c);
 			return;
 		}
 		if (!show_build(&out, w[1])) {
@@ -678,11 +707,15 @@ static void read_next(client_t *c)
 static void wait_done(client_t *c, bool ok)
 {
 	struct console_session *cs = session(c);
+	enum console_wait was = cs->wait;
 	list_del(&waiters, &cs->node);
 	cs->wait = CW_NONE;
 	if (c->state != CL_CONSOLE)
 		return; /* closed meanwhile */
-	if (ok)
+	if (was == CW_FDS) {
+		if (!takeover_show_fds(c))
+			return; /* C is closed */
+	} else if (ok)
 		complete(c, cs->tag);
 	else /* PgBouncer's text; the running configuration stays */
 		send_error(c, "F0000", "%s failed, see logs for additional details", cs->tag);
@@ -724,6 +757,7 @@ static struct console_session *done_waiter(void)
 		struct console_session *cs = list_entry(pos, struct console_session, node);
 		if ((cs->wait == CW_PAUSE && poolctl_pause_done(cs->arg)) ||
 		    (cs->wait == CW_SUSPEND && poolctl_suspend_done()) ||
+		    (cs->wait == CW_FDS && takeover_quiet()) ||
 		    (cs->wait == CW_WAIT_CLOSE && poolctl_close_done(cs->arg)) ||
 		    cs->owner->state != CL_CONSOLE)
 			return cs;
@@ -736,6 +770,9 @@ void console_poll(void)
 	static bool polling; /* a completed command may start another wait: no nesting */
 	if (poolctl_suspended() && list_empty(client_console_clients())) {
 		log_info("the console left while suspended: RESUME");
+		poolctl_unsuspend();
+	} else if (takeover_orphaned()) {
+		log_info("the console that asked SHOW FDS left before SHUTDOWN: RESUME");
 		poolctl_unsuspend();
 	}
 	if (polling || list_empty(&waiters))

@@ -5,7 +5,8 @@
  * backlog and TCP_DEFER_ACCEPT. Accepted sockets get the tcp_* options and go to
  * client_accept. When accept fails for want of file descriptors or memory, every
  * listener pauses for ACCEPT_PAUSE_SEC (the pending connections wait in the kernel's
- * backlog) and one warning is logged per episode, not one per attempt. */
+ * backlog) and one warning is logged per episode, not one per attempt. An online
+ * restart (takeover.h) lists them, hands them over and adopts them. */
 #include "listener.h"
 
 #include <errno.h>
@@ -285,6 +286,51 @@ bool listener_start(struct runtime *rt)
 		ok = false;
 	}
 	return ok;
+}
+
+bool listener_each(bool (*fn)(int fd, const struct sockaddr *sa, void *arg), void *arg)
+{
+	for (int i = 0; i < nlisteners; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = evconnlistener_get_fd(listeners[i]);
+		if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 || !fn(fd, (struct sockaddr *)&ss, arg))
+			return false;
+	}
+	return true;
+}
+
+bool listener_adopt(struct runtime *rt, int fd)
+{
+	cfgp = (const struct config *const *)&rt->cfg;
+	if (!resume_ev)
+		resume_ev = evtimer_new(rt->base, resume_cb, NULL);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char what[NI_MAXHOST + 64];
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+		log_error("a listening socket handed over: getsockname: %s", strerror(errno));
+		close(fd);
+		return false;
+	}
+	if (ss.ss_family == AF_UNIX) {
+		const struct sockaddr_un *un = (const struct sockaddr_un *)&ss;
+		snprintf(unix_path, sizeof(unix_path), "%.*s", (int)sizeof(unix_path) - 1, un->sun_path);
+		snprintf(what, sizeof(what), "%s (handed over)", unix_path);
+	} else {
+		char h[NI_MAXHOST], port[16];
+		getnameinfo((struct sockaddr *)&ss, len, h, sizeof(h), port, sizeof(port),
+			    NI_NUMERICHOST | NI_NUMERICSERV);
+		snprintf(what, sizeof(what), ss.ss_family == AF_INET6 ? "[%s]:%s (handed over)"
+								      : "%s:%s (handed over)", h, port);
+	}
+	return add_listener(rt, fd, what);
+}
+
+void listener_hand_over(void)
+{
+	unix_path[0] = 0; /* the socket file is the new process's now */
+	listener_stop();
 }
 
 void listener_stop(void)

@@ -37,6 +37,7 @@
 #include "server.h"
 #include "shutdown.h"
 #include "signals.h"
+#include "takeover.h"
 #include "tls.h"
 
 
@@ -52,8 +53,10 @@ static void usage(FILE *f)
 		   "  -q, --quiet          log nothing to stderr (the logfile and syslog still)\n"
 		   "  -u, --user=USER      switch to OS user USER after start (when run as root)\n"
 		   "  -v, --verbose        log at level debug\n"
-		   "  -R, --reboot         online restart: not supported yet (starts normally when no\n"
-		   "                       pgcoro holds the sockets)\n"
+		   "  -R, --reboot, --takeover\n"
+		   "                       online restart: take the sockets, clients and servers of\n"
+		   "                       the pgcoro (or PgBouncer) running with this config over\n"
+		   "                       its console's unix socket, then it exits\n"
 		   "  -V, --version        show the version, then exit\n"
 		   "  -h, --help           show this help, then exit\n\n"
 		   "Exit status: 0 ok, 1 runtime failure, 2 bad usage or config.\n",
@@ -198,6 +201,7 @@ int main(int argc, char **argv)
 		{"verbose", no_argument, NULL, 'v'},
 		{"user", required_argument, NULL, 'u'},
 		{"reboot", no_argument, NULL, 'R'},
+		{"takeover", no_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *path = NULL, *user = NULL;
@@ -285,16 +289,20 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < rt.cfg->nwarnings; i++)
 		log_warning("%s", rt.cfg->warnings[i]);
-	if (reboot)
-		log_warning("-R (online restart) is not supported yet: starting normally, so it "
-			    "fails if another pgcoro holds the sockets");
+	if (reboot && !takeover_old_running(rt.cfg)) {
+		log_info("-R (online restart): no running pgcoro on the unix socket: starting "
+			 "normally");
+		reboot = false;
+	}
 	signals_init(&rt);
 	raise_nofile(rt.cfg);
 
 	int status = 1;
-	/* /metrics before the client sockets: once a client port accepts, all of them do */
-	if (!runtime_start(&rt, path) || !signals_start() || !metrics_start() ||
-	    !listener_start(&rt))
+	/* /metrics before the client sockets: once a client port accepts, all of them do
+	 * (after an online restart, once the old process that held its port is gone) */
+	if (!runtime_start(&rt, path) || !signals_start() ||
+	    (reboot ? !takeover_run(&rt) || !metrics_start()
+		    : !metrics_start() || !listener_start(&rt)))
 		goto fail;
 	if (rt.cfg->pidfile[0] && !write_pidfile(rt.cfg->pidfile)) {
 		log_error("cannot write pidfile %s: %s", rt.cfg->pidfile, strerror(errno));

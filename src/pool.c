@@ -1037,7 +1037,7 @@ static void serve_in_order(pool_t *p, bool hand)
 
 void pool_serve_waiting(pool_t *p)
 {
-	if (rt->shutting_down || rt->suspended || p->paused)
+	if (rt->shutting_down || (rt->suspended && !rt->quiescing) || p->paused)
 		return;
 	server_t *s;
 	while (!list_empty(&p->tasks) && (s = idle_server(p))) {
@@ -1063,7 +1063,8 @@ void pool_serve_waiting(pool_t *p)
 
 void pool_request(pool_t *p, client_t *c)
 {
-	if (!rt->shutting_down && !rt->suspended && !p->paused && list_empty(&p->waiting) &&
+	if (!rt->shutting_down && (!rt->suspended || rt->quiescing) && !p->paused &&
+	    list_empty(&p->waiting) &&
 	    !c->replication &&
 	    hand_idle(p, c))
 		return;

@@ -13,6 +13,7 @@
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
+#include "takeover.h"
 #include "runtime.h"
 
 struct db_state {
@@ -145,6 +146,7 @@ void poolctl_unsuspend(void)
 	if (!rt->suspended)
 		return;
 	log_info("RESUME after SUSPEND");
+	takeover_thaw(); /* an online restart that did not end in SHUTDOWN */
 	rt->suspended = false;
 	listener_hold(false);
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))

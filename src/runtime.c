@@ -22,6 +22,7 @@
 #include "reload.h"
 #include "server.h"
 #include "shutdown.h"
+#include "takeover.h"
 #include "srvconnect.h"
 #include "stats.h"
 
@@ -52,6 +53,7 @@ bool runtime_start(struct runtime *rt, const char *path)
 	console_init(rt);
 	reload_init(rt, path);
 	shutdown_init(rt);
+	takeover_init(rt);
 	peers_init(rt);
 	return true;
 }

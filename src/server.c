@@ -1411,6 +1411,8 @@ bool server_check_if_stale(server_t *s)
 
 void server_expire_idle(pool_t *pool, double now)
 {
+	if (rt->suspended)
+		return; /* SUSPEND: an online restart may be handing them over (takeover.h) */
 	const struct config *cfg = rt->cfg;
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &pool->sv_idle)

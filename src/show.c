@@ -40,7 +40,7 @@ static void show_help(void)
 	proto_build_notice(showrow_out(), "NOTICE", "00000", "Console usage",
 			   "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION"
 			   "\n\tSHOW PEERS|PEER_POOLS"
-			   "\n\tSHOW SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE"
+			   "\n\tSHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE"
 			   "\n\tSHOW DNS_HOSTS|DNS_ZONES"
 			   "\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS"
 			   "\n\tSET key = arg"

@@ -591,7 +591,7 @@ def test_show_help_one_notice(pgcoro_factory):
         n = w.notices[0]
         assert n["S"] == "NOTICE" and n["C"] == "00000" and n["M"] == "Console usage"
         for cmd in ("SHOW HELP|CONFIG|DATABASES", "SHOW PEERS|PEER_POOLS",
-                    "SHOW SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE", "SET key = arg", "RELOAD",
+                    "SHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE", "SET key = arg", "RELOAD",
                     "PAUSE [<db>]", "KILL [<db>]", "KILL_CLIENT <client_id>", "SUSPEND",
                     "SHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS", "WAIT_CLOSE [<db>]"):
             assert f"\n\t{cmd}" in n["D"], (cmd, n["D"])

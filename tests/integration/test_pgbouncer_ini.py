@@ -438,7 +438,8 @@ def test_each_kind_of_key(pgcoro_bin, tmp_path, line, exit_code, message):
 
 def test_command_line(pgb, pgcoro_bin, tmp_path):
     """PgBouncer's switches: -V (its first line is SHOW VERSION's), -h, -v (debug lines),
-    -u with an unknown user, -R (starts normally when nothing holds the sockets), and
+    -u with an unknown user, -R (starts normally when no pooler answers on the unix
+    socket, as PgBouncer's), and
     pgcoro's -c."""
     r = run(pgcoro_bin, "-V")
     assert r.returncode == 0, r.stderr
@@ -458,7 +459,8 @@ def test_command_line(pgb, pgcoro_bin, tmp_path):
     assert console(inst, "SHOW VERSION") == [[version]]
     log = inst.log_text()
     assert " DEBUG " in log, log
-    assert "-R (online restart) is not supported yet" in log, log
+    assert "-R (online restart): no running pgcoro on the unix socket: starting normally" \
+        in log, log
 
 
 DAEMON = """\

@@ -1,0 +1,1111 @@
+/* Owns the online restart (see takeover.h), both sides of PgBouncer's protocol for it: in
+ * the old process, SHOW FDS (the rows and their sockets, sent by sendmsg with SCM_RIGHTS,
+ * exactly PgBouncer's columns so either pooler may take over from the other), the quiesce
+ * before it and the hand-over at SHUTDOWN; in the new process (-R), the blocking console
+ * dialog and the adoption of listeners, servers and clients. */
+#include "takeover.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "auth.h"
+#include "client.h"
+#include "clientkey.h"
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "pool.h"
+#include "proto.h"
+#include "runtime.h"
+#include "scram.h"
+#include "server.h"
+#include "stream.h"
+
+static struct runtime *rt;
+
+/* PgBouncer's SHOW FDS columns ("issssiqisssssbb"), then pgcoro's own: every parameter
+ * (PgBouncer reads its 15 and ignores more; a PgBouncer row has only those). */
+#define PGB_NCOLS 15
+#define NCOLS 16
+static const struct proto_column fds_cols[NCOLS] = {
+    {"fd", 23, 4},
+    {"task", 25, -1},
+    {"user", 25, -1},
+    {"database", 25, -1},
+    {"addr", 25, -1},
+    {"port", 23, 4},
+    {"cancel", 20, 8},
+    {"link", 23, 4},
+    {"client_encoding", 25, -1},
+    {"std_strings", 25, -1},
+    {"datestyle", 25, -1},
+    {"timezone", 25, -1},
+    {"password", 25, -1},
+    {"scram_client_key", 17, -1},
+    {"scram_server_key", 17, -1},
+    {"pgcoro_params", 25, -1},
+};
+enum {
+	COL_FD,
+	COL_TASK,
+	COL_USER,
+	COL_DB,
+	COL_ADDR,
+	COL_PORT,
+	COL_CANCEL,
+	COL_LINK,
+	COL_ENC,
+	COL_STD,
+	COL_DATESTYLE,
+	COL_TZ,
+	COL_PASSWORD,
+	COL_CKEY,
+	COL_SKEY,
+	COL_PARAMS
+};
+
+/* pgcoro_params: NAME US VALUE RS, for each: a server's reported parameters, a client's
+ * startup parameters (with what its session SET of the tracked ones). */
+#define PARAM_US '\x1f'
+#define PARAM_RS '\x1e'
+#define MAX_ROW_PARAMS (CLIENT_MAX_PARAMS + SERVER_NPARAMS)
+
+/* The reported parameters a row carries, in its column order. */
+static const char *const row_params[4] = {"client_encoding", "standard_conforming_strings",
+                                          "DateStyle", "TimeZone"};
+
+void takeover_init(struct runtime *r)
+{
+	rt = r;
+}
+
+/* ---- the old process ------------------------------------------------------------------ */
+
+static double quiesce_since;
+static uint64_t *sent_ids; /* the clients' and servers' ids SHOW FDS sent (one sequence) */
+static size_t nsent, sent_cap;
+static bool sent;         /* SHOW FDS answered: SHUTDOWN hands over */
+static uint64_t owner_id; /* the console client that asked SHOW FDS */
+
+const char *takeover_refusal(const client_t *admin)
+{
+	if (admin->peer_family != AF_UNIX)
+		return "SHOW FDS needs the unix socket";
+	if (!rt->suspended)
+		return "SHOW FDS needs SUSPEND first";
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
+		struct list *pos, *tmp;
+		list_for_each_safe(pos, tmp, &p->clients)
+		{
+			if (list_entry(pos, client_t, node)->st.tls)
+				return "cannot hand over TLS client connections";
+		}
+		const struct list_head *lists[] = {&p->sv_idle, &p->sv_active, &p->sv_housekeeping};
+		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+			list_for_each_safe(pos, tmp, lists[i])
+			{
+				if (list_entry(pos, server_t, node)->st.tls)
+					return "cannot hand over TLS server connections";
+			}
+	}
+	return NULL;
+}
+
+void takeover_quiesce(const client_t *admin)
+{
+	owner_id = admin->id;
+	rt->quiescing = true;
+	quiesce_since = rt_now();
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
+		struct list *pos, *tmp;
+		list_for_each_safe(pos, tmp, &p->clients)
+		{
+			client_t *c = list_entry(pos, client_t, node);
+			if (client_at_rest(c))
+				client_hold_input(c, true);
+		}
+		pool_serve_waiting(p);
+	}
+}
+
+bool takeover_quiet(void)
+{
+	bool quiet = true;
+	for (pool_t *p = pool_next(NULL); p && quiet; p = pool_next(p)) {
+		/* a session-mode login waiting while every server is held cannot move: not
+		 * waited for */
+		bool served = p->pool_mode != POOL_SESSION || p->sv_idle.count > 0 ||
+		              p->sv_connecting.count > 0;
+		if ((p->waiting.count > 0 && served) || p->sv_housekeeping.count > 0)
+			quiet = false;
+		struct list *pos, *tmp;
+		list_for_each_safe(pos, tmp, &p->sv_active)
+		{
+			server_t *s = list_entry(pos, server_t, node);
+			if (!s->client || !client_at_rest(s->client))
+				quiet = false;
+		}
+	}
+	if (quiet)
+		return true;
+	double limit = rt->cfg->suspend_timeout;
+	if (limit > 0 && rt_now() - quiesce_since >= limit) {
+		log_warning("SHOW FDS: suspend_timeout (%gs) passed with connections still busy: "
+		            "they are not handed over",
+		            limit);
+		return true;
+	}
+	return false;
+}
+
+static void hex(char *out, const uint8_t *b, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	*out++ = '\\';
+	*out++ = 'x';
+	for (size_t i = 0; i < n; i++) {
+		*out++ = digits[b[i] >> 4];
+		*out++ = digits[b[i] & 15];
+	}
+	*out = 0;
+}
+
+/* Sends OUT (one message) on FD with FD_PASS attached (-1: none), blocking. */
+static bool send_with_fd(int fd, const struct pbuf *out, int fd_pass)
+{
+	struct iovec iov = {.iov_base = out->data, .iov_len = out->len};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (fd_pass >= 0) {
+		memset(&ctl, 0, sizeof(ctl));
+		msg.msg_control = ctl.buf;
+		msg.msg_controllen = sizeof(ctl.buf);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd_pass, sizeof(int));
+	}
+	ssize_t n;
+	do
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 || (size_t)n != out->len) {
+		log_error("SHOW FDS: sendmsg: %s", n < 0 ? strerror(errno) : "partial write");
+		return false;
+	}
+	return true;
+}
+
+/* One row of SHOW FDS. */
+struct fd_row {
+	int fd;
+	const char *task, *user, *db;
+	char addr[128];
+	int port;
+	uint64_t cancel;
+	int link;
+	const char *params[4];
+	const uint8_t *ckey, *skey; /* SCRAM_KEY_LEN bytes each, or NULL */
+	const char *all;            /* pgcoro_params */
+};
+
+static void put_param(struct pbuf *b, const char *name, const char *value)
+{
+	if (strpbrk(name, "\x1e\x1f") || strpbrk(value, "\x1e\x1f"))
+		b->failed = true; /* not sent: the four of PgBouncer's columns go alone */
+	proto_put_bytes(b, name, strlen(name));
+	proto_put_u8(b, PARAM_US);
+	proto_put_bytes(b, value, strlen(value));
+	proto_put_u8(b, PARAM_RS);
+}
+
+static struct pbuf all_params; /* pgcoro_params of the row being sent */
+
+static const char *server_all(const server_t *s)
+{
+	pbuf_reset(&all_params);
+	for (int i = 0; i < SERVER_NPARAMS; i++)
+		if (s->params[i])
+			put_param(&all_params, server_param_names[i], s->params[i]);
+	proto_put_u8(&all_params, 0);
+	return all_params.failed ? NULL : (const char *)all_params.data;
+}
+
+static const char *client_all(const client_t *c)
+{
+	pbuf_reset(&all_params);
+	bool seen[SERVER_NPARAMS] = {0};
+	for (int k = 0; k < c->nparams; k++) {
+		int i = c->params[k].report;
+		const char *v = c->params[k].value;
+		if (i >= 0 && c->session_params && c->session_params[i])
+			v = c->session_params[i];
+		if (i >= 0)
+			seen[i] = true;
+		put_param(&all_params, c->params[k].name, v);
+	}
+	for (int i = 0; c->session_params && i < SERVER_NPARAMS; i++)
+		if (!seen[i] && c->session_params[i])
+			put_param(&all_params, server_param_names[i], c->session_params[i]);
+	proto_put_u8(&all_params, 0);
+	return all_params.failed ? NULL : (const char *)all_params.data;
+}
+
+static bool send_row(int admin_fd, struct pbuf *out, const struct fd_row *r)
+{
+	char fd[16], port[16], cancel[24], link[16], ckey[2 * SCRAM_KEY_LEN + 3],
+	    skey[2 * SCRAM_KEY_LEN + 3];
+	snprintf(fd, sizeof(fd), "%d", r->fd);
+	snprintf(port, sizeof(port), "%d", r->port);
+	snprintf(cancel, sizeof(cancel), "%" PRIu64, r->cancel);
+	snprintf(link, sizeof(link), "%d", r->link);
+	if (r->ckey) {
+		hex(ckey, r->ckey, SCRAM_KEY_LEN);
+		hex(skey, r->skey, SCRAM_KEY_LEN);
+	}
+	const char *v[NCOLS] = {fd,
+	                        r->task,
+	                        r->user,
+	                        r->db,
+	                        r->addr,
+	                        port,
+	                        cancel,
+	                        link,
+	                        r->params[0],
+	                        r->params[1],
+	                        r->params[2],
+	                        r->params[3],
+	                        NULL,
+	                        r->ckey ? ckey : NULL,
+	                        r->ckey ? skey : NULL,
+	                        r->all};
+	pbuf_reset(out);
+	proto_build_data_row(out, v, NCOLS);
+	return !out->failed && send_with_fd(admin_fd, out, r->fd);
+}
+
+static bool note_sent(uint64_t id)
+{
+	if (nsent == sent_cap) {
+		size_t cap = sent_cap ? sent_cap * 2 : 256;
+		uint64_t *n = realloc(sent_ids, cap * sizeof(*n));
+		if (!n)
+			return false;
+		sent_ids = n;
+		sent_cap = cap;
+	}
+	sent_ids[nsent++] = id;
+	return true;
+}
+
+/* USER's SCRAM pass-through keys, if a client proved them here: into CKEY and SKEY. */
+static bool scram_keys_of(const char *user, uint8_t ckey[SCRAM_KEY_LEN],
+                          uint8_t skey[SCRAM_KEY_LEN])
+{
+	const char *secret = rt->auth ? auth_lookup(rt->auth, user) : NULL;
+	struct scram_keys keys;
+	if (!secret || strncmp(secret, "SCRAM-SHA-256$", 14) != 0 ||
+	    !scram_parse_verifier(secret, &keys) || !clientkey_find(user, &keys, ckey))
+		return false;
+	memcpy(skey, keys.server_key, SCRAM_KEY_LEN);
+	return true;
+}
+
+struct row_ctx {
+	int admin_fd;
+	struct pbuf *out;
+};
+
+static bool listener_row(int fd, const struct sockaddr *sa, void *arg)
+{
+	struct row_ctx *x = arg;
+	struct fd_row r = {.fd = fd, .task = "pooler"};
+	if (sa->sa_family == AF_UNIX) {
+		snprintf(r.addr, sizeof(r.addr), "unix");
+		r.port = rt->cfg->listen_port;
+	} else if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, r.addr, sizeof(r.addr));
+		r.port = ntohs(in->sin_port);
+	} else {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, r.addr, sizeof(r.addr));
+		r.port = ntohs(in6->sin6_port);
+	}
+	return send_row(x->admin_fd, x->out, &r);
+}
+
+/* The value of reported parameter NAME a client of C's session expects. */
+static const char *client_value(const client_t *c, const char *name)
+{
+	int i = server_param_index(name);
+	if (c->session_params && i >= 0 && c->session_params[i])
+		return c->session_params[i];
+	for (int k = 0; k < c->nparams; k++)
+		if (strcasecmp(c->params[k].name, name) == 0)
+			return c->params[k].value;
+	if (c->server && i >= 0)
+		return c->server->params[i];
+	return i >= 0 ? pool_param(c->pool, i) : NULL;
+}
+
+static bool server_row(struct row_ctx *x, server_t *s, uint8_t *ckey, uint8_t *skey)
+{
+	struct fd_row r = {.fd = s->st.fd,
+	                   .task = "server",
+	                   .user = s->pool->user,
+	                   .db = s->pool->dbname,
+	                   .link = s->client ? s->client->st.fd : 0};
+	r.port = server_peer(s, r.addr, sizeof(r.addr));
+	if (!r.addr[0])
+		snprintf(r.addr, sizeof(r.addr), "unix");
+	r.cancel = (uint64_t)s->backend_pid << 32 | (s->cancel_key_known ? s->cancel_key : 0);
+	for (int i = 0; i < 4; i++) {
+		int k = server_param_index(row_params[i]);
+		r.params[i] = k >= 0 ? s->params[k] : NULL;
+	}
+	r.all = server_all(s);
+	if (scram_keys_of(s->pool->user, ckey, skey)) {
+		r.ckey = ckey;
+		r.skey = skey;
+	}
+	return note_sent(s->id) && send_row(x->admin_fd, x->out, &r);
+}
+
+static bool client_row(struct row_ctx *x, client_t *c, uint8_t *ckey, uint8_t *skey)
+{
+	struct fd_row r = {.fd = c->st.fd,
+	                   .task = "client",
+	                   .user = c->user,
+	                   .db = c->database,
+	                   .link = c->server ? c->server->st.fd : 0,
+	                   .port = c->peer_port};
+	if (c->peer_family == AF_INET || c->peer_family == AF_INET6)
+		inet_ntop(c->peer_family, c->peer_ip, r.addr, sizeof(r.addr));
+	else
+		snprintf(r.addr, sizeof(r.addr), "unix");
+	r.cancel = (uint64_t)c->cancel_pid << 32 | c->cancel_key;
+	for (int i = 0; i < 4; i++)
+		r.params[i] = client_value(c, row_params[i]);
+	r.all = client_all(c);
+	if (scram_keys_of(c->pool->user, ckey, skey)) {
+		r.ckey = ckey;
+		r.skey = skey;
+	}
+	return note_sent(c->id) && send_row(x->admin_fd, x->out, &r);
+}
+
+/* Every server and client of P that can move: sent, and held. */
+static bool pool_rows(struct row_ctx *x, pool_t *p)
+{
+	uint8_t ckey[SCRAM_KEY_LEN], skey[SCRAM_KEY_LEN];
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &p->sv_idle)
+	{
+		server_t *s = list_entry(pos, server_t, node);
+		if (stream_input_len(&s->st) > 0 || stream_output_len(&s->st) > 0 || s->st.tls)
+			continue;
+		if (!server_row(x, s, ckey, skey))
+			return false;
+		stream_set_read(&s->st, false);
+	}
+	list_for_each_safe(pos, tmp, &p->clients)
+	{
+		client_t *c = list_entry(pos, client_t, node);
+		if (!client_at_rest(c))
+			continue;
+		if (c->server) {
+			if (!server_row(x, c->server, ckey, skey))
+				return false;
+			stream_set_read(&c->server->st, false);
+		}
+		if (!client_row(x, c, ckey, skey))
+			return false;
+		stream_set_read(&c->st, false);
+		if (c->timer) /* no timeout of this process's ends it now (a thaw rearms none: */
+			evtimer_del(c->timer); /* its next request does) */
+		if (c->xact_timer)
+			evtimer_del(c->xact_timer);
+	}
+	return true;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+bool takeover_show_fds(client_t *admin)
+{
+	int fd = admin->st.fd;
+	struct pbuf out;
+	pbuf_init(&out);
+	nsent = 0;
+	int flags = fcntl(fd, F_GETFL);
+	struct timeval tv = {30, 0}; /* a reader that stops reading does not hang this one */
+	bool ok = stream_output_len(&admin->st) == 0 && flags >= 0 &&
+	          fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 &&
+	          setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0;
+	if (ok) {
+		proto_build_row_description(&out, fds_cols, NCOLS);
+		ok = !out.failed && send_with_fd(fd, &out, -1);
+	}
+	struct row_ctx x = {.admin_fd = fd, .out = &out};
+	ok = ok && listener_each(listener_row, &x);
+	for (pool_t *p = pool_next(NULL); p && ok; p = pool_next(p))
+		ok = pool_rows(&x, p);
+	if (ok) {
+		pbuf_reset(&out);
+		proto_build_command_complete(&out, "SHOW");
+		proto_build_ready(&out, 'I');
+		ok = !out.failed && send_with_fd(fd, &out, -1);
+	}
+	if (flags >= 0)
+		(void)fcntl(fd, F_SETFL, flags);
+	pbuf_free(&out);
+	pbuf_free(&all_params);
+	if (!ok) {
+		client_disconnect(admin, NULL, "SHOW FDS could not be sent");
+		takeover_thaw();
+		return false;
+	}
+	qsort(sent_ids, nsent, sizeof(*sent_ids), cmp_id);
+	sent = true;
+	rt->quiescing = false; /* no hand-out until SHUTDOWN or RESUME: the idle servers sent
+	                        * are the new process's already */
+	log_info("SHOW FDS: %zu clients and servers handed over on SHUTDOWN", nsent);
+	return true;
+}
+
+bool takeover_orphaned(void)
+{
+	if (!rt->quiescing && !sent)
+		return false;
+	const client_t *c = client_find(owner_id);
+	return !c || c->state != CL_CONSOLE;
+}
+
+static bool was_sent(uint64_t id)
+{
+	return bsearch(&id, sent_ids, nsent, sizeof(*sent_ids), cmp_id) != NULL;
+}
+
+/* FD is the new process's: this one's descriptor now points at a socket connected to
+ * nothing, so whatever closes it later (a Terminate, a 57P01, shutdown) reaches nobody. */
+static void blind(struct stream *st)
+{
+	stream_set_read(st, false);
+	int dead = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (dead < 0 || dup2(dead, st->fd) < 0)
+		fatal("online restart: cannot drop a socket handed over: %s", strerror(errno));
+	close(dead);
+}
+
+void takeover_hand_over(void)
+{
+	if (!sent)
+		return;
+	size_t n = 0;
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
+		const struct list_head *lists[] = {&p->sv_idle, &p->sv_active, &p->sv_housekeeping};
+		struct list *pos, *tmp;
+		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+			list_for_each_safe(pos, tmp, lists[i])
+			{
+				server_t *s = list_entry(pos, server_t, node);
+				if (was_sent(s->id)) {
+					blind(&s->st);
+					n++;
+				}
+			}
+		const struct list_head *cls[] = {&p->clients, &p->waiting};
+		for (size_t i = 0; i < 2; i++)
+			list_for_each_safe(pos, tmp, cls[i])
+			{
+				client_t *c = list_entry(pos, client_t, node);
+				if (was_sent(c->id)) {
+					blind(&c->st);
+					n++;
+				}
+			}
+	}
+	listener_hand_over();
+	log_info("online restart: %zu clients and servers and the listeners handed over", n);
+	sent = false;
+	nsent = 0;
+}
+
+void takeover_thaw(void)
+{
+	if (!rt->quiescing && !sent)
+		return;
+	log_info("online restart abandoned: clients read again");
+	rt->quiescing = false;
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
+		struct list *pos, *tmp;
+		const struct list_head *lists[] = {&p->sv_idle, &p->sv_active};
+		for (size_t i = 0; sent && i < 2; i++)
+			list_for_each_safe(pos, tmp, lists[i])
+			{
+				server_t *s = list_entry(pos, server_t, node);
+				if (was_sent(s->id))
+					stream_set_read(&s->st, true);
+			}
+		list_for_each_safe(pos, tmp, &p->clients)
+		{
+			client_hold_input(list_entry(pos, client_t, node), false);
+		}
+	}
+	sent = false;
+	nsent = 0;
+}
+
+/* ---- the new process ------------------------------------------------------------------ */
+
+#define MAX_FDS_PER_READ 64
+
+/* The console connection to the old process: its input, and the sockets received with it
+ * that no row has taken yet. */
+struct old_conn {
+	int fd;
+	uint8_t *buf;
+	size_t len, cap;
+	int *fds;
+	size_t nfds, fds_cap, fds_used;
+};
+
+/* One parsed SHOW FDS row, its strings in the row's message (kept). */
+struct got_row {
+	int fd, oldfd, port, link;
+	uint64_t cancel;
+	char *task, *user, *db, *addr;
+	char *params[4];
+	char *all; /* pgcoro_params, or NULL (a PgBouncer's row) */
+	uint8_t ckey[SCRAM_KEY_LEN], skey[SCRAM_KEY_LEN];
+	bool keys;
+	server_t *server; /* adopted */
+	char *mem;
+};
+
+static bool send_query(struct old_conn *o, const char *sql)
+{
+	struct pbuf b;
+	pbuf_init(&b);
+	proto_build_query(&b, sql);
+	bool ok = !b.failed && send_with_fd(o->fd, &b, -1);
+	pbuf_free(&b);
+	return ok;
+}
+
+/* Reads more from the old process, keeping the sockets that come with it. */
+static bool read_more(struct old_conn *o)
+{
+	if (o->cap - o->len < 65536) {
+		uint8_t *n = realloc(o->buf, o->cap + 131072);
+		if (!n)
+			return false;
+		o->buf = n;
+		o->cap += 131072;
+	}
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * MAX_FDS_PER_READ)];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = {.iov_base = o->buf + o->len, .iov_len = o->cap - o->len};
+	struct msghdr msg = {.msg_iov = &iov,
+	                     .msg_iovlen = 1,
+	                     .msg_control = ctl.buf,
+	                     .msg_controllen = sizeof(ctl.buf)};
+	ssize_t n;
+	do
+		n = recvmsg(o->fd, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0) {
+		log_error("online restart: the old process %s",
+		          n == 0 ? "closed the connection" : strerror(errno));
+		return false;
+	}
+	o->len += (size_t)n;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			if (o->nfds == o->fds_cap) {
+				size_t cap = o->fds_cap ? o->fds_cap * 2 : 64;
+				int *f = realloc(o->fds, cap * sizeof(int));
+				if (!f)
+					return false;
+				o->fds = f;
+				o->fds_cap = cap;
+			}
+			memcpy(&o->fds[o->nfds++], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+		}
+	}
+	if (msg.msg_flags & MSG_CTRUNC) {
+		log_error("online restart: sockets were lost in transit (MSG_CTRUNC)");
+		return false;
+	}
+	return true;
+}
+
+/* The next whole message into M (a copy of it in *COPY, the caller's), reading as needed. */
+static bool next_msg(struct old_conn *o, struct proto_msg *m, uint8_t **copy)
+{
+	for (;;) {
+		enum proto_frame f = proto_next(o->buf, o->len, 1 << 24, m);
+		if (f == PROTO_BAD) {
+			log_error("online restart: a malformed message from the old process");
+			return false;
+		}
+		if (f == PROTO_OK) {
+			*copy = malloc(m->size);
+			if (!*copy)
+				return false;
+			memcpy(*copy, m->data, m->size);
+			memmove(o->buf, o->buf + m->size, o->len - m->size);
+			o->len -= m->size;
+			m->data = *copy;
+			m->body = *copy + PROTO_HDR;
+			return true;
+		}
+		if (!read_more(o))
+			return false;
+	}
+}
+
+/* Logs the ErrorResponse M. */
+static void log_old_error(const struct proto_msg *m)
+{
+	const char *text = "?";
+	for (uint32_t i = 0; i < m->blen && m->body[i];) {
+		const char *f = (const char *)m->body + i;
+		if (f[0] == 'M')
+			text = f + 1;
+		i += (uint32_t)strlen(f) + 1;
+	}
+	log_error("online restart: the old process answered: %s", text);
+}
+
+/* Reads up to ReadyForQuery, failing on an ErrorResponse; rows (SHOW FDS) go to ON_ROW. */
+static bool until_ready(struct old_conn *o,
+                        bool (*on_row)(struct old_conn *, struct proto_msg *, uint8_t *, void *),
+                        void *arg)
+{
+	bool ok = true;
+	for (;;) {
+		struct proto_msg m;
+		uint8_t *copy;
+		if (!next_msg(o, &m, &copy))
+			return false;
+		bool keep = false;
+		if (m.type == 'E') {
+			log_old_error(&m);
+			ok = false;
+		} else if (m.type == 'D') {
+			if (!on_row || !on_row(o, &m, copy, arg))
+				ok = false;
+			else
+				keep = true;
+		} else if (m.type == 'R' && m.blen >= 4 &&
+		           (m.body[0] | m.body[1] | m.body[2] | m.body[3]) != 0) {
+			log_error(
+			    "online restart: the old process asks for a password: run as the OS "
+			    "user it runs as");
+			free(copy);
+			return false;
+		}
+		uint8_t type = m.type;
+		if (!keep)
+			free(copy);
+		if (type == 'Z')
+			return ok;
+	}
+}
+
+struct rows {
+	struct got_row *r;
+	size_t n, cap;
+};
+
+static int unhex(char c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+	                              : -1;
+}
+
+/* A bytea text value of SCRAM_KEY_LEN bytes ("\x..."). */
+static bool key_of(const char *v, uint8_t out[SCRAM_KEY_LEN])
+{
+	if (!v || strncmp(v, "\\x", 2) != 0 || strlen(v) != 2 + 2 * SCRAM_KEY_LEN)
+		return false;
+	for (int i = 0; i < SCRAM_KEY_LEN; i++) {
+		int h = unhex(v[2 + 2 * i]), l = unhex(v[3 + 2 * i]);
+		if (h < 0 || l < 0)
+			return false;
+		out[i] = (uint8_t)(h << 4 | l);
+	}
+	return true;
+}
+
+/* A DataRow of SHOW FDS (M, in COPY): its values NUL-terminated in place (each value's
+ * length field is overwritten), the socket that came with it taken. True: the row keeps
+ * COPY; false: COPY stays the caller's. */
+static bool on_fd_row(struct old_conn *o, struct proto_msg *m, uint8_t *copy, void *arg)
+{
+	struct rows *rows = arg;
+	if (o->fds_used == o->nfds) {
+		log_error("online restart: a SHOW FDS row without its socket");
+		return false;
+	}
+	int fd = o->fds[o->fds_used++];
+	char *v[NCOLS] = {0};
+	uint8_t *p = (uint8_t *)m->body, *end = p + m->blen;
+	int ncols = m->blen >= 2 ? p[0] << 8 | p[1] : 0;
+	bool ok = ncols >= PGB_NCOLS;
+	p += 2;
+	for (int i = 0; ok && i < ncols && i < NCOLS; i++) {
+		if (end - p < 4) {
+			ok = false;
+			break;
+		}
+		int32_t len =
+		    (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | p[2] << 8 | p[3]);
+		if (len < 0) {
+			p += 4;
+			continue;
+		}
+		if (end - p - 4 < len) {
+			ok = false;
+			break;
+		}
+		memmove(p, p + 4,
+		        (size_t)len); /* the value moves over its length: room for a NUL */
+		p[len] = 0;
+		v[i] = (char *)p;
+		p += 4 + len;
+	}
+	if (ok && rows->n == rows->cap) {
+		size_t cap = rows->cap ? rows->cap * 2 : 64;
+		struct got_row *n = realloc(rows->r, cap * sizeof(*n));
+		if (n) {
+			rows->r = n;
+			rows->cap = cap;
+		}
+		ok = n != NULL;
+	}
+	if (!ok || !v[COL_TASK] || !v[COL_FD]) {
+		log_error("online restart: a malformed SHOW FDS row (or out of memory)");
+		close(fd);
+		return false;
+	}
+	struct got_row *r = &rows->r[rows->n++];
+	*r = (struct got_row){.fd = fd,
+	                      .oldfd = atoi(v[COL_FD]),
+	                      .task = v[COL_TASK],
+	                      .user = v[COL_USER],
+	                      .db = v[COL_DB],
+	                      .addr = v[COL_ADDR],
+	                      .port = v[COL_PORT] ? atoi(v[COL_PORT]) : 0,
+	                      .link = v[COL_LINK] ? atoi(v[COL_LINK]) : 0,
+	                      .cancel = v[COL_CANCEL] ? strtoull(v[COL_CANCEL], NULL, 10) : 0,
+	                      .mem = (char *)copy};
+	for (int i = 0; i < 4; i++)
+		r->params[i] = v[COL_ENC + i];
+	r->all = v[COL_PARAMS];
+	r->keys = key_of(v[COL_CKEY], r->ckey) && key_of(v[COL_SKEY], r->skey);
+	return true;
+}
+
+static pool_t *pool_of(const struct got_row *r)
+{
+	const struct cfg_db *db = r->db && r->user ? cfg_find_db(rt->cfg, r->db) : NULL;
+	if (!db) {
+		log_error("online restart: database \"%s\" is not configured here",
+		          r->db ? r->db : "(none)");
+		return NULL;
+	}
+	return pool_get(r->db, r->user, db);
+}
+
+/* The row's SCRAM keys, when they are for the verifier this process's auth_file holds. */
+static void keep_scram_key(const struct got_row *r)
+{
+	const char *secret = r->keys && r->user && rt->auth ? auth_lookup(rt->auth, r->user) : NULL;
+	struct scram_keys keys;
+	if (secret && strncmp(secret, "SCRAM-SHA-256$", 14) == 0 &&
+	    scram_parse_verifier(secret, &keys) &&
+	    memcmp(keys.server_key, r->skey, SCRAM_KEY_LEN) == 0)
+		clientkey_store(r->user, &keys, r->ckey);
+}
+
+/* The row's parameters as NAMES/VALUES (MAX_ROW_PARAMS room): pgcoro_params (cut in
+ * place), else PgBouncer's four; returns their count. */
+static int row_params_of(struct got_row *r, const char **names, const char **values)
+{
+	int n = 0;
+	for (char *q = r->all; q && *q && n < MAX_ROW_PARAMS;) {
+		char *us = strchr(q, PARAM_US), *rs = us ? strchr(us, PARAM_RS) : NULL;
+		if (!rs)
+			break;
+		*us = *rs = 0;
+		names[n] = q;
+		values[n++] = us + 1;
+		q = rs + 1;
+	}
+	if (r->all) {
+		r->all = NULL; /* cut: once */
+		return n;
+	}
+	for (int i = 0; i < 4; i++)
+		if (r->params[i]) {
+			names[n] = row_params[i];
+			values[n++] = r->params[i];
+		}
+	return n;
+}
+
+static bool adopt_server(struct got_row *r)
+{
+	pool_t *p = pool_of(r);
+	const char *names[MAX_ROW_PARAMS], *values[MAX_ROW_PARAMS];
+	int n = row_params_of(r, names, values);
+	struct server_conn sc = {.fd = r->fd,
+	                         .backend_pid = (uint32_t)(r->cancel >> 32),
+	                         .cancel_key = (uint32_t)r->cancel,
+	                         .have_key = (uint32_t)r->cancel != 0,
+	                         .nparams = n,
+	                         .names = names,
+	                         .values = values};
+	evutil_make_socket_nonblocking(r->fd);
+	server_t *s = r->server = p ? server_adopt_conn(p, &sc) : NULL;
+	keep_scram_key(r);
+	int version = server_param_index("server_version");
+	if (s && !p->params_known && !r->link && version >= 0 && s->params[version]) {
+		/* the welcome of its pool's new clients, as from a new server's: this one's
+		 * reported parameters but the application_name a client left */
+		char *params[SERVER_NPARAMS];
+		int app = server_param_index("application_name");
+		memcpy(params, s->params, sizeof(params));
+		if (app >= 0)
+			params[app] = "";
+		if (!pool_connect_ok(p, params))
+			log_warning("online restart: out of memory for pool %s/%s", p->dbname,
+			            p->user);
+	}
+	return s != NULL;
+}
+
+static bool adopt_client(struct got_row *r, struct rows *rows)
+{
+	server_t *s = NULL;
+	for (size_t i = 0; r->link && i < rows->n && !s; i++)
+		if (rows->r[i].server && rows->r[i].oldfd == r->link)
+			s = rows->r[i].server;
+	if (r->link && !s) {
+		log_error("online restart: client fd %d: its server fd %d was not handed over",
+		          r->oldfd, r->link);
+		return false;
+	}
+	if (!r->user || !r->db)
+		return false;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getpeername(r->fd, (struct sockaddr *)&ss, &len) != 0) {
+		memset(&ss, 0, sizeof(ss)); /* gone meanwhile: it fails at its first read */
+		ss.ss_family = AF_UNIX;
+	}
+	const char *names[MAX_ROW_PARAMS], *values[MAX_ROW_PARAMS];
+	int n = row_params_of(r, names, values);
+	struct client_adopt a = {.fd = r->fd,
+	                         .sa = (struct sockaddr *)&ss,
+	                         .user = r->user,
+	                         .database = r->db,
+	                         .nparams = n,
+	                         .names = names,
+	                         .values = values,
+	                         .cancel_pid = (uint32_t)(r->cancel >> 32),
+	                         .cancel_key = (uint32_t)r->cancel,
+	                         .server = s};
+	evutil_make_socket_nonblocking(r->fd);
+	keep_scram_key(r);
+	return client_adopt(&a) != NULL;
+}
+
+/* The old process's console socket into SUN; false (logged) without unix_socket_dir. */
+static bool old_path(const struct config *cfg, struct sockaddr_un *sun)
+{
+	*sun = (struct sockaddr_un){.sun_family = AF_UNIX};
+	if (!cfg->unix_socket_dir[0]) {
+		log_error("online restart: needs unix_socket_dir (the old process's console)");
+		return false;
+	}
+	snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir,
+	         cfg->listen_port);
+	return true;
+}
+
+bool takeover_old_running(const struct config *cfg)
+{
+	struct sockaddr_un sun;
+	if (!old_path(cfg, &sun))
+		return true; /* takeover_run says why it cannot */
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool up = fd >= 0 && (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ||
+	                      (errno != ECONNREFUSED && errno != ENOENT));
+	if (fd >= 0)
+		close(fd);
+	return up;
+}
+
+static bool connect_old(struct old_conn *o)
+{
+	const struct config *cfg = rt->cfg;
+	struct sockaddr_un sun;
+	if (!old_path(cfg, &sun))
+		return false;
+	o->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	double wait = 2 * cfg->suspend_timeout + 30; /* SUSPEND and SHOW FDS may each wait */
+	struct timeval tv = {(time_t)wait, 0};
+	if (o->fd < 0 || connect(o->fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		log_error("online restart: cannot connect to %s: %s", sun.sun_path,
+		          strerror(errno));
+		return false;
+	}
+	setsockopt(o->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(o->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	log_info("online restart: connected to %s", sun.sun_path);
+	struct pbuf b;
+	pbuf_init(&b);
+	proto_begin(&b, 0);
+	proto_put_u32(&b, 3u << 16);
+	const char *kv[] = {"user", "pgbouncer", "database", "pgbouncer"};
+	for (int i = 0; i < 4; i++)
+		proto_put_str(&b, kv[i]);
+	proto_put_u8(&b, 0);
+	proto_end(&b);
+	bool ok = !b.failed && send_with_fd(o->fd, &b, -1);
+	pbuf_free(&b);
+	return ok && until_ready(o, NULL, NULL);
+}
+
+/* Test hook: PGCORO_TEST_TAKEOVER_SLEEP seconds between the adoption and SHUTDOWN, so a
+ * test can kill the new process there. */
+static void test_pause(void)
+{
+	const char *s = getenv("PGCORO_TEST_TAKEOVER_SLEEP");
+	if (s && atoi(s) > 0) {
+		log_info("online restart: test hook: sleeping %d s before SHUTDOWN", atoi(s));
+		sleep((unsigned)atoi(s));
+	}
+}
+
+/* SHUTDOWN sent: waits for the old process's connection to end, then its pidfile. */
+static void wait_old_gone(struct old_conn *o)
+{
+	char b[4096];
+	ssize_t n;
+	while ((n = recv(o->fd, b, sizeof(b), 0)) > 0 || (n < 0 && errno == EINTR))
+		;
+	const char *pidfile = rt->cfg->pidfile;
+	struct stat st;
+	for (int i = 0; pidfile[0] && i < 100 && stat(pidfile, &st) == 0; i++)
+		usleep(100000);
+	if (pidfile[0] && stat(pidfile, &st) == 0)
+		log_warning("online restart: the old process's pidfile %s is still there", pidfile);
+}
+
+static void old_conn_free(struct old_conn *o)
+{
+	for (size_t i = o->fds_used; i < o->nfds; i++)
+		close(o->fds[i]);
+	free(o->fds);
+	free(o->buf);
+	if (o->fd >= 0)
+		close(o->fd);
+}
+
+static void rows_free(struct rows *rows, bool close_fds)
+{
+	for (size_t i = 0; i < rows->n; i++) {
+		if (close_fds)
+			close(rows->r[i].fd);
+		free(rows->r[i].mem);
+	}
+	free(rows->r);
+}
+
+bool takeover_run(struct runtime *r)
+{
+	rt = r;
+	struct old_conn o = {.fd = -1};
+	struct rows rows = {0};
+	log_info("online restart: taking over from the running process");
+	if (!connect_old(&o) || !send_query(&o, "SUSPEND;") || !until_ready(&o, NULL, NULL) ||
+	    !send_query(&o, "SHOW FDS;") || !until_ready(&o, on_fd_row, &rows)) {
+		rows_free(&rows, true);
+		old_conn_free(&o);
+		log_error("online restart failed: the old process goes on (it resumes when this "
+		          "connection closes)");
+		return false;
+	}
+	/* from here every socket is adopted; a failure exits at once, writing nothing to
+	 * them, and the old process resumes */
+	size_t nl = 0, ns = 0, nc = 0;
+	bool ok = true;
+	for (size_t i = 0; i < rows.n && ok; i++)
+		if (strcmp(rows.r[i].task, "pooler") == 0) {
+			ok = listener_adopt(rt, rows.r[i].fd);
+			nl++;
+		}
+	for (size_t i = 0; i < rows.n && ok; i++)
+		if (strcmp(rows.r[i].task, "server") == 0) {
+			ok = adopt_server(&rows.r[i]);
+			ns++;
+		}
+	for (size_t i = 0; i < rows.n && ok; i++)
+		if (strcmp(rows.r[i].task, "client") == 0) {
+			ok = adopt_client(&rows.r[i], &rows);
+			nc++;
+		}
+	if (!ok || nl == 0) {
+		log_error("online restart failed while adopting%s: exiting, the old process "
+		          "resumes",
+		          nl == 0 ? " (no listener handed over)" : "");
+		_exit(1);
+	}
+	test_pause();
+	if (!send_query(&o, "SHUTDOWN;")) {
+		log_error("online restart: SHUTDOWN could not be sent: exiting, the old process "
+		          "resumes");
+		_exit(1);
+	}
+	wait_old_gone(&o);
+	rows_free(&rows, false);
+	old_conn_free(&o);
+	log_info("online restart: %zu listeners, %zu servers and %zu clients taken over; the "
+	         "old process is gone",
+	         nl, ns, nc);
+	return true;
+}

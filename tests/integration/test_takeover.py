@@ -1,0 +1,338 @@
+"""Online restart (pgcoro -R, PgBouncer's takeover): under a light steady load the new
+process takes the listeners, the clients and their servers, the old one exits, and every
+client goes on on its own connection (a session client on its own backend); a takeover
+cut short before SHUTDOWN leaves the old process serving. SHOW FDS is refused outside the
+unix socket, to a non-admin, and before SUSPEND."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from conftest import (ASAN_OPTIONS, SANITIZER_MARKERS, UBSAN_OPTIONS, clean_env, wait_until)
+
+pytestmark = pytest.mark.pooler_only
+
+ADMIN, ADMIN_PASS = "tkadmin", "tkadminpass"
+
+
+def start(pgcoro_factory, pg):
+    base = f"host=127.0.0.1 port={pg.port} dbname=postgres"
+    return pgcoro_factory(
+        settings={"admin_users": ADMIN, "stats_users": "app", "suspend_timeout": 20},
+        users={ADMIN: ADMIN_PASS},
+        databases={"tx": f"{base} pool_mode=transaction pool_size=3",
+                   "sess": f"{base} pool_mode=session pool_size=4"})
+
+
+def spawn_reboot(inst, env=None):
+    """Starts `pgcoro -R` on INST's config; returns (Popen, log path)."""
+    logpath = os.path.join(inst.workdir, f"pgcoro-R-{time.monotonic_ns()}.log")
+    logf = open(logpath, "wb")
+    proc = subprocess.Popen(
+        [inst.bin_path, "-R", "-c", inst.config_path], stdin=subprocess.DEVNULL,
+        stdout=logf, stderr=logf, cwd=inst.workdir,
+        env=clean_env(ASAN_OPTIONS=ASAN_OPTIONS, UBSAN_OPTIONS=UBSAN_OPTIONS, **(env or {})))
+    logf.close()
+    return proc, logpath
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+def adopt(inst, proc, logpath):
+    """INST is the new process from now on (the fixture stops and checks it at teardown);
+    the old one must have exited 0, sanitizer-clean."""
+    old = inst.proc
+    rc = old.wait(timeout=60)
+    old_log = inst.log_text()
+    assert rc == 0 and not [m for m in SANITIZER_MARKERS if m in old_log], \
+        f"old pgcoro exit code {rc}\n{inst.log_tail(60)}"
+    inst.logf.close()
+    inst.proc, inst.pid, inst.logpath = proc, proc.pid, logpath
+    inst.logf = open(os.devnull, "wb")
+
+
+class Loop(threading.Thread):
+    """A transaction-mode client running short transactions until stopped."""
+
+    def __init__(self, inst, n):
+        super().__init__(daemon=True)
+        self.conn = inst.connect(db="tx", application_name=f"loop{n}")
+        self.conn.autocommit = True
+        self.n = n
+        self.done = 0
+        self.errors = []
+        self.stop = threading.Event()
+
+    def run(self):
+        cur = self.conn.cursor()
+        while not self.stop.is_set():
+            try:
+                cur.execute("begin; select %s; commit", (self.n,))
+                self.done += 1
+            except psycopg2.Error as e:
+                self.errors.append(repr(e))
+                return
+            time.sleep(0.005)
+
+
+@pytest.fixture
+def load(pgcoro_factory, pg):
+    inst = start(pgcoro_factory, pg)
+    inst.bin_path = inst.proc.args[0]
+    loops = [Loop(inst, i) for i in range(3)]
+    for t in loops:
+        t.start()
+    sessions = []
+    for host in (inst.host, inst.sockdir, inst.host):
+        c = psycopg2.connect(user="app", password="apppass", dbname="sess", host=host,
+                             port=inst.port, connect_timeout=30)
+        c.autocommit = True
+        cur = c.cursor()
+        cur.execute("select pg_backend_pid()")
+        sessions.append((c, cur.fetchone()[0]))
+    sessions[2][0].cursor().execute("begin; create temp table t (x int)")  # left open
+    wait_until(lambda: all(t.done > 5 for t in loops), "the load runs")
+    try:
+        yield inst, loops, sessions
+    finally:
+        for t in loops:
+            t.stop.set()
+        for t in loops:
+            t.join(timeout=30)
+            t.conn.close()
+        for c, _ in sessions:
+            c.close()
+
+
+def goes_on(inst, loops, sessions):
+    """Every client's next query works on its own connection, a session on its backend."""
+    marks = [t.done for t in loops]
+    wait_until(lambda: all(t.done > m + 5 or t.errors for t, m in zip(loops, marks)),
+               "the transaction clients go on", timeout=60)
+    assert [t.errors for t in loops] == [[], [], []]
+    for t in loops:  # their startup parameters came along
+        t.stop.set()
+        t.join(timeout=30)
+        cur = t.conn.cursor()
+        cur.execute("select current_setting('application_name')")
+        assert cur.fetchone()[0] == f"loop{t.n}"
+    fresh = inst.connect(db="tx")  # its welcome has every parameter
+    assert fresh.server_version >= 150000, fresh.server_version
+    fresh.close()
+    for c, pid in sessions:
+        cur = c.cursor()
+        cur.execute("select pg_backend_pid()")
+        assert cur.fetchone()[0] == pid
+    cur = sessions[2][0].cursor()  # its transaction went on where it was
+    cur.execute("insert into t values (1); select count(*) from t")
+    assert cur.fetchone()[0] == 1
+    inst.assert_serving(db="tx")
+    inst.assert_serving(db="sess")
+
+
+def test_takeover_under_load(load):
+    inst, loops, sessions = load
+    old_pid = inst.pid
+    proc, logpath = spawn_reboot(inst)
+    try:
+        adopt(inst, proc, logpath)
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=30)
+        raise
+    assert inst.pid != old_pid and inst.alive()
+    log = read(logpath)
+    assert "online restart: 2 listeners" in log, log
+    assert "6 clients taken over" in log, log  # 3 + 3: all of them
+    goes_on(inst, loops, sessions)
+
+
+def admin(inst, host):
+    c = psycopg2.connect(user=ADMIN, password=ADMIN_PASS, dbname="pgbouncer", host=host,
+                         port=inst.port, connect_timeout=30)
+    c.autocommit = True
+    return c
+
+
+def test_takeover_cut_short_leaves_the_old_one_serving(load):
+    """Killed after SHOW FDS, before SHUTDOWN: the old process resumes (though another
+    console session stays connected) and every client goes on there."""
+    inst, loops, sessions = load
+    other = admin(inst, inst.host)
+    proc, logpath = spawn_reboot(inst, {"PGCORO_TEST_TAKEOVER_SLEEP": "60"})
+    try:
+        wait_until(lambda: "test hook: sleeping" in read(logpath) or proc.poll() is not None,
+                   "the new process took the sockets", timeout=60)
+        assert proc.poll() is None, read(logpath)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)  # by its PID
+        proc.wait(timeout=30)
+    wait_until(lambda: "online restart abandoned" in inst.log_text(), "the old one resumes")
+    assert inst.alive()
+    goes_on(inst, loops, sessions)
+    cur = other.cursor()
+    cur.execute("SHOW STATE")
+    assert dict(cur.fetchall())["suspended"] == "no"
+    other.close()
+
+
+def test_show_fds_refused(load):
+    inst, _, _ = load
+    for host, why in ((inst.host, "SHOW FDS needs the unix socket"),
+                      (inst.sockdir, "SHOW FDS needs SUSPEND first")):
+        c = admin(inst, host)
+        with pytest.raises(psycopg2.Error) as e:
+            c.cursor().execute("SHOW FDS")
+        assert e.value.diag.message_primary == why
+        c.close()
+    c = psycopg2.connect(user="app", password="apppass", dbname="pgbouncer", host=inst.sockdir,
+                         port=inst.port, connect_timeout=30)
+    c.autocommit = True
+    with pytest.raises(psycopg2.Error) as e:
+        c.cursor().execute("SHOW FDS")
+    assert e.value.diag.message_primary == "admin access needed"
+    c.close()
+
+
+def test_show_fds_rows_carry_their_sockets(load):
+    """SHOW FDS as PgBouncer's new process reads it: PgBouncer's 15 columns first (then
+    pgcoro_params), the listeners first, every DataRow with exactly one socket attached
+    (SCM_RIGHTS), a session client linked to its server; the console leaving without
+    SHUTDOWN resumes the old process."""
+    import array
+    import socket
+    import struct
+    inst, loops, sessions = load
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(os.path.join(inst.sockdir, f".s.PGSQL.{inst.port}"))
+    body = struct.pack("!I", 3 << 16) + b"user\0pgbouncer\0database\0pgbouncer\0\0"
+    s.sendall(struct.pack("!I", len(body) + 4) + body)
+    buf, fds = b"", []
+
+    def until_ready():
+        nonlocal buf
+        msgs = []
+        while True:
+            while len(buf) >= 5 and len(buf) >= 1 + struct.unpack("!I", buf[1:5])[0]:
+                n = 1 + struct.unpack("!I", buf[1:5])[0]
+                msgs.append((buf[:1], buf[5:n], len(fds)))
+                buf = buf[n:]
+                if msgs[-1][0] == b"Z":
+                    return msgs
+            data, anc, flags, _ = s.recvmsg(65536, socket.CMSG_SPACE(64 * 4))
+            assert data, "the console closed"
+            assert not flags & socket.MSG_CTRUNC
+            for level, kind, payload in anc:
+                assert (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+                got = array.array("i")
+                got.frombytes(payload[:len(payload) - len(payload) % 4])
+                fds.extend(got)
+            buf += data
+
+    def query(sql):
+        s.sendall(b"Q" + struct.pack("!I", len(sql) + 5) + sql.encode() + b"\0")
+        return until_ready()
+
+    try:
+        assert not [m for m in until_ready() if m[0] == b"E"]
+        assert not [m for m in query("SUSPEND;") if m[0] == b"E"]
+        msgs = query("SHOW FDS;")
+        assert not [m for m in msgs if m[0] == b"E"], msgs
+        desc = msgs[0][1]
+        cols, off = [], 2
+        for _ in range(struct.unpack("!H", desc[:2])[0]):
+            end = desc.index(b"\0", off)
+            cols.append(desc[off:end].decode())
+            off = end + 1 + 18
+        assert cols == ["fd", "task", "user", "database", "addr", "port", "cancel", "link",
+                        "client_encoding", "std_strings", "datestyle", "timezone",
+                        "password", "scram_client_key", "scram_server_key",
+                        "pgcoro_params"], cols
+        rows = []
+        for kind, payload, nfds in msgs:
+            if kind != b"D":
+                continue
+            vals, off = [], 2
+            for _ in range(struct.unpack("!H", payload[:2])[0]):
+                n = struct.unpack("!i", payload[off:off + 4])[0]
+                vals.append(None if n < 0 else payload[off + 4:off + 4 + n].decode())
+                off += 4 + max(n, 0)
+            rows.append(vals)
+            assert nfds == len(rows)  # its socket came with it (or before its last byte)
+        assert len(fds) == len(rows)
+        tasks = [r[1] for r in rows]
+        assert tasks[:2] == ["pooler", "pooler"] and "pooler" not in tasks[2:], tasks
+        assert tasks.count("client") == 6, tasks  # 3 transaction loops, 3 sessions
+        by_fd = {r[0]: r for r in rows}
+        linked = [r for r in rows if r[1] == "client" and r[7] != "0"]
+        assert len(linked) == 3 and all(by_fd[r[7]][1] == "server" and by_fd[r[7]][7] == r[0]
+                                        for r in linked), rows
+        for fd in fds:
+            with socket.socket(fileno=os.dup(fd)) as passed:
+                assert passed.type == socket.SOCK_STREAM
+    finally:
+        s.close()
+        for fd in fds:
+            os.close(fd)
+    wait_until(lambda: "online restart abandoned" in inst.log_text(), "the old one resumes")
+    goes_on(inst, loops, sessions)
+
+
+def test_takeover_with_a_session_login_waiting(pgcoro_factory, pg):
+    """A session-mode login waiting for a server while the pool's only one is held cannot
+    move and is not waited for (no suspend_timeout): the holder moves with its backend,
+    the waiting login is closed by the old process."""
+    base = f"host=127.0.0.1 port={pg.port} dbname=postgres"
+    inst = pgcoro_factory(settings={"suspend_timeout": 60},
+                          databases={"one": f"{base} pool_mode=session pool_size=1"})
+    inst.bin_path = inst.proc.args[0]
+    holder = inst.connect(db="one")
+    holder.autocommit = True
+    cur = holder.cursor()
+    cur.execute("select pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    outcome = {}
+
+    def late():
+        try:
+            outcome["conn"] = inst.connect(db="one")
+        except psycopg2.Error as e:
+            outcome["error"] = e
+
+    t = threading.Thread(target=late, daemon=True)
+    t.start()
+    console = psycopg2.connect(user="pgbouncer", dbname="pgbouncer", host=inst.sockdir,
+                               port=inst.port, connect_timeout=30)  # its own OS user
+    console.autocommit = True
+
+    def waiting():
+        c = console.cursor()
+        c.execute("SHOW POOLS")
+        cols = [d[0] for d in c.description]
+        return any(r[0] == "one" and r[cols.index("cl_waiting")] == 1 for r in c.fetchall())
+    wait_until(waiting, "the late login waits for the server")
+    console.close()
+    old_logpath = inst.logpath
+    proc, logpath = spawn_reboot(inst)
+    try:
+        adopt(inst, proc, logpath)
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=30)
+        raise
+    t.join(timeout=60)
+    assert "error" in outcome, outcome
+    cur.execute("select pg_backend_pid()")
+    assert cur.fetchone()[0] == pid
+    assert "suspend_timeout" not in read(old_logpath)
+    holder.close()
