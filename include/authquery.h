@@ -27,16 +27,18 @@ bool authquery_needed(const client_t *c);
 
 /* Starts C's look-up (authquery_needed was true). When it ends, DONE(C, FOUND) runs outside
  * C's callbacks: FOUND (the caller's to free) is an auth_file of one line, C's user and
- * the secret found — on a NULL column an impossible md5 secret ("md5"), as PgBouncer —
- * with its SCRAM keys made (a verifier's; with SCRAM, a plain secret's too, derived on the
- * executor first). A user the query does not find gets, when MOCK_UNKNOWN (the method
- * asks a password), a mock SCRAM verifier in FOUND: its login fails as a wrong password
+ * the secret found (the answer's one row, naming C's user), with its SCRAM keys made (a
+ * verifier's; with SCRAM, a plain secret's too, derived on the executor first). A user
+ * the query does not find, or finds with a NULL secret (no password, or an expired one:
+ * no secret, forgotten for server logins too), gets, when MOCK_UNKNOWN (the method asks
+ * a password), a mock SCRAM verifier in FOUND: its login fails as a wrong password
  * would, not telling the name is unknown (without: "no such user", PgBouncer's). When it
  * fails DONE(C, NULL) runs (the look-up is over: DONE only forgets it), then C is
  * disconnected with PgBouncer's words ("no such user"; "bouncer config error", the
- * server's error logged; or the server's failure). Returns the look-up for authquery_cancel, or NULL when C was
- * disconnected at once (an auth_dbname that is not configured, reserved or disabled, or
- * a pool backing off). */
+ * server's error or the bad answer — more than one row, another user's, one too long —
+ * logged; or the server's failure). Returns the look-up for authquery_cancel, or NULL
+ * when C was disconnected at once (an auth_dbname that is not configured, reserved or
+ * disabled, or a pool backing off). */
 struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool mock_unknown,
 				 void (*done)(client_t *c, struct auth_file *found));
 

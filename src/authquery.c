@@ -1,8 +1,9 @@
 /* Owns the look-ups of auth_user / auth_query / auth_dbname (authquery.h): where a login's
  * look-up runs (PgBouncer's choice of the authentication database, and its refusals), the
  * query as a task on a server of auth_user's pool (pool_run_task: Parse/Bind with $1 = the
- * user name, never quoted into the text, after a RESET ALL — nothing of the client's, no
- * SET, reaches that server), reading its answer's row, and the verdict for the login.
+ * user name, never quoted into the text, after a RESET ALL and a DISCARD TEMP — nothing
+ * of a client's, no SET, no temporary table, reaches the query), reading its answer's one
+ * row, and the verdict for the login.
  * Every look-up runs the query again (an expired or changed password counts at once), and
  * what it finds replaces the user's entry in the store server logins read (authcache.h). */
 #include "authquery.h"
@@ -40,7 +41,7 @@ struct authquery_lookup {
 	int rows;
 	bool bad;             /* a row PgBouncer refuses (bad_why) */
 	char bad_why[96];
-	char *secret;         /* the last row's (cleansed when freed) */
+	char *secret;         /* the row's, NULL for none or NULL (cleansed when freed) */
 	const char *values[1];
 	char *sql;            /* a copy: a reload may free the config's */
 	char user[];
@@ -121,11 +122,22 @@ static uint32_t be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* A DataRow: (user name, secret), PgBouncer's checks; the last row wins. */
+/* L's row is refused (l->bad): WHY is logged and the login gets "bouncer config error". */
+static void row_bad(struct authquery_lookup *l, const char *why)
+{
+	l->bad = true;
+	snprintf(l->bad_why, sizeof(l->bad_why), "%s", why);
+}
+
+/* A DataRow: (user name, secret), PgBouncer's checks. The answer must be at most one row
+ * naming the user looked up: a second row, or another name, is a query that does not do
+ * what auth_query must (refused, not guessed at). A NULL secret (the default query's
+ * expired password, a role without one) is no secret: the user is then as unknown. */
 static void on_row(void *arg, const uint8_t *body, uint32_t blen)
 {
 	struct authquery_lookup *l = arg;
-	l->rows++;
+	if (++l->rows > 1)
+		row_bad(l, "auth_query returned more than one row");
 	if (l->bad)
 		return;
 	uint16_t ncols = blen >= 2 ? (uint16_t)(body[0] << 8 | body[1]) : 0;
@@ -138,43 +150,33 @@ static void on_row(void *arg, const uint8_t *body, uint32_t blen)
 	const uint8_t *p = body + 2, *end = body + blen;
 	uint32_t ulen = end - p >= 4 ? be32(p) : 0;
 	if (end - p < 4 || ulen == UINT32_MAX) {
-		l->bad = true;
-		snprintf(l->bad_why, sizeof(l->bad_why), "auth_query response contained null user name");
+		row_bad(l, "auth_query response contained null user name");
 		return;
 	}
 	p += 4;
 	if ((uint64_t)(end - p) < (uint64_t)ulen + 4) {
-		l->bad = true;
-		snprintf(l->bad_why, sizeof(l->bad_why), "bad DataRow from auth_query");
+		row_bad(l, "bad DataRow from auth_query");
+		return;
+	}
+	if (ulen != strlen(l->user) || memcmp(p, l->user, ulen) != 0) {
+		row_bad(l, "auth_query returned a row for another user");
 		return;
 	}
 	p += ulen;
 	uint32_t slen = be32(p);
 	p += 4;
-	const char *secret = "md5"; /* NULL (expired, none): PgBouncer's impossible md5 secret */
-	size_t n = 3;
-	if (slen != UINT32_MAX) {
-		if ((uint64_t)(end - p) < slen || memchr(p, 0, slen)) {
-			l->bad = true;
-			snprintf(l->bad_why, sizeof(l->bad_why), "bad secret column from auth_query");
-			return;
-		}
-		secret = (const char *)p;
-		n = slen;
-	}
-	char *s = malloc(n + 1);
-	if (!s) {
-		l->bad = true;
-		snprintf(l->bad_why, sizeof(l->bad_why), "out of memory");
+	if (slen == UINT32_MAX)
+		return; /* no secret: l->secret stays NULL */
+	if ((uint64_t)(end - p) < slen || memchr(p, 0, slen)) {
+		row_bad(l, "bad secret column from auth_query");
 		return;
 	}
-	memcpy(s, secret, n);
-	s[n] = '\0';
-	if (l->secret) {
-		OPENSSL_cleanse(l->secret, strlen(l->secret));
-		free(l->secret);
+	if (!(l->secret = malloc((size_t)slen + 1))) {
+		row_bad(l, "out of memory");
+		return;
 	}
-	l->secret = s;
+	memcpy(l->secret, p, slen);
+	l->secret[slen] = '\0';
 }
 
 /* L's login goes on with FOUND (taken over), outside C's callbacks. */
@@ -240,14 +242,22 @@ static void on_done(void *arg, const struct hkquery *q)
 			  (unsigned long long)c->id, c->user, l->pool->dbname, l->pool->user,
 			  q->sqlstate[0] ? q->sqlstate : "", q->sqlstate[0] ? ": " : "", q->message);
 		refuse(l, "08P01", "bouncer config error");
-	} else if (l->bad) {
+	} else if (l->bad || q->rows != (uint32_t)l->rows) {
+		if (!l->bad) /* a DataRow too long to be read: no row is guessed at */
+			snprintf(l->bad_why, sizeof(l->bad_why), "a row from auth_query too long");
 		log_error("client %llu: auth_query for user \"%s\" on %s/%s: %s",
 			  (unsigned long long)c->id, c->user, l->pool->dbname, l->pool->user, l->bad_why);
 		refuse(l, "08P01", "bouncer config error");
 	} else if (!l->secret) {
+		/* no row, or no secret (NULL: no password, or an expired one): as an unknown
+		 * user, and the user's server logins forget what an earlier look-up found */
 		authcache_forget(c->user);
-		log_info("client %llu %s: no such user: %s", (unsigned long long)c->id, client_peer(c),
-			 c->user);
+		if (l->rows)
+			log_info("client %llu %s: user %s has no password (or it expired)",
+				 (unsigned long long)c->id, client_peer(c), c->user);
+		else
+			log_info("client %llu %s: no such user: %s", (unsigned long long)c->id,
+				 client_peer(c), c->user);
 		if (l->mock_unknown)
 			mock_user(l);
 		else
