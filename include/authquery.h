@@ -31,7 +31,10 @@ bool authquery_needed(const client_t *c);
  * verifier's; with SCRAM, a plain secret's too, derived on the executor first). A user
  * the query does not find, or finds with a NULL secret (no password, or an expired one:
  * no secret, forgotten for server logins too), gets, when MOCK_UNKNOWN (the method asks
- * a password), a mock SCRAM verifier in FOUND: its login fails as a wrong password
+ * a password), a mock secret in FOUND — a SCRAM verifier; with MD5 (the method is md5)
+ * an md5 secret of random bytes when the server's password_encryption is md5, as
+ * PostgreSQL's own mock (read once per auth_user pool, with a SHOW before the first
+ * look-up that needs it) —: its login fails as a wrong password
  * would, not telling the name is unknown (without: "no such user", PgBouncer's). When it
  * fails DONE(C, NULL) runs (the look-up is over: DONE only forgets it), then C is
  * disconnected with PgBouncer's words ("no such user"; "bouncer config error", the
@@ -39,7 +42,7 @@ bool authquery_needed(const client_t *c);
  * logged; or the server's failure). Returns the look-up for authquery_cancel, or NULL
  * when C was disconnected at once (an auth_dbname that is not configured, reserved or
  * disabled, or a pool backing off). */
-struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool mock_unknown,
+struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool md5, bool mock_unknown,
 				 void (*done)(client_t *c, struct auth_file *found));
 
 /* C's login ends before its look-up L did (L may be NULL): L is freed, its query's answer

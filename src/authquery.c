@@ -25,6 +25,7 @@
 #include "log.h"
 #include "pool.h"
 #include "poolctl.h"
+#include "rand.h"
 #include "runtime.h"
 #include "server.h"
 
@@ -35,6 +36,8 @@ struct authquery_lookup {
 	void (*done)(client_t *c, struct auth_file *found);
 	bool scram;           /* the method is SCRAM: a plain secret's keys are derived */
 	bool mock_unknown;    /* the method asks a password: an unknown user gets a mock */
+	bool md5;             /* the method is md5: the mock follows password_encryption */
+	bool asking_enc;      /* the task is SHOW password_encryption, the query's next */
 	int iterations;       /* for them: scram_iterations when the job was submitted */
 	struct auth_file *found; /* while they are derived (on the executor) */
 	struct exec_job job;
@@ -48,6 +51,9 @@ struct authquery_lookup {
 };
 
 static struct runtime *rt;
+
+/* pool->auth_pwenc: what an unknown user's mock is under md5 (PostgreSQL's choice) */
+enum { PWENC_UNKNOWN, PWENC_SCRAM, PWENC_MD5 };
 
 void authquery_init(struct runtime *r) { rt = r; }
 
@@ -136,6 +142,12 @@ static void row_bad(struct authquery_lookup *l, const char *why)
 static void on_row(void *arg, const uint8_t *body, uint32_t blen)
 {
 	struct authquery_lookup *l = arg;
+	if (l->asking_enc) { /* SHOW password_encryption: one column */
+		if (blen >= 9 && body[0] == 0 && body[1] == 1 && be32(body + 2) == 3 &&
+		    memcmp(body + 6, "md5", 3) == 0)
+			l->pool->auth_pwenc = PWENC_MD5;
+		return;
+	}
 	if (++l->rows > 1)
 		row_bad(l, "auth_query returned more than one row");
 	if (l->bad)
@@ -220,10 +232,24 @@ static void mock_user(struct authquery_lookup *l)
 {
 	struct scram_keys k;
 	char verifier[256];
-	scram_mock_keys(l->c->user, rt->cfg->scram_iterations, &k);
-	bool ok = scram_format_verifier(&k, verifier, sizeof(verifier));
+	bool ok;
+	if (l->md5 && l->pool->auth_pwenc == PWENC_MD5) {
+		/* PostgreSQL's mock under md5 follows password_encryption: md5 there, so an md5
+		 * challenge here, through the md5 path real md5 users take, against a random
+		 * md5 secret (nobody knows a password it is made of) */
+		uint8_t r[16];
+		ok = rand_bytes(r, sizeof(r));
+		memcpy(verifier, "md5", 3);
+		for (size_t i = 0; i < sizeof(r); i++)
+			snprintf(verifier + 3 + 2 * i, 3, "%02x", r[i]);
+		OPENSSL_cleanse(r, sizeof(r));
+	} else {
+		scram_mock_keys(l->c->user, rt->cfg->scram_iterations, &k);
+		ok = scram_format_verifier(&k, verifier, sizeof(verifier));
+		OPENSSL_cleanse(&k, sizeof(k));
+	}
 	struct auth_file *af = ok ? auth_of_one(l->c->user, verifier) : NULL;
-	OPENSSL_cleanse(&k, sizeof(k));
+	OPENSSL_cleanse(verifier, sizeof(verifier));
 	if (!af || !auth_make_scram_keys(af, rt->cfg->scram_iterations, true, false)) {
 		auth_free(af);
 		refuse(l, "53200", "out of memory");
@@ -232,11 +258,19 @@ static void mock_user(struct authquery_lookup *l)
 	found(l, af);
 }
 
+static void run_query(struct authquery_lookup *l);
+
 /* The answer ended: the verdict for the login. */
 static void on_done(void *arg, const struct hkquery *q)
 {
 	struct authquery_lookup *l = arg;
 	client_t *c = l->c;
+	if (l->asking_enc && !q->failed) {
+		if (l->pool->auth_pwenc == PWENC_UNKNOWN)
+			l->pool->auth_pwenc = PWENC_SCRAM;
+		run_query(l);
+		return;
+	}
 	if (q->failed) {
 		log_error("client %llu: auth_query for user \"%s\" failed on %s/%s: %s%s%s",
 			  (unsigned long long)c->id, c->user, l->pool->dbname, l->pool->user,
@@ -297,7 +331,18 @@ static void on_failed(void *arg, const char *sqlstate, const char *msg)
 	refuse(l, sqlstate, told);
 }
 
-struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool mock_unknown,
+/* L's query goes to a server of its pool (from authquery_begin, or after SHOW
+ * password_encryption answered). */
+static void run_query(struct authquery_lookup *l)
+{
+	l->asking_enc = false;
+	l->task = (struct server_task){
+	    .sql = l->sql, .nvalues = 1, .values = l->values, .arg = l,
+	    .row = on_row, .done = on_done, .failed = on_failed};
+	pool_run_task(l->pool, &l->task);
+}
+
+struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool md5, bool mock_unknown,
 				 void (*done)(client_t *c, struct auth_file *found))
 {
 	const struct cfg_db *db;
@@ -340,13 +385,20 @@ struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool mock_unkn
 	l->mock_unknown = mock_unknown;
 	l->pool = pool;
 	pool_ref(pool);
+	l->md5 = md5;
 	l->values[0] = l->user;
-	l->task = (struct server_task){
-	    .sql = l->sql, .nvalues = 1, .values = l->values, .arg = l,
-	    .row = on_row, .done = on_done, .failed = on_failed};
 	log_debug("client %llu: auth_query for user \"%s\" on %s/%s", (unsigned long long)c->id,
 		  c->user, pool->dbname, pool->user);
-	pool_run_task(pool, &l->task);
+	if (md5 && mock_unknown && pool->auth_pwenc == PWENC_UNKNOWN) {
+		/* once per auth pool: the kind of mock an unknown user gets (mock_user) */
+		l->asking_enc = true;
+		l->task = (struct server_task){
+		    .sql = "SHOW password_encryption", .arg = l,
+		    .row = on_row, .done = on_done, .failed = on_failed};
+		pool_run_task(pool, &l->task);
+	} else {
+		run_query(l);
+	}
 	/* it may have failed at once (the pool backs off): C is then closing, L freed */
 	return c->state == CL_LOGIN ? l : NULL;
 }

@@ -33,6 +33,8 @@ def roles(pg):
         CREATE ROLE aq_expired LOGIN PASSWORD 'expiredpw' VALID UNTIL '2000-01-01';
         CREATE ROLE "aq_o'neil" LOGIN PASSWORD 'quotepw';
         CREATE ROLE aq_nopw LOGIN SUPERUSER;
+        CREATE ROLE aq_auth_md5 LOGIN SUPERUSER;
+        ALTER ROLE aq_auth_md5 SET password_encryption = 'md5';
         SET password_encryption = 'md5';
         CREATE ROLE aq_md5 LOGIN PASSWORD 'md5pw';
         CREATE DATABASE aqdb;
@@ -49,7 +51,7 @@ def roles(pg):
     pg.psql_super("""
         DROP DATABASE aqdb;
         DROP SCHEMA evil CASCADE;
-        DROP ROLE aq_scram, aq_expired, "aq_o'neil", aq_md5, aq_nopw;
+        DROP ROLE aq_scram, aq_expired, "aq_o'neil", aq_md5, aq_nopw, aq_auth_md5;
     """)
 
 
@@ -372,3 +374,24 @@ def test_temp_table_cannot_reach_the_query(pgcoro_factory, pg, roles):
         assert "SASL authentication failed" in refused(inst, "aq_nopw", "evilpw")
     finally:
         c.close()
+
+
+def test_unknown_user_md5_mock_follows_password_encryption(pgcoro_factory, pg, roles):
+    """Under md5 an unknown user gets the challenge PostgreSQL's own mock would: md5 when
+    the server's password_encryption (auth_user's session's, read once) is md5, the same
+    as a user with an md5 secret (once always SCRAM: an md5 user and an unknown one told
+    apart by the request alone)."""
+    inst = start(pgcoro_factory, pg, {"auth_type": "md5", "auth_user": "aq_auth_md5",
+                                      "default_pool_size": 1})  # SHOW, then the query
+
+    def attempt(user):
+        with Wire.to(inst) as w:
+            with pytest.raises(PgError) as e:
+                w.login(user, "wrongpw", "local")
+            return w.auth_codes, e.value.sqlstate, e.value.fields["M"].replace(user, "U")
+
+    known, unknown = attempt("aq_md5"), attempt("aq_nobody")
+    assert known[0] == [5], known  # AuthenticationMD5Password
+    assert unknown == known
+    assert login(inst, "aq_md5", "md5pw") == "aq_md5"
+    assert login(inst, "aq_scram", "scrampw") == "aq_scram"  # a verifier: SCRAM
