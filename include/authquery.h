@@ -1,7 +1,8 @@
 /* auth_user / auth_query / auth_dbname (PgBouncer's): the secret of a user who is not in
  * auth_file, looked up in PostgreSQL by running auth_query as auth_user on a server of
  * auth_user's pool (on auth_dbname, else the client's database), for every login of such
- * a user; what it finds is kept (authcache.h) for that user's server logins. */
+ * a user; what it finds is kept (authcache.h) for that user's server logins in the
+ * databases that look users up the same way. */
 #ifndef PGCORO_AUTHQUERY_H
 #define PGCORO_AUTHQUERY_H
 
@@ -15,10 +16,12 @@ struct auth_file;
 
 void authquery_init(struct runtime *rt);
 
-/* The secret a login or a server login of USER uses: auth_file's, else the one auth_query
- * last found for USER; NULL when neither has one. Owned by its store: valid until the
- * next reload or the next look-up of USER (copy it to keep it). */
-const char *authquery_secret(const char *user);
+/* The secret a server login of USER to DATABASE (a [databases] name; NULL: none) uses:
+ * auth_file's, else the one auth_query last found for USER where DATABASE's logins look
+ * users up (its auth database, auth_user and query: another database's look-ups, maybe
+ * in another cluster, are not its); NULL when neither has one. Owned by its store: valid
+ * until the next reload or the next look-up of USER (copy it to keep it). */
+const char *authquery_secret(const char *database, const char *user);
 
 /* Whether a login of C (CL_LOGIN, startup packet read) needs a look-up: its user is not
  * in auth_file, an auth_user is set (its database's, else the global one) and its

@@ -142,6 +142,8 @@ static inline int pool_idle_clients(const pool_t *p) { return p->clients.count -
 struct pool_conn_params {
 	const char **kw, **val; /* NULL-terminated, parallel */
 	int host;               /* pool_conn_params' choice in the host list, or -1 */
+	const char *database;   /* the pool's [databases] name (whose auth_query secrets its
+	                         * server logins use): the pool's string, valid while it is */
 };
 
 /* The parameters for P's next server connection: P's own, with the host list rotated to

@@ -47,6 +47,7 @@ struct authquery_lookup {
 	char *secret;         /* the row's, NULL for none or NULL (cleansed when freed) */
 	const char *values[1];
 	char *sql;            /* a copy: a reload may free the config's */
+	char *source;         /* where it runs, for the store (source_of) */
 	char user[];
 };
 
@@ -57,11 +58,6 @@ enum { PWENC_UNKNOWN, PWENC_SCRAM, PWENC_MD5 };
 
 void authquery_init(struct runtime *r) { rt = r; }
 
-const char *authquery_secret(const char *user)
-{
-	const char *s = rt->auth ? auth_lookup(rt->auth, user) : NULL;
-	return s ? s : authcache_get(user);
-}
 
 /* C's database entry (NULL for the admin console, which has none) into *DB; false when
  * the database is not configured (PgBouncer's "fake" database: no look-up). */
@@ -77,6 +73,45 @@ static bool db_of(const client_t *c, const struct cfg_db **db)
 static const char *auth_user_of(const struct cfg_db *db)
 {
 	return db && db->auth_user && db->auth_user[0] ? db->auth_user : rt->cfg->auth_user;
+}
+
+/* The database a look-up for a login to DATABASE (entry DB, NULL for the console) runs on:
+ * auth_dbname (its entry's, else the global one), else DATABASE itself. */
+static const char *auth_dbname_of(const struct cfg_db *db, const char *database)
+{
+	return db && db->auth_dbname && db->auth_dbname[0] ? db->auth_dbname
+	       : rt->cfg->auth_dbname[0]                    ? rt->cfg->auth_dbname
+							    : database;
+}
+
+static const char *auth_query_of(const struct cfg_db *db)
+{
+	return db && db->auth_query && db->auth_query[0] ? db->auth_query : rt->cfg->auth_query;
+}
+
+/* The source (authcache.h) of a look-up for a login to DATABASE (entry DB): its auth
+ * database, auth_user and query, each but the last with its length first (no two
+ * sources alike); malloc'd, NULL without memory. */
+static char *source_of(const struct cfg_db *db, const char *database)
+{
+	const char *adb = auth_dbname_of(db, database), *au = auth_user_of(db);
+	char *s = NULL;
+	if (asprintf(&s, "%zu:%s %zu:%s %s", strlen(adb), adb, strlen(au), au,
+		     auth_query_of(db)) < 0)
+		return NULL;
+	return s;
+}
+
+const char *authquery_secret(const char *database, const char *user)
+{
+	const char *s = rt->auth ? auth_lookup(rt->auth, user) : NULL;
+	const struct cfg_db *db = s || !database ? NULL : cfg_find_db(rt->cfg, database);
+	if (s || !db || !auth_user_of(db)[0])
+		return s; /* no look-up for DATABASE: no secret of one */
+	char *source = source_of(db, database);
+	s = source ? authcache_get(source, user) : NULL;
+	free(source);
+	return s;
 }
 
 bool authquery_needed(const client_t *c)
@@ -97,6 +132,7 @@ static void lookup_free(struct authquery_lookup *l)
 		free(l->secret);
 	}
 	free(l->sql);
+	free(l->source);
 	free(l);
 }
 
@@ -285,7 +321,7 @@ static void on_done(void *arg, const struct hkquery *q)
 	} else if (!l->secret) {
 		/* no row, or no secret (NULL: no password, or an expired one): as an unknown
 		 * user, and the user's server logins forget what an earlier look-up found */
-		authcache_forget(c->user);
+		authcache_forget(l->source, c->user);
 		if (l->rows)
 			log_info("client %llu %s: user %s has no password (or it expired)",
 				 (unsigned long long)c->id, client_peer(c), c->user);
@@ -297,7 +333,7 @@ static void on_done(void *arg, const struct hkquery *q)
 		else
 			refuse(l, "08P01", "no such user");
 	} else {
-		if (!authcache_put(c->user, l->secret))
+		if (!authcache_put(l->source, c->user, l->secret))
 			log_warning("out of memory keeping the secret of user \"%s\": its server "
 				    "logins go without it", c->user);
 		struct auth_file *af = auth_of_one(c->user, l->secret);
@@ -348,9 +384,7 @@ struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool md5, bool
 	const struct cfg_db *db;
 	if (!db_of(c, &db))
 		fatal("client %llu: auth_query without a database", (unsigned long long)c->id);
-	const char *dbname = db && db->auth_dbname && db->auth_dbname[0] ? db->auth_dbname
-			     : rt->cfg->auth_dbname[0]                    ? rt->cfg->auth_dbname
-									  : c->database;
+	const char *dbname = auth_dbname_of(db, c->database);
 	if (console_is_console_db(dbname)) { /* PgBouncer's words, here and below */
 		log_error("client %llu: cannot use the reserved \"%s\" database as an auth_dbname",
 			  (unsigned long long)c->id, dbname);
@@ -368,12 +402,13 @@ struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool md5, bool
 		client_disconnect(c, "08P01", "authentication database \"%s\" is disabled", dbname);
 		return NULL;
 	}
-	const char *sql = db && db->auth_query && db->auth_query[0] ? db->auth_query
-								     : rt->cfg->auth_query;
+	const char *sql = auth_query_of(db);
 	size_t ul = strlen(c->user) + 1;
 	struct authquery_lookup *l = calloc(1, sizeof(*l) + ul);
 	pool_t *pool = pool_get(dbname, auth_user_of(db), adb);
-	if (!l || !pool || !(l->sql = strdup(sql))) {
+	if (!l || !pool || !(l->sql = strdup(sql)) || !(l->source = source_of(db, c->database))) {
+		if (l)
+			free(l->sql);
 		free(l);
 		client_disconnect(c, "53200", "out of memory");
 		return NULL;

@@ -809,6 +809,7 @@ static struct pool_conn_params *replication_params(pool_t *pool, const client_t 
 	*w = '\0';
 	cp->kw[k] = cp->val[k] = NULL;
 	cp->host = base->host;
+	cp->database = base->database;
 	free(base);
 	return cp;
 }

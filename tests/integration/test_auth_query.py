@@ -395,3 +395,20 @@ def test_unknown_user_md5_mock_follows_password_encryption(pgcoro_factory, pg, r
     assert unknown == known
     assert login(inst, "aq_md5", "md5pw") == "aq_md5"
     assert login(inst, "aq_scram", "scrampw") == "aq_scram"  # a verifier: SCRAM
+
+
+def test_secret_kept_for_its_source_only(pgcoro_factory, pg, roles):
+    """What a database's auth_query found is kept for the server logins of the databases
+    that look users up the same way (auth database, auth_user, query) only: another
+    entry — maybe another cluster — that forces that user does not log in with it (once
+    the store was by user name alone: any auth_file client of "forced" was let in to the
+    server as aq_scram with the verifier "withau" found)."""
+    inst = pgcoro_factory(settings={"auth_type": "scram-sha-256"},
+                          databases=dbs(pg, withau=f"host={pg.sockdir} port={pg.port} "
+                                                   "dbname=postgres auth_user=postgres",
+                                        forced=f"host=127.0.0.1 port={pg.port} "
+                                               "dbname=postgres user=aq_scram"),
+                          users={"postgres": "superpw"})
+    assert login(inst, "aq_scram", "scrampw", db="withau") == "aq_scram"
+    msg = refused(inst, APP_USER, APP_PASS, db="forced")
+    assert "no password supplied" in msg, msg  # libpq's: pgcoro has no secret for it
