@@ -308,8 +308,10 @@ static void on_done(void *arg, const struct hkquery *q)
 		return;
 	}
 	if (q->failed) {
-		log_error("client %llu: auth_query for user \"%s\" failed on %s/%s: %s%s%s",
-			  (unsigned long long)c->id, c->user, l->pool->dbname, l->pool->user,
+		log_error("client %llu: %s for user \"%s\" failed on %s/%s: %s%s%s",
+			  (unsigned long long)c->id,
+			  l->asking_enc ? "SHOW password_encryption" : "auth_query", c->user,
+			  l->pool->dbname, l->pool->user,
 			  q->sqlstate[0] ? q->sqlstate : "", q->sqlstate[0] ? ": " : "", q->message);
 		refuse(l, "08P01", "bouncer config error");
 	} else if (l->bad || q->rows != (uint32_t)l->rows) {
