@@ -1,7 +1,8 @@
 /* auth_user / auth_query / auth_dbname (PgBouncer's): the secret of a user who is not in
  * auth_file, looked up in PostgreSQL by running auth_query as auth_user on a server of
  * auth_user's pool (on auth_dbname, else the client's database), for every login of such
- * a user; what it finds is kept (authcache.h) for that user's server logins. */
+ * a user; what it finds is kept (authcache.h) for that user's server logins in the
+ * databases that look users up the same way. */
 #ifndef PGCORO_AUTHQUERY_H
 #define PGCORO_AUTHQUERY_H
 
@@ -15,10 +16,12 @@ struct auth_file;
 
 void authquery_init(struct runtime *rt);
 
-/* The secret a login or a server login of USER uses: auth_file's, else the one auth_query
- * last found for USER; NULL when neither has one. Owned by its store: valid until the
- * next reload or the next look-up of USER (copy it to keep it). */
-const char *authquery_secret(const char *user);
+/* The secret a server login of USER to DATABASE (a [databases] name; NULL: none) uses:
+ * auth_file's, else the one auth_query last found for USER where DATABASE's logins look
+ * users up (its auth database, auth_user and query: another database's look-ups, maybe
+ * in another cluster, are not its); NULL when neither has one. Owned by its store: valid
+ * until the next reload or the next look-up of USER (copy it to keep it). */
+const char *authquery_secret(const char *database, const char *user);
 
 /* Whether a login of C (CL_LOGIN, startup packet read) needs a look-up: its user is not
  * in auth_file, an auth_user is set (its database's, else the global one) and its
@@ -27,17 +30,22 @@ bool authquery_needed(const client_t *c);
 
 /* Starts C's look-up (authquery_needed was true). When it ends, DONE(C, FOUND) runs outside
  * C's callbacks: FOUND (the caller's to free) is an auth_file of one line, C's user and
- * the secret found — on a NULL column an impossible md5 secret ("md5"), as PgBouncer —
- * with its SCRAM keys made (a verifier's; with SCRAM, a plain secret's too, derived on the
- * executor first). A user the query does not find gets, when MOCK_UNKNOWN (the method
- * asks a password), a mock SCRAM verifier in FOUND: its login fails as a wrong password
+ * the secret found (the answer's one row, naming C's user), with its SCRAM keys made (a
+ * verifier's; with SCRAM, a plain secret's too, derived on the executor first). A user
+ * the query does not find, or finds with a NULL secret (no password, or an expired one:
+ * no secret, forgotten for server logins too), gets, when MOCK_UNKNOWN (the method asks
+ * a password), a mock secret in FOUND — a SCRAM verifier; with MD5 (the method is md5)
+ * an md5 secret of random bytes when the server's password_encryption is md5, as
+ * PostgreSQL's own mock (read once per auth_user pool, with a SHOW before the first
+ * look-up that needs it) —: its login fails as a wrong password
  * would, not telling the name is unknown (without: "no such user", PgBouncer's). When it
  * fails DONE(C, NULL) runs (the look-up is over: DONE only forgets it), then C is
  * disconnected with PgBouncer's words ("no such user"; "bouncer config error", the
- * server's error logged; or the server's failure). Returns the look-up for authquery_cancel, or NULL when C was
- * disconnected at once (an auth_dbname that is not configured, reserved or disabled, or
- * a pool backing off). */
-struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool mock_unknown,
+ * server's error or the bad answer — more than one row, another user's, one too long —
+ * logged; or the server's failure). Returns the look-up for authquery_cancel, or NULL
+ * when C was disconnected at once (an auth_dbname that is not configured, reserved or
+ * disabled, or a pool backing off). */
+struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool md5, bool mock_unknown,
 				 void (*done)(client_t *c, struct auth_file *found));
 
 /* C's login ends before its look-up L did (L may be NULL): L is freed, its query's answer

@@ -91,6 +91,8 @@ struct pool {
 	bool mixed_users;           /* it has been forced: its clients' users may differ from
 	                             * user (counted one by one, pool_user_clients) */
 	uint8_t use_list;           /* which of pool.c's lists use_node is on */
+	uint8_t auth_pwenc;         /* as an auth_user's pool: its server's password_encryption
+	                             * (authquery.c's, 0 until read) */
 	uint8_t failed_in_row;      /* connections failed since the last one made: the
 	                             * back-off is 50 ms doubling, capped at server_login_retry */
 	/* timeouts in force for this pool's clients and servers: the [users] entry's, the
@@ -140,6 +142,8 @@ static inline int pool_idle_clients(const pool_t *p) { return p->clients.count -
 struct pool_conn_params {
 	const char **kw, **val; /* NULL-terminated, parallel */
 	int host;               /* pool_conn_params' choice in the host list, or -1 */
+	const char *database;   /* the pool's [databases] name (whose auth_query secrets its
+	                         * server logins use): the pool's string, valid while it is */
 };
 
 /* The parameters for P's next server connection: P's own, with the host list rotated to

@@ -217,8 +217,9 @@ void server_expire_idle(pool_t *pool, double now);
  * client_on_server_ready(C) runs; on failure the client is disconnected. */
 void server_assign(server_t *s, client_t *c);
 
-/* Runs T on S (SV_IDLE, unlinked): RESET ALL first, so that no setting a session left
- * there (search_path) bears on T's query, then T's query; S is idle again after (or
+/* Runs T on S (SV_IDLE, unlinked): RESET ALL and DISCARD TEMP first, so that no setting
+ * (search_path) nor temporary table a session left there bears on T's query, then T's
+ * query; S is idle again after (or
  * closed, T failed, if it breaks). For pool.c, which hands T an idle server. */
 void server_run_task(server_t *s, struct server_task *t);
 

@@ -18,13 +18,13 @@ struct srvconnect;
 
 void srvconnect_init(struct runtime *rt);
 
-/* THE secret pgcoro logs in to PostgreSQL with as server user USER when the database
- * entry names no password: a plain password, an md5 secret ("md5" + hex) or a SCRAM
- * verifier; NULL when there is none (then libpq's own rules apply: passfile, trust...).
- * Today the auth_file's entry; secrets fetched with auth_query are to be looked up here
- * too, so that every server login (libpq's and pgcoro's own) finds them. Owned by the
- * store it comes from: valid until the next reload. */
-const char *srvconnect_secret(const char *user);
+/* THE secret pgcoro logs in to PostgreSQL with as server user USER for a pool of the
+ * [databases] entry DATABASE when the entry names no password: a plain password, an md5
+ * secret ("md5" + hex) or a SCRAM verifier; NULL when there is none (then libpq's own
+ * rules apply: passfile, trust...). The auth_file's entry, else what DATABASE's
+ * auth_query found (authquery_secret), so that every server login (libpq's and pgcoro's
+ * own) finds it. Owned by the store it comes from: valid until the next reload. */
+const char *srvconnect_secret(const char *database, const char *user);
 
 /* Whether a server made with the libpq parameters CP logs in through pgcoro's own login:
  * CP names no password, and the server user's secret is an md5 secret or a SCRAM

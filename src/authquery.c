@@ -1,8 +1,9 @@
 /* Owns the look-ups of auth_user / auth_query / auth_dbname (authquery.h): where a login's
  * look-up runs (PgBouncer's choice of the authentication database, and its refusals), the
  * query as a task on a server of auth_user's pool (pool_run_task: Parse/Bind with $1 = the
- * user name, never quoted into the text, after a RESET ALL — nothing of the client's, no
- * SET, reaches that server), reading its answer's row, and the verdict for the login.
+ * user name, never quoted into the text, after a RESET ALL and a DISCARD TEMP — nothing
+ * of a client's, no SET, no temporary table, reaches the query), reading its answer's one
+ * row, and the verdict for the login.
  * Every look-up runs the query again (an expired or changed password counts at once), and
  * what it finds replaces the user's entry in the store server logins read (authcache.h). */
 #include "authquery.h"
@@ -24,6 +25,7 @@
 #include "log.h"
 #include "pool.h"
 #include "poolctl.h"
+#include "rand.h"
 #include "runtime.h"
 #include "server.h"
 
@@ -34,27 +36,28 @@ struct authquery_lookup {
 	void (*done)(client_t *c, struct auth_file *found);
 	bool scram;           /* the method is SCRAM: a plain secret's keys are derived */
 	bool mock_unknown;    /* the method asks a password: an unknown user gets a mock */
+	bool md5;             /* the method is md5: the mock follows password_encryption */
+	bool asking_enc;      /* the task is SHOW password_encryption, the query's next */
 	int iterations;       /* for them: scram_iterations when the job was submitted */
 	struct auth_file *found; /* while they are derived (on the executor) */
 	struct exec_job job;
 	int rows;
 	bool bad;             /* a row PgBouncer refuses (bad_why) */
 	char bad_why[96];
-	char *secret;         /* the last row's (cleansed when freed) */
+	char *secret;         /* the row's, NULL for none or NULL (cleansed when freed) */
 	const char *values[1];
 	char *sql;            /* a copy: a reload may free the config's */
+	char *source;         /* where it runs, for the store (source_of) */
 	char user[];
 };
 
 static struct runtime *rt;
 
+/* pool->auth_pwenc: what an unknown user's mock is under md5 (PostgreSQL's choice) */
+enum { PWENC_UNKNOWN, PWENC_SCRAM, PWENC_MD5 };
+
 void authquery_init(struct runtime *r) { rt = r; }
 
-const char *authquery_secret(const char *user)
-{
-	const char *s = rt->auth ? auth_lookup(rt->auth, user) : NULL;
-	return s ? s : authcache_get(user);
-}
 
 /* C's database entry (NULL for the admin console, which has none) into *DB; false when
  * the database is not configured (PgBouncer's "fake" database: no look-up). */
@@ -70,6 +73,45 @@ static bool db_of(const client_t *c, const struct cfg_db **db)
 static const char *auth_user_of(const struct cfg_db *db)
 {
 	return db && db->auth_user && db->auth_user[0] ? db->auth_user : rt->cfg->auth_user;
+}
+
+/* The database a look-up for a login to DATABASE (entry DB, NULL for the console) runs on:
+ * auth_dbname (its entry's, else the global one), else DATABASE itself. */
+static const char *auth_dbname_of(const struct cfg_db *db, const char *database)
+{
+	return db && db->auth_dbname && db->auth_dbname[0] ? db->auth_dbname
+	       : rt->cfg->auth_dbname[0]                    ? rt->cfg->auth_dbname
+							    : database;
+}
+
+static const char *auth_query_of(const struct cfg_db *db)
+{
+	return db && db->auth_query && db->auth_query[0] ? db->auth_query : rt->cfg->auth_query;
+}
+
+/* The source (authcache.h) of a look-up for a login to DATABASE (entry DB): its auth
+ * database, auth_user and query, each but the last with its length first (no two
+ * sources alike); malloc'd, NULL without memory. */
+static char *source_of(const struct cfg_db *db, const char *database)
+{
+	const char *adb = auth_dbname_of(db, database), *au = auth_user_of(db);
+	char *s = NULL;
+	if (asprintf(&s, "%zu:%s %zu:%s %s", strlen(adb), adb, strlen(au), au,
+		     auth_query_of(db)) < 0)
+		return NULL;
+	return s;
+}
+
+const char *authquery_secret(const char *database, const char *user)
+{
+	const char *s = rt->auth ? auth_lookup(rt->auth, user) : NULL;
+	const struct cfg_db *db = s || !database ? NULL : cfg_find_db(rt->cfg, database);
+	if (s || !db || !auth_user_of(db)[0])
+		return s; /* no look-up for DATABASE: no secret of one */
+	char *source = source_of(db, database);
+	s = source ? authcache_get(source, user) : NULL;
+	free(source);
+	return s;
 }
 
 bool authquery_needed(const client_t *c)
@@ -90,6 +132,7 @@ static void lookup_free(struct authquery_lookup *l)
 		free(l->secret);
 	}
 	free(l->sql);
+	free(l->source);
 	free(l);
 }
 
@@ -121,11 +164,28 @@ static uint32_t be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* A DataRow: (user name, secret), PgBouncer's checks; the last row wins. */
+/* L's row is refused (l->bad): WHY is logged and the login gets "bouncer config error". */
+static void row_bad(struct authquery_lookup *l, const char *why)
+{
+	l->bad = true;
+	snprintf(l->bad_why, sizeof(l->bad_why), "%s", why);
+}
+
+/* A DataRow: (user name, secret), PgBouncer's checks. The answer must be at most one row
+ * naming the user looked up: a second row, or another name, is a query that does not do
+ * what auth_query must (refused, not guessed at). A NULL secret (the default query's
+ * expired password, a role without one) is no secret: the user is then as unknown. */
 static void on_row(void *arg, const uint8_t *body, uint32_t blen)
 {
 	struct authquery_lookup *l = arg;
-	l->rows++;
+	if (l->asking_enc) { /* SHOW password_encryption: one column */
+		if (blen >= 9 && body[0] == 0 && body[1] == 1 && be32(body + 2) == 3 &&
+		    memcmp(body + 6, "md5", 3) == 0)
+			l->pool->auth_pwenc = PWENC_MD5;
+		return;
+	}
+	if (++l->rows > 1)
+		row_bad(l, "auth_query returned more than one row");
 	if (l->bad)
 		return;
 	uint16_t ncols = blen >= 2 ? (uint16_t)(body[0] << 8 | body[1]) : 0;
@@ -138,43 +198,33 @@ static void on_row(void *arg, const uint8_t *body, uint32_t blen)
 	const uint8_t *p = body + 2, *end = body + blen;
 	uint32_t ulen = end - p >= 4 ? be32(p) : 0;
 	if (end - p < 4 || ulen == UINT32_MAX) {
-		l->bad = true;
-		snprintf(l->bad_why, sizeof(l->bad_why), "auth_query response contained null user name");
+		row_bad(l, "auth_query response contained null user name");
 		return;
 	}
 	p += 4;
 	if ((uint64_t)(end - p) < (uint64_t)ulen + 4) {
-		l->bad = true;
-		snprintf(l->bad_why, sizeof(l->bad_why), "bad DataRow from auth_query");
+		row_bad(l, "bad DataRow from auth_query");
+		return;
+	}
+	if (ulen != strlen(l->user) || memcmp(p, l->user, ulen) != 0) {
+		row_bad(l, "auth_query returned a row for another user");
 		return;
 	}
 	p += ulen;
 	uint32_t slen = be32(p);
 	p += 4;
-	const char *secret = "md5"; /* NULL (expired, none): PgBouncer's impossible md5 secret */
-	size_t n = 3;
-	if (slen != UINT32_MAX) {
-		if ((uint64_t)(end - p) < slen || memchr(p, 0, slen)) {
-			l->bad = true;
-			snprintf(l->bad_why, sizeof(l->bad_why), "bad secret column from auth_query");
-			return;
-		}
-		secret = (const char *)p;
-		n = slen;
-	}
-	char *s = malloc(n + 1);
-	if (!s) {
-		l->bad = true;
-		snprintf(l->bad_why, sizeof(l->bad_why), "out of memory");
+	if (slen == UINT32_MAX)
+		return; /* no secret: l->secret stays NULL */
+	if ((uint64_t)(end - p) < slen || memchr(p, 0, slen)) {
+		row_bad(l, "bad secret column from auth_query");
 		return;
 	}
-	memcpy(s, secret, n);
-	s[n] = '\0';
-	if (l->secret) {
-		OPENSSL_cleanse(l->secret, strlen(l->secret));
-		free(l->secret);
+	if (!(l->secret = malloc((size_t)slen + 1))) {
+		row_bad(l, "out of memory");
+		return;
 	}
-	l->secret = s;
+	memcpy(l->secret, p, slen);
+	l->secret[slen] = '\0';
 }
 
 /* L's login goes on with FOUND (taken over), outside C's callbacks. */
@@ -218,10 +268,24 @@ static void mock_user(struct authquery_lookup *l)
 {
 	struct scram_keys k;
 	char verifier[256];
-	scram_mock_keys(l->c->user, rt->cfg->scram_iterations, &k);
-	bool ok = scram_format_verifier(&k, verifier, sizeof(verifier));
+	bool ok;
+	if (l->md5 && l->pool->auth_pwenc == PWENC_MD5) {
+		/* PostgreSQL's mock under md5 follows password_encryption: md5 there, so an md5
+		 * challenge here, through the md5 path real md5 users take, against a random
+		 * md5 secret (nobody knows a password it is made of) */
+		uint8_t r[16];
+		ok = rand_bytes(r, sizeof(r));
+		memcpy(verifier, "md5", 3);
+		for (size_t i = 0; i < sizeof(r); i++)
+			snprintf(verifier + 3 + 2 * i, 3, "%02x", r[i]);
+		OPENSSL_cleanse(r, sizeof(r));
+	} else {
+		scram_mock_keys(l->c->user, rt->cfg->scram_iterations, &k);
+		ok = scram_format_verifier(&k, verifier, sizeof(verifier));
+		OPENSSL_cleanse(&k, sizeof(k));
+	}
 	struct auth_file *af = ok ? auth_of_one(l->c->user, verifier) : NULL;
-	OPENSSL_cleanse(&k, sizeof(k));
+	OPENSSL_cleanse(verifier, sizeof(verifier));
 	if (!af || !auth_make_scram_keys(af, rt->cfg->scram_iterations, true, false)) {
 		auth_free(af);
 		refuse(l, "53200", "out of memory");
@@ -230,30 +294,48 @@ static void mock_user(struct authquery_lookup *l)
 	found(l, af);
 }
 
+static void run_query(struct authquery_lookup *l);
+
 /* The answer ended: the verdict for the login. */
 static void on_done(void *arg, const struct hkquery *q)
 {
 	struct authquery_lookup *l = arg;
 	client_t *c = l->c;
+	if (l->asking_enc && !q->failed) {
+		if (l->pool->auth_pwenc == PWENC_UNKNOWN)
+			l->pool->auth_pwenc = PWENC_SCRAM;
+		run_query(l);
+		return;
+	}
 	if (q->failed) {
-		log_error("client %llu: auth_query for user \"%s\" failed on %s/%s: %s%s%s",
-			  (unsigned long long)c->id, c->user, l->pool->dbname, l->pool->user,
+		log_error("client %llu: %s for user \"%s\" failed on %s/%s: %s%s%s",
+			  (unsigned long long)c->id,
+			  l->asking_enc ? "SHOW password_encryption" : "auth_query", c->user,
+			  l->pool->dbname, l->pool->user,
 			  q->sqlstate[0] ? q->sqlstate : "", q->sqlstate[0] ? ": " : "", q->message);
 		refuse(l, "08P01", "bouncer config error");
-	} else if (l->bad) {
+	} else if (l->bad || q->rows != (uint32_t)l->rows) {
+		if (!l->bad) /* a DataRow too long to be read: no row is guessed at */
+			snprintf(l->bad_why, sizeof(l->bad_why), "a row from auth_query too long");
 		log_error("client %llu: auth_query for user \"%s\" on %s/%s: %s",
 			  (unsigned long long)c->id, c->user, l->pool->dbname, l->pool->user, l->bad_why);
 		refuse(l, "08P01", "bouncer config error");
 	} else if (!l->secret) {
-		authcache_forget(c->user);
-		log_info("client %llu %s: no such user: %s", (unsigned long long)c->id, client_peer(c),
-			 c->user);
+		/* no row, or no secret (NULL: no password, or an expired one): as an unknown
+		 * user, and the user's server logins forget what an earlier look-up found */
+		authcache_forget(l->source, c->user);
+		if (l->rows)
+			log_info("client %llu %s: user %s has no password (or it expired)",
+				 (unsigned long long)c->id, client_peer(c), c->user);
+		else
+			log_info("client %llu %s: no such user: %s", (unsigned long long)c->id,
+				 client_peer(c), c->user);
 		if (l->mock_unknown)
 			mock_user(l);
 		else
 			refuse(l, "08P01", "no such user");
 	} else {
-		if (!authcache_put(c->user, l->secret))
+		if (!authcache_put(l->source, c->user, l->secret))
 			log_warning("out of memory keeping the secret of user \"%s\": its server "
 				    "logins go without it", c->user);
 		struct auth_file *af = auth_of_one(c->user, l->secret);
@@ -287,15 +369,24 @@ static void on_failed(void *arg, const char *sqlstate, const char *msg)
 	refuse(l, sqlstate, told);
 }
 
-struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool mock_unknown,
+/* L's query goes to a server of its pool (from authquery_begin, or after SHOW
+ * password_encryption answered). */
+static void run_query(struct authquery_lookup *l)
+{
+	l->asking_enc = false;
+	l->task = (struct server_task){
+	    .sql = l->sql, .nvalues = 1, .values = l->values, .arg = l,
+	    .row = on_row, .done = on_done, .failed = on_failed};
+	pool_run_task(l->pool, &l->task);
+}
+
+struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool md5, bool mock_unknown,
 				 void (*done)(client_t *c, struct auth_file *found))
 {
 	const struct cfg_db *db;
 	if (!db_of(c, &db))
 		fatal("client %llu: auth_query without a database", (unsigned long long)c->id);
-	const char *dbname = db && db->auth_dbname && db->auth_dbname[0] ? db->auth_dbname
-			     : rt->cfg->auth_dbname[0]                    ? rt->cfg->auth_dbname
-									  : c->database;
+	const char *dbname = auth_dbname_of(db, c->database);
 	if (console_is_console_db(dbname)) { /* PgBouncer's words, here and below */
 		log_error("client %llu: cannot use the reserved \"%s\" database as an auth_dbname",
 			  (unsigned long long)c->id, dbname);
@@ -313,12 +404,13 @@ struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool mock_unkn
 		client_disconnect(c, "08P01", "authentication database \"%s\" is disabled", dbname);
 		return NULL;
 	}
-	const char *sql = db && db->auth_query && db->auth_query[0] ? db->auth_query
-								     : rt->cfg->auth_query;
+	const char *sql = auth_query_of(db);
 	size_t ul = strlen(c->user) + 1;
 	struct authquery_lookup *l = calloc(1, sizeof(*l) + ul);
 	pool_t *pool = pool_get(dbname, auth_user_of(db), adb);
-	if (!l || !pool || !(l->sql = strdup(sql))) {
+	if (!l || !pool || !(l->sql = strdup(sql)) || !(l->source = source_of(db, c->database))) {
+		if (l)
+			free(l->sql);
 		free(l);
 		client_disconnect(c, "53200", "out of memory");
 		return NULL;
@@ -330,13 +422,20 @@ struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool mock_unkn
 	l->mock_unknown = mock_unknown;
 	l->pool = pool;
 	pool_ref(pool);
+	l->md5 = md5;
 	l->values[0] = l->user;
-	l->task = (struct server_task){
-	    .sql = l->sql, .nvalues = 1, .values = l->values, .arg = l,
-	    .row = on_row, .done = on_done, .failed = on_failed};
 	log_debug("client %llu: auth_query for user \"%s\" on %s/%s", (unsigned long long)c->id,
 		  c->user, pool->dbname, pool->user);
-	pool_run_task(pool, &l->task);
+	if (md5 && mock_unknown && pool->auth_pwenc == PWENC_UNKNOWN) {
+		/* once per auth pool: the kind of mock an unknown user gets (mock_user) */
+		l->asking_enc = true;
+		l->task = (struct server_task){
+		    .sql = "SHOW password_encryption", .arg = l,
+		    .row = on_row, .done = on_done, .failed = on_failed};
+		pool_run_task(pool, &l->task);
+	} else {
+		run_query(l);
+	}
 	/* it may have failed at once (the pool backs off): C is then closing, L freed */
 	return c->state == CL_LOGIN ? l : NULL;
 }

@@ -558,7 +558,7 @@ static void start_auth(client_t *c)
 	    authquery_needed(c)) {
 		l->phase = LOGIN_AUTH_QUERY;
 		struct authquery_lookup *lookup =
-		    authquery_begin(c, m == HBA_SCRAM, m != HBA_TRUST, on_found);
+		    authquery_begin(c, m == HBA_SCRAM, m == HBA_MD5, m != HBA_TRUST, on_found);
 		if (lookup) /* else C is refused already, its login freed */
 			l->lookup = lookup;
 		return;

@@ -785,7 +785,7 @@ static void connect_start(struct notify_conn *nc)
 		memcpy(val, nc->pool->val, (size_t)n * sizeof(*val));
 		kw[n] = "fallback_application_name";
 		val[n] = "pgcoro listener";
-		struct pool_conn_params cp = {kw, val, -1};
+		struct pool_conn_params cp = {kw, val, -1, nc->pool->dbname};
 		if ((own = srvconnect_wanted(&cp)))
 			nc->login = srvconnect_start(&cp, own_login_done, nc);
 	}

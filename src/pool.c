@@ -312,7 +312,7 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 	const char *password = NULL;
 	if (!has_kw(db, "password")) {
 		/* an md5 secret or a SCRAM verifier is used by pgcoro's own login (srvconnect.h) */
-		const char *secret = srvconnect_secret(user);
+		const char *secret = srvconnect_secret(p->dbname, user);
 		if (secret && auth_secret_kind(secret) == SECRET_PLAIN && secret[0])
 			password = secret;
 	}
@@ -425,6 +425,7 @@ struct pool_conn_params *pool_conn_params(pool_t *p)
 	char *str = (char *)(cp->val + n + 1);
 	int k = 0;
 	cp->host = -1;
+	cp->database = p->dbname;
 	if (p->lb_hosts > 0) {
 		k = (int)(p->lb_next % (unsigned)p->lb_hosts);
 		if (!p->lb_sticky)

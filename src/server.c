@@ -809,6 +809,7 @@ static struct pool_conn_params *replication_params(pool_t *pool, const client_t 
 	*w = '\0';
 	cp->kw[k] = cp->val[k] = NULL;
 	cp->host = base->host;
+	cp->database = base->database;
 	free(base);
 	return cp;
 }
@@ -1159,6 +1160,11 @@ static void hk_next(server_t *s)
 		/* RESET ALL leaves what PostgreSQL marks GUC_NO_RESET_ALL: the role and the
 		 * session authorization a startup -c may have set go first */
 		sql = "SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL";
+		/* before a task (auth_query) the session's temporary tables go too: one named
+		 * as a catalog (pg_temp pg_authid) would be read before it, pg_temp being
+		 * searched first */
+		if (s->task)
+			sql = "SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL; DISCARD TEMP";
 		break;
 	case HK_SYNC:
 		ok = hk_send_sync(s, &sent);

@@ -56,10 +56,10 @@ void srvconnect_init(struct runtime *r)
 	rt = r;
 }
 
-const char *srvconnect_secret(const char *user)
+const char *srvconnect_secret(const char *database, const char *user)
 {
-	/* the auth_file's entry, else what auth_query last found for USER */
-	return authquery_secret(user);
+	/* the auth_file's entry, else what DATABASE's auth_query last found for USER */
+	return authquery_secret(database, user);
 }
 
 static const char *param(const struct pool_conn_params *cp, const char *kw)
@@ -76,7 +76,7 @@ bool srvconnect_wanted(const struct pool_conn_params *cp)
 	if (param(cp, "password"))
 		return false;
 	const char *user = param(cp, "user");
-	const char *secret = user ? srvconnect_secret(user) : NULL;
+	const char *secret = user ? srvconnect_secret(cp->database, user) : NULL;
 	if (!secret)
 		return false;
 	enum auth_secret_kind kind = auth_secret_kind(secret);
@@ -105,6 +105,7 @@ static struct pool_conn_params *copy_params(const struct pool_conn_params *cp)
 	}
 	c->kw[n] = c->val[n] = NULL;
 	c->host = cp->host;
+	c->database = cp->database;
 	return c;
 }
 
@@ -349,7 +350,7 @@ static bool read_params(struct srvconnect *sc)
 static bool read_secret(struct srvconnect *sc)
 {
 	struct srvlogin_params *p = &sc->p;
-	const char *secret = p->user ? srvconnect_secret(p->user) : NULL;
+	const char *secret = p->user ? srvconnect_secret(sc->cp->database, p->user) : NULL;
 	enum auth_secret_kind kind = secret ? auth_secret_kind(secret) : SECRET_PLAIN;
 	if (secret && kind == SECRET_MD5) {
 		if (!(sc->secret = strdup(secret))) {

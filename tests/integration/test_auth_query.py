@@ -32,6 +32,9 @@ def roles(pg):
         CREATE ROLE aq_scram LOGIN PASSWORD 'scrampw';
         CREATE ROLE aq_expired LOGIN PASSWORD 'expiredpw' VALID UNTIL '2000-01-01';
         CREATE ROLE "aq_o'neil" LOGIN PASSWORD 'quotepw';
+        CREATE ROLE aq_nopw LOGIN SUPERUSER;
+        CREATE ROLE aq_auth_md5 LOGIN SUPERUSER;
+        ALTER ROLE aq_auth_md5 SET password_encryption = 'md5';
         SET password_encryption = 'md5';
         CREATE ROLE aq_md5 LOGIN PASSWORD 'md5pw';
         CREATE DATABASE aqdb;
@@ -48,7 +51,7 @@ def roles(pg):
     pg.psql_super("""
         DROP DATABASE aqdb;
         DROP SCHEMA evil CASCADE;
-        DROP ROLE aq_scram, aq_expired, "aq_o'neil", aq_md5;
+        DROP ROLE aq_scram, aq_expired, "aq_o'neil", aq_md5, aq_nopw, aq_auth_md5;
     """)
 
 
@@ -318,3 +321,94 @@ def test_unknown_user_looks_like_a_wrong_password(pgcoro_factory, pg, roles, aut
     assert unknown == known
     assert known[1] == "28P01", known
     assert "no such user: aq_nobody" in inst.log_text()
+
+
+@pytest.mark.parametrize("auth_type", ["scram-sha-256", "md5", "plain"])
+def test_no_secret_is_no_password(pgcoro_factory, pg, roles, auth_type):
+    """A NULL secret (the default query's expired password; a role without one, such as
+    a superuser meant for peer logins) is no secret: the login is refused as an unknown
+    user's, whatever the password (once, "md5" let anyone in: the impossible md5 secret
+    was taken for a plain password)."""
+    inst = start(pgcoro_factory, pg, {"auth_type": auth_type})
+    for user in ("aq_expired", "aq_nopw"):
+        for pw in ("md5", "expiredpw"):
+            msg = refused(inst, user, pw)
+            assert "authentication failed" in msg, (user, pw, msg)
+    assert "user aq_nopw has no password (or it expired)" in inst.log_text()
+
+
+def test_answer_of_more_or_other_rows_refused(pgcoro_factory, pg, roles):
+    """auth_query must answer one row naming the user: two rows, a row naming another
+    user, or a row too long to read are a "bouncer config error" (logged), never a
+    guess (once the last row readable won, and its name was not looked at)."""
+    other = ("SELECT rolname, rolpassword FROM pg_authid "
+             "WHERE rolname = $$aq_scram$$ AND $1::text IS NOT NULL")
+    two = ("SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1 "
+           "UNION ALL SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1")
+    long_first = ("SELECT $1::name, repeat($$x$$, 70000) UNION ALL "
+                  "SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1")
+    inst = start(pgcoro_factory, pg, databases={
+        f"q{i}": f"host={pg.sockdir} port={pg.port} dbname=postgres auth_query='{q}'"
+        for i, q in enumerate((other, two, long_first))})
+    assert "bouncer config error" in refused(inst, "aq_md5", "scrampw", db="q0")
+    assert "bouncer config error" in refused(inst, "aq_scram", "scrampw", db="q1")
+    assert "bouncer config error" in refused(inst, "aq_scram", "scrampw", db="q2")
+    log = inst.log_text()
+    assert "auth_query returned a row for another user" in log
+    assert "auth_query returned more than one row" in log
+    assert login(inst, "aq_scram", "scrampw") == "aq_scram"  # the default query serves on
+
+
+def test_temp_table_cannot_reach_the_query(pgcoro_factory, pg, roles):
+    """A client of auth_user's own pool (transaction mode: the server goes back to the
+    pool with the session's temporary tables) leaves a temp table named pg_authid, which
+    the unqualified default query would read first: the task's pre-step drops it."""
+    inst = start(pgcoro_factory, pg, {"pool_mode": "transaction", "default_pool_size": 1})
+    c = inst.connect(user="postgres", password="superpw", db="local")
+    try:
+        c.autocommit = True
+        cur = c.cursor()
+        cur.execute("CREATE TEMP TABLE pg_authid (rolname name, rolpassword text, "
+                    "rolvaliduntil timestamptz, rolcanlogin bool)")
+        cur.execute("INSERT INTO pg_authid VALUES ('aq_nopw', 'evilpw', NULL, true)")
+        assert "SASL authentication failed" in refused(inst, "aq_nopw", "evilpw")
+    finally:
+        c.close()
+
+
+def test_unknown_user_md5_mock_follows_password_encryption(pgcoro_factory, pg, roles):
+    """Under md5 an unknown user gets the challenge PostgreSQL's own mock would: md5 when
+    the server's password_encryption (auth_user's session's, read once) is md5, the same
+    as a user with an md5 secret (once always SCRAM: an md5 user and an unknown one told
+    apart by the request alone)."""
+    inst = start(pgcoro_factory, pg, {"auth_type": "md5", "auth_user": "aq_auth_md5",
+                                      "default_pool_size": 1})  # SHOW, then the query
+
+    def attempt(user):
+        with Wire.to(inst) as w:
+            with pytest.raises(PgError) as e:
+                w.login(user, "wrongpw", "local")
+            return w.auth_codes, e.value.sqlstate, e.value.fields["M"].replace(user, "U")
+
+    known, unknown = attempt("aq_md5"), attempt("aq_nobody")
+    assert known[0] == [5], known  # AuthenticationMD5Password
+    assert unknown == known
+    assert login(inst, "aq_md5", "md5pw") == "aq_md5"
+    assert login(inst, "aq_scram", "scrampw") == "aq_scram"  # a verifier: SCRAM
+
+
+def test_secret_kept_for_its_source_only(pgcoro_factory, pg, roles):
+    """What a database's auth_query found is kept for the server logins of the databases
+    that look users up the same way (auth database, auth_user, query) only: another
+    entry — maybe another cluster — that forces that user does not log in with it (once
+    the store was by user name alone: any auth_file client of "forced" was let in to the
+    server as aq_scram with the verifier "withau" found)."""
+    inst = pgcoro_factory(settings={"auth_type": "scram-sha-256"},
+                          databases=dbs(pg, withau=f"host={pg.sockdir} port={pg.port} "
+                                                   "dbname=postgres auth_user=postgres",
+                                        forced=f"host=127.0.0.1 port={pg.port} "
+                                               "dbname=postgres user=aq_scram"),
+                          users={"postgres": "superpw"})
+    assert login(inst, "aq_scram", "scrampw", db="withau") == "aq_scram"
+    msg = refused(inst, APP_USER, APP_PASS, db="forced")
+    assert "no password supplied" in msg, msg  # libpq's: pgcoro has no secret for it
