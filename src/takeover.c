@@ -23,6 +23,8 @@
 #include <event2/util.h>
 
 #include "auth.h"
+#include "authcache.h"
+#include "authquery.h"
 #include "client.h"
 #include "clientkey.h"
 #include "clock.h"
@@ -256,6 +258,7 @@ struct fd_row {
 	const char *params[4];
 	const uint8_t *ckey, *skey; /* SCRAM_KEY_LEN bytes each, or NULL */
 	const char *all;            /* pgcoro_params */
+	const char *password;       /* the secret auth_query found, or NULL */
 };
 
 static void put_param(struct pbuf *b, const char *name, const char *value)
@@ -324,7 +327,7 @@ static bool send_row(int admin_fd, struct pbuf *out, const struct fd_row *r)
 	                        r->params[1],
 	                        r->params[2],
 	                        r->params[3],
-	                        NULL,
+	                        r->password,
 	                        r->ckey ? ckey : NULL,
 	                        r->ckey ? skey : NULL,
 	                        r->all};
@@ -347,11 +350,18 @@ static bool note_sent(uint64_t id)
 	return true;
 }
 
+/* The secret auth_query found for USER (the password column: the new process has no
+ * other), or NULL for a user of auth_file or one not looked up. */
+static const char *found_secret(const char *user)
+{
+	return rt->auth && auth_lookup(rt->auth, user) ? NULL : authcache_get(user);
+}
+
 /* USER's SCRAM pass-through keys, if a client proved them here: into CKEY and SKEY. */
 static bool scram_keys_of(const char *user, uint8_t ckey[SCRAM_KEY_LEN],
                           uint8_t skey[SCRAM_KEY_LEN])
 {
-	const char *secret = rt->auth ? auth_lookup(rt->auth, user) : NULL;
+	const char *secret = authquery_secret(user);
 	struct scram_keys keys;
 	if (!secret || strncmp(secret, "SCRAM-SHA-256$", 14) != 0 ||
 	    !scram_parse_verifier(secret, &keys) || !clientkey_find(user, &keys, ckey))
@@ -414,6 +424,7 @@ static bool server_row(struct row_ctx *x, server_t *s, uint8_t *ckey, uint8_t *s
 		r.params[i] = k >= 0 ? s->params[k] : NULL;
 	}
 	r.all = server_all(s);
+	r.password = found_secret(s->pool->user);
 	if (scram_keys_of(s->pool->user, ckey, skey)) {
 		r.ckey = ckey;
 		r.skey = skey;
@@ -437,6 +448,7 @@ static bool client_row(struct row_ctx *x, client_t *c, uint8_t *ckey, uint8_t *s
 	for (int i = 0; i < 4; i++)
 		r.params[i] = client_value(c, row_params[i]);
 	r.all = client_all(c);
+	r.password = found_secret(c->pool->user);
 	if (scram_keys_of(c->pool->user, ckey, skey)) {
 		r.ckey = ckey;
 		r.skey = skey;
@@ -641,6 +653,7 @@ struct got_row {
 	char *task, *user, *db, *addr;
 	char *params[4];
 	char *all; /* pgcoro_params, or NULL (a PgBouncer's row) */
+	char *password; /* the secret auth_query found for user, or NULL */
 	uint8_t ckey[SCRAM_KEY_LEN], skey[SCRAM_KEY_LEN];
 	bool keys;
 	server_t *server; /* adopted */
@@ -931,6 +944,7 @@ static bool on_fd_row(struct old_conn *o, struct proto_msg *m, uint8_t *copy, vo
 	for (int i = 0; i < 4; i++)
 		r->params[i] = v[COL_ENC + i];
 	r->all = v[COL_PARAMS];
+	r->password = v[COL_PASSWORD];
 	r->keys = key_of(v[COL_CKEY], r->ckey) && key_of(v[COL_SKEY], r->skey);
 	return true;
 }
@@ -946,10 +960,23 @@ static pool_t *pool_of(const struct got_row *r)
 	return pool_get(r->db, r->user, db);
 }
 
-/* The row's SCRAM keys, when they are for the verifier this process's auth_file holds. */
+/* The secret the old process's auth_query found for the row's user (the old process is
+ * this OS user's: connect_old), kept as a look-up here would: a server login of the user
+ * needs it. A user of this auth_file keeps that one's. */
+static void keep_found_secret(const struct got_row *r)
+{
+	if (!r->password || !r->user || (rt->auth && auth_lookup(rt->auth, r->user)))
+		return;
+	if (!authcache_put(r->user, r->password))
+		log_warning("online restart: out of memory for the secret of user \"%s\"", r->user);
+}
+
+/* The row's SCRAM keys, when they are for the verifier this process has for its user
+ * (auth_file's, else auth_query's). */
 static void keep_scram_key(const struct got_row *r)
 {
-	const char *secret = r->keys && r->user && rt->auth ? auth_lookup(rt->auth, r->user) : NULL;
+	keep_found_secret(r);
+	const char *secret = r->keys && r->user ? authquery_secret(r->user) : NULL;
 	struct scram_keys keys;
 	if (secret && strncmp(secret, "SCRAM-SHA-256$", 14) == 0 &&
 	    scram_parse_verifier(secret, &keys) &&

@@ -429,3 +429,48 @@ def test_takeover_refuses_bad_sockets(pg, pgcoro_bin, session_root, mode, why):
     assert why in log, log
     assert "ANSWER: b''" in out, out
     assert not [m for m in SANITIZER_MARKERS if m in log], log
+
+
+def test_takeover_keeps_the_secrets_auth_query_found(pgcoro_factory, pg):
+    """A user auth_query found (not in auth_file) keeps its secret across -R: the row's
+    password column carries it, so the new process can log in a new server for the client
+    it adopted (here after PostgreSQL ended the one it had) without a look-up."""
+    from conftest import MD5_PASS, MD5_USER
+    inst = pgcoro_factory(
+        settings={"admin_users": ADMIN, "auth_type": "md5", "auth_user": "postgres",
+                  "auth_dbname": "local"},
+        users={ADMIN: ADMIN_PASS, "postgres": "superpw"}, replace_users=True,
+        databases={"local": f"host={pg.sockdir} port={pg.port} dbname=postgres",
+                   # md5 over TCP: the server login needs md5user's secret
+                   "tcp": f"host=127.0.0.1 port={pg.port} dbname=postgres "
+                          "pool_mode=transaction"})
+    inst.bin_path = inst.proc.args[0]
+    c = psycopg2.connect(user=MD5_USER, password=MD5_PASS, dbname="tcp", host=inst.host,
+                         port=inst.port, connect_timeout=30)
+    c.autocommit = True
+    try:
+        c.cursor().execute("SELECT 1")
+        proc, logpath = spawn_reboot(inst)
+        try:
+            adopt(inst, proc, logpath)
+        except BaseException:
+            proc.kill()
+            proc.wait(timeout=30)
+            raise
+        assert "1 clients taken over" in read(logpath), read(logpath)
+        pg.psql_super("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      f"WHERE usename = '{MD5_USER}'")
+        con = admin(inst, inst.sockdir)
+
+        def no_server():
+            cur = con.cursor()
+            cur.execute("SHOW SERVERS")
+            names = [d[0] for d in cur.description]
+            return not [r for r in cur.fetchall() if r[names.index("user")] == MD5_USER]
+        wait_until(no_server, "the new process sees its md5user server gone")
+        con.close()
+        cur = c.cursor()
+        cur.execute("SELECT current_user")
+        assert cur.fetchone()[0] == MD5_USER
+    finally:
+        c.close()
