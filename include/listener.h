@@ -28,7 +28,8 @@ bool listener_each(bool (*fn)(int fd, const struct sockaddr *sa, void *arg), voi
 
 /* An online restart: listens on FD, a listening socket the old process handed over
  * (takes it, closes it on failure); a unix one is removed at listener_stop as if opened
- * here. False with a logged reason. */
+ * here. False with a logged reason, also if FD is on no address the config's
+ * listen_addr, listen_port and unix_socket_dir give. */
 bool listener_adopt(struct runtime *rt, int fd) __attribute__((warn_unused_result));
 
 /* The sockets were handed to a new process: closes them here, the unix socket file left

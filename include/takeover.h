@@ -18,7 +18,8 @@ void takeover_init(struct runtime *rt);
 /* ---- the old process ------------------------------------------------------------------ */
 
 /* Why ADMIN (a console client) may not have SHOW FDS now, or NULL: it must come over the
- * unix socket, from an admin, while SUSPENDed, and no TLS connection may be open (its
+ * unix socket from a process of this one's effective OS user (SO_PEERCRED: the rows carry
+ * every client's socket and SCRAM keys), from an admin, while SUSPENDed, and no TLS connection may be open (its
  * state cannot leave the process: the takeover is refused, nothing is lost). */
 const char *takeover_refusal(const client_t *admin) __attribute__((warn_unused_result));
 
@@ -35,11 +36,11 @@ bool takeover_orphaned(void) __attribute__((warn_unused_result));
  * passed since takeover_quiesce (then what is at rest moves, the rest does not). */
 bool takeover_quiet(void);
 
-/* Answers SHOW FDS on ADMIN's socket, blocking: PgBouncer's RowDescription, one DataRow
+/* Answers SHOW FDS on ADMIN's socket, blocking for 10 s at most in all: PgBouncer's RowDescription, one DataRow
  * per socket with the socket attached (SCM_RIGHTS) — the listeners, then per pool its
  * servers and clients at rest — CommandComplete "SHOW" and ReadyForQuery. What was sent is
  * remembered for takeover_hand_over and stops reading here. False if the socket failed
- * (then ADMIN is closed). */
+ * or the 10 s passed (then ADMIN is closed and the takeover forgotten). */
 bool takeover_show_fds(client_t *admin) __attribute__((warn_unused_result));
 
 /* SHUTDOWN after SHOW FDS: the sockets sent are dropped here without a byte written
@@ -57,8 +58,11 @@ void takeover_thaw(void);
  * starts normally). */
 bool takeover_old_running(const struct config *cfg) __attribute__((warn_unused_result));
 
-/* -R: connects to the running process's console on unix_socket_dir/.s.PGSQL.listen_port,
- * SUSPEND, SHOW FDS, adopts the listeners, servers and clients, SHUTDOWN, waits for the
+/* -R: connects to the running process's console on unix_socket_dir/.s.PGSQL.listen_port
+ * (refused unless its process runs as this one's effective OS user: SO_PEERCRED),
+ * SUSPEND, SHOW FDS (bounded: each socket must be a stream socket of its row's kind, a
+ * listener on an address of the config's, the rows no more than max_client_conn allows,
+ * the bytes per message and in all bounded), adopts the listeners, servers and clients, SHUTDOWN, waits for the
  * old process to go (its pidfile); blocking, before the loop runs. False (logged) if it
  * failed before anything was adopted; after adoption began a failure exits the process at
  * once (the old one RESUMEs when the console connection drops, nothing lost). */

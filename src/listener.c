@@ -300,6 +300,47 @@ bool listener_each(bool (*fn)(int fd, const struct sockaddr *sa, void *arg), voi
 	return true;
 }
 
+static bool same_addr(const struct sockaddr *a, const struct sockaddr *b)
+{
+	if (a->sa_family != b->sa_family)
+		return false;
+	if (a->sa_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+	return a->sa_family == AF_INET6 && x->sin6_port == y->sin6_port &&
+	       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+/* Whether SA (a listening socket's address) is one CFG configures: its unix socket, or
+ * an address of listen_addr on listen_port, resolved as listen_tcp does. */
+static bool configured(const struct config *cfg, const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_UNIX) {
+		char path[sizeof(unix_path)];
+		snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);
+		return cfg->unix_socket_dir[0] &&
+		       strcmp(((const struct sockaddr_un *)sa)->sun_path, path) == 0;
+	}
+	char *addrs = strdup(cfg->listen_addr), *save = NULL, portstr[16];
+	snprintf(portstr, sizeof(portstr), "%d", cfg->listen_port);
+	bool found = false;
+	for (char *a = addrs ? strtok_r(addrs, ", ", &save) : NULL; a && !found;
+	     a = strtok_r(NULL, ", ", &save)) {
+		struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+					 .ai_flags = AI_PASSIVE | AI_ADDRCONFIG};
+		struct addrinfo *res;
+		if (getaddrinfo(strcmp(a, "*") == 0 ? NULL : a, portstr, &hints, &res) != 0)
+			continue;
+		for (struct addrinfo *ai = res; ai && !found; ai = ai->ai_next)
+			found = same_addr(ai->ai_addr, sa);
+		freeaddrinfo(res);
+	}
+	free(addrs);
+	return found;
+}
+
 bool listener_adopt(struct runtime *rt, int fd)
 {
 	cfgp = (const struct config *const *)&rt->cfg;
@@ -310,6 +351,12 @@ bool listener_adopt(struct runtime *rt, int fd)
 	char what[NI_MAXHOST + 64];
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
 		log_error("a listening socket handed over: getsockname: %s", strerror(errno));
+		close(fd);
+		return false;
+	}
+	if (!configured(rt->cfg, (struct sockaddr *)&ss)) {
+		log_error("a listening socket handed over is on no address listen_addr, "
+			  "listen_port and unix_socket_dir configure: refused");
 		close(fd);
 		return false;
 	}

@@ -23,8 +23,11 @@
 #include <event2/util.h>
 
 #include "auth.h"
+#include "authcache.h"
+#include "authquery.h"
 #include "client.h"
 #include "clientkey.h"
+#include "clock.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
@@ -93,6 +96,18 @@ void takeover_init(struct runtime *r)
 	rt = r;
 }
 
+/* Whether FD's peer (a unix socket) runs as this process's effective user: only that
+ * user may hand sockets to, or take them from, this process. */
+static bool peer_is_us(int fd, uid_t *uid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof(cred))
+		return false;
+	*uid = cred.uid;
+	return cred.uid == geteuid();
+}
+
 /* ---- the old process ------------------------------------------------------------------ */
 
 static double quiesce_since;
@@ -105,6 +120,9 @@ const char *takeover_refusal(const client_t *admin)
 {
 	if (admin->peer_family != AF_UNIX)
 		return "SHOW FDS needs the unix socket";
+	uid_t uid;
+	if (!peer_is_us(admin->st.fd, &uid))
+		return "SHOW FDS needs the OS user pgcoro runs as";
 	if (!rt->suspended)
 		return "SHOW FDS needs SUSPEND first";
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p)) {
@@ -184,9 +202,24 @@ static void hex(char *out, const uint8_t *b, size_t n)
 	*out = 0;
 }
 
-/* Sends OUT (one message) on FD with FD_PASS attached (-1: none), blocking. */
+/* The whole SHOW FDS answer is sent by this clock_read_us() (0: no deadline): a reader
+ * that stops reading holds this process's loop no longer. */
+#define SHOW_FDS_SEND_US 10000000u
+static uint64_t send_deadline;
+
+/* Sends OUT (one message) on FD with FD_PASS attached (-1: none), blocking (until
+ * send_deadline if set). */
 static bool send_with_fd(int fd, const struct pbuf *out, int fd_pass)
 {
+	if (send_deadline) {
+		uint64_t now = clock_read_us();
+		uint64_t left = send_deadline > now ? send_deadline - now : 0;
+		struct timeval tv = {(time_t)(left / 1000000u), (suseconds_t)(left % 1000000u)};
+		if (left == 0 || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+			log_error("SHOW FDS: not sent within %u s", SHOW_FDS_SEND_US / 1000000u);
+			return false;
+		}
+	}
 	struct iovec iov = {.iov_base = out->data, .iov_len = out->len};
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
@@ -225,6 +258,7 @@ struct fd_row {
 	const char *params[4];
 	const uint8_t *ckey, *skey; /* SCRAM_KEY_LEN bytes each, or NULL */
 	const char *all;            /* pgcoro_params */
+	const char *password;       /* the secret auth_query found, or NULL */
 };
 
 static void put_param(struct pbuf *b, const char *name, const char *value)
@@ -293,7 +327,7 @@ static bool send_row(int admin_fd, struct pbuf *out, const struct fd_row *r)
 	                        r->params[1],
 	                        r->params[2],
 	                        r->params[3],
-	                        NULL,
+	                        r->password,
 	                        r->ckey ? ckey : NULL,
 	                        r->ckey ? skey : NULL,
 	                        r->all};
@@ -316,11 +350,18 @@ static bool note_sent(uint64_t id)
 	return true;
 }
 
+/* The secret auth_query found for USER (the password column: the new process has no
+ * other), or NULL for a user of auth_file or one not looked up. */
+static const char *found_secret(const char *user)
+{
+	return rt->auth && auth_lookup(rt->auth, user) ? NULL : authcache_get(user);
+}
+
 /* USER's SCRAM pass-through keys, if a client proved them here: into CKEY and SKEY. */
 static bool scram_keys_of(const char *user, uint8_t ckey[SCRAM_KEY_LEN],
                           uint8_t skey[SCRAM_KEY_LEN])
 {
-	const char *secret = rt->auth ? auth_lookup(rt->auth, user) : NULL;
+	const char *secret = authquery_secret(user);
 	struct scram_keys keys;
 	if (!secret || strncmp(secret, "SCRAM-SHA-256$", 14) != 0 ||
 	    !scram_parse_verifier(secret, &keys) || !clientkey_find(user, &keys, ckey))
@@ -383,6 +424,7 @@ static bool server_row(struct row_ctx *x, server_t *s, uint8_t *ckey, uint8_t *s
 		r.params[i] = k >= 0 ? s->params[k] : NULL;
 	}
 	r.all = server_all(s);
+	r.password = found_secret(s->pool->user);
 	if (scram_keys_of(s->pool->user, ckey, skey)) {
 		r.ckey = ckey;
 		r.skey = skey;
@@ -406,6 +448,7 @@ static bool client_row(struct row_ctx *x, client_t *c, uint8_t *ckey, uint8_t *s
 	for (int i = 0; i < 4; i++)
 		r.params[i] = client_value(c, row_params[i]);
 	r.all = client_all(c);
+	r.password = found_secret(c->pool->user);
 	if (scram_keys_of(c->pool->user, ckey, skey)) {
 		r.ckey = ckey;
 		r.skey = skey;
@@ -461,10 +504,9 @@ bool takeover_show_fds(client_t *admin)
 	pbuf_init(&out);
 	nsent = 0;
 	int flags = fcntl(fd, F_GETFL);
-	struct timeval tv = {30, 0}; /* a reader that stops reading does not hang this one */
+	send_deadline = clock_read_us() + SHOW_FDS_SEND_US;
 	bool ok = stream_output_len(&admin->st) == 0 && flags >= 0 &&
-	          fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 &&
-	          setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0;
+	          fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0;
 	if (ok) {
 		proto_build_row_description(&out, fds_cols, NCOLS);
 		ok = !out.failed && send_with_fd(fd, &out, -1);
@@ -479,6 +521,9 @@ bool takeover_show_fds(client_t *admin)
 		proto_build_ready(&out, 'I');
 		ok = !out.failed && send_with_fd(fd, &out, -1);
 	}
+	send_deadline = 0;
+	struct timeval none = {0, 0};
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
 	if (flags >= 0)
 		(void)fcntl(fd, F_SETFL, flags);
 	pbuf_free(&out);
@@ -582,13 +627,21 @@ void takeover_thaw(void)
 /* ---- the new process ------------------------------------------------------------------ */
 
 #define MAX_FDS_PER_READ 64
+/* What the old process may send, whoever it is: one message (a row with every parameter
+ * of a client's startup packet fits many times), the bytes of one row on average, and
+ * messages other than rows in one answer. */
+#define OLD_MSG_MAX (1u << 20)
+#define OLD_ROW_BYTES 16384u
+#define OLD_OTHER_MAX 1024u
 
-/* The console connection to the old process: its input, and the sockets received with it
- * that no row has taken yet. */
+/* The console connection to the old process: its input (whole messages from OFF on),
+ * and the sockets received with it that no row has taken yet. */
 struct old_conn {
 	int fd;
 	uint8_t *buf;
-	size_t len, cap;
+	size_t off, len, cap;
+	size_t total, total_max; /* bytes read, and the most allowed */
+	size_t rows_max;
 	int *fds;
 	size_t nfds, fds_cap, fds_used;
 };
@@ -600,6 +653,7 @@ struct got_row {
 	char *task, *user, *db, *addr;
 	char *params[4];
 	char *all; /* pgcoro_params, or NULL (a PgBouncer's row) */
+	char *password; /* the secret auth_query found for user, or NULL */
 	uint8_t ckey[SCRAM_KEY_LEN], skey[SCRAM_KEY_LEN];
 	bool keys;
 	server_t *server; /* adopted */
@@ -619,7 +673,16 @@ static bool send_query(struct old_conn *o, const char *sql)
 /* Reads more from the old process, keeping the sockets that come with it. */
 static bool read_more(struct old_conn *o)
 {
+	if (o->off > 0) { /* once per read: the messages taken leave */
+		memmove(o->buf, o->buf + o->off, o->len - o->off);
+		o->len -= o->off;
+		o->off = 0;
+	}
 	if (o->cap - o->len < 65536) {
+		if (o->cap >= OLD_MSG_MAX + 131072) { /* proto_next refuses what does not fit */
+			log_error("online restart: a message from the old process is too long");
+			return false;
+		}
 		uint8_t *n = realloc(o->buf, o->cap + 131072);
 		if (!n)
 			return false;
@@ -645,6 +708,7 @@ static bool read_more(struct old_conn *o)
 		return false;
 	}
 	o->len += (size_t)n;
+	o->total += (size_t)n;
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
 		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
 			continue;
@@ -665,6 +729,10 @@ static bool read_more(struct old_conn *o)
 		log_error("online restart: sockets were lost in transit (MSG_CTRUNC)");
 		return false;
 	}
+	if (o->total > o->total_max) { /* the sockets taken are closed with the connection */
+		log_error("online restart: the old process sent more than %zu bytes", o->total_max);
+		return false;
+	}
 	return true;
 }
 
@@ -672,7 +740,7 @@ static bool read_more(struct old_conn *o)
 static bool next_msg(struct old_conn *o, struct proto_msg *m, uint8_t **copy)
 {
 	for (;;) {
-		enum proto_frame f = proto_next(o->buf, o->len, 1 << 24, m);
+		enum proto_frame f = proto_next(o->buf + o->off, o->len - o->off, OLD_MSG_MAX, m);
 		if (f == PROTO_BAD) {
 			log_error("online restart: a malformed message from the old process");
 			return false;
@@ -682,8 +750,7 @@ static bool next_msg(struct old_conn *o, struct proto_msg *m, uint8_t **copy)
 			if (!*copy)
 				return false;
 			memcpy(*copy, m->data, m->size);
-			memmove(o->buf, o->buf + m->size, o->len - m->size);
-			o->len -= m->size;
+			o->off += m->size;
 			m->data = *copy;
 			m->body = *copy + PROTO_HDR;
 			return true;
@@ -712,11 +779,16 @@ static bool until_ready(struct old_conn *o,
                         void *arg)
 {
 	bool ok = true;
-	for (;;) {
+	for (size_t others = 0;;) {
 		struct proto_msg m;
 		uint8_t *copy;
 		if (!next_msg(o, &m, &copy))
 			return false;
+		if (m.type != 'D' && ++others > OLD_OTHER_MAX) {
+			log_error("online restart: too many messages from the old process");
+			free(copy);
+			return false;
+		}
 		bool keep = false;
 		if (m.type == 'E') {
 			log_old_error(&m);
@@ -769,6 +841,33 @@ static bool key_of(const char *v, uint8_t out[SCRAM_KEY_LEN])
 	return true;
 }
 
+/* Whether FD, the socket of a SHOW FDS row of TASK (its old fd OLDFD), is what the task
+ * needs: a stream socket, listening for a "pooler" row and connected for the others
+ * (logged if not). */
+static bool socket_fits(int fd, const char *task, const char *oldfd)
+{
+	bool pooler = strcmp(task, "pooler") == 0;
+	if (!pooler && strcmp(task, "client") != 0 && strcmp(task, "server") != 0) {
+		log_error("online restart: a SHOW FDS row of an unknown task \"%.32s\"", task);
+		return false;
+	}
+	struct stat st;
+	int type = 0, domain = 0, listening = 0;
+	socklen_t a = sizeof(type), b = sizeof(domain), c = sizeof(listening);
+	if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &a) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &b) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &c) != 0 ||
+	    type != SOCK_STREAM ||
+	    (domain != AF_UNIX && domain != AF_INET && domain != AF_INET6) ||
+	    (listening != 0) != pooler) {
+		log_error("online restart: the socket of %s fd %.16s is not a %s stream socket",
+		          task, oldfd, pooler ? "listening" : "connected");
+		return false;
+	}
+	return true;
+}
+
 /* A DataRow of SHOW FDS (M, in COPY): its values NUL-terminated in place (each value's
  * length field is overwritten), the socket that came with it taken. True: the row keeps
  * COPY; false: COPY stays the caller's. */
@@ -780,6 +879,13 @@ static bool on_fd_row(struct old_conn *o, struct proto_msg *m, uint8_t *copy, vo
 		return false;
 	}
 	int fd = o->fds[o->fds_used++];
+	if (rows->n >= o->rows_max) {
+		log_error("online restart: more than %zu SHOW FDS rows (max_client_conn allows no "
+		          "more)",
+		          o->rows_max);
+		close(fd);
+		return false;
+	}
 	char *v[NCOLS] = {0};
 	uint8_t *p = (uint8_t *)m->body, *end = p + m->blen;
 	int ncols = m->blen >= 2 ? p[0] << 8 | p[1] : 0;
@@ -820,6 +926,10 @@ static bool on_fd_row(struct old_conn *o, struct proto_msg *m, uint8_t *copy, vo
 		close(fd);
 		return false;
 	}
+	if (!socket_fits(fd, v[COL_TASK], v[COL_FD])) {
+		close(fd);
+		return false;
+	}
 	struct got_row *r = &rows->r[rows->n++];
 	*r = (struct got_row){.fd = fd,
 	                      .oldfd = atoi(v[COL_FD]),
@@ -834,6 +944,7 @@ static bool on_fd_row(struct old_conn *o, struct proto_msg *m, uint8_t *copy, vo
 	for (int i = 0; i < 4; i++)
 		r->params[i] = v[COL_ENC + i];
 	r->all = v[COL_PARAMS];
+	r->password = v[COL_PASSWORD];
 	r->keys = key_of(v[COL_CKEY], r->ckey) && key_of(v[COL_SKEY], r->skey);
 	return true;
 }
@@ -849,10 +960,23 @@ static pool_t *pool_of(const struct got_row *r)
 	return pool_get(r->db, r->user, db);
 }
 
-/* The row's SCRAM keys, when they are for the verifier this process's auth_file holds. */
+/* The secret the old process's auth_query found for the row's user (the old process is
+ * this OS user's: connect_old), kept as a look-up here would: a server login of the user
+ * needs it. A user of this auth_file keeps that one's. */
+static void keep_found_secret(const struct got_row *r)
+{
+	if (!r->password || !r->user || (rt->auth && auth_lookup(rt->auth, r->user)))
+		return;
+	if (!authcache_put(r->user, r->password))
+		log_warning("online restart: out of memory for the secret of user \"%s\"", r->user);
+}
+
+/* The row's SCRAM keys, when they are for the verifier this process has for its user
+ * (auth_file's, else auth_query's). */
 static void keep_scram_key(const struct got_row *r)
 {
-	const char *secret = r->keys && r->user && rt->auth ? auth_lookup(rt->auth, r->user) : NULL;
+	keep_found_secret(r);
+	const char *secret = r->keys && r->user ? authquery_secret(r->user) : NULL;
 	struct scram_keys keys;
 	if (secret && strncmp(secret, "SCRAM-SHA-256$", 14) == 0 &&
 	    scram_parse_verifier(secret, &keys) &&
@@ -993,6 +1117,13 @@ static bool connect_old(struct old_conn *o)
 		          strerror(errno));
 		return false;
 	}
+	uid_t uid = (uid_t)-1;
+	if (!peer_is_us(o->fd, &uid)) {
+		log_error("online restart: %s is not pgcoro's: its process runs as uid %ld, this "
+		          "one as uid %ld: refused",
+		          sun.sun_path, (long)uid, (long)geteuid());
+		return false;
+	}
 	setsockopt(o->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(o->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	log_info("online restart: connected to %s", sun.sun_path);
@@ -1059,7 +1190,12 @@ static void rows_free(struct rows *rows, bool close_fds)
 bool takeover_run(struct runtime *r)
 {
 	rt = r;
-	struct old_conn o = {.fd = -1};
+	/* every row needs its own socket: clients, their servers and idle servers (no more
+	 * than the clients' plus what the pools keep), the listeners */
+	size_t rows_max = 2 * (size_t)r->cfg->max_client_conn + 1024;
+	struct old_conn o = {.fd = -1,
+	                     .rows_max = rows_max,
+	                     .total_max = (rows_max + 64) * OLD_ROW_BYTES + OLD_MSG_MAX};
 	struct rows rows = {0};
 	log_info("online restart: taking over from the running process");
 	if (!connect_old(&o) || !send_query(&o, "SUSPEND;") || !until_ready(&o, NULL, NULL) ||

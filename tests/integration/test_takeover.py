@@ -201,6 +201,18 @@ def test_show_fds_refused(load):
         c.cursor().execute("SHOW FDS")
     assert e.value.diag.message_primary == "admin access needed"
     c.close()
+    if os.geteuid() == 0:  # an admin, but as another OS user: no sockets, no SCRAM keys
+        import sys
+        code = ("import psycopg2\n"
+                f"c = psycopg2.connect(user={ADMIN!r}, password={ADMIN_PASS!r}, "
+                f"dbname='pgbouncer', host={inst.sockdir!r}, port={inst.port}, "
+                "connect_timeout=30)\n"
+                "c.autocommit = True\n"
+                "try:\n    c.cursor().execute('SHOW FDS')\n"
+                "except psycopg2.Error as e:\n    print(e.diag.message_primary)\n")
+        out = subprocess.run([sys.executable, "-c", code], user="postgres", cwd="/",
+                             capture_output=True, text=True, timeout=60)
+        assert out.stdout.strip() == "SHOW FDS needs the OS user pgcoro runs as", out
 
 
 def test_show_fds_rows_carry_their_sockets(load):
@@ -336,3 +348,129 @@ def test_takeover_with_a_session_login_waiting(pgcoro_factory, pg):
     assert cur.fetchone()[0] == pid
     assert "suspend_timeout" not in read(old_logpath)
     holder.close()
+
+
+def fake_takeover(pg, pgcoro_bin, session_root, mode, as_user=None):
+    """`pgcoro -R` against takeover_fake_old.py (MODE; run as AS_USER if given) on a config
+    of its own; returns (-R's exit code or None if it still ran after 30 s, its log, the
+    fake's output). Both processes are ended by their PIDs."""
+    import sys
+    import tempfile
+    from conftest import free_port
+    d = tempfile.mkdtemp(prefix="pgc-fake-", dir=session_root)
+    os.chmod(d, 0o777)  # the fake, as another user, binds its socket here
+    port = free_port()
+    with open(f"{d}/users.txt", "w") as f:
+        f.write('"app" "apppass"\n')
+    with open(f"{d}/p.ini", "w") as f:
+        f.write(f"[pgcoro]\nlisten_addr=127.0.0.1\nlisten_port={port}\nunix_socket_dir={d}\n"
+                f"auth_type=scram-sha-256\nauth_file={d}/users.txt\npool_mode=session\n"
+                f"max_client_conn=10\n"
+                f"[databases]\npostgres = host={pg.sockdir} port={pg.port} dbname=postgres\n")
+    fake = subprocess.Popen(
+        [sys.executable, os.path.join(os.path.dirname(__file__), "takeover_fake_old.py"),
+         f"{d}/.s.PGSQL.{port}", str(port), mode],
+        stdout=subprocess.PIPE, text=True, user=as_user, cwd=d)
+    logpath = f"{d}/pgcoro-R.log"
+    proc = None
+    try:
+        assert fake.stdout.readline().strip() == "READY"
+        with open(logpath, "wb") as logf:
+            proc = subprocess.Popen(
+                [pgcoro_bin, "-R", f"{d}/p.ini"], stdin=subprocess.DEVNULL, stdout=logf,
+                stderr=logf, cwd=d,
+                env=clean_env(ASAN_OPTIONS=ASAN_OPTIONS, UBSAN_OPTIONS=UBSAN_OPTIONS))
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            rc = None
+        if rc is not None:
+            out = fake.communicate(timeout=60)[0]
+        else:
+            fake.kill()
+            out = fake.communicate(timeout=30)[0]
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        if fake.poll() is None:
+            fake.kill()
+            fake.wait(timeout=30)
+    return rc, read(logpath), out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the fake as another user")
+def test_takeover_refuses_another_users_process(pg, pgcoro_bin, session_root):
+    """Whatever answers on the unix socket path as another OS user (the default
+    unix_socket_dir is /tmp: anyone can bind it while no pgcoro runs) is refused: -R exits
+    non-zero and adopts nothing (the client row claiming user postgres gets no session)."""
+    rc, log, out = fake_takeover(pg, pgcoro_bin, session_root, "spoof", as_user="postgres")
+    assert rc not in (0, None), log
+    assert "is not pgcoro's: its process runs as uid" in log, log
+    assert "ANSWER: b''" in out, out
+    assert not [m for m in SANITIZER_MARKERS if m in log], log
+
+
+@pytest.mark.parametrize("mode,why", [
+    ("pipe", "the socket of client fd 99 is not a connected stream socket"),
+    ("dgram", "the socket of client fd 99 is not a connected stream socket"),
+    ("listening_client", "the socket of client fd 99 is not a connected stream socket"),
+    ("connected_pooler", "is not a listening stream socket"),
+    ("foreign_pooler", "a listening socket handed over is on no address listen_addr"),
+    ("notices", "too many messages from the old process"),
+    ("big_notice", "a malformed message from the old process"),
+])
+def test_takeover_refuses_bad_sockets(pg, pgcoro_bin, session_root, mode, why):
+    """The old process (same OS user) hands over what no pgcoro would: a socket that is not
+    the row's kind, a listener on an address the config does not give, an endless or huge
+    answer. -R refuses it and exits non-zero, the client socket not adopted."""
+    rc, log, out = fake_takeover(pg, pgcoro_bin, session_root, mode)
+    assert rc not in (0, None), log
+    assert why in log, log
+    assert "ANSWER: b''" in out, out
+    assert not [m for m in SANITIZER_MARKERS if m in log], log
+
+
+def test_takeover_keeps_the_secrets_auth_query_found(pgcoro_factory, pg):
+    """A user auth_query found (not in auth_file) keeps its secret across -R: the row's
+    password column carries it, so the new process can log in a new server for the client
+    it adopted (here after PostgreSQL ended the one it had) without a look-up."""
+    from conftest import MD5_PASS, MD5_USER
+    inst = pgcoro_factory(
+        settings={"admin_users": ADMIN, "auth_type": "md5", "auth_user": "postgres",
+                  "auth_dbname": "local"},
+        users={ADMIN: ADMIN_PASS, "postgres": "superpw"}, replace_users=True,
+        databases={"local": f"host={pg.sockdir} port={pg.port} dbname=postgres",
+                   # md5 over TCP: the server login needs md5user's secret
+                   "tcp": f"host=127.0.0.1 port={pg.port} dbname=postgres "
+                          "pool_mode=transaction"})
+    inst.bin_path = inst.proc.args[0]
+    c = psycopg2.connect(user=MD5_USER, password=MD5_PASS, dbname="tcp", host=inst.host,
+                         port=inst.port, connect_timeout=30)
+    c.autocommit = True
+    try:
+        c.cursor().execute("SELECT 1")
+        proc, logpath = spawn_reboot(inst)
+        try:
+            adopt(inst, proc, logpath)
+        except BaseException:
+            proc.kill()
+            proc.wait(timeout=30)
+            raise
+        assert "1 clients taken over" in read(logpath), read(logpath)
+        pg.psql_super("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      f"WHERE usename = '{MD5_USER}'")
+        con = admin(inst, inst.sockdir)
+
+        def no_server():
+            cur = con.cursor()
+            cur.execute("SHOW SERVERS")
+            names = [d[0] for d in cur.description]
+            return not [r for r in cur.fetchall() if r[names.index("user")] == MD5_USER]
+        wait_until(no_server, "the new process sees its md5user server gone")
+        con.close()
+        cur = c.cursor()
+        cur.execute("SELECT current_user")
+        assert cur.fetchone()[0] == MD5_USER
+    finally:
+        c.close()
