@@ -23,6 +23,13 @@ void authquery_init(struct runtime *rt);
  * until the next reload or the next look-up of USER (copy it to keep it). */
 const char *authquery_secret(const char *database, const char *user);
 
+/* Keeps SECRET as what auth_query found for USER where DATABASE's logins look users up
+ * (an online restart passes it on): authquery_secret(DATABASE, USER) gives it until a
+ * look-up of USER there replaces it. Nothing is kept for a database that looks nobody
+ * up. False without memory. */
+bool authquery_keep(const char *database, const char *user, const char *secret)
+	__attribute__((warn_unused_result));
+
 /* Whether a login of C (CL_LOGIN, startup packet read) needs a look-up: its user is not
  * in auth_file, an auth_user is set (its database's, else the global one) and its
  * database is configured (or is the admin console). */

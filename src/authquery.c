@@ -114,6 +114,17 @@ const char *authquery_secret(const char *database, const char *user)
 	return s;
 }
 
+bool authquery_keep(const char *database, const char *user, const char *secret)
+{
+	const struct cfg_db *db = database ? cfg_find_db(rt->cfg, database) : NULL;
+	if (!db || !auth_user_of(db)[0])
+		return true; /* DATABASE's logins look nobody up: nothing to keep */
+	char *source = source_of(db, database);
+	bool ok = source && authcache_put(source, user, secret);
+	free(source);
+	return ok;
+}
+
 bool authquery_needed(const client_t *c)
 {
 	const struct cfg_db *db;

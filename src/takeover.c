@@ -23,7 +23,6 @@
 #include <event2/util.h>
 
 #include "auth.h"
-#include "authcache.h"
 #include "authquery.h"
 #include "client.h"
 #include "clientkey.h"
@@ -350,18 +349,18 @@ static bool note_sent(uint64_t id)
 	return true;
 }
 
-/* The secret auth_query found for USER (the password column: the new process has no
- * other), or NULL for a user of auth_file or one not looked up. */
-static const char *found_secret(const char *user)
+/* The secret auth_query found for USER's logins to DATABASE (the password column: the
+ * new process has no other), or NULL for a user of auth_file or one not looked up. */
+static const char *found_secret(const char *database, const char *user)
 {
-	return rt->auth && auth_lookup(rt->auth, user) ? NULL : authcache_get(user);
+	return rt->auth && auth_lookup(rt->auth, user) ? NULL : authquery_secret(database, user);
 }
 
 /* USER's SCRAM pass-through keys, if a client proved them here: into CKEY and SKEY. */
-static bool scram_keys_of(const char *user, uint8_t ckey[SCRAM_KEY_LEN],
-                          uint8_t skey[SCRAM_KEY_LEN])
+static bool scram_keys_of(const char *database, const char *user,
+                          uint8_t ckey[SCRAM_KEY_LEN], uint8_t skey[SCRAM_KEY_LEN])
 {
-	const char *secret = authquery_secret(user);
+	const char *secret = authquery_secret(database, user);
 	struct scram_keys keys;
 	if (!secret || strncmp(secret, "SCRAM-SHA-256$", 14) != 0 ||
 	    !scram_parse_verifier(secret, &keys) || !clientkey_find(user, &keys, ckey))
@@ -424,8 +423,8 @@ static bool server_row(struct row_ctx *x, server_t *s, uint8_t *ckey, uint8_t *s
 		r.params[i] = k >= 0 ? s->params[k] : NULL;
 	}
 	r.all = server_all(s);
-	r.password = found_secret(s->pool->user);
-	if (scram_keys_of(s->pool->user, ckey, skey)) {
+	r.password = found_secret(s->pool->dbname, s->pool->user);
+	if (scram_keys_of(s->pool->dbname, s->pool->user, ckey, skey)) {
 		r.ckey = ckey;
 		r.skey = skey;
 	}
@@ -448,8 +447,8 @@ static bool client_row(struct row_ctx *x, client_t *c, uint8_t *ckey, uint8_t *s
 	for (int i = 0; i < 4; i++)
 		r.params[i] = client_value(c, row_params[i]);
 	r.all = client_all(c);
-	r.password = found_secret(c->pool->user);
-	if (scram_keys_of(c->pool->user, ckey, skey)) {
+	r.password = found_secret(c->pool->dbname, c->pool->user);
+	if (scram_keys_of(c->pool->dbname, c->pool->user, ckey, skey)) {
 		r.ckey = ckey;
 		r.skey = skey;
 	}
@@ -967,7 +966,7 @@ static void keep_found_secret(const struct got_row *r)
 {
 	if (!r->password || !r->user || (rt->auth && auth_lookup(rt->auth, r->user)))
 		return;
-	if (!authcache_put(r->user, r->password))
+	if (!authquery_keep(r->db, r->user, r->password))
 		log_warning("online restart: out of memory for the secret of user \"%s\"", r->user);
 }
 
@@ -976,7 +975,7 @@ static void keep_found_secret(const struct got_row *r)
 static void keep_scram_key(const struct got_row *r)
 {
 	keep_found_secret(r);
-	const char *secret = r->keys && r->user ? authquery_secret(r->user) : NULL;
+	const char *secret = r->keys && r->user ? authquery_secret(r->db, r->user) : NULL;
 	struct scram_keys keys;
 	if (secret && strncmp(secret, "SCRAM-SHA-256$", 14) == 0 &&
 	    scram_parse_verifier(secret, &keys) &&
