@@ -125,7 +125,10 @@ struct pool {
 	                             * when one waits for it, freed when the pool is unused */
 	struct pool_failure *failure; /* the last failed connect, for clients coming during
 	                               * the back-off; only while one runs and P is used */
-	double unused_since;        /* rt_now() when it was last left unused */
+	double unused_since;        /* rt_now() when it was last used: left unused, or its
+	                             * last activity (last_active) if that was earlier */
+	double last_active;         /* rt_now() when a server of it last went idle or a
+	                             * client of it left (0: never) */
 
 	struct notify_conn *notify; /* LISTEN connection and channels (notify.c), once used */
 	char dbname[];              /* the name clients ask for, then user's bytes */

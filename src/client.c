@@ -516,8 +516,10 @@ static void client_free(client_t *c)
 			free(c->session_params[i]);
 	free(c->session_params);
 	free(c->params);
-	if (c->pool)
+	if (c->pool) {
+		c->pool->last_active = rt_now(); /* pool_idle_timeout counts from here */
 		pool_unref(c->pool);
+	}
 	free(c);
 }
 

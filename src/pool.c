@@ -187,7 +187,10 @@ static void settle(pool_t *p)
 	}
 	if (p->use_list != USE_BUSY && p->use_list != USE_NONE)
 		return; /* unused already: it keeps its place */
-	p->unused_since = rt_now();
+	/* idle since its last activity: a pool whose last (idle) server just closed has been
+	 * unused since that server went idle, as PgBouncer counts pool_idle_timeout */
+	double now = rt_now();
+	p->unused_since = p->last_active > 0 && p->last_active < now ? p->last_active : now;
 	became_unused(p);
 	use_insert_sorted(p, unused_list_of(p));
 }

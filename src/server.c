@@ -957,7 +957,7 @@ static void server_to_idle(server_t *s)
 		server_disconnect(s, "server lifetime over (server_lifetime = %gs)", lifetime);
 		return;
 	}
-	s->idle_since = now;
+	s->idle_since = s->pool->last_active = now;
 	server_set_state(s, SV_IDLE);
 	pool_kick(s->pool);
 	if (s->state == SV_IDLE)
