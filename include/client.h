@@ -98,6 +98,7 @@ struct client {
 
 	bool drained;               /* closing: output flushed or peer gone */
 	uint32_t cancel_pid, cancel_key;
+	bool cancel_stamped;        /* the key carries peer_id and TTL bits (peers.h) */
 	client_t *cancel_next;      /* chain in the cancel-key table */
 	char **session_params;      /* transaction mode: the values its session set of the tracked
 	                             * reported parameters (indexed like server_param_names, NULL:

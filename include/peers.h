@@ -15,8 +15,9 @@ struct runtime;
 void peers_init(struct runtime *rt);
 
 /* Puts this process's peer_id (when it is not 0) into a new cancel key: PID and KEY as the
- * client gets them in BackendKeyData, random before the call. 45 bits stay random. */
-void peers_stamp_key(uint32_t *pid, uint32_t *key);
+ * client gets them in BackendKeyData, random before the call. 45 bits stay random. True
+ * when it did (the key has TTL bits then: peers_key_as_given). */
+bool peers_stamp_key(uint32_t *pid, uint32_t *key);
 
 /* A key KEY as this process gave it out, when a peer forwarded it here (its TTL bits
  * decremented): the client table is looked up with it too. */

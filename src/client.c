@@ -371,7 +371,7 @@ static void cancel_register(client_t *c, bool keep)
 		}
 		c->cancel_pid = key[0] & 0x7fffffff;
 		c->cancel_key = key[1];
-		peers_stamp_key(&c->cancel_pid, &c->cancel_key);
+		c->cancel_stamped = peers_stamp_key(&c->cancel_pid, &c->cancel_key);
 	} while (cancel_lookup(c->cancel_pid, c->cancel_key));
 enter:;
 	unsigned b = cancel_bucket(c->cancel_pid, c->cancel_key);
@@ -395,8 +395,13 @@ void client_cancel_request(uint32_t pid, uint32_t key)
 	 * a key a peer forwarded here */
 	client_t *target = cancel_lookup(pid, key);
 	uint32_t given = peers_key_as_given(key);
-	if (!target && given != key)
-		target = cancel_lookup(pid, given);
+	if (!target && given != key) {
+		/* only a key given out with TTL bits has them restored: an unstamped key's two
+		 * bits are secret like the rest (else key ^ 1 could cancel) */
+		client_t *t = cancel_lookup(pid, given);
+		if (t && t->cancel_stamped)
+			target = t;
+	}
 	if (!target && !peers_route_cancel(pid, key))
 		return; /* another peer's: forwarded or dropped */
 	if (!target || target->state != CL_ACTIVE || !target->server) {

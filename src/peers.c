@@ -252,13 +252,14 @@ void peers_reconfigure(void)
 
 static int key_peer(uint32_t pid) { return (int)((pid >> 16 & 0xff) | (pid >> 8 & 0xff) << 8); }
 
-void peers_stamp_key(uint32_t *pid, uint32_t *key)
+bool peers_stamp_key(uint32_t *pid, uint32_t *key)
 {
 	uint32_t id = rt ? (uint32_t)rt->cfg->peer_id : 0;
 	if (id == 0)
-		return;
+		return false;
 	*pid = (*pid & 0xff0000ffu) | (id & 0xff) << 16 | (id >> 8 & 0xff) << 8;
 	*key |= TTL_MASK; /* three forwardings left */
+	return true;
 }
 
 uint32_t peers_key_as_given(uint32_t key) { return key | TTL_MASK; }

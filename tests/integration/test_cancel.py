@@ -151,6 +151,38 @@ def test_cancel_wrong_keys_ignored(pgcoro_factory, pg, canceldb):
     assert "cancel request sent" not in log, inst.log_tail(30)
 
 
+def test_cancel_key_bits_all_secret_without_peering(pgcoro_factory, pg, canceldb):
+    """Without peer_id, every bit of the key is secret: the key with its two lowest bits
+    (PgBouncer's peering TTL bits, restored for a key a peer forwarded) otherwise cancels
+    nothing; only the exact key does."""
+    inst = start(pgcoro_factory, pg)
+    for _ in range(200):  # a key whose two bits are both set, as a restored one's are
+        a = wire(inst)
+        if a.backend_key[1] & 0x03 == 0x03:
+            break
+        a.terminate()
+        a.close()
+    else:
+        pytest.fail("no key with both low bits set in 200 logins")
+    try:
+        pid, key = a.backend_key
+        marker = "cancel_ttl_bits"
+        bg = Background(lambda: wire_exec(a, f"select pg_sleep(2), 'done' /* {marker} */"))
+        wait_active(pg, marker)
+        for ttl in range(4):
+            variant = (key & ~0x03) | ttl
+            if variant != key:
+                assert send_cancel_request(pid, variant, port=inst.port)
+        bg.join(30)
+        assert bg.exc is None, repr(bg.exc)
+        rows, errs, ready = bg.result
+        assert not errs and rows == [["", "done"]] and ready == "I", (rows, errs)
+        a.terminate()
+    finally:
+        a.close()
+    assert inst.log_text().count("cancel request for unknown keys: ignored") >= 3
+
+
 # ---------------------------------------------------------------------------------------
 # 4. keys are pgcoro's, one pair per client
 
