@@ -341,10 +341,20 @@ static void on_done(void *arg, const struct hkquery *q)
 		else
 			log_info("client %llu %s: no such user: %s", (unsigned long long)c->id,
 				 client_peer(c), c->user);
-		if (l->mock_unknown)
+		if (l->mock_unknown) {
 			mock_user(l);
-		else
+		} else if (l->rows) {
+			/* trust: the role exists, and trust asks no password (PostgreSQL's trust
+			 * ignores VALID UNTIL too); an empty secret, which no password matches
+			 * and no server login uses */
+			struct auth_file *af = auth_of_one(c->user, "");
+			if (af)
+				found(l, af);
+			else
+				refuse(l, "53200", "out of memory");
+		} else {
 			refuse(l, "08P01", "no such user");
+		}
 	} else {
 		if (!authcache_put(l->source, c->user, l->secret))
 			log_warning("out of memory keeping the secret of user \"%s\": its server "

@@ -236,6 +236,10 @@ def test_trust_with_auth_user(pgcoro_factory, pg, roles):
     inst = start(pgcoro_factory, pg, {"auth_type": "trust"})
     assert login(inst, "aq_scram", None) == "aq_scram"
     assert "no such user" in refused(inst, "aq_nobody", None)
+    # roles whose secret is NULL (no password; past VALID UNTIL) exist: trust asks no
+    # password (PostgreSQL's trust ignores VALID UNTIL too), so they log in
+    assert login(inst, "aq_nopw", None) == "aq_nopw"
+    assert login(inst, "aq_expired", None) == "aq_expired"
 
 
 def test_login_leaves_during_the_query(pgcoro_factory, pg, roles):
