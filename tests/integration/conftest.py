@@ -1279,6 +1279,17 @@ def client_backends(pg, db, user=None):
     return pg_rows(pg, sql + " order by pid", args)
 
 
+def current_user(inst, user, password, db="postgres", **kw):
+    """Logs in to INST as USER (psycopg2) and returns what SELECT current_user says."""
+    c = inst.connect(user=user, password=password, db=db, **kw)
+    try:
+        cur = c.cursor()
+        cur.execute("SELECT current_user")
+        return cur.fetchone()[0]
+    finally:
+        c.close()
+
+
 def recreate_database(pg, name, owner=APP_USER, setup_sql=None):
     """Drops (forcing out its sessions) and creates database NAME owned by OWNER, then runs
     SETUP_SQL in it as the superuser."""

@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 from conftest import (APP_PASS, APP_USER, ASAN_OPTIONS, UBSAN_OPTIONS, PgError, Wire, clean_env,
-                      wait_until)
+                      current_user, wait_until)
 
 pytestmark = pytest.mark.pooler_only
 
@@ -72,13 +72,7 @@ def start(pgcoro_factory, pg, settings=None, databases=None, **kw):
 
 
 def login(inst, user, password, db="local", **kw):
-    c = inst.connect(user=user, password=password, db=db, **kw)
-    try:
-        cur = c.cursor()
-        cur.execute("SELECT current_user")
-        return cur.fetchone()[0]
-    finally:
-        c.close()
+    return current_user(inst, user, password, db, **kw)
 
 
 def refused(inst, user, password, db="local", **kw):

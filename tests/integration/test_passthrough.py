@@ -26,7 +26,7 @@ import psycopg2.errors
 import pytest
 
 from conftest import (APP_PASS, APP_USER, MD5_PASS, MD5_USER, PgError, Wire, client_backends,
-                      client_key, parse_fields, wait_until)
+                      client_key, current_user, parse_fields, wait_until)
 
 pytestmark = pytest.mark.pooler_only
 
@@ -53,16 +53,6 @@ def make_verifier(password, salt, iterations=4096):
 
 def verifier_salt(v):
     return base64.b64decode(v[len("SCRAM-SHA-256$"):].split("$")[0].split(":")[1])
-
-
-def current_user(inst, user, password, db="postgres"):
-    c = inst.connect(user=user, password=password, db=db)
-    try:
-        cur = c.cursor()
-        cur.execute("SELECT current_user")
-        return cur.fetchone()[0]
-    finally:
-        c.close()
 
 
 def login_error(inst, user, password, db):
