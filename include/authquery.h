@@ -7,6 +7,7 @@
 #define PGCORO_AUTHQUERY_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "types.h"
 
@@ -54,6 +55,32 @@ bool authquery_needed(const client_t *c);
  * disabled, or a pool backing off). */
 struct authquery_lookup *authquery_begin(client_t *c, bool scram, bool md5, bool mock_unknown,
 				 void (*done)(client_t *c, struct auth_file *found));
+
+/* ---- the answer (pure code over the DataRows a server sent; fuzzed by
+ * tests/fuzz/fuzz_authquery.c) ---- */
+
+/* What a look-up's answer said so far. Zeroed to begin; authquery_answer_free ends it. */
+struct authquery_answer {
+	int rows;          /* DataRows read */
+	bool bad;          /* a row PgBouncer refuses: why in BAD_WHY (terminated) */
+	char bad_why[96];
+	char *secret;      /* malloc'd, terminated, no NUL inside: the one row's secret; NULL
+	                    * for no row, a NULL secret or a refused first row */
+};
+
+/* One DataRow (BODY, BLEN bytes: its column count, then its columns) of auth_query's
+ * answer for USER, PgBouncer's checks: the answer must be at most one row of two columns,
+ * the user name (not NULL, exactly USER) and the secret (NULL: none; no NUL byte in it,
+ * inside the row); a second row, another name, a column past BLEN is A->bad, not guessed
+ * at. Reads nothing outside BODY; allocates A->secret only for a row accepted. */
+void authquery_answer_row(struct authquery_answer *a, const char *user, const uint8_t *body,
+			  uint32_t blen);
+
+/* Frees A's secret (its bytes cleansed first); A may be read again (no secret). */
+void authquery_answer_free(struct authquery_answer *a);
+
+/* Whether BODY (BLEN bytes), a DataRow of SHOW password_encryption, says md5. */
+bool authquery_pwenc_md5(const uint8_t *body, uint32_t blen) __attribute__((warn_unused_result));
 
 /* C's login ends before its look-up L did (L may be NULL): L is freed, its query's answer
  * ignored. */

@@ -41,10 +41,7 @@ struct authquery_lookup {
 	int iterations;       /* for them: scram_iterations when the job was submitted */
 	struct auth_file *found; /* while they are derived (on the executor) */
 	struct exec_job job;
-	int rows;
-	bool bad;             /* a row PgBouncer refuses (bad_why) */
-	char bad_why[96];
-	char *secret;         /* the row's, NULL for none or NULL (cleansed when freed) */
+	struct authquery_answer ans;
 	const char *values[1];
 	char *sql;            /* a copy: a reload may free the config's */
 	char *source;         /* where it runs, for the store (source_of) */
@@ -138,10 +135,7 @@ static void lookup_free(struct authquery_lookup *l)
 	auth_free(l->found);
 	if (l->pool)
 		pool_unref(l->pool);
-	if (l->secret) {
-		OPENSSL_cleanse(l->secret, strlen(l->secret));
-		free(l->secret);
-	}
+	authquery_answer_free(&l->ans);
 	free(l->sql);
 	free(l->source);
 	free(l);
@@ -175,67 +169,84 @@ static uint32_t be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* L's row is refused (l->bad): WHY is logged and the login gets "bouncer config error". */
-static void row_bad(struct authquery_lookup *l, const char *why)
+/* A's row is refused: WHY is logged and the login gets "bouncer config error". */
+static void row_bad(struct authquery_answer *a, const char *why)
 {
-	l->bad = true;
-	snprintf(l->bad_why, sizeof(l->bad_why), "%s", why);
+	a->bad = true;
+	snprintf(a->bad_why, sizeof(a->bad_why), "%s", why);
 }
 
-/* A DataRow: (user name, secret), PgBouncer's checks. The answer must be at most one row
- * naming the user looked up: a second row, or another name, is a query that does not do
- * what auth_query must (refused, not guessed at). A NULL secret (the default query's
- * expired password, a role without one) is no secret: the user is then as unknown. */
-static void on_row(void *arg, const uint8_t *body, uint32_t blen)
+void authquery_answer_row(struct authquery_answer *a, const char *user, const uint8_t *body,
+			  uint32_t blen)
 {
-	struct authquery_lookup *l = arg;
-	if (l->asking_enc) { /* SHOW password_encryption: one column */
-		if (blen >= 9 && body[0] == 0 && body[1] == 1 && be32(body + 2) == 3 &&
-		    memcmp(body + 6, "md5", 3) == 0)
-			l->pool->auth_pwenc = PWENC_MD5;
-		return;
-	}
-	if (++l->rows > 1)
-		row_bad(l, "auth_query returned more than one row");
-	if (l->bad)
+	if (++a->rows > 1)
+		row_bad(a, "auth_query returned more than one row");
+	if (a->bad)
 		return;
 	uint16_t ncols = blen >= 2 ? (uint16_t)(body[0] << 8 | body[1]) : 0;
 	if (ncols != 2) {
-		l->bad = true;
-		snprintf(l->bad_why, sizeof(l->bad_why), "expected 2 columns from auth_query, not %u",
+		a->bad = true;
+		snprintf(a->bad_why, sizeof(a->bad_why), "expected 2 columns from auth_query, not %u",
 			 (unsigned)ncols);
 		return;
 	}
 	const uint8_t *p = body + 2, *end = body + blen;
 	uint32_t ulen = end - p >= 4 ? be32(p) : 0;
 	if (end - p < 4 || ulen == UINT32_MAX) {
-		row_bad(l, "auth_query response contained null user name");
+		row_bad(a, "auth_query response contained null user name");
 		return;
 	}
 	p += 4;
 	if ((uint64_t)(end - p) < (uint64_t)ulen + 4) {
-		row_bad(l, "bad DataRow from auth_query");
+		row_bad(a, "bad DataRow from auth_query");
 		return;
 	}
-	if (ulen != strlen(l->user) || memcmp(p, l->user, ulen) != 0) {
-		row_bad(l, "auth_query returned a row for another user");
+	if (ulen != strlen(user) || memcmp(p, user, ulen) != 0) {
+		row_bad(a, "auth_query returned a row for another user");
 		return;
 	}
 	p += ulen;
 	uint32_t slen = be32(p);
 	p += 4;
 	if (slen == UINT32_MAX)
-		return; /* no secret: l->secret stays NULL */
+		return; /* no secret: a->secret stays NULL */
 	if ((uint64_t)(end - p) < slen || memchr(p, 0, slen)) {
-		row_bad(l, "bad secret column from auth_query");
+		row_bad(a, "bad secret column from auth_query");
 		return;
 	}
-	if (!(l->secret = malloc((size_t)slen + 1))) {
-		row_bad(l, "out of memory");
+	if (!(a->secret = malloc((size_t)slen + 1))) {
+		row_bad(a, "out of memory");
 		return;
 	}
-	memcpy(l->secret, p, slen);
-	l->secret[slen] = '\0';
+	memcpy(a->secret, p, slen);
+	a->secret[slen] = '\0';
+}
+
+void authquery_answer_free(struct authquery_answer *a)
+{
+	if (a->secret) {
+		OPENSSL_cleanse(a->secret, strlen(a->secret));
+		free(a->secret);
+		a->secret = NULL;
+	}
+}
+
+bool authquery_pwenc_md5(const uint8_t *body, uint32_t blen)
+{
+	return blen >= 9 && body[0] == 0 && body[1] == 1 && be32(body + 2) == 3 &&
+	       memcmp(body + 6, "md5", 3) == 0;
+}
+
+/* A DataRow of the answer: SHOW password_encryption's, or auth_query's. */
+static void on_row(void *arg, const uint8_t *body, uint32_t blen)
+{
+	struct authquery_lookup *l = arg;
+	if (l->asking_enc) {
+		if (authquery_pwenc_md5(body, blen))
+			l->pool->auth_pwenc = PWENC_MD5;
+		return;
+	}
+	authquery_answer_row(&l->ans, l->user, body, blen);
 }
 
 /* L's login goes on with FOUND (taken over), outside C's callbacks. */
@@ -325,17 +336,18 @@ static void on_done(void *arg, const struct hkquery *q)
 			  l->pool->dbname, l->pool->user,
 			  q->sqlstate[0] ? q->sqlstate : "", q->sqlstate[0] ? ": " : "", q->message);
 		refuse(l, "08P01", "bouncer config error");
-	} else if (l->bad || q->rows != (uint32_t)l->rows) {
-		if (!l->bad) /* a DataRow too long to be read: no row is guessed at */
-			snprintf(l->bad_why, sizeof(l->bad_why), "a row from auth_query too long");
+	} else if (l->ans.bad || q->rows != (uint32_t)l->ans.rows) {
+		if (!l->ans.bad) /* a DataRow too long to be read: no row is guessed at */
+			snprintf(l->ans.bad_why, sizeof(l->ans.bad_why), "a row from auth_query too long");
 		log_error("client %llu: auth_query for user \"%s\" on %s/%s: %s",
-			  (unsigned long long)c->id, c->user, l->pool->dbname, l->pool->user, l->bad_why);
+			  (unsigned long long)c->id, c->user, l->pool->dbname, l->pool->user,
+			  l->ans.bad_why);
 		refuse(l, "08P01", "bouncer config error");
-	} else if (!l->secret) {
+	} else if (!l->ans.secret) {
 		/* no row, or no secret (NULL: no password, or an expired one): as an unknown
 		 * user, and the user's server logins forget what an earlier look-up found */
 		authcache_forget(l->source, c->user);
-		if (l->rows)
+		if (l->ans.rows)
 			log_info("client %llu %s: user %s has no password (or it expired)",
 				 (unsigned long long)c->id, client_peer(c), c->user);
 		else
@@ -343,7 +355,7 @@ static void on_done(void *arg, const struct hkquery *q)
 				 client_peer(c), c->user);
 		if (l->mock_unknown) {
 			mock_user(l);
-		} else if (l->rows) {
+		} else if (l->ans.rows) {
 			/* trust: the role exists, and trust asks no password (PostgreSQL's trust
 			 * ignores VALID UNTIL too); an empty secret, which no password matches
 			 * and no server login uses */
@@ -356,13 +368,13 @@ static void on_done(void *arg, const struct hkquery *q)
 			refuse(l, "08P01", "no such user");
 		}
 	} else {
-		if (!authcache_put(l->source, c->user, l->secret))
+		if (!authcache_put(l->source, c->user, l->ans.secret))
 			log_warning("out of memory keeping the secret of user \"%s\": its server "
 				    "logins go without it", c->user);
-		struct auth_file *af = auth_of_one(c->user, l->secret);
+		struct auth_file *af = auth_of_one(c->user, l->ans.secret);
 		if (!af) {
 			refuse(l, "53200", "out of memory");
-		} else if (l->scram && auth_secret_kind(l->secret) == SECRET_PLAIN && l->secret[0]) {
+		} else if (l->scram && auth_secret_kind(l->ans.secret) == SECRET_PLAIN && l->ans.secret[0]) {
 			/* a plain secret's SCRAM keys: one PBKDF2, off the loop (as auth_file's) */
 			l->found = af;
 			l->iterations = rt->cfg->scram_iterations;

@@ -35,60 +35,14 @@
 #include "runtime.h"
 #include "scram.h"
 #include "server.h"
+#include "showfds.h"
 #include "stream.h"
 
 static struct runtime *rt;
 
-/* PgBouncer's SHOW FDS columns ("issssiqisssssbb"), then pgcoro's own: every parameter
- * (PgBouncer reads its 15 and ignores more; a PgBouncer row has only those). */
-#define PGB_NCOLS 15
-#define NCOLS 16
-static const struct proto_column fds_cols[NCOLS] = {
-    {"fd", 23, 4},
-    {"task", 25, -1},
-    {"user", 25, -1},
-    {"database", 25, -1},
-    {"addr", 25, -1},
-    {"port", 23, 4},
-    {"cancel", 20, 8},
-    {"link", 23, 4},
-    {"client_encoding", 25, -1},
-    {"std_strings", 25, -1},
-    {"datestyle", 25, -1},
-    {"timezone", 25, -1},
-    {"password", 25, -1},
-    {"scram_client_key", 17, -1},
-    {"scram_server_key", 17, -1},
-    {"pgcoro_params", 25, -1},
-};
-enum {
-	COL_FD,
-	COL_TASK,
-	COL_USER,
-	COL_DB,
-	COL_ADDR,
-	COL_PORT,
-	COL_CANCEL,
-	COL_LINK,
-	COL_ENC,
-	COL_STD,
-	COL_DATESTYLE,
-	COL_TZ,
-	COL_PASSWORD,
-	COL_CKEY,
-	COL_SKEY,
-	COL_PARAMS
-};
-
-/* pgcoro_params: NAME US VALUE RS, for each: a server's reported parameters, a client's
- * startup parameters (with what its session SET of the tracked ones). */
-#define PARAM_US '\x1f'
-#define PARAM_RS '\x1e'
+/* The most parameters a row carries: a client's startup parameters, or a server's
+ * reported ones. */
 #define MAX_ROW_PARAMS (CLIENT_MAX_PARAMS + SERVER_NPARAMS)
-
-/* The reported parameters a row carries, in its column order. */
-static const char *const row_params[4] = {"client_encoding", "standard_conforming_strings",
-                                          "DateStyle", "TimeZone"};
 
 void takeover_init(struct runtime *r)
 {
@@ -265,9 +219,9 @@ static void put_param(struct pbuf *b, const char *name, const char *value)
 	if (strpbrk(name, "\x1e\x1f") || strpbrk(value, "\x1e\x1f"))
 		b->failed = true; /* not sent: the four of PgBouncer's columns go alone */
 	proto_put_bytes(b, name, strlen(name));
-	proto_put_u8(b, PARAM_US);
+	proto_put_u8(b, SHOWFDS_PARAM_US);
 	proto_put_bytes(b, value, strlen(value));
-	proto_put_u8(b, PARAM_RS);
+	proto_put_u8(b, SHOWFDS_PARAM_RS);
 }
 
 static struct pbuf all_params; /* pgcoro_params of the row being sent */
@@ -314,24 +268,24 @@ static bool send_row(int admin_fd, struct pbuf *out, const struct fd_row *r)
 		hex(ckey, r->ckey, SCRAM_KEY_LEN);
 		hex(skey, r->skey, SCRAM_KEY_LEN);
 	}
-	const char *v[NCOLS] = {fd,
-	                        r->task,
-	                        r->user,
-	                        r->db,
-	                        r->addr,
-	                        port,
-	                        cancel,
-	                        link,
-	                        r->params[0],
-	                        r->params[1],
-	                        r->params[2],
-	                        r->params[3],
-	                        r->password,
-	                        r->ckey ? ckey : NULL,
-	                        r->ckey ? skey : NULL,
-	                        r->all};
+	const char *v[SHOWFDS_NCOLS] = {fd,
+	                                r->task,
+	                                r->user,
+	                                r->db,
+	                                r->addr,
+	                                port,
+	                                cancel,
+	                                link,
+	                                r->params[0],
+	                                r->params[1],
+	                                r->params[2],
+	                                r->params[3],
+	                                r->password,
+	                                r->ckey ? ckey : NULL,
+	                                r->ckey ? skey : NULL,
+	                                r->all};
 	pbuf_reset(out);
-	proto_build_data_row(out, v, NCOLS);
+	proto_build_data_row(out, v, SHOWFDS_NCOLS);
 	return !out->failed && send_with_fd(admin_fd, out, r->fd);
 }
 
@@ -419,7 +373,7 @@ static bool server_row(struct row_ctx *x, server_t *s, uint8_t *ckey, uint8_t *s
 		snprintf(r.addr, sizeof(r.addr), "unix");
 	r.cancel = (uint64_t)s->backend_pid << 32 | (s->cancel_key_known ? s->cancel_key : 0);
 	for (int i = 0; i < 4; i++) {
-		int k = server_param_index(row_params[i]);
+		int k = server_param_index(showfds_reported[i]);
 		r.params[i] = k >= 0 ? s->params[k] : NULL;
 	}
 	r.all = server_all(s);
@@ -445,7 +399,7 @@ static bool client_row(struct row_ctx *x, client_t *c, uint8_t *ckey, uint8_t *s
 		snprintf(r.addr, sizeof(r.addr), "unix");
 	r.cancel = (uint64_t)c->cancel_pid << 32 | c->cancel_key;
 	for (int i = 0; i < 4; i++)
-		r.params[i] = client_value(c, row_params[i]);
+		r.params[i] = client_value(c, showfds_reported[i]);
 	r.all = client_all(c);
 	r.password = found_secret(c->pool->dbname, c->pool->user);
 	if (scram_keys_of(c->pool->dbname, c->pool->user, ckey, skey)) {
@@ -507,7 +461,7 @@ bool takeover_show_fds(client_t *admin)
 	bool ok = stream_output_len(&admin->st) == 0 && flags >= 0 &&
 	          fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0;
 	if (ok) {
-		proto_build_row_description(&out, fds_cols, NCOLS);
+		proto_build_row_description(&out, showfds_cols, SHOWFDS_NCOLS);
 		ok = !out.failed && send_with_fd(fd, &out, -1);
 	}
 	struct row_ctx x = {.admin_fd = fd, .out = &out};
@@ -645,18 +599,12 @@ struct old_conn {
 	size_t nfds, fds_cap, fds_used;
 };
 
-/* One parsed SHOW FDS row, its strings in the row's message (kept). */
+/* One SHOW FDS row with the socket that came with it. */
 struct got_row {
-	int fd, oldfd, port, link;
-	uint64_t cancel;
-	char *task, *user, *db, *addr;
-	char *params[4];
-	char *all; /* pgcoro_params, or NULL (a PgBouncer's row) */
-	char *password; /* the secret auth_query found for user, or NULL */
-	uint8_t ckey[SCRAM_KEY_LEN], skey[SCRAM_KEY_LEN];
-	bool keys;
+	struct showfds_row v; /* its strings in MEM */
+	int fd;
 	server_t *server; /* adopted */
-	char *mem;
+	char *mem;        /* the row's message (kept) */
 };
 
 static bool send_query(struct old_conn *o, const char *sql)
@@ -759,19 +707,6 @@ static bool next_msg(struct old_conn *o, struct proto_msg *m, uint8_t **copy)
 	}
 }
 
-/* Logs the ErrorResponse M. */
-static void log_old_error(const struct proto_msg *m)
-{
-	const char *text = "?";
-	for (uint32_t i = 0; i < m->blen && m->body[i];) {
-		const char *f = (const char *)m->body + i;
-		if (f[0] == 'M')
-			text = f + 1;
-		i += (uint32_t)strlen(f) + 1;
-	}
-	log_error("online restart: the old process answered: %s", text);
-}
-
 /* Reads up to ReadyForQuery, failing on an ErrorResponse; rows (SHOW FDS) go to ON_ROW. */
 static bool until_ready(struct old_conn *o,
                         bool (*on_row)(struct old_conn *, struct proto_msg *, uint8_t *, void *),
@@ -783,32 +718,32 @@ static bool until_ready(struct old_conn *o,
 		uint8_t *copy;
 		if (!next_msg(o, &m, &copy))
 			return false;
-		if (m.type != 'D' && ++others > OLD_OTHER_MAX) {
+		const char *text = NULL;
+		enum showfds_msg kind = showfds_msg_kind(&m, &text);
+		if (kind != SHOWFDS_ROW && ++others > OLD_OTHER_MAX) {
 			log_error("online restart: too many messages from the old process");
 			free(copy);
 			return false;
 		}
 		bool keep = false;
-		if (m.type == 'E') {
-			log_old_error(&m);
+		if (kind == SHOWFDS_ERROR) {
+			log_error("online restart: the old process answered: %s", text);
 			ok = false;
-		} else if (m.type == 'D') {
+		} else if (kind == SHOWFDS_ROW) {
 			if (!on_row || !on_row(o, &m, copy, arg))
 				ok = false;
 			else
 				keep = true;
-		} else if (m.type == 'R' && m.blen >= 4 &&
-		           (m.body[0] | m.body[1] | m.body[2] | m.body[3]) != 0) {
+		} else if (kind == SHOWFDS_PASSWORD) {
 			log_error(
 			    "online restart: the old process asks for a password: run as the OS "
 			    "user it runs as");
 			free(copy);
 			return false;
 		}
-		uint8_t type = m.type;
 		if (!keep)
 			free(copy);
-		if (type == 'Z')
+		if (kind == SHOWFDS_READY)
 			return ok;
 	}
 }
@@ -818,32 +753,10 @@ struct rows {
 	size_t n, cap;
 };
 
-static int unhex(char c)
-{
-	return c >= '0' && c <= '9'   ? c - '0'
-	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
-	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
-	                              : -1;
-}
-
-/* A bytea text value of SCRAM_KEY_LEN bytes ("\x..."). */
-static bool key_of(const char *v, uint8_t out[SCRAM_KEY_LEN])
-{
-	if (!v || strncmp(v, "\\x", 2) != 0 || strlen(v) != 2 + 2 * SCRAM_KEY_LEN)
-		return false;
-	for (int i = 0; i < SCRAM_KEY_LEN; i++) {
-		int h = unhex(v[2 + 2 * i]), l = unhex(v[3 + 2 * i]);
-		if (h < 0 || l < 0)
-			return false;
-		out[i] = (uint8_t)(h << 4 | l);
-	}
-	return true;
-}
-
 /* Whether FD, the socket of a SHOW FDS row of TASK (its old fd OLDFD), is what the task
  * needs: a stream socket, listening for a "pooler" row and connected for the others
  * (logged if not). */
-static bool socket_fits(int fd, const char *task, const char *oldfd)
+static bool socket_fits(int fd, const char *task, int oldfd)
 {
 	bool pooler = strcmp(task, "pooler") == 0;
 	if (!pooler && strcmp(task, "client") != 0 && strcmp(task, "server") != 0) {
@@ -860,7 +773,7 @@ static bool socket_fits(int fd, const char *task, const char *oldfd)
 	    type != SOCK_STREAM ||
 	    (domain != AF_UNIX && domain != AF_INET && domain != AF_INET6) ||
 	    (listening != 0) != pooler) {
-		log_error("online restart: the socket of %s fd %.16s is not a %s stream socket",
+		log_error("online restart: the socket of %s fd %d is not a %s stream socket",
 		          task, oldfd, pooler ? "listening" : "connected");
 		return false;
 	}
@@ -885,32 +798,9 @@ static bool on_fd_row(struct old_conn *o, struct proto_msg *m, uint8_t *copy, vo
 		close(fd);
 		return false;
 	}
-	char *v[NCOLS] = {0};
-	uint8_t *p = (uint8_t *)m->body, *end = p + m->blen;
-	int ncols = m->blen >= 2 ? p[0] << 8 | p[1] : 0;
-	bool ok = ncols >= PGB_NCOLS;
-	p += 2;
-	for (int i = 0; ok && i < ncols && i < NCOLS; i++) {
-		if (end - p < 4) {
-			ok = false;
-			break;
-		}
-		int32_t len =
-		    (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | p[2] << 8 | p[3]);
-		if (len < 0) {
-			p += 4;
-			continue;
-		}
-		if (end - p - 4 < len) {
-			ok = false;
-			break;
-		}
-		memmove(p, p + 4,
-		        (size_t)len); /* the value moves over its length: room for a NUL */
-		p[len] = 0;
-		v[i] = (char *)p;
-		p += 4 + len;
-	}
+	uint8_t *body = (uint8_t *)m->body;
+	struct showfds_row v;
+	bool ok = showfds_parse_row(body, m->blen, &v);
 	if (ok && rows->n == rows->cap) {
 		size_t cap = rows->cap ? rows->cap * 2 : 64;
 		struct got_row *n = realloc(rows->r, cap * sizeof(*n));
@@ -920,35 +810,20 @@ static bool on_fd_row(struct old_conn *o, struct proto_msg *m, uint8_t *copy, vo
 		}
 		ok = n != NULL;
 	}
-	if (!ok || !v[COL_TASK] || !v[COL_FD]) {
+	if (!ok) {
 		log_error("online restart: a malformed SHOW FDS row (or out of memory)");
 		close(fd);
 		return false;
 	}
-	if (!socket_fits(fd, v[COL_TASK], v[COL_FD])) {
+	if (!socket_fits(fd, v.task, v.oldfd)) {
 		close(fd);
 		return false;
 	}
-	struct got_row *r = &rows->r[rows->n++];
-	*r = (struct got_row){.fd = fd,
-	                      .oldfd = atoi(v[COL_FD]),
-	                      .task = v[COL_TASK],
-	                      .user = v[COL_USER],
-	                      .db = v[COL_DB],
-	                      .addr = v[COL_ADDR],
-	                      .port = v[COL_PORT] ? atoi(v[COL_PORT]) : 0,
-	                      .link = v[COL_LINK] ? atoi(v[COL_LINK]) : 0,
-	                      .cancel = v[COL_CANCEL] ? strtoull(v[COL_CANCEL], NULL, 10) : 0,
-	                      .mem = (char *)copy};
-	for (int i = 0; i < 4; i++)
-		r->params[i] = v[COL_ENC + i];
-	r->all = v[COL_PARAMS];
-	r->password = v[COL_PASSWORD];
-	r->keys = key_of(v[COL_CKEY], r->ckey) && key_of(v[COL_SKEY], r->skey);
+	rows->r[rows->n++] = (struct got_row){.v = v, .fd = fd, .mem = (char *)copy};
 	return true;
 }
 
-static pool_t *pool_of(const struct got_row *r)
+static pool_t *pool_of(const struct showfds_row *r)
 {
 	const struct cfg_db *db = r->db && r->user ? cfg_find_db(rt->cfg, r->db) : NULL;
 	if (!db) {
@@ -962,7 +837,7 @@ static pool_t *pool_of(const struct got_row *r)
 /* The secret the old process's auth_query found for the row's user (the old process is
  * this OS user's: connect_old), kept as a look-up here would: a server login of the user
  * needs it. A user of this auth_file keeps that one's. */
-static void keep_found_secret(const struct got_row *r)
+static void keep_found_secret(const struct showfds_row *r)
 {
 	if (!r->password || !r->user || (rt->auth && auth_lookup(rt->auth, r->user)))
 		return;
@@ -972,7 +847,7 @@ static void keep_found_secret(const struct got_row *r)
 
 /* The row's SCRAM keys, when they are for the verifier this process has for its user
  * (auth_file's, else auth_query's). */
-static void keep_scram_key(const struct got_row *r)
+static void keep_scram_key(const struct showfds_row *r)
 {
 	keep_found_secret(r);
 	const char *secret = r->keys && r->user ? authquery_secret(r->db, r->user) : NULL;
@@ -983,49 +858,23 @@ static void keep_scram_key(const struct got_row *r)
 		clientkey_store(r->user, &keys, r->ckey);
 }
 
-/* The row's parameters as NAMES/VALUES (MAX_ROW_PARAMS room): pgcoro_params (cut in
- * place), else PgBouncer's four; returns their count. */
-static int row_params_of(struct got_row *r, const char **names, const char **values)
-{
-	int n = 0;
-	for (char *q = r->all; q && *q && n < MAX_ROW_PARAMS;) {
-		char *us = strchr(q, PARAM_US), *rs = us ? strchr(us, PARAM_RS) : NULL;
-		if (!rs)
-			break;
-		*us = *rs = 0;
-		names[n] = q;
-		values[n++] = us + 1;
-		q = rs + 1;
-	}
-	if (r->all) {
-		r->all = NULL; /* cut: once */
-		return n;
-	}
-	for (int i = 0; i < 4; i++)
-		if (r->params[i]) {
-			names[n] = row_params[i];
-			values[n++] = r->params[i];
-		}
-	return n;
-}
-
 static bool adopt_server(struct got_row *r)
 {
-	pool_t *p = pool_of(r);
+	pool_t *p = pool_of(&r->v);
 	const char *names[MAX_ROW_PARAMS], *values[MAX_ROW_PARAMS];
-	int n = row_params_of(r, names, values);
+	int n = showfds_row_params(&r->v, names, values, MAX_ROW_PARAMS);
 	struct server_conn sc = {.fd = r->fd,
-	                         .backend_pid = (uint32_t)(r->cancel >> 32),
-	                         .cancel_key = (uint32_t)r->cancel,
-	                         .have_key = (uint32_t)r->cancel != 0,
+	                         .backend_pid = (uint32_t)(r->v.cancel >> 32),
+	                         .cancel_key = (uint32_t)r->v.cancel,
+	                         .have_key = (uint32_t)r->v.cancel != 0,
 	                         .nparams = n,
 	                         .names = names,
 	                         .values = values};
 	evutil_make_socket_nonblocking(r->fd);
 	server_t *s = r->server = p ? server_adopt_conn(p, &sc) : NULL;
-	keep_scram_key(r);
+	keep_scram_key(&r->v);
 	int version = server_param_index("server_version");
-	if (s && !p->params_known && !r->link && version >= 0 && s->params[version]) {
+	if (s && !p->params_known && !r->v.link && version >= 0 && s->params[version]) {
 		/* the welcome of its pool's new clients, as from a new server's: this one's
 		 * reported parameters but the application_name a client left */
 		char *params[SERVER_NPARAMS];
@@ -1043,15 +892,15 @@ static bool adopt_server(struct got_row *r)
 static bool adopt_client(struct got_row *r, struct rows *rows)
 {
 	server_t *s = NULL;
-	for (size_t i = 0; r->link && i < rows->n && !s; i++)
-		if (rows->r[i].server && rows->r[i].oldfd == r->link)
+	for (size_t i = 0; r->v.link && i < rows->n && !s; i++)
+		if (rows->r[i].server && rows->r[i].v.oldfd == r->v.link)
 			s = rows->r[i].server;
-	if (r->link && !s) {
+	if (r->v.link && !s) {
 		log_error("online restart: client fd %d: its server fd %d was not handed over",
-		          r->oldfd, r->link);
+		          r->v.oldfd, r->v.link);
 		return false;
 	}
-	if (!r->user || !r->db)
+	if (!r->v.user || !r->v.db)
 		return false;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -1060,19 +909,19 @@ static bool adopt_client(struct got_row *r, struct rows *rows)
 		ss.ss_family = AF_UNIX;
 	}
 	const char *names[MAX_ROW_PARAMS], *values[MAX_ROW_PARAMS];
-	int n = row_params_of(r, names, values);
+	int n = showfds_row_params(&r->v, names, values, MAX_ROW_PARAMS);
 	struct client_adopt a = {.fd = r->fd,
 	                         .sa = (struct sockaddr *)&ss,
-	                         .user = r->user,
-	                         .database = r->db,
+	                         .user = r->v.user,
+	                         .database = r->v.db,
 	                         .nparams = n,
 	                         .names = names,
 	                         .values = values,
-	                         .cancel_pid = (uint32_t)(r->cancel >> 32),
-	                         .cancel_key = (uint32_t)r->cancel,
+	                         .cancel_pid = (uint32_t)(r->v.cancel >> 32),
+	                         .cancel_key = (uint32_t)r->v.cancel,
 	                         .server = s};
 	evutil_make_socket_nonblocking(r->fd);
-	keep_scram_key(r);
+	keep_scram_key(&r->v);
 	return client_adopt(&a) != NULL;
 }
 
@@ -1210,17 +1059,17 @@ bool takeover_run(struct runtime *r)
 	size_t nl = 0, ns = 0, nc = 0;
 	bool ok = true;
 	for (size_t i = 0; i < rows.n && ok; i++)
-		if (strcmp(rows.r[i].task, "pooler") == 0) {
+		if (strcmp(rows.r[i].v.task, "pooler") == 0) {
 			ok = listener_adopt(rt, rows.r[i].fd);
 			nl++;
 		}
 	for (size_t i = 0; i < rows.n && ok; i++)
-		if (strcmp(rows.r[i].task, "server") == 0) {
+		if (strcmp(rows.r[i].v.task, "server") == 0) {
 			ok = adopt_server(&rows.r[i]);
 			ns++;
 		}
 	for (size_t i = 0; i < rows.n && ok; i++)
-		if (strcmp(rows.r[i].task, "client") == 0) {
+		if (strcmp(rows.r[i].v.task, "client") == 0) {
 			ok = adopt_client(&rows.r[i], &rows);
 			nc++;
 		}
