@@ -782,6 +782,94 @@ def seeds_tls():
 
 # ---- dictionaries --------------------------------------------------------------------
 
+# ---- takeover (SHOW FDS) --------------------------------------------------------------
+
+FDS_COLS = ['fd', 'task', 'user', 'database', 'addr', 'port', 'cancel', 'link',
+            'client_encoding', 'std_strings', 'datestyle', 'timezone', 'password',
+            'scram_client_key', 'scram_server_key', 'pgcoro_params']
+KEY_HEX = b'\\x' + bytes(range(32)).hex().encode()
+
+
+def fds_row(fd, task, user=None, db=None, addr=b'unix', port=b'6432', cancel=b'0', link=b'0',
+            params=(b'UTF8', b'on', b'ISO, MDY', b'UTC'), password=None, keys=False,
+            all_params=None, pgbouncer=False):
+    vals = [fd, task, user, db, addr, port, cancel, link] + list(params) + [
+        password, KEY_HEX if keys else None, KEY_HEX.upper().replace(b'\\X', b'\\x')
+        if keys else None]
+    if not pgbouncer:
+        vals.append(all_params)
+    return data_row(*vals)
+
+
+def pgcoro_params(*kv):
+    return b''.join(k + b'\x1f' + v + b'\x1e' for k, v in kv)
+
+
+def seeds_takeover():
+    # the old process's answer on the console connection (see fuzz_takeover.c)
+    login = (msg(b'R', struct.pack('>I', 0)) + param_status('server_version', '15.0') +
+             msg(b'K', struct.pack('>II', 1, 2)) + ready())
+    head = row_description(*FDS_COLS)
+    tail = complete('SHOW') + ready()
+    s = {
+        'login': login,
+        'suspend': complete('SUSPEND') + ready(),
+        'pgcoro': head + fds_row(b'5', b'pooler') +
+        fds_row(b'9', b'server', b'alice', b'db', b'127.0.0.1', b'5432',
+                b'18446744073709551615', b'10', password=b'SCRAM-SHA-256$4096:c2FsdA==$a:b',
+                keys=True, all_params=pgcoro_params((b'server_version', b'15.0'),
+                                                    (b'TimeZone', b'UTC'))) +
+        fds_row(b'10', b'client', b'alice', b'db', b'::1', b'40000', b'4294967297', b'9',
+                all_params=pgcoro_params((b'application_name', b'app'),
+                                         (b'search_path', b'"$user", public'))) + tail,
+        'pgbouncer': row_description(*FDS_COLS[:15]) + fds_row(b'3', b'pooler', pgbouncer=True) +
+        fds_row(b'7', b'client', b'bob', b'db', b'10.0.0.1', b'5000', b'12', b'0',
+                params=(b'UTF8', None, None, b'Europe/Paris'), pgbouncer=True) + tail,
+        'malformed': head + data_row(b'5', b'pooler') + msg(b'D', b'\0\x10\0\0\0\x05ab') +
+        tail,
+        'null-task': head + fds_row(b'5', None) + tail,
+        'refused': error('08P01', 'SHOW FDS needs SUSPEND first') + ready(),
+        'password': msg(b'R', struct.pack('>I', 5) + b'salt'),
+    }
+    for name, data in s.items():
+        write('takeover', name, data)
+
+
+# ---- auth_query -----------------------------------------------------------------------
+
+def aq_input(user, *bodies):
+    return bytes([len(user)]) + user + b''.join(
+        struct.pack('>H', len(b)) + b for b in bodies)
+
+
+def aq_row(*vals):
+    return data_row(*vals)[5:]
+
+
+def seeds_authquery():
+    # byte 0 the user name's length, the name, then rows (see fuzz_authquery.c)
+    verifier = (b'SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpc'
+                b'XkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=')
+    s = {
+        'scram': aq_input(b'alice', aq_row(b'alice', verifier)),
+        'md5': aq_input(b'bob', aq_row(b'bob', b'md5' + b'0' * 32)),
+        'plain': aq_input(b'carol', aq_row(b'carol', b'pencil')),
+        'null-secret': aq_input(b'alice', aq_row(b'alice', None)),
+        'null-user': aq_input(b'alice', aq_row(None, b'x')),
+        'no-row': aq_input(b'alice'),
+        'two-rows': aq_input(b'alice', aq_row(b'alice', b'a'), aq_row(b'alice', b'b')),
+        'other-user': aq_input(b'alice', aq_row(b'mallory', b'x')),
+        'three-cols': aq_input(b'alice', aq_row(b'alice', b'x', b'y')),
+        'nul-in-secret': aq_input(b'alice', aq_row(b'alice', b'a\0b')),
+        'cut': aq_input(b'alice', aq_row(b'alice', b'secret')[:-3]),
+        'pwenc-md5': aq_input(b'', aq_row(b'md5')),
+        'pwenc-scram': aq_input(b'', aq_row(b'scram-sha-256')),
+        'empty-user': aq_input(b'', aq_row(b'', b'')),
+    }
+    for name, data in s.items():
+        write('authquery', name, data)
+
+
 def dict_escape(w):
     if isinstance(w, str):
         w = w.encode()
@@ -870,6 +958,8 @@ def main():
     seeds_isolation()
     seeds_tls()
     seeds_srvlogin()
+    seeds_takeover()
+    seeds_authquery()
 
 
 if __name__ == '__main__':
