@@ -53,15 +53,12 @@ enum showfds_msg showfds_msg_kind(const struct proto_msg *m, const char **text)
 		return SHOWFDS_ROW;
 	case 'Z':
 		return SHOWFDS_READY;
-	case 'E':
-		*text = "?";
-		for (uint32_t i = 0; i < m->blen && m->body[i];) {
-			const char *f = (const char *)m->body + i;
-			if (f[0] == 'M')
-				*text = f + 1;
-			i += (uint32_t)strlen(f) + 1;
-		}
+	case 'E': {
+		/* bounded by the body: the old process's last field may lack its NUL */
+		const char *t = proto_error_field(m->body, m->blen, 'M');
+		*text = t ? t : "?";
 		return SHOWFDS_ERROR;
+	}
 	case 'R':
 		return m->blen >= 4 && (m->body[0] | m->body[1] | m->body[2] | m->body[3]) != 0
 		           ? SHOWFDS_PASSWORD

@@ -10,6 +10,7 @@ own making: a listener on 127.0.0.1:PORT (the config's), then what MODE says:
   foreign_pooler    a pooler row listening on another port
   notices           2000 NoticeResponses in SHOW FDS's answer
   big_notice        one NoticeResponse of 2 MB
+  error_cut         SHOW FDS answered by an ErrorResponse whose last field lacks its NUL
 
 After SHUTDOWN (if it comes), it asks over its end of the client's socket who it is and
 prints "ANSWER: <bytes>" (b'' when the new process did not adopt the socket)."""
@@ -71,6 +72,8 @@ def dialog(conn, lst, bad, port, mode):
         q = m[1]
         if q.startswith(b"SUSPEND"):
             conn.sendall(msg(b"C", b"SUSPEND\0") + msg(b"Z", b"I"))
+        elif q.startswith(b"SHOW FDS") and mode == "error_cut":
+            conn.sendall(msg(b"E", b"SERROR\0C08P01\0Mno end") + msg(b"Z", b"I"))
         elif q.startswith(b"SHOW FDS"):
             send_fd(conn, fd_row(lst.fileno(), "pooler", port=port), lst.fileno())
             if mode in ("connected_pooler", "foreign_pooler"):

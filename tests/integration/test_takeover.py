@@ -419,11 +419,13 @@ def test_takeover_refuses_another_users_process(pg, pgcoro_bin, session_root):
     ("foreign_pooler", "a listening socket handed over is on no address listen_addr"),
     ("notices", "too many messages from the old process"),
     ("big_notice", "a malformed message from the old process"),
+    ("error_cut", "the old process answered: ?"),
 ])
 def test_takeover_refuses_bad_sockets(pg, pgcoro_bin, session_root, mode, why):
     """The old process (same OS user) hands over what no pgcoro would: a socket that is not
     the row's kind, a listener on an address the config does not give, an endless or huge
-    answer. -R refuses it and exits non-zero, the client socket not adopted."""
+    answer, an error whose text lacks its NUL (read within its message). -R refuses it and
+    exits non-zero, the client socket not adopted."""
     rc, log, out = fake_takeover(pg, pgcoro_bin, session_root, mode)
     assert rc not in (0, None), log
     assert why in log, log
