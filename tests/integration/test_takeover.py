@@ -30,11 +30,11 @@ def start(pgcoro_factory, pg):
 
 
 def spawn_reboot(inst, env=None):
-    """Starts `pgcoro -R` on INST's config; returns (Popen, log path)."""
+    """Starts `pgcoro -R` (INST's binary) on INST's config; returns (Popen, log path)."""
     logpath = os.path.join(inst.workdir, f"pgcoro-R-{time.monotonic_ns()}.log")
     logf = open(logpath, "wb")
     proc = subprocess.Popen(
-        [inst.bin_path, "-R", "-c", inst.config_path], stdin=subprocess.DEVNULL,
+        [inst.proc.args[0], "-R", "-c", inst.config_path], stdin=subprocess.DEVNULL,
         stdout=logf, stderr=logf, cwd=inst.workdir,
         env=clean_env(ASAN_OPTIONS=ASAN_OPTIONS, UBSAN_OPTIONS=UBSAN_OPTIONS, **(env or {})))
     logf.close()
@@ -57,6 +57,20 @@ def adopt(inst, proc, logpath):
     inst.logf.close()
     inst.proc, inst.pid, inst.logpath = proc, proc.pid, logpath
     inst.logf = open(os.devnull, "wb")
+
+
+def take_over(inst):
+    """Runs `pgcoro -R` on INST's config and waits for the handover (adopt: INST is the new
+    process then); the new process is killed by its PID if that fails. Returns -R's log
+    path."""
+    proc, logpath = spawn_reboot(inst)
+    try:
+        adopt(inst, proc, logpath)
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=30)
+        raise
+    return logpath
 
 
 class Loop(threading.Thread):
@@ -86,7 +100,6 @@ class Loop(threading.Thread):
 @pytest.fixture
 def load(pgcoro_factory, pg):
     inst = start(pgcoro_factory, pg)
-    inst.bin_path = inst.proc.args[0]
     loops = [Loop(inst, i) for i in range(3)]
     for t in loops:
         t.start()
@@ -141,13 +154,7 @@ def goes_on(inst, loops, sessions):
 def test_takeover_under_load(load):
     inst, loops, sessions = load
     old_pid = inst.pid
-    proc, logpath = spawn_reboot(inst)
-    try:
-        adopt(inst, proc, logpath)
-    except BaseException:
-        proc.kill()
-        proc.wait(timeout=30)
-        raise
+    logpath = take_over(inst)
     assert inst.pid != old_pid and inst.alive()
     log = read(logpath)
     assert "online restart: 2 listeners" in log, log
@@ -307,7 +314,6 @@ def test_takeover_with_a_session_login_waiting(pgcoro_factory, pg):
     base = f"host=127.0.0.1 port={pg.port} dbname=postgres"
     inst = pgcoro_factory(settings={"suspend_timeout": 60},
                           databases={"one": f"{base} pool_mode=session pool_size=1"})
-    inst.bin_path = inst.proc.args[0]
     holder = inst.connect(db="one")
     holder.autocommit = True
     cur = holder.cursor()
@@ -335,13 +341,7 @@ def test_takeover_with_a_session_login_waiting(pgcoro_factory, pg):
     wait_until(waiting, "the late login waits for the server")
     console.close()
     old_logpath = inst.logpath
-    proc, logpath = spawn_reboot(inst)
-    try:
-        adopt(inst, proc, logpath)
-    except BaseException:
-        proc.kill()
-        proc.wait(timeout=30)
-        raise
+    logpath = take_over(inst)
     t.join(timeout=60)
     assert "error" in outcome, outcome
     cur.execute("select pg_backend_pid()")
@@ -446,19 +446,12 @@ def test_takeover_keeps_the_secrets_auth_query_found(pgcoro_factory, pg):
                    # md5 over TCP: the server login needs md5user's secret
                    "tcp": f"host=127.0.0.1 port={pg.port} dbname=postgres "
                           "pool_mode=transaction"})
-    inst.bin_path = inst.proc.args[0]
     c = psycopg2.connect(user=MD5_USER, password=MD5_PASS, dbname="tcp", host=inst.host,
                          port=inst.port, connect_timeout=30)
     c.autocommit = True
     try:
         c.cursor().execute("SELECT 1")
-        proc, logpath = spawn_reboot(inst)
-        try:
-            adopt(inst, proc, logpath)
-        except BaseException:
-            proc.kill()
-            proc.wait(timeout=30)
-            raise
+        logpath = take_over(inst)
         assert "1 clients taken over" in read(logpath), read(logpath)
         pg.psql_super("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                       f"WHERE usename = '{MD5_USER}'")
