@@ -1,7 +1,7 @@
 /* Owns the login dialog: the only code that reads bytes from a peer that has not
  * authenticated. The startup packet (or an SSLRequest, direct TLS, a GSSENCRequest, a
  * CancelRequest), the startup parameters' one bounded store, the method (auth_type or the
- * first auth_hba_file rule) and the trust/password/md5/SCRAM/cert/peer exchanges.
+ * first auth_hba_file rule) and the trust/password/md5/SCRAM/cert/peer/any/pam exchanges.
  *
  * One entry, login_on_input (login_on_tls_ready when a handshake ends); one exit,
  * client_logged_in after AuthenticationOk, or client_disconnect. A cleartext password is
