@@ -256,13 +256,21 @@ def test_any_admin_console(pgcoro_factory, pg):
         w.query("RESUME anydb")
 
 
+def own_console(inst):
+    """INST's admin console for pgcoro's own OS user (unix socket, no password)."""
+    import psycopg2
+    con = psycopg2.connect(user="pgbouncer", dbname="pgbouncer", host=inst.sockdir,
+                           port=inst.port, connect_timeout=30)
+    con.autocommit = True
+    return con
+
+
 def test_pam_password_survives_online_restart(pgcoro_factory, pam_dir, pam_role, pg):
     """-R: the old process passes PAM_USER's password on (SHOW FDS' password column, as
     PgBouncer), so the new one logs in a new server for the client it adopted (after
     PostgreSQL ended the one it had). Before, the column was empty under pam and the new
     server's login failed (no password)."""
-    import psycopg2
-    from test_takeover import adopt, read, spawn_reboot
+    from test_takeover import restart_then_end_servers
     env = {"PGCORO_PAM_CONFDIR": str(pam_dir)}
     inst = pgcoro_factory(
         settings={"auth_type": "pam", "auth_file": None},
@@ -272,27 +280,5 @@ def test_pam_password_survives_online_restart(pgcoro_factory, pam_dir, pam_role,
     with Wire.to(inst) as w:
         w.login(PAM_USER, PAM_PASS, database="tx")
         assert w.query("SELECT 1") == [["1"]]
-        proc, logpath = spawn_reboot(inst, env)
-        try:
-            adopt(inst, proc, logpath)
-        except BaseException:
-            proc.kill()
-            proc.wait(timeout=30)
-            raise
-        assert "1 clients taken over" in read(logpath), read(logpath)
-        pg.psql_super("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                      f"WHERE usename = '{PAM_USER}'")
-        # the console for pgcoro's own OS user (unix socket, no password)
-        con = psycopg2.connect(user="pgbouncer", dbname="pgbouncer", host=inst.sockdir,
-                               port=inst.port, connect_timeout=30)
-        con.autocommit = True
-        try:
-            def no_server():
-                cur = con.cursor()
-                cur.execute("SHOW SERVERS")
-                names = [d[0] for d in cur.description]
-                return not [r for r in cur.fetchall() if r[names.index("user")] == PAM_USER]
-            wait_until(no_server, "the new process sees its pamuser server gone")
-        finally:
-            con.close()
+        restart_then_end_servers(inst, pg, PAM_USER, lambda: own_console(inst), env)
         assert w.query("SELECT current_user") == [[PAM_USER]]
