@@ -86,8 +86,9 @@ struct login {
 };
 
 /* A cleartext password check (auth_plain_prepare, then auth_plain_verify's PBKDF2 on the
- * executor; or PAM's, pamauth_check, which may block as long as its modules take): for
- * every user, listed or not, so every answer costs the same work and none blocks the loop. At most exec_bulk_threads() checks are on the executor at once (one
+ * executor): for every user, listed or not, so every answer costs the same work and none
+ * blocks the loop; or auth_type pam's (pamauth_check, as long as PAM's modules take), on
+ * the same terms. At most exec_bulk_threads() checks are on the executor at once (one
  * thread stays free of them for connect steps, cancels and reloads), counting those whose
  * login has ended (each frees itself when done, so an anonymous peer cannot queue work by
  * leaving); later ones wait here, FIFO, each for a login still open (a login that ends
@@ -485,14 +486,11 @@ static enum hba_method choose_method(client_t *c, const struct hba_map **map)
 {
 	static const enum hba_method of_type[] = {
 	    [AUTH_TRUST] = HBA_TRUST, [AUTH_PLAIN] = HBA_PASSWORD, [AUTH_MD5] = HBA_MD5,
-	    [AUTH_SCRAM] = HBA_SCRAM, [AUTH_CERT] = HBA_CERT,
+	    [AUTH_SCRAM] = HBA_SCRAM, [AUTH_CERT] = HBA_CERT, [AUTH_ANY] = HBA_ANY,
+	    [AUTH_PAM] = HBA_PAM,
 	};
 	int type = rt->cfg->auth_type;
 	*map = NULL;
-	if (type == AUTH_ANY)
-		return HBA_ANY;
-	if (type == AUTH_PAM)
-		return HBA_PAM;
 	if (type != AUTH_HBA)
 		return of_type[type];
 	struct hba_conn conn = {
