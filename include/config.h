@@ -27,6 +27,9 @@ enum auth_type {
 	AUTH_SCRAM,  /* "scram-sha-256" */
 	AUTH_CERT,   /* "cert": TLS client certificate, its CN must be the user */
 	AUTH_HBA,    /* "hba": the method of the first matching auth_hba_file rule */
+	AUTH_ANY,    /* "any": no authentication, the user name given is ignored: every login
+	              * is its database's user= (PgBouncer's) */
+	AUTH_PAM,    /* "pam": cleartext password checked by PAM, service "pgbouncer" */
 };
 
 /* load_balance_hosts of a [databases] entry with several hosts. */

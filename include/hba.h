@@ -20,6 +20,8 @@ enum hba_method {
 	HBA_SCRAM,    /* scram-sha-256 */
 	HBA_CERT,     /* TLS client certificate: its CN is the user, or maps to it (map=) */
 	HBA_PEER,     /* unix sockets: the peer's OS user is the user, or maps to it (map=) */
+	HBA_ANY,      /* auth_type any only (not in a rule, as PgBouncer): no authentication */
+	HBA_PAM,      /* auth_type pam only (not in a rule, as PgBouncer): cleartext, PAM */
 	HBA_NO_MATCH = -1,
 };
 

@@ -21,8 +21,9 @@ void srvconnect_init(struct runtime *rt);
 /* THE secret pgcoro logs in to PostgreSQL with as server user USER for a pool of the
  * [databases] entry DATABASE when the entry names no password: a plain password, an md5
  * secret ("md5" + hex) or a SCRAM verifier; NULL when there is none (then libpq's own
- * rules apply: passfile, trust...). The auth_file's entry, else what DATABASE's
- * auth_query found (authquery_secret), so that every server login (libpq's and pgcoro's
+ * rules apply: passfile, trust...). Under auth_type pam the password USER last passed PAM
+ * with (pamauth_secret); else, or without one, the auth_file's entry, else what
+ * DATABASE's auth_query found (authquery_secret), so that every server login (libpq's and pgcoro's
  * own) finds it. Owned by the store it comes from: valid until the next reload. */
 const char *srvconnect_secret(const char *database, const char *user);
 

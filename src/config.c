@@ -75,10 +75,11 @@ enum {
 };
 
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
-static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256",
-					      "cert",  "hba",   NULL};
+/* indexed by enum auth_type */
+static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256", "cert",
+					      "hba",   "any",   "pam", NULL};
 /* auth_type values PgBouncer takes that pgcoro does not have */
-static const char *const auth_type_not_yet[] = {"any", "ldap", "pam", NULL};
+static const char *const auth_type_not_yet[] = {"ldap", NULL};
 static const char *const empty_names[] = {"", NULL};
 static const char *const server_cipher_names[] = {"default", "secure", "fast", "normal", NULL};
 static const char *const dheparams_names[] = {"auto", "none", NULL};
@@ -184,7 +185,10 @@ static const struct cfg_key keys[] = {
         "and the kernel spreads the connections (each with its own unix_socket_dir and "
         "pidfile; see peer_id and [peers] for their cancel requests)"),
     KEY_AT(CFG_WITH_FILES, auth_type, T_AUTH_TYPE, "md5",
-        "client authentication: trust, plain, md5, scram-sha-256, cert or hba"),
+        "client authentication: trust, plain, md5, scram-sha-256, cert, hba, any (no "
+        "authentication: every login is its database's user=, and any user name gets into the "
+        "admin console: SHOW only, admin_users all) or pam (cleartext password checked by PAM "
+        "service \"pgbouncer\"; auth_file unused; the password is the server login's)"),
     KEY_AT(CFG_WITH_FILES, auth_file, T_STRING, "",
         "file of \"user\" \"password\" lines; empty = none"),
     KEY_AT(CFG_WITH_FILES, auth_hba_file, T_STRING, "",
@@ -2132,6 +2136,13 @@ struct config *cfg_load(const char *path, char *err, size_t errlen)
 	              "auth_type %s without auth_file: no user can log in with a password (as "
 	              "in PgBouncer; pgcoro refuses this in its own files)",
 	              cfg_auth_type_name(cfg->auth_type)))
+		goto oom;
+	if (cfg->auth_type == AUTH_ANY &&
+	    !cfg_warn(cfg, path, 0,
+	              "auth_type any: no client is authenticated: every login to a database logs "
+	              "in as its user= (a database without user= refuses every login), and any "
+	              "user name gets into the admin console without a password (SHOW commands; "
+	              "admin_users every command), as in PgBouncer"))
 		goto oom;
 	if (!cfg_validate(cfg, &bad, why, sizeof(why))) {
 		if (bad)

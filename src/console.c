@@ -619,7 +619,8 @@ void console_login(client_t *c)
 {
 	const struct config *cfg = rt->cfg;
 	bool admin = in_list(cfg->admin_users, c->user) || login_peer_is_self(c);
-	if (!admin && !in_list(cfg->stats_users, c->user)) {
+	/* auth_type any lets every user name in (SHOW only), as PgBouncer */
+	if (!admin && !in_list(cfg->stats_users, c->user) && cfg->auth_type != AUTH_ANY) {
 		client_disconnect(c, "28000", "not allowed: user \"%s\" is not in admin_users or "
 				  "stats_users", c->user);
 		return;

@@ -463,7 +463,7 @@ static bool parse_address(struct parser *p, struct rule *r, int fi, int *used)
 static const char *const method_names[] = {
     [HBA_TRUST] = "trust", [HBA_REJECT] = "reject", [HBA_PASSWORD] = "password",
     [HBA_MD5] = "md5",     [HBA_SCRAM] = "scram-sha-256", [HBA_CERT] = "cert",
-    [HBA_PEER] = "peer",
+    [HBA_PEER] = "peer",   [HBA_ANY] = "any",     [HBA_PAM] = "pam",
 };
 
 const char *hba_method_name(enum hba_method m)
@@ -543,6 +543,9 @@ static bool parse_rule(struct parser *p, const struct hba *h, struct rule *r,
 			break;
 	if (k == sizeof(method_names) / sizeof(method_names[0]))
 		return fail(p, "invalid or unsupported authentication method \"%s\"", m);
+	if (k == HBA_ANY || k == HBA_PAM) /* as PgBouncer, which takes them only globally */
+		return fail(p, "authentication method \"%s\" works only as auth_type, not in "
+			    "auth_hba_file", m);
 	r->method = (enum hba_method)k;
 	/* peer off a unix socket, cert without TLS: accepted as PgBouncer does; such a
 	 * login fails */

@@ -1,7 +1,7 @@
 /* Owns the login dialog: the only code that reads bytes from a peer that has not
  * authenticated. The startup packet (or an SSLRequest, direct TLS, a GSSENCRequest, a
  * CancelRequest), the startup parameters' one bounded store, the method (auth_type or the
- * first auth_hba_file rule) and the trust/password/md5/SCRAM/cert/peer exchanges.
+ * first auth_hba_file rule) and the trust/password/md5/SCRAM/cert/peer/any/pam exchanges.
  *
  * One entry, login_on_input (login_on_tls_ready when a handshake ends); one exit,
  * client_logged_in after AuthenticationOk, or client_disconnect. A cleartext password is
@@ -39,6 +39,8 @@
 #include "hba.h"
 #include "list.h"
 #include "log.h"
+#include "pamauth.h"
+#include "pool.h"
 #include "proto.h"
 #include "rand.h"
 #include "runtime.h"
@@ -85,7 +87,8 @@ struct login {
 
 /* A cleartext password check (auth_plain_prepare, then auth_plain_verify's PBKDF2 on the
  * executor): for every user, listed or not, so every answer costs the same work and none
- * blocks the loop. At most exec_bulk_threads() checks are on the executor at once (one
+ * blocks the loop; or auth_type pam's (pamauth_check, as long as PAM's modules take), on
+ * the same terms. At most exec_bulk_threads() checks are on the executor at once (one
  * thread stays free of them for connect steps, cancels and reloads), counting those whose
  * login has ended (each frees itself when done, so an anonymous peer cannot queue work by
  * leaving); later ones wait here, FIFO, each for a login still open (a login that ends
@@ -96,7 +99,10 @@ struct plain_check {
 	client_t *c;      /* NULL once its login has ended */
 	struct list node; /* in checks_waiting until submitted */
 	struct auth_plain chk;
+	bool pam;        /* PAM's check (auth_type pam), not auth_plain's */
 	bool ok;         /* the verdict (set on the worker) */
+	char rhost[INET6_ADDRSTRLEN]; /* PAM_RHOST: the client's address, or "unix" */
+	char *user;      /* PAM's user: a copy (the login may end first), after the password */
 	char password[]; /* cleansed before it is freed */
 };
 
@@ -480,7 +486,8 @@ static enum hba_method choose_method(client_t *c, const struct hba_map **map)
 {
 	static const enum hba_method of_type[] = {
 	    [AUTH_TRUST] = HBA_TRUST, [AUTH_PLAIN] = HBA_PASSWORD, [AUTH_MD5] = HBA_MD5,
-	    [AUTH_SCRAM] = HBA_SCRAM, [AUTH_CERT] = HBA_CERT,
+	    [AUTH_SCRAM] = HBA_SCRAM, [AUTH_CERT] = HBA_CERT, [AUTH_ANY] = HBA_ANY,
+	    [AUTH_PAM] = HBA_PAM,
 	};
 	int type = rt->cfg->auth_type;
 	*map = NULL;
@@ -576,7 +583,11 @@ static void run_method(client_t *c, const struct hba_map *map)
 	case HBA_TRUST:
 		check_trust(c);
 		return;
+	case HBA_ANY: /* the user was set to the database's user= (on_startup) */
+		login_done(c);
+		return;
 	case HBA_PASSWORD:
+	case HBA_PAM:
 		send_auth(c, AUTH_REQ_PASSWORD, NULL, 0);
 		l->phase = LOGIN_PASSWORD;
 		return;
@@ -609,6 +620,28 @@ static void run_method(client_t *c, const struct hba_map *map)
 }
 
 /* ---- the startup packet -------------------------------------------------------------- */
+
+/* The user C logs in as, having given USER for DATABASE: USER, but under auth_type any
+ * (PgBouncer's) the database entry's user=, whatever USER is (the admin console keeps
+ * USER: admin_users and stats_users still tell who may do what there). NULL (C closed,
+ * in PgBouncer's words) when the entry names no user= or there is no entry. */
+static const char *any_user(client_t *c, const char *user, const char *database)
+{
+	if (rt->cfg->auth_type != AUTH_ANY || console_is_console_db(database))
+		return user;
+	const struct cfg_db *db = cfg_find_db(rt->cfg, database);
+	const char *forced = db ? cfg_db_param(db, "user") : NULL;
+	if (!forced) {
+		log_error("client %llu %s: auth_type=any requires forced user (database \"%s\" "
+			  "has no user=)", (unsigned long long)c->id, client_peer(c), database);
+		client_disconnect(c, "08P01", "bouncer config error");
+		return NULL;
+	}
+	if (strcmp(forced, user) != 0)
+		log_debug("client %llu %s: auth_type any: user \"%s\" logs in as \"%s\"",
+			  (unsigned long long)c->id, client_peer(c), user, forced);
+	return forced;
+}
 
 static void on_startup(client_t *c, const struct proto_startup *st)
 {
@@ -659,8 +692,12 @@ static void on_startup(client_t *c, const struct proto_startup *st)
 	if (rt->cfg->application_name_add_host && !c->replication &&
 	    !add_host_to_appname(c, app, sizeof(app)))
 		return;
+	const char *database = st->database && st->database[0] ? st->database : st->user;
+	const char *user = any_user(c, st->user, database);
+	if (!user)
+		return;
 	/* the packet goes here: nothing below reads ST */
-	if (!keep_params(c, st->user, st->database && st->database[0] ? st->database : st->user)) {
+	if (!keep_params(c, user, database)) {
 		client_disconnect(c, "53200", "out of memory");
 		return;
 	}
@@ -791,7 +828,8 @@ static void on_startup_packet(client_t *c, const struct proto_msg *m)
 static void check_fn(struct exec_job *job)
 {
 	struct plain_check *pc = job->arg;
-	pc->ok = auth_plain_verify(&pc->chk, pc->password);
+	pc->ok = pc->pam ? pamauth_check(pc->user, pc->password, pc->rhost)
+			 : auth_plain_verify(&pc->chk, pc->password);
 }
 
 static void check_done(struct exec_job *job);
@@ -811,6 +849,8 @@ static void check_done(struct exec_job *job)
 	struct plain_check *pc = job->arg;
 	client_t *c = pc->c;
 	bool ok = pc->ok;
+	if (c && ok && pc->pam && pamauth_keep(c->user, pc->password))
+		pool_server_secret_changed(c->user); /* its server logins' password */
 	checks_running--;
 	check_free(pc);
 	struct list *next = list_first(&checks_waiting);
@@ -823,12 +863,14 @@ static void check_done(struct exec_job *job)
 	c->login->check = NULL;
 	if (ok)
 		login_done(c);
+	else if (c->login->method == HBA_PAM) /* PgBouncer's words */
+		client_disconnect(c, "28P01", "PAM authentication failed");
 	else
 		auth_failed(c);
 	stream_flush(&c->st); /* outside the read callback, which would flush it */
 }
 
-/* A cleartext PasswordMessage (plain, or an hba password rule): checked on the executor,
+/* A cleartext PasswordMessage (plain, an hba password rule, pam): checked on the executor,
  * the login awaiting the verdict. */
 static void start_plain_check(client_t *c, const char *pw)
 {
@@ -840,8 +882,8 @@ static void start_plain_check(client_t *c, const char *pw)
 				  rt->cfg->max_password_checks_waiting);
 		return;
 	}
-	size_t len = strlen(pw);
-	struct plain_check *pc = malloc(sizeof(*pc) + len + 1);
+	size_t len = strlen(pw), ulen = strlen(c->user);
+	struct plain_check *pc = malloc(sizeof(*pc) + len + 1 + ulen + 1);
 	if (!pc) {
 		client_disconnect(c, "53200", "out of memory");
 		return;
@@ -849,7 +891,19 @@ static void start_plain_check(client_t *c, const char *pw)
 	pc->c = c;
 	list_init(&pc->node);
 	memcpy(pc->password, pw, len + 1);
-	auth_plain_prepare(secrets(c), c->user, pw, rt->cfg->scram_iterations, &pc->chk);
+	pc->user = pc->password + len + 1;
+	memcpy(pc->user, c->user, ulen + 1);
+	pc->pam = l->method == HBA_PAM;
+	if (pc->pam) {
+		char host[INET6_ADDRSTRLEN];
+		bool tcp = c->peer_family == AF_INET || c->peer_family == AF_INET6;
+		snprintf(pc->rhost, sizeof(pc->rhost), "%s",
+			 tcp ? peer_host(c, host, sizeof(host)) : "unix"); /* PgBouncer's */
+		memset(&pc->chk, 0, sizeof(pc->chk));
+	} else {
+		pc->rhost[0] = '\0';
+		auth_plain_prepare(secrets(c), c->user, pw, rt->cfg->scram_iterations, &pc->chk);
+	}
 	l->check = pc;
 	l->phase = LOGIN_PASSWORD_CHECK;
 	if (runs)
@@ -866,7 +920,11 @@ static void on_password(client_t *c, const uint8_t *body, uint32_t blen)
 		client_disconnect(c, "08P01", "invalid password packet");
 		return;
 	}
-	if (l->method == HBA_PASSWORD) {
+	if (l->method == HBA_PAM && !pw[0]) { /* PgBouncer's (PostgreSQL's too) */
+		client_disconnect(c, "08P01", "empty password returned by client");
+		return;
+	}
+	if (l->method == HBA_PASSWORD || l->method == HBA_PAM) {
 		start_plain_check(c, pw);
 		return;
 	}

@@ -370,6 +370,26 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 	return true;
 }
 
+/* P's libpq parameters (it has some) built again from DB, the entry as it is now, and the
+ * secrets as they are now; *CHANGED tells whether they differ from the old ones (freed).
+ * False without memory: P keeps the old ones. */
+static bool rebuild_params(pool_t *p, const struct cfg_db *db, bool *changed)
+{
+	const char **kw = p->kw, **val = p->val;
+	unsigned tls_gen = p->tls_gen;
+	p->kw = p->val = NULL;
+	if (!build_params(p, db)) {
+		free_params(p->kw, p->val);
+		p->kw = kw;
+		p->val = val;
+		p->tls_gen = tls_gen;
+		return false;
+	}
+	*changed = !same_params(kw, val, p->kw, p->val) || tls_gen != p->tls_gen;
+	free_params(kw, val);
+	return true;
+}
+
 /* P's libpq parameters, built from its database's entry when P has none (it was unused).
  * False without memory, or when its database is no longer configured. */
 static bool ensure_params(pool_t *p, const struct cfg_db *db)
@@ -756,29 +776,40 @@ void pool_reconfigure(void)
 		settle(p); /* min_pool_size may have changed */
 		if (!p->kw)
 			continue; /* unused: made from the new entry when next used */
-		const char **kw = p->kw, **val = p->val;
-		unsigned tls_gen = p->tls_gen;
-		p->kw = p->val = NULL;
-		if (!build_params(p, db)) {
+		bool changed;
+		if (!rebuild_params(p, db, &changed)) {
 			log_error("pool %s/%s: out of memory applying the new configuration: "
 				  "its connection settings stay", p->dbname, p->user);
-			free_params(p->kw, p->val);
-			p->kw = kw;
-			p->val = val;
-			p->tls_gen = tls_gen;
-		} else if (!same_params(kw, val, p->kw, p->val) || tls_gen != p->tls_gen) {
-			free_params(kw, val);
+		} else if (changed) {
 			p->lb_proven = false;
 			log_info("pool %s/%s: connection settings changed: servers are replaced as "
 				 "they become idle", p->dbname, p->user);
 			/* PgBouncer's words for it, which tools look for */
 			pool_renew_servers(p, "database configuration changed");
-		} else {
-			free_params(kw, val);
 		}
 		pool_kick(p); /* limits may have grown */
 	}
 	resettle_unused();
+}
+
+void pool_server_secret_changed(const char *user)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &pools)
+	{
+		pool_t *p = list_entry(pos, pool_t, node);
+		const struct cfg_db *db = p->kw ? cfg_find_db(rt->cfg, p->dbname) : NULL;
+		const char *server_user = db ? cfg_db_param(db, "user") : NULL;
+		if (!db || strcmp(server_user ? server_user : p->user, user) != 0)
+			continue; /* unused (made afresh when next used), or another user's */
+		bool changed;
+		if (!rebuild_params(p, db, &changed))
+			log_error("pool %s/%s: out of memory taking user %s's new password: its new "
+				  "servers log in with the old one", p->dbname, p->user, user);
+		else if (changed)
+			log_info("pool %s/%s: user %s's password changed: new servers log in with "
+				 "it", p->dbname, p->user, user);
+	}
 }
 
 int pool_server_count(const pool_t *p)

@@ -14,6 +14,7 @@
 #include "login.h"
 #include "metrics.h"
 #include "notify.h"
+#include "pamauth.h"
 #include "peers.h"
 #include "pool.h"
 #include "poolctl.h"
@@ -40,6 +41,7 @@ bool runtime_start(struct runtime *rt, const char *path)
 		return false;
 	client_init(rt);
 	login_init(rt);
+	pamauth_init();
 	authquery_init(rt);
 	server_init(rt);
 	srvconnect_init(rt);

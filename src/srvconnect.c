@@ -25,6 +25,7 @@
 #include "clientkey.h"
 #include "config.h"
 #include "log.h"
+#include "pamauth.h"
 #include "pool.h"
 #include "runtime.h"
 #include "tls.h"
@@ -58,6 +59,10 @@ void srvconnect_init(struct runtime *r)
 
 const char *srvconnect_secret(const char *database, const char *user)
 {
+	/* auth_type pam: the password USER last passed PAM with (PgBouncer's) */
+	const char *pam = rt->cfg->auth_type == AUTH_PAM ? pamauth_secret(user) : NULL;
+	if (pam)
+		return pam;
 	/* the auth_file's entry, else what DATABASE's auth_query last found for USER */
 	return authquery_secret(database, user);
 }

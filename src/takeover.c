@@ -30,6 +30,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "pamauth.h"
 #include "pool.h"
 #include "proto.h"
 #include "runtime.h"
@@ -303,10 +304,14 @@ static bool note_sent(uint64_t id)
 	return true;
 }
 
-/* The secret auth_query found for USER's logins to DATABASE (the password column: the
- * new process has no other), or NULL for a user of auth_file or one not looked up. */
+/* The secret auth_query found for USER's logins to DATABASE, or under auth_type pam the
+ * password USER passed PAM with, as PgBouncer's (the password column: the new process has
+ * no other), or NULL for a user of auth_file or one not looked up. */
 static const char *found_secret(const char *database, const char *user)
 {
+	const char *pam = rt->cfg->auth_type == AUTH_PAM ? pamauth_secret(user) : NULL;
+	if (pam)
+		return pam;
 	return rt->auth && auth_lookup(rt->auth, user) ? NULL : authquery_secret(database, user);
 }
 
@@ -836,9 +841,15 @@ static pool_t *pool_of(const struct showfds_row *r)
 
 /* The secret the old process's auth_query found for the row's user (the old process is
  * this OS user's: connect_old), kept as a look-up here would: a server login of the user
- * needs it. A user of this auth_file keeps that one's. */
+ * needs it. A user of this auth_file keeps that one's. Under auth_type pam it is the
+ * password the user passed PAM with (PgBouncer's), for the pools already made too. */
 static void keep_found_secret(const struct showfds_row *r)
 {
+	if (r->password && r->user && rt->cfg->auth_type == AUTH_PAM) {
+		if (pamauth_keep(r->user, r->password))
+			pool_server_secret_changed(r->user);
+		return;
+	}
 	if (!r->password || !r->user || (rt->auth && auth_lookup(rt->auth, r->user)))
 		return;
 	if (!authquery_keep(r->db, r->user, r->password))

@@ -59,11 +59,10 @@ def adopt(inst, proc, logpath):
     inst.logf = open(os.devnull, "wb")
 
 
-def take_over(inst):
-    """Runs `pgcoro -R` on INST's config and waits for the handover (adopt: INST is the new
-    process then); the new process is killed by its PID if that fails. Returns -R's log
-    path."""
-    proc, logpath = spawn_reboot(inst)
+def reboot(inst, env=None):
+    """`pgcoro -R` on INST's config (ENV added to its environment), adopted as INST once
+    the old process has exited (killed if that fails); returns its log path."""
+    proc, logpath = spawn_reboot(inst, env)
     try:
         adopt(inst, proc, logpath)
     except BaseException:
@@ -154,7 +153,7 @@ def goes_on(inst, loops, sessions):
 def test_takeover_under_load(load):
     inst, loops, sessions = load
     old_pid = inst.pid
-    logpath = take_over(inst)
+    logpath = reboot(inst)
     assert inst.pid != old_pid and inst.alive()
     log = read(logpath)
     assert "online restart: 2 listeners" in log, log
@@ -341,7 +340,7 @@ def test_takeover_with_a_session_login_waiting(pgcoro_factory, pg):
     wait_until(waiting, "the late login waits for the server")
     console.close()
     old_logpath = inst.logpath
-    logpath = take_over(inst)
+    logpath = reboot(inst)
     t.join(timeout=60)
     assert "error" in outcome, outcome
     cur.execute("select pg_backend_pid()")
@@ -433,6 +432,27 @@ def test_takeover_refuses_bad_sockets(pg, pgcoro_bin, session_root, mode, why):
     assert not [m for m in SANITIZER_MARKERS if m in log], log
 
 
+def restart_then_end_servers(inst, pg, user, console, env=None):
+    """`pgcoro -R` on INST (ENV added to its environment), which takes over one client and
+    becomes INST (adopt); then PostgreSQL ends USER's backends, and the new process is
+    waited for until it sees its servers of USER gone (CONSOLE() connects to its admin
+    console): the client's next query needs a new server login there."""
+    logpath = reboot(inst, env)
+    assert "1 clients taken over" in read(logpath), read(logpath)
+    pg.psql_super("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  f"WHERE usename = '{user}'")
+    con = console()
+    try:
+        def no_server():
+            cur = con.cursor()
+            cur.execute("SHOW SERVERS")
+            names = [d[0] for d in cur.description]
+            return not [r for r in cur.fetchall() if r[names.index("user")] == user]
+        wait_until(no_server, f"the new process sees its {user} server gone")
+    finally:
+        con.close()
+
+
 def test_takeover_keeps_the_secrets_auth_query_found(pgcoro_factory, pg):
     """A user auth_query found (not in auth_file) keeps its secret across -R: the row's
     password column carries it, so the new process can log in a new server for the client
@@ -451,19 +471,7 @@ def test_takeover_keeps_the_secrets_auth_query_found(pgcoro_factory, pg):
     c.autocommit = True
     try:
         c.cursor().execute("SELECT 1")
-        logpath = take_over(inst)
-        assert "1 clients taken over" in read(logpath), read(logpath)
-        pg.psql_super("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                      f"WHERE usename = '{MD5_USER}'")
-        con = admin(inst, inst.sockdir)
-
-        def no_server():
-            cur = con.cursor()
-            cur.execute("SHOW SERVERS")
-            names = [d[0] for d in cur.description]
-            return not [r for r in cur.fetchall() if r[names.index("user")] == MD5_USER]
-        wait_until(no_server, "the new process sees its md5user server gone")
-        con.close()
+        restart_then_end_servers(inst, pg, MD5_USER, lambda: admin(inst, inst.sockdir))
         cur = c.cursor()
         cur.execute("SELECT current_user")
         assert cur.fetchone()[0] == MD5_USER

@@ -473,7 +473,7 @@ START_TEST(test_bad_files)
 	    "invalid value \"sesion\" for pool_mode: expected session, transaction or statement");
 	expect_error("[pgcoro]\nauth_type = password\n", 2,
 	             "invalid value \"password\" for auth_type: expected trust, plain, md5, "
-	             "scram-sha-256, cert or hba");
+	             "scram-sha-256, cert, hba, any or pam");
 	expect_error("[pgcoro]\nclient_tls_sslmode = on\n", 2,
 	             "invalid value \"on\" for client_tls_sslmode: expected disable, allow, prefer, "
 	             "require, verify-ca or verify-full");
@@ -795,6 +795,29 @@ START_TEST(test_dump)
 }
 END_TEST
 
+/* auth_type any and pam (PgBouncer's) load; any warns that it lets everyone in, pam needs
+ * no auth_file. */
+START_TEST(test_auth_any_pam)
+{
+	struct config *cfg = load_ok("[pgcoro]\nauth_type = any\n[databases]\n"
+	                             "db = host=h user=app\n");
+	ck_assert_int_eq(cfg->auth_type, AUTH_ANY);
+	ck_assert_str_eq(cfg_auth_type_name(AUTH_ANY), "any");
+	ck_assert_int_eq(cfg->nwarnings, 1);
+	ck_assert_msg(strstr(cfg->warnings[0], "auth_type any: no client is authenticated"),
+	              "%s", cfg->warnings[0]);
+	cfg_free(cfg);
+	cfg = load_ok("[pgcoro]\nauth_type = pam\n");
+	ck_assert_int_eq(cfg->auth_type, AUTH_PAM);
+	ck_assert_str_eq(cfg_auth_type_name(AUTH_PAM), "pam");
+	ck_assert_int_eq(cfg->nwarnings, 0);
+	cfg_free(cfg);
+	expect_error("[pgcoro]\nauth_type = ldap\n", 2,
+	             "invalid value \"ldap\" for auth_type: not supported yet (PgBouncer's ldap "
+	             "are not there)");
+}
+END_TEST
+
 /* Every key of the table appears in conf/pgcoro.ini as "key =" or ";key =". */
 /* cfg_with: a deep copy with one key changed and validated; the original untouched and
  * both freed independently (ASan would see a shared pointer). */
@@ -982,6 +1005,7 @@ static Suite *config_suite(void)
 	TCase *tc = tcase_create("core");
 
 	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_auth_any_pam);
 	tcase_add_test(tc, test_every_type);
 	tcase_add_test(tc, test_bools);
 	tcase_add_test(tc, test_limits_and_timeouts);

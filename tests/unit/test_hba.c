@@ -263,6 +263,11 @@ START_TEST(test_errors)
 	    {"host all all db.example.com trust\n", "/tmp/hba.conf:1: invalid IP address"},
 	    {"host all all samenet trust\n", "/tmp/hba.conf:1: \"samenet\" is not supported"},
 	    {"host all all all ident\n", "/tmp/hba.conf:1: invalid or unsupported authentication"},
+	    /* PgBouncer's global-only methods (its hba refuses them too) */
+	    {"host all all all pam\n",
+	     "/tmp/hba.conf:1: authentication method \"pam\" works only as auth_type"},
+	    {"local all all any\n",
+	     "/tmp/hba.conf:1: authentication method \"any\" works only as auth_type"},
 	    {"local all all md5 map=x\n",
 	     "/tmp/hba.conf:1: ident map \"x\" is not in auth_ident_file (not set)"},
 	    {"local all all md5 clientcert=verify-full\n",
