@@ -146,12 +146,15 @@ struct config {
 	char *server_tls_cert_file;
 	char *server_tls_key_file;
 	char *server_tls_protocols; /* as libpq ssl_min/max_protocol_version */
-	char *server_tls_ciphers;   /* only OpenSSL's defaults (libpq has no setting) */
-	char *server_tls13_ciphers; /* only "" (libpq has no setting) */
+	/* OpenSSL cipher list (TLS 1.2 and lower; "default" = OpenSSL's) and TLS 1.3 suites
+	 * ("" = OpenSSL's) towards servers: libpq has no setting for them, so other values
+	 * make every server login pgcoro's own (srvconnect.h) */
+	char *server_tls_ciphers;
+	char *server_tls13_ciphers;
 	/* Set by reload.c, not by a key: a digest of the server_tls_* files' contents
-	 * (tls_server_files_digest), and a generation bumped whenever a new config's digest
-	 * differs from the one in force (pools replace their servers then, as PgBouncer does
-	 * when its server TLS configuration changed). */
+	 * (tls_server_files_digest), and a generation bumped whenever a new config's digest or
+	 * server ciphers differ from the ones in force (pools replace their servers then, as
+	 * PgBouncer does when its server TLS configuration changed). */
 	unsigned char server_tls_digest[32];
 	unsigned server_tls_gen;
 	char *admin_users;         /* comma list: every console command */

@@ -1,8 +1,10 @@
 /* Server connections made by pgcoro's own login (srvlogin.h) instead of libpq: those whose
  * credential libpq cannot log in with — the server user's md5 secret (md5 pass-through)
  * or SCRAM verifier (SCRAM pass-through, with the ClientKey a client's SCRAM login left in
- * clientkey.h) — when the database entry names no password. A plain secret or a password
- * in the entry stays libpq's (server.c), with everything libpq does. Owns the choice of
+ * clientkey.h) — when the database entry names no password, and every one that may use
+ * TLS while server_tls_ciphers or server_tls13_ciphers asks for ciphers libpq cannot set
+ * (then with the entry's password, the auth_file's plain one, or none). The others stay
+ * libpq's (server.c), with everything libpq does. Owns the choice of login and
  * credential, the mapping of the pool's libpq parameters to a login, and the host list. */
 #ifndef PGCORO_SRVCONNECT_H
 #define PGCORO_SRVCONNECT_H
@@ -29,7 +31,9 @@ const char *srvconnect_secret(const char *database, const char *user);
 
 /* Whether a server made with the libpq parameters CP logs in through pgcoro's own login:
  * CP names no password, and the server user's secret is an md5 secret or a SCRAM
- * verifier. A replication connection's ("replication", its client's settings in
+ * verifier; or the config in force sets server_tls_ciphers (other than OpenSSL's list) or
+ * server_tls13_ciphers, and CP may use TLS (its sslmode is not disable, a host is reached
+ * over TCP). A replication connection's ("replication", its client's settings in
  * "options", application_name) too: they go into the startup packet as libpq's would. */
 bool srvconnect_wanted(const struct pool_conn_params *cp);
 
@@ -38,8 +42,9 @@ bool srvconnect_wanted(const struct pool_conn_params *cp);
 typedef void (*srvconnect_done_fn)(struct srvconnect *sc, void *arg);
 
 /* Starts a login with CP (for which srvconnect_wanted is true; copied: the caller frees
- * it): each host of its host list in turn until one logs in (a failure on one host, the
- * server's refusal included, tries the next, as libpq does). NULL only without memory;
+ * it) and the server ciphers in force: each host of its host list in turn until one logs
+ * in (a failure on one host, the server's refusal included, tries the next, as libpq
+ * does). NULL only without memory;
  * a login that cannot start (a parameter it cannot honour, no usable secret) fails
  * through DONE like any other. */
 struct srvconnect *srvconnect_start(const struct pool_conn_params *cp, srvconnect_done_fn done,

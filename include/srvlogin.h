@@ -1,7 +1,7 @@
 /* Server login without libpq: pgcoro makes ONE server connection itself, for the
  * credentials libpq 15 cannot log in with — an md5 secret ("md5" + hex) or SCRAM keys
  * (ClientKey + ServerKey, PgBouncer's pass-through of the client's secrets) — and a plain
- * password as well. A non-blocking state machine on the loop: name resolution, TLS
+ * password or none as well, with TLS ciphers libpq cannot set. A non-blocking state machine on the loop: name resolution, TLS
  * files and PBKDF2 run on the executor; it ends with a connected socket (and an SSL
  * handle with TLS) positioned right after the server's first ReadyForQuery, plus what
  * the login learned: BackendKeyData, every ParameterStatus, the transaction status.
@@ -65,6 +65,8 @@ enum srvlogin_cred {
 	SRVLOGIN_SCRAM_NO_KEY, /* a SCRAM verifier whose ClientKey no client has provided yet:
 	                        * only a server that asks for no password takes it (every
 	                        * request fails with PgBouncer's "wrong password type") */
+	SRVLOGIN_NO_PASSWORD,  /* none: only a server that asks for no password takes it
+	                        * (every request fails with libpq's "no password supplied") */
 };
 
 struct srvlogin_params {
@@ -96,6 +98,10 @@ struct srvlogin_params {
 	/* TLS versions (OpenSSL's TLS1_2_VERSION ...), libpq's ssl_min/max_protocol_version:
 	 * 0 = TLS 1.2 at least (libpq's default), no upper bound */
 	int tls_min, tls_max;
+	/* Ciphers (PgBouncer's server_tls_ciphers and server_tls13_ciphers, tls.h: an OpenSSL
+	 * cipher list for TLS 1.2 and lower, TLS 1.3 suites), which libpq has no keyword for;
+	 * NULL or "": OpenSSL's. One OpenSSL refuses fails the login. */
+	const char *ciphers, *ciphersuites;
 	double connect_timeout; /* seconds for each address tried; <= 0: none */
 	enum srvlogin_cred cred;
 	const char *secret;                /* SRVLOGIN_PASSWORD, SRVLOGIN_MD5_SECRET */

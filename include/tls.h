@@ -1,8 +1,9 @@
 /* The TLS context pgcoro serves clients with (client_tls_*): built from the files on the
  * executor at start and on reload, swapped in on the loop thread; connections hold a
  * reference, so a swap never disturbs one in progress. Also what a session asks of a
- * client's TLS: the certificate's CN, the ALPN check of direct TLS; and the digest of
- * the server_tls_* files by which a reload sees them changed. */
+ * client's TLS: the certificate's CN, the ALPN check of direct TLS; PgBouncer's cipher
+ * lists (for servers too); and the digest of the server_tls_* files by which a reload sees
+ * them changed. */
 #ifndef PGCORO_TLS_H
 #define PGCORO_TLS_H
 
@@ -40,6 +41,31 @@ bool tls_protocols_parse(const char *key, const char *spec, int *min, int *max, 
  * server_tls_key_file (with their names; a file that cannot be read counts as such) into
  * OUT: equal digests, the same files. Reads the files: for the executor or the start. */
 void tls_server_files_digest(const struct config *cfg, unsigned char out[32]);
+
+/* True when PgBouncer's cipher list LIST names OpenSSL's own list: "default", "secure",
+ * "fast" or "normal" (any case). */
+bool tls_default_cipher_list(const char *list);
+
+/* PgBouncer's cipher list LIST (client_tls_ciphers, server_tls_ciphers: TLS 1.2 and
+ * lower) set on CTX: an OpenSSL cipher string; "all" = every cipher; "default", "secure",
+ * "fast" or "normal" leave OpenSSL's own list (PgBouncer's meaning: its names for it).
+ * False with OpenSSL's reason in ERR when OpenSSL takes none of it. */
+bool tls_set_cipher_list(SSL_CTX *ctx, const char *list, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* TLS 1.3 cipher suites SUITES (client_tls13_ciphers, server_tls13_ciphers:
+ * colon-separated, e.g. TLS_AES_256_GCM_SHA384) set on CTX; "" leaves OpenSSL's. False
+ * with PgBouncer's "failed to set the TLSv1.3 cipher suites: reason" in ERR. */
+bool tls_set_ciphersuites(SSL_CTX *ctx, const char *suites, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Whether tls_set_cipher_list / tls_set_ciphersuites would take the value (tried on a
+ * context of their own, so that a config is refused when it is read); the reason in WHY
+ * when not. Safe on any thread. */
+bool tls_check_cipher_list(const char *list, char *why, size_t whylen)
+	__attribute__((warn_unused_result));
+bool tls_check_ciphersuites(const char *suites, char *why, size_t whylen)
+	__attribute__((warn_unused_result));
 
 /* libpq's name (ssl_min_protocol_version) of OpenSSL version VERSION: "TLSv1" .. "TLSv1.3". */
 const char *tls_version_libpq(int version);

@@ -68,7 +68,8 @@ enum {
 	T_ZERO,           /* PgBouncer's integer keys pgcoro lacks: only 0 */
 	T_ZERO_SECONDS,   /* PgBouncer's timeouts pgcoro lacks: only 0 */
 	T_EMPTY,          /* PgBouncer's string keys pgcoro lacks: only "" */
-	T_SERVER_CIPHERS, /* OpenSSL's default list, by any of PgBouncer's names for it */
+	T_CIPHERS,        /* a cipher list OpenSSL takes (tls_set_cipher_list) */
+	T_CIPHERSUITES,   /* TLS 1.3 suites OpenSSL takes (tls_set_ciphersuites) */
 	T_DHEPARAMS,
 	T_LOAD_BALANCE,
 	T_PEER_ID,        /* peer_id: 0 = no peering; 16383 at most, PgBouncer's limit */
@@ -81,7 +82,6 @@ static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sh
 /* auth_type values PgBouncer takes that pgcoro does not have */
 static const char *const auth_type_not_yet[] = {"ldap", NULL};
 static const char *const empty_names[] = {"", NULL};
-static const char *const server_cipher_names[] = {"default", "secure", "fast", "normal", NULL};
 static const char *const dheparams_names[] = {"auto", "none", NULL};
 /* indexed by enum cfg_load_balance */
 static const char *const load_balance_names[] = {"round-robin", "disable", NULL};
@@ -97,38 +97,42 @@ struct cfg_type {
 	const char *const *names; /* K_ENUM, K_ENUM_STR */
 	const char *const *not_yet; /* K_ENUM: PgBouncer's values pgcoro lacks, refused as
 	                             * "not supported yet" */
+	/* K_STRING: what else a value must pass (the reason in WHY when not); NULL: nothing */
+	bool (*check)(const char *value, char *why, size_t whylen);
 };
 
 static const struct cfg_type types[] = {
-    [T_STRING] = {K_STRING, 0, 0, NULL, NULL},
-    [T_PORT] = {K_INT, 1, 65535, NULL, NULL},
-    [T_MODE] = {K_OCTAL, 0, 07777, NULL, NULL},
-    [T_POOL_SIZE] = {K_INT, 1, 100000, NULL, NULL},
-    [T_POOL_COUNT] = {K_INT, 0, 100000, NULL, NULL},  /* min_pool_size, reserve_pool_size */
+    [T_STRING] = {K_STRING, 0, 0, NULL, NULL, NULL},
+    [T_PORT] = {K_INT, 1, 65535, NULL, NULL, NULL},
+    [T_MODE] = {K_OCTAL, 0, 07777, NULL, NULL, NULL},
+    [T_POOL_SIZE] = {K_INT, 1, 100000, NULL, NULL, NULL},
+    [T_POOL_COUNT] = {K_INT, 0, 100000, NULL, NULL, NULL},  /* min_pool_size, reserve_pool_size */
     /* max_*_connections, max_client_prepared_statements, max_client_listen_channels;
      * 0 = unlimited */
-    [T_CONN_LIMIT] = {K_INT, 0, 1000000, NULL, NULL},
-    [T_MAX_CLIENT_CONN] = {K_INT, 1, 1000000, NULL, NULL},
-    [T_PACKET_SIZE] = {K_BYTES, 1024, INT_MAX, NULL, NULL}, /* PgBouncer's default is INT_MAX */
-    [T_BYTES_LIMIT] = {K_BYTES, 0, INT_MAX, NULL, NULL}, /* 0 = unlimited */
-    [T_THREADS] = {K_INT, 1, 64, NULL, NULL},
+    [T_CONN_LIMIT] = {K_INT, 0, 1000000, NULL, NULL, NULL},
+    [T_MAX_CLIENT_CONN] = {K_INT, 1, 1000000, NULL, NULL, NULL},
+    /* PgBouncer's default is INT_MAX */
+    [T_PACKET_SIZE] = {K_BYTES, 1024, INT_MAX, NULL, NULL, NULL},
+    [T_BYTES_LIMIT] = {K_BYTES, 0, INT_MAX, NULL, NULL, NULL}, /* 0 = unlimited */
+    [T_THREADS] = {K_INT, 1, 64, NULL, NULL, NULL},
     /* up to INT_MAX milliseconds, so any timeout fits an int of ms */
-    [T_SECONDS] = {K_SECONDS, 0, INT_MAX / 1000, NULL, NULL},
-    [T_POOL_MODE] = {K_ENUM, 0, 0, pool_mode_names, NULL},
-    [T_AUTH_TYPE] = {K_ENUM, 0, 0, auth_type_names, auth_type_not_yet},
-    [T_LOG_LEVEL] = {K_ENUM_STR, 0, 0, log_level_names, NULL},
-    [T_BOOL] = {K_BOOL, 0, 0, bool_names, NULL},
-    [T_SYSLOG_FACILITY] = {K_ENUM_STR, 0, 0, log_facility_names, NULL},
-    [T_SSLMODE] = {K_ENUM, 0, 0, sslmode_names, NULL},
-    [T_INT] = {K_INT, 0, INT_MAX, NULL, NULL},
-    [T_POSITIVE] = {K_INT, 1, INT_MAX, NULL, NULL},
-    [T_ZERO] = {K_INT, 0, 0, NULL, NULL},
-    [T_ZERO_SECONDS] = {K_SECONDS, 0, 0, NULL, NULL},
-    [T_EMPTY] = {K_ENUM_STR, 0, 0, empty_names, NULL},
-    [T_SERVER_CIPHERS] = {K_ENUM_STR, 0, 0, server_cipher_names, NULL},
-    [T_DHEPARAMS] = {K_ENUM_STR, 0, 0, dheparams_names, NULL},
-    [T_LOAD_BALANCE] = {K_ENUM, 0, 0, load_balance_names, NULL},
-    [T_PEER_ID] = {K_INT, 0, CFG_MAX_PEER_ID, NULL, NULL},
+    [T_SECONDS] = {K_SECONDS, 0, INT_MAX / 1000, NULL, NULL, NULL},
+    [T_POOL_MODE] = {K_ENUM, 0, 0, pool_mode_names, NULL, NULL},
+    [T_AUTH_TYPE] = {K_ENUM, 0, 0, auth_type_names, auth_type_not_yet, NULL},
+    [T_LOG_LEVEL] = {K_ENUM_STR, 0, 0, log_level_names, NULL, NULL},
+    [T_BOOL] = {K_BOOL, 0, 0, bool_names, NULL, NULL},
+    [T_SYSLOG_FACILITY] = {K_ENUM_STR, 0, 0, log_facility_names, NULL, NULL},
+    [T_SSLMODE] = {K_ENUM, 0, 0, sslmode_names, NULL, NULL},
+    [T_INT] = {K_INT, 0, INT_MAX, NULL, NULL, NULL},
+    [T_POSITIVE] = {K_INT, 1, INT_MAX, NULL, NULL, NULL},
+    [T_ZERO] = {K_INT, 0, 0, NULL, NULL, NULL},
+    [T_ZERO_SECONDS] = {K_SECONDS, 0, 0, NULL, NULL, NULL},
+    [T_EMPTY] = {K_ENUM_STR, 0, 0, empty_names, NULL, NULL},
+    [T_CIPHERS] = {K_STRING, 0, 0, NULL, NULL, tls_check_cipher_list},
+    [T_CIPHERSUITES] = {K_STRING, 0, 0, NULL, NULL, tls_check_ciphersuites},
+    [T_DHEPARAMS] = {K_ENUM_STR, 0, 0, dheparams_names, NULL, NULL},
+    [T_LOAD_BALANCE] = {K_ENUM, 0, 0, load_balance_names, NULL, NULL},
+    [T_PEER_ID] = {K_INT, 0, CFG_MAX_PEER_ID, NULL, NULL, NULL},
 };
 
 /* ---- the settings table ------------------------------------------------------------ */
@@ -241,14 +245,12 @@ static const struct cfg_key keys[] = {
     KEY(server_tls_protocols, T_STRING, "secure",
         "TLS versions towards servers (libpq ssl_min/max_protocol_version) unless the "
         "conninfo sets them"),
-    KEY_NOT_YET(CFG_LIVE, server_tls_ciphers, T_SERVER_CIPHERS, "default",
-        "TLS 1.2 ciphers towards servers: only OpenSSL's (default, secure, fast, normal)",
-        "libpq, which makes the server connections, has no cipher setting: only default, "
-        "secure, fast or normal (OpenSSL's list) is accepted"),
-    KEY_NOT_YET(CFG_LIVE, server_tls13_ciphers, T_EMPTY, "",
-        "TLS 1.3 cipher suites towards servers: only empty (OpenSSL's)",
-        "libpq, which makes the server connections, has no cipher setting: only an empty "
-        "value (OpenSSL's suites) is accepted"),
+    KEY(server_tls_ciphers, T_CIPHERS, "default",
+        "OpenSSL cipher list towards servers (TLS 1.2 and lower); default (also secure, "
+        "fast, normal) = OpenSSL's; another value makes pgcoro log in to servers itself"),
+    KEY(server_tls13_ciphers, T_CIPHERSUITES, "",
+        "TLS 1.3 cipher suites towards servers, colon-separated; empty = OpenSSL's; another "
+        "value makes pgcoro log in to servers itself"),
     KEY(admin_users, T_STRING, "",
         "users (comma-separated) allowed every command of the admin console (database pgcoro "
         "or pgbouncer)"),
@@ -599,6 +601,10 @@ static bool cfg_set_value(void *field, int type, const char *value, char *why, s
 		char *s = strndup(value, len);
 		if (!s) {
 			cfg_fmt(why, whylen, "out of memory");
+			return false;
+		}
+		if (t->check && !t->check(s, why, whylen)) {
+			free(s);
 			return false;
 		}
 		free(*(char **)field);

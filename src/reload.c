@@ -209,10 +209,13 @@ void reload_apply(struct config *cfg, struct auth_file *auth)
 	struct auth_file *old_auth = rt->auth;
 	rt->cfg = cfg;
 	rt->auth = auth;
-	/* server TLS files with other contents: every pool replaces its servers */
+	/* server TLS files with other contents, or other ciphers (which the pools' libpq
+	 * parameters do not show): every pool replaces its servers */
 	cfg->server_tls_gen = old_cfg->server_tls_gen +
 			      (memcmp(cfg->server_tls_digest, old_cfg->server_tls_digest,
-				      sizeof(cfg->server_tls_digest)) != 0);
+				      sizeof(cfg->server_tls_digest)) != 0 ||
+			       strcmp(cfg->server_tls_ciphers, old_cfg->server_tls_ciphers) != 0 ||
+			       strcmp(cfg->server_tls13_ciphers, old_cfg->server_tls13_ciphers) != 0);
 	log_set_level(rt->verbose ? LOGL_DEBUG : cfg_log_level(rt->cfg));
 	/* a setting accepted with a warning is logged once, not again on each reload */
 	for (int i = 0; i < cfg->nwarnings; i++) {

@@ -3,8 +3,8 @@
  * Connecting: libpq makes the connection — PQconnectStartParams and every PQconnectPoll
  * step run on the executor (they may resolve host names, run SCRAM's PBKDF2, do a TLS
  * handshake); the loop only waits on PQsocket() between steps, re-armed each time. When
- * the server user's secret is an md5 secret or a SCRAM verifier (pass-through), pgcoro's
- * own login makes it instead (srvconnect.h); both end in the same connected bookkeeping
+ * the server user's secret is an md5 secret or a SCRAM verifier (pass-through), or the
+ * server ciphers are set, pgcoro's own login makes it instead (srvconnect.h); both end in the same connected bookkeeping
  * and their failures in the same funnel (close_server, pool_connect_failed).
  * DESIGN. Once connected, a server needs nothing of libpq: the stream (plain, or TLS on
  * libpq's handle) carries the relay and pgcoro's own queries alike. Housekeeping
@@ -690,7 +690,7 @@ static void own_login_done(struct srvconnect *sc, void *arg)
 static bool connect_start(server_t *s)
 {
 	if (srvconnect_wanted(s->conn_params)) {
-		/* an md5 secret or a SCRAM verifier: libpq cannot log in with those */
+		/* an md5 secret or a SCRAM verifier, or ciphers: libpq cannot use those */
 		if (!(s->login = srvconnect_start(s->conn_params, own_login_done, s)))
 			return false;
 		free(s->conn_params);
@@ -704,7 +704,7 @@ static bool connect_start(server_t *s)
 	else
 		log_debug("server %llu (%s/%s): connecting%s", (unsigned long long)s->id,
 			  s->pool->dbname, s->pool->user,
-			  s->login ? " (pgcoro's own login: the auth_file's md5 or SCRAM secret)" : "");
+			  s->login ? " (pgcoro's own login)" : "");
 	if (rt->cfg->server_connect_timeout > 0) {
 		struct timeval tv = seconds_tv(rt->cfg->server_connect_timeout);
 		evtimer_add(&s->timer, &tv);

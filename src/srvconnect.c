@@ -1,7 +1,9 @@
-/* Owns the server logins pgcoro makes itself (srvconnect.h): which credential the server
- * user's secret gives (an md5 secret; a SCRAM verifier with the ClientKey clientkey.h
- * kept, or without one: then only a server asking for no password takes it, as with
- * PgBouncer), the pool's libpq parameters read as srvlogin_params with libpq's meaning
+/* Owns the server logins pgcoro makes itself (srvconnect.h): when one is wanted (a secret
+ * libpq cannot use, or ciphers libpq cannot set), which credential it uses (the entry's
+ * password or the auth_file's plain one; an md5 secret; a SCRAM verifier with the
+ * ClientKey clientkey.h kept, or without one: then only a server asking for no password
+ * takes it, as with PgBouncer; none), the server_tls_ciphers and server_tls13_ciphers in
+ * force, the pool's libpq parameters read as srvlogin_params with libpq's meaning
  * (host and hostaddr lists paired, ports, TLS files and revocation lists, channel binding,
  * startup parameters, a replication connection's "replication"; a keyword a login of its
  * own cannot honour fails it with the reason, never is ignored when it would make the
@@ -43,6 +45,8 @@ struct srvconnect {
 	struct srvlogin_params p; /* all but host, hostaddr, port: pointers into CP and SECRET */
 	struct pool_conn_params *cp; /* a copy of the caller's */
 	char *secret;
+	char *ciphers, *ciphersuites; /* the config's when the login started; NULL: OpenSSL's */
+	bool for_ciphers; /* wanted for them (srvconnect_wanted): else for the secret */
 	char *hostbuf, *addrbuf, *portbuf; /* the lists, cut at their commas */
 	const char *hosts[SC_MAX_HOSTS], *addrs[SC_MAX_HOSTS], *ports[SC_MAX_HOSTS];
 	int nhosts, naddrs, nports, nentries, next; /* entries: host[i] and hostaddr[i] paired */
@@ -76,8 +80,36 @@ static const char *param(const struct pool_conn_params *cp, const char *kw)
 	return v;
 }
 
+/* Whether a connection made with CP may use TLS: its sslmode is not disable, and a host
+ * (or hostaddr) is reached over TCP (libpq never uses TLS on a unix socket). */
+static bool may_use_tls(const struct pool_conn_params *cp)
+{
+	const char *mode = param(cp, "sslmode"), *host = param(cp, "host");
+	if (mode && strcmp(mode, "disable") == 0)
+		return false;
+	if (param(cp, "hostaddr"))
+		return true;
+	for (const char *h = host; h && *h;) {
+		if (*h != '/' && *h != '@' && *h != ',')
+			return true;
+		h += strcspn(h, ",");
+		h += *h == ',';
+	}
+	return false; /* only unix sockets (none named: libpq's default directory) */
+}
+
+/* Whether the config in force sets ciphers libpq cannot: server_tls_ciphers other than
+ * OpenSSL's list, or server_tls13_ciphers. */
+static bool ciphers_set(void)
+{
+	return !tls_default_cipher_list(rt->cfg->server_tls_ciphers) ||
+	       rt->cfg->server_tls13_ciphers[0];
+}
+
 bool srvconnect_wanted(const struct pool_conn_params *cp)
 {
+	if (ciphers_set() && may_use_tls(cp))
+		return true;
 	if (param(cp, "password"))
 		return false;
 	const char *user = param(cp, "user");
@@ -279,6 +311,8 @@ static bool read_params(struct srvconnect *sc)
 			p->dbname = v;
 		else if (strcmp(kw, "user") == 0)
 			p->user = v;
+		else if (strcmp(kw, "password") == 0)
+			p->secret = v; /* the entry's, or the auth_file's plain one (pool.c) */
 		else if (strcmp(kw, "sslrootcert") == 0)
 			p->sslrootcert = v;
 		else if (strcmp(kw, "sslcert") == 0)
@@ -332,6 +366,12 @@ static bool read_params(struct srvconnect *sc)
 				return false;
 			}
 			p->channel_binding = (enum srvlogin_cbind)m;
+		} else if (!is_ignored(kw, v) && sc->for_ciphers) {
+			fail_own(sc, "08001",
+				 "%s=%s cannot be used with server_tls_ciphers or server_tls13_ciphers "
+				 "set (pgcoro's own server login, as libpq cannot set ciphers)",
+				 kw, v);
+			return false;
 		} else if (!is_ignored(kw, v)) {
 			fail_own(sc, "08001",
 				 "%s=%s cannot be used when logging in with user \"%s\"'s md5 or SCRAM "
@@ -350,11 +390,16 @@ static bool read_params(struct srvconnect *sc)
 	return read_hosts(sc, host, hostaddr, port);
 }
 
-/* The credential of the server user's secret into SC->p; false (fail_own called) when
- * there is none to use. */
+/* The credential into SC->p: the password read_params found, else the server user's
+ * secret, else (a login for the ciphers) none; false (fail_own called) when there is none
+ * to use. */
 static bool read_secret(struct srvconnect *sc)
 {
 	struct srvlogin_params *p = &sc->p;
+	if (p->secret) {
+		p->cred = SRVLOGIN_PASSWORD;
+		return true;
+	}
 	const char *secret = p->user ? srvconnect_secret(sc->cp->database, p->user) : NULL;
 	enum auth_secret_kind kind = secret ? auth_secret_kind(secret) : SECRET_PLAIN;
 	if (secret && kind == SECRET_MD5) {
@@ -376,9 +421,36 @@ static bool read_secret(struct srvconnect *sc)
 		}
 		return true;
 	}
+	if (sc->for_ciphers) {
+		const char *passfile = param(sc->cp, "passfile");
+		if (passfile) {
+			fail_own(sc, "08001",
+				 "passfile=%s cannot be used with server_tls_ciphers or "
+				 "server_tls13_ciphers set (pgcoro's own server login reads no "
+				 "passfile): give the database entry a password, or the auth_file one",
+				 passfile);
+			return false;
+		}
+		p->cred = SRVLOGIN_NO_PASSWORD; /* as libpq without one: a trust server takes it */
+		return true;
+	}
 	fail_own(sc, "28P01", "no md5 or SCRAM secret for user \"%s\" any more (reload)",
 		 p->user ? p->user : "");
 	return false;
+}
+
+/* The ciphers in force into SC (copies: a reload may free the config during the login);
+ * false without memory. */
+static bool read_ciphers(struct srvconnect *sc)
+{
+	const char *list = rt->cfg->server_tls_ciphers, *suites = rt->cfg->server_tls13_ciphers;
+	if (!tls_default_cipher_list(list) && !(sc->ciphers = strdup(list)))
+		return false;
+	if (suites[0] && !(sc->ciphersuites = strdup(suites)))
+		return false;
+	sc->p.ciphers = sc->ciphers;
+	sc->p.ciphersuites = sc->ciphersuites;
+	return true;
 }
 
 static void sl_done(struct srvlogin *sl, void *arg);
@@ -440,7 +512,12 @@ struct srvconnect *srvconnect_start(const struct pool_conn_params *cp, srvconnec
 	}
 	sc->done = done;
 	sc->arg = arg;
+	sc->for_ciphers = ciphers_set() && may_use_tls(cp);
 	event_assign(&sc->fail_ev, rt->base, -1, 0, on_fail_ev, sc);
+	if (!read_ciphers(sc)) {
+		srvconnect_free(sc);
+		return NULL;
+	}
 	if (!read_params(sc) || !read_secret(sc))
 		return sc; /* fails from the loop */
 	if (!next_host(sc))
@@ -496,6 +573,8 @@ void srvconnect_free(struct srvconnect *sc)
 		OPENSSL_cleanse(sc->secret, strlen(sc->secret));
 		free(sc->secret);
 	}
+	free(sc->ciphers);
+	free(sc->ciphersuites);
 	free(sc->pnames);
 	free(sc->pvalues);
 	free(sc->hostbuf);

@@ -1,6 +1,7 @@
 /* Owns pgcoro's own server login (srvlogin.h): one connection per struct srvlogin, from
  * the host name to the server's first ReadyForQuery, for the credentials libpq cannot
- * use (an md5 secret, SCRAM keys) and a plain password.
+ * use (an md5 secret, SCRAM keys) and a plain password or none, with TLS ciphers libpq
+ * cannot set.
  *   resolving (executor: getaddrinfo, the TLS files and CRLs) -> connecting (non-blocking,
  *   each address in turn) -> [SSLRequest, SSL_connect] -> startup packet -> authentication
  *   (over TLS SCRAM-SHA-256-PLUS bound to the server's certificate, as libpq 15)
@@ -91,6 +92,7 @@ struct sl_job {
 	int port;
 	enum srvlogin_sslmode mode;
 	int tls_min, tls_max; /* 0: TLS 1.2 at least, no upper bound */
+	char *ciphers, *ciphersuites; /* NULL: OpenSSL's */
 	bool need_ctx;
 	/* resolve: out */
 	struct sl_addr addrs[SL_MAX_ADDRS];
@@ -499,6 +501,7 @@ static const char *cred_name(const struct srvlogin *sl)
 	case SRVLOGIN_MD5_SECRET: return "an md5 secret";
 	case SRVLOGIN_SCRAM_KEYS: return "SCRAM keys";
 	case SRVLOGIN_SCRAM_NO_KEY: return "a SCRAM secret whose keys no client provided";
+	case SRVLOGIN_NO_PASSWORD: return "no password";
 	}
 	return "?";
 }
@@ -799,6 +802,11 @@ static bool on_auth(struct srvlogin *sl, const struct proto_msg *m)
 	    code != AUTH_REQ_OK) {
 		sl_fail(sl, SLF_FINAL, "08006",
 			"the server sent authentication request %u in the middle of SCRAM", code);
+		return false;
+	}
+	if (sl->cred == SRVLOGIN_NO_PASSWORD &&
+	    (code == AUTH_REQ_PASSWORD || code == AUTH_REQ_MD5 || code == AUTH_REQ_SASL)) {
+		sl_fail(sl, SLF_FINAL, "08006", "fe_sendauth: no password supplied"); /* libpq's */
 		return false;
 	}
 	switch (code) {
@@ -1136,6 +1144,8 @@ static void job_free(struct sl_job *job)
 	free(job->key);
 	free(job->crl);
 	free(job->crldir);
+	free(job->ciphers);
+	free(job->ciphersuites);
 	free_secret(job->password);
 	if (job->ctx)
 		SSL_CTX_free(job->ctx);
@@ -1214,6 +1224,12 @@ static bool build_ctx(struct sl_job *job)
 		return false;
 	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	char why[256];
+	if ((job->ciphers && !tls_set_cipher_list(ctx, job->ciphers, why, sizeof(why))) ||
+	    (job->ciphersuites && !tls_set_ciphersuites(ctx, job->ciphersuites, why, sizeof(why)))) {
+		snprintf(job->err, sizeof(job->err), "could not set the TLS ciphers: %s", why);
+		return false;
+	}
 	/* libpq: require verifies as verify-ca when the root certificate file exists */
 	bool verify = job->mode >= SRVLOGIN_SSL_VERIFY_CA ||
 		      (job->mode == SRVLOGIN_SSL_REQUIRE && job->rootcert &&
@@ -1357,7 +1373,7 @@ static bool params_ok(const struct srvlogin_params *p, char *err, size_t errlen)
 	const char *why = NULL;
 	if (!p->user || !*p->user)
 		why = "no user";
-	else if (p->cred != SRVLOGIN_SCRAM_KEYS && p->cred != SRVLOGIN_SCRAM_NO_KEY && !p->secret)
+	else if ((p->cred == SRVLOGIN_PASSWORD || p->cred == SRVLOGIN_MD5_SECRET) && !p->secret)
 		why = "no password or secret";
 	else if (p->cred == SRVLOGIN_MD5_SECRET && auth_secret_kind(p->secret) != SECRET_MD5)
 		why = "not an md5 secret (\"md5\" and 32 lower-case hex digits)";
@@ -1521,9 +1537,12 @@ struct srvlogin *srvlogin_start(struct event_base *base, executor_t *ex,
 	job->key = dup_or_null(sl->sslkey);
 	job->crl = dup_or_null(sl->sslcrl);
 	job->crldir = dup_or_null(sl->sslcrldir);
+	job->ciphers = dup_or_null(p->ciphers);
+	job->ciphersuites = dup_or_null(p->ciphersuites);
 	if (!job->host || (sl->sslrootcert && !job->rootcert) || (sl->sslcert && !job->cert) ||
 	    (sl->sslkey && !job->key) || (sl->sslcrl && !job->crl) ||
-	    (sl->sslcrldir && !job->crldir)) {
+	    (sl->sslcrldir && !job->crldir) || (p->ciphers && *p->ciphers && !job->ciphers) ||
+	    (p->ciphersuites && *p->ciphersuites && !job->ciphersuites)) {
 		job_free(job);
 		goto nomem;
 	}

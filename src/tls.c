@@ -1,9 +1,8 @@
 /* Owns the client-side TLS context (see tls.h): building an SSL_CTX from client_tls_*
  * (key, certificate, CA, protocol range, ciphers, key exchange, client-certificate
- * policy, ALPN), PgBouncer's protocol lists (for servers too), the digest of the
- * server_tls_* files a reload compares, and the questions a session asks of an
- * established TLS connection. The handshake and the
- * record I/O live in stream.c. */
+ * policy, ALPN), PgBouncer's protocol and cipher lists (for servers too), the digest of
+ * the server_tls_* files a reload compares, and the questions a session asks of an
+ * established TLS connection. The handshake and the record I/O live in stream.c. */
 #include "tls.h"
 
 #include <stdio.h>
@@ -141,13 +140,6 @@ int tls_version_of_libpq(const char *name)
 	return 0;
 }
 
-/* PgBouncer's names for OpenSSL's default cipher list. */
-static bool default_ciphers(const char *list)
-{
-	return strcasecmp(list, "default") == 0 || strcasecmp(list, "secure") == 0 ||
-	       strcasecmp(list, "fast") == 0 || strcasecmp(list, "normal") == 0;
-}
-
 /* OpenSSL's errors of this thread, the first (often the system's: "No such file or
  * directory") to the last, "; "-separated, into BUF; the queue is emptied. */
 static void ssl_reason(char *buf, size_t len)
@@ -166,6 +158,61 @@ static void ssl_reason(char *buf, size_t len)
 	ERR_clear_error();
 	if (!buf[0])
 		snprintf(buf, len, "unknown error");
+}
+
+bool tls_default_cipher_list(const char *list)
+{
+	/* PgBouncer's names for OpenSSL's own list (which may be the system's policy) */
+	return strcasecmp(list, "default") == 0 || strcasecmp(list, "secure") == 0 ||
+	       strcasecmp(list, "fast") == 0 || strcasecmp(list, "normal") == 0;
+}
+
+bool tls_set_cipher_list(SSL_CTX *ctx, const char *list, char *err, size_t errlen)
+{
+	if (tls_default_cipher_list(list))
+		return true;
+	ERR_clear_error();
+	if (SSL_CTX_set_cipher_list(ctx, strcasecmp(list, "all") == 0 ? "ALL" : list) == 1)
+		return true;
+	ssl_reason(err, errlen);
+	return false;
+}
+
+bool tls_set_ciphersuites(SSL_CTX *ctx, const char *suites, char *err, size_t errlen)
+{
+	char why[256];
+	ERR_clear_error();
+	if (!suites[0] || SSL_CTX_set_ciphersuites(ctx, suites) == 1)
+		return true;
+	ssl_reason(why, sizeof(why));
+	/* PgBouncer's words, which tools seek */
+	snprintf(err, errlen, "failed to set the TLSv1.3 cipher suites: %s", why);
+	return false;
+}
+
+/* Whether APPLY (tls_set_cipher_list or tls_set_ciphersuites) takes VALUE, tried on a
+ * context of its own; the reason in WHY when not. */
+static bool ciphers_check(bool (*apply)(SSL_CTX *, const char *, char *, size_t),
+			  const char *value, char *why, size_t whylen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx) {
+		ssl_reason(why, whylen);
+		return false;
+	}
+	bool ok = apply(ctx, value, why, whylen);
+	SSL_CTX_free(ctx);
+	return ok;
+}
+
+bool tls_check_cipher_list(const char *list, char *why, size_t whylen)
+{
+	return tls_default_cipher_list(list) || ciphers_check(tls_set_cipher_list, list, why, whylen);
+}
+
+bool tls_check_ciphersuites(const char *suites, char *why, size_t whylen)
+{
+	return !suites[0] || ciphers_check(tls_set_ciphersuites, suites, why, whylen);
 }
 
 bool tls_ctx_build(const struct config *cfg, SSL_CTX **out, char *err, size_t errlen)
@@ -188,14 +235,11 @@ bool tls_ctx_build(const struct config *cfg, SSL_CTX **out, char *err, size_t er
 	if (!SSL_CTX_set_min_proto_version(ctx, min) || !SSL_CTX_set_max_proto_version(ctx, max))
 		goto fail;
 	what = "client_tls_ciphers";
-	if (!default_ciphers(cfg->client_tls_ciphers) &&
-	    !SSL_CTX_set_cipher_list(ctx, strcasecmp(cfg->client_tls_ciphers, "all") == 0
-					      ? "ALL"
-					      : cfg->client_tls_ciphers))
-		goto fail;
+	if (!tls_set_cipher_list(ctx, cfg->client_tls_ciphers, why, sizeof(why)))
+		goto fail_why;
 	what = "client_tls13_ciphers";
-	if (cfg->client_tls13_ciphers[0] && !SSL_CTX_set_ciphersuites(ctx, cfg->client_tls13_ciphers))
-		goto fail;
+	if (!tls_set_ciphersuites(ctx, cfg->client_tls13_ciphers, why, sizeof(why)))
+		goto fail_why;
 	what = "client_tls_ecdhcurve";
 	if (strcasecmp(cfg->client_tls_ecdhcurve, "auto") != 0 &&
 	    strcasecmp(cfg->client_tls_ecdhcurve, "none") != 0 &&
@@ -240,10 +284,8 @@ bool tls_ctx_build(const struct config *cfg, SSL_CTX **out, char *err, size_t er
 	return true;
 fail:
 	ssl_reason(why, sizeof(why));
-	if (strcmp(what, "client_tls13_ciphers") == 0) /* PgBouncer's words, which tools seek */
-		snprintf(err, errlen, "%s: failed to set the TLSv1.3 cipher suites: %s", what, why);
-	else
-		snprintf(err, errlen, "%s: %s", what, why);
+fail_why:
+	snprintf(err, errlen, "%s: %s", what, why);
 	SSL_CTX_free(ctx);
 	return false;
 }

@@ -1228,6 +1228,16 @@ def direct():
 CANCEL_REQUEST_CODE = 80877102
 
 
+def edit_and_reload(inst, old, new):
+    """Replaces OLD (which must be there) by NEW in INST's config file and sends SIGHUP."""
+    with open(inst.config_path) as f:
+        text = f.read()
+    assert old in text, (old, text)
+    with open(inst.config_path, "w") as f:
+        f.write(text.replace(old, new))
+    inst.proc.send_signal(signal.SIGHUP)
+
+
 def wait_until(pred, what, timeout=20.0, interval=0.05):
     """Polls PRED until it returns a true value (returned); AssertionError after TIMEOUT."""
     deadline = time.monotonic() + timeout

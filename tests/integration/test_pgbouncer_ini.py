@@ -416,7 +416,7 @@ auth_type = trust
     ("auth_dbname = pgbouncer", 2,
      'cannot use the reserved "pgbouncer" database as an auth_dbname'),
     ("peer_id = 16384", 2, "invalid value \"16384\" for peer_id: out of range (0..16383)"),
-    ("server_tls_ciphers = HIGH", 2, "server_tls_ciphers = HIGH is not supported yet"),
+    ("server_tls_ciphers = NO-SUCH", 2, 'invalid value "NO-SUCH" for server_tls_ciphers: '),
     ("auth_type = ldap", 2, "invalid value \"ldap\" for auth_type: not supported yet"),
     ("disable_pqexec = maybe", 2, "invalid value \"maybe\" for disable_pqexec: expected 0 or 1"),
     ("[peers]\n1 = port=6000", 2, "peer 1: no host"),

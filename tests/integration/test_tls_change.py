@@ -6,12 +6,11 @@ client's login line names its TLS version and cipher (PgBouncer's tls=), so
 client_tls13_ciphers can be seen in force, also after a console SET."""
 
 import re
-import signal
 
 import psycopg2
 import pytest
 
-from conftest import run_psql, tls_settings, wait_until
+from conftest import edit_and_reload, run_psql, tls_settings, wait_until
 
 pytestmark = pytest.mark.pooler_only
 
@@ -21,12 +20,7 @@ CHANGED = "database configuration changed"
 
 def reload_with(inst, old, new, nth):
     """Replaces OLD by NEW in INST's file, reloads, and waits for the NTH reload."""
-    with open(inst.config_path) as f:
-        text = f.read()
-    assert old in text
-    with open(inst.config_path, "w") as f:
-        f.write(text.replace(old, new))
-    inst.proc.send_signal(signal.SIGHUP)
+    edit_and_reload(inst, old, new)
     wait_until(lambda: inst.log_text().count("configuration reloaded") == nth, "the reload")
 
 

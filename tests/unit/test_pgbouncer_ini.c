@@ -382,11 +382,9 @@ START_TEST(test_not_yet)
 	ck_assert_int_eq(cfg->nwarnings, 0);
 	ck_assert_str_eq(cfg->server_tls_ciphers, "secure");
 	cfg_free(cfg);
-	expect_error("[pgbouncer]\nserver_tls_ciphers = HIGH:!aNULL\n", 2,
-	             "server_tls_ciphers = HIGH:!aNULL is not supported yet: libpq, which makes "
-	             "the server connections, has no cipher setting: only default, secure, fast or "
-	             "normal (OpenSSL's list) is accepted");
-	expect_error("[pgbouncer]\nauth_type = ldap\n", 2,
+	expect_error("[pgbouncer]
+auth_type = ldap
+", 2,
 	             "invalid value \"ldap\" for auth_type: not supported yet (PgBouncer's ldap "
 	             "are not there)");
 	ck_assert_ptr_null(load("[pgbouncer]\nunix_socket_dir = @pgb\n"));
@@ -400,11 +398,53 @@ START_TEST(test_not_yet)
 	             "unknown key \"foo\" in [pgbouncer]");
 	/* SET refuses the same way */
 	cfg = load_ok("[pgbouncer]\n");
-	ck_assert_ptr_null(cfg_with(cfg, "server_tls13_ciphers", "TLS_AES_128_GCM_SHA256", err,
-				    sizeof(err)));
-	ck_assert_str_eq(err, "server_tls13_ciphers = TLS_AES_128_GCM_SHA256 is not supported yet: "
-	                      "libpq, which makes the server connections, has no cipher setting: "
-	                      "only an empty value (OpenSSL's suites) is accepted");
+	ck_assert_ptr_null(cfg_with(cfg, "resolv_conf", "/etc/resolv.conf", err, sizeof(err)));
+	ck_assert_str_eq(err, "resolv_conf = /etc/resolv.conf is not supported yet: a resolv.conf "
+	                      "of its own is not there yet (libpq uses the system's resolver); only "
+	                      "an empty value is accepted");
+	cfg_free(cfg);
+	rm_dir();
+}
+END_TEST
+
+/* server_tls_ciphers and server_tls13_ciphers: whatever OpenSSL takes (PgBouncer's names
+ * for its own list kept as written); what it does not is refused with its reason, in the
+ * file and by SET. */
+START_TEST(test_server_ciphers)
+{
+	make_dir();
+	struct config *cfg = load_ok("[pgbouncer]\nauth_type = trust\n"
+	                             "server_tls_ciphers = HIGH:!aNULL\n"
+	                             "server_tls13_ciphers = TLS_AES_128_GCM_SHA256\n");
+	ck_assert_int_eq(cfg->nwarnings, 0);
+	ck_assert_str_eq(cfg->server_tls_ciphers, "HIGH:!aNULL");
+	ck_assert_str_eq(cfg->server_tls13_ciphers, "TLS_AES_128_GCM_SHA256");
+	cfg_free(cfg);
+	cfg = load_ok("[pgbouncer]\nauth_type = trust\nserver_tls_ciphers = \"fast\"\n");
+	ck_assert_str_eq(cfg->server_tls_ciphers, "fast");
+	cfg_free(cfg);
+
+	ck_assert_ptr_null(load("[pgbouncer]\nauth_type = trust\nserver_tls_ciphers = NOSUCH\n"));
+	char want[1024];
+	snprintf(want, sizeof(want), "%s/pgbouncer.ini:3: invalid value \"NOSUCH\" for "
+	         "server_tls_ciphers: ", dir);
+	ck_assert_msg(strncmp(err, want, strlen(want)) == 0 && strstr(err, "no cipher match"), "%s",
+	              err);
+	ck_assert_ptr_null(load("[pgbouncer]\nserver_tls13_ciphers = TLS_NOSUCH\n"));
+	snprintf(want, sizeof(want), "%s/pgbouncer.ini:2: invalid value \"TLS_NOSUCH\" for "
+	         "server_tls13_ciphers: failed to set the TLSv1.3 cipher suites: ", dir);
+	ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s", err);
+
+	cfg = load_ok("[pgbouncer]\n");
+	struct config *set = cfg_with(cfg, "server_tls13_ciphers", "TLS_CHACHA20_POLY1305_SHA256",
+	                              err, sizeof(err));
+	ck_assert_msg(set != NULL, "%s", err);
+	ck_assert_str_eq(set->server_tls13_ciphers, "TLS_CHACHA20_POLY1305_SHA256");
+	cfg_free(set);
+	ck_assert_ptr_null(cfg_with(cfg, "server_tls_ciphers", "NOSUCH", err, sizeof(err)));
+	const char *bad = "invalid value \"NOSUCH\" for server_tls_ciphers: ";
+	ck_assert_msg(strncmp(err, bad, strlen(bad)) == 0 && strstr(err, "no cipher match"), "%s",
+	              err);
 	cfg_free(cfg);
 	rm_dir();
 }
@@ -638,6 +678,7 @@ int main(void)
 	tcase_add_test(tc, test_users_pgbouncer_keys);
 	tcase_add_test(tc, test_warned_keys);
 	tcase_add_test(tc, test_not_yet);
+	tcase_add_test(tc, test_server_ciphers);
 	tcase_add_test(tc, test_peers);
 	tcase_add_test(tc, test_every_pgbouncer_key);
 	suite_add_tcase(s, tc);
