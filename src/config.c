@@ -21,6 +21,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include "ldapauth.h"
 #include "log.h"
 #include "tls.h"
 
@@ -76,9 +77,9 @@ enum {
 
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
 static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256",
-					      "cert",  "hba",   NULL};
+					      "cert",  "hba",   "ldap", NULL};
 /* auth_type values PgBouncer takes that pgcoro does not have */
-static const char *const auth_type_not_yet[] = {"any", "ldap", "pam", NULL};
+static const char *const auth_type_not_yet[] = {"any", "pam", NULL};
 static const char *const empty_names[] = {"", NULL};
 static const char *const server_cipher_names[] = {"default", "secure", "fast", "normal", NULL};
 static const char *const dheparams_names[] = {"auto", "none", NULL};
@@ -184,7 +185,7 @@ static const struct cfg_key keys[] = {
         "and the kernel spreads the connections (each with its own unix_socket_dir and "
         "pidfile; see peer_id and [peers] for their cancel requests)"),
     KEY_AT(CFG_WITH_FILES, auth_type, T_AUTH_TYPE, "md5",
-        "client authentication: trust, plain, md5, scram-sha-256, cert or hba"),
+        "client authentication: trust, plain, md5, scram-sha-256, cert, hba or ldap"),
     KEY_AT(CFG_WITH_FILES, auth_file, T_STRING, "",
         "file of \"user\" \"password\" lines; empty = none"),
     KEY_AT(CFG_WITH_FILES, auth_hba_file, T_STRING, "",
@@ -199,9 +200,12 @@ static const struct cfg_key keys[] = {
         "is returned by the default)"),
     KEY(auth_dbname, T_STRING, "",
         "the [databases] entry auth_query runs on; empty = the client's database"),
-    KEY_NOT_YET(CFG_LIVE, auth_ldap_options, T_EMPTY, "",
-        "PgBouncer's LDAP options; only empty (LDAP is not supported)",
-        "LDAP authentication is not there yet; only an empty value is accepted"),
+    KEY(auth_ldap_options, T_STRING, "",
+        "LDAP options of auth_type ldap, PostgreSQL's (ldapserver=, ldapport=, ldapprefix=, "
+        "ldapsuffix=, ldapbasedn=, ldapurl=, ...) as PgBouncer's"),
+    KEY(auth_ldap_timeout, T_SECONDS, "10",
+        "bound on each LDAP connection and operation of a login (auth_type ldap, hba ldap "
+        "rules); 0 = none"),
     KEY_AT(CFG_WITH_FILES, scram_iterations, T_POSITIVE, "4096",
         "SCRAM iterations of the verifiers pgcoro makes from plain auth_file passwords"),
     KEY(max_password_checks_waiting, T_POSITIVE, "1000",
@@ -1976,6 +1980,19 @@ static bool cfg_validate(const struct config *cfg, const struct cfg_db **bad, ch
 	if (cfg->auth_type == AUTH_HBA && !*cfg->auth_hba_file) {
 		cfg_fmt(why, whylen, "auth_type hba needs auth_hba_file");
 		return false;
+	}
+	if (cfg->auth_type == AUTH_LDAP && !*cfg->auth_ldap_options) {
+		cfg_fmt(why, whylen, "auth_type ldap needs auth_ldap_options");
+		return false;
+	}
+	if (*cfg->auth_ldap_options) {
+		char err[256];
+		struct ldapauth_opts *o = ldapauth_parse(cfg->auth_ldap_options, err, sizeof(err));
+		if (!o) {
+			cfg_fmt(why, whylen, "auth_ldap_options: %s", err);
+			return false;
+		}
+		ldapauth_free(o);
 	}
 	if (cfg->auth_type == AUTH_CERT &&
 	    (!*cfg->client_tls_ca_file || cfg->client_tls_sslmode == TLS_DISABLE)) {

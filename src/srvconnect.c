@@ -21,6 +21,7 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "authcache.h"
 #include "authquery.h"
 #include "clientkey.h"
 #include "config.h"
@@ -56,10 +57,20 @@ void srvconnect_init(struct runtime *r)
 	rt = r;
 }
 
+/* The authcache source of LDAP's passwords: no auth_query source (authquery.c's start
+ * with a digit) is named so. */
+#define LDAP_SOURCE "ldap"
+
 const char *srvconnect_secret(const char *database, const char *user)
 {
-	/* the auth_file's entry, else what DATABASE's auth_query last found for USER */
-	return authquery_secret(database, user);
+	/* LDAP's, else the auth_file's entry, else what DATABASE's auth_query last found */
+	const char *s = authcache_get(LDAP_SOURCE, user);
+	return s ? s : authquery_secret(database, user);
+}
+
+bool srvconnect_keep_password(const char *user, const char *password)
+{
+	return authcache_put(LDAP_SOURCE, user, password);
 }
 
 static const char *param(const struct pool_conn_params *cp, const char *kw)

@@ -387,11 +387,11 @@ START_TEST(test_not_yet)
 	             "the server connections, has no cipher setting: only default, secure, fast or "
 	             "normal (OpenSSL's list) is accepted");
 	expect_error("[pgbouncer]\nauth_type = pam\n", 2,
-	             "invalid value \"pam\" for auth_type: not supported yet (PgBouncer's any, "
-	             "ldap or pam are not there)");
+	             "invalid value \"pam\" for auth_type: not supported yet (PgBouncer's any "
+	             "or pam are not there)");
 	expect_error("[pgbouncer]\nauth_type = any\n", 2,
-	             "invalid value \"any\" for auth_type: not supported yet (PgBouncer's any, "
-	             "ldap or pam are not there)");
+	             "invalid value \"any\" for auth_type: not supported yet (PgBouncer's any "
+	             "or pam are not there)");
 	ck_assert_ptr_null(load("[pgbouncer]\nunix_socket_dir = @pgb\n"));
 	ck_assert_msg(strstr(err, "unix_socket_dir = @pgb is not supported yet: a unix socket in "
 	                          "the abstract namespace"),
