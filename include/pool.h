@@ -265,6 +265,10 @@ void pool_replication_ready(pool_t *pool, client_t *c);
  * and busy ones when they are released. */
 void pool_reconfigure(void);
 
+/* USER's server login secret (srvconnect_secret) changed: the pools whose servers log in
+ * as USER take it for their next server logins (their servers stay). */
+void pool_secret_changed(const char *user);
+
 /* The pool after PREV in creation order (the first if PREV is NULL), or NULL. */
 pool_t *pool_next(const pool_t *prev);
 

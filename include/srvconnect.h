@@ -29,7 +29,8 @@ const char *srvconnect_secret(const char *database, const char *user);
 
 /* USER logged in with PASSWORD, which LDAP accepted: it is THE secret of USER's server
  * logins from now on (srvconnect_secret gives it before any other), as PgBouncer logs in
- * with an LDAP user's password; pools made after this use it. Kept for at most
+ * with an LDAP user's password: a pool made with another takes it for its next server
+ * logins (pool_secret_changed). Kept for at most
  * AUTHCACHE_MAX users (the least recently kept go first). False without memory. */
 bool srvconnect_keep_password(const char *user, const char *password)
 	__attribute__((warn_unused_result));

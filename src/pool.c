@@ -734,6 +734,45 @@ static void resettle_unused(void)
 	free(v);
 }
 
+/* P's libpq parameters (P has them) made again from DB and the secrets in force: true
+ * when they changed (P then forgets which host proved good). Without memory they stay,
+ * logged with WHAT was being done. */
+static bool remake_params(pool_t *p, const struct cfg_db *db, const char *what)
+{
+	const char **kw = p->kw, **val = p->val;
+	unsigned tls_gen = p->tls_gen;
+	p->kw = p->val = NULL;
+	if (!build_params(p, db)) {
+		log_error("pool %s/%s: out of memory %s: its connection settings stay", p->dbname,
+			  p->user, what);
+		free_params(p->kw, p->val);
+		p->kw = kw;
+		p->val = val;
+		p->tls_gen = tls_gen;
+		return false;
+	}
+	bool changed = !same_params(kw, val, p->kw, p->val) || tls_gen != p->tls_gen;
+	free_params(kw, val);
+	if (changed)
+		p->lb_proven = false;
+	return changed;
+}
+
+void pool_secret_changed(const char *user)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &pools)
+	{
+		pool_t *p = list_entry(pos, pool_t, node);
+		const struct cfg_db *db = p->kw ? cfg_find_db(rt->cfg, p->dbname) : NULL;
+		if (!db || strcmp(user, cfg_db_param(db, "user") ? cfg_db_param(db, "user") : p->user))
+			continue; /* unused (made with the secret when next used), or another user's */
+		if (remake_params(p, db, "taking the user's new secret"))
+			log_info("pool %s/%s: the server login secret changed: new servers use it",
+				 p->dbname, p->user);
+	}
+}
+
 void pool_reconfigure(void)
 {
 	struct list *pos, *tmp;
@@ -756,25 +795,11 @@ void pool_reconfigure(void)
 		settle(p); /* min_pool_size may have changed */
 		if (!p->kw)
 			continue; /* unused: made from the new entry when next used */
-		const char **kw = p->kw, **val = p->val;
-		unsigned tls_gen = p->tls_gen;
-		p->kw = p->val = NULL;
-		if (!build_params(p, db)) {
-			log_error("pool %s/%s: out of memory applying the new configuration: "
-				  "its connection settings stay", p->dbname, p->user);
-			free_params(p->kw, p->val);
-			p->kw = kw;
-			p->val = val;
-			p->tls_gen = tls_gen;
-		} else if (!same_params(kw, val, p->kw, p->val) || tls_gen != p->tls_gen) {
-			free_params(kw, val);
-			p->lb_proven = false;
+		if (remake_params(p, db, "applying the new configuration")) {
 			log_info("pool %s/%s: connection settings changed: servers are replaced as "
 				 "they become idle", p->dbname, p->user);
 			/* PgBouncer's words for it, which tools look for */
 			pool_renew_servers(p, "database configuration changed");
-		} else {
-			free_params(kw, val);
 		}
 		pool_kick(p); /* limits may have grown */
 	}

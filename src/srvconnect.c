@@ -70,7 +70,13 @@ const char *srvconnect_secret(const char *database, const char *user)
 
 bool srvconnect_keep_password(const char *user, const char *password)
 {
-	return authcache_put(LDAP_SOURCE, user, password);
+	const char *old = authcache_get(LDAP_SOURCE, user);
+	if (old && strcmp(old, password) == 0)
+		return true;
+	if (!authcache_put(LDAP_SOURCE, user, password))
+		return false;
+	pool_secret_changed(user); /* a pool made before (another password) takes it */
+	return true;
 }
 
 static const char *param(const struct pool_conn_params *cp, const char *kw)

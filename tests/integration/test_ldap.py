@@ -307,3 +307,31 @@ def _connected_to(port):
             if rport == port and fields[3] == "01":
                 return True
     return False
+
+
+def test_password_change_reaches_server_logins(ldap_pgcoro, slapd, pg):
+    """The user's password changes (in LDAP and PostgreSQL) while a session of theirs holds
+    the pool: the next login's new server logs in with the new password, as PgBouncer's
+    (it keeps the password of each LDAP login), not with the one the pool was made with."""
+    inst = ldap_pgcoro(simple_opts(slapd.port))
+    old = Wire(inst.host, inst.port)
+    try:
+        old.login(LDAP_USER, LDAP_PASS, "postgres")  # holds a server (session mode)
+        _set_password(slapd, pg, "secret2")
+        try:
+            ldap_login(inst, password="secret2")  # needs a second server
+            f = refused(inst, password=LDAP_PASS)
+            assert (f["C"], f["M"]) == ("28P01", "LDAP authentication failed")
+        finally:
+            _set_password(slapd, pg, LDAP_PASS)
+        assert old.query("SELECT current_user") == [[LDAP_USER]]
+        old.terminate()
+    finally:
+        old.close()
+
+
+def _set_password(slapd, pg, password):
+    subprocess.run(["ldappasswd", "-x", "-H", f"ldap://127.0.0.1:{slapd.port}",
+                    "-D", f"cn=admin,{BASE_DN}", "-w", "adminpw", "-s", password,
+                    f"uid={LDAP_USER},{BASE_DN}"], check=True, capture_output=True, timeout=30)
+    pg.psql_super(f"ALTER ROLE {LDAP_USER} PASSWORD '{password}'")
