@@ -9,6 +9,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,19 +28,27 @@ struct ldapauth_opts *ldapauth_new(void)
 	return o;
 }
 
-/* The offsets of the string fields of struct ldapauth_opts. */
-static const size_t str_fields[] = {
-    offsetof(struct ldapauth_opts, server),     offsetof(struct ldapauth_opts, scheme),
-    offsetof(struct ldapauth_opts, prefix),     offsetof(struct ldapauth_opts, suffix),
-    offsetof(struct ldapauth_opts, basedn),     offsetof(struct ldapauth_opts, binddn),
-    offsetof(struct ldapauth_opts, bindpasswd), offsetof(struct ldapauth_opts, searchattribute),
-    offsetof(struct ldapauth_opts, searchfilter),
+/* The string options: their keys and fields. */
+static const struct {
+	const char *key;
+	size_t off;
+} str_opts[] = {
+    {"ldapserver", offsetof(struct ldapauth_opts, server)},
+    {"ldapscheme", offsetof(struct ldapauth_opts, scheme)},
+    {"ldapprefix", offsetof(struct ldapauth_opts, prefix)},
+    {"ldapsuffix", offsetof(struct ldapauth_opts, suffix)},
+    {"ldapbasedn", offsetof(struct ldapauth_opts, basedn)},
+    {"ldapbinddn", offsetof(struct ldapauth_opts, binddn)},
+    {"ldapbindpasswd", offsetof(struct ldapauth_opts, bindpasswd)},
+    {"ldapsearchattribute", offsetof(struct ldapauth_opts, searchattribute)},
+    {"ldapsearchfilter", offsetof(struct ldapauth_opts, searchfilter)},
 };
-#define NSTR (sizeof(str_fields) / sizeof(str_fields[0]))
+#define NSTR (sizeof(str_opts) / sizeof(str_opts[0]))
 
-static char **field_at(struct ldapauth_opts *o, size_t i)
+/* The field of string option I of O. */
+static char **field_at(const struct ldapauth_opts *o, size_t i)
 {
-	return (char **)(void *)((char *)o + str_fields[i]);
+	return (char **)(void *)((char *)(uintptr_t)o + str_opts[i].off);
 }
 
 void ldapauth_free(struct ldapauth_opts *o)
@@ -55,21 +64,18 @@ void ldapauth_free(struct ldapauth_opts *o)
 
 struct ldapauth_opts *ldapauth_dup(const struct ldapauth_opts *o)
 {
-	struct ldapauth_opts *d = malloc(sizeof(*d));
+	struct ldapauth_opts *d = ldapauth_new();
 	if (!d)
 		return NULL;
-	*d = *o;
-	bool ok = true;
+	d->port = o->port;
+	d->tls = o->tls;
+	d->scope = o->scope;
 	for (size_t i = 0; i < NSTR; i++) {
-		char **f = field_at(d, i);
-		if (*f && ok && !(*f = strdup(*f)))
-			ok = false;
-		else if (!ok)
-			*f = NULL;
-	}
-	if (!ok) {
-		ldapauth_free(d);
-		return NULL;
+		const char *v = *field_at(o, i);
+		if (v && !(*field_at(d, i) = strdup(v))) {
+			ldapauth_free(d);
+			return NULL;
+		}
 	}
 	return d;
 }
@@ -117,32 +123,17 @@ static bool set_url(struct ldapauth_opts *o, const char *value, char *err, size_
 bool ldapauth_set(struct ldapauth_opts *o, const char *key, const char *value, char *err,
 		  size_t errlen)
 {
-	static const struct {
-		const char *key;
-		size_t off;
-	} strs[] = {
-	    {"ldapserver", offsetof(struct ldapauth_opts, server)},
-	    {"ldapprefix", offsetof(struct ldapauth_opts, prefix)},
-	    {"ldapsuffix", offsetof(struct ldapauth_opts, suffix)},
-	    {"ldapbasedn", offsetof(struct ldapauth_opts, basedn)},
-	    {"ldapbinddn", offsetof(struct ldapauth_opts, binddn)},
-	    {"ldapbindpasswd", offsetof(struct ldapauth_opts, bindpasswd)},
-	    {"ldapsearchattribute", offsetof(struct ldapauth_opts, searchattribute)},
-	    {"ldapsearchfilter", offsetof(struct ldapauth_opts, searchfilter)},
-	};
-	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
-		if (strcmp(key, strs[i].key) == 0)
-			return set_str((char **)((char *)o + strs[i].off), value, err, errlen);
+	if (strcmp(key, "ldapscheme") == 0 && strcmp(value, "ldap") != 0 &&
+	    strcmp(value, "ldaps") != 0) {
+		snprintf(err, errlen, "invalid ldapscheme value: \"%s\"", value);
+		return false;
+	}
+	for (size_t i = 0; i < NSTR; i++)
+		if (strcmp(key, str_opts[i].key) == 0)
+			return set_str(field_at(o, i), value, err, errlen);
 	if (strcmp(key, "ldaptls") == 0) {
 		o->tls = strcmp(value, "1") == 0; /* PostgreSQL's and PgBouncer's reading */
 		return true;
-	}
-	if (strcmp(key, "ldapscheme") == 0) {
-		if (strcmp(value, "ldap") != 0 && strcmp(value, "ldaps") != 0) {
-			snprintf(err, errlen, "invalid ldapscheme value: \"%s\"", value);
-			return false;
-		}
-		return set_str(&o->scheme, value, err, errlen);
 	}
 	if (strcmp(key, "ldapport") == 0) {
 		char *end;
@@ -186,81 +177,64 @@ bool ldapauth_validate(const struct ldapauth_opts *o, char *err, size_t errlen)
 	return true;
 }
 
+/* Reads one key or value at *SP into OUT (room for CAP bytes, which TEXT's length never
+ * exceeds): in double quotes ("" inside is a quote), else up to a blank, a comma or, for a
+ * key (KEY), an '='. False for an unterminated quote. */
+static bool read_word(const char **sp, char *out, size_t cap, bool key)
+{
+	const char *s = *sp;
+	size_t n = 0;
+	if (*s == '"') {
+		for (s++; *s && !(*s == '"' && s[1] != '"'); s++) {
+			s += *s == '"'; /* "" */
+			if (n + 1 < cap)
+				out[n++] = *s;
+		}
+		if (*s != '"')
+			return false;
+		s++;
+	} else {
+		for (; *s && !strchr(" \t\r\n,", *s) && !(key && *s == '='); s++)
+			if (n + 1 < cap)
+				out[n++] = *s;
+	}
+	out[n] = 0;
+	*sp = s;
+	return true;
+}
+
 struct ldapauth_opts *ldapauth_parse(const char *text, char *err, size_t errlen)
 {
 	struct ldapauth_opts *o = ldapauth_new();
-	size_t len = strlen(text);
-	char *buf = malloc(len + 1); /* the value being read */
-	if (!o || !buf) {
+	size_t cap = strlen(text) + 1;
+	char *val = malloc(cap); /* the value being read (a bind password, maybe) */
+	bool ok = o && val;
+	if (!ok)
 		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
-	const char *s = text;
-	for (;;) {
-		while (*s == ' ' || *s == '\t' || *s == ',' || *s == '\n' || *s == '\r')
-			s++;
+	for (const char *s = text; ok;) {
+		s += strspn(s, " \t\r\n,");
 		if (!*s)
 			break;
-		char *w = buf;
 		char key[64];
-		/* the key */
-		size_t k = 0;
-		if (*s == '"') {
-			for (s++; *s && !(*s == '"' && s[1] != '"'); s++) {
-				if (*s == '"')
-					s++;
-				if (k + 1 < sizeof(key))
-					key[k++] = *s;
-			}
-			if (*s == '"')
-				s++;
-		} else {
-			while (*s && *s != '=' && *s != ' ' && *s != '\t' && *s != ',') {
-				if (k + 1 < sizeof(key))
-					key[k++] = *s;
-				s++;
-			}
-		}
-		key[k] = 0;
-		if (*s != '=' || !k) {
+		if (!read_word(&s, key, sizeof(key), true) || *s != '=' || !key[0]) {
 			snprintf(err, errlen, "expected KEY=VALUE at \"%.40s\"", s);
-			goto fail;
-		}
-		s++;
-		/* the value */
-		if (*s == '"') {
-			for (s++; *s && !(*s == '"' && s[1] != '"'); s++) {
-				if (*s == '"')
-					s++;
-				*w++ = *s;
-			}
-			if (*s != '"') {
-				snprintf(err, errlen, "unterminated quoted value of %s", key);
-				goto fail;
-			}
-			s++;
-		} else {
-			while (*s && *s != ' ' && *s != '\t' && *s != ',' && *s != '\n' && *s != '\r')
-				*w++ = *s++;
-		}
-		*w = 0;
-		if (w == buf) {
+			ok = false;
+		} else if (s++, !read_word(&s, val, cap, false)) {
+			snprintf(err, errlen, "unterminated quoted value of %s", key);
+			ok = false;
+		} else if (!val[0]) {
 			snprintf(err, errlen, "no value for %s", key);
-			goto fail;
+			ok = false;
+		} else {
+			ok = ldapauth_set(o, key, val, err, errlen);
 		}
-		if (!ldapauth_set(o, key, buf, err, errlen))
-			goto fail;
 	}
-	if (!ldapauth_validate(o, err, errlen))
-		goto fail;
-	if (buf)
-		OPENSSL_cleanse(buf, len + 1);
-	free(buf);
-	return o;
-fail:
-	if (buf)
-		OPENSSL_cleanse(buf, len + 1);
-	free(buf);
+	ok = ok && ldapauth_validate(o, err, errlen);
+	if (val)
+		OPENSSL_cleanse(val, cap);
+	free(val);
+	if (ok)
+		return o;
 	ldapauth_free(o);
 	return NULL;
 }
@@ -345,7 +319,7 @@ static enum ldapauth_result connect_ldap(const struct ldapauth_opts *o, int time
 	if (!p || !*p) {
 		char *domain = NULL;
 		if (ldap_dn2domain(o->basedn, &domain) != 0 || !domain)
-			return fail_why(why, whylen, LDAPAUTH_UNAVAILABLE,
+			return fail_why(why, whylen, LDAPAUTH_DENIED,
 					"could not extract domain name from ldapbasedn");
 		int rc = ldap_domain2hostlist(domain, &hostlist);
 		ldap_memfree(domain);
