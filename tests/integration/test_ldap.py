@@ -57,16 +57,24 @@ userPassword: {password}
 class Slapd:
     """A slapd of its own (slapd -f, mdb backend, a temp directory) on 127.0.0.1:port."""
 
-    def __init__(self):
+    def __init__(self, certs=None):
+        """CERTS (TlsCerts): StartTLS on the ldap port too, and an ldaps port."""
         self.dir = tempfile.mkdtemp(prefix="pgc-slapd-")
         os.mkdir(os.path.join(self.dir, "db"))
         self.port = free_port()
+        self.ldaps_port = free_port() if certs else None
         with open(os.path.join(self.dir, "slapd.conf"), "w") as f:
             f.write(SLAPD_CONF.format(d=self.dir, base=BASE_DN))
+            if certs:
+                f.write(f"TLSCACertificateFile {certs.path('ca.crt')}\n"
+                        f"TLSCertificateFile {certs.path('server.crt')}\n"
+                        f"TLSCertificateKeyFile {certs.path('server.key')}\n")
+        urls = f"ldap://127.0.0.1:{self.port}/"
+        if certs:
+            urls += f" ldaps://127.0.0.1:{self.ldaps_port}/"
         self.log = open(os.path.join(self.dir, "slapd.log"), "wb")
         self.proc = subprocess.Popen(
-            ["slapd", "-f", os.path.join(self.dir, "slapd.conf"),
-             "-h", f"ldap://127.0.0.1:{self.port}/", "-d", "0"],
+            ["slapd", "-f", os.path.join(self.dir, "slapd.conf"), "-h", urls, "-d", "0"],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
         self.stopped = False  # SIGSTOPped
         wait_port(self.port, self.proc, timeout=30, what="slapd")
@@ -335,3 +343,41 @@ def _set_password(slapd, pg, password):
                     "-D", f"cn=admin,{BASE_DN}", "-w", "adminpw", "-s", password,
                     f"uid={LDAP_USER},{BASE_DN}"], check=True, capture_output=True, timeout=30)
     pg.psql_super(f"ALTER ROLE {LDAP_USER} PASSWORD '{password}'")
+
+
+@pytest.fixture
+def tls_slapd(tls_certs):
+    s = Slapd(tls_certs)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("options,ok", [
+    ('ldapserver=127.0.0.1 ldapport={port} ldapprefix="uid=" ldapsuffix=",dc=example,dc=net" '
+     'ldaptls=1', True),
+    ('ldapserver=127.0.0.1 ldapport={port} ldapbasedn="dc=example,dc=net" ldaptls=1', True),
+    ('ldapurl="ldaps://127.0.0.1:{ldaps}/dc=example,dc=net?uid?sub"', True),
+    ('ldapserver=127.0.0.1 ldapport={ldaps} ldapscheme=ldaps ldapprefix="uid=" '
+     'ldapsuffix=",dc=example,dc=net"', True),
+    # PgBouncer's 8.6 and 8.7: TLS against the other kind of port fails, cleanly
+    ('ldapurl="ldaps://127.0.0.1:{port}/dc=example,dc=net?uid?sub"', False),
+    ('ldapserver=127.0.0.1 ldapport={ldaps} ldapprefix="uid=" ldapsuffix=",dc=example,dc=net" '
+     'ldaptls=1', False),
+], ids=["starttls-simple", "starttls-search", "ldaps-url", "ldapscheme", "ldaps-on-ldap-port",
+        "starttls-on-ldaps-port"])
+def test_tls(pgcoro_factory, tls_slapd, tls_certs, ldap_role, options, ok):
+    """ldaptls=1 (StartTLS) and ldaps, the server's certificate checked against the CA
+    libldap is told of (LDAPTLS_CACERT, its own setting)."""
+    inst = pgcoro_factory(settings={
+        "auth_type": "ldap", "auth_ldap_timeout": 10,
+        "auth_ldap_options": options.format(port=tls_slapd.port, ldaps=tls_slapd.ldaps_port)},
+        env={"LDAPTLS_CACERT": tls_certs.path("ca.crt")})
+    if ok:
+        ldap_login(inst)
+    else:
+        f = refused(inst, timeout=60)
+        assert (f["C"], f["M"]) == ("28P01", "LDAP authentication failed")
+        assert "could not be reached" in f["H"]
+        assert "Can't contact LDAP server" in inst.log_text()
