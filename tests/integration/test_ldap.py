@@ -381,3 +381,34 @@ def test_tls(pgcoro_factory, tls_slapd, tls_certs, ldap_role, options, ok):
         assert (f["C"], f["M"]) == ("28P01", "LDAP authentication failed")
         assert "could not be reached" in f["H"]
         assert "Can't contact LDAP server" in inst.log_text()
+
+
+def test_ldap_checks_bounded(ldap_pgcoro, slapd):
+    """LDAP binds are cleartext password checks: one executor thread at most runs them (of
+    two), max_password_checks_waiting bounds those waiting, and a login past it is refused
+    with 53300 at once, while the LDAP server holds the first."""
+    inst = ldap_pgcoro(simple_opts(slapd.port), auth_ldap_timeout=120, executor_threads=2,
+                       max_password_checks_waiting=1)
+    slapd.pause()
+    waiting = []
+    try:
+        for _ in range(2):  # one on the executor (held by the stopped slapd), one waiting
+            w = Wire(inst.host, inst.port, timeout=60)
+            waiting.append(w)
+            w.send_startup(LDAP_USER, "postgres")
+            t, p = w.read_msg()
+            assert t == "R" and p[:4] == b"\0\0\0\3"
+            w.send(w.msg("p", LDAP_PASS.encode() + b"\0"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not _connected_to(slapd.port):
+            time.sleep(0.05)
+        f = refused(inst)
+        assert (f["C"], f["M"]) == ("53300", "too many password checks waiting "
+                                    "(max_password_checks_waiting 1)")
+    finally:
+        slapd.resume()
+    for w in waiting:  # both complete once the server answers
+        assert w.authenticate(LDAP_USER, LDAP_PASS)
+        assert w.query("SELECT current_user") == [[LDAP_USER]]
+        w.terminate()
+        w.close()
