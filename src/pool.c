@@ -764,9 +764,12 @@ void pool_secret_changed(const char *user)
 	list_for_each_safe(pos, tmp, &pools)
 	{
 		pool_t *p = list_entry(pos, pool_t, node);
-		const struct cfg_db *db = p->kw ? cfg_find_db(rt->cfg, p->dbname) : NULL;
-		if (!db || strcmp(user, cfg_db_param(db, "user") ? cfg_db_param(db, "user") : p->user))
-			continue; /* unused (made with the secret when next used), or another user's */
+		/* P's user is its servers' (a database's user= included: pool_get) */
+		const struct cfg_db *db = p->kw && strcmp(p->user, user) == 0
+					      ? cfg_find_db(rt->cfg, p->dbname)
+					      : NULL;
+		if (!db)
+			continue; /* another user's, or unused (made with the secret when next used) */
 		if (remake_params(p, db, "taking the user's new secret"))
 			log_info("pool %s/%s: the server login secret changed: new servers use it",
 				 p->dbname, p->user);
