@@ -22,7 +22,7 @@ struct ldapauth_opts {
 	bool tls;              /* ldaptls=1: StartTLS before binding */
 	char *prefix, *suffix; /* simple bind */
 	char *basedn, *binddn, *bindpasswd, *searchattribute, *searchfilter; /* search+bind */
-	int scope;             /* LDAP_SCOPE_*: subtree unless ldapurl says otherwise */
+	int scope; /* LDAP_SCOPE_*: subtree unless ldapurl says otherwise */
 };
 
 enum ldapauth_result {
@@ -36,7 +36,8 @@ struct ldapauth_opts *ldapauth_new(void) __attribute__((warn_unused_result));
 
 /* A deep copy of O (a check owns one: a reload may free the rule it came from); NULL
  * without memory. */
-struct ldapauth_opts *ldapauth_dup(const struct ldapauth_opts *o) __attribute__((warn_unused_result));
+struct ldapauth_opts *ldapauth_dup(const struct ldapauth_opts *o)
+    __attribute__((warn_unused_result));
 
 /* Frees O (NULL is fine); the bind password is cleansed first. */
 void ldapauth_free(struct ldapauth_opts *o);
@@ -44,28 +45,28 @@ void ldapauth_free(struct ldapauth_opts *o);
 /* Sets option KEY to VALUE in O (ldapurl sets several). False with the reason in ERR for
  * an unknown key, a bad value or no memory. */
 bool ldapauth_set(struct ldapauth_opts *o, const char *key, const char *value, char *err,
-		  size_t errlen) __attribute__((warn_unused_result));
+                  size_t errlen) __attribute__((warn_unused_result));
 
 /* Parses TEXT, auth_ldap_options' value as PgBouncer reads it: KEY=VALUE pairs separated
  * by blanks or commas, KEY or VALUE in double quotes ("" inside them is a quote) when
  * they hold blanks or commas; then ldapauth_validate. NULL with the reason in ERR. */
 struct ldapauth_opts *ldapauth_parse(const char *text, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Whether O is a usable set, PostgreSQL's rules: simple bind or search+bind options, not
  * both; one of ldapbasedn, ldapprefix, ldapsuffix; not ldapsearchattribute with
  * ldapsearchfilter. False with the reason in ERR. */
 bool ldapauth_validate(const struct ldapauth_opts *o, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Whether USER may be checked: it holds none of the characters PostgreSQL refuses in an
  * LDAP user name (* ( ) \ /), which would change a search filter or a DN. */
 bool ldapauth_user_ok(const char *user);
 
 /* Writes FILTER with every $username replaced by USER escaped as RFC 4515 says (* ( ) \
- * and NUL as \XX) into OUT (OUTLEN bytes). False when it does not fit. Pure. */
+ * as \XX) into OUT (OUTLEN bytes). False when it does not fit. Pure. */
 bool ldapauth_filter(const char *filter, const char *user, char *out, size_t outlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Once, on the main thread before any check: libldap's global state. */
 void ldapauth_init(void);
@@ -77,7 +78,7 @@ void ldapauth_init(void);
  * LDAPAUTH_OK goes into WHY (for the log: it may name the DN). Touches only its arguments
  * and its own connections. */
 enum ldapauth_result ldapauth_check(const struct ldapauth_opts *o, const char *user,
-				    const char *password, int timeout_ms, char *why, size_t whylen)
-	__attribute__((warn_unused_result));
+                                    const char *password, int timeout_ms, char *why, size_t whylen)
+    __attribute__((warn_unused_result));
 
 #endif

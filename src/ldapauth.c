@@ -113,7 +113,7 @@ static bool set_url(struct ldapauth_opts *o, const char *value, char *err, size_
 	o->port = u->lud_port;
 	ok = ok && (!u->lud_dn || set_str(&o->basedn, u->lud_dn, err, errlen));
 	ok = ok && (!u->lud_attrs || !u->lud_attrs[0] ||
-		    set_str(&o->searchattribute, u->lud_attrs[0], err, errlen));
+	            set_str(&o->searchattribute, u->lud_attrs[0], err, errlen));
 	o->scope = u->lud_scope;
 	ok = ok && (!u->lud_filter || set_str(&o->searchfilter, u->lud_filter, err, errlen));
 	ldap_free_urldesc(u);
@@ -121,7 +121,7 @@ static bool set_url(struct ldapauth_opts *o, const char *value, char *err, size_
 }
 
 bool ldapauth_set(struct ldapauth_opts *o, const char *key, const char *value, char *err,
-		  size_t errlen)
+                  size_t errlen)
 {
 	if (strcmp(key, "ldapscheme") == 0 && strcmp(value, "ldap") != 0 &&
 	    strcmp(value, "ldaps") != 0) {
@@ -156,18 +156,21 @@ bool ldapauth_validate(const struct ldapauth_opts *o, char *err, size_t errlen)
 	if (o->prefix || o->suffix) {
 		if (o->basedn || o->binddn || o->bindpasswd || o->searchattribute ||
 		    o->searchfilter) {
-			snprintf(err, errlen, "cannot mix options for simple bind and search+bind "
-					      "modes");
+			snprintf(err, errlen,
+			         "cannot mix options for simple bind and search+bind "
+			         "modes");
 			return false;
 		}
 	} else if (!o->basedn) {
-		snprintf(err, errlen, "authentication method \"ldap\" requires argument "
-				      "\"ldapbasedn\", \"ldapprefix\", or \"ldapsuffix\" to be set");
+		snprintf(err, errlen,
+		         "authentication method \"ldap\" requires argument "
+		         "\"ldapbasedn\", \"ldapprefix\", or \"ldapsuffix\" to be set");
 		return false;
 	}
 	if (o->searchattribute && o->searchfilter) {
-		snprintf(err, errlen, "cannot use ldapsearchattribute together with "
-				      "ldapsearchfilter");
+		snprintf(err, errlen,
+		         "cannot use ldapsearchattribute together with "
+		         "ldapsearchfilter");
 		return false;
 	}
 	if ((!o->server || !o->server[0]) && (!o->basedn || !o->basedn[0])) {
@@ -261,7 +264,8 @@ bool ldapauth_filter(const char *filter, const char *user, char *out, size_t out
 			if (n + (esc ? 3 : 1) >= outlen)
 				return false;
 			if (esc)
-				n += (size_t)snprintf(out + n, outlen - n, "\\%02x", (unsigned char)*u);
+				n += (size_t)snprintf(out + n, outlen - n, "\\%02x",
+				                      (unsigned char)*u);
 			else
 				out[n++] = *u;
 		}
@@ -281,10 +285,10 @@ void ldapauth_init(void)
 /* ---- the check (an executor thread) -------------------------------------------------- */
 
 static enum ldapauth_result fail_why(char *why, size_t whylen, enum ldapauth_result r,
-				     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+                                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 static enum ldapauth_result fail_why(char *why, size_t whylen, enum ldapauth_result r,
-				     const char *fmt, ...)
+                                     const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -298,15 +302,15 @@ static enum ldapauth_result fail_why(char *why, size_t whylen, enum ldapauth_res
 static enum ldapauth_result of_code(int rc)
 {
 	return rc == LDAP_SERVER_DOWN || rc == LDAP_TIMEOUT || rc == LDAP_CONNECT_ERROR ||
-			   rc == LDAP_UNAVAILABLE || rc == LDAP_BUSY
-		   ? LDAPAUTH_UNAVAILABLE
-		   : LDAPAUTH_DENIED;
+	               rc == LDAP_UNAVAILABLE || rc == LDAP_BUSY
+	           ? LDAPAUTH_UNAVAILABLE
+	           : LDAPAUTH_DENIED;
 }
 
 /* Opens *LD to O's servers (their URIs: ldapserver's hosts with the port, or the DNS SRV
  * records of ldapbasedn's domain), LDAP v3, the timeouts set, StartTLS done when asked. */
-static enum ldapauth_result connect_ldap(const struct ldapauth_opts *o, int timeout_ms,
-					 LDAP **ld, char *why, size_t whylen)
+static enum ldapauth_result connect_ldap(const struct ldapauth_opts *o, int timeout_ms, LDAP **ld,
+                                         char *why, size_t whylen)
 {
 	const char *scheme = o->scheme ? o->scheme : "ldap";
 	int port = o->port ? o->port : strcmp(scheme, "ldaps") == 0 ? LDAPS_PORT : LDAP_PORT;
@@ -320,13 +324,14 @@ static enum ldapauth_result connect_ldap(const struct ldapauth_opts *o, int time
 		char *domain = NULL;
 		if (ldap_dn2domain(o->basedn, &domain) != 0 || !domain)
 			return fail_why(why, whylen, LDAPAUTH_DENIED,
-					"could not extract domain name from ldapbasedn");
+			                "could not extract domain name from ldapbasedn");
 		int rc = ldap_domain2hostlist(domain, &hostlist);
 		ldap_memfree(domain);
 		if (rc != LDAP_SUCCESS || !hostlist)
 			return fail_why(why, whylen, LDAPAUTH_UNAVAILABLE,
-					"LDAP authentication could not find DNS SRV records for "
-					"ldapbasedn \"%s\"", o->basedn);
+			                "LDAP authentication could not find DNS SRV records for "
+			                "ldapbasedn \"%s\"",
+			                o->basedn);
 		p = hostlist;
 		with_port = false;
 	}
@@ -334,9 +339,9 @@ static enum ldapauth_result connect_ldap(const struct ldapauth_opts *o, int time
 	while (*p) {
 		size_t len = strcspn(p, " ");
 		int w = with_port ? snprintf(uris + n, sizeof(uris) - n, "%s%s://%.*s:%d",
-					     n ? " " : "", scheme, (int)len, p, port)
-				  : snprintf(uris + n, sizeof(uris) - n, "%s%s://%.*s", n ? " " : "",
-					     scheme, (int)len, p);
+		                             n ? " " : "", scheme, (int)len, p, port)
+		                  : snprintf(uris + n, sizeof(uris) - n, "%s%s://%.*s",
+		                             n ? " " : "", scheme, (int)len, p);
 		if (w < 0 || (size_t)w >= sizeof(uris) - n) {
 			ldap_memfree(hostlist);
 			return fail_why(why, whylen, LDAPAUTH_DENIED, "ldapserver is too long");
@@ -351,7 +356,7 @@ static enum ldapauth_result connect_ldap(const struct ldapauth_opts *o, int time
 	if (rc != LDAP_SUCCESS) {
 		*ld = NULL;
 		return fail_why(why, whylen, LDAPAUTH_DENIED, "could not initialize LDAP: %s",
-				ldap_err2string(rc));
+		                ldap_err2string(rc));
 	}
 	int version = LDAP_VERSION3;
 	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
@@ -360,10 +365,11 @@ static enum ldapauth_result connect_ldap(const struct ldapauth_opts *o, int time
 	     ((rc = ldap_set_option(*ld, LDAP_OPT_NETWORK_TIMEOUT, &tv)) != LDAP_OPT_SUCCESS ||
 	      (rc = ldap_set_option(*ld, LDAP_OPT_TIMEOUT, &tv)) != LDAP_OPT_SUCCESS)))
 		return fail_why(why, whylen, LDAPAUTH_DENIED, "could not set LDAP options: %s",
-				ldap_err2string(rc));
+		                ldap_err2string(rc));
 	if (o->tls && (rc = ldap_start_tls_s(*ld, NULL, NULL)) != LDAP_SUCCESS)
-		return fail_why(why, whylen, of_code(rc), "could not start LDAP TLS session on %s: %s",
-				uris, ldap_err2string(rc));
+		return fail_why(why, whylen, of_code(rc),
+		                "could not start LDAP TLS session on %s: %s", uris,
+		                ldap_err2string(rc));
 	return LDAPAUTH_OK;
 }
 
@@ -381,15 +387,15 @@ static void close_ldap(LDAP *ld)
 
 /* Search+bind's first half: the DN of USER's one entry into *DN (ldap_memfree it). */
 static enum ldapauth_result find_dn(const struct ldapauth_opts *o, LDAP *ld, const char *user,
-				    int timeout_ms, char **dn, char *why, size_t whylen)
+                                    int timeout_ms, char **dn, char *why, size_t whylen)
 {
 	const char *server = o->server ? o->server : "(DNS SRV)";
 	int rc = simple_bind(ld, o->binddn ? o->binddn : "", o->bindpasswd ? o->bindpasswd : "");
 	if (rc != LDAP_SUCCESS)
 		return fail_why(why, whylen, of_code(rc),
-				"could not perform initial LDAP bind for ldapbinddn \"%s\" on "
-				"server \"%s\": %s",
-				o->binddn ? o->binddn : "", server, ldap_err2string(rc));
+		                "could not perform initial LDAP bind for ldapbinddn \"%s\" on "
+		                "server \"%s\": %s",
+		                o->binddn ? o->binddn : "", server, ldap_err2string(rc));
 	char filter[LDAPAUTH_MAX_FILTER], pattern[LDAPAUTH_MAX_FILTER];
 	char *attrs[2] = {(char *)LDAP_NO_ATTRS, NULL};
 	if (o->searchfilter) {
@@ -403,40 +409,41 @@ static enum ldapauth_result find_dn(const struct ldapauth_opts *o, LDAP *ld, con
 	LDAPMessage *res = NULL;
 	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
 	rc = ldap_search_ext_s(ld, o->basedn, o->scope, filter, attrs, 0, NULL, NULL,
-			       timeout_ms > 0 ? &tv : NULL, LDAP_NO_LIMIT, &res);
+	                       timeout_ms > 0 ? &tv : NULL, LDAP_NO_LIMIT, &res);
 	if (rc != LDAP_SUCCESS) {
 		ldap_msgfree(res);
 		return fail_why(why, whylen, of_code(rc),
-				"could not search LDAP for filter \"%s\" on server \"%s\": %s",
-				filter, server, ldap_err2string(rc));
+		                "could not search LDAP for filter \"%s\" on server \"%s\": %s",
+		                filter, server, ldap_err2string(rc));
 	}
 	int count = ldap_count_entries(ld, res);
 	if (count != 1) {
 		ldap_msgfree(res);
 		return fail_why(why, whylen, LDAPAUTH_DENIED,
-				"LDAP user \"%s\" %s: search for filter \"%s\" on server \"%s\" "
-				"returned %d entries",
-				user, count == 0 ? "does not exist" : "is not unique", filter, server,
-				count);
+		                "LDAP user \"%s\" %s: search for filter \"%s\" on server \"%s\" "
+		                "returned %d entries",
+		                user, count == 0 ? "does not exist" : "is not unique", filter,
+		                server, count);
 	}
 	*dn = ldap_get_dn(ld, ldap_first_entry(ld, res));
 	ldap_msgfree(res);
 	if (!*dn)
 		return fail_why(why, whylen, LDAPAUTH_DENIED,
-				"could not get dn for the first entry matching \"%s\" on server "
-				"\"%s\"", filter, server);
+		                "could not get dn for the first entry matching \"%s\" on server "
+		                "\"%s\"",
+		                filter, server);
 	return LDAPAUTH_OK;
 }
 
 enum ldapauth_result ldapauth_check(const struct ldapauth_opts *o, const char *user,
-				    const char *password, int timeout_ms, char *why, size_t whylen)
+                                    const char *password, int timeout_ms, char *why, size_t whylen)
 {
 	why[0] = 0;
 	if (!password[0])
 		return fail_why(why, whylen, LDAPAUTH_DENIED, "empty password");
 	if (!ldapauth_user_ok(user))
 		return fail_why(why, whylen, LDAPAUTH_DENIED,
-				"invalid character in user name for LDAP authentication");
+		                "invalid character in user name for LDAP authentication");
 	LDAP *ld;
 	enum ldapauth_result r = connect_ldap(o, timeout_ms, &ld, why, whylen);
 	if (r != LDAPAUTH_OK) {
@@ -454,10 +461,10 @@ enum ldapauth_result ldapauth_check(const struct ldapauth_opts *o, const char *u
 		dn = found;
 	} else {
 		size_t len = strlen(user) + (o->prefix ? strlen(o->prefix) : 0) +
-			     (o->suffix ? strlen(o->suffix) : 0) + 1;
+		             (o->suffix ? strlen(o->suffix) : 0) + 1;
 		if ((made = malloc(len)))
 			snprintf(made, len, "%s%s%s", o->prefix ? o->prefix : "", user,
-				 o->suffix ? o->suffix : "");
+			         o->suffix ? o->suffix : "");
 		else
 			r = fail_why(why, whylen, LDAPAUTH_UNAVAILABLE, "out of memory");
 		dn = made;
@@ -466,8 +473,8 @@ enum ldapauth_result ldapauth_check(const struct ldapauth_opts *o, const char *u
 		int rc = simple_bind(ld, dn, password);
 		if (rc != LDAP_SUCCESS)
 			r = fail_why(why, whylen, of_code(rc),
-				     "LDAP login failed for user \"%s\" on server \"%s\": %s", dn,
-				     o->server ? o->server : "(DNS SRV)", ldap_err2string(rc));
+			             "LDAP login failed for user \"%s\" on server \"%s\": %s", dn,
+			             o->server ? o->server : "(DNS SRV)", ldap_err2string(rc));
 	}
 	close_ldap(ld);
 	ldap_memfree(found);
