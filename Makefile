@@ -12,7 +12,8 @@
 #   make install        PREFIX=/usr DESTDIR= : binary, config, systemd units, man pages
 #   make SANITIZE=address,undefined ...   any target with sanitizers
 
-PKGS      := libevent libevent_pthreads libevent_openssl libpq inih openssl libsystemd pam
+PKGS      := libevent libevent_pthreads libevent_openssl libpq inih openssl libsystemd pam \
+             ldap lber
 SANITIZE  ?=
 BUILD     := build/$(if $(SANITIZE),san,plain)
 
@@ -79,9 +80,12 @@ DEB_PKGS := build-essential pkg-config libevent-dev libpq-dev libinih-dev check 
             openssl libsystemd-dev postgresql-15 postgresql-client-15 python3 python3-pytest \
             python3-pytest-timeout python3-psycopg2 python3-psycopg python3-asyncpg pgbouncer \
             python3-prometheus-client prometheus-pgbouncer-exporter libpostgresql-jdbc-java \
-            default-jdk-headless clang libclang-rt-14-dev llvm nodejs libpam0g-dev
+            default-jdk-headless clang libclang-rt-14-dev llvm nodejs libpam0g-dev \
+            libldap-dev slapd ldap-utils
 # clang 14 finds libFuzzer (-fsanitize=fuzzer) in libclang-rt-14-dev, which it only
 # recommends; llvm gives llvm-symbolizer, for sanitizer reports with file:line.
+# libpam0g-dev: auth_type pam; libldap-dev: auth_type ldap; slapd and ldap-utils: the LDAP tests' throwaway server
+# (slapd installs without questions under DEBIAN_FRONTEND=noninteractive, set below).
 
 # $(call apt_install,TARGET,PACKAGES): installs the Debian packages that are missing
 # (apt-get; sudo when not root).

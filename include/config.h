@@ -30,6 +30,7 @@ enum auth_type {
 	AUTH_ANY,    /* "any": no authentication, the user name given is ignored: every login
 	              * is its database's user= (PgBouncer's) */
 	AUTH_PAM,    /* "pam": cleartext password checked by PAM, service "pgbouncer" */
+	AUTH_LDAP,   /* "ldap": cleartext password checked by an LDAP bind (ldapauth.h) */
 };
 
 /* load_balance_hosts of a [databases] entry with several hosts. */
@@ -126,7 +127,8 @@ struct config {
 	char *auth_user;           /* who runs auth_query for users not in auth_file ("": */
 	char *auth_query;          /* nobody), the query, and the [databases] entry it runs */
 	char *auth_dbname;         /* on ("": the client's) (authquery.h) */
-	char *auth_ldap_options;   /* only "" (LDAP is not supported) */
+	char *auth_ldap_options;   /* auth_type ldap's options (ldapauth.h); "" = none */
+	double auth_ldap_timeout;  /* seconds, each LDAP connection and operation; 0 = none */
 	int scram_iterations;      /* SCRAM iterations of the verifiers made from plain
 	                            * auth_file passwords */
 	int max_password_checks_waiting; /* cleartext checks waiting for the executor */

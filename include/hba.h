@@ -11,6 +11,7 @@
 
 struct hba;
 struct hba_map;
+struct ldapauth_opts;
 
 enum hba_method {
 	HBA_TRUST,
@@ -22,6 +23,7 @@ enum hba_method {
 	HBA_PEER,     /* unix sockets: the peer's OS user is the user, or maps to it (map=) */
 	HBA_ANY,      /* auth_type any only (not in a rule, as PgBouncer): no authentication */
 	HBA_PAM,      /* auth_type pam only (not in a rule, as PgBouncer): cleartext, PAM */
+	HBA_LDAP,     /* cleartext, checked by an LDAP bind with the rule's options (ldapauth.h) */
 	HBA_NO_MATCH = -1,
 };
 
@@ -48,7 +50,8 @@ struct hba_conn {
  * "samerole", "samegroup") never matches, as PgBouncer skips it (logged as a warning),
  * unless it is a reject rule: that is refused. '#' starts a comment; a line ending in a
  * backslash continues. map= names an ident map of IDENT_PATH (NULL or "": none; any
- * method takes it, as PgBouncer's; peer and cert use it): lines "MAP SYSTEM-USER
+ * method takes it, as PgBouncer's; peer and cert use it; an ldap rule takes LDAP options
+ * name=value instead, ldapauth_set's, checked by ldapauth_validate): lines "MAP SYSTEM-USER
  * DATABASE-USER" where SYSTEM-USER "/regex" is a POSIX extended regular expression
  * (refused with back references, a quantifier right after another, or too large once
  * compiled) whose first group replaces "\1" in DATABASE-USER, and an unquoted
@@ -67,10 +70,11 @@ struct hba *hba_parse(const char *text, const char *name, const char *ident_text
 void hba_free(struct hba *h);
 
 /* The method of the first rule matching CONN, or HBA_NO_MATCH; *LINE gets the rule's line
- * (0 when none matched) and *MAP (when MAP is not NULL) the rule's ident map, NULL when it
- * has none. The map lives as long as H. */
+ * (0 when none matched), *MAP (when MAP is not NULL) the rule's ident map, NULL when it
+ * has none, and *LDAP (when LDAP is not NULL) an ldap rule's options, else NULL. Both live
+ * as long as H. */
 enum hba_method hba_match(const struct hba *h, const struct hba_conn *conn, int *line,
-			  const struct hba_map **map);
+			  const struct hba_map **map, const struct ldapauth_opts **ldap);
 
 /* Whether SYSTEM_USER (a certificate's CN, a peer's OS user) may log in as USER: with MAP,
  * a line of MAP maps one to the other; without (NULL), they are equal. */

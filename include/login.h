@@ -27,9 +27,10 @@ void login_on_tls_ready(client_t *c);
  * again. */
 void login_free(client_t *c);
 
-/* Cleartext password checks (auth_type plain, hba password), for /metrics: RUNNING on the
- * executor now (at most exec_bulk_threads, counting those whose client has left), WAITING
- * for their turn (at most max_password_checks_waiting), RUN since the start. */
+/* Cleartext password checks (auth_type plain or ldap, hba password and ldap), for
+ * /metrics: RUNNING on the executor now (at most exec_bulk_threads, counting those whose
+ * client has left), WAITING for their turn (at most max_password_checks_waiting), RUN
+ * since the start. */
 void login_check_stats(int *running, int *waiting, uint64_t *run);
 
 /* True when C came over the unix socket from a process of the OS user pgcoro runs as and

@@ -2,8 +2,8 @@
  * "pgbouncer" (PgBouncer's name), pam_authenticate then pam_acct_mgmt, with PAM_RHOST the
  * client's address; the check blocks (a PAM module may sleep, run a program, ask a
  * server), so it runs on the executor as a bulk job (login.c). A password that passed is
- * kept as the one pgcoro logs in to PostgreSQL with as that user (as PgBouncer keeps it):
- * one bounded store on the loop thread (authcache.h). */
+ * kept as the one pgcoro logs in to PostgreSQL with as that user, as PgBouncer keeps it
+ * (srvconnect_keep_password, LDAP's store too). */
 #ifndef PGCORO_PAMAUTH_H
 #define PGCORO_PAMAUTH_H
 
@@ -21,15 +21,5 @@ void pamauth_init(void);
  * A failure is logged with PAM's reason. Touches nothing but its arguments. */
 bool pamauth_check(const char *user, const char *password, const char *rhost)
 	__attribute__((warn_unused_result));
-
-/* Loop thread: PASSWORD (copied) passed PAM for USER: it is USER's server password from
- * now on (pamauth_secret), replacing the one kept before. True when that changed it (a
- * first or another password: the pools logging in as USER must take it); without memory
- * nothing is kept (logged). */
-bool pamauth_keep(const char *user, const char *password);
-
-/* Loop thread: the password USER last passed PAM with, or NULL. Owned by the store: valid
- * until USER passes PAM again. */
-const char *pamauth_secret(const char *user);
 
 #endif

@@ -265,10 +265,10 @@ void pool_replication_ready(pool_t *pool, client_t *c);
  * and busy ones when they are released. */
 void pool_reconfigure(void);
 
-/* The secret pgcoro logs in to PostgreSQL with as server user USER changed (a client
- * passed PAM with a new password): the pools in use whose servers log in as USER take it
- * for their next server connections (servers already logged in stay). */
-void pool_server_secret_changed(const char *user);
+/* USER's server login secret (srvconnect_secret) changed (a client passed PAM or LDAP with
+ * a new password): the pools in use whose servers log in as USER take it for their next
+ * server logins (servers already logged in stay). */
+void pool_secret_changed(const char *user);
 
 /* The pool after PREV in creation order (the first if PREV is NULL), or NULL. */
 pool_t *pool_next(const pool_t *prev);

@@ -23,11 +23,20 @@ void srvconnect_init(struct runtime *rt);
 /* THE secret pgcoro logs in to PostgreSQL with as server user USER for a pool of the
  * [databases] entry DATABASE when the entry names no password: a plain password, an md5
  * secret ("md5" + hex) or a SCRAM verifier; NULL when there is none (then libpq's own
- * rules apply: passfile, trust...). Under auth_type pam the password USER last passed PAM
- * with (pamauth_secret); else, or without one, the auth_file's entry, else what
- * DATABASE's auth_query found (authquery_secret), so that every server login (libpq's and pgcoro's
+ * rules apply: passfile, trust...). The password USER last passed PAM or LDAP with
+ * (srvconnect_keep_password), else the auth_file's entry, else what DATABASE's
+ * auth_query found (authquery_secret), so that every server login (libpq's and pgcoro's
  * own) finds it. Owned by the store it comes from: valid until the next reload. */
 const char *srvconnect_secret(const char *database, const char *user);
+
+/* USER logged in with PASSWORD, which an external check (PAM, LDAP) accepted: it is THE
+ * secret of USER's server logins from now on (srvconnect_secret gives it before any
+ * other), as PgBouncer logs in with a PAM or LDAP user's password: a pool made with
+ * another takes it for its next server logins (pool_secret_changed). Kept for at most
+ * AUTHCACHE_MAX users (the least recently kept go first). False without memory (USER then
+ * has none kept). */
+bool srvconnect_keep_password(const char *user, const char *password)
+	__attribute__((warn_unused_result));
 
 /* Whether a server made with the libpq parameters CP logs in through pgcoro's own login:
  * CP names no password, and the server user's secret is an md5 secret or a SCRAM

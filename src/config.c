@@ -21,6 +21,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include "ldapauth.h"
 #include "log.h"
 #include "tls.h"
 
@@ -78,9 +79,7 @@ enum {
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
 /* indexed by enum auth_type */
 static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256", "cert",
-					      "hba",   "any",   "pam", NULL};
-/* auth_type values PgBouncer takes that pgcoro does not have */
-static const char *const auth_type_not_yet[] = {"ldap", NULL};
+					      "hba",   "any",   "pam", "ldap", NULL};
 static const char *const empty_names[] = {"", NULL};
 static const char *const dheparams_names[] = {"auto", "none", NULL};
 /* indexed by enum cfg_load_balance */
@@ -95,44 +94,42 @@ struct cfg_type {
 	enum cfg_kind kind;
 	long long min, max;       /* K_INT, K_OCTAL, K_BYTES, K_SECONDS */
 	const char *const *names; /* K_ENUM, K_ENUM_STR */
-	const char *const *not_yet; /* K_ENUM: PgBouncer's values pgcoro lacks, refused as
-	                             * "not supported yet" */
 	/* K_STRING: what else a value must pass (the reason in WHY when not); NULL: nothing */
 	bool (*check)(const char *value, char *why, size_t whylen);
 };
 
 static const struct cfg_type types[] = {
-    [T_STRING] = {K_STRING, 0, 0, NULL, NULL, NULL},
-    [T_PORT] = {K_INT, 1, 65535, NULL, NULL, NULL},
-    [T_MODE] = {K_OCTAL, 0, 07777, NULL, NULL, NULL},
-    [T_POOL_SIZE] = {K_INT, 1, 100000, NULL, NULL, NULL},
-    [T_POOL_COUNT] = {K_INT, 0, 100000, NULL, NULL, NULL},  /* min_pool_size, reserve_pool_size */
+    [T_STRING] = {K_STRING, 0, 0, NULL, NULL},
+    [T_PORT] = {K_INT, 1, 65535, NULL, NULL},
+    [T_MODE] = {K_OCTAL, 0, 07777, NULL, NULL},
+    [T_POOL_SIZE] = {K_INT, 1, 100000, NULL, NULL},
+    [T_POOL_COUNT] = {K_INT, 0, 100000, NULL, NULL},  /* min_pool_size, reserve_pool_size */
     /* max_*_connections, max_client_prepared_statements, max_client_listen_channels;
      * 0 = unlimited */
-    [T_CONN_LIMIT] = {K_INT, 0, 1000000, NULL, NULL, NULL},
-    [T_MAX_CLIENT_CONN] = {K_INT, 1, 1000000, NULL, NULL, NULL},
+    [T_CONN_LIMIT] = {K_INT, 0, 1000000, NULL, NULL},
+    [T_MAX_CLIENT_CONN] = {K_INT, 1, 1000000, NULL, NULL},
     /* PgBouncer's default is INT_MAX */
-    [T_PACKET_SIZE] = {K_BYTES, 1024, INT_MAX, NULL, NULL, NULL},
-    [T_BYTES_LIMIT] = {K_BYTES, 0, INT_MAX, NULL, NULL, NULL}, /* 0 = unlimited */
-    [T_THREADS] = {K_INT, 1, 64, NULL, NULL, NULL},
+    [T_PACKET_SIZE] = {K_BYTES, 1024, INT_MAX, NULL, NULL},
+    [T_BYTES_LIMIT] = {K_BYTES, 0, INT_MAX, NULL, NULL}, /* 0 = unlimited */
+    [T_THREADS] = {K_INT, 1, 64, NULL, NULL},
     /* up to INT_MAX milliseconds, so any timeout fits an int of ms */
-    [T_SECONDS] = {K_SECONDS, 0, INT_MAX / 1000, NULL, NULL, NULL},
-    [T_POOL_MODE] = {K_ENUM, 0, 0, pool_mode_names, NULL, NULL},
-    [T_AUTH_TYPE] = {K_ENUM, 0, 0, auth_type_names, auth_type_not_yet, NULL},
-    [T_LOG_LEVEL] = {K_ENUM_STR, 0, 0, log_level_names, NULL, NULL},
-    [T_BOOL] = {K_BOOL, 0, 0, bool_names, NULL, NULL},
-    [T_SYSLOG_FACILITY] = {K_ENUM_STR, 0, 0, log_facility_names, NULL, NULL},
-    [T_SSLMODE] = {K_ENUM, 0, 0, sslmode_names, NULL, NULL},
-    [T_INT] = {K_INT, 0, INT_MAX, NULL, NULL, NULL},
-    [T_POSITIVE] = {K_INT, 1, INT_MAX, NULL, NULL, NULL},
-    [T_ZERO] = {K_INT, 0, 0, NULL, NULL, NULL},
-    [T_ZERO_SECONDS] = {K_SECONDS, 0, 0, NULL, NULL, NULL},
-    [T_EMPTY] = {K_ENUM_STR, 0, 0, empty_names, NULL, NULL},
-    [T_CIPHERS] = {K_STRING, 0, 0, NULL, NULL, tls_check_cipher_list},
-    [T_CIPHERSUITES] = {K_STRING, 0, 0, NULL, NULL, tls_check_ciphersuites},
-    [T_DHEPARAMS] = {K_ENUM_STR, 0, 0, dheparams_names, NULL, NULL},
-    [T_LOAD_BALANCE] = {K_ENUM, 0, 0, load_balance_names, NULL, NULL},
-    [T_PEER_ID] = {K_INT, 0, CFG_MAX_PEER_ID, NULL, NULL, NULL},
+    [T_SECONDS] = {K_SECONDS, 0, INT_MAX / 1000, NULL, NULL},
+    [T_POOL_MODE] = {K_ENUM, 0, 0, pool_mode_names, NULL},
+    [T_AUTH_TYPE] = {K_ENUM, 0, 0, auth_type_names, NULL},
+    [T_LOG_LEVEL] = {K_ENUM_STR, 0, 0, log_level_names, NULL},
+    [T_BOOL] = {K_BOOL, 0, 0, bool_names, NULL},
+    [T_SYSLOG_FACILITY] = {K_ENUM_STR, 0, 0, log_facility_names, NULL},
+    [T_SSLMODE] = {K_ENUM, 0, 0, sslmode_names, NULL},
+    [T_INT] = {K_INT, 0, INT_MAX, NULL, NULL},
+    [T_POSITIVE] = {K_INT, 1, INT_MAX, NULL, NULL},
+    [T_ZERO] = {K_INT, 0, 0, NULL, NULL},
+    [T_ZERO_SECONDS] = {K_SECONDS, 0, 0, NULL, NULL},
+    [T_EMPTY] = {K_ENUM_STR, 0, 0, empty_names, NULL},
+    [T_CIPHERS] = {K_STRING, 0, 0, NULL, tls_check_cipher_list},
+    [T_CIPHERSUITES] = {K_STRING, 0, 0, NULL, tls_check_ciphersuites},
+    [T_DHEPARAMS] = {K_ENUM_STR, 0, 0, dheparams_names, NULL},
+    [T_LOAD_BALANCE] = {K_ENUM, 0, 0, load_balance_names, NULL},
+    [T_PEER_ID] = {K_INT, 0, CFG_MAX_PEER_ID, NULL, NULL},
 };
 
 /* ---- the settings table ------------------------------------------------------------ */
@@ -191,8 +188,10 @@ static const struct cfg_key keys[] = {
     KEY_AT(CFG_WITH_FILES, auth_type, T_AUTH_TYPE, "md5",
         "client authentication: trust, plain, md5, scram-sha-256, cert, hba, any (no "
         "authentication: every login is its database's user=, and any user name gets into the "
-        "admin console: SHOW only, admin_users all) or pam (cleartext password checked by PAM "
-        "service \"pgbouncer\"; auth_file unused; the password is the server login's)"),
+        "admin console: SHOW only, admin_users all), pam (cleartext password checked by PAM "
+        "service \"pgbouncer\"; auth_file unused; the password is the server login's) or ldap "
+        "(cleartext password checked by an LDAP bind with auth_ldap_options; auth_file unused; "
+        "the password is the server login's)"),
     KEY_AT(CFG_WITH_FILES, auth_file, T_STRING, "",
         "file of \"user\" \"password\" lines; empty = none"),
     KEY_AT(CFG_WITH_FILES, auth_hba_file, T_STRING, "",
@@ -207,9 +206,12 @@ static const struct cfg_key keys[] = {
         "is returned by the default)"),
     KEY(auth_dbname, T_STRING, "",
         "the [databases] entry auth_query runs on; empty = the client's database"),
-    KEY_NOT_YET(CFG_LIVE, auth_ldap_options, T_EMPTY, "",
-        "PgBouncer's LDAP options; only empty (LDAP is not supported)",
-        "LDAP authentication is not there yet; only an empty value is accepted"),
+    KEY(auth_ldap_options, T_STRING, "",
+        "LDAP options of auth_type ldap, PostgreSQL's (ldapserver=, ldapport=, ldapprefix=, "
+        "ldapsuffix=, ldapbasedn=, ldapurl=, ...) as PgBouncer's"),
+    KEY(auth_ldap_timeout, T_SECONDS, "10",
+        "bound on each LDAP connection and operation of a login (auth_type ldap, hba ldap "
+        "rules); 0 = none"),
     KEY_AT(CFG_WITH_FILES, scram_iterations, T_POSITIVE, "4096",
         "SCRAM iterations of the verifiers pgcoro makes from plain auth_file passwords"),
     KEY(max_password_checks_waiting, T_POSITIVE, "1000",
@@ -711,12 +713,6 @@ static bool cfg_set_value(void *field, int type, const char *value, char *why, s
 		int i = cfg_name_index(t->names, value);
 		if (i < 0) {
 			char list[128];
-			if (t->not_yet && cfg_name_index(t->not_yet, value) >= 0) {
-				cfg_names_list(t->not_yet, list, sizeof(list));
-				cfg_fmt(why, whylen, "not supported yet (PgBouncer's %s are not there)",
-				        list);
-				return false;
-			}
 			cfg_names_list(t->names, list, sizeof(list));
 			cfg_fmt(why, whylen, "expected %s", list);
 			return false;
@@ -1986,6 +1982,19 @@ static bool cfg_validate(const struct config *cfg, const struct cfg_db **bad, ch
 	if (cfg->auth_type == AUTH_HBA && !*cfg->auth_hba_file) {
 		cfg_fmt(why, whylen, "auth_type hba needs auth_hba_file");
 		return false;
+	}
+	if (cfg->auth_type == AUTH_LDAP && !*cfg->auth_ldap_options) {
+		cfg_fmt(why, whylen, "auth_type ldap needs auth_ldap_options");
+		return false;
+	}
+	if (*cfg->auth_ldap_options) {
+		char err[256];
+		struct ldapauth_opts *o = ldapauth_parse(cfg->auth_ldap_options, err, sizeof(err));
+		if (!o) {
+			cfg_fmt(why, whylen, "auth_ldap_options: %s", err);
+			return false;
+		}
+		ldapauth_free(o);
 	}
 	if (cfg->auth_type == AUTH_CERT &&
 	    (!*cfg->client_tls_ca_file || cfg->client_tls_sslmode == TLS_DISABLE)) {

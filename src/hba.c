@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ldapauth.h"
 #include "log.h"
 
 #define HBA_MAX_FILE (1024 * 1024) /* larger rule, name and map files are refused */
@@ -46,6 +47,7 @@ struct rule {
 	uint8_t addr[16], mask[16];
 	enum hba_method method;
 	int map; /* index in hba.maps; -1: none */
+	struct ldapauth_opts *ldap; /* HBA_LDAP: the rule's options */
 	int line;
 };
 
@@ -464,6 +466,7 @@ static const char *const method_names[] = {
     [HBA_TRUST] = "trust", [HBA_REJECT] = "reject", [HBA_PASSWORD] = "password",
     [HBA_MD5] = "md5",     [HBA_SCRAM] = "scram-sha-256", [HBA_CERT] = "cert",
     [HBA_PEER] = "peer",   [HBA_ANY] = "any",     [HBA_PAM] = "pam",
+    [HBA_LDAP] = "ldap",
 };
 
 const char *hba_method_name(enum hba_method m)
@@ -481,11 +484,35 @@ static int find_map(const struct hba *h, const char *name)
 	return -1;
 }
 
+/* An ldap rule's options, field AT on: each name=value (a list's names too, as PgBouncer
+ * reads the rest of the line) an LDAP option, checked as a whole (ldapauth.h). */
+static bool parse_ldap_options(struct parser *p, struct rule *r, int at)
+{
+	char why[256];
+	if (!(r->ldap = ldapauth_new()))
+		return fail(p, "out of memory");
+	for (int i = at; i < p->nf; i++)
+		for (int j = 0; j < p->f[i].n; j++) {
+			char *o = tok(p, i, j)->text, *eq = strchr(o, '=');
+			if (!eq || eq == o || !eq[1])
+				return fail(p, "LDAP option \"%s\" is not name=value", o);
+			*eq = 0;
+			bool ok = ldapauth_set(r->ldap, o, eq + 1, why, sizeof(why));
+			*eq = '=';
+			if (!ok)
+				return fail(p, "%s", why);
+		}
+	return ldapauth_validate(r->ldap, why, sizeof(why)) || fail(p, "%s", why);
+}
+
 /* The options after the method, field AT on: only map=NAME, a map of IDENT_NAME's. As
- * PgBouncer, any method takes it; peer and cert use it. */
+ * PgBouncer, any method takes it; peer and cert use it. An ldap rule has LDAP options
+ * instead. */
 static bool parse_options(struct parser *p, const struct hba *h, struct rule *r, int at,
 			  const char *ident_name)
 {
+	if (r->method == HBA_LDAP)
+		return parse_ldap_options(p, r, at);
 	for (int i = at; i < p->nf; i++) {
 		const char *o = tok(p, i, 0)->text;
 		if (p->f[i].n != 1 || strncmp(o, "map=", 4) != 0)
@@ -556,6 +583,8 @@ static void rule_free(struct rule *r)
 {
 	list_free(&r->dbs);
 	list_free(&r->users);
+	ldapauth_free(r->ldap);
+	r->ldap = NULL;
 }
 
 struct rules_arg {
@@ -935,11 +964,13 @@ static bool addr_match(const struct rule *r, const struct hba_conn *c)
 }
 
 enum hba_method hba_match(const struct hba *h, const struct hba_conn *c, int *line,
-			  const struct hba_map **map)
+			  const struct hba_map **map, const struct ldapauth_opts **ldap)
 {
 	*line = 0;
 	if (map)
 		*map = NULL;
+	if (ldap)
+		*ldap = NULL;
 	for (int i = 0; h && i < h->n; i++) {
 		const struct rule *r = &h->rules[i];
 		switch (r->type) {
@@ -969,6 +1000,8 @@ enum hba_method hba_match(const struct hba *h, const struct hba_conn *c, int *li
 		*line = r->line;
 		if (map && r->map >= 0)
 			*map = &h->maps[r->map];
+		if (ldap)
+			*ldap = r->ldap;
 		return r->method;
 	}
 	return HBA_NO_MATCH;

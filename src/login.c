@@ -1,7 +1,8 @@
 /* Owns the login dialog: the only code that reads bytes from a peer that has not
  * authenticated. The startup packet (or an SSLRequest, direct TLS, a GSSENCRequest, a
  * CancelRequest), the startup parameters' one bounded store, the method (auth_type or the
- * first auth_hba_file rule) and the trust/password/md5/SCRAM/cert/peer/any/pam exchanges.
+ * first auth_hba_file rule) and the trust/password/md5/SCRAM/cert/peer/any/pam/ldap
+ * exchanges.
  *
  * One entry, login_on_input (login_on_tls_ready when a handshake ends); one exit,
  * client_logged_in after AuthenticationOk, or client_disconnect. A cleartext password is
@@ -37,15 +38,16 @@
 #include "console.h"
 #include "executor.h"
 #include "hba.h"
+#include "ldapauth.h"
 #include "list.h"
 #include "log.h"
 #include "pamauth.h"
-#include "pool.h"
 #include "proto.h"
 #include "rand.h"
 #include "runtime.h"
 #include "scram.h"
 #include "server.h"
+#include "srvconnect.h"
 #include "tls.h"
 
 /* The longest PasswordMessage/SASL message (its length field): PostgreSQL's
@@ -81,14 +83,17 @@ struct login {
 	struct authquery_lookup *lookup; /* LOGIN_AUTH_QUERY */
 	struct auth_file *found;    /* what auth_query found for the user (one entry): the
 	                             * checks read it instead of auth_file */
+	struct ldapauth_opts *ldap; /* HBA_LDAP: the method's options (a copy) until the
+	                             * password's check takes them */
 	int nparams;                /* the store: startup parameters and "options" settings */
 	struct client_param params[CLIENT_MAX_PARAMS];
 };
 
 /* A cleartext password check (auth_plain_prepare, then auth_plain_verify's PBKDF2 on the
  * executor): for every user, listed or not, so every answer costs the same work and none
- * blocks the loop; or auth_type pam's (pamauth_check, as long as PAM's modules take), on
- * the same terms. At most exec_bulk_threads() checks are on the executor at once (one
+ * blocks the loop; or an external check's, on the same terms: PAM's (pamauth_check, as
+ * long as PAM's modules take) or LDAP's binds (ldapauth_check). At most
+ * exec_bulk_threads() checks are on the executor at once (one
  * thread stays free of them for connect steps, cancels and reloads), counting those whose
  * login has ended (each frees itself when done, so an anonymous peer cannot queue work by
  * leaving); later ones wait here, FIFO, each for a login still open (a login that ends
@@ -97,12 +102,17 @@ struct login {
 struct plain_check {
 	struct exec_job job;
 	client_t *c;      /* NULL once its login has ended */
+	uint64_t client_id; /* C's, for the log */
 	struct list node; /* in checks_waiting until submitted */
+	enum hba_method method; /* HBA_PASSWORD (auth_plain's check), HBA_PAM or HBA_LDAP */
 	struct auth_plain chk;
-	bool pam;        /* PAM's check (auth_type pam), not auth_plain's */
+	char rhost[INET6_ADDRSTRLEN]; /* HBA_PAM: PAM_RHOST, the client's address, or "unix" */
+	struct ldapauth_opts *ldap;   /* HBA_LDAP: the method's options (owned) */
+	int ldap_timeout_ms;
+	enum ldapauth_result ldap_result; /* set on the worker, as WHY */
+	char why[256];
 	bool ok;         /* the verdict (set on the worker) */
-	char rhost[INET6_ADDRSTRLEN]; /* PAM_RHOST: the client's address, or "unix" */
-	char *user;      /* PAM's user: a copy (the login may end first), after the password */
+	char *user;      /* a copy (the login may end first), in the same block after the password */
 	char password[]; /* cleansed before it is freed */
 };
 
@@ -129,6 +139,7 @@ static void check_free(struct plain_check *pc)
 {
 	OPENSSL_cleanse(pc->password, strlen(pc->password));
 	OPENSSL_cleanse(&pc->chk, sizeof pc->chk);
+	ldapauth_free(pc->ldap);
 	free(pc);
 }
 
@@ -146,6 +157,7 @@ void login_free(client_t *c)
 	}
 	authquery_cancel(l->lookup);
 	auth_free(l->found);
+	ldapauth_free(l->ldap);
 	free(l->packet);
 	if (l->scram)
 		OPENSSL_cleanse(l->scram, sizeof *l->scram); /* StoredKey, ServerKey */
@@ -193,12 +205,17 @@ static void login_done(client_t *c)
 
 /* A password or SCRAM proof did not match, or the user is not in auth_file: the words
  * depend on the method alone (nobody learns who exists), PgBouncer's, which its users'
- * alerts look for: "SASL authentication failed" for scram-sha-256, else "password
- * authentication failed" (md5 too when it asked for SCRAM: auth_md5_offers_scram). */
+ * alerts look for: "SASL authentication failed" for scram-sha-256, "PAM authentication
+ * failed" for pam, "LDAP authentication failed" for ldap, else "password authentication
+ * failed" (md5 too when it asked for SCRAM: auth_md5_offers_scram). */
 static void auth_failed(client_t *c)
 {
+	enum hba_method m = c->login->method;
 	client_disconnect(c, "28P01", "%s authentication failed",
-			  c->login->method == HBA_SCRAM ? "SASL" : "password");
+			  m == HBA_SCRAM ? "SASL"
+			  : m == HBA_PAM ? "PAM"
+			  : m == HBA_LDAP ? "LDAP"
+					  : "password");
 }
 
 /* ---- the startup parameters ---------------------------------------------------------- */
@@ -481,16 +498,19 @@ static void check_peer(client_t *c, const struct hba_map *map)
 }
 
 /* The method for C: auth_type, or with auth_type hba the first matching rule (none, or
- * reject: refused with 28000 in PostgreSQL's words) and *MAP its ident map (NULL: none). */
-static enum hba_method choose_method(client_t *c, const struct hba_map **map)
+ * reject: refused with 28000 in PostgreSQL's words), *MAP its ident map (NULL: none) and
+ * *LDAP an ldap rule's options (NULL otherwise, and for auth_type ldap). */
+static enum hba_method choose_method(client_t *c, const struct hba_map **map,
+				     const struct ldapauth_opts **ldap)
 {
 	static const enum hba_method of_type[] = {
 	    [AUTH_TRUST] = HBA_TRUST, [AUTH_PLAIN] = HBA_PASSWORD, [AUTH_MD5] = HBA_MD5,
 	    [AUTH_SCRAM] = HBA_SCRAM, [AUTH_CERT] = HBA_CERT, [AUTH_ANY] = HBA_ANY,
-	    [AUTH_PAM] = HBA_PAM,
+	    [AUTH_PAM] = HBA_PAM,     [AUTH_LDAP] = HBA_LDAP,
 	};
 	int type = rt->cfg->auth_type;
 	*map = NULL;
+	*ldap = NULL;
 	if (type != AUTH_HBA)
 		return of_type[type];
 	struct hba_conn conn = {
@@ -503,7 +523,7 @@ static enum hba_method choose_method(client_t *c, const struct hba_map **map)
 	    .physical_replication = c->replication == PROTO_REPL_PHYSICAL,
 	};
 	int line;
-	enum hba_method m = hba_match(rt->hba, &conn, &line, map);
+	enum hba_method m = hba_match(rt->hba, &conn, &line, map, ldap);
 	char host[INET6_ADDRSTRLEN];
 	const char *enc = conn.unix_socket ? "" : conn.tls ? ", SSL encryption" : ", no encryption";
 	if (m == HBA_NO_MATCH && conn.physical_replication) { /* PostgreSQL's words */
@@ -557,10 +577,22 @@ static void start_auth(client_t *c)
 		return;
 	}
 	const struct hba_map *map;
-	enum hba_method m = choose_method(c, &map);
+	const struct ldapauth_opts *ldap;
+	enum hba_method m = choose_method(c, &map, &ldap);
 	if (c->state != CL_LOGIN)
 		return;
 	l->method = m;
+	if (m == HBA_LDAP) {
+		/* a copy: a reload may free the rule (or change auth_ldap_options) meanwhile */
+		char why[256] = "out of memory";
+		l->ldap = ldap ? ldapauth_dup(ldap)
+			       : ldapauth_parse(rt->cfg->auth_ldap_options, why, sizeof(why));
+		if (!l->ldap) {
+			log_error("client %llu: auth_ldap_options: %s", (unsigned long long)c->id, why);
+			client_disconnect(c, "08P01", "bouncer config error");
+			return;
+		}
+	}
 	if ((m == HBA_TRUST || m == HBA_PASSWORD || m == HBA_MD5 || m == HBA_SCRAM) &&
 	    authquery_needed(c)) {
 		l->phase = LOGIN_AUTH_QUERY;
@@ -588,6 +620,7 @@ static void run_method(client_t *c, const struct hba_map *map)
 		return;
 	case HBA_PASSWORD:
 	case HBA_PAM:
+	case HBA_LDAP:
 		send_auth(c, AUTH_REQ_PASSWORD, NULL, 0);
 		l->phase = LOGIN_PASSWORD;
 		return;
@@ -828,8 +861,19 @@ static void on_startup_packet(client_t *c, const struct proto_msg *m)
 static void check_fn(struct exec_job *job)
 {
 	struct plain_check *pc = job->arg;
-	pc->ok = pc->pam ? pamauth_check(pc->user, pc->password, pc->rhost)
-			 : auth_plain_verify(&pc->chk, pc->password);
+	switch (pc->method) {
+	case HBA_PAM:
+		pc->ok = pamauth_check(pc->user, pc->password, pc->rhost);
+		break;
+	case HBA_LDAP:
+		pc->ldap_result = ldapauth_check(pc->ldap, pc->user, pc->password,
+						 pc->ldap_timeout_ms, pc->why, sizeof(pc->why));
+		pc->ok = pc->ldap_result == LDAPAUTH_OK;
+		break;
+	default:
+		pc->ok = auth_plain_verify(&pc->chk, pc->password);
+		break;
+	}
 }
 
 static void check_done(struct exec_job *job);
@@ -849,8 +893,16 @@ static void check_done(struct exec_job *job)
 	struct plain_check *pc = job->arg;
 	client_t *c = pc->c;
 	bool ok = pc->ok;
-	if (c && ok && pc->pam && pamauth_keep(c->user, pc->password))
-		pool_server_secret_changed(c->user); /* its server logins' password */
+	enum hba_method m = pc->method;
+	enum ldapauth_result lr = pc->ldap_result;
+	/* a password PAM or LDAP accepted is the user's server logins' (PgBouncer's) */
+	if (ok && m != HBA_PASSWORD && !srvconnect_keep_password(pc->user, pc->password))
+		log_warning("out of memory keeping the %s password of user \"%s\": its server "
+			    "logins go without it", hba_method_name(m), pc->user);
+	if (m == HBA_LDAP && !ok)
+		log_at(lr == LDAPAUTH_UNAVAILABLE ? LOGL_WARNING : LOGL_INFO,
+		       "client %llu: LDAP authentication of user \"%s\" failed: %s",
+		       (unsigned long long)pc->client_id, pc->user, pc->why);
 	checks_running--;
 	check_free(pc);
 	struct list *next = list_first(&checks_waiting);
@@ -863,15 +915,17 @@ static void check_done(struct exec_job *job)
 	c->login->check = NULL;
 	if (ok)
 		login_done(c);
-	else if (c->login->method == HBA_PAM) /* PgBouncer's words */
-		client_disconnect(c, "28P01", "PAM authentication failed");
+	else if (m == HBA_LDAP && lr == LDAPAUTH_UNAVAILABLE)
+		client_disconnect_hint(c, "28P01", "The LDAP server could not be reached or did not "
+				       "answer in time (auth_ldap_timeout); pgcoro's log says more.",
+				       "LDAP authentication failed");
 	else
 		auth_failed(c);
 	stream_flush(&c->st); /* outside the read callback, which would flush it */
 }
 
-/* A cleartext PasswordMessage (plain, an hba password rule, pam): checked on the executor,
- * the login awaiting the verdict. */
+/* A cleartext PasswordMessage (plain, an hba password or ldap rule, pam, ldap): checked
+ * on the executor, the login awaiting the verdict. */
 static void start_plain_check(client_t *c, const char *pw)
 {
 	struct login *l = c->login;
@@ -883,25 +937,27 @@ static void start_plain_check(client_t *c, const char *pw)
 		return;
 	}
 	size_t len = strlen(pw), ulen = strlen(c->user);
-	struct plain_check *pc = malloc(sizeof(*pc) + len + 1 + ulen + 1);
+	struct plain_check *pc = calloc(1, sizeof(*pc) + len + 1 + ulen + 1);
 	if (!pc) {
 		client_disconnect(c, "53200", "out of memory");
 		return;
 	}
 	pc->c = c;
+	pc->client_id = c->id;
 	list_init(&pc->node);
 	memcpy(pc->password, pw, len + 1);
-	pc->user = pc->password + len + 1;
-	memcpy(pc->user, c->user, ulen + 1);
-	pc->pam = l->method == HBA_PAM;
-	if (pc->pam) {
+	pc->user = memcpy(pc->password + len + 1, c->user, ulen + 1);
+	pc->method = l->method;
+	if (l->method == HBA_PAM) {
 		char host[INET6_ADDRSTRLEN];
 		bool tcp = c->peer_family == AF_INET || c->peer_family == AF_INET6;
 		snprintf(pc->rhost, sizeof(pc->rhost), "%s",
 			 tcp ? peer_host(c, host, sizeof(host)) : "unix"); /* PgBouncer's */
-		memset(&pc->chk, 0, sizeof(pc->chk));
+	} else if (l->method == HBA_LDAP) {
+		pc->ldap = l->ldap; /* the check's from now on */
+		l->ldap = NULL;
+		pc->ldap_timeout_ms = (int)(rt->cfg->auth_ldap_timeout * 1000);
 	} else {
-		pc->rhost[0] = '\0';
 		auth_plain_prepare(secrets(c), c->user, pw, rt->cfg->scram_iterations, &pc->chk);
 	}
 	l->check = pc;
@@ -920,11 +976,14 @@ static void on_password(client_t *c, const uint8_t *body, uint32_t blen)
 		client_disconnect(c, "08P01", "invalid password packet");
 		return;
 	}
-	if (l->method == HBA_PAM && !pw[0]) { /* PgBouncer's (PostgreSQL's too) */
-		client_disconnect(c, "08P01", "empty password returned by client");
+	if ((l->method == HBA_PAM || l->method == HBA_LDAP) && !pw[0]) {
+		/* an empty password would be an LDAP anonymous bind; PostgreSQL's words, and
+		 * PgBouncer's SQLSTATE for pam */
+		client_disconnect(c, l->method == HBA_PAM ? "08P01" : "28P01",
+				  "empty password returned by client");
 		return;
 	}
-	if (l->method == HBA_PASSWORD || l->method == HBA_PAM) {
+	if (l->method == HBA_PASSWORD || l->method == HBA_PAM || l->method == HBA_LDAP) {
 		start_plain_check(c, pw);
 		return;
 	}

@@ -330,8 +330,8 @@ static void render_global(void)
 	uint64_t run;
 	login_check_stats(&running, &waiting, &run);
 	family("pgcoro_password_checks", "gauge",
-	       "Cleartext password checks (plain, hba password): running on the executor "
-	       "(their client may have left), waiting for their turn.");
+	       "Cleartext password checks (plain, ldap, hba password and ldap): running on the "
+	       "executor (their client may have left), waiting for their turn.");
 	evbuffer_add_printf(ob, "pgcoro_password_checks{state=\"running\"} %d\n", running);
 	evbuffer_add_printf(ob, "pgcoro_password_checks{state=\"waiting\"} %d\n", waiting);
 	family("pgcoro_password_checks_total", "counter",

@@ -1,7 +1,6 @@
 /* Owns auth_type pam's PAM calls (pamauth.h): the conversation that answers the client's
  * password to every hidden prompt, pam_start (pam_start_confdir with the tests' directory),
- * PAM_RHOST, pam_authenticate, pam_acct_mgmt and pam_end, as PgBouncer's pam.c; and the
- * passwords that passed, kept in the authcache under a source of their own. */
+ * PAM_RHOST, pam_authenticate, pam_acct_mgmt and pam_end, as PgBouncer's pam.c. */
 #include "pamauth.h"
 
 #include <stdlib.h>
@@ -9,12 +8,7 @@
 
 #include <security/pam_appl.h>
 
-#include "authcache.h"
 #include "log.h"
-
-/* The authcache source of the passwords PAM let in: auth_query's sources start with a
- * digit (authquery.c), so no user of theirs is this one's. */
-#define PAM_SOURCE "pam"
 
 static const char *confdir; /* NULL: PAM's own */
 
@@ -89,22 +83,4 @@ bool pamauth_check(const char *user, const char *password, const char *rhost)
 	if (end != PAM_SUCCESS)
 		log_warning("PAM: pam_end failed: %s", pam_strerror(NULL, end));
 	return rc == PAM_SUCCESS;
-}
-
-bool pamauth_keep(const char *user, const char *password)
-{
-	const char *old = authcache_get(PAM_SOURCE, user);
-	if (old && strcmp(old, password) == 0)
-		return false;
-	if (!authcache_put(PAM_SOURCE, user, password)) {
-		log_warning("out of memory keeping the PAM password of user \"%s\": its server "
-			    "logins go without it", user);
-		return old != NULL; /* forgotten */
-	}
-	return true;
-}
-
-const char *pamauth_secret(const char *user)
-{
-	return authcache_get(PAM_SOURCE, user);
 }

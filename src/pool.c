@@ -293,6 +293,13 @@ static int list_count(const char *s)
 	return n;
 }
 
+/* The user P's servers log in as with DB, its entry: DB's user=, else P's. */
+static const char *server_user(const pool_t *p, const struct cfg_db *db)
+{
+	const char *user = cfg_db_param(db, "user");
+	return user ? user : p->user;
+}
+
 static bool build_params(pool_t *p, const struct cfg_db *db)
 {
 	int n = 0;
@@ -309,9 +316,7 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 		if (!p->kw[k] || !p->val[k])
 			return false;
 	}
-	const char *user = cfg_db_param(db, "user");
-	if (!user)
-		user = p->user;
+	const char *user = server_user(p, db);
 	const char *password = NULL;
 	if (!has_kw(db, "password")) {
 		/* an md5 secret or a SCRAM verifier is used by pgcoro's own login (srvconnect.h) */
@@ -367,26 +372,6 @@ static bool build_params(pool_t *p, const struct cfg_db *db)
 	if ((addrs && list_count(addrs) != p->lb_hosts) ||
 	    (ports && list_count(ports) != 1 && list_count(ports) != p->lb_hosts))
 		p->lb_hosts = 0;
-	return true;
-}
-
-/* P's libpq parameters (it has some) built again from DB, the entry as it is now, and the
- * secrets as they are now; *CHANGED tells whether they differ from the old ones (freed).
- * False without memory: P keeps the old ones. */
-static bool rebuild_params(pool_t *p, const struct cfg_db *db, bool *changed)
-{
-	const char **kw = p->kw, **val = p->val;
-	unsigned tls_gen = p->tls_gen;
-	p->kw = p->val = NULL;
-	if (!build_params(p, db)) {
-		free_params(p->kw, p->val);
-		p->kw = kw;
-		p->val = val;
-		p->tls_gen = tls_gen;
-		return false;
-	}
-	*changed = !same_params(kw, val, p->kw, p->val) || tls_gen != p->tls_gen;
-	free_params(kw, val);
 	return true;
 }
 
@@ -754,6 +739,45 @@ static void resettle_unused(void)
 	free(v);
 }
 
+/* P's libpq parameters (P has them) made again from DB and the secrets in force: true
+ * when they changed (P then forgets which host proved good). Without memory they stay,
+ * logged with WHAT was being done. */
+static bool remake_params(pool_t *p, const struct cfg_db *db, const char *what)
+{
+	const char **kw = p->kw, **val = p->val;
+	unsigned tls_gen = p->tls_gen;
+	p->kw = p->val = NULL;
+	if (!build_params(p, db)) {
+		log_error("pool %s/%s: out of memory %s: its connection settings stay", p->dbname,
+			  p->user, what);
+		free_params(p->kw, p->val);
+		p->kw = kw;
+		p->val = val;
+		p->tls_gen = tls_gen;
+		return false;
+	}
+	bool changed = !same_params(kw, val, p->kw, p->val) || tls_gen != p->tls_gen;
+	free_params(kw, val);
+	if (changed)
+		p->lb_proven = false;
+	return changed;
+}
+
+void pool_secret_changed(const char *user)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &pools)
+	{
+		pool_t *p = list_entry(pos, pool_t, node);
+		const struct cfg_db *db = p->kw ? cfg_find_db(rt->cfg, p->dbname) : NULL;
+		if (!db || strcmp(server_user(p, db), user) != 0)
+			continue; /* unused (made with the secret when next used), or another user's */
+		if (remake_params(p, db, "taking the user's new secret"))
+			log_info("pool %s/%s: the server login secret changed: new servers use it",
+				 p->dbname, p->user);
+	}
+}
+
 void pool_reconfigure(void)
 {
 	struct list *pos, *tmp;
@@ -776,12 +800,7 @@ void pool_reconfigure(void)
 		settle(p); /* min_pool_size may have changed */
 		if (!p->kw)
 			continue; /* unused: made from the new entry when next used */
-		bool changed;
-		if (!rebuild_params(p, db, &changed)) {
-			log_error("pool %s/%s: out of memory applying the new configuration: "
-				  "its connection settings stay", p->dbname, p->user);
-		} else if (changed) {
-			p->lb_proven = false;
+		if (remake_params(p, db, "applying the new configuration")) {
 			log_info("pool %s/%s: connection settings changed: servers are replaced as "
 				 "they become idle", p->dbname, p->user);
 			/* PgBouncer's words for it, which tools look for */
@@ -790,26 +809,6 @@ void pool_reconfigure(void)
 		pool_kick(p); /* limits may have grown */
 	}
 	resettle_unused();
-}
-
-void pool_server_secret_changed(const char *user)
-{
-	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, &pools)
-	{
-		pool_t *p = list_entry(pos, pool_t, node);
-		const struct cfg_db *db = p->kw ? cfg_find_db(rt->cfg, p->dbname) : NULL;
-		const char *server_user = db ? cfg_db_param(db, "user") : NULL;
-		if (!db || strcmp(server_user ? server_user : p->user, user) != 0)
-			continue; /* unused (made afresh when next used), or another user's */
-		bool changed;
-		if (!rebuild_params(p, db, &changed))
-			log_error("pool %s/%s: out of memory taking user %s's new password: its new "
-				  "servers log in with the old one", p->dbname, p->user, user);
-		else if (changed)
-			log_info("pool %s/%s: user %s's password changed: new servers log in with "
-				 "it", p->dbname, p->user, user);
-	}
 }
 
 int pool_server_count(const pool_t *p)

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "console.h"
 #include "executor.h"
+#include "ldapauth.h"
 #include "log.h"
 #include "login.h"
 #include "metrics.h"
@@ -34,6 +35,7 @@ bool runtime_start(struct runtime *rt, const char *path)
 		log_error("cannot create the event loop");
 		return false;
 	}
+	ldapauth_init(); /* before any thread may check a password with LDAP */
 	/* two threads at least: password checks take all but one (executor.h) */
 	int threads = rt->cfg->executor_threads;
 	rt->exec = exec_new(rt->base, threads < 2 ? 2 : threads);

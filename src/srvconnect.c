@@ -2,7 +2,8 @@
  * libpq cannot use, or ciphers libpq cannot set), which credential it uses (the entry's
  * password or the auth_file's plain one; an md5 secret; a SCRAM verifier with the
  * ClientKey clientkey.h kept, or without one: then only a server asking for no password
- * takes it, as with PgBouncer; none), the server_tls_ciphers and server_tls13_ciphers in
+ * takes it, as with PgBouncer; none), the passwords PAM or LDAP accepted (the store
+ * srvconnect_secret reads first), the server_tls_ciphers and server_tls13_ciphers in
  * force, the pool's libpq parameters read as srvlogin_params with libpq's meaning
  * (host and hostaddr lists paired, ports, TLS files and revocation lists, channel binding,
  * startup parameters, a replication connection's "replication"; a keyword a login of its
@@ -23,11 +24,11 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "authcache.h"
 #include "authquery.h"
 #include "clientkey.h"
 #include "config.h"
 #include "log.h"
-#include "pamauth.h"
 #include "pool.h"
 #include "runtime.h"
 #include "tls.h"
@@ -61,14 +62,26 @@ void srvconnect_init(struct runtime *r)
 	rt = r;
 }
 
+/* The authcache source of the passwords PAM or LDAP accepted: no auth_query source
+ * (authquery.c's start with a digit) is named so. */
+#define ACCEPTED_SOURCE "accepted"
+
 const char *srvconnect_secret(const char *database, const char *user)
 {
-	/* auth_type pam: the password USER last passed PAM with (PgBouncer's) */
-	const char *pam = rt->cfg->auth_type == AUTH_PAM ? pamauth_secret(user) : NULL;
-	if (pam)
-		return pam;
-	/* the auth_file's entry, else what DATABASE's auth_query last found for USER */
-	return authquery_secret(database, user);
+	/* PAM's or LDAP's, else the auth_file's entry, else what DATABASE's auth_query found */
+	const char *s = authcache_get(ACCEPTED_SOURCE, user);
+	return s ? s : authquery_secret(database, user);
+}
+
+bool srvconnect_keep_password(const char *user, const char *password)
+{
+	const char *old = authcache_get(ACCEPTED_SOURCE, user);
+	if (old && strcmp(old, password) == 0)
+		return true;
+	bool had = old != NULL, kept = authcache_put(ACCEPTED_SOURCE, user, password);
+	if (kept || had) /* another password, or none any more */
+		pool_secret_changed(user); /* a pool made before takes it */
+	return kept;
 }
 
 static const char *param(const struct pool_conn_params *cp, const char *kw)

@@ -30,13 +30,13 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
-#include "pamauth.h"
 #include "pool.h"
 #include "proto.h"
 #include "runtime.h"
 #include "scram.h"
 #include "server.h"
 #include "showfds.h"
+#include "srvconnect.h"
 #include "stream.h"
 
 static struct runtime *rt;
@@ -304,15 +304,14 @@ static bool note_sent(uint64_t id)
 	return true;
 }
 
-/* The secret auth_query found for USER's logins to DATABASE, or under auth_type pam the
- * password USER passed PAM with, as PgBouncer's (the password column: the new process has
- * no other), or NULL for a user of auth_file or one not looked up. */
+/* The password column (the new process has no other): THE secret of USER's server logins
+ * to DATABASE (srvconnect_secret: the password USER last passed PAM or LDAP with, as
+ * PgBouncer's, else what auth_query found), or NULL for a user of auth_file (the new
+ * process reads its own) or one not looked up. */
 static const char *found_secret(const char *database, const char *user)
 {
-	const char *pam = rt->cfg->auth_type == AUTH_PAM ? pamauth_secret(user) : NULL;
-	if (pam)
-		return pam;
-	return rt->auth && auth_lookup(rt->auth, user) ? NULL : authquery_secret(database, user);
+	const char *s = srvconnect_secret(database, user);
+	return s && rt->auth && s == auth_lookup(rt->auth, user) ? NULL : s;
 }
 
 /* USER's SCRAM pass-through keys, if a client proved them here: into CKEY and SKEY. */
@@ -841,18 +840,19 @@ static pool_t *pool_of(const struct showfds_row *r)
 
 /* The secret the old process's auth_query found for the row's user (the old process is
  * this OS user's: connect_old), kept as a look-up here would: a server login of the user
- * needs it. A user of this auth_file keeps that one's. Under auth_type pam it is the
- * password the user passed PAM with (PgBouncer's), for the pools already made too. */
+ * needs it. A user of this auth_file keeps that one's. Under auth_type pam or ldap it is
+ * the password the user passed PAM or LDAP with (PgBouncer's), kept as a login here would
+ * (srvconnect_keep_password), for the pools already made too. */
 static void keep_found_secret(const struct showfds_row *r)
 {
-	if (r->password && r->user && rt->cfg->auth_type == AUTH_PAM) {
-		if (pamauth_keep(r->user, r->password))
-			pool_server_secret_changed(r->user);
+	if (!r->password || !r->user)
 		return;
-	}
-	if (!r->password || !r->user || (rt->auth && auth_lookup(rt->auth, r->user)))
-		return;
-	if (!authquery_keep(r->db, r->user, r->password))
+	bool ok = true;
+	if (rt->cfg->auth_type == AUTH_PAM || rt->cfg->auth_type == AUTH_LDAP)
+		ok = srvconnect_keep_password(r->user, r->password);
+	else if (!rt->auth || !auth_lookup(rt->auth, r->user))
+		ok = authquery_keep(r->db, r->user, r->password);
+	if (!ok)
 		log_warning("online restart: out of memory for the secret of user \"%s\"", r->user);
 }
 

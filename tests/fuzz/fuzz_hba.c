@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "hba.h"
+#include "ldapauth.h"
 #include "log.h"
 #include "loop.h"
 
@@ -77,10 +78,14 @@ static void match_all(const struct hba *h)
 		for (size_t i = 0; i < sizeof(conns) / sizeof(conns[0]); i++) {
 			int line = -1;
 			const struct hba_map *map = (const struct hba_map *)&line;
-			enum hba_method m = hba_match(h, &conns[i], &line, &map);
+			const struct ldapauth_opts *ldap = (const struct ldapauth_opts *)&line;
+			enum hba_method m = hba_match(h, &conns[i], &line, &map, &ldap);
 			if ((m == HBA_NO_MATCH) != (line == 0) || line < 0 || !hba_method_name(m) ||
-			    (m == HBA_NO_MATCH && map) || !hba_map_name(map))
+			    (m == HBA_NO_MATCH && map) || !hba_map_name(map) ||
+			    (m == HBA_LDAP) != (ldap != NULL))
 				abort();
+			if (ldap && !ldap->basedn && !ldap->prefix && !ldap->suffix)
+				abort(); /* ldapauth_validate let it through */
 			for (size_t u = 0; map && u < sizeof(system_users) / sizeof(system_users[0]); u++)
 				(void)hba_map_allows(map, system_users[u], who[w][1]);
 		}

@@ -417,7 +417,7 @@ auth_type = trust
      'cannot use the reserved "pgbouncer" database as an auth_dbname'),
     ("peer_id = 16384", 2, "invalid value \"16384\" for peer_id: out of range (0..16383)"),
     ("server_tls_ciphers = NO-SUCH", 2, 'invalid value "NO-SUCH" for server_tls_ciphers: '),
-    ("auth_type = ldap", 2, "invalid value \"ldap\" for auth_type: not supported yet"),
+    ("auth_type = ldap", 2, "auth_type ldap needs auth_ldap_options"),
     ("disable_pqexec = maybe", 2, "invalid value \"maybe\" for disable_pqexec: expected 0 or 1"),
     ("[peers]\n1 = port=6000", 2, "peer 1: no host"),
     ("service_name = pgbouncer", 2, "unknown key \"service_name\" in [pgbouncer]"),

@@ -473,7 +473,7 @@ START_TEST(test_bad_files)
 	    "invalid value \"sesion\" for pool_mode: expected session, transaction or statement");
 	expect_error("[pgcoro]\nauth_type = password\n", 2,
 	             "invalid value \"password\" for auth_type: expected trust, plain, md5, "
-	             "scram-sha-256, cert, hba, any or pam");
+	             "scram-sha-256, cert, hba, any, pam or ldap");
 	expect_error("[pgcoro]\nclient_tls_sslmode = on\n", 2,
 	             "invalid value \"on\" for client_tls_sslmode: expected disable, allow, prefer, "
 	             "require, verify-ca or verify-full");
@@ -483,6 +483,12 @@ START_TEST(test_bad_files)
 	             "client_tls_cert_file = c\n", 0,
 	             "client_tls_sslmode verify-ca needs client_tls_ca_file");
 	expect_error("[pgcoro]\nauth_type = hba\n", 0, "auth_type hba needs auth_hba_file");
+	expect_error("[pgcoro]\nauth_type = ldap\n", 0, "auth_type ldap needs auth_ldap_options");
+	expect_error("[pgcoro]\nauth_type = ldap\nauth_ldap_options = ldapserver=h\n", 0,
+	             "auth_ldap_options: authentication method \"ldap\" requires argument "
+	             "\"ldapbasedn\", \"ldapprefix\", or \"ldapsuffix\" to be set");
+	expect_error("[pgcoro]\nauth_ldap_options = ldapserver=h ldapprefix=x ldaptimeout=3\n", 0,
+	             "auth_ldap_options: invalid LDAP option: \"ldaptimeout\"");
 	expect_error("[pgcoro]\nserver_tls_sslmode = on\n", 0,
 	             "invalid value \"on\" for server_tls_sslmode: expected disable, allow, prefer, "
 	             "require, verify-ca or verify-full");
@@ -687,6 +693,25 @@ START_TEST(test_cross_key)
 }
 END_TEST
 
+/* auth_type ldap with PgBouncer's example of auth_ldap_options (a quoted URL) */
+START_TEST(test_auth_ldap)
+{
+	struct config *cfg = load_ok("[pgbouncer]\nauth_type = ldap\nauth_ldap_options = "
+	                             "ldapurl=\"ldap://127.0.0.1:12345/dc=example,dc=net?uid?sub\"\n"
+	                             "auth_ldap_timeout = 2500ms\n");
+	ck_assert_int_eq(cfg->auth_type, AUTH_LDAP);
+	ck_assert_str_eq(cfg->auth_ldap_options,
+	                 "ldapurl=\"ldap://127.0.0.1:12345/dc=example,dc=net?uid?sub\"");
+	ck_assert(cfg->auth_ldap_timeout == 2.5);
+	ck_assert_str_eq(cfg_auth_type_name(cfg->auth_type), "ldap");
+	cfg_free(cfg);
+	cfg = load_ok("[pgcoro]\nauth_type = trust\n");
+	ck_assert(cfg->auth_ldap_timeout == 10);
+	ck_assert_str_eq(cfg->auth_ldap_options, "");
+	cfg_free(cfg);
+}
+END_TEST
+
 START_TEST(test_min_pool_size)
 {
 	/* global: against default_pool_size, whatever the order of the keys */
@@ -812,9 +837,6 @@ START_TEST(test_auth_any_pam)
 	ck_assert_str_eq(cfg_auth_type_name(AUTH_PAM), "pam");
 	ck_assert_int_eq(cfg->nwarnings, 0);
 	cfg_free(cfg);
-	expect_error("[pgcoro]\nauth_type = ldap\n", 2,
-	             "invalid value \"ldap\" for auth_type: not supported yet (PgBouncer's ldap "
-	             "are not there)");
 }
 END_TEST
 
@@ -1023,6 +1045,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_bad_databases);
 	tcase_add_test(tc, test_bad_users);
 	tcase_add_test(tc, test_cross_key);
+	tcase_add_test(tc, test_auth_ldap);
 	tcase_add_test(tc, test_min_pool_size);
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_dump);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "hba.h"
+#include "ldapauth.h"
 
 static struct hba *parse_ok(const char *text)
 {
@@ -41,13 +42,13 @@ static enum hba_method tcp(const struct hba *h, const char *addr, bool tls, cons
 	int fam = strchr(addr, ':') ? AF_INET6 : AF_INET;
 	ck_assert_int_eq(inet_pton(fam, addr, a), 1);
 	struct hba_conn c = {false, tls, fam, a, db, user, false};
-	return hba_match(h, &c, line, NULL);
+	return hba_match(h, &c, line, NULL, NULL);
 }
 
 static enum hba_method local(const struct hba *h, const char *db, const char *user, int *line)
 {
 	struct hba_conn c = {true, false, 0, NULL, db, user, false};
-	return hba_match(h, &c, line, NULL);
+	return hba_match(h, &c, line, NULL, NULL);
 }
 
 START_TEST(test_methods_each)
@@ -172,19 +173,19 @@ START_TEST(test_replication)
 	uint8_t a[4] = {10, 0, 0, 1}, b[4] = {192, 168, 0, 1};
 	int line;
 	struct hba_conn phys = {false, false, AF_INET, a, "db1", "repl", true};
-	ck_assert_int_eq(hba_match(h, &phys, &line, NULL), HBA_MD5); /* not "all" of line 1 */
+	ck_assert_int_eq(hba_match(h, &phys, &line, NULL, NULL), HBA_MD5); /* not "all" of line 1 */
 	ck_assert_int_eq(line, 2);
 	phys.user = "app";
-	ck_assert_int_eq(hba_match(h, &phys, &line, NULL), HBA_NO_MATCH); /* reject names no replication */
+	ck_assert_int_eq(hba_match(h, &phys, &line, NULL, NULL), HBA_NO_MATCH); /* reject names no replication */
 	phys.addr = b;
 	phys.user = "repl";
-	ck_assert_int_eq(hba_match(h, &phys, &line, NULL), HBA_MD5);
+	ck_assert_int_eq(hba_match(h, &phys, &line, NULL, NULL), HBA_MD5);
 	struct hba_conn local_phys = {true, false, 0, NULL, "postgres", "x", true};
-	ck_assert_int_eq(hba_match(h, &local_phys, &line, NULL), HBA_PEER);
+	ck_assert_int_eq(hba_match(h, &local_phys, &line, NULL, NULL), HBA_PEER);
 	struct hba_conn logical = {false, false, AF_INET, b, "db1", "repl", false};
-	ck_assert_int_eq(hba_match(h, &logical, &line, NULL), HBA_MD5); /* by its database db1 */
+	ck_assert_int_eq(hba_match(h, &logical, &line, NULL, NULL), HBA_MD5); /* by its database db1 */
 	logical.database = "db2";
-	ck_assert_int_eq(hba_match(h, &logical, &line, NULL), HBA_REJECT);
+	ck_assert_int_eq(hba_match(h, &logical, &line, NULL, NULL), HBA_REJECT);
 	hba_free(h);
 }
 END_TEST
@@ -544,15 +545,15 @@ START_TEST(test_ident_maps)
 	int line;
 	const struct hba_map *os = NULL, *cn = NULL, *none = (const struct hba_map *)&line;
 	struct hba_conn unix_conn = {true, false, 0, NULL, "d", "u", false};
-	ck_assert_int_eq(hba_match(h, &unix_conn, &line, &os), HBA_PEER);
+	ck_assert_int_eq(hba_match(h, &unix_conn, &line, &os, NULL), HBA_PEER);
 	ck_assert_ptr_nonnull(os);
 	ck_assert_str_eq(hba_map_name(os), "os");
 	uint8_t a[4] = {10, 0, 0, 1};
 	struct hba_conn tls_conn = {false, true, AF_INET, a, "certdb", "u", false};
-	ck_assert_int_eq(hba_match(h, &tls_conn, &line, &cn), HBA_CERT);
+	ck_assert_int_eq(hba_match(h, &tls_conn, &line, &cn, NULL), HBA_CERT);
 	ck_assert_str_eq(hba_map_name(cn), "cn");
 	tls_conn.database = "other";
-	ck_assert_int_eq(hba_match(h, &tls_conn, &line, &none), HBA_CERT);
+	ck_assert_int_eq(hba_match(h, &tls_conn, &line, &none, NULL), HBA_CERT);
 	ck_assert_ptr_null(none);
 	ck_assert_int_eq(line, 3);
 
@@ -732,7 +733,7 @@ START_TEST(test_load_ident)
 	int line;
 	const struct hba_map *map;
 	struct hba_conn c = {true, false, 0, NULL, "d", "u", false};
-	ck_assert_int_eq(hba_match(h, &c, &line, &map), HBA_PEER);
+	ck_assert_int_eq(hba_match(h, &c, &line, &map, NULL), HBA_PEER);
 	ck_assert(hba_map_allows(map, "root", "app"));
 	hba_free(h);
 	/* an ident file is read even when no rule names a map; "" is none */
@@ -753,6 +754,53 @@ START_TEST(test_load_ident)
 	snprintf(want, sizeof(want), "auth_hba_file: %s: cannot open", conf);
 	ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s", err);
 	rmdir(dir);
+}
+END_TEST
+
+/* ldap rules: the rest of the line is LDAP options as PgBouncer reads them (quoted keys
+ * and values, a comma before an option), checked when the file is loaded. */
+START_TEST(test_ldap_rules)
+{
+	struct hba *h = parse_ok(
+	    "host all ldapuser 127.0.0.1/32 ldap ldapserver=127.0.0.1 \"ldapport\"=12345 "
+	    "ldapbasedn=\"dc=example,dc=net\" ,ldapsearchfilter=\"uid=$username\"\n"
+	    "host all all all ldap ldapurl=\"ldap://h:389/dc=x?uid?sub\"\n"
+	    "local all all ldap ldapserver=h ldapprefix=\"uid=\" ldapsuffix=\",dc=x\"\n");
+	uint8_t a[4] = {127, 0, 0, 1};
+	struct hba_conn c = {false, false, AF_INET, a, "db", "ldapuser", false};
+	const struct ldapauth_opts *o;
+	int line;
+	ck_assert_int_eq(hba_match(h, &c, &line, NULL, &o), HBA_LDAP);
+	ck_assert_int_eq(line, 1);
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(o->server, "127.0.0.1");
+	ck_assert_int_eq(o->port, 12345);
+	ck_assert_str_eq(o->basedn, "dc=example,dc=net");
+	ck_assert_str_eq(o->searchfilter, "uid=$username");
+	c.user = "other";
+	ck_assert_int_eq(hba_match(h, &c, &line, NULL, &o), HBA_LDAP);
+	ck_assert_str_eq(o->searchattribute, "uid");
+	struct hba_conn u = {true, false, 0, NULL, "db", "x", false};
+	ck_assert_int_eq(hba_match(h, &u, &line, NULL, &o), HBA_LDAP);
+	ck_assert_str_eq(o->suffix, ",dc=x");
+	ck_assert_str_eq(hba_method_name(HBA_LDAP), "ldap");
+	hba_free(h);
+	/* other methods have no LDAP options */
+	h = parse_ok("host all all all md5\n");
+	o = (const struct ldapauth_opts *)1;
+	ck_assert_int_eq(hba_match(h, &c, &line, NULL, &o), HBA_MD5);
+	ck_assert_ptr_null(o);
+	hba_free(h);
+	ck_assert_str_eq(parse_err("host all all all ldap\n"),
+			 "/tmp/hba.conf:1: authentication method \"ldap\" requires argument "
+			 "\"ldapbasedn\", \"ldapprefix\", or \"ldapsuffix\" to be set");
+	ck_assert_str_eq(parse_err("local all all peer\nhost all all all ldap ldapserver=h "
+				   "ldapprefix=a ldapbasedn=b\n"),
+			 "/tmp/hba.conf:2: cannot mix options for simple bind and search+bind modes");
+	ck_assert_str_eq(parse_err("host all all all ldap ldapserver=h ldapprefix=a map=m\n"),
+			 "/tmp/hba.conf:1: invalid LDAP option: \"map\"");
+	ck_assert_str_eq(parse_err("host all all all ldap ldapserver=h ldapprefix\n"),
+			 "/tmp/hba.conf:1: LDAP option \"ldapprefix\" is not name=value");
 }
 END_TEST
 
@@ -777,6 +825,7 @@ static Suite *hba_suite(void)
 	tcase_add_test(tc, test_ident_errors);
 	tcase_add_test(tc, test_include_syntax);
 	tcase_add_test(tc, test_load_ident);
+	tcase_add_test(tc, test_ldap_rules);
 	suite_add_tcase(s, tc);
 	return s;
 }
