@@ -412,3 +412,21 @@ def test_ldap_checks_bounded(ldap_pgcoro, slapd):
         assert w.query("SELECT current_user") == [[LDAP_USER]]
         w.terminate()
         w.close()
+
+
+def test_password_survives_online_restart(pgcoro_factory, slapd, ldap_role, pg):
+    """-R under auth_type ldap: the old process passes the password LDAP accepted on (SHOW
+    FDS' password column, the store auth_type pam's uses too), so the new one logs in a new
+    server for the client it adopted (after PostgreSQL ended the one it had). Before, the
+    column was empty for an LDAP user and the new server's login failed (no password)."""
+    from test_pam_any import own_console
+    from test_takeover import restart_then_end_servers
+    inst = pgcoro_factory(
+        settings={"auth_type": "ldap", "auth_ldap_options": simple_opts(slapd.port)},
+        databases={"tx": f"host=127.0.0.1 port={pg.port} dbname=postgres "
+                         "pool_mode=transaction"})
+    with Wire.to(inst) as w:
+        w.login(LDAP_USER, LDAP_PASS, database="tx")
+        assert w.query("SELECT 1") == [["1"]]
+        restart_then_end_servers(inst, pg, LDAP_USER, lambda: own_console(inst))
+        assert w.query("SELECT current_user") == [[LDAP_USER]]
