@@ -13,6 +13,7 @@
 #include "client.h"
 #include "config.h"
 #include "list.h"
+#include "pin.h"
 #include "pool.h"
 #include "prepared.h"
 #include "runtime.h"
@@ -23,7 +24,7 @@ static struct runtime *rt;
 
 void showconn_init(struct runtime *r) { rt = r; }
 
-#define NBASE 21 /* CLIENTS and SERVERS; SOCKETS adds the seven buffer columns */
+#define NBASE 22 /* CLIENTS and SERVERS; SOCKETS adds the seven buffer columns */
 
 static const struct proto_column conn_cols[] = {
     {"type", OID_TEXT, -1},         {"user", OID_TEXT, -1},
@@ -37,6 +38,8 @@ static const struct proto_column conn_cols[] = {
     {"remote_pid", OID_INT4, 4},    {"tls", OID_TEXT, -1},
     {"application_name", OID_TEXT, -1}, {"prepared_statements", OID_INT4, 4},
     {"id", OID_INT4, 4},
+    /* pgcoro's: why the client keeps its server across transactions (pin.h), "" if not */
+    {"pinned", OID_TEXT, -1},
     /* SOCKETS only */
     {"recv_pos", OID_INT4, 4},      {"pkt_pos", OID_INT4, 4},
     {"pkt_remain", OID_INT4, 4},    {"send_pos", OID_INT4, 4},
@@ -89,9 +92,11 @@ static void cell_local(int i, int fd)
 	showrow_copy(i, text);
 }
 
-/* Cells close_needed .. id, the buffer cells of ST when listed, then the row. */
+/* Cells close_needed .. pinned (PINS: pin.h reasons), the buffer cells of ST when listed,
+ * then the row. */
 static void row_end(int close_needed, const void *self, const void *link, int remote_pid,
-		    const char *app, int prepared, uint64_t id, const struct stream *st)
+		    const char *app, int prepared, uint64_t id, uint32_t pins,
+		    const struct stream *st)
 {
 	showrow_int(13, close_needed);
 	showrow_fmt(14, "%p", self);
@@ -104,11 +109,13 @@ static void row_end(int close_needed, const void *self, const void *link, int re
 	showrow_str(18, app);
 	showrow_int(19, prepared);
 	showrow_uint(20, id);
+	char why[96];
+	showrow_copy(21, pin_reasons(pins, why, sizeof(why)));
 	if (with_buffers) {
-		for (int i = 21; i <= 25; i++)
+		for (int i = 22; i <= 26; i++)
 			showrow_int(i, 0);
-		showrow_int(26, st ? (int64_t)stream_input_len(st) : 0);
-		showrow_int(27, st ? (int64_t)stream_output_len(st) : 0);
+		showrow_int(27, st ? (int64_t)stream_input_len(st) : 0);
+		showrow_int(28, st ? (int64_t)stream_output_len(st) : 0);
 	}
 	showrow_end();
 }
@@ -150,7 +157,8 @@ static void client_row(const client_t *c, const char *state, double now)
 	double w = c->state == CL_WAITING ? now - c->since : 0;
 	showrow_int(11, (int64_t)w);
 	showrow_int(12, (int64_t)((w - (double)(int64_t)w) * 1e6));
-	row_end(0, c, c->server, 0, client_app_name(c), (int)prep_client_count(c), c->id, &c->st);
+	row_end(0, c, c->server, 0, client_app_name(c), (int)prep_client_count(c), c->id, c->pins,
+		&c->st);
 }
 
 /* Rows of the clients on H: STATE, or, when IDLE_STATE is set, that for those without a
@@ -199,7 +207,7 @@ static void server_row(const server_t *s, const char *state, double now)
 	showrow_int(12, 0);
 	row_end(s->conn_gen != p->conn_gen, s, s->client, open ? (int)s->backend_pid : 0,
 		s->params[0] ? s->params[0] : "", (int)prep_server_count(s), s->id,
-		open ? &s->st : NULL);
+		s->client ? s->client->pins : 0, open ? &s->st : NULL);
 }
 
 static void server_rows(const struct list_head *h, const char *state, double now)

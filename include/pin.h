@@ -1,0 +1,101 @@
+/* Transparent pinning (pin_session_state, transaction and statement mode): a client that
+ * makes session state keeps its server until the state is gone; the settings its session
+ * SETs go with it to every server it gets.
+ *
+ * DESIGN. Cheap where nothing happens: the relay shows pin.c each Query and Parse
+ * (sessstate.h scans its text; a few instructions per byte). What the scan says is only
+ * "may": at the client's next release point (ReadyForQuery 'I', nothing outstanding) the
+ * server is asked, by one housekeeping query on the client's own session, what is really
+ * there (SQL prepared statements, WITH HOLD cursors, session advisory locks, temporary
+ * relations and functions, the settings whose source is the session, the role); its
+ * answer sets the client's pins and settings. A pinned client keeps its server across
+ * transactions like a session client; when the state is gone (DEALLOCATE, CLOSE,
+ * pg_advisory_unlock_all, DROP, DISCARD: the server asked again) it is released as
+ * usual; when it leaves pinned, server_reset_query runs before the server serves anyone
+ * else (or the server is closed without one). Settings are not pinned: the server's
+ * values are kept with the client and set on each server it gets by the parameter sync
+ * (server.c), which first undoes another client's (RESET ALL). LOAD cannot be asked
+ * about nor undone: it pins until the client leaves. More settings than a sync carries
+ * pin too. */
+#ifndef PGCORO_PIN_H
+#define PGCORO_PIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client.h"
+#include "hkquery.h"
+#include "sessstate.h"
+#include "types.h"
+
+/* A pin reason beyond sessstate.h's: more settings than replay carries. */
+#define PIN_SETTINGS (1u << 7)
+#define PIN_REASONS (SESS_PINS | PIN_SETTINGS)
+
+/* Settings replayed per client: at most this many, and these many bytes. */
+#define PIN_SETTINGS_MAX 64
+#define PIN_SETTINGS_BYTES (64 * 1024)
+
+/* A Query or Parse larger than this (type byte included) is scanned as far as it is at
+ * hand, not waited for whole. */
+#define PIN_TEXT_MAX (64u * 1024)
+
+/* The session settings a client's server reported (name, value pairs), one block. */
+struct pin_settings {
+	uint64_t sig;    /* digest of the pairs, never 0 */
+	int n;
+	const char *kv[]; /* 2 * n strings, in the same block */
+};
+
+/* What the relay does after pin_client_msg. */
+enum pin_look {
+	PIN_PASS,     /* the message goes on as it is */
+	PIN_REPLACED, /* pin_session_state = error: C's input now holds, at the same place, a
+	               * message whose statement fails with 0A000: read the input again */
+	PIN_FAILED,   /* C was closed (no memory) */
+};
+
+/* Relay, client side: the Query or Parse at MSG, OFF bytes into C's input (AVAIL bytes of
+ * it at hand: all of it unless longer than PIN_TEXT_MAX; LEN its length field), is about
+ * to go to C's server (C->pool->pin_mode is not PIN_OFF). Notes what it may do to C's
+ * session for the next release point; in PIN_ERROR mode replaces one that makes session
+ * state. */
+enum pin_look pin_client_msg(client_t *c, size_t off, const uint8_t *msg, size_t avail,
+			     uint32_t len) __attribute__((warn_unused_result));
+
+/* At C's release point on S (ReadyForQuery 'I', nothing outstanding): true if S may go
+ * back to the pool. False: C keeps S (pinned), or the server is being asked what C's
+ * session holds (housekeeping on S; client_on_server_ready follows, which comes back
+ * here). Inline: a client that never made state pays one test. */
+bool pin_release_slow(client_t *c, server_t *s);
+static inline bool pin_may_release(client_t *c, server_t *s)
+{
+	if (__builtin_expect(!c->pins && !c->pin_check, 1))
+		return true;
+	return pin_release_slow(c, s);
+}
+
+/* The housekeeping query that asks S what C's session holds, and what its answer does:
+ * each DataRow (pin_probe_row), then its end (pin_probe_done: FAILED when it failed, as
+ * Q says). */
+extern const char pin_probe_sql[];
+void pin_probe_row(client_t *c, const uint8_t *body, uint32_t blen);
+void pin_probe_done(client_t *c, server_t *s, const struct hkquery *q);
+
+/* C leaves (its server, if any, still linked): its pins and settings go. */
+void pin_client_free(client_t *c);
+
+/* REASONS (pin bits) as "temp_table,advisory_lock", into BUF (CAP bytes, NUL-terminated;
+ * "" for none). Returns BUF. */
+const char *pin_reasons(uint32_t reasons, char *buf, size_t cap);
+
+/* Pins made since start, by reason bit (index: the bit's position, 0..7), for /metrics. */
+extern uint64_t pin_counts[8];
+
+/* Parses one probe DataRow (pure, for the fuzzer): three text columns. False if it is not
+ * that shape; else *KIND is the first byte of column 1 and NAME/VALUE point into BODY. */
+bool pin_parse_row(const uint8_t *body, uint32_t blen, uint8_t *kind, const uint8_t **name,
+		   uint32_t *nlen, const uint8_t **value, uint32_t *vlen);
+
+#endif
