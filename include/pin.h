@@ -76,10 +76,11 @@ static inline bool pin_may_release(client_t *c, server_t *s)
 	return pin_release_slow(c, s);
 }
 
-/* The housekeeping query that asks S what C's session holds, and what its answer does:
+/* The housekeeping query that asks what C's session holds (a static buffer, valid until
+ * the next call), and what its answer does:
  * each DataRow (pin_probe_row), then its end (pin_probe_done: FAILED when it failed, as
  * Q says). */
-extern const char pin_probe_sql[];
+const char *pin_probe_sql(const client_t *c);
 void pin_probe_row(client_t *c, const uint8_t *body, uint32_t blen);
 void pin_probe_done(client_t *c, server_t *s, const struct hkquery *q);
 

@@ -19,6 +19,36 @@ uint64_t pin_counts[8];
 
 /* ---- the client's statements ----------------------------------------------------------- */
 
+/* Custom settings (a dotted name: "myapp.tenant") that no catalog view lists while they
+ * are placeholders: their names are taken from the statements that set them, and asked
+ * for one by one. */
+#define CUSTOM_MAX 16
+#define CUSTOM_NAME 64
+
+/* The client's next question and its answer being read (a client's, while its server is
+ * asked). */
+struct pin_probe {
+	int ncustom;   /* custom names seen since the last answer */
+	char custom[CUSTOM_MAX][CUSTOM_NAME];
+	uint32_t pins;
+	int n;
+	size_t bytes;
+	bool overflow; /* more settings than replay carries */
+	char *kv[2 * PIN_SETTINGS_MAX];
+};
+
+static void probe_free(client_t *c)
+{
+	struct pin_probe *p = c->probe;
+	if (!p)
+		return;
+	for (int i = 0; i < 2 * p->n; i++)
+		free(p->kv[i]);
+	free(p);
+	c->probe = NULL;
+}
+
+
 /* The statement that stands in for a refused one (pin_session_state = error): it fails
  * on the server, in its turn, as the client's statement would have, so the transaction's
  * state and the order of answers stay PostgreSQL's. %s: what was refused. */
@@ -104,6 +134,85 @@ static enum pin_look refuse(client_t *c, size_t off, const uint8_t *msg, uint32_
 	return PIN_REPLACED;
 }
 
+static bool name_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       ch == '_' || ch == '.' || ch == '$';
+}
+
+/* The custom setting named by the N bytes at P, if it is one (a dotted name of name
+ * characters only), to be asked for at the next release point. */
+static void add_custom(client_t *c, const char *p, size_t n)
+{
+	if (n == 0 || n >= CUSTOM_NAME || !memchr(p, '.', n))
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (!name_char(p[i]))
+			return;
+	if (!c->probe && !(c->probe = calloc(1, sizeof(*c->probe))))
+		return; /* not asked for: not carried */
+	struct pin_probe *pr = c->probe;
+	char name[CUSTOM_NAME];
+	for (size_t i = 0; i < n; i++)
+		name[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
+	name[n] = 0;
+	for (int i = 0; i < pr->ncustom; i++)
+		if (strcmp(pr->custom[i], name) == 0)
+			return;
+	if (pr->ncustom < CUSTOM_MAX)
+		memcpy(pr->custom[pr->ncustom++], name, n + 1);
+}
+
+static size_t skip_space(const char *t, size_t n, size_t i)
+{
+	while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r'))
+		i++;
+	return i;
+}
+
+/* WORD (lower case) at T[I..N) in any case, followed by a non-name byte: the index after
+ * it, else 0. */
+static size_t word_at(const char *t, size_t n, size_t i, const char *word)
+{
+	size_t l = strlen(word);
+	if (n - i < l || strncasecmp(t + i, word, l) != 0 || (i + l < n && name_char(t[i + l])))
+		return 0;
+	return i + l;
+}
+
+/* The custom settings TEXT may set: "SET [SESSION] a.b ..." at its start, and the
+ * literal first argument of each set_config('a.b', ...). */
+static void note_custom(client_t *c, const char *t, size_t n)
+{
+	size_t i = skip_space(t, n, 0), j;
+	if ((j = word_at(t, n, i, "set"))) {
+		i = skip_space(t, n, j);
+		if ((j = word_at(t, n, i, "session")))
+			i = skip_space(t, n, j);
+		j = i;
+		while (j < n && name_char(t[j]))
+			j++;
+		add_custom(c, t + i, j - i);
+	}
+	for (const char *p = t, *end = t + n; (p = memmem(p, (size_t)(end - p), "_config", 7));) {
+		size_t at = (size_t)(p - t);
+		p += 7;
+		if (at < 3 || strncasecmp(t + at - 3, "set", 3) != 0)
+			continue;
+		size_t k = skip_space(t, n, at + 7);
+		if (k >= n || t[k] != '(')
+			continue;
+		k = skip_space(t, n, k + 1);
+		if (k >= n || t[k] != '\'')
+			continue;
+		size_t e = k + 1;
+		while (e < n && name_char(t[e]))
+			e++;
+		if (e < n && t[e] == '\'')
+			add_custom(c, t + k + 1, e - k - 1);
+	}
+}
+
 enum pin_look pin_client_msg(client_t *c, size_t off, const uint8_t *msg, size_t avail,
 			     uint32_t len)
 {
@@ -126,13 +235,15 @@ enum pin_look pin_client_msg(client_t *c, size_t off, const uint8_t *msg, size_t
 		return refuse(c, off, msg, len, fx & SESS_PINS);
 	if (fx == SESS_UNDO && !c->pins && !c->settings)
 		return PIN_PASS; /* nothing of the session's that it could undo is known */
+	if (fx & SESS_SETTING)
+		note_custom(c, (const char *)text, tlen);
 	c->pin_check |= (uint8_t)fx;
 	return PIN_PASS;
 }
 
 /* ---- the release point ----------------------------------------------------------------- */
 
-const char pin_probe_sql[] =
+static const char probe_base[] =
     "SELECT 's', name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings "
     "WHERE source = 'session' AND name NOT LIKE 'transaction\\_%' "
     "UNION ALL SELECT 's', 'role', pg_catalog.current_setting('role') "
@@ -147,31 +258,41 @@ const char pin_probe_sql[] =
     "WHERE relnamespace = pg_catalog.pg_my_temp_schema()) + (SELECT pg_catalog.count(*) "
     "FROM pg_catalog.pg_proc WHERE pronamespace = pg_catalog.pg_my_temp_schema()))::text";
 
-/* An answer being read (a client's, while its server is asked). */
-struct pin_probe {
-	uint32_t pins;
-	int n;
-	size_t bytes;
-	bool overflow; /* more settings than replay carries */
-	char *kv[2 * PIN_SETTINGS_MAX];
-};
+/* One custom setting's question: its value unless not set (NULL) or reset (""). */
+#define CUSTOM_SQL                                                                               \
+	" UNION ALL SELECT 's', '%s', v FROM (SELECT pg_catalog.current_setting('%s', true) AS v) " \
+	"x WHERE v <> ''"
 
-static void probe_free(client_t *c)
+const char *pin_probe_sql(const client_t *c)
 {
-	struct pin_probe *p = c->probe;
-	if (!p)
-		return;
-	for (int i = 0; i < 2 * p->n; i++)
-		free(p->kv[i]);
-	free(p);
-	c->probe = NULL;
+	static char sql[sizeof(probe_base) + (CUSTOM_MAX + PIN_SETTINGS_MAX) *
+						      (sizeof(CUSTOM_SQL) + 2 * CUSTOM_NAME)];
+	size_t at = sizeof(probe_base) - 1;
+	memcpy(sql, probe_base, at + 1);
+	const struct pin_probe *pr = c->probe;
+	for (int i = 0; pr && i < pr->ncustom; i++)
+		at += (size_t)snprintf(sql + at, sizeof(sql) - at, CUSTOM_SQL, pr->custom[i],
+				       pr->custom[i]);
+	/* those it has: asked again (a RESET may have ended them) */
+	for (int i = 0; c->settings && i < c->settings->n; i++) {
+		const char *name = c->settings->kv[2 * i];
+		size_t n = strlen(name);
+		bool custom = n < CUSTOM_NAME && strchr(name, '.');
+		for (size_t k = 0; custom && k < n; k++)
+			custom = name_char(name[k]);
+		for (int k = 0; custom && pr && k < pr->ncustom; k++)
+			custom = strcmp(pr->custom[k], name) != 0;
+		if (custom)
+			at += (size_t)snprintf(sql + at, sizeof(sql) - at, CUSTOM_SQL, name, name);
+	}
+	return sql;
 }
 
 bool pin_release_slow(client_t *c, server_t *s)
 {
 	if (c->pin_check & ~SESS_LOAD) {
-		probe_free(c);
-		c->probe = calloc(1, sizeof(*c->probe)); /* NULL: pin_probe_done takes it as failed */
+		if (!c->probe) /* NULL: pin_probe_done takes it as failed */
+			c->probe = calloc(1, sizeof(*c->probe));
 		server_probe(s);
 		return false;
 	}
@@ -275,6 +396,9 @@ void pin_probe_row(client_t *c, const uint8_t *body, uint32_t blen)
 	}
 	if (kind != 's' || tracked(c, name, nlen))
 		return;
+	for (int i = 0; i < probe->n; i++) /* a custom setting asked for twice */
+		if (strlen(probe->kv[2 * i]) == nlen && memcmp(probe->kv[2 * i], name, nlen) == 0)
+			return;
 	if (probe->n == PIN_SETTINGS_MAX || probe->bytes + nlen + vlen + 2 > PIN_SETTINGS_BYTES) {
 		probe->overflow = true;
 		return;

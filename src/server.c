@@ -1199,7 +1199,7 @@ static void hk_next(server_t *s)
 		sql = "UNLISTEN *";
 		break;
 	case HK_PROBE:
-		sql = pin_probe_sql;
+		sql = s->client ? pin_probe_sql(s->client) : "";
 		break;
 	case HK_TASK:
 		/* cancelled meanwhile: an empty query keeps the step's shape */

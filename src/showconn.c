@@ -24,27 +24,32 @@ static struct runtime *rt;
 
 void showconn_init(struct runtime *r) { rt = r; }
 
-#define NBASE 22 /* CLIENTS and SERVERS; SOCKETS adds the seven buffer columns */
+#define NBASE 21 /* CLIENTS and SERVERS; SOCKETS adds the seven buffer columns */
 
-static const struct proto_column conn_cols[] = {
-    {"type", OID_TEXT, -1},         {"user", OID_TEXT, -1},
-    {"database", OID_TEXT, -1},     {"replication", OID_TEXT, -1},
-    {"state", OID_TEXT, -1},        {"addr", OID_TEXT, -1},
-    {"port", OID_INT4, 4},          {"local_addr", OID_TEXT, -1},
-    {"local_port", OID_INT4, 4},    {"connect_time", OID_TEXT, -1},
-    {"request_time", OID_TEXT, -1}, {"wait", OID_INT4, 4},
-    {"wait_us", OID_INT4, 4},       {"close_needed", OID_INT4, 4},
-    {"ptr", OID_TEXT, -1},          {"link", OID_TEXT, -1},
-    {"remote_pid", OID_INT4, 4},    {"tls", OID_TEXT, -1},
-    {"application_name", OID_TEXT, -1}, {"prepared_statements", OID_INT4, 4},
-    {"id", OID_INT4, 4},
-    /* pgcoro's: why the client keeps its server across transactions (pin.h), "" if not */
-    {"pinned", OID_TEXT, -1},
-    /* SOCKETS only */
-    {"recv_pos", OID_INT4, 4},      {"pkt_pos", OID_INT4, 4},
-    {"pkt_remain", OID_INT4, 4},    {"send_pos", OID_INT4, 4},
-    {"send_remain", OID_INT4, 4},   {"pkt_avail", OID_INT4, 4},
-    {"send_avail", OID_INT4, 4}};
+#define BASE_COLS                                                                                \
+	{"type", OID_TEXT, -1}, {"user", OID_TEXT, -1}, {"database", OID_TEXT, -1},               \
+	    {"replication", OID_TEXT, -1}, {"state", OID_TEXT, -1}, {"addr", OID_TEXT, -1},        \
+	    {"port", OID_INT4, 4}, {"local_addr", OID_TEXT, -1}, {"local_port", OID_INT4, 4},      \
+	    {"connect_time", OID_TEXT, -1}, {"request_time", OID_TEXT, -1}, {"wait", OID_INT4, 4}, \
+	    {"wait_us", OID_INT4, 4}, {"close_needed", OID_INT4, 4}, {"ptr", OID_TEXT, -1},        \
+	    {"link", OID_TEXT, -1}, {"remote_pid", OID_INT4, 4}, {"tls", OID_TEXT, -1},            \
+	    {"application_name", OID_TEXT, -1}, {"prepared_statements", OID_INT4, 4},             \
+	    {"id", OID_INT4, 4}
+/* pgcoro's, after PgBouncer's: why the client keeps its server across transactions (pin.h),
+ * "" if it does not */
+#define PIN_COL {"pinned", OID_TEXT, -1}
+
+static const struct proto_column conn_cols[] = {BASE_COLS, PIN_COL};
+static const struct proto_column sock_cols[] = {
+    BASE_COLS,
+    {"recv_pos", OID_INT4, 4},
+    {"pkt_pos", OID_INT4, 4},
+    {"pkt_remain", OID_INT4, 4},
+    {"send_pos", OID_INT4, 4},
+    {"send_remain", OID_INT4, 4},
+    {"pkt_avail", OID_INT4, 4},
+    {"send_avail", OID_INT4, 4},
+    PIN_COL};
 
 static bool with_buffers; /* the result being built is SOCKETS or ACTIVE_SOCKETS */
 static bool only_busy;    /* ACTIVE_SOCKETS: rows of connections with bytes buffered */
@@ -53,7 +58,10 @@ static void header(bool buffers, bool busy)
 {
 	with_buffers = buffers;
 	only_busy = busy;
-	showrow_begin(conn_cols, buffers ? (int)(sizeof(conn_cols) / sizeof(conn_cols[0])) : NBASE);
+	if (buffers)
+		showrow_begin(sock_cols, (int)(sizeof(sock_cols) / sizeof(sock_cols[0])));
+	else
+		showrow_begin(conn_cols, (int)(sizeof(conn_cols) / sizeof(conn_cols[0])));
 }
 
 /* Wall-clock text of the monotonic instant AT (rt_now() seconds) into cell I. */
@@ -109,14 +117,15 @@ static void row_end(int close_needed, const void *self, const void *link, int re
 	showrow_str(18, app);
 	showrow_int(19, prepared);
 	showrow_uint(20, id);
-	char why[96];
-	showrow_copy(21, pin_reasons(pins, why, sizeof(why)));
+	int at = NBASE;
 	if (with_buffers) {
-		for (int i = 22; i <= 26; i++)
-			showrow_int(i, 0);
-		showrow_int(27, st ? (int64_t)stream_input_len(st) : 0);
-		showrow_int(28, st ? (int64_t)stream_output_len(st) : 0);
+		for (int i = 0; i < 5; i++)
+			showrow_int(at++, 0);
+		showrow_int(at++, st ? (int64_t)stream_input_len(st) : 0);
+		showrow_int(at++, st ? (int64_t)stream_output_len(st) : 0);
 	}
+	char why[96];
+	showrow_copy(at, pin_reasons(pins, why, sizeof(why)));
 	showrow_end();
 }
 

@@ -215,15 +215,18 @@ def test_with_hold_cursor_survives_commit(pg, pindb, pgcoro_factory):
 # settings: replayed on each server, never seen by another client
 
 def test_set_unreported_setting_follows_the_client(pg, pindb, pgcoro_factory):
-    inst = start(pgcoro_factory, pg, pool_size=2)
-    a, b = connect(inst), connect(inst)
+    # longest-idle first: a holder's transaction takes the server a used last, so a's
+    # transactions alternate between the two servers
+    inst = start(pgcoro_factory, pg, pool_size=2, settings={"server_round_robin": 1})
+    a, b, h = connect(inst), connect(inst), connect(inst, autocommit=False)
     one(a, "SET statement_timeout = '1234ms'")
     one(a, "SET search_path = pg_catalog, public")
     one(a, "SELECT set_config('myapp.tenant', '42', false)")
     pids = set()
     for _ in range(8):
-        busy_other(inst, 1)
+        one(h, "SELECT 1")  # h holds a server until its commit
         pids.add(one(a, "SELECT pg_backend_pid()"))
+        h.commit()
         assert one(a, "SHOW statement_timeout") == "1234ms"
         assert one(a, "SHOW search_path") == "pg_catalog, public"
         assert one(a, "SELECT current_setting('myapp.tenant')") == "42"
@@ -233,13 +236,37 @@ def test_set_unreported_setting_follows_the_client(pg, pindb, pgcoro_factory):
     assert pool_row(inst)["cl_pinned"] == 0  # settings replay, they do not pin
     assert len(pids) == 2, "a's transactions ran on both servers"
     one(a, "RESET statement_timeout")
-    busy_other(inst, 1)
+    one(h, "SELECT 1")
+    assert one(a, "SHOW statement_timeout") == "0"
+    h.commit()
     assert one(a, "SHOW statement_timeout") == "0"
     assert one(a, "SHOW search_path") == "pg_catalog, public"
     one(a, "RESET ALL")
     assert one(a, "SHOW search_path") == '"$user", public'
-    a.close()
-    b.close()
+    assert one(a, "SELECT current_setting('myapp.tenant', true)") in (None, "")
+    for x in (a, b, h):
+        x.close()
+
+
+def test_reported_untracked_parameter_is_carried(pg, pindb, pgcoro_factory):
+    """default_transaction_read_only is reported but not tracked by default
+    (track_extra_parameters): carried as a setting all the same."""
+    inst = start(pgcoro_factory, pg, pool_size=2, settings={"server_round_robin": 1})
+    a, b, h = connect(inst), connect(inst), connect(inst, autocommit=False)
+    one(a, "SET default_transaction_read_only = on")
+    pids = set()
+    for _ in range(4):
+        one(h, "SELECT 1")
+        pids.add(one(a, "SELECT pg_backend_pid()"))
+        assert one(a, "SHOW default_transaction_read_only") == "on"
+        h.commit()
+    assert len(pids) == 2
+    for _ in range(2):  # on both servers
+        one(h, "SELECT 1")
+        assert one(b, "SHOW default_transaction_read_only") == "off"
+        h.commit()
+    for x in (a, b, h):
+        x.close()
 
 
 def test_set_local_and_rolled_back_set_are_not_kept(pg, pindb, pgcoro_factory):
@@ -339,6 +366,8 @@ def test_pinned_client_bounded_by_client_idle_timeout(pg, pindb, pgcoro_factory)
     inst = start(pgcoro_factory, pg, pool_size=1, settings={"client_idle_timeout": 1})
     a = connect(inst)
     one(a, "PREPARE p AS SELECT 1")
+    # the server is asked after the ReadyForQuery went to the client: the pin follows it
+    wait_until(lambda: pool_row(inst)["cl_pinned"] == 1, "a pinned")
     wait_until(lambda: pool_row(inst)["cl_pinned"] == 0, "the idle pinned client closed")
     with pytest.raises(psycopg2.Error):
         one(a, "EXECUTE p")
@@ -351,7 +380,7 @@ def test_metrics_count_pins(pg, pindb, pgcoro_factory):
     inst = start(pgcoro_factory, pg, pool_size=2, metrics=True)
     a = connect(inst)
     one(a, "CREATE TEMP TABLE m (x int)")
-    one(a, "SELECT 1")
+    wait_until(lambda: pool_row(inst)["cl_pinned"] == 1, "a pinned")
     text = urllib.request.urlopen(f"http://127.0.0.1:{inst.metrics_port}/metrics",
                                   timeout=10).read().decode()
     assert 'pgcoro_pins_total{reason="temp_table"} 1' in text, text
