@@ -25,7 +25,9 @@
 #include <stdint.h>
 
 #include "client.h"
+#include "config.h"
 #include "hkquery.h"
+#include "pool.h"
 #include "sessstate.h"
 #include "types.h"
 
@@ -40,6 +42,14 @@
 /* A Query or Parse larger than this (type byte included) is scanned as far as it is at
  * hand, not waited for whole. */
 #define PIN_TEXT_MAX (64u * 1024)
+
+/* True if C's message of TYPE is shown to pin_client_msg, which reads it whole (when it
+ * is at most PIN_TEXT_MAX bytes, type byte included): the relay, and an idle client,
+ * wait for all of it. */
+static inline bool pin_wants_whole(const client_t *c, uint8_t type)
+{
+	return (type == 'Q' || type == 'P') && c->pool->pin_mode != PIN_OFF && !c->replication;
+}
 
 /* The session settings a client's server reported (name, value pairs), one block. */
 struct pin_settings {

@@ -769,6 +769,7 @@ enum proto_frame client_next(client_t *c, uint32_t max, struct proto_msg *m)
  * anything larger goes to a server as it comes. */
 #define IDLE_WHOLE_MAX (64 * 1024)
 _Static_assert(LISTENSTMT_TEXT_MAX <= IDLE_WHOLE_MAX, "what the relay waits for, idle clients do");
+_Static_assert(PIN_TEXT_MAX <= IDLE_WHOLE_MAX, "what the relay waits for, idle clients do");
 
 /* A client without a server sent something: a Terminate ends it; a LISTEN/UNLISTEN
  * (notify.c) or a named Parse of a statement a server knows (prepared.c) may be answered
@@ -804,8 +805,9 @@ static void on_idle_input(client_t *c)
 		 * a server would come and go while nothing can be sent to it */
 		bool whole_first = maybe_ours ||
 				   (f == PROTO_NEED_MORE &&
-				    listenstmt_look_client(c, m.data, stream_input_len(&c->st), m.len) ==
-					    LISTENSTMT_WAIT);
+				    ((pin_wants_whole(c, m.type) && m.size <= PIN_TEXT_MAX) ||
+				     listenstmt_look_client(c, m.data, stream_input_len(&c->st), m.len) ==
+					     LISTENSTMT_WAIT));
 		if (whole_first && f == PROTO_NEED_MORE && m.size <= IDLE_WHOLE_MAX)
 			return; /* the rest comes with the next read */
 		if (maybe_ours && f == PROTO_OK && (m.type == 'P' || c->listenstmt) &&

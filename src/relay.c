@@ -358,7 +358,8 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 			}
 			if (pin_on && (type == 'Q' || type == 'P')) {
 				if (n - i <= len && len < PIN_TEXT_MAX)
-					break; /* looked at whole, with the next read */
+					break; /* looked at whole, with the next read (on_idle_input
+					        * waits for it too) */
 				enum pin_look pl = pin_client_msg(c, i, p + i, n - i, len);
 				if (pl == PIN_FAILED)
 					return false;
