@@ -109,4 +109,14 @@ extern uint64_t pin_counts[8];
 bool pin_parse_row(const uint8_t *body, uint32_t blen, uint8_t *kind, const uint8_t **name,
 		   uint32_t *nlen, const uint8_t **value, uint32_t *vlen);
 
+/* Custom settings (dotted names) are named in at most this many bytes, NUL included. */
+#define PIN_CUSTOM_NAME 64
+
+/* The custom settings the statement text T (N bytes) may set — "SET [SESSION] a.b" at its
+ * start, the literal first argument of each set_config('a.b', ...) — added in lower case
+ * to NAMES (COUNT there already, at most MAX; one not there yet), each a dotted name of
+ * [A-Za-z0-9_.$] shorter than PIN_CUSTOM_NAME. Pure (the fuzzer's). Returns the new
+ * count. */
+int pin_custom_names(const char *t, size_t n, char names[][PIN_CUSTOM_NAME], int max, int count);
+
 #endif

@@ -23,13 +23,12 @@ uint64_t pin_counts[8];
  * are placeholders: their names are taken from the statements that set them, and asked
  * for one by one. */
 #define CUSTOM_MAX 16
-#define CUSTOM_NAME 64
 
 /* The client's next question and its answer being read (a client's, while its server is
  * asked). */
 struct pin_probe {
 	int ncustom;   /* custom names seen since the last answer */
-	char custom[CUSTOM_MAX][CUSTOM_NAME];
+	char custom[CUSTOM_MAX][PIN_CUSTOM_NAME];
 	uint32_t pins;
 	int n;
 	size_t bytes;
@@ -141,26 +140,23 @@ static bool name_char(char ch)
 }
 
 /* The custom setting named by the N bytes at P, if it is one (a dotted name of name
- * characters only), to be asked for at the next release point. */
-static void add_custom(client_t *c, const char *p, size_t n)
+ * characters only), into NAMES (lower case) unless there already; *N counts them. */
+static void add_name(const char *p, size_t n, char names[][PIN_CUSTOM_NAME], int max, int *count)
 {
-	if (n == 0 || n >= CUSTOM_NAME || !memchr(p, '.', n))
+	if (n == 0 || n >= PIN_CUSTOM_NAME || !memchr(p, '.', n))
 		return;
 	for (size_t i = 0; i < n; i++)
 		if (!name_char(p[i]))
 			return;
-	if (!c->probe && !(c->probe = calloc(1, sizeof(*c->probe))))
-		return; /* not asked for: not carried */
-	struct pin_probe *pr = c->probe;
-	char name[CUSTOM_NAME];
+	char name[PIN_CUSTOM_NAME];
 	for (size_t i = 0; i < n; i++)
 		name[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
 	name[n] = 0;
-	for (int i = 0; i < pr->ncustom; i++)
-		if (strcmp(pr->custom[i], name) == 0)
+	for (int i = 0; i < *count; i++)
+		if (strcmp(names[i], name) == 0)
 			return;
-	if (pr->ncustom < CUSTOM_MAX)
-		memcpy(pr->custom[pr->ncustom++], name, n + 1);
+	if (*count < max)
+		memcpy(names[(*count)++], name, n + 1);
 }
 
 static size_t skip_space(const char *t, size_t n, size_t i)
@@ -180,9 +176,7 @@ static size_t word_at(const char *t, size_t n, size_t i, const char *word)
 	return i + l;
 }
 
-/* The custom settings TEXT may set: "SET [SESSION] a.b ..." at its start, and the
- * literal first argument of each set_config('a.b', ...). */
-static void note_custom(client_t *c, const char *t, size_t n)
+int pin_custom_names(const char *t, size_t n, char names[][PIN_CUSTOM_NAME], int max, int count)
 {
 	size_t i = skip_space(t, n, 0), j;
 	if ((j = word_at(t, n, i, "set"))) {
@@ -192,7 +186,7 @@ static void note_custom(client_t *c, const char *t, size_t n)
 		j = i;
 		while (j < n && name_char(t[j]))
 			j++;
-		add_custom(c, t + i, j - i);
+		add_name(t + i, j - i, names, max, &count);
 	}
 	for (const char *p = t, *end = t + n; (p = memmem(p, (size_t)(end - p), "_config", 7));) {
 		size_t at = (size_t)(p - t);
@@ -209,8 +203,21 @@ static void note_custom(client_t *c, const char *t, size_t n)
 		while (e < n && name_char(t[e]))
 			e++;
 		if (e < n && t[e] == '\'')
-			add_custom(c, t + k + 1, e - k - 1);
+			add_name(t + k + 1, e - k - 1, names, max, &count);
 	}
+	return count;
+}
+
+/* The custom settings TEXT may set, asked for at the next release point. */
+static void note_custom(client_t *c, const char *t, size_t n)
+{
+	char found[CUSTOM_MAX][PIN_CUSTOM_NAME];
+	int k = pin_custom_names(t, n, found, CUSTOM_MAX, 0);
+	if (!k || (!c->probe && !(c->probe = calloc(1, sizeof(*c->probe)))))
+		return; /* none, or not asked for (no memory): not carried */
+	struct pin_probe *pr = c->probe;
+	for (int i = 0; i < k; i++)
+		add_name(found[i], strlen(found[i]), pr->custom, CUSTOM_MAX, &pr->ncustom);
 }
 
 enum pin_look pin_client_msg(client_t *c, size_t off, const uint8_t *msg, size_t avail,
@@ -266,7 +273,7 @@ static const char probe_base[] =
 const char *pin_probe_sql(const client_t *c)
 {
 	static char sql[sizeof(probe_base) + (CUSTOM_MAX + PIN_SETTINGS_MAX) *
-						      (sizeof(CUSTOM_SQL) + 2 * CUSTOM_NAME)];
+						      (sizeof(CUSTOM_SQL) + 2 * PIN_CUSTOM_NAME)];
 	size_t at = sizeof(probe_base) - 1;
 	memcpy(sql, probe_base, at + 1);
 	const struct pin_probe *pr = c->probe;
@@ -277,7 +284,7 @@ const char *pin_probe_sql(const client_t *c)
 	for (int i = 0; c->settings && i < c->settings->n; i++) {
 		const char *name = c->settings->kv[2 * i];
 		size_t n = strlen(name);
-		bool custom = n < CUSTOM_NAME && strchr(name, '.');
+		bool custom = n < PIN_CUSTOM_NAME && strchr(name, '.');
 		for (size_t k = 0; custom && k < n; k++)
 			custom = name_char(name[k]);
 		for (int k = 0; custom && pr && k < pr->ncustom; k++)
