@@ -12,6 +12,7 @@ import pytest
 
 from conftest import (APP_PASS, APP_USER, SYNC, Wire, bind, execute, parse,
                       recreate_database, wait_until)
+from test_takeover import adopt, spawn_reboot
 
 pytestmark = pytest.mark.pooler_only
 
@@ -31,6 +32,11 @@ def pinrev(pg):
                     AND pg_catalog.textne($1, $2) $$;
         CREATE OPERATOR hijack.<> (LEFTARG = text, RIGHTARG = text,
                                    FUNCTION = hijack.slow_ne);
+        CREATE SCHEMA liar AUTHORIZATION app;
+        CREATE FUNCTION liar.eq(text, text) RETURNS bool LANGUAGE sql AS
+          $$ SELECT CASE WHEN $2 OPERATOR(pg_catalog.=) 'advisory' THEN false
+                         ELSE pg_catalog.texteq($1, $2) END $$;
+        CREATE OPERATOR liar.= (LEFTARG = text, RIGHTARG = text, FUNCTION = liar.eq);
     """)
     yield DB
     pg.psql_super(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE);")
@@ -429,3 +435,51 @@ def test_server_closes_during_the_question(pg, pinrev, pgcoro_factory):
         assert inst.alive()
     finally:
         a.close()
+
+
+# ---------------------------------------------------------------------------------------
+# FINDING (Low): the question's operators (=, <>, LIKE, +) are not schema-qualified and
+# resolve through the client's own search_path: an operator of the client's schema
+# answers for pg_catalog's (the slow tests above use that), so the client decides what
+# the server "holds" -- here no advisory lock: unpinned, its lock goes to the pool.
+
+def test_question_is_not_answered_by_the_clients_operators(pg, pinrev, pgcoro_factory):
+    inst = start(pgcoro_factory, pg, pool_size=1)
+    a = connect(inst)
+    try:
+        one(a, "SET search_path = liar, pg_catalog, public")
+        one(a, "SELECT pg_advisory_lock(905)")
+        back_idle(inst)
+        assert pool_row(inst)["cl_pinned"] == 1, "a holds a session lock, unpinned"
+    finally:
+        a.close()
+        wait_until(lambda: pool_row(inst)["sv_idle"] == 1, "server back")
+
+
+# ---------------------------------------------------------------------------------------
+# FINDING (Medium, operational): client_at_rest refuses a client that carries settings,
+# so an online restart (-R) closes every transaction-mode client that ever ran a SET
+# (ORMs SET search_path, client_min_messages... at connect), where before this branch it
+# moved with its connection. (A pinned client holds its server: the takeover waits
+# suspend_timeout for it, then it is closed too -- the README says so.)
+
+def test_online_restart_moves_a_client_with_settings(pg, pinrev, pgcoro_factory):
+    inst = start(pgcoro_factory, pg, pool_size=2, settings={"suspend_timeout": 5})
+    inst.bin_path = inst.proc.args[0]
+    plain, setter = connect(inst), connect(inst)
+    try:
+        one(plain, "SELECT 1")
+        one(setter, "SET client_min_messages = warning")
+        wait_until(lambda: pool_row(inst)["sv_active"] == 0, "both released")
+        proc, logpath = spawn_reboot(inst)
+        try:
+            adopt(inst, proc, logpath)
+        except BaseException:
+            proc.kill()
+            proc.wait(timeout=30)
+            raise
+        assert one(plain, "SELECT 1") == 1  # moved
+        assert one(setter, "SHOW client_min_messages") == "warning"
+    finally:
+        plain.close()
+        setter.close()
