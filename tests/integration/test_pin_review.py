@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 
 from conftest import (APP_PASS, APP_USER, SYNC, Wire, bind, execute, parse,
-                      recreate_database, wait_until)
+                      recreate_database, tls_settings, wait_until)
 from test_takeover import adopt, spawn_reboot
 
 pytestmark = pytest.mark.pooler_only
@@ -361,6 +361,37 @@ def test_error_mode_at_the_64k_boundary(pg, pinrev, pgcoro_factory, size):
         assert a.query("SELECT count(*) FROM pg_prepared_statements") == [["0"]]
     finally:
         a.terminate()
+
+
+def test_error_mode_refusal_on_a_tls_client(pg, pinrev, pgcoro_factory, tls_certs):
+    """A TLS client's large Query (read in several SSL reads, kept in its own buffer)
+    rewritten in place, directly and after waiting for the server."""
+    inst = start(pgcoro_factory, pg, pool_size=1, mode="error",
+                 settings=tls_settings(tls_certs, "require"))
+    conn = psycopg2.connect(host="127.0.0.1", port=inst.port, dbname=DB, user=APP_USER,
+                            password=APP_PASS, connect_timeout=10, sslmode="require")
+    conn.autocommit = True
+    holder = None
+    try:
+        sql = "SELECT 1 /*" + "x" * 60000 + "*/; PREPARE p AS SELECT 1"
+        with pytest.raises(psycopg2.Error) as e:
+            one(conn, sql)
+        assert e.value.pgcode == "0A000"
+        assert one(conn, "SELECT 42") == 42
+        holder = psycopg2.connect(host="127.0.0.1", port=inst.port, dbname=DB, user=APP_USER,
+                                  password=APP_PASS, connect_timeout=10, sslmode="require")
+        one(holder, "SELECT 1")  # in a transaction: holds the one server
+        from conftest import Background
+        bg = Background(lambda: one(conn, sql))
+        wait_until(lambda: pool_row(inst)["cl_waiting"] == 1, "conn waits for the server")
+        holder.commit()
+        bg.join(60)
+        assert isinstance(bg.exc, psycopg2.Error) and bg.exc.pgcode == "0A000", bg.exc
+        assert one(conn, "SELECT count(*) FROM pg_prepared_statements") == 0
+    finally:
+        conn.close()
+        if holder:
+            holder.close()
 
 
 # ---------------------------------------------------------------------------------------
