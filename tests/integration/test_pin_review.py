@@ -286,6 +286,18 @@ def test_long_custom_setting_name_is_kept(pg, pinrev, pgcoro_factory):
         a.close()
 
 
+def test_custom_set_after_another_statement_is_kept(pg, pinrev, pgcoro_factory):
+    """note_custom reads "SET a.b" at the start of the whole text only."""
+    inst = start(pgcoro_factory, pg, pool_size=1)
+    a = connect(inst)
+    try:
+        one(a, "SELECT 1; SET app.tenant = '7'")
+        back_idle(inst)
+        assert one(a, "SELECT current_setting('app.tenant', true)") == "7"
+    finally:
+        a.close()
+
+
 # ---------------------------------------------------------------------------------------
 # FINDING (Low): LOAD pins on the word alone (pin_release_slow): a LOAD that failed (no
 # such library, not allowed) pins its client until it leaves.
@@ -514,3 +526,29 @@ def test_online_restart_moves_a_client_with_settings(pg, pinrev, pgcoro_factory)
     finally:
         plain.close()
         setter.close()
+
+
+# ---------------------------------------------------------------------------------------
+# FINDING (Low): after a RELOAD to pin_session_state = off a pinned client is never looked
+# at again (relay.c: pin_on), so it keeps its server until it leaves, its state gone or not.
+
+def test_reload_to_off_does_not_keep_a_client_pinned_for_ever(pg, pinrev, pgcoro_factory):
+    inst = start(pgcoro_factory, pg, pool_size=2)
+    a = connect(inst)
+    try:
+        one(a, "PREPARE p AS SELECT 1")
+        wait_until(lambda: pool_row(inst)["cl_pinned"] == 1, "a pinned")
+        text = open(inst.config_path).read()
+        assert "pool_size=2" in text
+        with open(inst.config_path, "w") as f:
+            f.write(text.replace("pool_size=2", "pool_size=2 pin_session_state=off"))
+        c = psycopg2.connect(host="127.0.0.1", port=inst.port, dbname="pgcoro",
+                             user=APP_USER, password=APP_PASS, connect_timeout=10)
+        c.autocommit = True
+        c.cursor().execute("RELOAD")
+        c.close()
+        one(a, "DEALLOCATE p")
+        one(a, "SELECT 1")
+        wait_until(lambda: pool_row(inst)["cl_pinned"] == 0, "a unpinned", timeout=5)
+    finally:
+        a.close()
