@@ -1,10 +1,10 @@
-"""Review of step 11's transparent pinning (branch s27-pin): each test is one finding or one
-checked path. The tests marked FINDING fail on s27-pin (e2d3d99); the others pass and
-pin down what was checked (the refusal rewrite outside a read callback and at the
-64 KiB boundary, a client leaving or its server closing while the server is asked what
-the session holds, pipelined input during that question)."""
+"""Review of step 11's transparent pinning (branch s27-pin, e2d3d99): each test is one
+finding or one checked path. The tests under a FINDING comment fail on s27-pin (14); the
+others pass (8) and pin down what was checked: the refusal rewrite outside a read
+callback, on a TLS client and at the 64 KiB boundary, a Parse without its text's NUL, and
+a client leaving, its server closing, or its next query arriving while the server is asked
+what the session holds (that question made slow by the client's own operators)."""
 
-import struct
 import time
 
 import psycopg2
