@@ -69,6 +69,9 @@ struct client {
 	                             * server across transactions */
 	uint8_t pin_check;          /* sessstate.h bits its statements may have had since its
 	                             * server was last asked (pin.h) */
+	uint8_t pin_sticky;         /* pins that hold until it leaves (LOAD, a setting that
+	                             * cannot be carried) */
+	struct pin_stmts *pin_stmts; /* its prepared statements that may make state (pin.h) */
 	uint8_t replication;        /* enum proto_replication (never INVALID): a replication
 	                             * connection gets a server of its own, made for it with
 	                             * its startup parameters, closed when it leaves, and has

@@ -43,12 +43,18 @@
  * hand, not waited for whole. */
 #define PIN_TEXT_MAX (64u * 1024)
 
-/* True if C's message of TYPE is shown to pin_client_msg, which reads it whole (when it
- * is at most PIN_TEXT_MAX bytes, type byte included): the relay, and an idle client,
- * wait for all of it. */
-static inline bool pin_wants_whole(const client_t *c, uint8_t type)
+/* True if pinning looks at C's messages (pin_session_state on or error; or C is pinned,
+ * after a RELOAD turned it off, so that it can be released). */
+static inline bool pin_on(const client_t *c)
 {
-	return (type == 'Q' || type == 'P') && c->pool->pin_mode != PIN_OFF && !c->replication;
+	return (c->pool->pin_mode != PIN_OFF || c->pins) && !c->replication;
+}
+
+/* True if C's message of TYPE is shown to pin_client_msg (pin_on being true): a Query or
+ * Parse; a Bind or Close once C has a statement that may do something. */
+static inline bool pin_looks_at(const client_t *c, uint8_t type)
+{
+	return type == 'Q' || type == 'P' || ((type == 'B' || type == 'C') && c->pin_stmts);
 }
 
 /* The session settings a client's server reported (name, value pairs), one block. */
@@ -58,6 +64,15 @@ struct pin_settings {
 	const char *kv[]; /* 2 * n strings, in the same block */
 };
 
+/* A Bind or Close is looked at up to its names, at most this many bytes. */
+#define PIN_HEAD_MAX 512
+
+/* True if the relay (or an idle client) must wait for more of C's message at MSG (AVAIL
+ * bytes at hand, LEN its length field) before pin_client_msg can look at it: a Query or
+ * Parse up to PIN_TEXT_MAX whole, a Bind's or Close's names. Only for messages
+ * pin_looks_at. */
+bool pin_must_wait(const client_t *c, const uint8_t *msg, size_t avail, uint32_t len);
+
 /* What the relay does after pin_client_msg. */
 enum pin_look {
 	PIN_PASS,     /* the message goes on as it is */
@@ -66,11 +81,11 @@ enum pin_look {
 	PIN_FAILED,   /* C was closed (no memory) */
 };
 
-/* Relay, client side: the Query or Parse at MSG, OFF bytes into C's input (AVAIL bytes of
- * it at hand: all of it unless longer than PIN_TEXT_MAX; LEN its length field), is about
- * to go to C's server (C->pool->pin_mode is not PIN_OFF). Notes what it may do to C's
- * session for the next release point; in PIN_ERROR mode replaces one that makes session
- * state. */
+/* Relay, client side: the message at MSG that pin_looks_at, OFF bytes into C's input
+ * (AVAIL bytes of it at hand: as pin_must_wait waited for; LEN its length field), is about
+ * to go to C's server. Notes what it may do to C's session for the next release point (a
+ * Query at once; a Parse with its statement's name, done by its Bind); in PIN_ERROR mode
+ * replaces a Query or Parse that makes session state. */
 enum pin_look pin_client_msg(client_t *c, size_t off, const uint8_t *msg, size_t avail,
 			     uint32_t len) __attribute__((warn_unused_result));
 
@@ -113,10 +128,12 @@ bool pin_parse_row(const uint8_t *body, uint32_t blen, uint8_t *kind, const uint
 #define PIN_CUSTOM_NAME 64
 
 /* The custom settings the statement text T (N bytes) may set — "SET [SESSION] a.b" at its
- * start, the literal first argument of each set_config('a.b', ...) — added in lower case
- * to NAMES (COUNT there already, at most MAX; one not there yet), each a dotted name of
- * [A-Za-z0-9_.$] shorter than PIN_CUSTOM_NAME. Pure (the fuzzer's). Returns the new
- * count. */
-int pin_custom_names(const char *t, size_t n, char names[][PIN_CUSTOM_NAME], int max, int count);
+ * start or after a ';', the literal first argument of each set_config('a.b', ...) — added
+ * in lower case to NAMES (COUNT there already, at most MAX; one not there yet), each a
+ * dotted name of [A-Za-z0-9_.$] shorter than PIN_CUSTOM_NAME. *LOST is set when a name is
+ * not known (set_config's first argument not a literal) or does not fit (longer, or past
+ * MAX). Pure (the fuzzer's). Returns the new count. */
+int pin_custom_names(const char *t, size_t n, char names[][PIN_CUSTOM_NAME], int max, int count,
+		     bool *lost);
 
 #endif

@@ -803,11 +803,13 @@ static void on_idle_input(client_t *c)
 						: m.type == 'Q' && (lower == 'l' || lower == 'u' || first <= ' ');
 		/* one the relay would wait for whole (a LISTEN perhaps): waited for here too, or
 		 * a server would come and go while nothing can be sent to it */
+		if (f == PROTO_NEED_MORE && pin_on(c) && pin_looks_at(c, m.type) &&
+		    pin_must_wait(c, m.data, stream_input_len(&c->st), m.len))
+			return; /* as the relay waits for it (pin.h: bounded) */
 		bool whole_first = maybe_ours ||
 				   (f == PROTO_NEED_MORE &&
-				    ((pin_wants_whole(c, m.type) && m.size <= PIN_TEXT_MAX) ||
-				     listenstmt_look_client(c, m.data, stream_input_len(&c->st), m.len) ==
-					     LISTENSTMT_WAIT));
+				    listenstmt_look_client(c, m.data, stream_input_len(&c->st), m.len) ==
+					    LISTENSTMT_WAIT);
 		if (whole_first && f == PROTO_NEED_MORE && m.size <= IDLE_WHOLE_MAX)
 			return; /* the rest comes with the next read */
 		if (maybe_ours && f == PROTO_OK && (m.type == 'P' || c->listenstmt) &&

@@ -140,14 +140,20 @@ static bool name_char(char ch)
 }
 
 /* The custom setting named by the N bytes at P, if it is one (a dotted name of name
- * characters only), into NAMES (lower case) unless there already; *N counts them. */
-static void add_name(const char *p, size_t n, char names[][PIN_CUSTOM_NAME], int max, int *count)
+ * characters only), into NAMES (lower case) unless there already; *COUNT counts them. One
+ * that does not fit (too long, or past MAX) sets *LOST. */
+static void add_name(const char *p, size_t n, char names[][PIN_CUSTOM_NAME], int max, int *count,
+		     bool *lost)
 {
-	if (n == 0 || n >= PIN_CUSTOM_NAME || !memchr(p, '.', n))
+	if (n == 0 || !memchr(p, '.', n))
 		return;
 	for (size_t i = 0; i < n; i++)
 		if (!name_char(p[i]))
 			return;
+	if (n >= PIN_CUSTOM_NAME) {
+		*lost = true;
+		return;
+	}
 	char name[PIN_CUSTOM_NAME];
 	for (size_t i = 0; i < n; i++)
 		name[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
@@ -157,6 +163,8 @@ static void add_name(const char *p, size_t n, char names[][PIN_CUSTOM_NAME], int
 			return;
 	if (*count < max)
 		memcpy(names[(*count)++], name, n + 1);
+	else
+		*lost = true;
 }
 
 static size_t skip_space(const char *t, size_t n, size_t i)
@@ -176,18 +184,31 @@ static size_t word_at(const char *t, size_t n, size_t i, const char *word)
 	return i + l;
 }
 
-int pin_custom_names(const char *t, size_t n, char names[][PIN_CUSTOM_NAME], int max, int count)
+/* "SET [SESSION] name" at T[I..N): the name into NAMES. */
+static void set_at(const char *t, size_t n, size_t i, char names[][PIN_CUSTOM_NAME], int max,
+		   int *count, bool *lost)
 {
-	size_t i = skip_space(t, n, 0), j;
-	if ((j = word_at(t, n, i, "set"))) {
+	size_t j;
+	i = skip_space(t, n, i);
+	if (!(j = word_at(t, n, i, "set")))
+		return;
+	i = skip_space(t, n, j);
+	if ((j = word_at(t, n, i, "session")))
 		i = skip_space(t, n, j);
-		if ((j = word_at(t, n, i, "session")))
-			i = skip_space(t, n, j);
-		j = i;
-		while (j < n && name_char(t[j]))
-			j++;
-		add_name(t + i, j - i, names, max, &count);
-	}
+	j = i;
+	while (j < n && name_char(t[j]))
+		j++;
+	add_name(t + i, j - i, names, max, count, lost);
+}
+
+int pin_custom_names(const char *t, size_t n, char names[][PIN_CUSTOM_NAME], int max, int count,
+		     bool *lost)
+{
+	/* at the start of the text and after each ';' (one inside a literal only costs a
+	 * look-up of a name that is not set) */
+	set_at(t, n, 0, names, max, &count, lost);
+	for (const char *p = t, *end = t + n; (p = memchr(p, ';', (size_t)(end - p))); p++)
+		set_at(t, n, (size_t)(p - t) + 1, names, max, &count, lost);
 	for (const char *p = t, *end = t + n; (p = memmem(p, (size_t)(end - p), "_config", 7));) {
 		size_t at = (size_t)(p - t);
 		p += 7;
@@ -197,27 +218,130 @@ int pin_custom_names(const char *t, size_t n, char names[][PIN_CUSTOM_NAME], int
 		if (k >= n || t[k] != '(')
 			continue;
 		k = skip_space(t, n, k + 1);
-		if (k >= n || t[k] != '\'')
+		if (k >= n || t[k] != '\'') {
+			*lost = true; /* a name in a parameter or a column: not known */
 			continue;
+		}
 		size_t e = k + 1;
 		while (e < n && name_char(t[e]))
 			e++;
 		if (e < n && t[e] == '\'')
-			add_name(t + k + 1, e - k - 1, names, max, &count);
+			add_name(t + k + 1, e - k - 1, names, max, &count, lost);
+		else
+			*lost = true; /* a quote inside the name: not read */
 	}
 	return count;
 }
 
-/* The custom settings TEXT may set, asked for at the next release point. */
+/* The custom settings TEXT may set, asked for at the next release point; one that cannot
+ * be asked for pins the client until it leaves (its value cannot be carried). */
 static void note_custom(client_t *c, const char *t, size_t n)
 {
 	char found[CUSTOM_MAX][PIN_CUSTOM_NAME];
-	int k = pin_custom_names(t, n, found, CUSTOM_MAX, 0);
-	if (!k || (!c->probe && !(c->probe = calloc(1, sizeof(*c->probe)))))
-		return; /* none, or not asked for (no memory): not carried */
+	bool lost = false;
+	int k = pin_custom_names(t, n, found, CUSTOM_MAX, 0, &lost);
+	if (k && !c->probe && !(c->probe = calloc(1, sizeof(*c->probe))))
+		lost = true;
 	struct pin_probe *pr = c->probe;
-	for (int i = 0; i < k; i++)
-		add_name(found[i], strlen(found[i]), pr->custom, CUSTOM_MAX, &pr->ncustom);
+	for (int i = 0; i < k && pr; i++)
+		add_name(found[i], strlen(found[i]), pr->custom, CUSTOM_MAX, &pr->ncustom, &lost);
+	if (lost)
+		c->pin_sticky |= PIN_SETTINGS;
+}
+
+/* ---- statements run later than their Parse ------------------------------------------- */
+
+/* What a client's prepared statements may do (only those whose text may do something),
+ * by name: their Bind sets pin_check, as a Query's text does. */
+#define STMTS_MAX 64
+#define STMT_NAME 64
+struct pin_stmts {
+	int n;
+	uint8_t lost_fx; /* of statements not kept (a long name, past STMTS_MAX): every Bind
+	                  * gets it */
+	struct {
+		uint8_t fx;
+		char name[STMT_NAME];
+	} s[STMTS_MAX];
+};
+
+static int stmt_find(const struct pin_stmts *t, const char *name, size_t n)
+{
+	for (int i = 0; t && i < t->n; i++)
+		if (strlen(t->s[i].name) == n && memcmp(t->s[i].name, name, n) == 0)
+			return i;
+	return -1;
+}
+
+/* A Parse of statement NAME (N bytes) whose text may do FX. */
+static void stmt_parsed(client_t *c, const char *name, size_t n, uint32_t fx)
+{
+	struct pin_stmts *t = c->pin_stmts;
+	int i = stmt_find(t, name, n);
+	if (i >= 0) {
+		if (fx) {
+			t->s[i].fx = (uint8_t)fx;
+		} else { /* the name means another text now */
+			t->s[i] = t->s[--t->n];
+		}
+		return;
+	}
+	if (!fx)
+		return;
+	if (!t && !(t = c->pin_stmts = calloc(1, sizeof(*t)))) {
+		c->pin_check |= (uint8_t)fx; /* no memory: asked after this transaction at least */
+		return;
+	}
+	if (n >= STMT_NAME || t->n == STMTS_MAX) {
+		t->lost_fx |= (uint8_t)fx;
+		return;
+	}
+	memcpy(t->s[t->n].name, name, n);
+	t->s[t->n].name[n] = 0;
+	t->s[t->n++].fx = (uint8_t)fx;
+}
+
+/* Bind (portal, statement names) or Close ('S' or 'P', name) at MSG, whose head (up to
+ * its names) is at hand. */
+static void stmt_used(client_t *c, const uint8_t *msg, size_t have)
+{
+	struct pin_stmts *t = c->pin_stmts;
+	const char *p = (const char *)msg + PROTO_HDR, *end = (const char *)msg + have;
+	if (msg[0] == 'C') {
+		if (p >= end || *p != 'S')
+			return;
+		p++;
+		const char *z = memchr(p, 0, (size_t)(end - p));
+		int i = z ? stmt_find(t, p, (size_t)(z - p)) : -1;
+		if (i >= 0)
+			t->s[i] = t->s[--t->n];
+		return;
+	}
+	const char *z = memchr(p, 0, (size_t)(end - p)); /* past the portal's name */
+	const char *name = z ? z + 1 : end;
+	const char *z2 = name < end ? memchr(name, 0, (size_t)(end - name)) : NULL;
+	int i = z2 ? stmt_find(t, name, (size_t)(z2 - name)) : -1;
+	uint32_t fx = t->lost_fx | (i >= 0 ? t->s[i].fx : 0);
+	if (!z2) /* names longer than the head looked at: whatever any may do */
+		for (int k = 0; k < t->n; k++)
+			fx |= t->s[k].fx;
+	c->pin_check |= (uint8_t)fx;
+}
+
+bool pin_must_wait(const client_t *c, const uint8_t *msg, size_t avail, uint32_t len)
+{
+	if (avail > len)
+		return false; /* whole */
+	if (msg[0] == 'Q' || msg[0] == 'P')
+		return len < PIN_TEXT_MAX;
+	if (avail >= PIN_HEAD_MAX || avail <= PROTO_HDR)
+		return avail <= PROTO_HDR;
+	/* a Bind's two names, a Close's one */
+	const uint8_t *p = msg + PROTO_HDR, *end = msg + avail;
+	const uint8_t *z = memchr(p, 0, (size_t)(end - p));
+	if (msg[0] == 'C' || !z)
+		return !z;
+	return !memchr(z + 1, 0, (size_t)(end - z - 1));
 }
 
 enum pin_look pin_client_msg(client_t *c, size_t off, const uint8_t *msg, size_t avail,
@@ -226,49 +350,79 @@ enum pin_look pin_client_msg(client_t *c, size_t off, const uint8_t *msg, size_t
 	size_t have = avail < (size_t)len + 1 ? avail : (size_t)len + 1;
 	if (have <= PROTO_HDR)
 		return PIN_PASS;
-	const uint8_t *text = msg + PROTO_HDR;
+	if (msg[0] == 'B' || msg[0] == 'C') {
+		stmt_used(c, msg, have);
+		return PIN_PASS;
+	}
+	const uint8_t *text = msg + PROTO_HDR, *name = NULL;
 	size_t tlen = have - PROTO_HDR;
 	if (msg[0] == 'P') { /* past the statement's name */
 		const uint8_t *z = memchr(text, 0, tlen);
 		if (!z)
 			return PIN_PASS;
+		name = text;
 		tlen -= (size_t)(z + 1 - text);
 		text = z + 1;
 	}
 	uint32_t fx = sess_scan((const char *)text, tlen);
+	if (name && (fx || c->pin_stmts))
+		stmt_parsed(c, (const char *)name, strlen((const char *)name), fx);
 	if (__builtin_expect(!fx, 1))
 		return PIN_PASS;
 	if ((fx & SESS_PINS) && c->pool->pin_mode == PIN_ERROR && have == (size_t)len + 1)
 		return refuse(c, off, msg, len, fx & SESS_PINS);
-	if (fx == SESS_UNDO && !c->pins && !c->settings)
-		return PIN_PASS; /* nothing of the session's that it could undo is known */
 	if (fx & SESS_SETTING)
 		note_custom(c, (const char *)text, tlen);
+	if (name)
+		return PIN_PASS; /* what it may do is done by its Bind */
+	if (fx == SESS_UNDO && !c->pins && !c->settings)
+		return PIN_PASS; /* nothing of the session's that it could undo is known */
 	c->pin_check |= (uint8_t)fx;
 	return PIN_PASS;
 }
 
 /* ---- the release point ----------------------------------------------------------------- */
 
+/* Every name and operator qualified: the client's search_path (its own schema first, or
+ * pg_temp's) must not answer for the catalog. */
+#define EQ " OPERATOR(pg_catalog.=) "
+#define NE " OPERATOR(pg_catalog.<>) "
+#define TEXT "::pg_catalog.text"
+#define TEMP_COUNT(cat, col)                                                                     \
+	"(SELECT pg_catalog.count(*) FROM pg_catalog." cat " WHERE " col EQ                        \
+	"pg_catalog.pg_my_temp_schema())"
 static const char probe_base[] =
-    "SELECT 's', name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings "
-    "WHERE source = 'session' AND name NOT LIKE 'transaction\\_%' "
+    "SELECT 's'" TEXT ", name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings "
+    "WHERE source" EQ "'session' AND NOT name OPERATOR(pg_catalog.~~) 'transaction\\_%' "
     "UNION ALL SELECT 's', 'role', pg_catalog.current_setting('role') "
-    "WHERE pg_catalog.current_setting('role') <> 'none' "
-    "UNION ALL SELECT 'p', 'prepare', pg_catalog.count(*)::text "
-    "FROM pg_catalog.pg_prepared_statements WHERE from_sql "
-    "UNION ALL SELECT 'p', 'hold', pg_catalog.count(*)::text "
-    "FROM pg_catalog.pg_cursors WHERE is_holdable "
-    "UNION ALL SELECT 'p', 'advisory', pg_catalog.count(*)::text FROM pg_catalog.pg_locks "
-    "WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid() "
-    "UNION ALL SELECT 'p', 'temp', ((SELECT pg_catalog.count(*) FROM pg_catalog.pg_class "
-    "WHERE relnamespace = pg_catalog.pg_my_temp_schema()) + (SELECT pg_catalog.count(*) "
-    "FROM pg_catalog.pg_proc WHERE pronamespace = pg_catalog.pg_my_temp_schema()))::text";
+    "WHERE pg_catalog.current_setting('role')" NE "'none' "
+    "UNION ALL SELECT 'p', 'prepare', pg_catalog.count(*)" TEXT
+    " FROM pg_catalog.pg_prepared_statements WHERE from_sql "
+    "UNION ALL SELECT 'p', 'hold', pg_catalog.count(*)" TEXT
+    " FROM pg_catalog.pg_cursors WHERE is_holdable "
+    "UNION ALL SELECT 'p', 'advisory', pg_catalog.count(*)" TEXT " FROM pg_catalog.pg_locks "
+    "WHERE locktype" EQ "'advisory' AND pid" EQ "pg_catalog.pg_backend_pid() "
+    /* temporary relations, functions and types (a domain, an enum) */
+    "UNION ALL SELECT 'p', 'temp', (" TEMP_COUNT("pg_class", "relnamespace") " OPERATOR("
+    "pg_catalog.+) " TEMP_COUNT("pg_proc", "pronamespace") " OPERATOR(pg_catalog.+) "
+    TEMP_COUNT("pg_type", "typnamespace") ")" TEXT;
 
 /* One custom setting's question: its value unless not set (NULL) or reset (""). */
 #define CUSTOM_SQL                                                                               \
 	" UNION ALL SELECT 's', '%s', v FROM (SELECT pg_catalog.current_setting('%s', true) AS v) " \
-	"x WHERE v <> ''"
+	"x WHERE v" NE "''"
+
+/* CUSTOM_SQL for NAME at SQL[AT] (CAP bytes in all): the new end. The buffer is sized
+ * for every name there can be; should it not be, a question is left out, never cut. */
+static size_t append(char *sql, size_t cap, size_t at, const char *name)
+{
+	int n = snprintf(sql + at, cap - at, CUSTOM_SQL, name, name);
+	if (n < 0 || (size_t)n >= cap - at) {
+		sql[at] = 0;
+		return at;
+	}
+	return at + (size_t)n;
+}
 
 const char *pin_probe_sql(const client_t *c)
 {
@@ -278,8 +432,7 @@ const char *pin_probe_sql(const client_t *c)
 	memcpy(sql, probe_base, at + 1);
 	const struct pin_probe *pr = c->probe;
 	for (int i = 0; pr && i < pr->ncustom; i++)
-		at += (size_t)snprintf(sql + at, sizeof(sql) - at, CUSTOM_SQL, pr->custom[i],
-				       pr->custom[i]);
+		at = append(sql, sizeof(sql), at, pr->custom[i]);
 	/* those it has: asked again (a RESET may have ended them) */
 	for (int i = 0; c->settings && i < c->settings->n; i++) {
 		const char *name = c->settings->kv[2 * i];
@@ -290,34 +443,26 @@ const char *pin_probe_sql(const client_t *c)
 		for (int k = 0; custom && pr && k < pr->ncustom; k++)
 			custom = strcmp(pr->custom[k], name) != 0;
 		if (custom)
-			at += (size_t)snprintf(sql + at, sizeof(sql) - at, CUSTOM_SQL, name, name);
+			at = append(sql, sizeof(sql), at, name);
 	}
 	return sql;
 }
 
+static void set_pins(client_t *c, server_t *s, uint32_t pins);
+
 bool pin_release_slow(client_t *c, server_t *s)
 {
-	if (c->pin_check & ~SESS_LOAD) {
+	/* LOAD cannot be asked about nor undone: it pins until the client leaves */
+	c->pin_sticky |= c->pin_check & SESS_LOAD;
+	c->pin_check &= (uint8_t)~SESS_LOAD;
+	if (c->pin_check) {
 		if (!c->probe) /* NULL: pin_probe_done takes it as failed */
 			c->probe = calloc(1, sizeof(*c->probe));
 		server_probe(s);
 		return false;
 	}
-	if (c->pin_check) { /* LOAD alone: nothing to ask, nothing undoes it */
-		c->pin_check = 0;
-		uint32_t old = c->pins;
-		c->pins |= SESS_LOAD;
-		if (old != c->pins) {
-			char why[96];
-			pin_counts[4]++;
-			if (!old)
-				c->pool->cl_pinned++;
-			s->pinned = true;
-			log_info("client %llu %s (%s@%s): pinned to server %llu: %s",
-				 (unsigned long long)c->id, client_peer(c), c->user, c->pool->dbname,
-				 (unsigned long long)s->id, pin_reasons(c->pins, why, sizeof(why)));
-		}
-	}
+	if (c->pin_sticky & ~c->pins)
+		set_pins(c, s, c->pins | c->pin_sticky);
 	return c->pins == 0;
 }
 
@@ -403,6 +548,12 @@ void pin_probe_row(client_t *c, const uint8_t *body, uint32_t blen)
 	}
 	if (kind != 's' || tracked(c, name, nlen))
 		return;
+	if (is(name, nlen, "temp_buffers")) {
+		/* PostgreSQL refuses to set it in a session that used a temporary table: not
+		 * carried to another server, kept on this one */
+		probe->overflow = true;
+		return;
+	}
 	for (int i = 0; i < probe->n; i++) /* a custom setting asked for twice */
 		if (strlen(probe->kv[2 * i]) == nlen && memcmp(probe->kv[2 * i], name, nlen) == 0)
 			return;
@@ -485,14 +636,14 @@ void pin_probe_done(client_t *c, server_t *s, const struct hkquery *q)
 				    "failed: %s",
 				    (unsigned long long)c->id, client_peer(c), c->user, c->pool->dbname,
 				    (unsigned long long)s->id, probe ? q->message : "out of memory");
-		uint32_t pins = c->pins | (seen & SESS_PINS);
+		uint32_t pins = c->pins | (seen & SESS_PINS) | c->pin_sticky;
 		if (seen & SESS_SETTING)
 			pins |= PIN_SETTINGS;
 		set_pins(c, s, pins);
 		probe_free(c);
 		return;
 	}
-	uint32_t pins = probe->pins | (c->pins & SESS_LOAD) | (seen & SESS_LOAD);
+	uint32_t pins = probe->pins | c->pin_sticky;
 	bool ok = true;
 	struct pin_settings *ps = probe->overflow ? NULL : settings_build(probe, &ok);
 	if (probe->overflow || !ok) {
@@ -518,6 +669,9 @@ void pin_client_free(client_t *c)
 		c->pool->cl_pinned--;
 	c->pins = 0;
 	c->pin_check = 0;
+	c->pin_sticky = 0;
+	free(c->pin_stmts);
+	c->pin_stmts = NULL;
 	free(c->settings);
 	c->settings = NULL;
 	c->settings_sig = 0;

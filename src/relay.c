@@ -314,7 +314,7 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 {
 	uint32_t max = (uint32_t)rt->cfg->max_packet_size;
 	bool may_track = !track; /* and, when a message may name a statement: can_track */
-	bool pin_on = c->pool->pin_mode != PIN_OFF && !c->replication; /* Query, Parse: pin.c */
+	bool pinning = pin_on(c); /* Query, Parse (Bind, Close) are shown to pin.c */
 	/* the client's own output bounds it too: answers pgcoro makes (prepared statements)
 	 * and the server's wait while it does not read them */
 	while (stream_output_len(&s->st) < RELAY_HIGH_WATER && !stream_output_full(&c->st)) {
@@ -356,10 +356,10 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				i = pass_bytes(i, n, (size_t)len + 1, &c->msg_pending);
 				continue;
 			}
-			if (pin_on && (type == 'Q' || type == 'P')) {
-				if (n - i <= len && len < PIN_TEXT_MAX)
-					break; /* looked at whole, with the next read (on_idle_input
-					        * waits for it too) */
+			if (pinning && pin_looks_at(c, type)) {
+				if (pin_must_wait(c, p + i, n - i, len))
+					break; /* looked at with the next read (on_idle_input waits
+					        * for it too) */
 				enum pin_look pl = pin_client_msg(c, i, p + i, n - i, len);
 				if (pl == PIN_FAILED)
 					return false;

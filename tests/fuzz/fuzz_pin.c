@@ -40,7 +40,8 @@ static void names(const char *t, size_t n)
 {
 	enum { MAX = 8 };
 	char found[MAX][PIN_CUSTOM_NAME];
-	int k = pin_custom_names(t, n, found, MAX, 0);
+	bool lost = false;
+	int k = pin_custom_names(t, n, found, MAX, 0, &lost);
 	check(k >= 0 && k <= MAX, "count out of bounds");
 	for (int i = 0; i < k; i++) {
 		size_t l = strnlen(found[i], PIN_CUSTOM_NAME);
@@ -60,7 +61,7 @@ static void names(const char *t, size_t n)
 		check(in, "name not in the text");
 	}
 	/* a second call with those already there adds none of them again */
-	int again = pin_custom_names(t, n, found, MAX, k);
+	int again = pin_custom_names(t, n, found, MAX, k, &lost);
 	check(again == k, "a second call found new names");
 }
 
