@@ -21,10 +21,11 @@ enum sess_effect {
 	SESS_ADVISORY = 1u << 2, /* pg_advisory_lock, pg_advisory_lock_shared,
 	                          * pg_try_advisory_lock, pg_try_advisory_lock_shared called
 	                          * anywhere (not the _xact_ ones) */
-	SESS_TEMP = 1u << 3,     /* CREATE [GLOBAL|LOCAL] TEMP|TEMPORARY [UNLOGGED] TABLE|VIEW|
-	                          * SEQUENCE..., CREATE [OR REPLACE] ... pg_temp.x, CREATE TABLE
-	                          * [IF NOT EXISTS] pg_temp.x, SELECT ... INTO TEMP|TEMPORARY
-	                          * (also CREATE TEMP ... ON COMMIT DROP: the check clears it) */
+	SESS_TEMP = 1u << 3,     /* CREATE [OR REPLACE] [GLOBAL|LOCAL] TEMP|TEMPORARY TABLE|VIEW|
+	                          * SEQUENCE..., a CREATE naming pg_temp (CREATE TABLE [IF NOT
+	                          * EXISTS] pg_temp.x, CREATE FUNCTION pg_temp.f ...), SELECT|WITH
+	                          * ... INTO [UNLOGGED] [TABLE] TEMP|TEMPORARY|pg_temp.x (also
+	                          * CREATE TEMP ... ON COMMIT DROP: the check clears it) */
 	SESS_LOAD = 1u << 4,     /* LOAD 'library' */
 	SESS_SETTING = 1u << 5,  /* SET (not SET LOCAL, SET TRANSACTION, SET CONSTRAINTS), SET
 	                          * SESSION ..., SET ROLE, RESET, or set_config( anywhere: the

@@ -57,20 +57,25 @@
 #include <stdbool.h>
 #include <string.h>
 
-/* What a byte starts (and, for C_IDENT/C_DIGIT/C_DOLLAR, continues: see ident_cont). */
+/* What a byte starts. C_WORD: it goes on a word too (letters, digits, $). C_PLAIN: it
+ * starts nothing a statement's words depend on (white space, operators, punctuation,
+ * digits): a run of them is one token at most, and none in the common states. */
+#define C_WORD 0x10
+#define C_PLAIN 0x20
 enum cls {
-	C_OTHER = 0,
-	C_IDENT,  /* A-Z a-z _ and every byte >= 0x80 */
-	C_DIGIT,  /* 0-9 */
-	C_DOLLAR, /* $ */
-	C_SPACE,  /* space \t \n \v \f \r */
-	C_SQUOTE, /* ' */
-	C_DQUOTE, /* " */
-	C_DASH,   /* - */
-	C_SLASH,  /* / */
-	C_SEMI,   /* ; */
+	C_SQUOTE = 1,                   /* ' */
+	C_DQUOTE,                       /* " */
+	C_DASH,                         /* - */
+	C_SLASH,                        /* / */
+	C_SEMI,                         /* ; */
+	C_IDENT = C_WORD | 1,           /* A-Z a-z _ and every byte >= 0x80 */
+	C_DOLLAR = C_WORD | 2,          /* $ */
+	C_OTHER = C_PLAIN | 1,          /* any other byte */
+	C_SPACE = C_PLAIN | 2,          /* space \t \n \v \f \r */
+	C_DIGIT = C_PLAIN | C_WORD | 3, /* 0-9 */
 };
 
+/* clang-format off */
 #define O C_OTHER
 #define I C_IDENT
 #define D C_DIGIT
@@ -97,21 +102,41 @@ static const uint8_t cls[256] = {
 #undef I
 #undef D
 #undef W
+/* clang-format on */
 
-/* A word goes on through letters, digits and $; a dollar quote's tag through letters
- * and digits. */
-static inline bool ident_cont(uint8_t c) { return (unsigned)cls[c] - C_IDENT <= 2u; }
-static inline bool tag_cont(uint8_t c) { return (unsigned)cls[c] - C_IDENT <= 1u; }
+/* The end of the word whose second byte is at P (one bounds check every four bytes). */
+static inline const uint8_t *word_end(const uint8_t *p, const uint8_t *end)
+{
+	for (; end - p >= 4; p += 4) {
+		if (!(cls[p[0]] & C_WORD))
+			return p;
+		if (!(cls[p[1]] & C_WORD))
+			return p + 1;
+		if (!(cls[p[2]] & C_WORD))
+			return p + 2;
+		if (!(cls[p[3]] & C_WORD))
+			return p + 3;
+	}
+	while (p < end && (cls[*p] & C_WORD))
+		p++;
+	return p;
+}
 
-static inline uint8_t lower(uint8_t c) { return (unsigned)c - 'A' < 26u ? c | 0x20 : c; }
+/* A dollar quote's tag goes on through letters and digits. */
+static inline bool tag_cont(uint8_t c)
+{
+	return (cls[c] & C_WORD) && c != '$';
+}
 
-/* Whether the word W (N bytes) is the lower-case keyword KW (KN bytes) in any case. */
+/* Whether the word W (N bytes) is KW (KN bytes: lower-case letters and _) in any case.
+ * A word's byte and a keyword's differ at most in bit 5 only when they are the same
+ * letter in either case ('_' ^ 0x20 is DEL, never in a word). */
 static bool word_is(const uint8_t *w, size_t n, const char *kw, size_t kn)
 {
 	if (n != kn)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (lower(w[i]) != (uint8_t)kw[i])
+		if ((w[i] ^ (uint8_t)kw[i]) & ~0x20u)
 			return false;
 	return true;
 }
@@ -126,14 +151,14 @@ static const struct {
 	const char *name;
 	uint32_t effect;
 } funcs[FUNC_MAX - FUNC_MIN + 1] = {
-	[10 - FUNC_MIN] = {"set_config", SESS_SETTING},
-	[16 - FUNC_MIN] = {"pg_advisory_lock", SESS_ADVISORY},
-	[18 - FUNC_MIN] = {"pg_advisory_unlock", SESS_UNDO},
-	[20 - FUNC_MIN] = {"pg_try_advisory_lock", SESS_ADVISORY},
-	[22 - FUNC_MIN] = {"pg_advisory_unlock_all", SESS_UNDO},
-	[23 - FUNC_MIN] = {"pg_advisory_lock_shared", SESS_ADVISORY},
-	[25 - FUNC_MIN] = {"pg_advisory_unlock_shared", SESS_UNDO},
-	[27 - FUNC_MIN] = {"pg_try_advisory_lock_shared", SESS_ADVISORY},
+    [10 - FUNC_MIN] = {"set_config", SESS_SETTING},
+    [16 - FUNC_MIN] = {"pg_advisory_lock", SESS_ADVISORY},
+    [18 - FUNC_MIN] = {"pg_advisory_unlock", SESS_UNDO},
+    [20 - FUNC_MIN] = {"pg_try_advisory_lock", SESS_ADVISORY},
+    [22 - FUNC_MIN] = {"pg_advisory_unlock_all", SESS_UNDO},
+    [23 - FUNC_MIN] = {"pg_advisory_lock_shared", SESS_ADVISORY},
+    [25 - FUNC_MIN] = {"pg_advisory_unlock_shared", SESS_UNDO},
+    [27 - FUNC_MIN] = {"pg_try_advisory_lock_shared", SESS_ADVISORY},
 };
 
 /* The effect of calling the function named W (N bytes; FOLD: a word, compared in lower
@@ -143,7 +168,7 @@ static inline uint32_t func_effect(const uint8_t *w, size_t n, bool fold)
 	if (n - FUNC_MIN > (size_t)(FUNC_MAX - FUNC_MIN))
 		return 0;
 	const char *name = funcs[n - FUNC_MIN].name;
-	if (!name || (fold ? lower(w[0]) : w[0]) != (uint8_t)name[0])
+	if (!name || ((w[0] ^ (uint8_t)name[0]) & (fold ? ~0x20u : ~0u)))
 		return 0;
 	if (fold ? !word_is(w, n, name, n) : memcmp(w, name, n) != 0)
 		return 0;
@@ -192,6 +217,7 @@ enum tok {
 	TK_OTHER,  /* anything else */
 };
 
+/* A statement's reading: the effects found, the state. */
 struct scan {
 	uint32_t flags;
 	enum st st;
@@ -243,8 +269,8 @@ static enum st head(struct scan *s, const uint8_t *w, size_t n)
 	return ST_NONE;
 }
 
-/* Token T (W, N: the bytes of a word, or inside a name's quotes) in the statement being
- * read, whose state is past ST_NONE. */
+/* Token T (W, N: the bytes of a word, or inside a name's quotes) of the statement being
+ * read, whose state S->st is past ST_NONE. */
 static void step(struct scan *s, enum tok t, const uint8_t *w, size_t n)
 {
 	bool word = t == TK_WORD;
@@ -295,8 +321,8 @@ static void step(struct scan *s, enum tok t, const uint8_t *w, size_t n)
 			s->st = ST_NONE;
 		break;
 	case ST_SET:
-		if (!(word && (KW(w, n, "local") || KW(w, n, "transaction") ||
-			       KW(w, n, "constraints"))))
+		if (!(word &&
+		      (KW(w, n, "local") || KW(w, n, "transaction") || KW(w, n, "constraints"))))
 			s->flags |= SESS_SETTING;
 		s->st = ST_NONE;
 		break;
@@ -307,7 +333,7 @@ static void step(struct scan *s, enum tok t, const uint8_t *w, size_t n)
 		break;
 	case ST_CREATE:
 		if (word && (KW(w, n, "or") || KW(w, n, "replace") || KW(w, n, "global") ||
-			     KW(w, n, "local")))
+		             KW(w, n, "local")))
 			break;
 		if (word && (KW(w, n, "temp") || KW(w, n, "temporary"))) {
 			s->flags |= SESS_TEMP;
@@ -325,12 +351,22 @@ static void step(struct scan *s, enum tok t, const uint8_t *w, size_t n)
 	}
 }
 
-/* A token that is not a word or a name: only states past ST_SELECT look at it. */
-static inline void token(struct scan *s, enum tok t)
+/* Token T of the statement whose state is *ST, the effects found so far *FLAGS: step()
+ * on a copy, so that the scan's own state stays in registers. */
+static inline void step_on(uint32_t *flags, enum st *st, enum tok t, const uint8_t *w, size_t n)
 {
-	if (s->st > ST_SELECT)
-		step(s, t, NULL, 0);
+	struct scan s = {.flags = 0, .st = *st};
+	step(&s, t, w, n);
+	*flags |= s.flags;
+	*st = s.st;
 }
+
+/* A token that is not a word or a name: only states past ST_SELECT look at it. */
+#define TOKEN(t)                                                                                   \
+	do {                                                                                       \
+		if (st > ST_SELECT)                                                                \
+			step_on(&flags, &st, t, NULL, 0);                                          \
+	} while (0)
 
 /* The end of a quoted string or name opened before P whose quote is Q, doubled inside
  * (''; ""): just past its closing quote, NULL when it has none. */
@@ -368,7 +404,7 @@ static const uint8_t *skip_estring(const uint8_t *p, const uint8_t *end)
 /* The end of a dollar-quoted string whose body starts at P and whose delimiter ($tag$)
  * is DELIM (DN bytes), as skip_quoted. */
 static const uint8_t *skip_dollar(const uint8_t *p, const uint8_t *end, const uint8_t *delim,
-				  size_t dn)
+                                  size_t dn)
 {
 	while ((size_t)(end - p) >= dn) {
 		p = memchr(p, '$', (size_t)(end - p) - dn + 1);
@@ -414,47 +450,59 @@ uint32_t sess_scan(const char *text, size_t len)
 	if (len == 0)
 		return 0; /* TEXT may then be NULL */
 	const uint8_t *p = (const uint8_t *)text, *end = p + len;
-	struct scan s = {.flags = 0, .st = ST_HEAD};
+	uint32_t flags = 0;
+	enum st st = ST_HEAD;
 	while (p < end) {
-		switch ((enum cls)cls[*p]) {
-		case C_SPACE:
-			p++;
-			break;
-		case C_IDENT: {
+		uint8_t k = cls[*p];
+		if (k == C_IDENT) {
 			const uint8_t *w = p;
-			do
-				p++;
-			while (p < end && ident_cont(*p));
+			p = word_end(p + 1, end);
 			size_t n = (size_t)(p - w);
-			if (n == 1 && p < end && *p == '\'' && lower(*w) == 'e') {
+			if (n == 1 && p < end && *p == '\'' && (*w | 0x20) == 'e') {
 				p = skip_estring(p + 1, end);
 				if (!p)
-					return s.flags;
-				token(&s, TK_STRING);
-				break;
+					return flags;
+				TOKEN(TK_STRING);
+				continue;
 			}
-			if (n >= FUNC_MIN)
-				s.flags |= func_effect(w, n, true);
-			if (s.st != ST_NONE)
-				step(&s, TK_WORD, w, n);
-			break;
+			flags |= func_effect(w, n, true);
+			if (st == ST_SELECT) { /* the common case, inline */
+				if (n == 4 && KW(w, n, "into"))
+					st = ST_INTO;
+			} else if (st != ST_NONE) {
+				step_on(&flags, &st, TK_WORD, w, n);
+			}
+			continue;
 		}
+		if (k & C_PLAIN) {
+			if (st <= ST_SELECT) { /* the common case: nothing to see in them */
+				do
+					p++;
+				while (p < end && (cls[*p] & C_PLAIN));
+			} else {
+				if (k != C_SPACE)
+					step_on(&flags, &st, TK_OTHER, NULL, 0);
+				p++;
+			}
+			continue;
+		}
+		switch ((enum cls)k) {
 		case C_DQUOTE: {
 			const uint8_t *w = p + 1;
 			p = skip_quoted(w, end, '"');
 			if (!p)
-				return s.flags;
+				return flags;
 			size_t n = (size_t)(p - 1 - w);
-			s.flags |= func_effect(w, n, false);
-			if (s.st != ST_NONE)
-				step(&s, TK_NAME, w, n);
+			flags |= func_effect(w, n, false);
+			if (st != ST_NONE)
+				step_on(&flags, &st, TK_NAME, w, n);
 			break;
 		}
 		case C_SQUOTE:
 			p = skip_quoted(p + 1, end, '\'');
 			if (!p)
-				return s.flags;
-			token(&s, TK_STRING);
+				return flags;
+			TOKEN(TK_STRING);
 			break;
 		case C_DOLLAR: {
 			const uint8_t *q = p + 1;
@@ -463,7 +511,7 @@ uint32_t sess_scan(const char *text, size_t len)
 					q++;
 				while (q < end && cls[*q] == C_DIGIT);
 				p = q;
-				token(&s, TK_OTHER);
+				TOKEN(TK_OTHER);
 				break;
 			}
 			if (q < end && cls[*q] == C_IDENT)
@@ -474,12 +522,12 @@ uint32_t sess_scan(const char *text, size_t len)
 				const uint8_t *delim = p;
 				p = skip_dollar(q + 1, end, delim, (size_t)(q + 1 - delim));
 				if (!p)
-					return s.flags;
-				token(&s, TK_STRING);
+					return flags;
+				TOKEN(TK_STRING);
 				break;
 			}
 			p++; /* a lone $: what follows is read on its own */
-			token(&s, TK_OTHER);
+			TOKEN(TK_OTHER);
 			break;
 		}
 		case C_DASH:
@@ -488,35 +536,27 @@ uint32_t sess_scan(const char *text, size_t len)
 				break;
 			}
 			p++;
-			token(&s, TK_OTHER);
+			TOKEN(TK_OTHER);
 			break;
 		case C_SLASH:
 			if (end - p >= 2 && p[1] == '*') {
 				p = skip_comment(p + 2, end);
 				if (!p)
-					return s.flags;
+					return flags;
 				break;
 			}
 			p++;
-			token(&s, TK_OTHER);
+			TOKEN(TK_OTHER);
 			break;
 		case C_SEMI:
 			p++;
-			s.st = ST_HEAD;
+			st = ST_HEAD;
 			break;
-		case C_DIGIT:
-			do
-				p++;
-			while (p < end && cls[*p] == C_DIGIT);
-			token(&s, TK_OTHER);
-			break;
-		case C_OTHER:
-			p++;
-			token(&s, TK_OTHER);
+		default: /* C_IDENT and C_PLAIN ones: above */
 			break;
 		}
 	}
-	return s.flags;
+	return flags;
 }
 
 const char *sess_effect_name(uint32_t bit)
