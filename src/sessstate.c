@@ -1,8 +1,30 @@
 /* Owns the reading of a client's statement text for what it may do to its session beyond
- * its transaction (sessstate.h; step 11, transparent pinning in transaction mode): one
- * pass of a tokenizer over the bytes, a small state machine per statement on its first
- * tokens, and a look at every name for the few functions that make session state. No
- * parser, no allocation, no locale: ASCII case folding by hand.
+ * its transaction (sessstate.h; step 11, transparent pinning in transaction mode): a
+ * quick look that clears most texts, then for the others one pass of a tokenizer over the
+ * bytes, a small state machine per statement on its first tokens, and a look at every
+ * name for the few functions that make session state. No parser, no allocation, no
+ * locale: ASCII case folding by hand.
+ *
+ * DESIGN: the quick look (sess_scan_quick), run on every text first. It says "nothing"
+ * only where the full scan below would find nothing, and leaves anything doubtful to it.
+ * The full scan finds something only through a statement's first word, a second
+ * statement, a function's name, or SELECT/WITH .. INTO temp|temporary|pg_temp; so,
+ * ignoring quotes and comments (which only hide things from the full scan):
+ *   - white space and NULs at the end, then one ';', are dropped: they add nothing;
+ *   - the first byte after white space: '-' or '/' (a comment may hide the first word)
+ *     -> doubtful; a word's: its first four bytes (OR 0x20) starting like
+ *     a keyword the full scan reads on from (PREPARE DECLARE SET RESET DISCARD
+ *     DEALLOCATE CLOSE DROP LOAD CREATE) -> doubtful; like SELECT or WITH: look for
+ *     "temp" too; any other byte: the full scan reads nothing more of the statement;
+ *   - a text shorter than 10 bytes holds no function's name nor INTO and temp: doubtful
+ *     only with a ';';
+ *   - otherwise every pair of bytes at an even offset is compared (OR 0x20: either case),
+ *     32 bytes at a time with AVX2 when the processor has it, else 16 (SSE2 on x86-64;
+ *     the compiler's vector extensions elsewhere), an odd length's last byte on its own:
+ *     ';', and pairs that every needle has at one even offset or the other, wherever it
+ *     starts: "advisory" (in every advisory-lock function's name) "vi" or "dv",
+ *     "set_config" "nf" or "fi", "temp" "mp" or "em"; any of them -> doubtful. A false
+ *     hit costs the full scan, nothing else.
  *
  * DESIGN: the grammar read.
  * Tokens, cut as PostgreSQL's scanner (scan.l) cuts them:
@@ -445,7 +467,7 @@ static const uint8_t *skip_comment(const uint8_t *p, const uint8_t *end)
 	return NULL;
 }
 
-uint32_t sess_scan(const char *text, size_t len)
+uint32_t sess_scan_full(const char *text, size_t len)
 {
 	if (len == 0)
 		return 0; /* TEXT may then be NULL */
@@ -557,6 +579,236 @@ uint32_t sess_scan(const char *text, size_t len)
 		}
 	}
 	return flags;
+}
+
+/* ---- the quick look ------------------------------------------------------------------ */
+
+/* 32 or 16 bytes of text, as bytes or as pairs of bytes (GCC's and clang's vector
+ * extensions: AVX2 or SSE2 instructions on x86-64, what the target has elsewhere). */
+typedef uint8_t q_bytes32 __attribute__((vector_size(32)));
+typedef uint16_t q_pairs32 __attribute__((vector_size(32)));
+typedef int16_t q_mask32 __attribute__((vector_size(32)));
+typedef uint8_t q_bytes16 __attribute__((vector_size(16)));
+typedef uint16_t q_pairs16 __attribute__((vector_size(16)));
+typedef int16_t q_mask16 __attribute__((vector_size(16)));
+
+/* The bytes A, B repeated through 32 bytes: a pair in every lane, whatever the byte
+ * order; the first 16 serve blocks of 16. */
+#define Q_2(a, b) a, b
+#define Q_8(a, b) Q_2(a, b), Q_2(a, b), Q_2(a, b), Q_2(a, b)
+#define Q_32(a, b)                                                                                 \
+	{                                                                                          \
+		Q_8(a, b), Q_8(a, b), Q_8(a, b), Q_8(a, b)                                         \
+	}
+enum { Q_SEMI, Q_FOLD, Q_OR_DV_NF, Q_IS_DV_NF, Q_OR_VI_FI, Q_IS_VI_FI, Q_IS_MP, Q_IS_EM, Q_N };
+static const q_bytes32 q_consts[Q_N] = {
+    [Q_SEMI] = Q_32(';', ';'),
+    [Q_FOLD] = Q_32(0x20, 0x20),
+    /* "advisory" at an odd offset has "dv" at an even one, "set_config" at an even one
+     * "nf": both are in the pairs {d,f,l,n} x {f,v} (either case), the lanes that OR
+     * 0x2a, 0x30 turns into "nv" */
+    [Q_OR_DV_NF] = Q_32(0x2a, 0x30),
+    [Q_IS_DV_NF] = Q_32('n', 'v'),
+    /* "advisory" at an even offset has "vi", "set_config" at an odd one "fi": the pairs
+     * {f,v} x {i} that OR 0x30, 0x20 turns into "vi" */
+    [Q_OR_VI_FI] = Q_32(0x30, 0x20),
+    [Q_IS_VI_FI] = Q_32('v', 'i'),
+    /* "temp" has "mp" at an even offset or "em" */
+    [Q_IS_MP] = Q_32('m', 'p'),
+    [Q_IS_EM] = Q_32('e', 'm'),
+};
+
+/* The lanes (mask type M, pair type P) of block B, from an even offset, that may hold a
+ * needle: a ';', a pair of "advisory" or "set_config" above; SEL: of "temp" too. C: the
+ * constants in B's type. Macros: one body for both sizes, and a vector of 32 bytes is
+ * not passed to a function built without AVX. */
+#define Q_PAIR_IS(P, b, c, or, is) ((P)((b) | (c)[or]) == (P)(c)[is])
+#define Q_HITS(P, M, b, c, sel)                                                                    \
+	((M)((b) == (c)[Q_SEMI]) | Q_PAIR_IS(P, b, c, Q_OR_DV_NF, Q_IS_DV_NF) |                    \
+	 Q_PAIR_IS(P, b, c, Q_OR_VI_FI, Q_IS_VI_FI) |                                              \
+	 ((sel) ? Q_PAIR_IS(P, b, c, Q_FOLD, Q_IS_MP) | Q_PAIR_IS(P, b, c, Q_FOLD, Q_IS_EM)        \
+	        : (M){0}))
+
+/* ACC |= the lanes of TEXT[0..N) (N >= the size of type V) that may hold a needle: every
+ * byte but an odd N's last read in pairs from even offsets, in blocks of V, the last one
+ * overlapping the one before it. The constants are read from memory (the empty asm):
+ * not built in registers at every call. */
+#define Q_CONST(c, k, j) memcpy(&(c)[j], (k) + (size_t)(j) * sizeof(q_bytes32), sizeof((c)[j]))
+#define Q_SCAN(V, P, M, p, n, sel, acc)                                                            \
+	do {                                                                                       \
+		const uint8_t *k_ = (const uint8_t *)q_consts;                                     \
+		__asm__("" : "+r"(k_));                                                            \
+		V c_[Q_N], b_;                                                                     \
+		Q_CONST(c_, k_, Q_SEMI);                                                           \
+		Q_CONST(c_, k_, Q_FOLD);                                                           \
+		Q_CONST(c_, k_, Q_OR_DV_NF);                                                       \
+		Q_CONST(c_, k_, Q_IS_DV_NF);                                                       \
+		Q_CONST(c_, k_, Q_OR_VI_FI);                                                       \
+		Q_CONST(c_, k_, Q_IS_VI_FI);                                                       \
+		Q_CONST(c_, k_, Q_IS_MP);                                                          \
+		Q_CONST(c_, k_, Q_IS_EM);                                                          \
+		size_t last_ = ((n) - sizeof(V)) & ~(size_t)1;                                     \
+		for (size_t i_ = 0; i_ < last_; i_ += sizeof(V)) {                                 \
+			memcpy(&b_, (p) + i_, sizeof(V));                                          \
+			(acc) |= Q_HITS(P, M, b_, c_, sel);                                        \
+		}                                                                                  \
+		memcpy(&b_, (p) + last_, sizeof(V));                                               \
+		(acc) |= Q_HITS(P, M, b_, c_, sel);                                                \
+	} while (0)
+
+/* Whether TEXT[0..N) (N >= 16) holds no needle, in blocks of 16 (SSE2 on x86-64). */
+static __attribute__((noinline)) bool q_clean16(const uint8_t *p, size_t n, bool sel)
+{
+	q_mask16 acc = {0};
+	if (sel)
+		Q_SCAN(q_bytes16, q_pairs16, q_mask16, p, n, true, acc);
+	else
+		Q_SCAN(q_bytes16, q_pairs16, q_mask16, p, n, false, acc);
+	uint64_t w[2];
+	memcpy(w, &acc, sizeof(w));
+	return !(w[0] | w[1]);
+}
+
+/* Whether TEXT[0..N) (N < 16) holds no needle: copied into a block of 16 (zeros after
+ * it) as far as blocks of 16 would read it. */
+static __attribute__((noinline)) bool q_clean_short(const uint8_t *p, size_t n, bool sel)
+{
+	uint8_t d[16] = {0};
+	for (size_t s = 8; s >= 2; s /= 2)
+		if (n >= s) {
+			memcpy(d, p, s);
+			memcpy(d + s, p + ((n - s) & ~(size_t)1), s);
+			break;
+		}
+	return q_clean16(d, sizeof(d), sel);
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* Whether TEXT[0..N) (N >= 32) holds no needle, in blocks of 32 with AVX2 instructions,
+ * for the processors that have them. */
+__attribute__((target("avx2"), noinline)) static bool q_clean32(const uint8_t *p, size_t n,
+                                                                bool sel)
+{
+	q_mask32 acc = {0};
+	if (sel)
+		Q_SCAN(q_bytes32, q_pairs32, q_mask32, p, n, true, acc);
+	else
+		Q_SCAN(q_bytes32, q_pairs32, q_mask32, p, n, false, acc);
+	return _mm256_testz_si256((__m256i)acc, (__m256i)acc);
+}
+#endif
+
+/* What a statement's first word asks of the quick look. */
+enum q_head {
+	Q_NONE,   /* nothing: the full scan reads no more of the statement */
+	Q_SELECT, /* SELECT or WITH, or a word that starts alike: "temp" too */
+	Q_SLOW,   /* a keyword the full scan reads on from, or a word that starts alike */
+};
+
+/* The bytes S[0..4) as one word, in memory order. */
+static inline uint32_t q_word(const char *s)
+{
+	uint32_t u;
+	memcpy(&u, s, 4);
+	return u;
+}
+
+/* The statement whose first word starts at W, with at least 4 bytes from W in the text:
+ * what its first four bytes ask (a word's other bytes than letters never become letters
+ * by OR 0x20; SET is followed by a byte that ends a word). */
+static inline enum q_head q_head(const uint8_t *w)
+{
+	uint32_t x;
+	memcpy(&x, w, 4);
+	x |= 0x20202020u;
+	switch (w[0] | 0x20) {
+	case 's':
+		if (x == q_word("sele"))
+			return Q_SELECT;
+		return (x & q_word("\xff\xff\xff")) == q_word("set") && !(cls[w[3]] & C_WORD)
+		           ? Q_SLOW
+		           : Q_NONE;
+	case 'w':
+		return x == q_word("with") ? Q_SELECT : Q_NONE;
+	case 'd':
+		return x == q_word("drop") || x == q_word("decl") || x == q_word("disc") ||
+		               x == q_word("deal")
+		           ? Q_SLOW
+		           : Q_NONE;
+	case 'l':
+		return x == q_word("load") ? Q_SLOW : Q_NONE;
+	case 'r':
+		return x == q_word("rese") ? Q_SLOW : Q_NONE;
+	case 'c':
+		return x == q_word("clos") || x == q_word("crea") ? Q_SLOW : Q_NONE;
+	case 'p':
+		return x == q_word("prep") ? Q_SLOW : Q_NONE;
+	default:
+		return Q_NONE;
+	}
+}
+
+/* As q_head, for a word of the N < 4 bytes left in the text. */
+static enum q_head q_head_short(const uint8_t *w, size_t n)
+{
+	return n == 3 && (w[0] | 0x20) == 's' && (w[1] | 0x20) == 'e' && (w[2] | 0x20) == 't'
+	           ? Q_SLOW
+	           : Q_NONE;
+}
+
+/* sess_scan_quick, inline in sess_scan. */
+static inline __attribute__((always_inline)) bool q_clean(const char *text, size_t len, bool avx2)
+{
+	const uint8_t *p = (const uint8_t *)text;
+	size_t n = len;
+	while (n > 0 && (cls[p[n - 1]] == C_SPACE || p[n - 1] == 0))
+		n--;
+	if (n > 0 && p[n - 1] == ';')
+		n--;
+	size_t i = 0;
+	while (i < n && cls[p[i]] == C_SPACE)
+		i++;
+	if (i == n)
+		return true;
+	if ((n & 1) && p[n - 1] == ';')
+		return false; /* the one byte the blocks leave out */
+	bool sel = false;
+	if (cls[p[i]] == C_IDENT) {
+		enum q_head h = n - i >= 4 ? q_head(p + i) : q_head_short(p + i, n - i);
+		if (h == Q_SLOW)
+			return false;
+		sel = h == Q_SELECT;
+	} else if (p[i] == '-' || p[i] == '/') {
+		return false; /* a comment may hide the first word */
+	}
+	if (n < FUNC_MIN) {
+		/* too short for a function's name or SELECT .. INTO temp: one statement? */
+		for (; i < n; i++)
+			if (p[i] == ';')
+				return false;
+		return true;
+	}
+	if (n < 16)
+		return q_clean_short(p, n, sel);
+#if defined(__x86_64__)
+	if (n >= 32 && avx2 && __builtin_cpu_supports("avx2"))
+		return q_clean32(p, n, sel);
+#endif
+	return q_clean16(p, n, sel);
+}
+
+bool sess_scan_quick(const char *text, size_t len, bool avx2)
+{
+	return q_clean(text, len, avx2);
+}
+
+uint32_t sess_scan(const char *text, size_t len)
+{
+	if (q_clean(text, len, true))
+		return 0;
+	return sess_scan_full(text, len);
 }
 
 const char *sess_effect_name(uint32_t bit)
