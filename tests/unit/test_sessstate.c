@@ -7,6 +7,7 @@
 
 #include "unit.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sessstate.h"
@@ -346,6 +347,152 @@ START_TEST(test_len_bounds)
 }
 END_TEST
 
+/* sess_scan's quick look (sessstate.c): TEXT in a buffer of its size exactly, with AVX2
+ * (when the processor has it) and without: both the same answer, "nothing" only when the
+ * full scan finds nothing; sess_scan's answer the full scan's. Returns the quick look's. */
+static bool quick(const char *text, size_t len)
+{
+	char *copy = malloc(len ? len : 1);
+	ck_assert_ptr_nonnull(copy);
+	memcpy(copy, text, len);
+	bool clean = sess_scan_quick(copy, len, true);
+	ck_assert_msg(clean == sess_scan_quick(copy, len, false), "%s: quick looks disagree",
+		      shown(text, len));
+	uint32_t full = sess_scan_full(copy, len);
+	ck_assert_msg(!clean || full == 0, "%s: quick says nothing, full 0x%x", shown(text, len),
+		      full);
+	ck_assert_uint_eq(sess_scan(copy, len), full);
+	free(copy);
+	return clean;
+}
+
+#define QUICK(lit) quick(lit, sizeof(lit) - 1)
+
+START_TEST(test_quick_common)
+{
+	/* what clients send most goes no further than the quick look */
+	ck_assert(QUICK("SELECT abalance FROM pgbench_accounts WHERE aid = $1;"));
+	ck_assert(QUICK("SELECT abalance FROM pgbench_accounts WHERE aid = $1;\0"));
+	ck_assert(QUICK("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;"));
+	ck_assert(QUICK("UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2;"));
+	ck_assert(QUICK("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, "
+			"$3, $4, CURRENT_TIMESTAMP);"));
+	ck_assert(QUICK("BEGIN;"));
+	ck_assert(QUICK("END;"));
+	ck_assert(QUICK("COMMIT"));
+	ck_assert(QUICK("ROLLBACK"));
+	ck_assert(QUICK("SELECT 1"));
+	ck_assert(QUICK("  select now()  ;  \n"));
+	ck_assert(QUICK("SELECT o.id, c.name, count(*) AS n, coalesce(sum(l.qty), 0) AS total, "
+			"now() - o.created_at AS age FROM orders o JOIN customers c ON c.id = "
+			"o.customer_id LEFT JOIN order_lines l ON l.order_id = o.id WHERE o.status "
+			"= $1 GROUP BY o.id, c.name ORDER BY o.created_at DESC LIMIT 50"));
+	ck_assert(QUICK("INSERT INTO temp VALUES (1)")); /* "temp" matters after SELECT only */
+	ck_assert(QUICK("(SELECT 1)"));
+	ck_assert(QUICK("'x'"));
+	ck_assert(QUICK(""));
+	ck_assert(QUICK(" \t\n"));
+	ck_assert(QUICK(";"));
+}
+END_TEST
+
+START_TEST(test_quick_doubtful)
+{
+	/* anything that may matter is left to the full scan, which answers */
+	ck_assert(!QUICK("INSERT INTO t VALUES (pg_advisory_lock(1))"));
+	ck_assert_uint_eq(sess_scan("INSERT INTO t VALUES (pg_advisory_lock(1))", 42), A);
+	ck_assert(!QUICK("select x from t where a = 'it;s'"));
+	ck_assert(!QUICK("SELECT 1;;"));
+	ck_assert(!QUICK("SELECT 1; SET x = 1"));
+	ck_assert(!QUICK("SELECT 1 ;\0SET x = 1"));
+	ck_assert(!QUICK("a;set x"));
+	ck_assert(!QUICK("set"));
+	ck_assert(!QUICK("  set"));
+	ck_assert(!QUICK("LOAD"));
+	ck_assert(!QUICK("/* c */ SELECT 1"));
+	ck_assert(!QUICK("-- c\nSELECT 1"));
+	ck_assert(!QUICK("SELECT x INTO TEMP t FROM s"));
+	ck_assert(!QUICK("WITH a AS (SELECT 1) SELECT * INTO pg_temp.t FROM a"));
+	ck_assert(!QUICK("SELECT set_config('a', 'b', false)"));
+	ck_assert(!QUICK("SELECT \"pg_advisory_unlock_all\"()"));
+	ck_assert(!QUICK("SELECT PG_TRY_ADVISORY_LOCK_SHARED(1)"));
+	ck_assert(!QUICK("SELECT pg_advisory_lock FROM t")); /* any word of that name */
+	static const char *const first[] = {"SET", "RESET", "PREPARE", "DECLARE", "DISCARD",
+					    "DEALLOCATE", "CLOSE", "DROP", "LOAD", "CREATE"};
+	for (size_t k = 0; k < sizeof(first) / sizeof(first[0]); k++) {
+		char buf[64];
+		int n = snprintf(buf, sizeof(buf), "%s x y z w", first[k]);
+		ck_assert_msg(!quick(buf, (size_t)n), "%s", buf);
+	}
+}
+END_TEST
+
+START_TEST(test_quick_offsets)
+{
+	/* every needle at every offset (across the pairs, the 32-byte blocks and the
+	 * shorter copies), in texts of every length up to 80: the quick look says nothing
+	 * wrong (quick() checks it) and never "nothing" where there is something */
+	static const struct {
+		const char *head, *needle, *tail;
+		uint32_t want;
+	} forms[] = {
+	    {"SELECT ", "pg_advisory_lock", "(1)", A},
+	    {"SELECT ", "pg_try_advisory_lock_shared", "(1)", A},
+	    {"SELECT ", "pg_advisory_unlock_all", "()", U},
+	    {"UPDATE t SET a = ", "set_config", "('a', 'b', false)", S},
+	    {"INSERT INTO t VALUES (", "pg_advisory_lock", "(1))", A},
+	    {"SELECT x INTO ", "temp", " t", T},
+	    {"SELECT x INTO ", "TEMPORARY", " t", T},
+	    {"WITH a AS (SELECT 1) SELECT * INTO ", "pg_temp", ".t FROM a", T},
+	    {"SELECT 1", ";", " SET x = 1", S},
+	    {"SELECT 1", ";", "LOAD 'a'", L},
+	};
+	for (size_t f = 0; f < sizeof(forms) / sizeof(forms[0]); f++) {
+		for (size_t pad = 0; pad <= 40; pad++) {
+			char buf[160];
+			int n = snprintf(buf, sizeof(buf), "%s%*s%s%s", forms[f].head, (int)pad, "",
+					 forms[f].needle, forms[f].tail);
+			ck_assert_int_lt(n, (int)sizeof(buf));
+			ck_assert_msg(!quick(buf, (size_t)n), "%s", buf);
+			ck_assert_uint_eq(sess_scan(buf, (size_t)n), forms[f].want);
+		}
+	}
+	/* '(' at 0, 15, 16, 31 and "pg_advisory_lock" before it */
+	static const size_t paren[] = {0, 15, 16, 31, 32, 33};
+	for (size_t k = 0; k < sizeof(paren) / sizeof(paren[0]); k++) {
+		char buf[96];
+		memset(buf, ' ', sizeof(buf));
+		memcpy(buf, "SELECT", 6);
+		size_t at = paren[k];
+		if (at >= 6 + 1 + 16) {
+			memcpy(buf + at - 16, "pg_advisory_lock", 16);
+			buf[at] = '(';
+			memcpy(buf + at + 1, "1)", 2);
+			ck_assert(!quick(buf, at + 3));
+			ck_assert_uint_eq(sess_scan(buf, at + 3), A);
+		}
+		buf[at] = '(';
+		ck_assert(!quick(buf, at + 3) || sess_scan_full(buf, at + 3) == 0);
+	}
+	/* plain texts of every length, ';' and white space after or not */
+	for (size_t len = 0; len <= 80; len++) {
+		char buf[96];
+		static const char body[] = "SELECT abalance FROM pgbench_accounts WHERE aid = 1 "
+					   "AND bid = 2 OR tid = 3 ORDER BY aid LIMIT 9";
+		memcpy(buf, body, len);
+		ck_assert_msg(quick(buf, len), "%zu: %s", len, shown(buf, len));
+		buf[len] = ';';
+		ck_assert_msg(quick(buf, len + 1) || len == 0, "%zu;", len);
+		buf[len + 1] = ';'; /* ";;": a ';' last once one is dropped, odd lengths too */
+		ck_assert_msg(!quick(buf, len + 2), "%zu;;", len);
+		if (len >= 2 && buf[len - 1] != ' ') {
+			buf[len - 2] = ';'; /* a ';' then one more byte: maybe a statement */
+			ck_assert_msg(!quick(buf, len), "%zu: %s", len, shown(buf, len));
+		}
+	}
+}
+END_TEST
+
 START_TEST(test_names)
 {
 	ck_assert_str_eq(sess_effect_name(SESS_PREPARE), "prepare");
@@ -369,6 +516,9 @@ static Suite *sessstate_suite(void)
 	tcase_add_loop_test(tc, test_cases, 0, (int)(sizeof(cases) / sizeof(cases[0])));
 	tcase_add_test(tc, test_unchanged);
 	tcase_add_test(tc, test_len_bounds);
+	tcase_add_test(tc, test_quick_common);
+	tcase_add_test(tc, test_quick_doubtful);
+	tcase_add_test(tc, test_quick_offsets);
 	tcase_add_test(tc, test_names);
 	suite_add_tcase(s, tc);
 	return s;
