@@ -1,13 +1,15 @@
 """Transparent pinning (issue 20) with real drivers: asyncpg, psycopg 3 and pgjdbc
 (psycopg2 and psql: test_pinning.py). Each kind of session state (SQL PREPARE, WITH HOLD
 cursor, session advisory lock, temporary table, settings with SET / set_config, RESET and
-DISCARD ALL) is a script of steps run by each driver on three connections: a makes the
-state, b and c interleave transactions and look for it. The driver prints one line per
-step; through pgcoro (transaction mode, pool_size = 2, so the three share two servers)
-the lines must be those PostgreSQL gives directly, where each connection is its own
-session. At the script's checkpoints the console (SHOW CLIENTS' pinned, SHOW POOLS'
-cl_pinned) shows the pin made and gone; after the driver leaves, the servers hold none of
-its state. pin_session_state = error refuses with 0A000 and the connection goes on.
+DISCARD ALL; the same statements executed again through the drivers' prepared path) is a
+script of steps each driver runs on three connections: a makes the state, b and c
+interleave transactions and look for it. The driver prints one line per step; through
+pgcoro (transaction mode, pool_size = 2, so the three share two servers) the lines must be
+those PostgreSQL gives directly, where each connection is its own session. At the
+script's checkpoints the console (SHOW CLIENTS' pinned, SHOW POOLS' cl_pinned) shows the
+pin made and gone; after the driver leaves, the servers hold none of its state (and with
+one server, after it leaves pinned). pin_session_state = error refuses with 0A000 and the
+connection goes on.
 
 A step is (op, who, args, params, want): WANT, when given, is how PostgreSQL's answer
 begins (checked on the direct run, so a script that stopped testing what it says fails).
@@ -21,22 +23,12 @@ import types
 import psycopg2
 import pytest
 
-from conftest import APP_PASS, APP_USER, recreate_database, run_jdbc, wait_until
+from conftest import APP_PASS, APP_USER, console_show, run_jdbc, wait_until
+from test_pinning import DB, pindb  # noqa: F401 -- the database (t_rows) and its fixture
 
-pytestmark = pytest.mark.pooler_only
+pytestmark = [pytest.mark.pooler_only, pytest.mark.usefixtures("pindb")]
 
-DB = "pindrv"
 DRIVERS = ("asyncpg", "psycopg3", "pgjdbc")
-
-
-@pytest.fixture(scope="module")
-def pindrv(pg):
-    recreate_database(pg, DB, setup_sql="""
-        CREATE TABLE t_rows AS SELECT g AS n FROM generate_series(1, 100) g;
-        ALTER TABLE t_rows OWNER TO app;
-    """)
-    yield DB
-    pg.psql_super(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE);")
 
 
 def start(pgcoro_factory, pg, pool_size=2, mode=None):
@@ -280,9 +272,32 @@ def render(rows):
     return ";".join(",".join(shown(v) for v in r) for r in rows)
 
 
-class Asyncpg:
+class Driver:
+    """What both Python drivers do alike; WITH HOLD cursors in SQL."""
+
+    def sqlstate(self, e):
+        return getattr(e, "sqlstate", None) or "-"
+
+    async def x(self, conn, sql):
+        await conn.execute(sql)
+
+    async def open(self, conn, name, sql):
+        await self.x(conn, f"DECLARE {name} CURSOR WITH HOLD FOR {sql}")
+
+    async def fetch(self, conn, name, n):
+        return await self.q(conn, f"FETCH {n} FROM {name}", (), False)
+
+    async def close(self, conn, name):
+        await self.x(conn, f"CLOSE {name}")
+
+    async def disconnect(self, conn):
+        await conn.close()
+
+
+class Asyncpg(Driver):
     """asyncpg: fetch with or without arguments goes through its statement cache (named
-    statements, the extended protocol); execute without arguments is a simple Query."""
+    statements, the extended protocol), prepare() makes a new named statement; execute
+    without arguments is a simple Query."""
 
     def __init__(self):
         import asyncpg
@@ -292,13 +307,6 @@ class Asyncpg:
     async def connect(self, host, port):
         return await self.asyncpg.connect(host=host, port=port, user=APP_USER,
                                           password=APP_PASS, database=DB, timeout=60)
-
-    def sqlstate(self, e):
-        return getattr(e, "sqlstate", None) or "-"
-
-    async def x(self, conn, sql):
-        await conn.execute(sql)
-        return None
 
     async def q(self, conn, sql, params, prepared):
         if prepared:
@@ -313,20 +321,8 @@ class Asyncpg:
         tx = self.tx.pop(id(conn))
         await (tx.commit() if commit else tx.rollback())
 
-    async def open(self, conn, name, sql):
-        await conn.execute(f"DECLARE {name} CURSOR WITH HOLD FOR {sql}")
 
-    async def fetch(self, conn, name, n):
-        return await self.q(conn, f"FETCH {n} FROM {name}", (), False)
-
-    async def close(self, conn, name):
-        await conn.execute(f"CLOSE {name}")
-
-    async def disconnect(self, conn):
-        await conn.close()
-
-
-class Psycopg3:
+class Psycopg3(Driver):
     """psycopg 3 (async): without parameters a simple Query, with them the extended
     protocol (unnamed), prepared (named _pg3_n) with prepare=True; WITH HOLD cursors are
     its ServerCursor(withhold=True)."""
@@ -340,13 +336,6 @@ class Psycopg3:
         return await self.psycopg.AsyncConnection.connect(
             host=host, port=port, user=APP_USER, password=APP_PASS, dbname=DB,
             connect_timeout=60, autocommit=True)
-
-    def sqlstate(self, e):
-        return getattr(e, "sqlstate", None) or "-"
-
-    async def x(self, conn, sql):
-        await conn.execute(sql)
-        return None
 
     async def q(self, conn, sql, params, prepared):
         if params:
@@ -373,9 +362,6 @@ class Psycopg3:
 
     async def close(self, conn, name):
         await self.cursors.pop(name).close()
-
-    async def disconnect(self, conn):
-        await conn.close()
 
 
 async def step(drv, conn, op, args, params):
@@ -469,23 +455,11 @@ def check_wants(script, out):
 # ---------------------------------------------------------------------------------------
 # pgcoro's side: its console at the checkpoints, its servers afterwards
 
-def console(inst, sql):
-    c = psycopg2.connect(host=inst.host, port=inst.port, dbname="pgcoro", user=APP_USER,
-                         password=APP_PASS, connect_timeout=10)
-    try:
-        c.autocommit = True
-        with c.cursor() as cur:
-            cur.execute(sql)
-            cols = [d[0] for d in cur.description]
-            return [dict(zip(cols, r)) for r in cur.fetchall()]
-    finally:
-        c.close()
-
-
 def pin_state(inst):
     """(SHOW POOLS' cl_pinned, the non-empty SHOW CLIENTS pinned of the pool's clients)."""
-    pool = [r for r in console(inst, "SHOW POOLS") if r["database"] == DB][0]
-    pinned = [r["pinned"] for r in console(inst, "SHOW CLIENTS")
+    pool = [r for r in console_show(inst, "POOLS", APP_USER, APP_PASS)
+            if r["database"] == DB][0]
+    pinned = [r["pinned"] for r in console_show(inst, "CLIENTS", APP_USER, APP_PASS)
               if r["database"] == DB and r["pinned"]]
     return pool["cl_pinned"], pinned
 
@@ -563,7 +537,7 @@ KNOWN = {
     pytest.param(d, k, id=f"{d}-{k}", marks=[pytest.mark.xfail(strict=True, reason=KNOWN[k])]
                  if k in KNOWN else [])
     for d in DRIVERS for k in SCRIPTS])
-def test_same_answers_as_postgres(pg, pindrv, pgcoro_factory, tmp_path, driver, kind):
+def test_same_answers_as_postgres(pg, pgcoro_factory, tmp_path, driver, kind):
     script = SCRIPTS[kind]()
     want = run(driver, direct(pg), script, tmp_path)
     check_wants(script, want)
@@ -598,7 +572,7 @@ LEAVE = [
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
-def test_pinned_driver_leaves_server_clean(pg, pindrv, pgcoro_factory, tmp_path, driver):
+def test_pinned_driver_leaves_server_clean(pg, pgcoro_factory, tmp_path, driver):
     """One server: the driver's a makes every kind of state and disconnects with it; the
     next client gets that server, clean."""
     inst = start(pgcoro_factory, pg, pool_size=1)
@@ -638,7 +612,7 @@ ERROR_PARAMS = [
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
-def test_error_mode_refuses_with_0A000(pg, pindrv, pgcoro_factory, tmp_path, driver):
+def test_error_mode_refuses_with_0A000(pg, pgcoro_factory, tmp_path, driver):
     inst = start(pgcoro_factory, pg, pool_size=1, mode="error")
     out = run(driver, inst, ERROR, tmp_path)
     check_wants(ERROR, out)
@@ -665,8 +639,7 @@ PARSE_STAND_IN = ("pin_session_state = error: the stand-in for a refused Parse h
     pytest.param("psycopg3", marks=pytest.mark.xfail(
         strict=True, reason=PARSE_STAND_IN % "psycopg 3, untyped str parameter: 42P18")),
     "pgjdbc"])
-def test_error_mode_refuses_parse_with_parameters(pg, pindrv, pgcoro_factory, tmp_path,
-                                                  driver):
+def test_error_mode_refuses_parse_with_parameters(pg, pgcoro_factory, tmp_path, driver):
     inst = start(pgcoro_factory, pg, pool_size=1, mode="error")
     out = run(driver, inst, ERROR_PARAMS, tmp_path)
     check_wants(ERROR_PARAMS, out)
@@ -684,8 +657,7 @@ PLACEHOLDER = [
     "server then sees '' (and current_setting(..., true)::int fails with 22P02) where "
     "PostgreSQL gives it NULL. PgBouncer's servers do the same."))
 @pytest.mark.parametrize("driver", ["psycopg3"])
-def test_custom_setting_placeholder_left_to_others(pg, pindrv, pgcoro_factory, tmp_path,
-                                                   driver):
+def test_custom_setting_placeholder_left_to_others(pg, pgcoro_factory, tmp_path, driver):
     want = run(driver, direct(pg), PLACEHOLDER, tmp_path)
     check_wants(PLACEHOLDER, want)
     inst = start(pgcoro_factory, pg, pool_size=1)  # a's server is b's
