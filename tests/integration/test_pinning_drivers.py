@@ -235,9 +235,10 @@ def reused_set_config_script():
 
 
 def set_config_named_by_parameter_script():
-    """The custom setting's name a parameter, not in the text."""
+    """The custom setting's name a parameter, not in the text: it cannot be asked for, so
+    a keeps its server (pinned: settings)."""
     return [Q("a", "SELECT set_config($1, $2, false)", "app.tenant", "d1", want="d1"),
-            *settings_rounds(2, '0 "$user", public d1'), CHECK("nopin")]
+            CHECK("pinned:settings"), *settings_rounds(2, '0 "$user", public d1')]
 
 
 SCRIPTS = {"prepare": prepare_script, "hold": hold_script, "advisory": advisory_script,
@@ -515,28 +516,13 @@ def servers_clean(inst, n):
 # ---------------------------------------------------------------------------------------
 # the tests
 
-# Known failures (the lead fixes src/): state made by a statement that runs in another
-# Sync than its Parse is never asked about (pin.c notes what a Query's or Parse's text may
-# do, and the release point that ends the Parse's round trip consumes the note): every
-# re-execution of a named statement (Bind/Execute only: asyncpg's statement cache and
-# prepare(), pgjdbc past prepareThreshold, psycopg 3's prepared statements), and psycopg 3's
-# prepare=True even the first time (Parse+Sync, then Bind/Execute+Sync). A set_config whose
-# name is a parameter is not carried: placeholders are listed by no catalog view and the
-# name is not in the text.
-NOT_SEEN = ("a statement executed in another Sync than its Parse is not seen: its %s is "
-            "not %s")
-KNOWN = {
-    "reused_lock": NOT_SEEN % ("advisory lock", "pinned; the others on its server hold it"),
-    "reused_temp": NOT_SEEN % ("temporary table", "pinned; the others on its server see it"),
-    "reused_set_config": NOT_SEEN % ("set_config", "carried: a gets the older value"),
-    "set_config_named_by_parameter": "set_config($1, $2, false) of a custom setting: not "
-                                     "carried (its name is not in the statement's text)"}
-
-
+# Statements executed in another Sync than their Parse (Bind/Execute only: asyncpg's
+# statement cache and prepare(), pgjdbc past prepareThreshold, psycopg 3's prepared
+# statements; psycopg 3's prepare=True even the first time) are noted at their Bind
+# (pin.c keeps what each statement's text may do by name): the reused_* scripts. A
+# set_config whose name is a parameter pins (the name cannot be asked for).
 @pytest.mark.parametrize("driver,kind", [
-    pytest.param(d, k, id=f"{d}-{k}", marks=[pytest.mark.xfail(strict=True, reason=KNOWN[k])]
-                 if k in KNOWN else [])
-    for d in DRIVERS for k in SCRIPTS])
+    pytest.param(d, k, id=f"{d}-{k}") for d in DRIVERS for k in SCRIPTS])
 def test_same_answers_as_postgres(pg, pgcoro_factory, tmp_path, driver, kind):
     script = SCRIPTS[kind]()
     want = run(driver, direct(pg), script, tmp_path)
@@ -548,7 +534,7 @@ def test_same_answers_as_postgres(pg, pgcoro_factory, tmp_path, driver, kind):
     assert seen == [s[1] for s in script if s[0] == "check"]
     a_pids = set(pids_of(got))
     others = set(pids_of(got, "b") + pids_of(got, "c"))
-    if kind == "settings":
+    if kind in ("settings", "reused_set_config"):
         # replayed, not pinned: a's transactions ran on both servers
         assert len(a_pids) == 2, got
     else:
