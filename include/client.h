@@ -65,6 +65,13 @@ struct client {
 	bool welcomed;              /* ParameterStatus/BackendKeyData/ReadyForQuery sent */
 	bool xact_armed;            /* xact_timer counts down its transaction */
 	bool wait_notified;         /* CL_WAITING: told it is queued (query_wait_notify) */
+	uint8_t pins;               /* PIN_REASONS bits (pin.h): session state that keeps its
+	                             * server across transactions */
+	uint8_t pin_check;          /* sessstate.h bits its statements may have had since its
+	                             * server was last asked (pin.h) */
+	uint8_t pin_sticky;         /* pins that hold until it leaves (LOAD, a setting that
+	                             * cannot be carried) */
+	struct pin_stmts *pin_stmts; /* its prepared statements that may make state (pin.h) */
 	uint8_t replication;        /* enum proto_replication (never INVALID): a replication
 	                             * connection gets a server of its own, made for it with
 	                             * its startup parameters, closed when it leaves, and has
@@ -76,6 +83,7 @@ struct client {
 	                             * servers (transaction mode), once it has one */
 	uint64_t param_sig;         /* digest of the startup parameters applied by parameter sync */
 	uint64_t session_sig;       /* digest of session_params (0: none) */
+	uint64_t settings_sig;      /* settings->sig (0: none) */
 	struct stream st;           /* the client's socket */
 	uint64_t id;
 	uint8_t peer_ip[16];        /* the peer's address (formatted only for a log line) */
@@ -103,6 +111,9 @@ struct client {
 	char **session_params;      /* transaction mode: the values its session set of the tracked
 	                             * reported parameters (indexed like server_param_names, NULL:
 	                             * not set), restored on every server it gets; NULL until one */
+	struct pin_probe *probe;    /* its server's answer to pin.c's question, while read */
+	struct pin_settings *settings; /* transaction mode: the settings its session SET (pin.h),
+	                             * set on every server it gets; NULL: none */
 	struct console_session *console; /* admin console clients only */
 	struct event *xact_timer;   /* transaction_timeout, created when first armed */
 };
@@ -213,7 +224,14 @@ void client_tick(double now);
 void client_param_changed(client_t *c, int i, const char *value);
 
 /* What identifies the parameters C wants on a server: equal keys, equal wants. */
-static inline uint64_t client_sync_key(const client_t *c) { return c->param_sig ^ c->session_sig; }
+static inline uint64_t client_sync_key(const client_t *c)
+{
+	return c->param_sig ^ c->session_sig ^ c->settings_sig * 3;
+}
+
+/* What identifies the settings a sync applies to a server that only a RESET ALL undoes:
+ * C's startup settings and its session's (pin.h). Never 0. */
+static inline uint64_t client_other_sig(const client_t *c) { return c->param_sig ^ c->settings_sig; }
 
 /* C (CL_IDLE) may read and handle its input again (notify.c answered its LISTEN). */
 void client_resume_idle(client_t *c);

@@ -20,6 +20,15 @@ enum pool_mode {
 	POOL_STATEMENT,
 };
 
+/* pin_session_state (pin.h): what transaction/statement mode does with a client that makes
+ * session state. */
+enum pin_mode {
+	PIN_UNSET = -1, /* per-db / per-user: inherit */
+	PIN_ON = 0,     /* it keeps its server while the state lives */
+	PIN_OFF,        /* nothing (PgBouncer's way) */
+	PIN_ERROR,      /* its statement fails with 0A000 */
+};
+
 enum auth_type {
 	AUTH_TRUST = 0,
 	AUTH_PLAIN,  /* "plain": cleartext password checked against the auth_file */
@@ -48,6 +57,7 @@ struct cfg_db {
 	char **val;      /* values, parallel to kw */
 	int pool_size;   /* pool_size=N in the entry; -1 = default_pool_size */
 	int pool_mode;   /* pool_mode=... in the entry; POOL_MODE_UNSET = global */
+	int pin_session_state; /* enum pin_mode; PIN_UNSET = global */
 	int min_pool_size;      /* -1 = global min_pool_size */
 	int reserve_pool_size;  /* -1 = global reserve_pool_size (also spelt reserve_pool) */
 	int max_db_connections; /* -1 = global max_db_connections (0 = unlimited) */
@@ -67,6 +77,7 @@ struct cfg_db {
 struct cfg_user {
 	char *name;
 	int pool_mode;   /* POOL_MODE_UNSET = inherit */
+	int pin_session_state; /* PIN_UNSET = inherit */
 	int pool_size;   /* -1 = inherit (the database's, else default_pool_size) */
 	int reserve_pool_size;    /* -1 = the database's, else the global one */
 	int max_user_connections; /* -1 = global max_user_connections (0 = unlimited) */
@@ -162,6 +173,7 @@ struct config {
 	char *admin_users;         /* comma list: every console command */
 	char *stats_users;         /* comma list: console SHOW commands */
 	int pool_mode;             /* enum pool_mode */
+	int pin_session_state;     /* enum pin_mode */
 	int default_pool_size;
 	int max_client_conn;
 	int max_db_client_connections;   /* clients per database; 0 = unlimited */

@@ -64,6 +64,8 @@ struct pool {
 	int refs;                   /* clients and servers (closing ones too) pointing at it */
 	int pool_size;
 	int pool_mode;
+	int pin_mode;               /* enum pin_mode in force: PIN_OFF in session mode (pin.h) */
+	int cl_pinned;              /* its clients pinned to their servers (pin.h) */
 	int min_pool_size;          /* servers kept open while it has a client, or always when
 	                             * forced (capped at pool_size) */
 	int reserve_pool_size;      /* extra servers once a client waited reserve_pool_timeout */

@@ -46,6 +46,7 @@ enum server_hk {
 	HK_CHECK = 1 << 5,    /* server_check_query before handing out a long-idle server */
 	HK_UNLISTEN = 1 << 6, /* UNLISTEN *: a released server that listened (listen_seen) */
 	HK_TASK = 1 << 7,     /* another module's query (struct server_task), after HK_UNSET */
+	HK_PROBE = 1 << 8,    /* ask what the linked client's session holds (pin.h) */
 };
 
 /* A parameterised query another module runs on an idle server, outside any session
@@ -159,6 +160,8 @@ struct server {
 	uint64_t applied_sig;        /* param_sig of the client whose other parameters it has */
 	bool applied_other;          /* it has startup settings of that client that only a
 	                             * RESET ALL undoes (not tracked reported parameters) */
+	bool pinned;                 /* its client is pinned (pin.h): server_reset_query when it
+	                             * leaves */
 	char *close_reason;
 };
 
@@ -216,6 +219,15 @@ void server_expire_idle(pool_t *pool, double now);
 /* Links S (SV_IDLE) to C and prepares it (parameter sync). When the server is ready,
  * client_on_server_ready(C) runs; on failure the client is disconnected. */
 void server_assign(server_t *s, client_t *c);
+
+/* Pinning (pin.h): asks S, linked to its client at a release point, what the client's
+ * session holds (HK_PROBE); pin_probe_row / pin_probe_done get the answer, then the
+ * client continues (client_on_server_ready). */
+void server_probe(server_t *s);
+
+/* Bit i set: server_param_names[i] is restored per client by the parameter sync (0 in
+ * session mode). */
+uint32_t server_tracked_mask(const pool_t *p);
 
 /* Runs T on S (SV_IDLE, unlinked): RESET ALL and DISCARD TEMP first, so that no setting
  * (search_path) nor temporary table a session left there bears on T's query, then T's

@@ -11,6 +11,7 @@
 #ifndef PGCORO_SESSSTATE_H
 #define PGCORO_SESSSTATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,10 +22,11 @@ enum sess_effect {
 	SESS_ADVISORY = 1u << 2, /* pg_advisory_lock, pg_advisory_lock_shared,
 	                          * pg_try_advisory_lock, pg_try_advisory_lock_shared called
 	                          * anywhere (not the _xact_ ones) */
-	SESS_TEMP = 1u << 3,     /* CREATE [GLOBAL|LOCAL] TEMP|TEMPORARY [UNLOGGED] TABLE|VIEW|
-	                          * SEQUENCE..., CREATE [OR REPLACE] ... pg_temp.x, CREATE TABLE
-	                          * [IF NOT EXISTS] pg_temp.x, SELECT ... INTO TEMP|TEMPORARY
-	                          * (also CREATE TEMP ... ON COMMIT DROP: the check clears it) */
+	SESS_TEMP = 1u << 3,     /* CREATE [OR REPLACE] [GLOBAL|LOCAL] TEMP|TEMPORARY TABLE|VIEW|
+	                          * SEQUENCE..., a CREATE naming pg_temp (CREATE TABLE [IF NOT
+	                          * EXISTS] pg_temp.x, CREATE FUNCTION pg_temp.f ...), SELECT|WITH
+	                          * ... INTO [UNLOGGED] [TABLE] TEMP|TEMPORARY|pg_temp.x (also
+	                          * CREATE TEMP ... ON COMMIT DROP: the check clears it) */
 	SESS_LOAD = 1u << 4,     /* LOAD 'library' */
 	SESS_SETTING = 1u << 5,  /* SET (not SET LOCAL, SET TRANSACTION, SET CONSTRAINTS), SET
 	                          * SESSION ..., SET ROLE, RESET, or set_config( anywhere: the
@@ -42,8 +44,17 @@ enum sess_effect {
  * Keywords and function names match in any case; a quoted identifier ("PREPARE") is not
  * a keyword; text inside string literals, quoted identifiers, dollar-quoted strings and
  * comments (-- to end of line, nested / * * /) is never matched; an unterminated one ends
- * the scan. Cheap on text that creates nothing: one pass, no allocation. */
+ * the scan. Cheap on text that creates nothing (a quick look at its bytes, 32 at a time,
+ * clears most of it), no allocation. */
 uint32_t sess_scan(const char *text, size_t len);
+
+/* sess_scan's two halves, exported for the unit tests and the fuzzer (callers use
+ * sess_scan). sess_scan_quick: true only when sess_scan_full would return 0 (a cheap
+ * look for the few bytes that may matter; false: doubtful, read it whole); AVX2: with
+ * AVX2 instructions when the processor has them (as sess_scan), else with the target's
+ * default ones. sess_scan_full: sess_scan's answer, read token by token. */
+bool sess_scan_quick(const char *text, size_t len, bool avx2);
+uint32_t sess_scan_full(const char *text, size_t len);
 
 /* The name of one effect bit (for log lines, SHOW CLIENTS and metrics labels):
  * "prepare", "hold_cursor", "advisory_lock", "temp_table", "load", "setting", "undo";

@@ -186,6 +186,13 @@ static inline void stream_consume(struct stream *st, size_t n)
 	st->ilen -= (uint32_t)n;
 }
 
+/* Replaces the OLD_LEN bytes at OFF in the unconsumed input by the LEN bytes at BYTES (a
+ * message pgcoro rewrote before passing it on); what is before and after stays. Valid in
+ * and out of ST's read callback; the input moves (stream_input again). False if out of
+ * memory (nothing changed). */
+bool stream_input_replace(struct stream *st, size_t off, size_t old_len, const void *bytes,
+			  size_t len) __attribute__((warn_unused_result));
+
 /* Takes the N bytes at AT off the input: AT must be the head of the input and N at most
  * its length (a whole message framed there by proto_next), else stream_overrun. */
 static inline void stream_take(struct stream *st, const uint8_t *at, size_t n)

@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "peers.h"
+#include "pin.h"
 #include "pool.h"
 #include "poolctl.h"
 #include "prepared.h"
@@ -444,9 +445,12 @@ static void vdisconnect(client_t *c, const char *sqlstate, const char *detail, c
 	if (s) {
 		if (c->msg_pending)
 			s->mid_ext = true; /* the server got part of a message: not reusable */
+		if (c->pins || c->pin_check)
+			s->pinned = true; /* what its session made goes with server_reset_query */
 		c->server = NULL;
 		server_release(s);
 	}
+	pin_client_free(c);
 	if (can_send) {
 		metrics_error(c->state == CL_LOGIN ? NULL : c->pool, sqlstate);
 		proto_build_error(&out, "FATAL", sqlstate, msg, detail, hint);
@@ -516,6 +520,7 @@ static void client_free(client_t *c)
 	prep_client_free(c);
 	notify_client_free(c);
 	listenstmt_client_free(c);
+	pin_client_free(c);
 	if (c->session_params)
 		for (int i = 0; i < SERVER_NPARAMS; i++)
 			free(c->session_params[i]);
@@ -704,6 +709,8 @@ void client_maybe_release(client_t *c)
 					  "transaction blocks not allowed in statement pooling mode");
 		return;
 	}
+	if (!pin_may_release(c, s))
+		return; /* pinned, or its server is asked whether it still is */
 	c->server = NULL;
 	client_set_state(c, CL_IDLE);
 	server_release(s);
@@ -728,6 +735,7 @@ void client_refuse_query(client_t *c)
 bool client_at_rest(client_t *c)
 {
 	if (c->login || c->replication || c->st.tls || c->prep || c->notify || c->listenstmt ||
+	    c->pins || c->pin_check || c->settings ||
 	    !c->welcomed || stream_input_len(&c->st) > 0 || stream_output_len(&c->st) > 0)
 		return false;
 	if (c->state == CL_IDLE)
@@ -761,6 +769,7 @@ enum proto_frame client_next(client_t *c, uint32_t max, struct proto_msg *m)
  * anything larger goes to a server as it comes. */
 #define IDLE_WHOLE_MAX (64 * 1024)
 _Static_assert(LISTENSTMT_TEXT_MAX <= IDLE_WHOLE_MAX, "what the relay waits for, idle clients do");
+_Static_assert(PIN_TEXT_MAX <= IDLE_WHOLE_MAX, "what the relay waits for, idle clients do");
 
 /* A client without a server sent something: a Terminate ends it; a LISTEN/UNLISTEN
  * (notify.c) or a named Parse of a statement a server knows (prepared.c) may be answered
@@ -794,6 +803,9 @@ static void on_idle_input(client_t *c)
 						: m.type == 'Q' && (lower == 'l' || lower == 'u' || first <= ' ');
 		/* one the relay would wait for whole (a LISTEN perhaps): waited for here too, or
 		 * a server would come and go while nothing can be sent to it */
+		if (f == PROTO_NEED_MORE && pin_on(c) && pin_looks_at(c, m.type) &&
+		    pin_must_wait(c, m.data, stream_input_len(&c->st), m.len))
+			return; /* as the relay waits for it (pin.h: bounded) */
 		bool whole_first = maybe_ours ||
 				   (f == PROTO_NEED_MORE &&
 				    listenstmt_look_client(c, m.data, stream_input_len(&c->st), m.len) ==

@@ -74,6 +74,7 @@ enum {
 	T_DHEPARAMS,
 	T_LOAD_BALANCE,
 	T_PEER_ID,        /* peer_id: 0 = no peering; 16383 at most, PgBouncer's limit */
+	T_PIN,            /* pin_session_state */
 };
 
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
@@ -84,6 +85,8 @@ static const char *const empty_names[] = {"", NULL};
 static const char *const dheparams_names[] = {"auto", "none", NULL};
 /* indexed by enum cfg_load_balance */
 static const char *const load_balance_names[] = {"round-robin", "disable", NULL};
+/* indexed by enum pin_mode */
+static const char *const pin_names[] = {"on", "off", "error", NULL};
 /* indexed by enum tls_mode */
 static const char *const sslmode_names[] = {"disable", "allow",     "prefer",     "require",
 					    "verify-ca", "verify-full", NULL};
@@ -130,6 +133,7 @@ static const struct cfg_type types[] = {
     [T_DHEPARAMS] = {K_ENUM_STR, 0, 0, dheparams_names, NULL},
     [T_LOAD_BALANCE] = {K_ENUM, 0, 0, load_balance_names, NULL},
     [T_PEER_ID] = {K_INT, 0, CFG_MAX_PEER_ID, NULL, NULL},
+    [T_PIN] = {K_ENUM, 0, 0, pin_names, NULL},
 };
 
 /* ---- the settings table ------------------------------------------------------------ */
@@ -260,6 +264,11 @@ static const struct cfg_key keys[] = {
         "users (comma-separated) allowed the admin console's SHOW commands"),
     KEY(pool_mode, T_POOL_MODE, "session",
         "when a server goes back to the pool: session, transaction or statement"),
+    KEY(pin_session_state, T_PIN, "on",
+        "transaction/statement mode: a client that makes session state (SQL PREPARE, WITH "
+        "HOLD cursor, session advisory lock, temporary table, LOAD) keeps its server until "
+        "the state is gone (on), or its statement is refused with 0A000 (error), or nothing "
+        "is done (off: PgBouncer's way); SET is replayed on each server, not pinned"),
     KEY(default_pool_size, T_POOL_SIZE, "20",
         "server connections per (database, user) pool, unless the database sets pool_size"),
     KEY(min_pool_size, T_POOL_COUNT, "0",
@@ -460,6 +469,7 @@ _Static_assert(POOL_MODE_UNSET == -1, "absent entry settings are all -1");
 static const struct cfg_entry_key db_keys[] = {
     ENTRY(cfg_db, pool_size, T_POOL_SIZE),
     ENTRY(cfg_db, pool_mode, T_POOL_MODE),
+    ENTRY(cfg_db, pin_session_state, T_PIN),
     ENTRY(cfg_db, min_pool_size, T_POOL_COUNT),
     ENTRY(cfg_db, reserve_pool_size, T_POOL_COUNT),
     /* PgBouncer's old name of reserve_pool_size */
@@ -478,6 +488,7 @@ static const struct cfg_entry_key db_keys[] = {
 
 static const struct cfg_entry_key user_keys[] = {
     ENTRY(cfg_user, pool_mode, T_POOL_MODE),
+    ENTRY(cfg_user, pin_session_state, T_PIN),
     ENTRY(cfg_user, pool_size, T_POOL_SIZE),
     ENTRY(cfg_user, reserve_pool_size, T_POOL_COUNT),
     ENTRY(cfg_user, max_user_connections, T_CONN_LIMIT),

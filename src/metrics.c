@@ -24,6 +24,7 @@
 #include "log.h"
 #include "login.h"
 #include "notify.h"
+#include "pin.h"
 #include "pool.h"
 #include "poolctl.h"
 #include "runtime.h"
@@ -219,6 +220,10 @@ static void render_pool_gauges(double now)
 			w = now - list_entry(list_first(&p->waiting), client_t, node)->since;
 		pool_double("pgcoro_pool_max_wait_seconds", p, NULL, w > 0 ? w : 0);
 	}
+	family("pgcoro_pool_pinned_clients", "gauge",
+	       "Clients of the pool keeping their server across transactions (pin_session_state).");
+	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
+		pool_u64("pgcoro_pool_pinned_clients", p, NULL, (uint64_t)p->cl_pinned);
 	family("pgcoro_pool_size", "gauge", "Server connections the pool may open (pool_size).");
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
 		pool_u64("pgcoro_pool_size", p, NULL, (uint64_t)p->pool_size);
@@ -307,6 +312,15 @@ static void render_global(void)
 	int servers = 0;
 	for (pool_t *p = pool_next(NULL); p; p = pool_next(p))
 		servers += pool_server_count(p);
+	family("pgcoro_pins_total", "counter",
+	       "Clients pinned to their server (pin_session_state), by the state that pinned them.");
+	for (int b = 0; b < 8; b++) {
+		char why[32];
+		if (PIN_REASONS & 1u << b)
+			evbuffer_add_printf(ob, "pgcoro_pins_total{reason=\"%s\"} %llu\n",
+					    pin_reasons(1u << b, why, sizeof(why)),
+					    (unsigned long long)pin_counts[b]);
+	}
 	family("pgcoro_server_connections", "gauge", "Server connections, every state.");
 	evbuffer_add_printf(ob, "pgcoro_server_connections %d\n", servers);
 	family("pgcoro_paused", "gauge", "1 while pgcoro is paused (PAUSE without a database).");

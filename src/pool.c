@@ -641,6 +641,14 @@ static void pool_settings(pool_t *p, const struct cfg_db *db)
 		p->pool_mode = db->pool_mode;
 	else
 		p->pool_mode = cfg->pool_mode;
+	if (u && u->pin_session_state != PIN_UNSET)
+		p->pin_mode = u->pin_session_state;
+	else if (db->pin_session_state != PIN_UNSET)
+		p->pin_mode = db->pin_session_state;
+	else
+		p->pin_mode = cfg->pin_session_state;
+	if (p->pool_mode == POOL_SESSION)
+		p->pin_mode = PIN_OFF; /* a session keeps its server anyway */
 }
 
 static void close_clients_with(struct list_head *h, const char *sqlstate, const char *msg)

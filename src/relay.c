@@ -41,6 +41,7 @@
 #include "listenstmt.h"
 #include "log.h"
 #include "metrics.h"
+#include "pin.h"
 #include "pool.h"
 #include "prepared.h"
 #include "proto.h"
@@ -313,6 +314,7 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 {
 	uint32_t max = (uint32_t)rt->cfg->max_packet_size;
 	bool may_track = !track; /* and, when a message may name a statement: can_track */
+	bool pinning = pin_on(c); /* Query, Parse (Bind, Close) are shown to pin.c */
 	/* the client's own output bounds it too: answers pgcoro makes (prepared statements)
 	 * and the server's wait while it does not read them */
 	while (stream_output_len(&s->st) < RELAY_HIGH_WATER && !stream_output_full(&c->st)) {
@@ -353,6 +355,19 @@ static inline __attribute__((always_inline)) bool pump_client_as(client_t *c, se
 				request = true;
 				i = pass_bytes(i, n, (size_t)len + 1, &c->msg_pending);
 				continue;
+			}
+			if (pinning && pin_looks_at(c, type)) {
+				if (pin_must_wait(c, p + i, n - i, len))
+					break; /* looked at with the next read (on_idle_input waits
+					        * for it too) */
+				enum pin_look pl = pin_client_msg(c, i, p + i, n - i, len);
+				if (pl == PIN_FAILED)
+					return false;
+				if (pl == PIN_REPLACED) { /* the input moved: frame it again */
+					p = stream_input(&c->st, &n);
+					limit = n < RELAY_BATCH ? n : RELAY_BATCH;
+					continue;
+				}
 			}
 			nl = listenstmt_look_client(c, p + i, n - i, len);
 			if (nl == LISTENSTMT_WAIT)

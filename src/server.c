@@ -40,6 +40,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
+#include "pin.h"
 #include "prepared.h"
 #include "relay.h"
 #include "runtime.h"
@@ -176,6 +177,8 @@ static uint32_t tracked_mask(const pool_t *p)
 }
 
 /* The index of NAME, as the server spells it in ParameterStatus, or -1. */
+uint32_t server_tracked_mask(const pool_t *p) { return tracked_mask(p); }
+
 static int reported_index(const char *name)
 {
 	for (int i = 0; i < SERVER_NPARAMS; i++)
@@ -987,7 +990,7 @@ static void hk_finish(server_t *s)
 static const char *const hk_names[] = {"connect_query",  "ROLLBACK",
 				       "server_reset_query", "RESET ALL",
 				       "parameter sync", "server_check_query",
-				       "UNLISTEN *", "auth_query"};
+				       "UNLISTEN *", "auth_query", "session state check"};
 
 static const char *hk_name(unsigned step)
 {
@@ -1025,12 +1028,18 @@ static int sync_params(server_t *s, const char **vals, int max)
 			continue;
 		}
 		bool same = p->report >= 0 ? str_eq(s->params[p->report], p->value)
-					   : s->applied_sig == c->param_sig;
+					   : s->applied_sig == client_other_sig(c);
 		if (same || n + 2 > max)
 			continue;
 		vals[n++] = p->name;
 		vals[n++] = p->value;
 	}
+	/* then its session's settings (pin.h), which come after its startup ones */
+	if (c->settings && s->applied_sig != client_other_sig(c))
+		for (int i = 0; i < c->settings->n && n + 2 <= max; i++) {
+			vals[n++] = c->settings->kv[2 * i];
+			vals[n++] = c->settings->kv[2 * i + 1];
+		}
 	for (int i = 0; i < SERVER_NPARAMS && n + 2 <= max; i++) {
 		if (!want[i] || str_eq(s->params[i], want[i]))
 			continue;
@@ -1049,7 +1058,7 @@ static bool has_other_params(server_t *s, const client_t *c)
 	for (int i = 0; i < c->nparams; i++)
 		if (c->params[i].report < 0 || !(tracked & 1u << c->params[i].report))
 			return true;
-	return false;
+	return c->settings != NULL;
 }
 
 /* After a sync applied C's settings on S: a tracked parameter C wants at its startup
@@ -1072,7 +1081,8 @@ static void canonicalize(server_t *s, client_t *c)
 	}
 }
 
-#define SYNC_MAX (CLIENT_MAX_PARAMS + SERVER_NPARAMS) /* set_config calls in one sync */
+/* set_config calls in one sync */
+#define SYNC_MAX (CLIENT_MAX_PARAMS + SERVER_NPARAMS + PIN_SETTINGS_MAX)
 
 static bool hk_send_sync(server_t *s, bool *sent)
 {
@@ -1128,10 +1138,21 @@ static void hk_task_row(void *arg, const uint8_t *body, uint32_t blen)
 static const struct hkquery_ops hk_task_ops = {
     .param = hk_param, .notice = hk_notice, .datarow = hk_task_row};
 
+/* A DataRow of HK_PROBE's answer goes to pin.c. */
+static void hk_probe_row(void *arg, const uint8_t *body, uint32_t blen)
+{
+	server_t *s = arg;
+	if (s->client)
+		pin_probe_row(s->client, body, blen);
+}
+
+static const struct hkquery_ops hk_probe_ops = {
+    .param = hk_param, .notice = hk_notice, .datarow = hk_probe_row};
+
 static void hk_next(server_t *s)
 {
 	unsigned step = 0;
-	for (unsigned bit = HK_CONNECT; bit <= HK_TASK; bit <<= 1) {
+	for (unsigned bit = HK_CONNECT; bit <= HK_PROBE; bit <<= 1) {
 		if (s->hk_plan & bit) {
 			step = bit;
 			break;
@@ -1143,7 +1164,8 @@ static void hk_next(server_t *s)
 	}
 	s->hk_plan &= ~step;
 	s->hk_running = step;
-	hkquery_begin(&s->hk, step == HK_TASK ? &hk_task_ops : &hk_ops, s);
+	hkquery_begin(&s->hk,
+		      step == HK_TASK ? &hk_task_ops : step == HK_PROBE ? &hk_probe_ops : &hk_ops, s);
 	const char *sql = NULL;
 	bool ok = true, sent = true;
 	switch (step) {
@@ -1175,6 +1197,9 @@ static void hk_next(server_t *s)
 		break;
 	case HK_UNLISTEN:
 		sql = "UNLISTEN *";
+		break;
+	case HK_PROBE:
+		sql = s->client ? pin_probe_sql(s->client) : "";
 		break;
 	case HK_TASK:
 		/* cancelled meanwhile: an empty query keeps the step's shape */
@@ -1209,7 +1234,9 @@ static void hk_step_done(server_t *s)
 		t->server = NULL;
 		t->done(t->arg, q);
 	}
-	if (q->failed && step != HK_TASK) {
+	if (step == HK_PROBE && s->client) /* its failure is the client's to weigh */
+		pin_probe_done(s->client, s, q);
+	if (q->failed && step != HK_TASK && step != HK_PROBE) {
 		if (step == HK_SYNC && s->client) {
 			/* The client asked for a bad parameter: it gets the error, the server
 			 * (back to idle after the failed statement) is kept. */
@@ -1239,10 +1266,12 @@ static void hk_step_done(server_t *s)
 		s->applied_sig = 0;
 		s->applied_other = false;
 	}
-	if (step == HK_RESET)
+	if (step == HK_RESET) {
 		prep_server_forget(s); /* DISCARD ALL, or whatever it is: not known to remain */
+		s->pinned = false;
+	}
 	if (step == HK_SYNC && s->client) {
-		s->applied_sig = s->client->param_sig;
+		s->applied_sig = client_other_sig(s->client);
 		s->applied_other = has_other_params(s, s->client);
 		canonicalize(s, s->client);
 	}
@@ -1309,7 +1338,7 @@ void server_assign(server_t *s, client_t *c)
 	bool welcome_only = !c->welcomed && s->pool->pool_mode != POOL_SESSION &&
 			    !c->replication && s->pool->params_known && stream_input_len(&c->st) == 0;
 	/* another client's startup settings on S: undone first (its own stay its own) */
-	bool unset = s->applied_other && s->applied_sig != c->param_sig;
+	bool unset = s->applied_other && s->applied_sig != client_other_sig(c);
 	if (!welcome_only &&
 	    (unset || s->synced_sig != client_sync_key(c) || s->synced_gen != s->params_gen)) {
 		const char *vals[2];
@@ -1338,6 +1367,14 @@ void server_release(server_t *s)
 	if (s->cancel_running && s->state == SV_ACTIVE) {
 		s->release_pending = true; /* a cancel must not hit the next client's query */
 		return;
+	}
+	if (s->state == SV_HOUSEKEEPING && s->pinned && s->pool->pool_mode != POOL_SESSION) {
+		/* it left while its server was asked what its session holds (pin.h) */
+		if (!rt->cfg->server_reset_query[0]) {
+			server_disconnect(s, "pinned client left (no server_reset_query)");
+			return;
+		}
+		s->hk_plan |= HK_RESET;
 	}
 	if (s->state != SV_ACTIVE)
 		return; /* housekeeping goes on and ends in idle; closing servers stay closed */
@@ -1374,10 +1411,16 @@ void server_release(server_t *s)
 		server_disconnect(s, "client left inside a transaction (no server_reset_query)");
 		return;
 	}
+	/* a pinned client's session state (pin.h) goes with server_reset_query, as a
+	 * session client's */
+	if (s->pinned && s->pool->pool_mode != POOL_SESSION && !rt->cfg->server_reset_query[0]) {
+		server_disconnect(s, "pinned client left (no server_reset_query)");
+		return;
+	}
 	unsigned plan = 0;
 	if (s->tx_status != 'I')
 		plan |= HK_ROLLBACK;
-	if ((s->pool->pool_mode == POOL_SESSION || left_mid_xact ||
+	if ((s->pool->pool_mode == POOL_SESSION || left_mid_xact || s->pinned ||
 	     rt->cfg->server_reset_query_always) &&
 	    rt->cfg->server_reset_query[0])
 		plan |= HK_RESET;
@@ -1388,6 +1431,14 @@ void server_release(server_t *s)
 		return;
 	}
 	hk_start(s, plan);
+}
+
+void server_probe(server_t *s)
+{
+	if (s->state != SV_ACTIVE || !s->client)
+		fatal("server %llu: probed in state %s", (unsigned long long)s->id,
+		      server_state_name(s->state));
+	hk_start(s, HK_PROBE);
 }
 
 void server_run_task(server_t *s, struct server_task *t)

@@ -327,7 +327,9 @@ static const struct proto_column pools_cols[] = {
     {"sv_used", OID_INT4, 4},          {"sv_tested", OID_INT4, 4},
     {"sv_login", OID_INT4, 4},         {"maxwait", OID_INT4, 4},
     {"maxwait_us", OID_INT4, 4},       {"pool_mode", OID_TEXT, -1},
-    {"load_balance_hosts", OID_TEXT, -1}};
+    {"load_balance_hosts", OID_TEXT, -1},
+    /* pgcoro's: clients keeping their servers across transactions (pin.h) */
+    {"cl_pinned", OID_INT4, 4}};
 
 static void show_pools(void)
 {
@@ -348,6 +350,7 @@ static void show_pools(void)
 		showrow_int(14, (int64_t)((w - (double)(int64_t)w) * 1e6));
 		showrow_str(15, cfg_pool_mode_name(p->pool_mode));
 		showrow_str(16, load_balance_of(cfg_find_db(rt->cfg, p->dbname)));
+		showrow_int(17, p->cl_pinned);
 		showrow_end();
 	}
 	showrow_str(0, SHOW_ADMIN_NAME); /* the console's pool */
@@ -357,6 +360,7 @@ static void show_pools(void)
 		showrow_int(i, 0);
 	showrow_str(15, "statement");
 	showrow_str(16, NULL);
+	showrow_int(17, 0);
 	showrow_end();
 }
 

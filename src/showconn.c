@@ -13,6 +13,7 @@
 #include "client.h"
 #include "config.h"
 #include "list.h"
+#include "pin.h"
 #include "pool.h"
 #include "prepared.h"
 #include "runtime.h"
@@ -25,23 +26,30 @@ void showconn_init(struct runtime *r) { rt = r; }
 
 #define NBASE 21 /* CLIENTS and SERVERS; SOCKETS adds the seven buffer columns */
 
-static const struct proto_column conn_cols[] = {
-    {"type", OID_TEXT, -1},         {"user", OID_TEXT, -1},
-    {"database", OID_TEXT, -1},     {"replication", OID_TEXT, -1},
-    {"state", OID_TEXT, -1},        {"addr", OID_TEXT, -1},
-    {"port", OID_INT4, 4},          {"local_addr", OID_TEXT, -1},
-    {"local_port", OID_INT4, 4},    {"connect_time", OID_TEXT, -1},
-    {"request_time", OID_TEXT, -1}, {"wait", OID_INT4, 4},
-    {"wait_us", OID_INT4, 4},       {"close_needed", OID_INT4, 4},
-    {"ptr", OID_TEXT, -1},          {"link", OID_TEXT, -1},
-    {"remote_pid", OID_INT4, 4},    {"tls", OID_TEXT, -1},
-    {"application_name", OID_TEXT, -1}, {"prepared_statements", OID_INT4, 4},
-    {"id", OID_INT4, 4},
-    /* SOCKETS only */
-    {"recv_pos", OID_INT4, 4},      {"pkt_pos", OID_INT4, 4},
-    {"pkt_remain", OID_INT4, 4},    {"send_pos", OID_INT4, 4},
-    {"send_remain", OID_INT4, 4},   {"pkt_avail", OID_INT4, 4},
-    {"send_avail", OID_INT4, 4}};
+#define BASE_COLS                                                                                \
+	{"type", OID_TEXT, -1}, {"user", OID_TEXT, -1}, {"database", OID_TEXT, -1},               \
+	    {"replication", OID_TEXT, -1}, {"state", OID_TEXT, -1}, {"addr", OID_TEXT, -1},        \
+	    {"port", OID_INT4, 4}, {"local_addr", OID_TEXT, -1}, {"local_port", OID_INT4, 4},      \
+	    {"connect_time", OID_TEXT, -1}, {"request_time", OID_TEXT, -1}, {"wait", OID_INT4, 4}, \
+	    {"wait_us", OID_INT4, 4}, {"close_needed", OID_INT4, 4}, {"ptr", OID_TEXT, -1},        \
+	    {"link", OID_TEXT, -1}, {"remote_pid", OID_INT4, 4}, {"tls", OID_TEXT, -1},            \
+	    {"application_name", OID_TEXT, -1}, {"prepared_statements", OID_INT4, 4},             \
+	    {"id", OID_INT4, 4}
+/* pgcoro's, after PgBouncer's: why the client keeps its server across transactions (pin.h),
+ * "" if it does not */
+#define PIN_COL {"pinned", OID_TEXT, -1}
+
+static const struct proto_column conn_cols[] = {BASE_COLS, PIN_COL};
+static const struct proto_column sock_cols[] = {
+    BASE_COLS,
+    {"recv_pos", OID_INT4, 4},
+    {"pkt_pos", OID_INT4, 4},
+    {"pkt_remain", OID_INT4, 4},
+    {"send_pos", OID_INT4, 4},
+    {"send_remain", OID_INT4, 4},
+    {"pkt_avail", OID_INT4, 4},
+    {"send_avail", OID_INT4, 4},
+    PIN_COL};
 
 static bool with_buffers; /* the result being built is SOCKETS or ACTIVE_SOCKETS */
 static bool only_busy;    /* ACTIVE_SOCKETS: rows of connections with bytes buffered */
@@ -50,7 +58,10 @@ static void header(bool buffers, bool busy)
 {
 	with_buffers = buffers;
 	only_busy = busy;
-	showrow_begin(conn_cols, buffers ? (int)(sizeof(conn_cols) / sizeof(conn_cols[0])) : NBASE);
+	if (buffers)
+		showrow_begin(sock_cols, (int)(sizeof(sock_cols) / sizeof(sock_cols[0])));
+	else
+		showrow_begin(conn_cols, (int)(sizeof(conn_cols) / sizeof(conn_cols[0])));
 }
 
 /* Wall-clock text of the monotonic instant AT (rt_now() seconds) into cell I. */
@@ -89,9 +100,11 @@ static void cell_local(int i, int fd)
 	showrow_copy(i, text);
 }
 
-/* Cells close_needed .. id, the buffer cells of ST when listed, then the row. */
+/* Cells close_needed .. pinned (PINS: pin.h reasons), the buffer cells of ST when listed,
+ * then the row. */
 static void row_end(int close_needed, const void *self, const void *link, int remote_pid,
-		    const char *app, int prepared, uint64_t id, const struct stream *st)
+		    const char *app, int prepared, uint64_t id, uint32_t pins,
+		    const struct stream *st)
 {
 	showrow_int(13, close_needed);
 	showrow_fmt(14, "%p", self);
@@ -104,12 +117,15 @@ static void row_end(int close_needed, const void *self, const void *link, int re
 	showrow_str(18, app);
 	showrow_int(19, prepared);
 	showrow_uint(20, id);
+	int at = NBASE;
 	if (with_buffers) {
-		for (int i = 21; i <= 25; i++)
-			showrow_int(i, 0);
-		showrow_int(26, st ? (int64_t)stream_input_len(st) : 0);
-		showrow_int(27, st ? (int64_t)stream_output_len(st) : 0);
+		for (int i = 0; i < 5; i++)
+			showrow_int(at++, 0);
+		showrow_int(at++, st ? (int64_t)stream_input_len(st) : 0);
+		showrow_int(at++, st ? (int64_t)stream_output_len(st) : 0);
 	}
+	char why[96];
+	showrow_copy(at, pin_reasons(pins, why, sizeof(why)));
 	showrow_end();
 }
 
@@ -150,7 +166,8 @@ static void client_row(const client_t *c, const char *state, double now)
 	double w = c->state == CL_WAITING ? now - c->since : 0;
 	showrow_int(11, (int64_t)w);
 	showrow_int(12, (int64_t)((w - (double)(int64_t)w) * 1e6));
-	row_end(0, c, c->server, 0, client_app_name(c), (int)prep_client_count(c), c->id, &c->st);
+	row_end(0, c, c->server, 0, client_app_name(c), (int)prep_client_count(c), c->id, c->pins,
+		&c->st);
 }
 
 /* Rows of the clients on H: STATE, or, when IDLE_STATE is set, that for those without a
@@ -199,7 +216,7 @@ static void server_row(const server_t *s, const char *state, double now)
 	showrow_int(12, 0);
 	row_end(s->conn_gen != p->conn_gen, s, s->client, open ? (int)s->backend_pid : 0,
 		s->params[0] ? s->params[0] : "", (int)prep_server_count(s), s->id,
-		open ? &s->st : NULL);
+		s->client ? s->client->pins : 0, open ? &s->st : NULL);
 }
 
 static void server_rows(const struct list_head *h, const char *state, double now)

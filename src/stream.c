@@ -331,6 +331,31 @@ static bool make_room(struct stream *st)
 	return true;
 }
 
+bool stream_input_replace(struct stream *st, size_t off, size_t old_len, const void *bytes,
+			  size_t len)
+{
+	if (off > st->ilen || old_len > st->ilen - off)
+		stream_overrun(st, off + old_len);
+	size_t rest = st->ilen - off - old_len, need = off + len + rest;
+	if (need > UINT32_MAX / 2)
+		return false;
+	uint32_t cap = need < KEEP_MIN ? KEEP_MIN : (uint32_t)need;
+	uint8_t *b = ibuf_get(cap);
+	if (!b)
+		return false;
+	memcpy(b, st->ip, off);
+	memcpy(b + off, bytes, len);
+	memcpy(b + off + len, st->ip + off + old_len, rest);
+	/* the scratch buffer (inside a read callback) is not ibuf: keep_input copies from ip,
+	 * which is now B, and frees B after */
+	ibuf_put(st->ibuf, st->icap);
+	st->ibuf = b;
+	st->icap = cap;
+	st->ip = b;
+	st->ilen = (uint32_t)need;
+	return true;
+}
+
 static void tls_handshake(struct stream *st);
 
 /* One read and its hand-over to the owner; TLS is a constant in each of the two copies

@@ -780,7 +780,31 @@ def seeds_tls():
         write('tls', k, v)
 
 
-# ---- dictionaries --------------------------------------------------------------------
+# ---- sessstate (statement texts) ------------------------------------------------------
+
+def seeds_sessstate():
+    for name, text in [
+        ('pgbench-select', 'SELECT abalance FROM pgbench_accounts WHERE aid = $1'),
+        ('pgbench-update', 'UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2'),
+        ('prepare', 'PREPARE p (int, text) AS SELECT $1; PREPARE TRANSACTION \'x\''),
+        ('declare', 'DECLARE c BINARY NO SCROLL CURSOR WITH /* c */ HOLD FOR SELECT 1'),
+        ('set', 'SET LOCAL a = 1; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;'
+                ' RESET ALL; set_config(\'a\', \'b\', false)'),
+        ('discard', 'DISCARD ALL; DEALLOCATE p; CLOSE c; DROP TABLE t; DISCARD TEMP'),
+        ('advisory', 'SELECT pg_catalog.pg_advisory_lock(1), "pg_try_advisory_lock_shared"(2),'
+                     ' pg_advisory_xact_lock(3), pg_advisory_unlock_all()'),
+        ('temp', 'CREATE GLOBAL TEMPORARY TABLE t (a int) ON COMMIT DROP;'
+                 ' CREATE OR REPLACE FUNCTION pg_temp.f() RETURNS int AS \'select 1\' LANGUAGE sql'),
+        ('into', 'WITH a AS (SELECT 1) SELECT * INTO UNLOGGED TABLE t FROM a; SELECT 1 INTO TEMP u'),
+        ('load', "LOAD 'auto_explain'; SELECT 'LOAD'"),
+        ('quotes', "SELECT E'\\'; PREPARE', 'it''s', \"a\"\"b\", $$ ; $$, $t$ $ $t$, $1, a$$b;"
+                   " PREPARE q AS SELECT 1"),
+        ('comments', '/* a /* nested */ comment */ -- line\rSET x = 1 -- ; PREPARE\n; LOAD \'x\''),
+        ('nul', b'SELECT 1\0; PREPARE p AS SELECT \'\0\''),
+        ('unterminated', 'SELECT 1; SET x = 1; SELECT $q$ ; PREPARE p AS SELECT 1'),
+    ]:
+        write('sessstate', name, text if isinstance(text, bytes) else text.encode())
+
 
 # ---- takeover (SHOW FDS) --------------------------------------------------------------
 
@@ -870,6 +894,8 @@ def seeds_authquery():
         write('authquery', name, data)
 
 
+# ---- dictionaries --------------------------------------------------------------------
+
 def dict_escape(w):
     if isinstance(w, str):
         w = w.encode()
@@ -932,6 +958,17 @@ def dicts():
                          'alice\0', 'bob\0', 'carol\0', 'admin\0', 'stats\0', 'trustee\0',
                          SSL_REQUEST, GSS_REQUEST, struct.pack('>I', 196608),
                          struct.pack('>I', 80877102), b'\xf0', b'\xf2', b'\x16\x03\x01'])
+    write_dict('sessstate', ['PREPARE', 'TRANSACTION', 'DECLARE', 'CURSOR', 'WITH', 'HOLD',
+                             'WITHOUT', 'FOR', 'SET', 'LOCAL', 'SESSION', 'CONSTRAINTS',
+                             'CHARACTERISTICS', 'ROLE', 'RESET', 'ALL', 'DISCARD', 'TEMP',
+                             'TEMPORARY', 'DEALLOCATE', 'CLOSE', 'DROP', 'LOAD', 'CREATE', 'OR',
+                             'REPLACE', 'GLOBAL', 'UNLOGGED', 'TABLE', 'SELECT', 'INTO', 'pg_temp',
+                             'pg_temp_1', 'pg_catalog.', 'set_config', 'pg_advisory_lock',
+                             'pg_advisory_lock_shared', 'pg_try_advisory_lock',
+                             'pg_try_advisory_lock_shared', 'pg_advisory_unlock',
+                             'pg_advisory_unlock_shared', 'pg_advisory_unlock_all',
+                             'pg_advisory_xact_lock', ';', "'", "''", "E'", '\\', '"', '""',
+                             '$$', '$t$', '$1', '--', '\n', '/*', '*/', ' ', '\0'])
     write_dict('relay', ['PGCORO_', 'PGCORO_MARKER', 'DISCARD ALL', 'DEALLOCATE ALL', 'PREPARE',
                          'DEALLOCATE', '26000', 'does not exist', 'BEGIN', 'COMMIT',
                          'ROLLBACK', 'LISTEN ', 'UNLISTEN *', 'application_name\0',
@@ -960,6 +997,7 @@ def main():
     seeds_srvlogin()
     seeds_takeover()
     seeds_authquery()
+    seeds_sessstate()
 
 
 if __name__ == '__main__':

@@ -1378,14 +1378,39 @@ def wire_exec(w, sql):
 JDBC_JAR = "/usr/share/java/postgresql.jar"
 
 
-def run_jdbc(inst, program, *args, timeout=240):
-    """Runs tests/integration/java/PROGRAM.java with pgjdbc against INST's database
-    postgres as APP_USER, with ARGS after the URL, user and password. Returns its exit
-    code and output (stdout then stderr)."""
+def run_jdbc(inst, program, *args, timeout=240, db="postgres", checkpoint=None):
+    """Runs tests/integration/java/PROGRAM.java with pgjdbc against INST's database DB
+    (INST: anything with host, port and db(alias)) as APP_USER, with ARGS after the URL,
+    user and password. CHECKPOINT: called with each line of its output that starts with
+    '@' (the program then waits for a line on its stdin, sent when the call returns).
+    Returns its exit code and output (stdout then stderr); killed after TIMEOUT."""
     assert shutil.which("java") and os.path.exists(JDBC_JAR), \
         "needs default-jdk-headless and libpostgresql-jdbc-java (make deps)"
     src = os.path.join(HERE, "java", f"{program}.java")
-    url = f"jdbc:postgresql://{inst.host}:{inst.port}/{inst.db('postgres')}?sslmode=disable"
-    r = subprocess.run(["java", "-cp", JDBC_JAR, src, url, APP_USER, APP_PASS, *args],
-                       capture_output=True, text=True, timeout=timeout, env=clean_env())
-    return r.returncode, r.stdout + r.stderr
+    url = f"jdbc:postgresql://{inst.host}:{inst.port}/{inst.db(db)}?sslmode=disable"
+    argv = ["java", "-cp", JDBC_JAR, src, url, APP_USER, APP_PASS, *args]
+    if checkpoint is None:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                           env=clean_env())
+        return r.returncode, r.stdout + r.stderr
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=err, text=True, env=clean_env())
+        timer = threading.Timer(timeout, proc.kill)  # a hung program: its own pid only
+        timer.start()
+        try:
+            out = []
+            for line in proc.stdout:
+                out.append(line)
+                if line.startswith("@"):
+                    checkpoint(line.rstrip("\n"))
+                    proc.stdin.write("\n")
+                    proc.stdin.flush()
+            rc = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err.seek(0)
+        return rc, "".join(out) + err.read()

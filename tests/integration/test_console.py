@@ -99,7 +99,11 @@ PGB_126_ROWS = {
 }
 # pgcoro's own columns after PgBouncer's
 PGCORO_EXTRA = {"STATS": [("total_requests", N), ("avg_req", N)],
-                "DATABASES": [("reserve_pool", I4)]}
+                "DATABASES": [("reserve_pool", I4)],
+                # pin_session_state (pin.h): who keeps a server across transactions, and why
+                "POOLS": [("cl_pinned", I4)],
+                **{w: [("pinned", T)] for w in ("CLIENTS", "SERVERS", "SOCKETS",
+                                                   "ACTIVE_SOCKETS")}}
 RENAMED_SINCE_118 = {("DATABASES", "reserve_pool"): "reserve_pool_size"}
 
 

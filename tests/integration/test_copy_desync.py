@@ -53,8 +53,10 @@ def test_early_copydone_does_not_hand_server_over_mid_request(pgcoro_factory, ho
     """Victim B waits for the pool's only server while attacker A holds it; A's pipeline
     releases the server at its COPY's ReadyForQuery although its SELECT still runs. B's
     simple query must get B's own answer."""
+    # pin_session_state off: the attack's temporary table would pin A to its server (then
+    # no hand-over happens at all); the relay's own release rule is what is tested here
     inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 1,
-                                    "max_prepared_statements": 0})
+                                    "max_prepared_statements": 0, "pin_session_state": "off"})
     a = Wire.to(inst)
     b = Wire.to(inst)
     try:
@@ -83,7 +85,8 @@ def test_victims_rows_never_reach_a_third_client(pgcoro_factory, prepared):
     B's server was released on A's ReadyForQuery and handed to C, the next waiting client.
     C must never see B's row."""
     inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 1,
-                                    "max_prepared_statements": prepared})
+                                    "max_prepared_statements": prepared,
+                                    "pin_session_state": "off"})  # see above
     a, b, c = Wire.to(inst), Wire.to(inst), Wire.to(inst)
     try:
         for w in (a, b, c):
@@ -115,8 +118,10 @@ def test_stale_copy_state_does_not_hand_server_over_mid_request(pgcoro_factory):
     !copy_end_early, which the later Query reset). The server is released so marked; on
     its next hand-out a Sync passes as COPY traffic, uncounted, and its ReadyForQuery
     releases the server while the Query behind it still runs."""
+    # pin_session_state off: the attack's temporary table would pin A to its server (then
+    # no hand-over happens at all); the relay's own release rule is what is tested here
     inst = pgcoro_factory(settings={"pool_mode": "transaction", "default_pool_size": 1,
-                                    "max_prepared_statements": 0})
+                                    "max_prepared_statements": 0, "pin_session_state": "off"})
     a, b = Wire.to(inst), Wire.to(inst)
     try:
         a.login()

@@ -134,8 +134,11 @@ def test_startup_value_then_set(pgcoro_factory):
 
 @pytest.mark.parametrize("extra", ["IntervalStyle, default_transaction_read_only", ""])
 def test_track_extra_parameters(pgcoro_factory, extra):
-    """default_transaction_read_only is reported by PostgreSQL 15: tracked when listed."""
-    inst = txn_inst(pgcoro_factory, track_extra_parameters=f'"{extra}"' if extra else '""')
+    """default_transaction_read_only is reported by PostgreSQL 15: tracked when listed.
+    (With pin_session_state on, the default, a SET of it is carried as any other setting:
+    test_pinning.py; here it is off, to see the tracking alone.)"""
+    inst = txn_inst(pgcoro_factory, track_extra_parameters=f'"{extra}"' if extra else '""',
+                    pin_session_state="off")
     holder = Holder(inst)
     a = Wire.to(inst)
     a.login()

@@ -661,7 +661,7 @@ START_TEST(test_bad_users)
 	             "statement");
 	expect_error("[users]\nbob = min_pool_size=3\n", 2,
 	             "user \"bob\": unknown setting \"min_pool_size\" (known: pool_mode, "
-	             "pool_size, reserve_pool_size, max_user_connections, "
+	             "pin_session_state, pool_size, reserve_pool_size, max_user_connections, "
 	             "max_user_client_connections, query_timeout, query_wait_timeout, "
 	             "idle_transaction_timeout, client_idle_timeout, transaction_timeout)");
 	expect_error("[users]\n\nbob = pool_mode=session pool_size=0\n", 3,
