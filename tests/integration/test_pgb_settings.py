@@ -63,9 +63,11 @@ def test_application_name_untouched_by_default(pgcoro_factory, pg, setdb):
 @pytest.mark.parametrize("always", [0, 1])
 def test_server_reset_query_always(pgcoro_factory, pg, setdb, always):
     """Pool of one server: what A leaves in the session (a custom setting set for the
-    session, outside any transaction block) reaches B without the key, and not with it."""
+    session, outside any transaction block) reaches B without the key, and not with it.
+    (pin_session_state off, PgBouncer's behaviour: with on, the default, A's setting is
+    A's and B never sees it: test_pinning.py.)"""
     inst = start(pgcoro_factory, pg, server_reset_query_always=always,
-                 server_reset_query="DISCARD ALL")
+                 server_reset_query="DISCARD ALL", pin_session_state="off")
     with wire(inst) as a:
         pid_a = a.query("SELECT pg_backend_pid()")
         a.query("SELECT set_config('pgcoro_test.left', 'behind', false)")
