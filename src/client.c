@@ -734,8 +734,11 @@ void client_refuse_query(client_t *c)
 
 bool client_at_rest(client_t *c)
 {
+	/* settings move with it (takeover.c: as startup settings), within the row's room;
+	 * pins and what a statement of its may do yet do not */
 	if (c->login || c->replication || c->st.tls || c->prep || c->notify || c->listenstmt ||
-	    c->pins || c->pin_check || c->settings ||
+	    c->pins || c->pin_check || c->pin_stmts ||
+	    (c->settings && c->nparams + c->settings->n > CLIENT_MAX_PARAMS) ||
 	    !c->welcomed || stream_input_len(&c->st) > 0 || stream_output_len(&c->st) > 0)
 		return false;
 	if (c->state == CL_IDLE)

@@ -30,6 +30,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "pin.h"
 #include "pool.h"
 #include "proto.h"
 #include "runtime.h"
@@ -253,6 +254,10 @@ static const char *client_all(const client_t *c)
 	for (int i = 0; c->session_params && i < SERVER_NPARAMS; i++)
 		if (!seen[i] && c->session_params[i])
 			put_param(&all_params, server_param_names[i], c->session_params[i]);
+	/* the settings its session SET (pin.h) go last: the new process applies them as
+	 * startup settings, on each server, after those (as the session's values stand) */
+	for (int i = 0; c->settings && i < c->settings->n; i++)
+		put_param(&all_params, c->settings->kv[2 * i], c->settings->kv[2 * i + 1]);
 	proto_put_u8(&all_params, 0);
 	return all_params.failed ? NULL : (const char *)all_params.data;
 }

@@ -551,7 +551,6 @@ def test_question_is_not_answered_by_the_clients_operators(pg, pinrev, pgcoro_fa
 # moved with its connection. (A pinned client holds its server: the takeover waits
 # suspend_timeout for it, then it is closed too -- the README says so.)
 
-@pytest.mark.xfail(strict=True, reason="known limit: -R does not move a client with carried settings; it is closed as a busy one (README)")
 def test_online_restart_moves_a_client_with_settings(pg, pinrev, pgcoro_factory):
     inst = start(pgcoro_factory, pg, pool_size=2, settings={"suspend_timeout": 5})
     inst.bin_path = inst.proc.args[0]
@@ -569,6 +568,12 @@ def test_online_restart_moves_a_client_with_settings(pg, pinrev, pgcoro_factory)
             raise
         assert one(plain, "SELECT 1") == 1  # moved
         assert one(setter, "SHOW client_min_messages") == "warning"
+        # still its own: another client of the new process does not see it
+        other = connect(inst)
+        try:
+            assert one(other, "SHOW client_min_messages") == "notice"
+        finally:
+            other.close()
     finally:
         plain.close()
         setter.close()
