@@ -12,7 +12,7 @@ import pytest
 
 from conftest import (APP_PASS, APP_USER, SYNC, Wire, bind, execute, parse,
                       recreate_database, tls_settings, wait_until)
-from test_takeover import adopt, spawn_reboot
+from test_takeover import reboot
 
 pytestmark = pytest.mark.pooler_only
 
@@ -545,27 +545,20 @@ def test_question_is_not_answered_by_the_clients_operators(pg, pinrev, pgcoro_fa
 
 
 # ---------------------------------------------------------------------------------------
-# FINDING (Medium, operational): client_at_rest refuses a client that carries settings,
-# so an online restart (-R) closes every transaction-mode client that ever ran a SET
-# (ORMs SET search_path, client_min_messages... at connect), where before this branch it
-# moved with its connection. (A pinned client holds its server: the takeover waits
-# suspend_timeout for it, then it is closed too -- the README says so.)
+# FINDING (Medium, operational, fixed): client_at_rest refused a client that carries
+# settings, so an online restart (-R) closed every transaction-mode client that ever ran a
+# SET (ORMs SET search_path, client_min_messages... at connect). Its settings now move as
+# startup settings. (A pinned client holds its server: the takeover waits suspend_timeout
+# for it, then it is closed -- the README says so.)
 
 def test_online_restart_moves_a_client_with_settings(pg, pinrev, pgcoro_factory):
     inst = start(pgcoro_factory, pg, pool_size=2, settings={"suspend_timeout": 5})
-    inst.bin_path = inst.proc.args[0]
     plain, setter = connect(inst), connect(inst)
     try:
         one(plain, "SELECT 1")
         one(setter, "SET client_min_messages = warning")
         wait_until(lambda: pool_row(inst)["sv_active"] == 0, "both released")
-        proc, logpath = spawn_reboot(inst)
-        try:
-            adopt(inst, proc, logpath)
-        except BaseException:
-            proc.kill()
-            proc.wait(timeout=30)
-            raise
+        reboot(inst)
         assert one(plain, "SELECT 1") == 1  # moved
         assert one(setter, "SHOW client_min_messages") == "warning"
         # still its own: another client of the new process does not see it
