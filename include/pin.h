@@ -71,12 +71,7 @@ struct pin_settings {
  * bytes at hand, LEN its length field) before pin_client_msg can look at it: a Query or
  * Parse up to PIN_TEXT_MAX whole, a Bind's or Close's names. Only for messages
  * pin_looks_at. */
-bool pin_must_wait_slow(const client_t *c, const uint8_t *msg, size_t avail, uint32_t len);
-static inline bool pin_must_wait(const client_t *c, const uint8_t *msg, size_t avail,
-				 uint32_t len)
-{
-	return avail <= len && pin_must_wait_slow(c, msg, avail, len); /* whole: never */
-}
+bool pin_must_wait(const client_t *c, const uint8_t *msg, size_t avail, uint32_t len);
 
 /* What the relay does after pin_client_msg. */
 enum pin_look {

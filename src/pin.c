@@ -328,8 +328,10 @@ static void stmt_used(client_t *c, const uint8_t *msg, size_t have)
 	c->pin_check |= (uint8_t)fx;
 }
 
-bool pin_must_wait_slow(const client_t *c, const uint8_t *msg, size_t avail, uint32_t len)
+bool pin_must_wait(const client_t *c, const uint8_t *msg, size_t avail, uint32_t len)
 {
+	if (avail > len)
+		return false; /* whole */
 	if (msg[0] == 'Q' || msg[0] == 'P')
 		return len < PIN_TEXT_MAX;
 	if (avail >= PIN_HEAD_MAX || avail <= PROTO_HDR)
